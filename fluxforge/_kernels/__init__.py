@@ -1,0 +1,1 @@
+"""Compiled Cython feature kernels (built from cython_ext/*.pyx by setup.py)."""

@@ -1,0 +1,1 @@
+"""Subcommands of `fluxforge`: one module each, exposing `register(subparsers)`."""

@@ -1,0 +1,307 @@
+"""The whole FluxForge configuration as pydantic models, loaded from one YAML file.
+
+Why one module: every service reads the same file (`/etc/fluxforge/config.yaml`),
+so a typo must fail the same way everywhere, naming the field path and the reason,
+and the process must exit 78 (EX_CONFIG) so systemd's RestartPreventExitStatus=78
+stops a crash loop.
+
+Secrets never need to live in the file: any string value may be written as
+`${env:NAME}` (read from the environment) or `${credential:NAME}` (read from
+`$CREDENTIALS_DIRECTORY/NAME`, i.e. systemd's LoadCredential=).  Masking for
+display is done by `masked_dump()`.
+"""
+from __future__ import annotations
+
+import os
+import re
+import socket
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+EX_CONFIG = 78
+DEFAULT_CONFIG_PATH = Path("/etc/fluxforge/config.yaml")
+CHANNELS = ("orderbook", "trades", "ticker")
+
+_SECRET_KEY = re.compile(r"(secret|password|passphrase|token|apikey|api_key|privatekey|private_key|access_key|uid)", re.I)
+_REF = re.compile(r"^\$\{(env|credential):([A-Za-z0-9_.\-]+)\}$")
+
+
+class ConfigError(Exception):
+    """Invalid configuration: the message names the field path and the reason."""
+
+    exit_code = EX_CONFIG
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class FeatureOptions(_Model):
+    """Options of the Cython feature kernels (docs/features.md explains each)."""
+
+    max_levels: int = Field(10, ge=1, le=50)
+    ofi_levels: int = Field(5, ge=1, le=50)
+    ofi_decay_alpha: float = Field(0.0, ge=0.0, description="0 = equal weights; w_i = exp(-alpha*i)")
+    bands_bps: list[float] = Field(default_factory=lambda: [5.0, 10.0, 25.0, 50.0])
+    horizons: list[float] = Field(default_factory=lambda: [1.0, 5.0, 30.0, 60.0])
+    bar_durations: list[int] = Field(default_factory=lambda: [1, 5, 30, 60])
+    hf_emit_interval: float = Field(1.0, ge=0.0)
+    tight_spread_threshold: float = Field(1e-4, gt=0.0, description="relative spread at or below which the book is 'tight'")
+    use_dynamic_spread_regime: bool = True
+    spread_regime_window: float = Field(300.0, gt=0.0, description="seconds")
+    spread_tight_percentile: float = Field(25.0, ge=0.0, le=100.0)
+    spread_wide_percentile: float = Field(75.0, ge=0.0, le=100.0)
+    kyle_lambda_window: float = Field(60.0, gt=0.0, description="seconds")
+    enable_vpin: bool = True
+    vpin_bucket_volume: float = Field(10.0, gt=0.0, description="base units per volume bucket")
+    vpin_window_buckets: int = Field(50, ge=1)
+    keep_raw_arrays: bool = False
+
+    @field_validator("bands_bps", "horizons")
+    @classmethod
+    def _positive_increasing(cls, v: list[float]) -> list[float]:
+        if not v:
+            raise ValueError("must not be empty")
+        if any(x <= 0 for x in v) or any(b <= a for a, b in zip(v, v[1:])):
+            raise ValueError("must be positive and strictly increasing")
+        return v
+
+    @field_validator("bar_durations")
+    @classmethod
+    def _bar_durations(cls, v: list[int]) -> list[int]:
+        if any(x <= 0 for x in v) or any(b <= a for a, b in zip(v, v[1:])):
+            raise ValueError("must be positive whole seconds, strictly increasing")
+        return v
+
+    @model_validator(mode="after")
+    def _levels(self) -> "FeatureOptions":
+        if self.ofi_levels > self.max_levels:
+            raise ValueError("ofi_levels must be <= max_levels")
+        if self.spread_tight_percentile >= self.spread_wide_percentile:
+            raise ValueError("spread_tight_percentile must be < spread_wide_percentile")
+        return self
+
+
+class ExchangeConfig(_Model):
+    """One exchange: `ccxt` goes verbatim to the ccxt.pro constructor."""
+
+    name: str = Field(..., description="ccxt.pro exchange id, e.g. binance, okx")
+    ccxt: dict[str, Any] = Field(default_factory=dict)
+    symbols: list[str] = Field(..., min_length=1)
+    channels: list[Literal["orderbook", "trades", "ticker"]] = Field(default_factory=lambda: list(CHANNELS))
+    book_depth: int = Field(50, ge=1, le=1000)
+
+    @field_validator("symbols")
+    @classmethod
+    def _unified(cls, v: list[str]) -> list[str]:
+        for s in v:
+            if "/" not in s:
+                raise ValueError(f"{s!r} is not a ccxt unified symbol like 'BTC/USDT'")
+        if len(set(v)) != len(v):
+            raise ValueError("symbols must be unique")
+        return v
+
+
+class CollectorConfig(_Model):
+    flush_interval: float = Field(1.0, gt=0.0, le=60.0, description="seconds between fsync'd journal flushes")
+    segment_max_mb: float = Field(64.0, gt=0.0)
+    segment_max_seconds: float = Field(3600.0, gt=0.0)
+    queue_max: int = Field(20000, ge=10)
+    overflow_policy: Literal["block", "drop"] = "block"
+    stall_timeout: float = Field(60.0, gt=0.0)
+    reconnect_backoff_initial: float = Field(1.0, gt=0.0)
+    reconnect_backoff_max: float = Field(60.0, gt=0.0)
+    max_concurrent_snapshots: int = Field(4, ge=1)
+    snapshot_spacing: float = Field(0.25, ge=0.0, description="seconds between book snapshot fetches")
+    min_free_mb: float = Field(64.0, ge=0.0, description="below this free space the collector drops with accounting")
+    max_loop_lag: float = Field(5.0, gt=0.0, description="watchdog health: event-loop lag, seconds")
+    max_queue_age: float = Field(30.0, gt=0.0, description="watchdog health: oldest queued item, seconds")
+    max_flush_age: float = Field(30.0, gt=0.0, description="watchdog health: time since last flush, seconds")
+
+
+class EtlConfig(_Model):
+    poll_interval: float = Field(2.0, gt=0.0, description="seconds, when inotify is unavailable")
+    row_group_rows: int = Field(65536, ge=1024)
+    features: FeatureOptions = Field(default_factory=FeatureOptions)
+
+
+class CompactionConfig(_Model):
+    min_age_days: int = Field(1, ge=1, description="partitions with date <= today-min_age_days (UTC) are closed")
+    target_file_mb: float = Field(128.0, gt=0.0)
+
+
+class SyncConfig(_Model):
+    enabled: bool = False
+    bucket: str | None = None
+    prefix: str = "fluxforge"
+    endpoint_url: str | None = None
+    region: str | None = None
+    addressing_style: Literal["auto", "virtual", "path"] = "auto"
+    aws_access_key_id: str | None = None
+    aws_secret_access_key: str | None = None
+    workers: int = Field(4, ge=1, le=64)
+    multipart_threshold_mb: float = Field(16.0, gt=0.0)
+    multipart_chunk_mb: float = Field(8.0, ge=5.0)
+    retry_mode: Literal["standard", "adaptive"] = "standard"
+    max_attempts: int = Field(5, ge=1)
+    checksum_algorithm: Literal["CRC32C", "SHA256", "CRC32", "SHA1"] = "CRC32C"
+    upload_bronze: bool = True
+    upload_features: bool = True
+    delete_after_upload: bool = False
+    require_time_sync: bool = True
+
+    @model_validator(mode="after")
+    def _bucket(self) -> "SyncConfig":
+        if self.enabled and not self.bucket:
+            raise ValueError("bucket is required when sync is enabled")
+        return self
+
+
+class RetentionConfig(_Model):
+    disk_high_watermark: float = Field(85.0, gt=0.0, le=100.0, description="percent used that triggers deletion")
+    disk_low_watermark: float = Field(75.0, gt=0.0, le=100.0, description="delete until usage is below this")
+    allow_unsynced_deletion: bool = False
+
+    @model_validator(mode="after")
+    def _marks(self) -> "RetentionConfig":
+        if self.disk_low_watermark > self.disk_high_watermark:
+            raise ValueError("disk_low_watermark must be <= disk_high_watermark")
+        return self
+
+
+class LoggingConfig(_Model):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["auto", "console", "json", "journald"] = "auto"
+
+
+class Config(_Model):
+    data_dir: Path = Path("/var/lib/fluxforge")
+    host_id: str = Field(default_factory=lambda: socket.gethostname().split(".")[0])
+    exchanges: list[ExchangeConfig] = Field(default_factory=list)
+    collector: CollectorConfig = Field(default_factory=CollectorConfig)
+    etl: EtlConfig = Field(default_factory=EtlConfig)
+    compaction: CompactionConfig = Field(default_factory=CompactionConfig)
+    sync: SyncConfig = Field(default_factory=SyncConfig)
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+
+    @field_validator("host_id")
+    @classmethod
+    def _host(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.]*", v):
+            raise ValueError("must be letters, digits, '_' or '.' (it is part of segment and S3 names; no '-' or '/')")
+        return v
+
+    @field_validator("exchanges")
+    @classmethod
+    def _unique_names(cls, v: list[ExchangeConfig]) -> list[ExchangeConfig]:
+        names = [e.name for e in v]
+        if len(set(names)) != len(names):
+            raise ValueError("exchange names must be unique")
+        return v
+
+    # Well-known places inside data_dir, so no module invents its own.
+    @property
+    def segments_dir(self) -> Path:
+        return self.data_dir / "segments"
+
+    @property
+    def features_dir(self) -> Path:
+        return self.data_dir / "features"
+
+    @property
+    def state_dir(self) -> Path:
+        return self.data_dir / "state"
+
+
+def _resolve_refs(node: Any, path: str = "") -> Any:
+    """Replace `${env:X}` / `${credential:X}` strings by their values."""
+    if isinstance(node, dict):
+        return {k: _resolve_refs(v, f"{path}.{k}" if path else str(k)) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_resolve_refs(v, f"{path}.{i}") for i, v in enumerate(node)]
+    if isinstance(node, str):
+        m = _REF.match(node)
+        if not m:
+            return node
+        kind, name = m.groups()
+        if kind == "env":
+            if name not in os.environ:
+                raise ConfigError(f"{path}: environment variable {name} is not set")
+            return os.environ[name]
+        cred_dir = os.environ.get("CREDENTIALS_DIRECTORY")
+        if not cred_dir:
+            raise ConfigError(f"{path}: credential {name!r} requested but $CREDENTIALS_DIRECTORY is not set (use LoadCredential=)")
+        try:
+            return (Path(cred_dir) / name).read_text().strip()
+        except OSError as e:
+            raise ConfigError(f"{path}: credential {name!r} cannot be read: {e.strerror}") from None
+    return node
+
+
+def _format_validation_error(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key"
+        lines.append(f"{loc}: {msg}")
+    return "; ".join(lines)
+
+
+def config_path(explicit: str | os.PathLike | None = None) -> Path:
+    """--config, else $FLUXFORGE_CONFIG, else /etc/fluxforge/config.yaml."""
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get("FLUXFORGE_CONFIG")
+    return Path(env) if env else DEFAULT_CONFIG_PATH
+
+
+def parse_config(data: Any, source: str = "<config>") -> Config:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: top level must be a mapping, not {type(data).__name__}")
+    data = _resolve_refs(data)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(f"{source}: {_format_validation_error(e)}") from None
+
+
+def load_config(explicit: str | os.PathLike | None = None) -> Config:
+    """Load and validate the config; raises ConfigError (exit 78) with the field path."""
+    path = config_path(explicit)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found (use --config or $FLUXFORGE_CONFIG)") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1} column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{path}:{where}: invalid YAML: {getattr(e, 'problem', e)}") from None
+    return parse_config(data, str(path))
+
+
+def mask_secrets(node: Any, key: str = "") -> Any:
+    """Deep copy with secret-looking values replaced by '***'."""
+    if isinstance(node, dict):
+        return {k: mask_secrets(v, str(k)) for k, v in node.items()}
+    if isinstance(node, list):
+        return [mask_secrets(v, key) for v in node]
+    if node is not None and key and _SECRET_KEY.search(key):
+        return "***"
+    return node
+
+
+def masked_dump(cfg: Config) -> dict[str, Any]:
+    """The effective config as plain data, secrets masked: safe to print or log."""
+    return mask_secrets(cfg.model_dump(mode="json"))

@@ -1,0 +1,108 @@
+"""Segment directories and their state machine (DESIGN decision 1).
+
+A segment is a directory `seg-<host>-<utc start>-<seq>/` holding one file per
+channel plus `manifest.json`.  Its *location* is its state:
+
+    segments/active/ -> ready/ -> processing/ -> done/
+                                        \\-> failed/ (+ reason.txt)
+
+and each state change is exactly one rename(2) of the directory, made durable by
+fsync of both parents.  Nothing else records state, so a crash can never leave
+the record and the data disagreeing.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .fsio import atomic_write_bytes, durable_rename
+
+STATES = ("active", "ready", "processing", "done", "failed")
+MANIFEST = "manifest.json"
+REASON = "reason.txt"
+_NAME = re.compile(r"^seg-(?P<host>[A-Za-z0-9_.]+)-(?P<start>\d{8}T\d{6}Z)-(?P<seq>\d{6,})$")
+
+
+@dataclass(frozen=True, order=True)
+class SegmentId:
+    """Parsed segment name; ordering is (start time, seq, host) = processing order."""
+
+    start: str  # YYYYmmddTHHMMSSZ (UTC)
+    seq: int
+    host: str
+
+    @property
+    def name(self) -> str:
+        return f"seg-{self.host}-{self.start}-{self.seq:06d}"
+
+    @property
+    def start_datetime(self) -> datetime:
+        return datetime.strptime(self.start, "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
+
+    @classmethod
+    def new(cls, host: str, seq: int, when: datetime | None = None) -> "SegmentId":
+        when = when or datetime.now(timezone.utc)
+        return cls(start=when.strftime("%Y%m%dT%H%M%SZ"), seq=seq, host=host)
+
+    @classmethod
+    def parse(cls, name: str) -> "SegmentId":
+        m = _NAME.match(name)
+        if not m:
+            raise ValueError(f"not a segment directory name: {name!r}")
+        return cls(start=m["start"], seq=int(m["seq"]), host=m["host"])
+
+    @classmethod
+    def is_segment_name(cls, name: str) -> bool:
+        return bool(_NAME.match(name))
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class SegmentStore:
+    """The five state directories under `<data_dir>/segments`."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    def ensure(self) -> "SegmentStore":
+        for s in STATES:
+            (self.root / s).mkdir(parents=True, exist_ok=True)
+        return self
+
+    def dir(self, state: str) -> Path:
+        if state not in STATES:
+            raise ValueError(f"unknown segment state {state!r}")
+        return self.root / state
+
+    def list(self, state: str) -> list[Path]:
+        """Segment directories in `state`, oldest first (hidden/temp names ignored)."""
+        d = self.dir(state)
+        if not d.is_dir():
+            return []
+        segs = [p for p in d.iterdir() if p.is_dir() and SegmentId.is_segment_name(p.name)]
+        return sorted(segs, key=lambda p: SegmentId.parse(p.name))
+
+    def path(self, state: str, seg: SegmentId | str) -> Path:
+        return self.dir(state) / str(seg)
+
+    def move(self, seg_dir: Path, state: str) -> Path:
+        """One durable rename of the segment directory into `state`; returns the new path."""
+        dst = self.dir(state) / seg_dir.name
+        durable_rename(seg_dir, dst)
+        return dst
+
+    def fail(self, seg_dir: Path, reason: str) -> Path:
+        """Write reason.txt inside the segment, then move it to failed/ (nothing is deleted)."""
+        atomic_write_bytes(seg_dir / REASON, (reason.rstrip() + "\n").encode())
+        return self.move(seg_dir, "failed")
+
+    def next_seq(self) -> int:
+        """1 + the highest seq of any segment in any state (so names never repeat)."""
+        best = 0
+        for s in STATES:
+            for p in self.list(s):
+                best = max(best, SegmentId.parse(p.name).seq)
+        return best + 1
