@@ -115,5 +115,13 @@ def check_bucket(target: S3Target) -> None:
     """HEAD the bucket once (with retries) so a missing bucket or bad key fails before any upload."""
     try:
         target.client.head_bucket(Bucket=target.bucket)
+        return
     except (ClientError, BotoCoreError) as e:
-        raise SyncError(fatal_message(e, target) or f"S3 bucket check failed: {error_code(e)}: {e}") from None
+        failure: BaseException = e
+    if error_code(failure) in ("400", "403"):
+        # A HEAD response has no body, so no error code: one GET tells which key S3 refused and why.
+        try:
+            target.client.list_objects_v2(Bucket=target.bucket, MaxKeys=1)
+        except (ClientError, BotoCoreError) as e:
+            failure = e
+    raise SyncError(fatal_message(failure, target) or f"S3 bucket check failed: {error_code(failure)}: {failure}")
