@@ -58,8 +58,9 @@ class EtlRunner:
         self.last: Outcome | None = None
 
     @classmethod
-    def from_config(cls, cfg: Config) -> "EtlRunner":
-        return cls(cfg.segments_dir, cfg.features_dir, cfg.state_dir, cfg.etl.features, cfg.etl.row_group_rows)
+    def from_config(cls, cfg: Config, engine_class=None) -> "EtlRunner":
+        return cls(cfg.segments_dir, cfg.features_dir, cfg.state_dir, cfg.etl.features,
+                   cfg.etl.row_group_rows, engine_class)
 
     def _load_checkpoint(self) -> Checkpoint:
         ckpt = self.checkpoints.load()
