@@ -11,8 +11,6 @@ ETL's ordering, reset and checkpoint mechanics independently of the kernels.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import pickle
 from pathlib import Path
 
@@ -21,8 +19,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from fluxforge import bronze
-from fluxforge.fsio import fsync_tree
-from fluxforge.segments import MANIFEST, SegmentId
+from fluxforge.bronze_finish import build_segment
+from fluxforge.segments import SegmentId, SegmentStore
 
 T0_MS = 1_723_075_200_000  # 2024-08-08T00:00:00Z
 
@@ -73,28 +71,22 @@ def synthetic_market(symbols=("BTC/USDT", "ETH/USDT"), exchange="binance", secon
             "events": by_recv(events)}
 
 
-def write_segment(parent: Path, seg: SegmentId, tables: dict[str, pa.Table], row_group_rows=10_000) -> Path:
-    """A finished segment directory: <channel>.parquet (ZSTD) + manifest.json, fsync'd."""
-    tmp = parent / f".{seg.name}.tmp"
-    tmp.mkdir(parents=True)
-    channels = {}
-    for channel, table in tables.items():
-        name = bronze.channel_file(channel, finished=True)
-        pq.write_table(table, tmp / name, compression="zstd", row_group_size=row_group_rows)
-        data = (tmp / name).read_bytes()
-        ts = table.column("timestamp").to_numpy(zero_copy_only=False) if table.num_rows else np.zeros(0)
-        channels[channel] = {"file": name, "rows": table.num_rows, "bytes": len(data),
-                             "sha256": hashlib.sha256(data).hexdigest(),
-                             "min_ts": int(np.nanmin(ts)) if len(ts) else None,
-                             "max_ts": int(np.nanmax(ts)) if len(ts) else None}
-    manifest = {"segment": seg.name, "host": seg.host, "seq": seg.seq,
-                "format_version": bronze.FORMAT_VERSION, "channels": channels,
-                "recovered": False, "torn_batches_dropped": 0}
-    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
-    fsync_tree(tmp)
-    final = parent / seg.name
-    tmp.rename(final)
-    return final
+def write_segment(parent: Path, seg: SegmentId, tables: dict[str, pa.Table]) -> Path:
+    """A finished segment directory in `parent`, made by the collector's own journals + finishing.
+
+    `parent` is usually a store's ready/; otherwise the segment is finished in a
+    scratch store next to it and moved in (one rename, like the collector).
+    """
+    parent = Path(parent)
+    if parent.name == "ready":
+        store = SegmentStore(parent.parent).ensure()
+    else:
+        store = SegmentStore(parent.parent / f".{parent.name}-build").ensure()
+    path = build_segment(store, seg.host, tables, when=seg.start_datetime, seq=seg.seq)
+    if path.parent != parent:
+        parent.mkdir(parents=True, exist_ok=True)
+        path = path.rename(parent / path.name)
+    return path
 
 
 def write_segments(parent: Path, tables: dict[str, pa.Table], n: int, host="testhost",
