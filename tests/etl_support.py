@@ -197,3 +197,47 @@ def read_tree(root: Path, kind: str = "hf") -> pa.Table:
 def tree_files(root: Path) -> dict[str, pa.Table]:
     """relative path -> table of every visible part file under root."""
     return {str(p.relative_to(root)): pq.read_table(p) for p in sorted(root.rglob("part-*.parquet"))}
+
+
+class NotifyListener:
+    """A $NOTIFY_SOCKET for a child process: collects sd_notify datagrams."""
+
+    def __init__(self, path: Path):
+        import socket
+        self.path = Path(path)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(self.path))
+        self.messages: list[str] = []
+
+    def wait_for(self, text: str, timeout: float) -> bool:
+        import time
+        deadline = time.monotonic() + timeout
+        while not any(text in m for m in self.messages):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            self.sock.settimeout(min(left, 0.5))
+            try:
+                self.messages.append(self.sock.recv(65536).decode())
+            except OSError:
+                pass
+        return True
+
+    def close(self):
+        self.sock.close()
+        self.path.unlink(missing_ok=True)
+
+
+def etl_config(path: Path, data_dir: Path, features: dict | None = None, **etl) -> Path:
+    """A config file for `fluxforge etl` / `fluxforge replay` subprocesses."""
+    import yaml
+    cfg = {"data_dir": str(data_dir), "host_id": "testhost",
+           "logging": {"level": "INFO", "format": "json"},
+           "etl": {"poll_interval": 0.2, **etl, "features": features or {}}}
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def fluxforge_cmd(*args: str) -> list[str]:
+    import sys
+    return [sys.executable, "-m", "fluxforge.cli", *args]
