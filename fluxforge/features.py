@@ -133,7 +133,7 @@ class FeatureEngine:
         books, _ = _sorted_valid_time(pa.concat_tables([self._pending_books, books]))
         trades, _ = _sorted_valid_time(pa.concat_tables([self._pending_trades, trades]))
         self._pending_resets = sorted(set(self._pending_resets) | {int(r) for r in (resets or ())})
-        cut = max(_max_ts(books), _max_ts(trades))
+        cut = max((t for t in (_max_ts(books), _max_ts(trades)) if t is not None), default=None)
         if cut is None:
             self._pending_books, self._pending_trades = books, trades
             return self._result([], books, [])
