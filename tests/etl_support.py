@@ -133,6 +133,8 @@ class LedgerEngine:
         return e
 
     def process(self, books, trades, resets=None):
+        books = _columns(books, ("timestamp", "bid_px", "ask_px"))
+        trades = _columns(trades, ("timestamp", "amount", "side"))
         events = [(int(t), 0, i) for i, t in enumerate(trades["timestamp"])]
         events += [(int(t), 1, i) for i, t in enumerate(books["timestamp"])]
         resets = list(resets) if resets is not None else []
@@ -148,7 +150,7 @@ class LedgerEngine:
                 self.resets = n
             if kind == 0:
                 self.volume += float(trades["amount"][i])
-                self.signed += float(trades["amount"][i]) * int(trades["side"][i])
+                self.signed += float(trades["amount"][i]) * (1 if trades["side"][i] == "buy" else -1)
                 continue
             self.books += 1
             hf["timestamp"].append(t)
@@ -177,6 +179,12 @@ class LedgerEngine:
         bar_t = {d: pa.table({"timestamp": pa.array(b["timestamp"], ts), "books": pa.array(b["books"], pa.int64())})
                  for d, b in bars.items()}
         return _Result(hf_t, bar_t)
+
+
+def _columns(table, names):
+    if table is None:
+        return {n: [] for n in names}
+    return {n: table.column(n).to_pylist() for n in names}
 
 
 class _Result:
