@@ -202,6 +202,19 @@ def read_tree(root: Path, kind: str = "hf") -> pa.Table:
     return t.sort_by([(k, "ascending") for k in keys])
 
 
+def tables_equal(a: pa.Table, b: pa.Table) -> bool:
+    """Same schema, same rows, same values; NaN equals NaN (features are NaN before warm-up)."""
+    if not a.schema.equals(b.schema) or a.num_rows != b.num_rows:
+        return False
+    for x, y in zip(a.columns, b.columns):
+        if pa.types.is_floating(x.type):
+            if not np.array_equal(x.to_numpy(), y.to_numpy(), equal_nan=True):
+                return False
+        elif not x.equals(y):
+            return False
+    return True
+
+
 def tree_files(root: Path) -> dict[str, pa.Table]:
     """relative path -> table of every visible part file under root."""
     return {str(p.relative_to(root)): pq.read_table(p) for p in sorted(root.rglob("part-*.parquet"))}

@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from etl_support import LedgerEngine, read_tree, synthetic_market, tree_files, write_segments
+from etl_support import tables_equal, LedgerEngine, read_tree, synthetic_market, tree_files, write_segments
 from fluxforge.config import FeatureOptions
 from fluxforge.etl.replay import find_segments, replay
 from fluxforge.etl.runner import EtlRunner, RetryLater
@@ -35,7 +35,7 @@ def assert_same_tree(a, b):
     for kind in ("hf", "bars"):
         ta, tb = read_tree(a, kind), read_tree(b, kind)
         assert ta.num_rows > 0
-        assert ta.equals(tb), kind
+        assert tables_equal(ta, tb), kind
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +116,7 @@ def test_replay_equals_service(tmp_path, market):
                      engine_class=LedgerEngine)
     assert len(summary.done) == 8 and not summary.skipped
     a, b = tree_files(tmp_path / "features"), tree_files(tmp_path / "replayed")
-    assert a.keys() == b.keys() and all(a[k].equals(b[k]) for k in a)
+    assert a.keys() == b.keys() and all(tables_equal(a[k], b[k]) for k in a)
 
 
 @pytest.mark.parametrize("crash_point", ["after_outputs", "after_checkpoint"])
