@@ -7,7 +7,8 @@ recorded in `manifest.json` -- such a segment goes to failed/ with a reason
 streamed in record batches and grouped by (exchange, symbol) with one stable
 numpy lexsort + Arrow `take` per batch (no per-row Python); the feature engine
 turns the list columns into 2-D arrays itself (fluxforge/book_arrays.py).
-A null exchange timestamp is replaced by the receive time in ms.
+A row without exchange time (e.g. a REST book snapshot) is ordered by its receive
+time; it keeps its null and the engine skips it (and counts it).
 """
 from __future__ import annotations
 
@@ -35,6 +36,11 @@ class BadSegment(Exception):
 
 BOOK_COLUMNS = ["exchange", "symbol", "timestamp", "recv_ns", "nonce", *LEVEL_COLUMNS]
 TRADE_COLUMNS = ["exchange", "symbol", "timestamp", "recv_ns", "price", "amount", "side"]
+
+
+def sort_times(table: pa.Table | pa.RecordBatch) -> np.ndarray:
+    """Exchange ms for ordering; a null time is replaced by the receive time in ms."""
+    return _times(table)[0]
 
 
 def _times(table: pa.Table | pa.RecordBatch) -> tuple[np.ndarray, np.ndarray]:
@@ -165,9 +171,8 @@ class SegmentReader:
 
 
 def _split(table: pa.Table) -> Iterator[tuple[Key, pa.Table]]:
-    """Rows of each (exchange, symbol), sorted by time, partition columns dropped, null times filled."""
+    """Rows of each (exchange, symbol), sorted by time (a null time sorts at its receive time)."""
     ts, _recv = _times(table)
-    table = table.set_column(table.schema.get_field_index("timestamp"), "timestamp", pa.array(ts))
     body = table.drop_columns(["exchange", "symbol"])
     for key, rows in _group_order(table, ts):
         yield key, body.take(pa.array(rows))

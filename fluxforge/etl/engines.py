@@ -33,7 +33,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..config import FeatureOptions
-from .bronze_reader import Key
+from .bronze_reader import Key, sort_times
 
 NO_EVENT = -1  # a pending reset carried from an earlier segment: any book resolves it
 
@@ -52,7 +52,7 @@ def _default_engine_class():
 def _ts(table: pa.Table | None) -> np.ndarray:
     if table is None or table.num_rows == 0:
         return np.zeros(0, dtype=np.int64)
-    return table.column("timestamp").to_numpy()
+    return sort_times(table)
 
 
 def _concat_sorted(a: pa.Table | None, b: pa.Table | None) -> pa.Table | None:
@@ -157,10 +157,11 @@ class SymbolFeed:
         """Turn events into reset times: exchange time of the first book received at/after each event."""
         if not self._events:
             return
-        recv = books.column("recv_ns").to_numpy()
+        timed = books.column("timestamp").is_valid().to_numpy(zero_copy_only=False)
+        recv = books.column("recv_ns").to_numpy()[timed]  # the first book *with* exchange time
         order = np.argsort(recv, kind="stable")
         recv_sorted = recv[order]
-        ts = _ts(books)
+        ts = _ts(books)[timed]
         remaining = []
         for ev in self._events:
             i = int(np.searchsorted(recv_sorted, ev, side="left"))
