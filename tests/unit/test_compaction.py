@@ -111,16 +111,12 @@ def test_pending_segment_keeps_its_dates_open(tmp_path):
 
 def test_failed_verification_keeps_inputs(tree, monkeypatch):
     before = snapshot(tree.features_dir)
-    real = pq.ParquetWriter.write_batch
-    calls = {"n": 0}
+    real = pq.ParquetWriter.write_table
 
-    def lossy(self, batch, *a, **kw):  # a writer that silently drops one batch
-        calls["n"] += 1
-        if calls["n"] == 2:
-            return None
-        return real(self, batch, *a, **kw)
+    def lossy(self, table, *a, **kw):  # a writer that silently loses the first row
+        return real(self, table.slice(1), *a, **kw)
 
-    monkeypatch.setattr(pq.ParquetWriter, "write_batch", lossy)
+    monkeypatch.setattr(pq.ParquetWriter, "write_table", lossy)
     with pytest.raises(CompactionError, match="does not match"):
         compact(tree)
     monkeypatch.undo()
