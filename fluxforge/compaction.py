@@ -242,8 +242,9 @@ def _finish(partition: Path, inputs: list[str]) -> None:
 
 def recover_partition(partition: Path) -> bool:
     """Finish or roll back an interrupted merge; drop stale temp files.  True if a journal was found."""
-    for stale in partition.glob(".part-*--*.parquet.tmp-*"):
-        stale.unlink(missing_ok=True)
+    for pattern in (".part-*--*.parquet.tmp-*", f".{JOURNAL}.tmp-*"):  # temps of a killed run
+        for stale in partition.glob(pattern):
+            stale.unlink(missing_ok=True)
     journal = partition / JOURNAL
     if not journal.exists():
         return False
