@@ -15,10 +15,20 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
+import structlog
 
 from fluxforge.bronze import CHANNEL_SCHEMAS, FORMAT_VERSION
 from fluxforge.config import parse_config
 from fluxforge.segments import SegmentId, SegmentStore
+
+@pytest.fixture(autouse=True)
+def fresh_logging():
+    """Import into a test module: an earlier in-process CLI run may have bound structlog to a
+    pytest capture stream that is closed by now (configure_logging binds sys.stderr once)."""
+    structlog.reset_defaults()
+    yield
+
 
 HF_COLUMNS = ("mid", "spread_bps", "microprice", "ofi_1s", "imbalance_l5", "rv_30s", "vpin")
 

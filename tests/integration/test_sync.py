@@ -14,7 +14,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from s3harness import Fault, FaultProxy, MotoServer, is_put_object, is_upload_part  # noqa: E402
-from syncdata import bronze_segment, feature_day, make_config, tree_digest, utc_day  # noqa: E402
+from syncdata import bronze_segment, feature_day, make_config, tree_digest, utc_day, fresh_logging  # noqa: E402,F401
 
 from fluxforge.cli import main  # noqa: E402
 from fluxforge.compaction import compact  # noqa: E402
