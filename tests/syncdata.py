@@ -9,6 +9,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -142,3 +146,18 @@ def partition_rows(partition: Path) -> pa.Table:
 def utc_day(days_ago: int) -> datetime:
     today = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
     return today - timedelta(days=days_ago)
+
+
+def fluxforge_cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "fluxforge.cli", *args]
+
+
+def run_and_maybe_kill(cmd: list[str], delay: float) -> bool:
+    """Start `cmd`; SIGKILL it (by pid) after `delay` s unless it has finished.  True if it was killed."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(delay)
+    killed = proc.poll() is None
+    if killed:
+        os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=60)
+    return killed

@@ -24,8 +24,6 @@ def run(args: argparse.Namespace) -> int:
     from ..cli import UserError
     from ..config import load_config
     from ..logs import configure_logging, get_logger
-    from ..maintenance import maintenance_lock
-    from ..progress import Progress
     from ..sync.client import SyncError, make_target
     from ..sync.timesync import wait_for_clock
 

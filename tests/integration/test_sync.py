@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from s3harness import Fault, FaultProxy, MotoServer, is_put_object, is_upload_part  # noqa: E402
+from s3harness import Fault, FaultProxy, is_put_object, is_upload_part, moto  # noqa: E402,F401
 from syncdata import bronze_segment, feature_day, make_config, tree_digest, utc_day, fresh_logging  # noqa: E402,F401
 
 from fluxforge.cli import main  # noqa: E402
@@ -22,12 +22,6 @@ from fluxforge.segments import SegmentId  # noqa: E402
 from fluxforge.sync.state import UploadState  # noqa: E402
 
 _bucket_ids = itertools.count()
-
-
-@pytest.fixture(scope="module")
-def moto():
-    with MotoServer() as server:
-        yield server
 
 
 @pytest.fixture

@@ -2,13 +2,10 @@
 and a crash at any step converges on the next run."""
 from __future__ import annotations
 
-import json
 import os
 import random
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -16,7 +13,8 @@ import pytest
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from syncdata import bronze_segment, feature_day, fresh_logging, make_config, partition_rows, utc_day  # noqa: E402,F401
+from syncdata import (bronze_segment, feature_day, fluxforge_cli, fresh_logging, make_config,  # noqa: E402,F401
+                      partition_rows, run_and_maybe_kill, utc_day)
 
 from fluxforge import compaction  # noqa: E402
 from fluxforge.compaction import JOURNAL, CompactionError, closed_before, compact, compaction_metadata, covered_parts  # noqa: E402
@@ -126,7 +124,7 @@ def test_recovery_from_each_crash_point(tree, monkeypatch, crash_after):
     class Crash(BaseException):
         pass
 
-    real_replace, real_finish = os.replace, compaction._finish
+    real_replace = os.replace
 
     def crash_replace(src, dst):
         if crash_after == "journal" and str(dst).endswith(".parquet"):
@@ -166,15 +164,8 @@ def test_sigkill_at_random_points_converges(tmp_path):
                     symbols=("BTC-USDT", "ETH-USDT"), seed=days_ago)
     before = snapshot(cfg.features_dir)
     rnd = random.Random(5)
-    cmd = [sys.executable, "-m", "fluxforge.cli", "compact", "--config", str(cfg_path)]
-    killed = 0
-    for _ in range(6):
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rnd.uniform(0.4, 1.6))
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGKILL)
-            killed += 1
-        proc.wait(timeout=60)
+    cmd = fluxforge_cli("compact", "--config", str(cfg_path))
+    killed = sum(run_and_maybe_kill(cmd, rnd.uniform(0.4, 1.6)) for _ in range(6))
     assert killed >= 2  # most runs were interrupted somewhere
     assert subprocess.run(cmd, capture_output=True, timeout=300).returncode == 0
     for part, rows in before.items():
