@@ -12,8 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from collections.abc import Iterable
-
 from aiohttp import web
 
 from .book import BookState
@@ -21,6 +19,12 @@ from .events import BookUpdate, Event
 from .sentlog import SentLog
 
 MAX_QUEUED_FRAMES = 50_000
+LOOPBACK_KEY = web.AppKey("loopback", object)  # the app's LoopbackExchange, for protocol handlers
+
+
+def loopback(request: web.Request):
+    """The LoopbackExchange serving `request`."""
+    return request.app[LOOPBACK_KEY]
 
 
 class Connection:
@@ -54,11 +58,12 @@ class Connection:
         self.hub.subscribers.get((symbol, channel), set()).discard(self)
 
     def enqueue(self, frame: str, symbol: str | None = None, channel: str | None = None,
-                ident: int | None = None) -> None:
+                ident: int | None = None, snapshot: bool = False) -> None:
+        """Queue a frame; with `channel`, its sending is recorded (a book `snapshot` separately)."""
         if self.closed:
             return
         try:
-            self.queue.put_nowait((frame, symbol, channel, ident))
+            self.queue.put_nowait((frame, symbol, channel, ident, snapshot))
         except asyncio.QueueFull:
             self.hub.sent.fault("overflow_disconnect", protocol=self.protocol, path=self.request.path)
             self.abort()
@@ -78,15 +83,21 @@ class Connection:
 
     async def sender(self) -> None:
         while True:
-            frame, symbol, channel, ident = await self.queue.get()
+            frame, symbol, channel, ident, snapshot = await self.queue.get()
             if self.stalled():
                 continue  # socket open, nothing sent: the frame is lost, not recorded
             delay = self.hub.slow_delay()
             if delay:
                 await asyncio.sleep(delay)
-            await self.ws.send_str(frame)
+            try:
+                await self.ws.send_str(frame)
+            except (ConnectionError, RuntimeError):  # peer gone or socket closing: stop sending
+                self.closed = True
+                return
             self.sent_frames += 1
-            if channel is not None:
+            if snapshot:
+                self.hub.sent.snapshot(self.protocol, symbol, ident)
+            elif channel is not None:
                 self.hub.sent.sent(self.protocol, symbol, channel, ident)
 
     async def serve(self) -> web.WebSocketResponse:
@@ -102,7 +113,7 @@ class Connection:
                     await self.on_text(msg.data)
                 elif msg.type == web.WSMsgType.ERROR:
                     break
-        except (ConnectionError, asyncio.CancelledError):
+        except ConnectionError:
             pass
         finally:
             self.closed = True
@@ -187,6 +198,3 @@ class Hub:
 
     def _select(self, protocol: str | None) -> list[Connection]:
         return [c for c in self.connections if protocol is None or c.protocol == protocol]
-
-    def subscribed_symbols(self) -> Iterable[str]:
-        return {symbol for symbol, _ in self.subscribers}
