@@ -165,8 +165,6 @@ class SyncConfig(_Model):
     def _bucket(self) -> "SyncConfig":
         if self.enabled and not self.bucket:
             raise ValueError("bucket is required when sync is enabled")
-        if (self.aws_access_key_id is None) != (self.aws_secret_access_key is None):
-            raise ValueError("aws_access_key_id and aws_secret_access_key must be set together (or neither: boto3 chain)")
         return self
 
 

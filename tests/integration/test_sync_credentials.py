@@ -89,8 +89,9 @@ def test_bad_credentials_clear_error_nothing_deleted(tmp_path, auth_moto, capsys
     assert tree_digest(tmp_path / "data" / "segments") == before
 
 
-def test_half_a_key_pair_is_a_config_error(tmp_path, capsys):
+def test_half_a_key_pair_is_a_clear_error(tmp_path, capsys):
     cfg = tmp_path / "c.yaml"
-    cfg.write_text(yaml.safe_dump({"data_dir": str(tmp_path), "sync": {"aws_access_key_id": "AKIA"}}))
-    assert main(["sync", "-c", str(cfg)]) == 78
+    cfg.write_text(yaml.safe_dump({"data_dir": str(tmp_path), "sync": {
+        "enabled": True, "bucket": "b", "aws_access_key_id": "AKIA", "require_time_sync": False}}))
+    assert main(["sync", "-c", str(cfg)]) == 1
     assert "aws_access_key_id and aws_secret_access_key must be set together" in capsys.readouterr().err
