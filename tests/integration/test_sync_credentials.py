@@ -94,4 +94,4 @@ def test_half_a_key_pair_is_a_clear_error(tmp_path, capsys):
     cfg.write_text(yaml.safe_dump({"data_dir": str(tmp_path), "sync": {
         "enabled": True, "bucket": "b", "aws_access_key_id": "AKIA", "require_time_sync": False}}))
     assert main(["sync", "-c", str(cfg)]) == 1
-    assert "aws_access_key_id and aws_secret_access_key must be set together" in capsys.readouterr().err
+    assert "aws_access_key_id and sync.aws_secret_access_key must be set together" in capsys.readouterr().err
