@@ -19,7 +19,9 @@ A crash before 3 leaves only the inputs (the journal is dropped on the next
 run); after 3 the verified output exists and the next run finishes step 4 from
 the journal.  So no row is ever lost, and duplicates are visible at most until
 the next run.  Only partitions dated before `closed_before()` are touched: the
-ETL may still write any date on or after the start of a pending segment.
+ETL may still write any date on or after the start of a pending segment, and
+(through its reorder window, carried across segments) a little before it, so a
+pending segment started at t keeps dates from (t - reorder_window - 1 h) open.
 """
 from __future__ import annotations
 
@@ -44,6 +46,7 @@ META_KEY = b"fluxforge.compaction"
 SORT_COLUMN = "timestamp"
 SMALL_FRACTION = 0.75  # files below this fraction of the target are merge candidates
 _PENDING_STATES = ("active", "ready", "processing")
+_CARRY_MARGIN = timedelta(hours=1)  # exchange/receive clock skew on top of the ETL reorder window
 
 log = get_logger("fluxforge.compaction")
 
@@ -94,7 +97,9 @@ def closed_before(cfg: Config, today: date | None = None) -> date:
     store = SegmentStore(cfg.segments_dir)
     for state in _PENDING_STATES:
         for seg in store.list(state):
-            cutoff = min(cutoff, SegmentId.parse(seg.name).start_datetime.date())
+            start = SegmentId.parse(seg.name).start_datetime
+            reach = start - timedelta(seconds=cfg.etl.reorder_window) - _CARRY_MARGIN
+            cutoff = min(cutoff, reach.date())
     return cutoff
 
 
@@ -137,7 +142,16 @@ def plan_partition(partition: Path, target_bytes: int) -> list[MergeGroup]:
             groups.append(MergeGroup(partition, list(run), run_bytes))
         run.clear()
 
-    for p in list_parts(partition):
+    parts = list_parts(partition)
+    merged_covers = {c for p in parts if "--" in p.name for c in covered_parts(p)}
+    for p in parts:
+        if "--" not in p.name and p.name in merged_covers:
+            # The ETL wrote a part again after it was merged (a redo): merging it would duplicate rows.
+            log.error("compaction_part_rewritten_after_merge", partition=str(partition), part=p.name,
+                      hint="rows of this segment are in the merged file too; inspect before removing either")
+            close_run()
+            run_bytes, run_schema = 0, None
+            continue
         size = p.stat().st_size
         if size >= SMALL_FRACTION * target_bytes:
             close_run()
@@ -273,6 +287,8 @@ def compact(cfg: Config, dry_run: bool = False, today: date | None = None, progr
         return report
     for partition, _d in iter_partitions(cfg.features_dir, before):
         report.partitions += 1
+        if dry_run and (partition / JOURNAL).exists():
+            continue  # an interrupted merge: the real run finishes it first
         if not dry_run and recover_partition(partition):
             report.recovered += 1
         report.plan.extend(plan_partition(partition, target))
