@@ -9,6 +9,7 @@ Run: .venv/bin/python bench/compact.py   (make bench)
 """
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import tempfile
@@ -80,7 +81,7 @@ def main() -> None:
         naive_merge(next(copy.rglob("date=*")))
         base = time.perf_counter() - t
         print(f"one day of 1 s hf rows: {PARTS * ROWS:,} rows x {len(hf_names(FeatureOptions()))} columns, "
-              f"{files_before} parts, {mb:.1f} MB")
+              f"{files_before} parts, {mb:.1f} MB; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
         print(f"baseline  naive read-all/concat/write (unverified): {PARTS * ROWS / base:10,.0f} rows/s ({base:.2f} s)")
         print(f"fluxforge compact (streamed, digest-verified)     : {PARTS * ROWS / ours:10,.0f} rows/s ({ours:.2f} s)")
         print(f"ratio compact/baseline: {base / ours:.2f}x; files {files_before} -> {files_after} "
