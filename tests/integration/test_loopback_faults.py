@@ -69,8 +69,10 @@ def test_disconnect_raises_network_error_then_reconnect_recovers(abrupt):
                 await ex.watch_order_book(BTC)
                 opened = lx.sent.connections_opened
                 assert await lx.faults.disconnect(abrupt=abrupt) == 1
-                with pytest.raises(ccxt.NetworkError):
+                with pytest.raises(ccxt.NetworkError) as err:
                     await watch_until(lambda: ex.watch_order_book(BTC), lambda ob: False, 100)
+                assert type(err.value) is ccxt.NetworkError  # not its InvalidNonce/ChecksumError subclasses
+                assert f"closing code {1006 if abrupt else 1001}" in str(err.value)
                 await ex.watch_order_book(BTC)
                 assert lx.sent.connections_opened == opened + 1
                 await assert_same_book_as_server(lx, ex)
@@ -151,19 +153,19 @@ def test_slow_exchange_delays_rest_and_frames_without_losing_any():
 
 def test_scheduled_faults_from_the_constructor_fire_on_their_own():
     async def body():
-        async with sim(faults=["gap@0.5:symbol=BTC/USDT", "disconnect@1.5/100"]) as lx:
+        async with sim(faults=["gap@0.5:symbol=BTC/USDT", "disconnect@1.5/1"]) as lx:
             async with ccxt_client(lx) as ex:
-                errors = []
-                for _ in range(200):
+                errors = set()
+                for _ in range(500):
                     try:
                         await ex.watch_order_book(BTC)
                     except (ccxt.ChecksumError, ccxt.NetworkError) as e:
-                        errors.append(type(e))
+                        errors.add(type(e))
                     if len(errors) == 2:
                         break
-                assert errors == [ccxt.ChecksumError, ccxt.NetworkError]
+                assert errors == {ccxt.ChecksumError, ccxt.NetworkError}
                 kinds = [f["kind"] for f in lx.sent.faults]
-                assert kinds == ["gap_armed", "gap", "disconnect"]
+                assert kinds[0] == "gap_armed" and kinds.count("gap") == 1 and "disconnect" in kinds
 
     run(body(), timeout=90)
 
