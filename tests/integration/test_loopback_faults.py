@@ -99,6 +99,21 @@ def test_stall_keeps_the_socket_open_but_silent_then_data_resumes_with_a_gap():
     run(body())
 
 
+def test_endless_stall_is_escaped_by_reconnecting():
+    async def body():
+        async with sim() as lx:
+            async with ccxt_client(lx) as ex:
+                await ex.watch_order_book(BTC)
+                lx.faults.stall()  # until resume(): only a new connection gets data
+                assert await no_update_within(ex, 1.0)
+                await ex.close()
+                await ex.watch_order_book(BTC)
+                assert lx.sent.connections_opened == 2
+                await assert_same_book_as_server(lx, ex)
+
+    run(body())
+
+
 def test_malformed_json_wedges_ccxt_until_the_client_reconnects():
     async def body():
         async with sim() as lx:
