@@ -45,6 +45,8 @@ JOURNAL = ".compaction.json"
 META_KEY = b"fluxforge.compaction"
 SORT_COLUMN = "timestamp"
 SMALL_FRACTION = 0.75  # files below this fraction of the target are merge candidates
+ROW_GROUP_BYTES = 16 * 1024 * 1024  # decoded size cap of a merged row group: readers on a 1 GB Pi
+READ_BATCH_ROWS = 16384
 _PENDING_STATES = ("active", "ready", "processing")
 _CARRY_MARGIN = timedelta(hours=1)  # exchange/receive clock skew on top of the ETL reorder window
 
@@ -199,15 +201,26 @@ def _time_ordered(inputs: list[Path]) -> bool:
 def _input_batches(group: MergeGroup, ordered: bool) -> Iterator[pa.RecordBatch]:
     if ordered:
         for p in group.inputs:
-            yield from pq.ParquetFile(p).iter_batches(batch_size=65536)
+            yield from pq.ParquetFile(p).iter_batches(batch_size=READ_BATCH_ROWS)
         return
     table = pa.concat_tables(pq.read_table(p) for p in group.inputs).sort_by(SORT_COLUMN)
     yield from table.to_batches(max_chunksize=65536)
 
 
+def group_rows(inputs: list[Path], row_group_rows: int) -> int:
+    """Rows per merged row group: `etl.row_group_rows`, fewer for wide rows (<= ROW_GROUP_BYTES decoded)."""
+    meta = pq.read_metadata(inputs[0])
+    rows = sum(meta.row_group(i).num_rows for i in range(meta.num_row_groups))
+    decoded = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+    if not rows or not decoded:
+        return row_group_rows
+    return max(1024, min(row_group_rows, int(ROW_GROUP_BYTES * rows / decoded)))
+
+
 def merge_group(group: MergeGroup, row_group_rows: int) -> tuple[int, int]:
     """Write, verify and install one merged file; returns (rows, bytes out)."""
     output = group.output
+    row_group_rows = group_rows(group.inputs, row_group_rows)
     schema = pq.read_schema(group.inputs[0]).remove_metadata()
     covers = [c for p in group.inputs for c in covered_parts(p)]
     ordered = _time_ordered(group.inputs)
@@ -232,7 +245,7 @@ def merge_group(group: MergeGroup, row_group_rows: int) -> tuple[int, int]:
                 {"covers": covers, "inputs": [p.name for p in group.inputs], "rows": digest_in.rows, "digest": want})})
         fsync_file(tmp)
         reader = pq.ParquetFile(tmp)
-        got = TableDigest().update_all(reader.iter_batches(batch_size=65536))
+        got = TableDigest().update_all(reader.iter_batches(batch_size=READ_BATCH_ROWS))
         if reader.metadata.num_rows != digest_in.rows or got.rows != digest_in.rows or got.hexdigest() != want:
             raise CompactionError(f"{output}: merged file does not match its {len(group.inputs)} inputs "
                                   f"(rows {got.rows} vs {digest_in.rows}); inputs kept")
