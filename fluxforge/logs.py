@@ -80,6 +80,17 @@ class JournaldRenderer:
         raise structlog.DropEvent
 
 
+class _CurrentStderr:
+    """Writes to whatever `sys.stderr` is *now*: binding the stream object at configure time
+    breaks every later log line once that stream is closed (pytest captures, redirections)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def configure_logging(level: str = "INFO", fmt: str = "auto", identifier: str = "fluxforge") -> None:
     """Configure structlog once per process.  fmt: auto|console|json|journald."""
     if fmt == "auto":
@@ -105,7 +116,7 @@ def configure_logging(level: str = "INFO", fmt: str = "auto", identifier: str = 
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level)),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=_CurrentStderr()),
         cache_logger_on_first_use=False,
     )
 
