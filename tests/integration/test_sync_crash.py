@@ -27,14 +27,14 @@ def test_sigkill_sync_converges(tmp_path):
         cmd = fluxforge_cli("sync", "-c", str(cfg))
         rnd = random.Random(11)
         killed = 0
-        for attempt in range(10):
+        for attempt in range(12):
             if killed >= 3:
                 break
             # fresh work for every run: a new segment and a new multipart-sized feature part
             bronze_segment(tmp_path / "data" / "segments", "pi01", 100 + attempt, utc_day(1).replace(hour=attempt))
-            p = big_part(features, utc_day(6 + attempt).date().isoformat(), mb=6)
+            p = big_part(features, utc_day(6 + attempt).date().isoformat(), mb=14)
             p.rename(p.with_name(p.name.replace("000900", f"{950 + attempt:06d}")))
-            killed += run_and_maybe_kill(cmd, rnd.uniform(0.5, 1.8))
+            killed += run_and_maybe_kill(cmd, rnd.uniform(0.4, 1.4))
         assert killed >= 2
         final = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
         assert final.returncode == 0, final.stderr[-3000:]
