@@ -141,8 +141,10 @@ def test_chunked_stream_equals_one_batch_and_state_round_trips(case, data):
     checkpoint_after = data.draw(st.integers(0, k - 1))
     engine = FeatureEngine(**opts)
     parts = []
+    edges = [-1] + sorted(cuts) + [2**62]
     for i, (bc, tc) in enumerate(zip(_time_chunks(books, cuts), _time_chunks(trades, cuts))):
-        parts.append(engine.process(bc, tc, resets=resets if i == 0 else None))
+        mine = [r for r in resets if edges[i] < r <= edges[i + 1]]   # each reset arrives with its segment
+        parts.append(engine.process(bc, tc, resets=mine))
         if i == checkpoint_after:
             engine = FeatureEngine.from_state(engine.get_state(), **opts)
     parts.append(engine.flush())
