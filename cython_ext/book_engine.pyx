@@ -39,6 +39,7 @@ cdef enum:
     N_DYN = 6
     N_ROLL = 8
     N_EXTRA = 12
+    TILE = 32           # emitted rows buffered before the cache-friendly transpose
 
 cdef struct Cum:
     # Cumulative sums (since the engine was created) through one snapshot.
@@ -153,7 +154,8 @@ cdef class BookEngine:
     cdef int32_t* fen
     cdef int64_t* vpin_ring
     cdef double* lv           # current and previous compacted levels: 8 blocks of nlev
-    cdef double* row
+    cdef double* row          # TILE emitted rows, row-major, transposed into the output in blocks
+    cdef int tile_n
     cdef double** bout
     cdef int64_t* bout_n
     cdef int64_t* bout_cap
@@ -188,7 +190,7 @@ cdef class BookEngine:
         self.fen = <int32_t*>calloc(NBINS + 1, sizeof(int32_t))
         self.vpin_ring = <int64_t*>calloc(self.vpin_n + 1, sizeof(int64_t))
         self.lv = <double*>calloc(8 * self.nlev, sizeof(double))
-        self.row = <double*>calloc(self.ncols, sizeof(double))
+        self.row = <double*>calloc(TILE * self.ncols, sizeof(double))
         self.bout = <double**>calloc(self.nbar + 1, sizeof(double*))
         self.bout_n = <int64_t*>calloc(self.nbar + 1, sizeof(int64_t))
         self.bout_cap = <int64_t*>calloc(self.nbar + 1, sizeof(int64_t))
@@ -610,7 +612,7 @@ cdef class BookEngine:
         self.st.has_prev_snap = 1
         if emit:
             book_structural(self.lv, self.lv + self.nlev, nb, self.lv + 2 * self.nlev, self.lv + 3 * self.nlev,
-                            na, self.nlev, self.edges, self.nband, self.row)
+                            na, self.nlev, self.edges, self.nband, self.row + self.tile_n * self.ncols)
             self._emit_row(ts, valid, q, regime, r, vel, accel, ofi, mlofi, amihud, col, stride)
         if valid:
             self.st.has_prev = 1
@@ -647,7 +649,7 @@ cdef class BookEngine:
 
     cdef void _emit_row(self, int64_t t, bint valid, int q, int8_t regime, double r, double vel, double accel,
                         double ofi, double mlofi, double amihud, double* col, Py_ssize_t stride) noexcept nogil:
-        cdef double* f = self.row
+        cdef double* f = self.row + self.tile_n * self.ncols
         cdef int i, j, c = self.ns
         cdef Win* w
         cdef const Cum* cum = &self.st.cum
@@ -736,8 +738,7 @@ cdef class BookEngine:
                         f[c + 6] = (cxy * cxy) / (cxx * cyy)
         if self.enable_vpin and self.st.vpin_done >= self.vpin_n:
             f[c + 7] = <double>self.st.vpin_sum / (<double>self.vpin_n * <double>self.vpin_v)
-        for i in range(self.ncols):
-            col[i * stride] = f[i]
+        self.tile_n += 1
 
     # ------------------------------------------------------------ the loop
     def count_emits(self, const int64_t[::1] bts):
@@ -807,13 +808,27 @@ cdef class BookEngine:
                 nb = book_compact(bpx, bsz, i, self.nlev, self.lv, self.lv + self.nlev)
                 na = book_compact(apx, asz, i, self.nlev, self.lv + 2 * self.nlev, self.lv + 3 * self.nlev)
                 if emit:
-                    self._on_book(ts, nb, na, 1, &ov[0, e], n_emit)
+                    self._on_book(ts, nb, na, 1, NULL, 0)
                     iv[e] = i
                     e += 1
+                    if self.tile_n == TILE:
+                        self._flush_tile(&ov[0, 0], n_emit, e)
                 else:
                     self._on_book(ts, nb, na, 0, NULL, 0)
                 i += 1
+            if self.tile_n:
+                self._flush_tile(&ov[0, 0], n_emit, e)
         return out, idx, r, self._take_bars()
+
+    cdef void _flush_tile(self, double* out, Py_ssize_t n_emit, Py_ssize_t e_end) noexcept nogil:
+        # Rows e_end - tile_n .. e_end - 1 of out[ncols, n_emit] from the row-major tile.
+        cdef Py_ssize_t c, k, e0 = e_end - self.tile_n
+        cdef double* dst
+        for c in range(self.ncols):
+            dst = out + c * n_emit + e0
+            for k in range(self.tile_n):
+                dst[k] = self.row[k * self.ncols + c]
+        self.tile_n = 0
 
     # ----------------------------------------------------------- checkpoints
     cdef list _blocks(self):
