@@ -224,13 +224,15 @@ class FeatureEngine:
         engine = cls(options, **overrides)
         if payload["options"] != engine.options.model_dump(mode="json"):
             raise ValueError("checkpoint was written with different feature options")
-        kernel = {k: (base64.b64decode(v) if isinstance(v, str) else v) for k, v in payload["kernel"].items()}
-        kernel["fingerprint"] = engine._kernel.fingerprint
-        engine._kernel.set_state(kernel)
-        engine._pending_books = _from_ipc(payload["pending_books"])
-        engine._pending_trades = _from_ipc(payload["pending_trades"])
-        engine._pending_resets = [int(r) for r in payload["pending_resets"]]
-        engine._stats.update(payload["stats"])
+        try:
+            kernel = {k: (base64.b64decode(v) if isinstance(v, str) else v) for k, v in payload["kernel"].items()}
+            engine._kernel.set_state(kernel)
+            engine._pending_books = _from_ipc(payload["pending_books"])
+            engine._pending_trades = _from_ipc(payload["pending_trades"])
+            engine._pending_resets = [int(r) for r in payload["pending_resets"]]
+            engine._stats.update({k: int(payload["stats"][k]) for k in _STATS})
+        except (KeyError, TypeError, ValueError, pa.ArrowInvalid) as exc:
+            raise ValueError(f"corrupt feature-engine checkpoint: {exc!r}") from None
         return engine
 
 

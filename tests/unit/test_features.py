@@ -207,6 +207,11 @@ def test_bad_input_is_a_clear_error():
         FeatureEngine.from_state(b"not json", None)
     with pytest.raises(ValueError, match="different feature options"):
         FeatureEngine.from_state(FeatureEngine().get_state(), max_levels=5)
+    blob = FeatureEngine().get_state()
+    with pytest.raises(ValueError, match="corrupt"):
+        FeatureEngine.from_state(blob.replace(b'"st": "', b'"st": "AAAA'))
+    with pytest.raises(ValueError, match="corrupt"):
+        FeatureEngine.from_state(blob.replace(b'"pending_books"', b'"pending_bookz"'))
 
 
 def test_keep_raw_arrays_adds_the_input_lists_of_emitted_rows():
