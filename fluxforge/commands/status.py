@@ -1,0 +1,67 @@
+"""`fluxforge status`: is the appliance healthy?  Exit 0 OK, 1 warning, 2 critical (for monitoring)."""
+from __future__ import annotations
+
+import argparse
+import json
+
+EPILOG = """\
+exit status: 0 nothing needs attention, 1 at least one warning, 2 at least one
+critical problem (monitoring-plugin convention), 78 invalid config.
+Every warning code is explained in docs/operations.md ("status warnings").
+
+examples:
+  fluxforge status
+  fluxforge status --json | jq '.warnings'
+  fluxforge status --data-dir ./demo-data      # a directory made by `fluxforge demo`
+"""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from ..cli import add_config_argument
+
+    p = sub.add_parser(
+        "status", help="health of the appliance: segments, ETL lag, streams, disk, sync, units",
+        description="Show segment counts and ages per state, ETL lag, per exchange/symbol message age\n"
+                    "and rate, gaps and drops in the last hour, disk usage against the retention\n"
+                    "watermark, sync backlog and the systemd units, then what needs attention.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_argument(p)
+    p.add_argument("--data-dir", metavar="DIR",
+                   help="look at this data directory instead of the config's data_dir "
+                        "(the config is optional then)")
+    p.add_argument("--json", action="store_true", help="print the facts and warnings as one JSON object")
+    p.add_argument("--no-units", action="store_true", help="do not query systemd")
+    p.set_defaults(func=run)
+
+
+def load_for_data_dir(config: str | None, data_dir: str | None):
+    """The config, with data_dir overridden; with --data-dir and no config file, the defaults."""
+    from ..config import Config, ConfigError, config_path, load_config
+
+    try:
+        cfg = load_config(config)
+    except ConfigError:
+        if data_dir is None or config is not None or config_path(None).exists():
+            raise
+        cfg = Config()
+    if data_dir is not None:
+        cfg.data_dir = data_dir
+    return cfg
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..status import collect
+    from ..status_checks import check, exit_code
+    from ..status_text import render
+
+    cfg = load_for_data_dir(args.config, args.data_dir)
+    facts = collect(cfg, with_units=not args.no_units)
+    warnings = check(facts, cfg)
+    rc = exit_code(warnings)
+    if args.json:
+        facts["warnings"] = [w.as_dict() for w in warnings]
+        facts["exit_code"] = rc
+        print(json.dumps(facts, indent=2, default=str))
+    else:
+        print(render(facts, warnings))
+    return rc
