@@ -125,6 +125,7 @@ class CollectorConfig(_Model):
 class EtlConfig(_Model):
     poll_interval: float = Field(2.0, gt=0.0, description="seconds, when inotify is unavailable")
     row_group_rows: int = Field(65536, ge=1024)
+    max_segment_seconds: float = Field(600.0, gt=0.0, description="watchdog health: longest time one segment may take")
     features: FeatureOptions = Field(default_factory=FeatureOptions)
 
 
