@@ -18,6 +18,7 @@ examples:
 
 def register(sub: argparse._SubParsersAction) -> None:
     from ..cli import add_config_argument
+    from ._data_dir import add_data_dir_argument
 
     p = sub.add_parser(
         "status", help="health of the appliance: segments, ETL lag, streams, disk, sync, units",
@@ -26,31 +27,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "watermark, sync backlog and the systemd units, then what needs attention.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_argument(p)
-    p.add_argument("--data-dir", metavar="DIR",
-                   help="look at this data directory instead of the config's data_dir "
-                        "(the config is optional then)")
+    add_data_dir_argument(p)
     p.add_argument("--json", action="store_true", help="print the facts and warnings as one JSON object")
     p.add_argument("--no-units", action="store_true", help="do not query systemd")
     p.set_defaults(func=run)
 
 
-def load_for_data_dir(config: str | None, data_dir: str | None):
-    """The config, with data_dir overridden; with --data-dir and no config file, the defaults."""
-    from ..config import Config, ConfigError, config_path, load_config
-
-    try:
-        cfg = load_config(config)
-    except ConfigError:
-        if data_dir is None or config is not None or config_path(None).exists():
-            raise
-        cfg = Config()
-    if data_dir is not None:
-        cfg.data_dir = data_dir
-    return cfg
-
-
 def run(args: argparse.Namespace) -> int:
     from ..status import collect
+    from ._data_dir import load_for_data_dir
     from ..status_checks import check, exit_code
     from ..status_text import render
 
