@@ -19,6 +19,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from . import journal
+from .bronze import CHANNEL_SCHEMAS
 from .segments import MANIFEST, REASON, STATES, SegmentId
 
 _PARTITION = re.compile(r"^(exchange|symbol|date|interval)=(.+)$")
@@ -63,24 +65,16 @@ def inspect_file(path: Path) -> dict[str, Any]:
 
 
 def read_journal(path: Path) -> tuple[pa.Table, bool]:
-    """All complete record batches of an Arrow IPC stream; True if a torn tail was skipped."""
-    batches = []
-    torn = False
+    """All complete batches of a channel journal (collector's reader); True if a torn tail was dropped."""
+    schema = CHANNEL_SCHEMAS.get(path.stem)
+    if schema is None:
+        raise InspectError(f"{path}: not a channel journal (expected one of "
+                           f"{', '.join(c + '.arrows' for c in CHANNEL_SCHEMAS)})")
     try:
-        with pa.OSFile(str(path), "rb") as f:
-            reader = pa.ipc.open_stream(f)
-            schema = reader.schema
-            while True:
-                try:
-                    batches.append(reader.read_next_batch())
-                except StopIteration:
-                    break
-                except (pa.ArrowInvalid, OSError):
-                    torn = True
-                    break
-    except (pa.ArrowInvalid, OSError) as e:
+        table, scan = journal.read_journal(path, schema)
+    except (journal.JournalUnreadable, pa.ArrowInvalid, OSError) as e:
         raise InspectError(f"{path}: not a readable Arrow journal ({_first_line(e)})") from None
-    return pa.Table.from_batches(batches, schema=schema), torn
+    return table, scan.torn_batches > 0
 
 
 def time_range(table: pa.Table) -> dict[str, str] | None:

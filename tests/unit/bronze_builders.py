@@ -6,17 +6,17 @@ of times; plain functions keep each test's situation readable.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import time
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from fluxforge.bronze import CHANNEL_SCHEMAS, FORMAT_VERSION
-from fluxforge.segments import SegmentId, SegmentStore
+from fluxforge.active_segment import ActiveSegment
+from fluxforge.bronze import CHANNEL_SCHEMAS
+from fluxforge.bronze_finish import build_segment
+from fluxforge.segments import SegmentStore
 
 NS = 1_000_000_000
 
@@ -70,32 +70,25 @@ def spaced(start_ns: int, seconds: float, per_second: float) -> list[int]:
 def write_segment(data_dir: Path, state: str, start: datetime, seq: int,
                   channels: dict[str, dict[str, list]], host: str = "testhost",
                   closed: datetime | None = None) -> Path:
-    """A finished segment (Parquet + manifest.json) or, for state 'active', Arrow journals."""
+    """A real segment made by the collector's code: journals for 'active', else finished and moved.
+
+    `closed` overrides the manifest's closed time (default: now), to age a segment.
+    """
     store = SegmentStore(data_dir / "segments").ensure()
-    seg = store.path(state, SegmentId.new(host, seq, start))
-    seg.mkdir()
-    manifest_channels = {}
-    for channel, cols in channels.items():
-        table = pa.Table.from_pydict(cols, schema=CHANNEL_SCHEMAS[channel])
-        if state == "active":
-            with pa.OSFile(str(seg / f"{channel}.arrows"), "wb") as f, pa.ipc.new_stream(f, table.schema) as w:
-                w.write_table(table)
-            continue
-        path = seg / f"{channel}.parquet"
-        pq.write_table(table, path, compression="zstd")
-        ts = [t for t in cols.get("timestamp", []) if t is not None]
-        manifest_channels[channel] = {
-            "file": path.name, "rows": table.num_rows, "bytes": path.stat().st_size,
-            "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
-            "min_ts": min(ts) if ts else None, "max_ts": max(ts) if ts else None,
-        }
-    if state != "active":
-        closed = closed or datetime.now(timezone.utc)
-        manifest = {"segment": seg.name, "host": host, "seq": seq, "format_version": FORMAT_VERSION,
-                    "started": start.isoformat(), "closed": closed.isoformat(),
-                    "channels": manifest_channels, "recovered": False, "torn_batches_dropped": 0}
+    tables = {ch: pa.Table.from_pydict(cols, schema=CHANNEL_SCHEMAS[ch]) for ch, cols in channels.items()}
+    if state == "active":
+        seg = ActiveSegment.create(store, host, seq=seq, when=start)
+        for channel, table in tables.items():
+            for batch in table.to_batches():
+                seg.write(channel, batch, sync=False)
+        seg.close()
+        return seg.path
+    seg = build_segment(store, host, tables, when=start, seq=seq)
+    if closed is not None:
+        manifest = json.loads((seg / "manifest.json").read_text())
+        manifest["closed"] = closed.isoformat()
         (seg / "manifest.json").write_text(json.dumps(manifest))
-    return seg
+    return seg if state == "ready" else store.move(seg, state)
 
 
 def now_ns() -> int:
