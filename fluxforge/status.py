@@ -18,6 +18,7 @@ from typing import Any
 from . import stream_health
 from .config import Config
 from .segments import MANIFEST, STATES, SegmentId, SegmentStore
+from .sync_status import sync_status
 from .unit_states import unit_states
 
 NS = 1_000_000_000
@@ -41,6 +42,7 @@ def collect(cfg: Config, now: float | None = None, with_units: bool = True) -> d
         "unreadable": scan.unreadable,
         "features": feature_summary(cfg.features_dir),
         "disk": disk_usage(cfg),
+        "sync": sync_status(cfg, now),
         "units": unit_states() if with_units else None,
     }
     return facts

@@ -216,3 +216,97 @@ def test_status_thresholds_are_in_the_example_config():
     text = (Path(__file__).resolve().parents[2] / "config" / "config.example.yaml").read_text()
     for field in type(Config().status).model_fields:
         assert f"  {field}:" in text
+
+
+def _sync_config(tmp_path: Path, max_sync_age: float = 7200) -> Path:
+    return write_config(tmp_path, sync={"enabled": True, "bucket": "archive", "require_time_sync": False},
+                        status={"max_sync_age": max_sync_age})
+
+
+def _age_files(seg: Path, seconds: float) -> None:
+    import os
+    import time
+    t = time.time() - seconds
+    for f in seg.iterdir():
+        os.utime(f, (t, t))
+
+
+def test_sync_backlog_older_than_threshold(tmp_path, capsys):
+    data = healthy(tmp_path)
+    seg = next((data / "segments" / "done").iterdir())
+    _age_files(seg, 3 * 3600)
+    rc, facts = status(capsys, _sync_config(tmp_path))
+    assert rc == 1 and codes(facts) == {"sync_stale"}
+    sync = facts["sync"]
+    assert sync["enabled"] and sync["last_upload"] is None and sync["uploaded_files"] == 0
+    assert sync["backlog_files"] == len(list(seg.iterdir())) and sync["backlog_bytes"] > 0
+    assert sync["oldest_pending_age_s"] > 3 * 3600 - 60
+    assert "last verified upload never" in facts["warnings"][0]["message"]
+    assert not (data / "state" / "sync.sqlite").exists()  # status never creates the sync db
+
+
+def test_sync_state_of_the_sync_branch_is_read(tmp_path, capsys):
+    from fluxforge.config import load_config
+    from fluxforge.sync.layout import segment_files
+    from fluxforge.sync.state import UploadState
+
+    data = healthy(tmp_path)
+    seg = next((data / "segments" / "done").iterdir())
+    _age_files(seg, 3 * 3600)
+    cfg_path = _sync_config(tmp_path)
+    with UploadState(load_config(cfg_path).state_dir) as state:
+        for f in segment_files(seg):
+            state.record(f.logical, f.path.stat(), "CRC32C", "x", 0)
+    rc, facts = status(capsys, cfg_path)
+    assert rc == 0 and facts["warnings"] == []
+    sync = facts["sync"]
+    assert sync["backlog_files"] == 0 and sync["uploaded_files"] == len(list(seg.iterdir()))
+    assert 0 <= sync["last_upload_age_s"] < 120
+    # a file rewritten after its upload is pending again
+    part = seg / "trades.parquet"
+    part.write_bytes(part.read_bytes())
+    _age_files(seg, 3 * 3600 + 5)
+    rc, facts = status(capsys, cfg_path)
+    assert facts["sync"]["backlog_files"] >= 1 and codes(facts) == {"sync_stale"}
+
+
+def test_sync_disabled_is_not_judged(tmp_path, capsys):
+    data = healthy(tmp_path)
+    _age_files(next((data / "segments" / "done").iterdir()), 3 * 3600)
+    rc, facts = status(capsys, write_config(tmp_path))
+    assert rc == 0 and facts["sync"] == {"enabled": False, "bucket": None, "stale": None,
+                                         "summary": "disabled (sync.enabled: false)"}
+
+
+def test_unit_states_parsing_and_judgement():
+    from fluxforge.unit_states import parse_show, unit_problem
+
+    text = ("Id=fluxforge-collector.service\nLoadState=loaded\nActiveState=failed\nSubState=failed\n"
+            "Result=exit-code\nUnitFileState=enabled\n\n"
+            "Id=fluxforge-etl.service\nLoadState=loaded\nActiveState=inactive\nSubState=dead\n"
+            "Result=success\nUnitFileState=enabled\n\n"
+            "Id=fluxforge-sync.service\nLoadState=loaded\nActiveState=inactive\nSubState=dead\n"
+            "Result=success\nUnitFileState=static\n\n"
+            "Id=fluxforge-compact.timer\nLoadState=not-found\nActiveState=inactive\n")
+    units = [{k.lower(): v for k, v in u.items()} for u in parse_show(text)]
+    assert [u["id"] for u in units] == ["fluxforge-collector.service", "fluxforge-etl.service",
+                                        "fluxforge-sync.service", "fluxforge-compact.timer"]
+    assert unit_problem(units[0]) == ("critical", "fluxforge-collector.service has failed (result: exit-code)")
+    assert unit_problem(units[1]) == ("warning", "fluxforge-etl.service is inactive (dead) although enabled")
+    assert unit_problem(units[2]) is None  # a timer's oneshot job between runs
+    assert unit_problem(units[3]) is None  # not installed
+
+
+def test_unit_warnings_reach_the_exit_code(tmp_path):
+    from fluxforge.config import load_config
+    from fluxforge.status import collect
+    from fluxforge.status_checks import check, exit_code
+
+    healthy(tmp_path)
+    cfg = load_config(write_config(tmp_path))
+    facts = collect(cfg, with_units=False)
+    facts["units"] = [{"id": "fluxforge-etl.service", "loadstate": "loaded", "activestate": "failed",
+                       "substate": "failed", "result": "signal", "unitfilestate": "enabled"}]
+    warnings = check(facts, cfg)
+    assert [(w.code, w.severity) for w in warnings] == [("unit_failed", "critical")]
+    assert exit_code(warnings) == 2
