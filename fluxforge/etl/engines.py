@@ -150,21 +150,25 @@ class SymbolState:
 class EngineBank:
     """All symbols' engines; `snapshot()`/`restore()` are what the checkpoint stores."""
 
-    def __init__(self, options: FeatureOptions):
+    def __init__(self, options: FeatureOptions, engine_class=None):
         self.options = options
         self.fingerprint = options_fingerprint(options)
+        self.engine_class = engine_class  # None: fluxforge.features.FeatureEngine
         self.symbols: dict[Key, SymbolState] = {}
+
+    def _cls(self):
+        return self.engine_class or _engine_class()
 
     def state(self, key: Key) -> SymbolState:
         st = self.symbols.get(key)
         if st is None:
-            st = self.symbols[key] = SymbolState(_engine_class()(self.options))
+            st = self.symbols[key] = SymbolState(self._cls()(self.options))
         return st
 
     def snapshot(self) -> dict[Key, tuple[bytes, bool]]:
         return {k: (st.engine.get_state(), st.pending_reset) for k, st in sorted(self.symbols.items())}
 
     def restore(self, snapshot: dict[Key, tuple[bytes, bool]]) -> None:
-        cls = _engine_class()
+        cls = self._cls()
         self.symbols = {k: SymbolState(cls.from_state(state, self.options), pending)
                         for k, (state, pending) in snapshot.items()}

@@ -59,8 +59,9 @@ class ReplaySummary:
 
 
 def replay(segments: list[Path], out_dir: Path, options: FeatureOptions, row_group_rows: int,
-           on_segment: Callable[[Path, SegmentResult | None], None] | None = None) -> ReplaySummary:
-    bank = EngineBank(options)
+           on_segment: Callable[[Path, SegmentResult | None], None] | None = None,
+           engine_class=None) -> ReplaySummary:
+    bank = EngineBank(options, engine_class)
     summary = ReplaySummary()
     for seg_dir in segments:
         before = bank.snapshot()

@@ -47,19 +47,20 @@ class EtlRunner:
     """Processes segments of one SegmentStore into one features tree, checkpointing in state_dir."""
 
     def __init__(self, segments_dir: Path, features_dir: Path, state_dir: Path,
-                 options: FeatureOptions, row_group_rows: int = 65536):
+                 options: FeatureOptions, row_group_rows: int = 65536, engine_class=None):
         self.store = SegmentStore(segments_dir).ensure()
         self.features_dir = Path(features_dir)
         self.checkpoints = CheckpointStore(state_dir)
         self.row_group_rows = row_group_rows
-        self.bank = EngineBank(options)
+        self.bank = EngineBank(options, engine_class)
         self.checkpoint = self._load_checkpoint()
         self.bank.restore(self.checkpoint.symbols)
         self.last: Outcome | None = None
 
     @classmethod
-    def from_config(cls, cfg: Config) -> "EtlRunner":
-        return cls(cfg.segments_dir, cfg.features_dir, cfg.state_dir, cfg.etl.features, cfg.etl.row_group_rows)
+    def from_config(cls, cfg: Config, engine_class=None) -> "EtlRunner":
+        return cls(cfg.segments_dir, cfg.features_dir, cfg.state_dir, cfg.etl.features,
+                   cfg.etl.row_group_rows, engine_class)
 
     def _load_checkpoint(self) -> Checkpoint:
         ckpt = self.checkpoints.load()

@@ -27,11 +27,12 @@ log = get_logger("fluxforge.etl")
 
 
 class EtlService:
-    def __init__(self, cfg: Config, once: bool = False, notifier: SystemdNotifier | None = None):
+    def __init__(self, cfg: Config, once: bool = False, notifier: SystemdNotifier | None = None,
+                 engine_class=None):
         self.cfg = cfg
         self.once = once
         self.notifier = notifier or SystemdNotifier()
-        self.runner = EtlRunner.from_config(cfg)
+        self.runner = EtlRunner.from_config(cfg, engine_class)
         self.watcher = ReadyWatcher(self.runner.store.dir("ready"), cfg.etl.poll_interval)
         self._stop = False
         self._busy_since: float | None = None
