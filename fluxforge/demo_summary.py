@@ -51,7 +51,7 @@ def bronze_rows(store: SegmentStore) -> dict[str, dict[str, int]]:
                 if table.num_rows == 0:
                     continue
                 for row in table.group_by("symbol").aggregate([([], "count_all")]).to_pylist():
-                    rows[row["symbol"] or "(all)"][channel] += row["count_all"]
+                    rows[row["symbol"] or "(exchange)"][channel] += row["count_all"]
     return {s: dict(c) for s, c in sorted(rows.items())}
 
 

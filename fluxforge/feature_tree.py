@@ -1,4 +1,4 @@
-"""Find and read bars from the Hive feature tree (features/bars/interval=/exchange=/symbol=/date=).
+"""Find and read bars and hf rows in the Hive feature tree (features/{bars/interval=<d>s,hf}/exchange=/symbol=/date=).
 
 Why a reader next to the ETL's writer: `fluxforge report` and the demo summary
 must pick one exchange + symbol + interval + time range without scanning the
@@ -27,12 +27,13 @@ class NoBars(Exception):
 
 @dataclass(frozen=True)
 class BarSeries:
-    """Bars of one exchange + symbol + interval, sorted by time."""
+    """Bars of one exchange + symbol + interval, sorted by time (and the hf rows of the same range)."""
 
     exchange: str
     symbol: str          # partition value, e.g. BTC-USDT
     interval_s: int
     table: pa.Table      # includes `timestamp` (timestamp[ms, UTC])
+    hf: pa.Table | None = None  # features the bars do not carry (microprice, VPIN) come from here
 
     @property
     def rows(self) -> int:
@@ -79,9 +80,24 @@ def resolve_symbol(features_dir: Path, symbol: str, exchange: str | None) -> tup
     return matches[0], wanted
 
 
-def _dates(features_dir: Path, interval_s: int, exchange: str, symbol: str) -> list[str]:
-    root = Path(features_dir) / "bars" / f"interval={interval_s}s" / f"exchange={exchange}" / f"symbol={symbol}"
-    return _values(root, "date")
+def _symbol_dir(features_dir: Path, interval_s: int | None, exchange: str, symbol: str) -> Path:
+    """bars/interval=<d>s/exchange=/symbol= for bars, hf/exchange=/symbol= when interval_s is None."""
+    kind = Path(features_dir) / ("hf" if interval_s is None else f"bars/interval={interval_s}s")
+    return kind / f"exchange={exchange}" / f"symbol={symbol}"
+
+
+def _dates(features_dir: Path, interval_s: int | None, exchange: str, symbol: str) -> list[str]:
+    return _values(_symbol_dir(features_dir, interval_s, exchange, symbol), "date")
+
+
+def hf_columns(features_dir: Path, exchange: str, symbol: str) -> list[str]:
+    """Column names of the symbol's newest hf file (all hf files of a config share them), or []."""
+    for date in reversed(_dates(features_dir, None, exchange, symbol)):
+        files = sorted(p for p in (_symbol_dir(features_dir, None, exchange, symbol) / f"date={date}").glob("*.parquet")
+                       if not p.name.startswith("."))
+        if files:
+            return pq.read_schema(files[-1]).names
+    return []
 
 
 def newest_date(features_dir: Path, exchange: str, symbol: str) -> str | None:
@@ -89,22 +105,24 @@ def newest_date(features_dir: Path, exchange: str, symbol: str) -> str | None:
     return max(dates, default=None)
 
 
-def read_bars(features_dir: Path, interval_s: int, exchange: str, symbol: str,
+def read_rows(features_dir: Path, interval_s: int | None, exchange: str, symbol: str,
               start: datetime | None = None, end: datetime | None = None,
-              columns: list[str] | None = None) -> BarSeries:
-    """All bars in [start, end) (None = open), reading only the date partitions that can overlap."""
+              columns: list[str] | None = None) -> pa.Table:
+    """Rows in [start, end) (None = open) of bars (interval_s) or hf rows (None), sorted by time.
+
+    Only the date partitions that can overlap the range are opened.
+    """
     tables = []
     for date in _dates(features_dir, interval_s, exchange, symbol):
         day = datetime.strptime(date, "%Y-%m-%d").replace(tzinfo=timezone.utc)
         if (start and day.date() < start.date()) or (end and day >= end):
             continue
-        part_dir = (Path(features_dir) / "bars" / f"interval={interval_s}s" / f"exchange={exchange}"
-                    / f"symbol={symbol}" / f"date={date}")
+        part_dir = _symbol_dir(features_dir, interval_s, exchange, symbol) / f"date={date}"
         for f in sorted(part_dir.glob("*.parquet")):
             if not f.name.startswith("."):
                 tables.append(pq.read_table(f, columns=columns))
     if not tables:
-        return BarSeries(exchange, symbol, interval_s, pa.table({"timestamp": pa.array([], pa.timestamp("ms", tz="UTC"))}))
+        return pa.table({"timestamp": pa.array([], pa.timestamp("ms", tz="UTC"))})
     table = pa.concat_tables(tables, promote_options="permissive")
     ts = table.column("timestamp")
     if start is not None:
@@ -112,8 +130,14 @@ def read_bars(features_dir: Path, interval_s: int, exchange: str, symbol: str,
         ts = table.column("timestamp")
     if end is not None:
         table = table.filter(pc.less(ts, pa.scalar(end, ts.type)))
-    table = table.take(pc.sort_indices(table, sort_keys=[("timestamp", "ascending")]))
-    return BarSeries(exchange, symbol, interval_s, table)
+    return table.take(pc.sort_indices(table, sort_keys=[("timestamp", "ascending")]))
+
+
+def read_bars(features_dir: Path, interval_s: int, exchange: str, symbol: str,
+              start: datetime | None = None, end: datetime | None = None,
+              columns: list[str] | None = None) -> BarSeries:
+    return BarSeries(exchange, symbol, interval_s,
+                     read_rows(features_dir, interval_s, exchange, symbol, start, end, columns))
 
 
 def pick_interval(features_dir: Path, exchange: str, symbol: str, start: datetime | None,

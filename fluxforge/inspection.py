@@ -102,7 +102,7 @@ def symbol_counts(table: pa.Table, partition: dict[str, str]) -> dict[str, int]:
         grouped = table.group_by(keys).aggregate([([], "count_all")])
         out = {}
         for row in grouped.to_pylist():
-            label = ":".join(str(row[k]) for k in keys)
+            label = ":".join("*" if row[k] is None else str(row[k]) for k in keys)
             out[label] = row["count_all"]
         return dict(sorted(out.items()))
     if "symbol" in partition:

@@ -71,9 +71,12 @@ def _stream_table(streams: list[dict[str, Any]]) -> list[str]:
     header = ("exchange", "symbol", "last msg", "rate/s", "msgs 1h", "gaps 1h", "dropped 1h")
     rows = [header]
     for s in streams:
-        rows.append((s["exchange"], s["symbol"] or "*",
-                     "never" if s["last_message_age_s"] is None else human_age(s["last_message_age_s"]) + " ago",
-                     f"{s['rate_per_s']:.1f}", f"{s['messages_last_hour']:,}",
+        if s["symbol"] is None:  # exchange-wide events (reconnects, drops): no messages of its own
+            age, rate, msgs = "-", "-", "-"
+        else:
+            age = "never" if s["last_message_age_s"] is None else human_age(s["last_message_age_s"]) + " ago"
+            rate, msgs = f"{s['rate_per_s']:.1f}", f"{s['messages_last_hour']:,}"
+        rows.append((s["exchange"], s["symbol"] or "(all)", age, rate, msgs,
                      str(s["gaps_last_hour"]), f"{s['dropped_last_hour']:,}"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     out = []

@@ -9,14 +9,15 @@ EPILOG = """\
 time range: --date D (one UTC day), --last 1h (until now; s, m, h, d units),
 or neither: the newest day that has bars.
 --interval: bar length in seconds; default the coarsest with >= 100 bars in range.
---features: panels separated by ',', '+' shares a panel; a name is a bar column or
-its stem (mid -> mid_close).  Default: %s
+--features: panels separated by ',', '+' shares a panel; a name is a bar column,
+else an hf column, else the stem of one (mid -> mid_price).
+Default: %s.
 
 needs matplotlib: pip install 'fluxforge[plot]'
 
 examples:
   fluxforge report --symbol BTC/USDT --last 6h -o btc.png
-  fluxforge report --symbol ETH-USDT --date 2024-08-08 --interval 60 --features mid,kyle_lambda
+  fluxforge report --symbol ETH-USDT --date 2024-08-08 --interval 60 --features close+vwap_bid_5,kyle_lambda
 """
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -24,12 +25,12 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 def register(sub: argparse._SubParsersAction) -> None:
     from ..cli import add_config_argument
-    from ..report import DEFAULT_PANELS
+    from ..report import DEFAULT_DESCRIPTION
     from ._data_dir import add_data_dir_argument
 
     p = sub.add_parser("report", help="chart mid/microprice, spread, OFI and VPIN of one symbol to a PNG",
                        description="Draw a chart of one symbol's bars (features/bars/...) to a PNG file.",
-                       epilog=EPILOG % DEFAULT_PANELS, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       epilog=EPILOG % DEFAULT_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_argument(p)
     add_data_dir_argument(p)
     p.add_argument("--symbol", "-s", required=True, help="ccxt symbol (BTC/USDT) or partition name (BTC-USDT)")
@@ -64,27 +65,21 @@ def parse_range(date: str | None, last: str | None, now: datetime | None = None)
 
 def run(args: argparse.Namespace) -> int:
     from ..cli import UserError
-    from ..feature_tree import NoBars, newest_date, pick_interval, read_bars, resolve_symbol
-    from ..report import DEFAULT_PANELS, ReportError, draw, load_pyplot, resolve_panels
+    from ..feature_tree import NoBars, newest_date, pick_interval, resolve_symbol
+    from ..report import ReportError, chart_symbol, load_pyplot
     from ._data_dir import load_for_data_dir
 
     cfg = load_for_data_dir(args.config, args.data_dir)
     start, end = parse_range(args.date, args.last)
+    features = cfg.features_dir
     try:
         load_pyplot()  # fail before reading anything when the extra is missing
-        exchange, symbol = resolve_symbol(cfg.features_dir, args.symbol, args.exchange)
+        exchange, symbol = resolve_symbol(features, args.symbol, args.exchange)
         if start is None:
-            day = newest_date(cfg.features_dir, exchange, symbol)
-            start, end = parse_range(day, None)
-        interval = args.interval or pick_interval(cfg.features_dir, exchange, symbol, start, end)
-        series = read_bars(cfg.features_dir, interval, exchange, symbol, start, end)
-        if series.rows == 0:
-            raise NoBars(f"no {interval}s bars for {exchange} {symbol} between "
-                         f"{start:%Y-%m-%d %H:%M} and {end:%Y-%m-%d %H:%M} UTC")
-        panels = resolve_panels(args.features or DEFAULT_PANELS, series.table.column_names,
-                                strict=args.features is not None)
+            start, end = parse_range(newest_date(features, exchange, symbol), None)
+        interval = args.interval or pick_interval(features, exchange, symbol, start, end)
         out = args.output or f"report-{symbol}-{start:%Y%m%d}.png"
-        draw(series, panels, out)
+        series, panels = chart_symbol(features, exchange, symbol, interval, out, start, end, args.features)
     except (NoBars, ReportError) as e:
         raise UserError(str(e), exit_code=1) from None
     print(f"wrote {out}: {exchange} {symbol}, {series.rows:,} bars of {interval}s, "

@@ -25,25 +25,38 @@ def png_size(path: Path) -> tuple[int, int]:
     return struct.unpack(">II", data[16:24])
 
 
-def write_bars(data_dir: Path, start: datetime, n: int, interval_s: int = 1, symbol: str = "BTC-USDT",
-               exchange: str = "binance", segment: str = "seg-h-20240808T000000Z-000001") -> None:
-    """n bars from start, split into date partitions like the ETL does (columns as the bars carry them)."""
-    rng = np.random.default_rng(7)
-    ts = np.array([int((start.timestamp() + i * interval_s) * 1000) for i in range(n)], dtype=np.int64)
-    mid = 60000 + np.cumsum(rng.normal(0, 5, n))
-    table = pa.table({
-        "timestamp": pa.array(ts).cast(pa.timestamp("ms", tz="UTC")),
-        "mid_close": mid, "microprice_close": mid + rng.normal(0, 1, n),
-        "spread_bps_mean": np.abs(rng.normal(1.0, 0.3, n)), "ofi_sum": rng.normal(0, 3, n),
-        "vpin": np.clip(rng.normal(0.3, 0.05, n), 0, 1),
-    })
+def _partitioned(data_dir: Path, kind: str, table: pa.Table, ts: np.ndarray, exchange: str, symbol: str,
+                 segment: str) -> None:
+    """Split rows into date partitions like the ETL does."""
     days = ts // 86_400_000
     for day in np.unique(days):
         date = datetime.fromtimestamp(int(day) * 86400, timezone.utc).strftime("%Y-%m-%d")
-        part = (data_dir / "features" / "bars" / f"interval={interval_s}s" / f"exchange={exchange}"
-                / f"symbol={symbol}" / f"date={date}")
+        part = data_dir / "features" / kind / f"exchange={exchange}" / f"symbol={symbol}" / f"date={date}"
         part.mkdir(parents=True, exist_ok=True)
         pq.write_table(table.filter(pa.array(days == day)), part / f"part-{segment}.parquet")
+
+
+def write_bars(data_dir: Path, start: datetime, n: int, interval_s: int = 1, symbol: str = "BTC-USDT",
+               exchange: str = "binance", segment: str = "seg-h-20240808T000000Z-000001", hf: bool = True) -> None:
+    """n bars from start (columns as the feature engine names them) and, optionally, 1 s hf rows."""
+    rng = np.random.default_rng(7)
+    ts = np.array([int((start.timestamp() + i * interval_s) * 1000) for i in range(n)], dtype=np.int64)
+    mid = 60000 + np.cumsum(rng.normal(0, 5, n))
+    bars = pa.table({
+        "timestamp": pa.array(ts).cast(pa.timestamp("ms", tz="UTC")),
+        "duration": pa.array(np.full(n, interval_s, dtype=np.int32)),
+        "open": mid, "high": mid + 2, "low": mid - 2, "close": mid,
+        "mean_relative_spread": np.abs(rng.normal(1e-4, 3e-5, n)), "sum_ofi": rng.normal(0, 3, n),
+        "trade_count": rng.integers(0, 9, n),
+    })
+    _partitioned(data_dir, f"bars/interval={interval_s}s", bars, ts, exchange, symbol, segment)
+    if hf:
+        hts = np.arange(ts[0], ts[-1] + interval_s * 1000, 1000, dtype=np.int64)
+        m = 60000 + np.cumsum(rng.normal(0, 2, len(hts)))
+        rows = pa.table({"timestamp": pa.array(hts).cast(pa.timestamp("ms", tz="UTC")), "mid_price": m,
+                         "microprice": m + rng.normal(0, 1, len(hts)), "kyle_lambda": rng.normal(0, 1, len(hts)),
+                         "vpin": np.clip(rng.normal(0.3, 0.05, len(hts)), 0, 1)})
+        _partitioned(data_dir, "hf", rows, hts, exchange, symbol, segment)
 
 
 def report(tmp_path, *argv) -> int:
@@ -57,7 +70,7 @@ def test_default_chart_is_a_png_of_the_expected_size(tmp_path, capsys):
     assert png_size(out) == PIXEL_SIZE
     msg = capsys.readouterr().out
     assert "600 bars of 1s" in msg
-    assert "panels: mid + microprice; spread_bps; ofi; vpin" in msg
+    assert "panels: price; spread (bps); OFI per bar; VPIN" in msg
     assert out.stat().st_size > 20_000  # drawn lines, not an empty canvas
 
 
@@ -89,12 +102,22 @@ def test_last_window_is_relative_to_now(tmp_path, capsys):
 def test_chosen_features_and_unknown_feature(tmp_path, capsys):
     write_bars(tmp_path, DAY1, 300)
     out = tmp_path / "f.png"
-    assert report(tmp_path, "-s", "BTC/USDT", "--features", "vpin,mid+ofi", "-o", str(out)) == 0
-    assert "panels: vpin; mid + ofi" in capsys.readouterr().out
-    assert report(tmp_path, "-s", "BTC/USDT", "--features", "kyle", "-o", str(out)) == 1
+    assert report(tmp_path, "-s", "BTC/USDT", "--features", "vpin,close+mid,kyle", "-o", str(out)) == 0
+    assert "panels: vpin; close + mid_price; kyle_lambda" in capsys.readouterr().out
+    assert png_size(out) == PIXEL_SIZE
+    assert report(tmp_path, "-s", "BTC/USDT", "--features", "gamma", "-o", str(out)) == 1
     err = capsys.readouterr().err
-    assert err.startswith("fluxforge: no bar column matches 'kyle'; columns: mid_close, microprice_close")
+    assert err.startswith("fluxforge: no bar or hf column matches 'gamma'; bar columns: duration, open, high")
+    assert "hf has 4 columns" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_default_chart_without_hf_rows_draws_what_the_bars_have(tmp_path, capsys):
+    write_bars(tmp_path, DAY1, 120, hf=False)
+    out = tmp_path / "b.png"
+    assert report(tmp_path, "-s", "BTC/USDT", "-o", str(out)) == 0
+    assert "panels: price; spread (bps); OFI per bar\n" in capsys.readouterr().out
+    assert png_size(out) == PIXEL_SIZE
 
 
 def test_symbol_errors_name_what_exists(tmp_path, capsys):
@@ -130,7 +153,7 @@ def test_missing_matplotlib_is_one_clear_line(tmp_path, capsys, monkeypatch):
 
 
 def test_helpers():
-    assert resolve_column("mid", ["timestamp", "mid_close", "mid_open"]) == "mid_close"
+    assert resolve_column("mid", ["timestamp", "mid_price", "mid_open"]) == "mid_price"
     assert resolve_column("ofi", ["ofi_l1", "ofi_l5"]) == "ofi_l1"
     assert resolve_column("vpin", ["vpin"]) == "vpin"
     assert resolve_column("x", ["vpin"]) is None
