@@ -11,7 +11,8 @@ or as a subprocess: `LoopbackProcess` / `fluxforge loopback --print-config`.
 """
 from .faults import FaultSpec, Faults
 from .sentlog import SentLog, StreamLog
+from .process import LoopbackProcess
 from .server import LoopbackExchange
 from .simulator import SimOptions
 
-__all__ = ["LoopbackExchange", "SimOptions", "FaultSpec", "Faults", "SentLog", "StreamLog"]
+__all__ = ["LoopbackExchange", "LoopbackProcess", "SimOptions", "FaultSpec", "Faults", "SentLog", "StreamLog"]
