@@ -2,7 +2,7 @@
 
 Why here: every S3 caller (upload, verify, download, retention checks, tests,
 benchmarks) must get the same endpoint, addressing style, connection pool
-(= workers), botocore retry mode (standard/adaptive: retries 500/503/SlowDown
+(sized to the workers: their transfers plus their verifying HEADs), botocore retry mode (standard/adaptive: retries 500/503/SlowDown
 and connection resets with backoff, so there is no hand-written retry loop) and
 multipart sizes.  Credentials come from the config (which may itself read the
 environment or a systemd credential via `${env:..}` / `${credential:..}`) or
@@ -68,7 +68,8 @@ def make_target(cfg: SyncConfig) -> S3Target:
         region_name=cfg.region or "us-east-1",
         s3={"addressing_style": cfg.addressing_style},
         retries={"mode": cfg.retry_mode, "max_attempts": cfg.max_attempts},
-        max_pool_connections=cfg.workers,
+        # `workers` transfer threads + `workers` verifier threads (HEAD): one pooled connection each.
+        max_pool_connections=2 * cfg.workers,
         connect_timeout=cfg.connect_timeout,
         read_timeout=cfg.read_timeout,
         request_checksum_calculation="when_supported",
@@ -115,5 +116,13 @@ def check_bucket(target: S3Target) -> None:
     """HEAD the bucket once (with retries) so a missing bucket or bad key fails before any upload."""
     try:
         target.client.head_bucket(Bucket=target.bucket)
+        return
     except (ClientError, BotoCoreError) as e:
-        raise SyncError(fatal_message(e, target) or f"S3 bucket check failed: {error_code(e)}: {e}") from None
+        failure: BaseException = e
+    if error_code(failure) in ("400", "403"):
+        # A HEAD response has no body, so no error code: one GET tells which key S3 refused and why.
+        try:
+            target.client.list_objects_v2(Bucket=target.bucket, MaxKeys=1)
+        except (ClientError, BotoCoreError) as e:
+            failure = e
+    raise SyncError(fatal_message(failure, target) or f"S3 bucket check failed: {error_code(failure)}: {failure}")

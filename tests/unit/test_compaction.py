@@ -165,14 +165,16 @@ def test_sigkill_at_random_points_converges(tmp_path):
     cfg_path.write_text(yaml.safe_dump({"data_dir": str(data), "host_id": "pi01",
                                         "compaction": {"target_file_mb": 0.2}, "logging": {"format": "json"}}))
     cfg = make_config(data)
-    feature_day(cfg.features_dir, utc_day(2), segments=48, rows_per_segment=300, symbols=("BTC-USDT", "ETH-USDT"))
+    for days_ago in (2, 3, 4, 5):
+        feature_day(cfg.features_dir, utc_day(days_ago), segments=48, rows_per_segment=300,
+                    symbols=("BTC-USDT", "ETH-USDT"), seed=days_ago)
     before = snapshot(cfg.features_dir)
     rnd = random.Random(5)
     cmd = [sys.executable, "-m", "fluxforge.cli", "compact", "--config", str(cfg_path)]
     killed = 0
-    for _ in range(5):
+    for _ in range(6):
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rnd.uniform(0.3, 2.5))
+        time.sleep(rnd.uniform(0.4, 1.6))
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
             killed += 1
