@@ -13,7 +13,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from .bronze import channel_file
-from .segments import SegmentStore
+from .segments import REASON, SegmentStore
 
 CHANNELS = ("orderbook", "trades", "ticker", "events")
 FINISHED = ("ready", "processing", "done", "failed")
@@ -32,6 +32,7 @@ class DemoSummary:
     feature_files: int = 0
     chart: Path | None = None
     chart_note: str = ""
+    failures: list[str] = field(default_factory=list)           # "<segment>: <reason.txt>"
 
     @property
     def features_dir(self) -> Path:
@@ -74,6 +75,17 @@ def feature_counts(features_dir: Path) -> tuple[dict[str, int], int, dict[int, i
     return dict(sorted(hf_rows.items())), hf_columns, dict(sorted(bar_rows.items())), files
 
 
+def failure_reasons(store: SegmentStore) -> list[str]:
+    out = []
+    for seg in store.list("failed"):
+        try:
+            reason = (seg / REASON).read_text(errors="replace").strip().splitlines()[0]
+        except (OSError, IndexError):
+            reason = "(no reason.txt)"
+        out.append(f"{seg.name}: {reason}")
+    return out
+
+
 def summarize(directory: Path, data_dir: Path, seconds: float) -> DemoSummary:
     store = SegmentStore(data_dir / "segments")
     hf_rows, hf_columns, bar_rows, files = feature_counts(data_dir / "features")
@@ -81,7 +93,7 @@ def summarize(directory: Path, data_dir: Path, seconds: float) -> DemoSummary:
         directory=directory, data_dir=data_dir, seconds=seconds,
         segments={s: len(store.list(s)) for s in ("active",) + FINISHED},
         rows=bronze_rows(store), hf_rows=hf_rows, hf_columns=hf_columns, bar_rows=bar_rows,
-        feature_files=files,
+        feature_files=files, failures=failure_reasons(store),
     )
 
 
@@ -109,6 +121,7 @@ def render(s: DemoSummary) -> str:
     seg = ", ".join(f"{n} {state}" for state, n in s.segments.items() if n)
     bars = ", ".join(f"{n:,} x {iv}s" for iv, n in s.bar_rows.items())
     lines.append(f"  segments  {seg or 'none'}")
+    lines += [f"  FAILED    {f}" for f in s.failures]
     lines.append(f"  features  {sum(s.hf_rows.values()):,} hf rows x {s.hf_columns} columns; bars {bars or 'none'}; "
                  f"{s.feature_files} Parquet files")
     lines.append("")

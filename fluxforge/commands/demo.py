@@ -70,4 +70,7 @@ def run(args: argparse.Namespace) -> int:
     except DemoError as e:
         raise UserError(f"demo: {e}", exit_code=1) from None
     print(render(summary))
+    if summary.failures:
+        raise UserError(f"demo: the ETL rejected {len(summary.failures)} segment(s), e.g. {summary.failures[0]}",
+                        exit_code=1)
     return 0
