@@ -18,8 +18,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .bronze import RESET_EVENTS, channel_file
-from .inspection import InspectError, read_journal
+from .bronze import CHANNEL_SCHEMAS, RESET_EVENTS, channel_file
+from .inspection import InspectError
+from .journal import JournalScan, JournalUnreadable, iter_journal
 from .segments import STATES, SegmentId, SegmentStore
 
 WINDOW_S = 3600          # "the last hour": gaps, drops, message counts
@@ -86,8 +87,15 @@ def _read_channel(seg: Path, channel: str, columns: list[str] | None) -> pa.Tabl
         return pq.read_table(parquet, columns=columns)
     journal = seg / channel_file(channel, finished=False)
     if journal.is_file():
-        table, _torn = read_journal(journal)
-        return table.select(columns) if columns else table
+        # batch by batch, keeping only the needed columns: an active journal can be 64 MB of
+        # compressed books, which must not be decompressed whole on a 1 GB Pi
+        schema = CHANNEL_SCHEMAS[channel]
+        keep = columns or schema.names
+        try:
+            batches = [b.select(keep) for b in iter_journal(journal, schema, JournalScan())]
+        except JournalUnreadable as e:
+            raise InspectError(f"{journal}: {e}") from None
+        return pa.Table.from_batches(batches, schema=pa.schema([schema.field(c) for c in keep]))
     return None
 
 
