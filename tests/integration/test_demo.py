@@ -119,3 +119,23 @@ def test_busy_directory_is_refused_in_one_line(tmp_path):
 def test_bad_arguments_are_usage_errors(argv, needle):
     proc = fluxforge("demo", *argv)
     assert proc.returncode == 2 and needle in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_service_that_dies_is_reported_in_one_line(tmp_path):
+    """What the demo shows when a child fails: its exit status and the last line of its log."""
+    import asyncio
+
+    from fluxforge.service_child import ServiceChild, ServiceFailed
+
+    bad = tmp_path / "config.yaml"
+    bad.write_text("collector:\n  flush_interval: -1\n")
+    child = ServiceChild("collector", ["collect", "--config", str(bad)], tmp_path / "logs" / "collector.log")
+    child.start()
+    try:
+        with pytest.raises(ServiceFailed) as err:
+            asyncio.run(child.wait_ready(timeout=120))
+    finally:
+        child.kill()
+    message = str(err.value)
+    assert message.startswith("collector exited with status 78: fluxforge: config error:")
+    assert "collector.flush_interval" in message and "\n" not in message
