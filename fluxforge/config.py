@@ -128,6 +128,8 @@ class EtlConfig(_Model):
     poll_interval: float = Field(2.0, gt=0.0, description="seconds, when inotify is unavailable")
     row_group_rows: int = Field(65536, ge=1024)
     max_segment_seconds: float = Field(600.0, gt=0.0, description="watchdog health: longest time one segment may take")
+    reorder_window: float = Field(5.0, ge=0.0, description="seconds of exchange time held back at a segment's end "
+                                  "so rows of the next segment that are up to this much older still merge in order")
     features: FeatureOptions = Field(default_factory=FeatureOptions)
 
 

@@ -133,6 +133,8 @@ class LedgerEngine:
         return e
 
     def process(self, books, trades, resets=None):
+        books = _columns(books, ("timestamp", "bid_px", "ask_px"))
+        trades = _columns(trades, ("timestamp", "amount", "side"))
         events = [(int(t), 0, i) for i, t in enumerate(trades["timestamp"])]
         events += [(int(t), 1, i) for i, t in enumerate(books["timestamp"])]
         resets = list(resets) if resets is not None else []
@@ -148,7 +150,7 @@ class LedgerEngine:
                 self.resets = n
             if kind == 0:
                 self.volume += float(trades["amount"][i])
-                self.signed += float(trades["amount"][i]) * int(trades["side"][i])
+                self.signed += float(trades["amount"][i]) * (1 if trades["side"][i] == "buy" else -1)
                 continue
             self.books += 1
             hf["timestamp"].append(t)
@@ -179,6 +181,12 @@ class LedgerEngine:
         return _Result(hf_t, bar_t)
 
 
+def _columns(table, names):
+    if table is None:
+        return {n: [] for n in names}
+    return {n: table.column(n).to_pylist() for n in names}
+
+
 class _Result:
     def __init__(self, hf, bars):
         self.hf, self.bars = hf, bars
@@ -192,6 +200,19 @@ def read_tree(root: Path, kind: str = "hf") -> pa.Table:
     first = [c for c in ("interval", "exchange", "symbol", "date", "timestamp") if c in t.column_names]
     keys = first + [c for c in t.column_names if c not in first and not pa.types.is_nested(t.schema.field(c).type)]
     return t.sort_by([(k, "ascending") for k in keys])
+
+
+def tables_equal(a: pa.Table, b: pa.Table) -> bool:
+    """Same schema, same rows, same values; NaN equals NaN (features are NaN before warm-up)."""
+    if not a.schema.equals(b.schema) or a.num_rows != b.num_rows:
+        return False
+    for x, y in zip(a.columns, b.columns):
+        if pa.types.is_floating(x.type):
+            if not np.array_equal(x.to_numpy(), y.to_numpy(), equal_nan=True):
+                return False
+        elif not x.equals(y):
+            return False
+    return True
 
 
 def tree_files(root: Path) -> dict[str, pa.Table]:

@@ -4,16 +4,17 @@ Why a dedicated reader: the ETL must never compute features from a file that is
 corrupt, truncated, of a foreign schema or different from what the collector
 recorded in `manifest.json` -- such a segment goes to failed/ with a reason
 (`BadSegment`).  And it must not hold a whole large segment in memory: books are
-streamed in record batches, converted column-wise (list column -> 2-D array via
-list_flatten + lengths, no per-row Python) and grouped by (exchange, symbol)
-with one stable lexsort per batch.
+streamed in record batches and grouped by (exchange, symbol) with one stable
+numpy lexsort + Arrow `take` per batch (no per-row Python); the feature engine
+turns the list columns into 2-D arrays itself (fluxforge/book_arrays.py).
+A row without exchange time (e.g. a REST book snapshot) is ordered by its receive
+time; it keeps its null and the engine skips it (and counts it).
 """
 from __future__ import annotations
 
 import hashlib
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -33,66 +34,13 @@ class BadSegment(Exception):
     """The segment cannot be processed; str(self) is the reason written to reason.txt."""
 
 
-@dataclass
-class Books:
-    """Book snapshots of one symbol, sorted by exchange time (ms)."""
-
-    timestamp: np.ndarray  # int64 ms
-    recv_ns: np.ndarray    # int64
-    bid_px: np.ndarray     # (n, levels) float64, NaN where the book is thinner
-    bid_sz: np.ndarray
-    ask_px: np.ndarray
-    ask_sz: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.timestamp)
-
-    def take(self, index: np.ndarray | slice) -> "Books":
-        return Books(*(getattr(self, f)[index] for f in self.__dataclass_fields__))
-
-    @classmethod
-    def concat(cls, parts: list["Books"]) -> "Books":
-        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in cls.__dataclass_fields__))
+BOOK_COLUMNS = ["exchange", "symbol", "timestamp", "recv_ns", "nonce", *LEVEL_COLUMNS]
+TRADE_COLUMNS = ["exchange", "symbol", "timestamp", "recv_ns", "price", "amount", "side"]
 
 
-@dataclass
-class Trades:
-    """Trades of one symbol, sorted by exchange time (ms); side +1 taker buy, -1 taker sell, 0 unknown."""
-
-    timestamp: np.ndarray
-    recv_ns: np.ndarray
-    price: np.ndarray
-    amount: np.ndarray
-    side: np.ndarray  # int8
-
-    def __len__(self) -> int:
-        return len(self.timestamp)
-
-    def take(self, index: np.ndarray | slice) -> "Trades":
-        return Trades(*(getattr(self, f)[index] for f in self.__dataclass_fields__))
-
-
-def empty_trades() -> Trades:
-    z = np.zeros(0, dtype=np.int64)
-    return Trades(z, z.copy(), np.zeros(0), np.zeros(0), np.zeros(0, dtype=np.int8))
-
-
-def list_column_2d(col: pa.Array | pa.ChunkedArray, levels: int) -> np.ndarray:
-    """list<float64> column -> C-contiguous (n, levels) float64; short/null rows padded with NaN."""
-    if isinstance(col, pa.ChunkedArray):
-        col = col.combine_chunks()
-    n = len(col)
-    lens = pc.fill_null(pc.list_value_length(col), 0).to_numpy().astype(np.int64, copy=False)
-    values = pc.list_flatten(col).to_numpy(zero_copy_only=False)
-    if n and lens[0] >= levels and (lens == lens[0]).all():
-        return np.ascontiguousarray(values.reshape(n, lens[0])[:, :levels], dtype=np.float64)
-    out = np.full((n, levels), np.nan)
-    take = np.minimum(lens, levels)
-    starts = np.concatenate(([0], np.cumsum(lens)[:-1])) if n else lens
-    row = np.repeat(np.arange(n), take)
-    col_idx = np.arange(int(take.sum())) - np.repeat(np.cumsum(take) - take, take)
-    out[row, col_idx] = values[starts[row] + col_idx]
-    return out
+def sort_times(table: pa.Table | pa.RecordBatch) -> np.ndarray:
+    """Exchange ms for ordering; a null time is replaced by the receive time in ms."""
+    return _times(table)[0]
 
 
 def _times(table: pa.Table | pa.RecordBatch) -> tuple[np.ndarray, np.ndarray]:
@@ -128,9 +76,8 @@ def _group_order(table: pa.Table | pa.RecordBatch, ts: np.ndarray) -> Iterator[t
 class SegmentReader:
     """A finished segment directory: verify() first, then trades()/reset_events()/book_batches()."""
 
-    def __init__(self, seg_dir: str | Path, levels: int, batch_rows: int = 65536):
+    def __init__(self, seg_dir: str | Path, batch_rows: int = 65536):
         self.dir = Path(seg_dir)
-        self.levels = levels
         self.batch_rows = batch_rows
         self.manifest: dict = {}
 
@@ -194,21 +141,12 @@ class SegmentReader:
         except (pa.ArrowException, OSError) as e:
             raise BadSegment(f"{path.name}: unreadable: {e}") from None
 
-    def trades(self) -> dict[Key, Trades]:
-        """All trades of the segment per symbol (trades are small next to books)."""
-        table = self._read("trades", ["exchange", "symbol", "timestamp", "recv_ns", "price", "amount", "side"])
+    def trades(self) -> dict[Key, pa.Table]:
+        """All trades of the segment per symbol, sorted by time (trades are small next to books)."""
+        table = self._read("trades", TRADE_COLUMNS)
         if table is None or table.num_rows == 0:
             return {}
-        ts, recv = _times(table)
-        price = table.column("price").to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
-        amount = table.column("amount").to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
-        side_col = table.column("side")
-        side = (pc.fill_null(pc.equal(side_col, "buy"), False).to_numpy(zero_copy_only=False).astype(np.int8)
-                - pc.fill_null(pc.equal(side_col, "sell"), False).to_numpy(zero_copy_only=False).astype(np.int8))
-        out = {}
-        for key, rows in _group_order(table, ts):
-            out[key] = Trades(ts[rows], recv[rows], price[rows], amount[rows], side[rows])
-        return out
+        return dict(_split(table))
 
     def reset_events(self) -> list[tuple[str, str | None, int]]:
         """(exchange, symbol or None for the whole exchange, recv_ns) of gap/resync/reconnect rows."""
@@ -219,24 +157,25 @@ class SegmentReader:
         rows = table.filter(mask).to_pydict()  # a handful of rows: plain Python is fine here
         return list(zip(rows["exchange"], rows["symbol"], rows["recv_ns"]))
 
-    def book_batches(self) -> Iterator[dict[Key, Books]]:
+    def book_batches(self) -> Iterator[dict[Key, pa.Table]]:
         """Stream the orderbook file in record batches, each split per symbol and sorted by time."""
         path = self._path("orderbook")
         if path is None:
             return
-        columns = ["exchange", "symbol", "timestamp", "recv_ns", *LEVEL_COLUMNS]
         try:
             pf = pq.ParquetFile(path, memory_map=False, pre_buffer=False)
-            for batch in pf.iter_batches(batch_size=self.batch_rows, columns=columns, use_threads=False):
-                yield self._split_books(batch)
+            for batch in pf.iter_batches(batch_size=self.batch_rows, columns=BOOK_COLUMNS, use_threads=False):
+                yield dict(_split(pa.Table.from_batches([batch])))
         except (pa.ArrowException, OSError) as e:
             raise BadSegment(f"{path.name}: unreadable: {e}") from None
 
-    def _split_books(self, batch: pa.RecordBatch) -> dict[Key, Books]:
-        ts, recv = _times(batch)
-        levels = [list_column_2d(batch.column(c), self.levels) for c in LEVEL_COLUMNS]
-        return {key: Books(ts[rows], recv[rows], *(lv[rows] for lv in levels))
-                for key, rows in _group_order(batch, ts)}
+
+def _split(table: pa.Table) -> Iterator[tuple[Key, pa.Table]]:
+    """Rows of each (exchange, symbol), sorted by time (a null time sorts at its receive time)."""
+    ts, _recv = _times(table)
+    body = table.drop_columns(["exchange", "symbol"])
+    for key, rows in _group_order(table, ts):
+        yield key, body.take(pa.array(rows))
 
 
 def _sha256(path: Path) -> str:

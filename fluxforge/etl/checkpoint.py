@@ -9,7 +9,8 @@ done/, so after a crash exactly one of these holds for a segment in processing/:
 - otherwise the checkpoint is the state *before* it -- redo the segment (its
   outputs are overwritten, since their names derive from the segment id).
 
-Format: an Arrow IPC file (exchange, symbol, state: binary, pending_reset: bool)
+Format: an Arrow IPC file (exchange, symbol, state: the engine's get_state() bytes,
+carry: rows and resets held for the next segment, see engines.Carry)
 with the last segment and the feature-options fingerprint in the schema metadata.
 """
 from __future__ import annotations
@@ -23,12 +24,12 @@ from ..fsio import atomic_path
 from ..logs import get_logger
 from .bronze_reader import Key
 
-FORMAT = "1"
+FORMAT = "2"
 SCHEMA = pa.schema([
     pa.field("exchange", pa.string(), nullable=False),
     pa.field("symbol", pa.string(), nullable=False),
     pa.field("state", pa.binary(), nullable=False),
-    pa.field("pending_reset", pa.bool_(), nullable=False),
+    pa.field("carry", pa.binary(), nullable=False),
 ])
 
 log = get_logger("fluxforge.etl.checkpoint")
@@ -38,7 +39,7 @@ log = get_logger("fluxforge.etl.checkpoint")
 class Checkpoint:
     last_segment: str | None = None
     options_fingerprint: str | None = None
-    symbols: dict[Key, tuple[bytes, bool]] = field(default_factory=dict)
+    symbols: dict[Key, tuple[bytes, bytes]] = field(default_factory=dict)  # (engine state, carry)
 
 
 class CheckpointStore:
@@ -56,8 +57,8 @@ class CheckpointStore:
         if meta.get("format") != FORMAT:
             raise ValueError(f"{self.path}: unknown checkpoint format {meta.get('format')!r}")
         cols = table.to_pydict()
-        symbols = {(ex, sym): (state, pending) for ex, sym, state, pending in
-                   zip(cols["exchange"], cols["symbol"], cols["state"], cols["pending_reset"])}
+        symbols = {(ex, sym): (state, carry) for ex, sym, state, carry in
+                   zip(cols["exchange"], cols["symbol"], cols["state"], cols["carry"])}
         return Checkpoint(meta.get("last_segment") or None, meta.get("options") or None, symbols)
 
     def save(self, ckpt: Checkpoint) -> None:
@@ -66,7 +67,7 @@ class CheckpointStore:
             "exchange": [k[0] for k in keys],
             "symbol": [k[1] for k in keys],
             "state": [ckpt.symbols[k][0] for k in keys],
-            "pending_reset": [bool(ckpt.symbols[k][1]) for k in keys],
+            "carry": [ckpt.symbols[k][1] for k in keys],
         }, schema=SCHEMA.with_metadata({
             "format": FORMAT,
             "last_segment": ckpt.last_segment or "",

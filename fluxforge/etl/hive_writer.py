@@ -63,7 +63,8 @@ class PartWriter:
         final = partition_dir / part_name(self.segment)
         tmp = tmp_name(final)
         pq.write_table(table, tmp, compression="zstd", write_statistics=True,
-                       row_group_size=self.row_group_rows, use_dictionary=True)
+                       row_group_size=self.row_group_rows, use_dictionary=True,
+                       sorting_columns=[pq.SortingColumn(table.schema.get_field_index("timestamp"))])
         self._pending.append((tmp, final))
         return final
 

@@ -60,8 +60,8 @@ class ReplaySummary:
 
 def replay(segments: list[Path], out_dir: Path, options: FeatureOptions, row_group_rows: int,
            on_segment: Callable[[Path, SegmentResult | None], None] | None = None,
-           engine_class=None) -> ReplaySummary:
-    bank = EngineBank(options, engine_class)
+           engine_class=None, reorder_window: float = 5.0) -> ReplaySummary:
+    bank = EngineBank(options, engine_class, reorder_ms=int(round(reorder_window * 1000)))
     summary = ReplaySummary()
     for seg_dir in segments:
         before = bank.snapshot()

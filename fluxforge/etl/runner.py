@@ -47,12 +47,13 @@ class EtlRunner:
     """Processes segments of one SegmentStore into one features tree, checkpointing in state_dir."""
 
     def __init__(self, segments_dir: Path, features_dir: Path, state_dir: Path,
-                 options: FeatureOptions, row_group_rows: int = 65536, engine_class=None):
+                 options: FeatureOptions, row_group_rows: int = 65536, engine_class=None,
+                 reorder_window: float = 5.0):
         self.store = SegmentStore(segments_dir).ensure()
         self.features_dir = Path(features_dir)
         self.checkpoints = CheckpointStore(state_dir)
         self.row_group_rows = row_group_rows
-        self.bank = EngineBank(options, engine_class)
+        self.bank = EngineBank(options, engine_class, reorder_ms=int(round(reorder_window * 1000)))
         self.checkpoint = self._load_checkpoint()
         self.bank.restore(self.checkpoint.symbols)
         self.last: Outcome | None = None
@@ -60,7 +61,7 @@ class EtlRunner:
     @classmethod
     def from_config(cls, cfg: Config, engine_class=None) -> "EtlRunner":
         return cls(cfg.segments_dir, cfg.features_dir, cfg.state_dir, cfg.etl.features,
-                   cfg.etl.row_group_rows, engine_class)
+                   cfg.etl.row_group_rows, engine_class, cfg.etl.reorder_window)
 
     def _load_checkpoint(self) -> Checkpoint:
         ckpt = self.checkpoints.load()

@@ -41,7 +41,7 @@ def run_segment(seg_dir: Path, bank: EngineBank, features_root: Path, row_group_
     """Verify, compute and durably write one segment; raises BadSegment for unusable input."""
     t0 = time.monotonic()
     segment = seg_dir.name
-    reader = SegmentReader(seg_dir, levels=bank.options.max_levels, batch_rows=batch_rows)
+    reader = SegmentReader(seg_dir, batch_rows=batch_rows)
     reader.verify()
     trades = reader.trades()
     events = _events_by_symbol(reader.reset_events())
@@ -51,8 +51,8 @@ def run_segment(seg_dir: Path, bank: EngineBank, features_root: Path, row_group_
         f = feeds.get(key)
         if f is None:
             st = bank.state(key)
-            f = feeds[key] = SymbolFeed(st.engine, bank.options.max_levels, trades.get(key),
-                                        _events_for(events, key), st.pending_reset)
+            f = feeds[key] = SymbolFeed(st.engine, st.carry, trades.get(key), _events_for(events, key),
+                                        bank.reorder_ms)
         return f
 
     for batch in reader.book_batches():
@@ -63,9 +63,9 @@ def run_segment(seg_dir: Path, bank: EngineBank, features_root: Path, row_group_
     result = SegmentResult(segment)
     outputs: dict[Key, FeatureOutput] = {}
     for key, f in sorted(feeds.items()):
-        bank.state(key).pending_reset = f.finish()
+        bank.state(key).carry = f.finish()
         result.books += f.books_fed
-        result.trades += len(f.trades)
+        result.trades += f.new_trades
         outputs[key] = f.output
     writer = PartWriter(segment, row_group_rows)
     try:

@@ -7,35 +7,24 @@ import pyarrow.parquet as pq
 import pytest
 
 from etl_support import synthetic_market, write_segments
-from fluxforge.etl.bronze_reader import BadSegment, SegmentReader, list_column_2d
-
-
-def test_list_column_2d_pads_thin_books_and_caps_levels():
-    col = pa.array([[1.0, 2.0, 3.0], [4.0], None, [5.0, 6.0, 7.0, 8.0]], pa.list_(pa.float64()))
-    out = list_column_2d(col.slice(0), 3)
-    expected = np.array([[1, 2, 3], [4, np.nan, np.nan], [np.nan] * 3, [5, 6, 7]], dtype=float)
-    np.testing.assert_array_equal(out, expected)
-    np.testing.assert_array_equal(list_column_2d(col.slice(3), 2), [[5.0, 6.0]])
-    uniform = pa.array([[1.0, 2.0], [3.0, 4.0]], pa.list_(pa.float64()))
-    out = list_column_2d(uniform, 5)
-    assert out.shape == (2, 5) and np.isnan(out[:, 2:]).all()
+from fluxforge.etl.bronze_reader import BadSegment, SegmentReader
 
 
 def test_books_grouped_per_symbol_and_sorted(tmp_path):
     tables = synthetic_market(seconds=20, depth=5)
     [seg] = write_segments(tmp_path, tables, 1, seconds=20)
-    r = SegmentReader(seg, levels=3, batch_rows=50)
+    r = SegmentReader(seg, batch_rows=50)
     r.verify()
     seen = {}
     for batch in r.book_batches():
         for key, books in batch.items():
-            assert (np.diff(books.timestamp) >= 0).all()
-            assert books.bid_px.shape == (len(books), 3)
-            seen[key] = seen.get(key, 0) + len(books)
+            assert (np.diff(books.column("timestamp").to_numpy()) >= 0).all()
+            assert "symbol" not in books.column_names and "nonce" in books.column_names
+            seen[key] = seen.get(key, 0) + books.num_rows
     assert seen == {("binance", "BTC/USDT"): 200, ("binance", "ETH/USDT"): 200}
     trades = r.trades()
     assert set(trades) == set(seen)
-    assert set(np.unique(trades[("binance", "BTC/USDT")].side)) <= {-1, 1}
+    assert set(trades[("binance", "BTC/USDT")].column("side").to_pylist()) <= {"buy", "sell"}
 
 
 @pytest.fixture
@@ -46,7 +35,7 @@ def segment(tmp_path):
 
 def _reason(seg):
     with pytest.raises(BadSegment) as e:
-        SegmentReader(seg, levels=5).verify()
+        SegmentReader(seg).verify()
     return str(e.value)
 
 
