@@ -36,7 +36,8 @@ class LoopbackExchange:
             self.source = SimMarket(list(symbols), sim)
         elif mode == "replay":
             from .replay import CaptureReplay
-            self.source = CaptureReplay(list(replay_files), speed=speed)
+            self.source = CaptureReplay(list(replay_files), speed=speed,
+                                        ticker_interval=(sim or SimOptions()).ticker_interval)
         else:
             raise ValueError(f"mode must be 'sim' or 'replay', got {mode!r}")
         self.mode = mode
@@ -127,7 +128,7 @@ class LoopbackExchange:
         self.source.frozen = frozen
 
     def stats(self, detail: bool = False) -> dict:
-        return self.sent.summary(detail)
+        return {**self.sent.summary(detail), "source": self.source.status()}
 
     async def rest_delay(self) -> None:
         delay = self.hub.slow_delay()

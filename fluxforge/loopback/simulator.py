@@ -152,6 +152,9 @@ class SimMarket:
         self.slots = 0  # symbol steps taken so far (round-robin over symbols)
         self.frozen = False  # tests freeze the market to compare a client's book with ours
 
+    def status(self) -> dict:
+        return {"mode": "sim", "symbols": len(self.symbols), "steps": self.slots, "rate": self.options.rate}
+
     def price_tick(self, symbol: str) -> str:
         sim = self.sims[symbol]
         return f"{sim.tick:.{sim.decimals}f}"

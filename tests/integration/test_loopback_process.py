@@ -45,6 +45,7 @@ def test_subprocess_serves_ccxt_and_takes_faults_over_http():
     (["--fault", "gap@later"], "fault time"),
     (["--symbols", "BTCUSDT"], "BASE/QUOTE"),
     (["--mode", "replay"], "needs at least one capture FILE"),
+    (["--mode", "replay", "/nonexistent/capture.gz"], "capture file not found"),
 ])
 def test_cli_rejects_bad_arguments_with_one_line(args, message):
     proc = subprocess.run([*fluxforge_command(), "loopback", *args],
