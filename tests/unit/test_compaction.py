@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+import structlog
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -21,6 +22,12 @@ from syncdata import feature_day, make_config, partition_rows, utc_day, bronze_s
 from fluxforge import compaction  # noqa: E402
 from fluxforge.compaction import JOURNAL, CompactionError, closed_before, compact, compaction_metadata, covered_parts  # noqa: E402
 from fluxforge.segments import SegmentStore  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def fresh_logging():
+    """An earlier CLI test may have bound structlog to a capture stream that is closed by now."""
+    structlog.reset_defaults()
 
 
 def partitions(root: Path) -> list[Path]:
