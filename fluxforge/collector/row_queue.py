@@ -1,0 +1,105 @@
+"""The bounded queue between the stream watchers and the journal writer.
+
+Why not asyncio.Queue: rows are produced synchronously inside ccxt's message
+handler (see `tap.py`), where nothing can be awaited, and they are consumed a
+whole flush at a time.  So the queue *is* the set of column buffers not yet
+durable: rows being filled plus rows handed to the writer thread.  Its size is
+bounded by `queue_max` and the overflow policy is explicit and counted:
+
+* ``drop``: a row arriving at a full queue is dropped, counted per
+  (exchange, channel, symbol), and a `dropped` event row records the count;
+* ``block``: the websocket readers stop reading (TCP back-pressure on the
+  exchange) until the writer catches up.  Messages already inside ccxt's
+  receive buffer are still accepted up to `HARD_LIMIT_FACTOR` x queue_max;
+  beyond that they are dropped with the same accounting, so memory never grows
+  without bound whatever the policy.
+
+Event rows (gaps, reconnects, ...) are tiny and never dropped.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter, deque
+
+from .rows import ChannelBuffer, new_buffers
+
+HARD_LIMIT_FACTOR = 1.25
+
+
+class RowQueue:
+    def __init__(self, capacity: int, policy: str):
+        if policy not in ("block", "drop"):
+            raise ValueError(f"unknown overflow policy {policy!r}")
+        self.capacity = capacity
+        self.policy = policy
+        self.limit = capacity if policy == "drop" else int(capacity * HARD_LIMIT_FACTOR)
+        self.buffers = new_buffers()
+        self.pending = 0          # data rows buffered or being written, not yet durable
+        self.accepted = 0         # data rows ever accepted
+        self.dropped_total = 0
+        self._dropped: Counter[tuple[str, str, str]] = Counter()
+        self._first_row_at: float | None = None        # monotonic time of the oldest buffered row
+        self._in_flight: deque[tuple[int, float]] = deque()  # (rows, oldest time) handed to the writer
+        self._space = asyncio.Event()
+        self._space.set()
+
+    # -- producer side (synchronous, inside ccxt's handler) -------------------
+    def admit(self, exchange: str, channel: str, symbol: str) -> bool:
+        """Reserve room for one data row; False (and counted) when it must be dropped."""
+        if self.pending >= self.limit:
+            self._dropped[(exchange, channel, symbol)] += 1
+            self.dropped_total += 1
+            return False
+        self.pending += 1
+        self.accepted += 1
+        if self._first_row_at is None:
+            self._first_row_at = time.monotonic()
+        if self.pending >= self.capacity:
+            self._space.clear()
+        return True
+
+    @property
+    def full(self) -> bool:
+        return self.pending >= self.capacity
+
+    async def wait_for_space(self) -> None:
+        """Used by the websocket readers under the `block` policy."""
+        if self.policy == "block":
+            await self._space.wait()
+
+    # -- consumer side ---------------------------------------------------------
+    def take(self) -> tuple[dict[str, ChannelBuffer], int]:
+        """Hand the current buffers to the writer; rows stay counted until `done()`."""
+        buffers = self.buffers
+        n = sum(b.rows for ch, b in buffers.items() if ch != "events")
+        self.buffers = new_buffers()
+        if n:
+            self._in_flight.append((n, self._first_row_at or time.monotonic()))
+        self._first_row_at = None
+        if self._dropped:
+            ev = buffers["events"]
+            now = time.time_ns()
+            for (exchange, channel, symbol), count in sorted(self._dropped.items()):
+                ev.add(exchange, symbol, channel, "dropped", f"queue full (overflow_policy={self.policy})", count, now)
+            self._dropped.clear()
+        return buffers, n
+
+    def done(self, n: int) -> None:
+        """The writer finished with `n` rows (durable, or dropped with accounting)."""
+        if n:
+            self._in_flight.popleft()
+            self.pending -= n
+        if self.pending < self.capacity:
+            self._space.set()
+
+    def oldest_age(self) -> float:
+        """Seconds the oldest not-yet-durable row has waited (watchdog health)."""
+        oldest = [self._in_flight[0][1]] if self._in_flight else []
+        if self._first_row_at is not None:
+            oldest.append(self._first_row_at)
+        return time.monotonic() - min(oldest) if oldest else 0.0
+
+    @property
+    def fill(self) -> float:
+        return self.pending / self.capacity

@@ -1,0 +1,164 @@
+"""Column buffers that turn ccxt structures into bronze rows (DESIGN decision 3).
+
+Why columnar from the first byte: the collector's CPU budget is a fraction of
+what ccxt itself spends per message, so rows are appended straight into
+per-column Python lists (book levels into one flat list plus offsets) and
+become an Arrow RecordBatch in a few C calls at flush time -- no per-row dicts,
+no per-row Arrow calls.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import pyarrow as pa
+
+from ..bronze import CHANNEL_SCHEMAS, EVENTS, ORDERBOOK, TICKER, TRADES
+
+_F64 = pa.float64()
+
+
+class ChannelBuffer:
+    """Rows of one channel, column by column, since the last flush."""
+
+    __slots__ = ("channel", "schema", "cols", "rows")
+
+    def __init__(self, channel: str):
+        self.channel = channel
+        self.schema = CHANNEL_SCHEMAS[channel]
+        self.cols: dict[str, list] = {name: [] for name in self.schema.names}
+        self.rows = 0
+
+    def prepend(self, older: "ChannelBuffer") -> None:
+        """Put `older`'s rows (same plain-column channel) before ours, e.g. events carried over a full disk."""
+        for name, values in older.cols.items():
+            self.cols[name][:0] = values
+        self.rows += older.rows
+
+    def to_batch(self) -> pa.RecordBatch:
+        return pa.RecordBatch.from_arrays(
+            [pa.array(self.cols[f.name], type=f.type) for f in self.schema], schema=self.schema)
+
+
+class BookBuffer(ChannelBuffer):
+    """Order book rows: top `depth` levels as struct-of-arrays lists, best first."""
+
+    __slots__ = ("bid_px", "bid_sz", "ask_px", "ask_sz", "bid_off", "ask_off")
+
+    def __init__(self) -> None:
+        super().__init__("orderbook")
+        self.bid_px: list[float] = []
+        self.bid_sz: list[float] = []
+        self.ask_px: list[float] = []
+        self.ask_sz: list[float] = []
+        self.bid_off = [0]
+        self.ask_off = [0]
+
+    def add(self, exchange: str, symbol: str, book: Any, depth: int, recv_ns: int) -> None:
+        c = self.cols
+        c["exchange"].append(exchange)
+        c["symbol"].append(symbol)
+        c["timestamp"].append(book.get("timestamp"))
+        c["recv_ns"].append(recv_ns)
+        c["nonce"].append(book.get("nonce"))
+        bids = book["bids"][:depth]
+        asks = book["asks"][:depth]
+        self.bid_px.extend([lv[0] for lv in bids])
+        self.bid_sz.extend([lv[1] for lv in bids])
+        self.ask_px.extend([lv[0] for lv in asks])
+        self.ask_sz.extend([lv[1] for lv in asks])
+        self.bid_off.append(len(self.bid_px))
+        self.ask_off.append(len(self.ask_px))
+        self.rows += 1
+
+    def to_batch(self) -> pa.RecordBatch:
+        c = self.cols
+        bid_off = pa.array(self.bid_off, pa.int32())
+        ask_off = pa.array(self.ask_off, pa.int32())
+        arrays = [
+            pa.array(c["exchange"], pa.string()),
+            pa.array(c["symbol"], pa.string()),
+            pa.array(c["timestamp"], pa.int64()),
+            pa.array(c["recv_ns"], pa.int64()),
+            pa.array(c["nonce"], pa.int64()),
+            pa.ListArray.from_arrays(bid_off, pa.array(self.bid_px, _F64)),
+            pa.ListArray.from_arrays(bid_off, pa.array(self.bid_sz, _F64)),
+            pa.ListArray.from_arrays(ask_off, pa.array(self.ask_px, _F64)),
+            pa.ListArray.from_arrays(ask_off, pa.array(self.ask_sz, _F64)),
+        ]
+        return pa.RecordBatch.from_arrays(arrays, schema=ORDERBOOK)
+
+
+class TradeBuffer(ChannelBuffer):
+    __slots__ = ()
+
+    def __init__(self) -> None:
+        super().__init__("trades")
+
+    def add(self, exchange: str, symbol: str, trade: dict, recv_ns: int) -> None:
+        c = self.cols
+        c["exchange"].append(exchange)
+        c["symbol"].append(symbol)
+        c["timestamp"].append(trade.get("timestamp"))
+        c["recv_ns"].append(recv_ns)
+        tid = trade.get("id")
+        c["trade_id"].append(None if tid is None else str(tid))
+        c["price"].append(trade.get("price"))
+        c["amount"].append(trade.get("amount"))
+        c["side"].append(trade.get("side"))
+        self.rows += 1
+
+
+# bronze ticker column -> ccxt unified ticker key
+_TICKER_KEYS = [(name, key) for name, key in [
+    ("bid", "bid"), ("bid_size", "bidVolume"), ("ask", "ask"), ("ask_size", "askVolume"),
+    ("last", "last"), ("open", "open"), ("high", "high"), ("low", "low"),
+    ("base_volume", "baseVolume"), ("quote_volume", "quoteVolume"), ("vwap", "vwap"),
+    ("percentage", "percentage"),
+]]
+assert [n for n, _ in _TICKER_KEYS] == TICKER.names[4:]
+
+
+class TickerBuffer(ChannelBuffer):
+    __slots__ = ()
+
+    def __init__(self) -> None:
+        super().__init__("ticker")
+
+    def add(self, exchange: str, symbol: str, ticker: dict, recv_ns: int) -> None:
+        c = self.cols
+        c["exchange"].append(exchange)
+        c["symbol"].append(symbol)
+        c["timestamp"].append(ticker.get("timestamp"))
+        c["recv_ns"].append(recv_ns)
+        for name, key in _TICKER_KEYS:
+            v = ticker.get(key)
+            c[name].append(None if v is None else float(v))
+        self.rows += 1
+
+
+class EventBuffer(ChannelBuffer):
+    __slots__ = ()
+
+    def __init__(self) -> None:
+        super().__init__("events")
+
+    def add(self, exchange: str, symbol: str | None, channel: str | None, event: str,
+            reason: str | None, count: int | None, recv_ns: int) -> None:
+        c = self.cols
+        c["exchange"].append(exchange)
+        c["symbol"].append(symbol)
+        c["channel"].append(channel)
+        c["timestamp"].append(recv_ns // 1_000_000)
+        c["recv_ns"].append(recv_ns)
+        c["event"].append(event)
+        c["reason"].append(reason)
+        c["count"].append(count)
+        self.rows += 1
+
+
+def new_buffers() -> dict[str, ChannelBuffer]:
+    buffers: dict[str, ChannelBuffer] = {
+        "orderbook": BookBuffer(), "trades": TradeBuffer(), "ticker": TickerBuffer(), "events": EventBuffer(),
+    }
+    assert set(buffers) == set(CHANNEL_SCHEMAS) and EVENTS is CHANNEL_SCHEMAS["events"]
+    return buffers

@@ -1,0 +1,173 @@
+"""A tap on an unmodified ccxt.pro exchange: see every update as it is received.
+
+Why: `watch_order_book()` returns the *current* book when the awaiting
+coroutine next runs, and ccxt drains several buffered websocket frames in one go,
+so a watcher loop silently coalesces updates (intermediate nonces never seen).
+Bronze must keep every update.  ccxt.pro exchanges all funnel a parsed update
+into `client.resolve(result, message_hash)`, synchronously, inside
+`client.handle_message(frame)`; the tap wraps those two methods on each
+websocket client the exchange creates (via a subclass overriding `client()`),
+so each update is recorded once per frame with `time.time_ns()` at receipt.
+
+It also
+* turns `client.reject(InvalidNonce/ChecksumError, hash)` into a `gap` event
+  for the symbol named by the hash, at the moment it happens;
+* keeps a frame that ccxt cannot handle (malformed JSON, ...) from killing
+  ccxt's receive loop: it is recorded as an `error` event and skipped;
+* under the `block` overflow policy, makes the socket reader wait while the
+  queue is full (TCP back-pressure);
+* routes REST book snapshots (`fetch_order_book`, which ccxt uses to sync
+  diff-based books) through the `SnapshotGate`, so restarts and resyncs are
+  staggered, and marks the symbol's next book row as a `resync`.
+
+Only the public structures ccxt itself returns are read (OrderBook, trade
+caches, ticker dicts), so nothing here is specific to one exchange.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import ccxt
+from ccxt.async_support.base.ws.cache import BaseCache
+from ccxt.async_support.base.ws.order_book import OrderBook
+
+from ..logs import get_logger
+from .recorder import Recorder
+from .snapshot_gate import SnapshotGate
+
+log = get_logger("fluxforge.collector.tap")
+_MAX_REASON = 200
+
+
+class ExchangeTap:
+    """Per-exchange state of the tap: which symbols we record and per-frame dedup."""
+
+    def __init__(self, exchange_id: str, symbols: list[str], channels: list[str],
+                 recorder: Recorder, gate: SnapshotGate):
+        self.exchange_id = exchange_id
+        self.symbols = set(symbols)
+        self.channels = set(channels)
+        self.recorder = recorder
+        self.gate = gate
+        self.frame = 0                      # frame counter, for once-per-frame dedup
+        self.recv_ns: int | None = None     # receipt time of the frame being handled
+        self._seen: set[tuple[str, str]] = set()  # (channel, symbol) recorded in this frame
+        self._last_trade: dict[int, Any] = {}     # id(trade cache) -> last trade object recorded
+        self.tap_errors = 0
+
+    # -- hooks installed on each ccxt websocket client ---------------------------
+    def install(self, client: Any) -> None:
+        if getattr(client, "_fluxforge_tapped", False):
+            return
+        client._fluxforge_tapped = True
+        handle_message, resolve, reject, receive = client.handle_message, client.resolve, client.reject, client.receive
+        recorder, queue = self.recorder, self.recorder.queue
+
+        def tapped_handle_message(message: Any) -> None:
+            self.frame += 1
+            self._seen.clear()
+            self.recv_ns = time.time_ns()
+            try:
+                handle_message(message)
+            except Exception as e:  # a frame ccxt cannot parse must not kill its receive loop
+                data = getattr(message, "data", message)
+                recorder.event(self.exchange_id, None, None, "error",
+                               f"unhandled frame: {type(e).__name__}: {e}; frame={str(data)[:_MAX_REASON]!r}")
+            finally:
+                self.recv_ns = None
+
+        def tapped_resolve(result: Any, message_hash: Any = None) -> Any:
+            try:
+                self.observe(result)
+            except Exception as e:  # never break ccxt because of a recording bug
+                self.tap_errors += 1
+                log.exception("tap_error", exchange=self.exchange_id, error=str(e))
+            return resolve(result, message_hash)
+
+        def tapped_reject(result: Any, message_hash: Any = None) -> Any:
+            if isinstance(result, ccxt.InvalidNonce) and message_hash is not None:
+                symbol = self._symbol_in_hash(str(message_hash))
+                recorder.event(self.exchange_id, symbol, "orderbook", "gap",
+                               f"{type(result).__name__}: {result}"[:_MAX_REASON])
+            return reject(result, message_hash)
+
+        async def tapped_receive() -> Any:
+            if queue.full:
+                await queue.wait_for_space()
+            return await receive()
+
+        client.handle_message = tapped_handle_message
+        client.resolve = tapped_resolve
+        client.reject = tapped_reject
+        client.receive = tapped_receive
+
+    def _symbol_in_hash(self, message_hash: str) -> str | None:
+        for s in self.symbols:
+            if message_hash.endswith(s) or f":{s}" in message_hash:
+                return s
+        return None
+
+    def _first_in_frame(self, channel: str, symbol: str) -> bool:
+        key = (channel, symbol)
+        if self.recv_ns is not None:
+            if key in self._seen:
+                return False
+            self._seen.add(key)
+        return True
+
+    # -- classification of what ccxt resolved ------------------------------------
+    def observe(self, result: Any) -> None:
+        recv_ns = self.recv_ns or time.time_ns()
+        if isinstance(result, OrderBook):
+            symbol = result.get("symbol")
+            if symbol in self.symbols and "orderbook" in self.channels and self._first_in_frame("orderbook", symbol):
+                self.recorder.book(self.exchange_id, symbol, result, recv_ns)
+        elif isinstance(result, BaseCache):
+            if "trades" in self.channels:
+                self._observe_trades(result, recv_ns)
+        elif isinstance(result, dict) and "symbol" in result and ("bid" in result or "last" in result):
+            symbol = result["symbol"]
+            if symbol in self.symbols and "ticker" in self.channels and self._first_in_frame("ticker", symbol):
+                self.recorder.ticker(self.exchange_id, symbol, result, recv_ns)
+
+    def _observe_trades(self, cache: Any, recv_ns: int) -> None:
+        """Record the trades appended to `cache` since we last saw it (identity walk from the end)."""
+        if not len(cache):
+            return
+        last = self._last_trade.get(id(cache))
+        new = []
+        for item in reversed(cache):
+            if item is last:
+                break
+            new.append(item)
+        if not new or not isinstance(new[0], dict) or "price" not in new[0] or "amount" not in new[0]:
+            return
+        self._last_trade[id(cache)] = cache[-1]
+        for trade in reversed(new):
+            symbol = trade.get("symbol")
+            if symbol in self.symbols:
+                self.recorder.trade(self.exchange_id, symbol, trade, recv_ns)
+
+
+def tapped_exchange_class(exchange_id: str, tap: ExchangeTap) -> type:
+    """A subclass of ccxt.pro's `exchange_id` class whose websocket clients carry `tap`."""
+    import ccxt.pro
+
+    base = getattr(ccxt.pro, exchange_id, None)
+    if base is None:
+        raise ValueError(f"{exchange_id!r} is not a ccxt.pro exchange id")
+
+    class Tapped(base):  # type: ignore[misc, valid-type]
+        def client(self, url: str) -> Any:
+            c = super().client(url)
+            tap.install(c)
+            return c
+
+        async def fetch_order_book(self, symbol: str, limit: Any = None, params: Any = None) -> Any:
+            async with tap.gate.slot():
+                tap.recorder.snapshot_requested(tap.exchange_id, symbol)
+                return await super().fetch_order_book(symbol, limit, params or {})
+
+    Tapped.__name__ = f"Tapped_{exchange_id}"
+    return Tapped

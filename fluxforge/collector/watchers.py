@@ -1,0 +1,163 @@
+"""Stream watchers: keep each exchange's subscriptions alive, whatever happens.
+
+Why this shape: failures must stay local.  Each exchange runs in its own task
+(`ExchangeRunner`), each channel of it in its own `StreamWatcher` (one call to
+the `*_for_symbols` variant when the exchange has it, else one watcher per
+symbol), and a `StallMonitor` per exchange.  The rows themselves are recorded
+by the tap (`tap.py`) as frames arrive; the watchers only keep calling ccxt's
+`watch_*` (which is what subscribes, fetches snapshots and resubscribes after a
+gap) and turn failures into event rows plus a capped, jittered backoff:
+
+* InvalidNonce / ChecksumError -> `gap` (recorded by the tap with its symbol);
+  the next `watch_*` call makes ccxt resubscribe and resync, and the first new
+  book is recorded as `resync`;
+* NetworkError (disconnect, timeout, stall) -> `reconnect` per symbol, backoff;
+* a websocket that is connected but silent for `stall_timeout` -> `stall`, and
+  the connection is failed on purpose so ccxt reconnects and resubscribes.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import ccxt
+
+from ..config import CollectorConfig, ExchangeConfig
+from ..logs import get_logger
+from .backoff import Backoff
+from .recorder import Recorder
+
+log = get_logger("fluxforge.collector.watchers")
+_GROUPED = {"orderbook": "watchOrderBookForSymbols", "trades": "watchTradesForSymbols", "ticker": "watchTickers"}
+
+
+class StreamWatcher:
+    """Keeps one channel of one exchange (for a group of symbols) subscribed."""
+
+    def __init__(self, exchange: Any, exchange_id: str, channel: str, symbols: list[str],
+                 cfg: CollectorConfig, recorder: Recorder):
+        self.exchange = exchange
+        self.exchange_id = exchange_id
+        self.channel = channel
+        self.symbols = symbols
+        self.cfg = cfg
+        self.recorder = recorder
+        self.backoff = Backoff(cfg.reconnect_backoff_initial, cfg.reconnect_backoff_max)
+        self.failures = 0
+
+    def _watch(self) -> Any:
+        ex, syms = self.exchange, self.symbols
+        if len(syms) > 1 or ex.has.get(_GROUPED[self.channel]):
+            if self.channel == "orderbook":
+                return ex.watch_order_book_for_symbols(syms)
+            if self.channel == "trades":
+                return ex.watch_trades_for_symbols(syms)
+            return ex.watch_tickers(syms)
+        if self.channel == "orderbook":
+            return ex.watch_order_book(syms[0])
+        if self.channel == "trades":
+            return ex.watch_trades(syms[0])
+        return ex.watch_ticker(syms[0])
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self._watch()
+                self.backoff.reset()
+                continue
+            except asyncio.CancelledError:
+                raise
+            except ccxt.InvalidNonce as e:
+                # The tap recorded the `gap` with its symbol; ccxt resyncs on the next call.
+                log.info("stream_resubscribe", exchange=self.exchange_id, channel=self.channel, reason=str(e))
+                await asyncio.sleep(0.05)
+                continue
+            except ccxt.NetworkError as e:
+                for s in self.symbols:
+                    self.recorder.event(self.exchange_id, s, self.channel, "reconnect", f"{type(e).__name__}: {e}"[:300])
+            except Exception as e:  # bad symbol, exchange error, ccxt bug: keep the others going
+                self.recorder.event(self.exchange_id, None, self.channel, "error", f"{type(e).__name__}: {e}"[:300])
+            self.failures += 1
+            await asyncio.sleep(self.backoff.next_delay())
+
+
+class StallMonitor:
+    """Fails websocket connections that stay open but deliver nothing for `stall_timeout`."""
+
+    def __init__(self, exchange: Any, exchange_id: str, channels: list[str], symbols: list[str],
+                 cfg: CollectorConfig, recorder: Recorder):
+        self.exchange = exchange
+        self.exchange_id = exchange_id
+        self.channels = channels
+        self.symbols = symbols
+        self.timeout = cfg.stall_timeout
+        self.recorder = recorder
+        self.stalls = 0
+
+    def check(self) -> None:
+        now_ms = time.time() * 1000
+        for client in list((self.exchange.clients or {}).values()):
+            if client.closed() or not client.isConnected:
+                continue
+            last = max(client.last_message_at or 0, client.connectionEstablished or 0)
+            silent = (now_ms - last) / 1000
+            if silent <= self.timeout:
+                continue
+            self.stalls += 1
+            reason = f"no data for {silent:.1f}s on {client.url}"
+            for ch in self.channels:
+                for s in self.symbols:
+                    self.recorder.event(self.exchange_id, s, ch, "stall", reason)
+            client.on_error(ccxt.NetworkError(f"stall: {reason}"))
+
+    async def run(self) -> None:
+        interval = min(1.0, self.timeout / 4)
+        while True:
+            await asyncio.sleep(interval)
+            self.check()
+
+
+class ExchangeRunner:
+    """One exchange: load markets (with backoff), drop unknown symbols, run its watchers."""
+
+    def __init__(self, exchange: Any, xcfg: ExchangeConfig, cfg: CollectorConfig, recorder: Recorder):
+        self.exchange = exchange
+        self.xcfg = xcfg
+        self.cfg = cfg
+        self.recorder = recorder
+        self.symbols: list[str] = []
+        self.watchers: list[StreamWatcher] = []
+        self.monitor: StallMonitor | None = None
+
+    async def _load_markets(self) -> None:
+        backoff = Backoff(self.cfg.reconnect_backoff_initial, self.cfg.reconnect_backoff_max)
+        while True:
+            try:
+                await self.exchange.load_markets()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                self.recorder.event(self.xcfg.name, None, None, "error", f"load_markets: {type(e).__name__}: {e}"[:300])
+                await asyncio.sleep(backoff.next_delay())
+
+    async def run(self) -> None:
+        await self._load_markets()
+        markets = self.exchange.markets or {}
+        for s in self.xcfg.symbols:
+            if s in markets:
+                self.symbols.append(s)
+            else:
+                self.recorder.event(self.xcfg.name, s, None, "error", f"unknown symbol {s!r} on {self.xcfg.name}; skipped")
+        if not self.symbols:
+            return
+        grouped = {ch: bool(self.exchange.has.get(_GROUPED[ch])) for ch in self.xcfg.channels}
+        for ch in self.xcfg.channels:
+            groups = [self.symbols] if grouped[ch] else [[s] for s in self.symbols]
+            self.watchers += [StreamWatcher(self.exchange, self.xcfg.name, ch, g, self.cfg, self.recorder) for g in groups]
+        self.monitor = StallMonitor(self.exchange, self.xcfg.name, list(self.xcfg.channels), self.symbols,
+                                    self.cfg, self.recorder)
+        log.info("exchange_started", exchange=self.xcfg.name, symbols=len(self.symbols),
+                 channels=list(self.xcfg.channels), grouped=grouped)
+        await asyncio.gather(self.monitor.run(), *(w.run() for w in self.watchers))

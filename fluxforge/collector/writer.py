@@ -1,0 +1,242 @@
+"""The bronze writer: queue -> journals every flush_interval, rotation, disk-full handling.
+
+Why a dedicated thread for I/O: fsync on an SD card can take hundreds of
+milliseconds, and the event loop must keep reading websockets (and pinging the
+watchdog) meanwhile.  Journal writes run on one single-threaded executor (so
+flushes stay in order); finishing rotated segments (Parquet conversion) runs on
+another, so a rotation never delays the next flush.
+
+Disk full (free space under `min_free_mb`, or ENOSPC/EDQUOT from a write): the
+collector keeps running, drops data rows with accounting, keeps its event rows
+in memory, reports it (log, STATUS, `disk_full` event) and resumes by itself
+when space returns, writing `dropped` and `gap` events for what was lost.
+"""
+from __future__ import annotations
+
+import asyncio
+import errno
+import shutil
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Callable
+
+from ..active_segment import ActiveSegment
+from ..bronze_finish import finish_segment, read_manifest
+from ..config import Config
+from ..journal import JournalUnreadable
+from ..logs import get_logger
+from ..segments import SegmentStore
+from .recorder import Recorder
+from .row_queue import RowQueue
+from .rows import ChannelBuffer
+
+log = get_logger("fluxforge.collector.writer")
+MB = 1024 * 1024
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+MAX_CARRIED_EVENTS = 10000
+
+
+class DiskFull(Exception):
+    pass
+
+
+class BronzeWriter:
+    def __init__(self, cfg: Config, queue: RowQueue, recorder: Recorder,
+                 on_first_durable: Callable[[], None] = lambda: None):
+        self.cfg = cfg
+        self.c = cfg.collector
+        self.store = SegmentStore(cfg.segments_dir)
+        self.queue = queue
+        self.recorder = recorder
+        self.exchanges = [x.name for x in cfg.exchanges]
+        self.on_first_durable = on_first_durable
+        self.segment: ActiveSegment | None = None
+        self._io = ThreadPoolExecutor(1, thread_name_prefix="journal")
+        self._finisher = ThreadPoolExecutor(1, thread_name_prefix="finish")
+        self._finishing: set[asyncio.Future] = set()
+        self._unfinished: list[Path] = []
+        self._carried_events: ChannelBuffer | None = None
+        self._last_seq = 0
+        self.last_flush = time.monotonic()
+        self.flushes = 0
+        self.durable_rows = 0
+        self.rotations = 0
+        self.ready_sent = False
+        self.disk_full = False
+        self.disk_dropped_total = 0
+        self._disk_dropped: Counter[tuple[str, str]] = Counter()
+
+    # -- segments -----------------------------------------------------------------
+    def _open_segment(self) -> ActiveSegment:
+        seq = max(self.store.next_seq(), self._last_seq + 1)
+        self._last_seq = seq
+        return ActiveSegment.create(self.store, self.cfg.host_id, seq=seq)
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self.segment is None:
+            try:
+                self.segment = await loop.run_in_executor(self._io, self._open_segment)
+            except OSError as e:
+                if e.errno not in DISK_FULL_ERRNOS:
+                    raise
+                self._enter_disk_full(f"cannot create a segment: {e.strerror}")
+                await asyncio.sleep(self.c.flush_interval)
+        log.info("segment_opened", segment=self.segment.id.name)
+
+    def _free_mb(self) -> float:
+        return shutil.disk_usage(self.store.root).free / MB
+
+    # -- flushing -----------------------------------------------------------------
+    def _write(self, buffers: dict[str, ChannelBuffer]) -> dict[str, ChannelBuffer]:
+        """Thread: append each non-empty channel batch and fsync; returns buffers NOT written."""
+        assert self.segment is not None
+        if self._free_mb() < self.c.min_free_mb:
+            raise DiskFull(f"free space {self._free_mb():.1f} MB < min_free_mb {self.c.min_free_mb}")
+        unwritten: dict[str, ChannelBuffer] = {}
+        for channel, buf in buffers.items():
+            if not buf.rows:
+                continue
+            try:
+                self.segment.write(channel, buf.to_batch(), sync=True)
+            except OSError as e:
+                if e.errno not in DISK_FULL_ERRNOS:
+                    raise
+                unwritten[channel] = buf
+        return unwritten
+
+    async def flush(self) -> None:
+        loop = asyncio.get_running_loop()
+        buffers, n = self.queue.take()
+        if self._carried_events is not None:
+            buffers["events"].prepend(self._carried_events)
+            self._carried_events = None
+        try:
+            try:
+                unwritten = await loop.run_in_executor(self._io, self._write, buffers)
+            except DiskFull as e:
+                unwritten = buffers
+                self._enter_disk_full(str(e))
+            else:
+                if unwritten:
+                    self._enter_disk_full("ENOSPC while writing " + ", ".join(sorted(unwritten)))
+                elif self.disk_full:
+                    self._leave_disk_full()
+            self._account_unwritten(unwritten)
+            written = n - sum(b.rows for ch, b in unwritten.items() if ch != "events")
+            self.durable_rows += written
+            if written and not self.ready_sent:
+                self.ready_sent = True
+                self.on_first_durable()
+        finally:
+            self.queue.done(n)
+            self.last_flush = time.monotonic()
+            self.flushes += 1
+
+    def _account_unwritten(self, unwritten: dict[str, ChannelBuffer]) -> None:
+        for channel, buf in unwritten.items():
+            if channel == "events":
+                if buf.rows <= MAX_CARRIED_EVENTS:
+                    self._carried_events = buf  # written once space returns
+                continue
+            for exchange, count in Counter(buf.cols["exchange"]).items():
+                self._disk_dropped[(exchange, channel)] += count
+            self.disk_dropped_total += buf.rows
+
+    def _enter_disk_full(self, reason: str) -> None:
+        if self.disk_full:
+            return
+        self.disk_full = True
+        log.error("disk_full", reason=reason, path=str(self.store.root))
+        for ex in self.exchanges:
+            self.recorder.event(ex, None, None, "disk_full", reason)
+
+    def _leave_disk_full(self) -> None:
+        self.disk_full = False
+        dropped = sum(self._disk_dropped.values())
+        log.warning("disk_space_recovered", rows_dropped=dropped, free_mb=round(self._free_mb(), 1))
+        for (ex, channel), count in sorted(self._disk_dropped.items()):
+            self.recorder.event(ex, None, channel, "dropped", "disk full", count)
+        for ex in sorted({ex for ex, _ in self._disk_dropped}):
+            self.recorder.event(ex, None, None, "gap", "rows dropped while the disk was full")
+        self._disk_dropped.clear()
+
+    # -- rotation -----------------------------------------------------------------
+    def _should_rotate(self) -> bool:
+        seg = self.segment
+        return seg is not None and (seg.size >= self.c.segment_max_mb * MB or seg.age >= self.c.segment_max_seconds)
+
+    async def rotate(self) -> None:
+        loop = asyncio.get_running_loop()
+        old = self.segment
+        assert old is not None
+        try:
+            new = await loop.run_in_executor(self._io, self._open_segment)
+        except OSError as e:
+            if e.errno not in DISK_FULL_ERRNOS:
+                raise
+            self._enter_disk_full(f"cannot create a segment: {e.strerror}")
+            return
+        self.segment = new
+        await loop.run_in_executor(self._io, old.close)
+        self.rotations += 1
+        self._finish_in_background(old.path)
+
+    def _finish_in_background(self, path: Path) -> None:
+        loop = asyncio.get_running_loop()
+        fut = loop.run_in_executor(self._finisher, finish_segment, path, self.store)
+        self._finishing.add(fut)
+        fut.add_done_callback(lambda f, p=path: self._finished(p, f))
+
+    def _finished(self, path: Path, fut: asyncio.Future) -> None:
+        self._finishing.discard(fut)
+        err = fut.exception()
+        if err is None:
+            ready = fut.result()
+            m = read_manifest(ready)
+            log.info("segment_rotated", segment=ready.name, rows=m["rows"],
+                     bytes=sum(c["bytes"] for c in m["channels"].values()))
+        elif isinstance(err, OSError) and err.errno in DISK_FULL_ERRNOS:
+            log.error("segment_finish_postponed", segment=path.name, reason=str(err))
+            self._unfinished.append(path)
+        elif isinstance(err, JournalUnreadable):
+            self.store.fail(path, f"finishing failed: {err}")
+            log.error("segment_failed", segment=path.name, reason=str(err))
+        else:
+            log.error("segment_finish_error", segment=path.name, reason=f"{type(err).__name__}: {err}")
+            self._unfinished.append(path)
+
+    async def run(self) -> None:
+        """Flush every flush_interval; rotate by size or age; retry postponed finishing."""
+        while True:
+            next_at = self.last_flush + self.c.flush_interval
+            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+            await self.flush()
+            if not self.disk_full:
+                if self._should_rotate():
+                    await self.rotate()
+                while self._unfinished:
+                    self._finish_in_background(self._unfinished.pop(0))
+
+    async def close(self, timeout: float) -> None:
+        """Final flush, close the journals, finish the segment if time allows (else recovery will)."""
+        deadline = time.monotonic() + timeout
+        loop = asyncio.get_running_loop()
+        await self.flush()
+        if self.segment is not None:
+            await loop.run_in_executor(self._io, self.segment.close)
+            if not self.segment.rows:
+                shutil.rmtree(self.segment.path)  # schema headers only: nothing to keep
+            elif not self.disk_full:
+                self._finish_in_background(self.segment.path)
+            self.segment = None
+        pending = list(self._finishing)
+        if pending:
+            remaining = max(0.1, deadline - time.monotonic())
+            done, not_done = await asyncio.wait(pending, timeout=remaining)
+            if not_done:
+                log.warning("segment_finish_deferred", reason="stop deadline; recovered on next start")
+        self._io.shutdown(wait=False)
+        self._finisher.shutdown(wait=False)

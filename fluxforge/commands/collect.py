@@ -1,0 +1,34 @@
+"""`fluxforge collect`: run the collector (the process behind fluxforge-collector.service)."""
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from ..cli import add_config_argument
+
+    p = sub.add_parser("collect", help="stream market data from the configured exchanges into bronze segments")
+    add_config_argument(p)
+    p.add_argument("--stop-timeout", type=float, default=9.0, metavar="SECONDS",
+                   help="on SIGTERM, finish flushing and closing within this many seconds (default 9)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from ..config import ConfigError, load_config
+    from ..logs import configure_logging
+
+    cfg = load_config(args.config)
+    if not cfg.exchanges:
+        raise ConfigError("exchanges: at least one exchange is needed to collect")
+    import ccxt.pro
+
+    for i, x in enumerate(cfg.exchanges):
+        if x.name not in ccxt.pro.exchanges:
+            raise ConfigError(f"exchanges.{i}.name: {x.name!r} is not a ccxt.pro exchange id")
+    configure_logging(cfg.logging.level, cfg.logging.format, identifier="fluxforge-collector")
+    from ..collector.app import Collector
+
+    return asyncio.run(Collector(cfg).run(stop_timeout=args.stop_timeout))

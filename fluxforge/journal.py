@@ -1,0 +1,202 @@
+"""Per-channel Arrow IPC journals of the active segment (DESIGN decision 2).
+
+Why a journal and not Parquet: Parquet is only readable once its footer is
+written, so a crash would lose the whole file.  An Arrow IPC *stream* is a
+sequence of self-delimiting messages: after a SIGKILL or a power cut every
+complete zstd batch can still be read and only a torn tail is lost.  Each
+`write_batch()` appends one batch and fsyncs, so at most one flush interval is
+ever at risk.
+
+We serialise batches into memory first and `os.write` the bytes ourselves, so
+that when the disk fills up half-way through a batch we can `ftruncate` back to
+the last complete batch: a failed write never leaves garbage *inside* the
+journal, only (after a crash) at its tail, which `read_journal` drops and counts.
+"""
+from __future__ import annotations
+
+import errno
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import pyarrow as pa
+
+IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression="zstd")
+_EOS = b"\xff\xff\xff\xff\x00\x00\x00\x00"
+
+
+class JournalUnreadable(Exception):
+    """The journal's schema header is damaged: nothing in it can be trusted."""
+
+
+class _MemorySink(io.RawIOBase):
+    """File-like sink for pyarrow's stream writer; we take the bytes after each batch."""
+
+    def __init__(self) -> None:
+        self.buf = bytearray()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b) -> int:  # type: ignore[override]
+        self.buf += b
+        return len(b)
+
+    def take(self) -> bytes:
+        data = bytes(self.buf)
+        self.buf.clear()
+        return data
+
+
+def schema_header(schema: pa.Schema) -> bytes:
+    """The exact bytes a journal of `schema` starts with (its IPC schema message)."""
+    sink = pa.BufferOutputStream()
+    pa.ipc.new_stream(sink, schema, options=IPC_OPTIONS).close()
+    data = sink.getvalue().to_pybytes()
+    return data[: -len(_EOS)]
+
+
+class JournalWriter:
+    """Append-only, fsync'd Arrow IPC stream of one channel.
+
+    The file is created with its schema header already durable, so a journal on
+    disk is always readable up to its last complete batch.
+    """
+
+    def __init__(self, path: str | os.PathLike, schema: pa.Schema):
+        self.path = Path(path)
+        self.schema = schema
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        self._header = schema_header(schema)
+        self._sink = _MemorySink()
+        self._writer = pa.ipc.new_stream(self._sink, schema, options=IPC_OPTIONS)
+        self._header_pending = True  # pyarrow emits the schema with the first batch
+        self.size = 0
+        self.rows = 0
+        self.batches = 0
+        self._append(self._header)
+        os.fsync(self._fd)
+
+    def _append(self, data: bytes) -> None:
+        """Write all of `data` at the end; on failure truncate back and re-raise."""
+        good = self.size
+        view = memoryview(data)
+        try:
+            while view:
+                n = os.write(self._fd, view)
+                view = view[n:]
+        except OSError:
+            os.ftruncate(self._fd, good)
+            os.lseek(self._fd, good, os.SEEK_SET)
+            raise
+        self.size = good + len(data)
+
+    def write_batch(self, batch: pa.RecordBatch, sync: bool = True) -> int:
+        """Append one compressed batch (and fsync); returns bytes written.
+
+        On ENOSPC (or any OSError) the journal is rolled back to its previous
+        size and the error propagates: the caller drops the batch with accounting.
+        """
+        if batch.schema != self.schema:
+            batch = batch.cast(self.schema)
+        self._writer.write_batch(batch)
+        data = self._sink.take()
+        if self._header_pending:
+            data = data[len(self._header):]
+            self._header_pending = False
+        before = self.size
+        self._append(data)
+        if sync:
+            self.sync()
+        self.rows += batch.num_rows
+        self.batches += 1
+        return self.size - before
+
+    def sync(self) -> None:
+        try:
+            os.fdatasync(self._fd)
+        except OSError as e:
+            if e.errno != errno.EINVAL:  # some file systems lack fdatasync
+                raise
+            os.fsync(self._fd)
+
+    def close(self) -> None:
+        """fsync and close the file (no EOS marker: a journal never needs one)."""
+        if self._fd >= 0:
+            try:
+                self.sync()
+            finally:
+                os.close(self._fd)
+                self._fd = -1
+
+
+@dataclass
+class JournalScan:
+    """What reading a journal found, filled in as `iter_journal` goes."""
+
+    rows: int = 0
+    batches: int = 0
+    torn_batches: int = 0  # 1 when bytes after the last complete batch were dropped
+    torn_bytes: int = 0
+    valid_bytes: int = 0
+
+
+def iter_journal(path: str | os.PathLike, schema: pa.Schema, scan: JournalScan) -> Iterator[pa.RecordBatch]:
+    """Yield every complete batch of a (possibly torn) journal, one at a time.
+
+    Batches are read and decoded one by one (into their own buffers), so a
+    large journal never has to fit in RAM.  A tail that does not decode -- a batch cut
+    short by a crash, or zeros left by a power cut -- is dropped and recorded in
+    `scan.torn_batches`/`scan.torn_bytes`.  A file that is only a prefix of the
+    schema header (crash while creating it) is an empty journal.  Anything else
+    wrong with the header raises `JournalUnreadable` before the first batch.
+    """
+    path = Path(path)
+    size = path.stat().st_size
+    header = schema_header(schema)
+    if size <= len(header):
+        data = path.read_bytes()
+        if header.startswith(data):
+            if 0 < size < len(header):
+                scan.torn_batches, scan.torn_bytes = 1, size
+            else:
+                scan.valid_bytes = size
+            return
+    with pa.OSFile(str(path)) as src:
+        try:
+            reader = pa.ipc.open_stream(src)
+        except (pa.ArrowInvalid, OSError) as e:
+            raise JournalUnreadable(f"{path.name}: schema header unreadable: {e}") from None
+        if not reader.schema.equals(schema):
+            raise JournalUnreadable(f"{path.name}: schema does not match the {path.stem} channel: {reader.schema}")
+        scan.valid_bytes = src.tell()
+        while True:
+            try:
+                batch = reader.read_next_batch()
+                batch.validate(full=True)
+            except StopIteration:
+                break
+            except (pa.ArrowInvalid, OSError, ValueError):
+                break
+            scan.valid_bytes = src.tell()
+            scan.rows += batch.num_rows
+            scan.batches += 1
+            yield batch
+        rest = size - scan.valid_bytes
+        if rest and not (rest == len(_EOS) and _read_at(path, scan.valid_bytes, rest) == _EOS):
+            scan.torn_batches, scan.torn_bytes = 1, rest
+
+
+def _read_at(path: Path, offset: int, n: int) -> bytes:
+    with open(path, "rb") as f:
+        f.seek(offset)
+        return f.read(n)
+
+
+def read_journal(path: str | os.PathLike, schema: pa.Schema) -> tuple[pa.Table, JournalScan]:
+    """The whole journal as a Table (complete batches only) and what the scan found."""
+    scan = JournalScan()
+    batches = list(iter_journal(path, schema, scan))
+    return pa.Table.from_batches(batches, schema), scan

@@ -1,0 +1,203 @@
+"""Binance spot wire protocol, as much of it as unmodified ccxt.pro `binance` uses for market data.
+
+REST: `GET /api/v3/exchangeInfo`, `/api/v3/depth`, `/api/v3/ping`, `/api/v3/time`.
+WebSocket: `/ws` and `/ws/<anything>` (ccxt connects to `/ws/<stream index>`);
+requests `{"method":"SUBSCRIBE"|"UNSUBSCRIBE"|"LIST_SUBSCRIPTIONS","params":[...],"id":N}`
+are answered `{"result":null,"id":N}` in order with the data, so ccxt sees the
+ack before the first diff and only then fetches the REST snapshot.  Streams:
+`<sym>@depth` / `<sym>@depth@100ms` (depthUpdate U/u), `<sym>@trade`, `<sym>@ticker`
+(24hrTicker) and `<sym>@miniTicker` (24hrMiniTicker, ccxt's default for watchTickers).  A repeated SUBSCRIBE (ccxt resubscribes after a gap) is acked again.
+"""
+from __future__ import annotations
+
+import json
+import time
+
+from aiohttp import web
+
+from .events import BookUpdate, Event, Ticker, Trade, binance_id, split_symbol
+from .hub import Connection
+
+PROTOCOL = "binance"
+STREAM_CHANNELS = {"depth": "orderbook", "depth@100ms": "orderbook", "depth@1000ms": "orderbook",
+                   "trade": "trades", "ticker": "ticker", "miniTicker": "ticker"}
+
+
+MINI_TICKER_FIELDS = ("E", "s", "c", "o", "h", "l", "v", "q")
+
+
+def error(status: int, code: int, msg: str) -> web.Response:
+    return web.json_response({"code": code, "msg": msg}, status=status)
+
+
+def ccxt_config(base_url: str, ws_url: str) -> dict:
+    """The `ccxt:` dict for ccxt.pro binance: our URLs, and spot-only market loading (one REST call)."""
+    return {
+        "urls": {"api": {"public": f"{base_url}/api/v3", "ws": {"spot": f"{ws_url}/ws"}}},
+        "options": {"fetchMarkets": {"types": ["spot"]}, "fetchCurrencies": False, "fetchMargins": False,
+                    "defaultType": "spot"},
+    }
+
+
+def symbol_info(symbol: str, tick: str) -> dict:
+    base, quote = split_symbol(symbol)
+    return {
+        "symbol": base + quote, "status": "TRADING", "baseAsset": base, "baseAssetPrecision": 8,
+        "quoteAsset": quote, "quotePrecision": 8, "quoteAssetPrecision": 8,
+        "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT"],
+        "icebergAllowed": True, "ocoAllowed": True, "isSpotTradingAllowed": True,
+        "isMarginTradingAllowed": False, "permissions": ["SPOT"], "permissionSets": [["SPOT"]],
+        "filters": [
+            {"filterType": "PRICE_FILTER", "minPrice": tick, "maxPrice": "1000000.00000000", "tickSize": tick},
+            {"filterType": "LOT_SIZE", "minQty": "0.00001000", "maxQty": "9000.00000000", "stepSize": "0.00001000"},
+            {"filterType": "NOTIONAL", "minNotional": "5.00000000", "maxNotional": "9000000.00000000"},
+        ],
+    }
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/api/v3/exchangeInfo", exchange_info)
+    app.router.add_get("/api/v3/depth", depth)
+    app.router.add_get("/api/v3/ping", ping)
+    app.router.add_get("/api/v3/time", server_time)
+    app.router.add_get("/ws", websocket)
+    app.router.add_get("/ws/{tail:.*}", websocket)
+
+
+def loopback(request: web.Request):
+    from .server import LOOPBACK_KEY  # server imports this module
+    return request.app[LOOPBACK_KEY]
+
+
+async def ping(request: web.Request) -> web.Response:
+    return web.json_response({})
+
+
+async def server_time(request: web.Request) -> web.Response:
+    return web.json_response({"serverTime": int(time.time() * 1000)})
+
+
+async def exchange_info(request: web.Request) -> web.Response:
+    lx = loopback(request)
+    await lx.rest_delay()
+    return web.json_response({
+        "timezone": "UTC", "serverTime": int(time.time() * 1000),
+        "rateLimits": [{"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 6000}],
+        "exchangeFilters": [],
+        "symbols": [symbol_info(s, lx.source.price_tick(s)) for s in lx.source.symbols],
+    })
+
+
+async def depth(request: web.Request) -> web.Response:
+    lx = loopback(request)
+    await lx.rest_delay()
+    market_id = request.query.get("symbol", "").upper()
+    symbol = lx.symbol_by_binance_id.get(market_id)
+    if symbol is None:
+        return error(400, -1121, "Invalid symbol.")
+    try:
+        limit = int(request.query.get("limit", "100"))
+    except ValueError:
+        return error(400, -1100, "Illegal characters found in parameter 'limit'.")
+    last_id, bids, asks = lx.source.books[symbol].snapshot(max(1, min(limit, 5000)))
+    lx.sent.snapshots += 1
+    return web.json_response({"lastUpdateId": last_id, "bids": [list(b) for b in bids],
+                              "asks": [list(a) for a in asks]})
+
+
+async def websocket(request: web.Request) -> web.WebSocketResponse:
+    ws = web.WebSocketResponse(autoping=True)
+    await ws.prepare(request)
+    conn = BinanceConnection(loopback(request).hub, ws, request)
+    tail = request.match_info.get("tail", "")
+    if "@" in tail:  # raw-stream URL form: /ws/btcusdt@trade
+        conn.subscribe_streams(tail.split("/"))
+    return await conn.serve()
+
+
+class BinanceConnection(Connection):
+    protocol = PROTOCOL
+
+    def __init__(self, hub, ws, request):
+        super().__init__(hub, ws, request)
+        self.lx = loopback(request)
+        self.streams: set[str] = set()
+        self.mini_tickers: set[str] = set()  # symbols subscribed as @miniTicker only
+
+    def parse_stream(self, name: str) -> tuple[str, str] | None:
+        market_id, _, kind = name.partition("@")
+        symbol = self.lx.symbol_by_binance_id.get(market_id.upper())
+        channel = STREAM_CHANNELS.get(kind)
+        return (symbol, channel) if symbol and channel else None
+
+    def subscribe_streams(self, names: list) -> str | None:
+        """Subscribe every stream in `names`; the first invalid name is returned (nothing subscribed)."""
+        parsed = []
+        for name in names:
+            target = self.parse_stream(name) if isinstance(name, str) else None
+            if target is None:
+                return str(name)
+            parsed.append((name, target))
+        for name, target in parsed:
+            self.streams.add(name)
+            self.subscribe(*target)
+            if name.endswith("@miniTicker") and f"{name.partition('@')[0]}@ticker" not in self.streams:
+                self.mini_tickers.add(target[0])
+            elif name.endswith("@ticker"):
+                self.mini_tickers.discard(target[0])
+        self.hub.sent.subscribes += 1
+        return None
+
+    async def on_text(self, text: str) -> None:
+        try:
+            request = json.loads(text)
+            method, params, rid = request["method"], request.get("params", []), request.get("id")
+        except (ValueError, KeyError, TypeError):
+            self.send_json({"error": {"code": 3, "msg": "Invalid JSON: expected an object with method"}})
+            return
+        if method == "SUBSCRIBE":
+            bad = self.subscribe_streams(params if isinstance(params, list) else [params])
+            if bad is not None:
+                self.send_json({"error": {"code": 2, "msg": f"Invalid request: unknown stream {bad!r}"}, "id": rid})
+                return
+            self.send_json({"result": None, "id": rid})
+        elif method == "UNSUBSCRIBE":
+            for name in params if isinstance(params, list) else []:
+                target = self.parse_stream(name) if isinstance(name, str) else None
+                self.streams.discard(name)
+                if target:
+                    self.unsubscribe(*target)
+            self.send_json({"result": None, "id": rid})
+        elif method == "LIST_SUBSCRIPTIONS":
+            self.send_json({"result": sorted(self.streams), "id": rid})
+        else:
+            self.send_json({"error": {"code": 2, "msg": f"Invalid request: unknown method {method!r}"}, "id": rid})
+
+    def encode(self, event: Event) -> str | None:
+        message = to_message(event)
+        if isinstance(event, Ticker) and event.symbol in self.mini_tickers:
+            message = {"e": "24hrMiniTicker", **{k: message[k] for k in MINI_TICKER_FIELDS}}
+        return json.dumps(message, separators=(",", ":"))
+
+
+def to_message(event: Event) -> dict:
+    """The Binance stream payload of a neutral event."""
+    sid = binance_id(event.symbol)
+    if isinstance(event, BookUpdate):
+        return {"e": "depthUpdate", "E": event.ts_ms, "s": sid, "U": event.first_id, "u": event.last_id,
+                "b": [list(b) for b in event.bids], "a": [list(a) for a in event.asks]}
+    if isinstance(event, Trade):
+        return {"e": "trade", "E": event.ts_ms, "s": sid, "t": event.trade_id, "p": event.price,
+                "q": event.amount, "T": event.ts_ms, "m": event.side == "sell", "M": True}
+    if isinstance(event, Ticker):
+        change = event.last - event.open
+        avg = event.quote_volume / event.base_volume if event.base_volume else event.last
+        return {"e": "24hrTicker", "E": event.ts_ms, "s": sid, "p": f"{change:.8f}",
+                "P": f"{(change / event.open * 100 if event.open else 0):.3f}", "w": f"{avg:.8f}",
+                "x": f"{event.open:.8f}", "c": f"{event.last:.8f}", "Q": f"{event.last_qty:.8f}",
+                "b": event.bid, "B": event.bid_qty, "a": event.ask, "A": event.ask_qty,
+                "o": f"{event.open:.8f}", "h": f"{event.high:.8f}", "l": f"{event.low:.8f}",
+                "v": f"{event.base_volume:.8f}", "q": f"{event.quote_volume:.8f}",
+                "O": event.open_ts_ms, "C": event.ts_ms, "F": event.first_trade_id,
+                "L": event.last_trade_id, "n": event.trade_count}
+    raise TypeError(f"no Binance message for {type(event).__name__}")

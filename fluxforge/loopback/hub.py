@@ -1,0 +1,192 @@
+"""Fan-out of market events to WebSocket connections, with per-connection send queues.
+
+Why a queue per connection: one slow client must not hold up the market or the
+other clients.  A connection whose queue overflows is closed, as real
+exchanges drop consumers that cannot keep up.  The hub applies every book
+update to the authoritative BookState *before* fanning it out, so a REST
+snapshot taken at any moment is consistent with the update ids already queued.
+Connection-level faults (stall, slow, disconnect, malformed) act here.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+from collections.abc import Iterable
+
+from aiohttp import web
+
+from .book import BookState
+from .events import BookUpdate, Event
+from .sentlog import SentLog
+
+MAX_QUEUED_FRAMES = 50_000
+
+
+class Connection:
+    """One client WebSocket of some protocol; subclasses encode events and parse requests."""
+
+    protocol = "?"
+
+    def __init__(self, hub: "Hub", ws: web.WebSocketResponse, request: web.Request):
+        self.hub, self.ws, self.request = hub, ws, request
+        self.queue: asyncio.Queue = asyncio.Queue(MAX_QUEUED_FRAMES)
+        self.subscriptions: set[tuple[str, str]] = set()  # (symbol, channel)
+        self.stalled_until = 0.0  # loop time; math.inf = until resumed
+        self.sent_frames = 0
+        self.closed = False
+
+    # -- implemented by protocols --------------------------------------------------------
+    def encode(self, event: Event) -> str | None:
+        """The wire frame for `event` on this connection, or None if not subscribed in a form it can carry."""
+        raise NotImplementedError
+
+    async def on_text(self, text: str) -> None:
+        raise NotImplementedError
+
+    # -- plumbing --------------------------------------------------------------------------
+    def subscribe(self, symbol: str, channel: str) -> None:
+        self.subscriptions.add((symbol, channel))
+        self.hub.subscribers.setdefault((symbol, channel), set()).add(self)
+
+    def unsubscribe(self, symbol: str, channel: str) -> None:
+        self.subscriptions.discard((symbol, channel))
+        self.hub.subscribers.get((symbol, channel), set()).discard(self)
+
+    def enqueue(self, frame: str, symbol: str | None = None, channel: str | None = None,
+                ident: int | None = None) -> None:
+        if self.closed:
+            return
+        try:
+            self.queue.put_nowait((frame, symbol, channel, ident))
+        except asyncio.QueueFull:
+            self.hub.sent.fault("overflow_disconnect", protocol=self.protocol, path=self.request.path)
+            self.abort()
+
+    def send_json(self, obj) -> None:
+        self.enqueue(json.dumps(obj, separators=(",", ":")))
+
+    def stalled(self) -> bool:
+        return self.stalled_until > asyncio.get_running_loop().time()
+
+    def abort(self) -> None:
+        """Drop the TCP connection without a close handshake."""
+        self.closed = True
+        transport = self.request.transport
+        if transport is not None:
+            transport.abort()
+
+    async def sender(self) -> None:
+        while True:
+            frame, symbol, channel, ident = await self.queue.get()
+            if self.stalled():
+                continue  # socket open, nothing sent: the frame is lost, not recorded
+            delay = self.hub.slow_delay()
+            if delay:
+                await asyncio.sleep(delay)
+            await self.ws.send_str(frame)
+            self.sent_frames += 1
+            if channel is not None:
+                self.hub.sent.sent(self.protocol, symbol, channel, ident)
+
+    async def serve(self) -> web.WebSocketResponse:
+        """Run the connection until either side closes it."""
+        hub = self.hub
+        hub.connections.add(self)
+        hub.sent.connections_opened += 1
+        hub.sent.connections_open += 1
+        sender = asyncio.create_task(self.sender())
+        try:
+            async for msg in self.ws:
+                if msg.type == web.WSMsgType.TEXT and not self.stalled():
+                    await self.on_text(msg.data)
+                elif msg.type == web.WSMsgType.ERROR:
+                    break
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            self.closed = True
+            sender.cancel()
+            for key in list(self.subscriptions):
+                self.unsubscribe(*key)
+            hub.connections.discard(self)
+            hub.sent.connections_open -= 1
+        return self.ws
+
+
+class Hub:
+    """Routes events to subscribed connections and owns the connection-level fault switches."""
+
+    def __init__(self, books: dict[str, BookState], sent: SentLog):
+        self.books = books
+        self.sent = sent
+        self.subscribers: dict[tuple[str, str], set[Connection]] = {}
+        self.connections: set[Connection] = set()
+        self.book_filter = None  # set by Faults: (BookUpdate) -> BookUpdate | None (None = drop)
+        self._slow_delay = 0.0
+        self._slow_until = 0.0
+
+    def publish(self, event: Event) -> None:
+        if isinstance(event, BookUpdate):
+            book = self.books[event.symbol]
+            filtered = self.book_filter(event) if self.book_filter else event
+            book.apply(event if filtered is None else filtered)
+            if filtered is None:
+                for protocol in self.protocols_subscribed(event.symbol, event.channel):
+                    self.sent.dropped(protocol, event.symbol, event.first_id, event.last_id)
+                return
+            event = filtered
+        for conn in list(self.subscribers.get((event.symbol, event.channel), ())):
+            frame = conn.encode(event)
+            if frame is not None:
+                ident = event.last_id if isinstance(event, BookUpdate) else getattr(event, "trade_id", None)
+                conn.enqueue(frame, event.symbol, event.channel, ident)
+
+    def protocols_subscribed(self, symbol: str, channel: str) -> set[str]:
+        return {c.protocol for c in self.subscribers.get((symbol, channel), ())}
+
+    # -- connection-level faults -----------------------------------------------------------
+    def slow_delay(self) -> float:
+        return self._slow_delay if asyncio.get_running_loop().time() < self._slow_until else 0.0
+
+    def set_slow(self, delay: float, seconds: float | None) -> None:
+        self._slow_delay = delay
+        self._slow_until = math.inf if seconds is None else asyncio.get_running_loop().time() + seconds
+
+    def stall(self, seconds: float | None, protocol: str | None = None) -> int:
+        until = math.inf if seconds is None else asyncio.get_running_loop().time() + seconds
+        conns = self._select(protocol)
+        for conn in conns:
+            conn.stalled_until = until
+        return len(conns)
+
+    def resume(self) -> None:
+        self._slow_until = 0.0
+        for conn in self.connections:
+            conn.stalled_until = 0.0
+
+    async def disconnect(self, protocol: str | None = None, abrupt: bool = False) -> int:
+        conns = self._select(protocol)
+        for conn in conns:
+            if abrupt:
+                conn.abort()
+            else:
+                conn.closed = True
+                await conn.ws.close(code=1001, message=b"loopback disconnect fault")
+        return len(conns)
+
+    def send_malformed(self, symbol: str | None, protocol: str | None) -> int:
+        """A truncated JSON frame to every matching connection (subscribed to `symbol` if given)."""
+        count = 0
+        for conn in self._select(protocol):
+            if symbol is None or any(s == symbol for s, _ in conn.subscriptions):
+                conn.enqueue('{"e":"depthUpdate","E":1,"s":')  # cut mid-object on purpose
+                count += 1
+        self.sent.malformed_sent += count
+        return count
+
+    def _select(self, protocol: str | None) -> list[Connection]:
+        return [c for c in self.connections if protocol is None or c.protocol == protocol]
+
+    def subscribed_symbols(self) -> Iterable[str]:
+        return {symbol for symbol, _ in self.subscribers}

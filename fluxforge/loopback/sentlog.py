@@ -1,0 +1,91 @@
+"""What the loopback exchange actually SENT, per protocol, symbol and channel.
+
+Why: collector tests compare "what the exchange sent" with "what the collector
+stored" (every book nonce in order, every trade id, nothing duplicated, at most
+one flush interval lost per crash).  Entries are recorded after the WebSocket
+frame was handed to the transport, so dropped diffs (gap faults), stalled
+connections and malformed frames never count as sent data; drops are listed
+separately.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+MAX_IDS_PER_STREAM = 500_000  # bounds memory of a long run; `truncated` says when reached
+
+
+@dataclass
+class StreamLog:
+    """One (protocol, symbol, channel): counts and the ids sent, with send times."""
+
+    messages: int = 0
+    first_id: int | None = None
+    last_id: int | None = None
+    ids: list[int] = field(default_factory=list)  # book: last update id (u / seqId); trades: trade id
+    sent_ns: list[int] = field(default_factory=list)  # time.time_ns() when each id was sent
+    dropped: list[tuple[int, int]] = field(default_factory=list)  # book id ranges withheld by gap faults
+    truncated: bool = False
+
+    def add(self, ident: int | None, now_ns: int) -> None:
+        self.messages += 1
+        if ident is None:
+            return
+        if self.first_id is None:
+            self.first_id = ident
+        self.last_id = ident
+        if len(self.ids) < MAX_IDS_PER_STREAM:
+            self.ids.append(ident)
+            self.sent_ns.append(now_ns)
+        else:
+            self.truncated = True
+
+    def summary(self, detail: bool = False) -> dict:
+        out = {"messages": self.messages, "first_id": self.first_id, "last_id": self.last_id,
+               "dropped": [list(r) for r in self.dropped], "truncated": self.truncated}
+        if detail:
+            out["ids"] = list(self.ids)
+            out["sent_ns"] = list(self.sent_ns)
+        return out
+
+
+class SentLog:
+    """All StreamLogs of one loopback exchange, plus fault and connection counters."""
+
+    def __init__(self) -> None:
+        self.streams: dict[tuple[str, str, str], StreamLog] = {}
+        self.faults: list[dict] = []
+        self.malformed_sent = 0
+        self.connections_opened = 0
+        self.connections_open = 0
+        self.subscribes = 0
+        self.snapshots = 0
+
+    def stream(self, protocol: str, symbol: str, channel: str) -> StreamLog:
+        key = (protocol, symbol, channel)
+        log = self.streams.get(key)
+        if log is None:
+            log = self.streams[key] = StreamLog()
+        return log
+
+    def sent(self, protocol: str, symbol: str, channel: str, ident: int | None) -> None:
+        self.stream(protocol, symbol, channel).add(ident, time.time_ns())
+
+    def dropped(self, protocol: str, symbol: str, first_id: int, last_id: int) -> None:
+        self.stream(protocol, symbol, "orderbook").dropped.append((first_id, last_id))
+
+    def fault(self, kind: str, **details) -> None:
+        self.faults.append({"kind": kind, "time_ns": time.time_ns(), **details})
+
+    def summary(self, detail: bool = False) -> dict:
+        protocols: dict = {}
+        for (protocol, symbol, channel), log in sorted(self.streams.items()):
+            protocols.setdefault(protocol, {}).setdefault(symbol, {})[channel] = log.summary(detail)
+        return {
+            "protocols": protocols,
+            "faults": list(self.faults),
+            "malformed_sent": self.malformed_sent,
+            "connections": {"opened": self.connections_opened, "open": self.connections_open},
+            "subscribes": self.subscribes,
+            "snapshots": self.snapshots,
+        }

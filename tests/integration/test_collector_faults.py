@@ -1,0 +1,104 @@
+"""Every loopback fault: what the collector recorded about it, and that it recovered.
+
+Each case: collect for a moment, inject one fault, wait until book rows flow
+again, freeze the market, stop, and inspect ready/.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from collector_support import make_config, ready_tables, rows_of, running_collector, wait_until
+from test_collector_e2e import assert_stream_matches, binance_entry
+
+from fluxforge.loopback import LoopbackExchange, SimOptions
+
+SYMBOLS = ["BTC/USDT", "ETH/USDT", "SOL/USDT"]
+CHANNELS = ("orderbook", "trades", "ticker")
+
+
+async def inject(lx, kind: str):
+    if kind == "gap":
+        lx.faults.gap("BTC/USDT")
+    elif kind == "crossed":
+        lx.faults.crossed("ETH/USDT")
+    elif kind == "malformed":
+        assert lx.faults.malformed() >= 1
+    elif kind == "disconnect":
+        assert await lx.faults.disconnect() >= 1
+    elif kind == "abrupt_disconnect":
+        assert await lx.faults.disconnect(abrupt=True) >= 1
+    elif kind == "stall":
+        assert lx.faults.stall() >= 1  # until resume; new connections are served
+    elif kind == "slow":
+        lx.faults.slow(delay=0.03, seconds=3.0)
+
+
+def after(rows, t_ns):
+    return [r for r in rows if r["recv_ns"] > t_ns]
+
+
+@pytest.mark.parametrize("kind", ["gap", "crossed", "malformed", "disconnect", "abrupt_disconnect", "stall", "slow"])
+def test_fault_is_recorded_and_collection_recovers(tmp_path, kind):
+    async def body():
+        sim = SimOptions(rate=20, trades_per_update=0.5, ticker_interval=0.5, seed=hash(kind) % 1000)
+        async with LoopbackExchange("sim", SYMBOLS, sim=sim) as lx:
+            cfg = make_config(tmp_path, [binance_entry(lx, SYMBOLS, book_depth=10)], stall_timeout=1.5)
+            async with running_collector(cfg) as collector:
+                rec = collector.recorder
+                await wait_until(lambda: all((("binance", "orderbook", s) in rec.last_seen) for s in SYMBOLS),
+                                 20, what="books of every symbol")
+                await asyncio.sleep(0.5)
+                t_fault = time.time_ns()
+                await inject(lx, kind)
+                mark = time.monotonic()
+                # recovered = every symbol's book updated again well after the fault
+                await wait_until(lambda: all(rec.last_seen.get(("binance", "orderbook", s), 0) > mark + 0.5
+                                             for s in SYMBOLS), 30, what=f"books flowing again after {kind}")
+                if kind == "slow":
+                    await asyncio.sleep(3.0)  # let the slow period end and drain
+                lx.freeze()
+                await asyncio.sleep(0.8)
+            tables = ready_tables(tmp_path)
+            ev = after(tables["events"].to_pylist(), t_fault)
+            books = tables["orderbook"]
+            for s in SYMBOLS:  # collection recovered for every symbol
+                assert after(rows_of(books, symbol=s), t_fault + 500_000_000), s
+            kinds = [e["event"] for e in ev]
+            if kind == "gap":
+                gaps = [e for e in ev if e["event"] == "gap"]
+                assert [g["symbol"] for g in gaps] == ["BTC/USDT"] and "Checksum" in gaps[0]["reason"]
+                resync = [e for e in ev if e["event"] == "resync" and e["symbol"] == "BTC/USDT"]
+                assert resync and resync[0]["recv_ns"] > gaps[0]["recv_ns"]
+                dropped = lx.sent.stream("binance", "BTC/USDT", "orderbook").dropped
+                nonces = {r["nonce"] for r in rows_of(books, symbol="BTC/USDT")}
+                assert dropped and not any(a <= n <= b for a, b in dropped for n in nonces)
+                assert nonces <= set(lx.sent.stream("binance", "BTC/USDT", "orderbook").ids)
+            elif kind == "crossed":
+                crossed = [e for e in ev if e["event"] == "crossed_book"]
+                assert [c["symbol"] for c in crossed] == ["ETH/USDT"] and "best bid" in crossed[0]["reason"]
+                eth = after(rows_of(books, symbol="ETH/USDT"), t_fault)
+                assert any(r["bid_px"][0] >= r["ask_px"][0] for r in eth)  # kept: bronze loses nothing
+                assert eth[-1]["bid_px"][0] < eth[-1]["ask_px"][0]          # and the book uncrossed
+                assert_stream_matches(tables, lx.sent, "binance", "binance", SYMBOLS, uncrossed=False)
+            elif kind == "malformed":
+                errors = [e for e in ev if e["event"] == "error"]
+                assert errors and "unhandled frame" in errors[0]["reason"]
+                assert "reconnect" not in kinds  # the connection survived the bad frame
+                assert_stream_matches(tables, lx.sent, "binance", "binance", SYMBOLS)
+            elif kind in ("disconnect", "abrupt_disconnect"):
+                reconnects = {(e["symbol"], e["channel"]) for e in ev if e["event"] == "reconnect"}
+                assert reconnects >= {(s, ch) for s in SYMBOLS for ch in CHANNELS}
+                assert {e["symbol"] for e in ev if e["event"] == "resync"} == set(SYMBOLS)
+            elif kind == "stall":
+                stalls = {(e["symbol"], e["channel"]) for e in ev if e["event"] == "stall"}
+                assert stalls == {(s, ch) for s in SYMBOLS for ch in CHANNELS}
+                first_stall = min(e["recv_ns"] for e in ev if e["event"] == "stall")
+                assert first_stall - t_fault >= 1.4e9  # only after stall_timeout of silence
+                assert any(e["event"] == "reconnect" and "stall" in e["reason"] for e in ev)
+            elif kind == "slow":
+                assert not {"reconnect", "gap", "stall", "dropped"} & set(kinds)
+                assert_stream_matches(tables, lx.sent, "binance", "binance", SYMBOLS)
+
+    asyncio.run(asyncio.wait_for(body(), 90))

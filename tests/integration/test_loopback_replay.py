@@ -1,0 +1,150 @@
+"""Replay mode: captures in the `<ns> <json>` format reach unmodified ccxt.pro exactly."""
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from fluxforge.loopback import LoopbackExchange
+from fluxforge.loopback.capture import iter_capture
+from loopback_support import ccxt_client, run
+
+TOP = 200  # levels compared; deeper ones are beyond what any consumer keeps
+
+
+def reference_book(path) -> tuple[int, list, list]:
+    """Binance's documented sync rule applied to a capture, independently of the loopback."""
+    lines = [line.message for line in iter_capture(path) if hasattr(line, "message")]
+    snapshot = next(m for m in lines if "lastUpdateId" in m)
+    last = snapshot["lastUpdateId"]
+    bids = {float(p): float(q) for p, q in snapshot["bids"]}
+    asks = {float(p): float(q) for p, q in snapshot["asks"]}
+    for m in lines:
+        d = m.get("data", {})
+        if d.get("e") != "depthUpdate" or d["u"] <= last:
+            continue
+        assert d["U"] <= last + 1, "capture has a gap"
+        for side, levels in ((bids, d["b"]), (asks, d["a"])):
+            for p, q in levels:
+                side.pop(float(p), None) if float(q) == 0 else side.__setitem__(float(p), float(q))
+        last = d["u"]
+    return (last, [[p, bids[p]] for p in sorted(bids, reverse=True)[:TOP]],
+            [[p, asks[p]] for p in sorted(asks)[:TOP]])
+
+
+def capture_trade_ids(path) -> list[int]:
+    return [line.message["data"]["t"] for line in iter_capture(path)
+            if hasattr(line, "message") and line.message.get("data", {}).get("e") == "trade"]
+
+
+async def replay_through_ccxt(files, symbols, speed=0.0):
+    """Replay `files` to a ccxt client subscribed to books and trades; return (lx, books, trades)."""
+    lx = LoopbackExchange("replay", replay_files=files, speed=speed)
+    lx.freeze()  # hold the replay until the client has its snapshots
+    async with lx:
+        async with ccxt_client(lx) as ex:
+            trades: dict[str, list] = {s: [] for s in symbols}
+            for s in symbols:
+                await ex.watch_order_book(s)
+            trade_tasks = [asyncio.create_task(collect_trades(ex, s, trades[s])) for s in symbols]
+            await asyncio.sleep(0.2)  # trade subscriptions acked
+            lx.freeze(False)
+            # ccxt keeps applying diffs in the background; poll its books rather than await a
+            # watch that would wait forever once the replay has ended
+            while not lx.source.finished or any(
+                    ex.orderbooks[s]["nonce"] != lx.source.books[s].last_update_id for s in symbols):
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.5)  # last trades in flight
+            for t in trade_tasks:
+                t.cancel()
+            books = {s: (ex.orderbooks[s]["nonce"], [list(x) for x in ex.orderbooks[s]["bids"][:TOP]],
+                         [list(x) for x in ex.orderbooks[s]["asks"][:TOP]]) for s in symbols}
+    return lx, books, trades
+
+
+async def collect_trades(ex, symbol, out):
+    while True:
+        batch = await ex.watch_trades(symbol)
+        out.extend(int(t["id"]) for t in batch if not out or int(t["id"]) > out[-1])
+
+
+def write_capture(path, symbol_id="ABCUSDT"):
+    """A small synthetic capture: a diff before the snapshot that straddles it, trades, junk."""
+    s = symbol_id.lower()
+    base = 1_700_000_000_000_000_000
+    lines = [
+        (0, {"stream": f"{s}@depth@100ms", "data": {"e": "depthUpdate", "E": 1, "s": symbol_id, "U": 90, "u": 99,
+                                                    "b": [["10.00", "9"]], "a": []}}),
+        (1, {"stream": f"{s}@depth@100ms", "data": {"e": "depthUpdate", "E": 2, "s": symbol_id, "U": 100, "u": 104,
+                                                    "b": [["10.01", "1"]], "a": [["10.05", "0"]]}}),
+        (2, {"lastUpdateId": 102, "bids": [["10.00", "5"], ["9.99", "2"]],
+             "asks": [["10.05", "3"], ["10.06", "4"]]}),
+        (3, {"stream": f"{s}@bookTicker", "data": {"u": 103, "s": symbol_id, "b": "10.01", "B": "1",
+                                                   "a": "10.06", "A": "4"}}),
+        (4, {"stream": f"{s}@trade", "data": {"e": "trade", "E": 5, "s": symbol_id, "t": 7, "p": "10.06",
+                                              "q": "0.5", "T": 5, "m": False}}),
+        (5, {"stream": f"{s}@depth@100ms", "data": {"e": "depthUpdate", "E": 6, "s": symbol_id, "U": 105, "u": 107,
+                                                    "b": [["9.99", "0"]], "a": [["10.06", "3.5"], ["10.10", "1"]]}}),
+        (6, {"stream": f"{s}@trade", "data": {"e": "trade", "E": 7, "s": symbol_id, "t": 8, "p": "10.01",
+                                              "q": "0.25", "T": 7, "m": True}}),
+    ]
+    text = "".join(f"{base + i * 100_000_000} {json.dumps(m)}\n" for i, m in lines)
+    path.write_text(text + "this is not a capture line\n")
+    return path
+
+
+def test_synthetic_capture_replays_with_binance_sync_rule(tmp_path):
+    path = write_capture(tmp_path / "abcusdt.txt")
+
+    async def body():
+        lx, books, trades = await replay_through_ccxt([path], ["ABC/USDT"])
+        assert books["ABC/USDT"] == reference_book(path)
+        assert books["ABC/USDT"][0] == 107 and books["ABC/USDT"][1][0] == [10.01, 1.0]
+        assert trades["ABC/USDT"] == [7, 8]
+        status = lx.stats()["source"]
+        assert status["finished"] and status["bad_lines"] == 1 and status["capture_gaps"] == 0
+        assert status["first_bad_lines"][0].startswith(f"{path}:8: ")
+        sent = lx.sent.stream("binance", "ABC/USDT", "orderbook").ids
+        assert sent == [104, 107]  # u=99 predates the snapshot; 100..104 straddles it
+
+    run(body())
+
+
+def test_replay_speed_up_paces_by_capture_time(tmp_path):
+    path = write_capture(tmp_path / "abcusdt.txt")  # 0.6 s of capture time
+
+    async def body():
+        loop = asyncio.get_running_loop()
+        async with LoopbackExchange("replay", replay_files=[path], speed=2.0) as lx:
+            started = loop.time()
+            while not lx.source.finished:
+                await asyncio.sleep(0.02)
+            assert loop.time() - started >= 0.6 / 2.0
+
+    run(body())
+
+
+def test_replay_rejects_files_without_a_snapshot(tmp_path):
+    bad = tmp_path / "nosnap.txt"
+    bad.write_text('1 {"stream":"abcusdt@trade","data":{"e":"trade","s":"ABCUSDT","t":1}}\n')
+    with pytest.raises(ValueError, match="snapshot"):
+        LoopbackExchange("replay", replay_files=[bad])
+    with pytest.raises(ValueError, match="not found"):
+        LoopbackExchange("replay", replay_files=[tmp_path / "missing.gz"])
+
+
+@pytest.mark.realdata
+def test_real_binance_captures_replay_exactly(shared_capture):
+    files = [shared_capture / "btcusdt_20240808.gz", shared_capture / "ethusdt_20240808.gz"]
+
+    async def body():
+        lx, books, trades = await replay_through_ccxt(files, ["BTC/USDT", "ETH/USDT"])
+        for path, symbol in zip(files, ["BTC/USDT", "ETH/USDT"]):
+            assert books[symbol] == reference_book(path)
+            ids = capture_trade_ids(path)
+            assert trades[symbol] == ids[ids.index(trades[symbol][0]):]  # every trade since subscribing
+            assert len(trades[symbol]) > 0.99 * len(ids)
+        assert lx.stats()["source"]["capture_gaps"] == 0
+
+    run(body(), timeout=150)
