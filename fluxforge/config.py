@@ -50,6 +50,7 @@ class FeatureOptions(_Model):
     bar_durations: list[int] = Field(default_factory=lambda: [1, 5, 30, 60])
     hf_emit_interval: float = Field(1.0, ge=0.0)
     tight_spread_threshold: float = Field(1e-4, gt=0.0, description="relative spread at or below which the book is 'tight'")
+    wide_spread_threshold: float = Field(5e-4, gt=0.0, description="relative spread at or above which the book is 'wide' (static regime)")
     use_dynamic_spread_regime: bool = True
     spread_regime_window: float = Field(300.0, gt=0.0, description="seconds")
     spread_tight_percentile: float = Field(25.0, ge=0.0, le=100.0)
@@ -59,6 +60,7 @@ class FeatureOptions(_Model):
     vpin_bucket_volume: float = Field(10.0, gt=0.0, description="base units per volume bucket")
     vpin_window_buckets: int = Field(50, ge=1)
     keep_raw_arrays: bool = False
+    momentum_window: float = Field(60.0, gt=0.0, description="seconds: depth sigma and slope/centre-of-gravity momentum")
 
     @field_validator("bands_bps", "horizons")
     @classmethod
@@ -125,6 +127,9 @@ class CollectorConfig(_Model):
 class EtlConfig(_Model):
     poll_interval: float = Field(2.0, gt=0.0, description="seconds, when inotify is unavailable")
     row_group_rows: int = Field(65536, ge=1024)
+    max_segment_seconds: float = Field(600.0, gt=0.0, description="watchdog health: longest time one segment may take")
+    reorder_window: float = Field(5.0, ge=0.0, description="seconds of exchange time held back at a segment's end "
+                                  "so rows of the next segment that are up to this much older still merge in order")
     features: FeatureOptions = Field(default_factory=FeatureOptions)
 
 

@@ -1,0 +1,167 @@
+# cython: language_level=3
+"""Structural (single-snapshot) book features as inline nogil C.
+
+Why separate: these functions see one snapshot only (no state), so they are the
+part of the kernel that is easiest to check against the reference; the engine
+in book_engine.pyx calls them once per snapshot.  Layout of the output vector
+`f` (N_SCALAR scalars, then 5 blocks of `nlev` level columns, then 3 blocks of
+`nband` band columns) must match `structural_names()` in book_engine.pyx.
+"""
+from libc.math cimport NAN, isfinite
+
+cdef enum:
+    SC_BEST_BID = 0
+    SC_BEST_ASK = 1
+    SC_MID = 2
+    SC_SPREAD = 3
+    SC_RELSP = 4
+    SC_MICRO = 5
+    SC_MICRO_MINUS_MID = 6
+    SC_WMID = 7
+    SC_TOTAL_IMB = 8
+    SC_TOTAL_BID = 9
+    SC_TOTAL_ASK = 10
+    SC_BID_SLOPE = 11
+    SC_ASK_SLOPE = 12
+    SC_BID_CONC = 13
+    SC_ASK_CONC = 14
+    SC_COG = 15
+    SC_COG_VS_MID = 16
+    SC_SMART_BID = 17
+    SC_SMART_ASK = 18
+    SC_SMART_IMB = 19
+    SC_VWAP_BID5 = 20
+    SC_VWAP_ASK5 = 21
+    SC_VWAP_SPREAD = 22
+    SC_PRESSURE = 23
+    SC_LAMBDA = 24
+    SC_BOOK_DEPTH = 25
+    SC_BID_LEVELS = 26
+    SC_ASK_LEVELS = 27
+    SC_CROSSED = 28
+    SC_LOCKED = 29
+    N_SCALAR = 30
+
+
+cdef inline int book_compact(const double[:, ::1] px, const double[:, ::1] sz, Py_ssize_t row,
+                             int maxl, double* opx, double* osz) noexcept nogil:
+    """Copy the first `maxl` usable levels (finite price > 0, finite size > 0) of one side."""
+    cdef Py_ssize_t j, ncol = px.shape[1]
+    cdef int n = 0
+    cdef double p, q
+    for j in range(ncol):
+        if n >= maxl:
+            break
+        p = px[row, j]
+        q = sz[row, j]
+        if isfinite(p) and isfinite(q) and p > 0.0 and q > 0.0:
+            opx[n] = p
+            osz[n] = q
+            n += 1
+    return n
+
+
+cdef inline double _ratio_diff(double a, double b) noexcept nogil:
+    # (a - b) / (a + b), NaN when both are zero.
+    if a + b == 0.0:
+        return NAN
+    return (a - b) / (a + b)
+
+
+cdef inline int book_structural(const double* bp, const double* bq, int nb,
+                                const double* ap, const double* aq, int na,
+                                int nlev, const double* edges, int nband, double* f) noexcept nogil:
+    """Fill f with the structural features; returns 1 if the book is valid (two sides, not crossed)."""
+    cdef int i, j, nv = N_SCALAR + 5 * nlev + 3 * nband
+    cdef int lv = N_SCALAR, lb = N_SCALAR + 5 * nlev
+    cdef double mid, tb = 0.0, ta = 0.0, pqb = 0.0, pqa = 0.0, d, lo
+    cdef double sb = 0.0, sa = 0.0, wb = 0.0, wa = 0.0, q5b = 0.0, q5a = 0.0, pq5b = 0.0, pq5a = 0.0
+    cdef double cb = 0.0, ca = 0.0, qb, qa
+    for i in range(nv):
+        f[i] = NAN
+    f[SC_BEST_BID] = bp[0] if nb > 0 else NAN
+    f[SC_BEST_ASK] = ap[0] if na > 0 else NAN
+    f[SC_BOOK_DEPTH] = nb if nb < na else na
+    f[SC_BID_LEVELS] = nb
+    f[SC_ASK_LEVELS] = na
+    f[SC_CROSSED] = 1.0 if (nb > 0 and na > 0 and bp[0] > ap[0]) else 0.0
+    f[SC_LOCKED] = 1.0 if (nb > 0 and na > 0 and bp[0] == ap[0]) else 0.0
+    for i in range(nb):
+        f[lv + i] = bp[i]
+        f[lv + nlev + i] = bq[i]
+    for i in range(na):
+        f[lv + 2 * nlev + i] = ap[i]
+        f[lv + 3 * nlev + i] = aq[i]
+    if nb == 0 or na == 0 or f[SC_CROSSED] != 0.0:
+        return 0
+
+    mid = 0.5 * (bp[0] + ap[0])
+    f[SC_MID] = mid
+    f[SC_SPREAD] = ap[0] - bp[0]
+    f[SC_RELSP] = (ap[0] - bp[0]) / mid
+    f[SC_MICRO] = (bq[0] * ap[0] + aq[0] * bp[0]) / (bq[0] + aq[0])
+    f[SC_MICRO_MINUS_MID] = f[SC_MICRO] - mid
+    f[SC_WMID] = (bq[0] * bp[0] + aq[0] * ap[0]) / (bq[0] + aq[0])
+    for j in range(nband):
+        f[lb + j] = 0.0
+        f[lb + nband + j] = 0.0
+
+    for i in range(nb):
+        tb += bq[i]
+        pqb += bp[i] * bq[i]
+        sb += bq[i] / (i + 1.0)
+        d = (mid - bp[i]) / mid * 10000.0
+        wb += bq[i] / (1.0 + d)
+        if i < 5:
+            q5b += bq[i]
+            pq5b += bp[i] * bq[i]
+        lo = 0.0
+        for j in range(nband):
+            if d >= lo and d < edges[j]:
+                f[lb + j] += bq[i]
+                break
+            lo = edges[j]
+    for i in range(na):
+        ta += aq[i]
+        pqa += ap[i] * aq[i]
+        sa += aq[i] / (i + 1.0)
+        d = (ap[i] - mid) / mid * 10000.0
+        wa += aq[i] / (1.0 + d)
+        if i < 5:
+            q5a += aq[i]
+            pq5a += ap[i] * aq[i]
+        lo = 0.0
+        for j in range(nband):
+            if d >= lo and d < edges[j]:
+                f[lb + nband + j] += aq[i]
+                break
+            lo = edges[j]
+    for i in range(nb):
+        cb += (bq[i] / tb) * (bq[i] / tb)
+    for i in range(na):
+        ca += (aq[i] / ta) * (aq[i] / ta)
+
+    f[SC_TOTAL_BID] = tb
+    f[SC_TOTAL_ASK] = ta
+    f[SC_TOTAL_IMB] = (tb - ta) / (tb + ta)
+    f[SC_BID_SLOPE] = tb / (mid - bp[nb - 1]) if mid - bp[nb - 1] > 0.0 else NAN
+    f[SC_ASK_SLOPE] = ta / (ap[na - 1] - mid) if ap[na - 1] - mid > 0.0 else NAN
+    f[SC_BID_CONC] = cb
+    f[SC_ASK_CONC] = ca
+    f[SC_COG] = (pqb + pqa) / (tb + ta)
+    f[SC_COG_VS_MID] = (f[SC_COG] - mid) / mid
+    f[SC_SMART_BID] = sb
+    f[SC_SMART_ASK] = sa
+    f[SC_SMART_IMB] = (sb - sa) / (sb + sa)
+    f[SC_VWAP_BID5] = pq5b / q5b
+    f[SC_VWAP_ASK5] = pq5a / q5a
+    f[SC_VWAP_SPREAD] = f[SC_VWAP_ASK5] - f[SC_VWAP_BID5]
+    f[SC_PRESSURE] = (wb - wa) / (wb + wa)
+    f[SC_LAMBDA] = f[SC_VWAP_SPREAD] / (q5b + q5a)
+    for i in range(nlev):
+        qb = bq[i] if i < nb else 0.0
+        qa = aq[i] if i < na else 0.0
+        f[lv + 4 * nlev + i] = _ratio_diff(qb, qa)
+    for j in range(nband):
+        f[lb + 2 * nband + j] = _ratio_diff(f[lb + j], f[lb + nband + j])
+    return 1

@@ -1,0 +1,156 @@
+"""Names, types and kernel arguments of the feature columns, derived from FeatureOptions.
+
+Why a module: the Cython engine writes a dense float64 block whose column order
+is fixed by book_struct.pxd / book_engine.pyx; this is the single Python place
+that names those columns, turns options into kernel arguments and turns the
+dense block into typed Arrow tables (hf rows and bars).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyarrow as pa
+
+from fluxforge.config import FeatureOptions
+
+STRUCT_SCALARS = [
+    "best_bid", "best_ask", "mid_price", "spread", "relative_spread", "microprice", "micro_minus_mid",
+    "weighted_mid", "total_imbalance", "total_bid_volume", "total_ask_volume", "bid_slope", "ask_slope",
+    "bid_concentration", "ask_concentration", "center_of_gravity", "cog_vs_mid", "smart_bid_depth",
+    "smart_ask_depth", "smart_depth_imbalance", "vwap_bid_5", "vwap_ask_5", "vwap_spread", "book_pressure",
+    "lambda_like", "book_depth", "bid_levels", "ask_levels", "is_crossed", "is_locked",
+]
+DYNAMIC = ["log_return_step", "mid_velocity", "mid_accel", "ofi_step", "mlofi_step", "amihud_like"]
+ROLLING = ["rv", "ret_std", "mean_return", "ofi_sum", "mlofi_sum", "tfi", "trade_vol", "mean_spread"]
+TIME = ["hour_of_day", "day_of_week", "minute_of_hour", "is_weekend"]
+INT_COLUMNS = {"book_depth", "bid_levels", "ask_levels", "hour_of_day", "day_of_week", "minute_of_hour"}
+BOOL_COLUMNS = {"is_crossed", "is_locked", "is_weekend"}
+
+BAR_FIELDS = [
+    "timestamp", "open", "high", "low", "close", "mean_spread", "min_spread", "max_spread",
+    "mean_relative_spread", "mean_l1_imbalance", "sum_ofi", "realized_variance", "count", "valid_count",
+    "crossed_count", "buy_volume", "sell_volume", "trade_vwap", "trade_count", "is_empty",
+]
+BAR_INT = {"count", "valid_count", "crossed_count", "trade_count"}
+
+
+def fmt(x: float) -> str:
+    """Number in a column name: 5 -> '5', 2.5 -> '2.5'."""
+    return f"{x:g}"
+
+
+def band_names(options: FeatureOptions) -> list[tuple[float, float]]:
+    edges = list(options.bands_bps)
+    return list(zip([0.0] + edges[:-1], edges))
+
+
+def extra_names(options: FeatureOptions) -> list[str]:
+    w = fmt(options.momentum_window)
+    return [
+        f"depth_0_{fmt(options.bands_bps[0])}bps_sigma", "spread_regime", "spread_regime_tight_frac",
+        "spread_regime_wide_frac", "spread_percentile", "kyle_lambda", "kyle_lambda_r2", "vpin",
+        f"slope_momentum_mean_{w}s", f"slope_momentum_std_{w}s", f"cog_momentum_mean_{w}s", f"cog_momentum_std_{w}s",
+    ]
+
+
+def kernel_names(options: FeatureOptions) -> list[str]:
+    """Columns of the kernel's dense block, in kernel order."""
+    n = options.max_levels
+    names = list(STRUCT_SCALARS)
+    for side, what in (("bid", "price"), ("bid", "size"), ("ask", "price"), ("ask", "size")):
+        names += [f"{side}_{what}_L{i}" for i in range(n)]
+    names += [f"imbalance_L{i}" for i in range(n)]
+    bands = band_names(options)
+    for prefix in ("bid_vol_band", "ask_vol_band", "imb_band"):
+        names += [f"{prefix}_{fmt(lo)}_{fmt(hi)}bps" for lo, hi in bands]
+    names += DYNAMIC
+    for h in options.horizons:
+        names += [f"{name}_{fmt(h)}s" for name in ROLLING]
+    names += extra_names(options)
+    return names
+
+
+def hf_names(options: FeatureOptions) -> list[str]:
+    names = ["timestamp", "nonce"] + kernel_names(options) + TIME
+    if options.keep_raw_arrays:
+        names += ["bid_px", "bid_sz", "ask_px", "ask_sz"]
+    return names
+
+
+def _ms(seconds: float) -> int:
+    return int(round(seconds * 1000.0))
+
+
+def kernel_args(options: FeatureOptions) -> dict:
+    """Keyword arguments of fluxforge._kernels.book_engine.BookEngine."""
+    return dict(
+        max_levels=options.max_levels,
+        edges_bps=[float(x) for x in options.bands_bps],
+        ofi_levels=options.ofi_levels,
+        ofi_weights=[math.exp(-options.ofi_decay_alpha * m) for m in range(options.ofi_levels)],
+        horizons_ms=[max(1, _ms(h)) for h in options.horizons],
+        bar_ms=[int(d) * 1000 for d in options.bar_durations],
+        emit_ms=_ms(options.hf_emit_interval),
+        tight_thr=options.tight_spread_threshold,
+        wide_thr=options.wide_spread_threshold,
+        dynamic_regime=options.use_dynamic_spread_regime,
+        regime_ms=max(1, _ms(options.spread_regime_window)),
+        tight_pct=options.spread_tight_percentile,
+        wide_pct=options.spread_wide_percentile,
+        kyle_ms=max(1, _ms(options.kyle_lambda_window)),
+        enable_vpin=options.enable_vpin,
+        vpin_bucket=options.vpin_bucket_volume,
+        vpin_buckets=options.vpin_window_buckets,
+        momentum_ms=max(1, _ms(options.momentum_window)),
+    )
+
+
+def time_features(ts_ms: np.ndarray) -> dict[str, np.ndarray]:
+    """UTC calendar features of exchange timestamps (Monday = 0)."""
+    days = ts_ms // 86_400_000
+    dow = ((days + 3) % 7).astype(np.int32)  # 1970-01-01 was a Thursday
+    return {
+        "hour_of_day": ((ts_ms // 3_600_000) % 24).astype(np.int32),
+        "day_of_week": dow,
+        "minute_of_hour": ((ts_ms // 60_000) % 60).astype(np.int32),
+        "is_weekend": dow >= 5,
+    }
+
+
+TS_TYPE = pa.timestamp("ms", tz="UTC")
+
+
+def hf_table(options: FeatureOptions, ts: np.ndarray, nonce: pa.Array, block: np.ndarray,
+             raw: dict[str, pa.Array] | None = None) -> pa.Table:
+    """Typed hf table from the kernel block (ncols x rows) and the emitted rows' inputs."""
+    columns: dict[str, pa.Array] = {"timestamp": pa.array(ts, type=pa.int64()).cast(TS_TYPE), "nonce": nonce}
+    for name, values in zip(kernel_names(options), block):
+        if name in BOOL_COLUMNS:
+            columns[name] = pa.array(values != 0.0)
+        elif name in INT_COLUMNS:
+            columns[name] = pa.array(values.astype(np.int32))
+        else:
+            columns[name] = pa.array(values)
+    for name, values in time_features(ts).items():
+        columns[name] = pa.array(values)
+    if options.keep_raw_arrays and raw is not None:
+        columns.update(raw)
+    return pa.table(columns)
+
+
+def bar_table(duration_s: int, rows: np.ndarray) -> pa.Table:
+    """Typed bars table from the kernel's (bars x 20) float64 block."""
+    cols = rows.T
+    out: dict[str, pa.Array] = {}
+    for name, values in zip(BAR_FIELDS, cols):
+        if name == "timestamp":
+            out[name] = pa.array(values.astype(np.int64), type=pa.int64()).cast(TS_TYPE)
+            out["duration"] = pa.array(np.full(len(values), duration_s, dtype=np.int32))
+        elif name in BAR_INT:
+            out[name] = pa.array(values.astype(np.int64))
+        elif name == "is_empty":
+            out[name] = pa.array(values != 0.0)
+        else:
+            out[name] = pa.array(values)
+    return pa.table(out)

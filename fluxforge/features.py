@@ -1,0 +1,253 @@
+"""The feature engine API: bronze books + trades (Arrow) -> hf rows and time bars (Arrow).
+
+Why this module: it is the contract the ETL and the demo consume (TEAM.md,
+"Feature engine API").  The arithmetic lives in the Cython `BookEngine`
+(cython_ext/book_engine.pyx); this module selects and orders the input columns,
+keeps the per-symbol streaming state (including events held back at a chunk's
+last millisecond, so N chunks give exactly the rows of one chunk), and builds
+typed output tables.  docs/features.md defines every column.
+
+    result = compute(books, trades, hf_emit_interval=0)     # one shot, flushes open bars
+    engine = FeatureEngine(options)                          # streaming, per (exchange, symbol)
+    part = engine.process(books_chunk, trades_chunk, resets=[...])
+    blob = engine.get_state(); engine = FeatureEngine.from_state(blob, options)
+"""
+from __future__ import annotations
+
+import base64
+import io
+import json
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from fluxforge import book_arrays, feature_layout
+from fluxforge._kernels.book_engine import BookEngine
+from fluxforge.config import FeatureOptions
+
+STATE_VERSION = 1
+_BOOK_COLS = {"timestamp": pa.int64(), "nonce": pa.int64(), "bid_px": pa.list_(pa.float64()),
+              "bid_sz": pa.list_(pa.float64()), "ask_px": pa.list_(pa.float64()), "ask_sz": pa.list_(pa.float64())}
+_TRADE_COLS = {"timestamp": pa.int64(), "price": pa.float64(), "amount": pa.float64(), "side": pa.string()}
+_STATS = ("null_timestamp_dropped", "late_dropped")
+
+
+@dataclass
+class FeatureResult:
+    """`hf`: one row per emitted snapshot; `bars`: duration seconds -> closed bars."""
+
+    hf: pa.Table
+    bars: dict[int, pa.Table]
+    stats: dict[str, int] = field(default_factory=dict)
+
+
+def resolve_options(options: FeatureOptions | dict | None = None, **overrides: Any) -> FeatureOptions:
+    """A FeatureOptions from an instance / dict plus keyword overrides (validated)."""
+    if isinstance(options, FeatureOptions):
+        base = options.model_dump()
+    else:
+        base = dict(options or {})
+    base.update(overrides)
+    return FeatureOptions(**base)
+
+
+def _normalise(table: pa.Table | None, columns: dict[str, pa.DataType], what: str) -> pa.Table:
+    if table is None:
+        return pa.table({name: pa.array([], type=t) for name, t in columns.items()})
+    missing = [c for c in columns if c not in table.column_names]
+    if missing:
+        raise ValueError(f"{what} table lacks column(s) {', '.join(missing)}")
+    return pa.table({name: table.column(name).cast(t) for name, t in columns.items()})
+
+
+def _sorted_valid_time(table: pa.Table) -> tuple[pa.Table, int]:
+    """Drop rows without a timestamp; stable-sort by timestamp if needed."""
+    ts = table.column("timestamp")
+    dropped = ts.null_count
+    if dropped:
+        table = table.filter(pc.is_valid(ts))
+    t = table.column("timestamp").to_numpy()
+    if len(t) > 1 and not np.all(t[1:] >= t[:-1]):
+        table = table.take(pa.array(np.argsort(t, kind="stable")))
+    return table, dropped
+
+
+def _ipc(table: pa.Table) -> str:
+    sink = io.BytesIO()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return base64.b64encode(sink.getvalue()).decode("ascii")
+
+
+def _from_ipc(data: str) -> pa.Table:
+    return pa.ipc.open_stream(base64.b64decode(data)).read_all()
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+class FeatureEngine:
+    """Streaming features of one (exchange, symbol): feed chunks in time order.
+
+    Bars are returned only once closed.  Events at a chunk's last timestamp are
+    held back until a later chunk (or `flush()`) so that trades at equal times
+    still precede the snapshot: N chunks give the same rows as one chunk.
+    """
+
+    def __init__(self, options: FeatureOptions | dict | None = None, **overrides: Any) -> None:
+        self.options = resolve_options(options, **overrides)
+        self._kernel = BookEngine(**feature_layout.kernel_args(self.options))
+        self._pending_books = _normalise(None, _BOOK_COLS, "books")
+        self._pending_trades = _normalise(None, _TRADE_COLS, "trades")
+        self._pending_resets: list[int] = []
+        self._stats = dict.fromkeys(_STATS, 0)
+
+    @property
+    def columns(self) -> list[str]:
+        """hf column names for these options."""
+        return feature_layout.hf_names(self.options)
+
+    def stats(self) -> dict[str, int]:
+        """Counters since creation: books, trades, crossed, one_sided, resets, dropped rows."""
+        return {**self._kernel.stats(), **self._stats}
+
+    def reset(self) -> None:
+        """Forget all stateful features now (as a reset event would)."""
+        self._kernel.reset()
+
+    def process(self, books: pa.Table | None, trades: pa.Table | None = None,
+                resets: Iterable[int] | None = None) -> FeatureResult:
+        """Features of one chunk: hf rows for emitted snapshots, bars closed by this chunk."""
+        books = _normalise(books, _BOOK_COLS, "books")
+        trades = _normalise(trades, _TRADE_COLS, "trades")
+        books, nb = _sorted_valid_time(books)
+        trades, nt = _sorted_valid_time(trades)
+        self._stats["null_timestamp_dropped"] += nb + nt
+        last = self._kernel.last_ts
+        if last is not None:
+            books, trades = self._drop_late(books, last), self._drop_late(trades, last)
+        books, _ = _sorted_valid_time(pa.concat_tables([self._pending_books, books]))
+        trades, _ = _sorted_valid_time(pa.concat_tables([self._pending_trades, trades]))
+        self._pending_resets = sorted(set(self._pending_resets) | {int(r) for r in (resets or ())})
+        cut = max((t for t in (_max_ts(books), _max_ts(trades)) if t is not None), default=None)
+        if cut is None:
+            self._pending_books, self._pending_trades = books, trades
+            return self._result([], books, [])
+        hold_b = pc.greater_equal(books.column("timestamp"), cut)
+        hold_t = pc.greater_equal(trades.column("timestamp"), cut)
+        self._pending_books = books.filter(hold_b)
+        self._pending_trades = trades.filter(hold_t)
+        return self._run(books.filter(pc.invert(hold_b)), trades.filter(pc.invert(hold_t)), bars_flush=False)
+
+    def flush(self) -> FeatureResult:
+        """End of stream: process held-back events and emit the still-open bars (partial)."""
+        books, trades = self._pending_books, self._pending_trades
+        self._pending_books = _normalise(None, _BOOK_COLS, "books")
+        self._pending_trades = _normalise(None, _TRADE_COLS, "trades")
+        return self._run(books, trades, bars_flush=True)
+
+    def _drop_late(self, table: pa.Table, last: int) -> pa.Table:
+        keep = pc.greater_equal(table.column("timestamp"), last)
+        late = len(table) - pc.sum(keep.cast(pa.int64())).as_py() if len(table) else 0
+        if late:
+            self._stats["late_dropped"] += late
+            table = table.filter(keep)
+        return table
+
+    def _run(self, books: pa.Table, trades: pa.Table, bars_flush: bool) -> FeatureResult:
+        k = self._kernel
+        last = k.last_ts
+        if last is not None and self._pending_resets and self._pending_resets[0] <= last:
+            # resets whose time is already past apply before the next event
+            self._pending_resets = [r for r in self._pending_resets if r > last]
+            k.apply_pending_reset()
+        width = self.options.max_levels
+        bts = book_arrays.int64_column(books, "timestamp")
+        levels = [book_arrays.levels_matrix(books.column(c), width) for c in book_arrays.LEVEL_COLUMNS]
+        resets = np.asarray(self._pending_resets, dtype=np.int64)
+        block, idx, used, bars = k.process(
+            bts, *levels, book_arrays.int64_column(trades, "timestamp"), book_arrays.float_column(trades, "price"),
+            book_arrays.float_column(trades, "amount"), book_arrays.side_column(trades), resets)
+        self._pending_resets = self._pending_resets[used:]
+        if bars_flush:
+            tail = k.flush_bars()
+            bars = [np.concatenate([a, b]) for a, b in zip(bars, tail)]
+        return self._result(bars, books, idx, bts, block)
+
+    def _result(self, bars, books, idx, bts=None, block=None) -> FeatureResult:
+        opts = self.options
+        if block is None:
+            block = np.empty((len(feature_layout.kernel_names(opts)), 0))
+            bts = np.empty(0, dtype=np.int64)
+            bars = [np.empty((0, len(feature_layout.BAR_FIELDS)))] * len(opts.bar_durations)
+        idx_arr = pa.array(np.asarray(idx, dtype=np.int64))
+        raw = None
+        if opts.keep_raw_arrays:
+            raw = {c: books.column(c).take(idx_arr).combine_chunks() for c in book_arrays.LEVEL_COLUMNS}
+        nonce = books.column("nonce").take(idx_arr).combine_chunks() if len(books) else pa.array([], pa.int64())
+        hf = feature_layout.hf_table(opts, bts[np.asarray(idx, dtype=np.int64)], nonce, block, raw)
+        tables = {d: feature_layout.bar_table(d, rows) for d, rows in zip(opts.bar_durations, bars)}
+        return FeatureResult(hf=hf, bars=tables, stats=self.stats())
+
+    # --------------------------------------------------------------- checkpoints
+    def get_state(self) -> bytes:
+        """Checkpoint (JSON bytes): kernel state, held-back events, pending resets, counters."""
+        kernel = self._kernel.get_state()
+        payload = {
+            "version": STATE_VERSION,
+            "options": self.options.model_dump(mode="json"),
+            "kernel": {k: (_b64(v) if isinstance(v, bytes) else v) for k, v in kernel.items() if k != "fingerprint"},
+            "pending_books": _ipc(self._pending_books),
+            "pending_trades": _ipc(self._pending_trades),
+            "pending_resets": self._pending_resets,
+            "stats": self._stats,
+        }
+        return json.dumps(payload).encode()
+
+    @classmethod
+    def from_state(cls, data: bytes, options: FeatureOptions | dict | None = None, **overrides: Any) -> "FeatureEngine":
+        """Rebuild an engine from `get_state()`; the options must match the checkpoint's."""
+        try:
+            payload = json.loads(data)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ValueError(f"not a feature-engine checkpoint: {exc}") from None
+        if not isinstance(payload, dict) or payload.get("version") != STATE_VERSION:
+            raise ValueError("unsupported feature-engine checkpoint version")
+        engine = cls(options, **overrides)
+        if payload["options"] != engine.options.model_dump(mode="json"):
+            raise ValueError("checkpoint was written with different feature options")
+        kernel = {k: (base64.b64decode(v) if isinstance(v, str) else v) for k, v in payload["kernel"].items()}
+        kernel["fingerprint"] = engine._kernel.fingerprint
+        engine._kernel.set_state(kernel)
+        engine._pending_books = _from_ipc(payload["pending_books"])
+        engine._pending_trades = _from_ipc(payload["pending_trades"])
+        engine._pending_resets = [int(r) for r in payload["pending_resets"]]
+        engine._stats.update(payload["stats"])
+        return engine
+
+
+def _max_ts(table: pa.Table) -> int | None:
+    if len(table) == 0:
+        return None
+    return pc.max(table.column("timestamp")).as_py()
+
+
+def compute(books: pa.Table | None, trades: pa.Table | None = None, *, resets: Iterable[int] | None = None,
+            options: FeatureOptions | dict | None = None, **overrides: Any) -> FeatureResult:
+    """All features of one batch; unlike streaming, the last open bar of each duration is
+    flushed (emitted although not closed)."""
+    engine = FeatureEngine(options, **overrides)
+    first = engine.process(books, trades, resets=resets)
+    last = engine.flush()
+    return concat_results([first, last])
+
+
+def concat_results(parts: list[FeatureResult]) -> FeatureResult:
+    """Concatenate consecutive results of one engine (e.g. chunk outputs)."""
+    hf = pa.concat_tables([p.hf for p in parts])
+    bars = {d: pa.concat_tables([p.bars[d] for p in parts]) for d in parts[0].bars}
+    return FeatureResult(hf=hf, bars=bars, stats=parts[-1].stats)

@@ -1,0 +1,1 @@
+"""Slow, obviously-correct references of every feature (docs/features.md), for differential tests and bench/kernels.py."""

@@ -1,0 +1,182 @@
+"""Reference of the structural (one-snapshot) features, straight from docs/features.md.
+
+Two spellings of the same definitions: `structural_row` (plain Python, one book)
+and `structural_numpy` (vectorised over all books).  Neither shares code with
+cython_ext/; only the band-distance expression is written the same way as in
+the docs, because a level exactly on a band edge must land in the same band.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+NAN = float("nan")
+
+
+def usable_levels(prices, sizes, max_levels):
+    """The first max_levels list entries whose price and size are finite and > 0, in order."""
+    out = []
+    for p, q in list(zip(prices or [], sizes or []))[:max_levels]:
+        if p is not None and q is not None and math.isfinite(p) and math.isfinite(q) and p > 0 and q > 0:
+            out.append((p, q))
+    return out
+
+
+def band_edges(opts):
+    edges = [float(x) for x in opts.bands_bps]
+    return list(zip([0.0] + edges[:-1], edges))
+
+
+def _imb(a, b):
+    return NAN if a + b == 0 else (a - b) / (a + b)
+
+
+def structural_row(bids, asks, opts):
+    """bids/asks: usable [(price, size)], best first.  Returns {column: value}."""
+    L = opts.max_levels
+    bands = band_edges(opts)
+    f = {}
+    nb, na = len(bids), len(asks)
+    f["best_bid"] = bids[0][0] if nb else NAN
+    f["best_ask"] = asks[0][0] if na else NAN
+    f["book_depth"] = min(nb, na)
+    f["bid_levels"] = nb
+    f["ask_levels"] = na
+    crossed = bool(nb and na and bids[0][0] > asks[0][0])
+    f["is_crossed"] = crossed
+    f["is_locked"] = bool(nb and na and bids[0][0] == asks[0][0])
+    for i in range(L):
+        f[f"bid_price_L{i}"] = bids[i][0] if i < nb else NAN
+        f[f"bid_size_L{i}"] = bids[i][1] if i < nb else NAN
+        f[f"ask_price_L{i}"] = asks[i][0] if i < na else NAN
+        f[f"ask_size_L{i}"] = asks[i][1] if i < na else NAN
+    names = ["mid_price", "spread", "relative_spread", "microprice", "micro_minus_mid", "weighted_mid",
+             "total_imbalance", "total_bid_volume", "total_ask_volume", "bid_slope", "ask_slope",
+             "bid_concentration", "ask_concentration", "center_of_gravity", "cog_vs_mid", "smart_bid_depth",
+             "smart_ask_depth", "smart_depth_imbalance", "vwap_bid_5", "vwap_ask_5", "vwap_spread",
+             "book_pressure", "lambda_like"]
+    names += [f"imbalance_L{i}" for i in range(L)]
+    for prefix in ("bid_vol_band", "ask_vol_band", "imb_band"):
+        names += [f"{prefix}_{lo:g}_{hi:g}bps" for lo, hi in bands]
+    valid = bool(nb and na and not crossed)
+    if not valid:
+        f.update(dict.fromkeys(names, NAN))
+        return f, False
+    (pb, qb), (pa, qa) = bids[0], asks[0]
+    mid = (pb + pa) / 2
+    f["mid_price"] = mid
+    f["spread"] = pa - pb
+    f["relative_spread"] = (pa - pb) / mid
+    f["microprice"] = (qb * pa + qa * pb) / (qb + qa)
+    f["micro_minus_mid"] = f["microprice"] - mid
+    f["weighted_mid"] = (qb * pb + qa * pa) / (qb + qa)
+    tb = math.fsum(q for _, q in bids)
+    ta = math.fsum(q for _, q in asks)
+    f["total_bid_volume"], f["total_ask_volume"] = tb, ta
+    f["total_imbalance"] = (tb - ta) / (tb + ta)
+    f["bid_slope"] = tb / (mid - bids[-1][0]) if mid - bids[-1][0] > 0 else NAN
+    f["ask_slope"] = ta / (asks[-1][0] - mid) if asks[-1][0] - mid > 0 else NAN
+    f["bid_concentration"] = math.fsum((q / tb) ** 2 for _, q in bids)
+    f["ask_concentration"] = math.fsum((q / ta) ** 2 for _, q in asks)
+    cog = math.fsum([p * q for p, q in bids] + [p * q for p, q in asks]) / (tb + ta)
+    f["center_of_gravity"] = cog
+    f["cog_vs_mid"] = (cog - mid) / mid
+    sb = math.fsum(q / (i + 1) for i, (_, q) in enumerate(bids))
+    sa = math.fsum(q / (i + 1) for i, (_, q) in enumerate(asks))
+    f["smart_bid_depth"], f["smart_ask_depth"] = sb, sa
+    f["smart_depth_imbalance"] = (sb - sa) / (sb + sa)
+    b5, a5 = bids[:5], asks[:5]
+    f["vwap_bid_5"] = math.fsum(p * q for p, q in b5) / math.fsum(q for _, q in b5)
+    f["vwap_ask_5"] = math.fsum(p * q for p, q in a5) / math.fsum(q for _, q in a5)
+    f["vwap_spread"] = f["vwap_ask_5"] - f["vwap_bid_5"]
+    f["lambda_like"] = f["vwap_spread"] / (math.fsum(q for _, q in b5) + math.fsum(q for _, q in a5))
+    dist_b = [(mid - p) / mid * 10000.0 for p, _ in bids]
+    dist_a = [(p - mid) / mid * 10000.0 for p, _ in asks]
+    wb = math.fsum(q / (1 + d) for (_, q), d in zip(bids, dist_b))
+    wa = math.fsum(q / (1 + d) for (_, q), d in zip(asks, dist_a))
+    f["book_pressure"] = (wb - wa) / (wb + wa)
+    for i in range(L):
+        f[f"imbalance_L{i}"] = _imb(bids[i][1] if i < nb else 0.0, asks[i][1] if i < na else 0.0)
+    for lo, hi in bands:
+        vb = math.fsum(q for (_, q), d in zip(bids, dist_b) if lo <= d < hi)
+        va = math.fsum(q for (_, q), d in zip(asks, dist_a) if lo <= d < hi)
+        f[f"bid_vol_band_{lo:g}_{hi:g}bps"] = vb
+        f[f"ask_vol_band_{lo:g}_{hi:g}bps"] = va
+        f[f"imb_band_{lo:g}_{hi:g}bps"] = _imb(vb, va)
+    return f, True
+
+
+def usable_matrix(px, sz):
+    """Vectorised `usable_levels`: compact usable entries to the left, NaN after."""
+    ok = np.isfinite(px) & np.isfinite(sz) & (px > 0) & (sz > 0)
+    order = np.argsort(~ok, axis=1, kind="stable")
+    p = np.take_along_axis(np.where(ok, px, np.nan), order, axis=1)
+    q = np.take_along_axis(np.where(ok, sz, np.nan), order, axis=1)
+    return p, q, ok.sum(axis=1)
+
+
+def structural_numpy(bpx, bsz, apx, asz, opts):
+    """Vectorised structural features of all books: {column: array}, plus the valid mask."""
+    L = opts.max_levels
+    bp, bq, nb = usable_matrix(bpx[:, :L], bsz[:, :L])
+    ap, aq, na = usable_matrix(apx[:, :L], asz[:, :L])
+    n = len(nb)
+    f = {}
+    with np.errstate(all="ignore"):
+        f["best_bid"], f["best_ask"] = bp[:, 0], ap[:, 0]
+        f["book_depth"], f["bid_levels"], f["ask_levels"] = np.minimum(nb, na), nb, na
+        crossed = (nb > 0) & (na > 0) & (bp[:, 0] > ap[:, 0])
+        f["is_crossed"] = crossed
+        f["is_locked"] = (nb > 0) & (na > 0) & (bp[:, 0] == ap[:, 0])
+        for i in range(L):
+            f[f"bid_price_L{i}"], f[f"bid_size_L{i}"] = bp[:, i], bq[:, i]
+            f[f"ask_price_L{i}"], f[f"ask_size_L{i}"] = ap[:, i], aq[:, i]
+        valid = (nb > 0) & (na > 0) & ~crossed
+        bq0, aq0 = np.nan_to_num(bq), np.nan_to_num(aq)
+        mid = (bp[:, 0] + ap[:, 0]) / 2
+        f["mid_price"] = mid
+        f["spread"] = ap[:, 0] - bp[:, 0]
+        f["relative_spread"] = f["spread"] / mid
+        f["microprice"] = (bq[:, 0] * ap[:, 0] + aq[:, 0] * bp[:, 0]) / (bq[:, 0] + aq[:, 0])
+        f["micro_minus_mid"] = f["microprice"] - mid
+        f["weighted_mid"] = (bq[:, 0] * bp[:, 0] + aq[:, 0] * ap[:, 0]) / (bq[:, 0] + aq[:, 0])
+        tb, ta = bq0.sum(axis=1), aq0.sum(axis=1)
+        f["total_bid_volume"], f["total_ask_volume"] = tb, ta
+        f["total_imbalance"] = (tb - ta) / (tb + ta)
+        rows = np.arange(n)
+        deep_b = bp[rows, np.maximum(nb - 1, 0)]
+        deep_a = ap[rows, np.maximum(na - 1, 0)]
+        f["bid_slope"] = np.where(mid - deep_b > 0, tb / (mid - deep_b), np.nan)
+        f["ask_slope"] = np.where(deep_a - mid > 0, ta / (deep_a - mid), np.nan)
+        f["bid_concentration"] = ((bq0 / tb[:, None]) ** 2).sum(axis=1)
+        f["ask_concentration"] = ((aq0 / ta[:, None]) ** 2).sum(axis=1)
+        pq = np.nan_to_num(bp * bq).sum(axis=1) + np.nan_to_num(ap * aq).sum(axis=1)
+        f["center_of_gravity"] = pq / (tb + ta)
+        f["cog_vs_mid"] = (f["center_of_gravity"] - mid) / mid
+        rank = 1.0 / np.arange(1, L + 1)
+        sb, sa = (bq0 * rank).sum(axis=1), (aq0 * rank).sum(axis=1)
+        f["smart_bid_depth"], f["smart_ask_depth"] = sb, sa
+        f["smart_depth_imbalance"] = (sb - sa) / (sb + sa)
+        q5b, q5a = bq0[:, :5].sum(axis=1), aq0[:, :5].sum(axis=1)
+        f["vwap_bid_5"] = np.nan_to_num(bp[:, :5] * bq[:, :5]).sum(axis=1) / q5b
+        f["vwap_ask_5"] = np.nan_to_num(ap[:, :5] * aq[:, :5]).sum(axis=1) / q5a
+        f["vwap_spread"] = f["vwap_ask_5"] - f["vwap_bid_5"]
+        f["lambda_like"] = f["vwap_spread"] / (q5b + q5a)
+        db = (mid[:, None] - bp) / mid[:, None] * 10000.0
+        da = (ap - mid[:, None]) / mid[:, None] * 10000.0
+        wb = np.nan_to_num(bq / (1 + db)).sum(axis=1)
+        wa = np.nan_to_num(aq / (1 + da)).sum(axis=1)
+        f["book_pressure"] = (wb - wa) / (wb + wa)
+        for i in range(L):
+            f[f"imbalance_L{i}"] = (bq0[:, i] - aq0[:, i]) / (bq0[:, i] + aq0[:, i])
+        for lo, hi in band_edges(opts):
+            vb = np.where((db >= lo) & (db < hi), bq0, 0.0).sum(axis=1)
+            va = np.where((da >= lo) & (da < hi), aq0, 0.0).sum(axis=1)
+            f[f"bid_vol_band_{lo:g}_{hi:g}bps"], f[f"ask_vol_band_{lo:g}_{hi:g}bps"] = vb, va
+            f[f"imb_band_{lo:g}_{hi:g}bps"] = (vb - va) / (vb + va)
+    keep = {"best_bid", "best_ask", "book_depth", "bid_levels", "ask_levels", "is_crossed", "is_locked"}
+    for name, values in f.items():
+        if name not in keep and not name.startswith(("bid_price_L", "bid_size_L", "ask_price_L", "ask_size_L")):
+            f[name] = np.where(valid, values, np.nan)
+    return f, valid
