@@ -157,6 +157,9 @@ class SyncConfig(_Model):
     upload_features: bool = True
     delete_after_upload: bool = False
     require_time_sync: bool = True
+    time_sync_wait: float = Field(60.0, ge=0.0, description="seconds to wait for clock sync before skipping the run")
+    connect_timeout: float = Field(10.0, gt=0.0, description="seconds, per S3 connection attempt")
+    read_timeout: float = Field(60.0, gt=0.0, description="seconds, per S3 socket read")
 
     @model_validator(mode="after")
     def _bucket(self) -> "SyncConfig":
