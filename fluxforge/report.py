@@ -137,6 +137,9 @@ def draw(series: BarSeries, panels: list[Panel], out: Path, title: str | None = 
                        color=np.where(values >= 0, "tab:green", "tab:red"))
                 ax.axhline(0, color="grey", linewidth=0.6)
             else:
+                if line.source == "bars":  # a bar holds its value until the next one starts: close the last step
+                    times = np.append(times, times[-1] + np.timedelta64(series.interval_s * 1000, "ms"))
+                    values = np.append(values, values[-1])
                 # later lines thinner, so overlapping series (mid, microprice) both stay visible
                 ax.plot(times, values, label=line.label, linewidth=1.6 if i == 0 else 0.9,
                         drawstyle="steps-post" if line.source == "bars" else "default")
