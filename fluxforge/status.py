@@ -28,6 +28,9 @@ def collect(cfg: Config, now: float | None = None, with_units: bool = True) -> d
     """All status facts for the appliance configured by `cfg`, as JSON-ready data."""
     now = time.time() if now is None else now
     now_ns = int(now * NS)
+    for d in (cfg.data_dir, cfg.segments_dir, cfg.state_dir):
+        if d.is_dir():
+            os.listdir(d)  # PermissionError now, not silently empty listings below (pathlib hides EACCES)
     store = SegmentStore(cfg.segments_dir)
     scan = stream_health.scan(store, now_ns, cfg.collector.segment_max_seconds)
     configured = [(ex.name, sym) for ex in cfg.exchanges for sym in ex.symbols]

@@ -28,6 +28,9 @@ def run(args: argparse.Namespace) -> int:
         infos = [inspect_path(p) for p in args.paths]
     except InspectError as e:
         raise UserError(str(e), exit_code=1) from None
+    except PermissionError as e:
+        raise UserError(f"cannot read {e.filename}: permission denied "
+                        "(run as root or as a member of the fluxforge group)", exit_code=1) from None
     if args.json:
         print(json.dumps(infos[0] if len(infos) == 1 else infos, indent=2, default=str))
     else:

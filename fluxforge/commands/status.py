@@ -4,9 +4,12 @@ from __future__ import annotations
 import argparse
 import json
 
+UNKNOWN = 3
+
 EPILOG = """\
 exit status: 0 nothing needs attention, 1 at least one warning, 2 at least one
-critical problem (monitoring-plugin convention), 78 invalid config.
+critical problem, 3 the data could not be read (monitoring-plugin convention:
+OK, WARNING, CRITICAL, UNKNOWN), 78 invalid config.
 Every warning code is explained in docs/operations.md ("status warnings").
 
 examples:
@@ -39,8 +42,15 @@ def run(args: argparse.Namespace) -> int:
     from ..status_checks import check, exit_code
     from ..status_text import render
 
+    from ..cli import UserError
+
     cfg = load_for_data_dir(args.config, args.data_dir)
-    facts = collect(cfg, with_units=not args.no_units)
+    try:
+        facts = collect(cfg, with_units=not args.no_units)
+    except PermissionError as e:
+        # monitoring-plugin UNKNOWN: we cannot tell whether anything needs attention
+        raise UserError(f"cannot read {e.filename or cfg.data_dir}: permission denied "
+                        "(run as root or as a member of the fluxforge group)", exit_code=UNKNOWN) from None
     warnings = check(facts, cfg)
     rc = exit_code(warnings)
     if args.json:

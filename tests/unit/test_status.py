@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -310,3 +311,36 @@ def test_unit_warnings_reach_the_exit_code(tmp_path):
     warnings = check(facts, cfg)
     assert [(w.code, w.severity) for w in warnings] == [("unit_failed", "critical")]
     assert exit_code(warnings) == 2
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as an unprivileged user")
+def test_unreadable_data_dir_is_unknown_not_a_traceback(capsys):
+    """An operator outside the fluxforge group: exit 3 (UNKNOWN) with one line, like a monitoring plugin."""
+    import shutil
+    import tempfile
+
+    parent = Path(tempfile.mkdtemp(prefix="ff-perm-", dir="/tmp"))
+    try:
+        parent.chmod(0o755)
+        data = parent / "data"
+        (data / "segments" / "ready").mkdir(parents=True)
+        data.chmod(0o750)  # as tmpfiles.d creates /var/lib/fluxforge (owner root here, so "others" are locked out)
+        main(["status", "--no-units", "--config", "/dev/null", "--data-dir", str(data)])  # import everything as root
+        capsys.readouterr()
+        os.seteuid(65534)
+        try:
+            try:
+                os.listdir(data)
+            except PermissionError:
+                pass
+            else:
+                pytest.skip("this sandbox does not enforce file permissions for an unprivileged euid")
+            rc = main(["status", "--no-units", "--config", "/dev/null", "--data-dir", str(data)])
+        finally:
+            os.seteuid(0)
+        err = capsys.readouterr().err
+        assert rc == 3
+        assert err.strip() == (f"fluxforge: cannot read {data}: permission denied "
+                               "(run as root or as a member of the fluxforge group)")
+    finally:
+        shutil.rmtree(parent)
