@@ -17,39 +17,37 @@ from typing import Any
 from .config import Config
 from .status_checks import human_age
 from .sync.run import plan
-from .sync.state import DB_NAME
+from .sync.state import DB_NAME, UploadState
 
 
-class ReadOnlyUploads:
-    """The subset of `sync.state.UploadState` that `plan()` uses, over a read-only connection."""
+def open_uploads_read_only(db_path: Path) -> UploadState | None:
+    """The sync branch's `UploadState` over a read-only connection, or None when no sync ran yet.
 
-    def __init__(self, db_path: Path):
-        self.rows: dict[str, tuple[int, int]] = {}
-        self.last_upload: str | None = None
-        if not db_path.is_file():
-            return
-        for mode in ("ro", "ro&immutable=1"):  # immutable: no write access for the WAL index (-shm)
-            try:
-                db = sqlite3.connect(f"file:{db_path}?mode={mode}", uri=True, timeout=5)
-                try:
-                    self.rows = {r[0]: (r[1], r[2]) for r in db.execute("SELECT logical, size, mtime_ns FROM uploaded")}
-                    self.last_upload = db.execute("SELECT max(uploaded_at) FROM uploaded").fetchone()[0]
-                finally:
-                    db.close()
-                return
-            except sqlite3.Error:
-                continue
-        raise OSError(f"{db_path}: cannot read the sync database")
+    `UploadState()` would create the file and switch it to WAL (both writes), so
+    its __init__ is skipped; every query method is the sync code's own.
+    """
+    if not db_path.is_file():
+        return None
+    for mode in ("ro", "ro&immutable=1"):  # immutable: no write access for the WAL index (-shm)
+        db = None
+        try:
+            db = sqlite3.connect(f"file:{db_path}?mode={mode}", uri=True, timeout=5)
+            db.execute("SELECT 1 FROM uploaded LIMIT 1")
+        except sqlite3.Error:
+            if db is not None:
+                db.close()
+            continue
+        state = UploadState.__new__(UploadState)
+        state.path, state.db = db_path, db
+        return state
+    raise OSError(f"{db_path}: cannot read the sync database")
+
+
+class _NothingUploaded:
+    """Stands in for the state before the first sync run: nothing is current."""
 
     def is_current(self, logical: str, path: Path) -> bool:
-        rec = self.rows.get(logical)
-        if rec is None:
-            return False
-        try:
-            st = path.stat()
-        except FileNotFoundError:
-            return False
-        return rec == (st.st_size, st.st_mtime_ns)
+        return False
 
 
 def sync_status(cfg: Config, now: float | None = None) -> dict[str, Any]:
@@ -59,18 +57,23 @@ def sync_status(cfg: Config, now: float | None = None) -> dict[str, Any]:
         out["summary"] = "disabled (sync.enabled: false)"
         return out
     try:
-        uploads = ReadOnlyUploads(cfg.state_dir / DB_NAME)
+        uploads = open_uploads_read_only(cfg.state_dir / DB_NAME)
     except OSError as e:
         out.update(error=str(e), summary=f"cannot read sync state: {e}")
         out["stale"] = out["summary"]
         return out
-    pending = plan(cfg, uploads).files
+    try:
+        pending = plan(cfg, uploads or _NothingUploaded()).files
+        uploaded = len(uploads.all()) if uploads else 0
+        last = uploads.db.execute("SELECT max(uploaded_at) FROM uploaded").fetchone()[0] if uploads else None
+    finally:
+        if uploads:
+            uploads.close()
     mtimes = [f.path.stat().st_mtime for f in pending if f.path.exists()]
     oldest = round(now - min(mtimes), 1) if mtimes else None
-    last = uploads.last_upload
     last_age = round(now - datetime.fromisoformat(last).timestamp(), 1) if last else None
     out.update({
-        "uploaded_files": len(uploads.rows),
+        "uploaded_files": uploaded,
         "last_upload": last,
         "last_upload_age_s": last_age,
         "backlog_files": len(pending),
