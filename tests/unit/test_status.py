@@ -271,6 +271,15 @@ def test_sync_state_of_the_sync_branch_is_read(tmp_path, capsys):
     assert facts["sync"]["backlog_files"] >= 1 and codes(facts) == {"sync_stale"}
 
 
+def test_corrupt_sync_database_is_reported_not_raised(tmp_path, capsys):
+    data = healthy(tmp_path)
+    (data / "state").mkdir()
+    (data / "state" / "sync.sqlite").write_bytes(b"this is not sqlite" * 100)
+    rc, facts = status(capsys, _sync_config(tmp_path))
+    assert rc == 1 and codes(facts) == {"sync_stale"}
+    assert "cannot read the sync database" in facts["sync"]["summary"]
+
+
 def test_sync_disabled_is_not_judged(tmp_path, capsys):
     data = healthy(tmp_path)
     _age_files(next((data / "segments" / "done").iterdir()), 3 * 3600)
