@@ -13,7 +13,7 @@ Running it again with the same DIR replaces the previous demo.
 examples:
   fluxforge demo
   fluxforge demo --seconds 60 --symbols 5 --dir /tmp/ff-demo
-  fluxforge status --config ./fluxforge-demo/config.yaml --no-units
+  fluxforge status --config ./demo-output/config.yaml --no-units
 """
 
 
@@ -48,8 +48,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="seconds of market data to collect (default 30)")
     p.add_argument("--symbols", "-k", type=_symbol_count, default=3, metavar="K",
                    help="number of simulated symbols (default 3: BTC, ETH, SOL against USDT)")
-    p.add_argument("--dir", "-d", default="fluxforge-demo", metavar="D",
-                   help="directory for the demo's config, data, logs and chart (default ./fluxforge-demo)")
+    p.add_argument("--dir", "-d", default="demo-output", metavar="D",
+                   help="directory for the demo's config, data, logs and chart (default ./demo-output, git-ignored)")
     p.add_argument("--no-chart", action="store_true", help="do not draw chart.png")
     p.set_defaults(func=run)
 

@@ -15,7 +15,7 @@ Every warning code is explained in docs/operations.md ("status warnings").
 examples:
   fluxforge status
   fluxforge status --json | jq '.warnings'
-  fluxforge status --data-dir ./demo-data      # a directory made by `fluxforge demo`
+  fluxforge status --data-dir ./demo-output/data   # the data made by `fluxforge demo`
 """
 
 
