@@ -103,11 +103,15 @@ class ServiceChild:
         self.close()
         return self.proc.returncode
 
-    def kill(self) -> None:
-        """Last-resort cleanup (our own child, by pid)."""
+    def kill(self, grace: float = 5.0) -> None:
+        """Cleanup on any exit path (our own child, by pid): SIGTERM so it can flush, SIGKILL after `grace`."""
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
         self.close()
 
     def close(self) -> None:

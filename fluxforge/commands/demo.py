@@ -56,6 +56,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import asyncio
+    import signal
+    import sys
     from pathlib import Path
 
     from ..cli import UserError
@@ -65,10 +67,18 @@ def run(args: argparse.Namespace) -> int:
     opts = DemoOptions(Path(args.dir).absolute(), args.seconds, args.symbols, chart=not args.no_chart)
     print(f"fluxforge demo: {opts.seconds:.0f} s of {', '.join(opts.symbol_list)} from the loopback exchange "
           f"into {opts.directory}", flush=True)
+    def interrupted(signum, frame):  # SIGTERM (or SIGHUP) like Ctrl-C: stop our children, then exit
+        raise KeyboardInterrupt
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, interrupted)
     try:
         summary = asyncio.run(run_demo(opts))
     except DemoError as e:
         raise UserError(f"demo: {e}", exit_code=1) from None
+    except KeyboardInterrupt:
+        print("fluxforge demo: interrupted; the collector and ETL were stopped", file=sys.stderr)
+        return 130
     print(render(summary))
     if summary.failures:
         raise UserError(f"demo: the ETL rejected {len(summary.failures)} segment(s), e.g. {summary.failures[0]}",
