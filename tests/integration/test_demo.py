@@ -139,3 +139,31 @@ def test_a_service_that_dies_is_reported_in_one_line(tmp_path):
     message = str(err.value)
     assert message.startswith("collector exited with status 78: fluxforge: config error:")
     assert "collector.flush_interval" in message and "\n" not in message
+
+
+def test_sigterm_stops_the_children_cleanly(tmp_path):
+    import signal
+    import time
+
+    directory = tmp_path / "run"
+    env = {**os.environ, "FLUXFORGE_CONFIG": "/nonexistent/config.yaml"}
+    proc = subprocess.Popen([sys.executable, "-c", CLI_ENTRY, "demo", "--seconds", "60", "--symbols", "1",
+                             "--dir", str(directory)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env)
+    try:
+        log = directory / "logs" / "collector.log"
+        deadline = time.monotonic() + 120
+        while not (log.exists() and "collector_ready" in log.read_text()):
+            assert proc.poll() is None and time.monotonic() < deadline, "collector never became ready"
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130
+    assert "interrupted; the collector and ETL were stopped" in err and "Traceback" not in err
+    # the children got SIGTERM and shut down the way systemd would make them
+    assert "collector_stopped" in log.read_text()
+    assert "etl_stopped" in (directory / "logs" / "etl.log").read_text()
