@@ -17,7 +17,7 @@ from typing import Any
 
 from . import stream_health
 from .config import Config
-from .segments import MANIFEST, STATES, SegmentId, SegmentStore
+from .segments import MANIFEST, REASON, STATES, SegmentId, SegmentStore
 from .sync_status import sync_status
 from .unit_states import unit_states
 
@@ -74,7 +74,16 @@ def segment_summary(store: SegmentStore, now: float) -> dict[str, dict[str, Any]
             "oldest": oldest.name if oldest else None,
             "oldest_age_s": round(now - SegmentId.parse(oldest.name).start_datetime.timestamp(), 1) if oldest else None,
         }
+        if state == "failed" and oldest is not None:
+            out[state]["oldest_reason"] = _first_line(oldest / REASON)
     return out
+
+
+def _first_line(path: Path) -> str | None:
+    try:
+        return path.read_text(errors="replace").strip().splitlines()[0][:200]
+    except (OSError, IndexError):
+        return None
 
 
 def closed_time(seg: Path) -> float:

@@ -56,7 +56,9 @@ def check(facts: dict[str, Any], cfg: Config) -> list[StatusWarning]:
         return out + _unit_warnings(facts)
     segs = facts["segments"]
     if segs["failed"]["count"]:
-        warn("failed_segments", f"{segs['failed']['count']} segment(s) in failed/, oldest {segs['failed']['oldest']}")
+        reason = segs["failed"].get("oldest_reason")
+        warn("failed_segments", f"{segs['failed']['count']} segment(s) in failed/, oldest {segs['failed']['oldest']}"
+                                + (f" ({reason})" if reason else ""))
     etl = facts["etl"]
     if etl["waiting"] and etl["lag_s"] > th.max_etl_lag:
         warn("etl_lag", f"{etl['waiting']} segment(s) waiting for the ETL; oldest {etl['oldest']} "

@@ -102,7 +102,7 @@ def test_failed_segment(tmp_path, capsys):
     (seg / "reason.txt").write_text("etl: corrupt footer\n")
     rc, facts = status(capsys, write_config(tmp_path))
     assert rc == 1 and codes(facts) == {"failed_segments"}
-    assert seg.name in facts["warnings"][0]["message"]
+    assert facts["warnings"][0]["message"] == f"1 segment(s) in failed/, oldest {seg.name} (etl: corrupt footer)"
     assert facts["segments"]["failed"]["oldest_age_s"] > 5 * 3600 - 60
 
 
