@@ -12,8 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from collections.abc import Iterable
-
 from aiohttp import web
 
 from .book import BookState
@@ -91,7 +89,11 @@ class Connection:
             delay = self.hub.slow_delay()
             if delay:
                 await asyncio.sleep(delay)
-            await self.ws.send_str(frame)
+            try:
+                await self.ws.send_str(frame)
+            except (ConnectionError, RuntimeError):  # peer gone or socket closing: stop sending
+                self.closed = True
+                return
             self.sent_frames += 1
             if snapshot:
                 self.hub.sent.snapshot(self.protocol, symbol, ident)
@@ -111,7 +113,7 @@ class Connection:
                     await self.on_text(msg.data)
                 elif msg.type == web.WSMsgType.ERROR:
                     break
-        except (ConnectionError, asyncio.CancelledError):
+        except ConnectionError:
             pass
         finally:
             self.closed = True
@@ -196,6 +198,3 @@ class Hub:
 
     def _select(self, protocol: str | None) -> list[Connection]:
         return [c for c in self.connections if protocol is None or c.protocol == protocol]
-
-    def subscribed_symbols(self) -> Iterable[str]:
-        return {symbol for symbol, _ in self.subscribers}
