@@ -134,6 +134,9 @@ class Hub:
         self.subscribers: dict[tuple[str, str], set[Connection]] = {}
         self.connections: set[Connection] = set()
         self.book_filter = None  # set by Faults: (BookUpdate) -> BookUpdate | None (None = drop)
+        # symbols with a book subscription whose REST snapshot has not been served yet (Binance):
+        # a diff dropped now would be covered by that snapshot, so gap faults wait
+        self.awaiting_snapshot: set[str] = set()
         self._slow_delay = 0.0
         self._slow_until = 0.0
 
