@@ -201,10 +201,18 @@ def merge_group(group: MergeGroup, row_group_rows: int) -> tuple[int, int]:
     digest_in = TableDigest()
     try:
         with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+            pending: list[pa.RecordBatch] = []  # small parts are buffered into full row groups
+            pending_rows = 0
             for batch in _input_batches(group, ordered):
                 batch = pa.RecordBatch.from_arrays(batch.columns, schema=schema)
                 digest_in.update(batch)
-                writer.write_batch(batch, row_group_size=row_group_rows)
+                pending.append(batch)
+                pending_rows += batch.num_rows
+                if pending_rows >= row_group_rows:
+                    writer.write_table(pa.Table.from_batches(pending), row_group_size=row_group_rows)
+                    pending, pending_rows = [], 0
+            if pending:
+                writer.write_table(pa.Table.from_batches(pending), row_group_size=row_group_rows)
             want = digest_in.hexdigest()
             writer.add_key_value_metadata({META_KEY.decode(): json.dumps(
                 {"covers": covers, "inputs": [p.name for p in group.inputs], "rows": digest_in.rows, "digest": want})})
@@ -234,8 +242,9 @@ def _finish(partition: Path, inputs: list[str]) -> None:
 
 def recover_partition(partition: Path) -> bool:
     """Finish or roll back an interrupted merge; drop stale temp files.  True if a journal was found."""
-    for stale in partition.glob(".part-*--*.parquet.tmp-*"):
-        stale.unlink(missing_ok=True)
+    for pattern in (".part-*--*.parquet.tmp-*", f".{JOURNAL}.tmp-*"):  # temps of a killed run
+        for stale in partition.glob(pattern):
+            stale.unlink(missing_ok=True)
     journal = partition / JOURNAL
     if not journal.exists():
         return False

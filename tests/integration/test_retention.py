@@ -11,20 +11,14 @@ import pytest
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from s3harness import MotoServer  # noqa: E402
-from syncdata import bronze_segment, feature_day, make_config, utc_day  # noqa: E402
+from s3harness import moto  # noqa: E402,F401
+from syncdata import bronze_segment, feature_day, make_config, utc_day, fresh_logging  # noqa: E402,F401
 
 from fluxforge.cli import main  # noqa: E402
 from fluxforge.retention import disk_usage_percent  # noqa: E402
 from fluxforge.segments import SegmentStore  # noqa: E402
 
 MB = 1024 * 1024
-
-
-@pytest.fixture(scope="module")
-def moto():
-    with MotoServer() as server:
-        yield server
 
 
 @pytest.fixture

@@ -13,8 +13,8 @@ import pytest
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from s3harness import Fault, FaultProxy, MotoServer, is_put_object, is_upload_part  # noqa: E402
-from syncdata import bronze_segment, feature_day, make_config, tree_digest, utc_day  # noqa: E402
+from s3harness import Fault, FaultProxy, is_put_object, is_upload_part, moto  # noqa: E402,F401
+from syncdata import bronze_segment, feature_day, make_config, tree_digest, utc_day, fresh_logging  # noqa: E402,F401
 
 from fluxforge.cli import main  # noqa: E402
 from fluxforge.compaction import compact  # noqa: E402
@@ -22,12 +22,6 @@ from fluxforge.segments import SegmentId  # noqa: E402
 from fluxforge.sync.state import UploadState  # noqa: E402
 
 _bucket_ids = itertools.count()
-
-
-@pytest.fixture(scope="module")
-def moto():
-    with MotoServer() as server:
-        yield server
 
 
 @pytest.fixture
@@ -241,3 +235,19 @@ def test_sha256_checksums(tmp_path, moto, proxy, bucket):
     head = moto.client().head_object(Bucket=bucket, Key=f"fleet/{key}", ChecksumMode="ENABLED")
     assert base64.b64decode(head["ChecksumSHA256"].split("-")[0])
     assert download_tree(cfg_path, tmp_path / "restore") == local_expected(tmp_path / "data")
+
+
+def test_dead_endpoint_is_a_clear_error(tmp_path, capsys):
+    import socket
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    populate(tmp_path, segments=1)
+    before = tree_digest(tmp_path / "data")
+    cfg_path = write_config(tmp_path, f"http://127.0.0.1:{port}", "fluxforge-dead", delete_after_upload=True,
+                            max_attempts=2, connect_timeout=2)
+    assert main(["sync", "-c", str(cfg_path)]) == 1
+    err = capsys.readouterr().err
+    assert "cannot reach S3 endpoint" in err and "Traceback" not in err
+    after = tree_digest(tmp_path / "data")
+    assert {k: v for k, v in after.items() if not k.startswith("state/")} == before

@@ -12,7 +12,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from s3harness import MotoServer  # noqa: E402
-from syncdata import bronze_segment, tree_digest, utc_day  # noqa: E402
+from syncdata import bronze_segment, tree_digest, utc_day, fresh_logging  # noqa: E402,F401
 
 from fluxforge.cli import main  # noqa: E402
 

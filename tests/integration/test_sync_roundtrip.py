@@ -14,7 +14,7 @@ from collector_support import exchange_entry, make_config, running_collector
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from s3harness import MotoServer  # noqa: E402
-from syncdata import tree_digest  # noqa: E402
+from syncdata import tree_digest, fresh_logging  # noqa: E402,F401
 
 from fluxforge.cli import main  # noqa: E402
 from fluxforge.compaction import compact  # noqa: E402

@@ -2,32 +2,23 @@
 and a crash at any step converges on the next run."""
 from __future__ import annotations
 
-import json
 import os
 import random
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-import structlog
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from syncdata import feature_day, make_config, partition_rows, utc_day, bronze_segment  # noqa: E402
+from syncdata import (bronze_segment, feature_day, fluxforge_cli, fresh_logging, make_config,  # noqa: E402,F401
+                      partition_rows, run_and_maybe_kill, utc_day)
 
 from fluxforge import compaction  # noqa: E402
 from fluxforge.compaction import JOURNAL, CompactionError, closed_before, compact, compaction_metadata, covered_parts  # noqa: E402
 from fluxforge.segments import SegmentStore  # noqa: E402
-
-
-@pytest.fixture(autouse=True)
-def fresh_logging():
-    """An earlier CLI test may have bound structlog to a capture stream that is closed by now."""
-    structlog.reset_defaults()
 
 
 def partitions(root: Path) -> list[Path]:
@@ -111,16 +102,12 @@ def test_pending_segment_keeps_its_dates_open(tmp_path):
 
 def test_failed_verification_keeps_inputs(tree, monkeypatch):
     before = snapshot(tree.features_dir)
-    real = pq.ParquetWriter.write_batch
-    calls = {"n": 0}
+    real = pq.ParquetWriter.write_table
 
-    def lossy(self, batch, *a, **kw):  # a writer that silently drops one batch
-        calls["n"] += 1
-        if calls["n"] == 2:
-            return None
-        return real(self, batch, *a, **kw)
+    def lossy(self, table, *a, **kw):  # a writer that silently loses the first row
+        return real(self, table.slice(1), *a, **kw)
 
-    monkeypatch.setattr(pq.ParquetWriter, "write_batch", lossy)
+    monkeypatch.setattr(pq.ParquetWriter, "write_table", lossy)
     with pytest.raises(CompactionError, match="does not match"):
         compact(tree)
     monkeypatch.undo()
@@ -137,7 +124,7 @@ def test_recovery_from_each_crash_point(tree, monkeypatch, crash_after):
     class Crash(BaseException):
         pass
 
-    real_replace, real_finish = os.replace, compaction._finish
+    real_replace = os.replace
 
     def crash_replace(src, dst):
         if crash_after == "journal" and str(dst).endswith(".parquet"):
@@ -177,15 +164,8 @@ def test_sigkill_at_random_points_converges(tmp_path):
                     symbols=("BTC-USDT", "ETH-USDT"), seed=days_ago)
     before = snapshot(cfg.features_dir)
     rnd = random.Random(5)
-    cmd = [sys.executable, "-m", "fluxforge.cli", "compact", "--config", str(cfg_path)]
-    killed = 0
-    for _ in range(6):
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rnd.uniform(0.4, 1.6))
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGKILL)
-            killed += 1
-        proc.wait(timeout=60)
+    cmd = fluxforge_cli("compact", "--config", str(cfg_path))
+    killed = sum(run_and_maybe_kill(cmd, rnd.uniform(0.4, 1.6)) for _ in range(6))
     assert killed >= 2  # most runs were interrupted somewhere
     assert subprocess.run(cmd, capture_output=True, timeout=300).returncode == 0
     for part, rows in before.items():
