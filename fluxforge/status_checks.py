@@ -24,7 +24,8 @@ HINTS = {
     "gaps": "the stream reconnects often: check network quality and journalctl -u fluxforge-collector EVENT=stream_gap (or stream_reconnect)",
     "dropped": "rows were lost: the queue overflowed or the disk was full; see EVENT=stream_dropped in the journal",
     "disk_full_events": "the collector ran out of space: free disk space (docs/operations.md, full disk)",
-    "disk_high": "usage is above the retention high watermark: check fluxforge-sync and retention ran",
+    "disk_high": "retention deletes only data verified in S3: check fluxforge-sync runs and succeeds "
+                 "(journalctl -u fluxforge-sync EVENT=retention_blocked_by_unsynced_data)",
     "disk_low_free": "free space is below collector.min_free_mb: the collector is dropping rows; free space now",
     "unreadable_files": "a bronze file cannot be read: fluxforge inspect it; the ETL will move it to failed/",
     "sync_stale": "check fluxforge-sync.timer / journalctl -u fluxforge-sync and the S3 endpoint",
