@@ -84,7 +84,9 @@ def demo_config(opts: DemoOptions, ccxt_config: dict) -> dict:
                        "channels": ["orderbook", "trades", "ticker"], "book_depth": 20}],
         "collector": {"flush_interval": 0.5, "segment_max_seconds": max(3.0, opts.seconds / 3),
                       "stall_timeout": 10.0, "min_free_mb": 16},
-        "etl": {"poll_interval": 0.5,
+        # rows at a segment's end wait reorder_window for the next segment; on 127.0.0.1 nothing
+        # arrives late, and a long window would hide the run's last seconds from the summary
+        "etl": {"poll_interval": 0.5, "reorder_window": 0.5,
                 "features": {"bar_durations": [1, 5, 30, 60], "vpin_bucket_volume": 1.0,
                              "vpin_window_buckets": 10, "spread_regime_window": 30.0,
                              "kyle_lambda_window": 10.0}},
