@@ -154,8 +154,8 @@ def _journal_rows(seg: Path) -> int:
 class DemoProgress(Progress):
     """The one live line: phase, elapsed/total seconds and what is on disk (TTY only)."""
 
-    def __init__(self, seconds: float):
-        super().__init__(seconds, "demo")
+    def __init__(self, seconds: float, **kwargs):
+        super().__init__(seconds, "demo", **kwargs)
         self.phase = "starting"
         self.counts = ""
 

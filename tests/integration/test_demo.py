@@ -167,3 +167,24 @@ def test_sigterm_stops_the_children_cleanly(tmp_path):
     # the children got SIGTERM and shut down the way systemd would make them
     assert "collector_stopped" in log.read_text()
     assert "etl_stopped" in (directory / "logs" / "etl.log").read_text()
+
+
+def test_live_line_redraws_in_place_only_on_a_tty():
+    import io
+
+    from fluxforge.demo import DemoProgress
+
+    tty = io.StringIO()
+    p = DemoProgress(30, stream=tty, enabled=True)
+    p.phase, p.counts = "collecting", "messages 1,234 | segments 2 rotated, 1 transformed | features 9 files"
+    p.set(12.4)
+    p.close()
+    line = "demo   12/30 s | messages 1,234 | segments 2 rotated, 1 transformed | features 9 files"
+    out = tty.getvalue()
+    assert out.endswith("\r\x1b[2K" + line + "\n") and out.count("\n") == 1  # one line, redrawn in place
+    assert set(out.split("\r\x1b[2K")[1:]) == {line, line + "\n"}
+    pipe = io.StringIO()
+    p = DemoProgress(30, stream=pipe)  # a StringIO is not a TTY: nothing is drawn
+    p.set(5)
+    p.close()
+    assert pipe.getvalue() == ""

@@ -160,3 +160,11 @@ def test_helpers():
     now = datetime(2024, 8, 8, 12, tzinfo=timezone.utc)
     assert parse_range(None, "90m", now) == (now - timedelta(minutes=90), now)
     assert parse_range("2024-08-08", None) == (DAY1, DAY1 + timedelta(days=1))
+
+
+def test_default_output_name_in_the_current_directory(tmp_path, capsys, monkeypatch):
+    write_bars(tmp_path / "data", DAY1, 60)
+    monkeypatch.chdir(tmp_path)
+    assert main(["report", "--config", "/dev/null", "--data-dir", str(tmp_path / "data"), "-s", "BTC/USDT"]) == 0
+    assert capsys.readouterr().out.startswith("wrote report-BTC-USDT-20240808.png: binance BTC-USDT, 60 bars")
+    assert png_size(tmp_path / "report-BTC-USDT-20240808.png") == PIXEL_SIZE
