@@ -20,9 +20,8 @@ import sys
 from pathlib import Path
 
 
-# What the `fluxforge` console script runs.  Not `python -m fluxforge.cli`: that would load cli.py
-# twice (as __main__ and as fluxforge.cli), and a command's UserError would escape as a traceback.
-CLI_ENTRY = "import sys; from fluxforge.cli import main; sys.exit(main(sys.argv[1:]))"
+# The `fluxforge` command with this interpreter (the console script may not be on PATH, e.g. in a venv).
+FLUXFORGE = (sys.executable, "-m", "fluxforge")
 
 
 class ServiceFailed(Exception):
@@ -34,7 +33,7 @@ class ServiceChild:
 
     def __init__(self, name: str, argv: list[str], log_path: Path, env: dict[str, str] | None = None):
         self.name = name
-        self.argv = [sys.executable, "-c", CLI_ENTRY, *argv]
+        self.argv = [*FLUXFORGE, *argv]
         self.log_path = log_path
         self.extra_env = env or {}
         self.proc: subprocess.Popen | None = None

@@ -10,14 +10,13 @@ import os
 import re
 import struct
 import subprocess
-import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
 from fluxforge.report import PIXEL_SIZE
-from fluxforge.service_child import CLI_ENTRY
+from fluxforge.service_child import FLUXFORGE
 
 SYMBOLS = ("BTC/USDT", "ETH/USDT")
 
@@ -25,7 +24,7 @@ SYMBOLS = ("BTC/USDT", "ETH/USDT")
 def fluxforge(*argv: str, timeout: float = 300) -> subprocess.CompletedProcess:
     env = {**os.environ, "FLUXFORGE_CONFIG": "/nonexistent/config.yaml"}
     env.pop("NOTIFY_SOCKET", None)
-    return subprocess.run([sys.executable, "-c", CLI_ENTRY, *argv], capture_output=True, text=True,
+    return subprocess.run([*FLUXFORGE, *argv], capture_output=True, text=True,
                           timeout=timeout, env=env)
 
 
@@ -147,7 +146,7 @@ def test_sigterm_stops_the_children_cleanly(tmp_path):
 
     directory = tmp_path / "run"
     env = {**os.environ, "FLUXFORGE_CONFIG": "/nonexistent/config.yaml"}
-    proc = subprocess.Popen([sys.executable, "-c", CLI_ENTRY, "demo", "--seconds", "60", "--symbols", "1",
+    proc = subprocess.Popen([*FLUXFORGE, "demo", "--seconds", "60", "--symbols", "1",
                              "--dir", str(directory)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=env)
     try:
