@@ -132,3 +132,18 @@ def test_failed_segment_shows_reason(tmp_path, capsys):
     rc, info = _run_json(capsys, str(seg))
     assert info["state"] == "failed" and info["failure_reason"] == "etl: crossed book at row 3"
     assert rc == 0
+
+
+def test_output_into_a_closed_pipe_is_not_a_traceback(tmp_path):
+    """`fluxforge inspect --json ... | head -1`: the reader leaves early; exit like SIGPIPE, stderr quiet."""
+    import subprocess
+    import sys
+
+    seg = _segment(tmp_path)
+    proc = subprocess.Popen([sys.executable, "-m", "fluxforge", "inspect", "--json", *[str(seg)] * 200],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.readline()
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141
+    assert err == ""
