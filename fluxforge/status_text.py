@@ -48,13 +48,16 @@ def render(facts: dict[str, Any], warnings: list[StatusWarning]) -> str:
     if sync is not None:
         lines.append("sync      " + sync.get("summary", ""))
     units = facts.get("units")
+    installed = [u for u in units or [] if u.get("loadstate") == "loaded"]
     if units is None:
         lines.append("units     (systemd not present)")
-    else:
-        for i, u in enumerate(units):
-            state = f"{u.get('activestate', '?')} ({u.get('substate', '?')})" if u.get("loadstate") == "loaded" \
-                else "not installed"
-            lines.append(f"{'units' if i == 0 else '':<10}{u.get('id', '?'):<32}{state}")
+    elif not installed:
+        lines.append("units     (FluxForge units not installed)")
+    for i, u in enumerate(installed):
+        state = f"{u.get('activestate', '?')} ({u.get('substate', '?')})"
+        if u.get("unitfilestate"):
+            state += f", {u['unitfilestate']}"
+        lines.append(f"{'units' if i == 0 else '':<10}{u.get('id', '?'):<32}{state}")
     lines.append("")
     if not warnings:
         lines.append("OK: nothing needs attention")

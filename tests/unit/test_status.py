@@ -353,3 +353,24 @@ def test_unreadable_data_dir_is_unknown_not_a_traceback(capsys):
                                "(run as root or as a member of the fluxforge group)")
     finally:
         shutil.rmtree(parent)
+
+
+def test_text_view_lists_installed_units_only(tmp_path):
+    from fluxforge.config import load_config
+    from fluxforge.status import collect
+    from fluxforge.status_checks import check
+    from fluxforge.status_text import render
+
+    healthy(tmp_path)
+    cfg = load_config(write_config(tmp_path))
+    facts = collect(cfg, with_units=False)
+    facts["units"] = [
+        {"id": "fluxforge-collector.service", "loadstate": "loaded", "activestate": "active",
+         "substate": "running", "unitfilestate": "enabled"},
+        {"id": "fluxforge-sync.timer", "loadstate": "not-found", "activestate": "inactive"},
+    ]
+    text = render(facts, check(facts, cfg))
+    assert "units     fluxforge-collector.service     active (running), enabled" in text
+    assert "fluxforge-sync.timer" not in text
+    facts["units"] = [{"id": "fluxforge-sync.timer", "loadstate": "not-found"}]
+    assert "units     (FluxForge units not installed)" in render(facts, [])
