@@ -33,6 +33,7 @@ class DemoSummary:
     chart: Path | None = None
     chart_note: str = ""
     failures: list[str] = field(default_factory=list)           # "<segment>: <reason.txt>"
+    example_segment: Path | None = None                         # for the `fluxforge inspect` hint
 
     @property
     def features_dir(self) -> Path:
@@ -94,6 +95,7 @@ def summarize(directory: Path, data_dir: Path, seconds: float) -> DemoSummary:
         segments={s: len(store.list(s)) for s in ("active",) + FINISHED},
         rows=bronze_rows(store), hf_rows=hf_rows, hf_columns=hf_columns, bar_rows=bar_rows,
         feature_files=files, failures=failure_reasons(store),
+        example_segment=next(iter(store.list("done")), None),
     )
 
 
@@ -129,10 +131,16 @@ def render(s: DemoSummary) -> str:
     lines.append(f"  features  {s.features_dir}")
     lines.append(f"  logs      {s.directory / 'logs'}")
     lines.append(f"  chart     {s.chart}" if s.chart else f"  chart     skipped: {s.chart_note}")
-    lines.append(f"  config    {s.directory / 'config.yaml'}   (fluxforge status --config {s.directory / 'config.yaml'})")
+    lines.append(f"  config    {s.directory / 'config.yaml'}")
     lines.append("")
     interval = min(s.bar_rows, default=1)
-    lines.append("read them:")
+    cfg = s.directory / "config.yaml"
+    other = list(s.rows)[-1] if s.rows else "BTC/USDT"
+    lines.append("look at them:")
+    lines.append(f"  fluxforge status --config {cfg}")
+    lines.append(f"  fluxforge report --config {cfg} --symbol {other} -o {other.replace('/', '-')}.png")
+    if s.example_segment:
+        lines.append(f"  fluxforge inspect {s.example_segment}")
     lines.append(f'  duckdb -c "{duckdb_query(s.features_dir, interval)}"')
     lines.append(f'  python3 -c "{polars_snippet(s.features_dir)}"')
     return "\n".join(lines)

@@ -187,3 +187,18 @@ def test_live_line_redraws_in_place_only_on_a_tty():
     p.set(5)
     p.close()
     assert pipe.getvalue() == ""
+
+
+def test_the_commands_the_summary_suggests_work(demo, tmp_path):
+    import shlex
+
+    directory, proc = demo
+    hints = re.findall(r"^  fluxforge (report|inspect) (.*)$", proc.stdout, re.M)
+    assert {h[0] for h in hints} == {"report", "inspect"}
+    for command, rest in hints:
+        argv = shlex.split(rest)
+        if command == "report":
+            argv[argv.index("-o") + 1] = str(tmp_path / "other.png")
+        done = fluxforge(command, *argv)
+        assert done.returncode == 0, done.stderr
+    assert (tmp_path / "other.png").stat().st_size > 10_000
