@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     if cfg.sync.require_time_sync and not args.dry_run and not wait_for_clock(cfg.sync.time_sync_wait):
         log.warning("sync_skipped_clock_unsynchronised", waited_seconds=cfg.sync.time_sync_wait,
                     hint="no /run/systemd/timesync/synchronized yet; S3 would reject signatures; retrying next timer run")
-        return 0
+        return _retention_only(cfg, dry_run=False)
     try:
         target = make_target(cfg.sync)
         log.info("sync_started", endpoint=target.client.meta.endpoint_url, bucket=target.bucket, prefix=target.prefix,

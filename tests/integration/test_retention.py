@@ -126,3 +126,20 @@ def test_sync_applies_retention_after_upload(small_fs, moto):
     deleted = [n for n in everything if n not in remaining]
     assert deleted == everything[:len(deleted)] and deleted[0] == sorted(unsynced)[0]
     assert disk_usage_percent(small_fs) < 72
+
+
+def test_retention_runs_even_when_s3_is_down(small_fs, moto, capsys):
+    cfg_path, uploaded, unsynced = setup_data(small_fs, moto, "fluxforge-ret-5")
+    data = yaml.safe_load(cfg_path.read_text())
+    data["sync"]["endpoint_url"] = "http://127.0.0.1:9"  # nothing listens: every request fails
+    data["sync"]["max_attempts"] = 1
+    cfg_path.write_text(yaml.safe_dump(data))
+    set_retention(cfg_path, disk_low_watermark=72)
+    fill_to(small_fs, 82)
+    assert main(["sync", "-c", str(cfg_path)]) == 1
+    assert "cannot reach S3 endpoint" in capsys.readouterr().err
+    remaining = done_names(small_fs)
+    assert all(n in remaining for n in unsynced)  # still protected
+    deleted = [n for n in uploaded if n not in remaining]
+    assert deleted and deleted == uploaded[:len(deleted)]  # the oldest verified ones went, S3 down or not
+    assert disk_usage_percent(small_fs) < 72
