@@ -22,7 +22,7 @@ class Recorder:
         self.queue = queue
         self.depths = depths                     # exchange -> book_depth
         self.messages = 0                        # data rows accepted
-        self.last_seen: dict[tuple[str, str, str], float] = {}  # (exchange, channel, symbol) -> monotonic
+        self.last_seen: dict[tuple[str, str, str], int] = {}  # (exchange, channel, symbol) -> recv_ns
         self.event_counts: Counter[str] = Counter()
         self._crossed: set[tuple[str, str]] = set()
         self._book_ids: dict[tuple[str, str], int] = {}
@@ -38,19 +38,19 @@ class Recorder:
             self._book_ids[key] = ident
             self.event(exchange, symbol, "orderbook", "resync", reason)
         self._check_crossed(exchange, symbol, book)
-        self.last_seen[(exchange, "orderbook", symbol)] = time.monotonic()
+        self.last_seen[(exchange, "orderbook", symbol)] = recv_ns
         if self.queue.admit(exchange, "orderbook", symbol):
             self.queue.buffers["orderbook"].add(exchange, symbol, book, self.depths[exchange], recv_ns)
             self.messages += 1
 
     def trade(self, exchange: str, symbol: str, trade: dict, recv_ns: int) -> None:
-        self.last_seen[(exchange, "trades", symbol)] = time.monotonic()
+        self.last_seen[(exchange, "trades", symbol)] = recv_ns
         if self.queue.admit(exchange, "trades", symbol):
             self.queue.buffers["trades"].add(exchange, symbol, trade, recv_ns)
             self.messages += 1
 
     def ticker(self, exchange: str, symbol: str, ticker: dict, recv_ns: int) -> None:
-        self.last_seen[(exchange, "ticker", symbol)] = time.monotonic()
+        self.last_seen[(exchange, "ticker", symbol)] = recv_ns
         if self.queue.admit(exchange, "ticker", symbol):
             self.queue.buffers["ticker"].add(exchange, symbol, ticker, recv_ns)
             self.messages += 1
@@ -83,9 +83,9 @@ class Recorder:
     # -- health ----------------------------------------------------------------
     def symbols_up(self, exchange: str, symbols: list[str], within: float) -> int:
         """Symbols of `exchange` with any update in the last `within` seconds."""
-        now = time.monotonic()
+        since = time.time_ns() - int(within * 1e9)
         up = set()
         for (ex, _ch, sym), t in self.last_seen.items():
-            if ex == exchange and now - t <= within:
+            if ex == exchange and t >= since:
                 up.add(sym)
         return len(up & set(symbols))

@@ -9,10 +9,11 @@ bounded by `queue_max` and the overflow policy is explicit and counted:
 * ``drop``: a row arriving at a full queue is dropped, counted per
   (exchange, channel, symbol), and a `dropped` event row records the count;
 * ``block``: the websocket readers stop reading (TCP back-pressure on the
-  exchange) until the writer catches up.  Messages already inside ccxt's
-  receive buffer are still accepted up to `HARD_LIMIT_FACTOR` x queue_max;
-  beyond that they are dropped with the same accounting, so memory never grows
-  without bound whatever the policy.
+  exchange) until the writer catches up.  Frames the websocket library had
+  already read into its own (bounded, ~128 KB) buffer are still handled when
+  reading resumes, so up to `BLOCK_SLACK_ROWS` rows beyond queue_max are
+  accepted; beyond that they are dropped with the same accounting, so memory
+  never grows without bound whatever the policy.
 
 Event rows (gaps, reconnects, ...) are tiny and never dropped.
 """
@@ -24,7 +25,7 @@ from collections import Counter, deque
 
 from .rows import ChannelBuffer, new_buffers
 
-HARD_LIMIT_FACTOR = 1.25
+BLOCK_SLACK_ROWS = 10000
 
 
 class RowQueue:
@@ -33,7 +34,7 @@ class RowQueue:
             raise ValueError(f"unknown overflow policy {policy!r}")
         self.capacity = capacity
         self.policy = policy
-        self.limit = capacity if policy == "drop" else int(capacity * HARD_LIMIT_FACTOR)
+        self.limit = capacity if policy == "drop" else capacity + BLOCK_SLACK_ROWS
         self.buffers = new_buffers()
         self.pending = 0          # data rows buffered or being written, not yet durable
         self.accepted = 0         # data rows ever accepted

@@ -8,13 +8,15 @@ no per-row Arrow calls.
 """
 from __future__ import annotations
 
+from itertools import chain
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from ..bronze import CHANNEL_SCHEMAS, EVENTS, ORDERBOOK, TICKER, TRADES
 
-_F64 = pa.float64()
+_chain = chain.from_iterable
 
 
 class ChannelBuffer:
@@ -40,18 +42,31 @@ class ChannelBuffer:
 
 
 class BookBuffer(ChannelBuffer):
-    """Order book rows: top `depth` levels as struct-of-arrays lists, best first."""
+    """Order book rows: top `depth` levels as struct-of-arrays lists, best first.
 
-    __slots__ = ("bid_px", "bid_sz", "ask_px", "ask_sz", "bid_off", "ask_off")
+    Levels are appended interleaved (`px0, sz0, px1, sz1, ...`, one C-level
+    `extend` per side) and split into price and size columns with NumPy strides
+    at flush time, on the writer thread.  Books whose levels carry extra fields
+    (`[px, sz, count]`) take the slower per-field path.
+    """
+
+    __slots__ = ("bids", "asks", "bid_off", "ask_off")
 
     def __init__(self) -> None:
         super().__init__("orderbook")
-        self.bid_px: list[float] = []
-        self.bid_sz: list[float] = []
-        self.ask_px: list[float] = []
-        self.ask_sz: list[float] = []
-        self.bid_off = [0]
+        self.bids: list[float] = []   # px, sz interleaved
+        self.asks: list[float] = []
+        self.bid_off = [0]            # offsets in levels
         self.ask_off = [0]
+
+    @staticmethod
+    def _extend(flat: list, levels: list) -> None:
+        if levels and len(levels[0]) == 2 and len(levels[-1]) == 2:
+            flat.extend(_chain(levels))
+        else:
+            for lv in levels:
+                flat.append(lv[0])
+                flat.append(lv[1])
 
     def add(self, exchange: str, symbol: str, book: Any, depth: int, recv_ns: int) -> None:
         c = self.cols
@@ -62,28 +77,28 @@ class BookBuffer(ChannelBuffer):
         c["nonce"].append(book.get("nonce"))
         bids = book["bids"][:depth]
         asks = book["asks"][:depth]
-        self.bid_px.extend([lv[0] for lv in bids])
-        self.bid_sz.extend([lv[1] for lv in bids])
-        self.ask_px.extend([lv[0] for lv in asks])
-        self.ask_sz.extend([lv[1] for lv in asks])
-        self.bid_off.append(len(self.bid_px))
-        self.ask_off.append(len(self.ask_px))
+        self._extend(self.bids, bids)
+        self._extend(self.asks, asks)
+        self.bid_off.append(self.bid_off[-1] + len(bids))
+        self.ask_off.append(self.ask_off[-1] + len(asks))
         self.rows += 1
 
     def to_batch(self) -> pa.RecordBatch:
         c = self.cols
         bid_off = pa.array(self.bid_off, pa.int32())
         ask_off = pa.array(self.ask_off, pa.int32())
+        bids = np.asarray(self.bids, dtype=np.float64)
+        asks = np.asarray(self.asks, dtype=np.float64)
         arrays = [
             pa.array(c["exchange"], pa.string()),
             pa.array(c["symbol"], pa.string()),
             pa.array(c["timestamp"], pa.int64()),
             pa.array(c["recv_ns"], pa.int64()),
             pa.array(c["nonce"], pa.int64()),
-            pa.ListArray.from_arrays(bid_off, pa.array(self.bid_px, _F64)),
-            pa.ListArray.from_arrays(bid_off, pa.array(self.bid_sz, _F64)),
-            pa.ListArray.from_arrays(ask_off, pa.array(self.ask_px, _F64)),
-            pa.ListArray.from_arrays(ask_off, pa.array(self.ask_sz, _F64)),
+            pa.ListArray.from_arrays(bid_off, pa.array(np.ascontiguousarray(bids[0::2]))),
+            pa.ListArray.from_arrays(bid_off, pa.array(np.ascontiguousarray(bids[1::2]))),
+            pa.ListArray.from_arrays(ask_off, pa.array(np.ascontiguousarray(asks[0::2]))),
+            pa.ListArray.from_arrays(ask_off, pa.array(np.ascontiguousarray(asks[1::2]))),
         ]
         return pa.RecordBatch.from_arrays(arrays, schema=ORDERBOOK)
 

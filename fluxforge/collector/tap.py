@@ -92,10 +92,13 @@ class ExchangeTap:
                                f"{type(result).__name__}: {result}"[:_MAX_REASON])
             return reject(result, message_hash)
 
-        async def tapped_receive() -> Any:
-            if queue.full:
-                await queue.wait_for_space()
+        async def receive_when_space() -> Any:
+            await queue.wait_for_space()
             return await receive()
+
+        def tapped_receive() -> Any:
+            # a plain function returning ccxt's own coroutine: no extra frame per message
+            return receive_when_space() if queue.full else receive()
 
         client.handle_message = tapped_handle_message
         client.resolve = tapped_resolve

@@ -201,6 +201,7 @@ class BronzeWriter:
         elif isinstance(err, OSError) and err.errno in DISK_FULL_ERRNOS:
             log.error("segment_finish_postponed", segment=path.name, reason=str(err))
             self._unfinished.append(path)
+            self._enter_disk_full(f"cannot finish {path.name}: {err}")
         elif isinstance(err, JournalUnreadable):
             self.store.fail(path, f"finishing failed: {err}")
             log.error("segment_failed", segment=path.name, reason=str(err))

@@ -16,7 +16,7 @@ import time
 from aiohttp import web
 
 from .events import BookUpdate, Event, Ticker, Trade, binance_id, split_symbol
-from .hub import Connection
+from .hub import Connection, loopback
 
 PROTOCOL = "binance"
 STREAM_CHANNELS = {"depth": "orderbook", "depth@100ms": "orderbook", "depth@1000ms": "orderbook",
@@ -64,11 +64,6 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/ws/{tail:.*}", websocket)
 
 
-def loopback(request: web.Request):
-    from .server import LOOPBACK_KEY  # server imports this module
-    return request.app[LOOPBACK_KEY]
-
-
 async def ping(request: web.Request) -> web.Response:
     return web.json_response({})
 
@@ -100,7 +95,7 @@ async def depth(request: web.Request) -> web.Response:
     except ValueError:
         return error(400, -1100, "Illegal characters found in parameter 'limit'.")
     last_id, bids, asks = lx.source.books[symbol].snapshot(max(1, min(limit, 5000)))
-    lx.sent.snapshots += 1
+    lx.sent.snapshot(PROTOCOL, symbol, last_id)
     return web.json_response({"lastUpdateId": last_id, "bids": [list(b) for b in bids],
                               "asks": [list(a) for a in asks]})
 

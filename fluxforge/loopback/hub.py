@@ -21,6 +21,12 @@ from .events import BookUpdate, Event
 from .sentlog import SentLog
 
 MAX_QUEUED_FRAMES = 50_000
+LOOPBACK_KEY = web.AppKey("loopback", object)  # the app's LoopbackExchange, for protocol handlers
+
+
+def loopback(request: web.Request):
+    """The LoopbackExchange serving `request`."""
+    return request.app[LOOPBACK_KEY]
 
 
 class Connection:
@@ -54,11 +60,12 @@ class Connection:
         self.hub.subscribers.get((symbol, channel), set()).discard(self)
 
     def enqueue(self, frame: str, symbol: str | None = None, channel: str | None = None,
-                ident: int | None = None) -> None:
+                ident: int | None = None, snapshot: bool = False) -> None:
+        """Queue a frame; with `channel`, its sending is recorded (a book `snapshot` separately)."""
         if self.closed:
             return
         try:
-            self.queue.put_nowait((frame, symbol, channel, ident))
+            self.queue.put_nowait((frame, symbol, channel, ident, snapshot))
         except asyncio.QueueFull:
             self.hub.sent.fault("overflow_disconnect", protocol=self.protocol, path=self.request.path)
             self.abort()
@@ -78,7 +85,7 @@ class Connection:
 
     async def sender(self) -> None:
         while True:
-            frame, symbol, channel, ident = await self.queue.get()
+            frame, symbol, channel, ident, snapshot = await self.queue.get()
             if self.stalled():
                 continue  # socket open, nothing sent: the frame is lost, not recorded
             delay = self.hub.slow_delay()
@@ -86,7 +93,9 @@ class Connection:
                 await asyncio.sleep(delay)
             await self.ws.send_str(frame)
             self.sent_frames += 1
-            if channel is not None:
+            if snapshot:
+                self.hub.sent.snapshot(self.protocol, symbol, ident)
+            elif channel is not None:
                 self.hub.sent.sent(self.protocol, symbol, channel, ident)
 
     async def serve(self) -> web.WebSocketResponse:

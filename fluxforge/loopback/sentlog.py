@@ -25,6 +25,7 @@ class StreamLog:
     ids: list[int] = field(default_factory=list)  # book: last update id (u / seqId); trades: trade id
     sent_ns: list[int] = field(default_factory=list)  # time.time_ns() when each id was sent
     dropped: list[tuple[int, int]] = field(default_factory=list)  # book id ranges withheld by gap faults
+    snapshots: list[int] = field(default_factory=list)  # book: update id of each full snapshot served
     truncated: bool = False
 
     def add(self, ident: int | None, now_ns: int) -> None:
@@ -42,7 +43,8 @@ class StreamLog:
 
     def summary(self, detail: bool = False) -> dict:
         out = {"messages": self.messages, "first_id": self.first_id, "last_id": self.last_id,
-               "dropped": [list(r) for r in self.dropped], "truncated": self.truncated}
+               "dropped": [list(r) for r in self.dropped], "snapshots": list(self.snapshots),
+               "truncated": self.truncated}
         if detail:
             out["ids"] = list(self.ids)
             out["sent_ns"] = list(self.sent_ns)
@@ -70,6 +72,11 @@ class SentLog:
 
     def sent(self, protocol: str, symbol: str, channel: str, ident: int | None) -> None:
         self.stream(protocol, symbol, channel).add(ident, time.time_ns())
+
+    def snapshot(self, protocol: str, symbol: str, last_id: int) -> None:
+        """A full book (REST depth or WebSocket snapshot) with this update id was served."""
+        self.snapshots += 1
+        self.stream(protocol, symbol, "orderbook").snapshots.append(last_id)
 
     def dropped(self, protocol: str, symbol: str, first_id: int, last_id: int) -> None:
         self.stream(protocol, symbol, "orderbook").dropped.append((first_id, last_id))

@@ -14,16 +14,15 @@ import contextlib
 
 from aiohttp import web
 
-from . import binance
-from .events import binance_id
+from . import binance, okx
+from .events import binance_id, okx_inst_id
 from .faults import FaultSpec, Faults
-from .hub import Hub
+from .hub import LOOPBACK_KEY, Hub
 from .sentlog import SentLog
 from .simulator import SimMarket, SimOptions
 
 HOST = "127.0.0.1"
-LOOPBACK_KEY: web.AppKey["LoopbackExchange"] = web.AppKey("loopback")
-PROTOCOLS = ("binance",)
+PROTOCOLS = ("binance", "okx")
 
 
 class LoopbackExchange:
@@ -42,6 +41,7 @@ class LoopbackExchange:
             raise ValueError(f"mode must be 'sim' or 'replay', got {mode!r}")
         self.mode = mode
         self.symbol_by_binance_id = {binance_id(s): s for s in self.source.symbols}
+        self.symbol_by_okx_id = {okx_inst_id(s): s for s in self.source.symbols}
         self.sent = SentLog()
         self.hub = Hub(self.source.books, self.sent)
         self.faults = Faults(self.hub, self.sent)
@@ -55,6 +55,7 @@ class LoopbackExchange:
     def build_app(self) -> web.Application:
         app = web.Application()
         app[LOOPBACK_KEY] = self
+        okx.add_routes(app)  # first: Binance's /ws/{tail} would also match /ws/v5/public
         binance.add_routes(app)
         app.router.add_get("/_loopback/stats", self._http_stats)
         app.router.add_get("/_loopback/config", self._http_config)
@@ -115,6 +116,8 @@ class LoopbackExchange:
         """The dict to put under an exchange's `ccxt:` config key (or pass to the ccxt constructor)."""
         if exchange == "binance":
             return binance.ccxt_config(self.url, self.ws_url)
+        if exchange == "okx":
+            return okx.ccxt_config(self.url, self.ws_url)
         raise ValueError(f"no loopback protocol for {exchange!r} (have: {', '.join(PROTOCOLS)})")
 
     def describe(self) -> dict:

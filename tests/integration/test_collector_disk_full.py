@@ -1,0 +1,87 @@
+"""Disk full: the collector keeps running, reports it (STATUS, log, event), drops data with
+accounting instead of crash-looping, and resumes by itself when space returns.
+
+Uses a 3 MB tmpfs (root only, as in CI) so the disk really fills: writes fail with ENOSPC.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+
+import pytest
+from collector_support import make_config, ready_tables, rows_of, running_collector, wait_until
+from test_collector_e2e import binance_entry
+
+from fluxforge.collector.health import status_line
+from fluxforge.loopback import LoopbackExchange, SimOptions
+from fluxforge.segments import SegmentStore
+
+SYMBOLS = ["BTC/USDT", "ETH/USDT"]
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount a size-limited tmpfs")
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mnt)], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount tmpfs: {r.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def fill(path):
+    """Write until ENOSPC; returns the filler file."""
+    filler = path / "filler.bin"
+    with open(filler, "wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+        except OSError:
+            pass
+    return filler
+
+
+def test_disk_full_drops_with_accounting_and_resumes(small_disk):
+    async def body():
+        async with LoopbackExchange("sim", SYMBOLS, sim=SimOptions(rate=30, trades_per_update=1.0, seed=9)) as lx:
+            cfg = make_config(small_disk / "data", [binance_entry(lx, SYMBOLS, book_depth=20)],
+                              min_free_mb=0, segment_max_seconds=1.0)
+            async with running_collector(cfg) as col:
+                w = col.writer
+                await wait_until(lambda: w.durable_rows > 100 and w.rotations >= 1, 30, what="some durable rows")
+                filler = await asyncio.get_running_loop().run_in_executor(None, fill, small_disk)
+                await wait_until(lambda: w.disk_full, 20, what="disk_full detected")
+                assert "DISK FULL" in status_line(col, 0.0)
+                await wait_until(lambda: w.disk_dropped_total > 50, 20, what="rows dropped while full")
+                rows_before = col.recorder.messages
+                await asyncio.sleep(1.0)
+                assert col.recorder.messages > rows_before  # still collecting, not crash-looping
+                filler.unlink()
+                await wait_until(lambda: not w.disk_full, 20, what="resume after space returns")
+                resumed_at = w.durable_rows
+                await wait_until(lambda: w.durable_rows > resumed_at + 100 and w.rotations >= 3, 30,
+                                 what="writing and rotating again")
+                dropped = w.disk_dropped_total
+        return dropped
+
+    dropped = asyncio.run(asyncio.wait_for(body(), 120))
+    data = small_disk / "data"
+    store = SegmentStore(data / "segments")
+    assert store.list("failed") == [] and store.list("active") == []
+    tables = ready_tables(data)  # every ready file reads cleanly
+    ev = tables["events"]
+    assert rows_of(ev, event="disk_full", exchange="binance")
+    drops = rows_of(ev, event="dropped", exchange="binance")
+    assert drops and all(d["reason"] == "disk full" for d in drops)
+    assert sum(d["count"] for d in drops) == dropped  # every dropped row is accounted for
+    assert rows_of(ev, event="gap", exchange="binance")
+    resumed_at = max(d["recv_ns"] for d in drops)  # `dropped` rows are written when space returns
+    assert rows_of(ev, event="disk_full")[0]["recv_ns"] < resumed_at
+    assert len([r for r in tables["orderbook"].to_pylist() if r["recv_ns"] > resumed_at]) > 20  # resumed

@@ -1,0 +1,44 @@
+"""The bounded queue under a stalled writer: `drop` drops and accounts for every row,
+`block` stops reading the sockets; memory stays bounded either way and collection resumes."""
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from collector_support import make_config, ready_tables, rows_of, running_collector, wait_until
+from test_collector_e2e import binance_entry
+
+from fluxforge.loopback import LoopbackExchange, SimOptions
+
+SYMBOLS = ["BTC/USDT", "ETH/USDT", "SOL/USDT"]
+
+
+@pytest.mark.parametrize("policy", ["drop", "block"])
+def test_overflow_policy(tmp_path, policy):
+    async def body():
+        async with LoopbackExchange("sim", SYMBOLS, sim=SimOptions(rate=40, trades_per_update=1.0, seed=5)) as lx:
+            cfg = make_config(tmp_path, [binance_entry(lx, SYMBOLS)], queue_max=100, overflow_policy=policy)
+            async with running_collector(cfg) as col:
+                q, w = col.queue, col.writer
+                await wait_until(lambda: w.durable_rows > 100, 30, what="collecting")
+                stuck = w._io.submit(time.sleep, 2.0)  # the writer falls behind
+                peak = 0
+                while not stuck.done():
+                    peak = max(peak, q.pending)
+                    await asyncio.sleep(0.01)
+                assert q.limit >= peak >= q.capacity  # it filled up, and never beyond the bound
+                before = w.durable_rows
+                await wait_until(lambda: w.durable_rows > before + 200, 30, what="collecting again")
+                return q.dropped_total
+
+    dropped = asyncio.run(asyncio.wait_for(body(), 90))
+    ev = ready_tables(tmp_path)["events"]
+    drops = rows_of(ev, event="dropped")
+    assert sum(d["count"] for d in drops) == dropped
+    if policy == "drop":
+        assert dropped > 50 and all("overflow_policy=drop" in d["reason"] for d in drops)
+        assert {d["channel"] for d in drops} <= {"orderbook", "trades", "ticker"}
+    else:
+        # reading stopped and resumed: nothing dropped, the buffered frames fit the block slack
+        assert dropped == 0 and not drops
