@@ -33,6 +33,15 @@ def pytest_collection_modifyitems(items):
 
 
 @pytest.fixture(scope="session")
+def log_dir() -> Path:
+    """Container consoles, journals and playbook logs of the last run: out/appliance/ (git-ignored)."""
+    path = REPO / "out" / "appliance"
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    return path
+
+
+@pytest.fixture(scope="session")
 def host_tools():
     """Root, and the host packages from packaging/install-host-deps.sh (apt-get update first)."""
     if os.geteuid() != 0:

@@ -90,8 +90,9 @@ class Playbook:
 
 
 @pytest.fixture(scope="module")
-def provisioned(deb_package, boot_root, loopback, moto_s3, tmp_path_factory):
-    work = tmp_path_factory.mktemp("ansible")
+def provisioned(deb_package, boot_root, loopback, moto_s3, log_dir):
+    work = log_dir / "ansible"
+    work.mkdir()
     for d in ("cp", "tmp"):
         (work / d).mkdir()
     key = work / "id_ed25519"

@@ -8,6 +8,8 @@ to moto on the host -> reinstall / upgrade / remove / purge keep what they promi
 from __future__ import annotations
 
 import json
+import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -53,8 +55,9 @@ def install_deb(container, deb: Path, *extra: str) -> subprocess.CompletedProces
 
 
 @pytest.fixture(scope="module")
-def appliance(deb_package, boot_root, loopback, moto_s3, tmp_path_factory):
-    logs = tmp_path_factory.mktemp("boot-logs")
+def appliance(deb_package, boot_root, loopback, moto_s3, log_dir):
+    logs = log_dir / "boot"
+    logs.mkdir()
     container = buildroot.BootedContainer(boot_root, prefix="ffboot", log_dir=logs)
     container.start()
     try:
@@ -169,3 +172,56 @@ def test_5_timers_listed_and_sync_uploads_to_moto(appliance, moto_s3):
     appliance.run(["systemctl", "start", "fluxforge-compact.service"], timeout=600)
     p = unit_props(appliance, "fluxforge-compact.service", "Result")
     assert p["Result"] == "success", p
+
+
+def repack_with_version(deb: Path, version: str, work: Path) -> Path:
+    """The same package under a higher version: a real dpkg upgrade through the maintainer scripts."""
+    tree = work / "tree"
+    subprocess.run(["dpkg-deb", "-R", str(deb), str(tree)], check=True)
+    control = tree / "DEBIAN" / "control"
+    control.write_text(re.sub(r"^Version: .*$", f"Version: {version}", control.read_text(), flags=re.M))
+    arch = re.search(r"^Architecture: (\S+)$", control.read_text(), re.M).group(1)
+    out = work / f"fluxforge_{version}_{arch}.deb"
+    subprocess.run(["dpkg-deb", "--root-owner-group", "-Zgzip", "-z1", "-b", str(tree), str(out)],
+                   check=True, stdout=subprocess.DEVNULL)
+    shutil.rmtree(tree)
+    return out
+
+
+def test_7_reinstall_and_upgrade_keep_config_and_data(appliance, deb_package, tmp_path):
+    config = appliance.root / "etc/fluxforge/config.yaml"
+    config.write_text(config.read_text() + "# edited by the operator\n")
+    marker = appliance.root / DATA / "operator-marker"
+    marker.write_text("keep me")
+    done_before = set(data_files(appliance, "segments/done/seg-*"))
+    assert done_before
+
+    install_deb(appliance, deb_package, "--reinstall")
+    assert config.read_text().endswith("# edited by the operator\n")
+    assert marker.exists() and done_before <= set(data_files(appliance, "segments/done/seg-*"))
+    assert_appliance_up(appliance)
+
+    old_pid = unit_props(appliance, "fluxforge-collector.service", "MainPID")["MainPID"]
+    upgrade = repack_with_version(deb_package, "0.1.0+upgradetest1", tmp_path)
+    install_deb(appliance, upgrade)
+    version = appliance.run(["dpkg-query", "-W", "-f=${Version}", "fluxforge"]).stdout
+    assert version == "0.1.0+upgradetest1"
+    assert config.read_text().endswith("# edited by the operator\n")
+    assert marker.exists() and done_before <= set(data_files(appliance, "segments/done/seg-*"))
+    assert_appliance_up(appliance)
+    assert unit_props(appliance, "fluxforge-collector.service", "MainPID")["MainPID"] != old_pid, \
+        "the upgrade did not restart the collector onto the new code"
+
+
+def test_8_remove_stops_everything_purge_keeps_data(appliance):
+    appliance.run(["apt-get", "remove", "-y", "-q", "fluxforge"], timeout=600)
+    for unit in ("fluxforge.target", *LONG_RUNNING, *ONESHOTS, *TIMERS):
+        assert unit_props(appliance, unit, "ActiveState")["ActiveState"] in ("inactive", ""), unit
+    assert appliance.run(["pgrep", "-u", "fluxforge"], check=False).returncode == 1, "fluxforge processes left"
+    assert (appliance.root / "etc/fluxforge/config.yaml").exists(), "remove (not purge) keeps the config"
+
+    appliance.run(["apt-get", "purge", "-y", "-q", "fluxforge"], timeout=600)
+    assert not (appliance.root / "etc/fluxforge").exists(), "purge removes the configuration"
+    assert appliance.run(["getent", "passwd", "fluxforge"], check=False).returncode == 2, "purge removes the user"
+    assert data_files(appliance, "segments/done/seg-*"), "purge keeps /var/lib/fluxforge (documented)"
+    assert not (appliance.root / "opt/fluxforge").exists()
