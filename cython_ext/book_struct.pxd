@@ -76,7 +76,7 @@ cdef inline int book_structural(const double* bp, const double* bq, int nb,
     cdef int lv = N_SCALAR, lb = N_SCALAR + 5 * nlev
     cdef double mid, tb = 0.0, ta = 0.0, pqb = 0.0, pqa = 0.0, d, lo
     cdef double sb = 0.0, sa = 0.0, wb = 0.0, wa = 0.0, q5b = 0.0, q5a = 0.0, pq5b = 0.0, pq5a = 0.0
-    cdef double cb = 0.0, ca = 0.0, qb, qa
+    cdef double cb = 0.0, ca = 0.0, qb, qa, dqb = 0.0, dqa = 0.0, d5b = 0.0, d5a = 0.0
     for i in range(nv):
         f[i] = NAN
     f[SC_BEST_BID] = bp[0] if nb > 0 else NAN
@@ -100,7 +100,7 @@ cdef inline int book_structural(const double* bp, const double* bq, int nb,
     f[SC_SPREAD] = ap[0] - bp[0]
     f[SC_RELSP] = (ap[0] - bp[0]) / mid
     f[SC_MICRO] = (bq[0] * ap[0] + aq[0] * bp[0]) / (bq[0] + aq[0])
-    f[SC_MICRO_MINUS_MID] = f[SC_MICRO] - mid
+    f[SC_MICRO_MINUS_MID] = (bq[0] * (ap[0] - mid) + aq[0] * (bp[0] - mid)) / (bq[0] + aq[0])
     f[SC_WMID] = (bq[0] * bp[0] + aq[0] * ap[0]) / (bq[0] + aq[0])
     for j in range(nband):
         f[lb + j] = 0.0
@@ -109,12 +109,14 @@ cdef inline int book_structural(const double* bp, const double* bq, int nb,
     for i in range(nb):
         tb += bq[i]
         pqb += bp[i] * bq[i]
+        dqb += (bp[i] - mid) * bq[i]
         sb += bq[i] / (i + 1.0)
         d = (mid - bp[i]) / mid * 10000.0
         wb += bq[i] / (1.0 + d)
         if i < 5:
             q5b += bq[i]
             pq5b += bp[i] * bq[i]
+            d5b += (mid - bp[i]) * bq[i]
         lo = 0.0
         for j in range(nband):
             if d >= lo and d < edges[j]:
@@ -124,12 +126,14 @@ cdef inline int book_structural(const double* bp, const double* bq, int nb,
     for i in range(na):
         ta += aq[i]
         pqa += ap[i] * aq[i]
+        dqa += (ap[i] - mid) * aq[i]
         sa += aq[i] / (i + 1.0)
         d = (ap[i] - mid) / mid * 10000.0
         wa += aq[i] / (1.0 + d)
         if i < 5:
             q5a += aq[i]
             pq5a += ap[i] * aq[i]
+            d5a += (ap[i] - mid) * aq[i]
         lo = 0.0
         for j in range(nband):
             if d >= lo and d < edges[j]:
@@ -149,13 +153,13 @@ cdef inline int book_structural(const double* bp, const double* bq, int nb,
     f[SC_BID_CONC] = cb
     f[SC_ASK_CONC] = ca
     f[SC_COG] = (pqb + pqa) / (tb + ta)
-    f[SC_COG_VS_MID] = (f[SC_COG] - mid) / mid
+    f[SC_COG_VS_MID] = (dqb + dqa) / (tb + ta) / mid
     f[SC_SMART_BID] = sb
     f[SC_SMART_ASK] = sa
     f[SC_SMART_IMB] = (sb - sa) / (sb + sa)
     f[SC_VWAP_BID5] = pq5b / q5b
     f[SC_VWAP_ASK5] = pq5a / q5a
-    f[SC_VWAP_SPREAD] = f[SC_VWAP_ASK5] - f[SC_VWAP_BID5]
+    f[SC_VWAP_SPREAD] = d5a / q5a + d5b / q5b
     f[SC_PRESSURE] = (wb - wa) / (wb + wa)
     f[SC_LAMBDA] = f[SC_VWAP_SPREAD] / (q5b + q5a)
     for i in range(nlev):

@@ -133,7 +133,10 @@ class FeatureEngine:
         books, _ = _sorted_valid_time(pa.concat_tables([self._pending_books, books]))
         trades, _ = _sorted_valid_time(pa.concat_tables([self._pending_trades, trades]))
         self._pending_resets = sorted(set(self._pending_resets) | {int(r) for r in (resets or ())})
-        cut = max((t for t in (_max_ts(books), _max_ts(trades)) if t is not None), default=None)
+        # Hold back everything from the earlier of the two streams' last times: a later chunk
+        # may still bring events of the lagging stream up to there (and trades at equal times
+        # must precede the snapshot).
+        cut = min((t for t in (_max_ts(books), _max_ts(trades)) if t is not None), default=None)
         if cut is None:
             self._pending_books, self._pending_trades = books, trades
             return self._result([], books, [])

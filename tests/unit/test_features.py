@@ -172,9 +172,9 @@ def test_hf_emit_interval_takes_first_snapshot_of_each_interval():
 
 
 def test_bars_half_open_empty_bars_carry_close():
-    bk = books([(T0 + 0, *S0), (T0 + 999, *S1), (T0 + 1000, *S2), (T0 + 3500, *S0)])
+    bk = books([(T0 + 0, *S0), (T0 + 999, *S1), (T0 + 1000, *S2), (T0 + 3500, *S0), (T0 + 3700, *S0)])
     eng = FeatureEngine(bar_durations=[1])
-    # events at a chunk's last millisecond wait for the next chunk (trades there would come first)
+    # events from the earlier of the two streams' last times on wait for the next chunk
     streamed = eng.process(bk, trades([(T0 + 3600, 100.0, 1.0, "buy")])).bars[1]
     assert streamed.num_rows == 3  # [0,1000) [1000,2000) [2000,3000) closed; [3000,4000) still open
     rows = streamed.to_pylist()
