@@ -16,7 +16,6 @@ from typing import Any
 
 from .config import Config
 from .status_checks import human_age
-from .sync.run import plan
 from .sync.state import DB_NAME, UploadState
 
 
@@ -56,6 +55,8 @@ def sync_status(cfg: Config, now: float | None = None) -> dict[str, Any]:
     if not cfg.sync.enabled:
         out["summary"] = "disabled (sync.enabled: false)"
         return out
+    from .sync.run import plan  # boto3/botocore: only worth importing when sync is on
+
     try:
         uploads = open_uploads_read_only(cfg.state_dir / DB_NAME)
     except OSError as e:
