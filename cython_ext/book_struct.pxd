@@ -43,7 +43,7 @@ cdef enum:
     N_SCALAR = 30
 
 
-cdef inline int book_compact(const double[:, ::1] px, const double[:, ::1] sz, Py_ssize_t row,
+cdef inline int book_compact(const double[:, :] px, const double[:, :] sz, Py_ssize_t row,
                              int maxl, double* opx, double* osz) noexcept nogil:
     """Copy the first `maxl` usable levels (finite price > 0, finite size > 0) of one side."""
     cdef Py_ssize_t j, ncol = px.shape[1]
@@ -66,6 +66,51 @@ cdef inline double _ratio_diff(double a, double b) noexcept nogil:
     if a + b == 0.0:
         return NAN
     return (a - b) / (a + b)
+
+
+cdef struct Core:
+    # What the stateful features need from every snapshot (the rest only on emitted rows).
+    bint valid
+    bint crossed
+    double mid, spread, relsp, imb0, depth0, bid_slope, ask_slope, cog_vs_mid, tb, ta
+
+
+cdef inline bint book_core(const double* bp, const double* bq, int nb, const double* ap, const double* aq,
+                           int na, double edge0, Core* c) noexcept nogil:
+    cdef int i
+    cdef double mid, d, tb = 0.0, ta = 0.0, dqb = 0.0, dqa = 0.0, d0b = 0.0, d0a = 0.0
+    c.crossed = nb > 0 and na > 0 and bp[0] > ap[0]
+    c.valid = nb > 0 and na > 0 and not c.crossed
+    if not c.valid:
+        c.mid = NAN
+        c.spread = NAN
+        c.relsp = NAN
+        return 0
+    mid = 0.5 * (bp[0] + ap[0])
+    for i in range(nb):
+        tb += bq[i]
+        dqb += (bp[i] - mid) * bq[i]
+        d = (mid - bp[i]) / mid * 10000.0
+        if d >= 0.0 and d < edge0:
+            d0b += bq[i]
+    for i in range(na):
+        ta += aq[i]
+        dqa += (ap[i] - mid) * aq[i]
+        d = (ap[i] - mid) / mid * 10000.0
+        if d >= 0.0 and d < edge0:
+            d0a += aq[i]
+    c.mid = mid
+    c.spread = ap[0] - bp[0]
+    c.relsp = (ap[0] - bp[0]) / mid
+    c.imb0 = (bq[0] - aq[0]) / (bq[0] + aq[0])
+    c.depth0 = d0b + d0a
+    c.tb = tb
+    c.ta = ta
+    c.bid_slope = tb / (mid - bp[nb - 1]) if mid - bp[nb - 1] > 0.0 else NAN
+    c.ask_slope = ta / (ap[na - 1] - mid) if ap[na - 1] - mid > 0.0 else NAN
+    c.cog_vs_mid = (dqb + dqa) / (tb + ta) / mid
+    return 1
+
 
 
 cdef inline int book_structural(const double* bp, const double* bq, int nb,

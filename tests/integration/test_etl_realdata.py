@@ -45,13 +45,15 @@ def test_real_capture_through_collector_and_etl_matches_reference(tmp_path, shar
 
     asyncio.run(body())
     opts = FeatureOptions(**FEATURES)
-    runner = EtlRunner(data / "segments", data / "features", data / "state", opts, reorder_window=0.0)
+    # default options: the replay runs 40x faster than the capture, so the book stream lags the
+    # trade stream by tens of seconds of exchange time -- the ETL's watermark must absorb that
+    runner = EtlRunner(data / "segments", data / "features", data / "state", opts)
     outcomes = runner.run_once()
     assert len(outcomes) >= 3 and all(o.state == "done" for o in outcomes)
 
-    bronze = ds.dataset([p / "orderbook.parquet" for p in (data / "segments/done").iterdir()]).to_table()
-    trades = ds.dataset([p / "trades.parquet" for p in (data / "segments/done").iterdir()]).to_table()
-    events = ds.dataset([p / "events.parquet" for p in (data / "segments/done").iterdir()]).to_table()
+    bronze = ds.dataset([p / "orderbook.parquet" for p in sorted((data / "segments/done").iterdir())]).to_table()
+    trades = ds.dataset([p / "trades.parquet" for p in sorted((data / "segments/done").iterdir())]).to_table()
+    events = ds.dataset([p / "events.parquet" for p in sorted((data / "segments/done").iterdir())]).to_table()
     reset_rows = events.filter(pc.is_in(events.column("event"), pa.array(["gap", "resync", "reconnect"]))).to_pylist()
     hf = ds.dataset(data / "features/hf", partitioning="hive").to_table()
     bars = ds.dataset(data / "features/bars", partitioning="hive").to_table()
@@ -63,7 +65,9 @@ def test_real_capture_through_collector_and_etl_matches_reference(tmp_path, shar
         resets = _reset_times(books_s, [e["recv_ns"] for e in reset_rows if e["symbol"] in (None, sym)])
         ref_hf, ref_bars = reference(books_s, trades_s, resets=resets, options=opts, mode="numpy")
         ours = hf.filter(pc.equal(hf.column("symbol"), part)).sort_by("timestamp")
-        assert ours.num_rows >= 300, sym  # ~6 minutes at one row per second
+        mm = pc.min_max(books_s.column("timestamp")).as_py()
+        span_s = (mm["max"] - mm["min"]) / 1000
+        assert ours.num_rows >= span_s - 60 > 200, (sym, ours.num_rows, span_s)  # one row a second
         ref_by_ts = {r["timestamp"] if isinstance(r["timestamp"], int) else _ms(r["timestamp"]): r for r in ref_hf}
         _compare_rows(ours, ref_by_ts, sym)
         for d in FEATURES["bar_durations"]:
@@ -71,7 +75,7 @@ def test_real_capture_through_collector_and_etl_matches_reference(tmp_path, shar
                                          pc.equal(bars.column("interval"), f"{d}s"))).sort_by("timestamp")
             ref_b = {_ms(r["timestamp"]) if not isinstance(r["timestamp"], int) else r["timestamp"]: r
                      for r in ref_bars[d]}
-            assert ours_b.num_rows >= 300 // d - 1, (sym, d)
+            assert ours_b.num_rows >= (span_s - 60) // d - 2, (sym, d)
             _compare_rows(ours_b, ref_b, f"{sym} bars {d}s")
 
 

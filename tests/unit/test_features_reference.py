@@ -102,14 +102,14 @@ def market(draw):
     return books, trades, resets, opts
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(market())
 def test_random_books_match_reference(case):
     books, trades, resets, opts = case
     assert_matches_reference(compute(books, trades, resets=resets, **opts), books, trades, resets, **opts)
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(market())
 def test_random_books_match_numpy_reference(case):
     books, trades, resets, opts = case
@@ -129,7 +129,7 @@ def _time_chunks(table, cuts):
     return [table.filter(pa.array((ts > a) & (ts <= b))) for a, b in zip(edges, edges[1:])]
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(market(), st.data())
 def test_chunked_stream_equals_one_batch_and_state_round_trips(case, data):
     """Chunks cut by time (as segments are), at any millisecond, with a checkpoint in between."""
@@ -141,8 +141,10 @@ def test_chunked_stream_equals_one_batch_and_state_round_trips(case, data):
     checkpoint_after = data.draw(st.integers(0, k - 1))
     engine = FeatureEngine(**opts)
     parts = []
+    edges = [-1] + sorted(cuts) + [2**62]
     for i, (bc, tc) in enumerate(zip(_time_chunks(books, cuts), _time_chunks(trades, cuts))):
-        parts.append(engine.process(bc, tc, resets=resets if i == 0 else None))
+        mine = [r for r in resets if edges[i] < r <= edges[i + 1]]   # each reset arrives with its segment
+        parts.append(engine.process(bc, tc, resets=mine))
         if i == checkpoint_after:
             engine = FeatureEngine.from_state(engine.get_state(), **opts)
     parts.append(engine.flush())
