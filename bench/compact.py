@@ -9,6 +9,8 @@ Run: .venv/bin/python bench/compact.py   (make bench)
 """
 from __future__ import annotations
 
+import os
+import resource
 import shutil
 import sys
 import tempfile
@@ -75,16 +77,18 @@ def main() -> None:
         ours = time.perf_counter() - t
         files_after = len(list(part_dir.glob("part-*.parquet")))
         assert report.rows == PARTS * ROWS
+        rss_ours = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
         t = time.perf_counter()
         naive_merge(next(copy.rglob("date=*")))
         base = time.perf_counter() - t
         print(f"one day of 1 s hf rows: {PARTS * ROWS:,} rows x {len(hf_names(FeatureOptions()))} columns, "
-              f"{files_before} parts, {mb:.1f} MB")
+              f"{files_before} parts, {mb:.1f} MB; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
         print(f"baseline  naive read-all/concat/write (unverified): {PARTS * ROWS / base:10,.0f} rows/s ({base:.2f} s)")
         print(f"fluxforge compact (streamed, digest-verified)     : {PARTS * ROWS / ours:10,.0f} rows/s ({ours:.2f} s)")
         print(f"ratio compact/baseline: {base / ours:.2f}x; files {files_before} -> {files_after} "
               f"({files_before / max(files_after, 1):.0f}x fewer), {report.bytes_in / 1e6:.1f} MB -> {report.bytes_out / 1e6:.1f} MB")
+        print(f"peak RSS of the process through compaction (data generation included): {rss_ours:.0f} MB")
 
 
 if __name__ == "__main__":

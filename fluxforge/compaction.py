@@ -9,7 +9,8 @@ A merged file is named `part-<first segment>--<last segment>.parquet` and its
 Parquet key-value metadata (`fluxforge.compaction`) lists every original part
 it covers, its row count and content digest.  Crash safety, step by step:
 
-1. write `.<name>.tmp-<pid>`, fsync it, read it back and check the row count and
+1. write `.compacting-<name>-<pid>` (not the ETL's temp pattern, which the ETL
+   sweeps at start-up), fsync it, read it back and check the row count and
    the content digest (`TableDigest`) against the inputs;
 2. write the partition's `.compaction.json` journal {output, inputs} (atomic);
 3. rename the temp file to its final name, fsync the directory;
@@ -19,7 +20,9 @@ A crash before 3 leaves only the inputs (the journal is dropped on the next
 run); after 3 the verified output exists and the next run finishes step 4 from
 the journal.  So no row is ever lost, and duplicates are visible at most until
 the next run.  Only partitions dated before `closed_before()` are touched: the
-ETL may still write any date on or after the start of a pending segment.
+ETL may still write any date on or after the start of a pending segment, and
+(through its reorder window, carried across segments) a little before it, so a
+pending segment started at t keeps dates from (t - reorder_window - 1 h) open.
 """
 from __future__ import annotations
 
@@ -34,16 +37,20 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .config import Config
-from .fsio import atomic_write_json, fsync_dir, fsync_file, tmp_name
+from .fsio import atomic_write_json, fsync_dir, fsync_file
 from .logs import get_logger
 from .segments import SegmentId, SegmentStore
 from .tabledigest import TableDigest
 
 JOURNAL = ".compaction.json"
+TMP_PREFIX = ".compacting-"
 META_KEY = b"fluxforge.compaction"
 SORT_COLUMN = "timestamp"
 SMALL_FRACTION = 0.75  # files below this fraction of the target are merge candidates
+ROW_GROUP_BYTES = 16 * 1024 * 1024  # decoded size cap of a merged row group: readers on a 1 GB Pi
+READ_BATCH_ROWS = 16384
 _PENDING_STATES = ("active", "ready", "processing")
+_CARRY_MARGIN = timedelta(hours=1)  # exchange/receive clock skew on top of the ETL reorder window
 
 log = get_logger("fluxforge.compaction")
 
@@ -94,7 +101,9 @@ def closed_before(cfg: Config, today: date | None = None) -> date:
     store = SegmentStore(cfg.segments_dir)
     for state in _PENDING_STATES:
         for seg in store.list(state):
-            cutoff = min(cutoff, SegmentId.parse(seg.name).start_datetime.date())
+            start = SegmentId.parse(seg.name).start_datetime
+            reach = start - timedelta(seconds=cfg.etl.reorder_window) - _CARRY_MARGIN
+            cutoff = min(cutoff, reach.date())
     return cutoff
 
 
@@ -137,7 +146,16 @@ def plan_partition(partition: Path, target_bytes: int) -> list[MergeGroup]:
             groups.append(MergeGroup(partition, list(run), run_bytes))
         run.clear()
 
-    for p in list_parts(partition):
+    parts = list_parts(partition)
+    merged_covers = {c for p in parts if "--" in p.name for c in covered_parts(p)}
+    for p in parts:
+        if "--" not in p.name and p.name in merged_covers:
+            # The ETL wrote a part again after it was merged (a redo): merging it would duplicate rows.
+            log.error("compaction_part_rewritten_after_merge", partition=str(partition), part=p.name,
+                      hint="rows of this segment are in the merged file too; inspect before removing either")
+            close_run()
+            run_bytes, run_schema = 0, None
+            continue
         size = p.stat().st_size
         if size >= SMALL_FRACTION * target_bytes:
             close_run()
@@ -185,19 +203,30 @@ def _time_ordered(inputs: list[Path]) -> bool:
 def _input_batches(group: MergeGroup, ordered: bool) -> Iterator[pa.RecordBatch]:
     if ordered:
         for p in group.inputs:
-            yield from pq.ParquetFile(p).iter_batches(batch_size=65536)
+            yield from pq.ParquetFile(p).iter_batches(batch_size=READ_BATCH_ROWS)
         return
     table = pa.concat_tables(pq.read_table(p) for p in group.inputs).sort_by(SORT_COLUMN)
     yield from table.to_batches(max_chunksize=65536)
 
 
+def group_rows(inputs: list[Path], row_group_rows: int) -> int:
+    """Rows per merged row group: `etl.row_group_rows`, fewer for wide rows (<= ROW_GROUP_BYTES decoded)."""
+    meta = pq.read_metadata(inputs[0])
+    rows = sum(meta.row_group(i).num_rows for i in range(meta.num_row_groups))
+    decoded = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+    if not rows or not decoded:
+        return row_group_rows
+    return max(1024, min(row_group_rows, int(ROW_GROUP_BYTES * rows / decoded)))
+
+
 def merge_group(group: MergeGroup, row_group_rows: int) -> tuple[int, int]:
     """Write, verify and install one merged file; returns (rows, bytes out)."""
     output = group.output
+    row_group_rows = group_rows(group.inputs, row_group_rows)
     schema = pq.read_schema(group.inputs[0]).remove_metadata()
     covers = [c for p in group.inputs for c in covered_parts(p)]
     ordered = _time_ordered(group.inputs)
-    tmp = tmp_name(output)
+    tmp = output.with_name(f"{TMP_PREFIX}{output.name}-{os.getpid()}")
     digest_in = TableDigest()
     try:
         with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
@@ -218,7 +247,7 @@ def merge_group(group: MergeGroup, row_group_rows: int) -> tuple[int, int]:
                 {"covers": covers, "inputs": [p.name for p in group.inputs], "rows": digest_in.rows, "digest": want})})
         fsync_file(tmp)
         reader = pq.ParquetFile(tmp)
-        got = TableDigest().update_all(reader.iter_batches(batch_size=65536))
+        got = TableDigest().update_all(reader.iter_batches(batch_size=READ_BATCH_ROWS))
         if reader.metadata.num_rows != digest_in.rows or got.rows != digest_in.rows or got.hexdigest() != want:
             raise CompactionError(f"{output}: merged file does not match its {len(group.inputs)} inputs "
                                   f"(rows {got.rows} vs {digest_in.rows}); inputs kept")
@@ -242,7 +271,7 @@ def _finish(partition: Path, inputs: list[str]) -> None:
 
 def recover_partition(partition: Path) -> bool:
     """Finish or roll back an interrupted merge; drop stale temp files.  True if a journal was found."""
-    for pattern in (".part-*--*.parquet.tmp-*", f".{JOURNAL}.tmp-*"):  # temps of a killed run
+    for pattern in (f"{TMP_PREFIX}*", f".{JOURNAL}.tmp-*"):  # temps of a killed run
         for stale in partition.glob(pattern):
             stale.unlink(missing_ok=True)
     journal = partition / JOURNAL
@@ -273,6 +302,8 @@ def compact(cfg: Config, dry_run: bool = False, today: date | None = None, progr
         return report
     for partition, _d in iter_partitions(cfg.features_dir, before):
         report.partitions += 1
+        if dry_run and (partition / JOURNAL).exists():
+            continue  # an interrupted merge: the real run finishes it first
         if not dry_run and recover_partition(partition):
             report.recovered += 1
         report.plan.extend(plan_partition(partition, target))

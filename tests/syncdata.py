@@ -149,7 +149,7 @@ def utc_day(days_ago: int) -> datetime:
 
 
 def fluxforge_cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "fluxforge.cli", *args]
+    return [sys.executable, "-m", "fluxforge", *args]
 
 
 def run_and_maybe_kill(cmd: list[str], delay: float) -> bool:

@@ -14,7 +14,8 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from s3harness import Fault, FaultProxy, is_put_object, is_upload_part, moto  # noqa: E402,F401
-from syncdata import bronze_segment, feature_day, make_config, tree_digest, utc_day, fresh_logging  # noqa: E402,F401
+from syncdata import (bronze_segment, feature_day, fresh_logging, hf_table, make_config,  # noqa: E402,F401
+                      tree_digest, utc_day, write_part)
 
 from fluxforge.cli import main  # noqa: E402
 from fluxforge.compaction import compact  # noqa: E402
@@ -132,6 +133,15 @@ def test_round_trip_rerun_and_compaction(tmp_path, moto, proxy, bucket, capsys):
     for rel in expected:  # and the Parquet reads back with the same rows
         if rel.startswith("features/") and rel.endswith(".parquet"):
             assert pq.read_table(tmp_path / "restore2" / rel).equals(pq.read_table(data / rel))
+    # a late part lands in a compacted partition; the next compaction merges the merged file again,
+    # and sync removes the now-superseded merged file from the bucket too
+    hf = next(p for p in (data / "features" / "hf").rglob(f"date={utc_day(2).date().isoformat()}"))
+    late = SegmentId.new("pi01", 500, utc_day(2).replace(hour=23, minute=59))
+    write_part(data / "features", "hf", "binance", "BTC-USDT", hf.name[5:], late,
+               hf_table(int(late.start_datetime.timestamp() * 1000) + 1, 10, seed=9))
+    assert compact(cfg).groups == 1
+    assert main(["sync", "-c", str(cfg_path)]) == 0
+    assert remote_keys(moto, bucket) == set(local_expected(data))
     out = capsys.readouterr()
     assert "testing" not in out.err.replace("fluxforge-test", "")  # the secret is never logged
 

@@ -85,19 +85,34 @@ def test_dry_run_changes_nothing(tree):
     assert sorted(tree.features_dir.rglob("*")) == files
 
 
-def test_pending_segment_keeps_its_dates_open(tmp_path):
+@pytest.mark.parametrize("start_hour, open_from_days_ago", [(12, 2), (0, 3)])
+def test_pending_segment_keeps_its_dates_open(tmp_path, start_hour, open_from_days_ago):
+    """A segment still in processing/ keeps its start date open, and the day before when it started
+    within the ETL's reorder window + 1 h of midnight (carried rows may still land there)."""
     cfg = make_config(tmp_path / "data")
-    feature_day(cfg.features_dir, utc_day(3), segments=4, rows_per_segment=50)
-    feature_day(cfg.features_dir, utc_day(2), segments=4, rows_per_segment=50)
+    for days_ago in (4, 3, 2):
+        feature_day(cfg.features_dir, utc_day(days_ago), segments=4, rows_per_segment=50)
     store = SegmentStore(cfg.segments_dir).ensure()
-    bronze_segment(cfg.segments_dir, "pi01", 99, utc_day(2))
-    (store.dir("done") / next(store.dir("done").iterdir()).name).rename(
-        store.dir("processing") / next(store.dir("done").iterdir()).name)
-    assert closed_before(cfg) == utc_day(2).date()
+    seg = bronze_segment(cfg.segments_dir, "pi01", 99, utc_day(2).replace(hour=start_hour))
+    seg.rename(store.dir("processing") / seg.name)
+    assert closed_before(cfg) == utc_day(open_from_days_ago).date()
     compact(cfg)
     for part in partitions(cfg.features_dir):
-        n = len(list(part.glob("part-*")))
-        assert n == (1 if utc_day(3).date().isoformat() in str(part) else 4)
+        day = part.name[len("date="):]
+        closed = day < utc_day(open_from_days_ago).date().isoformat()
+        assert len(list(part.glob("part-*"))) == (1 if closed else 4), part
+
+
+def test_part_rewritten_after_merge_is_not_merged_again(tree, capsys):
+    hf = next(p for p in partitions(tree.features_dir) if "/hf/" in str(p) and utc_day(2).date().isoformat() in str(p))
+    original = sorted(hf.glob("part-*"))[3]
+    copy = original.read_bytes()
+    compact(tree)
+    merged = next(hf.glob("part-*"))
+    original.write_bytes(copy)  # an ETL redo of a segment whose rows are already merged
+    assert compact(tree).groups == 0
+    assert sorted(hf.glob("part-*")) == sorted([merged, original])
+    assert "compaction_part_rewritten_after_merge" in capsys.readouterr().out
 
 
 def test_failed_verification_keeps_inputs(tree, monkeypatch):
