@@ -89,9 +89,13 @@ def pypi_access(env: dict[str, str]) -> tuple[list[tuple[Path, str]], dict[str, 
     return binds, extra
 
 
+def lintian_argv(deb: Path) -> list[str]:
+    """lintian exits non-zero on any error tag (overridden tags excepted)."""
+    return ["lintian", "--fail-on", "error", str(deb)]
+
+
 def run_lintian(deb: Path) -> None:
-    proc = subprocess.run(["lintian", "--fail-on", "error", str(deb)],
-                          capture_output=True, text=True)
+    proc = subprocess.run(lintian_argv(deb), capture_output=True, text=True)
     sys.stdout.write(proc.stdout)
     sys.stderr.write(proc.stderr)
     if proc.returncode != 0:
