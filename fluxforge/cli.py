@@ -67,4 +67,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    # Import by package name so UserError/ConfigError are the classes the commands raise.
+    from fluxforge.cli import main as _main
+
+    sys.exit(_main())

@@ -71,7 +71,7 @@ def test_missing_env_reference_is_a_config_error(monkeypatch):
 
 
 def _cli(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "fluxforge.cli", *args], capture_output=True, text=True, env=env)
+    return subprocess.run([sys.executable, "-m", "fluxforge", *args], capture_output=True, text=True, env=env)
 
 
 def test_config_check_cli_exit_codes(tmp_path):
