@@ -49,7 +49,10 @@ def run_loopback(args: argparse.Namespace) -> int:
                            ticker_interval=args.ticker_interval, depth=args.depth, seed=args.seed))
     except (ValueError, OSError) as e:
         raise UserError(str(e)) from None
-    asyncio.run(serve(exchange, args.print_config))
+    try:
+        asyncio.run(serve(exchange, args.print_config))
+    except OSError as e:  # e.g. the port is taken
+        raise UserError(f"cannot serve on 127.0.0.1:{args.port}: {e.strerror or e}") from None
     return 0
 
 

@@ -96,6 +96,7 @@ async def depth(request: web.Request) -> web.Response:
         return error(400, -1100, "Illegal characters found in parameter 'limit'.")
     last_id, bids, asks = lx.source.books[symbol].snapshot(max(1, min(limit, 5000)))
     lx.sent.snapshot(PROTOCOL, symbol, last_id)
+    lx.hub.awaiting_snapshot.discard(symbol)
     return web.json_response({"lastUpdateId": last_id, "bids": [list(b) for b in bids],
                               "asks": [list(a) for a in asks]})
 
@@ -136,6 +137,8 @@ class BinanceConnection(Connection):
         for name, target in parsed:
             self.streams.add(name)
             self.subscribe(*target)
+            if target[1] == "orderbook":
+                self.hub.awaiting_snapshot.add(target[0])
             if name.endswith("@miniTicker") and f"{name.partition('@')[0]}@ticker" not in self.streams:
                 self.mini_tickers.add(target[0])
             elif name.endswith("@ticker"):

@@ -12,9 +12,6 @@ from dataclasses import dataclass, field
 
 Level = tuple[str, str]  # (price, quantity) as decimal strings; quantity "0" removes the level
 
-CHANNELS = ("orderbook", "trades", "ticker")
-
-
 @dataclass(slots=True)
 class BookUpdate:
     """A diff of the order book covering update ids first_id..last_id (Binance U..u)."""

@@ -4,8 +4,9 @@ Why: the collector's promises are about bad days: sequence gaps, dropped
 connections, silent sockets, garbage frames, crossed books and a slow
 exchange.  Each fault here reproduces one on the real wire protocol:
 
-- `gap`: the next book diff of a symbol (that somebody is subscribed to) is
-  withheld; the book still advances, so the client sees U != previous u + 1.
+- `gap`: the next book diff of a symbol that a synced client would notice
+  (somebody subscribed, and their snapshot already served) is withheld; the book
+  still advances, so the client sees U != previous u + 1 (OKX: prevSeqId break).
 - `crossed`: the next diff adds a bid above the best ask; the diff after removes it.
 - `malformed`: a truncated JSON frame goes to every (matching) connection.
 - `disconnect`: every open WebSocket is closed (`abrupt`: TCP reset, no close frame).
@@ -138,7 +139,7 @@ class Faults:
 
     def filter_book(self, update: BookUpdate) -> BookUpdate | None:
         symbol = update.symbol
-        if not self.hub.subscribers.get((symbol, update.channel)):
+        if not self.hub.subscribers.get((symbol, update.channel)) or symbol in self.hub.awaiting_snapshot:
             return update  # nobody would notice: keep faults armed for a watched diff
         if symbol in self.uncross:
             price = self.uncross.pop(symbol)

@@ -12,8 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from collections.abc import Iterable
-
 from aiohttp import web
 
 from .book import BookState
@@ -91,7 +89,11 @@ class Connection:
             delay = self.hub.slow_delay()
             if delay:
                 await asyncio.sleep(delay)
-            await self.ws.send_str(frame)
+            try:
+                await self.ws.send_str(frame)
+            except (ConnectionError, RuntimeError):  # peer gone or socket closing: stop sending
+                self.closed = True
+                return
             self.sent_frames += 1
             if snapshot:
                 self.hub.sent.snapshot(self.protocol, symbol, ident)
@@ -111,7 +113,7 @@ class Connection:
                     await self.on_text(msg.data)
                 elif msg.type == web.WSMsgType.ERROR:
                     break
-        except (ConnectionError, asyncio.CancelledError):
+        except ConnectionError:
             pass
         finally:
             self.closed = True
@@ -132,6 +134,9 @@ class Hub:
         self.subscribers: dict[tuple[str, str], set[Connection]] = {}
         self.connections: set[Connection] = set()
         self.book_filter = None  # set by Faults: (BookUpdate) -> BookUpdate | None (None = drop)
+        # symbols with a book subscription whose REST snapshot has not been served yet (Binance):
+        # a diff dropped now would be covered by that snapshot, so gap faults wait
+        self.awaiting_snapshot: set[str] = set()
         self._slow_delay = 0.0
         self._slow_until = 0.0
 
@@ -196,6 +201,3 @@ class Hub:
 
     def _select(self, protocol: str | None) -> list[Connection]:
         return [c for c in self.connections if protocol is None or c.protocol == protocol]
-
-    def subscribed_symbols(self) -> Iterable[str]:
-        return {symbol for symbol, _ in self.subscribers}

@@ -110,6 +110,7 @@ class OkxConnection(Connection):
         super().__init__(hub, ws, request)
         self.lx = loopback(request)
         self.conn_id = f"{id(self) & 0xFFFFFFFF:08x}"
+        self.snapshot_seq: dict[str, int] = {}  # symbol -> seqId of the snapshot not yet followed
 
     def reply(self, obj: dict) -> None:
         self.send_json({**obj, "connId": self.conn_id})
@@ -146,6 +147,7 @@ class OkxConnection(Connection):
     def send_book_snapshot(self, symbol: str) -> None:
         book = self.hub.books[symbol]
         last_id, bids, asks = book.snapshot(SNAPSHOT_LEVELS)
+        self.snapshot_seq[symbol] = last_id
         data = {"asks": levels(asks), "bids": levels(bids), "ts": str(book.ts_ms or int(time.time() * 1000)),
                 "checksum": checksum(book), "prevSeqId": -1, "seqId": last_id}
         frame = {"arg": {"channel": "books", "instId": okx_inst_id(symbol)}, "action": "snapshot", "data": [data]}
@@ -154,9 +156,13 @@ class OkxConnection(Connection):
     def encode(self, event: Event) -> str | None:
         inst_id = okx_inst_id(event.symbol)
         if isinstance(event, BookUpdate):
+            prev_seq = event.first_id - 1
+            snapshot_seq = self.snapshot_seq.pop(event.symbol, None)
+            if snapshot_seq is not None and prev_seq < snapshot_seq <= event.last_id:
+                prev_seq = snapshot_seq  # a diff straddling the snapshot (replayed captures) chains to it
             data = {"asks": levels(event.asks), "bids": levels(event.bids), "ts": str(event.ts_ms),
                     "checksum": checksum(self.hub.books[event.symbol]),
-                    "prevSeqId": event.first_id - 1, "seqId": event.last_id}
+                    "prevSeqId": prev_seq, "seqId": event.last_id}
             message = {"arg": {"channel": "books", "instId": inst_id}, "action": "update", "data": [data]}
         elif isinstance(event, Trade):
             message = {"arg": {"channel": "trades", "instId": inst_id},

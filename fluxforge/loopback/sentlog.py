@@ -10,23 +10,33 @@ separately.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from array import array
 
-MAX_IDS_PER_STREAM = 500_000  # bounds memory of a long run; `truncated` says when reached
+MAX_IDS_PER_STREAM = 500_000  # 16 bytes each: bounds memory of a long run; `truncated` says when reached
 
 
-@dataclass
 class StreamLog:
     """One (protocol, symbol, channel): counts and the ids sent, with send times."""
 
-    messages: int = 0
-    first_id: int | None = None
-    last_id: int | None = None
-    ids: list[int] = field(default_factory=list)  # book: last update id (u / seqId); trades: trade id
-    sent_ns: list[int] = field(default_factory=list)  # time.time_ns() when each id was sent
-    dropped: list[tuple[int, int]] = field(default_factory=list)  # book id ranges withheld by gap faults
-    snapshots: list[int] = field(default_factory=list)  # book: update id of each full snapshot served
-    truncated: bool = False
+    def __init__(self) -> None:
+        self.messages = 0
+        self.first_id: int | None = None
+        self.last_id: int | None = None
+        self._ids = array("q")  # book: last update id (u / seqId); trades: trade id
+        self._sent_ns = array("q")  # time.time_ns() when each id was sent
+        self.dropped: list[tuple[int, int]] = []  # book id ranges withheld by gap faults
+        self.snapshots: list[int] = []  # book: update id of each full snapshot served
+        self.truncated = False
+
+    @property
+    def ids(self) -> list[int]:
+        """Ids in send order (a copy)."""
+        return self._ids.tolist()
+
+    @property
+    def sent_ns(self) -> list[int]:
+        """Send times (ns since the epoch) of `ids`, same order (a copy)."""
+        return self._sent_ns.tolist()
 
     def add(self, ident: int | None, now_ns: int) -> None:
         self.messages += 1
@@ -35,9 +45,9 @@ class StreamLog:
         if self.first_id is None:
             self.first_id = ident
         self.last_id = ident
-        if len(self.ids) < MAX_IDS_PER_STREAM:
-            self.ids.append(ident)
-            self.sent_ns.append(now_ns)
+        if len(self._ids) < MAX_IDS_PER_STREAM:
+            self._ids.append(ident)
+            self._sent_ns.append(now_ns)
         else:
             self.truncated = True
 
@@ -46,8 +56,8 @@ class StreamLog:
                "dropped": [list(r) for r in self.dropped], "snapshots": list(self.snapshots),
                "truncated": self.truncated}
         if detail:
-            out["ids"] = list(self.ids)
-            out["sent_ns"] = list(self.sent_ns)
+            out["ids"] = self.ids
+            out["sent_ns"] = self.sent_ns
         return out
 
 

@@ -67,7 +67,11 @@ class LoopbackExchange:
                                      shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, HOST, self.requested_port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError:
+            await self.stop()
+            raise
         self.port = self._runner.addresses[0][1]
         self._tasks.append(asyncio.create_task(self._guard(self.source.run(self.hub.publish))))
         if self.fault_schedule:

@@ -69,8 +69,10 @@ def test_disconnect_raises_network_error_then_reconnect_recovers(abrupt):
                 await ex.watch_order_book(BTC)
                 opened = lx.sent.connections_opened
                 assert await lx.faults.disconnect(abrupt=abrupt) == 1
-                with pytest.raises(ccxt.NetworkError):
+                with pytest.raises(ccxt.NetworkError) as err:
                     await watch_until(lambda: ex.watch_order_book(BTC), lambda ob: False, 100)
+                assert type(err.value) is ccxt.NetworkError  # not its InvalidNonce/ChecksumError subclasses
+                assert f"closing code {1006 if abrupt else 1001}" in str(err.value)
                 await ex.watch_order_book(BTC)
                 assert lx.sent.connections_opened == opened + 1
                 await assert_same_book_as_server(lx, ex)
@@ -97,6 +99,21 @@ def test_stall_keeps_the_socket_open_but_silent_then_data_resumes_with_a_gap():
     run(body())
 
 
+def test_endless_stall_is_escaped_by_reconnecting():
+    async def body():
+        async with sim() as lx:
+            async with ccxt_client(lx) as ex:
+                await ex.watch_order_book(BTC)
+                lx.faults.stall()  # until resume(): only a new connection gets data
+                assert await no_update_within(ex, 1.0)
+                await ex.close()
+                await ex.watch_order_book(BTC)
+                assert lx.sent.connections_opened == 2
+                await assert_same_book_as_server(lx, ex)
+
+    run(body())
+
+
 def test_malformed_json_wedges_ccxt_until_the_client_reconnects():
     async def body():
         async with sim() as lx:
@@ -106,10 +123,12 @@ def test_malformed_json_wedges_ccxt_until_the_client_reconnects():
                 # ccxt.pro's receive loop dies on undecodable JSON without telling the watchers:
                 # the stream goes silent, which is what the collector's stall_timeout must catch.
                 assert await no_update_within(ex, 2.0), "ccxt no longer wedges on malformed JSON"
-            assert lx.sent.malformed_sent == 1
-            async with ccxt_client(lx) as fresh:  # a new connection is served normally
-                await fresh.watch_order_book(BTC)
-                await assert_same_book_as_server(lx, fresh)
+                with pytest.raises(asyncio.TimeoutError):  # an unsubscribe is never acked either
+                    await asyncio.wait_for(ex.un_watch_order_book(BTC), 1.0)
+                assert lx.sent.malformed_sent == 1
+                await ex.close()  # what recovers: close the client, then watch again
+                await ex.watch_order_book(BTC)
+                await assert_same_book_as_server(lx, ex)
 
     run(body())
 
@@ -151,19 +170,19 @@ def test_slow_exchange_delays_rest_and_frames_without_losing_any():
 
 def test_scheduled_faults_from_the_constructor_fire_on_their_own():
     async def body():
-        async with sim(faults=["gap@0.5:symbol=BTC/USDT", "disconnect@1.5/100"]) as lx:
+        async with sim(faults=["gap@0.5:symbol=BTC/USDT", "disconnect@1.5/1"]) as lx:
             async with ccxt_client(lx) as ex:
-                errors = []
-                for _ in range(200):
+                errors = set()
+                for _ in range(500):
                     try:
                         await ex.watch_order_book(BTC)
                     except (ccxt.ChecksumError, ccxt.NetworkError) as e:
-                        errors.append(type(e))
+                        errors.add(type(e))
                     if len(errors) == 2:
                         break
-                assert errors == [ccxt.ChecksumError, ccxt.NetworkError]
+                assert errors == {ccxt.ChecksumError, ccxt.NetworkError}
                 kinds = [f["kind"] for f in lx.sent.faults]
-                assert kinds == ["gap_armed", "gap", "disconnect"]
+                assert kinds[0] == "gap_armed" and kinds.count("gap") == 1 and "disconnect" in kinds
 
     run(body(), timeout=90)
 

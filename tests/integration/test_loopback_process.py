@@ -1,6 +1,7 @@
 """`fluxforge loopback` as a subprocess: --print-config, ccxt over it, faults and stats over HTTP."""
 from __future__ import annotations
 
+import socket
 import subprocess
 import urllib.error
 
@@ -39,6 +40,17 @@ def test_subprocess_serves_ccxt_and_takes_faults_over_http():
         assert err.value.code == 400
         pid = lp.pid
     assert lp.proc.returncode == 0, f"loopback {pid} did not exit cleanly on SIGTERM"
+
+
+def test_cli_reports_a_taken_port_in_one_line():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = subprocess.run([*fluxforge_command(), "loopback", "--port", str(port)],
+                              capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and f"cannot serve on 127.0.0.1:{port}" in proc.stderr
+    assert "Traceback" not in proc.stderr
 
 
 @pytest.mark.parametrize("args, message", [

@@ -38,12 +38,12 @@ def capture_trade_ids(path) -> list[int]:
             if hasattr(line, "message") and line.message.get("data", {}).get("e") == "trade"]
 
 
-async def replay_through_ccxt(files, symbols, speed=0.0):
+async def replay_through_ccxt(files, symbols, exchange="binance"):
     """Replay `files` to a ccxt client subscribed to books and trades; return (lx, books, trades)."""
-    lx = LoopbackExchange("replay", replay_files=files, speed=speed)
+    lx = LoopbackExchange("replay", replay_files=files, speed=0)
     lx.freeze()  # hold the replay until the client has its snapshots
     async with lx:
-        async with ccxt_client(lx) as ex:
+        async with ccxt_client(lx, exchange) as ex:
             trades: dict[str, list] = {s: [] for s in symbols}
             for s in symbols:
                 await ex.watch_order_book(s)
@@ -94,18 +94,19 @@ def write_capture(path, symbol_id="ABCUSDT"):
     return path
 
 
-def test_synthetic_capture_replays_with_binance_sync_rule(tmp_path):
+@pytest.mark.parametrize("exchange", ["binance", "okx"])
+def test_synthetic_capture_replays_with_binance_sync_rule(tmp_path, exchange):
     path = write_capture(tmp_path / "abcusdt.txt")
 
     async def body():
-        lx, books, trades = await replay_through_ccxt([path], ["ABC/USDT"])
+        lx, books, trades = await replay_through_ccxt([path], ["ABC/USDT"], exchange)
         assert books["ABC/USDT"] == reference_book(path)
         assert books["ABC/USDT"][0] == 107 and books["ABC/USDT"][1][0] == [10.01, 1.0]
         assert trades["ABC/USDT"] == [7, 8]
         status = lx.stats()["source"]
         assert status["finished"] and status["bad_lines"] == 1 and status["capture_gaps"] == 0
         assert status["first_bad_lines"][0].startswith(f"{path}:8: ")
-        sent = lx.sent.stream("binance", "ABC/USDT", "orderbook").ids
+        sent = lx.sent.stream(exchange, "ABC/USDT", "orderbook").ids
         assert sent == [104, 107]  # u=99 predates the snapshot; 100..104 straddles it
 
     run(body())
