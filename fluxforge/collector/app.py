@@ -21,6 +21,7 @@ from ..logs import get_logger
 from ..recovery import recover_active_segments
 from ..segments import SegmentStore
 from ..service import SystemdNotifier, install_stop_handlers, watchdog_loop
+from .ccxt_loader import exchange_classes
 from .health import LoopLagMonitor, RateMeter, health_problem, status_line
 from .recorder import Recorder
 from .row_queue import RowQueue
@@ -35,8 +36,9 @@ STATUS_INTERVAL = 2.0
 
 class Collector:
     def __init__(self, cfg: Config, notifier: SystemdNotifier | None = None,
-                 watchdog_interval: float | None = None):
+                 watchdog_interval: float | None = None, lean_ccxt: bool = False):
         self.cfg = cfg
+        self.lean_ccxt = lean_ccxt
         c = cfg.collector
         self.notifier = notifier or SystemdNotifier()
         self.watchdog_interval = watchdog_interval
@@ -62,9 +64,10 @@ class Collector:
             self._stop.set()
 
     def _build_exchanges(self) -> None:
+        bases = exchange_classes([x.name for x in self.cfg.exchanges], lean=self.lean_ccxt)
         for xcfg in self.cfg.exchanges:
             tap = ExchangeTap(xcfg.name, xcfg.symbols, list(xcfg.channels), self.recorder, self.gate)
-            cls = tapped_exchange_class(xcfg.name, tap)
+            cls = tapped_exchange_class(bases[xcfg.name], tap)
             exchange = cls(dict(xcfg.ccxt))
             self.exchanges.append(exchange)
             self.runners.append(ExchangeRunner(exchange, xcfg, self.cfg.collector, self.recorder))

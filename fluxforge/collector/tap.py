@@ -153,13 +153,8 @@ class ExchangeTap:
                 self.recorder.trade(self.exchange_id, symbol, trade, recv_ns)
 
 
-def tapped_exchange_class(exchange_id: str, tap: ExchangeTap) -> type:
-    """A subclass of ccxt.pro's `exchange_id` class whose websocket clients carry `tap`."""
-    import ccxt.pro
-
-    base = getattr(ccxt.pro, exchange_id, None)
-    if base is None:
-        raise ValueError(f"{exchange_id!r} is not a ccxt.pro exchange id")
+def tapped_exchange_class(base: type, tap: ExchangeTap) -> type:
+    """A subclass of the ccxt.pro exchange class `base` whose websocket clients carry `tap`."""
 
     class Tapped(base):  # type: ignore[misc, valid-type]
         def client(self, url: str) -> Any:
@@ -172,5 +167,5 @@ def tapped_exchange_class(exchange_id: str, tap: ExchangeTap) -> type:
                 tap.recorder.snapshot_requested(tap.exchange_id, symbol)
                 return await super().fetch_order_book(symbol, limit, params or {})
 
-    Tapped.__name__ = f"Tapped_{exchange_id}"
+    Tapped.__name__ = f"Tapped_{base.__name__}"
     return Tapped

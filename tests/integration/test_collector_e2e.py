@@ -77,3 +77,27 @@ def test_every_sent_message_reaches_ready_in_order(tmp_path):
             assert not rows_of(tables["events"], event="dropped")
 
     asyncio.run(asyncio.wait_for(body(), 90))
+
+
+def test_failures_stay_local(tmp_path):
+    """An unknown symbol and an unreachable exchange are recorded; everything else is collected."""
+    async def body():
+        async with LoopbackExchange("sim", SYMBOLS[:2], sim=SimOptions(rate=20, seed=12)) as lx:
+            dead = exchange_entry(lx, "okx", ["BTC/USDT"])
+            dead["ccxt"] = {"urls": {"api": {"rest": "http://127.0.0.1:9", "ws": "ws://127.0.0.1:9/ws"}},
+                            "timeout": 2000}
+            good = binance_entry(lx, SYMBOLS[:2] + ["NOPE/USDT"])
+            cfg = make_config(tmp_path, [good, dead])
+            async with running_collector(cfg) as col:
+                await asyncio.sleep(4)
+                assert col.recorder.symbols_up("binance", SYMBOLS[:2], 2.0) == 2
+        tables = ready_tables(tmp_path)
+        errors = rows_of(tables["events"], event="error")
+        assert any(e["exchange"] == "binance" and e["symbol"] == "NOPE/USDT" and "unknown symbol" in e["reason"]
+                   for e in errors)
+        assert sum(e["exchange"] == "okx" and "load_markets" in e["reason"] for e in errors) >= 2  # retried
+        for s in SYMBOLS[:2]:
+            assert len(rows_of(tables["orderbook"], exchange="binance", symbol=s)) > 20
+            assert rows_of(tables["trades"], exchange="binance", symbol=s)
+
+    asyncio.run(asyncio.wait_for(body(), 60))

@@ -9,7 +9,7 @@ import asyncio
 import time
 
 import pytest
-from collector_support import make_config, ready_tables, rows_of, running_collector, wait_until
+from collector_support import exchange_entry, make_config, ready_tables, rows_of, running_collector, wait_until
 from test_collector_e2e import assert_stream_matches, binance_entry
 
 from fluxforge.loopback import LoopbackExchange, SimOptions
@@ -39,22 +39,27 @@ def after(rows, t_ns):
     return [r for r in rows if r["recv_ns"] > t_ns]
 
 
-@pytest.mark.parametrize("kind", ["gap", "crossed", "malformed", "disconnect", "abrupt_disconnect", "stall", "slow"])
-def test_fault_is_recorded_and_collection_recovers(tmp_path, kind):
+CASES = [("binance", k) for k in ["gap", "crossed", "malformed", "disconnect", "abrupt_disconnect", "stall", "slow"]]
+CASES += [("okx", k) for k in ["gap", "malformed", "disconnect"]]
+
+
+@pytest.mark.parametrize("ex,kind", CASES)
+def test_fault_is_recorded_and_collection_recovers(tmp_path, ex, kind):
     async def body():
         sim = SimOptions(rate=20, trades_per_update=0.5, ticker_interval=0.5, seed=hash(kind) % 1000)
         async with LoopbackExchange("sim", SYMBOLS, sim=sim) as lx:
-            cfg = make_config(tmp_path, [binance_entry(lx, SYMBOLS, book_depth=10)], stall_timeout=1.5)
+            entry = binance_entry(lx, SYMBOLS, book_depth=10) if ex == "binance" else exchange_entry(lx, ex, SYMBOLS, book_depth=10)
+            cfg = make_config(tmp_path, [entry], stall_timeout=1.5)
             async with running_collector(cfg) as collector:
                 rec = collector.recorder
-                await wait_until(lambda: all((("binance", "orderbook", s) in rec.last_seen) for s in SYMBOLS),
+                await wait_until(lambda: all(((ex, "orderbook", s) in rec.last_seen) for s in SYMBOLS),
                                  20, what="books of every symbol")
                 await asyncio.sleep(0.5)
                 t_fault = time.time_ns()
                 await inject(lx, kind)
                 mark = time.time_ns()
                 # recovered = every symbol's book updated again well after the fault
-                await wait_until(lambda: all(rec.last_seen.get(("binance", "orderbook", s), 0) > mark + 500_000_000
+                await wait_until(lambda: all(rec.last_seen.get((ex, "orderbook", s), 0) > mark + 500_000_000
                                              for s in SYMBOLS), 30, what=f"books flowing again after {kind}")
                 if kind == "slow":
                     await asyncio.sleep(3.0)  # let the slow period end and drain
@@ -64,17 +69,18 @@ def test_fault_is_recorded_and_collection_recovers(tmp_path, kind):
             ev = after(tables["events"].to_pylist(), t_fault)
             books = tables["orderbook"]
             for s in SYMBOLS:  # collection recovered for every symbol
-                assert after(rows_of(books, symbol=s), t_fault + 500_000_000), s
+                assert after(rows_of(books, symbol=s), t_fault + 500_000_000), (s, ev)
             kinds = [e["event"] for e in ev]
             if kind == "gap":
                 gaps = [e for e in ev if e["event"] == "gap"]
-                assert [g["symbol"] for g in gaps] == ["BTC/USDT"] and "Checksum" in gaps[0]["reason"]
+                assert [g["symbol"] for g in gaps] == ["BTC/USDT"], (ev, lx.sent.faults)
+                assert ("ChecksumError" if ex == "binance" else "InvalidNonce") in gaps[0]["reason"]
                 resync = [e for e in ev if e["event"] == "resync" and e["symbol"] == "BTC/USDT"]
-                assert resync and resync[0]["recv_ns"] > gaps[0]["recv_ns"]
-                dropped = lx.sent.stream("binance", "BTC/USDT", "orderbook").dropped
+                assert resync and resync[0]["recv_ns"] > gaps[0]["recv_ns"], ev
+                dropped = lx.sent.stream(ex, "BTC/USDT", "orderbook").dropped
                 nonces = {r["nonce"] for r in rows_of(books, symbol="BTC/USDT")}
                 assert dropped and not any(a <= n <= b for a, b in dropped for n in nonces)
-                stream = lx.sent.stream("binance", "BTC/USDT", "orderbook")
+                stream = lx.sent.stream(ex, "BTC/USDT", "orderbook")
                 assert nonces <= set(stream.ids) | set(stream.snapshots)  # nothing invented
             elif kind == "crossed":
                 crossed = [e for e in ev if e["event"] == "crossed_book"]
@@ -82,12 +88,12 @@ def test_fault_is_recorded_and_collection_recovers(tmp_path, kind):
                 eth = after(rows_of(books, symbol="ETH/USDT"), t_fault)
                 assert any(r["bid_px"][0] >= r["ask_px"][0] for r in eth)  # kept: bronze loses nothing
                 assert eth[-1]["bid_px"][0] < eth[-1]["ask_px"][0]          # and the book uncrossed
-                assert_stream_matches(tables, lx.sent, "binance", "binance", SYMBOLS, uncrossed=False)
+                assert_stream_matches(tables, lx.sent, ex, ex, SYMBOLS, uncrossed=False)
             elif kind == "malformed":
                 errors = [e for e in ev if e["event"] == "error"]
                 assert errors and "unhandled frame" in errors[0]["reason"]
                 assert "reconnect" not in kinds  # the connection survived the bad frame
-                assert_stream_matches(tables, lx.sent, "binance", "binance", SYMBOLS)
+                assert_stream_matches(tables, lx.sent, ex, ex, SYMBOLS)
             elif kind in ("disconnect", "abrupt_disconnect"):
                 reconnects = {(e["symbol"], e["channel"]) for e in ev if e["event"] == "reconnect"}
                 assert reconnects >= {(s, ch) for s in SYMBOLS for ch in CHANNELS}
@@ -100,6 +106,6 @@ def test_fault_is_recorded_and_collection_recovers(tmp_path, kind):
                 assert any(e["event"] == "reconnect" and "stall" in e["reason"] for e in ev)
             elif kind == "slow":
                 assert not {"reconnect", "gap", "stall", "dropped"} & set(kinds)
-                assert_stream_matches(tables, lx.sent, "binance", "binance", SYMBOLS)
+                assert_stream_matches(tables, lx.sent, ex, ex, SYMBOLS)
 
     asyncio.run(asyncio.wait_for(body(), 90))
