@@ -54,29 +54,27 @@ def _times(table: pa.Table | pa.RecordBatch) -> tuple[np.ndarray, np.ndarray]:
     return ts.astype(np.int64, copy=False), recv
 
 
-def _group_order(table: pa.Table | pa.RecordBatch, ts: np.ndarray) -> Iterator[tuple[Key, np.ndarray]]:
-    """(key, row indices sorted by time, stable) for every (exchange, symbol) in the batch."""
-    ex = pc.dictionary_encode(table.column("exchange"))
-    sym = pc.dictionary_encode(table.column("symbol"))
-    if isinstance(ex, pa.ChunkedArray):
-        ex, sym = ex.combine_chunks(), sym.combine_chunks()
+def _group_order(table: pa.Table, ts: np.ndarray) -> tuple[np.ndarray, list[tuple[Key, int, int]]]:
+    """One stable order of all rows by ((exchange, symbol), time) and each key's [start, end) in it."""
+    ex = pc.dictionary_encode(table.column("exchange")).combine_chunks()
+    sym = pc.dictionary_encode(table.column("symbol")).combine_chunks()
     ex_codes = ex.indices.to_numpy().astype(np.int64)
     sym_codes = sym.indices.to_numpy().astype(np.int64)
     key_codes = ex_codes * max(len(sym.dictionary), 1) + sym_codes
     order = np.lexsort((ts, key_codes))
     sorted_keys = key_codes[order]
-    bounds = np.flatnonzero(np.diff(sorted_keys)) + 1
+    starts = np.concatenate(([0], np.flatnonzero(np.diff(sorted_keys)) + 1))
+    ends = np.concatenate((starts[1:], [len(order)]))
     ex_names, sym_names = ex.dictionary.to_pylist(), sym.dictionary.to_pylist()
-    for rows in np.split(order, bounds):
-        if len(rows):
-            first = rows[0]
-            yield (ex_names[ex_codes[first]], sym_names[sym_codes[first]]), rows
+    groups = [((ex_names[ex_codes[order[s]]], sym_names[sym_codes[order[s]]]), int(s), int(e))
+              for s, e in zip(starts, ends) if e > s]
+    return order, groups
 
 
 class SegmentReader:
     """A finished segment directory: verify() first, then trades()/reset_events()/book_batches()."""
 
-    def __init__(self, seg_dir: str | Path, batch_rows: int = 65536):
+    def __init__(self, seg_dir: str | Path, batch_rows: int = 16384):
         self.dir = Path(seg_dir)
         self.batch_rows = batch_rows
         self.manifest: dict = {}
@@ -137,7 +135,7 @@ class SegmentReader:
         if path is None:
             return None
         try:
-            return pq.read_table(path, columns=columns)
+            return pq.ParquetFile(path, memory_map=False).read(columns=columns, use_threads=False)
         except (pa.ArrowException, OSError) as e:
             raise BadSegment(f"{path.name}: unreadable: {e}") from None
 
@@ -171,11 +169,18 @@ class SegmentReader:
 
 
 def _split(table: pa.Table) -> Iterator[tuple[Key, pa.Table]]:
-    """Rows of each (exchange, symbol), sorted by time (a null time sorts at its receive time)."""
+    """Rows of each (exchange, symbol), sorted by time (a null time sorts at its receive time).
+
+    One `take` reorders the whole batch; each symbol is then a zero-copy slice."""
+    if table.num_rows == 0:
+        return
     ts, _recv = _times(table)
+    order, groups = _group_order(table, ts)
     body = table.drop_columns(["exchange", "symbol"])
-    for key, rows in _group_order(table, ts):
-        yield key, body.take(pa.array(rows))
+    if (np.diff(order) != 1).any():
+        body = body.take(pa.array(order))
+    for key, start, end in groups:
+        yield key, body.slice(start, end - start)
 
 
 def _sha256(path: Path) -> str:

@@ -11,9 +11,14 @@ segment k.  This module makes the chunks what a single merged stream would give:
 
 - each book batch is fed together with the trades and resets before its cut time;
   rows from the cut on are held back for the next batch;
-- at the end of a segment, rows within `reorder_ms` of the newest exchange time
-  are *carried* (in the checkpoint) into the next segment, so rows of the next
-  segment that are up to `reorder_ms` older still merge in order;
+- books and trades are separate streams that lag each other (a busy collector turns
+  book updates into rows more slowly than trades), so the *watermark* is the newest
+  exchange time both streams of the symbol have reached so far (their *heads*, kept
+  in the checkpoint), minus `reorder_ms`; rows at or after it are *carried* into the
+  next segment, so rows up to `reorder_ms` older than the slower stream's head still
+  merge in order.  The watermark is never more than `MAX_CARRY_FACTOR * reorder_ms`
+  behind the faster head, so a silent stream holds nothing back for long and the
+  carry stays small;
 - a `gap`/`resync`/`reconnect` event row becomes a reset at the exchange time of
   the first book received at or after the event (event times are local-clock,
   book times exchange-clock, so the receive time orders them); an event with no
@@ -31,11 +36,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..config import FeatureOptions
 from .bronze_reader import Key, sort_times
 
 NO_EVENT = -1  # a pending reset carried from an earlier segment: any book resolves it
+MAX_CARRY_FACTOR = 12  # carry at most 12 reorder windows (1 minute by default) behind the newest row
 
 
 def options_fingerprint(options: FeatureOptions) -> str:
@@ -53,6 +60,19 @@ def _ts(table: pa.Table | None) -> np.ndarray:
     if table is None or table.num_rows == 0:
         return np.zeros(0, dtype=np.int64)
     return sort_times(table)
+
+
+def _timed(table: pa.Table | None) -> tuple[pa.Table | None, int]:
+    """Rows with an exchange time, and how many had none (e.g. REST book snapshots).
+
+    The engine skips such rows anyway; here they must not move the watermark (their
+    receive time may be a different clock or, in a replay, a different year)."""
+    if table is None or table.num_rows == 0:
+        return table, 0
+    ts = table.column("timestamp")
+    if ts.null_count == 0:
+        return table, 0
+    return table.filter(pc.is_valid(ts)), ts.null_count
 
 
 def _concat_sorted(a: pa.Table | None, b: pa.Table | None) -> pa.Table | None:
@@ -89,16 +109,20 @@ class Carry:
     trades: pa.Table | None = None
     resets: list[int] = field(default_factory=list)
     pending_reset: bool = False
+    book_head: int | None = None   # newest exchange time seen per stream
+    trade_head: int | None = None
 
     def to_bytes(self) -> bytes:
         return json.dumps({"books": _ipc(self.books), "trades": _ipc(self.trades),
-                           "resets": self.resets, "pending_reset": self.pending_reset}).encode()
+                           "resets": self.resets, "pending_reset": self.pending_reset,
+                           "book_head": self.book_head, "trade_head": self.trade_head}).encode()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "Carry":
         d = json.loads(data) if data else {}
         return cls(_from_ipc(d.get("books")), _from_ipc(d.get("trades")),
-                   [int(r) for r in d.get("resets", [])], bool(d.get("pending_reset", False)))
+                   [int(r) for r in d.get("resets", [])], bool(d.get("pending_reset", False)),
+                   d.get("book_head"), d.get("trade_head"))
 
 
 @dataclass
@@ -123,6 +147,7 @@ class SymbolFeed:
         self.engine = engine
         self.reorder_ms = reorder_ms
         self.new_trades = 0 if trades is None else trades.num_rows
+        trades, self.untimed = _timed(trades)
         self.trades = _concat_sorted(carry.trades, trades)
         self._tts = _ts(self.trades)
         self._trade_pos = 0
@@ -130,7 +155,8 @@ class SymbolFeed:
         self._events = ([NO_EVENT] if carry.pending_reset else []) + sorted(events_recv_ns)
         self._resets = sorted(carry.resets)
         self._fed_until: int | None = None
-        self._max_ts = max([int(x[-1]) for x in (_ts(carry.books), self._tts) if len(x)], default=None)
+        self._book_head = carry.book_head
+        self._trade_head = _later(carry.trade_head, int(self._tts[-1]) if len(self._tts) else None)
         self.output = FeatureOutput()
         self.books_fed = 0
 
@@ -138,20 +164,32 @@ class SymbolFeed:
         if books.num_rows == 0:
             return
         self._resolve_resets(books)
+        books, untimed = _timed(books)
+        self.untimed += untimed
         books = _concat_sorted(self._held, books)
+        if books is None or books.num_rows == 0:
+            return
         ts = _ts(books)
-        self._max_ts = int(ts[-1]) if self._max_ts is None else max(self._max_ts, int(ts[-1]))
-        self._held = self._feed_before(books, ts, int(ts[-1]) - self.reorder_ms)
+        self._book_head = _later(self._book_head, int(ts[-1]))
+        self._held = self._feed_before(books, ts, self._watermark())
 
     def finish(self) -> Carry:
-        """Feed what is older than the reorder window; return the carry for the next segment."""
+        """Feed what is older than the watermark; return the carry for the next segment."""
         books = self._held
-        if self._max_ts is not None:
-            books = self._feed_before(books, _ts(books), self._max_ts - self.reorder_ms)
+        if self._book_head is not None or self._trade_head is not None:
+            books = self._feed_before(books, _ts(books), self._watermark())
         trades = self.trades.slice(self._trade_pos) if self.trades is not None else None
         return Carry(books if books is not None and books.num_rows else None,
                      trades if trades is not None and trades.num_rows else None,
-                     list(self._resets), bool(self._events))
+                     list(self._resets), bool(self._events), self._book_head, self._trade_head)
+
+    def _watermark(self) -> int:
+        """Everything older than this has arrived (up to `reorder_ms` of lateness)."""
+        heads = [t for t in (self._book_head, self._trade_head) if t is not None]
+        newest = max(heads) - MAX_CARRY_FACTOR * self.reorder_ms
+        if len(heads) < 2:  # one stream not seen yet: it may only be lagging
+            return newest
+        return max(min(heads) - self.reorder_ms, newest)
 
     def _resolve_resets(self, books: pa.Table) -> None:
         """Turn events into reset times: exchange time of the first book received at/after each event."""
@@ -189,6 +227,10 @@ class SymbolFeed:
             self.output.add(self.engine.process(chunk, trades, resets=resets or None))
             self._fed_until = until
         return books.slice(cut) if books is not None else None
+
+
+def _later(a: int | None, b: int | None) -> int | None:
+    return b if a is None else a if b is None else max(a, b)
 
 
 @dataclass

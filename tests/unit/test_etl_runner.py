@@ -65,6 +65,32 @@ def test_thirty_segments_equal_one(tmp_path, market):
         assert max(rows.column("resets").to_pylist()) == n
 
 
+@pytest.mark.parametrize("lagging", ["orderbook", "trades"])
+def test_thirty_equal_one_when_a_stream_lags(tmp_path, market, lagging):
+    """A busy collector turns one stream into rows later than the other: 20 s of receive time
+    here, four times the reorder window, so rows of one stream land segments later."""
+    lagged = dict(market)
+    t = market[lagging]
+    recv = pa.compute.add(t.column("recv_ns"), 20_000_000_000)
+    lagged[lagging] = t.set_column(t.schema.get_field_index("recv_ns"), "recv_ns", recv)
+    run_all(tmp_path / "one", lagged, 1)
+    run_all(tmp_path / "thirty", lagged, 30)
+    assert_same_tree(tmp_path / "one/features", tmp_path / "thirty/features")
+
+
+def test_untimed_books_do_not_move_the_watermark(tmp_path):
+    tables = synthetic_market(symbols=("BTC/USDT",), seconds=40)
+    books = tables["orderbook"]
+    ts = books.column("timestamp").to_pylist()
+    ts[50] = None  # a REST snapshot: no exchange time, receive time far in the future
+    recv = books.column("recv_ns").to_pylist()
+    recv[50] += 10**18
+    books = books.set_column(2, "timestamp", pa.array(ts, pa.int64())).set_column(3, "recv_ns", pa.array(recv, pa.int64()))
+    run_all(tmp_path / "one", {**tables, "orderbook": books}, 1)
+    run_all(tmp_path / "four", {**tables, "orderbook": books}, 4)
+    assert_same_tree(tmp_path / "one/features", tmp_path / "four/features")
+
+
 def test_reset_lands_on_first_book_after_event(tmp_path):
     tables = synthetic_market(symbols=("BTC/USDT",), seconds=30, gaps=[("BTC/USDT", 29_999)])
     # the gap is after nearly every book: with 3 segments its reset is pending across no segment
