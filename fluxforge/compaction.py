@@ -19,7 +19,9 @@ A crash before 3 leaves only the inputs (the journal is dropped on the next
 run); after 3 the verified output exists and the next run finishes step 4 from
 the journal.  So no row is ever lost, and duplicates are visible at most until
 the next run.  Only partitions dated before `closed_before()` are touched: the
-ETL may still write any date on or after the start of a pending segment.
+ETL may still write any date on or after the start of a pending segment, and
+(through its reorder window, carried across segments) a little before it, so a
+pending segment started at t keeps dates from (t - reorder_window - 1 h) open.
 """
 from __future__ import annotations
 
@@ -43,7 +45,10 @@ JOURNAL = ".compaction.json"
 META_KEY = b"fluxforge.compaction"
 SORT_COLUMN = "timestamp"
 SMALL_FRACTION = 0.75  # files below this fraction of the target are merge candidates
+ROW_GROUP_BYTES = 16 * 1024 * 1024  # decoded size cap of a merged row group: readers on a 1 GB Pi
+READ_BATCH_ROWS = 16384
 _PENDING_STATES = ("active", "ready", "processing")
+_CARRY_MARGIN = timedelta(hours=1)  # exchange/receive clock skew on top of the ETL reorder window
 
 log = get_logger("fluxforge.compaction")
 
@@ -94,7 +99,9 @@ def closed_before(cfg: Config, today: date | None = None) -> date:
     store = SegmentStore(cfg.segments_dir)
     for state in _PENDING_STATES:
         for seg in store.list(state):
-            cutoff = min(cutoff, SegmentId.parse(seg.name).start_datetime.date())
+            start = SegmentId.parse(seg.name).start_datetime
+            reach = start - timedelta(seconds=cfg.etl.reorder_window) - _CARRY_MARGIN
+            cutoff = min(cutoff, reach.date())
     return cutoff
 
 
@@ -137,7 +144,16 @@ def plan_partition(partition: Path, target_bytes: int) -> list[MergeGroup]:
             groups.append(MergeGroup(partition, list(run), run_bytes))
         run.clear()
 
-    for p in list_parts(partition):
+    parts = list_parts(partition)
+    merged_covers = {c for p in parts if "--" in p.name for c in covered_parts(p)}
+    for p in parts:
+        if "--" not in p.name and p.name in merged_covers:
+            # The ETL wrote a part again after it was merged (a redo): merging it would duplicate rows.
+            log.error("compaction_part_rewritten_after_merge", partition=str(partition), part=p.name,
+                      hint="rows of this segment are in the merged file too; inspect before removing either")
+            close_run()
+            run_bytes, run_schema = 0, None
+            continue
         size = p.stat().st_size
         if size >= SMALL_FRACTION * target_bytes:
             close_run()
@@ -185,15 +201,26 @@ def _time_ordered(inputs: list[Path]) -> bool:
 def _input_batches(group: MergeGroup, ordered: bool) -> Iterator[pa.RecordBatch]:
     if ordered:
         for p in group.inputs:
-            yield from pq.ParquetFile(p).iter_batches(batch_size=65536)
+            yield from pq.ParquetFile(p).iter_batches(batch_size=READ_BATCH_ROWS)
         return
     table = pa.concat_tables(pq.read_table(p) for p in group.inputs).sort_by(SORT_COLUMN)
     yield from table.to_batches(max_chunksize=65536)
 
 
+def group_rows(inputs: list[Path], row_group_rows: int) -> int:
+    """Rows per merged row group: `etl.row_group_rows`, fewer for wide rows (<= ROW_GROUP_BYTES decoded)."""
+    meta = pq.read_metadata(inputs[0])
+    rows = sum(meta.row_group(i).num_rows for i in range(meta.num_row_groups))
+    decoded = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+    if not rows or not decoded:
+        return row_group_rows
+    return max(1024, min(row_group_rows, int(ROW_GROUP_BYTES * rows / decoded)))
+
+
 def merge_group(group: MergeGroup, row_group_rows: int) -> tuple[int, int]:
     """Write, verify and install one merged file; returns (rows, bytes out)."""
     output = group.output
+    row_group_rows = group_rows(group.inputs, row_group_rows)
     schema = pq.read_schema(group.inputs[0]).remove_metadata()
     covers = [c for p in group.inputs for c in covered_parts(p)]
     ordered = _time_ordered(group.inputs)
@@ -201,16 +228,24 @@ def merge_group(group: MergeGroup, row_group_rows: int) -> tuple[int, int]:
     digest_in = TableDigest()
     try:
         with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+            pending: list[pa.RecordBatch] = []  # small parts are buffered into full row groups
+            pending_rows = 0
             for batch in _input_batches(group, ordered):
                 batch = pa.RecordBatch.from_arrays(batch.columns, schema=schema)
                 digest_in.update(batch)
-                writer.write_batch(batch, row_group_size=row_group_rows)
+                pending.append(batch)
+                pending_rows += batch.num_rows
+                if pending_rows >= row_group_rows:
+                    writer.write_table(pa.Table.from_batches(pending), row_group_size=row_group_rows)
+                    pending, pending_rows = [], 0
+            if pending:
+                writer.write_table(pa.Table.from_batches(pending), row_group_size=row_group_rows)
             want = digest_in.hexdigest()
             writer.add_key_value_metadata({META_KEY.decode(): json.dumps(
                 {"covers": covers, "inputs": [p.name for p in group.inputs], "rows": digest_in.rows, "digest": want})})
         fsync_file(tmp)
         reader = pq.ParquetFile(tmp)
-        got = TableDigest().update_all(reader.iter_batches(batch_size=65536))
+        got = TableDigest().update_all(reader.iter_batches(batch_size=READ_BATCH_ROWS))
         if reader.metadata.num_rows != digest_in.rows or got.rows != digest_in.rows or got.hexdigest() != want:
             raise CompactionError(f"{output}: merged file does not match its {len(group.inputs)} inputs "
                                   f"(rows {got.rows} vs {digest_in.rows}); inputs kept")
@@ -234,8 +269,9 @@ def _finish(partition: Path, inputs: list[str]) -> None:
 
 def recover_partition(partition: Path) -> bool:
     """Finish or roll back an interrupted merge; drop stale temp files.  True if a journal was found."""
-    for stale in partition.glob(".part-*--*.parquet.tmp-*"):
-        stale.unlink(missing_ok=True)
+    for pattern in (".part-*--*.parquet.tmp-*", f".{JOURNAL}.tmp-*"):  # temps of a killed run
+        for stale in partition.glob(pattern):
+            stale.unlink(missing_ok=True)
     journal = partition / JOURNAL
     if not journal.exists():
         return False
@@ -264,6 +300,8 @@ def compact(cfg: Config, dry_run: bool = False, today: date | None = None, progr
         return report
     for partition, _d in iter_partitions(cfg.features_dir, before):
         report.partitions += 1
+        if dry_run and (partition / JOURNAL).exists():
+            continue  # an interrupted merge: the real run finishes it first
         if not dry_run and recover_partition(partition):
             report.recovered += 1
         report.plan.extend(plan_partition(partition, target))

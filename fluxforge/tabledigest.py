@@ -16,7 +16,7 @@ from typing import Iterable
 
 import pyarrow as pa
 
-WINDOW_ROWS = 65536
+WINDOW_ROWS = 16384  # ~20 MB of 150 float64 columns per window: small next to a 1 GB Pi
 
 
 class TableDigest:

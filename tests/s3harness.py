@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import boto3
+import pytest
 from botocore.config import Config as BotoConfig
 
 _LAUNCH = """
@@ -62,6 +63,13 @@ class MotoServer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+@pytest.fixture(scope="module")
+def moto():
+    """A moto server per test module (import this fixture into the module)."""
+    with MotoServer() as server:
+        yield server
 
 
 @dataclass

@@ -9,16 +9,30 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
+import structlog
 
 from fluxforge.bronze import CHANNEL_SCHEMAS, FORMAT_VERSION
 from fluxforge.config import parse_config
 from fluxforge.segments import SegmentId, SegmentStore
+
+@pytest.fixture(autouse=True)
+def fresh_logging():
+    """Import into a test module: an earlier in-process CLI run may have bound structlog to a
+    pytest capture stream that is closed by now (configure_logging binds sys.stderr once)."""
+    structlog.reset_defaults()
+    yield
+
 
 HF_COLUMNS = ("mid", "spread_bps", "microprice", "ofi_1s", "imbalance_l5", "rv_30s", "vpin")
 
@@ -132,3 +146,18 @@ def partition_rows(partition: Path) -> pa.Table:
 def utc_day(days_ago: int) -> datetime:
     today = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
     return today - timedelta(days=days_ago)
+
+
+def fluxforge_cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "fluxforge", *args]
+
+
+def run_and_maybe_kill(cmd: list[str], delay: float) -> bool:
+    """Start `cmd`; SIGKILL it (by pid) after `delay` s unless it has finished.  True if it was killed."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(delay)
+    killed = proc.poll() is None
+    if killed:
+        os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=60)
+    return killed

@@ -24,8 +24,6 @@ def run(args: argparse.Namespace) -> int:
     from ..cli import UserError
     from ..config import load_config
     from ..logs import configure_logging, get_logger
-    from ..maintenance import maintenance_lock
-    from ..progress import Progress
     from ..sync.client import SyncError, make_target
     from ..sync.timesync import wait_for_clock
 
@@ -35,12 +33,12 @@ def run(args: argparse.Namespace) -> int:
     if args.download is not None and not args.to:
         raise UserError("--download needs --to DIR")
     if not cfg.sync.enabled and args.download is None:
-        log.info("sync_disabled", hint="set sync.enabled: true and sync.bucket")
-        return 0
+        log.info("sync_disabled", hint="set sync.enabled: true and sync.bucket; applying retention only")
+        return _retention_only(cfg, args.dry_run)
     if cfg.sync.require_time_sync and not args.dry_run and not wait_for_clock(cfg.sync.time_sync_wait):
         log.warning("sync_skipped_clock_unsynchronised", waited_seconds=cfg.sync.time_sync_wait,
                     hint="no /run/systemd/timesync/synchronized yet; S3 would reject signatures; retrying next timer run")
-        return 0
+        return _retention_only(cfg, dry_run=False)
     try:
         target = make_target(cfg.sync)
         log.info("sync_started", endpoint=target.client.meta.endpoint_url, bucket=target.bucket, prefix=target.prefix,
@@ -51,6 +49,16 @@ def run(args: argparse.Namespace) -> int:
     except SyncError as e:
         log.error("sync_failed", error=str(e))
         raise UserError(f"sync failed: {e}", exit_code=1) from None
+
+
+def _retention_only(cfg, dry_run: bool) -> int:
+    from ..maintenance import maintenance_lock
+    from ..retention import enforce
+    from ..sync.state import UploadState
+
+    with maintenance_lock(cfg.state_dir), UploadState(cfg.state_dir) as state:
+        enforce(cfg, state, dry_run=dry_run)
+    return 0
 
 
 def _download(args, cfg, target, dest, log) -> int:

@@ -55,6 +55,9 @@ def make_target(cfg: SyncConfig) -> S3Target:
     """A client for the configured endpoint; raises SyncError when sync is unusable."""
     if not cfg.bucket:
         raise SyncError("sync.bucket is not set")
+    if (cfg.aws_access_key_id is None) != (cfg.aws_secret_access_key is None):
+        raise SyncError("sync.aws_access_key_id and sync.aws_secret_access_key must be set together "
+                        "(or neither, to use the standard boto3 credential chain)")
     session = boto3.session.Session(
         aws_access_key_id=cfg.aws_access_key_id,
         aws_secret_access_key=cfg.aws_secret_access_key,

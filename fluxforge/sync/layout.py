@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from ..compaction import covered_parts
+from ..compaction import compaction_metadata
 from ..config import Config
 from ..segments import MANIFEST, SegmentId, SegmentStore
 
@@ -35,8 +35,13 @@ class LocalFile:
         """Logical paths of the parts a compacted feature file replaces (None if it replaces nothing)."""
         if self.segment is not None or "--" not in self.path.name:
             return None
+        meta = compaction_metadata(self.path)
+        if not meta:
+            return None
         base = self.logical.rsplit("/", 1)[0]
-        return [f"{base}/{name}" for name in covered_parts(self.path) if name != self.path.name]
+        # original ETL parts, and the direct inputs (an earlier merged file merged again)
+        names = dict.fromkeys(meta["covers"] + meta.get("inputs", []))
+        return [f"{base}/{name}" for name in names if name != self.path.name]
 
 
 def bronze_prefix(seg: SegmentId) -> str:

@@ -11,7 +11,7 @@ Order of a run, and why:
    the local tree, so a download never holds the same rows twice);
 5. with `delete_after_upload`, remove verified local copies (bronze segments,
    and feature files of closed partitions only);
-6. retention (see fluxforge.retention).
+6. retention (see fluxforge.retention), also when the run failed.
 Nothing is deleted locally unless its upload was verified, whatever fails.
 """
 from __future__ import annotations
@@ -130,6 +130,15 @@ def run_sync(cfg: Config, target: S3Target, state: UploadState, dry_run: bool = 
             print(f"upload {f.path} -> s3://{target.bucket}/{target.key(f.logical)}")
         print(f"# dry run: {len(p.files)} files ({p.bytes() / 1e6:.1f} MB) to upload, {p.current} already verified in S3")
         return report
+    try:
+        _upload_all(cfg, target, state, p, report, progress)
+    finally:  # also when S3 is unreachable: the disk must not fill up meanwhile
+        report.retention_deleted = len(enforce(cfg, state).deleted)
+    return report
+
+
+def _upload_all(cfg: Config, target: S3Target, state: UploadState, p: SyncPlan, report: SyncReport,
+                progress: Any) -> None:
     check_bucket(target)
     try:
         abort_stale_multipart(target, cfg.host_id)
@@ -149,8 +158,6 @@ def run_sync(cfg: Config, target: S3Target, state: UploadState, dry_run: bool = 
     report.superseded_deleted = delete_superseded(target, state)
     if cfg.sync.delete_after_upload:
         report.local_deleted = delete_uploaded_locally(cfg, state)
-    report.retention_deleted = len(enforce(cfg, state).deleted)
-    return report
 
 
 def verify_remote(target: S3Target, state: UploadState) -> list[tuple[str, str]]:

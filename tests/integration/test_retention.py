@@ -11,20 +11,14 @@ import pytest
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from s3harness import MotoServer  # noqa: E402
-from syncdata import bronze_segment, feature_day, make_config, utc_day  # noqa: E402
+from s3harness import moto  # noqa: E402,F401
+from syncdata import bronze_segment, feature_day, make_config, utc_day, fresh_logging  # noqa: E402,F401
 
 from fluxforge.cli import main  # noqa: E402
 from fluxforge.retention import disk_usage_percent  # noqa: E402
 from fluxforge.segments import SegmentStore  # noqa: E402
 
 MB = 1024 * 1024
-
-
-@pytest.fixture(scope="module")
-def moto():
-    with MotoServer() as server:
-        yield server
 
 
 @pytest.fixture
@@ -131,4 +125,21 @@ def test_sync_applies_retention_after_upload(small_fs, moto):
     everything = sorted(uploaded + unsynced)
     deleted = [n for n in everything if n not in remaining]
     assert deleted == everything[:len(deleted)] and deleted[0] == sorted(unsynced)[0]
+    assert disk_usage_percent(small_fs) < 72
+
+
+def test_retention_runs_even_when_s3_is_down(small_fs, moto, capsys):
+    cfg_path, uploaded, unsynced = setup_data(small_fs, moto, "fluxforge-ret-5")
+    data = yaml.safe_load(cfg_path.read_text())
+    data["sync"]["endpoint_url"] = "http://127.0.0.1:9"  # nothing listens: every request fails
+    data["sync"]["max_attempts"] = 1
+    cfg_path.write_text(yaml.safe_dump(data))
+    set_retention(cfg_path, disk_low_watermark=72)
+    fill_to(small_fs, 82)
+    assert main(["sync", "-c", str(cfg_path)]) == 1
+    assert "cannot reach S3 endpoint" in capsys.readouterr().err
+    remaining = done_names(small_fs)
+    assert all(n in remaining for n in unsynced)  # still protected
+    deleted = [n for n in uploaded if n not in remaining]
+    assert deleted and deleted == uploaded[:len(deleted)]  # the oldest verified ones went, S3 down or not
     assert disk_usage_percent(small_fs) < 72

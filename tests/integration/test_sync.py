@@ -13,8 +13,9 @@ import pytest
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from s3harness import Fault, FaultProxy, MotoServer, is_put_object, is_upload_part  # noqa: E402
-from syncdata import bronze_segment, feature_day, make_config, tree_digest, utc_day  # noqa: E402
+from s3harness import Fault, FaultProxy, is_put_object, is_upload_part, moto  # noqa: E402,F401
+from syncdata import (bronze_segment, feature_day, fresh_logging, hf_table, make_config,  # noqa: E402,F401
+                      tree_digest, utc_day, write_part)
 
 from fluxforge.cli import main  # noqa: E402
 from fluxforge.compaction import compact  # noqa: E402
@@ -22,12 +23,6 @@ from fluxforge.segments import SegmentId  # noqa: E402
 from fluxforge.sync.state import UploadState  # noqa: E402
 
 _bucket_ids = itertools.count()
-
-
-@pytest.fixture(scope="module")
-def moto():
-    with MotoServer() as server:
-        yield server
 
 
 @pytest.fixture
@@ -138,6 +133,15 @@ def test_round_trip_rerun_and_compaction(tmp_path, moto, proxy, bucket, capsys):
     for rel in expected:  # and the Parquet reads back with the same rows
         if rel.startswith("features/") and rel.endswith(".parquet"):
             assert pq.read_table(tmp_path / "restore2" / rel).equals(pq.read_table(data / rel))
+    # a late part lands in a compacted partition; the next compaction merges the merged file again,
+    # and sync removes the now-superseded merged file from the bucket too
+    hf = next(p for p in (data / "features" / "hf").rglob(f"date={utc_day(2).date().isoformat()}"))
+    late = SegmentId.new("pi01", 500, utc_day(2).replace(hour=23, minute=59))
+    write_part(data / "features", "hf", "binance", "BTC-USDT", hf.name[5:], late,
+               hf_table(int(late.start_datetime.timestamp() * 1000) + 1, 10, seed=9))
+    assert compact(cfg).groups == 1
+    assert main(["sync", "-c", str(cfg_path)]) == 0
+    assert remote_keys(moto, bucket) == set(local_expected(data))
     out = capsys.readouterr()
     assert "testing" not in out.err.replace("fluxforge-test", "")  # the secret is never logged
 
@@ -241,3 +245,19 @@ def test_sha256_checksums(tmp_path, moto, proxy, bucket):
     head = moto.client().head_object(Bucket=bucket, Key=f"fleet/{key}", ChecksumMode="ENABLED")
     assert base64.b64decode(head["ChecksumSHA256"].split("-")[0])
     assert download_tree(cfg_path, tmp_path / "restore") == local_expected(tmp_path / "data")
+
+
+def test_dead_endpoint_is_a_clear_error(tmp_path, capsys):
+    import socket
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    populate(tmp_path, segments=1)
+    before = tree_digest(tmp_path / "data")
+    cfg_path = write_config(tmp_path, f"http://127.0.0.1:{port}", "fluxforge-dead", delete_after_upload=True,
+                            max_attempts=2, connect_timeout=2)
+    assert main(["sync", "-c", str(cfg_path)]) == 1
+    err = capsys.readouterr().err
+    assert "cannot reach S3 endpoint" in err and "Traceback" not in err
+    after = tree_digest(tmp_path / "data")
+    assert {k: v for k, v in after.items() if not k.startswith("state/")} == before

@@ -1,17 +1,14 @@
 """SIGKILL `fluxforge sync` at random points: reruns converge, the bucket mirrors the disk exactly once."""
 from __future__ import annotations
 
-import os
 import random
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from s3harness import MotoServer  # noqa: E402
-from syncdata import tree_digest, utc_day  # noqa: E402
+from syncdata import bronze_segment, fluxforge_cli, fresh_logging, run_and_maybe_kill, tree_digest, utc_day  # noqa: E402,F401
 from test_sync import big_part, local_expected, populate, remote_keys, write_config  # noqa: E402
 
 from fluxforge.cli import main  # noqa: E402
@@ -27,18 +24,20 @@ def test_sigkill_sync_converges(tmp_path):
     with MotoServer() as moto:
         moto.client().create_bucket(Bucket="fluxforge-crash")
         cfg = write_config(tmp_path, moto.url, "fluxforge-crash", workers=2)
-        cmd = [sys.executable, "-m", "fluxforge.cli", "sync", "-c", str(cfg)]
+        cmd = fluxforge_cli("sync", "-c", str(cfg))
         rnd = random.Random(11)
         killed = 0
-        for _ in range(5):
-            proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            time.sleep(rnd.uniform(0.6, 2.0))
-            if proc.poll() is None:
-                os.kill(proc.pid, signal.SIGKILL)
-                killed += 1
-            proc.wait(timeout=60)
+        for attempt in range(10):
+            if killed >= 3:
+                break
+            # fresh work for every run: a new segment and a new multipart-sized feature part
+            bronze_segment(tmp_path / "data" / "segments", "pi01", 100 + attempt, utc_day(1).replace(hour=attempt))
+            p = big_part(features, utc_day(6 + attempt).date().isoformat(), mb=6)
+            p.rename(p.with_name(p.name.replace("000900", f"{950 + attempt:06d}")))
+            killed += run_and_maybe_kill(cmd, rnd.uniform(0.5, 1.8))
         assert killed >= 2
-        assert subprocess.run(cmd, capture_output=True, timeout=300).returncode == 0
+        final = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        assert final.returncode == 0, final.stderr[-3000:]
         expected = local_expected(tmp_path / "data")
         assert remote_keys(moto, "fluxforge-crash") == set(expected)   # nothing missing, nothing extra
         assert moto.client().list_multipart_uploads(Bucket="fluxforge-crash").get("Uploads", []) == []

@@ -12,7 +12,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from s3harness import MotoServer  # noqa: E402
-from syncdata import bronze_segment, tree_digest, utc_day  # noqa: E402
+from syncdata import bronze_segment, tree_digest, utc_day, fresh_logging  # noqa: E402,F401
 
 from fluxforge.cli import main  # noqa: E402
 
@@ -87,3 +87,11 @@ def test_bad_credentials_clear_error_nothing_deleted(tmp_path, auth_moto, capsys
     assert message in out.err and "Traceback" not in out.err
     assert bad_secret not in out.err + out.out and secret not in out.err + out.out
     assert tree_digest(tmp_path / "data" / "segments") == before
+
+
+def test_half_a_key_pair_is_a_clear_error(tmp_path, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"data_dir": str(tmp_path), "sync": {
+        "enabled": True, "bucket": "b", "aws_access_key_id": "AKIA", "require_time_sync": False}}))
+    assert main(["sync", "-c", str(cfg)]) == 1
+    assert "aws_access_key_id and sync.aws_secret_access_key must be set together" in capsys.readouterr().err

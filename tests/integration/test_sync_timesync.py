@@ -1,13 +1,18 @@
 """Sync waits for timesyncd's flag on a systemd host, then skips cleanly instead of failing on signatures."""
 from __future__ import annotations
 
+import sys
 import threading
 import time
+from pathlib import Path
 
 import yaml
 
-from fluxforge.cli import main
-from fluxforge.sync import timesync
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from syncdata import fresh_logging  # noqa: E402,F401
+
+from fluxforge.cli import main  # noqa: E402
+from fluxforge.sync import timesync  # noqa: E402
 
 
 def gate(monkeypatch, tmp_path, systemd=True, timesyncd=True):

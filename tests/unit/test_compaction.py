@@ -2,13 +2,10 @@
 and a crash at any step converges on the next run."""
 from __future__ import annotations
 
-import json
 import os
 import random
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -16,7 +13,8 @@ import pytest
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from syncdata import feature_day, make_config, partition_rows, utc_day, bronze_segment  # noqa: E402
+from syncdata import (bronze_segment, feature_day, fluxforge_cli, fresh_logging, make_config,  # noqa: E402,F401
+                      partition_rows, run_and_maybe_kill, utc_day)
 
 from fluxforge import compaction  # noqa: E402
 from fluxforge.compaction import JOURNAL, CompactionError, closed_before, compact, compaction_metadata, covered_parts  # noqa: E402
@@ -87,33 +85,44 @@ def test_dry_run_changes_nothing(tree):
     assert sorted(tree.features_dir.rglob("*")) == files
 
 
-def test_pending_segment_keeps_its_dates_open(tmp_path):
+@pytest.mark.parametrize("start_hour, open_from_days_ago", [(12, 2), (0, 3)])
+def test_pending_segment_keeps_its_dates_open(tmp_path, start_hour, open_from_days_ago):
+    """A segment still in processing/ keeps its start date open, and the day before when it started
+    within the ETL's reorder window + 1 h of midnight (carried rows may still land there)."""
     cfg = make_config(tmp_path / "data")
-    feature_day(cfg.features_dir, utc_day(3), segments=4, rows_per_segment=50)
-    feature_day(cfg.features_dir, utc_day(2), segments=4, rows_per_segment=50)
+    for days_ago in (4, 3, 2):
+        feature_day(cfg.features_dir, utc_day(days_ago), segments=4, rows_per_segment=50)
     store = SegmentStore(cfg.segments_dir).ensure()
-    bronze_segment(cfg.segments_dir, "pi01", 99, utc_day(2))
-    (store.dir("done") / next(store.dir("done").iterdir()).name).rename(
-        store.dir("processing") / next(store.dir("done").iterdir()).name)
-    assert closed_before(cfg) == utc_day(2).date()
+    seg = bronze_segment(cfg.segments_dir, "pi01", 99, utc_day(2).replace(hour=start_hour))
+    seg.rename(store.dir("processing") / seg.name)
+    assert closed_before(cfg) == utc_day(open_from_days_ago).date()
     compact(cfg)
     for part in partitions(cfg.features_dir):
-        n = len(list(part.glob("part-*")))
-        assert n == (1 if utc_day(3).date().isoformat() in str(part) else 4)
+        day = part.name[len("date="):]
+        closed = day < utc_day(open_from_days_ago).date().isoformat()
+        assert len(list(part.glob("part-*"))) == (1 if closed else 4), part
+
+
+def test_part_rewritten_after_merge_is_not_merged_again(tree, capsys):
+    hf = next(p for p in partitions(tree.features_dir) if "/hf/" in str(p) and utc_day(2).date().isoformat() in str(p))
+    original = sorted(hf.glob("part-*"))[3]
+    copy = original.read_bytes()
+    compact(tree)
+    merged = next(hf.glob("part-*"))
+    original.write_bytes(copy)  # an ETL redo of a segment whose rows are already merged
+    assert compact(tree).groups == 0
+    assert sorted(hf.glob("part-*")) == sorted([merged, original])
+    assert "compaction_part_rewritten_after_merge" in capsys.readouterr().out
 
 
 def test_failed_verification_keeps_inputs(tree, monkeypatch):
     before = snapshot(tree.features_dir)
-    real = pq.ParquetWriter.write_batch
-    calls = {"n": 0}
+    real = pq.ParquetWriter.write_table
 
-    def lossy(self, batch, *a, **kw):  # a writer that silently drops one batch
-        calls["n"] += 1
-        if calls["n"] == 2:
-            return None
-        return real(self, batch, *a, **kw)
+    def lossy(self, table, *a, **kw):  # a writer that silently loses the first row
+        return real(self, table.slice(1), *a, **kw)
 
-    monkeypatch.setattr(pq.ParquetWriter, "write_batch", lossy)
+    monkeypatch.setattr(pq.ParquetWriter, "write_table", lossy)
     with pytest.raises(CompactionError, match="does not match"):
         compact(tree)
     monkeypatch.undo()
@@ -130,7 +139,7 @@ def test_recovery_from_each_crash_point(tree, monkeypatch, crash_after):
     class Crash(BaseException):
         pass
 
-    real_replace, real_finish = os.replace, compaction._finish
+    real_replace = os.replace
 
     def crash_replace(src, dst):
         if crash_after == "journal" and str(dst).endswith(".parquet"):
@@ -170,15 +179,8 @@ def test_sigkill_at_random_points_converges(tmp_path):
                     symbols=("BTC-USDT", "ETH-USDT"), seed=days_ago)
     before = snapshot(cfg.features_dir)
     rnd = random.Random(5)
-    cmd = [sys.executable, "-m", "fluxforge.cli", "compact", "--config", str(cfg_path)]
-    killed = 0
-    for _ in range(6):
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rnd.uniform(0.4, 1.6))
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGKILL)
-            killed += 1
-        proc.wait(timeout=60)
+    cmd = fluxforge_cli("compact", "--config", str(cfg_path))
+    killed = sum(run_and_maybe_kill(cmd, rnd.uniform(0.4, 1.6)) for _ in range(6))
     assert killed >= 2  # most runs were interrupted somewhere
     assert subprocess.run(cmd, capture_output=True, timeout=300).returncode == 0
     for part, rows in before.items():
