@@ -53,11 +53,27 @@ def host_tools():
 
 @pytest.fixture(scope="session")
 def deb_package(host_tools, tmp_path_factory) -> Path:
-    """The .deb under test: built from this tree in a clean bookworm root (lintian-checked)."""
+    """The .deb under test, built from this tree in a clean bookworm root as `make deb` does.
+    lintian runs in the background meanwhile (see `lintian_run`)."""
     prebuilt = os.environ.get("FLUXFORGE_TEST_DEB")
     if prebuilt:
         return Path(prebuilt).resolve()
-    return build_deb.build(build_deb.native_arch(), tmp_path_factory.mktemp("dist"), lintian=True)
+    return build_deb.build(build_deb.native_arch(), tmp_path_factory.mktemp("dist"), lintian=False)
+
+
+@pytest.fixture(scope="session")
+def lintian_run(deb_package, log_dir):
+    """lintian on the built .deb, started at once and checked by test_4_package (it takes
+    a minute or two, which overlaps with booting the containers)."""
+    log = log_dir / "lintian.txt"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(build_deb.lintian_argv(deb_package), stdout=out, stderr=subprocess.STDOUT)
+    try:
+        yield proc, log
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 @pytest.fixture(scope="session")

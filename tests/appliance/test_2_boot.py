@@ -55,7 +55,7 @@ def install_deb(container, deb: Path, *extra: str) -> subprocess.CompletedProces
 
 
 @pytest.fixture(scope="module")
-def appliance(deb_package, boot_root, loopback, moto_s3, log_dir):
+def appliance(deb_package, lintian_run, boot_root, loopback, moto_s3, log_dir):
     logs = log_dir / "boot"
     logs.mkdir()
     container = buildroot.BootedContainer(boot_root, prefix="ffboot", log_dir=logs)

@@ -90,7 +90,7 @@ class Playbook:
 
 
 @pytest.fixture(scope="module")
-def provisioned(deb_package, boot_root, loopback, moto_s3, log_dir):
+def provisioned(deb_package, lintian_run, boot_root, loopback, moto_s3, log_dir):
     work = log_dir / "ansible"
     work.mkdir()
     for d in ("cp", "tmp"):
