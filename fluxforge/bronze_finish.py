@@ -95,7 +95,14 @@ def read_manifest(seg_dir: Path) -> dict:
 
 
 def finish_segment(seg_dir: str | Path, store: SegmentStore, *, recovered: bool = False) -> Path:
-    """Turn an active segment directory into a finished one in ready/; returns its new path.
+    """Turn an active segment directory into a finished one in ready/; returns its new path."""
+    return finish_segment_with_manifest(seg_dir, store, recovered=recovered)[0]
+
+
+def finish_segment_with_manifest(seg_dir: str | Path, store: SegmentStore, *,
+                                 recovered: bool = False) -> tuple[Path, dict]:
+    """`finish_segment`, also returning the manifest as read BEFORE the rename: once the
+    segment is in ready/ the ETL may move it on at any moment, so reading it there races.
 
     Raises `fluxforge.journal.JournalUnreadable` when a journal's header is
     damaged (the caller moves the segment to failed/).  Safe to call again on
@@ -127,10 +134,11 @@ def finish_segment(seg_dir: str | Path, store: SegmentStore, *, recovered: bool 
             "torn_batches_dropped": sum(c["torn_batches_dropped"] for c in channels.values()),
         }
         atomic_write_json(seg_dir / MANIFEST, manifest)
+    manifest = read_manifest(seg_dir)
     for channel in CHANNEL_SCHEMAS:
         (seg_dir / channel_file(channel, finished=False)).unlink(missing_ok=True)
     fsync_dir(seg_dir)
-    return store.move(seg_dir, "ready")
+    return store.move(seg_dir, "ready"), manifest
 
 
 def build_segment(store: SegmentStore, host: str, tables: Mapping[str, pa.Table], *,

@@ -127,6 +127,9 @@ class CollectorConfig(_Model):
 class EtlConfig(_Model):
     poll_interval: float = Field(2.0, gt=0.0, description="seconds, when inotify is unavailable")
     row_group_rows: int = Field(65536, ge=1024)
+    max_segment_seconds: float = Field(600.0, gt=0.0, description="watchdog health: longest time one segment may take")
+    reorder_window: float = Field(5.0, ge=0.0, description="seconds of exchange time held back at a segment's end "
+                                  "so rows of the next segment that are up to this much older still merge in order")
     features: FeatureOptions = Field(default_factory=FeatureOptions)
 
 
@@ -154,6 +157,9 @@ class SyncConfig(_Model):
     upload_features: bool = True
     delete_after_upload: bool = False
     require_time_sync: bool = True
+    time_sync_wait: float = Field(60.0, ge=0.0, description="seconds to wait for clock sync before skipping the run")
+    connect_timeout: float = Field(10.0, gt=0.0, description="seconds, per S3 connection attempt")
+    read_timeout: float = Field(60.0, gt=0.0, description="seconds, per S3 socket read")
 
     @model_validator(mode="after")
     def _bucket(self) -> "SyncConfig":
@@ -174,6 +180,16 @@ class RetentionConfig(_Model):
         return self
 
 
+class StatusConfig(_Model):
+    """Thresholds of `fluxforge status`: beyond them a warning is raised and the exit code is non-zero."""
+
+    max_etl_lag: float = Field(900.0, gt=0.0, description="seconds a finished segment may wait for the ETL")
+    max_message_age: float = Field(120.0, gt=0.0, description="seconds since the last message of a configured symbol")
+    max_gaps_per_hour: int = Field(3, ge=0, description="gap/resync/reconnect events per symbol in the last hour")
+    max_dropped_per_hour: int = Field(0, ge=0, description="rows dropped (queue overflow, full disk) in the last hour")
+    max_sync_age: float = Field(7200.0, gt=0.0, description="seconds since the last successful sync (when enabled)")
+
+
 class LoggingConfig(_Model):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["auto", "console", "json", "journald"] = "auto"
@@ -188,6 +204,7 @@ class Config(_Model):
     compaction: CompactionConfig = Field(default_factory=CompactionConfig)
     sync: SyncConfig = Field(default_factory=SyncConfig)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
+    status: StatusConfig = Field(default_factory=StatusConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
 
     @field_validator("host_id")

@@ -1,0 +1,31 @@
+"""`fluxforge etl [--once]`: the ETL service (fluxforge-etl.service runs this)."""
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from ..cli import add_config_argument
+
+    p = sub.add_parser("etl", help="turn ready bronze segments into Hive-partitioned features (service)")
+    add_config_argument(p)
+    p.add_argument("--once", action="store_true",
+                   help="process what is ready (and anything left in processing/), then exit")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from ..cli import UserError
+    from ..config import load_config
+    from ..etl.runner import RetryLater
+    from ..etl.service import EtlService
+    from ..logs import configure_logging
+
+    cfg = load_config(args.config)
+    configure_logging(cfg.logging.level, cfg.logging.format, "fluxforge-etl")
+    try:
+        return asyncio.run(EtlService(cfg, once=args.once).run())
+    except RetryLater as e:
+        raise UserError(f"etl: will retry later: {e}", exit_code=75) from None

@@ -1,0 +1,18 @@
+"""The ETL: bronze segments in ready/ -> Hive-partitioned feature files, exactly once.
+
+Modules, one job each:
+
+- `naming`     -- partition paths and file names (symbol `BTC/USDT` -> `BTC-USDT`).
+- `bronze_reader` -- validates a finished segment against its manifest and schemas and
+                  streams its rows as numpy arrays grouped by (exchange, symbol).
+- `engines`    -- the per-(exchange, symbol) FeatureEngine bank with pending resets,
+                  serialisable for checkpoints.
+- `checkpoint` -- atomic store of the engine bank + the last segment it includes.
+- `hive_writer`-- durable ZSTD Parquet parts under features/{hf,bars}/.
+- `segment_job`-- one segment through engines to durable outputs (shared by the live
+                  service and `fluxforge replay`, so both produce the same files).
+- `runner`     -- the state machine around it: recover processing/, claim from ready/,
+                  checkpoint, done/ or failed/.
+- `ready_watch`-- inotify (ctypes) or polling wait for new segments in ready/.
+- `service`    -- the asyncio service loop speaking systemd.
+"""

@@ -1,0 +1,201 @@
+"""Read one finished bronze segment as numpy arrays, refusing anything inconsistent.
+
+Why a dedicated reader: the ETL must never compute features from a file that is
+corrupt, truncated, of a foreign schema or different from what the collector
+recorded in `manifest.json` -- such a segment goes to failed/ with a reason
+(`BadSegment`).  And it must not hold a whole large segment in memory: books are
+streamed in record batches and grouped by (exchange, symbol) with one stable
+numpy lexsort + Arrow `take` per batch (no per-row Python); the feature engine
+turns the list columns into 2-D arrays itself (fluxforge/book_arrays.py).
+A row without exchange time (e.g. a REST book snapshot) is ordered by its receive
+time; it keeps its null and the engine skips it (and counts it).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from .. import bronze
+from ..segments import MANIFEST
+
+Key = tuple[str, str]  # (exchange, ccxt symbol)
+LEVEL_COLUMNS = ("bid_px", "bid_sz", "ask_px", "ask_sz")
+_HASH_BLOCK = 1 << 20
+
+
+class BadSegment(Exception):
+    """The segment cannot be processed; str(self) is the reason written to reason.txt."""
+
+
+BOOK_COLUMNS = ["exchange", "symbol", "timestamp", "recv_ns", "nonce", *LEVEL_COLUMNS]
+TRADE_COLUMNS = ["exchange", "symbol", "timestamp", "recv_ns", "price", "amount", "side"]
+
+
+def sort_times(table: pa.Table | pa.RecordBatch) -> np.ndarray:
+    """Exchange ms for ordering; a null time is replaced by the receive time in ms."""
+    return _times(table)[0]
+
+
+def _times(table: pa.Table | pa.RecordBatch) -> tuple[np.ndarray, np.ndarray]:
+    """Exchange ms (null -> receive time in ms) and receive ns as int64 arrays."""
+    recv = table.column("recv_ns").to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+    ts_col = table.column("timestamp")
+    if ts_col.null_count:
+        ts = pc.fill_null(ts_col, pa.array(recv // 1_000_000)).to_numpy()
+    else:
+        ts = ts_col.to_numpy(zero_copy_only=False)
+    return ts.astype(np.int64, copy=False), recv
+
+
+def _group_order(table: pa.Table, ts: np.ndarray) -> tuple[np.ndarray, list[tuple[Key, int, int]]]:
+    """One stable order of all rows by ((exchange, symbol), time) and each key's [start, end) in it."""
+    ex = pc.dictionary_encode(table.column("exchange")).combine_chunks()
+    sym = pc.dictionary_encode(table.column("symbol")).combine_chunks()
+    ex_codes = ex.indices.to_numpy().astype(np.int64)
+    sym_codes = sym.indices.to_numpy().astype(np.int64)
+    key_codes = ex_codes * max(len(sym.dictionary), 1) + sym_codes
+    order = np.lexsort((ts, key_codes))
+    sorted_keys = key_codes[order]
+    starts = np.concatenate(([0], np.flatnonzero(np.diff(sorted_keys)) + 1))
+    ends = np.concatenate((starts[1:], [len(order)]))
+    ex_names, sym_names = ex.dictionary.to_pylist(), sym.dictionary.to_pylist()
+    groups = [((ex_names[ex_codes[order[s]]], sym_names[sym_codes[order[s]]]), int(s), int(e))
+              for s, e in zip(starts, ends) if e > s]
+    return order, groups
+
+
+class SegmentReader:
+    """A finished segment directory: verify() first, then trades()/reset_events()/book_batches()."""
+
+    def __init__(self, seg_dir: str | Path, batch_rows: int = 16384):
+        self.dir = Path(seg_dir)
+        self.batch_rows = batch_rows
+        self.manifest: dict = {}
+
+    # -- validation -------------------------------------------------------------
+    def verify(self) -> dict:
+        """Check manifest, sizes, sha256, row counts and schemas; raise BadSegment(reason)."""
+        mpath = self.dir / MANIFEST
+        if not mpath.is_file():
+            raise BadSegment(f"{MANIFEST} is missing")
+        try:
+            self.manifest = json.loads(mpath.read_text())
+        except (ValueError, UnicodeDecodeError) as e:
+            raise BadSegment(f"{MANIFEST} is not valid JSON: {e}") from None
+        channels = self.manifest.get("channels")
+        if not isinstance(channels, dict):
+            raise BadSegment(f"{MANIFEST} has no 'channels' mapping")
+        for channel, entry in channels.items():
+            self._verify_channel(channel, entry if isinstance(entry, dict) else {})
+        for channel in bronze.CHANNEL_SCHEMAS:
+            path = self.dir / bronze.channel_file(channel, finished=True)
+            if path.exists() and channel not in channels:
+                raise BadSegment(f"{path.name} is present but not listed in {MANIFEST}")
+        return self.manifest
+
+    def _verify_channel(self, channel: str, entry: dict) -> None:
+        if channel not in bronze.CHANNEL_SCHEMAS:
+            raise BadSegment(f"{MANIFEST} lists unknown channel {channel!r}")
+        name = entry.get("file") or bronze.channel_file(channel, finished=True)
+        path = self.dir / name
+        if not path.is_file():
+            raise BadSegment(f"{name}: listed in {MANIFEST} but missing")
+        size = path.stat().st_size
+        if "bytes" in entry and int(entry["bytes"]) != size:
+            raise BadSegment(f"{name}: size {size} bytes but {MANIFEST} says {entry['bytes']} (truncated or replaced)")
+        if entry.get("sha256"):
+            digest = _sha256(path)
+            if digest != entry["sha256"]:
+                raise BadSegment(f"{name}: sha256 {digest[:16]}... does not match {MANIFEST} ({str(entry['sha256'])[:16]}...)")
+        try:
+            meta = pq.ParquetFile(path).metadata
+            schema = pq.read_schema(path)
+        except (pa.ArrowException, OSError) as e:
+            raise BadSegment(f"{name}: not a readable Parquet file: {e}") from None
+        if "rows" in entry and int(entry["rows"]) != meta.num_rows:
+            raise BadSegment(f"{name}: {meta.num_rows} rows but {MANIFEST} says {entry['rows']}")
+        _check_schema(name, schema, bronze.CHANNEL_SCHEMAS[channel])
+
+    # -- data ---------------------------------------------------------------------
+    def _path(self, channel: str) -> Path | None:
+        entry = (self.manifest.get("channels") or {}).get(channel)
+        if entry is None:
+            return None
+        return self.dir / ((entry.get("file") if isinstance(entry, dict) else None) or bronze.channel_file(channel, True))
+
+    def _read(self, channel: str, columns: list[str]) -> pa.Table | None:
+        path = self._path(channel)
+        if path is None:
+            return None
+        try:
+            return pq.ParquetFile(path, memory_map=False).read(columns=columns, use_threads=False)
+        except (pa.ArrowException, OSError) as e:
+            raise BadSegment(f"{path.name}: unreadable: {e}") from None
+
+    def trades(self) -> dict[Key, pa.Table]:
+        """All trades of the segment per symbol, sorted by time (trades are small next to books)."""
+        table = self._read("trades", TRADE_COLUMNS)
+        if table is None or table.num_rows == 0:
+            return {}
+        return dict(_split(table))
+
+    def reset_events(self) -> list[tuple[str, str | None, int]]:
+        """(exchange, symbol or None for the whole exchange, recv_ns) of gap/resync/reconnect rows."""
+        table = self._read("events", ["exchange", "symbol", "recv_ns", "event"])
+        if table is None or table.num_rows == 0:
+            return []
+        mask = pc.is_in(table.column("event"), value_set=pa.array(sorted(bronze.RESET_EVENTS)))
+        rows = table.filter(mask).to_pydict()  # a handful of rows: plain Python is fine here
+        return list(zip(rows["exchange"], rows["symbol"], rows["recv_ns"]))
+
+    def book_batches(self) -> Iterator[dict[Key, pa.Table]]:
+        """Stream the orderbook file in record batches, each split per symbol and sorted by time."""
+        path = self._path("orderbook")
+        if path is None:
+            return
+        try:
+            pf = pq.ParquetFile(path, memory_map=False, pre_buffer=False)
+            for batch in pf.iter_batches(batch_size=self.batch_rows, columns=BOOK_COLUMNS, use_threads=False):
+                yield dict(_split(pa.Table.from_batches([batch])))
+        except (pa.ArrowException, OSError) as e:
+            raise BadSegment(f"{path.name}: unreadable: {e}") from None
+
+
+def _split(table: pa.Table) -> Iterator[tuple[Key, pa.Table]]:
+    """Rows of each (exchange, symbol), sorted by time (a null time sorts at its receive time).
+
+    One `take` reorders the whole batch; each symbol is then a zero-copy slice."""
+    if table.num_rows == 0:
+        return
+    ts, _recv = _times(table)
+    order, groups = _group_order(table, ts)
+    body = table.drop_columns(["exchange", "symbol"])
+    if (np.diff(order) != 1).any():
+        body = body.take(pa.array(order))
+    for key, start, end in groups:
+        yield key, body.slice(start, end - start)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(_HASH_BLOCK):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _check_schema(name: str, actual: pa.Schema, expected: pa.Schema) -> None:
+    for field in expected:
+        idx = actual.get_field_index(field.name)
+        if idx < 0:
+            raise BadSegment(f"{name}: wrong schema: column {field.name!r} is missing")
+        got = actual.field(idx).type
+        if not got.equals(field.type):
+            raise BadSegment(f"{name}: wrong schema: column {field.name!r} is {got}, expected {field.type}")

@@ -1,0 +1,78 @@
+"""The ETL checkpoint: every symbol's kernel state + the last segment it includes.
+
+Why one file, replaced atomically: the checkpoint is the ETL's only memory.  It is
+written after a segment's outputs are durable and before the segment moves to
+done/, so after a crash exactly one of these holds for a segment in processing/:
+
+- checkpoint.last_segment == that segment: its work is complete, only the move to
+  done/ was lost -- finish the move;
+- otherwise the checkpoint is the state *before* it -- redo the segment (its
+  outputs are overwritten, since their names derive from the segment id).
+
+Format: an Arrow IPC file (exchange, symbol, state: the engine's get_state() bytes,
+carry: rows and resets held for the next segment, see engines.Carry)
+with the last segment and the feature-options fingerprint in the schema metadata.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+
+from ..fsio import atomic_path
+from ..logs import get_logger
+from .bronze_reader import Key
+
+FORMAT = "2"
+SCHEMA = pa.schema([
+    pa.field("exchange", pa.string(), nullable=False),
+    pa.field("symbol", pa.string(), nullable=False),
+    pa.field("state", pa.binary(), nullable=False),
+    pa.field("carry", pa.binary(), nullable=False),
+])
+
+log = get_logger("fluxforge.etl.checkpoint")
+
+
+@dataclass
+class Checkpoint:
+    last_segment: str | None = None
+    options_fingerprint: str | None = None
+    symbols: dict[Key, tuple[bytes, bytes]] = field(default_factory=dict)  # (engine state, carry)
+
+
+class CheckpointStore:
+    """`<state_dir>/etl/checkpoint.arrow`, replaced with temp + fsync + rename."""
+
+    def __init__(self, state_dir: str | Path):
+        self.path = Path(state_dir) / "etl" / "checkpoint.arrow"
+
+    def load(self) -> Checkpoint:
+        if not self.path.exists():
+            return Checkpoint()
+        with pa.OSFile(str(self.path), "rb") as f:
+            table = pa.ipc.open_file(f).read_all()
+        meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
+        if meta.get("format") != FORMAT:
+            raise ValueError(f"{self.path}: unknown checkpoint format {meta.get('format')!r}")
+        cols = table.to_pydict()
+        symbols = {(ex, sym): (state, carry) for ex, sym, state, carry in
+                   zip(cols["exchange"], cols["symbol"], cols["state"], cols["carry"])}
+        return Checkpoint(meta.get("last_segment") or None, meta.get("options") or None, symbols)
+
+    def save(self, ckpt: Checkpoint) -> None:
+        keys = sorted(ckpt.symbols)
+        table = pa.table({
+            "exchange": [k[0] for k in keys],
+            "symbol": [k[1] for k in keys],
+            "state": [ckpt.symbols[k][0] for k in keys],
+            "carry": [ckpt.symbols[k][1] for k in keys],
+        }, schema=SCHEMA.with_metadata({
+            "format": FORMAT,
+            "last_segment": ckpt.last_segment or "",
+            "options": ckpt.options_fingerprint or "",
+        }))
+        with atomic_path(self.path) as tmp:
+            with pa.OSFile(str(tmp), "wb") as f, pa.ipc.new_file(f, table.schema) as w:
+                w.write_table(table)

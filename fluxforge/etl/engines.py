@@ -1,0 +1,267 @@
+"""Per-(exchange, symbol) streaming feature state, fed in time order across segments.
+
+Why this layer: the FeatureEngine (fluxforge/features.py) computes features for a
+chunk of books and trades, merging them by time (trades first at equal times),
+and guarantees N chunks == 1 chunk *provided every chunk is later in time than
+the previous one* (rows older than what it already processed are dropped as
+late).  Bronze does not arrive like that: books stream in record batches, all
+trades of a segment are read at once, and segments are cut by *receive* time, so
+the first rows of segment k+1 can be older (exchange time) than the last rows of
+segment k.  This module makes the chunks what a single merged stream would give:
+
+- each book batch is fed together with the trades and resets before its cut time;
+  rows from the cut on are held back for the next batch;
+- books and trades are separate streams that lag each other (a busy collector turns
+  book updates into rows more slowly than trades), so the *watermark* is the newest
+  exchange time both streams of the symbol have reached so far (their *heads*, kept
+  in the checkpoint), minus `reorder_ms`; rows at or after it are *carried* into the
+  next segment, so rows up to `reorder_ms` older than the slower stream's head still
+  merge in order.  The watermark is never more than `MAX_CARRY_FACTOR * reorder_ms`
+  behind the faster head, so a silent stream holds nothing back for long and the
+  carry stays small;
+- a `gap`/`resync`/`reconnect` event row becomes a reset at the exchange time of
+  the first book received at or after the event (event times are local-clock,
+  book times exchange-clock, so the receive time orders them); an event with no
+  later book in the segment stays *pending* into the next segment.
+
+`EngineBank` owns all symbols' engines and carries and serialises them for checkpoints.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..config import FeatureOptions
+from .bronze_reader import Key, sort_times
+
+NO_EVENT = -1  # a pending reset carried from an earlier segment: any book resolves it
+MAX_CARRY_FACTOR = 12  # carry at most 12 reorder windows (1 minute by default) behind the newest row
+
+
+def options_fingerprint(options: FeatureOptions) -> str:
+    """Stable hash of the feature options: a checkpoint is only valid for the options it was made with."""
+    blob = json.dumps(options.model_dump(mode="json"), sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _default_engine_class():
+    from ..features import FeatureEngine  # compiled kernels: imported when first needed
+    return FeatureEngine
+
+
+def _ts(table: pa.Table | None) -> np.ndarray:
+    if table is None or table.num_rows == 0:
+        return np.zeros(0, dtype=np.int64)
+    return sort_times(table)
+
+
+def _timed(table: pa.Table | None) -> tuple[pa.Table | None, int]:
+    """Rows with an exchange time, and how many had none (e.g. REST book snapshots).
+
+    The engine skips such rows anyway; here they must not move the watermark (their
+    receive time may be a different clock or, in a replay, a different year)."""
+    if table is None or table.num_rows == 0:
+        return table, 0
+    ts = table.column("timestamp")
+    if ts.null_count == 0:
+        return table, 0
+    return table.filter(pc.is_valid(ts)), ts.null_count
+
+
+def _concat_sorted(a: pa.Table | None, b: pa.Table | None) -> pa.Table | None:
+    """a + b stable-sorted by timestamp (each is already sorted)."""
+    if a is None or a.num_rows == 0:
+        return b
+    if b is None or b.num_rows == 0:
+        return a
+    t = pa.concat_tables([a, b.select(a.column_names).cast(a.schema)])
+    ts = _ts(t)
+    if (np.diff(ts) < 0).any():
+        t = t.take(pa.array(np.argsort(ts, kind="stable")))
+    return t
+
+
+def _ipc(table: pa.Table | None) -> str | None:
+    if table is None or table.num_rows == 0:
+        return None
+    sink = io.BytesIO()
+    with pa.ipc.new_stream(sink, table.schema) as w:
+        w.write_table(table)
+    return base64.b64encode(sink.getvalue()).decode("ascii")
+
+
+def _from_ipc(data: str | None) -> pa.Table | None:
+    return None if data is None else pa.ipc.open_stream(base64.b64decode(data)).read_all()
+
+
+@dataclass
+class Carry:
+    """What a symbol takes from one segment into the next (stored in the checkpoint)."""
+
+    books: pa.Table | None = None
+    trades: pa.Table | None = None
+    resets: list[int] = field(default_factory=list)
+    pending_reset: bool = False
+    book_head: int | None = None   # newest exchange time seen per stream
+    trade_head: int | None = None
+
+    def to_bytes(self) -> bytes:
+        return json.dumps({"books": _ipc(self.books), "trades": _ipc(self.trades),
+                           "resets": self.resets, "pending_reset": self.pending_reset,
+                           "book_head": self.book_head, "trade_head": self.trade_head}).encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "Carry":
+        d = json.loads(data) if data else {}
+        return cls(_from_ipc(d.get("books")), _from_ipc(d.get("trades")),
+                   [int(r) for r in d.get("resets", [])], bool(d.get("pending_reset", False)),
+                   d.get("book_head"), d.get("trade_head"))
+
+
+@dataclass
+class FeatureOutput:
+    """Accumulated engine results of one symbol for one segment."""
+
+    hf: list[pa.Table] = field(default_factory=list)
+    bars: dict[int, list[pa.Table]] = field(default_factory=dict)
+
+    def add(self, result) -> None:
+        if result.hf is not None and result.hf.num_rows:
+            self.hf.append(result.hf)
+        for duration, table in (result.bars or {}).items():
+            if table is not None and table.num_rows:
+                self.bars.setdefault(int(duration), []).append(table)
+
+
+class SymbolFeed:
+    """Feeds one symbol's engine for one segment (see the module docstring for the rules)."""
+
+    def __init__(self, engine, carry: Carry, trades: pa.Table | None, events_recv_ns: list[int], reorder_ms: int):
+        self.engine = engine
+        self.reorder_ms = reorder_ms
+        self.new_trades = 0 if trades is None else trades.num_rows
+        trades, self.untimed = _timed(trades)
+        self.trades = _concat_sorted(carry.trades, trades)
+        self._tts = _ts(self.trades)
+        self._trade_pos = 0
+        self._held = carry.books
+        self._events = ([NO_EVENT] if carry.pending_reset else []) + sorted(events_recv_ns)
+        self._resets = sorted(carry.resets)
+        self._fed_until: int | None = None
+        self._book_head = carry.book_head
+        self._trade_head = _later(carry.trade_head, int(self._tts[-1]) if len(self._tts) else None)
+        self.output = FeatureOutput()
+        self.books_fed = 0
+
+    def push(self, books: pa.Table) -> None:
+        if books.num_rows == 0:
+            return
+        self._resolve_resets(books)
+        books, untimed = _timed(books)
+        self.untimed += untimed
+        books = _concat_sorted(self._held, books)
+        if books is None or books.num_rows == 0:
+            return
+        ts = _ts(books)
+        self._book_head = _later(self._book_head, int(ts[-1]))
+        self._held = self._feed_before(books, ts, self._watermark())
+
+    def finish(self) -> Carry:
+        """Feed what is older than the watermark; return the carry for the next segment."""
+        books = self._held
+        if self._book_head is not None or self._trade_head is not None:
+            books = self._feed_before(books, _ts(books), self._watermark())
+        trades = self.trades.slice(self._trade_pos) if self.trades is not None else None
+        return Carry(books if books is not None and books.num_rows else None,
+                     trades if trades is not None and trades.num_rows else None,
+                     list(self._resets), bool(self._events), self._book_head, self._trade_head)
+
+    def _watermark(self) -> int:
+        """Everything older than this has arrived (up to `reorder_ms` of lateness)."""
+        heads = [t for t in (self._book_head, self._trade_head) if t is not None]
+        newest = max(heads) - MAX_CARRY_FACTOR * self.reorder_ms
+        if len(heads) < 2:  # one stream not seen yet: it may only be lagging
+            return newest
+        return max(min(heads) - self.reorder_ms, newest)
+
+    def _resolve_resets(self, books: pa.Table) -> None:
+        """Turn events into reset times: exchange time of the first book received at/after each event."""
+        if not self._events:
+            return
+        timed = books.column("timestamp").is_valid().to_numpy(zero_copy_only=False)
+        recv = books.column("recv_ns").to_numpy()[timed]  # the first book *with* exchange time
+        order = np.argsort(recv, kind="stable")
+        recv_sorted = recv[order]
+        ts = _ts(books)[timed]
+        remaining = []
+        for ev in self._events:
+            i = int(np.searchsorted(recv_sorted, ev, side="left"))
+            if i < len(recv_sorted):
+                self._resets.append(int(ts[order[i]]))
+            else:
+                remaining.append(ev)
+        self._events = remaining
+        self._resets.sort()
+
+    def _feed_before(self, books: pa.Table | None, ts: np.ndarray, until: int) -> pa.Table | None:
+        """Process books, trades and resets with time < `until`; return the books held back."""
+        if self._fed_until is not None:
+            until = max(until, self._fed_until)  # never go back in time
+        cut = int(np.searchsorted(ts, until, side="left"))
+        t_end = int(np.searchsorted(self._tts, until, side="left"))
+        r_end = int(np.searchsorted(np.asarray(self._resets, dtype=np.int64), until, side="left"))
+        if cut or t_end > self._trade_pos or r_end:
+            trades = self.trades.slice(self._trade_pos, t_end - self._trade_pos) if self.trades is not None else None
+            self._trade_pos = max(self._trade_pos, t_end)
+            resets = self._resets[:r_end]
+            del self._resets[:r_end]
+            chunk = books.slice(0, cut) if books is not None else None
+            self.books_fed += cut
+            self.output.add(self.engine.process(chunk, trades, resets=resets or None))
+            self._fed_until = until
+        return books.slice(cut) if books is not None else None
+
+
+def _later(a: int | None, b: int | None) -> int | None:
+    return b if a is None else a if b is None else max(a, b)
+
+
+@dataclass
+class SymbolState:
+    engine: object
+    carry: Carry = field(default_factory=Carry)
+
+
+class EngineBank:
+    """All symbols' engines and carries; `snapshot()`/`restore()` are what the checkpoint stores."""
+
+    def __init__(self, options: FeatureOptions, engine_class=None, reorder_ms: int = 5000):
+        self.options = options
+        self.reorder_ms = reorder_ms
+        self.fingerprint = options_fingerprint(options)
+        self.engine_class = engine_class  # None: fluxforge.features.FeatureEngine
+        self.symbols: dict[Key, SymbolState] = {}
+
+    def _cls(self):
+        return self.engine_class or _default_engine_class()
+
+    def state(self, key: Key) -> SymbolState:
+        st = self.symbols.get(key)
+        if st is None:
+            st = self.symbols[key] = SymbolState(self._cls()(self.options))
+        return st
+
+    def snapshot(self) -> dict[Key, tuple[bytes, bytes]]:
+        return {k: (st.engine.get_state(), st.carry.to_bytes()) for k, st in sorted(self.symbols.items())}
+
+    def restore(self, snapshot: dict[Key, tuple[bytes, bytes]]) -> None:
+        cls = self._cls()
+        self.symbols = {k: SymbolState(cls.from_state(state, self.options), Carry.from_bytes(carry))
+                        for k, (state, carry) in snapshot.items()}

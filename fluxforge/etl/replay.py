@@ -1,0 +1,82 @@
+"""Recompute features from any directories of bronze segments (`fluxforge replay`).
+
+Why it reuses `run_segment` with an in-memory engine bank: the output must be
+exactly what the live service writes -- same parts, same names, same values --
+so the only differences are where segments come from (any directories, nothing
+is moved) and that kernel state lives in memory instead of a checkpoint.
+A segment the service would send to failed/ is skipped with the same reason.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..config import FeatureOptions
+from ..logs import get_logger
+from ..segments import SegmentId
+from .bronze_reader import BadSegment
+from .engines import EngineBank
+from .segment_job import SegmentResult, run_segment
+
+log = get_logger("fluxforge.replay")
+
+# States whose segments are finished bronze (active/ is still a journal, failed/ is unusable).
+REPLAYABLE_STATES = ("ready", "processing", "done")
+
+
+def find_segments(sources: Iterable[str | Path]) -> list[Path]:
+    """Segment directories under each source, in processing order, de-duplicated by name.
+
+    A source may be a segment directory, a directory of segments (e.g. segments/done)
+    or a segments root (its ready/, processing/ and done/ are searched).
+    """
+    found: dict[str, Path] = {}
+    for src in map(Path, sources):
+        if not src.is_dir():
+            raise FileNotFoundError(f"{src}: not a directory")
+        if SegmentId.is_segment_name(src.name):
+            candidates = [src]
+        else:
+            candidates = [p for p in src.iterdir() if p.is_dir() and SegmentId.is_segment_name(p.name)]
+            for state in REPLAYABLE_STATES:
+                sub = src / state
+                if sub.is_dir():
+                    candidates += [p for p in sub.iterdir() if p.is_dir() and SegmentId.is_segment_name(p.name)]
+        for p in candidates:
+            found.setdefault(p.name, p)
+    return [found[n] for n in sorted(found, key=SegmentId.parse)]
+
+
+@dataclass
+class ReplaySummary:
+    done: list[SegmentResult] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (segment, reason)
+
+    @property
+    def books(self) -> int:
+        return sum(r.books for r in self.done)
+
+
+def replay(segments: list[Path], out_dir: Path, options: FeatureOptions, row_group_rows: int,
+           on_segment: Callable[[Path, SegmentResult | None], None] | None = None,
+           engine_class=None, reorder_window: float = 5.0) -> ReplaySummary:
+    bank = EngineBank(options, engine_class, reorder_ms=int(round(reorder_window * 1000)))
+    summary = ReplaySummary()
+    for seg_dir in segments:
+        before = bank.snapshot()
+        try:
+            result = run_segment(seg_dir, bank, Path(out_dir), row_group_rows)
+        except OSError:
+            raise  # the output side failed (disk full, permissions): stop, never skip silently
+        except Exception as e:  # the service would move it to failed/: skip it the same way
+            reason = str(e) if isinstance(e, BadSegment) else f"processing error: {type(e).__name__}: {e}"
+            bank.restore(before)
+            summary.skipped.append((seg_dir.name, reason))
+            log.warning("segment_skipped", segment=seg_dir.name, reason=reason)
+            result = None
+        else:
+            summary.done.append(result)
+        if on_segment is not None:
+            on_segment(seg_dir, result)
+    return summary

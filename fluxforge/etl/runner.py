@@ -1,0 +1,149 @@
+"""The ETL state machine around `run_segment`: claim, process, checkpoint, done/failed.
+
+Order of effects for one segment (DESIGN decision 5, exactly once by construction):
+
+    ready/X --rename--> processing/X
+    outputs: temp + fsync + rename (names from X, so a redo overwrites)
+    checkpoint (atomic) with last_segment = X
+    processing/X --rename--> done/X
+
+On start, a segment found in processing/ is finished (if the checkpoint already
+includes it) or redone from the checkpoint.  A segment that cannot be read goes to
+failed/ with reason.txt, the engines are restored to the checkpoint and the next
+segment is processed.  Environmental errors (disk full, I/O error) leave the
+segment in processing/ to be retried; they are not the data's fault.
+"""
+from __future__ import annotations
+
+import errno
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..config import Config, FeatureOptions
+from ..logs import get_logger
+from ..segments import SegmentId, SegmentStore
+from .bronze_reader import BadSegment
+from .checkpoint import Checkpoint, CheckpointStore
+from .engines import EngineBank
+from .hive_writer import remove_stale_temps
+from .segment_job import SegmentResult, run_segment
+
+log = get_logger("fluxforge.etl")
+
+
+class RetryLater(Exception):
+    """An environmental failure (disk full, I/O error): the segment stays in processing/."""
+
+
+@dataclass
+class Outcome:
+    segment: str
+    state: str  # done | failed
+    result: SegmentResult | None = None
+    reason: str | None = None
+
+
+class EtlRunner:
+    """Processes segments of one SegmentStore into one features tree, checkpointing in state_dir."""
+
+    def __init__(self, segments_dir: Path, features_dir: Path, state_dir: Path,
+                 options: FeatureOptions, row_group_rows: int = 65536, engine_class=None,
+                 reorder_window: float = 5.0):
+        self.store = SegmentStore(segments_dir).ensure()
+        self.features_dir = Path(features_dir)
+        self.checkpoints = CheckpointStore(state_dir)
+        self.row_group_rows = row_group_rows
+        self.bank = EngineBank(options, engine_class, reorder_ms=int(round(reorder_window * 1000)))
+        self.checkpoint = self._load_checkpoint()
+        self.bank.restore(self.checkpoint.symbols)
+        self.last: Outcome | None = None
+
+    @classmethod
+    def from_config(cls, cfg: Config, engine_class=None) -> "EtlRunner":
+        return cls(cfg.segments_dir, cfg.features_dir, cfg.state_dir, cfg.etl.features,
+                   cfg.etl.row_group_rows, engine_class, cfg.etl.reorder_window)
+
+    def _load_checkpoint(self) -> Checkpoint:
+        ckpt = self.checkpoints.load()
+        if ckpt.options_fingerprint and ckpt.options_fingerprint != self.bank.fingerprint:
+            log.warning("checkpoint_options_changed", last_segment=ckpt.last_segment,
+                        note="feature options changed: kernel state restarts empty; use `fluxforge replay` to recompute history")
+            return Checkpoint(last_segment=ckpt.last_segment, options_fingerprint=self.bank.fingerprint)
+        return ckpt
+
+    # -- discovery -----------------------------------------------------------------
+    def backlog(self) -> list[Path]:
+        return self.store.list("ready")
+
+    def recover(self) -> list[Outcome]:
+        """Finish or redo whatever a crash left in processing/ (oldest first)."""
+        removed = remove_stale_temps(self.features_dir)
+        if removed:
+            log.info("stale_temp_parts_removed", count=removed)
+        outcomes = []
+        for seg_dir in self.store.list("processing"):
+            if seg_dir.name == self.checkpoint.last_segment:
+                self.store.move(seg_dir, "done")
+                log.info("segment_recovered", segment=seg_dir.name, action="checkpointed; moved to done")
+                outcomes.append(Outcome(seg_dir.name, "done"))
+            else:
+                log.info("segment_recovered", segment=seg_dir.name, action="redo from checkpoint",
+                         checkpoint=self.checkpoint.last_segment)
+                outcomes.append(self.process_claimed(seg_dir))
+        return outcomes
+
+    def claim_next(self) -> Path | None:
+        """Move the oldest ready segment into processing/ (one rename); None if none is ready."""
+        for seg_dir in self.backlog():
+            try:
+                claimed = self.store.move(seg_dir, "processing")
+            except FileNotFoundError:
+                continue  # vanished between listing and rename (another tool moved it)
+            last = self.checkpoint.last_segment
+            if last and SegmentId.is_segment_name(last) and SegmentId.parse(claimed.name) < SegmentId.parse(last):
+                log.warning("segment_out_of_order", segment=claimed.name, checkpoint=last)
+            return claimed
+        return None
+
+    # -- processing ----------------------------------------------------------------
+    def process_claimed(self, seg_dir: Path) -> Outcome:
+        segment = seg_dir.name
+        try:
+            result = run_segment(seg_dir, self.bank, self.features_dir, self.row_group_rows)
+        except BadSegment as e:
+            return self._reject(seg_dir, str(e))
+        except OSError as e:
+            self.bank.restore(self.checkpoint.symbols)
+            if e.errno in (errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EROFS, errno.ENOMEM):
+                log.error("segment_retry_later", segment=segment, error=str(e))
+                raise RetryLater(f"{segment}: {e}") from e
+            return self._reject(seg_dir, f"cannot read: {e}")
+        except Exception as e:  # data the kernels refuse: keep going with the next segment
+            log.exception("segment_processing_error", segment=segment)
+            return self._reject(seg_dir, f"processing error: {type(e).__name__}: {e}")
+        ckpt = Checkpoint(segment, self.bank.fingerprint, self.bank.snapshot())
+        self.checkpoints.save(ckpt)
+        self.checkpoint = ckpt
+        self.store.move(seg_dir, "done")
+        log.info("segment_done", segment=segment, books=result.books, trades=result.trades,
+                 hf_rows=result.hf_rows, bar_rows=result.bar_rows, files=len(result.files),
+                 seconds=round(result.seconds, 3), rows_per_s=round(result.rows_per_s))
+        self.last = Outcome(segment, "done", result)
+        return self.last
+
+    def _reject(self, seg_dir: Path, reason: str) -> Outcome:
+        self.bank.restore(self.checkpoint.symbols)
+        self.store.fail(seg_dir, reason)
+        log.error("segment_failed", segment=seg_dir.name, reason=reason)
+        self.last = Outcome(seg_dir.name, "failed", reason=reason)
+        return self.last
+
+    def run_once(self, should_stop=lambda: False) -> list[Outcome]:
+        """Recover, then process every ready segment in order (stops between segments)."""
+        outcomes = self.recover()
+        while not should_stop():
+            seg_dir = self.claim_next()
+            if seg_dir is None:
+                break
+            outcomes.append(self.process_claimed(seg_dir))
+        return outcomes

@@ -1,0 +1,180 @@
+"""One `fluxforge sync` run: plan, upload, verify, clean up the bucket and the disk.
+
+Order of a run, and why:
+1. HEAD the bucket (a missing bucket or refused credentials ends the run at once
+   with one clear line, before anything else happens);
+2. abort this host's multipart uploads left behind by a killed run;
+3. upload + verify every file that the state db does not hold as current:
+   feature files and bronze data files first, then the manifest.json of each
+   segment whose data files are all verified (a manifest in S3 = complete segment);
+4. delete from S3 the parts that a verified compacted file replaces (S3 mirrors
+   the local tree, so a download never holds the same rows twice);
+5. with `delete_after_upload`, remove verified local copies (bronze segments,
+   and feature files of closed partitions only);
+6. retention (see fluxforge.retention), also when the run failed.
+Nothing is deleted locally unless its upload was verified, whatever fails.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from ..compaction import closed_before
+from ..config import Config
+from ..logs import get_logger
+from ..retention import delete_feature_file, delete_segment_dir, enforce
+from .client import S3Target, check_bucket, error_code
+from .layout import LocalFile, done_segments, feature_files, partition_date, segment_files
+from .state import UploadState
+from .upload import Uploader, head_checksum
+
+log = get_logger("fluxforge.sync")
+
+
+@dataclass
+class SyncPlan:
+    data: list[LocalFile] = field(default_factory=list)
+    manifests: list[LocalFile] = field(default_factory=list)
+    current: int = 0
+
+    @property
+    def files(self) -> list[LocalFile]:
+        return self.data + self.manifests
+
+    def bytes(self) -> int:
+        return sum(f.path.stat().st_size for f in self.files if f.path.exists())
+
+
+@dataclass
+class SyncReport:
+    planned: int = 0
+    uploaded: int = 0
+    bytes: int = 0
+    already_current: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    superseded_deleted: int = 0
+    local_deleted: int = 0
+    retention_deleted: int = 0
+
+
+def plan(cfg: Config, state: UploadState) -> SyncPlan:
+    p = SyncPlan()
+    if cfg.sync.upload_features:
+        for f in feature_files(cfg):
+            if state.is_current(f.logical, f.path):
+                p.current += 1
+            else:
+                p.data.append(f)
+    if cfg.sync.upload_bronze:
+        for seg in done_segments(cfg):
+            for f in segment_files(seg):
+                if state.is_current(f.logical, f.path):
+                    p.current += 1
+                elif f.is_manifest:
+                    p.manifests.append(f)
+                else:
+                    p.data.append(f)
+    return p
+
+
+def abort_stale_multipart(target: S3Target, host_id: str) -> int:
+    """Abort in-progress multipart uploads of this host's files (left by a killed run)."""
+    marker = f"seg-{host_id}-"
+    n = 0
+    pages = target.client.get_paginator("list_multipart_uploads").paginate(Bucket=target.bucket, Prefix=target.key(""))
+    for page in pages:
+        for up in page.get("Uploads", []):
+            if marker in up["Key"]:
+                target.client.abort_multipart_upload(Bucket=target.bucket, Key=up["Key"], UploadId=up["UploadId"])
+                n += 1
+    if n:
+        log.info("stale_multipart_uploads_aborted", count=n)
+    return n
+
+
+def delete_superseded(target: S3Target, state: UploadState) -> int:
+    """Remove from S3 (and the db) the parts replaced by verified compacted files."""
+    n = 0
+    for rec in state.with_covers():
+        for logical in rec.covers or []:
+            if logical in state:
+                target.client.delete_object(Bucket=target.bucket, Key=target.key(logical))
+                state.forget(logical)
+                n += 1
+        state.covers_done(rec.logical)  # once: a part the ETL writes again later is not deleted
+    return n
+
+
+def delete_uploaded_locally(cfg: Config, state: UploadState) -> int:
+    n = 0
+    for seg in done_segments(cfg):
+        files = segment_files(seg)
+        if files and all(state.is_current(f.logical, f.path) for f in files):
+            delete_segment_dir(seg)
+            n += 1
+    closed = closed_before(cfg).isoformat()
+    for f in list(feature_files(cfg)):
+        if partition_date(f) < closed and state.is_current(f.logical, f.path):
+            delete_feature_file(f.path, cfg.features_dir)
+            n += 1
+    return n
+
+
+def run_sync(cfg: Config, target: S3Target, state: UploadState, dry_run: bool = False, progress: Any = None) -> SyncReport:
+    report = SyncReport()
+    p = plan(cfg, state)
+    report.planned, report.already_current = len(p.files), p.current
+    if dry_run:
+        for f in p.files:
+            print(f"upload {f.path} -> s3://{target.bucket}/{target.key(f.logical)}")
+        print(f"# dry run: {len(p.files)} files ({p.bytes() / 1e6:.1f} MB) to upload, {p.current} already verified in S3")
+        return report
+    try:
+        _upload_all(cfg, target, state, p, report, progress)
+    finally:  # also when S3 is unreachable: the disk must not fill up meanwhile
+        report.retention_deleted = len(enforce(cfg, state).deleted)
+    return report
+
+
+def _upload_all(cfg: Config, target: S3Target, state: UploadState, p: SyncPlan, report: SyncReport,
+                progress: Any) -> None:
+    check_bucket(target)
+    try:
+        abort_stale_multipart(target, cfg.host_id)
+    except (ClientError, BotoCoreError) as e:  # some S3-compatible stores lack the listing: not fatal
+        log.warning("multipart_listing_failed", error=error_code(e))
+    if progress is not None:
+        progress.total = p.bytes()
+    uploader = Uploader(target, state, cfg.sync, progress)
+    first = uploader.upload(p.data)
+    ready = [m for m in p.manifests
+             if all(state.is_current(f.logical, f.path) for f in segment_files(m.path.parent) if not f.is_manifest)]
+    second = uploader.upload(ready)
+    for outcome in (first, second):
+        report.uploaded += len(outcome.uploaded)
+        report.bytes += outcome.bytes
+        report.failed += [(f.logical, why) for f, why in outcome.failed]
+    report.superseded_deleted = delete_superseded(target, state)
+    if cfg.sync.delete_after_upload:
+        report.local_deleted = delete_uploaded_locally(cfg, state)
+
+
+def verify_remote(target: S3Target, state: UploadState) -> list[tuple[str, str]]:
+    """HEAD every recorded object; forget (so the next run re-uploads) those missing or changed."""
+    bad = []
+    for rec in state.all():
+        key = target.key(rec.logical)
+        try:
+            length, remote, _ctype = head_checksum(target, key, rec.algorithm)
+        except ClientError as e:
+            if error_code(e) not in ("404", "NoSuchKey", "NotFound"):
+                raise
+            length, remote = -1, None
+        if length != rec.size or (remote or "").split("-")[0] != rec.checksum.split("-")[0]:
+            bad.append((rec.logical, f"expected {rec.size} B {rec.algorithm} {rec.checksum}, S3 has {length} B {remote}"))
+            log.error("remote_object_mismatch", file=rec.logical, expected=rec.checksum, found=remote,
+                      size=rec.size, remote_size=length)
+            state.forget(rec.logical)
+    return bad
