@@ -17,6 +17,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..etl import return_freed_memory_promptly
+
+    return_freed_memory_promptly()  # first: before anything imports pyarrow
     from pathlib import Path
 
     from ..cli import UserError
