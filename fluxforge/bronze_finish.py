@@ -15,7 +15,6 @@ Other branches (ETL tests, the demo) build segments with `build_segment`.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from datetime import datetime, timezone
 from pathlib import Path
@@ -27,19 +26,13 @@ import pyarrow.parquet as pq
 
 from .active_segment import ActiveSegment
 from .bronze import CHANNEL_SCHEMAS, FORMAT_VERSION, channel_file
-from .fsio import atomic_path, atomic_write_json, fsync_dir
+from .fsio import atomic_path, atomic_write_json, fsync_dir, sha256_file
 from .journal import JournalScan, iter_journal
 from .segments import MANIFEST, SegmentId, SegmentStore
 
 PARQUET_ROW_GROUP_ROWS = 65536
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class _ChannelStats:
@@ -80,7 +73,7 @@ def _channel_entry(path: Path, scan: JournalScan, stats: _ChannelStats) -> dict:
         "file": path.name,
         "rows": scan.rows,
         "bytes": path.stat().st_size,
-        "sha256": _sha256(path),
+        "sha256": sha256_file(path),
         "min_ts": stats.ranges["timestamp"][0],
         "max_ts": stats.ranges["timestamp"][1],
         "min_recv_ns": stats.ranges["recv_ns"][0],

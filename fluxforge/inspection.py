@@ -8,7 +8,6 @@ corrupt or truncated file is reported as one clear line, never a traceback.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from datetime import datetime, timezone
@@ -21,6 +20,7 @@ import pyarrow.parquet as pq
 
 from . import journal
 from .bronze import CHANNEL_SCHEMAS
+from .fsio import sha256_file
 from .segments import MANIFEST, REASON, STATES, SegmentId
 
 _PARTITION = re.compile(r"^(exchange|symbol|date|interval)=(.+)$")
@@ -170,12 +170,6 @@ def check_manifest(seg: Path, files: dict[str, dict[str, Any]]) -> dict[str, Any
     return out
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _compression(meta: pq.FileMetaData) -> str | None:
