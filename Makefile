@@ -16,6 +16,14 @@ $(STAMP): pyproject.toml setup.py $(wildcard cython_ext/*.pyx cython_ext/*.pxd)
 
 venv: $(STAMP)
 
+# Ansible + ansible-lint (the `appliance` extra) only for the appliance test; installed
+# by name so the editable install (and its Cython build) is not redone.
+APPLIANCE_STAMP := $(VENV)/.appliance-stamp
+$(APPLIANCE_STAMP): $(STAMP) pyproject.toml
+	$(PY) -c "import tomllib; print(chr(10).join(tomllib.load(open('pyproject.toml','rb'))['project']['optional-dependencies']['appliance']))" > $(VENV)/appliance-requirements.txt
+	$(PY) -m pip install --quiet -r $(VENV)/appliance-requirements.txt
+	touch $@
+
 demo: $(STAMP)
 	$(VENV)/bin/fluxforge demo
 
@@ -25,8 +33,22 @@ test: test-unit test-appliance
 test-unit: $(STAMP)
 	$(PY) -m pytest tests --ignore=tests/appliance $(PYTEST_ARGS)
 
-test-appliance: $(STAMP)
+# Needs root: installs host tools from Debian's archive (packaging/install-host-deps.sh),
+# builds the .deb in a clean bookworm root and boots systemd-nspawn containers.
+test-appliance: $(APPLIANCE_STAMP)
+	packaging/install-host-deps.sh
 	$(PY) -m pytest tests/appliance $(PYTEST_ARGS)
+
+# fluxforge_<version>_amd64.deb in dist/, built in a cached clean bookworm root, lintian-checked.
+deb:
+	packaging/install-host-deps.sh
+	$(PYTHON) packaging/build_deb.py --arch amd64 --out dist
+
+# The Raspberry Pi package, built here under qemu-user emulation (binfmt_misc);
+# on an arm64 machine `make deb` builds it natively (docs/appliance.md).
+deb-arm64:
+	packaging/install-host-deps.sh --arm64
+	$(PYTHON) packaging/build_deb.py --arch arm64 --out dist
 
 bench: $(STAMP)
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

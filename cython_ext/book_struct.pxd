@@ -7,7 +7,7 @@ in book_engine.pyx calls them once per snapshot.  Layout of the output vector
 `f` (N_SCALAR scalars, then 5 blocks of `nlev` level columns, then 3 blocks of
 `nband` band columns) must match `structural_names()` in book_engine.pyx.
 """
-from libc.math cimport NAN, isfinite
+from libc.math cimport NAN, INFINITY, isfinite
 
 cdef enum:
     SC_BEST_BID = 0
@@ -43,7 +43,7 @@ cdef enum:
     N_SCALAR = 30
 
 
-cdef inline int book_compact(const double[:, ::1] px, const double[:, ::1] sz, Py_ssize_t row,
+cdef inline int book_compact(const double[:, :] px, const double[:, :] sz, Py_ssize_t row,
                              int maxl, double* opx, double* osz) noexcept nogil:
     """Copy the first `maxl` usable levels (finite price > 0, finite size > 0) of one side."""
     cdef Py_ssize_t j, ncol = px.shape[1]
@@ -68,6 +68,51 @@ cdef inline double _ratio_diff(double a, double b) noexcept nogil:
     return (a - b) / (a + b)
 
 
+cdef struct Core:
+    # What the stateful features need from every snapshot (the rest only on emitted rows).
+    bint valid
+    bint crossed
+    double mid, spread, relsp, imb0, depth0, bid_slope, ask_slope, cog_vs_mid, tb, ta
+
+
+cdef inline bint book_core(const double* bp, const double* bq, int nb, const double* ap, const double* aq,
+                           int na, double edge0, Core* c) noexcept nogil:
+    cdef int i
+    cdef double mid, d, tb = 0.0, ta = 0.0, dqb = 0.0, dqa = 0.0, d0b = 0.0, d0a = 0.0
+    c.crossed = nb > 0 and na > 0 and bp[0] > ap[0]
+    c.valid = nb > 0 and na > 0 and not c.crossed
+    if not c.valid:
+        c.mid = NAN
+        c.spread = NAN
+        c.relsp = NAN
+        return 0
+    mid = 0.5 * (bp[0] + ap[0])
+    for i in range(nb):
+        tb += bq[i]
+        dqb += (bp[i] - mid) * bq[i]
+        d = (mid - bp[i]) / mid * 10000.0
+        if d >= 0.0 and d < edge0:
+            d0b += bq[i]
+    for i in range(na):
+        ta += aq[i]
+        dqa += (ap[i] - mid) * aq[i]
+        d = (ap[i] - mid) / mid * 10000.0
+        if d >= 0.0 and d < edge0:
+            d0a += aq[i]
+    c.mid = mid
+    c.spread = ap[0] - bp[0]
+    c.relsp = (ap[0] - bp[0]) / mid
+    c.imb0 = (bq[0] - aq[0]) / (bq[0] + aq[0])
+    c.depth0 = d0b + d0a
+    c.tb = tb
+    c.ta = ta
+    c.bid_slope = tb / (mid - bp[nb - 1]) if mid - bp[nb - 1] > 0.0 else NAN
+    c.ask_slope = ta / (ap[na - 1] - mid) if ap[na - 1] - mid > 0.0 else NAN
+    c.cog_vs_mid = (dqb + dqa) / (tb + ta) / mid
+    return 1
+
+
+
 cdef inline int book_structural(const double* bp, const double* bq, int nb,
                                 const double* ap, const double* aq, int na,
                                 int nlev, const double* edges, int nband, double* f) noexcept nogil:
@@ -76,7 +121,7 @@ cdef inline int book_structural(const double* bp, const double* bq, int nb,
     cdef int lv = N_SCALAR, lb = N_SCALAR + 5 * nlev
     cdef double mid, tb = 0.0, ta = 0.0, pqb = 0.0, pqa = 0.0, d, lo
     cdef double sb = 0.0, sa = 0.0, wb = 0.0, wa = 0.0, q5b = 0.0, q5a = 0.0, pq5b = 0.0, pq5a = 0.0
-    cdef double cb = 0.0, ca = 0.0, qb, qa
+    cdef double cb = 0.0, ca = 0.0, qb, qa, dqb = 0.0, dqa = 0.0, d5b = 0.0, d5a = 0.0
     for i in range(nv):
         f[i] = NAN
     f[SC_BEST_BID] = bp[0] if nb > 0 else NAN
@@ -100,7 +145,7 @@ cdef inline int book_structural(const double* bp, const double* bq, int nb,
     f[SC_SPREAD] = ap[0] - bp[0]
     f[SC_RELSP] = (ap[0] - bp[0]) / mid
     f[SC_MICRO] = (bq[0] * ap[0] + aq[0] * bp[0]) / (bq[0] + aq[0])
-    f[SC_MICRO_MINUS_MID] = f[SC_MICRO] - mid
+    f[SC_MICRO_MINUS_MID] = (bq[0] * (ap[0] - mid) + aq[0] * (bp[0] - mid)) / (bq[0] + aq[0])
     f[SC_WMID] = (bq[0] * bp[0] + aq[0] * ap[0]) / (bq[0] + aq[0])
     for j in range(nband):
         f[lb + j] = 0.0
@@ -109,12 +154,14 @@ cdef inline int book_structural(const double* bp, const double* bq, int nb,
     for i in range(nb):
         tb += bq[i]
         pqb += bp[i] * bq[i]
+        dqb += (bp[i] - mid) * bq[i]
         sb += bq[i] / (i + 1.0)
         d = (mid - bp[i]) / mid * 10000.0
         wb += bq[i] / (1.0 + d)
         if i < 5:
             q5b += bq[i]
             pq5b += bp[i] * bq[i]
+            d5b += (mid - bp[i]) * bq[i]
         lo = 0.0
         for j in range(nband):
             if d >= lo and d < edges[j]:
@@ -124,12 +171,14 @@ cdef inline int book_structural(const double* bp, const double* bq, int nb,
     for i in range(na):
         ta += aq[i]
         pqa += ap[i] * aq[i]
+        dqa += (ap[i] - mid) * aq[i]
         sa += aq[i] / (i + 1.0)
         d = (ap[i] - mid) / mid * 10000.0
         wa += aq[i] / (1.0 + d)
         if i < 5:
             q5a += aq[i]
             pq5a += ap[i] * aq[i]
+            d5a += (ap[i] - mid) * aq[i]
         lo = 0.0
         for j in range(nband):
             if d >= lo and d < edges[j]:
@@ -149,13 +198,13 @@ cdef inline int book_structural(const double* bp, const double* bq, int nb,
     f[SC_BID_CONC] = cb
     f[SC_ASK_CONC] = ca
     f[SC_COG] = (pqb + pqa) / (tb + ta)
-    f[SC_COG_VS_MID] = (f[SC_COG] - mid) / mid
+    f[SC_COG_VS_MID] = (dqb + dqa) / (tb + ta) / mid
     f[SC_SMART_BID] = sb
     f[SC_SMART_ASK] = sa
     f[SC_SMART_IMB] = (sb - sa) / (sb + sa)
     f[SC_VWAP_BID5] = pq5b / q5b
     f[SC_VWAP_ASK5] = pq5a / q5a
-    f[SC_VWAP_SPREAD] = f[SC_VWAP_ASK5] - f[SC_VWAP_BID5]
+    f[SC_VWAP_SPREAD] = d5a / q5a + d5b / q5b
     f[SC_PRESSURE] = (wb - wa) / (wb + wa)
     f[SC_LAMBDA] = f[SC_VWAP_SPREAD] / (q5b + q5a)
     for i in range(nlev):
@@ -165,3 +214,44 @@ cdef inline int book_structural(const double* bp, const double* bq, int nb,
     for j in range(nband):
         f[lb + 2 * nband + j] = _ratio_diff(f[lb + j], f[lb + nband + j])
     return 1
+
+
+cdef inline void order_flow(const double* cur, const double* prev, int nlev, int nb, int na, int pnb, int pna,
+                            int nofi, const double* weights, double* ofi, double* mlofi) noexcept nogil:
+    """Cont-Kukanov-Stoikov OFI of level 0 and the weighted multi-level OFI (Xu-Gould-Howison).
+
+    `cur`/`prev` hold 4 blocks of `nlev`: bid prices, bid sizes, ask prices, ask sizes.
+    A missing level is a bid at -inf / an ask at +inf with size 0.
+    """
+    cdef int m
+    cdef double b, q, b0, q0, a, qa, a0, qa0, e, total = 0.0
+    for m in range(nofi):
+        if m < nb:
+            b = cur[m]; q = cur[nlev + m]
+        else:
+            b = -INFINITY; q = 0.0
+        if m < pnb:
+            b0 = prev[m]; q0 = prev[nlev + m]
+        else:
+            b0 = -INFINITY; q0 = 0.0
+        if m < na:
+            a = cur[2 * nlev + m]; qa = cur[3 * nlev + m]
+        else:
+            a = INFINITY; qa = 0.0
+        if m < pna:
+            a0 = prev[2 * nlev + m]; qa0 = prev[3 * nlev + m]
+        else:
+            a0 = INFINITY; qa0 = 0.0
+        e = 0.0
+        if b >= b0:
+            e += q
+        if b <= b0:
+            e -= q0
+        if a <= a0:
+            e -= qa
+        if a >= a0:
+            e += qa0
+        if m == 0:
+            ofi[0] = e
+        total += weights[m] * e
+    mlofi[0] = total

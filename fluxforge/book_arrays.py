@@ -18,28 +18,28 @@ def _as_array(column: pa.Array | pa.ChunkedArray) -> pa.Array:
     if isinstance(column, pa.ChunkedArray):
         if column.num_chunks == 0:
             return pa.array([], type=column.type)
+        if column.num_chunks == 1:
+            return column.chunk(0)
         return column.combine_chunks()
     return column
 
 
 def levels_matrix(column: pa.Array | pa.ChunkedArray, width: int) -> np.ndarray:
-    """(rows, width) C-contiguous float64: the first `width` entries of each list, NaN-padded.
+    """(rows, width) float64: the first `width` entries of each list, NaN-padded.
 
-    Null lists become all-NaN rows and null entries become NaN.
+    Null lists become all-NaN rows and null entries become NaN.  When every list
+    has at least `width` entries and no nulls, this is a zero-copy, read-only,
+    row-strided view of the Arrow buffer (the kernels accept strided arrays).
     """
     arr = _as_array(column)
     n = len(arr)
-    out = np.full((n, width), np.nan, dtype=np.float64)
     if n == 0 or width == 0:
-        return out
+        return np.full((n, width), np.nan, dtype=np.float64)
     lengths = pc.list_value_length(arr).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
     values = pc.list_flatten(arr).to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
-    if lengths.min() == lengths.max():
-        full = lengths[0]
-        dense = values.reshape(n, full)
-        take = min(full, width)
-        out[:, :take] = dense[:, :take]
-        return out
+    if lengths.min() == lengths.max() and lengths[0] >= width:
+        return values.reshape(n, lengths[0])[:, :width]
+    out = np.full((n, width), np.nan, dtype=np.float64)
     starts = np.cumsum(lengths) - lengths
     rows = np.repeat(np.arange(n, dtype=np.int64), lengths)
     pos = np.arange(len(values), dtype=np.int64) - np.repeat(starts, lengths)

@@ -15,7 +15,6 @@ Other branches (ETL tests, the demo) build segments with `build_segment`.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from datetime import datetime, timezone
 from pathlib import Path
@@ -27,19 +26,13 @@ import pyarrow.parquet as pq
 
 from .active_segment import ActiveSegment
 from .bronze import CHANNEL_SCHEMAS, FORMAT_VERSION, channel_file
-from .fsio import atomic_path, atomic_write_json, fsync_dir
+from .fsio import atomic_path, atomic_write_json, fsync_dir, sha256_file
 from .journal import JournalScan, iter_journal
 from .segments import MANIFEST, SegmentId, SegmentStore
 
 PARQUET_ROW_GROUP_ROWS = 65536
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class _ChannelStats:
@@ -80,7 +73,7 @@ def _channel_entry(path: Path, scan: JournalScan, stats: _ChannelStats) -> dict:
         "file": path.name,
         "rows": scan.rows,
         "bytes": path.stat().st_size,
-        "sha256": _sha256(path),
+        "sha256": sha256_file(path),
         "min_ts": stats.ranges["timestamp"][0],
         "max_ts": stats.ranges["timestamp"][1],
         "min_recv_ns": stats.ranges["recv_ns"][0],
@@ -95,7 +88,14 @@ def read_manifest(seg_dir: Path) -> dict:
 
 
 def finish_segment(seg_dir: str | Path, store: SegmentStore, *, recovered: bool = False) -> Path:
-    """Turn an active segment directory into a finished one in ready/; returns its new path.
+    """Turn an active segment directory into a finished one in ready/; returns its new path."""
+    return finish_segment_with_manifest(seg_dir, store, recovered=recovered)[0]
+
+
+def finish_segment_with_manifest(seg_dir: str | Path, store: SegmentStore, *,
+                                 recovered: bool = False) -> tuple[Path, dict]:
+    """`finish_segment`, also returning the manifest as read BEFORE the rename: once the
+    segment is in ready/ the ETL may move it on at any moment, so reading it there races.
 
     Raises `fluxforge.journal.JournalUnreadable` when a journal's header is
     damaged (the caller moves the segment to failed/).  Safe to call again on
@@ -127,10 +127,11 @@ def finish_segment(seg_dir: str | Path, store: SegmentStore, *, recovered: bool 
             "torn_batches_dropped": sum(c["torn_batches_dropped"] for c in channels.values()),
         }
         atomic_write_json(seg_dir / MANIFEST, manifest)
+    manifest = read_manifest(seg_dir)
     for channel in CHANNEL_SCHEMAS:
         (seg_dir / channel_file(channel, finished=False)).unlink(missing_ok=True)
     fsync_dir(seg_dir)
-    return store.move(seg_dir, "ready")
+    return store.move(seg_dir, "ready"), manifest
 
 
 def build_segment(store: SegmentStore, host: str, tables: Mapping[str, pa.Table], *,

@@ -180,6 +180,16 @@ class RetentionConfig(_Model):
         return self
 
 
+class StatusConfig(_Model):
+    """Thresholds of `fluxforge status`: beyond them a warning is raised and the exit code is non-zero."""
+
+    max_etl_lag: float = Field(900.0, gt=0.0, description="seconds a finished segment may wait for the ETL")
+    max_message_age: float = Field(120.0, gt=0.0, description="seconds since the last message of a configured symbol")
+    max_gaps_per_hour: int = Field(3, ge=0, description="gap/resync/reconnect events per symbol in the last hour")
+    max_dropped_per_hour: int = Field(0, ge=0, description="rows dropped (queue overflow, full disk) in the last hour")
+    max_sync_age: float = Field(7200.0, gt=0.0, description="seconds since the last successful sync (when enabled)")
+
+
 class LoggingConfig(_Model):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["auto", "console", "json", "journald"] = "auto"
@@ -194,6 +204,7 @@ class Config(_Model):
     compaction: CompactionConfig = Field(default_factory=CompactionConfig)
     sync: SyncConfig = Field(default_factory=SyncConfig)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
+    status: StatusConfig = Field(default_factory=StatusConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
 
     @field_validator("host_id")

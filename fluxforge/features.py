@@ -130,18 +130,22 @@ class FeatureEngine:
         last = self._kernel.last_ts
         if last is not None:
             books, trades = self._drop_late(books, last), self._drop_late(trades, last)
-        books, _ = _sorted_valid_time(pa.concat_tables([self._pending_books, books]))
-        trades, _ = _sorted_valid_time(pa.concat_tables([self._pending_trades, trades]))
+        if len(self._pending_books):
+            books, _ = _sorted_valid_time(pa.concat_tables([self._pending_books, books]))
+        if len(self._pending_trades):
+            trades, _ = _sorted_valid_time(pa.concat_tables([self._pending_trades, trades]))
         self._pending_resets = sorted(set(self._pending_resets) | {int(r) for r in (resets or ())})
-        cut = max((t for t in (_max_ts(books), _max_ts(trades)) if t is not None), default=None)
+        # Hold back everything from the earlier of the two streams' last times: a later chunk
+        # may still bring events of the lagging stream up to there (and trades at equal times
+        # must precede the snapshot).  Tables are sorted, so the held rows are a suffix.
+        cut = min((t for t in (_max_ts(books), _max_ts(trades)) if t is not None), default=None)
         if cut is None:
             self._pending_books, self._pending_trades = books, trades
             return self._result([], books, [])
-        hold_b = pc.greater_equal(books.column("timestamp"), cut)
-        hold_t = pc.greater_equal(trades.column("timestamp"), cut)
-        self._pending_books = books.filter(hold_b)
-        self._pending_trades = trades.filter(hold_t)
-        return self._run(books.filter(pc.invert(hold_b)), trades.filter(pc.invert(hold_t)), bars_flush=False)
+        nb = _count_before(books, cut)
+        nt = _count_before(trades, cut)
+        self._pending_books, self._pending_trades = books.slice(nb), trades.slice(nt)
+        return self._run(books.slice(0, nb), trades.slice(0, nt), bars_flush=False)
 
     def flush(self) -> FeatureResult:
         """End of stream: process held-back events and emit the still-open bars (partial)."""
@@ -220,13 +224,15 @@ class FeatureEngine:
         engine = cls(options, **overrides)
         if payload["options"] != engine.options.model_dump(mode="json"):
             raise ValueError("checkpoint was written with different feature options")
-        kernel = {k: (base64.b64decode(v) if isinstance(v, str) else v) for k, v in payload["kernel"].items()}
-        kernel["fingerprint"] = engine._kernel.fingerprint
-        engine._kernel.set_state(kernel)
-        engine._pending_books = _from_ipc(payload["pending_books"])
-        engine._pending_trades = _from_ipc(payload["pending_trades"])
-        engine._pending_resets = [int(r) for r in payload["pending_resets"]]
-        engine._stats.update(payload["stats"])
+        try:
+            kernel = {k: (base64.b64decode(v) if isinstance(v, str) else v) for k, v in payload["kernel"].items()}
+            engine._kernel.set_state(kernel)
+            engine._pending_books = _from_ipc(payload["pending_books"])
+            engine._pending_trades = _from_ipc(payload["pending_trades"])
+            engine._pending_resets = [int(r) for r in payload["pending_resets"]]
+            engine._stats.update({k: int(payload["stats"][k]) for k in _STATS})
+        except (KeyError, TypeError, ValueError, pa.ArrowInvalid) as exc:
+            raise ValueError(f"corrupt feature-engine checkpoint: {exc!r}") from None
         return engine
 
 
@@ -234,6 +240,11 @@ def _max_ts(table: pa.Table) -> int | None:
     if len(table) == 0:
         return None
     return pc.max(table.column("timestamp")).as_py()
+
+
+def _count_before(table: pa.Table, cut: int) -> int:
+    """Rows of a time-sorted table with timestamp < cut."""
+    return int(np.searchsorted(table.column("timestamp").to_numpy(), cut, side="left"))
 
 
 def compute(books: pa.Table | None, trades: pa.Table | None = None, *, resets: Iterable[int] | None = None,

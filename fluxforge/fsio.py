@@ -7,6 +7,7 @@ rename over the final name, fsync the directory -- so it lives here once.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from contextlib import contextmanager
@@ -114,3 +115,12 @@ def _libc_syncfs():
             fn = None
         _SYNCFS.append(fn)
     return _SYNCFS[0]
+
+
+def sha256_file(path: str | os.PathLike, block: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in blocks (manifest checksums: written and verified alike)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(block):
+            h.update(chunk)
+    return h.hexdigest()

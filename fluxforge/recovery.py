@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .active_segment import remove_abandoned_creations
-from .bronze_finish import finish_segment, read_manifest
+from .bronze_finish import finish_segment_with_manifest
 from .journal import JournalUnreadable
 from .logs import get_logger
 from .segments import SegmentStore
@@ -46,7 +46,7 @@ def recover_active_segments(store: SegmentStore) -> RecoveryReport:
     report.abandoned_removed = len(remove_abandoned_creations(store))
     for seg_dir in store.list("active"):
         try:
-            ready = finish_segment(seg_dir, store, recovered=True)
+            ready, manifest = finish_segment_with_manifest(seg_dir, store, recovered=True)
         except OSError as e:
             if e.errno in DISK_FULL_ERRNOS:
                 # Not the segment's fault: leave it in active/ and retry on a later start.
@@ -59,7 +59,6 @@ def recover_active_segments(store: SegmentStore) -> RecoveryReport:
         except (JournalUnreadable, ValueError) as e:
             report.failed.append(_fail(store, seg_dir, e))
             continue
-        manifest = read_manifest(ready)
         torn = int(manifest.get("torn_batches_dropped", 0))
         report.recovered.append(ready)
         report.torn_batches_dropped += torn

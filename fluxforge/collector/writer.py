@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..active_segment import ActiveSegment
-from ..bronze_finish import finish_segment, read_manifest
+from ..bronze_finish import finish_segment_with_manifest
 from ..config import Config
 from ..journal import JournalUnreadable
 from ..logs import get_logger
@@ -187,7 +187,7 @@ class BronzeWriter:
 
     def _finish_in_background(self, path: Path) -> None:
         loop = asyncio.get_running_loop()
-        fut = loop.run_in_executor(self._finisher, finish_segment, path, self.store)
+        fut = loop.run_in_executor(self._finisher, finish_segment_with_manifest, path, self.store)
         self._finishing.add(fut)
         fut.add_done_callback(lambda f, p=path: self._finished(p, f))
 
@@ -195,8 +195,7 @@ class BronzeWriter:
         self._finishing.discard(fut)
         err = fut.exception()
         if err is None:
-            ready = fut.result()
-            m = read_manifest(ready)
+            ready, m = fut.result()  # manifest read before the rename: the ETL may already have moved it
             log.info("segment_rotated", segment=ready.name, rows=m["rows"],
                      bytes=sum(c["bytes"] for c in m["channels"].values()))
         elif isinstance(err, OSError) and err.errno in DISK_FULL_ERRNOS:

@@ -12,7 +12,6 @@ time; it keeps its null and the engine skips it (and counts it).
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,11 +22,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .. import bronze
+from ..fsio import sha256_file
 from ..segments import MANIFEST
 
 Key = tuple[str, str]  # (exchange, ccxt symbol)
 LEVEL_COLUMNS = ("bid_px", "bid_sz", "ask_px", "ask_sz")
-_HASH_BLOCK = 1 << 20
 
 
 class BadSegment(Exception):
@@ -111,7 +110,7 @@ class SegmentReader:
         if "bytes" in entry and int(entry["bytes"]) != size:
             raise BadSegment(f"{name}: size {size} bytes but {MANIFEST} says {entry['bytes']} (truncated or replaced)")
         if entry.get("sha256"):
-            digest = _sha256(path)
+            digest = sha256_file(path)
             if digest != entry["sha256"]:
                 raise BadSegment(f"{name}: sha256 {digest[:16]}... does not match {MANIFEST} ({str(entry['sha256'])[:16]}...)")
         try:
@@ -183,12 +182,6 @@ def _split(table: pa.Table) -> Iterator[tuple[Key, pa.Table]]:
         yield key, body.slice(start, end - start)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(_HASH_BLOCK):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _check_schema(name: str, actual: pa.Schema, expected: pa.Schema) -> None:

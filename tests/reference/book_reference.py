@@ -69,7 +69,7 @@ def structural_row(bids, asks, opts):
     f["spread"] = pa - pb
     f["relative_spread"] = (pa - pb) / mid
     f["microprice"] = (qb * pa + qa * pb) / (qb + qa)
-    f["micro_minus_mid"] = f["microprice"] - mid
+    f["micro_minus_mid"] = (qb * (pa - mid) + qa * (pb - mid)) / (qb + qa)
     f["weighted_mid"] = (qb * pb + qa * pa) / (qb + qa)
     tb = math.fsum(q for _, q in bids)
     ta = math.fsum(q for _, q in asks)
@@ -81,7 +81,7 @@ def structural_row(bids, asks, opts):
     f["ask_concentration"] = math.fsum((q / ta) ** 2 for _, q in asks)
     cog = math.fsum([p * q for p, q in bids] + [p * q for p, q in asks]) / (tb + ta)
     f["center_of_gravity"] = cog
-    f["cog_vs_mid"] = (cog - mid) / mid
+    f["cog_vs_mid"] = math.fsum([(p - mid) * q for p, q in bids + asks]) / (tb + ta) / mid
     sb = math.fsum(q / (i + 1) for i, (_, q) in enumerate(bids))
     sa = math.fsum(q / (i + 1) for i, (_, q) in enumerate(asks))
     f["smart_bid_depth"], f["smart_ask_depth"] = sb, sa
@@ -89,7 +89,8 @@ def structural_row(bids, asks, opts):
     b5, a5 = bids[:5], asks[:5]
     f["vwap_bid_5"] = math.fsum(p * q for p, q in b5) / math.fsum(q for _, q in b5)
     f["vwap_ask_5"] = math.fsum(p * q for p, q in a5) / math.fsum(q for _, q in a5)
-    f["vwap_spread"] = f["vwap_ask_5"] - f["vwap_bid_5"]
+    f["vwap_spread"] = (math.fsum((p - mid) * q for p, q in a5) / math.fsum(q for _, q in a5)
+                        + math.fsum((mid - p) * q for p, q in b5) / math.fsum(q for _, q in b5))
     f["lambda_like"] = f["vwap_spread"] / (math.fsum(q for _, q in b5) + math.fsum(q for _, q in a5))
     dist_b = [(mid - p) / mid * 10000.0 for p, _ in bids]
     dist_a = [(p - mid) / mid * 10000.0 for p, _ in asks]
@@ -139,7 +140,7 @@ def structural_numpy(bpx, bsz, apx, asz, opts):
         f["spread"] = ap[:, 0] - bp[:, 0]
         f["relative_spread"] = f["spread"] / mid
         f["microprice"] = (bq[:, 0] * ap[:, 0] + aq[:, 0] * bp[:, 0]) / (bq[:, 0] + aq[:, 0])
-        f["micro_minus_mid"] = f["microprice"] - mid
+        f["micro_minus_mid"] = (bq[:, 0] * (ap[:, 0] - mid) + aq[:, 0] * (bp[:, 0] - mid)) / (bq[:, 0] + aq[:, 0])
         f["weighted_mid"] = (bq[:, 0] * bp[:, 0] + aq[:, 0] * ap[:, 0]) / (bq[:, 0] + aq[:, 0])
         tb, ta = bq0.sum(axis=1), aq0.sum(axis=1)
         f["total_bid_volume"], f["total_ask_volume"] = tb, ta
@@ -153,7 +154,8 @@ def structural_numpy(bpx, bsz, apx, asz, opts):
         f["ask_concentration"] = ((aq0 / ta[:, None]) ** 2).sum(axis=1)
         pq = np.nan_to_num(bp * bq).sum(axis=1) + np.nan_to_num(ap * aq).sum(axis=1)
         f["center_of_gravity"] = pq / (tb + ta)
-        f["cog_vs_mid"] = (f["center_of_gravity"] - mid) / mid
+        dev = np.nan_to_num((bp - mid[:, None]) * bq).sum(axis=1) + np.nan_to_num((ap - mid[:, None]) * aq).sum(axis=1)
+        f["cog_vs_mid"] = dev / (tb + ta) / mid
         rank = 1.0 / np.arange(1, L + 1)
         sb, sa = (bq0 * rank).sum(axis=1), (aq0 * rank).sum(axis=1)
         f["smart_bid_depth"], f["smart_ask_depth"] = sb, sa
@@ -161,7 +163,8 @@ def structural_numpy(bpx, bsz, apx, asz, opts):
         q5b, q5a = bq0[:, :5].sum(axis=1), aq0[:, :5].sum(axis=1)
         f["vwap_bid_5"] = np.nan_to_num(bp[:, :5] * bq[:, :5]).sum(axis=1) / q5b
         f["vwap_ask_5"] = np.nan_to_num(ap[:, :5] * aq[:, :5]).sum(axis=1) / q5a
-        f["vwap_spread"] = f["vwap_ask_5"] - f["vwap_bid_5"]
+        f["vwap_spread"] = (np.nan_to_num((ap[:, :5] - mid[:, None]) * aq[:, :5]).sum(axis=1) / q5a
+                            + np.nan_to_num((mid[:, None] - bp[:, :5]) * bq[:, :5]).sum(axis=1) / q5b)
         f["lambda_like"] = f["vwap_spread"] / (q5b + q5a)
         db = (mid[:, None] - bp) / mid[:, None] * 10000.0
         da = (ap - mid[:, None]) / mid[:, None] * 10000.0

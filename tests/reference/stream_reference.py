@@ -133,7 +133,7 @@ def reference(books, trades=None, resets=(), options=None, mode="python", **over
     events = [(t["ts"], 1, k) for k, t in enumerate(T)] + [(b["ts"], 2, k) for k, b in enumerate(B)]
     events.sort(key=lambda e: (e[0], e[1]))
     snaps, trs = [], []          # processed records, in order
-    epoch, ri, t0, prev, pend, next_emit = 0, 0, None, None, [], None
+    epoch, ri, t0, prev, pend, next_emit, epoch_start = 0, 0, None, None, [], None, 0
     vol_trades = []              # sided trades since the last reset, for VPIN
     hf = []
     bars = {d: [] for d in opts.bar_durations}
@@ -180,10 +180,11 @@ def reference(books, trades=None, resets=(), options=None, mode="python", **over
             if bar is None:
                 open_bar[d] = dict(k=k, snaps=[], trades=[])
 
+    times = {id(snaps): [], id(trs): []}   # event times of each record list, for bisect
+
     def window(records, t, wms):
         """Records of the current epoch with t - wms < ts <= t (records are in time order)."""
-        times = [r["ts"] for r in records]
-        lo = bisect.bisect_right(times, t - wms)
+        lo = bisect.bisect_right(times[id(records)], t - wms)
         return [r for r in records[lo:] if r["epoch"] == epoch and r["ts"] <= t]
 
     for ts, kind, k in events:
@@ -191,6 +192,7 @@ def reference(books, trades=None, resets=(), options=None, mode="python", **over
             while ri < len(R) and R[ri] <= ts:
                 ri += 1
             epoch += 1
+            epoch_start = len(snaps)
             t0, prev, pend, vol_trades = None, None, [], []
             for d in opts.bar_durations:
                 prev_close[d] = NAN
@@ -200,6 +202,7 @@ def reference(books, trades=None, resets=(), options=None, mode="python", **over
         if kind == 1:
             tr = dict(T[k], epoch=epoch)
             trs.append(tr)
+            times[id(trs)].append(ts)
             pend.append(tr)
             for d in opts.bar_durations:
                 open_bar[d]["trades"].append(tr)
@@ -234,6 +237,7 @@ def reference(books, trades=None, resets=(), options=None, mode="python", **over
                     s["slope"] = s["slope_diff"] - prev["slope_diff"]
                 s["cog"] = b["s"]["cog_vs_mid"] - prev["s"]["cog_vs_mid"]
         snaps.append(s)
+        times[id(snaps)].append(ts)
         for d in opts.bar_durations:
             open_bar[d]["snaps"].append(s)
         # spread regime of this snapshot: window over valid snapshots, including itself
@@ -290,8 +294,10 @@ def reference(books, trades=None, resets=(), options=None, mode="python", **over
         # time-weighted regime fractions: each snapshot's regime holds until the next snapshot
         row.update(spread_regime=NAN, spread_regime_tight_frac=NAN, spread_regime_wide_frac=NAN, spread_percentile=NAN)
         if ts - t0 >= wr:
-            mine = [x for x in snaps if x["epoch"] == epoch]
-            lo = max(ts - wr, mine[0]["ts"])
+            first = next(x for x in snaps[epoch_start:] if x["epoch"] == epoch)
+            start = max(epoch_start, bisect.bisect_right(times[id(snaps)], ts - wr) - 1)
+            mine = [x for x in snaps[start:] if x["epoch"] == epoch]
+            lo = max(ts - wr, first["ts"])
             tight = wide = 0
             for a, z in zip(mine, mine[1:] + [dict(ts=ts)]):
                 part = max(0, min(z["ts"], ts) - max(a["ts"], ts - wr))

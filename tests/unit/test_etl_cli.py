@@ -1,5 +1,16 @@
 """`fluxforge replay` / `fluxforge etl` user errors: one clear line, no traceback."""
+import pytest
+import structlog
+
 from fluxforge.cli import main
+
+
+@pytest.fixture(autouse=True)
+def keep_logging_config():
+    """Commands configure structlog onto this test's captured stderr: restore it afterwards."""
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
 
 
 def test_replay_missing_source(tmp_path, capsys):

@@ -161,7 +161,7 @@ def test_reset_clears_state_until_warm_again():
     fresh = compute(bk.filter(pa.compute.greater_equal(bk.column("timestamp"), reset_at)), **opts).hf.to_pylist()
     for a, b in zip(hf[20:], fresh):
         for key in ("rv_1s", "ret_std_2s", "ofi_sum_1s", "log_return_step", "mid_accel", "kyle_lambda"):
-            assert (math.isnan(a[key]) and math.isnan(b[key])) or a[key] == b[key], key
+            assert (math.isnan(a[key]) and math.isnan(b[key])) or a[key] == pytest.approx(b[key], rel=1e-12), key
 
 
 def test_hf_emit_interval_takes_first_snapshot_of_each_interval():
@@ -172,9 +172,9 @@ def test_hf_emit_interval_takes_first_snapshot_of_each_interval():
 
 
 def test_bars_half_open_empty_bars_carry_close():
-    bk = books([(T0 + 0, *S0), (T0 + 999, *S1), (T0 + 1000, *S2), (T0 + 3500, *S0)])
+    bk = books([(T0 + 0, *S0), (T0 + 999, *S1), (T0 + 1000, *S2), (T0 + 3500, *S0), (T0 + 3700, *S0)])
     eng = FeatureEngine(bar_durations=[1])
-    # events at a chunk's last millisecond wait for the next chunk (trades there would come first)
+    # events from the earlier of the two streams' last times on wait for the next chunk
     streamed = eng.process(bk, trades([(T0 + 3600, 100.0, 1.0, "buy")])).bars[1]
     assert streamed.num_rows == 3  # [0,1000) [1000,2000) [2000,3000) closed; [3000,4000) still open
     rows = streamed.to_pylist()
@@ -207,3 +207,32 @@ def test_bad_input_is_a_clear_error():
         FeatureEngine.from_state(b"not json", None)
     with pytest.raises(ValueError, match="different feature options"):
         FeatureEngine.from_state(FeatureEngine().get_state(), max_levels=5)
+    blob = FeatureEngine().get_state()
+    with pytest.raises(ValueError, match="corrupt"):
+        FeatureEngine.from_state(blob.replace(b'"st": "', b'"st": "AAAA'))
+    with pytest.raises(ValueError, match="corrupt"):
+        FeatureEngine.from_state(blob.replace(b'"pending_books"', b'"pending_bookz"'))
+
+
+def test_keep_raw_arrays_adds_the_input_lists_of_emitted_rows():
+    hf = compute(books([S0, S1, S2]), hf_emit_interval=0, keep_raw_arrays=True).hf
+    assert hf.column("bid_px").to_pylist() == [[100.00], [100.00], [100.01]]
+    assert hf.column("ask_sz").to_pylist() == [[4], [3], [6]]
+
+
+def test_late_events_are_dropped_and_counted():
+    eng = FeatureEngine(hf_emit_interval=0)
+    eng.process(books([S0, S1, S2]), trades([(T0 + 500, 100.0, 1.0, "buy")]))
+    eng.process(books([(T0 + 50, *S0)]))           # older than what was processed: late
+    assert eng.stats()["late_dropped"] == 1
+
+
+def test_unsorted_input_is_sorted_and_reset_in_a_later_chunk_is_kept():
+    rows = [(T0 + 200, *S2), (T0, *S0), (T0 + 100, *S1)]
+    hf = compute(books(rows), hf_emit_interval=0).hf
+    assert hf.column("ofi_step").to_pylist()[1:] == pytest.approx([4.0, 5.0])
+    eng = FeatureEngine(hf_emit_interval=0)
+    first = eng.process(books([S0]), resets=[T0 + 150])           # the reset lies ahead: kept
+    rest = eng.process(books([(T0 + 100, *S1), (T0 + 200, *S2), (T0 + 300, *S0)]))
+    ofi = concat_results([first, rest, eng.flush()]).hf.column("ofi_step").to_pylist()
+    assert ofi[1] == pytest.approx(4.0) and math.isnan(ofi[2])    # reset before S2 at T0+200

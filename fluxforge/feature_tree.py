@@ -1,0 +1,152 @@
+"""Find and read bars and hf rows in the Hive feature tree (features/{bars/interval=<d>s,hf}/exchange=/symbol=/date=).
+
+Why a reader next to the ETL's writer: `fluxforge report` and the demo summary
+must pick one exchange + symbol + interval + time range without scanning the
+whole tree, ignore hidden temp files of a writer in progress, and tell the user
+what *is* there when their choice matches nothing.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from .etl.naming import exchange_path_value, symbol_path_value
+
+_INTERVAL = re.compile(r"^interval=(\d+)s$")
+
+
+class NoBars(Exception):
+    """Nothing matches; the message says what exists instead."""
+
+
+@dataclass(frozen=True)
+class BarSeries:
+    """Bars of one exchange + symbol + interval, sorted by time (and the hf rows of the same range)."""
+
+    exchange: str
+    symbol: str          # partition value, e.g. BTC-USDT
+    interval_s: int
+    table: pa.Table      # includes `timestamp` (timestamp[ms, UTC])
+    hf: pa.Table | None = None  # features the bars do not carry (microprice, VPIN) come from here
+
+    @property
+    def rows(self) -> int:
+        return self.table.num_rows
+
+
+def _values(directory: Path, key: str) -> list[str]:
+    if not directory.is_dir():
+        return []
+    return sorted(p.name.split("=", 1)[1] for p in directory.iterdir()
+                  if p.is_dir() and p.name.startswith(f"{key}="))
+
+
+def intervals(features_dir: Path) -> list[int]:
+    bars = Path(features_dir) / "bars"
+    if not bars.is_dir():
+        return []
+    return sorted(int(m[1]) for p in bars.iterdir() if (m := _INTERVAL.match(p.name)))
+
+
+def symbols(features_dir: Path) -> dict[str, list[str]]:
+    """exchange -> partition symbols that have bars (any interval)."""
+    out: dict[str, set[str]] = {}
+    for d in intervals(features_dir):
+        root = Path(features_dir) / "bars" / f"interval={d}s"
+        for ex in _values(root, "exchange"):
+            out.setdefault(ex, set()).update(_values(root / f"exchange={ex}", "symbol"))
+    return {ex: sorted(s) for ex, s in sorted(out.items())}
+
+
+def resolve_symbol(features_dir: Path, symbol: str, exchange: str | None) -> tuple[str, str]:
+    """(exchange, partition symbol) for a user's 'BTC/USDT' or 'BTC-USDT'; NoBars if absent or ambiguous."""
+    wanted = symbol_path_value(symbol.upper())
+    available = symbols(features_dir)
+    if not available:
+        raise NoBars(f"no bars under {Path(features_dir) / 'bars'} (has the ETL run?)")
+    matches = [ex for ex, syms in available.items() if wanted in syms
+               and (exchange is None or ex == exchange_path_value(exchange))]
+    listing = "; ".join(f"{ex}: {', '.join(s)}" for ex, s in available.items())
+    if not matches:
+        raise NoBars(f"no bars for {symbol}{' on ' + exchange if exchange else ''}; available: {listing}")
+    if len(matches) > 1:
+        raise NoBars(f"{symbol} is on several exchanges ({', '.join(matches)}): choose one with --exchange")
+    return matches[0], wanted
+
+
+def _symbol_dir(features_dir: Path, interval_s: int | None, exchange: str, symbol: str) -> Path:
+    """bars/interval=<d>s/exchange=/symbol= for bars, hf/exchange=/symbol= when interval_s is None."""
+    kind = Path(features_dir) / ("hf" if interval_s is None else f"bars/interval={interval_s}s")
+    return kind / f"exchange={exchange}" / f"symbol={symbol}"
+
+
+def _dates(features_dir: Path, interval_s: int | None, exchange: str, symbol: str) -> list[str]:
+    return _values(_symbol_dir(features_dir, interval_s, exchange, symbol), "date")
+
+
+def hf_columns(features_dir: Path, exchange: str, symbol: str) -> list[str]:
+    """Column names of the symbol's newest hf file (all hf files of a config share them), or []."""
+    for date in reversed(_dates(features_dir, None, exchange, symbol)):
+        files = sorted(p for p in (_symbol_dir(features_dir, None, exchange, symbol) / f"date={date}").glob("*.parquet")
+                       if not p.name.startswith("."))
+        if files:
+            return pq.read_schema(files[-1]).names
+    return []
+
+
+def newest_date(features_dir: Path, exchange: str, symbol: str) -> str | None:
+    dates = [d for iv in intervals(features_dir) for d in _dates(features_dir, iv, exchange, symbol)]
+    return max(dates, default=None)
+
+
+def read_rows(features_dir: Path, interval_s: int | None, exchange: str, symbol: str,
+              start: datetime | None = None, end: datetime | None = None,
+              columns: list[str] | None = None) -> pa.Table:
+    """Rows in [start, end) (None = open) of bars (interval_s) or hf rows (None), sorted by time.
+
+    Only the date partitions that can overlap the range are opened.
+    """
+    tables = []
+    for date in _dates(features_dir, interval_s, exchange, symbol):
+        day = datetime.strptime(date, "%Y-%m-%d").replace(tzinfo=timezone.utc)
+        if (start and day.date() < start.date()) or (end and day >= end):
+            continue
+        part_dir = _symbol_dir(features_dir, interval_s, exchange, symbol) / f"date={date}"
+        for f in sorted(part_dir.glob("*.parquet")):
+            if not f.name.startswith("."):
+                tables.append(pq.read_table(f, columns=columns))
+    if not tables:
+        return pa.table({"timestamp": pa.array([], pa.timestamp("ms", tz="UTC"))})
+    table = pa.concat_tables(tables, promote_options="permissive")
+    ts = table.column("timestamp")
+    if start is not None:
+        table = table.filter(pc.greater_equal(ts, pa.scalar(start, ts.type)))
+        ts = table.column("timestamp")
+    if end is not None:
+        table = table.filter(pc.less(ts, pa.scalar(end, ts.type)))
+    return table.take(pc.sort_indices(table, sort_keys=[("timestamp", "ascending")]))
+
+
+def read_bars(features_dir: Path, interval_s: int, exchange: str, symbol: str,
+              start: datetime | None = None, end: datetime | None = None,
+              columns: list[str] | None = None) -> BarSeries:
+    return BarSeries(exchange, symbol, interval_s,
+                     read_rows(features_dir, interval_s, exchange, symbol, start, end, columns))
+
+
+def pick_interval(features_dir: Path, exchange: str, symbol: str, start: datetime | None,
+                  end: datetime | None, min_bars: int = 100) -> int:
+    """The coarsest interval giving at least `min_bars` bars in the range, else the finest."""
+    found = [iv for iv in intervals(features_dir) if _dates(features_dir, iv, exchange, symbol)]
+    if not found:
+        raise NoBars(f"no bars for {exchange} {symbol}")
+    for iv in sorted(found, reverse=True):
+        if read_bars(features_dir, iv, exchange, symbol, start, end, columns=["timestamp"]).rows >= min_bars:
+            return iv
+    return found[0]

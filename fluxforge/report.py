@@ -1,0 +1,179 @@
+"""A picture of the market from the features: price, spread, order-flow imbalance and VPIN.
+
+Why two sources: the bars carry mid OHLC, spread and summed OFI per interval,
+but microprice and VPIN are per-snapshot features that only the hf rows carry,
+so the default chart draws the bars and overlays those hf series on the same
+time axis (no resampling, nothing invented between rows).
+
+Why matplotlib is imported lazily: it is the optional `plot` extra, so a
+headless Pi install stays small; only drawing needs it and the error says how
+to get it.  The Agg backend is forced, so no display is ever needed.
+
+`--features` takes a spec like "close+microprice,sum_ofi,kyle_lambda": commas
+separate panels, '+' shares a panel; each name is a bar column, else an hf
+column, else the stem of one (`mid` matches `mid_price`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from .feature_tree import BarSeries, NoBars, hf_columns, read_bars, read_rows
+
+_SUFFIXES = ("", "_close", "_last", "_mean", "_sum", "_price")
+PIXEL_SIZE = (1600, 1000)
+DPI = 100
+
+
+class ReportError(Exception):
+    """A chart cannot be drawn (missing extra, unknown feature, no rows): one clear line."""
+
+
+@dataclass(frozen=True)
+class Line:
+    source: str            # "bars" | "hf"
+    column: str
+    label: str
+    scale: float = 1.0
+    kind: str = "line"     # "line" | "bar" (per-bar flows, drawn around zero)
+
+
+@dataclass(frozen=True)
+class Panel:
+    title: str
+    lines: list[Line] = field(default_factory=list)
+
+
+DEFAULT_PANELS = [
+    Panel("price", [Line("bars", "close", "mid (bar close)"), Line("hf", "microprice", "microprice")]),
+    Panel("spread (bps)", [Line("bars", "mean_relative_spread", "mean relative spread", scale=1e4)]),
+    Panel("OFI per bar", [Line("bars", "sum_ofi", "order-flow imbalance", kind="bar")]),
+    Panel("VPIN", [Line("hf", "vpin", "VPIN")]),
+]
+DEFAULT_DESCRIPTION = "mid (bar close) + microprice (hf), relative spread in bps, OFI per bar, VPIN (hf)"
+
+
+def resolve_column(name: str, available: list[str]) -> str | None:
+    """`name` itself, `name` + a usual suffix, else the first column starting with `name_`."""
+    for suffix in _SUFFIXES:
+        if name + suffix in available:
+            return name + suffix
+    starts = [c for c in available if c.startswith(name + "_")]
+    return starts[0] if starts else None
+
+
+def default_panels(bar_columns: list[str], hf_columns: list[str]) -> list[Panel]:
+    """DEFAULT_PANELS without the lines whose column is absent (e.g. VPIN disabled, no hf rows)."""
+    have = {"bars": set(bar_columns), "hf": set(hf_columns)}
+    panels = [Panel(p.title, [ln for ln in p.lines if ln.column in have[ln.source]]) for p in DEFAULT_PANELS]
+    return [p for p in panels if p.lines]
+
+
+def parse_panels(spec: str, bar_columns: list[str], hf_columns: list[str]) -> list[Panel]:
+    """Panels for a user's spec; an unknown name is an error listing what exists."""
+    bars = [c for c in bar_columns if c != "timestamp"]
+    hf = [c for c in hf_columns if c != "timestamp"]
+    panels = []
+    for group in filter(None, (g.strip() for g in spec.split(","))):
+        lines = []
+        for name in filter(None, (n.strip() for n in group.split("+"))):
+            for source, columns in (("bars", bars), ("hf", hf)):
+                col = resolve_column(name, columns)
+                if col is not None:
+                    lines.append(Line(source, col, col, kind="bar" if "ofi" in col and source == "bars" else "line"))
+                    break
+            else:
+                raise ReportError(f"no bar or hf column matches {name!r}; bar columns: {', '.join(bars)}"
+                                  + (f"; hf has {len(hf)} columns (fluxforge inspect an hf file)" if hf else ""))
+        if lines:
+            panels.append(Panel(" + ".join(ln.column for ln in lines), lines))
+    if not panels:
+        raise ReportError(f"no panel in --features {spec!r}")
+    return panels
+
+
+def needs_hf(panels: list[Panel]) -> list[str]:
+    return sorted({ln.column for p in panels for ln in p.lines if ln.source == "hf"})
+
+
+def load_pyplot():
+    try:
+        import matplotlib
+    except ImportError:
+        raise ReportError("charts need matplotlib: pip install 'fluxforge[plot]' "
+                          "(or apt install python3-matplotlib)") from None
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _xy(table: pa.Table, column: str, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    times = table.column("timestamp").to_numpy(zero_copy_only=False).astype("datetime64[ms]")
+    values = table.column(column).to_numpy(zero_copy_only=False).astype(float, copy=False) * scale
+    return times, values
+
+
+def draw(series: BarSeries, panels: list[Panel], out: Path, title: str | None = None) -> Path:
+    """Write a PNG of PIXEL_SIZE with one time-aligned panel per entry of `panels`."""
+    if series.rows == 0:
+        raise ReportError(f"no bars for {series.exchange} {series.symbol} at {series.interval_s}s in that range")
+    plt = load_pyplot()
+    import matplotlib.dates as mdates
+
+    fig, axes = plt.subplots(len(panels), 1, sharex=True, squeeze=False,
+                             figsize=(PIXEL_SIZE[0] / DPI, PIXEL_SIZE[1] / DPI), dpi=DPI)
+    for ax, panel in zip(axes[:, 0], panels):
+        for i, line in enumerate(panel.lines):
+            table = series.table if line.source == "bars" else series.hf
+            times, values = _xy(table, line.column, line.scale)
+            if line.kind == "bar":
+                width = np.timedelta64(int(series.interval_s * 800), "ms")
+                ax.bar(times, values, width=width, label=line.label, align="edge",
+                       color=np.where(values >= 0, "tab:green", "tab:red"))
+                ax.axhline(0, color="grey", linewidth=0.6)
+            else:
+                if line.source == "bars":  # a bar holds its value until the next one starts: close the last step
+                    times = np.append(times, times[-1] + np.timedelta64(series.interval_s * 1000, "ms"))
+                    values = np.append(values, values[-1])
+                # later lines thinner, so overlapping series (mid, microprice) both stay visible
+                ax.plot(times, values, label=line.label, linewidth=1.6 if i == 0 else 0.9,
+                        drawstyle="steps-post" if line.source == "bars" else "default")
+        ax.set_ylabel(panel.title, fontsize=9)
+        ax.ticklabel_format(axis="y", style="plain", useOffset=False)  # prices as prices, not 5.99999e4 + x
+        ax.grid(True, alpha=0.3)
+        ax.legend(loc="upper left", fontsize=8)
+    ax = axes[-1, 0]
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(ax.xaxis.get_major_locator()))
+    ax.set_xlabel("time (UTC)")
+    times = series.table.column("timestamp").to_numpy(zero_copy_only=False).astype("datetime64[s]")
+    fig.suptitle(title or f"{series.exchange} {series.symbol}  {series.interval_s}s bars  "
+                 f"{str(times[0]).replace('T', ' ')} .. {str(times[-1]).replace('T', ' ')} UTC  ({series.rows:,} bars)")
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=DPI, format="png")
+    plt.close(fig)
+    return out
+
+
+def chart_symbol(features_dir: Path, exchange: str, symbol: str, interval_s: int, out: Path,
+                 start: datetime | None = None, end: datetime | None = None, spec: str | None = None,
+                 title: str | None = None) -> tuple[BarSeries, list[Panel]]:
+    """Read the bars (and the hf columns the panels need) of one symbol and draw them to `out`."""
+    series = read_bars(features_dir, interval_s, exchange, symbol, start, end)
+    if series.rows == 0:
+        span = f" between {start:%Y-%m-%d %H:%M} and {end:%Y-%m-%d %H:%M} UTC" if start and end else ""
+        raise NoBars(f"no {interval_s}s bars for {exchange} {symbol}{span}")
+    hf_cols = hf_columns(features_dir, exchange, symbol)
+    panels = (parse_panels(spec, series.table.column_names, hf_cols) if spec
+              else default_panels(series.table.column_names, hf_cols))
+    wanted = needs_hf(panels)
+    if wanted:
+        series = replace(series, hf=read_rows(features_dir, None, exchange, symbol, start, end, ["timestamp", *wanted]))
+    draw(series, panels, out, title)
+    return series, panels

@@ -1,0 +1,159 @@
+"""Gather what `fluxforge status` shows: one plain dict of facts about the appliance.
+
+Why one dict: the same facts feed the terminal view, `--json` for monitoring and
+the checks in `status_checks`, so the three can never disagree.  Everything is
+read from disk (segment directories, bronze rows, feature files, sync state)
+and from systemd when present; nothing here changes any state.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from . import stream_health
+from .config import Config
+from .segments import MANIFEST, REASON, STATES, SegmentId, SegmentStore
+from .sync_status import sync_status
+from .unit_states import unit_states
+
+NS = 1_000_000_000
+
+
+def collect(cfg: Config, now: float | None = None, with_units: bool = True) -> dict[str, Any]:
+    """All status facts for the appliance configured by `cfg`, as JSON-ready data."""
+    now = time.time() if now is None else now
+    now_ns = int(now * NS)
+    for d in (cfg.data_dir, cfg.segments_dir, cfg.state_dir):
+        if d.is_dir():
+            os.listdir(d)  # PermissionError now, not silently empty listings below (pathlib hides EACCES)
+    store = SegmentStore(cfg.segments_dir)
+    scan = stream_health.scan(store, now_ns, cfg.collector.segment_max_seconds)
+    configured = [(ex.name, sym) for ex in cfg.exchanges for sym in ex.symbols]
+    facts: dict[str, Any] = {
+        "time": datetime.fromtimestamp(now, timezone.utc).isoformat(timespec="seconds"),
+        "data_dir": str(cfg.data_dir),
+        "data_dir_exists": cfg.data_dir.is_dir(),
+        "segments": segment_summary(store, now),
+        "etl": etl_lag(store, now),
+        "streams": stream_health.stream_report(scan, now_ns, configured),
+        "events_last_hour": stream_health.events_total(scan),
+        "unreadable": scan.unreadable,
+        "features": feature_summary(cfg.features_dir),
+        "disk": disk_usage(cfg),
+        "sync": sync_status(cfg, now),
+        "units": unit_states() if with_units else None,
+    }
+    return facts
+
+
+def _dir_bytes(path: Path) -> int:
+    total = 0
+    for dirpath, _dirs, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.lstat(os.path.join(dirpath, f)).st_size
+            except OSError:
+                pass  # vanished while we looked (the ETL or retention moved it)
+    return total
+
+
+def segment_summary(store: SegmentStore, now: float) -> dict[str, dict[str, Any]]:
+    """Per state: count, bytes, oldest segment and its age (from the start time in its name)."""
+    out = {}
+    for state in STATES:
+        segs = store.list(state)
+        oldest = segs[0] if segs else None
+        out[state] = {
+            "count": len(segs),
+            "bytes": sum(_dir_bytes(s) for s in segs),
+            "oldest": oldest.name if oldest else None,
+            "oldest_age_s": round(now - SegmentId.parse(oldest.name).start_datetime.timestamp(), 1) if oldest else None,
+        }
+        if state == "failed" and oldest is not None:
+            out[state]["oldest_reason"] = _first_line(oldest / REASON)
+    return out
+
+
+def _first_line(path: Path) -> str | None:
+    try:
+        return path.read_text(errors="replace").strip().splitlines()[0][:200]
+    except (OSError, IndexError):
+        return None
+
+
+def closed_time(seg: Path) -> float:
+    """When the segment was finished: manifest's `closed` time, else manifest.json's mtime, else the dir's."""
+    mpath = seg / MANIFEST
+    try:
+        manifest = json.loads(mpath.read_text())
+    except (OSError, ValueError):
+        manifest = None
+    if isinstance(manifest, dict):
+        for key in ("closed", "closed_at", "closed_ns", "closed_ms"):
+            value = manifest.get(key)
+            parsed = _parse_time(value)
+            if parsed is not None:
+                return parsed
+    try:
+        return mpath.stat().st_mtime
+    except OSError:
+        return seg.stat().st_mtime
+
+
+def _parse_time(value: Any) -> float | None:
+    if isinstance(value, str):
+        try:
+            dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        return (dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).timestamp()
+    if isinstance(value, (int, float)) and value > 0:
+        for scale in (1, 1e3, 1e6, 1e9):  # s, ms, us, ns since the epoch
+            if value / scale < 1e10:
+                return value / scale
+    return None
+
+
+def etl_lag(store: SegmentStore, now: float) -> dict[str, Any]:
+    """How long the oldest finished-but-not-transformed segment (ready/ or processing/) has waited."""
+    waiting = store.list("processing") + store.list("ready")
+    if not waiting:
+        return {"waiting": 0, "lag_s": 0.0, "oldest": None}
+    oldest = min(waiting, key=closed_time)
+    return {"waiting": len(waiting), "lag_s": round(max(0.0, now - closed_time(oldest)), 1), "oldest": oldest.name}
+
+
+def feature_summary(features_dir: Path) -> dict[str, Any]:
+    """Feature files and bytes per kind (hf, bars) and the newest file's date partition."""
+    out: dict[str, Any] = {}
+    for kind in ("hf", "bars"):
+        files = [p for p in (features_dir / kind).rglob("*.parquet") if not p.name.startswith(".")] \
+            if (features_dir / kind).is_dir() else []
+        newest = max(files, key=lambda p: p.stat().st_mtime, default=None)
+        out[kind] = {"files": len(files), "bytes": sum(p.stat().st_size for p in files),
+                     "newest": str(newest.relative_to(features_dir)) if newest else None}
+    return out
+
+
+def disk_usage(cfg: Config) -> dict[str, Any]:
+    """Usage of the filesystem holding data_dir against the retention watermarks."""
+    probe = cfg.data_dir
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    usage = shutil.disk_usage(probe)
+    return {
+        "path": str(probe),
+        "total_bytes": usage.total,
+        "used_bytes": usage.used,
+        "free_bytes": usage.free,
+        "used_pct": round(100.0 * usage.used / usage.total, 2) if usage.total else 0.0,
+        "data_bytes": _dir_bytes(cfg.data_dir) if cfg.data_dir.is_dir() else 0,
+        "high_watermark_pct": cfg.retention.disk_high_watermark,
+        "low_watermark_pct": cfg.retention.disk_low_watermark,
+        "min_free_mb": cfg.collector.min_free_mb,
+    }

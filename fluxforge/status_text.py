@@ -1,0 +1,89 @@
+"""The terminal view of `fluxforge status`: understand the appliance in ten seconds.
+
+Why separate from the facts: `--json` is the machine interface; this module is
+only layout (aligned columns, human ages and sizes, warnings with their hint).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from .status_checks import StatusWarning, human_age
+from .segments import STATES
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def render(facts: dict[str, Any], warnings: list[StatusWarning]) -> str:
+    lines = [f"FluxForge status at {facts['time']}   data_dir {facts['data_dir']}", ""]
+    segs = facts["segments"]
+    parts = []
+    for state in STATES:
+        s = segs[state]
+        part = f"{state} {s['count']}"
+        if s["count"]:
+            part += f" (oldest {human_age(s['oldest_age_s'])}, {human_bytes(s['bytes'])})"
+        parts.append(part)
+    lines.append("segments  " + "   ".join(parts))
+    etl = facts["etl"]
+    feats = facts["features"]
+    lines.append(f"etl       lag {human_age(etl['lag_s'])}, {etl['waiting']} segment(s) waiting   "
+                 f"features: hf {feats['hf']['files']} file(s), bars {feats['bars']['files']} file(s), "
+                 f"{human_bytes(feats['hf']['bytes'] + feats['bars']['bytes'])}")
+    lines.append("")
+    lines += _stream_table(facts["streams"])
+    if facts["events_last_hour"]:
+        lines.append("events    last hour: " + ", ".join(f"{e} {n}" for e, n in facts["events_last_hour"].items()))
+    disk = facts["disk"]
+    lines.append("")
+    lines.append(f"disk      {disk['path']}: {disk['used_pct']:.1f}% used of {human_bytes(disk['total_bytes'])}, "
+                 f"{human_bytes(disk['free_bytes'])} free (retention at {disk['high_watermark_pct']:g}% -> "
+                 f"{disk['low_watermark_pct']:g}%); FluxForge data {human_bytes(disk['data_bytes'])}")
+    sync = facts.get("sync")
+    if sync is not None:
+        lines.append("sync      " + sync.get("summary", ""))
+    units = facts.get("units")
+    installed = [u for u in units or [] if u.get("loadstate") == "loaded"]
+    if units is None:
+        lines.append("units     (systemd not present)")
+    elif not installed:
+        lines.append("units     (FluxForge units not installed)")
+    for i, u in enumerate(installed):
+        state = f"{u.get('activestate', '?')} ({u.get('substate', '?')})"
+        if u.get("unitfilestate"):
+            state += f", {u['unitfilestate']}"
+        lines.append(f"{'units' if i == 0 else '':<10}{u.get('id', '?'):<32}{state}")
+    lines.append("")
+    if not warnings:
+        lines.append("OK: nothing needs attention")
+    for w in warnings:
+        d = w.as_dict()
+        lines.append(f"{w.severity.upper():<9}[{w.code}] {w.message}")
+        lines.append(f"{'':<9}-> {d['hint']}")
+    return "\n".join(lines)
+
+
+def _stream_table(streams: list[dict[str, Any]]) -> list[str]:
+    if not streams:
+        return ["streams   (no exchange configured and no data seen in the last hour)"]
+    header = ("exchange", "symbol", "last msg", "rate/s", "msgs 1h", "gaps 1h", "dropped 1h")
+    rows = [header]
+    for s in streams:
+        if s["symbol"] is None:  # exchange-wide events (reconnects, drops): no messages of its own
+            age, rate, msgs = "-", "-", "-"
+        else:
+            age = "never" if s["last_message_age_s"] is None else human_age(s["last_message_age_s"]) + " ago"
+            rate, msgs = f"{s['rate_per_s']:.1f}", f"{s['messages_last_hour']:,}"
+        rows.append((s["exchange"], s["symbol"] or "(all)", age, rate, msgs,
+                     str(s["gaps_last_hour"]), f"{s['dropped_last_hour']:,}"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    out = []
+    for i, r in enumerate(rows):
+        cells = [c.ljust(w) if j < 2 else c.rjust(w) for j, (c, w) in enumerate(zip(r, widths))]
+        out.append(f"{'streams' if i == 0 else '':<10}" + "  ".join(cells))
+    return out

@@ -1,0 +1,38 @@
+#!/bin/sh
+# Install the host tools the .deb build and the appliance boot test need, from
+# Debian's archive through apt (the only way this repo touches the host system).
+#
+#   debootstrap        clean bookworm roots (build root, test containers)
+#   systemd-container  systemd-nspawn to run / boot them
+#   lintian            checks the built package
+#   dpkg-dev           dpkg-deb/dpkg-architecture on the host (inspect the .deb)
+#   openssh-client     Ansible's SSH connection into the test container
+#   util-linux         nsenter (usually present already)
+#   qemu-user-static   (only with --arm64) runs arm64 binaries for `make deb-arm64`
+#
+# Idempotent and quick when everything is present: apt is only called when a
+# package is missing, and then always `apt-get update` first.
+set -eu
+
+want="debootstrap systemd-container lintian dpkg-dev openssh-client util-linux debian-archive-keyring"
+if [ "${1:-}" = "--arm64" ]; then
+    want="$want qemu-user-static binfmt-support"
+fi
+
+missing=""
+for p in $want; do
+    status=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
+    [ "$status" = "installed" ] || missing="$missing $p"
+done
+
+if [ -n "$missing" ]; then
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "install-host-deps: need root to install:$missing" >&2
+        exit 1
+    fi
+    echo "install-host-deps: installing:$missing"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q
+    # shellcheck disable=SC2086
+    apt-get install -y -q --no-install-recommends $missing
+fi

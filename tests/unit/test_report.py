@@ -1,0 +1,170 @@
+"""`fluxforge report`: bars from the feature tree to a PNG of the expected size; clear errors."""
+from __future__ import annotations
+
+import struct
+import sys
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from fluxforge.cli import main
+from fluxforge.commands.report import parse_range
+from fluxforge.report import PIXEL_SIZE, resolve_column
+
+DAY1 = datetime(2024, 8, 8, tzinfo=timezone.utc)
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    assert data[12:16] == b"IHDR"
+    return struct.unpack(">II", data[16:24])
+
+
+def _partitioned(data_dir: Path, kind: str, table: pa.Table, ts: np.ndarray, exchange: str, symbol: str,
+                 segment: str) -> None:
+    """Split rows into date partitions like the ETL does."""
+    days = ts // 86_400_000
+    for day in np.unique(days):
+        date = datetime.fromtimestamp(int(day) * 86400, timezone.utc).strftime("%Y-%m-%d")
+        part = data_dir / "features" / kind / f"exchange={exchange}" / f"symbol={symbol}" / f"date={date}"
+        part.mkdir(parents=True, exist_ok=True)
+        pq.write_table(table.filter(pa.array(days == day)), part / f"part-{segment}.parquet")
+
+
+def write_bars(data_dir: Path, start: datetime, n: int, interval_s: int = 1, symbol: str = "BTC-USDT",
+               exchange: str = "binance", segment: str = "seg-h-20240808T000000Z-000001", hf: bool = True) -> None:
+    """n bars from start (columns as the feature engine names them) and, optionally, 1 s hf rows."""
+    rng = np.random.default_rng(7)
+    ts = np.array([int((start.timestamp() + i * interval_s) * 1000) for i in range(n)], dtype=np.int64)
+    mid = 60000 + np.cumsum(rng.normal(0, 5, n))
+    bars = pa.table({
+        "timestamp": pa.array(ts).cast(pa.timestamp("ms", tz="UTC")),
+        "duration": pa.array(np.full(n, interval_s, dtype=np.int32)),
+        "open": mid, "high": mid + 2, "low": mid - 2, "close": mid,
+        "mean_relative_spread": np.abs(rng.normal(1e-4, 3e-5, n)), "sum_ofi": rng.normal(0, 3, n),
+        "trade_count": rng.integers(0, 9, n),
+    })
+    _partitioned(data_dir, f"bars/interval={interval_s}s", bars, ts, exchange, symbol, segment)
+    if hf:
+        hts = np.arange(ts[0], ts[-1] + interval_s * 1000, 1000, dtype=np.int64)
+        m = 60000 + np.cumsum(rng.normal(0, 2, len(hts)))
+        rows = pa.table({"timestamp": pa.array(hts).cast(pa.timestamp("ms", tz="UTC")), "mid_price": m,
+                         "microprice": m + rng.normal(0, 1, len(hts)), "kyle_lambda": rng.normal(0, 1, len(hts)),
+                         "vpin": np.clip(rng.normal(0.3, 0.05, len(hts)), 0, 1)})
+        _partitioned(data_dir, "hf", rows, hts, exchange, symbol, segment)
+
+
+def report(tmp_path, *argv) -> int:
+    return main(["report", "--config", "/dev/null", "--data-dir", str(tmp_path), *argv])
+
+
+def test_default_chart_is_a_png_of_the_expected_size(tmp_path, capsys):
+    write_bars(tmp_path, DAY1 + timedelta(hours=1), 600)
+    out = tmp_path / "chart.png"
+    assert report(tmp_path, "--symbol", "BTC/USDT", "-o", str(out)) == 0
+    assert png_size(out) == PIXEL_SIZE
+    msg = capsys.readouterr().out
+    assert "600 bars of 1s" in msg
+    assert "panels: price; spread (bps); OFI per bar; VPIN" in msg
+    assert out.stat().st_size > 20_000  # drawn lines, not an empty canvas
+
+
+def test_date_and_interval_choice(tmp_path, capsys):
+    write_bars(tmp_path, DAY1 + timedelta(hours=23, minutes=50), 1200)  # crosses midnight
+    write_bars(tmp_path, DAY1 + timedelta(hours=23, minutes=50), 20, interval_s=60)
+    out = tmp_path / "d.png"
+    assert report(tmp_path, "-s", "BTC-USDT", "--date", "2024-08-09", "-o", str(out)) == 0
+    # 600 one-second bars on the 9th, only 10 one-minute bars: the 1 s interval is chosen
+    assert "600 bars of 1s" in capsys.readouterr().out
+    assert report(tmp_path, "-s", "BTC-USDT", "--date", "2024-08-08", "--interval", "60", "-o", str(out)) == 0
+    assert "10 bars of 60s" in capsys.readouterr().out
+    # no flag: the newest day
+    assert report(tmp_path, "-s", "BTC-USDT", "-o", str(out)) == 0
+    assert "600 bars of 1s" in capsys.readouterr().out
+
+
+def test_last_window_is_relative_to_now(tmp_path, capsys):
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    write_bars(tmp_path, now - timedelta(minutes=30), 1800)
+    out = tmp_path / "l.png"
+    assert report(tmp_path, "-s", "BTC/USDT", "--last", "10m", "-o", str(out)) == 0
+    line = capsys.readouterr().out
+    n = int(line.split(", ")[1].split(" bars")[0].replace(",", ""))
+    assert 595 <= n <= 601
+    assert png_size(out) == PIXEL_SIZE
+
+
+def test_chosen_features_and_unknown_feature(tmp_path, capsys):
+    write_bars(tmp_path, DAY1, 300)
+    out = tmp_path / "f.png"
+    assert report(tmp_path, "-s", "BTC/USDT", "--features", "vpin,close+mid,kyle", "-o", str(out)) == 0
+    assert "panels: vpin; close + mid_price; kyle_lambda" in capsys.readouterr().out
+    assert png_size(out) == PIXEL_SIZE
+    assert report(tmp_path, "-s", "BTC/USDT", "--features", "gamma", "-o", str(out)) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("fluxforge: no bar or hf column matches 'gamma'; bar columns: duration, open, high")
+    assert "hf has 4 columns" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_default_chart_without_hf_rows_draws_what_the_bars_have(tmp_path, capsys):
+    write_bars(tmp_path, DAY1, 120, hf=False)
+    out = tmp_path / "b.png"
+    assert report(tmp_path, "-s", "BTC/USDT", "-o", str(out)) == 0
+    assert "panels: price; spread (bps); OFI per bar\n" in capsys.readouterr().out
+    assert png_size(out) == PIXEL_SIZE
+
+
+def test_symbol_errors_name_what_exists(tmp_path, capsys):
+    assert report(tmp_path, "-s", "BTC/USDT") == 1
+    assert "no bars under" in capsys.readouterr().err
+    write_bars(tmp_path, DAY1, 10)
+    write_bars(tmp_path, DAY1, 10, exchange="okx")
+    assert report(tmp_path, "-s", "SOL/USDT") == 1
+    assert "available: binance: BTC-USDT; okx: BTC-USDT" in capsys.readouterr().err
+    assert report(tmp_path, "-s", "BTC/USDT") == 1
+    assert "choose one with --exchange" in capsys.readouterr().err
+    assert report(tmp_path, "-s", "BTC/USDT", "-e", "okx", "--date", "2024-08-07") == 1
+    assert "no 1s bars for okx BTC-USDT between 2024-08-07 00:00" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--last", "yesterday"], "--last 'yesterday': expected a duration"),
+    (["--date", "08/08/2024"], "--date '08/08/2024': expected YYYY-MM-DD"),
+])
+def test_bad_time_arguments(tmp_path, capsys, argv, needle):
+    assert report(tmp_path, "-s", "BTC/USDT", *argv) == 2
+    assert needle in capsys.readouterr().err
+
+
+def test_missing_matplotlib_is_one_clear_line(tmp_path, capsys, monkeypatch):
+    write_bars(tmp_path, DAY1, 10)
+    for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # what `import matplotlib` sees when not installed
+    assert report(tmp_path, "-s", "BTC/USDT", "-o", str(tmp_path / "x.png")) == 1
+    assert "charts need matplotlib: pip install 'fluxforge[plot]'" in capsys.readouterr().err
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_helpers():
+    assert resolve_column("mid", ["timestamp", "mid_price", "mid_open"]) == "mid_price"
+    assert resolve_column("ofi", ["ofi_l1", "ofi_l5"]) == "ofi_l1"
+    assert resolve_column("vpin", ["vpin"]) == "vpin"
+    assert resolve_column("x", ["vpin"]) is None
+    now = datetime(2024, 8, 8, 12, tzinfo=timezone.utc)
+    assert parse_range(None, "90m", now) == (now - timedelta(minutes=90), now)
+    assert parse_range("2024-08-08", None) == (DAY1, DAY1 + timedelta(days=1))
+
+
+def test_default_output_name_in_the_current_directory(tmp_path, capsys, monkeypatch):
+    write_bars(tmp_path / "data", DAY1, 60)
+    monkeypatch.chdir(tmp_path)
+    assert main(["report", "--config", "/dev/null", "--data-dir", str(tmp_path / "data"), "-s", "BTC/USDT"]) == 0
+    assert capsys.readouterr().out.startswith("wrote report-BTC-USDT-20240808.png: binance BTC-USDT, 60 bars")
+    assert png_size(tmp_path / "report-BTC-USDT-20240808.png") == PIXEL_SIZE
