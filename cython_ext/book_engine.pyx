@@ -21,104 +21,15 @@ from libc.stdlib cimport malloc, calloc, realloc, free
 from libc.string cimport memset, memcpy
 
 from rolling_math cimport DD, dd_add, dd_diff, Run, run_add, win_mean, win_var, win_std, fen_add, fen_prefix, fen_kth
-from book_struct cimport Core, book_compact, book_core, book_structural, N_SCALAR
+from book_struct cimport Core, book_compact, book_core, book_structural, order_flow, N_SCALAR
 from bar_accum cimport Bar, BAR_FIELDS, bar_start, bar_add_book, bar_add_trade, bar_row
+from engine_types cimport (
+    F_VALID, F_RET, F_SLOPE, REG_TIGHT, REG_NORMAL, REG_WIDE, REG_NONE, NBINS, MAX_EMPTY_BARS, N_DYN, N_ROLL,
+    N_EXTRA, TILE, Cum, Snap, TCum, Win, RegWin, State,
+)
+from vpin cimport vpin_reset, vpin_add, vpin_value
 
 cnp.import_array()
-
-cdef enum:
-    F_VALID = 1
-    F_RET = 2           # r, ofi, mlofi, cog momentum and kyle x are defined (previous valid snapshot exists)
-    F_SLOPE = 4
-    REG_TIGHT = 0
-    REG_NORMAL = 1
-    REG_WIDE = 2
-    REG_NONE = 3
-    NBINS = 4096        # spread-percentile bins: 64 per octave of relative spread
-    MAX_EMPTY_BARS = 86400
-    N_DYN = 6
-    N_ROLL = 8
-    N_EXTRA = 12
-    TILE = 32           # emitted rows buffered before the cache-friendly transpose
-
-cdef struct Cum:
-    # Cumulative sums (since the engine was created) through one snapshot.
-    int64_t n_ret
-    int64_t n_valid
-    int64_t n_slope
-    Run run_r
-    Run run_d0
-    Run run_slope
-    Run run_cog
-    Run run_x
-    DD r, r2, ofi, mlofi, spread, d0, d0sq, slope, slope2, cog, cog2, x, x2, xy
-
-cdef struct Snap:
-    int64_t ts
-    int32_t qbin
-    int8_t flags
-    int8_t regime
-    Cum cum
-
-cdef struct TCum:
-    int64_t ts
-    DD buy
-    DD sell
-
-cdef struct Win:
-    # A time window (t - wms, t]: its oldest event and the cumulative sums just before it.
-    int64_t wms
-    uint64_t tail
-    uint64_t ttail
-    Cum base
-    TCum tbase
-
-cdef struct RegWin:
-    int64_t wms
-    uint64_t tail
-    int64_t n
-    int64_t tight_ms
-    int64_t wide_ms
-    int8_t has_ev
-    int8_t ev_regime
-
-cdef struct State:
-    # Every scalar of the engine (serialised verbatim by get_state).
-    int64_t last_ts
-    int64_t next_emit
-    int64_t t0
-    int64_t first_snap_ts
-    int8_t has_t0
-    int8_t has_first_snap
-    int8_t has_prev
-    int8_t has_prev_vel
-    int8_t has_prev_slope
-    int8_t prev_regime
-    int8_t has_prev_snap
-    int64_t prev_ts
-    int64_t prev_snap_ts
-    double prev_mid
-    double prev_vel
-    double prev_slope_diff
-    double prev_cog
-    int prev_nb
-    int prev_na
-    double pend_signed
-    double pend_quote
-    uint64_t shead
-    uint64_t thead
-    Cum cum
-    TCum tcum
-    int64_t vpin_fill
-    int64_t vpin_buy
-    int64_t vpin_sell
-    int64_t vpin_done
-    int64_t vpin_sum
-    int64_t n_books
-    int64_t n_trades
-    int64_t n_crossed
-    int64_t n_one_sided
-    int64_t n_resets
 
 cdef int64_t NO_TIME = -9223372036854775807 - 1
 
@@ -142,7 +53,7 @@ cdef class BookEngine:
     cdef int64_t emit_ms
     cdef double tight_pct, wide_pct, tight_thr, wide_thr
     cdef bint dynamic_regime, enable_vpin
-    cdef int64_t vpin_v, vpin_n
+    cdef int64_t vpin_n
     cdef Win* win             # nh horizons, then momentum (nh), then kyle (nh + 1)
     cdef RegWin rw
     cdef Bar* bars
@@ -180,8 +91,9 @@ cdef class BookEngine:
         self.tight_pct = tight_pct
         self.wide_pct = wide_pct
         self.enable_vpin = enable_vpin
-        self.vpin_v = max(1, _qty_units(vpin_bucket))
         self.vpin_n = vpin_buckets
+        self.st.vpin.bucket = max(1, _qty_units(vpin_bucket))
+        self.st.vpin.window = vpin_buckets
         self.edges = <double*>calloc(self.nband + 1, sizeof(double))
         self.ofi_w = <double*>calloc(self.nofi + 1, sizeof(double))
         self.win = <Win*>calloc(self.nh + 2, sizeof(Win))
@@ -252,11 +164,7 @@ cdef class BookEngine:
         self.st.has_prev_snap = 0
         self.st.pend_signed = 0.0
         self.st.pend_quote = 0.0
-        self.st.vpin_fill = 0
-        self.st.vpin_buy = 0
-        self.st.vpin_sell = 0
-        self.st.vpin_done = 0
-        self.st.vpin_sum = 0
+        vpin_reset(&self.st.vpin)
         self.st.n_resets += 1
         for i in range(self.nh + 2):
             self.win[i].tail = self.st.shead
@@ -395,7 +303,6 @@ cdef class BookEngine:
 
     cdef void _on_trade(self, int64_t ts, double price, double amount, int8_t side) noexcept nogil:
         cdef int d
-        cdef int64_t units, take, imb
         self.st.n_trades += 1
         for d in range(self.nbar):
             bar_add_trade(&self.bars[d], price, amount, side)
@@ -409,76 +316,10 @@ cdef class BookEngine:
             dd_add(&self.st.tcum.sell, amount)
         self.st.tcum.ts = ts
         self._trade_push()
-        if not self.enable_vpin:
-            return
-        units = _qty_units(amount)
-        while units > 0:
-            take = self.vpin_v - self.st.vpin_fill
-            if units < take:
-                take = units
-            if side > 0:
-                self.st.vpin_buy += take
-            else:
-                self.st.vpin_sell += take
-            self.st.vpin_fill += take
-            units -= take
-            if self.st.vpin_fill == self.vpin_v:
-                imb = self.st.vpin_buy - self.st.vpin_sell
-                if imb < 0:
-                    imb = -imb
-                d = <int>(self.st.vpin_done % self.vpin_n)
-                if self.st.vpin_done >= self.vpin_n:
-                    self.st.vpin_sum -= self.vpin_ring[d]
-                self.vpin_ring[d] = imb
-                self.st.vpin_sum += imb
-                self.st.vpin_done += 1
-                self.st.vpin_fill = 0
-                self.st.vpin_buy = 0
-                self.st.vpin_sell = 0
+        if self.enable_vpin:
+            vpin_add(&self.st.vpin, self.vpin_ring, _qty_units(amount), side)
 
     # ------------------------------------------------------------------- books
-    cdef void _ofi(self, int nb, int na, double* ofi, double* mlofi) noexcept nogil:
-        cdef const double* bp = self.lv
-        cdef const double* bq = self.lv + self.nlev
-        cdef const double* ap = self.lv + 2 * self.nlev
-        cdef const double* aq = self.lv + 3 * self.nlev
-        cdef const double* pbp = self.lv + 4 * self.nlev
-        cdef const double* pbq = self.lv + 5 * self.nlev
-        cdef const double* pap = self.lv + 6 * self.nlev
-        cdef const double* paq = self.lv + 7 * self.nlev
-        cdef int m, pnb = self.st.prev_nb, pna = self.st.prev_na
-        cdef double b, q, b0, q0, a, qa, a0, qa0, e, total = 0.0
-        for m in range(self.nofi):
-            if m < nb:
-                b = bp[m]; q = bq[m]
-            else:
-                b = -INFINITY; q = 0.0
-            if m < pnb:
-                b0 = pbp[m]; q0 = pbq[m]
-            else:
-                b0 = -INFINITY; q0 = 0.0
-            if m < na:
-                a = ap[m]; qa = aq[m]
-            else:
-                a = INFINITY; qa = 0.0
-            if m < pna:
-                a0 = pap[m]; qa0 = paq[m]
-            else:
-                a0 = INFINITY; qa0 = 0.0
-            e = 0.0
-            if b >= b0:
-                e += q
-            if b <= b0:
-                e -= q0
-            if a <= a0:
-                e -= qa
-            if a >= a0:
-                e += qa0
-            if m == 0:
-                ofi[0] = e
-            total += self.ofi_w[m] * e
-        mlofi[0] = total
-
     cdef int8_t _regime(self, int q, double relsp) noexcept nogil:
         cdef int64_t n = self.rw.n, kt, kw
         if not self.dynamic_regime:
@@ -537,7 +378,8 @@ cdef class BookEngine:
             if self.st.has_prev:
                 flags |= F_RET
                 r = log(c.mid / self.st.prev_mid)
-                self._ofi(nb, na, &ofi, &mlofi)
+                order_flow(self.lv, self.lv + 4 * self.nlev, self.nlev, nb, na, self.st.prev_nb, self.st.prev_na,
+                           self.nofi, self.ofi_w, &ofi, &mlofi)
                 dt = (ts - self.st.prev_ts) / 1000.0
                 if dt > 0.0:
                     vel = (c.mid - self.st.prev_mid) / dt
@@ -736,8 +578,8 @@ cdef class BookEngine:
                     cyy = syy - sy * sy / nn
                     if cum.run_r.start > b.n_ret and cyy > 0.0:
                         f[c + 6] = (cxy * cxy) / (cxx * cyy)
-        if self.enable_vpin and self.st.vpin_done >= self.vpin_n:
-            f[c + 7] = <double>self.st.vpin_sum / (<double>self.vpin_n * <double>self.vpin_v)
+        if self.enable_vpin:
+            f[c + 7] = vpin_value(&self.st.vpin)
         self.tile_n += 1
 
     # ------------------------------------------------------------ the loop

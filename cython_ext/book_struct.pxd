@@ -7,7 +7,7 @@ in book_engine.pyx calls them once per snapshot.  Layout of the output vector
 `f` (N_SCALAR scalars, then 5 blocks of `nlev` level columns, then 3 blocks of
 `nband` band columns) must match `structural_names()` in book_engine.pyx.
 """
-from libc.math cimport NAN, isfinite
+from libc.math cimport NAN, INFINITY, isfinite
 
 cdef enum:
     SC_BEST_BID = 0
@@ -214,3 +214,44 @@ cdef inline int book_structural(const double* bp, const double* bq, int nb,
     for j in range(nband):
         f[lb + 2 * nband + j] = _ratio_diff(f[lb + j], f[lb + nband + j])
     return 1
+
+
+cdef inline void order_flow(const double* cur, const double* prev, int nlev, int nb, int na, int pnb, int pna,
+                            int nofi, const double* weights, double* ofi, double* mlofi) noexcept nogil:
+    """Cont-Kukanov-Stoikov OFI of level 0 and the weighted multi-level OFI (Xu-Gould-Howison).
+
+    `cur`/`prev` hold 4 blocks of `nlev`: bid prices, bid sizes, ask prices, ask sizes.
+    A missing level is a bid at -inf / an ask at +inf with size 0.
+    """
+    cdef int m
+    cdef double b, q, b0, q0, a, qa, a0, qa0, e, total = 0.0
+    for m in range(nofi):
+        if m < nb:
+            b = cur[m]; q = cur[nlev + m]
+        else:
+            b = -INFINITY; q = 0.0
+        if m < pnb:
+            b0 = prev[m]; q0 = prev[nlev + m]
+        else:
+            b0 = -INFINITY; q0 = 0.0
+        if m < na:
+            a = cur[2 * nlev + m]; qa = cur[3 * nlev + m]
+        else:
+            a = INFINITY; qa = 0.0
+        if m < pna:
+            a0 = prev[2 * nlev + m]; qa0 = prev[3 * nlev + m]
+        else:
+            a0 = INFINITY; qa0 = 0.0
+        e = 0.0
+        if b >= b0:
+            e += q
+        if b <= b0:
+            e -= q0
+        if a <= a0:
+            e -= qa
+        if a >= a0:
+            e += qa0
+        if m == 0:
+            ofi[0] = e
+        total += weights[m] * e
+    mlofi[0] = total
