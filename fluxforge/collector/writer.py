@@ -58,6 +58,7 @@ class BronzeWriter:
         self._finishing: set[asyncio.Future] = set()
         self._unfinished: list[Path] = []
         self._carried_events: ChannelBuffer | None = None
+        self._cycle_task: asyncio.Future | None = None
         self._last_seq = 0
         self.last_flush = time.monotonic()
         self.flushes = 0
@@ -208,22 +209,32 @@ class BronzeWriter:
             log.error("segment_finish_error", segment=path.name, reason=f"{type(err).__name__}: {err}")
             self._unfinished.append(path)
 
+    async def _cycle(self) -> None:
+        await self.flush()
+        if not self.disk_full:
+            if self._should_rotate():
+                await self.rotate()
+            while self._unfinished:
+                self._finish_in_background(self._unfinished.pop(0))
+
     async def run(self) -> None:
-        """Flush every flush_interval; rotate by size or age; retry postponed finishing."""
+        """Flush every flush_interval; rotate by size or age; retry postponed finishing.
+
+        Each cycle runs shielded: cancelling `run()` (at shutdown) never abandons
+        buffers already taken from the queue; `close()` waits for the cycle.
+        """
         while True:
             next_at = self.last_flush + self.c.flush_interval
             await asyncio.sleep(max(0.0, next_at - time.monotonic()))
-            await self.flush()
-            if not self.disk_full:
-                if self._should_rotate():
-                    await self.rotate()
-                while self._unfinished:
-                    self._finish_in_background(self._unfinished.pop(0))
+            self._cycle_task = asyncio.ensure_future(self._cycle())
+            await asyncio.shield(self._cycle_task)
 
     async def close(self, timeout: float) -> None:
         """Final flush, close the journals, finish the segment if time allows (else recovery will)."""
         deadline = time.monotonic() + timeout
         loop = asyncio.get_running_loop()
+        if self._cycle_task is not None and not self._cycle_task.done():
+            await asyncio.wait([self._cycle_task], timeout=timeout)
         await self.flush()
         if self.segment is not None:
             await loop.run_in_executor(self._io, self.segment.close)
