@@ -16,7 +16,6 @@ Run: .venv/bin/python bench/etl.py   (make bench)
 from __future__ import annotations
 
 import os
-import resource
 import socket
 import subprocess
 import sys
@@ -25,11 +24,14 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-import numpy as np
-import pyarrow as pa
-
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+from fluxforge.etl import return_freed_memory_promptly  # noqa: E402
+
+return_freed_memory_promptly()  # as `fluxforge etl` does, before pyarrow loads
+
+import numpy as np  # noqa: E402
+import pyarrow as pa  # noqa: E402
 
 from fluxforge import bronze  # noqa: E402
 from fluxforge.bronze_finish import build_segment  # noqa: E402

@@ -15,6 +15,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..etl import return_freed_memory_promptly
+
+    return_freed_memory_promptly()  # first: before anything imports pyarrow
     import asyncio
 
     from ..cli import UserError

@@ -17,6 +17,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..etl import return_freed_memory_promptly
+
+    return_freed_memory_promptly()  # first: before anything imports pyarrow
     from pathlib import Path
 
     from ..cli import UserError
@@ -27,13 +30,13 @@ def run(args: argparse.Namespace) -> int:
 
     # Feature options come from the config when there is one (explicit or the default path).
     cfg = load_config(args.config) if args.config or config_path(None).exists() else Config()
-    configure_logging(cfg.logging.level, cfg.logging.format, "fluxforge-replay")
     try:
         segments = find_segments(args.sources)
     except FileNotFoundError as e:
         raise UserError(str(e)) from None
     if not segments:
         raise UserError(f"no bronze segments found under {' '.join(args.sources)}")
+    configure_logging(cfg.logging.level, cfg.logging.format, "fluxforge-replay")
     out = Path(args.out)
     total = sum(f.stat().st_size for s in segments for f in s.iterdir() if f.is_file())
     with Progress(total / 1e6, "replay", " MB") as bar:

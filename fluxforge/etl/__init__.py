@@ -16,3 +16,12 @@ Modules, one job each:
 - `ready_watch`-- inotify (ctypes) or polling wait for new segments in ready/.
 - `service`    -- the asyncio service loop speaking systemd.
 """
+
+
+def return_freed_memory_promptly() -> None:
+    """Call before pyarrow is imported: its mimalloc pool then gives freed pages back at once
+    instead of after 10 ms, which lowers the peak RSS for a 50 MB segment from ~420 MB to
+    ~340 MB (bench/etl.py) at no measurable cost.  An explicit environment setting wins."""
+    import os
+
+    os.environ.setdefault("MIMALLOC_PURGE_DELAY", "0")

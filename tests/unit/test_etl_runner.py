@@ -212,3 +212,18 @@ def test_changed_options_restart_state(tmp_path, market):
     other = EtlRunner(tmp_path / "segments", tmp_path / "features", tmp_path / "state",
                       FeatureOptions(bar_durations=[1]), engine_class=LedgerEngine)
     assert other.bank.symbols == {} and other.checkpoint.last_segment is not None
+
+
+def test_segment_spanning_midnight_splits_by_date(tmp_path):
+    start = 1_723_075_200_000 - 30_000  # 2024-08-07T23:59:30Z
+    tables = synthetic_market(symbols=("BTC/USDT",), seconds=60, start_ms=start)
+    write_segments(tmp_path / "segments/ready", tables, 1, start_ms=start, seconds=60)
+    make_runner(tmp_path).run_once()
+    parts = sorted(p.relative_to(tmp_path / "features/hf").parent.as_posix()
+                   for p in (tmp_path / "features/hf").rglob("part-*.parquet"))
+    assert parts == ["exchange=binance/symbol=BTC-USDT/date=2024-08-07",
+                     "exchange=binance/symbol=BTC-USDT/date=2024-08-08"]
+    hf = read_tree(tmp_path / "features")
+    days = hf.column("timestamp").cast(pa.int64()).to_numpy() // 86_400_000
+    dates = hf.column("date").cast(pa.string()).to_pylist()
+    assert all((d == "2024-08-07") == (day == 19942) for d, day in zip(dates, days))

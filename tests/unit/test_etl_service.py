@@ -1,28 +1,12 @@
 """The service loop: READY after the first scan, STATUS with backlog, WATCHDOG, STOPPING, inotify wake-up."""
 import asyncio
-import socket
 
 import pytest
 
-from etl_support import LedgerEngine, synthetic_market, write_segments
+from etl_support import LedgerEngine, NotifyListener, synthetic_market, write_segments
 from fluxforge.config import Config
 from fluxforge.etl.service import EtlService
 from fluxforge.service import SystemdNotifier
-
-
-class Listener:
-    def __init__(self, path):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(str(path))
-        self.sock.setblocking(False)
-        self.messages: list[str] = []
-
-    def drain(self):
-        while True:
-            try:
-                self.messages.append(self.sock.recv(65536).decode())
-            except BlockingIOError:
-                return self.messages
 
 
 def config(tmp_path, poll=0.2):
@@ -33,7 +17,7 @@ def config(tmp_path, poll=0.2):
 @pytest.mark.parametrize("inotify", [True, False])
 def test_service_ready_status_watchdog_and_clean_stop(tmp_path, monkeypatch, inotify):
     monkeypatch.setenv("WATCHDOG_USEC", "200000")
-    listener = Listener(tmp_path / "notify.sock")
+    listener = NotifyListener(tmp_path / "notify.sock")
     cfg = config(tmp_path / "data", poll=0.2)
     market = synthetic_market(seconds=30)
     staging = tmp_path / "staging"
@@ -50,7 +34,7 @@ def test_service_ready_status_watchdog_and_clean_stop(tmp_path, monkeypatch, ino
         task = asyncio.create_task(svc.run())
         for _ in range(200):
             await asyncio.sleep(0.05)
-            if any("READY=1" in m for m in listener.drain()):
+            if any("READY=1" in m for m in listener.messages):
                 break
         for s in segs[1:]:
             s.rename(cfg.segments_dir / "ready" / s.name)
@@ -62,7 +46,8 @@ def test_service_ready_status_watchdog_and_clean_stop(tmp_path, monkeypatch, ino
         return await asyncio.wait_for(task, 30), svc
 
     rc, svc = asyncio.run(scenario())
-    msgs = listener.drain()
+    listener.close()
+    msgs = listener.messages
     assert rc == 0 and svc.processed == 3
     assert svc.watcher.mode == ("inotify" if inotify else "polling")
     ready = next(m for m in msgs if "READY=1" in m)

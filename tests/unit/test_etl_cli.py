@@ -1,0 +1,31 @@
+"""`fluxforge replay` / `fluxforge etl` user errors: one clear line, no traceback."""
+import pytest
+import structlog
+
+from fluxforge.cli import main
+
+
+@pytest.fixture(autouse=True)
+def keep_logging_config():
+    """Commands configure structlog onto this test's captured stderr: restore it afterwards."""
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
+
+
+def test_replay_missing_source(tmp_path, capsys):
+    assert main(["replay", str(tmp_path / "nope"), "--out", str(tmp_path / "out")]) == 2
+    assert "not a directory" in capsys.readouterr().err
+
+
+def test_replay_without_segments(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main(["replay", str(tmp_path / "empty"), "--out", str(tmp_path / "out")]) == 2
+    assert "no bronze segments found" in capsys.readouterr().err
+
+
+def test_etl_bad_config_exits_78(tmp_path, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("etl:\n  reorder_window: -1\n")
+    assert main(["etl", "--once", "--config", str(cfg)]) == 78
+    assert "etl.reorder_window" in capsys.readouterr().err
