@@ -9,7 +9,8 @@ A merged file is named `part-<first segment>--<last segment>.parquet` and its
 Parquet key-value metadata (`fluxforge.compaction`) lists every original part
 it covers, its row count and content digest.  Crash safety, step by step:
 
-1. write `.<name>.tmp-<pid>`, fsync it, read it back and check the row count and
+1. write `.compacting-<name>-<pid>` (not the ETL's temp pattern, which the ETL
+   sweeps at start-up), fsync it, read it back and check the row count and
    the content digest (`TableDigest`) against the inputs;
 2. write the partition's `.compaction.json` journal {output, inputs} (atomic);
 3. rename the temp file to its final name, fsync the directory;
@@ -36,12 +37,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .config import Config
-from .fsio import atomic_write_json, fsync_dir, fsync_file, tmp_name
+from .fsio import atomic_write_json, fsync_dir, fsync_file
 from .logs import get_logger
 from .segments import SegmentId, SegmentStore
 from .tabledigest import TableDigest
 
 JOURNAL = ".compaction.json"
+TMP_PREFIX = ".compacting-"
 META_KEY = b"fluxforge.compaction"
 SORT_COLUMN = "timestamp"
 SMALL_FRACTION = 0.75  # files below this fraction of the target are merge candidates
@@ -224,7 +226,7 @@ def merge_group(group: MergeGroup, row_group_rows: int) -> tuple[int, int]:
     schema = pq.read_schema(group.inputs[0]).remove_metadata()
     covers = [c for p in group.inputs for c in covered_parts(p)]
     ordered = _time_ordered(group.inputs)
-    tmp = tmp_name(output)
+    tmp = output.with_name(f"{TMP_PREFIX}{output.name}-{os.getpid()}")
     digest_in = TableDigest()
     try:
         with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
@@ -269,7 +271,7 @@ def _finish(partition: Path, inputs: list[str]) -> None:
 
 def recover_partition(partition: Path) -> bool:
     """Finish or roll back an interrupted merge; drop stale temp files.  True if a journal was found."""
-    for pattern in (".part-*--*.parquet.tmp-*", f".{JOURNAL}.tmp-*"):  # temps of a killed run
+    for pattern in (f"{TMP_PREFIX}*", f".{JOURNAL}.tmp-*"):  # temps of a killed run
         for stale in partition.glob(pattern):
             stale.unlink(missing_ok=True)
     journal = partition / JOURNAL

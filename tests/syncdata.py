@@ -28,10 +28,11 @@ from fluxforge.segments import SegmentId, SegmentStore
 
 @pytest.fixture(autouse=True)
 def fresh_logging():
-    """Import into a test module: an earlier in-process CLI run may have bound structlog to a
-    pytest capture stream that is closed by now (configure_logging binds sys.stderr once)."""
+    """Import into a test module: an in-process CLI run binds structlog to the current pytest
+    capture stream (configure_logging binds sys.stderr once), which is closed after the test."""
     structlog.reset_defaults()
     yield
+    structlog.reset_defaults()  # and leave no binding to this test's capture stream for later tests
 
 
 HF_COLUMNS = ("mid", "spread_bps", "microprice", "ofi_1s", "imbalance_l5", "rv_30s", "vpin")

@@ -29,6 +29,9 @@ def run(args: argparse.Namespace) -> int:
             report = compact(cfg, dry_run=args.dry_run, progress=progress)
         except CompactionError as e:
             raise UserError(str(e), exit_code=1) from None
+        except OSError as e:  # e.g. ENOSPC: the temp file is removed, the inputs are untouched
+            log.error("compaction_failed", error=str(e))
+            raise UserError(f"compaction stopped, inputs kept: {e}", exit_code=1) from None
     if args.dry_run:
         for g in report.plan:
             print(f"{g.output}  <- {len(g.inputs)} parts, {g.bytes / 1e6:.1f} MB")

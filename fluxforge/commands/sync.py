@@ -19,6 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import sqlite3
     from pathlib import Path
 
     from ..cli import UserError
@@ -47,6 +48,9 @@ def run(args: argparse.Namespace) -> int:
             return _download(args, cfg, target, Path(args.to), log)
         return _sync(args, cfg, target, log)
     except SyncError as e:
+        log.error("sync_failed", error=str(e))
+        raise UserError(f"sync failed: {e}", exit_code=1) from None
+    except (OSError, sqlite3.Error) as e:  # e.g. a full disk under the state db: nothing was deleted
         log.error("sync_failed", error=str(e))
         raise UserError(f"sync failed: {e}", exit_code=1) from None
 

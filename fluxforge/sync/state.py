@@ -93,6 +93,11 @@ class UploadState:
         self.db.execute("DELETE FROM uploaded WHERE logical=?", (logical,))
         self.db.commit()
 
+    def covers_done(self, logical: str) -> None:
+        """The parts this merged file replaces are gone from S3: never delete those keys again."""
+        self.db.execute("UPDATE uploaded SET covers=NULL WHERE logical=?", (logical,))
+        self.db.commit()
+
     def with_covers(self) -> list[UploadRecord]:
         rows = self.db.execute(
             "SELECT logical, size, mtime_ns, algorithm, checksum, part_size, covers FROM uploaded WHERE covers IS NOT NULL")
