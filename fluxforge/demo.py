@@ -189,12 +189,14 @@ async def run_demo(opts: DemoOptions, progress: DemoProgress | None = None) -> D
             progress.set(0)
             await asyncio.gather(collector.wait_ready(READY_TIMEOUT), etl.wait_ready(READY_TIMEOUT))
             progress.phase = "collecting"
-            start = loop.time()
+            start = last_count = loop.time()
+            progress.counts = counts.line()
             while (elapsed := loop.time() - start) < opts.seconds:
                 for child in children:
                     child.poll_notify()
                     child.check_alive()
-                progress.counts = counts.line()
+                if loop.time() - last_count >= 1.0:  # counting reads the active journals: once a second
+                    progress.counts, last_count = counts.line(), loop.time()
                 progress.set(elapsed)
                 await asyncio.sleep(0.25)
             progress.set(opts.seconds)

@@ -66,7 +66,8 @@ def check(facts: dict[str, Any], cfg: Config) -> list[StatusWarning]:
                         f"closed {human_age(etl['lag_s'])} ago (limit {human_age(th.max_etl_lag)})")
     active = segs["active"]
     rotate_by = cfg.collector.segment_max_seconds + max(300.0, 10 * cfg.collector.flush_interval)
-    if active["count"] > 1 or (active["oldest_age_s"] or 0) > rotate_by:
+    # (two active segments for a moment is normal: the previous one is being finished after rotation)
+    if (active["oldest_age_s"] or 0) > rotate_by:
         warn("stale_active", f"{active['count']} active segment(s), oldest started {human_age(active['oldest_age_s'])} ago "
                              f"(rotation every {human_age(cfg.collector.segment_max_seconds)})")
     judge_all = not any(s["configured"] for s in facts["streams"])

@@ -122,6 +122,14 @@ def test_etl_lag(tmp_path, capsys):
     assert rc == 0
 
 
+def test_rotation_in_progress_is_not_a_warning(tmp_path, capsys):
+    data = healthy(tmp_path)  # the active segment started 100 s ago
+    write_segment(data, "active", datetime.now(timezone.utc) - timedelta(minutes=61), 0,
+                  {"trades": trade_rows("binance", "BTC/USDT", [now_ns() - 200 * NS])})  # being finished
+    rc, facts = status(capsys, write_config(tmp_path))
+    assert facts["segments"]["active"]["count"] == 2 and rc == 0
+
+
 def test_active_segment_not_rotated(tmp_path, capsys):
     data = healthy(tmp_path)
     write_segment(data, "active", datetime.now(timezone.utc) - timedelta(hours=3), 0,
