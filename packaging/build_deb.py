@@ -56,16 +56,19 @@ def copy_source(repo: Path, dest: Path) -> None:
     shutil.copytree(repo / "packaging" / "debian", dest / "debian", dirs_exist_ok=True)
 
 
-def ensure_binfmt(arch: str) -> None:
-    """Foreign-arch builds run the root's binaries through qemu-user-static via binfmt_misc."""
+def ensure_binfmt(arch: str) -> bool:
+    """Foreign-arch builds run the root's binaries through qemu-user-static via binfmt_misc.
+    Returns True when binfmt_misc was mounted here (the caller unmounts it afterwards)."""
     if arch == native_arch():
-        return
+        return False
     qemu = {"arm64": "qemu-aarch64"}.get(arch)
     if qemu is None:
         raise SystemExit(f"build_deb: no emulation set up for {arch}")
     binfmt = Path("/proc/sys/fs/binfmt_misc")
+    mounted = False
     if not (binfmt / "status").exists():
         subprocess.run(["mount", "-t", "binfmt_misc", "binfmt_misc", str(binfmt)], check=True)
+        mounted = True
     if not (binfmt / qemu).exists():
         subprocess.run(["update-binfmts", "--enable", qemu], check=True)
     flags = next((line.split(":", 1)[1].strip() for line in (binfmt / qemu).read_text().splitlines()
@@ -73,6 +76,7 @@ def ensure_binfmt(arch: str) -> None:
     if "F" not in flags:  # F: the interpreter is opened now, so it works inside the root too
         print(f"build_deb: warning: {qemu} binfmt entry lacks the F flag; the build root cannot run it",
               file=sys.stderr)
+    return mounted
 
 
 def pypi_access(env: dict[str, str]) -> tuple[list[tuple[Path, str]], dict[str, str]]:
@@ -108,7 +112,19 @@ def run_lintian(deb: Path) -> None:
 
 def build(arch: str, out: Path, lintian: bool = True) -> Path:
     started = time.monotonic()
-    ensure_binfmt(arch)
+    mounted_binfmt = ensure_binfmt(arch)
+    try:
+        result = _build_in_root(arch, out)
+    finally:
+        if mounted_binfmt:
+            subprocess.run(["umount", "/proc/sys/fs/binfmt_misc"], check=False)
+    print(f"build_deb: {result} ({result.stat().st_size / 1e6:.1f} MB) in {time.monotonic() - started:.0f} s")
+    if lintian:
+        run_lintian(result)
+    return result
+
+
+def _build_in_root(arch: str, out: Path) -> Path:
     root = buildroot.cached_root("build", arch)
     pip_cache = buildroot.CACHE / f"pip-{arch}"
     pip_cache.mkdir(parents=True, exist_ok=True)
@@ -126,9 +142,6 @@ def build(arch: str, out: Path, lintian: bool = True) -> Path:
             raise SystemExit(f"build_deb: expected one .deb, found {[d.name for d in debs]}")
         result = out / debs[0].name
         shutil.copy2(debs[0], result)
-    print(f"build_deb: {result} ({result.stat().st_size / 1e6:.1f} MB) in {time.monotonic() - started:.0f} s")
-    if lintian:
-        run_lintian(result)
     return result
 
 

@@ -52,13 +52,13 @@ def host_tools():
 
 
 @pytest.fixture(scope="session")
-def deb_package(host_tools, tmp_path_factory) -> Path:
-    """The .deb under test, built from this tree in a clean bookworm root as `make deb` does.
-    lintian runs in the background meanwhile (see `lintian_run`)."""
+def deb_package(host_tools, log_dir) -> Path:
+    """The .deb under test, built from this tree in a clean bookworm root as `make deb` does
+    (kept in out/appliance/dist/).  lintian runs in the background meanwhile (`lintian_run`)."""
     prebuilt = os.environ.get("FLUXFORGE_TEST_DEB")
     if prebuilt:
         return Path(prebuilt).resolve()
-    return build_deb.build(build_deb.native_arch(), tmp_path_factory.mktemp("dist"), lintian=False)
+    return build_deb.build(build_deb.native_arch(), log_dir / "dist", lintian=False)
 
 
 @pytest.fixture(scope="session")
