@@ -15,3 +15,32 @@ def shared_capture():
     if not SHARED_DATA.is_dir():
         pytest.skip("../shared/data/binance-spot not present")
     return SHARED_DATA
+
+
+@pytest.fixture
+def mount_tmpfs(tmp_path):
+    """Factory: mount a size-limited tmpfs (a real small filesystem for full-disk tests).
+
+    Needs root (CI runs as root); skips cleanly otherwise.  Every mount is
+    lazily unmounted at teardown.
+    """
+    import os
+    import subprocess
+
+    mounted: list[Path] = []
+
+    def mount(size: str, name: str = "mnt") -> Path:
+        if os.geteuid() != 0:
+            pytest.skip("mounting a size-limited tmpfs needs root (CI runs as root)")
+        mnt = tmp_path / name
+        mnt.mkdir()
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            pytest.skip(f"cannot mount tmpfs here: {r.stderr.strip()}")
+        mounted.append(mnt)
+        return mnt
+
+    yield mount
+    for mnt in mounted:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)

@@ -6,8 +6,6 @@ Uses a 3 MB tmpfs (root only, as in CI) so the disk really fills: writes fail wi
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
 
 import pytest
 from collector_support import make_config, ready_tables, rows_of, running_collector, wait_until
@@ -21,18 +19,8 @@ SYMBOLS = ["BTC/USDT", "ETH/USDT"]
 
 
 @pytest.fixture
-def small_disk(tmp_path):
-    if os.geteuid() != 0:
-        pytest.skip("needs root to mount a size-limited tmpfs")
-    mnt = tmp_path / "mnt"
-    mnt.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mnt)], capture_output=True, text=True)
-    if r.returncode != 0:
-        pytest.skip(f"cannot mount tmpfs: {r.stderr.strip()}")
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
+def small_disk(mount_tmpfs):
+    return mount_tmpfs("3m")
 
 
 def fill(path):
