@@ -153,9 +153,18 @@ def fluxforge_cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "fluxforge", *args]
 
 
-def run_and_maybe_kill(cmd: list[str], delay: float) -> bool:
-    """Start `cmd`; SIGKILL it (by pid) after `delay` s unless it has finished.  True if it was killed."""
+def run_and_maybe_kill(cmd: list[str], delay: float, started=None) -> bool:
+    """Start `cmd`; SIGKILL it (by pid) after `delay` s unless it has finished.  True if it was killed.
+
+    With `started` (a callable), the delay counts from the moment `started()` is
+    true -- the work has visibly begun -- so the kill lands mid-work however fast
+    or slow the machine is, instead of before start-up or after the end.
+    """
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if started is not None:
+        deadline = time.monotonic() + 120
+        while proc.poll() is None and not started() and time.monotonic() < deadline:
+            time.sleep(0.002)
     time.sleep(delay)
     killed = proc.poll() is None
     if killed:
