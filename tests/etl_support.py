@@ -220,43 +220,6 @@ def tree_files(root: Path) -> dict[str, pa.Table]:
     return {str(p.relative_to(root)): pq.read_table(p) for p in sorted(root.rglob("part-*.parquet"))}
 
 
-class NotifyListener:
-    """A $NOTIFY_SOCKET for a child process, drained by a thread like systemd does
-    (an undrained datagram socket fills after ~10 messages and blocks the sender)."""
-
-    def __init__(self, path: Path):
-        import socket
-        import threading
-        self.path = Path(path)
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(str(self.path))
-        self.sock.settimeout(0.2)
-        self.messages: list[str] = []
-        self._closed = False
-        self._thread = threading.Thread(target=self._drain, daemon=True)
-        self._thread.start()
-
-    def _drain(self):
-        while not self._closed:
-            try:
-                self.messages.append(self.sock.recv(65536).decode())
-            except OSError:
-                continue
-
-    def wait_for(self, text: str, timeout: float) -> bool:
-        import time
-        deadline = time.monotonic() + timeout
-        while not any(text in m for m in list(self.messages)):
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.05)
-        return True
-
-    def close(self):
-        self._closed = True
-        self._thread.join(2)
-        self.sock.close()
-        self.path.unlink(missing_ok=True)
 
 
 def etl_config(path: Path, data_dir: Path, features: dict | None = None, **etl) -> Path:

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import socket
 import subprocess
-import threading
 import time
 
 from collector_support import (collector_command, make_config, ready_segments, running_collector, subprocess_env,
                                wait_until, write_config)
+from notify_listener import NotifyListener
 from test_collector_e2e import binance_entry
 
 from fluxforge.loopback import LoopbackExchange, SimOptions
@@ -20,39 +19,6 @@ from fluxforge.service import SystemdNotifier
 SYMBOLS = ["BTC/USDT", "ETH/USDT"]
 
 
-class NotifyListener:
-    """A datagram socket like systemd's; a thread timestamps every message on arrival."""
-
-    def __init__(self, path):
-        self.path = str(path)
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(self.path)
-        self.sock.settimeout(0.1)
-        self.messages: list[tuple[float, str]] = []
-        self._stop = False
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self):
-        while not self._stop:
-            try:
-                data = self.sock.recv(65536)
-            except socket.timeout:
-                continue
-            now = time.monotonic()
-            for line in data.decode().splitlines():
-                self.messages.append((now, line))
-
-    def times(self, prefix: str) -> list[float]:
-        return [t for t, m in list(self.messages) if m.startswith(prefix)]
-
-    def has(self, prefix: str) -> bool:
-        return bool(self.times(prefix))
-
-    def close(self):
-        self._stop = True
-        self._thread.join(2)
-        self.sock.close()
 
 
 def test_watchdog_pings_only_while_healthy(tmp_path):
@@ -66,7 +32,7 @@ def test_watchdog_pings_only_while_healthy(tmp_path):
                                  and listener.has("STATUS="), 30, what="READY, STATUS and WATCHDOG")
                 # READY=1 came only once a batch of market data was durable
                 assert col.writer.durable_rows > 0
-                status = [m for _, m in listener.messages if m.startswith("STATUS=") and "msg/s" in m]
+                status = [m for m in listener.messages if m.startswith("STATUS=") and "msg/s" in m]
                 assert status and "binance" in status[-1] and "queue" in status[-1] and "seg-test-" in status[-1]
 
                 # 1) the event loop itself is blocked: nothing can ping

@@ -17,7 +17,8 @@ import pyarrow.dataset as ds
 import yaml
 from collector_support import config_dict, exchange_entry, parse_config, running_collector, subprocess_env, wait_until
 
-from etl_support import NotifyListener, fluxforge_cmd, tables_equal, tree_files
+from notify_listener import NotifyListener
+from etl_support import fluxforge_cmd, tables_equal, tree_files
 from fluxforge.config import FeatureOptions
 from fluxforge.features import FeatureEngine
 from fluxforge.loopback import LoopbackExchange, SimOptions

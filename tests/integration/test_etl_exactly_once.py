@@ -10,7 +10,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from etl_support import tables_equal, NotifyListener, etl_config, fluxforge_cmd, synthetic_market, tree_files, write_segments
+from notify_listener import NotifyListener
+from etl_support import tables_equal, etl_config, fluxforge_cmd, synthetic_market, tree_files, write_segments
 from fluxforge.config import FeatureOptions
 from fluxforge.etl.runner import EtlRunner
 

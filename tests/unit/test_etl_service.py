@@ -3,7 +3,8 @@ import asyncio
 
 import pytest
 
-from etl_support import LedgerEngine, NotifyListener, synthetic_market, write_segments
+from notify_listener import NotifyListener
+from etl_support import LedgerEngine, synthetic_market, write_segments
 from fluxforge.config import Config
 from fluxforge.etl.service import EtlService
 from fluxforge.service import SystemdNotifier
@@ -47,7 +48,7 @@ def test_service_ready_status_watchdog_and_clean_stop(tmp_path, monkeypatch, ino
 
     rc, svc = asyncio.run(scenario())
     listener.close()
-    msgs = listener.messages
+    msgs = listener.datagrams  # READY=1 must carry its STATUS= in the same call
     assert rc == 0 and svc.processed == 3
     assert svc.watcher.mode == ("inotify" if inotify else "polling")
     ready = next(m for m in msgs if "READY=1" in m)
