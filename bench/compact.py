@@ -1,8 +1,8 @@
 """Compaction throughput and file-count reduction on one day of 1-second hf rows.
 
 Data: one symbol, one UTC day at 1 row/s (86,400 rows) split into 288 parts (5-minute
-segments), with the real hf column set of the default FeatureOptions (fluxforge.feature_layout).
-Measured: `fluxforge.compaction.compact` rows/s (streaming merge + read-back digest
+segments), with the real hf column set of the default FeatureOptions (fluxforge.features.layout).
+Measured: `fluxforge.maintenance.compaction.compact` rows/s (streaming merge + read-back digest
 verification + fsync + journal), and the file-count reduction; baseline in the same run:
 a naive unverified merge of a copy of the same tree (read every part, concat, write once).
 Run: .venv/bin/python bench/compact.py   (make bench)
@@ -25,11 +25,11 @@ import pyarrow.parquet as pq
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from fluxforge.compaction import compact  # noqa: E402
+from fluxforge.maintenance.compaction import compact  # noqa: E402
 from fluxforge.config import FeatureOptions, parse_config  # noqa: E402
-from fluxforge.feature_layout import hf_names  # noqa: E402
+from fluxforge.features.layout import hf_names  # noqa: E402
 from fluxforge.logs import configure_logging  # noqa: E402
-from fluxforge.segments import SegmentId  # noqa: E402
+from fluxforge.bronze.segments import SegmentId  # noqa: E402
 
 DAY = datetime(2024, 8, 8, tzinfo=timezone.utc)
 PARTS, ROWS = 288, 300

@@ -33,10 +33,10 @@ return_freed_memory_promptly()  # as `fluxforge etl` does, before pyarrow loads
 import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
 
-from fluxforge import bronze  # noqa: E402
-from fluxforge.bronze_finish import build_segment  # noqa: E402
+from fluxforge.bronze import schemas as bronze  # noqa: E402
+from fluxforge.bronze.finish import build_segment  # noqa: E402
 from fluxforge.config import FeatureOptions  # noqa: E402
-from fluxforge.segments import SegmentStore  # noqa: E402
+from fluxforge.bronze.segments import SegmentStore  # noqa: E402
 
 T0 = datetime(2024, 8, 8, tzinfo=timezone.utc)
 DEPTH = 20

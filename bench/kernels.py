@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
 
-from fluxforge.features import FeatureEngine, compute, concat_results  # noqa: E402
+from fluxforge.features.engine import FeatureEngine, compute, concat_results  # noqa: E402
 from tests.reference.stream_reference import reference  # noqa: E402
 from tests.reference.synthetic import market  # noqa: E402
 

@@ -1,6 +1,6 @@
 """`python -m fluxforge ...` runs the CLI (same as the `fluxforge` console script)."""
 import sys
 
-from fluxforge.cli import main
+from .cli import main
 
 sys.exit(main())

@@ -73,6 +73,6 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":  # pragma: no cover
     # Import by package name so UserError/ConfigError are the classes the commands raise.
-    from fluxforge.cli import main as _main
+    from .cli import main as _main
 
     sys.exit(_main())

@@ -1,6 +1,6 @@
 """Test support for the ETL: synthetic bronze segments and a transparent engine double.
 
-Segments are written with the bronze schemas of fluxforge/bronze.py and a
+Segments are written with the bronze schemas of fluxforge/bronze/schemas.py and a
 manifest like the collector's, split by receive time the way the collector
 rotates, so "30 segments" and "1 segment" hold exactly the same rows.
 
@@ -18,9 +18,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from fluxforge import bronze
-from fluxforge.bronze_finish import build_segment
-from fluxforge.segments import SegmentId, SegmentStore
+from fluxforge.bronze import schemas as bronze
+from fluxforge.bronze.finish import build_segment
+from fluxforge.bronze.segments import SegmentId, SegmentStore
 
 T0_MS = 1_723_075_200_000  # 2024-08-08T00:00:00Z
 

@@ -1,7 +1,7 @@
 """Realistic data trees for compaction/sync/retention tests: done bronze segments and feature parts.
 
 Files are written with pyarrow in the exact layouts of TEAM.md (bronze schemas
-from fluxforge.bronze, hf/bars partitions named by segment id), so these tests
+from fluxforge.bronze.schemas, hf/bars partitions named by segment id), so these tests
 do not depend on the collector and ETL branches.
 """
 from __future__ import annotations
@@ -22,9 +22,9 @@ import pyarrow.parquet as pq
 import pytest
 import structlog
 
-from fluxforge.bronze import CHANNEL_SCHEMAS, FORMAT_VERSION
+from fluxforge.bronze.schemas import CHANNEL_SCHEMAS, FORMAT_VERSION
 from fluxforge.config import parse_config
-from fluxforge.segments import SegmentId, SegmentStore
+from fluxforge.bronze.segments import SegmentId, SegmentStore
 
 @pytest.fixture(autouse=True)
 def fresh_logging():

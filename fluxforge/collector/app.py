@@ -18,8 +18,8 @@ from typing import Any
 
 from ..config import Config
 from ..logs import get_logger
-from ..recovery import recover_active_segments
-from ..segments import SegmentStore
+from ..bronze.recovery import recover_active_segments
+from ..bronze.segments import SegmentStore
 from ..service import SystemdNotifier, install_stop_handlers, watchdog_loop
 from .ccxt_loader import exchange_classes
 from .health import LoopLagMonitor, RateMeter, health_problem, status_line

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from ..bronze import CHANNEL_SCHEMAS, EVENTS, ORDERBOOK, TICKER
+from ..bronze.schemas import CHANNEL_SCHEMAS, EVENTS, ORDERBOOK, TICKER
 
 _chain = chain.from_iterable
 

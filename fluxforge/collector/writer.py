@@ -22,12 +22,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 
-from ..active_segment import ActiveSegment
-from ..bronze_finish import finish_segment_with_manifest
+from ..bronze.active_segment import ActiveSegment
+from ..bronze.finish import finish_segment_with_manifest
 from ..config import Config
-from ..journal import JournalUnreadable
+from ..bronze.journal import JournalUnreadable
 from ..logs import get_logger
-from ..segments import SegmentStore
+from ..bronze.segments import SegmentStore
 from .recorder import Recorder
 from .row_queue import RowQueue
 from .rows import ChannelBuffer

@@ -15,10 +15,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..cli import UserError
-    from ..compaction import CompactionError, compact
+    from ..maintenance.compaction import CompactionError, compact
     from ..config import load_config
     from ..logs import configure_logging, get_logger
-    from ..maintenance import maintenance_lock
+    from ..maintenance.lock import maintenance_lock
     from ..progress import Progress
 
     cfg = load_config(args.config)

@@ -28,7 +28,7 @@ def _positive_seconds(text: str) -> float:
 
 
 def _symbol_count(text: str) -> int:
-    from ..demo import MAX_SYMBOLS
+    from ..demo.run import MAX_SYMBOLS
 
     try:
         value = int(text)
@@ -61,8 +61,8 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ..cli import UserError
-    from ..demo import DemoError, DemoOptions, run_demo
-    from ..demo_summary import render
+    from ..demo.run import DemoError, DemoOptions, run_demo
+    from ..demo.summary import render
 
     opts = DemoOptions(Path(args.dir).absolute(), args.seconds, args.symbols, chart=not args.no_chart)
     print(f"fluxforge demo: {opts.seconds:.0f} s of {', '.join(opts.symbol_list)} from the loopback exchange "

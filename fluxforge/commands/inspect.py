@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..cli import UserError
-    from ..inspection import InspectError, format_inspection, inspect_path
+    from ..observe.inspection import InspectError, format_inspection, inspect_path
 
     try:
         infos = [inspect_path(p) for p in args.paths]

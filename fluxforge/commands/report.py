@@ -25,7 +25,7 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 def register(sub: argparse._SubParsersAction) -> None:
     from ..cli import add_config_argument
-    from ..report import DEFAULT_DESCRIPTION
+    from ..observe.report import DEFAULT_DESCRIPTION
     from ._data_dir import add_data_dir_argument
 
     p = sub.add_parser("report", help="chart mid/microprice, spread, OFI and VPIN of one symbol to a PNG",
@@ -65,8 +65,8 @@ def parse_range(date: str | None, last: str | None, now: datetime | None = None)
 
 def run(args: argparse.Namespace) -> int:
     from ..cli import UserError
-    from ..feature_tree import NoBars, newest_date, pick_interval, resolve_symbol
-    from ..report import ReportError, chart_symbol, load_pyplot
+    from ..observe.feature_tree import NoBars, newest_date, pick_interval, resolve_symbol
+    from ..observe.report import ReportError, chart_symbol, load_pyplot
     from ._data_dir import load_for_data_dir
 
     cfg = load_for_data_dir(args.config, args.data_dir)

@@ -16,8 +16,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..config import load_config
     from ..logs import configure_logging, get_logger
-    from ..maintenance import maintenance_lock
-    from ..retention import enforce
+    from ..maintenance.lock import maintenance_lock
+    from ..maintenance.retention import enforce
     from ..sync.state import UploadState
 
     cfg = load_config(args.config)

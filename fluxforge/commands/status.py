@@ -37,10 +37,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..status import collect
+    from ..observe.status import collect
     from ._data_dir import load_for_data_dir
-    from ..status_checks import check, exit_code
-    from ..status_text import render
+    from ..observe.status_checks import check, exit_code
+    from ..observe.status_text import render
 
     from ..cli import UserError
 

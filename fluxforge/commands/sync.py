@@ -56,8 +56,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _retention_only(cfg, dry_run: bool) -> int:
-    from ..maintenance import maintenance_lock
-    from ..retention import enforce
+    from ..maintenance.lock import maintenance_lock
+    from ..maintenance.retention import enforce
     from ..sync.state import UploadState
 
     with maintenance_lock(cfg.state_dir), UploadState(cfg.state_dir) as state:
@@ -77,7 +77,7 @@ def _download(args, cfg, target, dest, log) -> int:
 
 
 def _sync(args, cfg, target, log) -> int:
-    from ..maintenance import maintenance_lock
+    from ..maintenance.lock import maintenance_lock
     from ..progress import Progress
     from ..sync.run import run_sync, verify_remote
     from ..sync.state import UploadState

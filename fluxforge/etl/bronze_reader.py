@@ -6,7 +6,7 @@ recorded in `manifest.json` -- such a segment goes to failed/ with a reason
 (`BadSegment`).  And it must not hold a whole large segment in memory: books are
 streamed in record batches and grouped by (exchange, symbol) with one stable
 numpy lexsort + Arrow `take` per batch (no per-row Python); the feature engine
-turns the list columns into 2-D arrays itself (fluxforge/book_arrays.py).
+turns the list columns into 2-D arrays itself (fluxforge/features/book_arrays.py).
 A row without exchange time (e.g. a REST book snapshot) is ordered by its receive
 time; it keeps its null and the engine skips it (and counts it).
 """
@@ -21,9 +21,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .. import bronze
+from ..bronze import schemas as bronze
 from ..fsio import sha256_file
-from ..segments import MANIFEST
+from ..bronze.segments import MANIFEST
 
 Key = tuple[str, str]  # (exchange, ccxt symbol)
 LEVEL_COLUMNS = ("bid_px", "bid_sz", "ask_px", "ask_sz")

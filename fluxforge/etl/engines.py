@@ -1,6 +1,6 @@
 """Per-(exchange, symbol) streaming feature state, fed in time order across segments.
 
-Why this layer: the FeatureEngine (fluxforge/features.py) computes features for a
+Why this layer: the FeatureEngine (fluxforge/features/engine.py) computes features for a
 chunk of books and trades, merging them by time (trades first at equal times),
 and guarantees N chunks == 1 chunk *provided every chunk is later in time than
 the previous one* (rows older than what it already processed are dropped as
@@ -52,7 +52,7 @@ def options_fingerprint(options: FeatureOptions) -> str:
 
 
 def _default_engine_class():
-    from ..features import FeatureEngine  # compiled kernels: imported when first needed
+    from ..features.engine import FeatureEngine  # compiled kernels: imported when first needed
     return FeatureEngine
 
 

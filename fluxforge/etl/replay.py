@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..config import FeatureOptions
 from ..logs import get_logger
-from ..segments import SegmentId
+from ..bronze.segments import SegmentId
 from .bronze_reader import BadSegment
 from .engines import EngineBank
 from .segment_job import SegmentResult, run_segment

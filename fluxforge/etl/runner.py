@@ -21,7 +21,7 @@ from pathlib import Path
 
 from ..config import Config, FeatureOptions
 from ..logs import get_logger
-from ..segments import SegmentId, SegmentStore
+from ..bronze.segments import SegmentId, SegmentStore
 from .bronze_reader import BadSegment
 from .checkpoint import Checkpoint, CheckpointStore
 from .engines import EngineBank

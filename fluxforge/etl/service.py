@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 
 from ..config import Config
 from ..logs import get_logger
-from ..segments import SegmentId
+from ..bronze.segments import SegmentId
 from ..service import SystemdNotifier, install_stop_handlers, watchdog_loop
 from .ready_watch import ReadyWatcher
 from .runner import EtlRunner, Outcome, RetryLater

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from ..compaction import compaction_metadata
+from ..maintenance.compaction import compaction_metadata
 from ..config import Config
-from ..segments import MANIFEST, SegmentId, SegmentStore
+from ..bronze.segments import MANIFEST, SegmentId, SegmentStore
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ Order of a run, and why:
    the local tree, so a download never holds the same rows twice);
 5. with `delete_after_upload`, remove verified local copies (bronze segments,
    and feature files of closed partitions only);
-6. retention (see fluxforge.retention), also when the run failed.
+6. retention (see fluxforge.maintenance.retention), also when the run failed.
 Nothing is deleted locally unless its upload was verified, whatever fails.
 """
 from __future__ import annotations
@@ -21,10 +21,10 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ..compaction import closed_before
+from ..maintenance.compaction import closed_before
 from ..config import Config
 from ..logs import get_logger
-from ..retention import delete_feature_file, delete_segment_dir, enforce
+from ..maintenance.retention import delete_feature_file, delete_segment_dir, enforce
 from .client import S3Target, check_bucket, error_code
 from .layout import LocalFile, done_segments, feature_files, partition_date, segment_files
 from .state import UploadState

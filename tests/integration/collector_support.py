@@ -17,9 +17,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
-from fluxforge.bronze import CHANNEL_SCHEMAS
+from fluxforge.bronze.schemas import CHANNEL_SCHEMAS
 from fluxforge.config import Config, parse_config
-from fluxforge.segments import SegmentStore
+from fluxforge.bronze.segments import SegmentStore
 
 FAST_COLLECTOR = {
     "flush_interval": 0.2,

@@ -20,7 +20,7 @@ from collector_support import collector_command, ready_tables, subprocess_env, w
 from test_collector_e2e import binance_entry
 
 from fluxforge.loopback import LoopbackExchange, SimOptions
-from fluxforge.segments import SegmentStore
+from fluxforge.bronze.segments import SegmentStore
 
 SYMBOLS = ["BTC/USDT", "ETH/USDT", "SOL/USDT", "BNB/USDT"]
 FLUSH = 0.25

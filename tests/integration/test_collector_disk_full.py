@@ -13,7 +13,7 @@ from test_collector_e2e import binance_entry
 
 from fluxforge.collector.health import status_line
 from fluxforge.loopback import LoopbackExchange, SimOptions
-from fluxforge.segments import SegmentStore
+from fluxforge.bronze.segments import SegmentStore
 
 SYMBOLS = ["BTC/USDT", "ETH/USDT"]
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from fluxforge.report import PIXEL_SIZE
+from fluxforge.observe.report import PIXEL_SIZE
 from fluxforge.service_child import FLUXFORGE
 
 SYMBOLS = ("BTC/USDT", "ETH/USDT")
@@ -171,7 +171,7 @@ def test_sigterm_stops_the_children_cleanly(tmp_path):
 def test_live_line_redraws_in_place_only_on_a_tty():
     import io
 
-    from fluxforge.demo import DemoProgress
+    from fluxforge.demo.run import DemoProgress
 
     tty = io.StringIO()
     p = DemoProgress(30, stream=tty, enabled=True)

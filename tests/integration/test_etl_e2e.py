@@ -20,7 +20,7 @@ from collector_support import config_dict, exchange_entry, parse_config, running
 from notify_listener import NotifyListener
 from etl_support import fluxforge_cmd, tables_equal, tree_files
 from fluxforge.config import FeatureOptions
-from fluxforge.features import FeatureEngine
+from fluxforge.features.engine import FeatureEngine
 from fluxforge.loopback import LoopbackExchange, SimOptions
 
 SYMBOLS = ["BTC/USDT", "ETH/USDT", "SOL/USDT"]

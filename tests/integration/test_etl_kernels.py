@@ -10,7 +10,7 @@ import pytest
 from etl_support import tables_equal, etl_config, fluxforge_cmd, read_tree, synthetic_market, tree_files, write_segments
 from fluxforge.config import FeatureOptions
 from fluxforge.etl.runner import EtlRunner
-from fluxforge.features import FeatureEngine
+from fluxforge.features.engine import FeatureEngine
 
 FEATURES = {"bar_durations": [1, 5, 60], "hf_emit_interval": 0.5}
 

@@ -14,8 +14,8 @@ from s3harness import moto  # noqa: E402,F401
 from syncdata import bronze_segment, feature_day, make_config, utc_day, fresh_logging  # noqa: E402,F401
 
 from fluxforge.cli import main  # noqa: E402
-from fluxforge.retention import disk_usage_percent  # noqa: E402
-from fluxforge.segments import SegmentStore  # noqa: E402
+from fluxforge.maintenance.retention import disk_usage_percent  # noqa: E402
+from fluxforge.bronze.segments import SegmentStore  # noqa: E402
 
 MB = 1024 * 1024
 

@@ -18,8 +18,8 @@ from syncdata import (bronze_segment, feature_day, fresh_logging, hf_table, make
                       tree_digest, utc_day, write_part)
 
 from fluxforge.cli import main  # noqa: E402
-from fluxforge.compaction import compact  # noqa: E402
-from fluxforge.segments import SegmentId  # noqa: E402
+from fluxforge.maintenance.compaction import compact  # noqa: E402
+from fluxforge.bronze.segments import SegmentId  # noqa: E402
 from fluxforge.sync.state import UploadState  # noqa: E402
 
 _bucket_ids = itertools.count()

@@ -17,11 +17,11 @@ from s3harness import MotoServer  # noqa: E402
 from syncdata import tree_digest, fresh_logging  # noqa: E402,F401
 
 from fluxforge.cli import main  # noqa: E402
-from fluxforge.compaction import compact  # noqa: E402
+from fluxforge.maintenance.compaction import compact  # noqa: E402
 from fluxforge.etl.runner import EtlRunner  # noqa: E402
 from fluxforge.loopback import LoopbackExchange, SimOptions  # noqa: E402
-from fluxforge.segments import SegmentId, SegmentStore  # noqa: E402
-from fluxforge.tabledigest import TableDigest  # noqa: E402
+from fluxforge.bronze.segments import SegmentId, SegmentStore  # noqa: E402
+from fluxforge.maintenance.tabledigest import TableDigest  # noqa: E402
 
 SYMBOLS = ["BTC/USDT", "ETH/USDT"]
 

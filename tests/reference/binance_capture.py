@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from fluxforge import bronze
+from fluxforge.bronze import schemas as bronze
 
 
 def load(path: Path, depth: int = 20, symbol: str = "BTC/USDT") -> tuple[pa.Table, pa.Table]:

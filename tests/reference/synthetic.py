@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from fluxforge import bronze
+from fluxforge.bronze import schemas as bronze
 
 
 def _list_column(values: np.ndarray) -> pa.ListArray:

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from fluxforge.active_segment import ActiveSegment
-from fluxforge.bronze import CHANNEL_SCHEMAS
-from fluxforge.bronze_finish import build_segment
-from fluxforge.segments import SegmentStore
+from fluxforge.bronze.active_segment import ActiveSegment
+from fluxforge.bronze.schemas import CHANNEL_SCHEMAS
+from fluxforge.bronze.finish import build_segment
+from fluxforge.bronze.segments import SegmentStore
 
 NS = 1_000_000_000
 

@@ -7,7 +7,7 @@ import time
 
 import pyarrow as pa
 
-from fluxforge.bronze import CHANNEL_SCHEMAS
+from fluxforge.bronze.schemas import CHANNEL_SCHEMAS
 from fluxforge.collector.backoff import Backoff
 from fluxforge.collector.row_queue import RowQueue
 from fluxforge.collector.rows import new_buffers

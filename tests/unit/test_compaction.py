@@ -16,9 +16,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from syncdata import (bronze_segment, feature_day, fluxforge_cli, fresh_logging, make_config,  # noqa: E402,F401
                       partition_rows, run_and_maybe_kill, utc_day)
 
-from fluxforge import compaction  # noqa: E402
-from fluxforge.compaction import JOURNAL, TMP_PREFIX, CompactionError, closed_before, compact, compaction_metadata, covered_parts  # noqa: E402
-from fluxforge.segments import SegmentStore  # noqa: E402
+from fluxforge.maintenance import compaction  # noqa: E402
+from fluxforge.maintenance.compaction import JOURNAL, TMP_PREFIX, CompactionError, closed_before, compact, compaction_metadata, covered_parts  # noqa: E402
+from fluxforge.bronze.segments import SegmentStore  # noqa: E402
 
 
 def partitions(root: Path) -> list[Path]:

@@ -115,7 +115,7 @@ def test_pending_reset_carries_into_next_segment(tmp_path):
     # a gap at the very end of segment 1 (after its last book) resets at segment 2's first book
     last_recv = int(max(tables["orderbook"].column("recv_ns").to_numpy()))
     from etl_support import write_segment
-    from fluxforge.segments import SegmentId
+    from fluxforge.bronze.segments import SegmentId
     import pyarrow.parquet as pq
     part = {ch: pq.read_table(seg1 / f"{ch}.parquet") for ch in ("orderbook", "trades")}
     import shutil

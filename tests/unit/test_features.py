@@ -7,7 +7,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from fluxforge.features import FeatureEngine, compute, concat_results
+from fluxforge.features.engine import FeatureEngine, compute, concat_results
 
 T0 = 1_723_161_600_000  # 2024-08-09 00:00:00 UTC, a Friday
 

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fluxforge.features import FeatureEngine, compute, concat_results
+from fluxforge.features.engine import FeatureEngine, compute, concat_results
 from tests.reference.stream_reference import reference
 
 T0 = 1_723_161_600_000

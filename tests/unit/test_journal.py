@@ -6,8 +6,8 @@ import os
 import pyarrow as pa
 import pytest
 
-from fluxforge.bronze import EVENTS, ORDERBOOK, TRADES
-from fluxforge.journal import JournalUnreadable, JournalWriter, read_journal, schema_header
+from fluxforge.bronze.schemas import EVENTS, ORDERBOOK, TRADES
+from fluxforge.bronze.journal import JournalUnreadable, JournalWriter, read_journal, schema_header
 
 
 def trades_batch(start: int, n: int) -> pa.RecordBatch:
@@ -98,7 +98,7 @@ def test_failed_write_rolls_back_to_last_complete_batch(tmp_path, monkeypatch):
     """ENOSPC half-way through a batch must not leave garbage inside the journal."""
     import errno
 
-    import fluxforge.journal as journal
+    import fluxforge.bronze.journal as journal
 
     p = tmp_path / "trades.arrows"
     j = JournalWriter(p, TRADES)

@@ -8,11 +8,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from fluxforge.active_segment import ActiveSegment
-from fluxforge.bronze import CHANNEL_SCHEMAS, ORDERBOOK
-from fluxforge.bronze_finish import build_segment, finish_segment, read_manifest
-from fluxforge.recovery import recover_active_segments
-from fluxforge.segments import REASON, SegmentStore
+from fluxforge.bronze.active_segment import ActiveSegment
+from fluxforge.bronze.schemas import CHANNEL_SCHEMAS, ORDERBOOK
+from fluxforge.bronze.finish import build_segment, finish_segment, read_manifest
+from fluxforge.bronze.recovery import recover_active_segments
+from fluxforge.bronze.segments import REASON, SegmentStore
 from tests.unit.test_journal import trades_batch
 
 

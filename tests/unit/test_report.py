@@ -13,7 +13,7 @@ import pytest
 
 from fluxforge.cli import main
 from fluxforge.commands.report import parse_range
-from fluxforge.report import PIXEL_SIZE, resolve_column
+from fluxforge.observe.report import PIXEL_SIZE, resolve_column
 
 DAY1 = datetime(2024, 8, 8, tzinfo=timezone.utc)
 

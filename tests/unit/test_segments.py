@@ -5,7 +5,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from fluxforge.segments import SegmentId, SegmentStore
+from fluxforge.bronze.segments import SegmentId, SegmentStore
 
 
 def test_segment_id_roundtrip_and_order():

@@ -297,7 +297,7 @@ def test_sync_disabled_is_not_judged(tmp_path, capsys):
 
 
 def test_unit_states_parsing_and_judgement():
-    from fluxforge.unit_states import parse_show, unit_problem
+    from fluxforge.observe.unit_states import parse_show, unit_problem
 
     text = ("Id=fluxforge-collector.service\nLoadState=loaded\nActiveState=failed\nSubState=failed\n"
             "Result=exit-code\nUnitFileState=enabled\n\n"
@@ -317,8 +317,8 @@ def test_unit_states_parsing_and_judgement():
 
 def test_unit_warnings_reach_the_exit_code(tmp_path):
     from fluxforge.config import load_config
-    from fluxforge.status import collect
-    from fluxforge.status_checks import check, exit_code
+    from fluxforge.observe.status import collect
+    from fluxforge.observe.status_checks import check, exit_code
 
     healthy(tmp_path)
     cfg = load_config(write_config(tmp_path))
@@ -365,9 +365,9 @@ def test_unreadable_data_dir_is_unknown_not_a_traceback(capsys):
 
 def test_text_view_lists_installed_units_only(tmp_path):
     from fluxforge.config import load_config
-    from fluxforge.status import collect
-    from fluxforge.status_checks import check
-    from fluxforge.status_text import render
+    from fluxforge.observe.status import collect
+    from fluxforge.observe.status_checks import check
+    from fluxforge.observe.status_text import render
 
     healthy(tmp_path)
     cfg = load_config(write_config(tmp_path))

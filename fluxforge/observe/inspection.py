@@ -18,10 +18,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from . import journal
-from .bronze import CHANNEL_SCHEMAS
-from .fsio import sha256_file
-from .segments import MANIFEST, REASON, STATES, SegmentId
+from ..bronze import journal
+from ..bronze.schemas import CHANNEL_SCHEMAS
+from ..fsio import sha256_file
+from ..bronze.segments import MANIFEST, REASON, STATES, SegmentId
 
 _PARTITION = re.compile(r"^(exchange|symbol|date|interval)=(.+)$")
 

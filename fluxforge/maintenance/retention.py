@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .config import Config
-from .fsio import durable_rename, fsync_dir
-from .logs import get_logger
-from .sync.layout import LocalFile, done_segments, feature_files, partition_date, segment_files
-from .sync.state import UploadState
+from ..config import Config
+from ..fsio import durable_rename, fsync_dir
+from ..logs import get_logger
+from ..sync.layout import LocalFile, done_segments, feature_files, partition_date, segment_files
+from ..sync.state import UploadState
 
 DELETING_PREFIX = ".deleting-"
 log = get_logger("fluxforge.retention")

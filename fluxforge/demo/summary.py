@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from .bronze import channel_file
-from .segments import REASON, SegmentStore
+from ..bronze.schemas import channel_file
+from ..bronze.segments import REASON, SegmentStore
 
 CHANNELS = ("orderbook", "trades", "ticker", "events")
 FINISHED = ("ready", "processing", "done", "failed")

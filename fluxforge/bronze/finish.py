@@ -25,8 +25,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .active_segment import ActiveSegment
-from .bronze import CHANNEL_SCHEMAS, FORMAT_VERSION, channel_file
-from .fsio import atomic_path, atomic_write_json, fsync_dir, sha256_file
+from .schemas import CHANNEL_SCHEMAS, FORMAT_VERSION, channel_file
+from ..fsio import atomic_path, atomic_write_json, fsync_dir, sha256_file
 from .journal import JournalScan, iter_journal
 from .segments import MANIFEST, SegmentId, SegmentStore
 
@@ -97,7 +97,7 @@ def finish_segment_with_manifest(seg_dir: str | Path, store: SegmentStore, *,
     """`finish_segment`, also returning the manifest as read BEFORE the rename: once the
     segment is in ready/ the ETL may move it on at any moment, so reading it there races.
 
-    Raises `fluxforge.journal.JournalUnreadable` when a journal's header is
+    Raises `fluxforge.bronze.journal.JournalUnreadable` when a journal's header is
     damaged (the caller moves the segment to failed/).  Safe to call again on
     a directory whose previous finishing was interrupted.
     """

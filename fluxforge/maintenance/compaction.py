@@ -36,10 +36,10 @@ from typing import Iterator
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .config import Config
-from .fsio import atomic_write_json, fsync_dir, fsync_file
-from .logs import get_logger
-from .segments import SegmentId, SegmentStore
+from ..config import Config
+from ..fsio import atomic_write_json, fsync_dir, fsync_file
+from ..logs import get_logger
+from ..bronze.segments import SegmentId, SegmentStore
 from .tabledigest import TableDigest
 
 JOURNAL = ".compaction.json"

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from . import stream_health
-from .config import Config
-from .segments import MANIFEST, REASON, STATES, SegmentId, SegmentStore
+from ..config import Config
+from ..bronze.segments import MANIFEST, REASON, STATES, SegmentId, SegmentStore
 from .sync_status import sync_status
 from .unit_states import unit_states
 

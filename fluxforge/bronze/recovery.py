@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .active_segment import remove_abandoned_creations
-from .bronze_finish import finish_segment_with_manifest
+from .finish import finish_segment_with_manifest
 from .journal import JournalUnreadable
-from .logs import get_logger
+from ..logs import get_logger
 from .segments import SegmentStore
 
 log = get_logger("fluxforge.recovery")

@@ -12,7 +12,7 @@ import math
 import numpy as np
 import pyarrow as pa
 
-from fluxforge.config import FeatureOptions
+from ..config import FeatureOptions
 
 STRUCT_SCALARS = [
     "best_bid", "best_ask", "mid_price", "spread", "relative_spread", "microprice", "micro_minus_mid",

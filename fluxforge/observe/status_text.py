@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from .status_checks import StatusWarning, human_age
-from .segments import STATES
+from ..bronze.segments import STATES
 
 
 def human_bytes(n: float) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .config import Config
+from ..config import Config
 from .unit_states import unit_problem
 
 OK, WARNING, CRITICAL = 0, 1, 2

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .fsio import atomic_write_bytes, durable_rename
+from ..fsio import atomic_write_bytes, durable_rename
 
 STATES = ("active", "ready", "processing", "done", "failed")
 MANIFEST = "manifest.json"

@@ -24,9 +24,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from fluxforge import book_arrays, feature_layout
-from fluxforge._kernels.book_engine import BookEngine
-from fluxforge.config import FeatureOptions
+from . import book_arrays, layout as feature_layout
+from .._kernels.book_engine import BookEngine
+from ..config import FeatureOptions
 
 STATE_VERSION = 1
 _BOOK_COLS = {"timestamp": pa.int64(), "nonce": pa.int64(), "bid_px": pa.list_(pa.float64()),

@@ -18,10 +18,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .bronze import CHANNEL_SCHEMAS, RESET_EVENTS, channel_file
+from ..bronze.schemas import CHANNEL_SCHEMAS, RESET_EVENTS, channel_file
 from .inspection import InspectError
-from .journal import JournalScan, JournalUnreadable, iter_journal
-from .segments import STATES, SegmentId, SegmentStore
+from ..bronze.journal import JournalScan, JournalUnreadable, iter_journal
+from ..bronze.segments import STATES, SegmentId, SegmentStore
 
 WINDOW_S = 3600          # "the last hour": gaps, drops, message counts
 RATE_WINDOW_S = 300      # message rate is measured over the last five minutes

@@ -4,7 +4,7 @@ Why its own type: creation must be atomic too.  The directory is built under a
 hidden temp name with every channel's schema header fsync'd, then renamed into
 active/, so recovery never meets a half-created segment -- only journals whose
 tail may be torn.  Finishing (journals -> Parquet -> ready/) lives in
-`fluxforge.bronze_finish` because recovery needs it without a writer.
+`fluxforge.bronze.finish` because recovery needs it without a writer.
 """
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from .bronze import CHANNEL_SCHEMAS, channel_file
-from .fsio import durable_rename, fsync_dir
+from .schemas import CHANNEL_SCHEMAS, channel_file
+from ..fsio import durable_rename, fsync_dir
 from .journal import JournalWriter
 from .segments import SegmentId, SegmentStore
 

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .etl.naming import exchange_path_value, symbol_path_value
+from ..etl.naming import exchange_path_value, symbol_path_value
 
 _INTERVAL = re.compile(r"^interval=(\d+)s$")
 

@@ -14,9 +14,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .config import Config
+from ..config import Config
 from .status_checks import human_age
-from .sync.state import DB_NAME, UploadState
+from ..sync.state import DB_NAME, UploadState
 
 
 def open_uploads_read_only(db_path: Path) -> UploadState | None:
@@ -55,7 +55,7 @@ def sync_status(cfg: Config, now: float | None = None) -> dict[str, Any]:
     if not cfg.sync.enabled:
         out["summary"] = "disabled (sync.enabled: false)"
         return out
-    from .sync.run import plan  # boto3/botocore: only worth importing when sync is on
+    from ..sync.run import plan  # boto3/botocore: only worth importing when sync is on
 
     try:
         uploads = open_uploads_read_only(cfg.state_dir / DB_NAME)

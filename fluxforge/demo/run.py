@@ -18,13 +18,13 @@ from pathlib import Path
 
 import yaml
 
-from .bronze import CHANNEL_SCHEMAS, channel_file
-from .bronze_finish import read_manifest
-from .demo_summary import DemoSummary, summarize
-from .journal import JournalScan, JournalUnreadable, iter_journal
-from .progress import Progress
-from .segments import SegmentStore
-from .service_child import ServiceChild, ServiceFailed
+from ..bronze.schemas import CHANNEL_SCHEMAS, channel_file
+from ..bronze.finish import read_manifest
+from .summary import DemoSummary, summarize
+from ..bronze.journal import JournalScan, JournalUnreadable, iter_journal
+from ..progress import Progress
+from ..bronze.segments import SegmentStore
+from ..service_child import ServiceChild, ServiceFailed
 
 MARKER = ".fluxforge-demo"
 BASES = ("BTC", "ETH", "SOL", "BNB", "XRP", "DOGE", "ADA", "LTC", "DOT", "LINK")
@@ -169,7 +169,7 @@ class DemoProgress(Progress):
 
 async def run_demo(opts: DemoOptions, progress: DemoProgress | None = None) -> DemoSummary:
     """Loopback exchange -> collector -> ETL for opts.seconds, stopped cleanly; the summary of what landed."""
-    from .loopback import LoopbackExchange, SimOptions
+    from ..loopback import LoopbackExchange, SimOptions
 
     prepare_directory(opts.directory)
     progress = progress or DemoProgress(opts.seconds)
@@ -232,8 +232,8 @@ def _recover_active(store: SegmentStore, log_path: Path) -> None:
     """The collector's start-up recovery (finish active/ segments into ready/), logging to the demo's log."""
     import structlog
 
-    from .logs import configure_logging
-    from .recovery import recover_active_segments
+    from ..logs import configure_logging
+    from ..bronze.recovery import recover_active_segments
 
     with open(log_path, "a") as log_file:
         configure_logging("INFO", "json", "fluxforge-demo")
@@ -263,8 +263,8 @@ async def _drain(etl: ServiceChild, counts: LiveCounts, progress: DemoProgress, 
 
 
 def _draw_chart(summary: DemoSummary, opts: DemoOptions) -> None:
-    from .feature_tree import NoBars, resolve_symbol
-    from .report import ReportError, chart_symbol
+    from ..observe.feature_tree import NoBars, resolve_symbol
+    from ..observe.report import ReportError, chart_symbol
 
     out = opts.directory / "chart.png"
     interval = min(summary.bar_rows, default=1)
