@@ -11,12 +11,29 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .app import Collector
+    from ..config import Config
+    from .recorder import Recorder
+    from .row_queue import RowQueue
+    from .writer import BronzeWriter
 
 MB = 1024 * 1024
+
+
+class CollectorParts(Protocol):
+    """What the checks read from a running collector (`app.Collector` is one).
+
+    A structural type rather than an import of `app`, so health depends only on
+    the parts it inspects and `app` -> `health` stays a one-way dependency.
+    """
+
+    cfg: "Config"
+    lag: "LoopLagMonitor"
+    queue: "RowQueue"
+    writer: "BronzeWriter"
+    recorder: "Recorder"
 
 
 class LoopLagMonitor:
@@ -43,7 +60,7 @@ class LoopLagMonitor:
         return max(self.lag, overdue)
 
 
-def health_problem(collector: "Collector") -> str | None:
+def health_problem(collector: CollectorParts) -> str | None:
     """None when healthy, else why the watchdog ping is withheld."""
     c = collector.cfg.collector
     lag = collector.lag.current_lag()
@@ -73,7 +90,7 @@ class RateMeter:
         return r
 
 
-def status_line(collector: "Collector", msg_rate: float) -> str:
+def status_line(collector: CollectorParts, msg_rate: float) -> str:
     """e.g. `binance 3/3 okx 2/2 up | 812 msg/s | queue 3% | seg-pi-...-000004 2.1 MB | drops 0 | gaps 1`."""
     rec, writer, queue = collector.recorder, collector.writer, collector.queue
     within = max(collector.cfg.collector.stall_timeout, 5.0)
