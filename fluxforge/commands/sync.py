@@ -72,8 +72,10 @@ def _download(args, cfg, target, dest, log) -> int:
     with Progress(None, "download", unit="B") as progress:
         rep = download(target, cfg.sync, args.download, dest, progress)
     log.info("download_finished", prefix=args.download, to=str(dest), downloaded=rep.downloaded,
-             skipped=rep.skipped, bytes=rep.bytes, failed=len(rep.failed))
-    return 1 if rep.failed else 0
+             skipped=rep.skipped, bytes=rep.bytes, failed=len(rep.failed), refused=len(rep.refused))
+    for key, why in rep.refused:
+        print(f"REFUSED {key!r}: {why}")
+    return 1 if rep.failed or rep.refused else 0
 
 
 def _sync(args, cfg, target, log) -> int:
