@@ -66,7 +66,8 @@ def make_target(cfg: SyncConfig) -> S3Target:
     creds = session.get_credentials()
     if creds is None:
         raise SyncError("no S3 credentials: set sync.aws_access_key_id/aws_secret_access_key "
-                        "(e.g. \"${credential:s3_secret}\"), AWS_* environment variables or ~/.aws/credentials")
+                        "(packaged install: put the key in /etc/fluxforge/credentials/s3_secret_access_key and write "
+                        "\"${credential:fluxforge_s3_secret_access_key}\"), AWS_* environment variables or ~/.aws/credentials")
     botocfg = BotoConfig(
         region_name=cfg.region or "us-east-1",
         s3={"addressing_style": cfg.addressing_style},
