@@ -208,3 +208,20 @@ def test_unreadable_credential_error_names_the_packaged_file(tmp_path, monkeypat
     with pytest.raises(ConfigError) as e:
         parse_config({"sync": {"aws_secret_access_key": "${credential:fluxforge_missing}"}})
     assert "/etc/fluxforge/credentials/missing" in str(e.value)
+
+
+def test_unreachable_endpoint_error_line_masks_userinfo(tmp_path):
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nothing listens there
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "data_dir": str(tmp_path / "data"), "host_id": "h", "logging": {"format": "json"},
+        "sync": {"enabled": True, "bucket": "b", "endpoint_url": f"http://minio:EP-SECRET@127.0.0.1:{port}",
+                 "region": "us-east-1", "aws_access_key_id": "k", "aws_secret_access_key": "s",
+                 "require_time_sync": False, "max_attempts": 1, "connect_timeout": 2}}))
+    r = _cli("sync", "--config", str(cfg))
+    assert r.returncode == 1 and "cannot reach S3 endpoint" in r.stderr, r.stderr
+    assert "EP-SECRET" not in r.stderr and "EP-SECRET" not in r.stdout
