@@ -7,8 +7,13 @@ stops a crash loop.
 
 Secrets never need to live in the file: any string value may be written as
 `${env:NAME}` (read from the environment) or `${credential:NAME}` (read from
-`$CREDENTIALS_DIRECTORY/NAME`, i.e. systemd's LoadCredential=).  Masking for
-display is done by `masked_dump()`.
+`$CREDENTIALS_DIRECTORY/NAME`, i.e. systemd's LoadCredential=; the packaged
+units load `/etc/fluxforge/credentials/<file>` as the credential `fluxforge_<file>`).
+Masking for display is done by `masked_dump()`: every value that came from such a
+reference, every value under a secret-looking key, and URL userinfo.
+
+Floats must be finite (`.inf`/`.nan` would pass `gt=0` and crash later), and
+durations and sizes that have a sensible ceiling are bounded.
 """
 from __future__ import annotations
 
@@ -19,13 +24,20 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+
+from .logs import redact_url_userinfo
 
 EX_CONFIG = 78
 DEFAULT_CONFIG_PATH = Path("/etc/fluxforge/config.yaml")
 CHANNELS = ("orderbook", "trades", "ticker")
 
-_SECRET_KEY = re.compile(r"(secret|password|passphrase|token|apikey|api_key|privatekey|private_key|access_key|uid)", re.I)
+_SECRET_KEY = re.compile(r"(secret|password|passphrase|token|apikey|api_key|privatekey|private_key|access_key|uid|"
+                         r"twofa|login|auth|cookie|credential|session|signature)", re.I)
+# The packaged units' `LoadCredential=fluxforge:/etc/fluxforge/credentials` names each file so.
+CREDENTIAL_PREFIX = "fluxforge_"
+DAY = 86400.0
+HOUR = 3600.0
 _REF = re.compile(r"^\$\{(env|credential):([A-Za-z0-9_.\-]+)\}$")
 
 
@@ -36,7 +48,7 @@ class ConfigError(Exception):
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class FeatureOptions(_Model):
@@ -44,23 +56,23 @@ class FeatureOptions(_Model):
 
     max_levels: int = Field(10, ge=1, le=50)
     ofi_levels: int = Field(5, ge=1, le=50)
-    ofi_decay_alpha: float = Field(0.0, ge=0.0, description="0 = equal weights; w_i = exp(-alpha*i)")
+    ofi_decay_alpha: float = Field(0.0, ge=0.0, le=100.0, description="0 = equal weights; w_i = exp(-alpha*i)")
     bands_bps: list[float] = Field(default_factory=lambda: [5.0, 10.0, 25.0, 50.0])
     horizons: list[float] = Field(default_factory=lambda: [1.0, 5.0, 30.0, 60.0])
     bar_durations: list[int] = Field(default_factory=lambda: [1, 5, 30, 60])
-    hf_emit_interval: float = Field(1.0, ge=0.0)
-    tight_spread_threshold: float = Field(1e-4, gt=0.0, description="relative spread at or below which the book is 'tight'")
-    wide_spread_threshold: float = Field(5e-4, gt=0.0, description="relative spread at or above which the book is 'wide' (static regime)")
+    hf_emit_interval: float = Field(1.0, ge=0.0, le=HOUR)
+    tight_spread_threshold: float = Field(1e-4, gt=0.0, le=1.0, description="relative spread at or below which the book is 'tight'")
+    wide_spread_threshold: float = Field(5e-4, gt=0.0, le=1.0, description="relative spread at or above which the book is 'wide' (static regime)")
     use_dynamic_spread_regime: bool = True
-    spread_regime_window: float = Field(300.0, gt=0.0, description="seconds")
+    spread_regime_window: float = Field(300.0, gt=0.0, le=DAY, description="seconds")
     spread_tight_percentile: float = Field(25.0, ge=0.0, le=100.0)
     spread_wide_percentile: float = Field(75.0, ge=0.0, le=100.0)
-    kyle_lambda_window: float = Field(60.0, gt=0.0, description="seconds")
+    kyle_lambda_window: float = Field(60.0, gt=0.0, le=DAY, description="seconds")
     enable_vpin: bool = True
     vpin_bucket_volume: float = Field(10.0, gt=0.0, description="base units per volume bucket")
-    vpin_window_buckets: int = Field(50, ge=1)
+    vpin_window_buckets: int = Field(50, ge=1, le=100_000)
     keep_raw_arrays: bool = False
-    momentum_window: float = Field(60.0, gt=0.0, description="seconds: depth sigma and slope/centre-of-gravity momentum")
+    momentum_window: float = Field(60.0, gt=0.0, le=DAY, description="seconds: depth sigma and slope/centre-of-gravity momentum")
 
     @field_validator("bands_bps", "horizons")
     @classmethod
@@ -69,6 +81,8 @@ class FeatureOptions(_Model):
             raise ValueError("must not be empty")
         if any(x <= 0 for x in v) or any(b <= a for a, b in zip(v, v[1:])):
             raise ValueError("must be positive and strictly increasing")
+        if v[-1] > DAY:
+            raise ValueError(f"must be at most {DAY:g} (one day)")
         return v
 
     @field_validator("bar_durations")
@@ -76,6 +90,8 @@ class FeatureOptions(_Model):
     def _bar_durations(cls, v: list[int]) -> list[int]:
         if any(x <= 0 for x in v) or any(b <= a for a, b in zip(v, v[1:])):
             raise ValueError("must be positive whole seconds, strictly increasing")
+        if v and v[-1] > DAY:
+            raise ValueError(f"must be at most {DAY:g} seconds (one day)")
         return v
 
     @model_validator(mode="after")
@@ -109,33 +125,33 @@ class ExchangeConfig(_Model):
 
 class CollectorConfig(_Model):
     flush_interval: float = Field(1.0, gt=0.0, le=60.0, description="seconds between fsync'd journal flushes")
-    segment_max_mb: float = Field(64.0, gt=0.0)
-    segment_max_seconds: float = Field(3600.0, gt=0.0)
-    queue_max: int = Field(20000, ge=10)
+    segment_max_mb: float = Field(64.0, gt=0.0, le=65536.0)
+    segment_max_seconds: float = Field(3600.0, gt=0.0, le=DAY)
+    queue_max: int = Field(20000, ge=10, le=10_000_000)
     overflow_policy: Literal["block", "drop"] = "block"
-    stall_timeout: float = Field(60.0, gt=0.0)
-    reconnect_backoff_initial: float = Field(1.0, gt=0.0)
-    reconnect_backoff_max: float = Field(60.0, gt=0.0)
-    max_concurrent_snapshots: int = Field(4, ge=1)
-    snapshot_spacing: float = Field(0.25, ge=0.0, description="seconds between book snapshot fetches")
+    stall_timeout: float = Field(60.0, gt=0.0, le=DAY)
+    reconnect_backoff_initial: float = Field(1.0, gt=0.0, le=HOUR)
+    reconnect_backoff_max: float = Field(60.0, gt=0.0, le=HOUR)
+    max_concurrent_snapshots: int = Field(4, ge=1, le=1000)
+    snapshot_spacing: float = Field(0.25, ge=0.0, le=60.0, description="seconds between book snapshot fetches")
     min_free_mb: float = Field(64.0, ge=0.0, description="below this free space the collector drops with accounting")
-    max_loop_lag: float = Field(5.0, gt=0.0, description="watchdog health: event-loop lag, seconds")
-    max_queue_age: float = Field(30.0, gt=0.0, description="watchdog health: oldest queued item, seconds")
-    max_flush_age: float = Field(30.0, gt=0.0, description="watchdog health: time since last flush, seconds")
+    max_loop_lag: float = Field(5.0, gt=0.0, le=HOUR, description="watchdog health: event-loop lag, seconds")
+    max_queue_age: float = Field(30.0, gt=0.0, le=HOUR, description="watchdog health: oldest queued item, seconds")
+    max_flush_age: float = Field(30.0, gt=0.0, le=HOUR, description="watchdog health: time since last flush, seconds")
 
 
 class EtlConfig(_Model):
-    poll_interval: float = Field(2.0, gt=0.0, description="seconds, when inotify is unavailable")
-    row_group_rows: int = Field(65536, ge=1024)
-    max_segment_seconds: float = Field(600.0, gt=0.0, description="watchdog health: longest time one segment may take")
-    reorder_window: float = Field(5.0, ge=0.0, description="seconds of exchange time held back at a segment's end "
+    poll_interval: float = Field(2.0, gt=0.0, le=HOUR, description="seconds, when inotify is unavailable")
+    row_group_rows: int = Field(65536, ge=1024, le=16_777_216)
+    max_segment_seconds: float = Field(600.0, gt=0.0, le=DAY, description="watchdog health: longest time one segment may take")
+    reorder_window: float = Field(5.0, ge=0.0, le=HOUR, description="seconds of exchange time held back at a segment's end "
                                   "so rows of the next segment that are up to this much older still merge in order")
     features: FeatureOptions = Field(default_factory=FeatureOptions)
 
 
 class CompactionConfig(_Model):
-    min_age_days: int = Field(1, ge=1, description="partitions with date <= today-min_age_days (UTC) are closed")
-    target_file_mb: float = Field(128.0, gt=0.0)
+    min_age_days: int = Field(1, ge=1, le=3650, description="partitions with date <= today-min_age_days (UTC) are closed")
+    target_file_mb: float = Field(128.0, gt=0.0, le=65536.0)
 
 
 class SyncConfig(_Model):
@@ -148,18 +164,18 @@ class SyncConfig(_Model):
     aws_access_key_id: str | None = None
     aws_secret_access_key: str | None = None
     workers: int = Field(4, ge=1, le=64)
-    multipart_threshold_mb: float = Field(16.0, gt=0.0)
-    multipart_chunk_mb: float = Field(8.0, ge=5.0)
+    multipart_threshold_mb: float = Field(16.0, gt=0.0, le=5120.0, description="S3 PUT limit: 5 GiB")
+    multipart_chunk_mb: float = Field(8.0, ge=5.0, le=5120.0, description="S3 part limits: 5 MiB .. 5 GiB")
     retry_mode: Literal["standard", "adaptive"] = "standard"
-    max_attempts: int = Field(5, ge=1)
+    max_attempts: int = Field(5, ge=1, le=100)
     checksum_algorithm: Literal["CRC32C", "SHA256", "CRC32", "SHA1"] = "CRC32C"
     upload_bronze: bool = True
     upload_features: bool = True
     delete_after_upload: bool = False
     require_time_sync: bool = True
-    time_sync_wait: float = Field(60.0, ge=0.0, description="seconds to wait for clock sync before skipping the run")
-    connect_timeout: float = Field(10.0, gt=0.0, description="seconds, per S3 connection attempt")
-    read_timeout: float = Field(60.0, gt=0.0, description="seconds, per S3 socket read")
+    time_sync_wait: float = Field(60.0, ge=0.0, le=HOUR, description="seconds to wait for clock sync before skipping the run")
+    connect_timeout: float = Field(10.0, gt=0.0, le=HOUR, description="seconds, per S3 connection attempt")
+    read_timeout: float = Field(60.0, gt=0.0, le=HOUR, description="seconds, per S3 socket read")
 
     @model_validator(mode="after")
     def _bucket(self) -> "SyncConfig":
@@ -206,6 +222,8 @@ class Config(_Model):
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
     status: StatusConfig = Field(default_factory=StatusConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    # Paths (tuples of keys / list indices) whose value came from ${env:} / ${credential:}.
+    _secret_paths: frozenset[tuple] = PrivateAttr(default_factory=frozenset)
 
     @field_validator("host_id")
     @classmethod
@@ -236,29 +254,41 @@ class Config(_Model):
         return self.data_dir / "state"
 
 
-def _resolve_refs(node: Any, path: str = "") -> Any:
-    """Replace `${env:X}` / `${credential:X}` strings by their values."""
+def _resolve_refs(node: Any, path: tuple = (), refs: set[tuple] | None = None) -> Any:
+    """Replace `${env:X}` / `${credential:X}` strings by their values; add their paths to `refs`."""
     if isinstance(node, dict):
-        return {k: _resolve_refs(v, f"{path}.{k}" if path else str(k)) for k, v in node.items()}
+        return {k: _resolve_refs(v, path + (k,), refs) for k, v in node.items()}
     if isinstance(node, list):
-        return [_resolve_refs(v, f"{path}.{i}") for i, v in enumerate(node)]
-    if isinstance(node, str):
-        m = _REF.match(node)
-        if not m:
-            return node
-        kind, name = m.groups()
-        if kind == "env":
-            if name not in os.environ:
-                raise ConfigError(f"{path}: environment variable {name} is not set")
-            return os.environ[name]
-        cred_dir = os.environ.get("CREDENTIALS_DIRECTORY")
-        if not cred_dir:
-            raise ConfigError(f"{path}: credential {name!r} requested but $CREDENTIALS_DIRECTORY is not set (use LoadCredential=)")
-        try:
-            return (Path(cred_dir) / name).read_text().strip()
-        except OSError as e:
-            raise ConfigError(f"{path}: credential {name!r} cannot be read: {e.strerror}") from None
-    return node
+        return [_resolve_refs(v, path + (i,), refs) for i, v in enumerate(node)]
+    if not isinstance(node, str):
+        return node
+    m = _REF.match(node)
+    if not m:
+        return node
+    if refs is not None:
+        refs.add(path)
+    where = ".".join(str(p) for p in path)
+    kind, name = m.groups()
+    if kind == "env":
+        if name not in os.environ:
+            raise ConfigError(f"{where}: environment variable {name} is not set")
+        return os.environ[name]
+    cred_dir = os.environ.get("CREDENTIALS_DIRECTORY")
+    if not cred_dir:
+        raise ConfigError(f"{where}: credential {name!r} requested but $CREDENTIALS_DIRECTORY is not set "
+                          f"(use LoadCredential=; {_credential_hint(name)})")
+    try:
+        return (Path(cred_dir) / name).read_text().strip()
+    except OSError as e:
+        raise ConfigError(f"{where}: credential {name!r} cannot be read: {e.strerror} ({_credential_hint(name)})") from None
+
+
+def _credential_hint(name: str) -> str:
+    """What a packaged install needs: the file /etc/fluxforge/credentials/F is the credential fluxforge_F."""
+    if name.startswith(CREDENTIAL_PREFIX):
+        return f"the packaged units load it from /etc/fluxforge/credentials/{name[len(CREDENTIAL_PREFIX):]}"
+    return (f"the packaged units name the file /etc/fluxforge/credentials/{name} "
+            f"\"${{credential:{CREDENTIAL_PREFIX}{name}}}\"")
 
 
 def _format_validation_error(err: ValidationError) -> str:
@@ -285,11 +315,14 @@ def parse_config(data: Any, source: str = "<config>") -> Config:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: top level must be a mapping, not {type(data).__name__}")
-    data = _resolve_refs(data)
+    refs: set[tuple] = set()
+    data = _resolve_refs(data, (), refs)
     try:
-        return Config.model_validate(data)
+        cfg = Config.model_validate(data)
     except ValidationError as e:
         raise ConfigError(f"{source}: {_format_validation_error(e)}") from None
+    cfg._secret_paths = frozenset(refs)
+    return cfg
 
 
 def load_config(explicit: str | os.PathLike | None = None) -> Config:
@@ -310,17 +343,20 @@ def load_config(explicit: str | os.PathLike | None = None) -> Config:
     return parse_config(data, str(path))
 
 
-def mask_secrets(node: Any, key: str = "") -> Any:
-    """Deep copy with secret-looking values replaced by '***'."""
+def mask_secrets(node: Any, key: str = "", path: tuple = (), secret_paths: frozenset[tuple] = frozenset()) -> Any:
+    """Deep copy with secrets replaced by '***': values under secret-looking keys, values at
+    `secret_paths` (those that came from ${env:}/${credential:}), and userinfo in URLs."""
+    if path in secret_paths and node is not None:
+        return "***"
     if isinstance(node, dict):
-        return {k: mask_secrets(v, str(k)) for k, v in node.items()}
+        return {k: mask_secrets(v, str(k), path + (k,), secret_paths) for k, v in node.items()}
     if isinstance(node, list):
-        return [mask_secrets(v, key) for v in node]
+        return [mask_secrets(v, key, path + (i,), secret_paths) for i, v in enumerate(node)]
     if node is not None and key and _SECRET_KEY.search(key):
         return "***"
-    return node
+    return redact_url_userinfo(node) if isinstance(node, str) else node
 
 
 def masked_dump(cfg: Config) -> dict[str, Any]:
     """The effective config as plain data, secrets masked: safe to print or log."""
-    return mask_secrets(cfg.model_dump(mode="json"))
+    return mask_secrets(cfg.model_dump(mode="json"), secret_paths=cfg._secret_paths)

@@ -5,12 +5,15 @@ Why our own journald sender: the native journal protocol is a datagram of
 structured fields (`journalctl -u fluxforge-collector EVENT=segment_rotated`)
 without a compiled libsystemd binding on the Pi.  Every event dict key becomes an
 upper-case journal field; `event` becomes EVENT and the readable MESSAGE.
+Whatever the format, `user:password@` in any URL of a log line is masked first
+(an `endpoint_url` or a ccxt URL may carry credentials).
 """
 from __future__ import annotations
 
 import json
 import logging
 import os
+import re
 import socket
 import struct
 import sys
@@ -19,7 +22,32 @@ from typing import Any
 import structlog
 
 JOURNAL_SOCKET = "/run/systemd/journal/socket"
+_URL_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.\-]*://)[^/\s@?#]+@")
 _PRIORITY = {"debug": 7, "info": 6, "warning": 4, "warn": 4, "error": 3, "critical": 2, "exception": 3}
+
+
+def redact_url_userinfo(text: str) -> str:
+    """`https://user:pw@host/x` -> `https://***@host/x` (anywhere in `text`)."""
+    return _URL_USERINFO.sub(r"\g<scheme>***@", text) if "@" in text else text
+
+
+def _redact(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact_url_userinfo(value)
+    if isinstance(value, dict):
+        return {k: _redact(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_redact(v) for v in value]
+    if isinstance(value, (int, float, bool, type(None))):
+        return value
+    text = str(value)  # e.g. an exception or a Path: rendered through str() anyway
+    clean = redact_url_userinfo(text)
+    return value if clean == text else clean
+
+
+def redact_userinfo_processor(logger: Any, method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """structlog processor: no URL userinfo reaches any renderer."""
+    return {k: _redact(v) for k, v in event_dict.items()}
 
 
 def under_journald() -> bool:
@@ -104,6 +132,7 @@ def configure_logging(level: str = "INFO", fmt: str = "auto", identifier: str = 
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.format_exc_info,
+        redact_userinfo_processor,
     ]
     if fmt == "journald":
         renderer: Any = JournaldRenderer(identifier)

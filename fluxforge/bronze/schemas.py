@@ -82,3 +82,19 @@ RESET_EVENTS = frozenset({"gap", "resync", "reconnect"})
 def channel_file(channel: str, finished: bool) -> str:
     """File name of a channel inside a segment directory: journal while active, Parquet after."""
     return f"{channel}.parquet" if finished else f"{channel}.arrows"
+
+
+def listed_channel_file(channel: str, entry: object) -> str:
+    """The file a manifest's `channels.<channel>` entry may name: only that channel's own Parquet file.
+
+    Why: a manifest is data (restored from S3, copied by hand) and its `file`
+    entries must never point a reader outside the segment directory or at
+    another file; ValueError says what is wrong.
+    """
+    if channel not in CHANNEL_SCHEMAS:
+        raise ValueError(f"unknown channel {channel!r}")
+    expected = channel_file(channel, finished=True)
+    name = entry.get("file") if isinstance(entry, dict) else None
+    if name is not None and name != expected:
+        raise ValueError(f"channel {channel!r} names file {name!r}; only {expected!r} is allowed")
+    return expected

@@ -18,10 +18,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ..fsio import atomic_write_bytes, durable_rename
+from .schemas import CHANNEL_SCHEMAS, channel_file
 
 STATES = ("active", "ready", "processing", "done", "failed")
 MANIFEST = "manifest.json"
 REASON = "reason.txt"
+
+
+def segment_file_names() -> frozenset[str]:
+    """Every file name a segment directory may hold: channel journals and Parquet files, manifest, reason."""
+    return frozenset([channel_file(c, f) for c in CHANNEL_SCHEMAS for f in (True, False)] + [MANIFEST, REASON])
 _NAME = re.compile(r"^seg-(?P<host>[A-Za-z0-9_.]+)-(?P<start>\d{8}T\d{6}Z)-(?P<seq>\d{6,})$")
 
 

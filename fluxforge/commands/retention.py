@@ -18,15 +18,16 @@ def run(args: argparse.Namespace) -> int:
     from ..logs import configure_logging, get_logger
     from ..maintenance.lock import maintenance_lock
     from ..maintenance.retention import enforce
-    from ..sync.state import UploadState
+    from ..sync.state import NoUploads, upload_state_or_nothing
 
     cfg = load_config(args.config)
     configure_logging(cfg.logging.level, cfg.logging.format, "fluxforge-retention")
-    with maintenance_lock(cfg.state_dir), UploadState(cfg.state_dir) as state:
+    log = get_logger("fluxforge.retention")
+    with maintenance_lock(cfg.state_dir), upload_state_or_nothing(cfg.state_dir, log) as state:
         rep = enforce(cfg, state, dry_run=args.dry_run)
-    get_logger("fluxforge.retention").info(
+    log.info(
         "retention_finished", dry_run=args.dry_run, usage_before=round(rep.usage_before, 1),
         usage_after=round(rep.usage_after, 1), deleted=len(rep.deleted),
         deleted_unsynced=sum(1 for v in rep.deleted if not v.uploaded), blocked_unsynced=rep.blocked_unsynced,
         high=cfg.retention.disk_high_watermark, low=cfg.retention.disk_low_watermark)
-    return 0
+    return 1 if isinstance(state, NoUploads) else 0

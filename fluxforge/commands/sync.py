@@ -35,11 +35,11 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--download needs --to DIR")
     if not cfg.sync.enabled and args.download is None:
         log.info("sync_disabled", hint="set sync.enabled: true and sync.bucket; applying retention only")
-        return _retention_only(cfg, args.dry_run)
+        return _retention_only(cfg, args.dry_run, log)
     if cfg.sync.require_time_sync and not args.dry_run and not wait_for_clock(cfg.sync.time_sync_wait):
         log.warning("sync_skipped_clock_unsynchronised", waited_seconds=cfg.sync.time_sync_wait,
                     hint="no /run/systemd/timesync/synchronized yet; S3 would reject signatures; retrying next timer run")
-        return _retention_only(cfg, dry_run=False)
+        return _retention_only(cfg, False, log)
     try:
         target = make_target(cfg.sync)
         log.info("sync_started", endpoint=target.client.meta.endpoint_url, bucket=target.bucket, prefix=target.prefix,
@@ -55,14 +55,14 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"sync failed: {e}", exit_code=1) from None
 
 
-def _retention_only(cfg, dry_run: bool) -> int:
+def _retention_only(cfg, dry_run: bool, log) -> int:
     from ..maintenance.lock import maintenance_lock
     from ..maintenance.retention import enforce
-    from ..sync.state import UploadState
+    from ..sync.state import NoUploads, upload_state_or_nothing
 
-    with maintenance_lock(cfg.state_dir), UploadState(cfg.state_dir) as state:
+    with maintenance_lock(cfg.state_dir), upload_state_or_nothing(cfg.state_dir, log) as state:
         enforce(cfg, state, dry_run=dry_run)
-    return 0
+    return 1 if isinstance(state, NoUploads) else 0
 
 
 def _download(args, cfg, target, dest, log) -> int:
@@ -72,17 +72,24 @@ def _download(args, cfg, target, dest, log) -> int:
     with Progress(None, "download", unit="B") as progress:
         rep = download(target, cfg.sync, args.download, dest, progress)
     log.info("download_finished", prefix=args.download, to=str(dest), downloaded=rep.downloaded,
-             skipped=rep.skipped, bytes=rep.bytes, failed=len(rep.failed))
-    return 1 if rep.failed else 0
+             skipped=rep.skipped, bytes=rep.bytes, failed=len(rep.failed), refused=len(rep.refused))
+    for key, why in rep.refused:
+        print(f"REFUSED {key!r}: {why}")
+    return 1 if rep.failed or rep.refused else 0
 
 
 def _sync(args, cfg, target, log) -> int:
+    from ..cli import UserError
     from ..maintenance.lock import maintenance_lock
     from ..progress import Progress
     from ..sync.run import run_sync, verify_remote
-    from ..sync.state import UploadState
+    from ..maintenance.retention import enforce
+    from ..sync.state import NoUploads, upload_state_or_nothing
 
-    with maintenance_lock(cfg.state_dir), UploadState(cfg.state_dir) as state:
+    with maintenance_lock(cfg.state_dir), upload_state_or_nothing(cfg.state_dir, log) as state:
+        if isinstance(state, NoUploads):  # corrupt record: upload nothing, but keep the disk from filling
+            enforce(cfg, state, dry_run=args.dry_run)
+            raise UserError(f"sync failed: {state.reason}", exit_code=1)
         if args.verify:
             bad = verify_remote(target, state)
             for logical, why in bad:

@@ -99,10 +99,14 @@ class SegmentReader:
                 raise BadSegment(f"{path.name} is present but not listed in {MANIFEST}")
         return self.manifest
 
+    def _listed_file(self, channel: str, entry: object) -> str:
+        try:
+            return bronze.listed_channel_file(channel, entry)
+        except ValueError as e:
+            raise BadSegment(f"{MANIFEST}: {e}") from None
+
     def _verify_channel(self, channel: str, entry: dict) -> None:
-        if channel not in bronze.CHANNEL_SCHEMAS:
-            raise BadSegment(f"{MANIFEST} lists unknown channel {channel!r}")
-        name = entry.get("file") or bronze.channel_file(channel, finished=True)
+        name = self._listed_file(channel, entry)
         path = self.dir / name
         if not path.is_file():
             raise BadSegment(f"{name}: listed in {MANIFEST} but missing")
@@ -127,7 +131,7 @@ class SegmentReader:
         entry = (self.manifest.get("channels") or {}).get(channel)
         if entry is None:
             return None
-        return self.dir / ((entry.get("file") if isinstance(entry, dict) else None) or bronze.channel_file(channel, True))
+        return self.dir / self._listed_file(channel, entry)
 
     def _read(self, channel: str, columns: list[str]) -> pa.Table | None:
         path = self._path(channel)

@@ -124,6 +124,8 @@ def enforce(cfg: Config, state: UploadState, usage: Callable[[Path], float] = di
             delete_feature_file(v.path, cfg.features_dir)
         if v.uploaded:
             log.info("retention_deleted", kind=v.kind, path=str(v.path), bytes=size, dry_run=dry_run)
+            if not dry_run:  # the record of a deleted local copy is no longer needed: the table stays bounded
+                state.forget_deleted(f.logical for f in v.files)
         else:
             log.error("retention_deleted_unsynced_data", kind=v.kind, path=str(v.path), bytes=size, dry_run=dry_run,
                       reason="allow_unsynced_deletion is set; this data was never uploaded and is gone")

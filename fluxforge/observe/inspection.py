@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..bronze import journal
-from ..bronze.schemas import CHANNEL_SCHEMAS
+from ..bronze.schemas import CHANNEL_SCHEMAS, listed_channel_file
 from ..fsio import sha256_file
 from ..bronze.segments import MANIFEST, REASON, STATES, SegmentId
 
@@ -149,7 +149,11 @@ def check_manifest(seg: Path, files: dict[str, dict[str, Any]]) -> dict[str, Any
     problems = []
     channels = manifest.get("channels") or {}
     for channel, entry in channels.items():
-        fname = entry.get("file") or f"{channel}.parquet"
+        try:
+            fname = listed_channel_file(channel, entry)
+        except ValueError as e:
+            problems.append(f"manifest.json: {e}")
+            continue
         fpath = seg / fname
         if not fpath.is_file():
             problems.append(f"{fname}: listed in manifest but missing")

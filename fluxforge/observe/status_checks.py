@@ -29,6 +29,9 @@ HINTS = {
     "disk_low_free": "free space is below collector.min_free_mb: the collector is dropping rows; free space now",
     "unreadable_files": "a bronze file cannot be read: fluxforge inspect it; the ETL will move it to failed/",
     "sync_stale": "check fluxforge-sync.timer / journalctl -u fluxforge-sync and the S3 endpoint",
+    "sync_state_corrupt": "systemctl stop fluxforge-sync.timer; mv <data_dir>/state/sync.sqlite <data_dir>/state/sync.sqlite.corrupt "
+                          "(and its -wal/-shm); systemctl start fluxforge-sync.timer: the next sync uploads and verifies "
+                          "every local file again (same keys, same content)",
     "unit_failed": "systemctl status <unit>; journalctl -u <unit> -b; fix the cause, then systemctl restart <unit>",
     "unit_inactive": "systemctl start <unit> (and systemctl enable it if it should run at boot)",
 }
@@ -98,6 +101,9 @@ def check(facts: dict[str, Any], cfg: Config) -> list[StatusWarning]:
         warn("disk_high", f"{disk['path']} is {disk['used_pct']:.1f}% full "
                           f"(retention high watermark {disk['high_watermark_pct']:g}%)")
     sync = facts.get("sync")
+    if sync and sync.get("corrupt"):
+        warn("sync_state_corrupt", sync["corrupt"] + "; nothing is uploaded and retention cannot free verified data",
+             "critical")
     if sync and sync.get("enabled") and sync.get("stale"):
         warn("sync_stale", sync["stale"])
     return out + _unit_warnings(facts)

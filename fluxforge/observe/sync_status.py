@@ -5,6 +5,8 @@ the sync database (it may run as an unprivileged member of the fluxforge group,
 while a sync run holds the db), and "what is waiting" must be decided exactly as
 the next sync run will decide it.  "Stale" means a file has waited longer than
 `status.max_sync_age` -- an idle appliance with nothing new to ship is fine.
+A corrupt database is reported (`corrupt`, with the fix) whether or not sync is
+enabled, because retention relies on it too.  Counts are done in SQL.
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from typing import Any
 
 from ..config import Config
 from .status_checks import human_age
-from ..sync.state import DB_NAME, UploadState
+from ..sync.state import DB_NAME, NoUploads, SyncStateCorrupt, UploadState, check_integrity, is_corrupt_error
 
 
 def open_uploads_read_only(db_path: Path) -> UploadState | None:
@@ -31,10 +33,13 @@ def open_uploads_read_only(db_path: Path) -> UploadState | None:
         db = None
         try:
             db = sqlite3.connect(f"file:{db_path}?mode={mode}", uri=True, timeout=5)
+            check_integrity(db, db_path)
             db.execute("SELECT 1 FROM uploaded LIMIT 1")
-        except sqlite3.Error:
+        except (sqlite3.Error, SyncStateCorrupt) as e:
             if db is not None:
                 db.close()
+            if isinstance(e, SyncStateCorrupt) or is_corrupt_error(e):
+                raise e if isinstance(e, SyncStateCorrupt) else SyncStateCorrupt(db_path, str(e)) from None
             continue
         state = UploadState.__new__(UploadState)
         state.path, state.db = db_path, db
@@ -42,31 +47,31 @@ def open_uploads_read_only(db_path: Path) -> UploadState | None:
     raise OSError(f"{db_path}: cannot read the sync database")
 
 
-class _NothingUploaded:
-    """Stands in for the state before the first sync run: nothing is current."""
-
-    def is_current(self, logical: str, path: Path) -> bool:
-        return False
-
-
 def sync_status(cfg: Config, now: float | None = None) -> dict[str, Any]:
     now = time.time() if now is None else now
-    out: dict[str, Any] = {"enabled": cfg.sync.enabled, "bucket": cfg.sync.bucket, "stale": None}
+    out: dict[str, Any] = {"enabled": cfg.sync.enabled, "bucket": cfg.sync.bucket, "stale": None, "corrupt": None}
+    try:
+        uploads = open_uploads_read_only(cfg.state_dir / DB_NAME)
+    except SyncStateCorrupt as e:
+        out.update(corrupt=e.short, summary=f"sync state unreadable: {e.short}")
+        return out
+    except OSError as e:
+        uploads = None
+        if cfg.sync.enabled:
+            out.update(error=str(e), summary=f"cannot read sync state: {e}")
+            out["stale"] = out["summary"]
+            return out
     if not cfg.sync.enabled:
+        if uploads:
+            uploads.close()
         out["summary"] = "disabled (sync.enabled: false)"
         return out
     from ..sync.run import plan  # boto3/botocore: only worth importing when sync is on
 
     try:
-        uploads = open_uploads_read_only(cfg.state_dir / DB_NAME)
-    except OSError as e:
-        out.update(error=str(e), summary=f"cannot read sync state: {e}")
-        out["stale"] = out["summary"]
-        return out
-    try:
-        pending = plan(cfg, uploads or _NothingUploaded()).files
-        uploaded = len(uploads.all()) if uploads else 0
-        last = uploads.db.execute("SELECT max(uploaded_at) FROM uploaded").fetchone()[0] if uploads else None
+        pending = plan(cfg, uploads or NoUploads()).files
+        uploaded = uploads.count() if uploads else 0
+        last = uploads.last_upload() if uploads else None
     finally:
         if uploads:
             uploads.close()

@@ -19,6 +19,7 @@ from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from ..config import SyncConfig
+from ..logs import redact_url_userinfo
 
 MB = 1024 * 1024
 
@@ -66,7 +67,8 @@ def make_target(cfg: SyncConfig) -> S3Target:
     creds = session.get_credentials()
     if creds is None:
         raise SyncError("no S3 credentials: set sync.aws_access_key_id/aws_secret_access_key "
-                        "(e.g. \"${credential:s3_secret}\"), AWS_* environment variables or ~/.aws/credentials")
+                        "(packaged install: put the key in /etc/fluxforge/credentials/s3_secret_access_key and write "
+                        "\"${credential:fluxforge_s3_secret_access_key}\"), AWS_* environment variables or ~/.aws/credentials")
     botocfg = BotoConfig(
         region_name=cfg.region or "us-east-1",
         s3={"addressing_style": cfg.addressing_style},
@@ -103,15 +105,15 @@ _FATAL = {
 
 
 def fatal_message(exc: BaseException, target: S3Target) -> str | None:
-    """A one-line explanation when `exc` means no upload can succeed, else None."""
-    endpoint = target.client.meta.endpoint_url
+    """A one-line explanation when `exc` means no upload can succeed, else None (URL userinfo masked)."""
+    endpoint = redact_url_userinfo(str(target.client.meta.endpoint_url))
     if isinstance(exc, NoCredentialsError):
         return "no S3 credentials found"
     code = error_code(exc)
     if code in _FATAL:
         return _FATAL[code].format(bucket=target.bucket, endpoint=endpoint)
     if isinstance(exc, BotoCoreError) and "Endpoint" in type(exc).__name__:
-        return f"cannot reach S3 endpoint {endpoint}: {exc}"
+        return redact_url_userinfo(f"cannot reach S3 endpoint {endpoint}: {exc}")
     return None
 
 
@@ -128,4 +130,5 @@ def check_bucket(target: S3Target) -> None:
             target.client.list_objects_v2(Bucket=target.bucket, MaxKeys=1)
         except (ClientError, BotoCoreError) as e:
             failure = e
-    raise SyncError(fatal_message(failure, target) or f"S3 bucket check failed: {error_code(failure)}: {failure}")
+    raise SyncError(fatal_message(failure, target)
+                    or redact_url_userinfo(f"S3 bucket check failed: {error_code(failure)}: {failure}"))

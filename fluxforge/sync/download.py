@@ -4,7 +4,9 @@ Why verified too: a restore feeds research and replays, so each object is
 written to a hidden temp name, checked against the checksum S3 stored for it
 (HEAD ChecksumMode=ENABLED, full or composite), fsync'd and only then renamed to
 `DIR/<key below the configured prefix>`.  Files already present with the same
-size are skipped, so an interrupted restore resumes.
+size are skipped, so an interrupted restore resumes.  Only keys that follow the
+documented layout are written (fluxforge.sync.restore_keys); the others are
+listed in `refused` with the reason and never touch the disk.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from ..fsio import fsync_dir, fsync_file, tmp_name
 from ..logs import get_logger
 from .checksums import file_checksum
 from .client import S3Target, check_bucket, transfer_config
+from .restore_keys import RefusedKey, restore_path
 from ..config import SyncConfig
 
 log = get_logger("fluxforge.sync")
@@ -31,6 +34,7 @@ class DownloadReport:
     skipped: int = 0
     bytes: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
+    refused: list[tuple[str, str]] = field(default_factory=list)
 
 
 def _part_size(target: S3Target, key: str, etag: str) -> int:
@@ -56,7 +60,12 @@ def download(target: S3Target, cfg: SyncConfig, prefix: str, dest: Path, progres
         listing.extend(page.get("Contents", []))
     todo = []
     for obj in listing:
-        out = dest / target.logical(obj["Key"])
+        try:
+            out = restore_path(dest, target.logical(obj["Key"]))
+        except RefusedKey as e:
+            report.refused.append((obj["Key"], str(e)))
+            log.error("download_refused", key=obj["Key"], reason=str(e))
+            continue
         if out.exists() and out.stat().st_size == obj["Size"]:
             report.skipped += 1
             continue

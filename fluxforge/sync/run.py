@@ -113,11 +113,13 @@ def delete_uploaded_locally(cfg: Config, state: UploadState) -> int:
         files = segment_files(seg)
         if files and all(state.is_current(f.logical, f.path) for f in files):
             delete_segment_dir(seg)
+            state.forget_deleted(f.logical for f in files)
             n += 1
     closed = closed_before(cfg).isoformat()
     for f in list(feature_files(cfg)):
         if partition_date(f) < closed and state.is_current(f.logical, f.path):
             delete_feature_file(f.path, cfg.features_dir)
+            state.forget_deleted([f.logical])
             n += 1
     return n
 

@@ -147,3 +147,20 @@ def test_example_inventories_differ_only_in_variables():
         assert shape(a) == shape(b), f"{rel}: structure differs"
         differing += a != b
     assert differing, "the examples should differ in their variables"
+
+
+def test_config_file_is_0640_root_fluxforge_from_the_deb_and_from_ansible():
+    """The config may hold secrets: never world-readable, never printed by `ansible-playbook --diff`."""
+    tasks = yaml.safe_load((REPO / "ansible/roles/fluxforge/tasks/config.yml").read_text())
+    write = next(t for t in tasks if (t.get("ansible.builtin.template") or {}).get("dest") == "/etc/fluxforge/config.yaml")
+    args = write["ansible.builtin.template"]
+    assert (args["owner"], args["group"], args["mode"]) == ("root", "fluxforge", "0640")
+    assert write.get("diff") is False
+    group = [i for i, t in enumerate(tasks) if (t.get("ansible.builtin.group") or {}).get("name") == "fluxforge"]
+    assert group and group[0] < tasks.index(write), "the group must exist before the file is given to it"
+    rules = (REPO / "packaging/debian/rules").read_text()
+    assert re.search(r"^execute_after_dh_fixperms:\n\tchmod 0640 \$\(PKG\)/etc/fluxforge/config\.yaml$", rules, re.M)
+    postinst = (REPO / "packaging/debian/fluxforge.postinst").read_text()
+    steps = [postinst.index(s) for s in ("systemd-sysusers", "chown root:fluxforge /etc/fluxforge/config.yaml",
+                                         "chmod 0640 /etc/fluxforge/config.yaml", "#DEBHELPER#")]
+    assert steps == sorted(steps), "group first, then the file, all before debhelper starts the services"

@@ -147,6 +147,8 @@ def test_6_playbook_brings_a_fresh_host_to_the_running_appliance(provisioned):
     assert config["exchanges"][0]["symbols"] == ["BTC/USDT", "ETH/USDT"]
     secret = root / "etc/fluxforge/credentials/s3_secret_access_key"
     assert secret.stat().st_mode & 0o777 == 0o600
+    mode = provisioned.run(["stat", "-c", "%a %U:%G", "/etc/fluxforge/config.yaml"]).stdout.strip()
+    assert mode == "640 root:fluxforge", mode
     # Device class pi: the drop-in's tighter limit is what systemd applies.
     assert unit_props(provisioned, "fluxforge-collector.service", "MemoryMax")["MemoryMax"] == str(320 * 1024 * 1024)
     assert "SystemMaxUse=64M" in (root / "etc/systemd/journald.conf.d/50-appliance.conf").read_text()

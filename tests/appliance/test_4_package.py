@@ -46,6 +46,7 @@ def test_layout(deb_package):
     assert "/usr/lib/sysusers.d/fluxforge.conf" in files and "/usr/lib/tmpfiles.d/fluxforge.conf" in files
     assert not [f for f in files if "__pycache__" in f or f.endswith(".pyc")], "byte code belongs to postinst"
     assert control_file(deb_package, "conffiles").split() == ["/etc/fluxforge/config.yaml"]
+    assert files["/etc/fluxforge/config.yaml"] == "-rw-r-----", "the config may hold secrets"
 
 
 def test_maintainer_scripts(deb_package):

@@ -89,3 +89,139 @@ def test_config_check_cli_exit_codes(tmp_path):
     assert r.returncode == 78 and "invalid YAML" in r.stderr
     r = _cli("config", "check", "--config", str(tmp_path / "missing.yaml"))
     assert r.returncode == 78 and "not found" in r.stderr
+
+
+def _float_fields(model, prefix=""):
+    """Every float (or list of floats) field of the config tree, as dotted paths."""
+    from pydantic import BaseModel
+    for name, info in type(model).model_fields.items():
+        value = getattr(model, name)
+        if isinstance(value, BaseModel):
+            yield from _float_fields(value, f"{prefix}{name}.")
+        elif isinstance(value, float) or (isinstance(value, list) and value and isinstance(value[0], float)):
+            yield f"{prefix}{name}", isinstance(value, list)
+
+
+def _nested(path: str, value) -> dict:
+    out: dict = {}
+    node = out
+    parts = path.split(".")
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+    node[parts[-1]] = value
+    return out
+
+
+FLOAT_FIELDS = sorted(_float_fields(parse_config({})))
+
+
+@pytest.mark.parametrize("path, is_list", FLOAT_FIELDS, ids=[p for p, _ in FLOAT_FIELDS])
+@pytest.mark.parametrize("bad", [".inf", "-.inf", ".nan"])
+def test_non_finite_floats_are_config_errors_naming_the_field(path, is_list, bad):
+    value = yaml.safe_load(bad)
+    with pytest.raises(ConfigError) as e:
+        parse_config(_nested(path, [value] if is_list else value), "t.yaml")
+    assert path in str(e.value) and e.value.exit_code == 78
+
+
+@pytest.mark.parametrize("data, needle", [
+    ({"collector": {"segment_max_seconds": 1e9}}, "collector.segment_max_seconds: Input should be less than or equal"),
+    ({"collector": {"stall_timeout": 1e12}}, "collector.stall_timeout"),
+    ({"collector": {"queue_max": 10**12}}, "collector.queue_max"),
+    ({"sync": {"multipart_chunk_mb": 1e6}}, "sync.multipart_chunk_mb"),
+    ({"sync": {"read_timeout": 1e9}}, "sync.read_timeout"),
+    ({"etl": {"features": {"horizons": [1, 1e9]}}}, "etl.features.horizons"),
+    ({"etl": {"features": {"vpin_window_buckets": 10**9}}}, "etl.features.vpin_window_buckets"),
+])
+def test_values_with_a_sensible_ceiling_are_bounded(data, needle):
+    with pytest.raises(ConfigError, match=needle.replace(".", r"\.")):
+        parse_config(data, "t.yaml")
+
+
+def test_config_check_rejects_inf_with_exit_78_not_a_crash(tmp_path):
+    bad = tmp_path / "inf.yaml"
+    bad.write_text("collector:\n  segment_max_mb: .inf\n")
+    r = _cli("config", "check", "--config", str(bad))
+    assert r.returncode == 78, r.stderr
+    assert "collector.segment_max_mb" in r.stderr and "finite" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_every_referenced_value_and_unknown_secret_keys_are_masked(tmp_path, monkeypatch):
+    (tmp_path / "creds").mkdir()
+    (tmp_path / "creds" / "fluxforge_okx_twofa").write_text("TWOFA-SEED\n")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path / "creds"))
+    monkeypatch.setenv("FF_WEIRD", "REFERENCED-BUT-KEY-LOOKS-HARMLESS")
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "exchanges": [{"name": "okx", "symbols": ["BTC/USDT"], "ccxt": {
+            "twofa": "${credential:fluxforge_okx_twofa}", "login": "LOGIN-NAME-SECRET",
+            "headers": {"Authorization": "Bearer HEADER-SECRET"},
+            "options": {"brokerId": "${env:FF_WEIRD}"},
+            "urls": {"api": {"rest": "https://apiuser:URL-PASSWORD@okx.example/api"}}}}],
+        "sync": {"endpoint_url": "http://minio:ENDPOINT-PASSWORD@127.0.0.1:9000", "bucket": "b"},
+    }))
+    r = _cli("config", "check", "--config", str(cfg), env={**__import__("os").environ})
+    assert r.returncode == 0, r.stderr
+    for secret in ("TWOFA-SEED", "LOGIN-NAME-SECRET", "HEADER-SECRET", "REFERENCED-BUT-KEY-LOOKS-HARMLESS",
+                   "URL-PASSWORD", "ENDPOINT-PASSWORD", "apiuser", "minio:"):
+        assert secret not in r.stdout, secret
+    dumped = yaml.safe_load(r.stdout)
+    assert dumped["sync"]["endpoint_url"] == "http://***@127.0.0.1:9000"
+    assert dumped["exchanges"][0]["ccxt"]["options"]["brokerId"] == "***"
+    assert dumped["exchanges"][0]["ccxt"]["urls"]["api"]["rest"] == "https://***@okx.example/api"
+
+
+def test_logs_mask_url_userinfo(capsys):
+    import structlog
+    from fluxforge.logs import configure_logging, get_logger
+    configure_logging("INFO", "json")
+    try:
+        get_logger("t").info("sync_started", endpoint="http://key:LOG-SECRET@minio:9000",
+                             detail=ValueError("could not reach https://u:EXC-SECRET@h/x"))
+    finally:
+        structlog.reset_defaults()
+    err = capsys.readouterr().err
+    assert "LOG-SECRET" not in err and "EXC-SECRET" not in err
+    assert "http://***@minio:9000" in err
+
+
+def test_credential_names_match_what_the_packaged_units_load():
+    """LoadCredential=fluxforge:/etc/fluxforge/credentials names each file fluxforge_<file>: every
+    reference shown to an operator must carry that prefix."""
+    import re
+    units = list((REPO / "systemd").glob("*.service"))
+    assert all("LoadCredential=fluxforge:/etc/fluxforge/credentials" in u.read_text() for u in units)
+    texts = [EXAMPLE, REPO / "docs/operations.md", REPO / "docs/sync.md", REPO / "docs/appliance.md",
+             REPO / "fluxforge/sync/client.py", *REPO.glob("ansible/inventories/*/group_vars/*.yml")]
+    for path in texts:
+        for name in re.findall(r"\$\{credential:([A-Za-z0-9_.<>\-]+)\}", path.read_text()):
+            assert name.startswith("fluxforge_") or name in ("NAME", ".."), f"{path.name}: ${{credential:{name}}}"
+
+
+def test_unreadable_credential_error_names_the_packaged_file(tmp_path, monkeypatch):
+    (tmp_path / "creds").mkdir()
+    (tmp_path / "creds" / "fluxforge_s3_secret").write_text("x")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path / "creds"))
+    with pytest.raises(ConfigError) as e:
+        parse_config({"sync": {"aws_secret_access_key": "${credential:s3_secret}"}})
+    assert '"${credential:fluxforge_s3_secret}"' in str(e.value)
+    with pytest.raises(ConfigError) as e:
+        parse_config({"sync": {"aws_secret_access_key": "${credential:fluxforge_missing}"}})
+    assert "/etc/fluxforge/credentials/missing" in str(e.value)
+
+
+def test_unreachable_endpoint_error_line_masks_userinfo(tmp_path):
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nothing listens there
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "data_dir": str(tmp_path / "data"), "host_id": "h", "logging": {"format": "json"},
+        "sync": {"enabled": True, "bucket": "b", "endpoint_url": f"http://minio:EP-SECRET@127.0.0.1:{port}",
+                 "region": "us-east-1", "aws_access_key_id": "k", "aws_secret_access_key": "s",
+                 "require_time_sync": False, "max_attempts": 1, "connect_timeout": 2}}))
+    r = _cli("sync", "--config", str(cfg))
+    assert r.returncode == 1 and "cannot reach S3 endpoint" in r.stderr, r.stderr
+    assert "EP-SECRET" not in r.stderr and "EP-SECRET" not in r.stdout

@@ -88,3 +88,22 @@ def test_footer_garbage_without_manifest_checks_is_refused(segment):
     m["channels"]["orderbook"] = {"file": "orderbook.parquet"}
     (segment / "manifest.json").write_text(json.dumps(m))
     assert "orderbook.parquet: not a readable Parquet file" in _reason(segment)
+
+
+@pytest.mark.parametrize("name", ["../outside.parquet", "/outside.parquet", "orderbook.parquet", "trades.arrows"])
+def test_manifest_file_entries_are_confined_to_the_channel_files(segment, name):
+    """A manifest naming another file (outside the segment, or another channel's) is refused, even
+    when that file is a valid copy whose size and sha256 the manifest states correctly."""
+    import shutil
+    from fluxforge.fsio import sha256_file
+
+    target = segment / name if not name.startswith("/") else segment.parent / name.lstrip("/")
+    target = target.resolve()
+    if name != "orderbook.parquet":
+        shutil.copy(segment / "trades.parquet", target)
+    m = json.loads((segment / "manifest.json").read_text())
+    m["channels"]["trades"].update(file=name if not name.startswith("/") else str(target),
+                                   sha256=sha256_file(target), bytes=target.stat().st_size,
+                                   rows=pq.ParquetFile(target).metadata.num_rows)
+    (segment / "manifest.json").write_text(json.dumps(m))
+    assert "only 'trades.parquet' is allowed" in _reason(segment)

@@ -147,3 +147,18 @@ def test_output_into_a_closed_pipe_is_not_a_traceback(tmp_path):
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 141
     assert err == ""
+
+
+def test_manifest_file_outside_the_segment_is_a_problem_not_a_read(tmp_path, capsys):
+    seg = _segment(tmp_path)
+    outside = seg.parent.parent / "outside.parquet"  # where ../../outside.parquet points
+    outside.write_bytes((seg / "trades.parquet").read_bytes())
+    m = json.loads((seg / "manifest.json").read_text())
+    m["channels"]["trades"]["file"] = "../../outside.parquet"
+    m["channels"]["bogus"] = {"file": "trades.parquet"}
+    (seg / "manifest.json").write_text(json.dumps(m))
+    rc, info = _run_json(capsys, str(seg))
+    assert rc == 1 and info["manifest"]["status"] == "mismatch"
+    problems = " ".join(info["manifest"]["problems"])
+    assert "channel 'trades' names file '../../outside.parquet'; only 'trades.parquet' is allowed" in problems
+    assert "unknown channel 'bogus'" in problems

@@ -279,20 +279,43 @@ def test_sync_state_of_the_sync_branch_is_read(tmp_path, capsys):
     assert facts["sync"]["backlog_files"] >= 1 and codes(facts) == {"sync_stale"}
 
 
-def test_corrupt_sync_database_is_reported_not_raised(tmp_path, capsys):
+def _damaged_page(db_path: Path) -> None:
+    """A real sync db whose header is intact but whose table pages are overwritten."""
+    from fluxforge.sync.state import UploadState
+    with UploadState(db_path.parent) as state:
+        st = os.stat(db_path)
+        for i in range(3000):
+            state.record(f"features/hf/x=1/part-{i:05d}.parquet", st, "CRC32C", "c" * 12, 0)
+    import sqlite3
+    sqlite3.connect(db_path).execute("PRAGMA wal_checkpoint(TRUNCATE)").close()
+    with open(db_path, "r+b") as f:
+        f.seek(4096 * 3)
+        f.write(os.urandom(4096 * 4))
+
+
+@pytest.mark.parametrize("damage", ["garbage", "damaged_page"])
+@pytest.mark.parametrize("enabled", [True, False])
+def test_corrupt_sync_database_is_a_critical_warning_with_the_fix(tmp_path, capsys, damage, enabled):
     data = healthy(tmp_path)
-    (data / "state").mkdir()
-    (data / "state" / "sync.sqlite").write_bytes(b"this is not sqlite" * 100)
-    rc, facts = status(capsys, _sync_config(tmp_path))
-    assert rc == 1 and codes(facts) == {"sync_stale"}
-    assert "cannot read the sync database" in facts["sync"]["summary"]
+    db = data / "state" / "sync.sqlite"
+    db.parent.mkdir()
+    if damage == "garbage":
+        db.write_bytes(b"this is not sqlite" * 100)
+    else:
+        _damaged_page(db)
+    cfg = _sync_config(tmp_path) if enabled else write_config(tmp_path)
+    rc, facts = status(capsys, cfg)
+    assert rc == 2 and codes(facts) == {"sync_state_corrupt"}
+    [w] = facts["warnings"]
+    assert w["severity"] == "critical" and str(db) in w["message"] and "corrupt" in w["message"]
+    assert "sync.sqlite.corrupt" in w["hint"]
 
 
 def test_sync_disabled_is_not_judged(tmp_path, capsys):
     data = healthy(tmp_path)
     _age_files(next((data / "segments" / "done").iterdir()), 3 * 3600)
     rc, facts = status(capsys, write_config(tmp_path))
-    assert rc == 0 and facts["sync"] == {"enabled": False, "bucket": None, "stale": None,
+    assert rc == 0 and facts["sync"] == {"enabled": False, "bucket": None, "stale": None, "corrupt": None,
                                          "summary": "disabled (sync.enabled: false)"}
 
 
