@@ -21,6 +21,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .etl.naming import exchange_path_value, symbol_path_value
+
 EX_CONFIG = 78
 DEFAULT_CONFIG_PATH = Path("/etc/fluxforge/config.yaml")
 CHANNELS = ("orderbook", "trades", "ticker")
@@ -87,6 +89,15 @@ class FeatureOptions(_Model):
         return self
 
 
+def _distinct_partitions(values: list[str], encode, what: str) -> None:
+    """Two configured names sharing a feature partition would mix their rows: refuse that here."""
+    seen: dict[str, str] = {}
+    for v in values:
+        other = seen.setdefault(encode(v), v)
+        if other != v:
+            raise ValueError(f"{what} {other!r} and {v!r} map to the same feature partition {encode(v)!r}")
+
+
 class ExchangeConfig(_Model):
     """One exchange: `ccxt` goes verbatim to the ccxt.pro constructor."""
 
@@ -104,6 +115,7 @@ class ExchangeConfig(_Model):
                 raise ValueError(f"{s!r} is not a ccxt unified symbol like 'BTC/USDT'")
         if len(set(v)) != len(v):
             raise ValueError("symbols must be unique")
+        _distinct_partitions(v, symbol_path_value, "symbols")
         return v
 
 
@@ -220,6 +232,7 @@ class Config(_Model):
         names = [e.name for e in v]
         if len(set(names)) != len(names):
             raise ValueError("exchange names must be unique")
+        _distinct_partitions(names, exchange_path_value, "exchange names")
         return v
 
     # Well-known places inside data_dir, so no module invents its own.
