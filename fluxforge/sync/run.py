@@ -10,7 +10,9 @@ Order of a run, and why:
 4. delete from S3 the parts that a verified compacted file replaces (S3 mirrors
    the local tree, so a download never holds the same rows twice);
 5. with `delete_after_upload`, remove verified local copies (bronze segments,
-   and feature files of closed partitions only);
+   and feature files of closed partitions that compaction has nothing left to
+   merge in: deleting yesterday's small parts before the daily compaction ran
+   would leave the bucket with hundreds of small files per partition forever);
 6. retention (see fluxforge.maintenance.retention), also when the run failed.
 Nothing is deleted locally unless its upload was verified, whatever fails.
 """
@@ -21,7 +23,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ..maintenance.compaction import closed_before
+from ..maintenance.compaction import JOURNAL, closed_before, plan_partition
 from ..config import Config
 from ..logs import get_logger
 from ..maintenance.retention import delete_feature_file, delete_segment_dir, enforce
@@ -115,11 +117,21 @@ def delete_uploaded_locally(cfg: Config, state: UploadState) -> int:
             delete_segment_dir(seg)
             n += 1
     closed = closed_before(cfg).isoformat()
+    compacted: dict[str, bool] = {}
     for f in list(feature_files(cfg)):
         if partition_date(f) < closed and state.is_current(f.logical, f.path):
-            delete_feature_file(f.path, cfg.features_dir)
-            n += 1
+            partition = f.path.parent
+            if compacted.setdefault(str(partition), is_compacted(cfg, partition)):
+                delete_feature_file(f.path, cfg.features_dir)
+                n += 1
     return n
+
+
+def is_compacted(cfg: Config, partition) -> bool:
+    """Nothing left for compaction to merge (and no merge in progress) in this closed partition."""
+    if (partition / JOURNAL).exists():
+        return False
+    return not plan_partition(partition, int(cfg.compaction.target_file_mb * 1024 * 1024))
 
 
 def run_sync(cfg: Config, target: S3Target, state: UploadState, dry_run: bool = False, progress: Any = None) -> SyncReport:
