@@ -184,6 +184,8 @@ class RetentionConfig(_Model):
     disk_high_watermark: float = Field(85.0, gt=0.0, le=100.0, description="percent used that triggers deletion")
     disk_low_watermark: float = Field(75.0, gt=0.0, le=100.0, description="delete until usage is below this")
     allow_unsynced_deletion: bool = False
+    free_unprocessed: bool = Field(False, description="may free ready/ segments the ETL has not processed yet "
+                                   "(verified in S3 first; their features then need `fluxforge replay`)")
 
     @model_validator(mode="after")
     def _marks(self) -> "RetentionConfig":

@@ -5,7 +5,8 @@ Order of a run, and why:
    with one clear line, before anything else happens);
 2. abort this host's multipart uploads left behind by a killed run;
 3. upload + verify every file that the state db does not hold as current:
-   feature files and bronze data files first, then the manifest.json of each
+   feature files and bronze data files first (finished segments in ready/,
+   done/ and failed/: the backup does not wait for the ETL), then the manifest.json of each
    segment whose data files are all verified (a manifest in S3 = complete segment);
 4. delete from S3 the parts that a verified compacted file replaces (S3 mirrors
    the local tree, so a download never holds the same rows twice);
@@ -28,7 +29,7 @@ from ..config import Config
 from ..logs import get_logger
 from ..maintenance.retention import delete_feature_file, delete_segment_dir, enforce
 from .client import S3Target, check_bucket, error_code
-from .layout import LocalFile, done_segments, feature_files, partition_date, segment_files
+from .layout import LocalFile, done_segments, feature_files, finished_segments, partition_date, segment_files
 from .state import UploadState
 from .upload import Uploader, head_checksum
 
@@ -70,7 +71,7 @@ def plan(cfg: Config, state: UploadState) -> SyncPlan:
             else:
                 p.data.append(f)
     if cfg.sync.upload_bronze:
-        for seg in done_segments(cfg):
+        for _state, seg in finished_segments(cfg):
             for f in segment_files(seg):
                 if state.is_current(f.logical, f.path):
                     p.current += 1
