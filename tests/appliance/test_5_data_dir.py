@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-import buildroot
-from container_probe import assert_appliance_up, wait_for
+from container_probe import assert_appliance_up, booted_container, wait_for
 from test_2_boot import install_deb
 
 REPO = Path(__file__).resolve().parents[2]
@@ -33,9 +32,7 @@ def documented_commands() -> str:
 def custom(deb_package, lintian_run, boot_root, loopback, log_dir):
     logs = log_dir / "data_dir"
     logs.mkdir()
-    container = buildroot.BootedContainer(boot_root, prefix="ffdata", log_dir=logs)
-    container.start()
-    try:
+    with booted_container(boot_root, "ffdata", logs) as container:
         etc = container.root / "etc" / "fluxforge"
         etc.mkdir(parents=True)
         (etc / "config.yaml").write_text(yaml.safe_dump({
@@ -46,11 +43,6 @@ def custom(deb_package, lintian_run, boot_root, loopback, log_dir):
             "etl": {"reorder_window": 1}}, sort_keys=False))
         install_deb(container, deb_package)
         yield container
-    finally:
-        if container.init_pid:
-            dump = container.run(["journalctl", "--no-pager", "-n", "2000"], check=False)
-            (logs / "journal.txt").write_text(dump.stdout)
-        container.stop()
 
 
 def test_custom_data_dir_warned_then_made_writable_by_the_documented_drop_in(custom):
