@@ -216,6 +216,50 @@ async def bench_queue_ceiling(tmp: Path, seconds: float) -> None:
     print(f"      growth at the ceiling, bytes-bounded / rows-only: {over_bytes / max(over_rows, 1):.2f}x")
 
 
+QUEUE_CEILING = r"""
+import json, sys
+from fluxforge.collector.recorder import Recorder
+from fluxforge.collector.row_queue import RowQueue
+def rss():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+max_mb = float(sys.argv[1])
+q = RowQueue(20000, "block", int(max_mb * 1024 * 1024) if max_mb else None)
+rec = Recorder(q, {"binance": 50})
+side = lambda sign: [[100.0 + sign * (0.01 + i * 0.01), 1.0 + i * 0.001] for i in range(50)]
+message = json.dumps({"bids": side(-1), "asks": side(1)})
+base, i = rss(), 0
+while not q.dropped_total:  # the readers are blocked and the slack is used up: the ceiling
+    book = json.loads(message)  # fresh float objects, as parsing a full-depth message gives
+    book["timestamp"] = book["nonce"] = i
+    rec.book("binance", "BTC/USDT", book, i)
+    i += 1
+filled = rss()
+buffers, n = q.take()
+batch = buffers["orderbook"].to_batch()  # the writer's conversion at flush, the other peak
+print(json.dumps({"rows": n, "over_mb": max(filled, rss()) - base}))
+"""
+
+
+def bench_queue_worst_case() -> None:
+    """The queue alone at its ceiling when every level is a fresh float (full-depth messages):
+    the case the row bound alone let grow to ~300 MB over the baseline."""
+    from fluxforge.config import CollectorConfig
+    out = {}
+    for name, mb in (("rows only (no byte bound)", 0), (f"rows + bytes ({CollectorConfig().queue_max_mb:g} MB)",
+                                                         CollectorConfig().queue_max_mb)):
+        proc = subprocess.run([sys.executable, "-c", QUEUE_CEILING, str(mb)], capture_output=True, text=True,
+                              check=True, cwd=REPO)
+        out[name] = json.loads(proc.stdout.strip().splitlines()[-1])  # after the resync log line
+    print("[queue ceiling, worst case] depth-50 book rows of fresh floats until the blocked queue's slack is used up")
+    for name, r in out.items():
+        print(f"      {name:<36}: {r['rows']:6d} rows held, RSS {r['over_mb']:+6.0f} MB over the empty queue")
+    a, b = out.values()
+    print(f"      bytes-bounded / rows-only: {b['over_mb'] / a['over_mb']:.2f}x   "
+          f"(collector MemoryHigh 256 MB; its baseline RSS is in the [rss] and [queue ceiling] lines)")
+
+
 def bench_bytes_per_row(tmp: Path) -> None:
     books = []
     for seg in sorted((tmp / "cpu" / "data" / "segments" / "ready").glob("seg-*")):
@@ -245,12 +289,14 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="ff-bench-collector-"))
     try:
         if args.only == "ceiling":
+            bench_queue_worst_case()
             asyncio.run(bench_queue_ceiling(tmp, 45.0))
             return
         asyncio.run(bench_cpu(tmp, seconds))
         bench_bytes_per_row(tmp)
         asyncio.run(bench_rss(tmp, seconds))
         asyncio.run(bench_max_rate(tmp, seconds / 2, [2000, 4000, 8000, 16000, 32000, 64000]))
+        bench_queue_worst_case()
         asyncio.run(bench_queue_ceiling(tmp, 45.0))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

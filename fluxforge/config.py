@@ -124,7 +124,7 @@ class CollectorConfig(_Model):
     segment_max_mb: float = Field(64.0, gt=0.0)
     segment_max_seconds: float = Field(3600.0, gt=0.0)
     queue_max: int = Field(20000, ge=10)
-    queue_max_mb: float = Field(64.0, gt=0.0, le=65536.0, description="estimated memory of the rows not yet "
+    queue_max_mb: float = Field(48.0, gt=0.0, le=65536.0, description="estimated memory of the rows not yet "
                                 "durable; with queue_max, whichever is reached first bounds the queue")
     overflow_policy: Literal["block", "drop"] = "block"
     stall_timeout: float = Field(60.0, gt=0.0)
