@@ -107,9 +107,13 @@ def test_redelivered_trades_count_once(tmp_path):
     runner(tmp_path / "ref").run_once()
     for n in (1, 12):
         root = tmp_path / f"dup{n}"
-        write_segments(root / "segments/ready", doubled, n, seconds=60)
-        outcomes = runner(root).run_once()
-        assert all(o.state == "done" for o in outcomes)
+        staged = write_segments(root / "staging", doubled, n, seconds=60)
+        (root / "segments/ready").mkdir(parents=True)
+        outcomes = []
+        for seg in staged:  # one runner per segment: the seen ids must survive in the checkpoint
+            seg.rename(root / "segments/ready" / seg.name)
+            outcomes += runner(root).run_once()
+        assert len(outcomes) == n and all(o.state == "done" for o in outcomes)
         assert sum(o.result.duplicate_trades for o in outcomes) == n_again
         same_tree(tmp_path / "ref/features", root / "features")
         assert CheckpointStore(root / "state").counters()["duplicate_trades"] == n_again
