@@ -6,6 +6,10 @@
 2. Highest sustained message rate on one core without drops (collector pinned to one CPU).
 3. RSS with 20 symbols x 3 channels (target <= 150 MB).
 4. Bytes per book row at depth 20: bronze Parquet vs the same rows as NDJSON (target >= 8x).
+5. RSS at the queue's block ceiling with depth-50 books (a writer slower than the streams):
+   bounded in rows only (`queue_max_mb` unbounded, the old behaviour) vs rows + bytes
+   (the default `queue_max_mb`), each over a baseline whose queue never fills; the collector
+   unit's MemoryHigh is 256 MB.  `python bench/collector.py --only ceiling` runs just this.
 
 Consumers run as subprocesses so their CPU time (from /proc/<pid>/stat) excludes the
 loopback exchange, which runs in this process.  Usage: `python bench/collector.py [--quick]`.
@@ -75,10 +79,10 @@ def ccxt_dict(lx) -> dict:
     return d
 
 
-def collector_config(tmp: Path, lx, symbols: list[str], **collector) -> Path:
+def collector_config(tmp: Path, lx, symbols: list[str], depth: int = 20, **collector) -> Path:
     cfg = {
         "data_dir": str(tmp / "data"), "host_id": "bench",
-        "exchanges": [{"name": "binance", "ccxt": ccxt_dict(lx), "symbols": symbols, "book_depth": 20}],
+        "exchanges": [{"name": "binance", "ccxt": ccxt_dict(lx), "symbols": symbols, "book_depth": depth}],
         "collector": {"flush_interval": 1.0, "segment_max_seconds": 30, "min_free_mb": 0, "snapshot_spacing": 0.02,
                       **collector},
         "logging": {"level": "WARNING", "format": "json"},
@@ -89,7 +93,8 @@ def collector_config(tmp: Path, lx, symbols: list[str], **collector) -> Path:
     return path
 
 
-async def measure(lx, argv: list[str], warmup: float, seconds: float, cpu: int | None = None) -> dict:
+async def measure(lx, argv: list[str], warmup: float, seconds: float, cpu: int | None = None,
+                  stop_timeout: float = 15.0) -> dict:
     """Run a consumer subprocess; CPU, messages and RSS over `seconds` after `warmup`."""
     proc = await asyncio.create_subprocess_exec(*argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     if cpu is not None:
@@ -103,9 +108,12 @@ async def measure(lx, argv: list[str], warmup: float, seconds: float, cpu: int |
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
-            await asyncio.wait_for(proc.wait(), 15)
+            await asyncio.wait_for(proc.wait(), stop_timeout)
         except asyncio.TimeoutError:
-            proc.kill()
+            try:
+                proc.kill()
+            except ProcessLookupError:  # it exited just now
+                pass
             await proc.wait()
     err = (await proc.stderr.read()).decode()
     return {"cpu": c1 - c0, "messages": m1 - m0, "wall": t1 - t0, "rss_mb": rss, "hwm_mb": hwm,
@@ -180,6 +188,78 @@ async def bench_rss(tmp: Path, seconds: float) -> None:
           f"RSS {res['rss_mb']:.0f} MB, peak {res['hwm_mb']:.0f} MB   (target <= 150 MB)")
 
 
+async def bench_queue_ceiling(tmp: Path, seconds: float) -> None:
+    """Peak RSS when the writer flushes far less often than the queue fills (the block ceiling)."""
+    from fluxforge.config import CollectorConfig
+    symbols = SYMBOLS20[:10]
+    sim = SimOptions(rate=300, trades_per_update=0.5, ticker_interval=1.0, depth=60, seed=4)
+    # the writer flushes once a minute, so the queue fills to its ceiling and the readers block;
+    # the baseline is the same collector with a 10-row queue (everything but the queue's rows)
+    slow = dict(flush_interval=60.0, overflow_policy="block")
+    runs = {"baseline (queue_max 10 rows)": dict(slow, queue_max=10),
+            "rows only (queue_max_mb unbounded)": dict(slow, queue_max_mb=65536),
+            f"rows + bytes (queue_max_mb {CollectorConfig().queue_max_mb:g})": dict(slow)}
+    peaks, rates = {}, {}
+    async with LoopbackExchange("sim", symbols, sim=sim) as lx:
+        for i, (name, opts) in enumerate(runs.items()):
+            cfg = collector_config(tmp / f"ceiling{i}", lx, symbols, depth=50, segment_max_seconds=300, **opts)
+            res = await measure(lx, collector_argv(cfg), 3, seconds, stop_timeout=120)  # drains a full queue
+            peaks[name], rates[name] = res["hwm_mb"], res["messages"] / res["wall"]
+    base = peaks[next(iter(runs))]
+    print(f"[queue ceiling] {len(symbols)} symbols, depth-50 books, writer flushing once a minute, "
+          f"{seconds:.0f} s each (collector MemoryHigh 256 MB)")
+    for name, peak in peaks.items():
+        print(f"      {name:<36}: peak RSS {peak:6.0f} MB ({peak - base:+5.0f} MB over baseline), "
+              f"exchange sent {rates[name]:5.0f} msg/s")
+    names = list(runs)
+    over_rows, over_bytes = peaks[names[1]] - base, peaks[names[2]] - base
+    print(f"      growth at the ceiling, bytes-bounded / rows-only: {over_bytes / max(over_rows, 1):.2f}x")
+
+
+QUEUE_CEILING = r"""
+import json, sys
+from fluxforge.collector.recorder import Recorder
+from fluxforge.collector.row_queue import RowQueue
+def rss():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+max_mb = float(sys.argv[1])
+q = RowQueue(20000, "block", int(max_mb * 1024 * 1024) if max_mb else None)
+rec = Recorder(q, {"binance": 50})
+side = lambda sign: [[100.0 + sign * (0.01 + i * 0.01), 1.0 + i * 0.001] for i in range(50)]
+message = json.dumps({"bids": side(-1), "asks": side(1)})
+base, i = rss(), 0
+while not q.dropped_total:  # the readers are blocked and the slack is used up: the ceiling
+    book = json.loads(message)  # fresh float objects, as parsing a full-depth message gives
+    book["timestamp"] = book["nonce"] = i
+    rec.book("binance", "BTC/USDT", book, i)
+    i += 1
+filled = rss()
+buffers, n = q.take()
+batch = buffers["orderbook"].to_batch()  # the writer's conversion at flush, the other peak
+print(json.dumps({"rows": n, "over_mb": max(filled, rss()) - base}))
+"""
+
+
+def bench_queue_worst_case() -> None:
+    """The queue alone at its ceiling when every level is a fresh float (full-depth messages):
+    the case the row bound alone let grow to ~300 MB over the baseline."""
+    from fluxforge.config import CollectorConfig
+    out = {}
+    for name, mb in (("rows only (no byte bound)", 0), (f"rows + bytes ({CollectorConfig().queue_max_mb:g} MB)",
+                                                         CollectorConfig().queue_max_mb)):
+        proc = subprocess.run([sys.executable, "-c", QUEUE_CEILING, str(mb)], capture_output=True, text=True,
+                              check=True, cwd=REPO)
+        out[name] = json.loads(proc.stdout.strip().splitlines()[-1])  # after the resync log line
+    print("[queue ceiling, worst case] depth-50 book rows of fresh floats until the blocked queue's slack is used up")
+    for name, r in out.items():
+        print(f"      {name:<36}: {r['rows']:6d} rows held, RSS {r['over_mb']:+6.0f} MB over the empty queue")
+    a, b = out.values()
+    print(f"      bytes-bounded / rows-only: {b['over_mb'] / a['over_mb']:.2f}x   "
+          f"(collector MemoryHigh 256 MB; its baseline RSS is in the [rss] and [queue ceiling] lines)")
+
+
 def bench_bytes_per_row(tmp: Path) -> None:
     books = []
     for seg in sorted((tmp / "cpu" / "data" / "segments" / "ready").glob("seg-*")):
@@ -203,14 +283,21 @@ def bench_bytes_per_row(tmp: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="shorter runs")
+    ap.add_argument("--only", choices=["ceiling"], help="run one benchmark")
     args = ap.parse_args()
     seconds = 8.0 if args.quick else 20.0
     tmp = Path(tempfile.mkdtemp(prefix="ff-bench-collector-"))
     try:
+        if args.only == "ceiling":
+            bench_queue_worst_case()
+            asyncio.run(bench_queue_ceiling(tmp, 45.0))
+            return
         asyncio.run(bench_cpu(tmp, seconds))
         bench_bytes_per_row(tmp)
         asyncio.run(bench_rss(tmp, seconds))
         asyncio.run(bench_max_rate(tmp, seconds / 2, [2000, 4000, 8000, 16000, 32000, 64000]))
+        bench_queue_worst_case()
+        asyncio.run(bench_queue_ceiling(tmp, 45.0))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -28,6 +28,8 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 from .logs import redact_url_userinfo
 
+from .etl.naming import exchange_path_value, symbol_path_value
+
 EX_CONFIG = 78
 DEFAULT_CONFIG_PATH = Path("/etc/fluxforge/config.yaml")
 CHANNELS = ("orderbook", "trades", "ticker")
@@ -103,6 +105,15 @@ class FeatureOptions(_Model):
         return self
 
 
+def _distinct_partitions(values: list[str], encode, what: str) -> None:
+    """Two configured names sharing a feature partition would mix their rows: refuse that here."""
+    seen: dict[str, str] = {}
+    for v in values:
+        other = seen.setdefault(encode(v), v)
+        if other != v:
+            raise ValueError(f"{what} {other!r} and {v!r} map to the same feature partition {encode(v)!r}")
+
+
 class ExchangeConfig(_Model):
     """One exchange: `ccxt` goes verbatim to the ccxt.pro constructor."""
 
@@ -120,6 +131,7 @@ class ExchangeConfig(_Model):
                 raise ValueError(f"{s!r} is not a ccxt unified symbol like 'BTC/USDT'")
         if len(set(v)) != len(v):
             raise ValueError("symbols must be unique")
+        _distinct_partitions(v, symbol_path_value, "symbols")
         return v
 
 
@@ -128,6 +140,8 @@ class CollectorConfig(_Model):
     segment_max_mb: float = Field(64.0, gt=0.0, le=65536.0)
     segment_max_seconds: float = Field(3600.0, gt=0.0, le=DAY)
     queue_max: int = Field(20000, ge=10, le=10_000_000)
+    queue_max_mb: float = Field(48.0, gt=0.0, le=65536.0, description="estimated memory of the rows not yet "
+                                "durable; with queue_max, whichever is reached first bounds the queue")
     overflow_policy: Literal["block", "drop"] = "block"
     stall_timeout: float = Field(60.0, gt=0.0, le=DAY)
     reconnect_backoff_initial: float = Field(1.0, gt=0.0, le=HOUR)
@@ -188,6 +202,8 @@ class RetentionConfig(_Model):
     disk_high_watermark: float = Field(85.0, gt=0.0, le=100.0, description="percent used that triggers deletion")
     disk_low_watermark: float = Field(75.0, gt=0.0, le=100.0, description="delete until usage is below this")
     allow_unsynced_deletion: bool = False
+    free_unprocessed: bool = Field(False, description="may free ready/ segments the ETL has not processed yet "
+                                   "(verified in S3 first; their features then need `fluxforge replay`)")
 
     @model_validator(mode="after")
     def _marks(self) -> "RetentionConfig":
@@ -238,6 +254,7 @@ class Config(_Model):
         names = [e.name for e in v]
         if len(set(names)) != len(names):
             raise ValueError("exchange names must be unique")
+        _distinct_partitions(names, exchange_path_value, "exchange names")
         return v
 
     # Well-known places inside data_dir, so no module invents its own.

@@ -37,6 +37,7 @@ class ActiveSegment:
                when: datetime | None = None) -> "ActiveSegment":
         store.ensure()
         seq = seq if seq is not None else store.next_seq()
+        store.record_seq(seq)
         seg_id = SegmentId.new(host, seq, when)
         final = store.path("active", seg_id)
         tmp = final.with_name(f".{final.name}.creating")

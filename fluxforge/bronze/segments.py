@@ -9,6 +9,12 @@ channel plus `manifest.json`.  Its *location* is its state:
 and each state change is exactly one rename(2) of the directory, made durable by
 fsync of both parents.  Nothing else records state, so a crash can never leave
 the record and the data disagreeing.
+
+Why order by sequence, not start time: the start time is the wall clock, which
+can step back (NTP after a cold boot without an RTC), so a later segment can carry
+an earlier name.  The per-host `seq` only grows: it is one more than the highest
+seq ever handed out, remembered in `segments/.seq` so that retention deleting
+every old segment cannot make the numbers start again.
 """
 from __future__ import annotations
 
@@ -23,21 +29,37 @@ from .schemas import CHANNEL_SCHEMAS, channel_file
 STATES = ("active", "ready", "processing", "done", "failed")
 MANIFEST = "manifest.json"
 REASON = "reason.txt"
-
-
-def segment_file_names() -> frozenset[str]:
-    """Every file name a segment directory may hold: channel journals and Parquet files, manifest, reason."""
-    return frozenset([channel_file(c, f) for c in CHANNEL_SCHEMAS for f in (True, False)] + [MANIFEST, REASON])
+SEQ_FILE = ".seq"
 _NAME = re.compile(r"^seg-(?P<host>[A-Za-z0-9_.]+)-(?P<start>\d{8}T\d{6}Z)-(?P<seq>\d{6,})$")
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
 class SegmentId:
-    """Parsed segment name; ordering is (start time, seq, host) = processing order."""
+    """Parsed segment name; ordering is (host, seq) = processing order (never the wall clock)."""
 
     start: str  # YYYYmmddTHHMMSSZ (UTC)
     seq: int
     host: str
+
+    @property
+    def sort_key(self) -> tuple[str, int, str]:
+        return (self.host, self.seq, self.start)
+
+    def __lt__(self, other: "SegmentId") -> bool:
+        return self.sort_key < other.sort_key
+
+    def __le__(self, other: "SegmentId") -> bool:
+        return self.sort_key <= other.sort_key
+
+    def __gt__(self, other: "SegmentId") -> bool:
+        return self.sort_key > other.sort_key
+
+    def __ge__(self, other: "SegmentId") -> bool:
+        return self.sort_key >= other.sort_key
+
+    def precedes(self, other: "SegmentId") -> bool:
+        """True if this segment came before `other` from the same host (other hosts: unordered)."""
+        return self.host == other.host and self.seq < other.seq
 
     @property
     def name(self) -> str:
@@ -106,9 +128,32 @@ class SegmentStore:
         return self.move(seg_dir, "failed")
 
     def next_seq(self) -> int:
-        """1 + the highest seq of any segment in any state (so names never repeat)."""
-        best = 0
+        """1 + the highest seq of any segment in any state or ever recorded (so names never repeat)."""
+        best = self._recorded_seq()
         for s in STATES:
             for p in self.list(s):
                 best = max(best, SegmentId.parse(p.name).seq)
         return best + 1
+
+    def record_seq(self, seq: int) -> None:
+        """Remember `seq` as handed out (durably, before the segment exists).
+
+        Best effort: on a full disk the segment directories still give the floor."""
+        if seq > self._recorded_seq():
+            try:
+                atomic_write_bytes(self.root / SEQ_FILE, f"{seq}\n".encode())
+            except OSError:
+                pass
+
+    def _recorded_seq(self) -> int:
+        try:
+            return int((self.root / SEQ_FILE).read_text().strip() or 0)
+        except FileNotFoundError:
+            return 0
+        except ValueError:
+            return 0  # damaged: the directories still give a floor
+
+
+def segment_file_names() -> frozenset[str]:
+    """Every file name a segment directory may hold: channel journals and Parquet files, manifest, reason."""
+    return frozenset([channel_file(c, f) for c in CHANNEL_SCHEMAS for f in (True, False)] + [MANIFEST, REASON])

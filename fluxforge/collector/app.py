@@ -42,7 +42,7 @@ class Collector:
         c = cfg.collector
         self.notifier = notifier or SystemdNotifier()
         self.watchdog_interval = watchdog_interval
-        self.queue = RowQueue(c.queue_max, c.overflow_policy)
+        self.queue = RowQueue(c.queue_max, c.overflow_policy, int(c.queue_max_mb * 1024 * 1024))
         self.recorder = Recorder(self.queue, {x.name: x.book_depth for x in cfg.exchanges})
         self.gate = SnapshotGate(c.max_concurrent_snapshots, c.snapshot_spacing)
         self.writer = BronzeWriter(cfg, self.queue, self.recorder, on_first_durable=self._on_first_durable)

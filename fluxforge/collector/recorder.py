@@ -12,7 +12,7 @@ from collections import Counter
 from typing import Any
 
 from ..logs import get_logger
-from .row_queue import RowQueue
+from .row_queue import RowQueue, row_bytes
 
 log = get_logger("fluxforge.collector")
 
@@ -39,8 +39,10 @@ class Recorder:
             self.event(exchange, symbol, "orderbook", "resync", reason)
         self._check_crossed(exchange, symbol, book)
         self.last_seen[(exchange, "orderbook", symbol)] = recv_ns
-        if self.queue.admit(exchange, "orderbook", symbol):
-            self.queue.buffers["orderbook"].add(exchange, symbol, book, self.depths[exchange], recv_ns)
+        depth = self.depths[exchange]
+        levels = min(len(book["bids"]), depth) + min(len(book["asks"]), depth)
+        if self.queue.admit(exchange, "orderbook", symbol, row_bytes(levels)):
+            self.queue.buffers["orderbook"].add(exchange, symbol, book, depth, recv_ns)
             self.messages += 1
 
     def trade(self, exchange: str, symbol: str, trade: dict, recv_ns: int) -> None:

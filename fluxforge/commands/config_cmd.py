@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 import yaml
 
@@ -21,5 +22,8 @@ def run_check(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config)
     print(f"# {config_path(args.config)}: valid")
+    from ..observe.data_dir_access import warnings
+    for line in warnings(cfg):
+        print(f"warning: {line}", file=sys.stderr)
     print(yaml.safe_dump(masked_dump(cfg), sort_keys=False), end="")
     return 0

@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 
 from ..bronze.schemas import channel_file
 from ..bronze.segments import REASON, SegmentStore
+from ..etl.naming import symbol_path_value
 
 CHANNELS = ("orderbook", "trades", "ticker", "events")
 FINISHED = ("ready", "processing", "done", "failed")
@@ -117,7 +118,7 @@ def render(s: DemoSummary) -> str:
     width = max([len(sym) for sym in s.rows] + [6])
     lines.append(f"  {'symbol':<{width}}  " + "  ".join(f"{c:>9}" for c in channels) + f"  {'hf rows':>9}")
     for sym, per in s.rows.items():
-        hf = s.hf_rows.get(sym.replace("/", "-"), 0)
+        hf = s.hf_rows.get(symbol_path_value(sym), 0)
         lines.append(f"  {sym:<{width}}  " + "  ".join(f"{per.get(c, 0):>9,}" for c in channels) + f"  {hf:>9,}")
     lines.append("")
     seg = ", ".join(f"{n} {state}" for state, n in s.segments.items() if n)

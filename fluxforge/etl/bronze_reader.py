@@ -34,7 +34,7 @@ class BadSegment(Exception):
 
 
 BOOK_COLUMNS = ["exchange", "symbol", "timestamp", "recv_ns", "nonce", *LEVEL_COLUMNS]
-TRADE_COLUMNS = ["exchange", "symbol", "timestamp", "recv_ns", "price", "amount", "side"]
+TRADE_COLUMNS = ["exchange", "symbol", "timestamp", "recv_ns", "trade_id", "price", "amount", "side"]
 
 
 def sort_times(table: pa.Table | pa.RecordBatch) -> np.ndarray:

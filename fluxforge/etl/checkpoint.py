@@ -11,10 +11,13 @@ done/, so after a crash exactly one of these holds for a segment in processing/:
 
 Format: an Arrow IPC file (exchange, symbol, state: the engine's get_state() bytes,
 carry: rows and resets held for the next segment, see engines.Carry)
-with the last segment and the feature-options fingerprint in the schema metadata.
+with the last segment, the feature-options fingerprint and the running data-loss
+counters (`late_dropped`, `duplicate_trades`: what `fluxforge status` reports) in
+the schema metadata.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,6 +43,15 @@ class Checkpoint:
     last_segment: str | None = None
     options_fingerprint: str | None = None
     symbols: dict[Key, tuple[bytes, bytes]] = field(default_factory=dict)  # (engine state, carry)
+    counters: dict[str, int | str] = field(default_factory=dict)  # late_dropped, duplicate_trades, ...
+
+
+def _counters(text: str | None) -> dict[str, int | str]:
+    try:
+        value = json.loads(text) if text else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 class CheckpointStore:
@@ -47,6 +59,14 @@ class CheckpointStore:
 
     def __init__(self, state_dir: str | Path):
         self.path = Path(state_dir) / "etl" / "checkpoint.arrow"
+
+    def counters(self) -> dict[str, int | str]:
+        """Only the counters (reads the schema, not the kernel state): for `fluxforge status`."""
+        if not self.path.exists():
+            return {}
+        with pa.OSFile(str(self.path), "rb") as f:
+            meta = pa.ipc.open_file(f).schema.metadata or {}
+        return _counters(meta.get(b"counters", b"").decode())
 
     def load(self) -> Checkpoint:
         if not self.path.exists():
@@ -59,7 +79,8 @@ class CheckpointStore:
         cols = table.to_pydict()
         symbols = {(ex, sym): (state, carry) for ex, sym, state, carry in
                    zip(cols["exchange"], cols["symbol"], cols["state"], cols["carry"])}
-        return Checkpoint(meta.get("last_segment") or None, meta.get("options") or None, symbols)
+        return Checkpoint(meta.get("last_segment") or None, meta.get("options") or None, symbols,
+                          _counters(meta.get("counters")))
 
     def save(self, ckpt: Checkpoint) -> None:
         keys = sorted(ckpt.symbols)
@@ -72,6 +93,7 @@ class CheckpointStore:
             "format": FORMAT,
             "last_segment": ckpt.last_segment or "",
             "options": ckpt.options_fingerprint or "",
+            "counters": json.dumps(ckpt.counters, sort_keys=True),
         }))
         with atomic_path(self.path) as tmp:
             with pa.OSFile(str(tmp), "wb") as f, pa.ipc.new_file(f, table.schema) as w:

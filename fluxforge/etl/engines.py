@@ -19,6 +19,8 @@ segment k.  This module makes the chunks what a single merged stream would give:
   merge in order.  The watermark is never more than `MAX_CARRY_FACTOR * reorder_ms`
   behind the faster head, so a silent stream holds nothing back for long and the
   carry stays small;
+- a trade whose id the symbol already had (redelivered after a reconnect) is dropped
+  and counted (`trade_dedupe`; the recent ids travel in the carry);
 - a `gap`/`resync`/`reconnect` event row becomes a reset at the exchange time of
   the first book received at or after the event (event times are local-clock,
   book times exchange-clock, so the receive time orders them); an event with no
@@ -40,6 +42,7 @@ import pyarrow.compute as pc
 
 from ..config import FeatureOptions
 from .bronze_reader import Key, sort_times
+from .trade_dedupe import drop_repeated
 
 NO_EVENT = -1  # a pending reset carried from an earlier segment: any book resolves it
 MAX_CARRY_FACTOR = 12  # carry at most 12 reorder windows (1 minute by default) behind the newest row
@@ -111,18 +114,21 @@ class Carry:
     pending_reset: bool = False
     book_head: int | None = None   # newest exchange time seen per stream
     trade_head: int | None = None
+    trade_ids: dict[str, int] = field(default_factory=dict)  # recent trade id -> exchange ms
 
     def to_bytes(self) -> bytes:
         return json.dumps({"books": _ipc(self.books), "trades": _ipc(self.trades),
                            "resets": self.resets, "pending_reset": self.pending_reset,
-                           "book_head": self.book_head, "trade_head": self.trade_head}).encode()
+                           "book_head": self.book_head, "trade_head": self.trade_head,
+                           "trade_ids": self.trade_ids}).encode()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "Carry":
         d = json.loads(data) if data else {}
         return cls(_from_ipc(d.get("books")), _from_ipc(d.get("trades")),
                    [int(r) for r in d.get("resets", [])], bool(d.get("pending_reset", False)),
-                   d.get("book_head"), d.get("trade_head"))
+                   d.get("book_head"), d.get("trade_head"),
+                   {str(k): int(v) for k, v in (d.get("trade_ids") or {}).items()})
 
 
 @dataclass
@@ -148,6 +154,8 @@ class SymbolFeed:
         self.reorder_ms = reorder_ms
         self.new_trades = 0 if trades is None else trades.num_rows
         trades, self.untimed = _timed(trades)
+        self._trade_ids = dict(carry.trade_ids)
+        trades, self.duplicate_trades = drop_repeated(trades, self._trade_ids, _ts(trades))
         self.trades = _concat_sorted(carry.trades, trades)
         self._tts = _ts(self.trades)
         self._trade_pos = 0
@@ -159,6 +167,12 @@ class SymbolFeed:
         self._trade_head = _later(carry.trade_head, int(self._tts[-1]) if len(self._tts) else None)
         self.output = FeatureOutput()
         self.books_fed = 0
+        self._late_before = _late_count(engine)
+
+    @property
+    def late_dropped(self) -> int:
+        """Rows the engine dropped as older than what it had processed, during this segment."""
+        return _late_count(self.engine) - self._late_before
 
     def push(self, books: pa.Table) -> None:
         if books.num_rows == 0:
@@ -181,7 +195,8 @@ class SymbolFeed:
         trades = self.trades.slice(self._trade_pos) if self.trades is not None else None
         return Carry(books if books is not None and books.num_rows else None,
                      trades if trades is not None and trades.num_rows else None,
-                     list(self._resets), bool(self._events), self._book_head, self._trade_head)
+                     list(self._resets), bool(self._events), self._book_head, self._trade_head,
+                     self._trade_ids)
 
     def _watermark(self) -> int:
         """Everything older than this has arrived (up to `reorder_ms` of lateness)."""
@@ -227,6 +242,11 @@ class SymbolFeed:
             self.output.add(self.engine.process(chunk, trades, resets=resets or None))
             self._fed_until = until
         return books.slice(cut) if books is not None else None
+
+
+def _late_count(engine) -> int:
+    stats = getattr(engine, "stats", None)
+    return int(stats().get("late_dropped", 0)) if stats is not None else 0
 
 
 def _later(a: int | None, b: int | None) -> int | None:

@@ -7,6 +7,11 @@ Why batch durability: a segment yields one part per (table, symbol, date); each
 is written to a hidden temp name, all temps are fsync'd, renamed over their
 final names, and every touched directory (including newly created partition
 directories' parents) is fsync'd once.  Only then may the checkpoint move on.
+
+Why all or nothing: a commit that fails half-way (a rename refused, an I/O error)
+removes the parts it already renamed, so a failed segment leaves no file behind
+for sync to upload or readers to mix with the redo.  Two outputs of one segment
+aimed at the same file are refused before anything is written.
 """
 from __future__ import annotations
 
@@ -64,6 +69,8 @@ class PartWriter:
     def add(self, partition_dir: Path, table: pa.Table) -> Path:
         self._mkdirs(partition_dir)
         final = partition_dir / part_name(self.segment)
+        if any(f == final for _, f in self._pending):
+            raise ValueError(f"two outputs of {self.segment} map to the same part {final}")
         tmp = tmp_name(final)
         pq.write_table(table, tmp, compression="zstd", write_statistics=True,
                        row_group_size=self.row_group_rows, use_dictionary=False,
@@ -90,11 +97,18 @@ class PartWriter:
         if not self._syncfs(dirs):
             for tmp, _ in self._pending:
                 fsync_file(tmp)
-        for tmp, final in self._pending:
-            os.replace(tmp, final)
-        if not self._syncfs(dirs):
-            for d in sorted(dirs, key=lambda p: len(p.parts), reverse=True):
-                fsync_dir(d)
+        renamed: list[Path] = []
+        try:
+            for tmp, final in self._pending:
+                os.replace(tmp, final)
+                renamed.append(final)
+            if not self._syncfs(dirs):
+                for d in sorted(dirs, key=lambda p: len(p.parts), reverse=True):
+                    fsync_dir(d)
+        except BaseException:
+            for final in renamed:
+                final.unlink(missing_ok=True)
+            raise
         done = [final for _, final in self._pending]
         self._pending.clear()
         self._new_dirs.clear()

@@ -5,6 +5,16 @@
 
 Why names derive from the segment id: redoing a segment after a crash rewrites
 the same files, so outputs can never be duplicated (DESIGN decision 5).
+
+Why a codec pair: two symbols must never share a partition (`币安人生/USDT` and
+`客服小何/USDT` once both became `symbol=-----USDT`, and every segment failed).
+`symbol_path_value` is one-to-one and `symbol_from_path_value` inverts it; every
+reader (report, compaction, sync, the demo) goes through these two.  An ASCII
+ccxt symbol keeps its readable form (`BTC/USDT:USDT` -> `BTC-USDT-USDT`: base,
+quote and settle contain no '-', so the first two '-' are the '/' and ':');
+anything else is percent-encoded byte by byte over UTF-8 with '-' encoded too
+(`币安人生/USDT` -> `%E5%B8%81...%2FUSDT`).  A readable value always holds a '-'
+and never a '%', a percent-encoded one never a '-', so the two forms never meet.
 """
 from __future__ import annotations
 
@@ -12,18 +22,73 @@ import re
 from datetime import datetime, timezone
 from pathlib import Path
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 MS_PER_DAY = 86_400_000
+_WORD = r"[A-Za-z0-9._]+"
+_READABLE_SYMBOL = re.compile(rf"^{_WORD}/{_WORD}(?::{_WORD}(?:-[A-Za-z0-9._-]+)?)?$")
+_SYMBOL_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._")
+_EXCHANGE_SAFE = _SYMBOL_SAFE | {ord("-")}
+
+
+def _percent(text: str, safe: frozenset[int]) -> str:
+    return "".join(chr(b) if b in safe else f"%{b:02X}" for b in text.encode("utf-8"))
+
+
+def _unpercent(value: str, safe: frozenset[int]) -> str:
+    out = bytearray()
+    i = 0
+    while i < len(value):
+        c = value[i]
+        if c == "%" and re.fullmatch(r"[0-9A-F]{2}", value[i + 1:i + 3]):
+            out.append(int(value[i + 1:i + 3], 16))
+            i += 3
+        elif ord(c) < 128 and ord(c) in safe:
+            out.append(ord(c))
+            i += 1
+        else:
+            raise ValueError(f"not a partition value: {value!r}")
+    text = out.decode("utf-8")  # UnicodeDecodeError is a ValueError
+    if _percent(text, safe) != value:
+        raise ValueError(f"not a canonical partition value: {value!r}")
+    return text
+
+
+def _readable_symbol(value: str) -> str:
+    parts = value.split("-")
+    symbol = f"{parts[0]}/{parts[1]}"
+    if len(parts) > 2:
+        symbol += f":{parts[2]}" + "".join(f"-{p}" for p in parts[3:])
+    return symbol
 
 
 def symbol_path_value(symbol: str) -> str:
-    """ccxt unified symbol -> partition value: 'BTC/USDT' -> 'BTC-USDT',
-    'BTC/USDT:USDT' -> 'BTC-USDT-USDT', 'BTC/USD:BTC-250328' -> 'BTC-USD-BTC-250328'."""
-    return _UNSAFE.sub("-", symbol.replace("/", "-").replace(":", "-"))
+    """ccxt unified symbol -> partition value (one-to-one): 'BTC/USDT' -> 'BTC-USDT',
+    'BTC/USDT:USDT' -> 'BTC-USDT-USDT', 'BTC/USD:BTC-250328' -> 'BTC-USD-BTC-250328',
+    anything else percent-encoded."""
+    if _READABLE_SYMBOL.match(symbol):
+        value = symbol.replace("/", "-", 1).replace(":", "-", 1)
+        if _readable_symbol(value) == symbol:
+            return value
+    return _percent(symbol, _SYMBOL_SAFE)
+
+
+def symbol_from_path_value(value: str) -> str:
+    """Partition value -> ccxt symbol, the inverse of `symbol_path_value`; ValueError if not one."""
+    if "-" in value and "%" not in value:
+        symbol = _readable_symbol(value)
+    else:
+        symbol = _unpercent(value, _SYMBOL_SAFE)
+    if symbol_path_value(symbol) != value:
+        raise ValueError(f"not a symbol partition value: {value!r}")
+    return symbol
 
 
 def exchange_path_value(exchange: str) -> str:
-    return _UNSAFE.sub("-", exchange)
+    """Exchange name -> partition value (one-to-one: ccxt ids stay as they are)."""
+    return _percent(exchange, _EXCHANGE_SAFE)
+
+
+def exchange_from_path_value(value: str) -> str:
+    return _unpercent(value, _EXCHANGE_SAFE)
 
 
 def date_of_day(day: int) -> str:

@@ -7,6 +7,13 @@ Order of effects for one segment (DESIGN decision 5, exactly once by constructio
     checkpoint (atomic) with last_segment = X
     processing/X --rename--> done/X
 
+Segments are taken in per-host sequence order (never by the wall-clock start in
+their names: the clock can step back).  A segment that comes *before* the
+checkpoint's (an operator moved a fixed failed/ segment back, or restored old
+bronze into ready/) would only feed rows older than the kernels' state, all
+dropped as late: it goes to failed/ with a reason naming `fluxforge replay`
+instead of being "processed" into nothing.
+
 On start, a segment found in processing/ is finished (if the checkpoint already
 includes it) or redone from the checkpoint.  A segment that cannot be read goes to
 failed/ with reason.txt, the engines are restored to the checkpoint and the next
@@ -29,6 +36,9 @@ from .hive_writer import remove_stale_temps
 from .segment_job import SegmentResult, run_segment
 
 log = get_logger("fluxforge.etl")
+
+
+OLDER_THAN_CHECKPOINT = "older than the checkpoint: use `fluxforge replay`"
 
 
 class RetryLater(Exception):
@@ -68,7 +78,8 @@ class EtlRunner:
         if ckpt.options_fingerprint and ckpt.options_fingerprint != self.bank.fingerprint:
             log.warning("checkpoint_options_changed", last_segment=ckpt.last_segment,
                         note="feature options changed: kernel state restarts empty; use `fluxforge replay` to recompute history")
-            return Checkpoint(last_segment=ckpt.last_segment, options_fingerprint=self.bank.fingerprint)
+            return Checkpoint(last_segment=ckpt.last_segment, options_fingerprint=self.bank.fingerprint,
+                              counters=ckpt.counters)
         return ckpt
 
     # -- discovery -----------------------------------------------------------------
@@ -99,15 +110,21 @@ class EtlRunner:
                 claimed = self.store.move(seg_dir, "processing")
             except FileNotFoundError:
                 continue  # vanished between listing and rename (another tool moved it)
-            last = self.checkpoint.last_segment
-            if last and SegmentId.is_segment_name(last) and SegmentId.parse(claimed.name) < SegmentId.parse(last):
-                log.warning("segment_out_of_order", segment=claimed.name, checkpoint=last)
             return claimed
         return None
+
+    def _older_than_checkpoint(self, segment: str) -> bool:
+        last = self.checkpoint.last_segment
+        if not (last and SegmentId.is_segment_name(last) and SegmentId.is_segment_name(segment)):
+            return False
+        return SegmentId.parse(segment).precedes(SegmentId.parse(last))
 
     # -- processing ----------------------------------------------------------------
     def process_claimed(self, seg_dir: Path) -> Outcome:
         segment = seg_dir.name
+        if self._older_than_checkpoint(segment):
+            log.warning("segment_out_of_order", segment=segment, checkpoint=self.checkpoint.last_segment)
+            return self._reject(seg_dir, f"{OLDER_THAN_CHECKPOINT} (checkpoint is at {self.checkpoint.last_segment})")
         try:
             result = run_segment(seg_dir, self.bank, self.features_dir, self.row_group_rows)
         except BadSegment as e:
@@ -121,13 +138,18 @@ class EtlRunner:
         except Exception as e:  # data the kernels refuse: keep going with the next segment
             log.exception("segment_processing_error", segment=segment)
             return self._reject(seg_dir, f"processing error: {type(e).__name__}: {e}")
-        ckpt = Checkpoint(segment, self.bank.fingerprint, self.bank.snapshot())
+        ckpt = Checkpoint(segment, self.bank.fingerprint, self.bank.snapshot(),
+                          _count(self.checkpoint.counters, segment, result))
         self.checkpoints.save(ckpt)
         self.checkpoint = ckpt
         self.store.move(seg_dir, "done")
         log.info("segment_done", segment=segment, books=result.books, trades=result.trades,
                  hf_rows=result.hf_rows, bar_rows=result.bar_rows, files=len(result.files),
+                 late_dropped=result.late_dropped, duplicate_trades=result.duplicate_trades,
                  seconds=round(result.seconds, 3), rows_per_s=round(result.rows_per_s))
+        if result.late_dropped:
+            log.warning("segment_late_rows", segment=segment, late_dropped=result.late_dropped,
+                        note="rows older than what the ETL had already processed were dropped")
         self.last = Outcome(segment, "done", result)
         return self.last
 
@@ -147,3 +169,13 @@ class EtlRunner:
                 break
             outcomes.append(self.process_claimed(seg_dir))
         return outcomes
+
+
+def _count(before: dict, segment: str, result: SegmentResult) -> dict:
+    """Running totals carried in the checkpoint (shown by `fluxforge status` when non-zero)."""
+    out = dict(before)
+    for key in ("late_dropped", "duplicate_trades"):
+        out[key] = int(out.get(key, 0)) + int(getattr(result, key))
+    if result.late_dropped:
+        out["last_late_segment"] = segment
+    return out

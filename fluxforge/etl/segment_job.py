@@ -32,6 +32,8 @@ class SegmentResult:
     trades: int = 0
     hf_rows: int = 0
     bar_rows: int = 0
+    late_dropped: int = 0       # rows older than what their symbol's engine had processed
+    duplicate_trades: int = 0   # trades redelivered with an id already seen (etl/trade_dedupe.py)
     files: list[Path] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -70,6 +72,8 @@ def run_segment(seg_dir: Path, bank: EngineBank, features_root: Path, row_group_
         bank.state(key).carry = f.finish()
         result.books += f.books_fed
         result.trades += f.new_trades
+        result.late_dropped += f.late_dropped
+        result.duplicate_trades += f.duplicate_trades
         outputs[key] = f.output
     writer = PartWriter(segment, row_group_rows)
     try:

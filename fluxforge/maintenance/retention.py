@@ -4,9 +4,17 @@ Why: an SD card that fills up stops the collector.  When usage of the
 filesystem holding `data_dir` exceeds `retention.disk_high_watermark` percent,
 the oldest data whose upload is verified (per the sync state db: same size and
 mtime as the uploaded file) is deleted -- done bronze segments first, then
-feature files, oldest first -- until usage is below `disk_low_watermark`.
-Data that is not uploaded is only deleted when `allow_unsynced_deletion` is set,
-after all uploaded data, and each such deletion is logged as an error.
+failed/ ones, then feature files, oldest first -- until usage is below
+`disk_low_watermark`.  Data that is not uploaded is only deleted when
+`allow_unsynced_deletion` is set, after all uploaded data, and each such
+deletion is logged as an error.
+
+Why ready/ is special: a ready/ segment has not been through the ETL yet.  Its
+bronze is safe in S3 once verified, but freeing it locally means the live ETL
+never computes its features (they can be recomputed with `fluxforge replay` from
+the bucket).  So it is freed only when the operator set `free_unprocessed`, last
+among verified data, with an error-level event naming the segment.  active/
+and processing/ are never touched (a journal being written, a segment being read).
 A segment is deleted by renaming it to a hidden name first, so a crash never
 leaves a half-deleted segment that looks complete.
 """
@@ -21,7 +29,7 @@ from typing import Callable
 from ..config import Config
 from ..fsio import durable_rename, fsync_dir
 from ..logs import get_logger
-from ..sync.layout import LocalFile, done_segments, feature_files, partition_date, segment_files
+from ..sync.layout import LocalFile, feature_files, finished_segments, partition_date, segment_files
 from ..sync.state import UploadState
 
 DELETING_PREFIX = ".deleting-"
@@ -42,6 +50,7 @@ class Victim:
     path: Path
     files: list[LocalFile]
     uploaded: bool
+    state: str | None = None  # a segment's state dir (ready | done | failed)
 
     @property
     def bytes(self) -> int:
@@ -57,7 +66,7 @@ class RetentionReport:
 
 
 def delete_segment_dir(seg_dir: Path) -> None:
-    """Hide the segment with one durable rename, then remove it."""
+    """Hide the segment with one durable rename, then remove it (FileNotFoundError: it moved away)."""
     hidden = seg_dir.with_name(DELETING_PREFIX + seg_dir.name)
     durable_rename(seg_dir, hidden)
     shutil.rmtree(hidden)
@@ -78,22 +87,26 @@ def delete_feature_file(path: Path, root: Path) -> None:
 
 def sweep_half_deleted(cfg: Config) -> None:
     """Finish segment deletions interrupted by a crash."""
-    done = cfg.segments_dir / "done"
-    if done.is_dir():
-        for p in done.glob(DELETING_PREFIX + "*"):
-            shutil.rmtree(p, ignore_errors=True)
+    for state in ("ready", "done", "failed"):
+        d = cfg.segments_dir / state
+        if d.is_dir():
+            for p in d.glob(DELETING_PREFIX + "*"):
+                shutil.rmtree(p, ignore_errors=True)
 
 
 def victims(cfg: Config, state: UploadState) -> list[Victim]:
-    """Deletion candidates in order: uploaded bronze, uploaded features, then the un-uploaded ones."""
-    bronze = []
-    for seg in done_segments(cfg):
+    """Deletion candidates in order: uploaded done/ then failed/ bronze, uploaded features, uploaded
+    ready/ bronze (only with `free_unprocessed`), then the un-uploaded ones in the same order."""
+    by_state: dict[str, list[Victim]] = {"ready": [], "done": [], "failed": []}
+    for seg_state, seg in finished_segments(cfg):
         files = segment_files(seg)
-        bronze.append(Victim("bronze", seg, files, bool(files) and all(state.is_current(f.logical, f.path) for f in files)))
+        uploaded = bool(files) and all(state.is_current(f.logical, f.path) for f in files)
+        by_state[seg_state].append(Victim("bronze", seg, files, uploaded, seg_state))
     features = [Victim("features", f.path, [f], state.is_current(f.logical, f.path))
                 for f in sorted(feature_files(cfg), key=lambda f: (partition_date(f), f.logical))]
-    ordered = [v for v in bronze + features if v.uploaded]
-    return ordered + [v for v in bronze + features if not v.uploaded]
+    ready = by_state["ready"] if cfg.retention.free_unprocessed else []
+    every = by_state["done"] + by_state["failed"] + features + ready
+    return [v for v in every if v.uploaded] + [v for v in every if not v.uploaded]
 
 
 def enforce(cfg: Config, state: UploadState, usage: Callable[[Path], float] = disk_usage_percent,
@@ -119,9 +132,16 @@ def enforce(cfg: Config, state: UploadState, usage: Callable[[Path], float] = di
         if dry_run:
             print(f"would delete {v.kind} {v.path} ({size / 1e6:.1f} MB, {'uploaded' if v.uploaded else 'NOT UPLOADED'})")
         elif v.kind == "bronze":
-            delete_segment_dir(v.path)
+            try:
+                delete_segment_dir(v.path)
+            except FileNotFoundError:  # the ETL claimed it meanwhile: not ours to free any more
+                continue
         else:
             delete_feature_file(v.path, cfg.features_dir)
+        if v.state == "ready":
+            log.error("retention_freed_unprocessed_segment", segment=v.path.name, bytes=size, dry_run=dry_run,
+                      uploaded=v.uploaded, reason="free_unprocessed is set: the ETL will not compute its features",
+                      hint="fluxforge sync --download bronze/.../<segment>/ then fluxforge replay (docs/sync.md)")
         if v.uploaded:
             log.info("retention_deleted", kind=v.kind, path=str(v.path), bytes=size, dry_run=dry_run)
             if not dry_run:  # the record of a deleted local copy is no longer needed: the table stays bounded

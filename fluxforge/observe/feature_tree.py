@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ..etl.naming import exchange_path_value, symbol_path_value
+from ..etl.naming import exchange_path_value, symbol_from_path_value, symbol_path_value
 
 _INTERVAL = re.compile(r"^interval=(\d+)s$")
 
@@ -66,10 +66,11 @@ def symbols(features_dir: Path) -> dict[str, list[str]]:
 
 def resolve_symbol(features_dir: Path, symbol: str, exchange: str | None) -> tuple[str, str]:
     """(exchange, partition symbol) for a user's 'BTC/USDT' or 'BTC-USDT'; NoBars if absent or ambiguous."""
-    wanted = symbol_path_value(symbol.upper())
     available = symbols(features_dir)
     if not available:
         raise NoBars(f"no bars under {Path(features_dir) / 'bars'} (has the ETL run?)")
+    wanted = next((w for w in _partition_candidates(symbol) if any(w in syms for syms in available.values())),
+                  symbol_path_value(symbol))
     matches = [ex for ex, syms in available.items() if wanted in syms
                and (exchange is None or ex == exchange_path_value(exchange))]
     listing = "; ".join(f"{ex}: {', '.join(s)}" for ex, s in available.items())
@@ -78,6 +79,19 @@ def resolve_symbol(features_dir: Path, symbol: str, exchange: str | None) -> tup
     if len(matches) > 1:
         raise NoBars(f"{symbol} is on several exchanges ({', '.join(matches)}): choose one with --exchange")
     return matches[0], wanted
+
+
+def _partition_candidates(symbol: str) -> list[str]:
+    """Partition values a user's symbol may mean: the ccxt symbol encoded, or a partition value as typed."""
+    out = []
+    for s in dict.fromkeys((symbol, symbol.upper())):
+        out.append(symbol_path_value(s))
+        try:
+            symbol_from_path_value(s)
+            out.append(s)
+        except ValueError:
+            pass
+    return list(dict.fromkeys(out))
 
 
 def _symbol_dir(features_dir: Path, interval_s: int | None, exchange: str, symbol: str) -> Path:

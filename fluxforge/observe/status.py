@@ -18,6 +18,7 @@ from typing import Any
 from . import stream_health
 from ..config import Config
 from ..bronze.segments import MANIFEST, REASON, STATES, SegmentId, SegmentStore
+from ..etl.checkpoint import CheckpointStore
 from .sync_status import sync_status
 from .unit_states import unit_states
 
@@ -40,6 +41,7 @@ def collect(cfg: Config, now: float | None = None, with_units: bool = True) -> d
         "data_dir_exists": cfg.data_dir.is_dir(),
         "segments": segment_summary(store, now),
         "etl": etl_lag(store, now),
+        "etl_counters": etl_counters(cfg),
         "streams": stream_health.stream_report(scan, now_ns, configured),
         "events_last_hour": stream_health.events_total(scan),
         "unreadable": scan.unreadable,
@@ -126,6 +128,15 @@ def etl_lag(store: SegmentStore, now: float) -> dict[str, Any]:
         return {"waiting": 0, "lag_s": 0.0, "oldest": None}
     oldest = min(waiting, key=closed_time)
     return {"waiting": len(waiting), "lag_s": round(max(0.0, now - closed_time(oldest)), 1), "oldest": oldest.name}
+
+
+def etl_counters(cfg: Config) -> dict[str, Any]:
+    """Rows the ETL dropped as late or as repeated trades, totals since its checkpoint began."""
+    try:
+        counters = CheckpointStore(cfg.state_dir).counters()
+    except (OSError, ValueError) as e:  # unreadable checkpoint: the ETL itself reports it
+        return {"error": str(e)}
+    return {k: counters.get(k, 0) for k in ("late_dropped", "duplicate_trades", "last_late_segment")}
 
 
 def feature_summary(features_dir: Path) -> dict[str, Any]:

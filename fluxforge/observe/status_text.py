@@ -35,6 +35,10 @@ def render(facts: dict[str, Any], warnings: list[StatusWarning]) -> str:
     lines.append(f"etl       lag {human_age(etl['lag_s'])}, {etl['waiting']} segment(s) waiting   "
                  f"features: hf {feats['hf']['files']} file(s), bars {feats['bars']['files']} file(s), "
                  f"{human_bytes(feats['hf']['bytes'] + feats['bars']['bytes'])}")
+    late = (facts.get("etl_counters") or {}).get("late_dropped") or 0
+    if late:
+        lines.append(f"etl       {late} row(s) dropped as late, last in {facts['etl_counters'].get('last_late_segment')} "
+                     "(older than what was processed: see docs/operations.md, clock steps and restores)")
     lines.append("")
     lines += _stream_table(facts["streams"])
     if facts["events_last_hour"]:

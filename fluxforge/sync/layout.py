@@ -1,6 +1,6 @@
 """Which local files are shipped, and their logical paths (= S3 keys below the prefix).
 
-    bronze/host=<host>/date=<segment start date>/<segment>/<file>   from segments/done/<segment>/
+    bronze/host=<host>/date=<segment start date>/<segment>/<file>   from segments/{ready,done,failed}/<segment>/
     features/<path relative to data_dir/features>                     from features/**.parquet
 
 Why a logical path: it names the file the same way locally, in the state db
@@ -8,6 +8,12 @@ and in the bucket, and it carries the segment id (which carries the host id),
 so a fleet sharing a bucket never overwrites itself.  Hidden names (temp files,
 journals) are never shipped.  A segment's manifest.json is listed separately so
 it can be uploaded last: a manifest in the bucket means the segment is complete.
+
+Why every finished state: the bronze backup must not wait for the ETL.  A
+segment is shipped as soon as it is finished (ready/), also when the ETL refused
+it (failed/); its key never names its state, and a rename between states keeps
+size and mtime, so a segment is uploaded once whatever the ETL does.  The ETL's
+own `reason.txt` is not bronze and is not shipped.
 """
 from __future__ import annotations
 
@@ -18,7 +24,9 @@ from typing import Iterator
 
 from ..maintenance.compaction import compaction_metadata
 from ..config import Config
-from ..bronze.segments import MANIFEST, SegmentId, SegmentStore
+from ..bronze.segments import MANIFEST, REASON, SegmentId, SegmentStore
+
+BACKUP_STATES = ("ready", "done", "failed")  # finished segments; never active/ (a journal) or processing/
 
 
 @dataclass(frozen=True)
@@ -49,16 +57,25 @@ def bronze_prefix(seg: SegmentId) -> str:
 
 
 def segment_files(seg_dir: Path) -> list[LocalFile]:
-    """A done segment's files, manifest last."""
+    """A finished segment's files, manifest last ([] if the ETL or retention just moved it away)."""
     sid = SegmentId.parse(seg_dir.name)
     base = bronze_prefix(sid)
-    files = sorted((p for p in seg_dir.iterdir() if p.is_file() and not p.name.startswith(".")),
-                   key=lambda p: (p.name == MANIFEST, p.name))
+    try:
+        found = [p for p in seg_dir.iterdir() if p.is_file() and not p.name.startswith(".") and p.name != REASON]
+    except FileNotFoundError:
+        return []
+    files = sorted(found, key=lambda p: (p.name == MANIFEST, p.name))
     return [LocalFile(p, f"{base}/{p.name}", seg_dir.name) for p in files]
 
 
 def done_segments(cfg: Config) -> list[Path]:
     return SegmentStore(cfg.segments_dir).list("done")
+
+
+def finished_segments(cfg: Config) -> list[tuple[str, Path]]:
+    """(state, segment dir) of every segment the bronze backup ships, oldest first per state."""
+    store = SegmentStore(cfg.segments_dir)
+    return [(state, seg) for state in BACKUP_STATES for seg in store.list(state)]
 
 
 def feature_files(cfg: Config) -> Iterator[LocalFile]:

@@ -5,12 +5,15 @@ Order of a run, and why:
    with one clear line, before anything else happens);
 2. abort this host's multipart uploads left behind by a killed run;
 3. upload + verify every file that the state db does not hold as current:
-   feature files and bronze data files first, then the manifest.json of each
+   feature files and bronze data files first (finished segments in ready/,
+   done/ and failed/: the backup does not wait for the ETL), then the manifest.json of each
    segment whose data files are all verified (a manifest in S3 = complete segment);
 4. delete from S3 the parts that a verified compacted file replaces (S3 mirrors
    the local tree, so a download never holds the same rows twice);
 5. with `delete_after_upload`, remove verified local copies (bronze segments,
-   and feature files of closed partitions only);
+   and feature files of closed partitions that compaction has nothing left to
+   merge in: deleting yesterday's small parts before the daily compaction ran
+   would leave the bucket with hundreds of small files per partition forever);
 6. retention (see fluxforge.maintenance.retention), also when the run failed.
 Nothing is deleted locally unless its upload was verified, whatever fails.
 """
@@ -21,12 +24,12 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ..maintenance.compaction import closed_before
+from ..maintenance.compaction import JOURNAL, closed_before, plan_partition
 from ..config import Config
 from ..logs import get_logger
 from ..maintenance.retention import delete_feature_file, delete_segment_dir, enforce
 from .client import S3Target, check_bucket, error_code
-from .layout import LocalFile, done_segments, feature_files, partition_date, segment_files
+from .layout import LocalFile, done_segments, feature_files, finished_segments, partition_date, segment_files
 from .state import UploadState
 from .upload import Uploader, head_checksum
 
@@ -68,7 +71,7 @@ def plan(cfg: Config, state: UploadState) -> SyncPlan:
             else:
                 p.data.append(f)
     if cfg.sync.upload_bronze:
-        for seg in done_segments(cfg):
+        for _state, seg in finished_segments(cfg):
             for f in segment_files(seg):
                 if state.is_current(f.logical, f.path):
                     p.current += 1
@@ -116,12 +119,22 @@ def delete_uploaded_locally(cfg: Config, state: UploadState) -> int:
             state.forget_deleted(f.logical for f in files)
             n += 1
     closed = closed_before(cfg).isoformat()
+    compacted: dict[str, bool] = {}
     for f in list(feature_files(cfg)):
         if partition_date(f) < closed and state.is_current(f.logical, f.path):
-            delete_feature_file(f.path, cfg.features_dir)
-            state.forget_deleted([f.logical])
-            n += 1
+            partition = f.path.parent
+            if compacted.setdefault(str(partition), is_compacted(cfg, partition)):
+                delete_feature_file(f.path, cfg.features_dir)
+                state.forget_deleted([f.logical])
+                n += 1
     return n
+
+
+def is_compacted(cfg: Config, partition) -> bool:
+    """Nothing left for compaction to merge (and no merge in progress) in this closed partition."""
+    if (partition / JOURNAL).exists():
+        return False
+    return not plan_partition(partition, int(cfg.compaction.target_file_mb * 1024 * 1024))
 
 
 def run_sync(cfg: Config, target: S3Target, state: UploadState, dry_run: bool = False, progress: Any = None) -> SyncReport:

@@ -107,6 +107,11 @@ class Uploader:
                     out.failed.append((f, str(e)))
                     log.error("upload_checksum_mismatch", file=f.logical, detail=str(e))
                     continue
+                except FileNotFoundError:
+                    # moved since the scan (the ETL claimed the segment, retention freed it):
+                    # the next run ships it from where it is now
+                    log.info("file_moved_during_upload", file=f.logical)
+                    continue
                 except OSError as e:
                     out.failed.append((f, str(e)))
                     log.error("upload_failed", file=f.logical, error=type(e).__name__, detail=str(e))

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -69,3 +71,19 @@ def assert_appliance_up(container, timeout: float = 180.0) -> dict[str, str]:
         p = unit_props(container, timer, "ActiveState", "SubState")
         assert (p["ActiveState"], p["SubState"]) == ("active", "waiting"), f"{timer}: {p}"
     return statuses
+
+
+@contextmanager
+def booted_container(boot_root: Path, prefix: str, logs: Path) -> Iterator:
+    """A booted container for a test module; its journal is saved to `logs` when it stops."""
+    import buildroot
+
+    container = buildroot.BootedContainer(boot_root, prefix=prefix, log_dir=logs)
+    container.start()
+    try:
+        yield container
+    finally:
+        if container.init_pid:
+            dump = container.run(["journalctl", "--no-pager", "-n", "2000"], check=False)
+            (logs / "journal.txt").write_text(dump.stdout)
+        container.stop()

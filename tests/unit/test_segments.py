@@ -1,4 +1,4 @@
-"""Segment names order by start time then seq; state changes are single renames."""
+"""Segment names order by host then seq (never the wall clock); state changes are single renames."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
@@ -11,10 +11,12 @@ from fluxforge.bronze.segments import SegmentId, SegmentStore
 def test_segment_id_roundtrip_and_order():
     a = SegmentId.new("pi01", 2, datetime(2024, 8, 8, 0, 0, 5, tzinfo=timezone.utc))
     b = SegmentId.new("pi01", 10, datetime(2024, 8, 8, 0, 0, 5, tzinfo=timezone.utc))
-    c = SegmentId.new("pi01", 1, datetime(2024, 8, 8, 0, 1, 0, tzinfo=timezone.utc))
+    c = SegmentId.new("pi01", 1, datetime(2024, 8, 8, 0, 1, 0, tzinfo=timezone.utc))  # clock stepped back
     assert a.name == "seg-pi01-20240808T000005Z-000002"
     assert SegmentId.parse(a.name) == a
-    assert sorted([c, b, a]) == [a, b, c]
+    assert sorted([b, a, c]) == [c, a, b]
+    assert c.precedes(a) and not a.precedes(c)
+    assert not SegmentId.new("pi02", 1).precedes(b)  # other hosts are not ordered against each other
     with pytest.raises(ValueError):
         SegmentId.parse("seg-bad")
 
