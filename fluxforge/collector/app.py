@@ -17,6 +17,7 @@ import time
 from typing import Any
 
 from ..config import Config
+from ..locks import service_lock
 from ..logs import get_logger
 from ..bronze.recovery import recover_active_segments
 from ..bronze.segments import SegmentStore
@@ -85,6 +86,11 @@ class Collector:
                         torn_batches_dropped=report.torn_batches_dropped)
 
     async def run(self, stop_timeout: float = 9.0) -> int:
+        """The whole life of the process, holding `state/collector.lock` (one collector per data_dir)."""
+        with service_lock(self.cfg.state_dir, "collector", "fluxforge collect"):
+            return await self._run(stop_timeout)
+
+    async def _run(self, stop_timeout: float) -> int:
         loop = asyncio.get_running_loop()
         install_stop_handlers(loop, self.request_stop)
         self.notifier.status("recovering segments")
