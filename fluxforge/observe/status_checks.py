@@ -29,6 +29,7 @@ HINTS = {
     "disk_low_free": "free space is below collector.min_free_mb: the collector is dropping rows; free space now",
     "unreadable_files": "a bronze file cannot be read: fluxforge inspect it; the ETL will move it to failed/",
     "sync_stale": "check fluxforge-sync.timer / journalctl -u fluxforge-sync and the S3 endpoint",
+    "etl_disk_full": "the ETL is waiting for space and resumes by itself: free disk space (docs/operations.md, full disk)",
     "unit_failed": "systemctl status <unit>; journalctl -u <unit> -b; fix the cause, then systemctl restart <unit>",
     "unit_inactive": "systemctl start <unit> (and systemctl enable it if it should run at boot)",
 }
@@ -110,6 +111,9 @@ def _unit_warnings(facts: dict[str, Any]) -> list[StatusWarning]:
         if problem:
             severity, message = problem
             out.append(StatusWarning("unit_failed" if severity == "critical" else "unit_inactive", severity, message))
+        text = unit.get("statustext", "")
+        if unit.get("id") == "fluxforge-etl.service" and "DISK FULL" in text:   # the ETL's STATUS=
+            out.append(StatusWarning("etl_disk_full", "critical", f"fluxforge-etl.service: {text}"))
     return out
 
 
