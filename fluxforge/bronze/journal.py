@@ -99,9 +99,16 @@ class JournalWriter:
         On ENOSPC (or any OSError) the journal is rolled back to its previous
         size and the error propagates: the caller drops the batch with accounting.
         """
-        if batch.schema != self.schema:
-            batch = batch.cast(self.schema)
-        self._writer.write_batch(batch)
+        try:
+            if batch.schema != self.schema:
+                batch = batch.cast(self.schema)
+            self._writer.write_batch(batch)
+        except BaseException:
+            # nothing reached the file; start the in-memory stream afresh so no partial bytes linger
+            self._sink = _MemorySink()
+            self._writer = pa.ipc.new_stream(self._sink, self.schema, options=IPC_OPTIONS)
+            self._header_pending = True
+            raise
         data = self._sink.take()
         if self._header_pending:
             data = data[len(self._header):]

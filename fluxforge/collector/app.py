@@ -121,8 +121,11 @@ class Collector:
             t.cancel()
         await asyncio.gather(*self._tasks, writer_task, return_exceptions=True)
         await self._close_exchanges(timeout=min(2.0, stop_timeout / 3))
-        if rc == 0:
+        try:  # after a writer failure too: whatever is still queued deserves a final flush attempt
             await self.writer.close(timeout=max(0.5, deadline - time.monotonic()))
+        except Exception as e:  # noqa: BLE001 -- best effort; recovery finishes the segment on next start
+            log.error("final_flush_failed", error=f"{type(e).__name__}: {e}")
+            rc = 1
         for t in service_tasks + [stop_wait]:
             t.cancel()
         await asyncio.gather(*service_tasks, stop_wait, return_exceptions=True)

@@ -13,6 +13,7 @@ from typing import Any
 
 from ..logs import get_logger
 from .row_queue import RowQueue
+from .rows import BadRow, BookBuffer, TickerBuffer, TradeBuffer
 
 log = get_logger("fluxforge.collector")
 
@@ -24,6 +25,7 @@ class Recorder:
         self.messages = 0                        # data rows accepted
         self.last_seen: dict[tuple[str, str, str], int] = {}  # (exchange, channel, symbol) -> recv_ns
         self.event_counts: Counter[str] = Counter()
+        self.bad_rows = 0                        # data rows dropped for a value their column cannot hold
         self._crossed: set[tuple[str, str]] = set()
         self._book_ids: dict[tuple[str, str], int] = {}
         self._snapshot_pending: set[tuple[str, str]] = set()
@@ -39,20 +41,26 @@ class Recorder:
             self.event(exchange, symbol, "orderbook", "resync", reason)
         self._check_crossed(exchange, symbol, book)
         self.last_seen[(exchange, "orderbook", symbol)] = recv_ns
-        if self.queue.admit(exchange, "orderbook", symbol):
-            self.queue.buffers["orderbook"].add(exchange, symbol, book, self.depths[exchange], recv_ns)
-            self.messages += 1
+        self._admit(exchange, "orderbook", symbol, BookBuffer.prepare, book, self.depths[exchange], recv_ns)
 
     def trade(self, exchange: str, symbol: str, trade: dict, recv_ns: int) -> None:
         self.last_seen[(exchange, "trades", symbol)] = recv_ns
-        if self.queue.admit(exchange, "trades", symbol):
-            self.queue.buffers["trades"].add(exchange, symbol, trade, recv_ns)
-            self.messages += 1
+        self._admit(exchange, "trades", symbol, TradeBuffer.prepare, trade, recv_ns)
 
     def ticker(self, exchange: str, symbol: str, ticker: dict, recv_ns: int) -> None:
         self.last_seen[(exchange, "ticker", symbol)] = recv_ns
-        if self.queue.admit(exchange, "ticker", symbol):
-            self.queue.buffers["ticker"].add(exchange, symbol, ticker, recv_ns)
+        self._admit(exchange, "ticker", symbol, TickerBuffer.prepare, ticker, recv_ns)
+
+    def _admit(self, exchange: str, channel: str, symbol: str, prepare, *args) -> None:
+        """Check the row's values first (a bad row is dropped alone, with a reason), then queue it."""
+        try:
+            row = prepare(exchange, symbol, *args)
+        except BadRow as e:
+            self.bad_rows += 1
+            self.event(exchange, symbol, channel, "dropped", f"unconvertible value: {e}", 1)
+            return
+        if self.queue.admit(exchange, channel, symbol):
+            self.queue.buffers[channel].append(row)
             self.messages += 1
 
     # -- events ----------------------------------------------------------------
