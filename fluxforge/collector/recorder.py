@@ -26,6 +26,8 @@ class Recorder:
         self.last_seen: dict[tuple[str, str, str], int] = {}  # (exchange, channel, symbol) -> recv_ns
         self.event_counts: Counter[str] = Counter()
         self.bad_rows = 0                        # data rows dropped for a value their column cannot hold
+        self.started = time.monotonic()
+        self.last_data: float | None = None      # monotonic time of the last data message (any stream)
         self._crossed: set[tuple[str, str]] = set()
         self._book_ids: dict[tuple[str, str], int] = {}
         self._snapshot_pending: set[tuple[str, str]] = set()
@@ -53,6 +55,7 @@ class Recorder:
 
     def _admit(self, exchange: str, channel: str, symbol: str, prepare, *args) -> None:
         """Check the row's values first (a bad row is dropped alone, with a reason), then queue it."""
+        self.last_data = time.monotonic()
         try:
             row = prepare(exchange, symbol, *args)
         except BadRow as e:
@@ -89,6 +92,10 @@ class Recorder:
             log.info("stream_uncrossed", exchange=exchange, symbol=symbol)
 
     # -- health ----------------------------------------------------------------
+    def data_silence(self) -> float:
+        """Seconds since any configured stream delivered data (since start if none has yet)."""
+        return time.monotonic() - (self.last_data if self.last_data is not None else self.started)
+
     def symbols_up(self, exchange: str, symbols: list[str], within: float) -> int:
         """Symbols of `exchange` with any update in the last `within` seconds."""
         since = time.time_ns() - int(within * 1e9)
