@@ -140,7 +140,7 @@ class Collector:
             if stop_wait in done:
                 return 0
             for t in done:
-                err = t.exception()
+                err = None if t.cancelled() else t.exception()
                 if t is writer_task:
                     log.error("writer_failed", error=f"{type(err).__name__}: {err}")
                 elif err is None:
