@@ -54,6 +54,8 @@ cdef class BookEngine:
     cdef double tight_pct, wide_pct, tight_thr, wide_thr
     cdef bint dynamic_regime, enable_vpin
     cdef int64_t vpin_n
+    cdef int64_t trades_invalid   # trades skipped for a NaN/inf/non-positive price or amount
+    cdef int64_t vpin_work        # buckets written to the VPIN ring (bounded per trade by the window)
     cdef Win* win             # nh horizons, then momentum (nh), then kyle (nh + 1)
     cdef RegWin rw
     cdef Bar* bars
@@ -149,7 +151,8 @@ cdef class BookEngine:
 
     def stats(self):
         return {"books": self.st.n_books, "trades": self.st.n_trades, "crossed": self.st.n_crossed,
-                "one_sided": self.st.n_one_sided, "resets": self.st.n_resets}
+                "one_sided": self.st.n_one_sided, "resets": self.st.n_resets,
+                "trades_invalid": self.trades_invalid, "vpin_work": self.vpin_work}
 
     # ------------------------------------------------------------------ state
     cdef void _reset(self) noexcept nogil:
@@ -303,6 +306,7 @@ cdef class BookEngine:
 
     cdef void _on_trade(self, int64_t ts, double price, double amount, int8_t side) noexcept nogil:
         cdef int d
+        cdef int64_t pushed
         self.st.n_trades += 1
         for d in range(self.nbar):
             bar_add_trade(&self.bars[d], price, amount, side)
@@ -317,7 +321,11 @@ cdef class BookEngine:
         self.st.tcum.ts = ts
         self._trade_push()
         if self.enable_vpin:
-            vpin_add(&self.st.vpin, self.vpin_ring, _qty_units(amount), side)
+            pushed = vpin_add(&self.st.vpin, self.vpin_ring, amount, side)
+            if pushed < 0:
+                self.trades_invalid += 1
+            else:
+                self.vpin_work += pushed
 
     # ------------------------------------------------------------------- books
     cdef int8_t _regime(self, int q, double relsp) noexcept nogil:
@@ -628,6 +636,7 @@ cdef class BookEngine:
                     price = tpx[j]
                     amount = tamt[j]
                     if not (isfinite(price) and isfinite(amount) and price > 0.0 and amount > 0.0):
+                        self.trades_invalid += 1
                         j += 1
                         continue
                 else:

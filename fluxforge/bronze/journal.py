@@ -99,9 +99,16 @@ class JournalWriter:
         On ENOSPC (or any OSError) the journal is rolled back to its previous
         size and the error propagates: the caller drops the batch with accounting.
         """
-        if batch.schema != self.schema:
-            batch = batch.cast(self.schema)
-        self._writer.write_batch(batch)
+        try:
+            if batch.schema != self.schema:
+                batch = batch.cast(self.schema)
+            self._writer.write_batch(batch)
+        except BaseException:
+            # nothing reached the file; start the in-memory stream afresh so no partial bytes linger
+            self._sink = _MemorySink()
+            self._writer = pa.ipc.new_stream(self._sink, self.schema, options=IPC_OPTIONS)
+            self._header_pending = True
+            raise
         data = self._sink.take()
         if self._header_pending:
             data = data[len(self._header):]
@@ -144,14 +151,20 @@ class JournalScan:
 
 
 def iter_journal(path: str | os.PathLike, schema: pa.Schema, scan: JournalScan) -> Iterator[pa.RecordBatch]:
-    """Yield every complete batch of a (possibly torn) journal, one at a time.
+    """Yield every complete batch of a (possibly torn or damaged) journal, one at a time.
 
-    Batches are read and decoded one by one (into their own buffers), so a
-    large journal never has to fit in RAM.  A tail that does not decode -- a batch cut
-    short by a crash, or zeros left by a power cut -- is dropped and recorded in
-    `scan.torn_batches`/`scan.torn_bytes`.  A file that is only a prefix of the
-    schema header (crash while creating it) is an empty journal.  Anything else
-    wrong with the header raises `JournalUnreadable` before the first batch.
+    The file is walked message by message: each IPC message's declared
+    metadata and body lengths are checked against the bytes left *before*
+    anything is read or decoded, so a flipped length byte can never ask for a
+    90 TB allocation.  Batches are read and decoded one by one, so a large
+    journal never has to fit in RAM (plain reads, not a memory map: a live
+    journal may shrink under a reader when the collector rolls back a write).
+    Whatever does not frame or decode -- a batch cut short by a crash, zeros
+    left by a power cut, a damaged byte -- ends the journal there: the rest is
+    dropped and recorded in `scan.torn_batches`/`scan.torn_bytes`.  A file that
+    is only a prefix of the schema header (crash while creating it) is an
+    empty journal.  A damaged or foreign schema header raises
+    `JournalUnreadable` before the first batch.
     """
     path = Path(path)
     size = path.stat().st_size
@@ -164,29 +177,84 @@ def iter_journal(path: str | os.PathLike, schema: pa.Schema, scan: JournalScan) 
             else:
                 scan.valid_bytes = size
             return
-    with pa.OSFile(str(path)) as src:
+    with open(path, "rb") as f:
+        data = _read_frame(f, 0, size)
         try:
-            reader = pa.ipc.open_stream(src)
-        except (pa.ArrowInvalid, OSError) as e:
+            if data is None:
+                raise ValueError("no complete schema message")
+            got = pa.ipc.read_schema(pa.ipc.read_message(pa.py_buffer(data)))
+        except Exception as e:  # noqa: BLE001 -- any decode failure of the header: unreadable
             raise JournalUnreadable(f"{path.name}: schema header unreadable: {e}") from None
-        if not reader.schema.equals(schema):
-            raise JournalUnreadable(f"{path.name}: schema does not match the {path.stem} channel: {reader.schema}")
-        scan.valid_bytes = src.tell()
+        if not got.equals(schema):
+            raise JournalUnreadable(f"{path.name}: schema does not match the {path.stem} channel: {got}")
+        scan.valid_bytes = len(data)
         while True:
+            data = _read_frame(f, scan.valid_bytes, size)
+            if data is None:
+                break  # end of stream, or a length that does not fit: torn from here
             try:
-                batch = reader.read_next_batch()
+                batch = pa.ipc.read_record_batch(pa.ipc.read_message(pa.py_buffer(data)), schema)
                 batch.validate(full=True)
-            except StopIteration:
+            except Exception:  # noqa: BLE001 -- any decode failure (Arrow raises many kinds): torn from here
                 break
-            except (pa.ArrowInvalid, OSError, ValueError):
-                break
-            scan.valid_bytes = src.tell()
+            scan.valid_bytes += len(data)
             scan.rows += batch.num_rows
             scan.batches += 1
             yield batch
-        rest = size - scan.valid_bytes
-        if rest and not (rest == len(_EOS) and _read_at(path, scan.valid_bytes, rest) == _EOS):
-            scan.torn_batches, scan.torn_bytes = 1, rest
+    rest = size - scan.valid_bytes
+    if rest and not (rest == len(_EOS) and _read_at(path, scan.valid_bytes, rest) == _EOS):
+        scan.torn_batches, scan.torn_bytes = 1, rest
+
+
+def _read_frame(f, offset: int, size: int) -> bytes | None:
+    """The whole IPC message at `offset`, read only once its declared lengths fit in `size`; else None.
+
+    Encapsulated format: [0xFFFFFFFF] int32 metadata length, a flatbuffer
+    `Message` whose `bodyLength` gives the body that follows.  A zero metadata
+    length is the end-of-stream mark.
+    """
+    f.seek(offset)
+    head = f.read(8)
+    if len(head) < 8:
+        return None
+    prefix = 8 if head[:4] == b"\xff\xff\xff\xff" else 4
+    meta_len = int.from_bytes(head[prefix - 4:prefix], "little", signed=True)
+    if meta_len <= 0 or prefix + meta_len > size - offset:
+        return None
+    f.seek(offset + prefix)
+    meta = f.read(meta_len)
+    body = _body_length(meta) if len(meta) == meta_len else None
+    if body is None or body < 0 or prefix + meta_len + body > size - offset:
+        return None
+    f.seek(offset)
+    data = f.read(prefix + meta_len + body)
+    return data if len(data) == prefix + meta_len + body else None
+
+
+def _body_length(meta: bytes) -> int | None:
+    """`Message.bodyLength` from flatbuffer bytes; None when an offset points outside `meta`."""
+    n = len(meta)
+
+    def u(pos: int, width: int, signed: bool = False) -> int | None:
+        if pos < 0 or pos + width > n:
+            return None
+        return int.from_bytes(meta[pos:pos + width], "little", signed=signed)
+
+    table = u(0, 4)
+    soff = None if table is None else u(table, 4, signed=True)
+    if table is None or soff is None:
+        return None
+    vtable = table - soff
+    vsize = u(vtable, 2)
+    if vsize is None or vsize < 4:
+        return None
+    field = 4 + 2 * 3                       # bodyLength is the Message table's 4th field
+    if field + 2 > vsize:
+        return 0                            # absent: no body
+    off = u(vtable + field, 2)
+    if off is None:
+        return None
+    return 0 if off == 0 else u(table + off, 8, signed=True)
 
 
 def _read_at(path: Path, offset: int, n: int) -> bytes:

@@ -59,6 +59,9 @@ def recover_active_segments(store: SegmentStore) -> RecoveryReport:
         except (JournalUnreadable, ValueError) as e:
             report.failed.append(_fail(store, seg_dir, e))
             continue
+        except Exception as e:  # noqa: BLE001 -- anything else unreadable: failed/, never a crash loop
+            report.failed.append(_fail(store, seg_dir, e))
+            continue
         torn = int(manifest.get("torn_batches_dropped", 0))
         report.recovered.append(ready)
         report.torn_batches_dropped += torn

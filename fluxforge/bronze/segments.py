@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from ..config import ConfigError
 from ..fsio import atomic_write_bytes, durable_rename
 from .schemas import CHANNEL_SCHEMAS, channel_file
 
@@ -96,9 +97,26 @@ class SegmentStore:
         self.root = Path(root)
 
     def ensure(self) -> "SegmentStore":
+        """Create the state directories and check they share one file system (see `check_one_filesystem`)."""
         for s in STATES:
             (self.root / s).mkdir(parents=True, exist_ok=True)
+        self.check_one_filesystem()
         return self
+
+    def check_one_filesystem(self) -> None:
+        """Refuse state directories on another file system than `segments/` (e.g. a symlinked done/).
+
+        Why at start: a state change is one rename(2), which cannot cross file
+        systems (EXDEV); found only at the first move, it would crash-loop the
+        service with a segment stuck half-way.  Exit 78: the operator must fix it.
+        """
+        dev = self.root.stat().st_dev
+        other = [s for s in STATES if (self.root / s).stat().st_dev != dev]
+        if other:
+            raise ConfigError(
+                f"data_dir: {', '.join(str(self.root / s) for s in other)} on another file system than "
+                f"{self.root} (symlink?): segments move between states by rename(2), so data_dir must be "
+                "one file system; mount the whole data_dir there instead")
 
     def dir(self, state: str) -> Path:
         if state not in STATES:

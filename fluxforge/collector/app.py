@@ -17,6 +17,7 @@ import time
 from typing import Any
 
 from ..config import Config
+from ..locks import service_lock
 from ..logs import get_logger
 from ..bronze.recovery import recover_active_segments
 from ..bronze.segments import SegmentStore
@@ -85,6 +86,11 @@ class Collector:
                         torn_batches_dropped=report.torn_batches_dropped)
 
     async def run(self, stop_timeout: float = 9.0) -> int:
+        """The whole life of the process, holding `state/collector.lock` (one collector per data_dir)."""
+        with service_lock(self.cfg.state_dir, "collector", "fluxforge collect"):
+            return await self._run(stop_timeout)
+
+    async def _run(self, stop_timeout: float) -> int:
         loop = asyncio.get_running_loop()
         install_stop_handlers(loop, self.request_stop)
         self.notifier.status("recovering segments")
@@ -103,25 +109,47 @@ class Collector:
         ]
         self.notifier.status(f"connecting to {len(self.runners)} exchange(s)")
         stop_wait = loop.create_task(self._stop.wait())
-        done, _ = await asyncio.wait([stop_wait, writer_task], return_when=asyncio.FIRST_COMPLETED)
-        rc = 0
-        if writer_task in done:
-            err = writer_task.exception()
-            log.error("writer_failed", error=f"{type(err).__name__}: {err}")
-            rc = 1
-            self.notifier.stopping()
+        rc = await self._supervise(stop_wait, writer_task)
         deadline = time.monotonic() + stop_timeout
         for t in self._tasks + [writer_task]:
             t.cancel()
         await asyncio.gather(*self._tasks, writer_task, return_exceptions=True)
         await self._close_exchanges(timeout=min(2.0, stop_timeout / 3))
-        if rc == 0:
+        try:  # after a writer failure too: whatever is still queued deserves a final flush attempt
             await self.writer.close(timeout=max(0.5, deadline - time.monotonic()))
+        except Exception as e:  # noqa: BLE001 -- best effort; recovery finishes the segment on next start
+            log.error("final_flush_failed", error=f"{type(e).__name__}: {e}")
+            rc = 1
         for t in service_tasks + [stop_wait]:
             t.cancel()
         await asyncio.gather(*service_tasks, stop_wait, return_exceptions=True)
         log.info("collector_stopped", rows=self.writer.durable_rows, drops=self.queue.dropped_total)
         return rc
+
+    async def _supervise(self, stop_wait: asyncio.Task, writer_task: asyncio.Task) -> int:
+        """Wait for a stop request; a dead writer or exchange runner stops the process non-zero.
+
+        An exchange runner that returns (none of its symbols exist) is logged and
+        left; one that raises has lost its streams in a way its own supervision
+        did not catch, so the process exits 1 and systemd restarts it.
+        """
+        watched = {stop_wait, writer_task, *self._tasks}
+        while True:
+            done, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
+            watched -= done
+            if stop_wait in done:
+                return 0
+            for t in done:
+                err = None if t.cancelled() else t.exception()
+                if t is writer_task:
+                    log.error("writer_failed", error=f"{type(err).__name__}: {err}")
+                elif err is None:
+                    log.warning("exchange_runner_ended", task=t.get_name(), note="no configured symbol is listed")
+                    continue
+                else:
+                    log.error("exchange_runner_failed", task=t.get_name(), error=f"{type(err).__name__}: {err}")
+                self.notifier.stopping()
+                return 1
 
     async def _close_exchanges(self, timeout: float) -> None:
         async def close(ex: Any) -> None:

@@ -2,7 +2,10 @@
 
 Why here and not in service.py: what "healthy" means is collector-specific --
 event-loop lag, age of the oldest undurable row, time since the last flush
-(DESIGN decision 6) -- while service.py only knows how to ping.  A loop that is
+(DESIGN decision 6), and whether any data flows at all: when no configured
+stream has delivered anything for `NO_DATA_STALLS` stall timeouts (the stall
+monitor and reconnects have not helped), a restart is the remaining remedy --
+while service.py only knows how to ping.  A loop that is
 blocked cannot run `healthy()` or the watchdog task at all, so it stops pinging
 by construction; the checks here catch a loop that runs but a writer that
 does not.
@@ -20,6 +23,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .writer import BronzeWriter
 
 MB = 1024 * 1024
+NO_DATA_STALLS = 5   # withhold WATCHDOG=1 after this many stall_timeouts without any data
 
 
 class CollectorParts(Protocol):
@@ -72,6 +76,10 @@ def health_problem(collector: CollectorParts) -> str | None:
     since = time.monotonic() - collector.writer.last_flush
     if since > c.max_flush_age:
         return f"last flush {since:.1f}s ago > {c.max_flush_age}s"
+    silent = collector.recorder.data_silence()
+    if silent > NO_DATA_STALLS * c.stall_timeout:
+        return (f"no data from any configured stream for {silent:.0f}s "
+                f"(> {NO_DATA_STALLS} x stall_timeout {c.stall_timeout:g}s)")
     return None
 
 
@@ -98,7 +106,7 @@ def status_line(collector: CollectorParts, msg_rate: float) -> str:
         f"{x.name} {rec.symbols_up(x.name, x.symbols, within)}/{len(x.symbols)}" for x in collector.cfg.exchanges)
     seg = writer.segment
     seg_part = f"{seg.id.name} {seg.size / MB:.1f} MB" if seg is not None else "no segment"
-    drops = queue.dropped_total + writer.disk_dropped_total
+    drops = queue.dropped_total + writer.disk_dropped_total + writer.conversion_dropped_total + rec.bad_rows
     gaps = rec.event_counts["gap"]
     prefix = "DISK FULL, dropping | " if writer.disk_full else ""
     return (f"{prefix}{ups} up | {msg_rate:.0f} msg/s | queue {queue.fill:.0%} | {seg_part} | "

@@ -12,7 +12,8 @@ from collections import Counter
 from typing import Any
 
 from ..logs import get_logger
-from .row_queue import RowQueue, row_bytes
+from .row_queue import ROW_BYTES, RowQueue, row_bytes
+from .rows import BadRow, BookBuffer, TickerBuffer, TradeBuffer
 
 log = get_logger("fluxforge.collector")
 
@@ -24,6 +25,9 @@ class Recorder:
         self.messages = 0                        # data rows accepted
         self.last_seen: dict[tuple[str, str, str], int] = {}  # (exchange, channel, symbol) -> recv_ns
         self.event_counts: Counter[str] = Counter()
+        self.bad_rows = 0                        # data rows dropped for a value their column cannot hold
+        self.started = time.monotonic()
+        self.last_data: float | None = None      # monotonic time of the last data message (any stream)
         self._crossed: set[tuple[str, str]] = set()
         self._book_ids: dict[tuple[str, str], int] = {}
         self._snapshot_pending: set[tuple[str, str]] = set()
@@ -41,20 +45,27 @@ class Recorder:
         self.last_seen[(exchange, "orderbook", symbol)] = recv_ns
         depth = self.depths[exchange]
         levels = min(len(book["bids"]), depth) + min(len(book["asks"]), depth)
-        if self.queue.admit(exchange, "orderbook", symbol, row_bytes(levels)):
-            self.queue.buffers["orderbook"].add(exchange, symbol, book, depth, recv_ns)
-            self.messages += 1
+        self._admit(exchange, "orderbook", symbol, BookBuffer.prepare, book, depth, recv_ns, nbytes=row_bytes(levels))
 
     def trade(self, exchange: str, symbol: str, trade: dict, recv_ns: int) -> None:
         self.last_seen[(exchange, "trades", symbol)] = recv_ns
-        if self.queue.admit(exchange, "trades", symbol):
-            self.queue.buffers["trades"].add(exchange, symbol, trade, recv_ns)
-            self.messages += 1
+        self._admit(exchange, "trades", symbol, TradeBuffer.prepare, trade, recv_ns)
 
     def ticker(self, exchange: str, symbol: str, ticker: dict, recv_ns: int) -> None:
         self.last_seen[(exchange, "ticker", symbol)] = recv_ns
-        if self.queue.admit(exchange, "ticker", symbol):
-            self.queue.buffers["ticker"].add(exchange, symbol, ticker, recv_ns)
+        self._admit(exchange, "ticker", symbol, TickerBuffer.prepare, ticker, recv_ns)
+
+    def _admit(self, exchange: str, channel: str, symbol: str, prepare, *args, nbytes: int = ROW_BYTES) -> None:
+        """Check the row's values first (a bad row is dropped alone, with a reason), then queue it."""
+        self.last_data = time.monotonic()
+        try:
+            row = prepare(exchange, symbol, *args)
+        except BadRow as e:
+            self.bad_rows += 1
+            self.event(exchange, symbol, channel, "dropped", f"unconvertible value: {e}", 1)
+            return
+        if self.queue.admit(exchange, channel, symbol, nbytes):
+            self.queue.buffers[channel].append(row)
             self.messages += 1
 
     # -- events ----------------------------------------------------------------
@@ -83,6 +94,10 @@ class Recorder:
             log.info("stream_uncrossed", exchange=exchange, symbol=symbol)
 
     # -- health ----------------------------------------------------------------
+    def data_silence(self) -> float:
+        """Seconds since any configured stream delivered data (since start if none has yet)."""
+        return time.monotonic() - (self.last_data if self.last_data is not None else self.started)
+
     def symbols_up(self, exchange: str, symbols: list[str], within: float) -> int:
         """Symbols of `exchange` with any update in the last `within` seconds."""
         since = time.time_ns() - int(within * 1e9)

@@ -5,6 +5,12 @@ what ccxt itself spends per message, so rows are appended straight into
 per-column Python lists (book levels into one flat list plus offsets) and
 become an Arrow RecordBatch in a few C calls at flush time -- no per-row dicts,
 no per-row Arrow calls.
+
+Why `prepare` before `append`: one value Arrow cannot store (a nonce >= 2**63,
+a string where a price belongs) used to fail the whole flush at conversion
+time and kill the writer.  Each data row is checked and coerced to its column
+types first (`prepare` raises `BadRow`, touching nothing), so a bad row is
+dropped alone, before it is admitted, and a row is never half-appended.
 """
 from __future__ import annotations
 
@@ -17,18 +23,55 @@ import pyarrow as pa
 from ..bronze.schemas import CHANNEL_SCHEMAS, EVENTS, ORDERBOOK, TICKER
 
 _chain = chain.from_iterable
+INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
+
+
+class BadRow(ValueError):
+    """A value that cannot be stored in its bronze column (the message names it); the row is dropped."""
+
+
+def as_int64(name: str, v: Any) -> int | None:
+    """`v` as an int64 column value (ints, integral floats, digit strings), else `BadRow`."""
+    if type(v) is int and INT64_MIN <= v <= INT64_MAX:
+        return v
+    if v is None:
+        return None
+    try:
+        if isinstance(v, float) and not v.is_integer():
+            raise ValueError
+        i = int(v)
+    except (TypeError, ValueError, OverflowError):
+        raise BadRow(f"{name} {v!r} is not an integer") from None
+    if not INT64_MIN <= i <= INT64_MAX:
+        raise BadRow(f"{name} {v!r} does not fit int64")
+    return i
+
+
+def as_float(name: str, v: Any) -> float | None:
+    """`v` as a float64 column value (numbers, numeric strings), else `BadRow`."""
+    if v is None or type(v) is float:
+        return v
+    try:
+        return float(v)
+    except (TypeError, ValueError, OverflowError):
+        raise BadRow(f"{name} {v!r} is not a number") from None
+
+
+def as_str(v: Any) -> str | None:
+    return v if v is None or type(v) is str else str(v)
 
 
 class ChannelBuffer:
     """Rows of one channel, column by column, since the last flush."""
 
-    __slots__ = ("channel", "schema", "cols", "rows")
+    __slots__ = ("channel", "schema", "cols", "rows", "bad")
 
     def __init__(self, channel: str):
         self.channel = channel
         self.schema = CHANNEL_SCHEMAS[channel]
         self.cols: dict[str, list] = {name: [] for name in self.schema.names}
         self.rows = 0
+        self.bad: list[tuple[str, str, str]] = []   # (exchange, symbol, reason) of rows `to_batch` dropped
 
     def prepend(self, older: "ChannelBuffer") -> None:
         """Put `older`'s rows (same plain-column channel) before ours, e.g. events carried over a full disk."""
@@ -68,27 +111,42 @@ class BookBuffer(ChannelBuffer):
                 flat.append(lv[0])
                 flat.append(lv[1])
 
-    def add(self, exchange: str, symbol: str, book: Any, depth: int, recv_ns: int) -> None:
+    @staticmethod
+    def prepare(exchange: str, symbol: str, book: Any, depth: int, recv_ns: int) -> tuple:
+        """The row's checked values (raises `BadRow`); nothing is appended yet.
+
+        Level values are not checked here (a per-value check would double the
+        cost of a deep book); `to_batch` drops a row whose levels do not convert.
+        """
+        return (exchange, symbol, as_int64("timestamp", book.get("timestamp")), recv_ns,
+                as_int64("nonce", book.get("nonce")), book["bids"][:depth], book["asks"][:depth])
+
+    def append(self, row: tuple) -> None:
         c = self.cols
+        exchange, symbol, timestamp, recv_ns, nonce, bids, asks = row
         c["exchange"].append(exchange)
         c["symbol"].append(symbol)
-        c["timestamp"].append(book.get("timestamp"))
+        c["timestamp"].append(timestamp)
         c["recv_ns"].append(recv_ns)
-        c["nonce"].append(book.get("nonce"))
-        bids = book["bids"][:depth]
-        asks = book["asks"][:depth]
+        c["nonce"].append(nonce)
         self._extend(self.bids, bids)
         self._extend(self.asks, asks)
         self.bid_off.append(self.bid_off[-1] + len(bids))
         self.ask_off.append(self.ask_off[-1] + len(asks))
         self.rows += 1
 
+    def add(self, exchange: str, symbol: str, book: Any, depth: int, recv_ns: int) -> None:
+        self.append(self.prepare(exchange, symbol, book, depth, recv_ns))
+
     def to_batch(self) -> pa.RecordBatch:
+        try:
+            bids = np.asarray(self.bids, dtype=np.float64)
+            asks = np.asarray(self.asks, dtype=np.float64)
+        except (TypeError, ValueError):
+            return self._without_bad_levels().to_batch()
         c = self.cols
         bid_off = pa.array(self.bid_off, pa.int32())
         ask_off = pa.array(self.ask_off, pa.int32())
-        bids = np.asarray(self.bids, dtype=np.float64)
-        asks = np.asarray(self.asks, dtype=np.float64)
         arrays = [
             pa.array(c["exchange"], pa.string()),
             pa.array(c["symbol"], pa.string()),
@@ -102,6 +160,27 @@ class BookBuffer(ChannelBuffer):
         ]
         return pa.RecordBatch.from_arrays(arrays, schema=ORDERBOOK)
 
+    def _without_bad_levels(self) -> "BookBuffer":
+        """A copy without the rows whose level values are not numbers (listed in `self.bad`)."""
+        good = BookBuffer()
+        names = self.schema.names[:5]
+        for i in range(self.rows):
+            b0, b1, a0, a1 = 2 * self.bid_off[i], 2 * self.bid_off[i + 1], 2 * self.ask_off[i], 2 * self.ask_off[i + 1]
+            bids, asks = self.bids[b0:b1], self.asks[a0:a1]
+            try:
+                np.asarray(bids, dtype=np.float64), np.asarray(asks, dtype=np.float64)
+            except (TypeError, ValueError) as e:
+                self.bad.append((self.cols["exchange"][i], self.cols["symbol"][i], f"unconvertible book level: {e}"))
+                continue
+            for name in names:
+                good.cols[name].append(self.cols[name][i])
+            good.bids.extend(bids)
+            good.asks.extend(asks)
+            good.bid_off.append(good.bid_off[-1] + (b1 - b0) // 2)
+            good.ask_off.append(good.ask_off[-1] + (a1 - a0) // 2)
+            good.rows += 1
+        return good
+
 
 class TradeBuffer(ChannelBuffer):
     __slots__ = ()
@@ -109,18 +188,19 @@ class TradeBuffer(ChannelBuffer):
     def __init__(self) -> None:
         super().__init__("trades")
 
-    def add(self, exchange: str, symbol: str, trade: dict, recv_ns: int) -> None:
-        c = self.cols
-        c["exchange"].append(exchange)
-        c["symbol"].append(symbol)
-        c["timestamp"].append(trade.get("timestamp"))
-        c["recv_ns"].append(recv_ns)
-        tid = trade.get("id")
-        c["trade_id"].append(None if tid is None else str(tid))
-        c["price"].append(trade.get("price"))
-        c["amount"].append(trade.get("amount"))
-        c["side"].append(trade.get("side"))
+    @staticmethod
+    def prepare(exchange: str, symbol: str, trade: dict, recv_ns: int) -> tuple:
+        return (exchange, symbol, as_int64("timestamp", trade.get("timestamp")), recv_ns, as_str(trade.get("id")),
+                as_float("price", trade.get("price")), as_float("amount", trade.get("amount")),
+                as_str(trade.get("side")))
+
+    def append(self, row: tuple) -> None:
+        for col, v in zip(self.cols.values(), row):
+            col.append(v)
         self.rows += 1
+
+    def add(self, exchange: str, symbol: str, trade: dict, recv_ns: int) -> None:
+        self.append(self.prepare(exchange, symbol, trade, recv_ns))
 
 
 # bronze ticker column -> ccxt unified ticker key
@@ -139,16 +219,18 @@ class TickerBuffer(ChannelBuffer):
     def __init__(self) -> None:
         super().__init__("ticker")
 
-    def add(self, exchange: str, symbol: str, ticker: dict, recv_ns: int) -> None:
-        c = self.cols
-        c["exchange"].append(exchange)
-        c["symbol"].append(symbol)
-        c["timestamp"].append(ticker.get("timestamp"))
-        c["recv_ns"].append(recv_ns)
-        for name, key in _TICKER_KEYS:
-            v = ticker.get(key)
-            c[name].append(None if v is None else float(v))
+    @staticmethod
+    def prepare(exchange: str, symbol: str, ticker: dict, recv_ns: int) -> tuple:
+        return (exchange, symbol, as_int64("timestamp", ticker.get("timestamp")), recv_ns,
+                *(as_float(key, ticker.get(key)) for _name, key in _TICKER_KEYS))
+
+    def append(self, row: tuple) -> None:
+        for col, v in zip(self.cols.values(), row):
+            col.append(v)
         self.rows += 1
+
+    def add(self, exchange: str, symbol: str, ticker: dict, recv_ns: int) -> None:
+        self.append(self.prepare(exchange, symbol, ticker, recv_ns))
 
 
 class EventBuffer(ChannelBuffer):

@@ -13,13 +13,16 @@ gap) and turn failures into event rows plus a capped, jittered backoff:
   book is recorded as `resync`;
 * NetworkError (disconnect, timeout, stall) -> `reconnect` per symbol, backoff;
 * a websocket that is connected but silent for `stall_timeout` -> `stall`, and
-  the connection is failed on purpose so ccxt reconnects and resubscribes.
+  the connection is failed on purpose so ccxt reconnects and resubscribes;
+* a watcher or stall monitor that dies of an unexpected exception is logged,
+  recorded as an `error` event and restarted after a backoff (`supervised`),
+  never silently lost.
 """
 from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 import ccxt
 
@@ -80,6 +83,22 @@ class StreamWatcher:
                 self.recorder.event(self.exchange_id, None, self.channel, "error", f"{type(e).__name__}: {e}"[:300])
             self.failures += 1
             await asyncio.sleep(self.backoff.next_delay())
+
+
+async def supervised(name: str, exchange_id: str, run: Callable[[], Awaitable[None]], recorder: Recorder,
+                     backoff: Backoff) -> None:
+    """Run `run()` forever: an exception (or an unexpected return) is logged and it is restarted."""
+    while True:
+        try:
+            await run()
+            reason = "returned"
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # noqa: BLE001 -- whatever it was, this task must keep running
+            reason = f"{type(e).__name__}: {e}"[:300]
+        log.error("task_died", task=name, exchange=exchange_id, reason=reason, note="restarting")
+        recorder.event(exchange_id, None, None, "error", f"{name} died ({reason}); restarted")
+        await asyncio.sleep(backoff.next_delay())
 
 
 class StallMonitor:
@@ -160,4 +179,8 @@ class ExchangeRunner:
                                     self.cfg, self.recorder)
         log.info("exchange_started", exchange=self.xcfg.name, symbols=len(self.symbols),
                  channels=list(self.xcfg.channels), grouped=grouped)
-        await asyncio.gather(self.monitor.run(), *(w.run() for w in self.watchers))
+        backoff = lambda: Backoff(self.cfg.reconnect_backoff_initial, self.cfg.reconnect_backoff_max)  # noqa: E731
+        name = self.xcfg.name
+        await asyncio.gather(supervised("stall-monitor", name, self.monitor.run, self.recorder, backoff()),
+                             *(supervised(f"watcher-{w.channel}", name, w.run, self.recorder, backoff())
+                               for w in self.watchers))

@@ -6,6 +6,11 @@ watchdog) meanwhile.  Journal writes run on one single-threaded executor (so
 flushes stay in order); finishing rotated segments (Parquet conversion) runs on
 another, so a rotation never delays the next flush.
 
+A value Arrow cannot convert never kills the writer: rows are checked before
+they are admitted (`rows.py`), a book row with unconvertible levels is dropped
+alone at conversion, and should a whole channel batch still fail to convert,
+only that batch is dropped -- each with a `dropped` event giving the reason.
+
 Disk full (free space under `min_free_mb`, or ENOSPC/EDQUOT from a write): the
 collector keeps running, drops data rows with accounting, keeps its event rows
 in memory, reports it (log, STATUS, `disk_full` event) and resumes by itself
@@ -67,6 +72,8 @@ class BronzeWriter:
         self.ready_sent = False
         self.disk_full = False
         self.disk_dropped_total = 0
+        self.conversion_dropped_total = 0
+        self._unconvertible: list[tuple[str, ChannelBuffer, str]] = []
         self._disk_dropped: Counter[tuple[str, str]] = Counter()
 
     # -- segments -----------------------------------------------------------------
@@ -92,7 +99,11 @@ class BronzeWriter:
 
     # -- flushing -----------------------------------------------------------------
     def _write(self, buffers: dict[str, ChannelBuffer]) -> dict[str, ChannelBuffer]:
-        """Thread: append each non-empty channel batch and fsync; returns buffers NOT written."""
+        """Thread: append each non-empty channel batch and fsync; returns buffers NOT written (disk full).
+
+        A batch that does not convert is dropped alone: it is recorded in
+        `self._unconvertible` (reported by `flush`) and the other channels are written.
+        """
         assert self.segment is not None
         if self._free_mb() < self.c.min_free_mb:
             raise DiskFull(f"free space {self._free_mb():.1f} MB < min_free_mb {self.c.min_free_mb}")
@@ -106,7 +117,25 @@ class BronzeWriter:
                 if e.errno not in DISK_FULL_ERRNOS:
                     raise
                 unwritten[channel] = buf
+            except Exception as e:  # noqa: BLE001 -- a value nothing caught earlier: this batch only
+                self._unconvertible.append((channel, buf, f"{type(e).__name__}: {e}"))
         return unwritten
+
+    def _report_dropped_rows(self, buffers: dict[str, ChannelBuffer]) -> int:
+        """`dropped` events for rows conversion refused (loop thread); returns how many data rows."""
+        lost = 0
+        for channel, buf in buffers.items():
+            for exchange, symbol, reason in buf.bad:
+                self.recorder.event(exchange, symbol, channel, "dropped", reason, 1)
+                lost += channel != "events"
+        for channel, buf, reason in self._unconvertible:
+            log.error("batch_unconvertible", channel=channel, rows=buf.rows, error=reason)
+            for (exchange, symbol), count in Counter(zip(buf.cols["exchange"], buf.cols["symbol"])).items():
+                self.recorder.event(exchange, symbol, channel, "dropped", f"unconvertible batch: {reason}", count)
+            lost += buf.rows if channel != "events" else 0
+        self._unconvertible.clear()
+        self.conversion_dropped_total += lost
+        return lost
 
     async def flush(self) -> None:
         loop = asyncio.get_running_loop()
@@ -127,6 +156,7 @@ class BronzeWriter:
                     self._leave_disk_full()
             self._account_unwritten(unwritten)
             written = n - sum(b.rows for ch, b in unwritten.items() if ch != "events")
+            written -= self._report_dropped_rows(buffers)
             self.durable_rows += written
             if written and not self.ready_sent:
                 self.ready_sent = True

@@ -37,6 +37,11 @@ def run(args: argparse.Namespace) -> int:
     # This process only needs the configured exchanges: load just those (before anything
     # imports ccxt), which roughly halves the collector's memory.
     exchange_classes([x.name for x in cfg.exchanges], lean=True)
+    from ..cli import UserError
     from ..collector.app import Collector
+    from ..locks import EXIT_ALREADY_RUNNING, LockHeld
 
-    return asyncio.run(Collector(cfg, lean_ccxt=True).run(stop_timeout=args.stop_timeout))
+    try:
+        return asyncio.run(Collector(cfg, lean_ccxt=True).run(stop_timeout=args.stop_timeout))
+    except LockHeld as e:
+        raise UserError(f"collect: {e}", exit_code=EXIT_ALREADY_RUNNING) from None

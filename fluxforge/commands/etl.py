@@ -24,6 +24,7 @@ def run(args: argparse.Namespace) -> int:
     from ..config import load_config
     from ..etl.runner import RetryLater
     from ..etl.service import EtlService
+    from ..locks import EXIT_ALREADY_RUNNING, LockHeld
     from ..logs import configure_logging
 
     cfg = load_config(args.config)
@@ -32,3 +33,5 @@ def run(args: argparse.Namespace) -> int:
         return asyncio.run(EtlService(cfg, once=args.once).run())
     except RetryLater as e:
         raise UserError(f"etl: will retry later: {e}", exit_code=75) from None
+    except LockHeld as e:
+        raise UserError(f"etl: {e}", exit_code=EXIT_ALREADY_RUNNING) from None

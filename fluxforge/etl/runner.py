@@ -39,10 +39,20 @@ log = get_logger("fluxforge.etl")
 
 
 OLDER_THAN_CHECKPOINT = "older than the checkpoint: use `fluxforge replay`"
+ENV_ERRNOS = frozenset({errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EROFS, errno.ENOMEM})
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
 class RetryLater(Exception):
     """An environmental failure (disk full, I/O error): the segment stays in processing/."""
+
+    def __init__(self, message: str, disk_full: bool = False):
+        super().__init__(message)
+        self.disk_full = disk_full
+
+    @classmethod
+    def from_oserror(cls, what: str, e: OSError) -> "RetryLater":
+        return cls(f"{what}: {e}", disk_full=e.errno in DISK_FULL_ERRNOS)
 
 
 @dataclass
@@ -88,7 +98,12 @@ class EtlRunner:
 
     def recover(self) -> list[Outcome]:
         """Finish or redo whatever a crash left in processing/ (oldest first)."""
-        removed = remove_stale_temps(self.features_dir)
+        try:
+            removed = remove_stale_temps(self.features_dir)
+        except OSError as e:
+            if e.errno not in ENV_ERRNOS:
+                raise
+            raise RetryLater.from_oserror("removing stale temp parts", e) from e
         if removed:
             log.info("stale_temp_parts_removed", count=removed)
         outcomes = []
@@ -131,16 +146,23 @@ class EtlRunner:
             return self._reject(seg_dir, str(e))
         except OSError as e:
             self.bank.restore(self.checkpoint.symbols)
-            if e.errno in (errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EROFS, errno.ENOMEM):
+            if e.errno in ENV_ERRNOS:
                 log.error("segment_retry_later", segment=segment, error=str(e))
-                raise RetryLater(f"{segment}: {e}") from e
+                raise RetryLater.from_oserror(segment, e) from e
             return self._reject(seg_dir, f"cannot read: {e}")
         except Exception as e:  # data the kernels refuse: keep going with the next segment
             log.exception("segment_processing_error", segment=segment)
             return self._reject(seg_dir, f"processing error: {type(e).__name__}: {e}")
         ckpt = Checkpoint(segment, self.bank.fingerprint, self.bank.snapshot(),
                           _count(self.checkpoint.counters, segment, result))
-        self.checkpoints.save(ckpt)
+        try:
+            self.checkpoints.save(ckpt)
+        except OSError as e:  # e.g. no room for the checkpoint's temp file: redo the segment later
+            self.bank.restore(self.checkpoint.symbols)
+            if e.errno not in ENV_ERRNOS:
+                raise
+            log.error("segment_retry_later", segment=segment, error=f"checkpoint: {e}")
+            raise RetryLater.from_oserror(f"{segment} checkpoint", e) from e
         self.checkpoint = ckpt
         self.store.move(seg_dir, "done")
         log.info("segment_done", segment=segment, books=result.books, trades=result.trades,

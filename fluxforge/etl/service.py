@@ -8,7 +8,13 @@ half-written, and a SIGKILL at any moment is covered by the checkpoint protocol.
 
 Health (gates WATCHDOG=1): the current segment has not run longer than
 `etl.max_segment_seconds` and the last attempt did not hit an environmental error
-that persists longer than the same limit.
+(other than a full disk) that persists longer than the same limit.
+
+A full disk is waited out (DESIGN decision 10): at start-up or in the loop, a
+`RetryLater` leaves the segment in processing/, STATUS= says `DISK FULL`
+(`fluxforge status` reads it), and recovery is retried with back-off until
+space returns -- the process never exits into a restart loop that systemd
+gives up on.  The whole run holds `state/etl.lock` (one ETL per data_dir).
 """
 from __future__ import annotations
 
@@ -17,13 +23,15 @@ import time
 from datetime import datetime, timezone
 
 from ..config import Config
+from ..locks import service_lock
 from ..logs import get_logger
 from ..bronze.segments import SegmentId
 from ..service import SystemdNotifier, install_stop_handlers, watchdog_loop
 from .ready_watch import ReadyWatcher
-from .runner import EtlRunner, Outcome, RetryLater
+from .runner import ENV_ERRNOS, EtlRunner, Outcome, RetryLater
 
 log = get_logger("fluxforge.etl")
+BACKOFF_MAX = 60.0
 
 
 class EtlService:
@@ -32,11 +40,14 @@ class EtlService:
         self.cfg = cfg
         self.once = once
         self.notifier = notifier or SystemdNotifier()
+        self._engine_class = engine_class
         self.runner = EtlRunner.from_config(cfg, engine_class)
         self.watcher = ReadyWatcher(self.runner.store.dir("ready"), cfg.etl.poll_interval)
         self._stop = False
         self._busy_since: float | None = None
         self._failing_since: float | None = None
+        self._retry_reason: RetryLater | None = None
+        self._retries = 0
         self.processed = 0
         self.failed = 0
 
@@ -53,6 +64,8 @@ class EtlService:
         elif last is not None:
             parts.append(f"last {last.segment} {last.state}")
         parts.append(f"done {self.processed}, failed {self.failed}")
+        if self._retry_reason is not None and self._retry_reason.disk_full:
+            return "DISK FULL (disk_full), waiting for space: " + "; ".join(parts)
         if self._failing_since is not None:
             parts.append("RETRYING after I/O error")
         return "; ".join(parts)
@@ -62,7 +75,8 @@ class EtlService:
         now = time.monotonic()
         if self._busy_since is not None and now - self._busy_since > limit:
             return f"segment running for {now - self._busy_since:.0f}s (> etl.max_segment_seconds={limit:g})"
-        if self._failing_since is not None and now - self._failing_since > limit:
+        disk_full = self._retry_reason is not None and self._retry_reason.disk_full
+        if self._failing_since is not None and not disk_full and now - self._failing_since > limit:
             return f"I/O errors for {now - self._failing_since:.0f}s"
         return None
 
@@ -74,10 +88,10 @@ class EtlService:
             self.watcher.wake()
 
     # -- loop ---------------------------------------------------------------------------
-    async def _in_thread(self, fn, *args):
+    async def _in_thread(self, fn):
         self._busy_since = time.monotonic()
         try:
-            return await asyncio.to_thread(fn, *args)
+            return await asyncio.to_thread(fn)
         finally:
             self._busy_since = None
 
@@ -89,17 +103,24 @@ class EtlService:
                 self.failed += 1
 
     async def run(self) -> int:
+        with service_lock(self.cfg.state_dir, "etl", "fluxforge etl"):
+            # Read the checkpoint again now that no other ETL can be writing it.
+            self.runner = EtlRunner.from_config(self.cfg, self._engine_class)
+            return await self._run()
+
+    async def _run(self) -> int:
         loop = asyncio.get_running_loop()
         install_stop_handlers(loop, self.request_stop)
         self.watcher.start(loop)
         log.info("etl_started", watch=self.watcher.mode, ready=str(self.watcher.directory),
                  checkpoint=self.runner.checkpoint.last_segment, once=self.once)
         try:
-            self._count(await self._in_thread(self.runner.recover))
-            self.notifier.ready(self.status_line())   # READY=1: directories scanned, recovery done
+            recovered = await self._attempt(self.runner.recover)
+            # READY=1: directories scanned (recovery done, or waiting for space with STATUS saying so)
+            self.notifier.ready(self.status_line())
             watchdog = asyncio.create_task(watchdog_loop(self.notifier, self.healthy))
             try:
-                await self._loop()
+                await self._loop(recovered)
             finally:
                 watchdog.cancel()
         finally:
@@ -107,23 +128,68 @@ class EtlService:
         log.info("etl_stopped", processed=self.processed, failed=self.failed)
         return 0
 
-    async def _loop(self) -> None:
+    async def _attempt(self, step) -> bool:
+        """Run one runner step in the worker thread; False (and the retry state set) on RetryLater."""
+        try:
+            result = await self._in_thread(step)
+        except RetryLater as e:
+            self._retrying(e)
+            return False
+        except OSError as e:  # a rename or fsync outside the segment job hit the same condition
+            if e.errno not in ENV_ERRNOS:
+                raise
+            self._retrying(RetryLater.from_oserror("etl", e))
+            return False
+        if isinstance(result, Outcome):
+            result = [result]
+        self._count(result or [])
+        if self._retry_reason is not None:
+            log.info("etl_resumed", after_retries=self._retries, reason=str(self._retry_reason))
+        self._failing_since, self._retry_reason, self._retries = None, None, 0
+        return True
+
+    def _retrying(self, e: RetryLater) -> None:
+        self._failing_since = self._failing_since or time.monotonic()
+        if self._retry_reason is None or self._retry_reason.disk_full != e.disk_full:
+            log.error("etl_disk_full" if e.disk_full else "etl_retry_later", reason=str(e),
+                      note="waiting; retried with back-off, resumes by itself")
+        self._retry_reason = e
+        self._retries += 1
+        self.notifier.status(self.status_line())
+        if self.once:
+            raise e
+
+    def backoff(self) -> float:
+        """Seconds before the next attempt: poll_interval doubling per failed attempt, at most BACKOFF_MAX."""
+        base = max(self.cfg.etl.poll_interval, 0.05)
+        return min(BACKOFF_MAX, base * 2 ** min(self._retries - 1, 16))
+
+    async def _sleep(self, seconds: float) -> None:
+        """Wait `seconds` unless stopped (new ready/ segments do not cut a back-off short)."""
+        deadline = time.monotonic() + seconds
+        while not self._stop and time.monotonic() < deadline:
+            await self.watcher.wait(deadline - time.monotonic())
+
+    async def _loop(self, recovered: bool) -> None:
         while not self._stop:
+            if not recovered:
+                await self._sleep(self.backoff())
+                if self._stop:
+                    return
+                recovered = await self._attempt(self.runner.recover)
+                continue
             try:
                 seg_dir = self.runner.claim_next()
-                if seg_dir is not None:
-                    self.notifier.status(self.status_line() + f"; processing {seg_dir.name}")
-                    self._count([await self._in_thread(self.runner.process_claimed, seg_dir)])
-                    self._failing_since = None
-                    self.notifier.status(self.status_line())
-                    continue
-            except RetryLater:
-                self._failing_since = self._failing_since or time.monotonic()
-                self.notifier.status(self.status_line())
-                if self.once:
+            except OSError as e:
+                if e.errno not in ENV_ERRNOS:
                     raise
-                await self.watcher.wait(self.cfg.etl.poll_interval)
-                self._count(await self._in_thread(self.runner.recover))
+                self._retrying(RetryLater.from_oserror("claiming a segment", e))
+                recovered = False
+                continue
+            if seg_dir is not None:
+                self.notifier.status(self.status_line() + f"; processing {seg_dir.name}")
+                recovered = await self._attempt(lambda: self.runner.process_claimed(seg_dir))
+                self.notifier.status(self.status_line())
                 continue
             if self.once:
                 return

@@ -32,6 +32,7 @@ HINTS = {
     "sync_state_corrupt": "systemctl stop fluxforge-sync.timer; mv <data_dir>/state/sync.sqlite <data_dir>/state/sync.sqlite.corrupt "
                           "(and its -wal/-shm); systemctl start fluxforge-sync.timer: the next sync uploads and verifies "
                           "every local file again (same keys, same content)",
+    "etl_disk_full": "the ETL is waiting for space and resumes by itself: free disk space (docs/operations.md, full disk)",
     "unit_failed": "systemctl status <unit>; journalctl -u <unit> -b; fix the cause, then systemctl restart <unit>",
     "unit_inactive": "systemctl start <unit> (and systemctl enable it if it should run at boot)",
 }
@@ -116,6 +117,9 @@ def _unit_warnings(facts: dict[str, Any]) -> list[StatusWarning]:
         if problem:
             severity, message = problem
             out.append(StatusWarning("unit_failed" if severity == "critical" else "unit_inactive", severity, message))
+        text = unit.get("statustext", "")
+        if unit.get("id") == "fluxforge-etl.service" and "DISK FULL" in text:   # the ETL's STATUS=
+            out.append(StatusWarning("etl_disk_full", "critical", f"fluxforge-etl.service: {text}"))
     return out
 
 

@@ -17,7 +17,7 @@ TIMERS = ("fluxforge-compact.timer", "fluxforge-sync.timer")
 TIMER_JOBS = tuple(t.replace(".timer", ".service") for t in TIMERS)
 UNITS = SERVICES + TIMERS + TIMER_JOBS
 PROPERTIES = ("Id", "LoadState", "ActiveState", "SubState", "Result", "UnitFileState",
-              "StateChangeTimestamp", "NRestarts")
+              "StateChangeTimestamp", "NRestarts", "StatusText")
 
 
 def systemd_present() -> bool:

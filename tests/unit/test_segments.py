@@ -32,3 +32,28 @@ def test_store_moves_and_fail_keeps_data(tmp_path):
     assert (failed / "reason.txt").read_text() == "corrupt footer\n"
     assert (failed / "trades.parquet").read_bytes() == b"x"
     assert store.next_seq() == 2
+
+
+def test_state_directory_on_another_file_system_is_refused_at_start(tmp_path, mount_tmpfs, capsys):
+    """Issue 17 item 20: a symlinked done/ on another file system would fail every rename with EXDEV."""
+    import structlog
+
+    from fluxforge.cli import main
+    from fluxforge.config import ConfigError
+
+    saved = structlog.get_config()  # the command configures logging onto this test's stderr
+    other = mount_tmpfs("4m")
+    data = tmp_path / "data"
+    (data / "segments").mkdir(parents=True)
+    (other / "done").mkdir()
+    (data / "segments" / "done").symlink_to(other / "done")
+    with pytest.raises(ConfigError, match="another file system"):
+        SegmentStore(data / "segments").ensure()
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"data_dir: {data}\nhost_id: t\n")
+    try:
+        assert main(["etl", "--once", "--config", str(cfg)]) == 78
+    finally:
+        structlog.configure(**saved)
+    err = capsys.readouterr().err
+    assert "done" in err and "one file system" in err

@@ -353,6 +353,25 @@ def test_unit_warnings_reach_the_exit_code(tmp_path):
     assert exit_code(warnings) == 2
 
 
+def test_etl_waiting_on_a_full_disk_is_reported(tmp_path):
+    """The ETL's STATUS= (systemctl show StatusText) says DISK FULL: `fluxforge status` says disk_full."""
+    from fluxforge.config import load_config
+    from fluxforge.observe.status import collect
+    from fluxforge.observe.status_checks import check, exit_code
+    from fluxforge.observe.unit_states import PROPERTIES
+
+    assert "StatusText" in PROPERTIES
+    healthy(tmp_path)
+    cfg = load_config(write_config(tmp_path))
+    facts = collect(cfg, with_units=False)
+    facts["units"] = [{"id": "fluxforge-etl.service", "loadstate": "loaded", "activestate": "active",
+                       "substate": "running", "result": "success", "unitfilestate": "enabled",
+                       "statustext": "DISK FULL (disk_full), waiting for space: backlog 3 segments"}]
+    warnings = check(facts, cfg)
+    assert [(w.code, w.severity) for w in warnings] == [("etl_disk_full", "critical")]
+    assert "waiting for space" in warnings[0].message and exit_code(warnings) == 2
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as an unprivileged user")
 def test_unreadable_data_dir_is_unknown_not_a_traceback(capsys):
     """An operator outside the fluxforge group: exit 3 (UNKNOWN) with one line, like a monitoring plugin."""
