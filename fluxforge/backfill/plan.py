@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from ..config import FeatureOptions
+from ..etl.engines import MAX_CARRY_FACTOR
 from ..etl.naming import exchange_path_value, symbol_path_value
 from .source import SegmentRef
 
@@ -55,12 +56,16 @@ class Filters:
         return ((self.end_ms is None or day < self.end_ms)
                 and (self.start_ms is None or day + 2 * 86_400_000 > self.start_ms))
 
-    def segment_ok(self, ref: SegmentRef) -> bool:
-        """Selected by the manifest's time range (no range known: kept, the job decides)."""
+    def segment_ok(self, ref: SegmentRef, reorder_ms: int) -> bool:
+        """Selected by the manifest's time range (no range known: kept, the job decides).
+
+        Past `end` by the engines' largest carry: rows just before `end` that a segment
+        holds back are emitted while the next segment is processed."""
         low, high = ref.time_range()
         if self.start_ms is not None and high is not None and high < self.start_ms:
             return False
-        return not (self.end_ms is not None and low is not None and low >= self.end_ms)
+        margin = (MAX_CARRY_FACTOR + 1) * reorder_ms
+        return not (self.end_ms is not None and low is not None and low >= self.end_ms + margin)
 
     @property
     def emit_range(self) -> tuple[int | None, int | None] | None:

@@ -34,6 +34,10 @@ class BackfillMismatch(Exception):
     """DEST already holds a backfill made with other options/sources/filters."""
 
 
+class NoSegments(Exception):
+    """Nothing in SOURCE matches the filters."""
+
+
 @dataclass
 class BackfillRequest:
     sources: list[Location]
@@ -83,8 +87,11 @@ def backfill(req: BackfillRequest, progress: Any = None) -> BackfillReport:
     listing = (list_s3(s3_sources[0], req.filters.host_ok, req.filters.date_ok) if s3_sources
                else list_local([s.path for s in req.sources], req.filters.host_ok))
     report.skipped += listing.skipped
-    segments = [r for r in listing.segments if req.filters.segment_ok(r)]
+    segments = [r for r in listing.segments if req.filters.segment_ok(r, int(round(req.reorder_window * 1000)))]
     report.segments = len(segments)
+    if not segments:
+        raise NoSegments(f"no bronze segments found under {' '.join(map(str, req.sources))}"
+                         + (" matching the filters" if req.filters.describe() != Filters().describe() else ""))
     dest.write_meta({**meta, "units_done": sorted((existing or {}).get("units_done", [])), "complete": False})
     remote = bool(req.address)
     ctx = JobContext(source=(s3_sources[0].without_credentials() if remote else s3_sources[0]) if s3_sources else None,

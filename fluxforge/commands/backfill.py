@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     from ..backfill.executor import EngineUnavailable
     from ..backfill.location import parse_location
     from ..backfill.plan import Filters, parse_time
-    from ..backfill.run import BackfillMismatch, BackfillRequest, backfill
+    from ..backfill.run import BackfillMismatch, BackfillRequest, NoSegments, backfill
     from ..cli import UserError
     from ..config import Config, config_path, load_config
     from ..logs import configure_logging
@@ -90,6 +90,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         with Progress(None, "backfill", " units") as bar:
             report = backfill(req, bar)
+    except NoSegments as e:
+        raise UserError(str(e)) from None
     except (SyncError, EngineUnavailable, BackfillMismatch, ValueError) as e:
         raise UserError(str(e), exit_code=1) from None
     rate = report.books / report.seconds if report.seconds > 0 else 0.0
@@ -102,6 +104,4 @@ def run(args: argparse.Namespace) -> int:
         print(f"  skipped {name}: {reason}")
     for unit, error in report.failed:
         print(f"  failed {unit}: {error}")
-    if report.units == 0 and not report.segments:
-        print("  no bronze segments matched")
     return 1 if report.failed else 0
