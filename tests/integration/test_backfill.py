@@ -244,3 +244,30 @@ def test_other_options_into_the_same_dest_are_refused(tmp_path, fleet, capsys):
     import json
     meta = json.loads((tmp_path / "v5" / "_backfill.json").read_text())
     assert meta["options"]["hf_emit_interval"] == 5.0 and meta["complete"] and len(meta["units_done"]) == 2
+
+
+def test_killed_run_resumes_with_the_unfinished_units(tmp_path, fleet, reference):
+    """SIGKILL of the whole local run (coordinator and pool) after its first unit: the rerun
+    skips the finished units, redoes the others from the start, and equals the replay."""
+    import subprocess
+
+    root, hosts = fleet
+    cfg = write_config(tmp_path / "c.yaml")
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "fluxforge", "backfill", *host_dirs(root, hosts), "--out", str(out), "-c", str(cfg),
+           "--workers", "1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while proc.poll() is None and not list(out.glob("_done/**/*.json")) and time.monotonic() < deadline:
+            time.sleep(0.002)
+        assert proc.poll() is None, "the run ended before it could be killed"
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=60)
+    done_before = len(list(out.glob("_done/**/*.json")))
+    assert 1 <= done_before < 2 * len(hosts)
+    rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"({done_before} already done)" in rerun.stdout
+    assert features(out) == features(reference)
