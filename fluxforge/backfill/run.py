@@ -12,6 +12,7 @@ Order, and why:
 """
 from __future__ import annotations
 
+import time
 from concurrent.futures import as_completed
 from dataclasses import dataclass, field
 from typing import Any
@@ -68,7 +69,6 @@ class BackfillReport:
 
 
 def backfill(req: BackfillRequest, progress: Any = None) -> BackfillReport:
-    import time
     t0 = time.monotonic()
     s3_sources = [s for s in req.sources if s.is_s3]
     if s3_sources and len(req.sources) > 1:
