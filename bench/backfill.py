@@ -11,8 +11,9 @@ through the collector's journals (tests/fleet_bronze.py).  Measured, same run:
 Rates are book snapshots/s over the run's wall time (engine start-up included;
 the start-up alone is printed too).  Targets (2 cores): local x2 >= 1.7x local
 x1; dask x2 >= 0.9x local x2; local x1 per core >= 0.9x replay.  Then a cProfile
-split of one unit: bronze decode, grouping (per-symbol sort + take), kernels,
+split of one task: bronze decode, grouping (per-symbol sort + take), kernels,
 building and writing parts, sha256 verify, engine-state snapshots, other.
+A task runs a few streams of one host (fluxforge/backfill/plan.py build_tasks).
 
 Run: .venv/bin/python bench/backfill.py [--hosts 4] [--seconds 120] [--hz 200]
 The machine may be shared: the figures are what this run measured, nothing more.
@@ -92,25 +93,25 @@ FILES = {"book_batches": "bronze_reader", "trades": "bronze_reader", "reset_even
          "verify": "bronze_reader", "snapshot": "etl/engines"}
 
 
-def profile_unit(sources: list[Path], out: Path, cache: Path) -> dict[str, float]:
-    """cProfile of one unit (host 0, first symbol) run in this process."""
-    from fluxforge.backfill.plan import build_units
+def profile_task(sources: list[Path], out: Path, cache: Path) -> dict[str, float]:
+    """cProfile of one task (host 0's streams) run in this process."""
+    from fluxforge.backfill.plan import build_tasks, build_units
     from fluxforge.backfill.source import list_local
-    from fluxforge.backfill.unit_job import JobContext, run_unit, scan_segment
+    from fluxforge.backfill.unit_job import JobContext, run_task, scan_segment
 
     listing = list_local(sources[:1], lambda h: True)
     ctx = JobContext(None, Location(path=out), OPTIONS, 65536, 5000, str(cache), None, "bench")
     scans = dict(scan_segment(r, ctx) for r in listing.segments)
-    unit = build_units(listing.segments, scans, Filters())[0]
+    task = build_tasks(build_units(listing.segments, scans, Filters()), 1)[0]
     prof = cProfile.Profile()
     prof.enable()
-    run_unit(unit, ctx)
+    run_task(task, ctx)
     prof.disable()
     stats = pstats.Stats(prof).stats
     cum = {}
     total = 0.0
     for (file, _line, fn), (_cc, _nc, _tt, ct, _callers) in stats.items():
-        if fn == "run_unit":
+        if fn == "run_task":
             total = max(total, ct)
         if fn in FILES and FILES[fn] in file:
             cum[fn] = cum.get(fn, 0.0) + ct
@@ -152,9 +153,9 @@ def main() -> int:
         print(f"local x2 / local x1       {rate['local x2'] / rate['local x1']:.2f}x  (target >= 1.7)")
         print(f"dask x2 / local x2        {rate['dask x2'] / rate['local x2']:.2f}   (target >= 0.90)")
         print(f"local x1 / replay         {rate['local x1'] / rate['replay (1 process)']:.2f}   (per core, target >= 0.90)")
-        split = profile_unit(sources, root / "prof", root / "cache")
+        split = profile_task(sources, root / "prof", root / "cache")
         total = split.pop("total")
-        print(f"profile of one unit ({total:.2f} s under cProfile):")
+        print(f"profile of one task (one host's streams, {total:.2f} s under cProfile):")
         for phase, secs in split.items():
             print(f"  {phase:<34}{secs:>7.2f} s {secs / total:>6.1%}")
     return 0

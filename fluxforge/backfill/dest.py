@@ -80,10 +80,11 @@ class Dest:
             return self.loc.path
         return cache / "stage" / uuid.uuid4().hex
 
-    def publish(self, work_root: Path, files: list[Path], unit_id: str, marker: dict) -> None:
-        """Make the unit's parts durable at the destination, then write its marker (last)."""
+    def publish(self, work_root: Path, files: list[Path], markers: dict[str, dict]) -> None:
+        """Make the parts durable at the destination, then write each unit's marker (last)."""
         if not self.loc.is_s3:
-            atomic_write_json(self.loc.path / marker_logical(unit_id), marker)
+            for unit_id, marker in markers.items():
+                atomic_write_json(self.loc.path / marker_logical(unit_id), marker)
             return
         try:
             t = self.loc.target()
@@ -92,7 +93,8 @@ class Dest:
             if out.failed:
                 logical, reason = out.failed[0][0].logical, out.failed[0][1]
                 raise SyncError(f"upload of {len(out.failed)} part(s) failed, e.g. {logical}: {reason}")
-            t.client.put_object(Bucket=t.bucket, Key=t.key(marker_logical(unit_id)),
-                                Body=json.dumps(marker, sort_keys=True).encode(), ChecksumAlgorithm="SHA256")
+            for unit_id, marker in markers.items():
+                t.client.put_object(Bucket=t.bucket, Key=t.key(marker_logical(unit_id)),
+                                    Body=json.dumps(marker, sort_keys=True).encode(), ChecksumAlgorithm="SHA256")
         finally:
             shutil.rmtree(work_root, ignore_errors=True)

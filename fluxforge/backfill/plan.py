@@ -7,6 +7,13 @@ and the result cannot depend on scheduling.  A unit's segments are those where
 its stream has rows or events, plus those with an exchange-wide reset event
 after the stream started -- exactly the segments in which a whole-host replay
 touches that stream's state, so the unit reproduces the replay's files.
+
+A *task* runs several units of one host together (each still with its own
+engine state in the bank, keyed by stream): every segment is then decoded and
+grouped once per task instead of once per stream -- the dominant cost of a unit
+(see bench/backfill.py).  A host's units are dealt into just enough tasks to
+keep every worker busy.  Since streams never share state, which units share a
+task changes nothing in the output.
 """
 from __future__ import annotations
 
@@ -118,6 +125,39 @@ def build_units(segments: list[SegmentRef], scans: dict[str, SegmentStreams], fi
             if host == ref.host and ((exchange, symbol) in scan.keys or exchange in scan.wide_resets):
                 unit.segments.append(ref)
     return sorted(units.values(), key=lambda u: (u.host, u.exchange, u.symbol))
+
+
+@dataclass
+class Task:
+    """Units of one host run together; segments = the union of theirs, in order."""
+
+    units: list[Unit]
+
+    @property
+    def host(self) -> str:
+        return self.units[0].host
+
+    @property
+    def keys(self) -> frozenset[Key]:
+        return frozenset(u.key for u in self.units)
+
+    @property
+    def segments(self) -> list[SegmentRef]:
+        seen = {r.name: r for u in self.units for r in u.segments}
+        return [seen[n] for n in sorted(seen, key=lambda n: seen[n].id)]
+
+
+def build_tasks(units: list[Unit], workers: int) -> list[Task]:
+    """Each host's units dealt round-robin into ceil(2 x workers / hosts) tasks (at most one per unit)."""
+    by_host: dict[str, list[Unit]] = {}
+    for u in units:
+        by_host.setdefault(u.host, []).append(u)
+    per_host = max(1, -(-2 * workers // max(len(by_host), 1)))
+    tasks = []
+    for host_units in by_host.values():
+        n = min(per_host, len(host_units))
+        tasks += [Task(host_units[i::n]) for i in range(n)]
+    return sorted(tasks, key=lambda t: -sum(len(u.segments) for u in t.units))  # longest first
 
 
 def fingerprint(options: FeatureOptions, sources: list[str], filters: Filters, version: str,

@@ -7,7 +7,8 @@ Order, and why:
    sources, filters, version) or none: one prefix never mixes two variants;
 3. segments are listed and selected by manifest time range, then scanned (on the
    executor: an S3 segment is fetched once into the worker cache) for their streams;
-4. units without a done-marker run; each failure is reported, the others go on;
+4. units without a done-marker run, a few of one host per task (plan.build_tasks);
+   each failure is reported, the others go on;
 5. `_backfill.json` is rewritten with the units done, so it says what the tree holds.
 """
 from __future__ import annotations
@@ -24,9 +25,9 @@ from ..sync.client import check_bucket
 from .dest import Dest
 from .executor import open_executor
 from .location import Location
-from .plan import Filters, build_units, fingerprint
+from .plan import Filters, build_tasks, build_units, fingerprint
 from .source import list_local, list_s3
-from .unit_job import JobContext, UnitResult, run_unit, scan_segment
+from .unit_job import JobContext, UnitResult, run_task, scan_segment
 
 log = get_logger("fluxforge.backfill")
 
@@ -58,7 +59,7 @@ class BackfillReport:
     segments: int = 0
     units: int = 0
     already_done: int = 0
-    done: list[UnitResult] = field(default_factory=list)
+    done: list[UnitResult] = field(default_factory=list)  # per task
     failed: list[tuple[str, str]] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (segment, reason)
     seconds: float = 0.0
@@ -66,6 +67,10 @@ class BackfillReport:
     @property
     def books(self) -> int:
         return sum(r.books for r in self.done)
+
+    @property
+    def units_done(self) -> int:
+        return sum(len(r.units) for r in self.done)
 
 
 def backfill(req: BackfillRequest, progress: Any = None) -> BackfillReport:
@@ -109,20 +114,21 @@ def backfill(req: BackfillRequest, progress: Any = None) -> BackfillReport:
         report.already_done = len(units) - len(todo)
         if progress is not None:
             progress.total = len(todo)
-        futures = {ex.submit(run_unit, u, ctx): u for u in todo}
+        futures = {ex.submit(run_task, t, ctx): t for t in build_tasks(todo, req.workers)}
         for fut in as_completed(futures):
-            unit = futures[fut]
+            task = futures[fut]
             try:
                 result = fut.result()
-            except Exception as e:  # one unit's failure never hides the others' results
-                report.failed.append((unit.id, f"{type(e).__name__}: {e}"))
-                log.error("unit_failed", unit=unit.id, error=type(e).__name__, detail=str(e))
+            except Exception as e:  # one task's failure never hides the others' results
+                for u in task.units:
+                    report.failed.append((u.id, f"{type(e).__name__}: {e}"))
+                log.error("task_failed", units=[u.id for u in task.units], error=type(e).__name__, detail=str(e))
                 continue
             report.done.append(result)
             if progress is not None:
-                progress.advance(1, note=f"{report.books:,} snapshots")
+                progress.advance(len(result.units), note=f"{report.books:,} snapshots")
     seen = set()
-    for name, reason in (r for u in report.done for r in (u.skipped or [])):
+    for name, reason in (r for t in report.done for r in (t.skipped or [])):
         if name not in seen:
             seen.add(name)
             report.skipped.append((name, reason))

@@ -5,7 +5,8 @@ callables go to a local process pool and to Dask workers on other machines
 (`Executor.submit`), and a worker needs nothing but the installed package, the
 bronze (local or S3) and the destination.  A unit is a replay restricted to one
 (host, exchange, symbol): `run_or_skip` + `run_segment(keys=...)`, the very code
-`fluxforge replay` runs, with its own engine bank from the unit's first segment.
+`fluxforge replay` runs, with its own engine state from the unit's first segment
+(a task runs a few units of one host on one bank, each stream keyed apart).
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ from ..etl.replay import run_or_skip
 from .dest import Dest
 from .fetch import cached_segment
 from .location import Location
-from .plan import SegmentStreams, Unit
+from .plan import SegmentStreams, Task, Unit
 from .source import SegmentRef
 
 
@@ -47,7 +48,9 @@ class JobContext:
 
 @dataclass
 class UnitResult:
-    unit: str
+    """What one task did (its units share the counts)."""
+
+    units: list[str]
     segments: int = 0
     books: int = 0
     files: int = 0
@@ -101,22 +104,30 @@ def scan_segment(ref: SegmentRef, ctx: JobContext) -> tuple[str, SegmentStreams]
         return ref.name, SegmentStreams(bad=f"unreadable: {e}")
 
 
-def run_unit(unit: Unit, ctx: JobContext) -> UnitResult:
-    """Replay one stream through its segments, publish its parts, then its done-marker."""
+def _unit_of(rel: str, units: list[Unit]) -> str:
+    """The unit a part belongs to, from its partition path (…/exchange=X/symbol=Y/…)."""
+    for u in units:
+        if u.id.split("/", 1)[1] + "/" in rel:
+            return u.id
+    raise ValueError(f"{rel}: written for no unit of the task")
+
+
+def run_task(task: Task, ctx: JobContext) -> UnitResult:
+    """Replay a task's streams through their segments, publish the parts, then one done-marker per unit."""
     t0 = time.monotonic()
     dest = Dest(ctx.dest)
     bank = EngineBank(ctx.options, reorder_ms=ctx.reorder_ms)
     root = dest.work_root(Path(ctx.cache))
-    out = UnitResult(unit.id, skipped=[], worker=f"{os.uname().nodename}:{os.getpid()}")
+    out = UnitResult([u.id for u in task.units], skipped=[], worker=f"{os.uname().nodename}:{os.getpid()}")
     files: list[Path] = []
     try:
-        for ref in unit.segments:
+        for ref in task.segments:
             try:
                 seg_dir = _segment_dir(ref, ctx)
             except BadSegment as e:  # corrupt in S3: what replay does with a corrupt local segment
                 out.skipped.append((ref.name, str(e)))
                 continue
-            result, reason = run_or_skip(seg_dir, bank, root, ctx.row_group_rows, keys={unit.key},
+            result, reason = run_or_skip(seg_dir, bank, root, ctx.row_group_rows, keys=task.keys,
                                          emit_range=ctx.emit_range)
             if result is None:
                 out.skipped.append((ref.name, reason))
@@ -126,9 +137,14 @@ def run_unit(unit: Unit, ctx: JobContext) -> UnitResult:
             files += result.files
         out.files = len(files)
         out.seconds = time.monotonic() - t0
-        marker = {"unit": unit.id, "fingerprint": ctx.fingerprint, "segments": out.segments, "books": out.books,
-                  "files": sorted(f.relative_to(root).as_posix() for f in files), "skipped": out.skipped}
-        dest.publish(root, files, unit.id, marker)
+        parts: dict[str, list[str]] = {u.id: [] for u in task.units}
+        for f in files:
+            rel = f.relative_to(root).as_posix()
+            parts[_unit_of(rel, task.units)].append(rel)
+        markers = {u.id: {"unit": u.id, "fingerprint": ctx.fingerprint, "task_units": out.units,
+                          "task_segments": out.segments, "task_books": out.books,
+                          "files": sorted(parts[u.id]), "skipped": out.skipped} for u in task.units}
+        dest.publish(root, files, markers)
     finally:
         if ctx.dest.is_s3 and root.exists():
             shutil.rmtree(root, ignore_errors=True)

@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     except (SyncError, EngineUnavailable, BackfillMismatch, ValueError) as e:
         raise UserError(str(e), exit_code=1) from None
     rate = report.books / report.seconds if report.seconds > 0 else 0.0
-    print(f"backfilled {len(report.done)} of {report.units} units ({report.already_done} already done) from "
+    print(f"backfilled {report.units_done} of {report.units} units ({report.already_done} already done) from "
           f"{report.segments} segments: {report.books:,} book snapshots in {report.seconds:.1f} s "
           f"({rate:,.0f}/s) into {dest}"
           + (f"; skipped {len(report.skipped)} segments" if report.skipped else "")

@@ -139,7 +139,7 @@ def test_killed_worker_mid_unit_then_rerun_skips_done_units(tmp_path, cluster, f
         runner.start()
         deadline = time.monotonic() + 120
         while killed is None and runner.is_alive() and time.monotonic() < deadline:
-            busy = {w: keys for w, keys in watcher.processing().items() if any("run_unit" in str(k) for k in keys)}
+            busy = {w: keys for w, keys in watcher.processing().items() if any("run_task" in str(k) for k in keys)}
             started = out.is_dir() and any(out.glob("hf/**/part-*.parquet"))
             if busy and started:
                 addr = next(iter(busy))
