@@ -25,7 +25,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from ..bronze.segments import MANIFEST
 from ..etl.bronze_reader import BadSegment
 from ..fsio import atomic_write_json
-from ..sync.client import S3Target, fatal_message, SyncError
+from ..sync.client import S3Target, SyncError, error_code, fatal_message
 from .source import SegmentRef
 
 CHUNK = 1 << 20
@@ -43,6 +43,8 @@ def _download(target: S3Target, key: str, out: Path, attempts: int) -> str:
                     fh.write(chunk)
             return digest.hexdigest()
         except (ClientError, BotoCoreError) as e:
+            if error_code(e) in ("NoSuchKey", "404"):
+                raise BadSegment(f"{key.rsplit('/', 1)[-1]}: listed in {MANIFEST} but missing in S3") from None
             fatal = fatal_message(e, target)
             if fatal:
                 raise SyncError(fatal) from None

@@ -187,13 +187,18 @@ def test_incomplete_segment_in_s3_is_skipped_with_reason(tmp_path, moto, fleet, 
     key = next(o["Key"] for o in moto.client().list_objects_v2(Bucket=bucket)["Contents"]
                if last in o["Key"] and o["Key"].endswith("manifest.json"))
     moto.client().delete_object(Bucket=bucket, Key=key)  # as if sync was killed before the manifest
+    first = segs[0].name
+    lost = next(o["Key"] for o in moto.client().list_objects_v2(Bucket=bucket)["Contents"]
+                if first in o["Key"] and o["Key"].endswith("trades.parquet"))
+    moto.client().delete_object(Bucket=bucket, Key=lost)  # a file of a complete segment lost from the bucket
     cfg = write_config(tmp_path / "c.yaml", moto.url)
     rc = main(["backfill", f"s3://{bucket}/fleet", "--out", str(tmp_path / "out"), "-c", str(cfg),
                "--workers", "1", "--cache", str(tmp_path / "cache")])
     out = capsys.readouterr().out
     assert rc == 0, out
     assert f"skipped {last}: incomplete in S3" in out
-    want = features(replay_per_host({"pi02": segs[:-1]}, tmp_path / "replay"))
+    assert f"skipped {first}: trades.parquet: listed in manifest.json but missing in S3" in out
+    want = features(replay_per_host({"pi02": segs[1:-1]}, tmp_path / "replay"))  # replay skips both too
     assert features(tmp_path / "out") == want
 
 
