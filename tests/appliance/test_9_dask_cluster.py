@@ -1,4 +1,4 @@
-"""Step 8: the dask_cluster role turns a provisioned appliance into a Dask scheduler + workers,
+"""Step 9: the dask_cluster role turns a provisioned appliance into a Dask scheduler + workers,
 and `fluxforge backfill --engine dask --address` on it equals a replay of the same bronze.
 
 Connection and container as in test_3_ansible (real SSH to a fresh booted container).
@@ -87,7 +87,7 @@ def dask_host(deb_package, boot_root, loopback, moto_s3, log_dir):
         container.stop()
 
 
-def test_8_dask_units_run_and_the_role_is_idempotent(dask_host):
+def test_9_dask_units_run_and_the_role_is_idempotent(dask_host):
     assert dask_host.dask_check_on_fresh["failed"] == 0
     assert dask_host.dask_first["changed"] > 0
     for unit in ("fluxforge-dask-scheduler.service", "fluxforge-dask-worker.service"):
@@ -98,7 +98,7 @@ def test_8_dask_units_run_and_the_role_is_idempotent(dask_host):
     assert dask_host.dask("--check", "--diff")["changed"] == 0
 
 
-def test_8_backfill_on_the_cluster_equals_replay(dask_host, moto_s3, tmp_path):
+def test_9_backfill_on_the_cluster_equals_replay(dask_host, moto_s3, tmp_path):
     import pyarrow.parquet as pq
 
     from fluxforge.config import FeatureOptions
