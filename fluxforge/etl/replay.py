@@ -5,6 +5,9 @@ exactly what the live service writes -- same parts, same names, same values --
 so the only differences are where segments come from (any directories, nothing
 is moved) and that kernel state lives in memory instead of a checkpoint.
 A segment the service would send to failed/ is skipped with the same reason.
+State is kept per host (one engine bank each, DESIGN decision 12): two hosts that
+collect the same symbol are two streams, and one host's exchange-wide reconnect
+never resets another host's symbols.
 """
 from __future__ import annotations
 
@@ -58,23 +61,37 @@ class ReplaySummary:
         return sum(r.books for r in self.done)
 
 
+def run_or_skip(seg_dir: Path, bank: EngineBank, out_dir: Path, row_group_rows: int,
+                **job) -> tuple[SegmentResult | None, str]:
+    """One segment through the segment job, or (None, reason) with the bank as before it.
+
+    The rule replay and backfill share: a segment the service would send to failed/
+    is skipped the same way; an error of the output side (OSError) stops the run."""
+    before = bank.snapshot()
+    try:
+        return run_segment(seg_dir, bank, out_dir, row_group_rows, **job), ""
+    except OSError:
+        raise  # the output side failed (disk full, permissions): stop, never skip silently
+    except Exception as e:  # the service would move it to failed/: skip it the same way
+        reason = str(e) if isinstance(e, BadSegment) else f"processing error: {type(e).__name__}: {e}"
+        bank.restore(before)
+        log.warning("segment_skipped", segment=seg_dir.name, reason=reason)
+        return None, reason
+
+
 def replay(segments: list[Path], out_dir: Path, options: FeatureOptions, row_group_rows: int,
            on_segment: Callable[[Path, SegmentResult | None], None] | None = None,
            engine_class=None, reorder_window: float = 5.0) -> ReplaySummary:
-    bank = EngineBank(options, engine_class, reorder_ms=int(round(reorder_window * 1000)))
+    banks: dict[str, EngineBank] = {}  # per host: streams are (host, exchange, symbol)
     summary = ReplaySummary()
     for seg_dir in segments:
-        before = bank.snapshot()
-        try:
-            result = run_segment(seg_dir, bank, Path(out_dir), row_group_rows)
-        except OSError:
-            raise  # the output side failed (disk full, permissions): stop, never skip silently
-        except Exception as e:  # the service would move it to failed/: skip it the same way
-            reason = str(e) if isinstance(e, BadSegment) else f"processing error: {type(e).__name__}: {e}"
-            bank.restore(before)
+        host = SegmentId.parse(seg_dir.name).host
+        bank = banks.get(host)
+        if bank is None:
+            bank = banks[host] = EngineBank(options, engine_class, reorder_ms=int(round(reorder_window * 1000)))
+        result, reason = run_or_skip(seg_dir, bank, Path(out_dir), row_group_rows)
+        if result is None:
             summary.skipped.append((seg_dir.name, reason))
-            log.warning("segment_skipped", segment=seg_dir.name, reason=reason)
-            result = None
         else:
             summary.done.append(result)
         if on_segment is not None:

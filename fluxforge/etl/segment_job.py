@@ -5,12 +5,19 @@ Why shared: the live service (`runner`) and `fluxforge replay` both call
 mutates the engine bank; on any error the caller restores the bank from the
 snapshot it took before (the last checkpoint) -- nothing here is half-applied to
 disk, because parts are committed only after every symbol has been computed.
+`fluxforge backfill` calls it too, once per segment of one (host, exchange,
+symbol) stream (`keys`), optionally emitting only rows inside a time range: the
+same job, so a backfill writes exactly the files a replay writes.
 """
 from __future__ import annotations
 
 import time
+from collections.abc import Container
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..logs import get_logger
 from .bronze_reader import Key, SegmentReader
@@ -43,8 +50,12 @@ class SegmentResult:
 
 
 def run_segment(seg_dir: Path, bank: EngineBank, features_root: Path, row_group_rows: int,
-                batch_rows: int = BOOK_BATCH_ROWS) -> SegmentResult:
-    """Verify, compute and durably write one segment; raises BadSegment for unusable input."""
+                batch_rows: int = BOOK_BATCH_ROWS, *, keys: Container[Key] | None = None,
+                emit_range: tuple[int | None, int | None] | None = None) -> SegmentResult:
+    """Verify, compute and durably write one segment; raises BadSegment for unusable input.
+
+    keys: only these (exchange, symbol) streams (None: all).  emit_range: only write
+    rows with start <= timestamp ms < end (either side None: open)."""
     t0 = time.monotonic()
     segment = seg_dir.name
     reader = SegmentReader(seg_dir, batch_rows=batch_rows)
@@ -63,9 +74,11 @@ def run_segment(seg_dir: Path, bank: EngineBank, features_root: Path, row_group_
 
     for batch in reader.book_batches():
         for key, books in batch.items():
-            feed(key).push(books)
+            if keys is None or key in keys:
+                feed(key).push(books)
     for key in sorted(set(trades) | _event_keys(events, bank, feeds)):
-        feed(key)
+        if keys is None or key in keys:
+            feed(key)
     result = SegmentResult(segment)
     outputs: dict[Key, FeatureOutput] = {}
     for key, f in sorted(feeds.items()):
@@ -79,11 +92,11 @@ def run_segment(seg_dir: Path, bank: EngineBank, features_root: Path, row_group_
     try:
         for (exchange, symbol), out in outputs.items():
             if out.hf:
-                for day, part in split_by_day(prepare_table(out.hf)):
+                for day, part in split_by_day(_emitted(prepare_table(out.hf), emit_range)):
                     writer.add(hf_partition(features_root, exchange, symbol, day), part)
                     result.hf_rows += part.num_rows
             for duration, tables in sorted(out.bars.items()):
-                for day, part in split_by_day(prepare_table(tables)):
+                for day, part in split_by_day(_emitted(prepare_table(tables), emit_range)):
                     writer.add(bars_partition(features_root, duration, exchange, symbol, day), part)
                     result.bar_rows += part.num_rows
         result.files = writer.commit()
@@ -92,6 +105,21 @@ def run_segment(seg_dir: Path, bank: EngineBank, features_root: Path, row_group_
         raise
     result.seconds = time.monotonic() - t0
     return result
+
+
+def _emitted(table: pa.Table, emit_range: tuple[int | None, int | None] | None) -> pa.Table:
+    """Rows inside [start, end) of exchange time (ms); all rows without a range."""
+    if emit_range is None:
+        return table
+    ts = pc.cast(table.column("timestamp"), pa.int64())
+    start, end = emit_range
+    mask = None
+    if start is not None:
+        mask = pc.greater_equal(ts, start)
+    if end is not None:
+        before = pc.less(ts, end)
+        mask = before if mask is None else pc.and_(mask, before)
+    return table if mask is None else table.filter(mask)
 
 
 def _events_by_symbol(rows: list[tuple[str, str | None, int]]) -> dict[tuple[str, str | None], list[int]]:

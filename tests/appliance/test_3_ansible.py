@@ -62,9 +62,10 @@ def prepare_sshd(root: Path, port: int, pubkey: str) -> None:
 class Playbook:
     """ansible-playbook site.yml against the test inventory; returns the recap of our host."""
 
-    def __init__(self, work: Path, inventory: Path):
+    def __init__(self, work: Path, inventory: Path, playbook: str = "site.yml"):
         self.work = work
         self.inventory = inventory
+        self.playbook = playbook
         self.runs = 0
         self.env = {**os.environ,
                     "ANSIBLE_CONFIG": str(ANSIBLE_DIR / "ansible.cfg"),
@@ -77,9 +78,9 @@ class Playbook:
     def __call__(self, *extra: str) -> dict[str, int]:
         self.runs += 1
         proc = subprocess.run([venv_tool("ansible-playbook"), "-i", str(self.inventory),
-                               str(ANSIBLE_DIR / "site.yml"), *extra],
+                               str(ANSIBLE_DIR / self.playbook), *extra],
                               cwd=ANSIBLE_DIR, env=self.env, capture_output=True, text=True, timeout=1200)
-        log = self.work / f"playbook-{self.runs}.log"
+        log = self.work / f"playbook-{Path(self.playbook).stem}-{self.runs}.log"
         log.write_text(proc.stdout + proc.stderr)
         m = re.search(rf"^{HOST}\s+:\s+(.*)$", proc.stdout, re.M)
         assert m, f"no recap for {HOST} (exit {proc.returncode}), see {log}:\n{proc.stdout[-4000:]}{proc.stderr[-2000:]}"

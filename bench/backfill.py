@@ -1,0 +1,165 @@
+"""Backfill benchmark: one bronze set through `fluxforge replay` and `fluxforge backfill` engines, in one run.
+
+The set: HOSTS hosts x 2 symbols (depth 20), SEGMENTS segments each, written
+through the collector's journals (tests/fleet_bronze.py).  Measured, same run:
+
+  replay        `fluxforge replay`'s function over every host (one process): the per-core baseline
+  local  x1     `--engine local --workers 1`
+  local  x2     `--engine local --workers 2`
+  dask   x2     `--engine dask` on a LocalCluster of 2 single-threaded worker processes
+
+Rates are book snapshots/s over the run's wall time (engine start-up included;
+the start-up alone is printed too).  Targets (2 cores): local x2 >= 1.7x local
+x1; dask x2 >= 0.9x local x2; local x1 per core >= 0.9x replay.  Then a cProfile
+split of one task: bronze decode, grouping (per-symbol sort + take), kernels,
+building and writing parts, sha256 verify, engine-state snapshots, other.
+A task runs a few streams of one host (fluxforge/backfill/plan.py build_tasks).
+
+Run: .venv/bin/python bench/backfill.py [--hosts 4] [--seconds 120] [--hz 200]
+The machine may be shared: the figures are what this run measured, nothing more.
+"""
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pstats
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(REPO), str(REPO / "tests")]
+
+from fluxforge.etl import return_freed_memory_promptly  # noqa: E402
+
+return_freed_memory_promptly()
+
+from fleet_bronze import host_tables  # noqa: E402
+from etl_support import write_segments  # noqa: E402
+from fluxforge.backfill.executor import open_executor  # noqa: E402
+from fluxforge.backfill.location import Location  # noqa: E402
+from fluxforge.backfill.plan import Filters  # noqa: E402
+from fluxforge.backfill.run import BackfillRequest, backfill  # noqa: E402
+from fluxforge.config import FeatureOptions  # noqa: E402
+from fluxforge.etl.replay import find_segments, replay  # noqa: E402
+
+OPTIONS = FeatureOptions()
+
+
+def build(root: Path, hosts: int, seconds: float, hz: float, segments: int) -> list[Path]:
+    dirs = []
+    for i in range(hosts):
+        host = f"bench{i:02d}"
+        write_segments(root / host, host_tables(i, seconds=seconds, hz=hz), segments, host=host, seconds=seconds)
+        dirs.append(root / host)
+    return dirs
+
+
+def startup(engine: str, workers: int) -> float:
+    t0 = time.monotonic()
+    with open_executor(engine, workers) as ex:
+        list(ex.map(_noop_n, range(workers)))
+    return time.monotonic() - t0
+
+
+def _noop_n(_i: int) -> int:
+    return 0
+
+
+def run_backfill(sources: list[Path], out: Path, engine: str, workers: int, cache: Path) -> tuple[float, int]:
+    shutil.rmtree(out, ignore_errors=True)
+    req = BackfillRequest([Location(path=s) for s in sources], Location(path=out), OPTIONS, Filters(), engine,
+                          workers, None, str(cache))
+    t0 = time.monotonic()
+    report = backfill(req)
+    wall = time.monotonic() - t0
+    assert not report.failed, report.failed
+    return wall, report.books
+
+
+PHASES = {
+    "bronze decode": ["book_batches", "trades", "reset_events"],
+    "grouping (sort+take)": ["_split"],
+    "kernels (FeatureEngine.process)": ["process"],
+    "build + write parts": ["prepare_table", "split_by_day", "_emitted", "add", "commit"],
+    "sha256 verify": ["verify"],
+    "engine-state snapshots": ["snapshot"],
+}
+FILES = {"book_batches": "bronze_reader", "trades": "bronze_reader", "reset_events": "bronze_reader",
+         "_split": "bronze_reader", "process": "features/engine", "prepare_table": "hive_writer",
+         "split_by_day": "hive_writer", "_emitted": "segment_job", "add": "hive_writer", "commit": "hive_writer",
+         "verify": "bronze_reader", "snapshot": "etl/engines"}
+
+
+def profile_task(sources: list[Path], out: Path, cache: Path) -> dict[str, float]:
+    """cProfile of one task (host 0's streams) run in this process."""
+    from fluxforge.backfill.plan import build_tasks, build_units
+    from fluxforge.backfill.source import list_local
+    from fluxforge.backfill.unit_job import JobContext, run_task, scan_segment
+
+    listing = list_local(sources[:1], lambda h: True)
+    ctx = JobContext(None, Location(path=out), OPTIONS, 65536, 5000, str(cache), None, "bench")
+    scans = dict(scan_segment(r, ctx) for r in listing.segments)
+    task = build_tasks(build_units(listing.segments, scans, Filters()), 1)[0]
+    prof = cProfile.Profile()
+    prof.enable()
+    run_task(task, ctx)
+    prof.disable()
+    stats = pstats.Stats(prof).stats
+    cum = {}
+    total = 0.0
+    for (file, _line, fn), (_cc, _nc, _tt, ct, _callers) in stats.items():
+        if fn == "run_task":
+            total = max(total, ct)
+        if fn in FILES and FILES[fn] in file:
+            cum[fn] = cum.get(fn, 0.0) + ct
+    split = {phase: sum(cum.get(f, 0.0) for f in fns) for phase, fns in PHASES.items()}
+    split["bronze decode"] -= cum.get("_split", 0.0)  # the readers' generators include grouping
+    split["other"] = total - sum(split.values())
+    split["total"] = total
+    return split
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--hosts", type=int, default=4)
+    ap.add_argument("--seconds", type=float, default=120.0)
+    ap.add_argument("--hz", type=float, default=200.0)
+    ap.add_argument("--segments", type=int, default=4)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="ff-bench-backfill-") as tmp:
+        root = Path(tmp)
+        t0 = time.monotonic()
+        sources = build(root / "bronze", args.hosts, args.seconds, args.hz, args.segments)
+        segs = find_segments(sources)
+        print(f"bronze: {args.hosts} hosts x 2 symbols, {len(segs)} segments, built in {time.monotonic() - t0:.1f} s")
+        t0 = time.monotonic()
+        summary = replay(segs, root / "replay", OPTIONS, 65536)
+        replay_s = time.monotonic() - t0
+        books = summary.books
+        rows = [("replay (1 process)", replay_s, books, 0.0)]
+        for label, engine, workers in (("local x1", "local", 1), ("local x2", "local", 2), ("dask x2", "dask", 2)):
+            start = startup(engine, workers)
+            wall, n = run_backfill(sources, root / "out", engine, workers, root / "cache")
+            assert n == books, (label, n, books)
+            rows.append((label, wall, n, start))
+        print(f"{'run':<20}{'wall s':>9}{'snapshots/s':>14}{'start-up s':>12}{'excl. start-up/s':>18}")
+        rate = {}
+        for label, wall, n, start in rows:
+            rate[label] = n / wall
+            print(f"{label:<20}{wall:>9.2f}{rate[label]:>14,.0f}{start:>12.2f}{n / max(wall - start, 1e-9):>18,.0f}")
+        print(f"local x2 / local x1       {rate['local x2'] / rate['local x1']:.2f}x  (target >= 1.7)")
+        print(f"dask x2 / local x2        {rate['dask x2'] / rate['local x2']:.2f}   (target >= 0.90)")
+        print(f"local x1 / replay         {rate['local x1'] / rate['replay (1 process)']:.2f}   (per core, target >= 0.90)")
+        split = profile_task(sources, root / "prof", root / "cache")
+        total = split.pop("total")
+        print(f"profile of one task (one host's streams, {total:.2f} s under cProfile):")
+        for phase, secs in split.items():
+            print(f"  {phase:<34}{secs:>7.2f} s {secs / total:>6.1%}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
