@@ -26,7 +26,7 @@ from .health import LoopLagMonitor, RateMeter, health_problem, status_line
 from .recorder import Recorder
 from .row_queue import RowQueue
 from .snapshot_gate import SnapshotGate
-from .kraken_checksum import with_book_checks
+from .book_checks import with_book_checks
 from .tap import ExchangeTap, tapped_exchange_class
 from .watchers import ExchangeRunner
 from .writer import BronzeWriter

@@ -82,8 +82,3 @@ def kraken_checked_class(base: type) -> type:
 
     KrakenChecked.__name__ = f"KrakenChecked_{base.__name__}"
     return KrakenChecked
-
-
-def with_book_checks(exchange_id: str, base: type) -> type:
-    """`base`, or a subclass of it that checks what ccxt leaves unchecked for this exchange."""
-    return kraken_checked_class(base) if exchange_id == "kraken" else base

@@ -14,7 +14,7 @@ import contextlib
 
 from aiohttp import web
 
-from . import binance, binanceus, kraken, okx
+from . import binance, binanceus, coinbase, kraken, okx
 from .events import binance_id, okx_inst_id
 from .faults import FaultSpec, Faults
 from .hub import LOOPBACK_KEY, Hub
@@ -23,7 +23,7 @@ from .simulator import SimMarket, SimOptions
 
 HOST = "127.0.0.1"
 CCXT_CONFIGS = {"binance": binance.ccxt_config, "okx": okx.ccxt_config, "binanceus": binanceus.ccxt_config,
-                "kraken": kraken.ccxt_config}
+                "kraken": kraken.ccxt_config, "coinbase": coinbase.ccxt_config}
 PROTOCOLS = tuple(CCXT_CONFIGS)
 
 
@@ -61,6 +61,7 @@ class LoopbackExchange:
         binance.add_routes(app)
         binanceus.add_routes(app)
         kraken.add_routes(app)
+        coinbase.add_routes(app)
         app.router.add_get("/_loopback/stats", self._http_stats)
         app.router.add_get("/_loopback/config", self._http_config)
         app.router.add_post("/_loopback/fault", self._http_fault)
