@@ -1,10 +1,10 @@
 """Crash safety on the newer venues: SIGKILL the collector a few times under load, against
-Binance US and Kraken v2 at once, restarting each time.
+Binance US, Kraken v2 and Coinbase Advanced Trade at once, restarting each time.
 
 The full 20-kill loss-window study runs on Binance (test_collector_crash.py); here the
 question is whether anything venue-specific breaks across kills: ready/ reads cleanly,
 nothing is duplicated or invented (a Kraken book row must carry a checksum the exchange
-sent, a Binance US row a sent update id), and what a kill loses is a tail of at most one
+sent, a Binance US row a sent update id, a Coinbase book is never crossed), and what a kill loses is a tail of at most one
 flush interval (plus slack on a loaded 2-core box), never a hole.
 """
 from __future__ import annotations
@@ -74,14 +74,15 @@ def assert_trades_lose_only_tails(stored_ids: list[int], stream, runs) -> None:
     assert len(stored) > 0.5 * len(stream.ids)
 
 
-def test_sigkill_binanceus_and_kraken(tmp_path):
+def test_sigkill_binanceus_kraken_coinbase(tmp_path):
     data = tmp_path / "data"
 
     async def body():
         sim = SimOptions(rate=30, trades_per_update=1.0, ticker_interval=0.5, seed=18)
         async with LoopbackExchange("sim", SYMBOLS, sim=sim) as lx:
             entries = [binance_entry(lx, SYMBOLS, "binanceus", book_depth=10),
-                       exchange_entry(lx, "kraken", SYMBOLS, book_depth=10)]
+                       exchange_entry(lx, "kraken", SYMBOLS, book_depth=10),
+                       exchange_entry(lx, "coinbase", SYMBOLS, book_depth=10)]
             cfg = write_config(tmp_path / "config.yaml", data, entries, flush_interval=FLUSH, segment_max_seconds=1.0)
             with open(tmp_path / "collector.log", "ab") as log:
                 runs = await kill_and_restart(lx, cfg, log, random.Random(1818))
@@ -99,6 +100,8 @@ def test_sigkill_binanceus_and_kraken(tmp_path):
         us_stream = sent.stream("binanceus", symbol, "orderbook")
         assert us_books and len(us_books) == len(set(us_books))
         assert set(us_books) <= set(us_stream.ids) | set(us_stream.snapshots)
-        for venue in ("kraken", "binanceus"):
+        coinbase_books = rows_of(tables["orderbook"], exchange="coinbase", symbol=symbol)
+        assert coinbase_books and all(r["bid_px"][0] < r["ask_px"][0] for r in coinbase_books)
+        for venue in ("kraken", "binanceus", "coinbase"):
             trades = [int(r["trade_id"]) for r in rows_of(tables["trades"], exchange=venue, symbol=symbol)]
             assert_trades_lose_only_tails(trades, sent.stream(venue, symbol, "trades"), runs)
