@@ -4,8 +4,9 @@ Why a third book model: Kraken's `book` channel has no sequence numbers at all.
 A client subscribes with a `depth` (10, 25, 100, 500, 1000; ccxt's default 10),
 gets a snapshot of that many levels, then updates that keep *that window* right:
 a level entering the window (because one above it went away) is sent as an
-insert, one pushed out as a delete (qty 0).  Every book message carries a CRC32
-`checksum` of the top 10 levels, the only way to notice a lost message.  So this
+insert; one pushed out gets no delete (the client truncates to its depth).
+Every book message carries a CRC32 `checksum` of the top 10 levels, the only
+way to notice a lost message.  So this
 module keeps, per connection and symbol, the window the client has been told,
 and sends the difference to the true window after each update.  A gap fault (a
 withheld diff, noticed here as a jump in the neutral update ids) loses exactly
@@ -142,10 +143,12 @@ class BookView:
         self.next_id = update.last_id + 1
         new_bids, new_asks = top(book, self.depth)
         changes = []
-        for old, new, levels in ((self.bids, new_bids, update.bids), (self.asks, new_asks, update.asks)):
+        for old, new, levels, full in ((self.bids, new_bids, update.bids, book.bids),
+                                       (self.asks, new_asks, update.asks, book.asks)):
             keys = {float(p) for p, _ in levels} if lost else set(old) | set(new)
+            # a level pushed out of the window gets no delete (the client truncates); a removed one does
             side = [new[k] if k in new else (old[k][0], "0") for k in keys
-                    if (k in new or k in old) and old.get(k) != new.get(k)]
+                    if (k in new or (k in old and k not in full)) and old.get(k) != new.get(k)]
             changes.append(side)
         self.unnoticed = lost and told_top(self.bids, changes[0], True) == sorted(new_bids.items(), reverse=True)[
             :CHECKSUM_LEVELS] and told_top(self.asks, changes[1], False) == sorted(new_asks.items())[:CHECKSUM_LEVELS]
