@@ -27,6 +27,7 @@ from .health import LoopLagMonitor, RateMeter, health_problem, status_line
 from .recorder import Recorder
 from .row_queue import RowQueue
 from .snapshot_gate import SnapshotGate
+from .book_checks import with_book_checks
 from .tap import ExchangeTap, tapped_exchange_class
 from .watchers import ExchangeRunner
 from .writer import BronzeWriter
@@ -68,7 +69,7 @@ class Collector:
         bases = exchange_classes([x.name for x in self.cfg.exchanges], lean=self.lean_ccxt)
         for xcfg in self.cfg.exchanges:
             tap = ExchangeTap(xcfg.name, xcfg.symbols, list(xcfg.channels), self.recorder, self.gate)
-            cls = tapped_exchange_class(bases[xcfg.name], tap)
+            cls = tapped_exchange_class(with_book_checks(xcfg.name, bases[xcfg.name]), tap)
             exchange = cls(dict(xcfg.ccxt))
             self.exchanges.append(exchange)
             self.runners.append(ExchangeRunner(exchange, xcfg, self.cfg.collector, self.recorder))

@@ -29,17 +29,18 @@ class Recorder:
         self.started = time.monotonic()
         self.last_data: float | None = None      # monotonic time of the last data message (any stream)
         self._crossed: set[tuple[str, str]] = set()
-        self._book_ids: dict[tuple[str, str], int] = {}
+        # the book object last recorded per (exchange, symbol): held, not its id(), because a book
+        # ccxt dropped (gap) is freed and its replacement may get the same id()
+        self._books: dict[tuple[str, str], Any] = {}
         self._snapshot_pending: set[tuple[str, str]] = set()
 
     # -- data rows -------------------------------------------------------------
     def book(self, exchange: str, symbol: str, book: Any, recv_ns: int) -> None:
         key = (exchange, symbol)
-        ident = id(book)
-        if self._book_ids.get(key) != ident or key in self._snapshot_pending:
+        if self._books.get(key) is not book or key in self._snapshot_pending:
             reason = "rest snapshot" if key in self._snapshot_pending else "new book"
             self._snapshot_pending.discard(key)
-            self._book_ids[key] = ident
+            self._books[key] = book
             self.event(exchange, symbol, "orderbook", "resync", reason)
         self._check_crossed(exchange, symbol, book)
         self.last_seen[(exchange, "orderbook", symbol)] = recv_ns

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import time
+from functools import partial
 
 from aiohttp import web
 
@@ -55,13 +56,14 @@ def symbol_info(symbol: str, tick: str) -> dict:
     }
 
 
-def add_routes(app: web.Application) -> None:
-    app.router.add_get("/api/v3/exchangeInfo", exchange_info)
-    app.router.add_get("/api/v3/depth", depth)
-    app.router.add_get("/api/v3/ping", ping)
-    app.router.add_get("/api/v3/time", server_time)
-    app.router.add_get("/ws", websocket)
-    app.router.add_get("/ws/{tail:.*}", websocket)
+def add_routes(app: web.Application, prefix: str = "", protocol: str = PROTOCOL) -> None:
+    """The routes under `prefix`; `protocol` names them in the sent-log (binanceus.py: `/us`, `binanceus`)."""
+    app.router.add_get(f"{prefix}/api/v3/exchangeInfo", exchange_info)
+    app.router.add_get(f"{prefix}/api/v3/depth", partial(depth, protocol=protocol))
+    app.router.add_get(f"{prefix}/api/v3/ping", ping)
+    app.router.add_get(f"{prefix}/api/v3/time", server_time)
+    app.router.add_get(f"{prefix}/ws", partial(websocket, protocol=protocol))
+    app.router.add_get(prefix + "/ws/{tail:.*}", partial(websocket, protocol=protocol))
 
 
 async def ping(request: web.Request) -> web.Response:
@@ -83,7 +85,7 @@ async def exchange_info(request: web.Request) -> web.Response:
     })
 
 
-async def depth(request: web.Request) -> web.Response:
+async def depth(request: web.Request, protocol: str = PROTOCOL) -> web.Response:
     lx = loopback(request)
     await lx.rest_delay()
     market_id = request.query.get("symbol", "").upper()
@@ -95,16 +97,17 @@ async def depth(request: web.Request) -> web.Response:
     except ValueError:
         return error(400, -1100, "Illegal characters found in parameter 'limit'.")
     last_id, bids, asks = lx.source.books[symbol].snapshot(max(1, min(limit, 5000)))
-    lx.sent.snapshot(PROTOCOL, symbol, last_id)
+    lx.sent.snapshot(protocol, symbol, last_id)
     lx.hub.awaiting_snapshot.discard(symbol)
     return web.json_response({"lastUpdateId": last_id, "bids": [list(b) for b in bids],
                               "asks": [list(a) for a in asks]})
 
 
-async def websocket(request: web.Request) -> web.WebSocketResponse:
+async def websocket(request: web.Request, protocol: str = PROTOCOL) -> web.WebSocketResponse:
     ws = web.WebSocketResponse(autoping=True)
     await ws.prepare(request)
     conn = BinanceConnection(loopback(request).hub, ws, request)
+    conn.protocol = protocol
     tail = request.match_info.get("tail", "")
     if "@" in tail:  # raw-stream URL form: /ws/btcusdt@trade
         conn.subscribe_streams(tail.split("/"))

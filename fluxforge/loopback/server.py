@@ -14,7 +14,7 @@ import contextlib
 
 from aiohttp import web
 
-from . import binance, okx
+from . import binance, binanceus, coinbase, kraken, okx
 from .events import binance_id, okx_inst_id
 from .faults import FaultSpec, Faults
 from .hub import LOOPBACK_KEY, Hub
@@ -22,7 +22,9 @@ from .sentlog import SentLog
 from .simulator import SimMarket, SimOptions
 
 HOST = "127.0.0.1"
-PROTOCOLS = ("binance", "okx")
+CCXT_CONFIGS = {"binance": binance.ccxt_config, "okx": okx.ccxt_config, "binanceus": binanceus.ccxt_config,
+                "kraken": kraken.ccxt_config, "coinbase": coinbase.ccxt_config}
+PROTOCOLS = tuple(CCXT_CONFIGS)
 
 
 class LoopbackExchange:
@@ -57,6 +59,9 @@ class LoopbackExchange:
         app[LOOPBACK_KEY] = self
         okx.add_routes(app)  # first: Binance's /ws/{tail} would also match /ws/v5/public
         binance.add_routes(app)
+        binanceus.add_routes(app)
+        kraken.add_routes(app)
+        coinbase.add_routes(app)
         app.router.add_get("/_loopback/stats", self._http_stats)
         app.router.add_get("/_loopback/config", self._http_config)
         app.router.add_post("/_loopback/fault", self._http_fault)
@@ -118,10 +123,8 @@ class LoopbackExchange:
 
     def ccxt_config(self, exchange: str = "binance") -> dict:
         """The dict to put under an exchange's `ccxt:` config key (or pass to the ccxt constructor)."""
-        if exchange == "binance":
-            return binance.ccxt_config(self.url, self.ws_url)
-        if exchange == "okx":
-            return okx.ccxt_config(self.url, self.ws_url)
+        if exchange in CCXT_CONFIGS:
+            return CCXT_CONFIGS[exchange](self.url, self.ws_url)
         raise ValueError(f"no loopback protocol for {exchange!r} (have: {', '.join(PROTOCOLS)})")
 
     def describe(self) -> dict:

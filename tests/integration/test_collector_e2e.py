@@ -16,8 +16,9 @@ SYMBOLS = ["BTC/USDT", "ETH/USDT", "SOL/USDT", "XRP/USDT"]
 FULL_TICKERS = {"options": {"watchTickers": {"name": "ticker"}}}
 
 
-def binance_entry(lx, symbols, **extra):
-    entry = exchange_entry(lx, "binance", symbols, **extra)
+def binance_entry(lx, symbols, name: str = "binance", **extra):
+    """A Binance-protocol exchange entry (`name`: binance or binanceus)."""
+    entry = exchange_entry(lx, name, symbols, **extra)
     entry["ccxt"]["options"].update(FULL_TICKERS["options"])
     entry["ccxt"]["enableRateLimit"] = False  # the loopback has no limits; our SnapshotGate still staggers
     return entry

@@ -41,6 +41,7 @@ def after(rows, t_ns):
 
 CASES = [("binance", k) for k in ["gap", "crossed", "malformed", "disconnect", "abrupt_disconnect", "stall", "slow"]]
 CASES += [("okx", k) for k in ["gap", "malformed", "disconnect"]]
+CASES += [("binanceus", k) for k in ["gap", "malformed", "disconnect"]]
 
 
 @pytest.mark.parametrize("ex,kind", CASES)
@@ -48,7 +49,8 @@ def test_fault_is_recorded_and_collection_recovers(tmp_path, ex, kind):
     async def body():
         sim = SimOptions(rate=20, trades_per_update=0.5, ticker_interval=0.5, seed=hash(kind) % 1000)
         async with LoopbackExchange("sim", SYMBOLS, sim=sim) as lx:
-            entry = binance_entry(lx, SYMBOLS, book_depth=10) if ex == "binance" else exchange_entry(lx, ex, SYMBOLS, book_depth=10)
+            entry = (binance_entry(lx, SYMBOLS, ex, book_depth=10) if ex.startswith("binance")
+                     else exchange_entry(lx, ex, SYMBOLS, book_depth=10))
             cfg = make_config(tmp_path, [entry], stall_timeout=1.5)
             async with running_collector(cfg) as collector:
                 rec = collector.recorder
@@ -74,7 +76,7 @@ def test_fault_is_recorded_and_collection_recovers(tmp_path, ex, kind):
             if kind == "gap":
                 gaps = [e for e in ev if e["event"] == "gap"]
                 assert [g["symbol"] for g in gaps] == ["BTC/USDT"], (ev, lx.sent.faults)
-                assert ("ChecksumError" if ex == "binance" else "InvalidNonce") in gaps[0]["reason"]
+                assert ("ChecksumError" if ex.startswith("binance") else "InvalidNonce") in gaps[0]["reason"]
                 resync = [e for e in ev if e["event"] == "resync" and e["symbol"] == "BTC/USDT"]
                 assert resync and resync[0]["recv_ns"] > gaps[0]["recv_ns"], ev
                 dropped = lx.sent.stream(ex, "BTC/USDT", "orderbook").dropped
