@@ -87,6 +87,18 @@ class FeatureOptions(_Model):
         return self
 
 
+class TradeOptions(_Model):
+    """Options of the trade products (docs/features.md, "Trade bars")."""
+
+    bar_durations: list[int] = Field(default_factory=lambda: [1, 5, 60, 300, 3600],
+                                     description="trade time bars, whole seconds; [] disables them")
+
+    @field_validator("bar_durations")
+    @classmethod
+    def _bar_durations(cls, v: list[int]) -> list[int]:
+        return FeatureOptions._bar_durations(v)
+
+
 class ExchangeConfig(_Model):
     """One exchange: `ccxt` goes verbatim to the ccxt.pro constructor."""
 
@@ -131,6 +143,7 @@ class EtlConfig(_Model):
     reorder_window: float = Field(5.0, ge=0.0, description="seconds of exchange time held back at a segment's end "
                                   "so rows of the next segment that are up to this much older still merge in order")
     features: FeatureOptions = Field(default_factory=FeatureOptions)
+    trades: TradeOptions = Field(default_factory=TradeOptions)
 
 
 class CompactionConfig(_Model):

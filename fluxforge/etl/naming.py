@@ -2,6 +2,7 @@
 
     hf/exchange=<ex>/symbol=<BASE-QUOTE>/date=<YYYY-MM-DD>/part-<segment id>.parquet
     bars/interval=<d>s/exchange=<ex>/symbol=<BASE-QUOTE>/date=<YYYY-MM-DD>/part-<segment id>.parquet
+    trade_bars/interval=<d>s/exchange=<ex>/symbol=<BASE-QUOTE>/date=<YYYY-MM-DD>/part-<segment id>.parquet
 
 Why names derive from the segment id: redoing a segment after a crash rewrites
 the same files, so outputs can never be duplicated (DESIGN decision 5).
@@ -42,4 +43,10 @@ def hf_partition(root: Path, exchange: str, symbol: str, day: int) -> Path:
 
 def bars_partition(root: Path, interval_s: int, exchange: str, symbol: str, day: int) -> Path:
     return (root / "bars" / f"interval={int(interval_s)}s" / f"exchange={exchange_path_value(exchange)}"
+            / f"symbol={symbol_path_value(symbol)}" / f"date={date_of_day(day)}")
+
+
+def trade_partition(root: Path, tree: str, interval_s: int, exchange: str, symbol: str, day: int) -> Path:
+    """A trade time-bar tree's partition (features/trade_layout.py declares the trees)."""
+    return (root / tree / f"interval={int(interval_s)}s" / f"exchange={exchange_path_value(exchange)}"
             / f"symbol={symbol_path_value(symbol)}" / f"date={date_of_day(day)}")

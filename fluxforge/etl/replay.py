@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..config import FeatureOptions
+from ..config import FeatureOptions, TradeOptions
 from ..logs import get_logger
 from ..bronze.segments import SegmentId
 from .bronze_reader import BadSegment
@@ -60,8 +60,10 @@ class ReplaySummary:
 
 def replay(segments: list[Path], out_dir: Path, options: FeatureOptions, row_group_rows: int,
            on_segment: Callable[[Path, SegmentResult | None], None] | None = None,
-           engine_class=None, reorder_window: float = 5.0) -> ReplaySummary:
-    bank = EngineBank(options, engine_class, reorder_ms=int(round(reorder_window * 1000)))
+           engine_class=None, reorder_window: float = 5.0,
+           trade_options: TradeOptions | None = None) -> ReplaySummary:
+    bank = EngineBank(options, engine_class, reorder_ms=int(round(reorder_window * 1000)),
+                      trade_options=trade_options)
     summary = ReplaySummary()
     for seg_dir in segments:
         before = bank.snapshot()

@@ -16,7 +16,8 @@ from ..logs import get_logger
 from .bronze_reader import Key, SegmentReader
 from .engines import EngineBank, FeatureOutput, SymbolFeed
 from .hive_writer import PartWriter, prepare_table, split_by_day
-from .naming import bars_partition, hf_partition
+from .naming import bars_partition, hf_partition, trade_partition
+from .trade_products import PairedEngine
 
 log = get_logger("fluxforge.etl")
 
@@ -32,6 +33,7 @@ class SegmentResult:
     trades: int = 0
     hf_rows: int = 0
     bar_rows: int = 0
+    trade_rows: int = 0  # rows of the trade products (trade_bars/, ...)
     files: list[Path] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -55,7 +57,8 @@ def run_segment(seg_dir: Path, bank: EngineBank, features_root: Path, row_group_
         f = feeds.get(key)
         if f is None:
             st = bank.state(key)
-            f = feeds[key] = SymbolFeed(st.engine, st.carry, trades.get(key), _events_for(events, key),
+            engine = PairedEngine(st.engine, st.products) if st.products is not None else st.engine
+            f = feeds[key] = SymbolFeed(engine, st.carry, trades.get(key), _events_for(events, key),
                                         bank.reorder_ms)
         return f
 
@@ -67,7 +70,9 @@ def run_segment(seg_dir: Path, bank: EngineBank, features_root: Path, row_group_
     result = SegmentResult(segment)
     outputs: dict[Key, FeatureOutput] = {}
     for key, f in sorted(feeds.items()):
-        bank.state(key).carry = f.finish()
+        carry = f.finish()
+        carry.products = bank.state(key).carry.products
+        bank.state(key).carry = carry
         result.books += f.books_fed
         result.trades += f.new_trades
         outputs[key] = f.output
@@ -82,6 +87,10 @@ def run_segment(seg_dir: Path, bank: EngineBank, features_root: Path, row_group_
                 for day, part in split_by_day(prepare_table(tables)):
                     writer.add(bars_partition(features_root, duration, exchange, symbol, day), part)
                     result.bar_rows += part.num_rows
+            for (tree, param), tables in sorted(out.products.items()):
+                for day, part in split_by_day(prepare_table(tables)):
+                    writer.add(trade_partition(features_root, tree, param, exchange, symbol, day), part)
+                    result.trade_rows += part.num_rows
         result.files = writer.commit()
     except BaseException:
         writer.abort()

@@ -31,11 +31,14 @@ def run_runner(root, market, n):
 def test_thirty_segments_equal_one_with_kernels(tmp_path, market):
     one = run_runner(tmp_path / "one", market, 1)
     thirty = run_runner(tmp_path / "thirty", market, 30)
-    for kind in ("hf", "bars"):
+    for kind in ("hf", "bars", "trade_bars"):
         a, b = read_tree(one, kind), read_tree(thirty, kind)
         assert a.num_rows > 0 and tables_equal(a, b), kind
     bars = read_tree(thirty, "bars")
     assert set(bars.column("interval").to_pylist()) == {"1s", "5s", "60s"}
+    trade_bars = read_tree(thirty, "trade_bars")
+    assert set(trade_bars.column("interval").to_pylist()) == {"1s", "5s", "60s", "300s", "3600s"}
+    assert not all(trade_bars.column("is_empty").to_pylist()) and any(trade_bars.column("is_empty").to_pylist())
 
 
 def test_live_service_equals_replay_and_bad_segments_are_skipped(tmp_path, market):

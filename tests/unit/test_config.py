@@ -22,11 +22,14 @@ def test_example_config_is_valid_and_complete():
     for section in ("collector", "etl", "compaction", "sync", "retention", "logging"):
         model = getattr(cfg, section)
         for field in type(model).model_fields:
-            if field == "features":
+            if field in ("features", "trades"):
                 continue
             assert f"{field}:" in text, f"{section}.{field} missing from example config"
     for field in type(cfg.etl.features).model_fields:
         assert f"{field}:" in text, f"etl.features.{field} missing from example config"
+    trades = text[text.index("\n  trades:"):text.index("\n  features:")]
+    for field in type(cfg.etl.trades).model_fields:
+        assert f"\n    {field}:" in trades, f"etl.trades.{field} missing from example config"
 
 
 @pytest.mark.parametrize("data, needle", [
