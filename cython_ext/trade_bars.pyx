@@ -17,7 +17,7 @@ byte for byte, so N chunks (segments) == 1 chunk.  Rules:
   older than the time already processed are dropped as late (both counted).
 """
 import numpy as np
-from libc.math cimport NAN, isfinite, log
+from libc.math cimport NAN, isfinite, log, floor
 from libc.stdint cimport int64_t, int8_t
 from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy
@@ -312,3 +312,208 @@ cdef class TradeBarEngine:
         if self.nbar:
             buf = bars
             memcpy(self.bars, &buf[0], self.nbar * sizeof(TBar))
+
+
+# ------------------------------------------------------------ information-driven bars
+cdef enum:
+    IB_FIELDS = 22          # see fluxforge.features.trade_layout.INFO_BAR_FIELDS
+
+
+cdef struct IBar:
+    int64_t thr             # threshold, integer units of 1e-8 (base: volume bars, quote: dollar bars)
+    int64_t fill            # units in the open bar
+    int64_t start_ts, end_ts
+    double ret_ref, prev_px
+    double open, high, low, close, vol, dq, buy, sell, rv, maxq
+    int64_t n, nbuy, nsell
+    int64_t n_trades, n_late, n_invalid, n_resets, last_ts
+
+
+cdef inline void _ib_clear(IBar* b) noexcept nogil:
+    b.fill = 0
+    b.n = 0
+    b.nbuy = 0
+    b.nsell = 0
+    b.vol = 0.0
+    b.dq = 0.0
+    b.buy = 0.0
+    b.sell = 0.0
+    b.rv = 0.0
+    b.maxq = 0.0
+
+
+cdef class InfoBarEngine:
+    """Volume (dollar=False) or dollar bars (López de Prado, AFML ch. 2) of one symbol.
+
+    Sizes are counted in integer units of 1e-8 (as VPIN does), so a trade that fills
+    a bar exactly closes it exactly; a trade larger than the room left is split: the
+    bar takes the fraction room/units of its amount, the rest goes to the next bars.
+    """
+
+    cdef IBar b
+    cdef bint dollar
+    cdef double threshold
+    cdef double* out
+    cdef int64_t out_n, out_cap
+
+    def __cinit__(self, double threshold, bint dollar):
+        if not (threshold > 0.0):
+            raise ValueError("threshold must be positive")
+        self.dollar = dollar
+        self.threshold = threshold
+        self.b.thr = <int64_t>floor(threshold * 1e8 + 0.5)
+        if self.b.thr < 1:
+            raise ValueError("threshold below the 1e-8 unit")
+        self.b.ret_ref = NAN
+        self.b.prev_px = NAN
+        self.b.last_ts = NO_TIME
+        _ib_clear(&self.b)
+
+    def __dealloc__(self):
+        free(self.out)
+
+    def stats(self):
+        return {"trades": self.b.n_trades, "late_dropped": self.b.n_late,
+                "invalid_dropped": self.b.n_invalid, "resets": self.b.n_resets}
+
+    cdef int _emit(self) noexcept nogil:
+        cdef IBar* b = &self.b
+        cdef double* o
+        cdef double* buf
+        cdef double tot
+        cdef int64_t cap
+        if self.out_n == self.out_cap:
+            cap = self.out_cap * 2 if self.out_cap else 256
+            buf = <double*>calloc(cap * IB_FIELDS, sizeof(double))
+            if buf == NULL:
+                return -1
+            if self.out_n:
+                memcpy(buf, self.out, self.out_n * IB_FIELDS * sizeof(double))
+            free(self.out)
+            self.out = buf
+            self.out_cap = cap
+        o = self.out + self.out_n * IB_FIELDS
+        self.out_n += 1
+        o[0] = <double>b.end_ts
+        o[1] = b.open; o[2] = b.high; o[3] = b.low; o[4] = b.close
+        o[5] = b.vol
+        o[6] = b.dq
+        o[7] = b.dq / b.vol if b.vol > 0.0 else NAN
+        o[8] = <double>b.n
+        o[9] = b.buy
+        o[10] = b.sell
+        o[11] = <double>b.nbuy
+        o[12] = <double>b.nsell
+        tot = b.buy + b.sell
+        o[13] = (b.buy - b.sell) / tot if tot > 0.0 else NAN
+        o[14] = b.rv
+        o[15] = log(b.close / b.ret_ref) if isfinite(b.ret_ref) else NAN
+        b.ret_ref = b.close
+        o[16] = b.maxq
+        o[17] = 0.0
+        o[18] = <double>(b.n - b.nbuy - b.nsell)
+        o[19] = <double>b.start_ts
+        o[20] = <double>b.end_ts
+        o[21] = self.threshold
+        _ib_clear(b)
+        return 0
+
+    cdef int _trade(self, int64_t ts, double px, double q, int8_t side) noexcept nogil:
+        cdef IBar* b = &self.b
+        cdef int64_t units, take
+        cdef double part, r
+        units = <int64_t>floor((px * q if self.dollar else q) * 1e8 + 0.5)
+        if units <= 0:
+            self.b.n_invalid += 1
+            return 0
+        b.n_trades += 1
+        if isfinite(b.prev_px):
+            r = log(px / b.prev_px)
+        else:
+            r = NAN
+        while units > 0:
+            take = b.thr - b.fill
+            if units < take:
+                take = units
+            part = q * (<double>take / <double>units)   # this bar's share of what is left of the trade
+            q -= part
+            units -= take
+            if b.n == 0:
+                b.open = px
+                b.high = px
+                b.low = px
+                b.start_ts = ts
+            else:
+                if px > b.high:
+                    b.high = px
+                if px < b.low:
+                    b.low = px
+                if isfinite(r):
+                    b.rv += r * r
+            r = NAN                                        # a split's later parts add no return
+            b.close = px
+            b.end_ts = ts
+            b.vol += part
+            b.dq += px * part
+            if part > b.maxq:
+                b.maxq = part
+            b.n += 1
+            if side > 0:
+                b.buy += part
+                b.nbuy += 1
+            elif side < 0:
+                b.sell += part
+                b.nsell += 1
+            b.fill += take
+            if b.fill == b.thr and self._emit() < 0:
+                return -1
+        b.prev_px = px
+        return 0
+
+    def process(self, const int64_t[::1] tts, const double[::1] tpx, const double[::1] tamt,
+                const int8_t[::1] tside, const int64_t[::1] resets):
+        """Run one chunk (trades and resets sorted by time); returns the completed bars (bars x IB_FIELDS)."""
+        cdef Py_ssize_t ntr = tts.shape[0], nres = resets.shape[0], j = 0, r = 0
+        cdef double px, q
+        cdef int err = 0
+        if tpx.shape[0] != ntr or tamt.shape[0] != ntr or tside.shape[0] != ntr:
+            raise ValueError("trade columns differ in length")
+        with nogil:
+            while (j < ntr or r < nres) and not err:
+                if r < nres and (j >= ntr or resets[r] <= tts[j]):
+                    self.b.prev_px = NAN
+                    self.b.ret_ref = NAN
+                    self.b.n_resets += 1
+                    if resets[r] > self.b.last_ts:
+                        self.b.last_ts = resets[r]
+                    r += 1
+                    continue
+                px = tpx[j]
+                q = tamt[j]
+                j += 1
+                if not (isfinite(px) and isfinite(q) and px > 0.0 and q > 0.0):
+                    self.b.n_invalid += 1
+                    continue
+                if tts[j - 1] < self.b.last_ts:
+                    self.b.n_late += 1
+                    continue
+                self.b.last_ts = tts[j - 1]
+                err = self._trade(tts[j - 1], px, q, tside[j - 1])
+        if err:
+            raise MemoryError()
+        arr = np.empty((self.out_n, IB_FIELDS), dtype=np.float64)
+        cdef double[:, ::1] view
+        if self.out_n:
+            view = arr
+            memcpy(&view[0, 0], self.out, self.out_n * IB_FIELDS * sizeof(double))
+        self.out_n = 0
+        return arr
+
+    def get_state(self):
+        return {"bar": (<char*>&self.b)[:sizeof(IBar)]}
+
+    def set_state(self, dict state):
+        cdef const unsigned char[::1] buf = state["bar"]
+        if len(state["bar"]) != sizeof(IBar):
+            raise ValueError("information-bar checkpoint has the wrong size")
+        memcpy(&self.b, &buf[0], sizeof(IBar))

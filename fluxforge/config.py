@@ -92,6 +92,8 @@ class TradeOptions(_Model):
 
     bar_durations: list[int] = Field(default_factory=lambda: [1, 5, 60, 300, 3600],
                                      description="trade time bars, whole seconds; [] disables them")
+    volume_bar_size: float = Field(0.0, ge=0.0, description="base units per volume bar; 0 disables them")
+    dollar_bar_size: float = Field(1_000_000.0, ge=0.0, description="quote units per dollar bar; 0 disables them")
 
     @field_validator("bar_durations")
     @classmethod
@@ -144,6 +146,17 @@ class EtlConfig(_Model):
                                   "so rows of the next segment that are up to this much older still merge in order")
     features: FeatureOptions = Field(default_factory=FeatureOptions)
     trades: TradeOptions = Field(default_factory=TradeOptions)
+    symbol_overrides: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description='"exchange:SYMBOL" -> etl.trades options for that symbol only')
+
+    @field_validator("symbol_overrides")
+    @classmethod
+    def _overrides(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        for key, opts in v.items():
+            if ":" not in key:
+                raise ValueError(f"{key!r}: keys are 'exchange:SYMBOL', e.g. 'binance:BTC/USDT'")
+            TradeOptions(**opts)  # every override must be a valid etl.trades option
+        return v
 
 
 class CompactionConfig(_Model):

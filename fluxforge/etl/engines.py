@@ -45,11 +45,14 @@ NO_EVENT = -1  # a pending reset carried from an earlier segment: any book resol
 MAX_CARRY_FACTOR = 12  # carry at most 12 reorder windows (1 minute by default) behind the newest row
 
 
-def options_fingerprint(options: FeatureOptions, trades: TradeOptions | None = None) -> str:
+def options_fingerprint(options: FeatureOptions, trades: TradeOptions | None = None,
+                        overrides: dict | None = None) -> str:
     """Stable hash of the feature (and trade) options: a checkpoint is only valid for the options it was made with."""
     blob = json.dumps(options.model_dump(mode="json"), sort_keys=True).encode()
     if trades is not None:
         blob += json.dumps(trades.model_dump(mode="json"), sort_keys=True).encode()
+    if overrides:
+        blob += json.dumps(overrides, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
@@ -253,11 +256,12 @@ class EngineBank:
     """All symbols' engines and carries; `snapshot()`/`restore()` are what the checkpoint stores."""
 
     def __init__(self, options: FeatureOptions, engine_class=None, reorder_ms: int = 5000,
-                 trade_options: TradeOptions | None = None):
+                 trade_options: TradeOptions | None = None, symbol_overrides: dict | None = None):
         self.options = options
         self.reorder_ms = reorder_ms
         self.trade_options = trade_options or TradeOptions()
-        self.fingerprint = options_fingerprint(options, self.trade_options)
+        self.symbol_overrides = symbol_overrides or {}  # "exchange:SYMBOL" -> etl.trades options
+        self.fingerprint = options_fingerprint(options, self.trade_options, self.symbol_overrides)
         self.engine_class = engine_class  # None: fluxforge.features.FeatureEngine
         self.symbols: dict[Key, SymbolState] = {}
 
@@ -267,14 +271,13 @@ class EngineBank:
     def state(self, key: Key) -> SymbolState:
         st = self.symbols.get(key)
         if st is None:
-            st = self.symbols[key] = SymbolState(self._cls()(self.options), products=self._products())
+            st = self.symbols[key] = SymbolState(self._cls()(self.options), products=self._products(key))
         return st
 
-    def _products(self, state: bytes | None = None):
-        from .trade_products import TradeProducts  # compiled kernels: imported when first needed
-        if state is None:
-            return TradeProducts(self.trade_options)
-        return TradeProducts.from_state(state, self.trade_options)
+    def _products(self, key: Key, state: bytes | None = None):
+        from .trade_products import TradeProducts, options_for  # compiled kernels: imported when first needed
+        opts = options_for(self.trade_options, self.symbol_overrides, key)
+        return TradeProducts(opts) if state is None else TradeProducts.from_state(state, opts)
 
     def snapshot(self) -> dict[Key, tuple[bytes, bytes]]:
         out = {}
@@ -288,4 +291,4 @@ class EngineBank:
         self.symbols = {}
         for k, (state, carry_bytes) in snapshot.items():
             carry = Carry.from_bytes(carry_bytes)
-            self.symbols[k] = SymbolState(cls.from_state(state, self.options), carry, self._products(carry.products))
+            self.symbols[k] = SymbolState(cls.from_state(state, self.options), carry, self._products(k, carry.products))

@@ -61,9 +61,9 @@ class ReplaySummary:
 def replay(segments: list[Path], out_dir: Path, options: FeatureOptions, row_group_rows: int,
            on_segment: Callable[[Path, SegmentResult | None], None] | None = None,
            engine_class=None, reorder_window: float = 5.0,
-           trade_options: TradeOptions | None = None) -> ReplaySummary:
+           trade_options: TradeOptions | None = None, symbol_overrides: dict | None = None) -> ReplaySummary:
     bank = EngineBank(options, engine_class, reorder_ms=int(round(reorder_window * 1000)),
-                      trade_options=trade_options)
+                      trade_options=trade_options, symbol_overrides=symbol_overrides)
     summary = ReplaySummary()
     for seg_dir in segments:
         before = bank.snapshot()

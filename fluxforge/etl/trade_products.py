@@ -26,14 +26,23 @@ STATE_VERSION = 1
 Products = dict[tuple[str, int], pa.Table]  # (tree, parameter e.g. duration s) -> rows
 
 
+def options_for(base: TradeOptions, overrides: dict, key: tuple[str, str]) -> TradeOptions:
+    """etl.trades with etl.symbol_overrides["exchange:SYMBOL"] applied."""
+    extra = overrides.get(f"{key[0]}:{key[1]}")
+    return TradeOptions(**{**base.model_dump(), **extra}) if extra else base
+
+
 class TradeProducts:
-    """Trade bars (and later trade outputs) of one symbol; streaming, checkpointable."""
+    """Trade time bars, volume and dollar bars of one symbol; streaming, checkpointable."""
 
     def __init__(self, options: TradeOptions | None = None):
-        from .._kernels.trade_bars import TradeBarEngine  # compiled kernel: imported when first needed
+        from .._kernels.trade_bars import InfoBarEngine, TradeBarEngine  # compiled: imported when first needed
 
         self.options = options or TradeOptions()
         self._bars = TradeBarEngine([int(d) * 1000 for d in self.options.bar_durations])
+        self._info = {tree: InfoBarEngine(size, tree == trade_layout.DOLLAR_BARS)
+                      for tree, size in ((trade_layout.VOLUME_BARS, self.options.volume_bar_size),
+                                         (trade_layout.DOLLAR_BARS, self.options.dollar_bar_size)) if size > 0}
 
     def stats(self) -> dict[str, int]:
         return self._bars.stats()
@@ -52,20 +61,20 @@ class TradeProducts:
             side = np.ascontiguousarray(book_arrays.side_column(trades))
         res = np.asarray(sorted(resets or ()), dtype=np.int64)
         limit = np.iinfo(np.int64).min if until is None else int(until)
-        return self._tables(self._bars.process(tts, px, amt, side, res, limit))
-
-    def flush(self) -> Products:
-        """Emit the open bars (end of a one-shot computation)."""
-        return self._tables(self._bars.flush())
+        out = self._tables(self._bars.process(tts, px, amt, side, res, limit))
+        for tree, kernel in self._info.items():
+            out[(tree, 0)] = trade_layout.info_bar_table(kernel.process(tts, px, amt, side, res))
+        return out
 
     def _tables(self, blocks: list[np.ndarray]) -> Products:
         return {(trade_layout.TRADE_BARS, int(d)): trade_layout.trade_bar_table(int(d), rows)
                 for d, rows in zip(self.options.bar_durations, blocks)}
 
     def get_state(self) -> bytes:
-        state = self._bars.get_state()
+        kernels = {"bars": self._bars, **self._info}
         return json.dumps({"version": STATE_VERSION, "options": self.options.model_dump(mode="json"),
-                           "bars": {k: base64.b64encode(v).decode("ascii") for k, v in state.items()}}).encode()
+                           **{name: {k: base64.b64encode(v).decode("ascii") for k, v in kernel.get_state().items()}
+                              for name, kernel in kernels.items()}}).encode()
 
     @classmethod
     def from_state(cls, data: bytes, options: TradeOptions | None = None) -> "TradeProducts":
@@ -76,7 +85,8 @@ class TradeProducts:
                 raise ValueError("unsupported trade-products checkpoint version")
             if payload["options"] != products.options.model_dump(mode="json"):
                 raise ValueError("checkpoint was written with different trade options")
-            products._bars.set_state({k: base64.b64decode(v) for k, v in payload["bars"].items()})
+            for name, kernel in {"bars": products._bars, **products._info}.items():
+                kernel.set_state({k: base64.b64decode(v) for k, v in payload[name].items()})
         except (KeyError, TypeError, AttributeError, json.JSONDecodeError) as exc:
             raise ValueError(f"corrupt trade-products checkpoint: {exc!r}") from None
         return products

@@ -21,8 +21,35 @@ TRADE_BAR_FIELDS = [
 ]
 TRADE_BAR_INT = {"trade_count", "buy_count", "sell_count", "unknown_side_count"}
 
+# Information-driven bars (trade_bars.pyx InfoBarEngine): `timestamp` is the completing trade's time.
+INFO_BAR_FIELDS = TRADE_BAR_FIELDS + ["start_ts", "end_ts", "threshold"]
+INFO_BAR_TIMES = {"start_ts", "end_ts"}
+
 TRADE_BARS = "trade_bars"
-TREES = (TRADE_BARS,)  # every trade-product tree, in write order
+VOLUME_BARS = "volume_bars"
+DOLLAR_BARS = "dollar_bars"
+TREES = (TRADE_BARS, VOLUME_BARS, DOLLAR_BARS)  # every trade-product tree
+TIME_BAR_TREES = {TRADE_BARS}  # partitioned by interval=<d>s as well
+
+
+def info_bar_table(rows: np.ndarray) -> pa.Table:
+    """Typed volume/dollar-bar table; `duration` is end_ts - start_ts in seconds (float)."""
+    if rows.shape[1] != len(INFO_BAR_FIELDS):
+        raise ValueError(f"info-bar block has {rows.shape[1]} fields, layout names {len(INFO_BAR_FIELDS)}")
+    out: dict[str, pa.Array] = {}
+    cols = dict(zip(INFO_BAR_FIELDS, rows.T))
+    for name, values in cols.items():
+        if name == "timestamp" or name in INFO_BAR_TIMES:
+            out[name] = pa.array(values.astype(np.int64), type=pa.int64()).cast(TS_TYPE)
+            if name == "timestamp":
+                out["duration"] = pa.array((cols["end_ts"] - cols["start_ts"]) / 1000.0)
+        elif name in TRADE_BAR_INT:
+            out[name] = pa.array(values.astype(np.int64))
+        elif name == "is_empty":
+            out[name] = pa.array(values != 0.0)
+        else:
+            out[name] = pa.array(values)
+    return pa.table(out)
 
 
 def trade_bar_table(duration_s: int, rows: np.ndarray) -> pa.Table:

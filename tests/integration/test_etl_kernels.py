@@ -8,11 +8,13 @@ import pyarrow.dataset as ds
 import pytest
 
 from etl_support import tables_equal, etl_config, fluxforge_cmd, read_tree, synthetic_market, tree_files, write_segments
-from fluxforge.config import FeatureOptions
+from fluxforge.config import FeatureOptions, TradeOptions
 from fluxforge.etl.runner import EtlRunner
 from fluxforge.features.engine import FeatureEngine
 
 FEATURES = {"bar_durations": [1, 5, 60], "hf_emit_interval": 0.5}
+TRADES = TradeOptions(volume_bar_size=0.7, dollar_bar_size=5_000.0)
+TRADE_TREES = ("trade_bars", "volume_bars", "dollar_bars")
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +25,8 @@ def market():
 
 def run_runner(root, market, n):
     write_segments(root / "segments/ready", market, n, seconds=180)
-    outcomes = EtlRunner(root / "segments", root / "features", root / "state", FeatureOptions(**FEATURES)).run_once()
+    outcomes = EtlRunner(root / "segments", root / "features", root / "state", FeatureOptions(**FEATURES),
+                         trade_options=TRADES).run_once()
     assert [o.state for o in outcomes] == ["done"] * n
     return root / "features"
 
@@ -31,7 +34,7 @@ def run_runner(root, market, n):
 def test_thirty_segments_equal_one_with_kernels(tmp_path, market):
     one = run_runner(tmp_path / "one", market, 1)
     thirty = run_runner(tmp_path / "thirty", market, 30)
-    for kind in ("hf", "bars", "trade_bars"):
+    for kind in ("hf", "bars") + TRADE_TREES:
         a, b = read_tree(one, kind), read_tree(thirty, kind)
         assert a.num_rows > 0 and tables_equal(a, b), kind
     bars = read_tree(thirty, "bars")
@@ -112,8 +115,9 @@ def test_restart_from_checkpoint_equals_one_run(tmp_path, market):
     for i in range(0, len(segs), 3):
         for seg in segs[i:i + 3]:
             seg.rename(root / "segments/ready" / seg.name)
-        outcomes = EtlRunner(root / "segments", root / "features", root / "state", FeatureOptions(**FEATURES)).run_once()
+        outcomes = EtlRunner(root / "segments", root / "features", root / "state", FeatureOptions(**FEATURES),
+                             trade_options=TRADES).run_once()
         assert [o.state for o in outcomes] == ["done"] * len(segs[i:i + 3])
-    for kind in ("hf", "bars", "trade_bars"):
+    for kind in ("hf", "bars") + TRADE_TREES:
         a, b = read_tree(one, kind), read_tree(root / "features", kind)
         assert a.num_rows > 0 and tables_equal(a, b), kind

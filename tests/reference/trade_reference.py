@@ -79,3 +79,62 @@ def sum_seq(values) -> float:
     for v in values:
         total += v
     return total
+
+
+def info_bars(trades: list[tuple[int, float, float, int]], resets: list[int], threshold: float,
+              dollar: bool) -> list[dict]:
+    """Volume (dollar=False) or dollar bars: a bar completes when its size reaches `threshold`.
+
+    Sizes in integer units of 1e-8 (base or quote); a trade crossing the threshold is
+    split, each bar taking the share room/units of what is left of the trade."""
+    thr = math.floor(threshold * 1e8 + 0.5)
+    # expand trades into (trade index, ts, price, amount part, side, units part) pieces
+    pieces = []
+    fill = 0
+    last = None
+    for i, (ts, p, q, side) in enumerate(t for t in trades if _valid(t[1], t[2])):
+        units = math.floor((p * q if dollar else q) * 1e8 + 0.5)
+        if units <= 0:
+            continue
+        while units > 0:
+            take = min(units, thr - fill)
+            part = q * (take / units)
+            q -= part
+            units -= take
+            fill += take
+            pieces.append((i, ts, p, part, side, fill == thr))
+            if fill == thr:
+                fill = 0
+        last = ts
+    rows, bar, prev_close, prev_trade = [], [], NAN, None
+    resets = sorted(resets)
+    for piece in pieces:
+        bar.append(piece)
+        if not piece[5]:
+            continue
+        first_ts, end_ts = bar[0][1], bar[-1][1]
+        prices = [b[2] for b in bar]
+        parts = [b[3] for b in bar]
+        rv = 0.0
+        for a, b in zip(bar, bar[1:]):
+            if a[0] != b[0] and not any(a[1] < r <= b[1] for r in resets):
+                rv += math.log(b[2] / a[2]) ** 2
+        if prev_trade is not None and any(prev_trade < r <= end_ts for r in resets):
+            prev_close = NAN
+        buy = sum_seq(b[3] for b in bar if b[4] > 0)
+        sell = sum_seq(b[3] for b in bar if b[4] < 0)
+        vol = sum_seq(parts)
+        dq = sum_seq(b[2] * b[3] for b in bar)
+        rows.append(dict(timestamp=end_ts, start_ts=first_ts, end_ts=end_ts, threshold=threshold,
+                         duration=(end_ts - first_ts) / 1000.0, open=prices[0], high=max(prices), low=min(prices),
+                         close=prices[-1], volume=vol, dollar_volume=dq, vwap=dq / vol, trade_count=len(bar),
+                         buy_volume=buy, sell_volume=sell, buy_count=sum(1 for b in bar if b[4] > 0),
+                         sell_count=sum(1 for b in bar if b[4] < 0),
+                         trade_imbalance=(buy - sell) / (buy + sell) if buy + sell > 0 else NAN,
+                         realized_variance=rv, max_trade=max(parts), is_empty=False,
+                         unknown_side_count=sum(1 for b in bar if b[4] == 0),
+                         log_return=math.log(prices[-1] / prev_close) if math.isfinite(prev_close) else NAN))
+        prev_close, prev_trade = prices[-1], end_ts
+        bar = []
+    del last
+    return rows

@@ -40,6 +40,9 @@ def test_example_config_is_valid_and_complete():
     ({"etl": {"features": {"ofi_levels": 20, "max_levels": 10}}}, "etl.features"),
     ({"etl": {"features": {"horizons": [5, 1]}}}, "etl.features.horizons"),
     ({"sync": {"enabled": True}}, "bucket is required"),
+    ({"etl": {"trades": {"dollar_bar_size": -1}}}, "etl.trades.dollar_bar_size"),
+    ({"etl": {"symbol_overrides": {"BTC/USDT": {"volume_bar_size": 1}}}}, "exchange:SYMBOL"),
+    ({"etl": {"symbol_overrides": {"binance:BTC/USDT": {"volume_bar_sise": 1}}}}, "volume_bar_sise"),
     ({"host_id": "my-host"}, "host_id"),
     ([1, 2], "top level must be a mapping"),
 ])

@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 
 from fluxforge.config import TradeOptions
 from fluxforge.etl.trade_products import TradeProducts
-from fluxforge.features.trade_layout import TRADE_BAR_FIELDS, TRADE_BARS
-from tests.reference.trade_reference import MAX_EMPTY_BARS, trade_bars
+from fluxforge.features.trade_layout import DOLLAR_BARS, INFO_BAR_FIELDS, TRADE_BAR_FIELDS, TRADE_BARS, VOLUME_BARS
+from tests.reference.trade_reference import MAX_EMPTY_BARS, info_bars, trade_bars
 
 DURATIONS = [1, 5, 60]
 SIDES = {"buy": 1, "sell": -1}
@@ -33,26 +33,31 @@ def trade_table(rows: list[tuple]) -> pa.Table:
     })
 
 
-def run_chunked(rows, resets, cuts, untils, durations=DURATIONS):
-    """Feed [cut_i, cut_i+1) per chunk, restoring the engine from its checkpoint in between."""
-    opts = TradeOptions(bar_durations=durations)
+def run_chunked(rows, resets, cuts, untils, durations=DURATIONS, **sizes):
+    """Feed [cut_i, cut_i+1) per chunk, restoring the engine from its checkpoint in between.
+
+    Returns {duration: time-bar rows, "volume_bars": rows, "dollar_bars": rows} and the engine."""
+    opts = TradeOptions(bar_durations=durations, **{"volume_bar_size": 0.0, "dollar_bar_size": 0.0, **sizes})
     engine = TradeProducts(opts)
-    out = {d: [] for d in durations}
+    out = {k: [] for k in durations + [VOLUME_BARS, DOLLAR_BARS]}
     for (lo, hi), until in zip(zip(cuts, cuts[1:]), untils):
         chunk = [r for r in rows if lo <= r[0] < hi]
         res = [r for r in resets if lo <= r < hi]
         for (tree, d), table in engine.process(trade_table(chunk), res, until).items():
-            assert tree == TRADE_BARS
-            out[d].extend(table.to_pylist())
+            out[d if tree == TRADE_BARS else tree].extend(table.to_pylist())
         engine = TradeProducts.from_state(engine.get_state(), opts)
     return out, engine
 
 
-def assert_rows_equal(got: list[dict], want: list[dict]) -> None:
+def _ms(v):
+    return int(round(v.timestamp() * 1000))
+
+
+def assert_rows_equal(got: list[dict], want: list[dict], fields=TRADE_BAR_FIELDS) -> None:
     assert len(got) == len(want), (len(got), len(want))
     for i, (g, w) in enumerate(zip(got, want)):
-        assert int(g["timestamp"].timestamp() * 1000) == w["timestamp"], i
-        for name in TRADE_BAR_FIELDS[1:] + ["duration"]:
+        assert _ms(g["timestamp"]) == w["timestamp"], i
+        for name in [f for f in fields[1:] if f not in ("start_ts", "end_ts")] + ["duration"]:
             a, b = g[name], w[name]
             if isinstance(b, float) and math.isnan(b):
                 assert a is not None and math.isnan(a), (i, name, a)
@@ -60,6 +65,9 @@ def assert_rows_equal(got: list[dict], want: list[dict]) -> None:
                 assert a == pytest.approx(b, rel=1e-9, abs=1e-12), (i, name, a, b)
             else:
                 assert a == b, (i, name, a, b)
+        for name in ("start_ts", "end_ts"):
+            if name in fields:
+                assert _ms(g[name]) == w[name], (i, name)
 
 
 @st.composite
@@ -100,6 +108,27 @@ def test_kernel_matches_reference_in_any_chunking(s):
     got, _ = run_chunked(rows, resets, cuts, untils)
     for d in DURATIONS:
         assert_rows_equal(got[d], reference(rows, resets, untils, d))
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(stream(), st.sampled_from([0.5, 1.0, 2.25, 3.3, 0.3]), st.sampled_from([50.0, 100.0, 250.5, 1000.0]))
+def test_volume_and_dollar_bars_match_reference(s, volume, dollar):
+    rows, resets, cuts, untils = s
+    got, _ = run_chunked(rows, resets, cuts, untils, durations=[], volume_bar_size=volume, dollar_bar_size=dollar)
+    trades = [(r[0], r[2], r[3], SIDES.get(r[4], 0)) for r in rows]
+    assert_rows_equal(got[VOLUME_BARS], info_bars(trades, resets, volume, False), INFO_BAR_FIELDS)
+    assert_rows_equal(got[DOLLAR_BARS], info_bars(trades, resets, dollar, True), INFO_BAR_FIELDS)
+
+
+def test_a_trade_is_split_exactly_across_volume_bars():
+    rows = [(1_000, "1", 10.0, 0.4, "buy"), (2_000, "2", 12.0, 2.1, "sell"), (3_000, "3", 11.0, 0.5, None)]
+    got, _ = run_chunked(rows, [], [0, 10_000], [None], durations=[], volume_bar_size=1.0)
+    bars = got[VOLUME_BARS]
+    assert [b["volume"] for b in bars] == pytest.approx([1.0, 1.0, 1.0], rel=1e-12)
+    assert [b["trade_count"] for b in bars] == [2, 1, 2]
+    assert bars[0]["buy_volume"] == pytest.approx(0.4) and bars[0]["sell_volume"] == pytest.approx(0.6)
+    assert bars[2]["unknown_side_count"] == 1 and bars[2]["close"] == 11.0
+    assert [_ms(b["end_ts"]) for b in bars] == [2_000, 2_000, 3_000]
 
 
 def test_long_hole_emits_no_empty_bars_beyond_the_limit():
@@ -150,3 +179,26 @@ def test_real_capture_matches_reference(shared_capture, name):
         want = reference(rows, resets, untils, d)
         assert want and any(not r["is_empty"] for r in want)
         assert_rows_equal(got[d], want)
+    sizes = dict(volume_bar_size=0.5 if name.startswith("btc") else 5.0, dollar_bar_size=20_000.0)
+    got, _ = run_chunked(rows, resets, cuts, untils, durations=[], **sizes)
+    trades = [(r[0], r[2], r[3], SIDES.get(r[4], 0)) for r in rows]
+    for tree, size, dollar in ((VOLUME_BARS, sizes["volume_bar_size"], False),
+                               (DOLLAR_BARS, sizes["dollar_bar_size"], True)):
+        want = info_bars(trades, resets, size, dollar)
+        assert len(want) > 5, tree
+        assert_rows_equal(got[tree], want, INFO_BAR_FIELDS)
+
+
+def test_symbol_overrides_change_only_that_symbol():
+    from fluxforge.etl.engines import EngineBank
+    from fluxforge.config import FeatureOptions
+
+    overrides = {"binance:BTC/USDT": {"volume_bar_size": 2.5, "bar_durations": [60]}}
+    bank = EngineBank(FeatureOptions(), trade_options=TradeOptions(volume_bar_size=1.0), symbol_overrides=overrides)
+    btc, eth = bank.state(("binance", "BTC/USDT")).products, bank.state(("binance", "ETH/USDT")).products
+    assert btc.options.volume_bar_size == 2.5 and btc.options.bar_durations == [60]
+    assert btc.options.dollar_bar_size == 1_000_000.0   # not overridden: etl.trades
+    assert eth.options.volume_bar_size == 1.0 and eth.options.bar_durations == [1, 5, 60, 300, 3600]
+    assert bank.fingerprint != EngineBank(FeatureOptions(), trade_options=TradeOptions(volume_bar_size=1.0)).fingerprint
+    bank.restore(bank.snapshot())
+    assert bank.state(("binance", "BTC/USDT")).products.options.volume_bar_size == 2.5
