@@ -22,6 +22,8 @@ from libc.stdint cimport int64_t, int8_t
 from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy
 
+from trade_agg cimport Agg, agg_add, agg_clear, agg_row
+
 cdef int64_t NO_TIME = -9223372036854775807 - 1
 
 cdef enum:
@@ -35,8 +37,7 @@ cdef struct TBar:
     double carry_close      # close carried into empty bars
     double ret_ref          # close the next log_return is measured against (NaN after a reset)
     double prev_px          # previous trade price within the open bar (NaN: none / reset)
-    double open, high, low, close, vol, dq, buy, sell, rv, maxq
-    int64_t n, nbuy, nsell
+    Agg a
 
 
 cdef struct TState:
@@ -50,19 +51,7 @@ cdef struct TState:
 cdef inline void _open(TBar* b, int64_t k) noexcept nogil:
     b.k = k
     b.prev_px = NAN
-    b.open = NAN
-    b.high = NAN
-    b.low = NAN
-    b.close = NAN
-    b.vol = 0.0
-    b.dq = 0.0
-    b.buy = 0.0
-    b.sell = 0.0
-    b.rv = 0.0
-    b.maxq = 0.0
-    b.n = 0
-    b.nbuy = 0
-    b.nsell = 0
+    agg_clear(&b.a)
 
 
 cdef class TradeBarEngine:
@@ -131,34 +120,19 @@ cdef class TradeBarEngine:
     cdef int _emit(self, int d) noexcept nogil:
         cdef TBar* b = &self.bars[d]
         cdef double* o
-        cdef double tot
         if not self._reserve(d):
             return -1
         o = self.out[d] + self.out_n[d] * TB_FIELDS
         self.out_n[d] += 1
         o[0] = <double>(b.k * self.bar_ms[d])
-        if b.n > 0:
-            o[1] = b.open; o[2] = b.high; o[3] = b.low; o[4] = b.close
-            b.carry_close = b.close
-        else:
+        agg_row(&b.a, o)
+        if b.a.n > 0:
+            b.carry_close = b.a.close
+        else:  # an empty bar carries the previous close
             o[1] = b.carry_close; o[2] = b.carry_close; o[3] = b.carry_close; o[4] = b.carry_close
-        o[5] = b.vol
-        o[6] = b.dq
-        o[7] = b.dq / b.vol if b.vol > 0.0 else NAN
-        o[8] = <double>b.n
-        o[9] = b.buy
-        o[10] = b.sell
-        o[11] = <double>b.nbuy
-        o[12] = <double>b.nsell
-        tot = b.buy + b.sell
-        o[13] = (b.buy - b.sell) / tot if tot > 0.0 else NAN
-        o[14] = b.rv
         o[15] = log(o[4] / b.ret_ref) if isfinite(b.ret_ref) else NAN
-        if b.n > 0:
-            b.ret_ref = b.close
-        o[16] = b.maxq
-        o[17] = 1.0 if b.n == 0 else 0.0
-        o[18] = <double>(b.n - b.nbuy - b.nsell)
+        if b.a.n > 0:
+            b.ret_ref = b.a.close
         return 0
 
     cdef int _advance(self, int64_t ts) noexcept nogil:
@@ -175,7 +149,7 @@ cdef class TradeBarEngine:
             if k <= b.k:
                 continue
             last_empty = b.last_trade_k + MAX_EMPTY_BARS
-            if (b.n > 0 or b.k <= last_empty) and self._emit(d) < 0:
+            if (b.a.n > 0 or b.k <= last_empty) and self._emit(d) < 0:
                 return -1
             e = b.k + 1
             while e < k and e <= last_empty:
@@ -198,38 +172,14 @@ cdef class TradeBarEngine:
     cdef void _trade(self, int64_t ts, double px, double q, int8_t side) noexcept nogil:
         cdef int d
         cdef TBar* b
-        cdef double r
         self.st.n_trades += 1
         for d in range(self.nbar):
             b = &self.bars[d]
             if b.k == NO_TIME:
                 _open(b, ts // self.bar_ms[d])
             b.last_trade_k = b.k
-            if b.n == 0:
-                b.open = px
-                b.high = px
-                b.low = px
-            else:
-                if px > b.high:
-                    b.high = px
-                if px < b.low:
-                    b.low = px
-            if isfinite(b.prev_px):
-                r = log(px / b.prev_px)
-                b.rv += r * r
+            agg_add(&b.a, px, q, side, log(px / b.prev_px) if isfinite(b.prev_px) else NAN)
             b.prev_px = px
-            b.close = px
-            b.vol += q
-            b.dq += px * q
-            if q > b.maxq:
-                b.maxq = q
-            b.n += 1
-            if side > 0:
-                b.buy += q
-                b.nbuy += 1
-            elif side < 0:
-                b.sell += q
-                b.nsell += 1
 
     def process(self, const int64_t[::1] tts, const double[::1] tpx, const double[::1] tamt,
                 const int8_t[::1] tside, const int64_t[::1] resets, int64_t until=NO_TIME):
@@ -276,7 +226,7 @@ cdef class TradeBarEngine:
         """Emit every open bar (end of a batch computation); later trades start fresh bars."""
         cdef int d
         for d in range(self.nbar):
-            if self.bars[d].k != NO_TIME and (self.bars[d].n > 0 or
+            if self.bars[d].k != NO_TIME and (self.bars[d].a.n > 0 or
                                               self.bars[d].k <= self.bars[d].last_trade_k + MAX_EMPTY_BARS):
                 if self._emit(d) < 0:
                     raise MemoryError()
@@ -324,22 +274,13 @@ cdef struct IBar:
     int64_t fill            # units in the open bar
     int64_t start_ts, end_ts
     double ret_ref, prev_px
-    double open, high, low, close, vol, dq, buy, sell, rv, maxq
-    int64_t n, nbuy, nsell
+    Agg a
     int64_t n_trades, n_late, n_invalid, n_resets, last_ts
 
 
 cdef inline void _ib_clear(IBar* b) noexcept nogil:
     b.fill = 0
-    b.n = 0
-    b.nbuy = 0
-    b.nsell = 0
-    b.vol = 0.0
-    b.dq = 0.0
-    b.buy = 0.0
-    b.sell = 0.0
-    b.rv = 0.0
-    b.maxq = 0.0
+    agg_clear(&b.a)
 
 
 cdef class InfoBarEngine:
@@ -380,7 +321,6 @@ cdef class InfoBarEngine:
         cdef IBar* b = &self.b
         cdef double* o
         cdef double* buf
-        cdef double tot
         cdef int64_t cap
         if self.out_n == self.out_cap:
             cap = self.out_cap * 2 if self.out_cap else 256
@@ -395,23 +335,9 @@ cdef class InfoBarEngine:
         o = self.out + self.out_n * IB_FIELDS
         self.out_n += 1
         o[0] = <double>b.end_ts
-        o[1] = b.open; o[2] = b.high; o[3] = b.low; o[4] = b.close
-        o[5] = b.vol
-        o[6] = b.dq
-        o[7] = b.dq / b.vol if b.vol > 0.0 else NAN
-        o[8] = <double>b.n
-        o[9] = b.buy
-        o[10] = b.sell
-        o[11] = <double>b.nbuy
-        o[12] = <double>b.nsell
-        tot = b.buy + b.sell
-        o[13] = (b.buy - b.sell) / tot if tot > 0.0 else NAN
-        o[14] = b.rv
-        o[15] = log(b.close / b.ret_ref) if isfinite(b.ret_ref) else NAN
-        b.ret_ref = b.close
-        o[16] = b.maxq
-        o[17] = 0.0
-        o[18] = <double>(b.n - b.nbuy - b.nsell)
+        agg_row(&b.a, o)
+        o[15] = log(b.a.close / b.ret_ref) if isfinite(b.ret_ref) else NAN
+        b.ret_ref = b.a.close
         o[19] = <double>b.start_ts
         o[20] = <double>b.end_ts
         o[21] = self.threshold
@@ -438,32 +364,11 @@ cdef class InfoBarEngine:
             part = q * (<double>take / <double>units)   # this bar's share of what is left of the trade
             q -= part
             units -= take
-            if b.n == 0:
-                b.open = px
-                b.high = px
-                b.low = px
+            if b.a.n == 0:
                 b.start_ts = ts
-            else:
-                if px > b.high:
-                    b.high = px
-                if px < b.low:
-                    b.low = px
-                if isfinite(r):
-                    b.rv += r * r
+            agg_add(&b.a, px, part, side, r)
             r = NAN                                        # a split's later parts add no return
-            b.close = px
             b.end_ts = ts
-            b.vol += part
-            b.dq += px * part
-            if part > b.maxq:
-                b.maxq = part
-            b.n += 1
-            if side > 0:
-                b.buy += part
-                b.nbuy += 1
-            elif side < 0:
-                b.sell += part
-                b.nsell += 1
             b.fill += take
             if b.fill == b.thr and self._emit() < 0:
                 return -1
