@@ -6,8 +6,12 @@ vectorised NumPy implementation (np.unique + ufunc.reduceat, the fastest plain s
 both must agree on OHLCV.  Volume and dollar bars run on the same stream.  Times are CPU
 seconds of this process (time.process_time).  Target: >= 2,000,000 trades/s per bar kernel.
 
+Then the whole ETL (bench/etl.py's 10-symbol segment, --etl-books snapshots per symbol)
+with the default trade products against the same ETL with them switched off
+(bar_durations [], dollar_bar_size 0), same run; target: at most 20% slower.
+
     python bench/trades.py
-    python bench/trades.py --trades 1000000
+    python bench/trades.py --trades 1000000 --etl-books 10000
 """
 from __future__ import annotations
 
@@ -52,9 +56,44 @@ def cpu(fn):
     return out, time.process_time() - c0
 
 
+def etl_cpu(per_symbol: int) -> tuple[float, float, int]:
+    """CPU seconds of EtlRunner.run_once on one segment, trade products on and off."""
+    import importlib.util
+    import shutil
+    import tempfile
+
+    import pyarrow as pa
+
+    from fluxforge.bronze.segments import SegmentStore
+    from fluxforge.config import FeatureOptions, TradeOptions
+    from fluxforge.etl.runner import EtlRunner
+
+    spec = importlib.util.spec_from_file_location("bench_etl", Path(__file__).with_name("etl.py"))
+    etl = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(etl)
+    pa.set_cpu_count(1)
+    pa.set_io_thread_count(1)
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        seg = etl.build_segment(SegmentStore(tmp / "src").ensure(), "bench", etl.market(per_symbol), when=etl.T0, seq=1)
+        times = {}
+        for name, opts in (("off", TradeOptions(bar_durations=[], dollar_bar_size=0.0)), ("on", TradeOptions()),
+                           ("off2", TradeOptions(bar_durations=[], dollar_bar_size=0.0))):
+            root = tmp / name
+            shutil.copytree(seg, root / "segments/ready" / seg.name)
+            runner = EtlRunner(root / "segments", root / "features", root / "state", FeatureOptions(),
+                               trade_options=opts)
+            c0 = time.process_time()
+            [outcome] = runner.run_once()
+            times[name] = time.process_time() - c0
+            assert outcome.state == "done", outcome.reason
+    return min(times["off"], times["off2"]), times["on"], per_symbol * len(etl.SYMBOLS)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trades", type=int, default=5_000_000)
+    ap.add_argument("--etl-books", type=int, default=30_000, help="book snapshots per symbol for the ETL run")
     args = ap.parse_args()
     ts, px, amt, side = stream(args.trades)
     none = np.zeros(0, dtype=np.int64)
@@ -81,6 +120,11 @@ def main() -> int:
         ok &= rate >= TARGET
         print(f"{name}: kernel {rate:>13,.0f} trades/s ({t_k:.3f} s, {len(bars):,} bars)")
     print(f"target >= {TARGET:,.0f} trades/s per bar kernel: {'met' if ok else 'NOT met'}")
+    off, on, books = etl_cpu(args.etl_books)
+    slower = on / off - 1.0
+    ok &= slower <= 0.20
+    print(f"whole ETL, {books:,} snapshots + {books // 4:,} trades: trade products off {off:.2f} CPU-s (best of 2), "
+          f"on (defaults) {on:.2f} CPU-s -> {100 * slower:+.1f}% (target <= +20%)")
     return 0 if ok else 1
 
 

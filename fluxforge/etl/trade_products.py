@@ -63,12 +63,15 @@ class TradeProducts:
         limit = np.iinfo(np.int64).min if until is None else int(until)
         out = self._tables(self._bars.process(tts, px, amt, side, res, limit))
         for tree, kernel in self._info.items():
-            out[(tree, 0)] = trade_layout.info_bar_table(kernel.process(tts, px, amt, side, res))
+            rows = kernel.process(tts, px, amt, side, res)
+            if len(rows):
+                out[(tree, 0)] = trade_layout.info_bar_table(rows)
         return out
 
     def _tables(self, blocks: list[np.ndarray]) -> Products:
+        """Closed bars as tables; outputs without a row this chunk are left out."""
         return {(trade_layout.TRADE_BARS, int(d)): trade_layout.trade_bar_table(int(d), rows)
-                for d, rows in zip(self.options.bar_durations, blocks)}
+                for d, rows in zip(self.options.bar_durations, blocks) if len(rows)}
 
     def get_state(self) -> bytes:
         kernels = {"bars": self._bars, **self._info}
