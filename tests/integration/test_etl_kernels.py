@@ -66,7 +66,8 @@ def test_live_service_equals_replay_and_bad_segments_are_skipped(tmp_path, marke
     bronze_copy = tmp_path / "bronze"
     shutil.copytree(data / "segments/ready", bronze_copy)
 
-    cfg = etl_config(tmp_path / "config.yaml", data, FEATURES)
+    cfg = etl_config(tmp_path / "config.yaml", data, FEATURES, trades=TRADES.model_dump(),
+                     symbol_overrides={"binance:ETH/USDT": {"volume_bar_size": 1.5}})
     live = subprocess.run(fluxforge_cmd("etl", "--once", "--config", str(cfg)), capture_output=True, timeout=300)
     assert live.returncode == 0, live.stderr.decode()[-2000:]
     failed = {p.name: (p / "reason.txt").read_text() for p in (data / "segments/failed").iterdir()}
@@ -87,6 +88,11 @@ def test_live_service_equals_replay_and_bad_segments_are_skipped(tmp_path, marke
     assert a.keys() == b.keys() and len(a) > 0
     for k in a:
         assert tables_equal(a[k], b[k]), k
+    for tree in TRADE_TREES:
+        assert any(k.startswith(tree + "/") for k in a), tree
+    vb = read_tree(out, "volume_bars").to_pydict()
+    sizes = {sym: {t for t, s in zip(vb["threshold"], vb["symbol"]) if s == sym} for sym in ("BTC-USDT", "ETH-USDT")}
+    assert sizes == {"BTC-USDT": {0.7}, "ETH-USDT": {1.5}}  # etl.symbol_overrides, live and replayed
 
 
 def test_tree_reads_as_one_table_with_duckdb(tmp_path, market):
