@@ -114,6 +114,20 @@ def _distinct_partitions(values: list[str], encode, what: str) -> None:
             raise ValueError(f"{what} {other!r} and {v!r} map to the same feature partition {encode(v)!r}")
 
 
+class TradeOptions(_Model):
+    """Options of the trade products (docs/features.md, "Trade bars")."""
+
+    bar_durations: list[int] = Field(default_factory=lambda: [1, 5, 60, 300, 3600],
+                                     description="trade time bars, whole seconds; [] disables them")
+    volume_bar_size: float = Field(0.0, ge=0.0, description="base units per volume bar; 0 disables them")
+    dollar_bar_size: float = Field(1_000_000.0, ge=0.0, description="quote units per dollar bar; 0 disables them")
+
+    @field_validator("bar_durations")
+    @classmethod
+    def _bar_durations(cls, v: list[int]) -> list[int]:
+        return FeatureOptions._bar_durations(v)
+
+
 class ExchangeConfig(_Model):
     """One exchange: `ccxt` goes verbatim to the ccxt.pro constructor."""
 
@@ -161,6 +175,18 @@ class EtlConfig(_Model):
     reorder_window: float = Field(5.0, ge=0.0, le=HOUR, description="seconds of exchange time held back at a segment's end "
                                   "so rows of the next segment that are up to this much older still merge in order")
     features: FeatureOptions = Field(default_factory=FeatureOptions)
+    trades: TradeOptions = Field(default_factory=TradeOptions)
+    symbol_overrides: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description='"exchange:SYMBOL" -> etl.trades options for that symbol only')
+
+    @field_validator("symbol_overrides")
+    @classmethod
+    def _overrides(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        for key, opts in v.items():
+            if ":" not in key:
+                raise ValueError(f"{key!r}: keys are 'exchange:SYMBOL', e.g. 'binance:BTC/USDT'")
+            TradeOptions(**opts)  # every override must be a valid etl.trades option
+        return v
 
 
 class CompactionConfig(_Model):

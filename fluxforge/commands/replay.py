@@ -44,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
             size = sum(f.stat().st_size for f in seg_dir.iterdir() if f.is_file())
             bar.advance(size / 1e6, note=seg_dir.name)
         summary = replay(segments, out, cfg.etl.features, cfg.etl.row_group_rows, on_segment=advance,
-                         reorder_window=cfg.etl.reorder_window)
+                         reorder_window=cfg.etl.reorder_window, trade_options=cfg.etl.trades,
+                         symbol_overrides=cfg.etl.symbol_overrides)
     print(f"replayed {len(summary.done)} segments ({summary.books:,} book snapshots) into {out}"
           + (f"; skipped {len(summary.skipped)} unusable" if summary.skipped else ""))
     for name, reason in summary.skipped:

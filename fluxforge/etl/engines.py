@@ -40,7 +40,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..config import FeatureOptions
+from ..config import FeatureOptions, TradeOptions
 from .bronze_reader import Key, sort_times
 from .trade_dedupe import drop_repeated
 
@@ -48,9 +48,14 @@ NO_EVENT = -1  # a pending reset carried from an earlier segment: any book resol
 MAX_CARRY_FACTOR = 12  # carry at most 12 reorder windows (1 minute by default) behind the newest row
 
 
-def options_fingerprint(options: FeatureOptions) -> str:
-    """Stable hash of the feature options: a checkpoint is only valid for the options it was made with."""
+def options_fingerprint(options: FeatureOptions, trades: TradeOptions | None = None,
+                        overrides: dict | None = None) -> str:
+    """Stable hash of the feature (and trade) options: a checkpoint is only valid for the options it was made with."""
     blob = json.dumps(options.model_dump(mode="json"), sort_keys=True).encode()
+    if trades is not None:
+        blob += json.dumps(trades.model_dump(mode="json"), sort_keys=True).encode()
+    if overrides:
+        blob += json.dumps(overrides, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
@@ -115,12 +120,14 @@ class Carry:
     book_head: int | None = None   # newest exchange time seen per stream
     trade_head: int | None = None
     trade_ids: dict[str, int] = field(default_factory=dict)  # recent trade id -> exchange ms
+    products: bytes | None = None  # trade_products.TradeProducts state
 
     def to_bytes(self) -> bytes:
         return json.dumps({"books": _ipc(self.books), "trades": _ipc(self.trades),
                            "resets": self.resets, "pending_reset": self.pending_reset,
                            "book_head": self.book_head, "trade_head": self.trade_head,
-                           "trade_ids": self.trade_ids}).encode()
+                           "trade_ids": self.trade_ids,
+                           "products": self.products.decode() if self.products else None}).encode()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "Carry":
@@ -128,7 +135,8 @@ class Carry:
         return cls(_from_ipc(d.get("books")), _from_ipc(d.get("trades")),
                    [int(r) for r in d.get("resets", [])], bool(d.get("pending_reset", False)),
                    d.get("book_head"), d.get("trade_head"),
-                   {str(k): int(v) for k, v in (d.get("trade_ids") or {}).items()})
+                   {str(k): int(v) for k, v in (d.get("trade_ids") or {}).items()},
+                   d["products"].encode() if d.get("products") else None)
 
 
 @dataclass
@@ -137,8 +145,12 @@ class FeatureOutput:
 
     hf: list[pa.Table] = field(default_factory=list)
     bars: dict[int, list[pa.Table]] = field(default_factory=dict)
+    products: dict[tuple[str, int], list[pa.Table]] = field(default_factory=dict)  # trade_products.Products
 
     def add(self, result) -> None:
+        for key, table in (getattr(result, "products", None) or {}).items():
+            if table.num_rows:
+                self.products.setdefault(key, []).append(table)
         if result.hf is not None and result.hf.num_rows:
             self.hf.append(result.hf)
         for duration, table in (result.bars or {}).items():
@@ -257,15 +269,19 @@ def _later(a: int | None, b: int | None) -> int | None:
 class SymbolState:
     engine: object
     carry: Carry = field(default_factory=Carry)
+    products: object = None  # trade_products.TradeProducts (None: no trade products)
 
 
 class EngineBank:
     """All symbols' engines and carries; `snapshot()`/`restore()` are what the checkpoint stores."""
 
-    def __init__(self, options: FeatureOptions, engine_class=None, reorder_ms: int = 5000):
+    def __init__(self, options: FeatureOptions, engine_class=None, reorder_ms: int = 5000,
+                 trade_options: TradeOptions | None = None, symbol_overrides: dict | None = None):
         self.options = options
         self.reorder_ms = reorder_ms
-        self.fingerprint = options_fingerprint(options)
+        self.trade_options = trade_options or TradeOptions()
+        self.symbol_overrides = symbol_overrides or {}  # "exchange:SYMBOL" -> etl.trades options
+        self.fingerprint = options_fingerprint(options, self.trade_options, self.symbol_overrides)
         self.engine_class = engine_class  # None: fluxforge.features.FeatureEngine
         self.symbols: dict[Key, SymbolState] = {}
 
@@ -275,13 +291,24 @@ class EngineBank:
     def state(self, key: Key) -> SymbolState:
         st = self.symbols.get(key)
         if st is None:
-            st = self.symbols[key] = SymbolState(self._cls()(self.options))
+            st = self.symbols[key] = SymbolState(self._cls()(self.options), products=self._products(key))
         return st
 
+    def _products(self, key: Key, state: bytes | None = None):
+        from .trade_products import TradeProducts, options_for  # compiled kernels: imported when first needed
+        opts = options_for(self.trade_options, self.symbol_overrides, key)
+        return TradeProducts(opts) if state is None else TradeProducts.from_state(state, opts)
+
     def snapshot(self) -> dict[Key, tuple[bytes, bytes]]:
-        return {k: (st.engine.get_state(), st.carry.to_bytes()) for k, st in sorted(self.symbols.items())}
+        out = {}
+        for k, st in sorted(self.symbols.items()):
+            st.carry.products = st.products.get_state() if st.products is not None else None
+            out[k] = (st.engine.get_state(), st.carry.to_bytes())
+        return out
 
     def restore(self, snapshot: dict[Key, tuple[bytes, bytes]]) -> None:
         cls = self._cls()
-        self.symbols = {k: SymbolState(cls.from_state(state, self.options), Carry.from_bytes(carry))
-                        for k, (state, carry) in snapshot.items()}
+        self.symbols = {}
+        for k, (state, carry_bytes) in snapshot.items():
+            carry = Carry.from_bytes(carry_bytes)
+            self.symbols[k] = SymbolState(cls.from_state(state, self.options), carry, self._products(k, carry.products))

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..config import FeatureOptions
+from ..config import FeatureOptions, TradeOptions
 from ..logs import get_logger
 from ..bronze.segments import SegmentId
 from .bronze_reader import BadSegment
@@ -81,14 +81,16 @@ def run_or_skip(seg_dir: Path, bank: EngineBank, out_dir: Path, row_group_rows: 
 
 def replay(segments: list[Path], out_dir: Path, options: FeatureOptions, row_group_rows: int,
            on_segment: Callable[[Path, SegmentResult | None], None] | None = None,
-           engine_class=None, reorder_window: float = 5.0) -> ReplaySummary:
+           engine_class=None, reorder_window: float = 5.0,
+           trade_options: TradeOptions | None = None, symbol_overrides: dict | None = None) -> ReplaySummary:
     banks: dict[str, EngineBank] = {}  # per host: streams are (host, exchange, symbol)
     summary = ReplaySummary()
     for seg_dir in segments:
         host = SegmentId.parse(seg_dir.name).host
         bank = banks.get(host)
         if bank is None:
-            bank = banks[host] = EngineBank(options, engine_class, reorder_ms=int(round(reorder_window * 1000)))
+            bank = banks[host] = EngineBank(options, engine_class, reorder_ms=int(round(reorder_window * 1000)),
+                                            trade_options=trade_options, symbol_overrides=symbol_overrides)
         result, reason = run_or_skip(seg_dir, bank, Path(out_dir), row_group_rows)
         if result is None:
             summary.skipped.append((seg_dir.name, reason))

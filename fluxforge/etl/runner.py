@@ -26,7 +26,7 @@ import errno
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import Config, FeatureOptions
+from ..config import Config, FeatureOptions, TradeOptions
 from ..logs import get_logger
 from ..bronze.segments import SegmentId, SegmentStore
 from .bronze_reader import BadSegment
@@ -68,12 +68,14 @@ class EtlRunner:
 
     def __init__(self, segments_dir: Path, features_dir: Path, state_dir: Path,
                  options: FeatureOptions, row_group_rows: int = 65536, engine_class=None,
-                 reorder_window: float = 5.0):
+                 reorder_window: float = 5.0, trade_options: TradeOptions | None = None,
+                 symbol_overrides: dict | None = None):
         self.store = SegmentStore(segments_dir).ensure()
         self.features_dir = Path(features_dir)
         self.checkpoints = CheckpointStore(state_dir)
         self.row_group_rows = row_group_rows
-        self.bank = EngineBank(options, engine_class, reorder_ms=int(round(reorder_window * 1000)))
+        self.bank = EngineBank(options, engine_class, reorder_ms=int(round(reorder_window * 1000)),
+                               trade_options=trade_options, symbol_overrides=symbol_overrides)
         self.checkpoint = self._load_checkpoint()
         self.bank.restore(self.checkpoint.symbols)
         self.last: Outcome | None = None
@@ -81,7 +83,8 @@ class EtlRunner:
     @classmethod
     def from_config(cls, cfg: Config, engine_class=None) -> "EtlRunner":
         return cls(cfg.segments_dir, cfg.features_dir, cfg.state_dir, cfg.etl.features,
-                   cfg.etl.row_group_rows, engine_class, cfg.etl.reorder_window)
+                   cfg.etl.row_group_rows, engine_class, cfg.etl.reorder_window, cfg.etl.trades,
+                   cfg.etl.symbol_overrides)
 
     def _load_checkpoint(self) -> Checkpoint:
         ckpt = self.checkpoints.load()

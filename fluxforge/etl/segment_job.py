@@ -23,7 +23,8 @@ from ..logs import get_logger
 from .bronze_reader import Key, SegmentReader
 from .engines import EngineBank, FeatureOutput, SymbolFeed
 from .hive_writer import PartWriter, prepare_table, split_by_day
-from .naming import bars_partition, hf_partition
+from .naming import bars_partition, hf_partition, trade_partition
+from .trade_products import PairedEngine
 
 log = get_logger("fluxforge.etl")
 
@@ -41,6 +42,7 @@ class SegmentResult:
     bar_rows: int = 0
     late_dropped: int = 0       # rows older than what their symbol's engine had processed
     duplicate_trades: int = 0   # trades redelivered with an id already seen (etl/trade_dedupe.py)
+    trade_rows: int = 0  # rows of the trade products (trade_bars/, ...)
     files: list[Path] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -68,7 +70,8 @@ def run_segment(seg_dir: Path, bank: EngineBank, features_root: Path, row_group_
         f = feeds.get(key)
         if f is None:
             st = bank.state(key)
-            f = feeds[key] = SymbolFeed(st.engine, st.carry, trades.get(key), _events_for(events, key),
+            engine = PairedEngine(st.engine, st.products) if st.products is not None else st.engine
+            f = feeds[key] = SymbolFeed(engine, st.carry, trades.get(key), _events_for(events, key),
                                         bank.reorder_ms)
         return f
 
@@ -82,7 +85,9 @@ def run_segment(seg_dir: Path, bank: EngineBank, features_root: Path, row_group_
     result = SegmentResult(segment)
     outputs: dict[Key, FeatureOutput] = {}
     for key, f in sorted(feeds.items()):
-        bank.state(key).carry = f.finish()
+        carry = f.finish()
+        carry.products = bank.state(key).carry.products
+        bank.state(key).carry = carry
         result.books += f.books_fed
         result.trades += f.new_trades
         result.late_dropped += f.late_dropped
@@ -99,6 +104,10 @@ def run_segment(seg_dir: Path, bank: EngineBank, features_root: Path, row_group_
                 for day, part in split_by_day(_emitted(prepare_table(tables), emit_range)):
                     writer.add(bars_partition(features_root, duration, exchange, symbol, day), part)
                     result.bar_rows += part.num_rows
+            for (tree, param), tables in sorted(out.products.items()):
+                for day, part in split_by_day(_emitted(prepare_table(tables), emit_range)):
+                    writer.add(trade_partition(features_root, tree, param, exchange, symbol, day), part)
+                    result.trade_rows += part.num_rows
         result.files = writer.commit()
     except BaseException:
         writer.abort()

@@ -12,10 +12,11 @@ import pytest
 
 from notify_listener import NotifyListener
 from etl_support import tables_equal, etl_config, fluxforge_cmd, synthetic_market, tree_files, write_segments
-from fluxforge.config import FeatureOptions
+from fluxforge.config import FeatureOptions, TradeOptions
 from fluxforge.etl.runner import EtlRunner
 
 FEATURES = {"bar_durations": [1, 5, 60], "hf_emit_interval": 0.5}
+TRADES = {"volume_bar_size": 0.7, "dollar_bar_size": 5_000.0}
 KILLS = 20
 
 
@@ -29,12 +30,13 @@ def test_sigkill_at_random_moments_gives_identical_tree(tmp_path):
     # uninterrupted reference, in process
     ref = tmp_path / "ref"
     shutil.copytree(staging, ref / "segments/ready")
-    EtlRunner(ref / "segments", ref / "features", ref / "state", FeatureOptions(**FEATURES)).run_once()
+    EtlRunner(ref / "segments", ref / "features", ref / "state", FeatureOptions(**FEATURES),
+              trade_options=TradeOptions(**TRADES)).run_once()
 
     data = tmp_path / "killed"
     (data / "segments/ready").mkdir(parents=True)
     arriving = sorted(staging.iterdir())  # segments arrive two per ETL lifetime, as from a collector
-    cfg = etl_config(tmp_path / "config.yaml", data, FEATURES)
+    cfg = etl_config(tmp_path / "config.yaml", data, FEATURES, trades=TRADES)
     rng = random.Random(20241121)
     env = dict(os.environ, NOTIFY_SOCKET=str(tmp_path / "notify.sock"))
     kills = mid_segment = 0
@@ -73,6 +75,8 @@ def test_sigkill_at_random_moments_gives_identical_tree(tmp_path):
 
     a, b = tree_files(ref / "features"), tree_files(data / "features")
     assert a.keys() == b.keys()
+    for tree in ("hf", "bars", "trade_bars", "volume_bars", "dollar_bars"):  # the trade products are covered too
+        assert any(k.startswith(tree + "/") for k in a), tree
     for k in a:
         assert tables_equal(a[k], b[k]), k
     assert not list((data / "features").rglob(".*"))

@@ -8,11 +8,13 @@ import pyarrow.dataset as ds
 import pytest
 
 from etl_support import tables_equal, etl_config, fluxforge_cmd, read_tree, synthetic_market, tree_files, write_segments
-from fluxforge.config import FeatureOptions
+from fluxforge.config import FeatureOptions, TradeOptions
 from fluxforge.etl.runner import EtlRunner
 from fluxforge.features.engine import FeatureEngine
 
 FEATURES = {"bar_durations": [1, 5, 60], "hf_emit_interval": 0.5}
+TRADES = TradeOptions(volume_bar_size=0.7, dollar_bar_size=5_000.0)
+TRADE_TREES = ("trade_bars", "volume_bars", "dollar_bars")
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +25,8 @@ def market():
 
 def run_runner(root, market, n):
     write_segments(root / "segments/ready", market, n, seconds=180)
-    outcomes = EtlRunner(root / "segments", root / "features", root / "state", FeatureOptions(**FEATURES)).run_once()
+    outcomes = EtlRunner(root / "segments", root / "features", root / "state", FeatureOptions(**FEATURES),
+                         trade_options=TRADES).run_once()
     assert [o.state for o in outcomes] == ["done"] * n
     return root / "features"
 
@@ -31,11 +34,14 @@ def run_runner(root, market, n):
 def test_thirty_segments_equal_one_with_kernels(tmp_path, market):
     one = run_runner(tmp_path / "one", market, 1)
     thirty = run_runner(tmp_path / "thirty", market, 30)
-    for kind in ("hf", "bars"):
+    for kind in ("hf", "bars") + TRADE_TREES:
         a, b = read_tree(one, kind), read_tree(thirty, kind)
         assert a.num_rows > 0 and tables_equal(a, b), kind
     bars = read_tree(thirty, "bars")
     assert set(bars.column("interval").to_pylist()) == {"1s", "5s", "60s"}
+    trade_bars = read_tree(thirty, "trade_bars")
+    assert set(trade_bars.column("interval").to_pylist()) == {"1s", "5s", "60s"}  # 180 s: no 300 s bar closes
+    assert not all(trade_bars.column("is_empty").to_pylist()) and any(trade_bars.column("is_empty").to_pylist())
 
 
 def test_live_service_equals_replay_and_bad_segments_are_skipped(tmp_path, market):
@@ -60,7 +66,8 @@ def test_live_service_equals_replay_and_bad_segments_are_skipped(tmp_path, marke
     bronze_copy = tmp_path / "bronze"
     shutil.copytree(data / "segments/ready", bronze_copy)
 
-    cfg = etl_config(tmp_path / "config.yaml", data, FEATURES)
+    cfg = etl_config(tmp_path / "config.yaml", data, FEATURES, trades=TRADES.model_dump(),
+                     symbol_overrides={"binance:ETH/USDT": {"volume_bar_size": 1.5}})
     live = subprocess.run(fluxforge_cmd("etl", "--once", "--config", str(cfg)), capture_output=True, timeout=300)
     assert live.returncode == 0, live.stderr.decode()[-2000:]
     failed = {p.name: (p / "reason.txt").read_text() for p in (data / "segments/failed").iterdir()}
@@ -81,6 +88,11 @@ def test_live_service_equals_replay_and_bad_segments_are_skipped(tmp_path, marke
     assert a.keys() == b.keys() and len(a) > 0
     for k in a:
         assert tables_equal(a[k], b[k]), k
+    for tree in TRADE_TREES:
+        assert any(k.startswith(tree + "/") for k in a), tree
+    vb = read_tree(out, "volume_bars").to_pydict()
+    sizes = {sym: {t for t, s in zip(vb["threshold"], vb["symbol"]) if s == sym} for sym in ("BTC-USDT", "ETH-USDT")}
+    assert sizes == {"BTC-USDT": {0.7}, "ETH-USDT": {1.5}}  # etl.symbol_overrides, live and replayed
 
 
 def test_tree_reads_as_one_table_with_duckdb(tmp_path, market):
@@ -98,3 +110,20 @@ def test_tree_reads_as_one_table_with_duckdb(tmp_path, market):
     bars = con.sql(f"SELECT interval, symbol, count(*) FROM read_parquet('{root}/bars/*/*/*/*/*.parquet', "
                    "hive_partitioning=true) GROUP BY ALL").fetchall()
     assert {b[0] for b in bars} == {"1s", "5s", "60s"}
+
+
+def test_restart_from_checkpoint_equals_one_run(tmp_path, market):
+    """A new runner per few segments: every output, incl. trade bars, continues from the checkpoint file."""
+    one = run_runner(tmp_path / "one", market, 1)
+    root = tmp_path / "restarts"
+    segs = write_segments(tmp_path / "staging", market, 12, seconds=180)
+    (root / "segments/ready").mkdir(parents=True)
+    for i in range(0, len(segs), 3):
+        for seg in segs[i:i + 3]:
+            seg.rename(root / "segments/ready" / seg.name)
+        outcomes = EtlRunner(root / "segments", root / "features", root / "state", FeatureOptions(**FEATURES),
+                             trade_options=TRADES).run_once()
+        assert [o.state for o in outcomes] == ["done"] * len(segs[i:i + 3])
+    for kind in ("hf", "bars") + TRADE_TREES:
+        a, b = read_tree(one, kind), read_tree(root / "features", kind)
+        assert a.num_rows > 0 and tables_equal(a, b), kind

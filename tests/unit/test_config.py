@@ -22,11 +22,14 @@ def test_example_config_is_valid_and_complete():
     for section in ("collector", "etl", "compaction", "sync", "retention", "logging"):
         model = getattr(cfg, section)
         for field in type(model).model_fields:
-            if field == "features":
+            if field in ("features", "trades"):
                 continue
             assert f"{field}:" in text, f"{section}.{field} missing from example config"
     for field in type(cfg.etl.features).model_fields:
         assert f"{field}:" in text, f"etl.features.{field} missing from example config"
+    trades = text[text.index("\n  trades:"):text.index("\n  features:")]
+    for field in type(cfg.etl.trades).model_fields:
+        assert f"\n    {field}:" in trades, f"etl.trades.{field} missing from example config"
 
 
 @pytest.mark.parametrize("data, needle", [
@@ -37,6 +40,9 @@ def test_example_config_is_valid_and_complete():
     ({"etl": {"features": {"ofi_levels": 20, "max_levels": 10}}}, "etl.features"),
     ({"etl": {"features": {"horizons": [5, 1]}}}, "etl.features.horizons"),
     ({"sync": {"enabled": True}}, "bucket is required"),
+    ({"etl": {"trades": {"dollar_bar_size": -1}}}, "etl.trades.dollar_bar_size"),
+    ({"etl": {"symbol_overrides": {"BTC/USDT": {"volume_bar_size": 1}}}}, "exchange:SYMBOL"),
+    ({"etl": {"symbol_overrides": {"binance:BTC/USDT": {"volume_bar_sise": 1}}}}, "volume_bar_sise"),
     ({"host_id": "my-host"}, "host_id"),
     ([1, 2], "top level must be a mapping"),
 ])

@@ -1,0 +1,118 @@
+"""Trade products of one (exchange, symbol), fed the same chunks as the book engine.
+
+Why here: the ETL's `SymbolFeed` (engines.py) already turns bronze into chunks in
+exchange-time order (watermark, reorder window, carries, reset times), with
+N segments == 1 segment.  `PairedEngine` lets the very same chunks also run the
+trade kernels, so trade bars get every guarantee of the book features: state in
+the checkpoint (`TradeProducts.get_state`, stored in the symbol's carry), parts
+named after the segment, replay == live.  A chunk's books tell how far exchange
+time has passed (everything older than the chunk's cut has been fed), so bars
+close without waiting for the next trade.
+"""
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..config import TradeOptions
+from ..features import book_arrays, trade_layout
+
+STATE_VERSION = 1
+Products = dict[tuple[str, int], pa.Table]  # (tree, parameter e.g. duration s) -> rows
+
+
+def options_for(base: TradeOptions, overrides: dict, key: tuple[str, str]) -> TradeOptions:
+    """etl.trades with etl.symbol_overrides["exchange:SYMBOL"] applied."""
+    extra = overrides.get(f"{key[0]}:{key[1]}")
+    return TradeOptions(**{**base.model_dump(), **extra}) if extra else base
+
+
+class TradeProducts:
+    """Trade time bars, volume and dollar bars of one symbol; streaming, checkpointable."""
+
+    def __init__(self, options: TradeOptions | None = None):
+        from .._kernels.trade_bars import InfoBarEngine, TradeBarEngine  # compiled: imported when first needed
+
+        self.options = options or TradeOptions()
+        self._bars = TradeBarEngine([int(d) * 1000 for d in self.options.bar_durations])
+        self._info = {tree: InfoBarEngine(size, tree == trade_layout.DOLLAR_BARS)
+                      for tree, size in ((trade_layout.VOLUME_BARS, self.options.volume_bar_size),
+                                         (trade_layout.DOLLAR_BARS, self.options.dollar_bar_size)) if size > 0}
+
+    def stats(self) -> dict[str, int]:
+        return self._bars.stats()
+
+    def process(self, trades: pa.Table | None, resets: list[int] | None = None,
+                until: int | None = None) -> Products:
+        """Feed time-sorted trades and resets; close bars that end by `until` (ms, exchange time)."""
+        if trades is None or trades.num_rows == 0:
+            tts = np.zeros(0, dtype=np.int64)
+            px = amt = np.zeros(0, dtype=np.float64)
+            side = np.zeros(0, dtype=np.int8)
+        else:
+            tts = np.ascontiguousarray(book_arrays.int64_column(trades, "timestamp"))
+            px = book_arrays.float_column(trades, "price")
+            amt = book_arrays.float_column(trades, "amount")
+            side = np.ascontiguousarray(book_arrays.side_column(trades))
+        res = np.asarray(sorted(resets or ()), dtype=np.int64)
+        limit = np.iinfo(np.int64).min if until is None else int(until)
+        out = self._tables(self._bars.process(tts, px, amt, side, res, limit))
+        for tree, kernel in self._info.items():
+            rows = kernel.process(tts, px, amt, side, res)
+            if len(rows):
+                out[(tree, 0)] = trade_layout.info_bar_table(rows)
+        return out
+
+    def _tables(self, blocks: list[np.ndarray]) -> Products:
+        """Closed bars as tables; outputs without a row this chunk are left out."""
+        return {(trade_layout.TRADE_BARS, int(d)): trade_layout.trade_bar_table(int(d), rows)
+                for d, rows in zip(self.options.bar_durations, blocks) if len(rows)}
+
+    def get_state(self) -> bytes:
+        kernels = {"bars": self._bars, **self._info}
+        return json.dumps({"version": STATE_VERSION, "options": self.options.model_dump(mode="json"),
+                           **{name: {k: base64.b64encode(v).decode("ascii") for k, v in kernel.get_state().items()}
+                              for name, kernel in kernels.items()}}).encode()
+
+    @classmethod
+    def from_state(cls, data: bytes, options: TradeOptions | None = None) -> "TradeProducts":
+        products = cls(options)
+        try:
+            payload = json.loads(data)
+            if payload.get("version") != STATE_VERSION:
+                raise ValueError("unsupported trade-products checkpoint version")
+            if payload["options"] != products.options.model_dump(mode="json"):
+                raise ValueError("checkpoint was written with different trade options")
+            for name, kernel in {"bars": products._bars, **products._info}.items():
+                kernel.set_state({k: base64.b64decode(v) for k, v in payload[name].items()})
+        except (KeyError, TypeError, AttributeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"corrupt trade-products checkpoint: {exc!r}") from None
+        return products
+
+
+@dataclass
+class PairedResult:
+    hf: pa.Table | None
+    bars: dict
+    products: Products = field(default_factory=dict)
+
+
+class PairedEngine:
+    """The book engine and the trade products of one symbol behind the engine's `process()`."""
+
+    def __init__(self, engine, products: TradeProducts):
+        self.engine = engine
+        self.products = products
+
+    def process(self, books: pa.Table | None, trades: pa.Table | None = None,
+                resets: list[int] | None = None) -> PairedResult:
+        result = self.engine.process(books, trades, resets=resets)
+        until = None
+        if books is not None and books.num_rows:
+            until = pc.max(books.column("timestamp")).as_py()
+        return PairedResult(result.hf, result.bars, self.products.process(trades, resets, until))
