@@ -26,21 +26,16 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from .logs import redact_url_userinfo
-
+from .config_refs import UnresolvedReference, mask_secrets, resolve_refs
 from .etl.naming import exchange_path_value, symbol_path_value
 
 EX_CONFIG = 78
 DEFAULT_CONFIG_PATH = Path("/etc/fluxforge/config.yaml")
 CHANNELS = ("orderbook", "trades", "ticker")
 
-_SECRET_KEY = re.compile(r"(secret|password|passphrase|token|apikey|api_key|privatekey|private_key|access_key|uid|"
-                         r"twofa|login|auth|cookie|credential|session|signature)", re.I)
-# The packaged units' `LoadCredential=fluxforge:/etc/fluxforge/credentials` names each file so.
-CREDENTIAL_PREFIX = "fluxforge_"
 DAY = 86400.0
 HOUR = 3600.0
-_REF = re.compile(r"^\$\{(env|credential):([A-Za-z0-9_.\-]+)\}$")
+
 
 
 class ConfigError(Exception):
@@ -297,43 +292,6 @@ class Config(_Model):
         return self.data_dir / "state"
 
 
-def _resolve_refs(node: Any, path: tuple = (), refs: set[tuple] | None = None) -> Any:
-    """Replace `${env:X}` / `${credential:X}` strings by their values; add their paths to `refs`."""
-    if isinstance(node, dict):
-        return {k: _resolve_refs(v, path + (k,), refs) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_resolve_refs(v, path + (i,), refs) for i, v in enumerate(node)]
-    if not isinstance(node, str):
-        return node
-    m = _REF.match(node)
-    if not m:
-        return node
-    if refs is not None:
-        refs.add(path)
-    where = ".".join(str(p) for p in path)
-    kind, name = m.groups()
-    if kind == "env":
-        if name not in os.environ:
-            raise ConfigError(f"{where}: environment variable {name} is not set")
-        return os.environ[name]
-    cred_dir = os.environ.get("CREDENTIALS_DIRECTORY")
-    if not cred_dir:
-        raise ConfigError(f"{where}: credential {name!r} requested but $CREDENTIALS_DIRECTORY is not set "
-                          f"(use LoadCredential=; {_credential_hint(name)})")
-    try:
-        return (Path(cred_dir) / name).read_text().strip()
-    except OSError as e:
-        raise ConfigError(f"{where}: credential {name!r} cannot be read: {e.strerror} ({_credential_hint(name)})") from None
-
-
-def _credential_hint(name: str) -> str:
-    """What a packaged install needs: the file /etc/fluxforge/credentials/F is the credential fluxforge_F."""
-    if name.startswith(CREDENTIAL_PREFIX):
-        return f"the packaged units load it from /etc/fluxforge/credentials/{name[len(CREDENTIAL_PREFIX):]}"
-    return (f"the packaged units name the file /etc/fluxforge/credentials/{name} "
-            f"\"${{credential:{CREDENTIAL_PREFIX}{name}}}\"")
-
-
 def _format_validation_error(err: ValidationError) -> str:
     lines = []
     for e in err.errors():
@@ -359,7 +317,10 @@ def parse_config(data: Any, source: str = "<config>") -> Config:
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: top level must be a mapping, not {type(data).__name__}")
     refs: set[tuple] = set()
-    data = _resolve_refs(data, (), refs)
+    try:
+        data = resolve_refs(data, (), refs)
+    except UnresolvedReference as e:
+        raise ConfigError(str(e)) from None
     try:
         cfg = Config.model_validate(data)
     except ValidationError as e:
@@ -384,20 +345,6 @@ def load_config(explicit: str | os.PathLike | None = None) -> Config:
         where = f" line {mark.line + 1} column {mark.column + 1}" if mark else ""
         raise ConfigError(f"{path}:{where}: invalid YAML: {getattr(e, 'problem', e)}") from None
     return parse_config(data, str(path))
-
-
-def mask_secrets(node: Any, key: str = "", path: tuple = (), secret_paths: frozenset[tuple] = frozenset()) -> Any:
-    """Deep copy with secrets replaced by '***': values under secret-looking keys, values at
-    `secret_paths` (those that came from ${env:}/${credential:}), and userinfo in URLs."""
-    if path in secret_paths and node is not None:
-        return "***"
-    if isinstance(node, dict):
-        return {k: mask_secrets(v, str(k), path + (k,), secret_paths) for k, v in node.items()}
-    if isinstance(node, list):
-        return [mask_secrets(v, key, path + (i,), secret_paths) for i, v in enumerate(node)]
-    if node is not None and key and _SECRET_KEY.search(key):
-        return "***"
-    return redact_url_userinfo(node) if isinstance(node, str) else node
 
 
 def masked_dump(cfg: Config) -> dict[str, Any]:
