@@ -29,7 +29,8 @@ class DemoSummary:
     rows: dict[str, dict[str, int]]                             # symbol -> channel -> rows
     hf_rows: dict[str, int] = field(default_factory=dict)       # symbol partition -> rows
     hf_columns: int = 0
-    bar_rows: dict[int, int] = field(default_factory=dict)      # interval s -> rows
+    bar_rows: dict[int, int] = field(default_factory=dict)      # interval s -> rows (mid-price bars/)
+    product_rows: dict[str, int] = field(default_factory=dict)  # other trees (trade_bars, dollar_bars, ...) -> rows
     feature_files: int = 0
     chart: Path | None = None
     chart_note: str = ""
@@ -58,10 +59,12 @@ def bronze_rows(store: SegmentStore) -> dict[str, dict[str, int]]:
     return {s: dict(c) for s, c in sorted(rows.items())}
 
 
-def feature_counts(features_dir: Path) -> tuple[dict[str, int], int, dict[int, int], int]:
-    """(hf rows per symbol, hf feature columns, bar rows per interval, number of files) from Parquet footers."""
+def feature_counts(features_dir: Path) -> tuple[dict[str, int], int, dict[int, int], dict[str, int], int]:
+    """(hf rows per symbol, hf feature columns, bar rows per interval, rows per other tree, number of files)
+    from Parquet footers."""
     hf_rows: dict[str, int] = defaultdict(int)
     bar_rows: dict[int, int] = defaultdict(int)
+    product_rows: dict[str, int] = defaultdict(int)
     hf_columns, files = 0, 0
     for path in sorted(features_dir.rglob("*.parquet")):
         if path.name.startswith("."):
@@ -69,12 +72,16 @@ def feature_counts(features_dir: Path) -> tuple[dict[str, int], int, dict[int, i
         meta = pq.read_metadata(path)
         files += 1
         parts = dict(p.split("=", 1) for p in path.relative_to(features_dir).parts[1:-1] if "=" in p)
-        if path.relative_to(features_dir).parts[0] == "hf":
+        tree = path.relative_to(features_dir).parts[0]
+        if tree == "hf":
             hf_rows[parts.get("symbol", "?")] += meta.num_rows
             hf_columns = max(hf_columns, meta.num_columns)
-        else:
+        elif tree == "bars":
             bar_rows[int(parts.get("interval", "0s").rstrip("s"))] += meta.num_rows
-    return dict(sorted(hf_rows.items())), hf_columns, dict(sorted(bar_rows.items())), files
+        else:
+            product_rows[tree] += meta.num_rows
+    return (dict(sorted(hf_rows.items())), hf_columns, dict(sorted(bar_rows.items())),
+            dict(sorted(product_rows.items())), files)
 
 
 def failure_reasons(store: SegmentStore) -> list[str]:
@@ -90,11 +97,12 @@ def failure_reasons(store: SegmentStore) -> list[str]:
 
 def summarize(directory: Path, data_dir: Path, seconds: float) -> DemoSummary:
     store = SegmentStore(data_dir / "segments")
-    hf_rows, hf_columns, bar_rows, files = feature_counts(data_dir / "features")
+    hf_rows, hf_columns, bar_rows, product_rows, files = feature_counts(data_dir / "features")
     return DemoSummary(
         directory=directory, data_dir=data_dir, seconds=seconds,
         segments={s: len(store.list(s)) for s in ("active",) + FINISHED},
         rows=bronze_rows(store), hf_rows=hf_rows, hf_columns=hf_columns, bar_rows=bar_rows,
+        product_rows=product_rows,
         feature_files=files, failures=failure_reasons(store),
         example_segment=next(iter(store.list("done")), None),
     )
@@ -127,6 +135,8 @@ def render(s: DemoSummary) -> str:
     lines += [f"  FAILED    {f}" for f in s.failures]
     lines.append(f"  features  {sum(s.hf_rows.values()):,} hf rows x {s.hf_columns} columns; bars {bars or 'none'}; "
                  f"{s.feature_files} Parquet files")
+    if s.product_rows:
+        lines.append("  trades    " + ", ".join(f"{n:,} {tree} rows" for tree, n in s.product_rows.items()))
     lines.append("")
     lines.append(f"  bronze    {s.data_dir / 'segments' / 'done'}")
     lines.append(f"  features  {s.features_dir}")
