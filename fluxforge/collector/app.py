@@ -20,6 +20,7 @@ from ..config import Config
 from ..logs import get_logger
 from ..bronze.recovery import recover_active_segments
 from ..bronze.segments import SegmentStore
+from ..observe.service_metrics import install_metrics
 from ..service import SystemdNotifier, install_stop_handlers, watchdog_loop
 from .ccxt_loader import exchange_classes
 from .health import LoopLagMonitor, RateMeter, health_problem, status_line
@@ -48,6 +49,7 @@ class Collector:
         self.writer = BronzeWriter(cfg, self.queue, self.recorder, on_first_durable=self._on_first_durable)
         self.lag = LoopLagMonitor()
         self.rate = RateMeter()
+        self.metrics, self.metrics_endpoint = install_metrics(self, lambda: health_problem(self))
         self.exchanges: list[Any] = []
         self.runners: list[ExchangeRunner] = []
         self._stop = asyncio.Event()
@@ -101,6 +103,8 @@ class Collector:
             loop.create_task(watchdog_loop(self.notifier, lambda: health_problem(self), self.watchdog_interval),
                              name="watchdog"),
         ]
+        if self.metrics_endpoint is not None:
+            service_tasks.append(loop.create_task(self.metrics_endpoint.serve(), name="metrics"))
         self.notifier.status(f"connecting to {len(self.runners)} exchange(s)")
         stop_wait = loop.create_task(self._stop.wait())
         done, _ = await asyncio.wait([stop_wait, writer_task], return_when=asyncio.FIRST_COMPLETED)

@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from ..config import Config
 from ..logs import get_logger
 from ..bronze.segments import SegmentId
+from ..observe.service_metrics import install_etl_metrics
 from ..service import SystemdNotifier, install_stop_handlers, watchdog_loop
 from .ready_watch import ReadyWatcher
 from .runner import EtlRunner, Outcome, RetryLater
@@ -39,6 +40,7 @@ class EtlService:
         self._failing_since: float | None = None
         self.processed = 0
         self.failed = 0
+        self.metrics, self.metrics_endpoint = install_etl_metrics(self)
 
     # -- systemd ---------------------------------------------------------------------
     def status_line(self) -> str:
@@ -83,6 +85,8 @@ class EtlService:
 
     def _count(self, outcomes: list[Outcome]) -> None:
         for o in outcomes:
+            if self.metrics is not None:
+                self.metrics.segment_done(o)
             if o.state == "done":
                 self.processed += 1
             else:
@@ -94,6 +98,7 @@ class EtlService:
         self.watcher.start(loop)
         log.info("etl_started", watch=self.watcher.mode, ready=str(self.watcher.directory),
                  checkpoint=self.runner.checkpoint.last_segment, once=self.once)
+        endpoint = loop.create_task(self.metrics_endpoint.serve()) if self.metrics_endpoint is not None else None
         try:
             self._count(await self._in_thread(self.runner.recover))
             self.notifier.ready(self.status_line())   # READY=1: directories scanned, recovery done
@@ -104,6 +109,8 @@ class EtlService:
                 watchdog.cancel()
         finally:
             self.watcher.close(loop)
+            if endpoint is not None:
+                endpoint.cancel()
         log.info("etl_stopped", processed=self.processed, failed=self.failed)
         return 0
 
