@@ -195,8 +195,8 @@ class MetricsConfig(_Model):
 
     enabled: bool = True
     listen: str = Field("127.0.0.1", description="address the /metrics endpoints bind to (loopback by default)")
-    collector_port: int = Field(9464, ge=1, le=65535)
-    etl_port: int = Field(9465, ge=1, le=65535)
+    collector_port: int = Field(9464, ge=0, le=65535, description="0: any free port (logged as metrics_listening)")
+    etl_port: int = Field(9465, ge=0, le=65535, description="0: any free port (logged as metrics_listening)")
     textfile_dir: Path = Field(Path("/var/lib/prometheus/node-exporter"),
                                description="node_exporter textfile-collector directory for compact/sync/retention")
 
@@ -213,7 +213,7 @@ class MetricsConfig(_Model):
 
     @model_validator(mode="after")
     def _ports(self) -> "MetricsConfig":
-        if self.collector_port == self.etl_port:
+        if self.collector_port == self.etl_port != 0:
             raise ValueError("collector_port and etl_port must differ")
         return self
 
