@@ -2,10 +2,11 @@
 
 Why textfiles: a oneshot has no process to scrape between runs, so each run
 leaves `fluxforge_<job>.prom` in `metrics.textfile_dir` and node_exporter
-serves it until the next run replaces it.  prometheus_client's
-`write_to_textfile` writes a temp file and renames it over the old one, so a
+serves it until the next run replaces it.  The file is written under a hidden
+temp name, fsync'd and renamed over the old one (`fsio.atomic_path`), so a
 scrape never sees half a file (the convention of node-exporter-textfile-
-collector-scripts: atomic temp + rename, one file per job).
+collector-scripts: atomic temp + rename, one file per job), and made world-
+readable because node_exporter runs as its own user.
 
 A run always records when it finished, how long it took and its outcome; the
 last *successful* run's time is carried over from the previous file when this
@@ -14,14 +15,16 @@ the job: an unwritable directory is logged and the job's exit code stands.
 """
 from __future__ import annotations
 
+import errno
 import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
+from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from ..fsio import atomic_path
 from ..logs import get_logger
 from . import metric_defs as M
 
@@ -88,7 +91,11 @@ def write_job(directory: Path, run: JobRun, outcome: str) -> Path | None:
     path = textfile_path(directory, run.job)
     run.finish(outcome, previous_last_success(path, run.job))
     try:
-        write_to_textfile(str(path), run.registry)
+        if not Path(directory).is_dir():  # node_exporter not installed: its directory is not ours to create
+            raise FileNotFoundError(errno.ENOENT, "no such directory", str(directory))
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(generate_latest(run.registry))
+            tmp.chmod(0o644)  # node_exporter runs as another user; the services' UMask is 0027
     except OSError as e:
         log.warning("metrics_textfile_failed", job=run.job, path=str(path), error=e.strerror or str(e),
                     hint="create metrics.textfile_dir writable by the fluxforge user, or set metrics.enabled: false")

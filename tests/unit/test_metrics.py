@@ -164,6 +164,7 @@ def test_job_textfile_written_atomically_and_keeps_last_success(tmp_path):
     assert samples(fams, M.JOB_LAST_SUCCESS)[("compact",)] == first_success
     assert samples(fams, M.JOB_LAST_RUN)[("compact",)] >= first_success
     assert [p.name for p in cfg.metrics.textfile_dir.iterdir()] == ["fluxforge_compact.prom"]  # no temp left
+    assert path.stat().st_mode & 0o777 == 0o644  # readable by node_exporter's user
 
 
 def test_job_textfile_unwritable_dir_never_fails_the_job(tmp_path):
