@@ -79,11 +79,12 @@ FEATURE_ROWS = _d("fluxforge_feature_rows_written", COUNTER, "feature rows writt
 ETL_INPUT_ROWS = _d("fluxforge_etl_input_rows", COUNTER, "bronze rows fed to the feature kernels", "channel")
 
 # -- timers (node_exporter textfiles) ------------------------------------------------
-JOB_LAST_RUN = _d("fluxforge_job_last_run_timestamp_seconds", GAUGE, "when the job last finished (Unix time)", "job")
-JOB_LAST_SUCCESS = _d("fluxforge_job_last_success_timestamp_seconds", GAUGE,
-                      "when the job last finished successfully (Unix time)", "job")
-JOB_DURATION = _d("fluxforge_job_duration_seconds", GAUGE, "duration of the job's last run", "job")
-JOB_OUTCOME = _d("fluxforge_job_outcome", GAUGE, "1 for the outcome of the job's last run, else 0", "job", "outcome")
+# The label is `task`, not `job`: Prometheus sets `job` on every target (node_exporter's here).
+JOB_LAST_RUN = _d("fluxforge_task_last_run_timestamp_seconds", GAUGE, "when the task last finished (Unix time)", "task")
+JOB_LAST_SUCCESS = _d("fluxforge_task_last_success_timestamp_seconds", GAUGE,
+                      "when the task last finished successfully (Unix time)", "task")
+JOB_DURATION = _d("fluxforge_task_duration_seconds", GAUGE, "duration of the task's last run", "task")
+JOB_OUTCOME = _d("fluxforge_task_outcome", GAUGE, "1 for the outcome of the task's last run, else 0", "task", "outcome")
 COMPACT_FILES = _d("fluxforge_compact_files_merged", GAUGE, "part files merged by the last compaction")
 COMPACT_BYTES = _d("fluxforge_compact_bytes_written", GAUGE, "bytes written by the last compaction")
 SYNC_UPLOADED_FILES = _d("fluxforge_sync_uploaded_files", GAUGE, "files uploaded and verified by the last sync")

@@ -70,7 +70,7 @@ class JobRun:
 
 
 def previous_last_success(path: Path, job: str) -> float | None:
-    """`fluxforge_job_last_success_timestamp_seconds{job=...}` from the file a previous run left, if any."""
+    """`fluxforge_task_last_success_timestamp_seconds{task=...}` from the file a previous run left, if any."""
     try:
         text = path.read_text()
     except OSError:
@@ -79,7 +79,7 @@ def previous_last_success(path: Path, job: str) -> float | None:
         for fam in text_string_to_metric_families(text):
             if fam.name == M.JOB_LAST_SUCCESS.name:
                 for s in fam.samples:
-                    if s.labels.get("job") == job:
+                    if s.labels.get("task") == job:
                         return float(s.value)
     except ValueError:  # a file someone else wrote badly: start over
         return None

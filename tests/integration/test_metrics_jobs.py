@@ -53,15 +53,15 @@ def test_sync_textfiles_after_success_and_failure(tmp_path, moto):
 
     assert main(["sync", "-c", str(cfg_path)]) == 0
     sync = values(tmp_path / "textfiles" / "fluxforge_sync.prom")
-    assert sync[(M.JOB_OUTCOME.name, ("job", "sync"), ("outcome", "success"))] == 1.0
+    assert sync[(M.JOB_OUTCOME.name, ("outcome", "success"), ("task", "sync"))] == 1.0
     assert sync[(M.SYNC_UPLOADED_FILES.name,)] == len(files)
     assert sync[(M.SYNC_UPLOADED_BYTES.name,)] == sum(p.stat().st_size for p in files)
     assert sync[(M.SYNC_BACKLOG_FILES.name,)] == 0 and sync[(M.SYNC_BACKLOG_BYTES.name,)] == 0
     assert sync[(M.SYNC_LAST_VERIFIED.name,)] > 0
-    assert sync[(M.JOB_DURATION.name, ("job", "sync"))] > 0
-    success_at = sync[(M.JOB_LAST_SUCCESS.name, ("job", "sync"))]
+    assert sync[(M.JOB_DURATION.name, ("task", "sync"))] > 0
+    success_at = sync[(M.JOB_LAST_SUCCESS.name, ("task", "sync"))]
     retention = values(tmp_path / "textfiles" / "fluxforge_retention.prom")
-    assert retention[(M.JOB_OUTCOME.name, ("job", "retention"), ("outcome", "success"))] == 1.0
+    assert retention[(M.JOB_OUTCOME.name, ("outcome", "success"), ("task", "retention"))] == 1.0
     assert retention[(M.RETENTION_DELETED_FILES.name,)] == 0
 
     # S3 unreachable: the run fails, the textfile says so, the last success is kept
@@ -69,8 +69,8 @@ def test_sync_textfiles_after_success_and_failure(tmp_path, moto):
     dead = write_config(tmp_path, "http://127.0.0.1:9", "fluxforge-metrics", name="dead.yaml")
     assert main(["sync", "-c", str(dead)]) != 0
     sync = values(tmp_path / "textfiles" / "fluxforge_sync.prom")
-    assert sync[(M.JOB_OUTCOME.name, ("job", "sync"), ("outcome", "failure"))] == 1.0
-    assert sync[(M.JOB_LAST_SUCCESS.name, ("job", "sync"))] == success_at
+    assert sync[(M.JOB_OUTCOME.name, ("outcome", "failure"), ("task", "sync"))] == 1.0
+    assert sync[(M.JOB_LAST_SUCCESS.name, ("task", "sync"))] == success_at
     assert sync[(M.SYNC_S3_ERRORS.name, ("kind", "connection"))] >= 1
     assert sync[(M.SYNC_BACKLOG_FILES.name,)] >= 1
 
@@ -83,6 +83,6 @@ def test_compact_textfile_and_dry_run_writes_nothing(tmp_path):
     assert not prom.exists()
     assert main(["compact", "-c", str(cfg_path)]) == 0
     compact = values(prom)
-    assert compact[(M.JOB_OUTCOME.name, ("job", "compact"), ("outcome", "success"))] == 1.0
+    assert compact[(M.JOB_OUTCOME.name, ("outcome", "success"), ("task", "compact"))] == 1.0
     assert compact[(M.COMPACT_FILES.name,)] == len(parts)
     assert compact[(M.COMPACT_BYTES.name,)] > 0
