@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import shutil
-import time
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -151,7 +150,3 @@ class MetricsEndpoint:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
-
-
-def age_seconds(then_ns: int, now_ns: int | None = None) -> float:
-    return max(0.0, ((time.time_ns() if now_ns is None else now_ns) - then_ns) / 1e9)
