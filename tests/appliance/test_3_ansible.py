@@ -184,7 +184,9 @@ def test_6_fleet_status_prints_one_table_and_fails_on_a_bad_host(provisioned):
                     r'(\d+)%', proc.stdout)
     assert row, proc.stdout[-4000:]
     state = row.group(1)
-    status = provisioned.run(["fluxforge", "status", "--json"], check=False)
+    status = provisioned.run(["systemd-run", "--quiet", "--pipe", "--wait", "--collect",
+                              "-p", "LoadCredential=fluxforge:/etc/fluxforge/credentials",
+                              "fluxforge", "status", "--json"], check=False)
     assert state == {0: "OK", 1: "WARNING", 2: "CRITICAL"}[status.returncode]
     assert float(row.group(2)) > 0, "the collector is running: msg/s must be positive"
     assert proc.returncode == (0 if state != "CRITICAL" else 2), proc.stdout[-3000:]
