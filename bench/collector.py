@@ -10,9 +10,11 @@
    bounded in rows only (`queue_max_mb` unbounded, the old behaviour) vs rows + bytes
    (the default `queue_max_mb`), each over a baseline whose queue never fills; the collector
    unit's MemoryHigh is 256 MB.  `python bench/collector.py --only ceiling` runs just this.
+6. Cost of Prometheus metrics: CPU per 10,000 messages with `metrics.enabled` true (scraped
+   every 5 s) vs false, alternating runs against the same stream (target <= 1.03x).
 
 Consumers run as subprocesses so their CPU time (from /proc/<pid>/stat) excludes the
-loopback exchange, which runs in this process.  Usage: `python bench/collector.py [--quick]`.
+loopback exchange, which runs in this process.  Usage: `python bench/collector.py [--quick] [--only cpu|rss|rate|metrics]`.
 """
 from __future__ import annotations
 
@@ -79,7 +81,8 @@ def ccxt_dict(lx) -> dict:
     return d
 
 
-def collector_config(tmp: Path, lx, symbols: list[str], depth: int = 20, **collector) -> Path:
+def collector_config(tmp: Path, lx, symbols: list[str], depth: int = 20, metrics: dict | None = None,
+                     **collector) -> Path:
     cfg = {
         "data_dir": str(tmp / "data"), "host_id": "bench",
         "exchanges": [{"name": "binance", "ccxt": ccxt_dict(lx), "symbols": symbols, "book_depth": depth}],
@@ -87,6 +90,8 @@ def collector_config(tmp: Path, lx, symbols: list[str], depth: int = 20, **colle
                       **collector},
         "logging": {"level": "WARNING", "format": "json"},
     }
+    if metrics is not None:
+        cfg["metrics"] = metrics
     tmp.mkdir(parents=True, exist_ok=True)
     path = tmp / "config.yaml"
     path.write_text(yaml.safe_dump(cfg))
@@ -94,11 +99,13 @@ def collector_config(tmp: Path, lx, symbols: list[str], depth: int = 20, **colle
 
 
 async def measure(lx, argv: list[str], warmup: float, seconds: float, cpu: int | None = None,
-                  stop_timeout: float = 15.0) -> dict:
-    """Run a consumer subprocess; CPU, messages and RSS over `seconds` after `warmup`."""
+                  stop_timeout: float = 15.0, during=None) -> dict:
+    """Run a consumer subprocess; CPU, messages and RSS over `seconds` after `warmup` (`during`: a
+    coroutine run meanwhile, e.g. a scraper)."""
     proc = await asyncio.create_subprocess_exec(*argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     if cpu is not None:
         os.sched_setaffinity(proc.pid, {cpu})
+    side = asyncio.ensure_future(during) if during is not None else None
     try:
         await asyncio.sleep(warmup)
         c0, m0, t0 = cpu_seconds(proc.pid), sent_messages(lx), time.monotonic()
@@ -106,6 +113,8 @@ async def measure(lx, argv: list[str], warmup: float, seconds: float, cpu: int |
         c1, m1, t1 = cpu_seconds(proc.pid), sent_messages(lx), time.monotonic()
         rss, hwm = rss_mb(proc.pid), rss_mb(proc.pid, "VmHWM")
     finally:
+        if side is not None:
+            side.cancel()
         proc.send_signal(signal.SIGTERM)
         try:
             await asyncio.wait_for(proc.wait(), stop_timeout)
@@ -260,6 +269,54 @@ def bench_queue_worst_case() -> None:
           f"(collector MemoryHigh 256 MB; its baseline RSS is in the [rss] and [queue ceiling] lines)")
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def scrape_every(port: int, interval: float, scrapes: list[int]) -> None:
+    import urllib.request
+
+    loop = asyncio.get_running_loop()
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            body = await loop.run_in_executor(
+                None, lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read())
+            scrapes.append(len(body))
+        except OSError:
+            pass  # not listening yet during warm-up
+
+
+async def bench_metrics_cost(tmp: Path, seconds: float, rounds: int = 3) -> None:
+    """CPU per 10k messages, metrics off vs on (scraped every 5 s), alternating to share the noise."""
+    symbols = SYMBOLS20[:5]
+    sim = SimOptions(rate=100, trades_per_update=1.0, ticker_interval=1.0, seed=1)
+    totals = {False: [0.0, 0], True: [0.0, 0]}
+    scrapes: list[int] = []
+    async with LoopbackExchange("sim", symbols, sim=sim) as lx:
+        for r in range(rounds):
+            for enabled in ((False, True) if r % 2 == 0 else (True, False)):
+                port = free_port()
+                metrics = {"enabled": enabled, "collector_port": port, "etl_port": 0,
+                           "textfile_dir": str(tmp / "textfiles")}
+                cfg = collector_config(tmp / f"metrics-{r}-{enabled}", lx, symbols, metrics=metrics)
+                res = await measure(lx, collector_argv(cfg), 4, seconds,
+                                    during=scrape_every(port, 5.0, scrapes) if enabled else None)
+                totals[enabled][0] += res["cpu"]
+                totals[enabled][1] += res["messages"]
+    off = totals[False][0] / totals[False][1] * 10_000
+    on = totals[True][0] / totals[True][1] * 10_000
+    print(f"[metrics] {len(symbols)} symbols, {rounds} alternating rounds of {seconds:.0f} s each, "
+          f"{len(scrapes)} scrapes of ~{(sum(scrapes) // max(len(scrapes), 1)) / 1024:.0f} KiB")
+    print(f"      metrics.enabled: false : {off:.3f} CPU s / 10k messages")
+    print(f"      metrics.enabled: true  : {on:.3f} CPU s / 10k messages")
+    print(f"      ratio on / off         : {on / off:.3f}x   (target <= 1.03x)")
+
+
 def bench_bytes_per_row(tmp: Path) -> None:
     books = []
     for seg in sorted((tmp / "cpu" / "data" / "segments" / "ready").glob("seg-*")):
@@ -283,21 +340,24 @@ def bench_bytes_per_row(tmp: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="shorter runs")
-    ap.add_argument("--only", choices=["ceiling"], help="run one benchmark")
+    ap.add_argument("--only", choices=["cpu", "rss", "rate", "metrics", "ceiling"], help="run one benchmark")
     args = ap.parse_args()
     seconds = 8.0 if args.quick else 20.0
     tmp = Path(tempfile.mkdtemp(prefix="ff-bench-collector-"))
+    run = (lambda name: args.only in (None, name))
     try:
-        if args.only == "ceiling":
+        if run("cpu"):
+            asyncio.run(bench_cpu(tmp, seconds))
+            bench_bytes_per_row(tmp)
+        if run("rss"):
+            asyncio.run(bench_rss(tmp, seconds))
+        if run("rate"):
+            asyncio.run(bench_max_rate(tmp, seconds / 2, [2000, 4000, 8000, 16000, 32000, 64000]))
+        if run("ceiling"):
             bench_queue_worst_case()
             asyncio.run(bench_queue_ceiling(tmp, 45.0))
-            return
-        asyncio.run(bench_cpu(tmp, seconds))
-        bench_bytes_per_row(tmp)
-        asyncio.run(bench_rss(tmp, seconds))
-        asyncio.run(bench_max_rate(tmp, seconds / 2, [2000, 4000, 8000, 16000, 32000, 64000]))
-        bench_queue_worst_case()
-        asyncio.run(bench_queue_ceiling(tmp, 45.0))
+        if run("metrics"):
+            asyncio.run(bench_metrics_cost(tmp, seconds))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

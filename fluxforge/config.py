@@ -243,6 +243,34 @@ class StatusConfig(_Model):
     max_sync_age: float = Field(7200.0, gt=0.0, description="seconds since the last successful sync (when enabled)")
 
 
+class MetricsConfig(_Model):
+    """Prometheus metrics: /metrics endpoints of the services, node_exporter textfiles of the timers."""
+
+    enabled: bool = True
+    listen: str = Field("127.0.0.1", description="address the /metrics endpoints bind to (loopback by default)")
+    collector_port: int = Field(9464, ge=0, le=65535, description="0: any free port (logged as metrics_listening)")
+    etl_port: int = Field(9465, ge=0, le=65535, description="0: any free port (logged as metrics_listening)")
+    textfile_dir: Path = Field(Path("/var/lib/prometheus/node-exporter"),
+                               description="node_exporter textfile-collector directory for compact/sync/retention")
+
+    @field_validator("listen")
+    @classmethod
+    def _address(cls, v: str) -> str:
+        import ipaddress
+
+        try:
+            ipaddress.ip_address(v.strip("[]"))
+        except ValueError:
+            raise ValueError(f"{v!r} is not an IP address (e.g. 127.0.0.1, 0.0.0.0, ::1)") from None
+        return v.strip("[]")
+
+    @model_validator(mode="after")
+    def _ports(self) -> "MetricsConfig":
+        if self.collector_port == self.etl_port != 0:
+            raise ValueError("collector_port and etl_port must differ")
+        return self
+
+
 class LoggingConfig(_Model):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["auto", "console", "json", "journald"] = "auto"
@@ -258,6 +286,7 @@ class Config(_Model):
     sync: SyncConfig = Field(default_factory=SyncConfig)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
     status: StatusConfig = Field(default_factory=StatusConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     # Paths (tuples of keys / list indices) whose value came from ${env:} / ${credential:}.
     _secret_paths: frozenset[tuple] = PrivateAttr(default_factory=frozenset)

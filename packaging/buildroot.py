@@ -38,6 +38,10 @@ ROOT_PACKAGES = {
     "boot": ["systemd", "systemd-sysv", "dbus", "python3", "python3-apt", "openssh-server",
              "systemd-timesyncd", "ca-certificates", "sudo"],
 }
+# A boot root plus Debian's Prometheus server and node_exporter (textfile collector), so the
+# metrics test scrapes the services the way a fleet's monitoring does.
+ROOT_PACKAGES["monitor"] = ROOT_PACKAGES["boot"] + ["prometheus", "prometheus-node-exporter"]
+BOOTED_KINDS = ("boot", "monitor")
 
 # Units of a stock Debian image that would fight a shared-network test container
 # (sshd on the host's port 22) or grab the apt lock in the middle of a test.
@@ -115,7 +119,7 @@ def _configure_root(root: Path, kind: str) -> None:
         f"deb {security} {SUITE}-security main\n")
     # Empty machine-id: every container boots with its own transient id.
     (root / "etc/machine-id").write_text("")
-    if kind == "boot":
+    if kind in BOOTED_KINDS:
         for unit in BOOT_MASKED_UNITS:
             link = root / "etc/systemd/system" / unit
             link.parent.mkdir(parents=True, exist_ok=True)

@@ -8,13 +8,14 @@
 #   dpkg-dev           dpkg-deb/dpkg-architecture on the host (inspect the .deb)
 #   openssh-client     Ansible's SSH connection into the test container
 #   util-linux         nsenter (usually present already)
+#   prometheus         promtool, which checks contrib/prometheus/*.yml (tests/unit/test_metrics_contrib.py)
 #   qemu-user-static   (only with --arm64) runs arm64 binaries for `make deb-arm64`
 #
 # Idempotent and quick when everything is present: apt is only called when a
 # package is missing, and then always `apt-get update` first.
 set -eu
 
-want="debootstrap systemd-container lintian dpkg-dev openssh-client util-linux debian-archive-keyring"
+want="debootstrap systemd-container lintian dpkg-dev openssh-client util-linux debian-archive-keyring prometheus"
 if [ "${1:-}" = "--arm64" ]; then
     want="$want qemu-user-static binfmt-support"
 fi

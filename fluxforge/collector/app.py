@@ -21,6 +21,7 @@ from ..locks import service_lock
 from ..logs import get_logger
 from ..bronze.recovery import recover_active_segments
 from ..bronze.segments import SegmentStore
+from ..observe.service_metrics import install_metrics
 from ..service import SystemdNotifier, install_stop_handlers, watchdog_loop
 from .ccxt_loader import exchange_classes
 from .health import LoopLagMonitor, RateMeter, health_problem, status_line
@@ -50,6 +51,7 @@ class Collector:
         self.writer = BronzeWriter(cfg, self.queue, self.recorder, on_first_durable=self._on_first_durable)
         self.lag = LoopLagMonitor()
         self.rate = RateMeter()
+        self.metrics, self.metrics_endpoint = install_metrics(self, lambda: health_problem(self))
         self.exchanges: list[Any] = []
         self.runners: list[ExchangeRunner] = []
         self._stop = asyncio.Event()
@@ -108,6 +110,8 @@ class Collector:
             loop.create_task(watchdog_loop(self.notifier, lambda: health_problem(self), self.watchdog_interval),
                              name="watchdog"),
         ]
+        if self.metrics_endpoint is not None:
+            service_tasks.append(loop.create_task(self.metrics_endpoint.serve(), name="metrics"))
         self.notifier.status(f"connecting to {len(self.runners)} exchange(s)")
         stop_wait = loop.create_task(self._stop.wait())
         rc = await self._supervise(stop_wait, writer_task)

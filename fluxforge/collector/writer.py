@@ -75,6 +75,7 @@ class BronzeWriter:
         self.conversion_dropped_total = 0
         self._unconvertible: list[tuple[str, ChannelBuffer, str]] = []
         self._disk_dropped: Counter[tuple[str, str]] = Counter()
+        self.metrics = None  # observe.collector_metrics.CollectorMetrics when metrics are enabled
 
     # -- segments -----------------------------------------------------------------
     def _open_segment(self) -> ActiveSegment:
@@ -143,6 +144,7 @@ class BronzeWriter:
         if self._carried_events is not None:
             buffers["events"].prepend(self._carried_events)
             self._carried_events = None
+        started = time.monotonic()
         try:
             try:
                 unwritten = await loop.run_in_executor(self._io, self._write, buffers)
@@ -155,6 +157,8 @@ class BronzeWriter:
                 elif self.disk_full:
                     self._leave_disk_full()
             self._account_unwritten(unwritten)
+            if self.metrics is not None:
+                self.metrics.flushed(buffers, unwritten, time.monotonic() - started)
             written = n - sum(b.rows for ch, b in unwritten.items() if ch != "events")
             written -= self._report_dropped_rows(buffers)
             self.durable_rows += written

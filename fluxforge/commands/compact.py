@@ -19,14 +19,18 @@ def run(args: argparse.Namespace) -> int:
     from ..config import load_config
     from ..logs import configure_logging, get_logger
     from ..maintenance.lock import maintenance_lock
+    from ..observe.job_reports import record_compaction
+    from ..observe.textfile import job_metrics
     from ..progress import Progress
 
     cfg = load_config(args.config)
     configure_logging(cfg.logging.level, cfg.logging.format, "fluxforge-compact")
     log = get_logger("fluxforge.compact")
-    with maintenance_lock(cfg.state_dir), Progress(None, "compact", unit="B") as progress:
+    with job_metrics(cfg, "compact", enabled=not args.dry_run) as job, \
+            maintenance_lock(cfg.state_dir), Progress(None, "compact", unit="B") as progress:
         try:
             report = compact(cfg, dry_run=args.dry_run, progress=progress)
+            record_compaction(job, report)
         except CompactionError as e:
             raise UserError(str(e), exit_code=1) from None
         except OSError as e:  # e.g. ENOSPC: the temp file is removed, the inputs are untouched

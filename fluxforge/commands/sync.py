@@ -27,6 +27,8 @@ def run(args: argparse.Namespace) -> int:
     from ..logs import configure_logging, get_logger
     from ..sync.client import SyncError, make_target
     from ..sync.timesync import wait_for_clock
+    from ..observe.job_reports import record_sync
+    from ..observe.textfile import job_metrics
 
     cfg = load_config(args.config)
     configure_logging(cfg.logging.level, cfg.logging.format, "fluxforge-sync")
@@ -36,32 +38,39 @@ def run(args: argparse.Namespace) -> int:
     if not cfg.sync.enabled and args.download is None:
         log.info("sync_disabled", hint="set sync.enabled: true and sync.bucket; applying retention only")
         return _retention_only(cfg, args.dry_run, log)
-    if cfg.sync.require_time_sync and not args.dry_run and not wait_for_clock(cfg.sync.time_sync_wait):
-        log.warning("sync_skipped_clock_unsynchronised", waited_seconds=cfg.sync.time_sync_wait,
-                    hint="no /run/systemd/timesync/synchronized yet; S3 would reject signatures; retrying next timer run")
-        return _retention_only(cfg, False, log)
-    try:
-        target = make_target(cfg.sync)
-        log.info("sync_started", endpoint=target.client.meta.endpoint_url, bucket=target.bucket, prefix=target.prefix,
-                 credentials=target.credential_source, workers=cfg.sync.workers, checksum=cfg.sync.checksum_algorithm)
-        if args.download is not None:
-            return _download(args, cfg, target, Path(args.to), log)
-        return _sync(args, cfg, target, log)
-    except SyncError as e:
-        log.error("sync_failed", error=str(e))
-        raise UserError(f"sync failed: {e}", exit_code=1) from None
-    except (OSError, sqlite3.Error) as e:  # e.g. a full disk under the state db: nothing was deleted
-        log.error("sync_failed", error=str(e))
-        raise UserError(f"sync failed: {e}", exit_code=1) from None
+    with job_metrics(cfg, "sync", enabled=args.download is None and not args.dry_run) as job:
+        if cfg.sync.require_time_sync and not args.dry_run and not wait_for_clock(cfg.sync.time_sync_wait):
+            log.warning("sync_skipped_clock_unsynchronised", waited_seconds=cfg.sync.time_sync_wait,
+                        hint="no /run/systemd/timesync/synchronized yet; S3 would reject signatures; retrying next timer run")
+            job.outcome = "skipped"
+            return _retention_only(cfg, False, log)
+        try:
+            target = make_target(cfg.sync)
+            log.info("sync_started", endpoint=target.client.meta.endpoint_url, bucket=target.bucket, prefix=target.prefix,
+                     credentials=target.credential_source, workers=cfg.sync.workers, checksum=cfg.sync.checksum_algorithm)
+            if args.download is not None:
+                return _download(args, cfg, target, Path(args.to), log)
+            return _sync(args, cfg, target, log, job)
+        except SyncError as e:
+            log.error("sync_failed", error=str(e))
+            record_sync(job, cfg, None, [str(e)])
+            raise UserError(f"sync failed: {e}", exit_code=1) from None
+        except (OSError, sqlite3.Error) as e:  # e.g. a full disk under the state db: nothing was deleted
+            log.error("sync_failed", error=str(e))
+            raise UserError(f"sync failed: {e}", exit_code=1) from None
 
 
 def _retention_only(cfg, dry_run: bool, log) -> int:
     from ..maintenance.lock import maintenance_lock
     from ..maintenance.retention import enforce
+    from ..observe.job_reports import record_retention
+    from ..observe.textfile import job_metrics
     from ..sync.state import NoUploads, upload_state_or_nothing
 
-    with maintenance_lock(cfg.state_dir), upload_state_or_nothing(cfg.state_dir, log) as state:
-        enforce(cfg, state, dry_run=dry_run)
+    with job_metrics(cfg, "retention", enabled=not dry_run) as job, \
+            maintenance_lock(cfg.state_dir), upload_state_or_nothing(cfg.state_dir, log) as state:
+        report = enforce(cfg, state, dry_run=dry_run)
+        record_retention(job, len(report.deleted), sum(v.bytes for v in report.deleted))
     return 1 if isinstance(state, NoUploads) else 0
 
 
@@ -78,10 +87,12 @@ def _download(args, cfg, target, dest, log) -> int:
     return 1 if rep.failed or rep.refused else 0
 
 
-def _sync(args, cfg, target, log) -> int:
+def _sync(args, cfg, target, log, job) -> int:
     from ..cli import UserError
     from ..maintenance.lock import maintenance_lock
     from ..progress import Progress
+    from ..observe.job_reports import record_retention, record_sync
+    from ..observe.textfile import job_metrics
     from ..sync.run import run_sync, verify_remote
     from ..maintenance.retention import enforce
     from ..sync.state import NoUploads, upload_state_or_nothing
@@ -104,4 +115,9 @@ def _sync(args, cfg, target, log) -> int:
              local_deleted=rep.local_deleted, retention_deleted=rep.retention_deleted)
     for logical, why in rep.failed:
         print(f"FAILED {logical}: {why}")
+    if not args.dry_run:
+        record_sync(job, cfg, rep, [])
+        job.outcome = "failure" if rep.failed else None
+        with job_metrics(cfg, "retention") as retention:
+            record_retention(retention, rep.retention_deleted, rep.retention_bytes)
     return 1 if rep.failed else 0

@@ -26,6 +26,7 @@ from ..config import Config
 from ..locks import service_lock
 from ..logs import get_logger
 from ..bronze.segments import SegmentId
+from ..observe.service_metrics import install_etl_metrics
 from ..service import SystemdNotifier, install_stop_handlers, watchdog_loop
 from .ready_watch import ReadyWatcher
 from .runner import ENV_ERRNOS, EtlRunner, Outcome, RetryLater
@@ -50,6 +51,7 @@ class EtlService:
         self._retries = 0
         self.processed = 0
         self.failed = 0
+        self.metrics, self.metrics_endpoint = install_etl_metrics(self)
 
     # -- systemd ---------------------------------------------------------------------
     def status_line(self) -> str:
@@ -97,6 +99,8 @@ class EtlService:
 
     def _count(self, outcomes: list[Outcome]) -> None:
         for o in outcomes:
+            if self.metrics is not None:
+                self.metrics.segment_done(o)
             if o.state == "done":
                 self.processed += 1
             else:
@@ -114,6 +118,7 @@ class EtlService:
         self.watcher.start(loop)
         log.info("etl_started", watch=self.watcher.mode, ready=str(self.watcher.directory),
                  checkpoint=self.runner.checkpoint.last_segment, once=self.once)
+        endpoint = loop.create_task(self.metrics_endpoint.serve()) if self.metrics_endpoint is not None else None
         try:
             recovered = await self._attempt(self.runner.recover)
             # READY=1: directories scanned (recovery done, or waiting for space with STATUS saying so)
@@ -125,6 +130,8 @@ class EtlService:
                 watchdog.cancel()
         finally:
             self.watcher.close(loop)
+            if endpoint is not None:
+                endpoint.cancel()
         log.info("etl_stopped", processed=self.processed, failed=self.failed)
         return 0
 

@@ -60,6 +60,7 @@ class SyncReport:
     superseded_deleted: int = 0
     local_deleted: int = 0
     retention_deleted: int = 0
+    retention_bytes: int = 0
 
 
 def plan(cfg: Config, state: UploadState) -> SyncPlan:
@@ -149,7 +150,9 @@ def run_sync(cfg: Config, target: S3Target, state: UploadState, dry_run: bool = 
     try:
         _upload_all(cfg, target, state, p, report, progress)
     finally:  # also when S3 is unreachable: the disk must not fill up meanwhile
-        report.retention_deleted = len(enforce(cfg, state).deleted)
+        deleted = enforce(cfg, state).deleted
+        report.retention_deleted = len(deleted)
+        report.retention_bytes = sum(v.bytes for v in deleted)
     return report
 
 

@@ -121,10 +121,11 @@ def test_ansible_lint_production_profile_is_clean():
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
 
 
+@pytest.mark.parametrize("playbook", ["site.yml", "fleet-status.yml"])
 @pytest.mark.parametrize("inventory", ["pi.example", "cloud.example"])
-def test_playbook_syntax(inventory):
+def test_playbook_syntax(inventory, playbook):
     proc = subprocess.run([ansible_tool("ansible-playbook"), "--syntax-check", "-i", f"inventories/{inventory}",
-                           "site.yml"], cwd=REPO / "ansible", capture_output=True, text=True, timeout=300)
+                           playbook], cwd=REPO / "ansible", capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 

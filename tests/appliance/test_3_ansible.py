@@ -171,3 +171,44 @@ def test_6_check_diff_on_provisioned_host_changes_nothing(provisioned):
     assert recap["changed"] == 0, recap
     time.sleep(1)
     assert unit_props(provisioned, "fluxforge-collector.service", "MainPID")["MainPID"] == before
+
+
+def fleet_status(provisioned, inventory: Path) -> subprocess.CompletedProcess:
+    proc = subprocess.run([venv_tool("ansible-playbook"), "-i", str(inventory), str(ANSIBLE_DIR / "fleet-status.yml")],
+                          cwd=ANSIBLE_DIR, env=provisioned.playbook.env, capture_output=True, text=True, timeout=600)
+    (provisioned.playbook.work / f"fleet-status-{inventory.name}.log").write_text(proc.stdout + proc.stderr)
+    return proc
+
+
+def status_state(provisioned) -> str:
+    """`fluxforge status` run as the playbook runs it (with the units' credentials), as a table state."""
+    rc = provisioned.run(["systemd-run", "--quiet", "--pipe", "--wait", "--collect",
+                          "-p", "LoadCredential=fluxforge:/etc/fluxforge/credentials",
+                          "fluxforge", "status", "--json"], check=False).returncode
+    return {0: "OK", 1: "WARNING", 2: "CRITICAL"}[rc]
+
+
+def test_6_fleet_status_prints_one_table_and_fails_on_a_bad_host(provisioned):
+    before = status_state(provisioned)
+    proc = fleet_status(provisioned, provisioned.playbook.inventory)
+    after = status_state(provisioned)
+    assert re.search(r'"HOST\s+STATE\s+MSG/S\s+LAST MSG\s+ETL LAG\s+BACKLOG\s+DISK\s+WARNINGS"', proc.stdout), proc.stdout
+    row = re.search(rf'"{HOST}\s+(OK|WARNING|CRITICAL)\s+([0-9.]+)\s+(\d+s|never)\s+(\d+)s\s+(\d+ files \d+ MiB)\s+'
+                    r'(\d+)%', proc.stdout)
+    assert row, proc.stdout[-4000:]
+    state = row.group(1)
+    assert state in (before, after)  # the state may change between calls; the table shows one of them
+    assert float(row.group(2)) > 0, "the collector is running: msg/s must be positive"
+    assert proc.returncode == (0 if state != "CRITICAL" else 2), proc.stdout[-3000:]
+
+    # a host that cannot be reached is a row of the table and fails the run
+    inventory = provisioned.playbook.work / "inventory-with-ghost"
+    shutil.copytree(provisioned.playbook.inventory, inventory)
+    hosts = yaml.safe_load((inventory / "hosts.yml").read_text())
+    ghost = dict(hosts["fluxforge"]["hosts"][HOST], ansible_port=free_port())
+    hosts["fluxforge"]["hosts"]["ghost"] = ghost
+    (inventory / "hosts.yml").write_text(yaml.safe_dump(hosts, sort_keys=False))
+    proc = fleet_status(provisioned, inventory)
+    assert re.search(r'"ghost\s+UNREACHABLE', proc.stdout), proc.stdout[-4000:]
+    assert re.search(rf'"{HOST}\s+(OK|WARNING|CRITICAL)', proc.stdout)
+    assert proc.returncode != 0 and "critical: ghost" in proc.stdout + proc.stderr

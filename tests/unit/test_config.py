@@ -19,7 +19,7 @@ def test_example_config_is_valid_and_complete():
     assert cfg.exchanges[0].name == "binance"
     # Every option of every section appears in the example (documented with a comment).
     text = EXAMPLE.read_text()
-    for section in ("collector", "etl", "compaction", "sync", "retention", "logging"):
+    for section in ("collector", "etl", "compaction", "sync", "retention", "metrics", "logging"):
         model = getattr(cfg, section)
         for field in type(model).model_fields:
             if field in ("features", "trades"):
