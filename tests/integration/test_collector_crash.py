@@ -13,6 +13,7 @@ import asyncio
 import bisect
 import random
 import signal
+import statistics
 import subprocess
 import time
 
@@ -27,6 +28,9 @@ FLUSH = 0.25
 # Frames the loopback handed to TCP but the collector had not read yet, plus the
 # convert + fsync time of the last flush, on a shared and loaded 2-core CI box.
 SLACK = 1.0
+# The promise is one flush interval: half the kills or more must lose no more than that plus
+# one flush's write + fsync and the frames in flight, even on a loaded box.
+MEDIAN_SLACK = 0.25
 KILLS = 20
 
 
@@ -69,7 +73,7 @@ def test_sigkill_at_random_moments_loses_at_most_one_flush_interval(tmp_path):
             assert rc == 0, log_path.read_text()[-3000:]
             return lx.sent, runs
 
-    sent, runs = asyncio.run(asyncio.wait_for(body(), 240))
+    sent, runs = asyncio.run(asyncio.wait_for(body(), 600))  # a hang guard: 21 cold starts on a loaded box
     store = SegmentStore(data / "segments")
     assert store.list("active") == [] and store.list("failed") == []
     tables = ready_tables(data)  # reads every Parquet file in ready/
@@ -114,6 +118,7 @@ def test_sigkill_at_random_moments_loses_at_most_one_flush_interval(tmp_path):
             lag = lost_before_kill(sent_ns)
             assert lag is not None, f"{symbol} book {ident} missing but no kill followed"
             assert lag <= FLUSH + SLACK, f"{symbol} book {ident} sent {lag:.2f}s before a kill is missing"
+            windows.setdefault(run, []).append(lag)
             worst = max(worst, lag)
         trades = tables["trades"].filter(tables["trades"]["symbol"].to_numpy(zero_copy_only=False) == symbol)
         ids = [int(t) for t in trades["trade_id"].to_pylist()]
@@ -136,7 +141,9 @@ def test_sigkill_at_random_moments_loses_at_most_one_flush_interval(tmp_path):
             windows.setdefault(bisect.bisect_right(starts, sent_ns) - 1, []).append(lag)
             worst = max(worst, lag)
         assert len(tstored) > 0.5 * len(tstream.ids)
-    per_kill = sorted(max(v) for v in windows.values())
-    median = per_kill[len(per_kill) // 2] if per_kill else 0.0
+    # a kill's loss window: how long before the kill its oldest lost message was sent (0: nothing lost)
+    per_kill = [max(windows.get(run, [0.0])) for run in range(len(kills))]
+    median = statistics.median(per_kill)
     print(f"crash test: {KILLS} kills, loss window per kill: median {median:.3f}s, worst {worst:.3f}s "
-          f"(flush_interval {FLUSH}s)")
+          f"(flush_interval {FLUSH}s): {[round(x, 3) for x in per_kill]}")
+    assert median <= FLUSH + MEDIAN_SLACK, f"median loss per kill {median:.3f}s: {per_kill}"
