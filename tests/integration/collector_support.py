@@ -72,13 +72,26 @@ async def drained(lx, collector, timeout: float = 30.0) -> None:
     has recorded one `error` event per such frame, every earlier frame was handled
     (kept or dropped with accounting).  Waiting on this instead of sleeping makes
     "what was sent == what was stored" exact on a loaded machine.
+
+    `collector`: an in-process Collector, or (for a subprocess) a callable returning how
+    many `error` events it has logged so far.
     """
-    errors = collector.recorder.event_counts
-    before = errors["error"]
+    errors = collector if callable(collector) else (lambda: collector.recorder.event_counts["error"])
+    before = errors()
     live = [c for c in lx.hub.connections if not c.closed and not c.stalled()]
     for conn in live:
         conn.enqueue('{"e":"drained","E":1,"s":')  # truncated JSON: the tap records an `error`
-    await wait_until(lambda: errors["error"] >= before + len(live), timeout, what="collector drained")
+    # a connection that closes meanwhile (e.g. the collector's stall reconnect) delivers nothing more
+    await wait_until(lambda: errors() >= before + sum(1 for c in live if not c.closed), timeout,
+                     what="collector drained")
+
+
+def logged_errors(log_path: Path) -> int:
+    """`stream_error` events in a collector subprocess's JSON log (see `drained`)."""
+    try:
+        return log_path.read_text(errors="replace").count('"event": "stream_error"')
+    except FileNotFoundError:
+        return 0
 
 
 def missing_rows(tables: dict[str, pa.Table], sent, exchange: str, protocol: str, symbols: list[str]) -> dict:

@@ -17,7 +17,7 @@ import statistics
 import subprocess
 import time
 
-from collector_support import collector_command, ready_tables, subprocess_env, wait_until, write_config
+from collector_support import collector_command, drained, logged_errors, ready_tables, subprocess_env, wait_until, write_config
 from test_collector_e2e import binance_entry
 
 from fluxforge.loopback import LoopbackExchange, SimOptions
@@ -64,9 +64,12 @@ def test_sigkill_at_random_moments_loses_at_most_one_flush_interval(tmp_path):
                 proc = await asyncio.create_subprocess_exec(
                     *collector_command(cfg), env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=log)
                 start = time.time_ns()
-                await asyncio.sleep(4.0)
+                before = sum(st.messages for st in lx.sent.streams.values())
+                await wait_until(lambda: sum(st.messages for st in lx.sent.streams.values()) > before + 200
+                                 or proc.returncode is not None, 60, what="the last run receiving")
+                assert proc.returncode is None, log_path.read_text()[-3000:]
                 lx.freeze()
-                await asyncio.sleep(1.0)
+                await drained(lx, lambda: logged_errors(log_path))  # all sent was read before SIGTERM
                 proc.send_signal(signal.SIGTERM)
                 rc = await asyncio.wait_for(proc.wait(), 15)
                 runs.append((start, time.time_ns()))
