@@ -24,10 +24,18 @@ def small_disk(mount_tmpfs):
     return mount_tmpfs("3m")
 
 
-def fill(path):
-    """Write until ENOSPC; returns the filler file."""
+def reserve(path, size=1_500_000):
+    """Half the disk held by the test from the start: however much the collector writes before
+    `fill` (a slow, loaded run), deleting the filler gives it room again."""
     filler = path / "filler.bin"
-    with open(filler, "wb") as f:
+    filler.write_bytes(b"\0" * size)
+    return filler
+
+
+def fill(path):
+    """Write until ENOSPC (appending to the reserved filler); returns the filler file."""
+    filler = path / "filler.bin"
+    with open(filler, "ab") as f:
         try:
             while True:
                 f.write(b"\0" * 65536)
@@ -38,6 +46,8 @@ def fill(path):
 
 
 def test_disk_full_drops_with_accounting_and_resumes(small_disk):
+    reserve(small_disk)
+
     async def body():
         async with LoopbackExchange("sim", SYMBOLS, sim=SimOptions(rate=30, trades_per_update=1.0, seed=9)) as lx:
             cfg = make_config(small_disk / "data", [binance_entry(lx, SYMBOLS, book_depth=20)],
