@@ -94,6 +94,27 @@ def test_sigkill_at_random_moments_loses_at_most_one_flush_interval(tmp_path):
             return None
         return max(0.0, (kills[run] - sent_ns) / 1e9)
 
+    # How late each run was reading its socket at the end: on a starved machine frames wait in the
+    # kernel before the collector can read them, and a kill loses those without the collector ever
+    # having received them.  The promise (one flush interval) is about what it had received.
+    ends: dict[int, list[tuple[int, int]]] = {}  # run -> (recv_ns, recv - sent) of its stored rows
+    for symbol in SYMBOLS:
+        for channel, idcol in (("orderbook", "nonce"), ("trades", "trade_id")):
+            t = tables[channel].filter(tables[channel]["symbol"].to_numpy(zero_copy_only=False) == symbol)
+            stream = sent.stream("binance", symbol, channel)
+            sent_at = dict(zip(stream.ids, stream.sent_ns))
+            for ident, r in zip(t[idcol].to_pylist(), t["recv_ns"].to_pylist()):
+                s_ns = sent_at.get(int(ident))
+                if s_ns is not None:
+                    ends.setdefault(bisect.bisect_right(starts, r) - 1, []).append((r, r - s_ns))
+    read_lag = {}
+    for run, rows in ends.items():
+        last = max(r for r, _ in rows)
+        read_lag[run] = max(0, max(lag for r, lag in rows if r >= last - 500_000_000)) / 1e9
+
+    def bound(sent_ns: int) -> float:
+        return FLUSH + SLACK + read_lag.get(bisect.bisect_right(starts, sent_ns) - 1, 0.0)
+
     for symbol in SYMBOLS:
         books = tables["orderbook"].filter(tables["orderbook"]["symbol"].to_numpy(zero_copy_only=False) == symbol)
         nonces = books["nonce"].to_pylist()
@@ -120,7 +141,7 @@ def test_sigkill_at_random_moments_loses_at_most_one_flush_interval(tmp_path):
                 continue  # before this run's first synced book
             lag = lost_before_kill(sent_ns)
             assert lag is not None, f"{symbol} book {ident} missing but no kill followed"
-            assert lag <= FLUSH + SLACK, f"{symbol} book {ident} sent {lag:.2f}s before a kill is missing"
+            assert lag <= bound(sent_ns), f"{symbol} book {ident} sent {lag:.2f}s before a kill is missing"
             windows.setdefault(run, []).append(lag)
             worst = max(worst, lag)
         trades = tables["trades"].filter(tables["trades"]["symbol"].to_numpy(zero_copy_only=False) == symbol)
@@ -140,7 +161,7 @@ def test_sigkill_at_random_moments_loses_at_most_one_flush_interval(tmp_path):
             assert sent_ns > last_stored_in_run.get(run, 0), f"{symbol} trade {ident}: hole, not a lost tail"
             lag = lost_before_kill(sent_ns)
             assert lag is not None, f"{symbol} trade {ident} missing but no kill followed"
-            assert lag <= FLUSH + SLACK, f"{symbol} trade {ident} sent {lag:.2f}s before a kill is missing"
+            assert lag <= bound(sent_ns), f"{symbol} trade {ident} sent {lag:.2f}s before a kill is missing"
             windows.setdefault(bisect.bisect_right(starts, sent_ns) - 1, []).append(lag)
             worst = max(worst, lag)
         assert len(tstored) > 0.5 * len(tstream.ids)
@@ -148,5 +169,6 @@ def test_sigkill_at_random_moments_loses_at_most_one_flush_interval(tmp_path):
     per_kill = [max(windows.get(run, [0.0])) for run in range(len(kills))]
     median = statistics.median(per_kill)
     print(f"crash test: {KILLS} kills, loss window per kill: median {median:.3f}s, worst {worst:.3f}s "
-          f"(flush_interval {FLUSH}s): {[round(x, 3) for x in per_kill]}")
+          f"(flush_interval {FLUSH}s): {[round(x, 3) for x in per_kill]}; read lag at the kills: "
+          f"{[round(read_lag.get(run, 0.0), 3) for run in range(len(kills))]}")
     assert median <= FLUSH + MEDIAN_SLACK, f"median loss per kill {median:.3f}s: {per_kill}"
