@@ -21,7 +21,8 @@ def shared_capture():
 def mount_tmpfs(tmp_path):
     """Factory: mount a size-limited tmpfs (a real small filesystem for full-disk tests).
 
-    Needs root (CI runs as root); skips cleanly otherwise.  Every mount is
+    Needs root (CI runs as root).  It fails, never skips, when it cannot mount: a
+    skip would hide the full-disk paths these tests exist for.  Every mount is
     lazily unmounted at teardown.
     """
     import os
@@ -31,13 +32,13 @@ def mount_tmpfs(tmp_path):
 
     def mount(size: str, name: str = "mnt") -> Path:
         if os.geteuid() != 0:
-            pytest.skip("mounting a size-limited tmpfs needs root (CI runs as root)")
+            pytest.fail("mounting a size-limited tmpfs needs root: run the suite as root (CI does)")
         mnt = tmp_path / name
         mnt.mkdir()
         r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)],
                            capture_output=True, text=True)
         if r.returncode != 0:
-            pytest.skip(f"cannot mount tmpfs here: {r.stderr.strip()}")
+            pytest.fail(f"cannot mount a tmpfs here: {r.stderr.strip()}")
         mounted.append(mnt)
         return mnt
 

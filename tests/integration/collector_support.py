@@ -64,6 +64,60 @@ async def wait_until(predicate, timeout: float = 30.0, interval: float = 0.05, w
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
+async def drained(lx, collector, timeout: float = 30.0) -> None:
+    """Barrier: every frame the loopback has sent so far has been handled by the collector.
+
+    Freeze the market first.  A malformed frame is queued behind everything already
+    queued on each live connection; a connection delivers in order, so once the tap
+    has recorded one `error` event per such frame, every earlier frame was handled
+    (kept or dropped with accounting).  Waiting on this instead of sleeping makes
+    "what was sent == what was stored" exact on a loaded machine.
+
+    `collector`: an in-process Collector, or (for a subprocess) a callable returning how
+    many `error` events it has logged so far.
+    """
+    errors = collector if callable(collector) else (lambda: collector.recorder.event_counts["error"])
+    before = errors()
+    live = [c for c in lx.hub.connections if not c.closed and not c.stalled()]
+    for conn in live:
+        conn.enqueue('{"e":"drained","E":1,"s":')  # truncated JSON: the tap records an `error`
+    # a connection that closes meanwhile (e.g. the collector's stall reconnect) delivers nothing more
+    await wait_until(lambda: errors() >= before + sum(1 for c in live if not c.closed), timeout,
+                     what="collector drained")
+
+
+def logged_errors(log_path: Path) -> int:
+    """`stream_error` events in a collector subprocess's JSON log (see `drained`)."""
+    try:
+        return log_path.read_text(errors="replace").count('"event": "stream_error"')
+    except FileNotFoundError:
+        return 0
+
+
+def missing_rows(tables: dict[str, pa.Table], sent, exchange: str, protocol: str, symbols: list[str]) -> dict:
+    """(channel, symbol) -> how many rows the exchange sent that ready/ does not hold.
+
+    Also asserts nothing was invented or duplicated.  Books count from the first stored
+    book on (updates before the first snapshot are not data ccxt keeps)."""
+    from collections import Counter
+    out: Counter = Counter()
+    for symbol in symbols:
+        nonces = [r["nonce"] for r in rows_of(tables["orderbook"], exchange=exchange, symbol=symbol)]
+        assert nonces and nonces == sorted(set(nonces)), f"{symbol}: book nonces out of order or duplicated"
+        after = {i for i in sent.stream(protocol, symbol, "orderbook").ids if i > nonces[0]}
+        assert set(nonces[1:]) <= after, f"{symbol}: stored book updates that were never sent"
+        out[("orderbook", symbol)] = len(after - set(nonces))
+        stored = [int(r["trade_id"]) for r in rows_of(tables["trades"], exchange=exchange, symbol=symbol)]
+        sent_trades = sent.stream(protocol, symbol, "trades").ids
+        assert len(stored) == len(set(stored)) and set(stored) <= set(sent_trades), f"{symbol}: trades invented"
+        out[("trades", symbol)] = len(set(sent_trades) - set(stored))
+        tickers = len(rows_of(tables["ticker"], exchange=exchange, symbol=symbol))
+        sent_tickers = sent.stream(protocol, symbol, "ticker").messages
+        assert tickers <= sent_tickers, symbol
+        out[("ticker", symbol)] = sent_tickers - tickers
+    return out
+
+
 @contextlib.asynccontextmanager
 async def running_collector(cfg: Config, **kwargs):
     """Run `Collector(cfg).run()` in this loop; on exit stop it cleanly and check it returned 0."""

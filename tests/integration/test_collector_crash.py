@@ -13,10 +13,11 @@ import asyncio
 import bisect
 import random
 import signal
+import statistics
 import subprocess
 import time
 
-from collector_support import collector_command, ready_tables, subprocess_env, wait_until, write_config
+from collector_support import collector_command, drained, logged_errors, ready_tables, subprocess_env, wait_until, write_config
 from test_collector_e2e import binance_entry
 
 from fluxforge.loopback import LoopbackExchange, SimOptions
@@ -27,6 +28,9 @@ FLUSH = 0.25
 # Frames the loopback handed to TCP but the collector had not read yet, plus the
 # convert + fsync time of the last flush, on a shared and loaded 2-core CI box.
 SLACK = 1.0
+# The promise is one flush interval: half the kills or more must lose no more than that plus
+# one flush's write + fsync and the frames in flight, even on a loaded box.
+MEDIAN_SLACK = 0.25
 KILLS = 20
 
 
@@ -60,16 +64,19 @@ def test_sigkill_at_random_moments_loses_at_most_one_flush_interval(tmp_path):
                 proc = await asyncio.create_subprocess_exec(
                     *collector_command(cfg), env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=log)
                 start = time.time_ns()
-                await asyncio.sleep(4.0)
+                before = sum(st.messages for st in lx.sent.streams.values())
+                await wait_until(lambda: sum(st.messages for st in lx.sent.streams.values()) > before + 200
+                                 or proc.returncode is not None, 60, what="the last run receiving")
+                assert proc.returncode is None, log_path.read_text()[-3000:]
                 lx.freeze()
-                await asyncio.sleep(1.0)
+                await drained(lx, lambda: logged_errors(log_path))  # all sent was read before SIGTERM
                 proc.send_signal(signal.SIGTERM)
                 rc = await asyncio.wait_for(proc.wait(), 15)
                 runs.append((start, time.time_ns()))
             assert rc == 0, log_path.read_text()[-3000:]
             return lx.sent, runs
 
-    sent, runs = asyncio.run(asyncio.wait_for(body(), 240))
+    sent, runs = asyncio.run(asyncio.wait_for(body(), 600))  # a hang guard: 21 cold starts on a loaded box
     store = SegmentStore(data / "segments")
     assert store.list("active") == [] and store.list("failed") == []
     tables = ready_tables(data)  # reads every Parquet file in ready/
@@ -86,6 +93,27 @@ def test_sigkill_at_random_moments_loses_at_most_one_flush_interval(tmp_path):
         if run >= len(kills):
             return None
         return max(0.0, (kills[run] - sent_ns) / 1e9)
+
+    # How late each run was reading its socket at the end: on a starved machine frames wait in the
+    # kernel before the collector can read them, and a kill loses those without the collector ever
+    # having received them.  The promise (one flush interval) is about what it had received.
+    ends: dict[int, list[tuple[int, int]]] = {}  # run -> (recv_ns, recv - sent) of its stored rows
+    for symbol in SYMBOLS:
+        for channel, idcol in (("orderbook", "nonce"), ("trades", "trade_id")):
+            t = tables[channel].filter(tables[channel]["symbol"].to_numpy(zero_copy_only=False) == symbol)
+            stream = sent.stream("binance", symbol, channel)
+            sent_at = dict(zip(stream.ids, stream.sent_ns))
+            for ident, r in zip(t[idcol].to_pylist(), t["recv_ns"].to_pylist()):
+                s_ns = sent_at.get(int(ident))
+                if s_ns is not None:
+                    ends.setdefault(bisect.bisect_right(starts, r) - 1, []).append((r, r - s_ns))
+    read_lag = {}
+    for run, rows in ends.items():
+        last = max(r for r, _ in rows)
+        read_lag[run] = max(0, max(lag for r, lag in rows if r >= last - 500_000_000)) / 1e9
+
+    def bound(sent_ns: int) -> float:
+        return FLUSH + SLACK + read_lag.get(bisect.bisect_right(starts, sent_ns) - 1, 0.0)
 
     for symbol in SYMBOLS:
         books = tables["orderbook"].filter(tables["orderbook"]["symbol"].to_numpy(zero_copy_only=False) == symbol)
@@ -113,7 +141,8 @@ def test_sigkill_at_random_moments_loses_at_most_one_flush_interval(tmp_path):
                 continue  # before this run's first synced book
             lag = lost_before_kill(sent_ns)
             assert lag is not None, f"{symbol} book {ident} missing but no kill followed"
-            assert lag <= FLUSH + SLACK, f"{symbol} book {ident} sent {lag:.2f}s before a kill is missing"
+            assert lag <= bound(sent_ns), f"{symbol} book {ident} sent {lag:.2f}s before a kill is missing"
+            windows.setdefault(run, []).append(lag)
             worst = max(worst, lag)
         trades = tables["trades"].filter(tables["trades"]["symbol"].to_numpy(zero_copy_only=False) == symbol)
         ids = [int(t) for t in trades["trade_id"].to_pylist()]
@@ -132,11 +161,14 @@ def test_sigkill_at_random_moments_loses_at_most_one_flush_interval(tmp_path):
             assert sent_ns > last_stored_in_run.get(run, 0), f"{symbol} trade {ident}: hole, not a lost tail"
             lag = lost_before_kill(sent_ns)
             assert lag is not None, f"{symbol} trade {ident} missing but no kill followed"
-            assert lag <= FLUSH + SLACK, f"{symbol} trade {ident} sent {lag:.2f}s before a kill is missing"
+            assert lag <= bound(sent_ns), f"{symbol} trade {ident} sent {lag:.2f}s before a kill is missing"
             windows.setdefault(bisect.bisect_right(starts, sent_ns) - 1, []).append(lag)
             worst = max(worst, lag)
         assert len(tstored) > 0.5 * len(tstream.ids)
-    per_kill = sorted(max(v) for v in windows.values())
-    median = per_kill[len(per_kill) // 2] if per_kill else 0.0
+    # a kill's loss window: how long before the kill its oldest lost message was sent (0: nothing lost)
+    per_kill = [max(windows.get(run, [0.0])) for run in range(len(kills))]
+    median = statistics.median(per_kill)
     print(f"crash test: {KILLS} kills, loss window per kill: median {median:.3f}s, worst {worst:.3f}s "
-          f"(flush_interval {FLUSH}s)")
+          f"(flush_interval {FLUSH}s): {[round(x, 3) for x in per_kill]}; read lag at the kills: "
+          f"{[round(read_lag.get(run, 0.0), 3) for run in range(len(kills))]}")
+    assert median <= FLUSH + MEDIAN_SLACK, f"median loss per kill {median:.3f}s: {per_kill}"

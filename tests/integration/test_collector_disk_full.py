@@ -6,9 +6,10 @@ Uses a 3 MB tmpfs (root only, as in CI) so the disk really fills: writes fail wi
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 
 import pytest
-from collector_support import make_config, ready_tables, rows_of, running_collector, wait_until
+from collector_support import drained, make_config, missing_rows, ready_tables, rows_of, running_collector, wait_until
 from test_collector_e2e import binance_entry
 
 from fluxforge.collector.health import status_line
@@ -23,10 +24,18 @@ def small_disk(mount_tmpfs):
     return mount_tmpfs("3m")
 
 
-def fill(path):
-    """Write until ENOSPC; returns the filler file."""
+def reserve(path, size=1_500_000):
+    """Half the disk held by the test from the start: however much the collector writes before
+    `fill` (a slow, loaded run), deleting the filler gives it room again."""
     filler = path / "filler.bin"
-    with open(filler, "wb") as f:
+    filler.write_bytes(b"\0" * size)
+    return filler
+
+
+def fill(path):
+    """Write until ENOSPC (appending to the reserved filler); returns the filler file."""
+    filler = path / "filler.bin"
+    with open(filler, "ab") as f:
         try:
             while True:
                 f.write(b"\0" * 65536)
@@ -37,6 +46,8 @@ def fill(path):
 
 
 def test_disk_full_drops_with_accounting_and_resumes(small_disk):
+    reserve(small_disk)
+
     async def body():
         async with LoopbackExchange("sim", SYMBOLS, sim=SimOptions(rate=30, trades_per_update=1.0, seed=9)) as lx:
             cfg = make_config(small_disk / "data", [binance_entry(lx, SYMBOLS, book_depth=20)],
@@ -56,10 +67,12 @@ def test_disk_full_drops_with_accounting_and_resumes(small_disk):
                 resumed_at = w.durable_rows
                 await wait_until(lambda: w.durable_rows > resumed_at + 100 and w.rotations >= 3, 30,
                                  what="writing and rotating again")
+                lx.freeze()
+                await drained(lx, col)  # everything sent was handled: stored or dropped
                 dropped = w.disk_dropped_total
-        return dropped
+        return dropped, lx.sent
 
-    dropped = asyncio.run(asyncio.wait_for(body(), 120))
+    dropped, sent = asyncio.run(asyncio.wait_for(body(), 120))
     data = small_disk / "data"
     store = SegmentStore(data / "segments")
     assert store.list("failed") == [] and store.list("active") == []
@@ -68,7 +81,15 @@ def test_disk_full_drops_with_accounting_and_resumes(small_disk):
     assert rows_of(ev, event="disk_full", exchange="binance")
     drops = rows_of(ev, event="dropped", exchange="binance")
     assert drops and all(d["reason"] == "disk full" for d in drops)
-    assert sum(d["count"] for d in drops) == dropped  # every dropped row is accounted for
+    assert sum(d["count"] for d in drops) == dropped
+    # every row the exchange sent is in ready/ or counted in a `dropped` event (per channel)
+    missing = Counter()
+    for (channel, _symbol), n in missing_rows(tables, sent, "binance", "binance", SYMBOLS).items():
+        missing[channel] += n
+    by_channel = Counter()
+    for d in drops:
+        by_channel[d["channel"]] += d["count"]
+    assert +missing == +by_channel
     assert rows_of(ev, event="gap", exchange="binance")
     resumed_at = max(d["recv_ns"] for d in drops)  # `dropped` rows are written when space returns
     assert rows_of(ev, event="disk_full")[0]["recv_ns"] < resumed_at

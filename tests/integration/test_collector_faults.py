@@ -9,7 +9,7 @@ import asyncio
 import time
 
 import pytest
-from collector_support import exchange_entry, make_config, ready_tables, rows_of, running_collector, wait_until
+from collector_support import drained, exchange_entry, make_config, ready_tables, rows_of, running_collector, wait_until
 from test_collector_e2e import assert_stream_matches, binance_entry
 
 from fluxforge.loopback import LoopbackExchange, SimOptions
@@ -66,7 +66,7 @@ def test_fault_is_recorded_and_collection_recovers(tmp_path, ex, kind):
                 if kind == "slow":
                     await asyncio.sleep(3.0)  # let the slow period end and drain
                 lx.freeze()
-                await asyncio.sleep(0.8)
+                await drained(lx, collector)  # every frame sent was handled before the stop
             tables = ready_tables(tmp_path)
             ev = after(tables["events"].to_pylist(), t_fault)
             books = tables["orderbook"]

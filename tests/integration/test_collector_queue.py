@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 
 import pytest
-from collector_support import make_config, ready_tables, rows_of, running_collector, wait_until
+from collector_support import drained, make_config, missing_rows, ready_tables, rows_of, running_collector, wait_until
 from test_collector_e2e import binance_entry
 
 from fluxforge.loopback import LoopbackExchange, SimOptions
@@ -20,8 +21,10 @@ def test_overflow_policy(tmp_path, policy):
         async with LoopbackExchange("sim", SYMBOLS, sim=SimOptions(rate=40, trades_per_update=1.0, seed=5)) as lx:
             cfg = make_config(tmp_path, [binance_entry(lx, SYMBOLS)], queue_max=100, overflow_policy=policy)
             async with running_collector(cfg) as col:
-                q, w = col.queue, col.writer
-                await wait_until(lambda: w.durable_rows > 100, 30, what="collecting")
+                q, w, rec = col.queue, col.writer, col.recorder
+                # every symbol's book synced before anything is dropped, so its first stored row is its sync point
+                await wait_until(lambda: w.durable_rows > 100 and all(
+                    ("binance", "orderbook", s) in rec.last_seen for s in SYMBOLS), 30, what="collecting")
                 stuck = w._io.submit(time.sleep, 2.0)  # the writer falls behind
                 peak = 0
                 while not stuck.done():
@@ -30,12 +33,20 @@ def test_overflow_policy(tmp_path, policy):
                 assert q.limit >= peak >= q.capacity  # it filled up, and never beyond the bound
                 before = w.durable_rows
                 await wait_until(lambda: w.durable_rows > before + 200, 30, what="collecting again")
-                return q.dropped_total
+                lx.freeze()
+                await drained(lx, col)  # everything sent was handled: kept or dropped
+                return q.dropped_total, lx.sent
 
-    dropped = asyncio.run(asyncio.wait_for(body(), 90))
-    ev = ready_tables(tmp_path)["events"]
-    drops = rows_of(ev, event="dropped")
+    dropped, sent = asyncio.run(asyncio.wait_for(body(), 90))
+    tables = ready_tables(tmp_path)
+    drops = rows_of(tables["events"], event="dropped")
     assert sum(d["count"] for d in drops) == dropped
+    # what the exchange sent minus what ready/ holds is exactly what the drop events say
+    missing = missing_rows(tables, sent, "binance", "binance", SYMBOLS)
+    by_stream = Counter()
+    for d in drops:
+        by_stream[(d["channel"], d["symbol"])] += d["count"]
+    assert +missing == +by_stream
     if policy == "drop":
         assert dropped > 50 and all("overflow_policy=drop" in d["reason"] for d in drops)
         assert {d["channel"] for d in drops} <= {"orderbook", "trades", "ticker"}

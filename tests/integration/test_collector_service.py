@@ -19,6 +19,19 @@ from fluxforge.service import SystemdNotifier
 SYMBOLS = ["BTC/USDT", "ETH/USDT"]
 
 
+class ReadyProbe(SystemdNotifier):
+    """A real notifier that also records, at the moment READY=1 is sent, how many rows were durable."""
+
+    def __init__(self, address: str):
+        super().__init__(address)
+        self.collector = None
+        self.durable_at_ready: int | None = None
+
+    def ready(self, status: str | None = None) -> None:
+        self.durable_at_ready = self.collector.writer.durable_rows
+        super().ready(status)
+
+
 
 
 def test_watchdog_pings_only_while_healthy(tmp_path):
@@ -27,11 +40,13 @@ def test_watchdog_pings_only_while_healthy(tmp_path):
     async def body():
         async with LoopbackExchange("sim", SYMBOLS, sim=SimOptions(rate=20, seed=3)) as lx:
             cfg = make_config(tmp_path / "data", [binance_entry(lx, SYMBOLS)], max_flush_age=1.0)
-            async with running_collector(cfg, notifier=SystemdNotifier(listener.path), watchdog_interval=0.1) as col:
+            probe = ReadyProbe(listener.path)
+            async with running_collector(cfg, notifier=probe, watchdog_interval=0.1) as col:
+                probe.collector = col  # before the collector's task first runs
                 await wait_until(lambda: listener.has("READY=1") and listener.has("WATCHDOG=1")
                                  and listener.has("STATUS="), 30, what="READY, STATUS and WATCHDOG")
-                # READY=1 came only once a batch of market data was durable
-                assert col.writer.durable_rows > 0
+                # READY=1 was sent only once a batch of market data was durable
+                assert probe.durable_at_ready is not None and probe.durable_at_ready > 0
                 status = [m for m in listener.messages if m.startswith("STATUS=") and "msg/s" in m]
                 assert status and "binance" in status[-1] and "queue" in status[-1] and "seg-test-" in status[-1]
 

@@ -18,9 +18,9 @@ import yaml
 from collector_support import config_dict, exchange_entry, parse_config, running_collector, subprocess_env, wait_until
 
 from notify_listener import NotifyListener
+from documented_schema import assert_documented
 from etl_support import fluxforge_cmd, tables_equal, tree_files
 from fluxforge.config import FeatureOptions
-from fluxforge.features.engine import FeatureEngine
 from fluxforge.loopback import LoopbackExchange, SimOptions
 
 SYMBOLS = ["BTC/USDT", "ETH/USDT", "SOL/USDT"]
@@ -61,8 +61,8 @@ def test_collector_to_etl_on_loopback(tmp_path):
     assert len(done) >= 3 and not list((data / "segments/failed").iterdir())
 
     hf = ds.dataset(data / "features/hf", format="parquet", partitioning="hive").to_table()
-    documented = FeatureEngine(FeatureOptions(**FEATURES)).columns
-    assert hf.column_names == documented + ["exchange", "symbol", "date"]
+    assert_documented(hf.schema, "`hf`", FeatureOptions(**FEATURES), partitions=("exchange", "symbol", "date"))
+    assert hf.column_names[-3:] == ["exchange", "symbol", "date"]
     assert hf.schema.field("timestamp").type == pa.timestamp("ms", tz="UTC")
     assert set(hf.column("exchange").to_pylist()) == {"binance"}
     assert set(hf.column("symbol").to_pylist()) == {s.replace("/", "-") for s in SYMBOLS}

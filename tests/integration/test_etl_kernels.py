@@ -3,14 +3,15 @@ import json
 import shutil
 import subprocess
 
+import duckdb  # a required test dependency (pyproject [test]): never skipped
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pytest
 
+from documented_schema import assert_documented
 from etl_support import tables_equal, etl_config, fluxforge_cmd, read_tree, synthetic_market, tree_files, write_segments
 from fluxforge.config import FeatureOptions, TradeOptions
 from fluxforge.etl.runner import EtlRunner
-from fluxforge.features.engine import FeatureEngine
 
 FEATURES = {"bar_durations": [1, 5, 60], "hf_emit_interval": 0.5}
 TRADES = TradeOptions(volume_bar_size=0.7, dollar_bar_size=5_000.0)
@@ -96,16 +97,17 @@ def test_live_service_equals_replay_and_bad_segments_are_skipped(tmp_path, marke
 
 
 def test_tree_reads_as_one_table_with_duckdb(tmp_path, market):
-    duckdb = pytest.importorskip("duckdb")
     root = run_runner(tmp_path, market, 3)
     con = duckdb.connect()
     hf = con.sql(f"SELECT * FROM read_parquet('{root}/hf/*/*/*/*.parquet', hive_partitioning=true)").to_arrow_table()
     ref = ds.dataset(root / "hf", partitioning="hive").to_table()
     assert hf.num_rows == ref.num_rows > 0
-    # the documented schema: the engine's hf columns (docs/features.md) + the partition columns
-    documented = FeatureEngine(FeatureOptions(**FEATURES)).columns
-    assert hf.column_names == documented + ["date", "exchange", "symbol"] or \
-        set(hf.column_names) == set(documented) | {"exchange", "symbol", "date"}
+    # the documented schema (docs/schemas.md) + the partition columns
+    assert_documented(ref.schema, "`hf`", FeatureOptions(**FEATURES), partitions=("exchange", "symbol", "date"))
+    assert {"exchange", "symbol", "date"} <= set(hf.column_names) and len(hf.column_names) == len(ref.column_names)
+    bars_ref = ds.dataset(root / "bars", partitioning="hive").to_table()
+    assert_documented(bars_ref.schema, "`bars`", FeatureOptions(**FEATURES),
+                      partitions=("interval", "exchange", "symbol", "date"))
     assert ref.schema.field("timestamp").type == pa.timestamp("ms", tz="UTC")  # DuckDB itself shows us
     bars = con.sql(f"SELECT interval, symbol, count(*) FROM read_parquet('{root}/bars/*/*/*/*/*.parquet', "
                    "hive_partitioning=true) GROUP BY ALL").fetchall()

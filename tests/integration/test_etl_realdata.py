@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pytest
-from collector_support import config_dict, exchange_entry, parse_config, running_collector, wait_until
+from collector_support import config_dict, drained, exchange_entry, parse_config, running_collector, wait_until
 
 from fluxforge.config import FeatureOptions
 from fluxforge.etl.runner import EtlRunner
@@ -37,11 +37,13 @@ def test_real_capture_through_collector_and_etl_matches_reference(tmp_path, shar
             cfg = parse_config(config_dict(data, [exchange_entry(lx, "binance", SYMBOLS, book_depth=20,
                                                                  channels=["orderbook", "trades"])],
                                            segment_max_seconds=2.0))
-            async with running_collector(cfg):
-                await asyncio.sleep(2.0)
+            async with running_collector(cfg) as col:
+                seen = col.recorder.last_seen  # the REST snapshot of each symbol is its first book row
+                await wait_until(lambda: all(("binance", "orderbook", s) in seen for s in SYMBOLS), 60,
+                                 what="every symbol's book snapshot")
                 lx.freeze(False)
-                await wait_until(lambda: lx.source.finished, timeout=120, what="capture replay to finish")
-                await asyncio.sleep(2.0)
+                await wait_until(lambda: lx.source.finished, timeout=300, what="capture replay to finish")
+                await drained(lx, col)  # everything the replay sent was handled before the stop
 
     asyncio.run(body())
     opts = FeatureOptions(**FEATURES)
@@ -49,7 +51,7 @@ def test_real_capture_through_collector_and_etl_matches_reference(tmp_path, shar
     # trade stream by tens of seconds of exchange time -- the ETL's watermark must absorb that
     runner = EtlRunner(data / "segments", data / "features", data / "state", opts)
     outcomes = runner.run_once()
-    assert len(outcomes) >= 3 and all(o.state == "done" for o in outcomes)
+    assert len(outcomes) >= 2 and all(o.state == "done" for o in outcomes)  # continuity across segments
 
     bronze = ds.dataset([p / "orderbook.parquet" for p in sorted((data / "segments/done").iterdir())]).to_table()
     trades = ds.dataset([p / "trades.parquet" for p in sorted((data / "segments/done").iterdir())]).to_table()
@@ -65,18 +67,19 @@ def test_real_capture_through_collector_and_etl_matches_reference(tmp_path, shar
         resets = _reset_times(books_s, [e["recv_ns"] for e in reset_rows if e["symbol"] in (None, sym)])
         ref_hf, ref_bars = reference(books_s, trades_s, resets=resets, options=opts, mode="numpy")
         ours = hf.filter(pc.equal(hf.column("symbol"), part)).sort_by("timestamp")
-        mm = pc.min_max(books_s.column("timestamp")).as_py()
-        span_s = (mm["max"] - mm["min"]) / 1000
-        assert ours.num_rows >= span_s - 60 > 200, (sym, ours.num_rows, span_s)  # one row a second
-        ref_by_ts = {r["timestamp"] if isinstance(r["timestamp"], int) else _ms(r["timestamp"]): r for r in ref_hf}
-        _compare_rows(ours, ref_by_ts, sym)
+        assert ours.num_rows > 100, (sym, ours.num_rows)
+        # rows not written yet are exactly those the checkpoint still carries: the newest ones
+        carried = runner.bank.state(("binance", sym)).carry.books
+        held_from = int(pc.min(carried.column("timestamp")).as_py()) if carried is not None else None
+        ref_by_ts = {_ms(r["timestamp"]): r for r in ref_hf}
+        _compare_rows(ours, ref_by_ts, sym, HF_PARTITIONS, held_from)
         for d in FEATURES["bar_durations"]:
             ours_b = bars.filter(pc.and_(pc.equal(bars.column("symbol"), part),
                                          pc.equal(bars.column("interval"), f"{d}s"))).sort_by("timestamp")
-            ref_b = {_ms(r["timestamp"]) if not isinstance(r["timestamp"], int) else r["timestamp"]: r
-                     for r in ref_bars[d]}
-            assert ours_b.num_rows >= (span_s - 60) // d - 2, (sym, d)
-            _compare_rows(ours_b, ref_b, f"{sym} bars {d}s")
+            ref_b = {_ms(r["timestamp"]): r for r in ref_bars[d]}
+            assert ours_b.num_rows >= 3, (sym, d)
+            _compare_rows(ours_b, ref_b, f"{sym} bars {d}s", HF_PARTITIONS | {"interval"},
+                          None if held_from is None else held_from - held_from % (d * 1000))
 
 
 def _reset_times(books: pa.Table, events_recv_ns: list[int]) -> list[int]:
@@ -96,30 +99,57 @@ def _ms(value) -> int:
     return int(value.timestamp() * 1000) if hasattr(value, "timestamp") else int(value)
 
 
-def _compare_rows(ours: pa.Table, ref_by_ts: dict, what: str) -> None:
+HF_PARTITIONS = {"exchange", "symbol", "date"}
+# Relative tolerance per column (|ours - ref| <= rtol * max(|ref|, rtol_floor * column scale)):
+# the kernels and the reference sum in different orders (Kahan/Welford vs numpy), so rolling
+# sums and moments differ in the last bits; everything else is one formula on the same inputs.
+RTOL = 1e-9
+RTOL_BY_COLUMN: dict[str, float] = {}
+
+
+def _compare_rows(ours: pa.Table, ref_by_ts: dict, what: str, partitions: set, held_from: int | None) -> None:
+    """Same columns, same rows (all reference rows before the carried tail, none other), close values."""
+    ref_cols = set(next(iter(ref_by_ts.values())))
+    assert set(ours.column_names) - partitions == ref_cols, (
+        f"{what}: columns differ: ours only {sorted(set(ours.column_names) - partitions - ref_cols)}, "
+        f"reference only {sorted(ref_cols - set(ours.column_names))}")
     ts = ours.column("timestamp").cast(pa.int64()).to_pylist()
-    missing = [t for t in ts if t not in ref_by_ts]
-    assert not missing, f"{what}: {len(missing)} rows not in the reference, first {missing[:3]}"
-    skip = {"timestamp", "exchange", "symbol", "date", "interval"}
-    bad = []
-    for name in ours.column_names:
-        if name in skip or name not in next(iter(ref_by_ts.values())):
-            continue
+    assert len(ts) == len(set(ts)), f"{what}: duplicated rows"
+    last = max(ts)
+    expected = {t for t in ref_by_ts if t <= last}
+    assert set(ts) == expected, (f"{what}: {len(set(ts) - expected)} rows not in the reference, "
+                                 f"{len(expected - set(ts))} reference rows missing, first {sorted(expected ^ set(ts))[:3]}")
+    tail = sorted(t for t in ref_by_ts if t > last)
+    if tail:  # the reference (all rows, open bars flushed) goes on where the carried rows begin
+        assert held_from is not None and tail[0] >= held_from - 1000 * FEATURES["hf_emit_interval"], (
+            f"{what}: written rows stop at {last}, the checkpoint carries from {held_from}")
+    bad, worst = [], {}
+    for name in sorted(ref_cols - {"timestamp"}):
         got = ours.column(name).to_pylist()
-        for t, g in zip(ts, got):
-            want = ref_by_ts[t][name]
-            if not _close(g, want):
-                bad.append((name, t, g, want))
+        want = [ref_by_ts[t][name] for t in ts]
+        rtol = RTOL_BY_COLUMN.get(name, RTOL)
+        finite = [abs(w) for w in want if isinstance(w, float) and math.isfinite(w)]
+        floor = 1e-6 * max(finite) if finite else 0.0
+        for t, g, w in zip(ts, got, want):
+            ok, err = _close(g, w, rtol, floor)
+            worst[name] = max(worst.get(name, 0.0), err)
+            if not ok:
+                bad.append((name, t, g, w))
+    print(f"{what}: worst relative error per column: {sorted(worst.items(), key=lambda kv: -kv[1])[:8]}")
     assert not bad, f"{what}: {len(bad)} values differ from the reference, e.g. {bad[:5]}"
 
 
-def _close(a, b) -> bool:
-    if a is None or b is None:
-        return a is None and b is None or (a is None and isinstance(b, float) and math.isnan(b)) \
-            or (b is None and isinstance(a, float) and math.isnan(a))
+def _close(a, b, rtol: float, floor: float) -> tuple[bool, float]:
+    """(within tolerance, relative error) of one value; None and NaN match each other only."""
+    a_nan = a is None or (isinstance(a, float) and math.isnan(a))
+    b_nan = b is None or (isinstance(b, float) and math.isnan(b))
+    if a_nan or b_nan:
+        return a_nan and b_nan, 0.0 if a_nan and b_nan else math.inf
     if isinstance(a, float) or isinstance(b, float):
         a, b = float(a), float(b)
-        if math.isnan(a) or math.isnan(b):
-            return math.isnan(a) and math.isnan(b)
-        return bool(np.isclose(a, b, rtol=1e-6, atol=1e-9))
-    return a == b
+        if math.isinf(a) or math.isinf(b):
+            return a == b, 0.0 if a == b else math.inf
+        scale = max(abs(b), floor)
+        err = abs(a - b) / scale if scale > 0 else (0.0 if a == b else math.inf)
+        return err <= rtol, err
+    return a == b, 0.0 if a == b else math.inf

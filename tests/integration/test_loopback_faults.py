@@ -30,6 +30,16 @@ async def assert_same_book_as_server(lx, ex, symbol=BTC):
     lx.freeze(False)
 
 
+async def delivered(lx, ex, symbol=BTC, timeout=10.0) -> None:
+    """Wait until the client holds the last book update the server sent (frames already in flight
+    when a stall starts still arrive: only after this does silence mean the stall)."""
+    stream = lx.sent.stream("binance", symbol, "orderbook")
+    deadline = asyncio.get_running_loop().time() + timeout
+    while ex.orderbooks.get(symbol, {}).get("nonce") != stream.last_id:
+        assert asyncio.get_running_loop().time() < deadline, "sent book updates never reached the client"
+        await asyncio.sleep(0.01)
+
+
 async def no_update_within(ex, seconds, symbol=BTC) -> bool:
     try:
         await asyncio.wait_for(ex.watch_order_book(symbol), seconds)
@@ -86,6 +96,7 @@ def test_stall_keeps_the_socket_open_but_silent_then_data_resumes_with_a_gap():
             async with ccxt_client(lx) as ex:
                 await ex.watch_order_book(BTC)
                 assert lx.faults.stall(2.0) == 1
+                await delivered(lx, ex)
                 before = lx.sent.stream("binance", BTC, "orderbook").messages
                 assert await no_update_within(ex, 1.0)
                 assert lx.sent.connections_open == 1  # still connected
@@ -105,6 +116,7 @@ def test_endless_stall_is_escaped_by_reconnecting():
             async with ccxt_client(lx) as ex:
                 await ex.watch_order_book(BTC)
                 lx.faults.stall()  # until resume(): only a new connection gets data
+                await delivered(lx, ex)
                 assert await no_update_within(ex, 1.0)
                 await ex.close()
                 await ex.watch_order_book(BTC)

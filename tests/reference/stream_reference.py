@@ -18,6 +18,10 @@ from fluxforge.config import FeatureOptions
 from tests.reference.book_reference import structural_numpy, structural_row, usable_levels
 
 NAN = float("nan")
+# A gap of more than this many bar lengths closes the open bar and emits no empty bars in
+# between (a day of 1 s bars): a clock jump or a restored old segment must not write millions
+# of rows.  The kernels have the same cap (cython_ext/engine_types.pxd MAX_EMPTY_BARS).
+MAX_EMPTY_BARS = 86_400
 UNIT = 1e8  # VPIN volume unit: 1e-8 base
 
 
@@ -174,8 +178,9 @@ def reference(books, trades=None, resets=(), options=None, mode="python", **over
             bar = open_bar[d]
             if bar is not None and k > bar["k"]:
                 close_bar(d, bar)
-                for e in range(bar["k"] + 1, k):
-                    close_bar(d, dict(k=e, snaps=[], trades=[]))
+                if k - (bar["k"] + 1) <= MAX_EMPTY_BARS:
+                    for e in range(bar["k"] + 1, k):
+                        close_bar(d, dict(k=e, snaps=[], trades=[]))
                 bar = None
             if bar is None:
                 open_bar[d] = dict(k=k, snaps=[], trades=[])

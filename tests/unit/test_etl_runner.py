@@ -91,49 +91,92 @@ def test_untimed_books_do_not_move_the_watermark(tmp_path):
     assert_same_tree(tmp_path / "one/features", tmp_path / "four/features")
 
 
+def event_rows(rows) -> pa.Table:
+    """An events table of reset rows: (symbol or None for the whole exchange, recv_ns, event)."""
+    from fluxforge.bronze import schemas as bronze
+    return pa.table({
+        "exchange": ["binance"] * len(rows), "symbol": [r[0] for r in rows],
+        "channel": [None if r[0] is None else "orderbook" for r in rows],
+        "timestamp": [r[1] // 1_000_000 for r in rows], "recv_ns": [r[1] for r in rows],
+        "event": [r[2] for r in rows], "reason": ["test"] * len(rows), "count": [None] * len(rows),
+    }, schema=bronze.EVENTS)
+
+
+def first_book_after(books: pa.Table, symbol: str, recv_ns: int) -> int:
+    """Exchange time of the symbol's first book *with an exchange time* received at/after recv_ns."""
+    sym = books.filter(pa.compute.equal(books.column("symbol"), symbol))
+    ts = np.asarray(sym.column("timestamp").to_pylist(), dtype=object)
+    recv = sym.column("recv_ns").to_numpy()
+    ok = np.array([t is not None for t in ts]) & (recv >= recv_ns)
+    assert ok.any()
+    return int(ts[ok][np.argmin(recv[ok])])
+
+
+def assert_reset_at(hf: pa.Table, symbol: str, first: int, before: int = 0):
+    """Rows of `symbol` before `first` have `before` resets, rows from it on one more; both sets non-empty."""
+    rows = hf.filter(pa.compute.equal(hf.column("symbol"), symbol))
+    ts = rows.column("timestamp").cast(pa.int64()).to_numpy()
+    resets = np.asarray(rows.column("resets"))
+    assert (ts < first).sum() > 0 and (ts >= first).sum() > 0, (symbol, first)
+    assert (resets[ts < first] == before).all(), symbol
+    assert (resets[ts >= first] == before + 1).all(), symbol
+
+
 def test_reset_lands_on_first_book_after_event(tmp_path):
-    tables = synthetic_market(symbols=("BTC/USDT",), seconds=30, gaps=[("BTC/USDT", 29_999)])
-    # the gap is after nearly every book: with 3 segments its reset is pending across no segment
-    run_all(tmp_path, tables, 3)
-    hf = read_tree(tmp_path / "features")
-    ts = hf.column("timestamp").cast(pa.int64()).to_numpy()
-    resets = np.asarray(hf.column("resets"))
+    """A gap mid-stream resets its symbol at the first book received after it, and only that symbol;
+    an exchange-wide (null-symbol) reconnect resets every symbol of the exchange at its own first
+    book after it; a first book without exchange time (REST snapshot) is not the reset point.  The
+    local clock runs 2 s ahead of the exchange's, so taking that book's receive time as its time
+    would move the reset."""
+    tables = synthetic_market(seconds=60)
+    for ch in ("orderbook", "trades"):
+        t = tables[ch]
+        tables[ch] = t.set_column(3, "recv_ns", pa.compute.add(t.column("recv_ns"), 2_000_000_000))
     books = tables["orderbook"]
-    recv = books.column("recv_ns").to_numpy()
-    after = recv >= (1_723_075_200_000 + 29_999) * 1_000_000
-    if after.any():
-        first = books.column("timestamp").to_numpy()[after][np.argmin(recv[after])]
-        assert (resets[ts >= first] == 1).all() and (resets[ts < first] == 0).all()
-    else:
-        assert (resets == 0).all()
+    t0 = 1_723_075_200_000 * 1_000_000
+    gap_ns, reconnect_ns = t0 + 20_000_000_123, t0 + 40_000_000_456
+    # the first ETH book received after the reconnect has no exchange time
+    eth = np.flatnonzero((books.column("symbol").to_numpy(zero_copy_only=False) == "ETH/USDT")
+                         & (books.column("recv_ns").to_numpy() >= reconnect_ns))
+    ts = books.column("timestamp").to_pylist()
+    ts[int(eth[0])] = None
+    books = books.set_column(2, "timestamp", pa.array(ts, pa.int64()))
+    tables = {**tables, "orderbook": books,
+              "events": event_rows([("BTC/USDT", gap_ns, "gap"), (None, reconnect_ns, "reconnect")])}
+    run_all(tmp_path / "one", tables, 1)
+    run_all(tmp_path / "three", tables, 3)
+    assert_same_tree(tmp_path / "one/features", tmp_path / "three/features")
+    hf = read_tree(tmp_path / "three/features")
+    btc_gap = first_book_after(books, "BTC/USDT", gap_ns)
+    btc_rc = first_book_after(books, "BTC/USDT", reconnect_ns)
+    eth_rc = first_book_after(books, "ETH/USDT", reconnect_ns)
+    assert eth_rc == books.column("timestamp")[int(eth[1])].as_py()  # the untimed book was skipped
+    assert_reset_at(hf.filter(pa.compute.less(hf.column("timestamp").cast(pa.int64()), btc_rc)), "BTC-USDT", btc_gap)
+    assert_reset_at(hf.filter(pa.compute.greater_equal(hf.column("timestamp").cast(pa.int64()), btc_gap)),
+                    "BTC-USDT", btc_rc, before=1)
+    assert_reset_at(hf, "ETH-USDT", eth_rc)
 
 
 def test_pending_reset_carries_into_next_segment(tmp_path):
-    tables = synthetic_market(symbols=("BTC/USDT",), seconds=20)
-    write_segments(tmp_path / "segments/ready", tables, 2, seconds=20)
-    seg1, seg2 = sorted((tmp_path / "segments/ready").iterdir())
-    # a gap at the very end of segment 1 (after its last book) resets at segment 2's first book
-    last_recv = int(max(tables["orderbook"].column("recv_ns").to_numpy()))
-    from etl_support import write_segment
-    from fluxforge.bronze.segments import SegmentId
+    """An event after segment 1's last book resets at segment 2's first book; segment 2 is longer
+    than the reorder window (5 s), so rows after the reset are written."""
+    tables = synthetic_market(symbols=("BTC/USDT",), seconds=60)
+    books = tables["orderbook"]
+    recv = books.column("recv_ns").to_numpy()
+    t0 = 1_723_075_200_000 * 1_000_000
+    edge = t0 + 35_000_000_000  # write_segments' cut between the two segments (60 s + 10 s) / 2
+    last1 = int(recv[recv < edge].max())
+    event_ns = last1 + 1
+    assert event_ns < edge
+    tables = {**tables, "events": event_rows([("BTC/USDT", event_ns, "gap")])}
+    segs = write_segments(tmp_path / "segments/ready", tables, 2, seconds=60)
     import pyarrow.parquet as pq
-    part = {ch: pq.read_table(seg1 / f"{ch}.parquet") for ch in ("orderbook", "trades")}
-    import shutil
-    shutil.rmtree(seg1)
-    ev = pa.table({"exchange": ["binance"], "symbol": [None], "channel": [None], "timestamp": [0],
-                   "recv_ns": [int(part["orderbook"].column("recv_ns").to_numpy().max()) + 1],
-                   "event": ["reconnect"], "reason": ["test"], "count": [None]},
-                  schema=pq.read_schema(seg2 / "events.parquet"))
-    part["events"] = ev
-    write_segment(seg1.parent, SegmentId.parse(seg1.name), part)
-    runner = make_runner(tmp_path)
-    runner.run_once()
-    assert last_recv > 0
-    hf = read_tree(tmp_path / "features")
-    first2 = pq.read_table(seg2.parent.parent / "done" / seg2.name / "orderbook.parquet").column("timestamp").to_numpy().min()
-    ts = hf.column("timestamp").cast(pa.int64()).to_numpy()
-    resets = np.asarray(hf.column("resets"))
-    assert (resets[ts >= first2] == 1).all() and (resets[ts < first2] == 0).all()
+    assert pq.read_table(segs[0] / "events.parquet").num_rows == 1
+    make_runner(tmp_path).run_once()
+    first2 = int(pq.read_table(tmp_path / "segments/done" / segs[1].name / "orderbook.parquet")
+                 .sort_by("recv_ns").column("timestamp")[0].as_py())
+    assert first2 == first_book_after(books, "BTC/USDT", event_ns)
+    assert_reset_at(read_tree(tmp_path / "features"), "BTC-USDT", first2)
 
 
 def test_replay_equals_service(tmp_path, market):

@@ -155,6 +155,94 @@ def test_chunked_stream_equals_one_batch_and_state_round_trips(case, data):
         _same(streamed.bars[d], whole.bars[d])
 
 
+# ------------------------------------------------------- long and gappy streams
+# The small random markets above never hold more than 40 books, so the kernels' ring buffers
+# (1,024 entries, doubled when a window holds more), a checkpoint taken after such a resize,
+# runs of empty bars and the empty-bar cap are never compared with the reference.  These are.
+
+def _long_books(rng, ts):
+    n = len(ts)
+    mid = 100.0 + 0.01 * np.cumsum(rng.integers(-3, 4, n))
+    spread = 0.01 * rng.choice([-1, 0, 1, 2, 3], n, p=[0.02, 0.03, 0.45, 0.3, 0.2])
+    rows = {"timestamp": ts.tolist(), "nonce": list(range(n)), "bid_px": [], "bid_sz": [], "ask_px": [], "ask_sz": []}
+    for i in range(n):
+        k = int(rng.integers(1, 5))
+        best_bid, best_ask = round(mid[i] - spread[i] / 2, 2), round(mid[i] + spread[i] / 2, 2)
+        rows["bid_px"].append([round(best_bid - 0.01 * j, 2) for j in range(k)])
+        rows["ask_px"].append([round(best_ask + 0.01 * j, 2) for j in range(k)])
+        rows["bid_sz"].append(rng.uniform(0.01, 5, k).round(3).tolist())
+        rows["ask_sz"].append(rng.uniform(0.01, 5, k).round(3).tolist())
+    return pa.table(rows)
+
+
+@st.composite
+def long_market(draw):
+    """1,100-1,500 books, mostly 0-1 ms apart (over 1,024 inside every window), with gaps of
+    seconds to minutes (empty bars, windows that empty out) and as many trades."""
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    n = draw(st.integers(1100, 1500))
+    steps = rng.integers(0, 2, n)
+    for pos in rng.integers(1, n, draw(st.integers(1, 4))):
+        steps[pos] = draw(st.sampled_from([2_500, 7_000, 65_000, 400_000]))
+    ts = T0 + np.cumsum(steps).astype(np.int64)
+    books = _long_books(rng, ts)
+    m = draw(st.integers(1100, 1500))
+    tts = np.sort(rng.choice(ts, m) + rng.integers(-2, 3, m))
+    trades = pa.table({
+        "timestamp": pa.array(tts, pa.int64()),
+        "price": pa.array(rng.choice([99.98, 100.0, 100.03], m)),
+        "amount": pa.array(rng.integers(1, 3000, m) / 1000),
+        "side": pa.array(rng.choice(["buy", "sell"], m).tolist(), pa.string()),
+    })
+    resets = sorted(int(r) for r in rng.choice(ts, draw(st.integers(0, 2))))
+    opts = dict(SMALL, hf_emit_interval=draw(st.sampled_from([0.0, 0.5])),
+                use_dynamic_spread_regime=draw(st.booleans()))
+    return books, trades, resets, opts
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(long_market())
+def test_long_gappy_streams_match_reference(case):
+    books, trades, resets, opts = case
+    result = compute(books, trades, resets=resets, **opts)
+    assert any(r["is_empty"] for r in result.bars[1].to_pylist())  # empty bars were compared
+    assert_matches_reference(result, books, trades, resets, mode="numpy", **opts)
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(long_market(), st.data())
+def test_checkpoint_after_ring_growth_streams_like_one_batch(case, data):
+    """Checkpoint after more than 1,024 books (the rings have grown), restore, go on."""
+    books, trades, resets, opts = case
+    whole = compute(books, trades, resets=resets, **opts)
+    ts = books.column("timestamp").to_pylist()
+    cut = ts[data.draw(st.integers(1050, len(ts) - 2))]
+    engine = FeatureEngine(**opts)
+    first = engine.process(*[t.filter(pa.compute.less_equal(t.column("timestamp"), cut)) for t in (books, trades)],
+                           resets=[r for r in resets if r <= cut])
+    engine = FeatureEngine.from_state(engine.get_state(), **opts)
+    second = engine.process(*[t.filter(pa.compute.greater(t.column("timestamp"), cut)) for t in (books, trades)],
+                            resets=[r for r in resets if r > cut])
+    streamed = concat_results([first, second, engine.flush()])
+    _same(streamed.hf, whole.hf)
+    for d in whole.bars:
+        _same(streamed.bars[d], whole.bars[d])
+
+
+@pytest.mark.parametrize("empty", [86_400, 86_401])
+def test_empty_bar_cap_matches_reference(empty):
+    """Up to 86,400 empty 1 s bars are written between two books; one more and none are."""
+    ts = np.array([T0, T0 + 300, T0 + (empty + 1) * 1000, T0 + (empty + 1) * 1000 + 400], dtype=np.int64)
+    books = _long_books(np.random.default_rng(empty), ts)
+    trades = pa.table({"timestamp": pa.array([], pa.int64()), "price": pa.array([], pa.float64()),
+                       "amount": pa.array([], pa.float64()), "side": pa.array([], pa.string())})
+    opts = dict(SMALL, bar_durations=[1])
+    result = compute(books, trades, **opts)
+    n_empty = sum(r["is_empty"] for r in result.bars[1].to_pylist())
+    assert n_empty == (empty if empty <= 86_400 else 0)
+    assert_matches_reference(result, books, trades, [], mode="numpy", **opts)
+
+
 # ------------------------------------------------------------------ real books
 @pytest.mark.realdata
 @pytest.mark.parametrize("name", ["btcusdt_20240808.gz", "ethusdt_20240808.gz"])

@@ -372,10 +372,14 @@ def test_etl_waiting_on_a_full_disk_is_reported(tmp_path):
     assert "waiting for space" in warnings[0].message and exit_code(warnings) == 2
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as an unprivileged user")
-def test_unreadable_data_dir_is_unknown_not_a_traceback(capsys):
-    """An operator outside the fluxforge group: exit 3 (UNKNOWN) with one line, like a monitoring plugin."""
+def test_unreadable_data_dir_is_unknown_not_a_traceback():
+    """An operator outside the fluxforge group: exit 3 (UNKNOWN) with one line, like a monitoring plugin.
+
+    Run as a real unprivileged process (as root: `setpriv` to nobody, so the kernel
+    really refuses; otherwise the data dir is made unreadable to its own owner)."""
     import shutil
+    import subprocess
+    import sys
     import tempfile
 
     parent = Path(tempfile.mkdtemp(prefix="ff-perm-", dir="/tmp"))
@@ -383,25 +387,20 @@ def test_unreadable_data_dir_is_unknown_not_a_traceback(capsys):
         parent.chmod(0o755)
         data = parent / "data"
         (data / "segments" / "ready").mkdir(parents=True)
-        data.chmod(0o750)  # as tmpfiles.d creates /var/lib/fluxforge (owner root here, so "others" are locked out)
-        main(["status", "--no-units", "--config", "/dev/null", "--data-dir", str(data)])  # import everything as root
-        capsys.readouterr()
-        os.seteuid(65534)
-        try:
-            try:
-                os.listdir(data)
-            except PermissionError:
-                pass
-            else:
-                pytest.skip("this sandbox does not enforce file permissions for an unprivileged euid")
-            rc = main(["status", "--no-units", "--config", "/dev/null", "--data-dir", str(data)])
-        finally:
-            os.seteuid(0)
-        err = capsys.readouterr().err
-        assert rc == 3
-        assert err.strip() == (f"fluxforge: cannot read {data}: permission denied "
-                               "(run as root or as a member of the fluxforge group)")
+        cmd = [sys.executable, "-m", "fluxforge.cli", "status", "--no-units", "--config", "/dev/null",
+               "--data-dir", str(data)]
+        if os.geteuid() == 0:
+            data.chmod(0o750)  # as tmpfiles.d creates /var/lib/fluxforge (owner root: "others" are locked out)
+            cmd = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", *cmd]
+        else:
+            data.chmod(0o000)
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2]), "PYTHONDONTWRITEBYTECODE": "1"}
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd="/", env=env)
+        assert r.returncode == 3, r.stderr
+        assert r.stderr.strip() == (f"fluxforge: cannot read {data}: permission denied "
+                                    "(run as root or as a member of the fluxforge group)")
     finally:
+        (parent / "data").chmod(0o755)
         shutil.rmtree(parent)
 
 
