@@ -109,6 +109,11 @@ class PairedEngine:
         self.engine = engine
         self.products = products
 
+    def stats(self) -> dict[str, int]:
+        """The book engine's counters (late rows, ...), which the ETL reads per segment."""
+        stats = getattr(self.engine, "stats", None)  # test engines may count nothing
+        return stats() if stats is not None else {}
+
     def process(self, books: pa.Table | None, trades: pa.Table | None = None,
                 resets: list[int] | None = None) -> PairedResult:
         result = self.engine.process(books, trades, resets=resets)

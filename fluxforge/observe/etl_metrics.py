@@ -19,7 +19,7 @@ from ..bronze.finish import read_manifest
 from ..bronze.segments import STATES, SegmentStore
 from . import metric_defs as M
 from .metrics import CommonCollector, counter, family, histogram, new_registry
-from .status import etl_lag
+from .status import closed_time
 
 _TS_CHANNELS = ("orderbook", "trades", "ticker")
 
@@ -75,8 +75,9 @@ class EtlMetrics(PromCollector):
             segs.add_metric([state], float(len(self.store.list(state))))
         yield segs
         oldest = family(M.OLDEST_READY_AGE)
-        try:
-            oldest.add_metric([], float(etl_lag(self.store, now)["lag_s"]))
+        try:  # unrounded (etl_lag rounds for display): a segment closed a moment ago is not 0 s old
+            waiting = self.store.list("processing") + self.store.list("ready")
+            oldest.add_metric([], max(0.0, now - min(map(closed_time, waiting))) if waiting else 0.0)
         except OSError:  # a segment moved on while we looked: report it next scrape
             pass
         yield oldest
