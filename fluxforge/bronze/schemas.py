@@ -4,9 +4,15 @@ One Arrow schema per channel.  The same schema is used for the active Arrow IPC
 journal and the finished ZSTD Parquet file, so recovery and conversion never
 re-shape data.  docs/schemas.md documents every column.
 
-Book levels are struct-of-arrays list columns (`bid_px`, `bid_sz`, `ask_px`,
-`ask_sz`) so the ETL turns them into 2-D numpy arrays with
-`list_flatten` + reshape/offsets and no per-row Python.
+Order books are recorded losslessly (format 2): one row per book message, of
+`kind` "snapshot" (the book is (re)initialised to exactly these levels, best
+first, at the depth the exchange gave) or "delta" (each listed level's new
+absolute size, in message order; size 0 deletes the level), with the
+exchange's sequence (`nonce`), its link to the previous message (`prev_nonce`)
+and its checksum where it has them.  Levels are struct-of-arrays list columns
+(`bid_px`, `bid_sz`, `ask_px`, `ask_sz`) so the ETL turns them into numpy
+arrays with `list_flatten` + offsets and no per-row Python.  Format 1 segments
+(every row a top-N book) are read as if every row were a `snapshot`.
 
 Times: `timestamp` is the exchange's event time in ms since the epoch (ccxt's
 convention, null when the exchange sends none); `recv_ns` is `time.time_ns()`
@@ -16,7 +22,9 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+BOOK_SNAPSHOT = "snapshot"
+BOOK_DELTA = "delta"
 
 _COMMON = [
     pa.field("exchange", pa.string(), nullable=False),
@@ -26,7 +34,10 @@ _COMMON = [
 ]
 
 ORDERBOOK = pa.schema(_COMMON + [
-    pa.field("nonce", pa.int64()),
+    pa.field("kind", pa.string(), nullable=False),  # BOOK_SNAPSHOT | BOOK_DELTA
+    pa.field("nonce", pa.int64()),        # Binance `u` / REST lastUpdateId, OKX seqId
+    pa.field("prev_nonce", pa.int64()),   # Binance `U` - 1, OKX prevSeqId: the last id before this message
+    pa.field("checksum", pa.int64()),     # OKX CRC32 (signed, as sent) of the book after this message
     pa.field("bid_px", pa.list_(pa.float64())),
     pa.field("bid_sz", pa.list_(pa.float64())),
     pa.field("ask_px", pa.list_(pa.float64())),

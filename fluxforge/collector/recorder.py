@@ -27,9 +27,12 @@ class Recorder:
         self._crossed: set[tuple[str, str]] = set()
         self._book_ids: dict[tuple[str, str], int] = {}
         self._snapshot_pending: set[tuple[str, str]] = set()
+        self._needs_snapshot: set[tuple[str, str]] = set()  # a book row was dropped: re-initialise
+        self.last_nonce: dict[tuple[str, str], int | None] = {}  # (exchange, symbol) -> nonce of the last book row
 
     # -- data rows -------------------------------------------------------------
     def book(self, exchange: str, symbol: str, book: Any, recv_ns: int) -> None:
+        """A whole book from an exchange whose messages the tap cannot see: its top `book_depth` levels."""
         key = (exchange, symbol)
         ident = id(book)
         if self._book_ids.get(key) != ident or key in self._snapshot_pending:
@@ -42,6 +45,45 @@ class Recorder:
         if self.queue.admit(exchange, "orderbook", symbol):
             self.queue.buffers["orderbook"].add(exchange, symbol, book, self.depths[exchange], recv_ns)
             self.messages += 1
+
+    def book_snapshot(self, exchange: str, symbol: str, book: Any, recv_ns: int, prev_nonce: int | None,
+                      checksum: int | None, reason: str | None = None) -> None:
+        """`book` was (re)initialised (REST or WS snapshot): a `resync` event and a snapshot row of all of it."""
+        key = (exchange, symbol)
+        if reason is None:
+            reason = "rest snapshot" if key in self._snapshot_pending else "ws snapshot"
+        self._snapshot_pending.discard(key)
+        self._needs_snapshot.discard(key)
+        self._book_ids[key] = id(book)
+        self.event(exchange, symbol, "orderbook", "resync", reason)
+        self._check_crossed(exchange, symbol, book)
+        self.last_seen[(exchange, "orderbook", symbol)] = recv_ns
+        self.last_nonce[key] = book.get("nonce")
+        if self.queue.admit(exchange, "orderbook", symbol):
+            self.queue.buffers["orderbook"].add_snapshot(exchange, symbol, book.get("timestamp"), recv_ns,
+                                                         book.get("nonce"), prev_nonce, checksum,
+                                                         book["bids"], book["asks"])
+            self.messages += 1
+        else:
+            self._needs_snapshot.add(key)
+
+    def book_delta(self, exchange: str, symbol: str, book: Any, recv_ns: int, prev_nonce: int | None,
+                   checksum: int | None, bid_log: list, ask_log: list) -> None:
+        """One exchange message's levels (flat `px, sz, ...`, size 0 = delete) as ccxt applied them to `book`."""
+        key = (exchange, symbol)
+        if key in self._needs_snapshot:
+            # an earlier row of this book was dropped (queue full): bronze restarts from ccxt's whole book
+            self.book_snapshot(exchange, symbol, book, recv_ns, prev_nonce, checksum, "after dropped rows")
+            return
+        self._check_crossed(exchange, symbol, book)
+        self.last_seen[(exchange, "orderbook", symbol)] = recv_ns
+        self.last_nonce[key] = book.get("nonce")
+        if self.queue.admit(exchange, "orderbook", symbol):
+            self.queue.buffers["orderbook"].add_delta(exchange, symbol, book.get("timestamp"), recv_ns,
+                                                      book.get("nonce"), prev_nonce, checksum, bid_log, ask_log)
+            self.messages += 1
+        else:
+            self._needs_snapshot.add(key)
 
     def trade(self, exchange: str, symbol: str, trade: dict, recv_ns: int) -> None:
         self.last_seen[(exchange, "trades", symbol)] = recv_ns

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from ..bronze.schemas import CHANNEL_SCHEMAS, EVENTS, ORDERBOOK, TICKER
+from ..bronze.schemas import BOOK_DELTA, BOOK_SNAPSHOT, CHANNEL_SCHEMAS, EVENTS, ORDERBOOK, TICKER
 
 _chain = chain.from_iterable
 
@@ -42,12 +42,14 @@ class ChannelBuffer:
 
 
 class BookBuffer(ChannelBuffer):
-    """Order book rows: top `depth` levels as struct-of-arrays lists, best first.
+    """Order book rows (format 2): snapshots and deltas as struct-of-arrays lists.
 
-    Levels are appended interleaved (`px0, sz0, px1, sz1, ...`, one C-level
-    `extend` per side) and split into price and size columns with NumPy strides
-    at flush time, on the writer thread.  Books whose levels carry extra fields
-    (`[px, sz, count]`) take the slower per-field path.
+    Levels are appended interleaved (`px0, sz0, px1, sz1, ...`): a delta's
+    levels arrive already flat from the tap (one list per side, handed over
+    without a copy), a snapshot's `[px, sz]` pairs are flattened with one
+    C-level `extend` per side.  They are split into price and size columns
+    with NumPy strides at flush time, on the writer thread.  Levels that carry
+    extra fields (`[px, sz, count]`) take the slower per-field path.
     """
 
     __slots__ = ("bids", "asks", "bid_off", "ask_off")
@@ -68,20 +70,41 @@ class BookBuffer(ChannelBuffer):
                 flat.append(lv[0])
                 flat.append(lv[1])
 
-    def add(self, exchange: str, symbol: str, book: Any, depth: int, recv_ns: int) -> None:
+    def _head(self, exchange: str, symbol: str, kind: str, timestamp: int | None, recv_ns: int,
+              nonce: int | None, prev_nonce: int | None, checksum: int | None) -> None:
         c = self.cols
         c["exchange"].append(exchange)
         c["symbol"].append(symbol)
-        c["timestamp"].append(book.get("timestamp"))
+        c["timestamp"].append(timestamp)
         c["recv_ns"].append(recv_ns)
-        c["nonce"].append(book.get("nonce"))
-        bids = book["bids"][:depth]
-        asks = book["asks"][:depth]
+        c["kind"].append(kind)
+        c["nonce"].append(nonce)
+        c["prev_nonce"].append(prev_nonce)
+        c["checksum"].append(checksum)
+        self.rows += 1
+
+    def add_snapshot(self, exchange: str, symbol: str, timestamp: int | None, recv_ns: int, nonce: int | None,
+                     prev_nonce: int | None, checksum: int | None, bids: list, asks: list) -> None:
+        """A book (re)initialised to `bids`/`asks` (`[px, sz, ...]` levels, best first)."""
+        self._head(exchange, symbol, BOOK_SNAPSHOT, timestamp, recv_ns, nonce, prev_nonce, checksum)
         self._extend(self.bids, bids)
         self._extend(self.asks, asks)
         self.bid_off.append(self.bid_off[-1] + len(bids))
         self.ask_off.append(self.ask_off[-1] + len(asks))
-        self.rows += 1
+
+    def add_delta(self, exchange: str, symbol: str, timestamp: int | None, recv_ns: int, nonce: int | None,
+                  prev_nonce: int | None, checksum: int | None, bid_flat: list, ask_flat: list) -> None:
+        """Changed levels in message order, flat `px, sz, px, sz, ...` (sz 0 = delete)."""
+        self._head(exchange, symbol, BOOK_DELTA, timestamp, recv_ns, nonce, prev_nonce, checksum)
+        self.bids.extend(bid_flat)
+        self.asks.extend(ask_flat)
+        self.bid_off.append(self.bid_off[-1] + (len(bid_flat) >> 1))
+        self.ask_off.append(self.ask_off[-1] + (len(ask_flat) >> 1))
+
+    def add(self, exchange: str, symbol: str, book: Any, depth: int, recv_ns: int) -> None:
+        """The top `depth` levels of `book` as a snapshot row (sources we only see as whole books)."""
+        self.add_snapshot(exchange, symbol, book.get("timestamp"), recv_ns, book.get("nonce"), None, None,
+                          book["bids"][:depth], book["asks"][:depth])
 
     def to_batch(self) -> pa.RecordBatch:
         c = self.cols
@@ -94,7 +117,10 @@ class BookBuffer(ChannelBuffer):
             pa.array(c["symbol"], pa.string()),
             pa.array(c["timestamp"], pa.int64()),
             pa.array(c["recv_ns"], pa.int64()),
+            pa.array(c["kind"], pa.string()),
             pa.array(c["nonce"], pa.int64()),
+            pa.array(c["prev_nonce"], pa.int64()),
+            pa.array(c["checksum"], pa.int64()),
             pa.ListArray.from_arrays(bid_off, pa.array(np.ascontiguousarray(bids[0::2]))),
             pa.ListArray.from_arrays(bid_off, pa.array(np.ascontiguousarray(bids[1::2]))),
             pa.ListArray.from_arrays(ask_off, pa.array(np.ascontiguousarray(asks[0::2]))),
