@@ -71,10 +71,11 @@ class BookTruth:
             assert mirror.sides == (bids, asks), (protocol, symbol)
 
 
-def assert_bronze_rebuilds(rows: list[dict], truth: BookTruth, exchange: str, protocol: str, symbol: str) -> int:
+def assert_bronze_rebuilds(rows: list[dict], truth: BookTruth, exchange: str, protocol: str, symbol: str,
+                           check=None) -> int:
     """Rebuild `rows` (one stream's bronze book rows, in order); equal to the exchange's book at every row.
 
-    Returns the number of rows compared."""
+    `check(rebuild)`, if given, also runs after every row.  Returns the number of rows compared."""
     prints = truth.prints[(protocol, symbol)]
     rebuild = BookRebuild(protocol)
     assert rows and rows[0]["kind"] == "snapshot", f"{exchange} {symbol}: bronze must start with a snapshot"
@@ -85,6 +86,8 @@ def assert_bronze_rebuilds(rows: list[dict], truth: BookTruth, exchange: str, pr
         assert rebuild.fingerprint() == want, (
             f"{exchange} {symbol}: rebuilt book differs from the exchange's at row {i} ({row['kind']}, "
             f"nonce {row['nonce']}; {len(rebuild.bids)} bids, {len(rebuild.asks)} asks rebuilt)")
+        if check is not None:
+            check(rebuild)
     if protocol == "okx":
         assert rebuild.checksums_verified == len(rows)
     return len(rows)
