@@ -7,12 +7,17 @@ by the number of book messages the exchange sent.  Run it on two trees to
 compare formats: format 1 wrote the top 50 levels per update, format 2 writes
 each message's changed levels plus the snapshots.
 
+Also prints the collector's CPU time per book update over the replay (from
+/proc/<pid>/stat, start-up excluded), the figure that shows what recording costs
+per message on real books (~36 levels per diff).
+
 Usage: `python bench/bronze_bytes.py [--depth 50] [--captures DIR]`
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import shutil
 import signal
 import subprocess
@@ -31,6 +36,11 @@ from fluxforge.loopback import LoopbackExchange  # noqa: E402
 
 CAPTURES = REPO.parent / "shared" / "data" / "binance-spot"
 SYMBOLS = ["BTC/USDT", "ETH/USDT"]
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def run(tmp: Path, depth: int, captures: Path, keep: Path | None) -> None:
@@ -54,14 +64,16 @@ async def run(tmp: Path, depth: int, captures: Path, keep: Path | None) -> None:
             while lx.sent.snapshots < len(SYMBOLS) and time.monotonic() < deadline:
                 await asyncio.sleep(0.1)
             await asyncio.sleep(1.0)
+            cpu0 = cpu_seconds(proc.pid)
             lx.freeze(False)
             while not lx.source.finished:
                 await asyncio.sleep(0.2)
             await asyncio.sleep(5.0)  # the last frames handled and flushed
+            cpu = cpu_seconds(proc.pid) - cpu0
         finally:
             proc.send_signal(signal.SIGTERM)
             await proc.wait()
-        updates = sum(lx.sent.stream("binance", s, "orderbook").messages for s in SYMBOLS)
+    updates = sum(lx.sent.stream("binance", s, "orderbook").messages for s in SYMBOLS)
     rows = size = 0
     for seg in (tmp / "data" / "segments" / "ready").glob("seg-*"):
         path = seg / "orderbook.parquet"
@@ -71,6 +83,7 @@ async def run(tmp: Path, depth: int, captures: Path, keep: Path | None) -> None:
         size += path.stat().st_size
     print(f"[bronze bytes] {updates} book updates sent, {rows} orderbook rows, {size} bytes: "
           f"{size / updates:.1f} B/update (book_depth {depth}; tree {REPO})")
+    print(f"[collector cpu] {cpu:.2f} CPU s over the replay: {cpu / updates * 1e6:.0f} us per book update")
 
 
 def main() -> None:

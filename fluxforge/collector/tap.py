@@ -131,9 +131,14 @@ class ExchangeTap:
     def book_reset(self, book: RecordingOrderBook, snapshot: Any) -> None:
         """ccxt reset `book` to a snapshot (e.g. REST depth): record it whole."""
         symbol = book.get("symbol")
-        if self._records_book(symbol):
-            book.rows += 1
+        if not self._records_book(symbol):
+            return
+        book.rows += 1
+        try:
             self.recorder.book_snapshot(self.exchange_id, symbol, book, self.recv_ns or time.time_ns(), None, None)
+        except Exception as e:  # never break ccxt's resync because of a recording bug
+            self.tap_errors += 1
+            log.exception("tap_error", exchange=self.exchange_id, error=str(e))
 
     def book_message(self, orderbooks: Any, book: Any, message: Any) -> None:
         """ccxt applied one exchange message to `book`: record its levels (or the book, if it was new)."""
@@ -157,8 +162,10 @@ class ExchangeTap:
     def observe(self, result: Any) -> None:
         recv_ns = self.recv_ns or time.time_ns()
         if isinstance(result, OrderBook):
-            if isinstance(result, RecordingOrderBook) and result.rows:
-                return  # recorded message by message by the hooks
+            if isinstance(result, RecordingOrderBook):
+                if result.rows:
+                    return  # recorded message by message by the hooks
+                result.take_logs()  # hooks not in use for this exchange: keep the logs from growing
             symbol = result.get("symbol")
             if symbol in self.symbols and "orderbook" in self.channels and self._first_in_frame("orderbook", symbol):
                 self.recorder.book(self.exchange_id, symbol, result, recv_ns)
