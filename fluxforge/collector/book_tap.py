@@ -26,48 +26,37 @@ from typing import Any
 from ccxt.async_support.base.ws.order_book import OrderBook
 from ccxt.async_support.base.ws.order_book_side import Asks, Bids
 
-_bids_store = Bids.storeArray
-_asks_store = Asks.storeArray
+class _LoggingSide:
+    """Mixed into ccxt's Bids / Asks: every stored level is also logged flat into `log`.
 
+    `_base_store` is the ccxt side's own `storeArray`; `store` (ccxt's `handle_delta`
+    path) calls it directly, so logging adds no call per level."""
 
-class RecordingBids(Bids):
-    """ccxt's Bids, also logging every stored level flat into `log`."""
+    _base_store: Any
 
     def __init__(self, deltas: Any = (), depth: Any = None):
         self.log: list = []
-        super().__init__(deltas, depth)
+        super().__init__(deltas, depth)  # type: ignore[call-arg]
 
     def storeArray(self, delta):  # noqa: N802 (ccxt's name)
         log = self.log
         log.append(delta[0])
         log.append(delta[1])
-        _bids_store(self, delta)
+        self._base_store(delta)
 
     def store(self, price, size):
         log = self.log
         log.append(price)
         log.append(size)
-        _bids_store(self, [price, size])
+        self._base_store([price, size])
 
 
-class RecordingAsks(Asks):
-    """ccxt's Asks, also logging every stored level flat into `log`."""
+class RecordingBids(_LoggingSide, Bids):
+    _base_store = Bids.storeArray
 
-    def __init__(self, deltas: Any = (), depth: Any = None):
-        self.log: list = []
-        super().__init__(deltas, depth)
 
-    def storeArray(self, delta):  # noqa: N802 (ccxt's name)
-        log = self.log
-        log.append(delta[0])
-        log.append(delta[1])
-        _asks_store(self, delta)
-
-    def store(self, price, size):
-        log = self.log
-        log.append(price)
-        log.append(size)
-        _asks_store(self, [price, size])
+class RecordingAsks(_LoggingSide, Asks):
+    _base_store = Asks.storeArray
 
 
 class RecordingOrderBook(OrderBook):
