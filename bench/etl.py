@@ -63,7 +63,8 @@ def market(per_symbol: int, seed: int = 1, hz: float = 10.0) -> dict[str, pa.Tab
         ask = (mid + tick)[:, None] + lv
         books.append(pa.table({
             "exchange": pa.array(["bench"] * n), "symbol": pa.array([sym] * n), "timestamp": ts,
-            "recv_ns": ts * 1_000_000 + 2_000_000, "nonce": np.arange(n, dtype=np.int64),
+            "recv_ns": ts * 1_000_000 + 2_000_000, "kind": ["snapshot"] * n, "nonce": np.arange(n, dtype=np.int64),
+            "prev_nonce": pa.nulls(n, pa.int64()), "checksum": pa.nulls(n, pa.int64()),
             "bid_px": _levels(bid), "bid_sz": _levels(rng.uniform(0.01, 5, (n, DEPTH)).round(3)),
             "ask_px": _levels(ask), "ask_sz": _levels(rng.uniform(0.01, 5, (n, DEPTH)).round(3)),
         }).cast(bronze.ORDERBOOK))

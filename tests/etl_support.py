@@ -47,7 +47,8 @@ def synthetic_market(symbols=("BTC/USDT", "ETH/USDT"), exchange="binance", secon
         recv = ts * 1_000_000 + rng.integers(1_000_000, 5_000_000, n)
         books.append(pa.table({
             "exchange": [exchange] * n, "symbol": [sym] * n, "timestamp": ts, "recv_ns": recv,
-            "nonce": np.arange(n, dtype=np.int64) + 1000,
+            "kind": ["snapshot"] * n, "nonce": np.arange(n, dtype=np.int64) + 1000,
+            "prev_nonce": [None] * n, "checksum": [None] * n,
             "bid_px": list(bid_px), "bid_sz": list(bid_sz), "ask_px": list(ask_px), "ask_sz": list(ask_sz),
         }, schema=bronze.ORDERBOOK))
         m = int(seconds * trades_per_s)

@@ -1,11 +1,14 @@
 """The bounded queue under a stalled writer: `drop` drops and accounts for every row,
-`block` stops reading the sockets; memory stays bounded either way and collection resumes."""
+`block` stops reading the sockets; memory stays bounded either way and collection resumes.
+Either way the stored books stay rebuildable: after dropped book rows, the next one is a
+snapshot (`resync`, `after dropped rows`)."""
 from __future__ import annotations
 
 import asyncio
 import time
 
 import pytest
+from book_truth import BookTruth, assert_bronze_rebuilds
 from collector_support import make_config, ready_tables, rows_of, running_collector, wait_until
 from test_collector_e2e import binance_entry
 
@@ -16,8 +19,11 @@ SYMBOLS = ["BTC/USDT", "ETH/USDT", "SOL/USDT"]
 
 @pytest.mark.parametrize("policy", ["drop", "block"])
 def test_overflow_policy(tmp_path, policy):
+    truths = []
+
     async def body():
         async with LoopbackExchange("sim", SYMBOLS, sim=SimOptions(rate=40, trades_per_update=1.0, seed=5)) as lx:
+            truths.append(BookTruth(lx, protocols=("binance",)))
             cfg = make_config(tmp_path, [binance_entry(lx, SYMBOLS)], queue_max=100, overflow_policy=policy)
             async with running_collector(cfg) as col:
                 q, w = col.queue, col.writer
@@ -33,8 +39,13 @@ def test_overflow_policy(tmp_path, policy):
                 return q.dropped_total
 
     dropped = asyncio.run(asyncio.wait_for(body(), 90))
-    ev = ready_tables(tmp_path)["events"]
+    tables = ready_tables(tmp_path)
+    ev = tables["events"]
     drops = rows_of(ev, event="dropped")
+    for s in SYMBOLS:  # every stored book row, before and after the drops, is the exchange's book
+        assert_bronze_rebuilds(rows_of(tables["orderbook"], symbol=s), truths[0], "binance", "binance", s)
+    if policy == "drop" and any(d["channel"] == "orderbook" for d in drops):
+        assert any(e["reason"] == "after dropped rows" for e in rows_of(ev, event="resync"))
     assert sum(d["count"] for d in drops) == dropped
     if policy == "drop":
         assert dropped > 50 and all("overflow_policy=drop" in d["reason"] for d in drops)

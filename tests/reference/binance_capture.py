@@ -69,6 +69,7 @@ def load(path: Path, depth: int = 20, symbol: str = "BTC/USDT") -> tuple[pa.Tabl
                 trades["amount"].append(float(data["q"]))
                 trades["side"].append("sell" if data["m"] else "buy")
     n, m = len(rows["timestamp"]), len(trades["timestamp"])
-    books = pa.table({"exchange": ["binance"] * n, "symbol": [symbol] * n, **rows}, schema=bronze.ORDERBOOK)
+    books = pa.table({"exchange": ["binance"] * n, "symbol": [symbol] * n, "kind": ["snapshot"] * n,
+                      "prev_nonce": [None] * n, "checksum": [None] * n, **rows}, schema=bronze.ORDERBOOK)
     trade_table = pa.table({"exchange": ["binance"] * m, "symbol": [symbol] * m, **trades}, schema=bronze.TRADES)
     return books, trade_table

@@ -43,6 +43,7 @@ def test_segment_reports_state_files_symbols_and_verified_manifest(tmp_path, cap
     assert book["time_range"]["first"] == "2024-08-08T12:00:00.000+00:00"
     assert book["time_range"]["last"].startswith("2024-08-08T12:00:09.")
     assert {c["name"]: c["type"] for c in book["schema"]}["bid_px"].startswith("list<")
+    assert book["book_rows"] == {"snapshot": 70}
     assert info["files"]["events.parquet"]["symbols"] == {"binance:ETH/USDT": 1}
 
 
@@ -53,6 +54,7 @@ def test_text_output_is_readable(tmp_path, capsys):
     assert "state     ready" in out
     assert "manifest  ok" in out
     assert "binance:BTC/USDT (50)" in out
+    assert "book rows snapshot 70" in out
     assert "== trades.parquet" in out
 
 
