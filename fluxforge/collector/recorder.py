@@ -85,6 +85,11 @@ class Recorder:
                            nbytes=row_bytes((len(bid_log) + len(ask_log)) >> 1)):
             self._needs_snapshot.add(key)
 
+    def book_rows_lost(self, books: Any) -> None:
+        """Admitted book rows of `books` ((exchange, symbol) pairs) were lost after all (disk full,
+        unconvertible): the next message of each is written as a snapshot, so bronze rebuilds again."""
+        self._needs_snapshot.update(books)
+
     def trade(self, exchange: str, symbol: str, trade: dict, recv_ns: int) -> None:
         self.last_seen[(exchange, "trades", symbol)] = recv_ns
         self._admit(exchange, "trades", symbol, TradeBuffer.prepare, trade, recv_ns)

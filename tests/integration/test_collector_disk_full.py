@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from book_truth import BookTruth, assert_bronze_rebuilds
 from collector_support import make_config, ready_tables, rows_of, running_collector, wait_until
 from test_collector_e2e import binance_entry
 
@@ -39,6 +40,7 @@ def fill(path):
 def test_disk_full_drops_with_accounting_and_resumes(small_disk):
     async def body():
         async with LoopbackExchange("sim", SYMBOLS, sim=SimOptions(rate=30, trades_per_update=1.0, seed=9)) as lx:
+            truth = BookTruth(lx, protocols=("binance",))
             cfg = make_config(small_disk / "data", [binance_entry(lx, SYMBOLS, book_depth=20)],
                               min_free_mb=0, segment_max_seconds=1.0)
             async with running_collector(cfg) as col:
@@ -57,9 +59,9 @@ def test_disk_full_drops_with_accounting_and_resumes(small_disk):
                 await wait_until(lambda: w.durable_rows > resumed_at + 100 and w.rotations >= 3, 30,
                                  what="writing and rotating again")
                 dropped = w.disk_dropped_total
-        return dropped
+        return dropped, truth
 
-    dropped = asyncio.run(asyncio.wait_for(body(), 120))
+    dropped, truth = asyncio.run(asyncio.wait_for(body(), 120))
     data = small_disk / "data"
     store = SegmentStore(data / "segments")
     assert store.list("failed") == [] and store.list("active") == []
@@ -73,3 +75,8 @@ def test_disk_full_drops_with_accounting_and_resumes(small_disk):
     resumed_at = max(d["recv_ns"] for d in drops)  # `dropped` rows are written when space returns
     assert rows_of(ev, event="disk_full")[0]["recv_ns"] < resumed_at
     assert len([r for r in tables["orderbook"].to_pylist() if r["recv_ns"] > resumed_at]) > 20  # resumed
+    for symbol in SYMBOLS:  # book rows lost to the full disk: the next one is a snapshot, bronze still rebuilds
+        rows = rows_of(tables["orderbook"], symbol=symbol)
+        assert any(r["kind"] == "snapshot" and r["recv_ns"] > rows_of(ev, event="disk_full")[0]["recv_ns"]
+                   for r in rows)
+        assert_bronze_rebuilds(rows, truth, "binance", "binance", symbol)
