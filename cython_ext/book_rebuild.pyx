@@ -33,7 +33,7 @@ so the frequent updates near the top move few elements and eviction drops the fr
 import numpy as np
 cimport numpy as cnp
 from libc.math cimport NAN, isfinite
-from libc.stdint cimport int64_t, int8_t
+from libc.stdint cimport int64_t, int8_t, INT64_MIN
 from libc.stdlib cimport malloc, realloc, free
 from libc.string cimport memmove, memcpy
 
@@ -41,7 +41,7 @@ from book_struct cimport AG_TOTAL, AG_PQ, AG_DQ, AG_Q2, AG_SMART, AG_W, AG_DEEP,
 
 cnp.import_array()
 
-cdef int64_t NULL_NONCE = -9223372036854775807 - 1
+cdef int64_t NULL_NONCE = INT64_MIN
 
 cdef enum:
     ST_SYNCED = 1      # the book is known after this message: emit it
