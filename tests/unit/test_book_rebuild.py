@@ -194,3 +194,19 @@ def test_faults_are_flagged():
     assert (stats["book_gaps"], stats["book_stale"], stats["book_unsynced"], stats["book_mismatches"]) == (1, 1, 1, 1)
     assert stats["book_evicted"] == 1     # the third bid (97, 98, 99 -> keep 2) after nonce 12
     assert kernel.levels()[0].tolist() == [98.0, 96.0]
+
+
+def test_okx_style_links_and_heartbeats():
+    """OKX links each message to the previous one (prevSeqId = the book's seqId) and may send a
+    message without changes whose seqId equals its prevSeqId: both apply; a repeat does not."""
+    rows = [
+        dict(kind="snapshot", nonce=100, prev_nonce=-1, bid_px=[10.0], bid_sz=[1.0], ask_px=[11.0], ask_sz=[1.0]),
+        dict(kind="delta", nonce=105, prev_nonce=100, bid_px=[10.5], bid_sz=[2.0], ask_px=[], ask_sz=[]),
+        dict(kind="delta", nonce=105, prev_nonce=105, bid_px=[], bid_sz=[], ask_px=[], ask_sz=[]),   # heartbeat
+        dict(kind="delta", nonce=105, prev_nonce=100, bid_px=[10.5], bid_sz=[0.0], ask_px=[], ask_sz=[]),  # repeat
+        dict(kind="delta", nonce=107, prev_nonce=105, bid_px=[9.0], bid_sz=[1.0], ask_px=[], ask_sz=[]),
+    ]
+    kernel = BookRebuild(2, EDGES, 100)
+    _, _, status = kernel.process(*book_messages(_table(rows)))
+    assert status.tolist() == [3, SYNCED, SYNCED, STALE, SYNCED]
+    assert kernel.levels()[0].tolist() == [10.5, 10.0, 9.0]
