@@ -33,6 +33,11 @@ _COMMON = [
     pa.field("recv_ns", pa.int64(), nullable=False),
 ]
 
+# One row per book message (format 2): `kind` "snapshot" (re)initialises the book to exactly
+# these levels, "delta" lists each changed level's new absolute size (0 = delete).  `nonce`
+# is the message's sequence, `prev_nonce` the exchange's link to the previous message,
+# `checksum` the exchange's checksum of the book after it (OKX CRC32, signed).  Format 1
+# segments (every row a top-N book, no kind/prev_nonce/checksum) are read as snapshots.
 ORDERBOOK = pa.schema(_COMMON + [
     pa.field("kind", pa.string(), nullable=False),  # BOOK_SNAPSHOT | BOOK_DELTA
     pa.field("nonce", pa.int64()),        # Binance `u` / REST lastUpdateId, OKX seqId

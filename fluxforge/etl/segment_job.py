@@ -53,10 +53,13 @@ def run_segment(seg_dir: Path, bank: EngineBank, features_root: Path, row_group_
     events = _events_by_symbol(reader.reset_events())
     feeds: dict[Key, SymbolFeed] = {}
 
+    before: dict[Key, dict] = {}
+
     def feed(key: Key) -> SymbolFeed:
         f = feeds.get(key)
         if f is None:
             st = bank.state(key)
+            before[key] = _book_counters(st.engine)
             f = feeds[key] = SymbolFeed(st.engine, st.carry, trades.get(key), _events_for(events, key),
                                         bank.reorder_ms)
         return f
@@ -70,6 +73,7 @@ def run_segment(seg_dir: Path, bank: EngineBank, features_root: Path, row_group_
     outputs: dict[Key, FeatureOutput] = {}
     for key, f in sorted(feeds.items()):
         bank.state(key).carry = f.finish()
+        _log_book_events(segment, key, before.get(key, {}), _book_counters(f.engine))
         result.books += f.books_fed
         result.trades += f.new_trades
         result.late_dropped += f.late_dropped
@@ -92,6 +96,22 @@ def run_segment(seg_dir: Path, bank: EngineBank, features_root: Path, row_group_
         raise
     result.seconds = time.monotonic() - t0
     return result
+
+
+_BOOK_EVENTS = ("book_mismatches", "book_gaps", "book_stale", "book_evicted", "book_bad_levels")
+
+
+def _book_counters(engine) -> dict:
+    stats = engine.stats() if hasattr(engine, "stats") else {}
+    return {k: int(stats.get(k, 0)) for k in _BOOK_EVENTS}
+
+
+def _log_book_events(segment: str, key: Key, before: dict, after: dict) -> None:
+    """One `book_rebuild_events` journald event per symbol and segment whose book rebuild saw a
+    snapshot mismatch, a gap, a stale delta, an eviction or a bad level (counts in this segment)."""
+    counts = {k: after[k] - before.get(k, 0) for k in after}
+    if any(counts.values()):
+        log.warning("book_rebuild_events", segment=segment, exchange=key[0], symbol=key[1], **counts)
 
 
 def _events_by_symbol(rows: list[tuple[str, str | None, int]]) -> dict[tuple[str, str | None], list[int]]:

@@ -4,7 +4,7 @@
 update it applies, records a fingerprint of the authoritative book at full depth,
 keyed by update id: the whole book for Binance (diffs + REST depth), the hub's
 400-level window for OKX (its `books` channel is a 400-level book).  The
-fingerprint (tests/reference/book_rebuild.py) is a sum of per-level hashes kept
+fingerprint (tests/reference/exchange_book.py) is a sum of per-level hashes kept
 up to date level by level, so recording costs O(levels changed); `verify()`
 checks the mirrored books against the loopback's own at full depth.
 `assert_bronze_rebuilds` replays a stream's bronze rows through the independent
@@ -13,7 +13,7 @@ checks the mirrored books against the loopback's own at full depth.
 """
 from __future__ import annotations
 
-from tests.reference.book_rebuild import BookRebuild, LiveFingerprint
+from tests.reference.exchange_book import BookRebuild, LiveFingerprint
 
 OKX_DEPTH = 400
 

@@ -1,6 +1,6 @@
 """Bronze order books are lossless: real captures -> loopback (Binance + OKX) -> unmodified ccxt -> collector.
 
-From the bronze rows alone, the independent rebuild (tests/reference/book_rebuild.py:
+From the bronze rows alone, the independent rebuild (tests/reference/exchange_book.py:
 snapshot + every diff, no trimming, Binance's U/u rule, OKX's seqId/prevSeqId and
 CRC32 per message) equals the loopback exchange's own book at every update and
 at full depth.  ccxt trims its own Binance book to `watchOrderBookLimit` (1000

@@ -10,7 +10,7 @@ import pytest
 from fluxforge.loopback import LoopbackExchange, SimOptions
 from loopback_support import ccxt_client, run, watch_until
 
-from tests.reference.book_rebuild import okx_checksum
+from tests.reference.exchange_book import okx_checksum
 
 SYMBOLS = ["BTC/USDT", "ETH/USDT"]
 BTC = "BTC/USDT"

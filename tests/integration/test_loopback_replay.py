@@ -18,7 +18,7 @@ from fluxforge.loopback.capture import iter_capture
 from book_truth import BookTruth
 from loopback_support import ccxt_client, run
 
-from tests.reference.book_rebuild import LiveFingerprint, book_fingerprint
+from tests.reference.exchange_book import LiveFingerprint, book_fingerprint
 
 CCXT_BOOK_LIMIT = 5000  # Binance's largest REST depth: ccxt's trimming never bites
 

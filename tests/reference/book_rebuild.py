@@ -1,137 +1,127 @@
-"""An independent, slow, obviously-correct rebuild of an exchange's book from bronze rows.
+"""Reference book rebuild: the snapshot/delta rules of docs/features.md ("Book rebuild"), in plain Python.
 
-Written from the exchanges' documented rules, sharing no code with fluxforge:
-* a `snapshot` row sets the book to exactly its levels (no trimming, ever);
-* a `delta` row sets each listed level's size (0 = delete), in row order;
-* Binance spot (https://developers.binance.com/docs/binance-spot-api-docs/web-socket-streams,
-  "How to manage a local order book correctly"): the first diff after a snapshot
-  with lastUpdateId L must have U <= L+1 <= u, every later one U == previous u + 1
-  (bronze: prev_nonce = U - 1, nonce = u);
-* OKX (https://www.okx.com/docs-v5/en/#order-book-trading-market-data-ws-order-book-channel):
-  each update's prevSeqId equals the previous message's seqId, and `checksum` is the
-  signed CRC32 of "bid1px:bid1sz:ask1px:ask1sz:..." over the top 25 levels of the
-  book after the message, decimals written as OKX writes them (no trailing zeros).
-A violation raises `RebuildError` naming the row.
+Written from the rules, not from cython_ext/book_rebuild.pyx: a side is a dict
+price -> size, sorted only when read.  Slow and obviously correct; the kernel is
+compared with it message by message (tests/unit/test_book_rebuild.py) and on the
+real captures.
 """
 from __future__ import annotations
 
-import zlib
-from decimal import Decimal
+import math
+
+NAN = float("nan")
+SYNCED, SNAPSHOT, MISMATCH, GAP, STALE, RESYNC = 1, 2, 4, 8, 16, 32
 
 
-class RebuildError(AssertionError):
-    pass
+def _usable(p, q) -> bool:
+    return p is not None and q is not None and math.isfinite(p) and math.isfinite(q) and p > 0 and q >= 0
 
 
-def okx_decimal(x: float) -> str:
-    """The decimal string OKX sends for a value that ccxt parsed into `x`."""
-    s = format(Decimal(repr(x)), "f")
-    return s.rstrip("0").rstrip(".") if "." in s else s
+class ReferenceBook:
+    """One symbol's book; `apply(row)` returns the status flags of that message."""
 
-
-def okx_checksum(bids: dict, asks: dict) -> int:
-    top_b = sorted(bids, reverse=True)[:25]
-    top_a = sorted(asks)[:25]
-    parts = []
-    for i in range(max(len(top_b), len(top_a))):
-        if i < len(top_b):
-            parts += [okx_decimal(top_b[i]), okx_decimal(bids[top_b[i]])]
-        if i < len(top_a):
-            parts += [okx_decimal(top_a[i]), okx_decimal(asks[top_a[i]])]
-    crc = zlib.crc32(":".join(parts).encode())
-    return crc - (1 << 32) if crc >= 1 << 31 else crc
-
-
-class BookRebuild:
-    """One (exchange, symbol) book rebuilt from its bronze rows in order."""
-
-    def __init__(self, exchange: str):
-        if exchange not in ("binance", "okx"):
-            raise ValueError(f"no documented rule for {exchange!r} here")
-        self.exchange = exchange
+    def __init__(self, max_depth: int = 10**9):
+        self.max_depth = max_depth
         self.bids: dict[float, float] = {}
         self.asks: dict[float, float] = {}
-        self.nonce: int | None = None
-        self.synced_since_snapshot = False
-        self.checksums_verified = 0
-        self.live = LiveFingerprint({}, {})
+        self.synced = False
+        self.gapped = False
+        self.nonce = None
+        self.deltas_since_snapshot = 0
+        self.evicted = 0
+        self.mismatches = 0
 
-    def apply(self, row: dict) -> None:
-        where = f"{self.exchange} {row['symbol']} {row['kind']} row nonce={row['nonce']}"
-        if row["kind"] == "snapshot":
-            self.bids = dict(zip(row["bid_px"], row["bid_sz"]))
-            self.asks = dict(zip(row["ask_px"], row["ask_sz"]))
-            if len(self.bids) != len(row["bid_px"]) or len(self.asks) != len(row["ask_px"]):
-                raise RebuildError(f"{where}: a snapshot lists a price twice")
-            if 0.0 in self.bids.values() or 0.0 in self.asks.values():
-                raise RebuildError(f"{where}: a snapshot holds an empty level")
-            self.synced_since_snapshot = False
-            self.live = LiveFingerprint(self.bids, self.asks)
-        elif row["kind"] == "delta":
-            self._check_link(row, where)
-            for side, book, px, sz in ((0, self.bids, row["bid_px"], row["bid_sz"]),
-                                       (1, self.asks, row["ask_px"], row["ask_sz"])):
-                for p, q in zip(px, sz):
-                    if q == 0.0:
-                        book.pop(p, None)
-                    else:
-                        book[p] = q
-                    self.live.set(side, p, q)
-            self.synced_since_snapshot = True
-        else:
-            raise RebuildError(f"{where}: unknown kind")
-        self.nonce = row["nonce"]
-        if self.exchange == "okx":
-            if row["checksum"] is None:
-                raise RebuildError(f"{where}: OKX sends a checksum with every message")
-            got = okx_checksum(self.bids, self.asks)
-            if got != row["checksum"]:
-                raise RebuildError(f"{where}: checksum {got} != {row['checksum']}")
-            self.checksums_verified += 1
+    # best-first views
+    def bid_levels(self):
+        return sorted(self.bids.items(), key=lambda kv: -kv[0])
 
-    def _check_link(self, row: dict, where: str) -> None:
-        if self.nonce is None:
-            raise RebuildError(f"{where}: a delta before any snapshot")
-        prev, u = row["prev_nonce"], row["nonce"]
-        if self.exchange == "binance" and not self.synced_since_snapshot:
-            ok = prev <= self.nonce and u >= self.nonce + 1      # U <= L+1 <= u
-        else:
-            ok = prev == self.nonce                               # U == u'+1 / prevSeqId == seqId'
-        if not ok:
-            raise RebuildError(f"{where}: prev_nonce {prev} does not continue {self.nonce}")
+    def ask_levels(self):
+        return sorted(self.asks.items())
 
-    def fingerprint(self) -> int:
-        """An order-independent hash of the whole book (both sides, every level), kept per level."""
-        return self.live.value
+    def _trim(self, side: dict, is_bid: bool) -> None:
+        while len(side) > self.max_depth:
+            worst = min(side) if is_bid else max(side)
+            del side[worst]
+            self.evicted += 1
+
+    def _snapshot_side(self, prices, sizes, is_bid: bool):
+        side: dict[float, float] = {}
+        for p, q in zip(prices or [], sizes or []):
+            if _usable(p, q) and q > 0:
+                side[p] = q
+        ordered = sorted(side.items(), key=(lambda kv: -kv[0]) if is_bid else (lambda kv: kv[0]))
+        kept = ordered[:self.max_depth]
+        self.evicted += len(ordered) - len(kept)
+        return dict(kept)
+
+    @staticmethod
+    def _same_in_range(current: dict, snap: dict, is_bid: bool) -> bool:
+        if not snap:
+            return not current
+        worst = min(snap) if is_bid else max(snap)
+        inside = {p: q for p, q in current.items() if (p >= worst if is_bid else p <= worst)}
+        return inside == snap
+
+    def apply(self, kind: str, nonce, prev, bid_px, bid_sz, ask_px, ask_sz) -> int:
+        if kind == "snapshot":
+            bids = self._snapshot_side(bid_px, bid_sz, True)
+            asks = self._snapshot_side(ask_px, ask_sz, False)
+            status = SNAPSHOT | SYNCED
+            comparable = (self.synced and self.deltas_since_snapshot > 0 and nonce is not None
+                          and self.nonce is not None and nonce == self.nonce)
+            if comparable and not (self._same_in_range(self.bids, bids, True)
+                                   and self._same_in_range(self.asks, asks, False)):
+                self.mismatches += 1
+                status |= MISMATCH | RESYNC
+            if self.gapped:
+                status |= RESYNC
+            self.bids, self.asks = bids, asks
+            self.synced, self.gapped = True, False
+            self.nonce = nonce
+            self.deltas_since_snapshot = 0
+            return status
+        if not self.synced:
+            return 0
+        if nonce is not None and self.nonce is not None:
+            linked = prev is not None and prev == self.nonce
+            if not linked:
+                if nonce <= self.nonce:
+                    return STALE
+                if prev is not None and prev > self.nonce:
+                    self.synced, self.gapped = False, True
+                    return GAP
+        for side, prices, sizes, is_bid in ((self.bids, bid_px, bid_sz, True), (self.asks, ask_px, ask_sz, False)):
+            for p, q in zip(prices or [], sizes or []):
+                if not _usable(p, q):
+                    continue
+                if q == 0:
+                    side.pop(p, None)
+                else:
+                    side[p] = q
+                    self._trim(side, is_bid)
+        self.nonce = nonce
+        self.deltas_since_snapshot += 1
+        return SYNCED
 
 
-_MASK = (1 << 64) - 1
+def rebuild_rows(rows: dict, max_depth: int = 10**9):
+    """Apply every row of a column dict (kind, nonce, prev_nonce, bid_px, ...); yield (status, bids, asks)
+    after each message (bids/asks best first, full depth)."""
+    book = ReferenceBook(max_depth)
+    n = len(rows["bid_px"])
+    kinds = rows.get("kind") or ["snapshot"] * n
+    prevs = rows.get("prev_nonce") or [None] * n
+    for i in range(n):
+        status = book.apply(kinds[i], rows["nonce"][i], prevs[i], rows["bid_px"][i], rows["bid_sz"][i],
+                            rows["ask_px"][i], rows["ask_sz"][i])
+        yield status, book.bid_levels(), book.ask_levels()
 
 
-def level_hash(side: int, price: float, size: float) -> int:
-    return hash((side, price, size)) & _MASK
-
-
-def book_fingerprint(bids: dict, asks: dict) -> int:
-    """Sum of the level hashes: a book's fingerprint that can also be kept up to date level by level."""
-    total = sum(level_hash(0, p, q) for p, q in bids.items()) + sum(level_hash(1, p, q) for p, q in asks.items())
-    return total & _MASK
-
-
-class LiveFingerprint:
-    """A float book (bids, asks) with its `book_fingerprint` kept up to date per level set."""
-
-    def __init__(self, bids: dict, asks: dict):
-        self.sides = (dict(bids), dict(asks))
-        self.value = book_fingerprint(*self.sides)
-
-    def set(self, side: int, price: float, size: float) -> None:
-        book = self.sides[side]
-        old = book.get(price)
-        if old is not None:
-            self.value = (self.value - level_hash(side, price, old)) & _MASK
-        if size == 0.0:
-            book.pop(price, None)
-        else:
-            book[price] = size
-            self.value = (self.value + level_hash(side, price, size)) & _MASK
+def within_band(bids, asks, widest_bps):
+    """The levels the aggregate depth features use: the best level of each side and every level
+    whose distance from mid is < the widest band edge."""
+    if not bids or not asks or bids[0][0] > asks[0][0]:
+        return bids, asks
+    mid = (bids[0][0] + asks[0][0]) / 2
+    return ([(p, q) for i, (p, q) in enumerate(bids) if i == 0 or (mid - p) / mid * 10000.0 < widest_bps],
+            [(p, q) for i, (p, q) in enumerate(asks) if i == 0 or (p - mid) / mid * 10000.0 < widest_bps])
