@@ -136,7 +136,7 @@ def rebuild_seconds(seg_dir: Path) -> tuple[float, int]:
     from fluxforge._kernels.book_rebuild import BookRebuild
     from fluxforge.etl.bronze_reader import SegmentReader
     from fluxforge.features import layout
-    from fluxforge.features.book_arrays import book_messages
+    from fluxforge.features.book_arrays import book_messages, int64_column
     reader = SegmentReader(seg_dir)
     reader.verify()
     batches = [b for b in reader.book_batches()]
@@ -148,7 +148,7 @@ def rebuild_seconds(seg_dir: Path) -> tuple[float, int]:
             k = kernels.get(key)
             if k is None:
                 k = kernels[key] = BookRebuild(**layout.rebuild_args(FeatureOptions()))
-            k.process(*book_messages(books))
+            k.process(*book_messages(books), ts=int64_column(books, "timestamp"))
             n += books.num_rows
     return time.process_time() - t0, n
 

@@ -77,6 +77,7 @@ cdef struct RState:
     int8_t gapped
     int64_t nonce
     int64_t deltas_since_snapshot
+    int64_t next_emit      # the feature engine's hf emission clock over synced messages (book_engine.pyx)
     Counters c
 
 
@@ -184,6 +185,26 @@ cdef inline void band_add(double* bands, const double* edges, int nband, double 
         lo = edges[j]
 
 
+cdef inline double side_dist(const Side* s, double sign, double mid, int64_t i) noexcept nogil:
+    """Distance from mid in bps of the level of rank i (0 = best), written as in book_struct.pxd."""
+    cdef double p = sign * s.key[s.lo + s.n - 1 - i]
+    if sign > 0.0:
+        return (mid - p) / mid * 10000.0
+    return (p - mid) / mid * 10000.0
+
+
+cdef int64_t side_cut(const Side* s, double sign, double mid, double edge) noexcept nogil:
+    """The first rank whose distance is >= edge (s.n if none)."""
+    cdef int64_t a = 0, b = s.n, m
+    while a < b:
+        m = (a + b) >> 1
+        if side_dist(s, sign, mid, m) >= edge:
+            b = m
+        else:
+            a = m + 1
+    return a
+
+
 cdef inline bint level_ok(double p, double q) noexcept nogil:
     return isfinite(p) and isfinite(q) and p > 0.0 and q >= 0.0
 
@@ -196,6 +217,7 @@ cdef class BookRebuild:
     cdef Side scratch
     cdef RState st
     cdef int nlev, nband
+    cdef int64_t emit_ms
     cdef int64_t max_depth
     cdef double* edges
     cdef double* tmpk
@@ -203,7 +225,7 @@ cdef class BookRebuild:
     cdef int64_t tmpcap
     cdef object _fingerprint
 
-    def __cinit__(self, int max_levels, edges_bps, int64_t max_depth):
+    def __cinit__(self, int max_levels, edges_bps, int64_t max_depth, int64_t emit_ms=0):
         cdef int i
         if max_depth < 1:
             raise ValueError("max_depth must be >= 1")
@@ -214,7 +236,9 @@ cdef class BookRebuild:
         for i in range(self.nband):
             self.edges[i] = edges_bps[i]
         self.st.nonce = NULL_NONCE
-        self._fingerprint = (max_levels, tuple(edges_bps), max_depth)
+        self.st.next_emit = INT64_MIN
+        self.emit_ms = emit_ms
+        self._fingerprint = (max_levels, tuple(edges_bps), max_depth, emit_ms)
 
     def __dealloc__(self):
         free(self.bid.key); free(self.bid.sz); free(self.ask.key); free(self.ask.sz)
@@ -371,13 +395,17 @@ cdef class BookRebuild:
         return ST_SYNCED
 
     # -------------------------------------------------------------- outputs
-    cdef void _emit(self, double* lv, Py_ssize_t block, double* agg) noexcept nogil:
-        """Top levels (4 blocks `block` apart: bid px, bid sz, ask px, ask sz) and the aggregate sums of the current book."""
+    cdef void _emit(self, double* lv, Py_ssize_t block, double* agg, bint full) noexcept nogil:
+        """Top levels (4 blocks `block` apart: bid px, bid sz, ask px, ask sz) and the aggregate sums of the
+        current book.  Unless `full`, only what every message needs (book_struct.pxd `book_core`: total,
+        sum (p - mid) q, deepest price, first band) is summed and the rest is NaN: a message the feature
+        engine will not emit as an hf row skips the divisions of the other sums."""
         cdef int i, j
         cdef Side* s
         cdef int64_t m
         cdef double mid, sign, p, q, d, widest = self.edges[self.nband - 1]
         cdef double* a
+        cdef int64_t cut, cut0
         for j in range(2):
             s = &self.bid if j == 0 else &self.ask
             sign = 1.0 if j == 0 else -1.0
@@ -401,6 +429,29 @@ cdef class BookRebuild:
             for i in range(AG_BANDS + self.nband):
                 a[i] = 0.0
             a[AG_DEEP] = NAN
+            if not full:
+                a[AG_PQ] = NAN
+                a[AG_Q2] = NAN
+                a[AG_SMART] = NAN
+                a[AG_W] = NAN
+                for i in range(1, self.nband):
+                    a[AG_BANDS + i] = NAN
+                # distance is monotone in the rank (so are its rounded operations): binary-search the
+                # band edges with the exact expression, then sum without a division per level
+                cut = side_cut(s, sign, mid, widest)
+                if cut == 0 and s.n > 0:
+                    cut = 1
+                cut0 = side_cut(s, sign, mid, self.edges[0])
+                for i in range(cut):
+                    p = sign * s.key[s.lo + s.n - 1 - i]
+                    q = s.sz[s.lo + s.n - 1 - i]
+                    a[AG_TOTAL] += q
+                    a[AG_DQ] += (p - mid) * q
+                    if i < cut0:
+                        a[AG_BANDS] += q
+                if cut > 0:
+                    a[AG_DEEP] = sign * s.key[s.lo + s.n - cut]
+                continue
             for i in range(s.n):
                 p = sign * s.key[s.lo + s.n - 1 - i]
                 q = s.sz[s.lo + s.n - 1 - i]
@@ -422,17 +473,24 @@ cdef class BookRebuild:
     # ------------------------------------------------------------ the loop
     def process(self, const int8_t[::1] kind, const int64_t[::1] nonce, const int64_t[::1] prev,
                 const int64_t[::1] boff, const double[::1] bpx, const double[::1] bsz,
-                const int64_t[::1] aoff, const double[::1] apx, const double[::1] asz):
+                const int64_t[::1] aoff, const double[::1] apx, const double[::1] asz,
+                const int64_t[::1] ts=None):
         """Apply n messages in order.  Offsets have n + 1 entries (a row's levels are
         [off[i], off[i + 1]) of the flat price/size arrays); null nonces are INT64_MIN.
+
+        `ts` (exchange ms) drives the same emission clock as the feature engine (`emit_ms`):
+        only messages it will emit as hf rows get every aggregate; without `ts`, all do.
 
         Returns (levels[4, n, max_levels], agg[n, agg_width], status[n] int8 flags).
         Rows whose status lacks ST_SYNCED hold NaN.
         """
         cdef Py_ssize_t n = kind.shape[0], i
         cdef int8_t stt
+        cdef bint full, timed = ts is not None
         cdef Py_ssize_t block = n * self.nlev
         cdef int w = 2 * (AG_BANDS + self.nband)
+        if timed and ts.shape[0] != n:
+            raise ValueError("timestamps and book messages differ in length")
         if nonce.shape[0] != n or prev.shape[0] != n or boff.shape[0] != n + 1 or aoff.shape[0] != n + 1:
             raise ValueError("book message columns differ in length")
         if bpx.shape[0] != bsz.shape[0] or apx.shape[0] != asz.shape[0]:
@@ -453,7 +511,12 @@ cdef class BookRebuild:
                 stt = self._apply(kind[i], nonce[i], prev[i], boff, bpx, bsz, aoff, apx, asz, i)
                 sv[i] = stt
                 if stt & ST_SYNCED:
-                    self._emit(&lvv[0, i, 0], block, &av[i, 0])
+                    full = 1
+                    if timed and self.emit_ms > 0:   # exactly BookEngine's rule (book_engine.pyx, process)
+                        full = ts[i] >= self.st.next_emit
+                        if full:
+                            self.st.next_emit = (ts[i] // self.emit_ms + 1) * self.emit_ms
+                    self._emit(&lvv[0, i, 0], block, &av[i, 0], full)
         return lv, agg, status
 
     # ---------------------------------------------------------- checkpoints

@@ -186,9 +186,9 @@ class FeatureEngine:
             # resets whose time is already past apply before the next event
             self._pending_resets = [r for r in self._pending_resets if r > last]
             k.apply_pending_reset()
-        levels, agg, status = self._rebuild.process(*book_arrays.book_messages(books))
-        emitted = np.flatnonzero(status & ST_SYNCED)    # messages after which the book is known
         all_ts = book_arrays.int64_column(books, "timestamp")
+        levels, agg, status = self._rebuild.process(*book_arrays.book_messages(books), ts=all_ts)
+        emitted = np.flatnonzero(status & ST_SYNCED)    # messages after which the book is known
         # a snapshot after a gap, or one that contradicted the rebuilt book, restarts the features
         resyncs = all_ts[(status & ST_RESYNC) != 0].tolist()
         pending = sorted(self._pending_resets + resyncs)

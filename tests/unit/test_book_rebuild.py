@@ -210,3 +210,29 @@ def test_okx_style_links_and_heartbeats():
     _, _, status = kernel.process(*book_messages(_table(rows)))
     assert status.tolist() == [3, SYNCED, SYNCED, STALE, SYNCED]
     assert kernel.levels()[0].tolist() == [10.5, 10.0, 9.0]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(stream(), st.data())
+def test_rows_not_emitted_get_the_same_core_sums(case, data):
+    """With timestamps and an hf emission interval, only the messages the feature engine will emit
+    get every aggregate; the others get the sums it needs for every message (total, sum (p - mid) q,
+    deepest price, first band), bit for bit as in the full pass."""
+    rows, max_depth = case
+    ts = np.cumsum(data.draw(st.lists(st.integers(0, 400), min_size=len(rows), max_size=len(rows)))).astype(np.int64)
+    full = BookRebuild(LEVELS, EDGES, max_depth).process(*book_messages(_table(rows)))
+    lv, agg, status = BookRebuild(LEVELS, EDGES, max_depth, emit_ms=500).process(*book_messages(_table(rows)), ts=ts)
+    np.testing.assert_array_equal(status, full[2])
+    np.testing.assert_array_equal(lv, full[0])
+    w = agg.shape[1] // 2
+    core = [0, 2, 6, 7, w, w + 2, w + 6, w + 7]      # AG_TOTAL, AG_DQ, AG_DEEP, first band, per side
+    np.testing.assert_array_equal(agg[:, core], full[1][:, core])
+    nxt, emitted = None, []
+    for i in np.flatnonzero(status & SYNCED):        # the feature engine's rule (docs/features.md)
+        if nxt is None or ts[i] >= nxt:
+            emitted.append(i)
+            nxt = (ts[i] // 500 + 1) * 500
+    np.testing.assert_array_equal(agg[emitted], full[1][emitted])
+    valid = ~np.isnan(full[1][:, 0])
+    others = np.setdiff1d(np.flatnonzero(valid), emitted)
+    assert np.isnan(agg[others][:, 1]).all()         # AG_PQ not computed where not needed
