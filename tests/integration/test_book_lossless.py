@@ -137,7 +137,9 @@ def test_etl_rebuild_equals_the_exchange_rule_at_every_update(replayed):
             kernel = BookRebuild(**feature_layout.rebuild_args(opts))
             for i, row in enumerate(bronze_rows):
                 reference.apply(row)
-                _levels, _agg, status = kernel.process(*book_arrays.book_messages(etl.slice(i, 1)))
+                message = etl.slice(i, 1)  # called as FeatureEngine calls it, one message at a time
+                _levels, _agg, status = kernel.process(*book_arrays.book_messages(message),
+                                                       ts=book_arrays.int64_column(message, "timestamp"))
                 assert status[0] & 1, f"{what}: the ETL lost sync at message {i} (nonce {row['nonce']})"
                 bids, asks = as_dicts(kernel.levels())
                 assert bids == reference.bids and asks == reference.asks, (
