@@ -110,6 +110,7 @@ class FeatureEngine:
         self._rebuild = BookRebuild(**feature_layout.rebuild_args(self.options))
         self._pending_books = _normalise(None, _BOOK_COLS, "books")
         self._pending_trades = _normalise(None, _TRADE_COLS, "trades")
+        self._untimed_books = _normalise(None, _BOOK_COLS, "books")
         self._pending_resets: list[int] = []
         self._stats = dict.fromkeys(_STATS, 0)
 
@@ -139,7 +140,7 @@ class FeatureEngine:
     def process(self, books: pa.Table | None, trades: pa.Table | None = None,
                 resets: Iterable[int] | None = None) -> FeatureResult:
         """Features of one chunk: hf rows for emitted snapshots, bars closed by this chunk."""
-        books = _normalise(books, _BOOK_COLS, "books")
+        books = self._time_untimed(_normalise(books, _BOOK_COLS, "books"))
         trades = _normalise(trades, _TRADE_COLS, "trades")
         books, nb = _sorted_valid_time(books)
         trades, nt = _sorted_valid_time(trades)
@@ -164,8 +165,35 @@ class FeatureEngine:
         self._pending_books, self._pending_trades = books.slice(nb), trades.slice(nt)
         return self._run(books.slice(0, nb), trades.slice(0, nt), bars_flush=False)
 
+    def _time_untimed(self, books: pa.Table) -> pa.Table:
+        """Book rows without exchange time (a REST snapshot) take the time of the next timed book
+        row (docs/features.md, "Book rebuild").  The reader does that within a segment; rows with
+        no timed row after them yet (a segment that ended right after a snapshot) wait here for
+        the next chunk instead of being dropped -- dropping a snapshot would leave the book unknown."""
+        if len(self._untimed_books):
+            books = pa.concat_tables([self._untimed_books, books])
+        ts = books.column("timestamp")
+        if ts.null_count == 0:
+            self._untimed_books = _normalise(None, _BOOK_COLS, "books")
+            return books
+        valid = ts.is_valid().to_numpy(zero_copy_only=False)
+        timed = np.flatnonzero(valid)
+        end = int(timed[-1]) + 1 if len(timed) else 0
+        self._untimed_books = books.slice(end)
+        books = books.slice(0, end)
+        if end:  # earlier untimed rows: the time of the next timed row (a backward fill)
+            t = pc.fill_null(books.column("timestamp"), 0).to_numpy(zero_copy_only=False).copy()
+            v = valid[:end]
+            nxt = np.minimum.accumulate(np.where(v, np.arange(end), end)[::-1])[::-1]
+            t[~v] = t[nxt[~v]]
+            books = books.set_column(books.schema.get_field_index("timestamp"), "timestamp",
+                                     pa.array(t, type=pa.int64()))
+        return books
+
     def flush(self) -> FeatureResult:
         """End of stream: process held-back events and emit the still-open bars (partial)."""
+        self._stats["null_timestamp_dropped"] += len(self._untimed_books)
+        self._untimed_books = _normalise(None, _BOOK_COLS, "books")
         books, trades = self._pending_books, self._pending_trades
         self._pending_books = _normalise(None, _BOOK_COLS, "books")
         self._pending_trades = _normalise(None, _TRADE_COLS, "trades")
@@ -233,6 +261,7 @@ class FeatureEngine:
             "options": self.options.model_dump(mode="json"),
             "kernel": {k: (_b64(v) if isinstance(v, bytes) else v) for k, v in kernel.items() if k != "fingerprint"},
             "pending_books": _ipc(self._pending_books),
+            "untimed_books": _ipc(self._untimed_books),
             "pending_trades": _ipc(self._pending_trades),
             "pending_resets": self._pending_resets,
             "stats": self._stats,
@@ -256,6 +285,8 @@ class FeatureEngine:
             engine._kernel.set_state(kernel)
             engine._rebuild.set_state({k: base64.b64decode(v) for k, v in payload["rebuild"].items()})
             engine._pending_books = _from_ipc(payload["pending_books"])
+            if "untimed_books" in payload:
+                engine._untimed_books = _from_ipc(payload["untimed_books"])
             engine._pending_trades = _from_ipc(payload["pending_trades"])
             engine._pending_resets = [int(r) for r in payload["pending_resets"]]
             engine._stats.update({k: int(payload["stats"][k]) for k in _STATS})
