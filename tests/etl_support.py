@@ -138,7 +138,8 @@ class LedgerEngine:
         books = _columns(books, ("timestamp", "bid_px", "ask_px"))
         trades = _columns(trades, ("timestamp", "amount", "side"))
         events = [(int(t), 0, i) for i, t in enumerate(trades["timestamp"])]
-        events += [(int(t), 1, i) for i, t in enumerate(books["timestamp"])]
+        # a book row without time: the real engine holds it for the next book row; the ledger skips it
+        events += [(int(t), 1, i) for i, t in enumerate(books["timestamp"]) if t is not None]
         resets = list(resets) if resets is not None else []
         events.sort()
         hf = {"timestamp": [], "mid": [], "books_since_reset": [], "volume_since_reset": [],

@@ -182,7 +182,7 @@ class SymbolFeed:
         if untimed:
             # rows the reader could not time (a REST snapshot that ended its segment): the engine
             # holds them for the time of the next book row; they never move the watermark
-            self.output.add(self.engine.process(books.filter(pc.is_null(books.column("timestamp")))))
+            self.output.add(self.engine.process(books.filter(pc.is_null(books.column("timestamp"))), None))
         books = timed
         books = _concat_sorted(self._held, books)
         if books is None or books.num_rows == 0:
