@@ -5,7 +5,8 @@
    (target <= 1.25x).
 2. Highest sustained message rate on one core without drops (collector pinned to one CPU).
 3. RSS with 20 symbols x 3 channels (target <= 150 MB).
-4. Bytes per book row at depth 20: bronze Parquet vs the same rows as NDJSON (target >= 8x).
+4. Bytes per book row (format 2: snapshots + deltas): bronze Parquet vs the same rows as NDJSON
+   (target >= 8x).  Bytes per update on real books: bench/bronze_bytes.py.
 5. RSS at the queue's block ceiling with depth-50 books (a writer slower than the streams):
    bounded in rows only (`queue_max_mb` unbounded, the old behaviour) vs rows + bytes
    (the default `queue_max_mb`), each over a baseline whose queue never fills; the collector
@@ -333,7 +334,7 @@ def bench_bytes_per_row(tmp: Path) -> None:
     if not rows:
         print("[bytes/row] no book rows collected")
         return
-    print(f"[bytes/row] {rows} book rows at depth 20: Parquet {parquet_bytes / rows:.1f} B/row, "
+    print(f"[bytes/row] {rows} book rows (snapshots + deltas): Parquet {parquet_bytes / rows:.1f} B/row, "
           f"NDJSON {ndjson_bytes / rows:.1f} B/row -> {ndjson_bytes / parquet_bytes:.1f}x smaller   (target >= 8x)")
 
 

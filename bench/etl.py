@@ -5,13 +5,17 @@
    default feature options; baseline: the NumPy reference pipeline of
    tests/reference on the same segment's books/trades, in the same run.
    Target >= 150,000 snapshots/s.
+1b. the book rebuild's share (issue 16): the time BookRebuild.process takes on the
+   same segment's book messages, against the rest of the end-to-end ETL time (i.e.
+   the pipeline without the rebuild), for the depth-20 snapshot stream of 1 and for
+   the same books recorded as format 2 deltas.  Target <= 25%.
 2. peak RSS of `fluxforge etl --once` on a ~50 MB segment (target <= 400 MB),
    next to the RSS of a process that only imports the same modules (baseline).
 3. seconds from a ~10 MB segment's rename into ready/ to its arrival in done/
    (outputs and checkpoint durable by then) with the service running
    (inotify), median of 3 (target <= 2 s).
 
-Run: .venv/bin/python bench/etl.py   (make bench)
+Run: .venv/bin/python bench/etl.py   (make bench; `--rebuild-only` stops after 1 and 1b)
 """
 from __future__ import annotations
 
@@ -63,7 +67,9 @@ def market(per_symbol: int, seed: int = 1, hz: float = 10.0) -> dict[str, pa.Tab
         ask = (mid + tick)[:, None] + lv
         books.append(pa.table({
             "exchange": pa.array(["bench"] * n), "symbol": pa.array([sym] * n), "timestamp": ts,
-            "recv_ns": ts * 1_000_000 + 2_000_000, "nonce": np.arange(n, dtype=np.int64),
+            "recv_ns": ts * 1_000_000 + 2_000_000, "kind": pa.array(["snapshot"] * n),
+            "nonce": np.arange(n, dtype=np.int64), "prev_nonce": pa.nulls(n, pa.int64()),
+            "checksum": pa.nulls(n, pa.int64()),
             "bid_px": _levels(bid), "bid_sz": _levels(rng.uniform(0.01, 5, (n, DEPTH)).round(3)),
             "ask_px": _levels(ask), "ask_sz": _levels(rng.uniform(0.01, 5, (n, DEPTH)).round(3)),
         }).cast(bronze.ORDERBOOK))
@@ -114,12 +120,64 @@ def bench_throughput(tmp: Path) -> None:
     assert outcome.state == "done", outcome.reason
     etl_rate = snapshots / etl_s
     base_rate, base_n = reference_rate(store.path("done", seg.name))
+    bench_rebuild_share(store.path("done", seg.name), etl_cpu, "depth-20 snapshots")
     print(f"throughput: {snapshots:,} snapshots ({size_mb:.1f} MB bronze, depth {DEPTH}, 10 symbols), one core")
     print(f"  ETL end to end (read+features+durable parts+checkpoint): {etl_s:.2f} s = {etl_rate:,.0f} snapshots/s"
           f" wall, {snapshots / etl_cpu:,.0f} snapshots per CPU-second  (target >= 150,000)")
     if base_rate:
         print(f"  baseline NumPy reference pipeline ({base_n:,} snapshots): {base_rate:,.0f} snapshots/s"
               f"  -> ratio ETL/reference = {etl_rate / base_rate:,.1f}x")
+
+
+def rebuild_seconds(seg_dir: Path) -> tuple[float, int]:
+    """CPU seconds BookRebuild.process takes on every book message of a finished segment (per
+    symbol, default options), and the message count; the Arrow -> numpy conversion is included.
+    CPU time, not wall: the rebuild runs a second time here, maybe under another load."""
+    from fluxforge._kernels.book_rebuild import BookRebuild
+    from fluxforge.etl.bronze_reader import SegmentReader
+    from fluxforge.features import layout
+    from fluxforge.features.book_arrays import book_messages, int64_column
+    reader = SegmentReader(seg_dir)
+    reader.verify()
+    batches = [b for b in reader.book_batches()]
+    kernels: dict = {}
+    n = 0
+    t0 = time.process_time()
+    for batch in batches:
+        for key, books in batch.items():
+            k = kernels.get(key)
+            if k is None:
+                k = kernels[key] = BookRebuild(**layout.rebuild_args(FeatureOptions()))
+            k.process(*book_messages(books), ts=int64_column(books, "timestamp"))
+            n += books.num_rows
+    return time.process_time() - t0, n
+
+
+def bench_rebuild_share(seg_dir: Path, etl_cpu: float, what: str) -> None:
+    rb_s, n = rebuild_seconds(seg_dir)
+    rest = etl_cpu - rb_s
+    print(f"  book rebuild on {n:,} {what}: {rb_s:.2f} CPU-s of {etl_cpu:.2f} CPU-s end to end"
+          f" = {100 * rb_s / rest:.1f}% of the ETL without it  (target <= 25%)")
+
+
+def bench_rebuild_deltas(tmp: Path) -> None:
+    """The same synthetic books recorded as format 2 deltas (a snapshot every 1,000 messages)."""
+    from fluxforge.etl.runner import EtlRunner
+    sys.path.insert(0, str(REPO / "tests"))
+    from etl_support import as_book_messages
+    store = SegmentStore(tmp / "rb/segments").ensure()
+    tables = market(6_000, seed=3)
+    tables["orderbook"] = as_book_messages(tables["orderbook"], snapshot_every=1000)
+    seg = build_segment(store, "bench", tables, when=T0, seq=1)
+    runner = EtlRunner(tmp / "rb/segments", tmp / "rb/features", tmp / "rb/state", FeatureOptions())
+    t0, c0 = time.perf_counter(), time.process_time()
+    [outcome] = runner.run_once()
+    etl_s, etl_cpu = time.perf_counter() - t0, time.process_time() - c0
+    assert outcome.state == "done", outcome.reason
+    n = tables["orderbook"].num_rows
+    print(f"format 2 deltas: {n:,} book messages (10 symbols), ETL end to end {etl_s:.2f} s wall"
+          f" = {n / etl_cpu:,.0f} messages per CPU-second")
+    bench_rebuild_share(store.path("done", seg.name), etl_cpu, "delta messages")
 
 
 def reference_rate(seg_dir: Path) -> tuple[float | None, int]:
@@ -204,6 +262,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="ff-bench-etl-") as d:
         tmp = Path(d)
         bench_throughput(tmp)
+        bench_rebuild_deltas(tmp)
+        if "--rebuild-only" in sys.argv:
+            return
         bench_peak_rss(tmp)
         bench_latency(tmp)
 

@@ -21,7 +21,7 @@ from libc.stdlib cimport malloc, calloc, realloc, free
 from libc.string cimport memset, memcpy
 
 from rolling_math cimport DD, dd_add, dd_diff, Run, run_add, win_mean, win_var, win_std, fen_add, fen_prefix, fen_kth
-from book_struct cimport Core, book_compact, book_core, book_structural, order_flow, N_SCALAR
+from book_struct cimport Core, book_compact, book_core, book_structural, order_flow, N_SCALAR, AG_BANDS
 from bar_accum cimport Bar, BAR_FIELDS, bar_start, bar_add_book, bar_add_trade, bar_row
 from engine_types cimport (
     F_VALID, F_RET, F_SLOPE, REG_TIGHT, REG_NORMAL, REG_WIDE, REG_NONE, NBINS, MAX_EMPTY_BARS, N_DYN, N_ROLL,
@@ -365,10 +365,10 @@ cdef class BookEngine:
             self.rw.ev_regime = s.regime
             self.rw.tail += 1
 
-    cdef void _on_book(self, int64_t ts, int nb, int na, bint emit, double* col, Py_ssize_t stride) noexcept nogil:
+    cdef void _on_book(self, int64_t ts, int nb, int na, const double* agg, bint emit) noexcept nogil:
         cdef Core c
         cdef bint valid = book_core(self.lv, self.lv + self.nlev, nb, self.lv + 2 * self.nlev,
-                                    self.lv + 3 * self.nlev, na, self.edges[0], &c)
+                                    self.lv + 3 * self.nlev, na, agg, self.nband, &c)
         cdef double r = NAN, ofi = NAN, mlofi = NAN, vel = NAN, accel = NAN, amihud = NAN
         cdef double dt, slope_diff = NAN, x = 0.0, sm = NAN, cm = NAN
         cdef int d, q = -1
@@ -462,8 +462,8 @@ cdef class BookEngine:
         self.st.has_prev_snap = 1
         if emit:
             book_structural(self.lv, self.lv + self.nlev, nb, self.lv + 2 * self.nlev, self.lv + 3 * self.nlev,
-                            na, self.nlev, self.edges, self.nband, self.row + self.tile_n * self.ncols)
-            self._emit_row(ts, valid, q, regime, r, vel, accel, ofi, mlofi, amihud, col, stride)
+                            na, self.nlev, agg, self.nband, self.row + self.tile_n * self.ncols)
+            self._emit_row(ts, valid, q, regime, r, vel, accel, ofi, mlofi, amihud)
         if valid:
             self.st.has_prev = 1
             self.st.prev_mid = c.mid
@@ -498,7 +498,7 @@ cdef class BookEngine:
                 w.ttail = tail
 
     cdef void _emit_row(self, int64_t t, bint valid, int q, int8_t regime, double r, double vel, double accel,
-                        double ofi, double mlofi, double amihud, double* col, Py_ssize_t stride) noexcept nogil:
+                        double ofi, double mlofi, double amihud) noexcept nogil:
         cdef double* f = self.row + self.tile_n * self.ncols
         cdef int i, j, c = self.ns
         cdef Win* w
@@ -605,10 +605,12 @@ cdef class BookEngine:
         return n
 
     def process(self, const int64_t[::1] bts, const double[:, :] bpx, const double[:, :] bsz,
-                const double[:, :] apx, const double[:, :] asz, const int64_t[::1] tts,
+                const double[:, :] apx, const double[:, :] asz, const double[:, ::1] agg, const int64_t[::1] tts,
                 const double[::1] tpx, const double[::1] tamt, const int8_t[::1] tside,
                 const int64_t[::1] resets):
         """Run one chunk (books and trades each sorted by time; level arrays may be strided views).
+
+        `agg` holds, per book, the depth sums of the full rebuilt book (book_rebuild.pyx).
 
         Returns (out[ncols, n_emit], emitted snapshot indices, resets consumed, closed bars per duration).
         """
@@ -620,7 +622,10 @@ cdef class BookEngine:
         cdef double amount = 0.0, price = 0.0
         if bpx.shape[1] != bsz.shape[1] or apx.shape[1] != asz.shape[1]:
             raise ValueError("price and size level arrays differ in width")
-        if bpx.shape[0] != nbk or bsz.shape[0] != nbk or apx.shape[0] != nbk or asz.shape[0] != nbk:
+        if agg.shape[1] != 2 * (AG_BANDS + self.nband):
+            raise ValueError("aggregate depth array has the wrong width")
+        if (bpx.shape[0] != nbk or bsz.shape[0] != nbk or apx.shape[0] != nbk or asz.shape[0] != nbk
+                or agg.shape[0] != nbk):
             raise ValueError("level arrays and timestamps differ in length")
         if tpx.shape[0] != ntr or tamt.shape[0] != ntr or tside.shape[0] != ntr:
             raise ValueError("trade columns differ in length")
@@ -659,13 +664,13 @@ cdef class BookEngine:
                 nb = book_compact(bpx, bsz, i, self.nlev, self.lv, self.lv + self.nlev)
                 na = book_compact(apx, asz, i, self.nlev, self.lv + 2 * self.nlev, self.lv + 3 * self.nlev)
                 if emit:
-                    self._on_book(ts, nb, na, 1, NULL, 0)
+                    self._on_book(ts, nb, na, &agg[i, 0], 1)
                     iv[e] = i
                     e += 1
                     if self.tile_n == TILE:
                         self._flush_tile(&ov[0, 0], n_emit, e)
                 else:
-                    self._on_book(ts, nb, na, 0, NULL, 0)
+                    self._on_book(ts, nb, na, &agg[i, 0], 0)
                 i += 1
             if self.tile_n:
                 self._flush_tile(&ov[0, 0], n_emit, e)

@@ -5,7 +5,9 @@ Why separate: these functions see one snapshot only (no state), so they are the
 part of the kernel that is easiest to check against the reference; the engine
 in book_engine.pyx calls them once per snapshot.  Layout of the output vector
 `f` (N_SCALAR scalars, then 5 blocks of `nlev` level columns, then 3 blocks of
-`nband` band columns) must match `structural_names()` in book_engine.pyx.
+`nband` band columns) must match `kernel_names()` in fluxforge/features/layout.py.
+Depth aggregates come precomputed over the full rebuilt book (book_rebuild.pyx) in
+the `agg` vector: per side AG_BANDS sums then `nband` band sums, bids first.
 """
 from libc.math cimport NAN, INFINITY, isfinite
 
@@ -75,10 +77,24 @@ cdef struct Core:
     double mid, spread, relsp, imb0, depth0, bid_slope, ask_slope, cog_vs_mid, tb, ta
 
 
+cdef enum:
+    # per-side block of the aggregate vector the rebuild kernel emits (book_rebuild.pyx)
+    AG_TOTAL = 0
+    AG_PQ = 1
+    AG_DQ = 2
+    AG_Q2 = 3
+    AG_SMART = 4
+    AG_W = 5
+    AG_DEEP = 6
+    AG_BANDS = 7
+
+
 cdef inline bint book_core(const double* bp, const double* bq, int nb, const double* ap, const double* aq,
-                           int na, double edge0, Core* c) noexcept nogil:
-    cdef int i
-    cdef double mid, d, tb = 0.0, ta = 0.0, dqb = 0.0, dqa = 0.0, d0b = 0.0, d0a = 0.0
+                           int na, const double* agg, int nband, Core* c) noexcept nogil:
+    """Core values: best levels from the top levels, depth sums from the full book (`agg`)."""
+    cdef double mid
+    cdef const double* gb = agg
+    cdef const double* ga = agg + AG_BANDS + nband
     c.crossed = nb > 0 and na > 0 and bp[0] > ap[0]
     c.valid = nb > 0 and na > 0 and not c.crossed
     if not c.valid:
@@ -87,41 +103,33 @@ cdef inline bint book_core(const double* bp, const double* bq, int nb, const dou
         c.relsp = NAN
         return 0
     mid = 0.5 * (bp[0] + ap[0])
-    for i in range(nb):
-        tb += bq[i]
-        dqb += (bp[i] - mid) * bq[i]
-        d = (mid - bp[i]) / mid * 10000.0
-        if d >= 0.0 and d < edge0:
-            d0b += bq[i]
-    for i in range(na):
-        ta += aq[i]
-        dqa += (ap[i] - mid) * aq[i]
-        d = (ap[i] - mid) / mid * 10000.0
-        if d >= 0.0 and d < edge0:
-            d0a += aq[i]
     c.mid = mid
     c.spread = ap[0] - bp[0]
     c.relsp = (ap[0] - bp[0]) / mid
     c.imb0 = (bq[0] - aq[0]) / (bq[0] + aq[0])
-    c.depth0 = d0b + d0a
-    c.tb = tb
-    c.ta = ta
-    c.bid_slope = tb / (mid - bp[nb - 1]) if mid - bp[nb - 1] > 0.0 else NAN
-    c.ask_slope = ta / (ap[na - 1] - mid) if ap[na - 1] - mid > 0.0 else NAN
-    c.cog_vs_mid = (dqb + dqa) / (tb + ta) / mid
+    c.depth0 = gb[AG_BANDS] + ga[AG_BANDS]
+    c.tb = gb[AG_TOTAL]
+    c.ta = ga[AG_TOTAL]
+    c.bid_slope = c.tb / (mid - gb[AG_DEEP]) if mid - gb[AG_DEEP] > 0.0 else NAN
+    c.ask_slope = c.ta / (ga[AG_DEEP] - mid) if ga[AG_DEEP] - mid > 0.0 else NAN
+    c.cog_vs_mid = (gb[AG_DQ] + ga[AG_DQ]) / (c.tb + c.ta) / mid
     return 1
-
 
 
 cdef inline int book_structural(const double* bp, const double* bq, int nb,
                                 const double* ap, const double* aq, int na,
-                                int nlev, const double* edges, int nband, double* f) noexcept nogil:
-    """Fill f with the structural features; returns 1 if the book is valid (two sides, not crossed)."""
+                                int nlev, const double* agg, int nband, double* f) noexcept nogil:
+    """Fill f with the structural features; returns 1 if the book is valid (two sides, not crossed).
+
+    Level features (L{i}, first-5 VWAPs) read the top levels; depth aggregates (totals,
+    slopes, concentration, centre of gravity, smart depth, pressure, bands) read `agg`,
+    the rebuild kernel's sums over the full book up to the widest band."""
     cdef int i, j, nv = N_SCALAR + 5 * nlev + 3 * nband
     cdef int lv = N_SCALAR, lb = N_SCALAR + 5 * nlev
-    cdef double mid, tb = 0.0, ta = 0.0, pqb = 0.0, pqa = 0.0, d, lo
-    cdef double sb = 0.0, sa = 0.0, wb = 0.0, wa = 0.0, q5b = 0.0, q5a = 0.0, pq5b = 0.0, pq5a = 0.0
-    cdef double cb = 0.0, ca = 0.0, qb, qa, dqb = 0.0, dqa = 0.0, d5b = 0.0, d5a = 0.0
+    cdef double mid, tb, ta, qb, qa
+    cdef double q5b = 0.0, q5a = 0.0, pq5b = 0.0, pq5a = 0.0, d5b = 0.0, d5a = 0.0
+    cdef const double* gb = agg
+    cdef const double* ga = agg + AG_BANDS + nband
     for i in range(nv):
         f[i] = NAN
     f[SC_BEST_BID] = bp[0] if nb > 0 else NAN
@@ -147,71 +155,40 @@ cdef inline int book_structural(const double* bp, const double* bq, int nb,
     f[SC_MICRO] = (bq[0] * ap[0] + aq[0] * bp[0]) / (bq[0] + aq[0])
     f[SC_MICRO_MINUS_MID] = (bq[0] * (ap[0] - mid) + aq[0] * (bp[0] - mid)) / (bq[0] + aq[0])
     f[SC_WMID] = (bq[0] * bp[0] + aq[0] * ap[0]) / (bq[0] + aq[0])
-    for j in range(nband):
-        f[lb + j] = 0.0
-        f[lb + nband + j] = 0.0
-
-    for i in range(nb):
-        tb += bq[i]
-        pqb += bp[i] * bq[i]
-        dqb += (bp[i] - mid) * bq[i]
-        sb += bq[i] / (i + 1.0)
-        d = (mid - bp[i]) / mid * 10000.0
-        wb += bq[i] / (1.0 + d)
-        if i < 5:
-            q5b += bq[i]
-            pq5b += bp[i] * bq[i]
-            d5b += (mid - bp[i]) * bq[i]
-        lo = 0.0
-        for j in range(nband):
-            if d >= lo and d < edges[j]:
-                f[lb + j] += bq[i]
-                break
-            lo = edges[j]
-    for i in range(na):
-        ta += aq[i]
-        pqa += ap[i] * aq[i]
-        dqa += (ap[i] - mid) * aq[i]
-        sa += aq[i] / (i + 1.0)
-        d = (ap[i] - mid) / mid * 10000.0
-        wa += aq[i] / (1.0 + d)
-        if i < 5:
-            q5a += aq[i]
-            pq5a += ap[i] * aq[i]
-            d5a += (ap[i] - mid) * aq[i]
-        lo = 0.0
-        for j in range(nband):
-            if d >= lo and d < edges[j]:
-                f[lb + nband + j] += aq[i]
-                break
-            lo = edges[j]
-    for i in range(nb):
-        cb += (bq[i] / tb) * (bq[i] / tb)
-    for i in range(na):
-        ca += (aq[i] / ta) * (aq[i] / ta)
-
+    for i in range(nb if nb < 5 else 5):
+        q5b += bq[i]
+        pq5b += bp[i] * bq[i]
+        d5b += (mid - bp[i]) * bq[i]
+    for i in range(na if na < 5 else 5):
+        q5a += aq[i]
+        pq5a += ap[i] * aq[i]
+        d5a += (ap[i] - mid) * aq[i]
+    tb = gb[AG_TOTAL]
+    ta = ga[AG_TOTAL]
     f[SC_TOTAL_BID] = tb
     f[SC_TOTAL_ASK] = ta
     f[SC_TOTAL_IMB] = (tb - ta) / (tb + ta)
-    f[SC_BID_SLOPE] = tb / (mid - bp[nb - 1]) if mid - bp[nb - 1] > 0.0 else NAN
-    f[SC_ASK_SLOPE] = ta / (ap[na - 1] - mid) if ap[na - 1] - mid > 0.0 else NAN
-    f[SC_BID_CONC] = cb
-    f[SC_ASK_CONC] = ca
-    f[SC_COG] = (pqb + pqa) / (tb + ta)
-    f[SC_COG_VS_MID] = (dqb + dqa) / (tb + ta) / mid
-    f[SC_SMART_BID] = sb
-    f[SC_SMART_ASK] = sa
-    f[SC_SMART_IMB] = (sb - sa) / (sb + sa)
+    f[SC_BID_SLOPE] = tb / (mid - gb[AG_DEEP]) if mid - gb[AG_DEEP] > 0.0 else NAN
+    f[SC_ASK_SLOPE] = ta / (ga[AG_DEEP] - mid) if ga[AG_DEEP] - mid > 0.0 else NAN
+    f[SC_BID_CONC] = gb[AG_Q2] / (tb * tb)
+    f[SC_ASK_CONC] = ga[AG_Q2] / (ta * ta)
+    f[SC_COG] = (gb[AG_PQ] + ga[AG_PQ]) / (tb + ta)
+    f[SC_COG_VS_MID] = (gb[AG_DQ] + ga[AG_DQ]) / (tb + ta) / mid
+    f[SC_SMART_BID] = gb[AG_SMART]
+    f[SC_SMART_ASK] = ga[AG_SMART]
+    f[SC_SMART_IMB] = (gb[AG_SMART] - ga[AG_SMART]) / (gb[AG_SMART] + ga[AG_SMART])
     f[SC_VWAP_BID5] = pq5b / q5b
     f[SC_VWAP_ASK5] = pq5a / q5a
     f[SC_VWAP_SPREAD] = d5a / q5a + d5b / q5b
-    f[SC_PRESSURE] = (wb - wa) / (wb + wa)
+    f[SC_PRESSURE] = (gb[AG_W] - ga[AG_W]) / (gb[AG_W] + ga[AG_W])
     f[SC_LAMBDA] = f[SC_VWAP_SPREAD] / (q5b + q5a)
     for i in range(nlev):
         qb = bq[i] if i < nb else 0.0
         qa = aq[i] if i < na else 0.0
         f[lv + 4 * nlev + i] = _ratio_diff(qb, qa)
     for j in range(nband):
+        f[lb + j] = gb[AG_BANDS + j]
+        f[lb + nband + j] = ga[AG_BANDS + j]
         f[lb + 2 * nband + j] = _ratio_diff(f[lb + j], f[lb + nband + j])
     return 1
 

@@ -54,7 +54,8 @@ class FeatureOptions(_Model):
     max_levels: int = Field(10, ge=1, le=50)
     ofi_levels: int = Field(5, ge=1, le=50)
     ofi_decay_alpha: float = Field(0.0, ge=0.0, le=100.0, description="0 = equal weights; w_i = exp(-alpha*i)")
-    bands_bps: list[float] = Field(default_factory=lambda: [5.0, 10.0, 25.0, 50.0])
+    bands_bps: list[float] = Field(default_factory=lambda: [5.0, 10.0, 25.0, 50.0, 100.0],
+                                   description="depth band edges (bps from mid); docs/features.md says why these")
     horizons: list[float] = Field(default_factory=lambda: [1.0, 5.0, 30.0, 60.0])
     bar_durations: list[int] = Field(default_factory=lambda: [1, 5, 30, 60])
     hf_emit_interval: float = Field(1.0, ge=0.0, le=HOUR)
@@ -70,6 +71,9 @@ class FeatureOptions(_Model):
     vpin_window_buckets: int = Field(50, ge=1, le=100_000)
     keep_raw_arrays: bool = False
     momentum_window: float = Field(60.0, gt=0.0, le=DAY, description="seconds: depth sigma and slope/centre-of-gravity momentum")
+    book_max_depth: int = Field(25_000, ge=1, le=10_000_000,
+                                description="levels per side the book rebuild keeps; beyond, the worst "
+                                            "price is evicted (counted as book_evicted)")
 
     @field_validator("bands_bps", "horizons")
     @classmethod

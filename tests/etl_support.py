@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from fluxforge.bronze import schemas as bronze
@@ -47,7 +48,8 @@ def synthetic_market(symbols=("BTC/USDT", "ETH/USDT"), exchange="binance", secon
         recv = ts * 1_000_000 + rng.integers(1_000_000, 5_000_000, n)
         books.append(pa.table({
             "exchange": [exchange] * n, "symbol": [sym] * n, "timestamp": ts, "recv_ns": recv,
-            "nonce": np.arange(n, dtype=np.int64) + 1000,
+            "kind": ["snapshot"] * n, "nonce": np.arange(n, dtype=np.int64) + 1000,
+            "prev_nonce": pa.nulls(n, pa.int64()), "checksum": pa.nulls(n, pa.int64()),
             "bid_px": list(bid_px), "bid_sz": list(bid_sz), "ask_px": list(ask_px), "ask_sz": list(ask_sz),
         }, schema=bronze.ORDERBOOK))
         m = int(seconds * trades_per_s)
@@ -136,7 +138,8 @@ class LedgerEngine:
         books = _columns(books, ("timestamp", "bid_px", "ask_px"))
         trades = _columns(trades, ("timestamp", "amount", "side"))
         events = [(int(t), 0, i) for i, t in enumerate(trades["timestamp"])]
-        events += [(int(t), 1, i) for i, t in enumerate(books["timestamp"])]
+        # a book row without time: the real engine holds it for the next book row; the ledger skips it
+        events += [(int(t), 1, i) for i, t in enumerate(books["timestamp"]) if t is not None]
         resets = list(resets) if resets is not None else []
         events.sort()
         hf = {"timestamp": [], "mid": [], "books_since_reset": [], "volume_since_reset": [],
@@ -235,3 +238,38 @@ def etl_config(path: Path, data_dir: Path, features: dict | None = None, **etl) 
 def fluxforge_cmd(*args: str) -> list[str]:
     import sys
     return [sys.executable, "-m", "fluxforge.cli", *args]
+
+
+def as_book_messages(books: pa.Table, snapshot_every: int = 250) -> pa.Table:
+    """Format 2 rows of a top-N book table: per symbol, a snapshot first, then deltas (changed
+    levels, size 0 = removed; nonce / prev_nonce linked), and after every `snapshot_every`-th
+    delta a snapshot of the same book with the same nonce (the rebuild compares it).  Receive
+    times follow the message order, as one WebSocket stream's do."""
+    out = []
+    for sym in books.column("symbol").unique().to_pylist():
+        t = books.filter(pc.equal(books.column("symbol"), sym))
+        t = t.take(pa.array(np.argsort(t.column("timestamp").to_numpy(), kind="stable")))
+        cols = t.to_pydict()
+        rows = []
+        prev = None
+        for i in range(t.num_rows):
+            cur = {s: dict(zip(cols[f"{s}_px"][i], cols[f"{s}_sz"][i])) for s in ("bid", "ask")}
+            row = {k: cols[k][i] for k in ("exchange", "symbol", "timestamp")}
+            row.update(recv_ns=cols["timestamp"][i] * 1_000_000 + 2_000_000 + 2 * i, nonce=1000 + i, checksum=None)
+            snap = dict(row, kind="snapshot", prev_nonce=None,
+                        **{f"{s}_{w}": list(cur[s]) if w == "px" else list(cur[s].values())
+                           for s in ("bid", "ask") for w in ("px", "sz")})
+            if prev is None:
+                row = snap
+            else:
+                row.update(kind="delta", prev_nonce=999 + i)
+                for s in ("bid", "ask"):
+                    changed = [(p, q) for p, q in cur[s].items() if prev[s].get(p) != q]
+                    changed += [(p, 0.0) for p in prev[s] if p not in cur[s]]
+                    row[f"{s}_px"], row[f"{s}_sz"] = [p for p, _ in changed], [q for _, q in changed]
+            rows.append(row)
+            if prev is not None and i % snapshot_every == 0:
+                rows.append(dict(snap, recv_ns=row["recv_ns"] + 1))
+            prev = cur
+        out.append(pa.Table.from_pylist(rows, schema=bronze.ORDERBOOK))
+    return pa.concat_tables(out).sort_by("recv_ns")

@@ -92,7 +92,8 @@ def _bronze_tables(seg: SegmentId, rows: int, seed: int) -> dict[str, pa.Table]:
               "recv_ns": ts * 1_000_000 + 5_000_000}
     depth = 20
     px = 50_000 + rng.normal(0, 5, (rows, 1))
-    book = dict(common, nonce=np.arange(rows) + 1000,
+    book = dict(common, kind=["snapshot"] * rows, nonce=np.arange(rows) + 1000, prev_nonce=[None] * rows,
+                checksum=[None] * rows,
                 bid_px=list(px - np.arange(1, depth + 1) * 0.01), bid_sz=list(rng.random((rows, depth))),
                 ask_px=list(px + np.arange(1, depth + 1) * 0.01), ask_sz=list(rng.random((rows, depth))))
     trades = dict(common, trade_id=[str(i) for i in range(rows)], price=px[:, 0], amount=rng.random(rows),

@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .active_segment import ActiveSegment
-from .schemas import CHANNEL_SCHEMAS, FORMAT_VERSION, channel_file
+from .schemas import CHANNEL_SCHEMAS, FORMAT_VERSION, channel_file, parquet_options
 from ..fsio import atomic_path, atomic_write_json, fsync_dir, sha256_file
 from .journal import JournalScan, iter_journal
 from .segments import MANIFEST, SegmentId, SegmentStore
@@ -53,7 +53,7 @@ class _ChannelStats:
 def _write_parquet(path: Path, schema: pa.Schema, batches: Iterable[pa.RecordBatch], stats: _ChannelStats) -> None:
     """Stream batches into one ZSTD Parquet file in row groups of PARQUET_ROW_GROUP_ROWS."""
     with atomic_path(path) as tmp:
-        with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+        with pq.ParquetWriter(tmp, schema, **parquet_options(schema)) as writer:
             pending: list[pa.RecordBatch] = []
             pending_rows = 0
             wrote = False

@@ -33,9 +33,12 @@ class Recorder:
         # ccxt dropped (gap) is freed and its replacement may get the same id()
         self._books: dict[tuple[str, str], Any] = {}
         self._snapshot_pending: set[tuple[str, str]] = set()
+        self._needs_snapshot: set[tuple[str, str]] = set()  # a book row was dropped: re-initialise
+        self.last_nonce: dict[tuple[str, str], int | None] = {}  # (exchange, symbol) -> nonce of the last book row
 
     # -- data rows -------------------------------------------------------------
     def book(self, exchange: str, symbol: str, book: Any, recv_ns: int) -> None:
+        """A whole book from an exchange whose messages the tap cannot see: its top `book_depth` levels."""
         key = (exchange, symbol)
         if self._books.get(key) is not book or key in self._snapshot_pending:
             reason = "rest snapshot" if key in self._snapshot_pending else "new book"
@@ -48,6 +51,46 @@ class Recorder:
         levels = min(len(book["bids"]), depth) + min(len(book["asks"]), depth)
         self._admit(exchange, "orderbook", symbol, BookBuffer.prepare, book, depth, recv_ns, nbytes=row_bytes(levels))
 
+    def book_snapshot(self, exchange: str, symbol: str, book: Any, recv_ns: int, prev_nonce: int | None,
+                      checksum: int | None, reason: str | None = None) -> None:
+        """`book` was (re)initialised (REST or WS snapshot): a `resync` event and a snapshot row of all of it."""
+        key = (exchange, symbol)
+        if reason is None:
+            reason = "rest snapshot" if key in self._snapshot_pending else "ws snapshot"
+        self._snapshot_pending.discard(key)
+        self._needs_snapshot.discard(key)
+        self._book_ids[key] = id(book)
+        self.event(exchange, symbol, "orderbook", "resync", reason)
+        self._check_crossed(exchange, symbol, book)
+        self.last_seen[(exchange, "orderbook", symbol)] = recv_ns
+        self.last_nonce[key] = book.get("nonce")
+        bids, asks = book["bids"], book["asks"]
+        if not self._admit(exchange, "orderbook", symbol, BookBuffer.prepare_snapshot, book.get("timestamp"), recv_ns,
+                           book.get("nonce"), prev_nonce, checksum, bids, asks,
+                           nbytes=row_bytes(len(bids) + len(asks))):
+            self._needs_snapshot.add(key)
+
+    def book_delta(self, exchange: str, symbol: str, book: Any, recv_ns: int, prev_nonce: int | None,
+                   checksum: int | None, bid_log: list, ask_log: list) -> None:
+        """One exchange message's levels (flat `px, sz, ...`, size 0 = delete) as ccxt applied them to `book`."""
+        key = (exchange, symbol)
+        if key in self._needs_snapshot:
+            # an earlier row of this book was dropped (queue full): bronze restarts from ccxt's whole book
+            self.book_snapshot(exchange, symbol, book, recv_ns, prev_nonce, checksum, "after dropped rows")
+            return
+        self._check_crossed(exchange, symbol, book)
+        self.last_seen[(exchange, "orderbook", symbol)] = recv_ns
+        self.last_nonce[key] = book.get("nonce")
+        if not self._admit(exchange, "orderbook", symbol, BookBuffer.prepare_delta, book.get("timestamp"), recv_ns,
+                           book.get("nonce"), prev_nonce, checksum, bid_log, ask_log,
+                           nbytes=row_bytes((len(bid_log) + len(ask_log)) >> 1)):
+            self._needs_snapshot.add(key)
+
+    def book_rows_lost(self, books: Any) -> None:
+        """Admitted book rows of `books` ((exchange, symbol) pairs) were lost after all (disk full,
+        unconvertible): the next message of each is written as a snapshot, so bronze rebuilds again."""
+        self._needs_snapshot.update(books)
+
     def trade(self, exchange: str, symbol: str, trade: dict, recv_ns: int) -> None:
         self.last_seen[(exchange, "trades", symbol)] = recv_ns
         self._admit(exchange, "trades", symbol, TradeBuffer.prepare, trade, recv_ns)
@@ -56,18 +99,22 @@ class Recorder:
         self.last_seen[(exchange, "ticker", symbol)] = recv_ns
         self._admit(exchange, "ticker", symbol, TickerBuffer.prepare, ticker, recv_ns)
 
-    def _admit(self, exchange: str, channel: str, symbol: str, prepare, *args, nbytes: int = ROW_BYTES) -> None:
-        """Check the row's values first (a bad row is dropped alone, with a reason), then queue it."""
+    def _admit(self, exchange: str, channel: str, symbol: str, prepare, *args, nbytes: int = ROW_BYTES) -> bool:
+        """Check the row's values first (a bad row is dropped alone, with a reason), then queue it.
+
+        False when the row was not queued (refused or dropped): a book must then restart from a snapshot."""
         self.last_data = time.monotonic()
         try:
             row = prepare(exchange, symbol, *args)
         except BadRow as e:
             self.bad_rows += 1
             self.event(exchange, symbol, channel, "dropped", f"unconvertible value: {e}", 1)
-            return
+            return False
         if self.queue.admit(exchange, channel, symbol, nbytes):
             self.queue.buffers[channel].append(row)
             self.messages += 1
+            return True
+        return False
 
     # -- events ----------------------------------------------------------------
     def event(self, exchange: str, symbol: str | None, channel: str | None, event: str,

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from ..bronze.schemas import CHANNEL_SCHEMAS, EVENTS, ORDERBOOK, TICKER
+from ..bronze.schemas import BOOK_DELTA, BOOK_SNAPSHOT, CHANNEL_SCHEMAS, EVENTS, ORDERBOOK, TICKER
 
 _chain = chain.from_iterable
 INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
@@ -85,15 +85,23 @@ class ChannelBuffer:
 
 
 class BookBuffer(ChannelBuffer):
-    """Order book rows: top `depth` levels as struct-of-arrays lists, best first.
+    """Order book rows (format 2): snapshots and deltas as struct-of-arrays lists.
 
-    Levels are appended interleaved (`px0, sz0, px1, sz1, ...`, one C-level
-    `extend` per side) and split into price and size columns with NumPy strides
-    at flush time, on the writer thread.  Books whose levels carry extra fields
-    (`[px, sz, count]`) take the slower per-field path.
+    Levels are appended interleaved (`px0, sz0, px1, sz1, ...`): a delta's
+    levels arrive already flat from the tap (one list per side, handed over
+    without a copy), a snapshot's `[px, sz]` pairs are flattened with one
+    C-level `extend` per side.  They are split into price and size columns
+    with NumPy strides at flush time, on the writer thread.  Levels that carry
+    extra fields (`[px, sz, count]`) take the slower per-field path.
+
+    A row is `(head, bids, asks, flat)`: `head` the checked scalar columns
+    (`prepare_*` raise `BadRow` before anything is appended), `flat` whether
+    the levels are already `px, sz, ...`.
     """
 
-    __slots__ = ("bids", "asks", "bid_off", "ask_off")
+    __slots__ = ("bids", "asks", "bid_off", "ask_off", "_head_cols")
+
+    HEAD = ("exchange", "symbol", "timestamp", "recv_ns", "kind", "nonce", "prev_nonce", "checksum")
 
     def __init__(self) -> None:
         super().__init__("orderbook")
@@ -101,6 +109,7 @@ class BookBuffer(ChannelBuffer):
         self.asks: list[float] = []
         self.bid_off = [0]            # offsets in levels
         self.ask_off = [0]
+        self._head_cols = [self.cols[name] for name in self.HEAD]
 
     @staticmethod
     def _extend(flat: list, levels: list) -> None:
@@ -112,31 +121,59 @@ class BookBuffer(ChannelBuffer):
                 flat.append(lv[1])
 
     @staticmethod
-    def prepare(exchange: str, symbol: str, book: Any, depth: int, recv_ns: int) -> tuple:
-        """The row's checked values (raises `BadRow`); nothing is appended yet.
+    def _head(exchange: str, symbol: str, kind: str, timestamp: Any, recv_ns: int, nonce: Any,
+              prev_nonce: Any, checksum: Any) -> tuple:
+        return (exchange, symbol, as_int64("timestamp", timestamp), recv_ns, kind, as_int64("nonce", nonce),
+                as_int64("prev_nonce", prev_nonce), as_int64("checksum", checksum))
+
+    @classmethod
+    def prepare_snapshot(cls, exchange: str, symbol: str, timestamp: Any, recv_ns: int, nonce: Any,
+                         prev_nonce: Any, checksum: Any, bids: list, asks: list) -> tuple:
+        """A book (re)initialised to `bids`/`asks` (`[px, sz, ...]` levels, best first)."""
+        return cls._head(exchange, symbol, BOOK_SNAPSHOT, timestamp, recv_ns, nonce, prev_nonce, checksum), \
+            bids, asks, False
+
+    @classmethod
+    def prepare_delta(cls, exchange: str, symbol: str, timestamp: Any, recv_ns: int, nonce: Any,
+                      prev_nonce: Any, checksum: Any, bid_flat: list, ask_flat: list) -> tuple:
+        """Changed levels in message order, flat `px, sz, px, sz, ...` (sz 0 = delete)."""
+        return cls._head(exchange, symbol, BOOK_DELTA, timestamp, recv_ns, nonce, prev_nonce, checksum), \
+            bid_flat, ask_flat, True
+
+    @classmethod
+    def prepare(cls, exchange: str, symbol: str, book: Any, depth: int, recv_ns: int) -> tuple:
+        """The top `depth` levels of `book` as a snapshot row (sources we only see as whole books).
 
         Level values are not checked here (a per-value check would double the
         cost of a deep book); `to_batch` drops a row whose levels do not convert.
         """
-        return (exchange, symbol, as_int64("timestamp", book.get("timestamp")), recv_ns,
-                as_int64("nonce", book.get("nonce")), book["bids"][:depth], book["asks"][:depth])
+        return cls.prepare_snapshot(exchange, symbol, book.get("timestamp"), recv_ns, book.get("nonce"), None, None,
+                                    book["bids"][:depth], book["asks"][:depth])
 
     def append(self, row: tuple) -> None:
-        c = self.cols
-        exchange, symbol, timestamp, recv_ns, nonce, bids, asks = row
-        c["exchange"].append(exchange)
-        c["symbol"].append(symbol)
-        c["timestamp"].append(timestamp)
-        c["recv_ns"].append(recv_ns)
-        c["nonce"].append(nonce)
-        self._extend(self.bids, bids)
-        self._extend(self.asks, asks)
-        self.bid_off.append(self.bid_off[-1] + len(bids))
-        self.ask_off.append(self.ask_off[-1] + len(asks))
+        head, bids, asks, flat = row
+        for col, v in zip(self._head_cols, head):
+            col.append(v)
+        if flat:
+            self.bids.extend(bids)
+            self.asks.extend(asks)
+            self.bid_off.append(self.bid_off[-1] + (len(bids) >> 1))
+            self.ask_off.append(self.ask_off[-1] + (len(asks) >> 1))
+        else:
+            self._extend(self.bids, bids)
+            self._extend(self.asks, asks)
+            self.bid_off.append(self.bid_off[-1] + len(bids))
+            self.ask_off.append(self.ask_off[-1] + len(asks))
         self.rows += 1
 
     def add(self, exchange: str, symbol: str, book: Any, depth: int, recv_ns: int) -> None:
         self.append(self.prepare(exchange, symbol, book, depth, recv_ns))
+
+    def add_snapshot(self, *args: Any) -> None:
+        self.append(self.prepare_snapshot(*args))
+
+    def add_delta(self, *args: Any) -> None:
+        self.append(self.prepare_delta(*args))
 
     def to_batch(self) -> pa.RecordBatch:
         try:
@@ -147,12 +184,7 @@ class BookBuffer(ChannelBuffer):
         c = self.cols
         bid_off = pa.array(self.bid_off, pa.int32())
         ask_off = pa.array(self.ask_off, pa.int32())
-        arrays = [
-            pa.array(c["exchange"], pa.string()),
-            pa.array(c["symbol"], pa.string()),
-            pa.array(c["timestamp"], pa.int64()),
-            pa.array(c["recv_ns"], pa.int64()),
-            pa.array(c["nonce"], pa.int64()),
+        arrays = [pa.array(c[name], ORDERBOOK.field(name).type) for name in self.HEAD] + [
             pa.ListArray.from_arrays(bid_off, pa.array(np.ascontiguousarray(bids[0::2]))),
             pa.ListArray.from_arrays(bid_off, pa.array(np.ascontiguousarray(bids[1::2]))),
             pa.ListArray.from_arrays(ask_off, pa.array(np.ascontiguousarray(asks[0::2]))),
@@ -163,7 +195,6 @@ class BookBuffer(ChannelBuffer):
     def _without_bad_levels(self) -> "BookBuffer":
         """A copy without the rows whose level values are not numbers (listed in `self.bad`)."""
         good = BookBuffer()
-        names = self.schema.names[:5]
         for i in range(self.rows):
             b0, b1, a0, a1 = 2 * self.bid_off[i], 2 * self.bid_off[i + 1], 2 * self.ask_off[i], 2 * self.ask_off[i + 1]
             bids, asks = self.bids[b0:b1], self.asks[a0:a1]
@@ -172,13 +203,7 @@ class BookBuffer(ChannelBuffer):
             except (TypeError, ValueError) as e:
                 self.bad.append((self.cols["exchange"][i], self.cols["symbol"][i], f"unconvertible book level: {e}"))
                 continue
-            for name in names:
-                good.cols[name].append(self.cols[name][i])
-            good.bids.extend(bids)
-            good.asks.extend(asks)
-            good.bid_off.append(good.bid_off[-1] + (b1 - b0) // 2)
-            good.ask_off.append(good.ask_off[-1] + (a1 - a0) // 2)
-            good.rows += 1
+            good.append((tuple(self.cols[name][i] for name in self.HEAD), bids, asks, True))
         return good
 
 

@@ -16,6 +16,10 @@ It also
   ccxt's receive loop: it is recorded as an `error` event and skipped;
 * under the `block` overflow policy, makes the socket reader wait while the
   queue is full (TCP back-pressure);
+* records order books losslessly: the levels ccxt stores for each book message
+  and every snapshot that (re)initialises a book (see `book_tap.py`); an
+  exchange whose books do not go through those hooks falls back to a top
+  `book_depth` snapshot row per update;
 * routes REST book snapshots (`fetch_order_book`, which ccxt uses to sync
   diff-based books) through the `SnapshotGate`, so restarts and resyncs are
   staggered, and marks the symbol's next book row as a `resync`.
@@ -33,6 +37,7 @@ from ccxt.async_support.base.ws.cache import BaseCache
 from ccxt.async_support.base.ws.order_book import OrderBook
 
 from ..logs import get_logger
+from .book_tap import RecordingOrderBook, message_links
 from .recorder import Recorder
 from .snapshot_gate import SnapshotGate
 
@@ -119,10 +124,48 @@ class ExchangeTap:
             self._seen.add(key)
         return True
 
+    # -- order book hooks (book_tap.py) -------------------------------------------
+    def _records_book(self, symbol: Any) -> bool:
+        return symbol in self.symbols and "orderbook" in self.channels
+
+    def book_reset(self, book: RecordingOrderBook, snapshot: Any) -> None:
+        """ccxt reset `book` to a snapshot (e.g. REST depth): record it whole."""
+        symbol = book.get("symbol")
+        if not self._records_book(symbol):
+            return
+        book.rows += 1
+        try:
+            self.recorder.book_snapshot(self.exchange_id, symbol, book, self.recv_ns or time.time_ns(), None, None)
+        except Exception as e:  # never break ccxt's resync because of a recording bug
+            self.tap_errors += 1
+            log.exception("tap_error", exchange=self.exchange_id, error=str(e))
+
+    def book_message(self, orderbooks: Any, book: Any, message: Any) -> None:
+        """ccxt applied one exchange message to `book`: record its levels (or the book, if it was new)."""
+        if not isinstance(book, RecordingOrderBook):
+            return
+        bid_log, ask_log = book.take_logs()
+        symbol = book.get("symbol")
+        if not self._records_book(symbol) or orderbooks.get(symbol) is not book:
+            return  # not ours, or ccxt rejected the message (nonce gap) and dropped the book
+        prev_nonce, checksum = message_links(message)
+        recv_ns = self.recv_ns or time.time_ns()
+        book.rows += 1
+        if book.fresh:  # the first message into an empty book initialises it (OKX's WS snapshot)
+            book.fresh = False
+            self.recorder.book_snapshot(self.exchange_id, symbol, book, recv_ns, prev_nonce, checksum)
+        else:
+            self.recorder.book_delta(self.exchange_id, symbol, book, recv_ns, prev_nonce, checksum,
+                                     bid_log, ask_log)
+
     # -- classification of what ccxt resolved ------------------------------------
     def observe(self, result: Any) -> None:
         recv_ns = self.recv_ns or time.time_ns()
         if isinstance(result, OrderBook):
+            if isinstance(result, RecordingOrderBook):
+                if result.rows:
+                    return  # recorded message by message by the hooks
+                result.take_logs()  # hooks not in use for this exchange: keep the logs from growing
             symbol = result.get("symbol")
             if symbol in self.symbols and "orderbook" in self.channels and self._first_in_frame("orderbook", symbol):
                 self.recorder.book(self.exchange_id, symbol, result, recv_ns)
@@ -161,6 +204,18 @@ def tapped_exchange_class(base: type, tap: ExchangeTap) -> type:
             c = super().client(url)
             tap.install(c)
             return c
+
+        def order_book(self, snapshot: Any = {}, depth: Any = None) -> Any:  # noqa: B006 (ccxt's signature)
+            return RecordingOrderBook(snapshot, depth, on_reset=tap.book_reset)
+
+        def handle_order_book_message(self, client: Any, message: Any, orderbook: Any, *args: Any, **kw: Any) -> Any:
+            result = super().handle_order_book_message(client, message, orderbook, *args, **kw)
+            try:
+                tap.book_message(self.orderbooks, orderbook, message)
+            except Exception as e:  # never break ccxt because of a recording bug
+                tap.tap_errors += 1
+                log.exception("tap_error", exchange=tap.exchange_id, error=str(e))
+            return result
 
         async def fetch_order_book(self, symbol: str, limit: Any = None, params: Any = None) -> Any:
             async with tap.gate.slot():

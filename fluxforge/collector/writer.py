@@ -15,6 +15,9 @@ Disk full (free space under `min_free_mb`, or ENOSPC/EDQUOT from a write): the
 collector keeps running, drops data rows with accounting, keeps its event rows
 in memory, reports it (log, STATUS, `disk_full` event) and resumes by itself
 when space returns, writing `dropped` and `gap` events for what was lost.
+Book rows lost after admission (disk full, unconvertible) make the next message of
+that book a snapshot row (`Recorder.book_rows_lost`), so bronze deltas never
+continue a row that is not there.
 """
 from __future__ import annotations
 
@@ -129,11 +132,15 @@ class BronzeWriter:
             for exchange, symbol, reason in buf.bad:
                 self.recorder.event(exchange, symbol, channel, "dropped", reason, 1)
                 lost += channel != "events"
+                if channel == "orderbook":
+                    self.recorder.book_rows_lost([(exchange, symbol)])
         for channel, buf, reason in self._unconvertible:
             log.error("batch_unconvertible", channel=channel, rows=buf.rows, error=reason)
             for (exchange, symbol), count in Counter(zip(buf.cols["exchange"], buf.cols["symbol"])).items():
                 self.recorder.event(exchange, symbol, channel, "dropped", f"unconvertible batch: {reason}", count)
             lost += buf.rows if channel != "events" else 0
+            if channel == "orderbook":
+                self.recorder.book_rows_lost(zip(buf.cols["exchange"], buf.cols["symbol"]))
         self._unconvertible.clear()
         self.conversion_dropped_total += lost
         return lost
@@ -178,6 +185,8 @@ class BronzeWriter:
                 continue
             for exchange, count in Counter(buf.cols["exchange"]).items():
                 self._disk_dropped[(exchange, channel)] += count
+            if channel == "orderbook":
+                self.recorder.book_rows_lost(zip(buf.cols["exchange"], buf.cols["symbol"]))
             self.disk_dropped_total += buf.rows
 
     def _enter_disk_full(self, reason: str) -> None:

@@ -41,6 +41,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--interval", "-i", type=int, metavar="SECONDS", help="bar interval in seconds")
     p.add_argument("--features", "-f", metavar="SPEC", help="panels to draw (see below)")
     p.add_argument("-o", "--output", metavar="FILE.png", help="output file (default report-<symbol>-<day>.png)")
+    p.add_argument("--depth-profile", action="store_true",
+                   help="draw the depth profile (hf band volumes: mean per band, and over time) instead")
     p.set_defaults(func=run)
 
 
@@ -77,6 +79,12 @@ def run(args: argparse.Namespace) -> int:
         exchange, symbol = resolve_symbol(features, args.symbol, args.exchange)
         if start is None:
             start, end = parse_range(newest_date(features, exchange, symbol), None)
+        if args.depth_profile:
+            from ..observe.depth_profile import draw_depth_profile
+            out = args.output or f"depth-{symbol}-{start:%Y%m%d}.png"
+            rows = draw_depth_profile(features, exchange, symbol, out, start, end)
+            print(f"wrote {out}: {exchange} {symbol}, depth profile of {rows:,} hf rows")
+            return 0
         interval = args.interval or pick_interval(features, exchange, symbol, start, end)
         out = args.output or f"report-{symbol}-{start:%Y%m%d}.png"
         series, panels = chart_symbol(features, exchange, symbol, interval, out, start, end, args.features)

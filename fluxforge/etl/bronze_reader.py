@@ -7,8 +7,11 @@ recorded in `manifest.json` -- such a segment goes to failed/ with a reason
 streamed in record batches and grouped by (exchange, symbol) with one stable
 numpy lexsort + Arrow `take` per batch (no per-row Python); the feature engine
 turns the list columns into 2-D arrays itself (fluxforge/features/book_arrays.py).
-A row without exchange time (e.g. a REST book snapshot) is ordered by its receive
-time; it keeps its null and the engine skips it (and counts it).
+A book row without exchange time (e.g. a REST book snapshot) takes the exchange time
+of the symbol's next book row in receive order (else the previous one), so the book
+rebuild sees it in place; other rows without one are ordered by receive time, keep
+their null and the engine skips them (and counts them).  Format 1 orderbook files
+(no kind / prev_nonce / checksum: every row a top-N book) are read as snapshots.
 """
 from __future__ import annotations
 
@@ -33,7 +36,7 @@ class BadSegment(Exception):
     """The segment cannot be processed; str(self) is the reason written to reason.txt."""
 
 
-BOOK_COLUMNS = ["exchange", "symbol", "timestamp", "recv_ns", "nonce", *LEVEL_COLUMNS]
+BOOK_COLUMNS = ["exchange", "symbol", "timestamp", "recv_ns", "kind", "nonce", "prev_nonce", *LEVEL_COLUMNS]
 TRADE_COLUMNS = ["exchange", "symbol", "timestamp", "recv_ns", "trade_id", "price", "amount", "side"]
 
 
@@ -124,7 +127,8 @@ class SegmentReader:
             raise BadSegment(f"{name}: not a readable Parquet file: {e}") from None
         if "rows" in entry and int(entry["rows"]) != meta.num_rows:
             raise BadSegment(f"{name}: {meta.num_rows} rows but {MANIFEST} says {entry['rows']}")
-        _check_schema(name, schema, bronze.CHANNEL_SCHEMAS[channel])
+        _check_schema(name, schema, bronze.CHANNEL_SCHEMAS[channel],
+                      optional=frozenset(bronze.BOOK_V2_COLUMNS) if channel == "orderbook" else frozenset())
 
     # -- data ---------------------------------------------------------------------
     def _path(self, channel: str) -> Path | None:
@@ -165,8 +169,10 @@ class SegmentReader:
             return
         try:
             pf = pq.ParquetFile(path, memory_map=False, pre_buffer=False)
-            for batch in pf.iter_batches(batch_size=self.batch_rows, columns=BOOK_COLUMNS, use_threads=False):
-                yield dict(_split(pa.Table.from_batches([batch])))
+            present = set(pf.schema_arrow.names)
+            columns = [c for c in BOOK_COLUMNS if c in present]
+            for batch in pf.iter_batches(batch_size=self.batch_rows, columns=columns, use_threads=False):
+                yield dict(_split(fill_book_times(_as_format2(pa.Table.from_batches([batch])))))
         except (pa.ArrowException, OSError) as e:
             raise BadSegment(f"{path.name}: unreadable: {e}") from None
 
@@ -188,9 +194,52 @@ def _split(table: pa.Table) -> Iterator[tuple[Key, pa.Table]]:
 
 
 
-def _check_schema(name: str, actual: pa.Schema, expected: pa.Schema) -> None:
+def _as_format2(table: pa.Table) -> pa.Table:
+    """Format 1 book rows as format 2 snapshots (kind 'snapshot', no prev_nonce), so every
+    book table the engines see, and carry across segments, has the same columns."""
+    n = table.num_rows
+    if "kind" not in table.column_names:
+        table = table.append_column("kind", pa.array(np.full(n, bronze.BOOK_SNAPSHOT, dtype=object), pa.string()))
+    if "prev_nonce" not in table.column_names:
+        table = table.append_column("prev_nonce", pa.nulls(n, pa.int64()))
+    return table
+
+
+def fill_book_times(table: pa.Table) -> pa.Table:
+    """Give each book row without exchange time the time of its symbol's next timed row in
+    receive order (else the previous one); rows of a symbol with no timed row stay null."""
+    ts_col = table.column("timestamp")
+    if ts_col.null_count == 0:
+        return table
+    n = table.num_rows
+    ex = pc.dictionary_encode(table.column("exchange")).combine_chunks()
+    sym = pc.dictionary_encode(table.column("symbol")).combine_chunks()
+    key = ex.indices.to_numpy().astype(np.int64) * max(len(sym.dictionary), 1) + sym.indices.to_numpy()
+    recv = table.column("recv_ns").to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+    order = np.lexsort((recv, key))
+    valid = ts_col.is_valid().to_numpy(zero_copy_only=False)[order]
+    ts = pc.fill_null(ts_col, 0).to_numpy(zero_copy_only=False).astype(np.int64)[order]
+    k = key[order]
+    pos = np.arange(n)
+    nxt = np.minimum.accumulate(np.where(valid, pos, n)[::-1])[::-1]
+    prv = np.maximum.accumulate(np.where(valid, pos, -1))
+    use_next = (nxt < n) & (k[np.minimum(nxt, n - 1)] == k)
+    use_prev = ~use_next & (prv >= 0) & (k[np.maximum(prv, 0)] == k)
+    filled = np.where(use_next, ts[np.minimum(nxt, n - 1)], ts[np.maximum(prv, 0)])
+    ok = valid | use_next | use_prev
+    out_ts = np.empty(n, dtype=np.int64)
+    out_ok = np.empty(n, dtype=bool)
+    out_ts[order] = filled
+    out_ok[order] = ok
+    column = pa.array(out_ts, type=pa.int64(), mask=~out_ok)
+    return table.set_column(table.schema.get_field_index("timestamp"), "timestamp", column)
+
+
+def _check_schema(name: str, actual: pa.Schema, expected: pa.Schema, optional: frozenset = frozenset()) -> None:
     for field in expected:
         idx = actual.get_field_index(field.name)
+        if idx < 0 and field.name in optional:
+            continue
         if idx < 0:
             raise BadSegment(f"{name}: wrong schema: column {field.name!r} is missing")
         got = actual.field(idx).type

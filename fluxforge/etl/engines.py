@@ -190,8 +190,12 @@ class SymbolFeed:
         if books.num_rows == 0:
             return
         self._resolve_resets(books)
-        books, untimed = _timed(books)
-        self.untimed += untimed
+        timed, untimed = _timed(books)
+        if untimed:
+            # rows the reader could not time (a REST snapshot that ended its segment): the engine
+            # holds them for the time of the next book row; they never move the watermark
+            self.output.add(self.engine.process(books.filter(pc.is_null(books.column("timestamp"))), None))
+        books = timed
         books = _concat_sorted(self._held, books)
         if books is None or books.num_rows == 0:
             return

@@ -66,10 +66,13 @@ def run_segment(seg_dir: Path, bank: EngineBank, features_root: Path, row_group_
     events = _events_by_symbol(reader.reset_events())
     feeds: dict[Key, SymbolFeed] = {}
 
+    before: dict[Key, dict] = {}
+
     def feed(key: Key) -> SymbolFeed:
         f = feeds.get(key)
         if f is None:
             st = bank.state(key)
+            before[key] = _book_counters(st.engine)
             engine = PairedEngine(st.engine, st.products) if st.products is not None else st.engine
             f = feeds[key] = SymbolFeed(engine, st.carry, trades.get(key), _events_for(events, key),
                                         bank.reorder_ms)
@@ -88,6 +91,7 @@ def run_segment(seg_dir: Path, bank: EngineBank, features_root: Path, row_group_
         carry = f.finish()
         carry.products = bank.state(key).carry.products
         bank.state(key).carry = carry
+        _log_book_events(segment, key, before.get(key, {}), _book_counters(f.engine))
         result.books += f.books_fed
         result.trades += f.new_trades
         result.late_dropped += f.late_dropped
@@ -129,6 +133,22 @@ def _emitted(table: pa.Table, emit_range: tuple[int | None, int | None] | None) 
         before = pc.less(ts, end)
         mask = before if mask is None else pc.and_(mask, before)
     return table if mask is None else table.filter(mask)
+
+
+_BOOK_EVENTS = ("book_mismatches", "book_gaps", "book_stale", "book_evicted", "book_bad_levels")
+
+
+def _book_counters(engine) -> dict:
+    stats = engine.stats() if hasattr(engine, "stats") else {}
+    return {k: int(stats.get(k, 0)) for k in _BOOK_EVENTS}
+
+
+def _log_book_events(segment: str, key: Key, before: dict, after: dict) -> None:
+    """One `book_rebuild_events` journald event per symbol and segment whose book rebuild saw a
+    snapshot mismatch, a gap, a stale delta, an eviction or a bad level (counts in this segment)."""
+    counts = {k: after[k] - before.get(k, 0) for k in after}
+    if any(counts.values()):
+        log.warning("book_rebuild_events", segment=segment, exchange=key[0], symbol=key[1], **counts)
 
 
 def _events_by_symbol(rows: list[tuple[str, str | None, int]]) -> dict[tuple[str, str | None], list[int]]:

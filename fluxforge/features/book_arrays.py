@@ -12,6 +12,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 LEVEL_COLUMNS = ("bid_px", "bid_sz", "ask_px", "ask_sz")
+NULL_NONCE = np.iinfo(np.int64).min  # the rebuild kernel's "no nonce"
+BOOK_KINDS = ("snapshot", "delta")
 
 
 def _as_array(column: pa.Array | pa.ChunkedArray) -> pa.Array:
@@ -65,3 +67,43 @@ def side_column(table: pa.Table, name: str = "side") -> np.ndarray:
     buy = pc.fill_null(pc.equal(col, "buy"), False).to_numpy(zero_copy_only=False)
     sell = pc.fill_null(pc.equal(col, "sell"), False).to_numpy(zero_copy_only=False)
     return (buy.astype(np.int8) - sell.astype(np.int8)).astype(np.int8)
+
+
+def _flat_side(px: pa.Array | pa.ChunkedArray, sz: pa.Array | pa.ChunkedArray, what: str):
+    """(offsets[n + 1], prices, sizes) of one side's list columns; nulls become NaN / empty."""
+    px, sz = _as_array(px), _as_array(sz)
+    lp = pc.list_value_length(px).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+    ls = pc.list_value_length(sz).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+    if not np.array_equal(lp, ls):
+        row = int(np.flatnonzero(lp != ls)[0])
+        raise ValueError(f"{what}: price and size lists differ in length (row {row}: {lp[row]} vs {ls[row]})")
+    offsets = np.zeros(len(lp) + 1, dtype=np.int64)
+    np.cumsum(lp, out=offsets[1:])
+
+    def values(arr):
+        flat = pc.list_flatten(arr) if len(arr) else pa.array([], pa.float64())
+        return np.ascontiguousarray(pc.fill_null(flat.cast(pa.float64()), float("nan")).to_numpy(zero_copy_only=False),
+                                    dtype=np.float64)
+    return offsets, values(px), values(sz)
+
+
+def book_messages(books: pa.Table) -> tuple:
+    """Arguments of BookRebuild.process: kind (0 snapshot, 1 delta), nonce, prev_nonce, and
+    per side (offsets, prices, sizes).  A table without `kind` (bronze format 1) is all
+    snapshots; a missing `prev_nonce` is null.  An unknown kind is a ValueError."""
+    n = books.num_rows
+    if "kind" in books.column_names:
+        kind_col = books.column("kind")
+        known = pc.is_in(kind_col, value_set=pa.array(BOOK_KINDS)).fill_null(False)
+        if n and not pc.all(known).as_py():
+            bad = pc.filter(kind_col, pc.invert(known)).to_pylist()[:3]
+            raise ValueError(f"orderbook: unknown row kind(s) {bad} (expected 'snapshot' or 'delta')")
+        kind = pc.equal(kind_col, "delta").fill_null(False).to_numpy(zero_copy_only=False).astype(np.int8)
+    else:
+        kind = np.zeros(n, dtype=np.int8)
+    nonce = int64_column(books, "nonce") if "nonce" in books.column_names else np.full(n, NULL_NONCE)
+    prev = int64_column(books, "prev_nonce") if "prev_nonce" in books.column_names else np.full(n, NULL_NONCE)
+    bid = _flat_side(books.column("bid_px"), books.column("bid_sz"), "orderbook bids")
+    ask = _flat_side(books.column("ask_px"), books.column("ask_sz"), "orderbook asks")
+    return (np.ascontiguousarray(kind), np.ascontiguousarray(nonce, dtype=np.int64),
+            np.ascontiguousarray(prev, dtype=np.int64), *bid, *ask)

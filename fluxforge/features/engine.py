@@ -26,13 +26,18 @@ import pyarrow.compute as pc
 
 from . import book_arrays, layout as feature_layout
 from .._kernels.book_engine import BookEngine
+from .._kernels.book_rebuild import BookRebuild
 from ..config import FeatureOptions
 
-STATE_VERSION = 1
-_BOOK_COLS = {"timestamp": pa.int64(), "nonce": pa.int64(), "bid_px": pa.list_(pa.float64()),
-              "bid_sz": pa.list_(pa.float64()), "ask_px": pa.list_(pa.float64()), "ask_sz": pa.list_(pa.float64())}
+STATE_VERSION = 2
+_BOOK_COLS = {"timestamp": pa.int64(), "kind": pa.string(), "nonce": pa.int64(), "prev_nonce": pa.int64(),
+              "bid_px": pa.list_(pa.float64()), "bid_sz": pa.list_(pa.float64()), "ask_px": pa.list_(pa.float64()),
+              "ask_sz": pa.list_(pa.float64())}
+# Bronze format 1 books lack these: every row is a snapshot, without a link to the previous one.
+_OPTIONAL = {"kind": "snapshot", "prev_nonce": None}
 _TRADE_COLS = {"timestamp": pa.int64(), "price": pa.float64(), "amount": pa.float64(), "side": pa.string()}
 _STATS = ("null_timestamp_dropped", "late_dropped")
+ST_SYNCED, ST_RESYNC = 1, 32  # BookRebuild.process status flags (cython_ext/book_rebuild.pyx)
 
 
 @dataclass
@@ -57,10 +62,11 @@ def resolve_options(options: FeatureOptions | dict | None = None, **overrides: A
 def _normalise(table: pa.Table | None, columns: dict[str, pa.DataType], what: str) -> pa.Table:
     if table is None:
         return pa.table({name: pa.array([], type=t) for name, t in columns.items()})
-    missing = [c for c in columns if c not in table.column_names]
+    missing = [c for c in columns if c not in table.column_names and c not in _OPTIONAL]
     if missing:
         raise ValueError(f"{what} table lacks column(s) {', '.join(missing)}")
-    return pa.table({name: table.column(name).cast(t) for name, t in columns.items()})
+    return pa.table({name: table.column(name).cast(t) if name in table.column_names
+                     else pa.array([_OPTIONAL[name]] * table.num_rows, type=t) for name, t in columns.items()})
 
 
 def _sorted_valid_time(table: pa.Table) -> tuple[pa.Table, int]:
@@ -101,8 +107,10 @@ class FeatureEngine:
     def __init__(self, options: FeatureOptions | dict | None = None, **overrides: Any) -> None:
         self.options = resolve_options(options, **overrides)
         self._kernel = BookEngine(**feature_layout.kernel_args(self.options))
+        self._rebuild = BookRebuild(**feature_layout.rebuild_args(self.options))
         self._pending_books = _normalise(None, _BOOK_COLS, "books")
         self._pending_trades = _normalise(None, _TRADE_COLS, "trades")
+        self._untimed_books = _normalise(None, _BOOK_COLS, "books")
         self._pending_resets: list[int] = []
         self._stats = dict.fromkeys(_STATS, 0)
 
@@ -112,8 +120,18 @@ class FeatureEngine:
         return feature_layout.hf_names(self.options)
 
     def stats(self) -> dict[str, int]:
-        """Counters since creation: books, trades, crossed, one_sided, resets, dropped rows."""
-        return {**self._kernel.stats(), **self._stats}
+        """Counters since creation: books, trades, crossed, one_sided, resets, dropped rows,
+        and the book rebuild's (book_messages, book_mismatches, book_gaps, book_evicted, ...)."""
+        return {**self._kernel.stats(), **self._rebuild.stats(), **self._stats}
+
+    @property
+    def book_synced(self) -> bool:
+        """Whether the rebuilt book is known (a snapshot arrived and no gap since)."""
+        return self._rebuild.synced
+
+    def book(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The rebuilt book after the last processed message, best first: (bid_px, bid_sz, ask_px, ask_sz)."""
+        return self._rebuild.levels()
 
     def reset(self) -> None:
         """Forget all stateful features now (as a reset event would)."""
@@ -122,7 +140,7 @@ class FeatureEngine:
     def process(self, books: pa.Table | None, trades: pa.Table | None = None,
                 resets: Iterable[int] | None = None) -> FeatureResult:
         """Features of one chunk: hf rows for emitted snapshots, bars closed by this chunk."""
-        books = _normalise(books, _BOOK_COLS, "books")
+        books = self._time_untimed(_normalise(books, _BOOK_COLS, "books"))
         trades = _normalise(trades, _TRADE_COLS, "trades")
         books, nb = _sorted_valid_time(books)
         trades, nt = _sorted_valid_time(trades)
@@ -147,8 +165,35 @@ class FeatureEngine:
         self._pending_books, self._pending_trades = books.slice(nb), trades.slice(nt)
         return self._run(books.slice(0, nb), trades.slice(0, nt), bars_flush=False)
 
+    def _time_untimed(self, books: pa.Table) -> pa.Table:
+        """Book rows without exchange time (a REST snapshot) take the time of the next timed book
+        row (docs/features.md, "Book rebuild").  The reader does that within a segment; rows with
+        no timed row after them yet (a segment that ended right after a snapshot) wait here for
+        the next chunk instead of being dropped -- dropping a snapshot would leave the book unknown."""
+        if len(self._untimed_books):
+            books = pa.concat_tables([self._untimed_books, books])
+        ts = books.column("timestamp")
+        if ts.null_count == 0:
+            self._untimed_books = _normalise(None, _BOOK_COLS, "books")
+            return books
+        valid = ts.is_valid().to_numpy(zero_copy_only=False)
+        timed = np.flatnonzero(valid)
+        end = int(timed[-1]) + 1 if len(timed) else 0
+        self._untimed_books = books.slice(end)
+        books = books.slice(0, end)
+        if end:  # earlier untimed rows: the time of the next timed row (a backward fill)
+            t = pc.fill_null(books.column("timestamp"), 0).to_numpy(zero_copy_only=False).copy()
+            v = valid[:end]
+            nxt = np.minimum.accumulate(np.where(v, np.arange(end), end)[::-1])[::-1]
+            t[~v] = t[nxt[~v]]
+            books = books.set_column(books.schema.get_field_index("timestamp"), "timestamp",
+                                     pa.array(t, type=pa.int64()))
+        return books
+
     def flush(self) -> FeatureResult:
         """End of stream: process held-back events and emit the still-open bars (partial)."""
+        self._stats["null_timestamp_dropped"] += len(self._untimed_books)
+        self._untimed_books = _normalise(None, _BOOK_COLS, "books")
         books, trades = self._pending_books, self._pending_trades
         self._pending_books = _normalise(None, _BOOK_COLS, "books")
         self._pending_trades = _normalise(None, _TRADE_COLS, "trades")
@@ -169,14 +214,22 @@ class FeatureEngine:
             # resets whose time is already past apply before the next event
             self._pending_resets = [r for r in self._pending_resets if r > last]
             k.apply_pending_reset()
-        width = self.options.max_levels
-        bts = book_arrays.int64_column(books, "timestamp")
-        levels = [book_arrays.levels_matrix(books.column(c), width) for c in book_arrays.LEVEL_COLUMNS]
-        resets = np.asarray(self._pending_resets, dtype=np.int64)
+        all_ts = book_arrays.int64_column(books, "timestamp")
+        levels, agg, status = self._rebuild.process(*book_arrays.book_messages(books), ts=all_ts)
+        emitted = np.flatnonzero(status & ST_SYNCED)    # messages after which the book is known
+        # a snapshot after a gap, or one that contradicted the rebuilt book, restarts the features
+        resyncs = all_ts[(status & ST_RESYNC) != 0].tolist()
+        pending = sorted(self._pending_resets + resyncs)
+        bts = all_ts[emitted]
+        if len(emitted) != len(all_ts):
+            levels, agg = levels[:, emitted], agg[emitted]
+        resets = np.asarray(pending, dtype=np.int64)
         block, idx, used, bars = k.process(
-            bts, *levels, book_arrays.int64_column(trades, "timestamp"), book_arrays.float_column(trades, "price"),
+            bts, *levels, agg, book_arrays.int64_column(trades, "timestamp"), book_arrays.float_column(trades, "price"),
             book_arrays.float_column(trades, "amount"), book_arrays.side_column(trades), resets)
-        self._pending_resets = self._pending_resets[used:]
+        self._pending_resets = pending[used:]
+        idx = emitted[idx]
+        bts = all_ts
         if bars_flush:
             tail = k.flush_bars()
             bars = [np.concatenate([a, b]) for a, b in zip(bars, tail)]
@@ -201,11 +254,14 @@ class FeatureEngine:
     def get_state(self) -> bytes:
         """Checkpoint (JSON bytes): kernel state, held-back events, pending resets, counters."""
         kernel = self._kernel.get_state()
+        rebuild = self._rebuild.get_state()
         payload = {
+            "rebuild": {k: _b64(v) for k, v in rebuild.items()},
             "version": STATE_VERSION,
             "options": self.options.model_dump(mode="json"),
             "kernel": {k: (_b64(v) if isinstance(v, bytes) else v) for k, v in kernel.items() if k != "fingerprint"},
             "pending_books": _ipc(self._pending_books),
+            "untimed_books": _ipc(self._untimed_books),
             "pending_trades": _ipc(self._pending_trades),
             "pending_resets": self._pending_resets,
             "stats": self._stats,
@@ -227,7 +283,10 @@ class FeatureEngine:
         try:
             kernel = {k: (base64.b64decode(v) if isinstance(v, str) else v) for k, v in payload["kernel"].items()}
             engine._kernel.set_state(kernel)
+            engine._rebuild.set_state({k: base64.b64decode(v) for k, v in payload["rebuild"].items()})
             engine._pending_books = _from_ipc(payload["pending_books"])
+            if "untimed_books" in payload:
+                engine._untimed_books = _from_ipc(payload["untimed_books"])
             engine._pending_trades = _from_ipc(payload["pending_trades"])
             engine._pending_resets = [int(r) for r in payload["pending_resets"]]
             engine._stats.update({k: int(payload["stats"][k]) for k in _STATS})

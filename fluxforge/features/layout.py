@@ -106,6 +106,12 @@ def kernel_args(options: FeatureOptions) -> dict:
     )
 
 
+def rebuild_args(options: FeatureOptions) -> dict:
+    """Keyword arguments of fluxforge._kernels.book_rebuild.BookRebuild."""
+    return dict(max_levels=options.max_levels, edges_bps=[float(x) for x in options.bands_bps],
+                max_depth=options.book_max_depth, emit_ms=_ms(options.hf_emit_interval))
+
+
 def time_features(ts_ms: np.ndarray) -> dict[str, np.ndarray]:
     """UTC calendar features of exchange timestamps (Monday = 0)."""
     days = ts_ms // 86_400_000

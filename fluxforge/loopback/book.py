@@ -22,11 +22,12 @@ class BookState:
         self.last_update_id = last_update_id
         self.ts_ms = 0
 
-    def load(self, last_update_id: int, bids: list[Level], asks: list[Level]) -> None:
-        """Replace the book with a full snapshot (e.g. a capture's REST line)."""
+    def load(self, last_update_id: int, bids: list[Level], asks: list[Level], ts_ms: int = 0) -> None:
+        """Replace the book with a full snapshot (e.g. a capture's REST line) of exchange time `ts_ms`."""
         self.bids = {float(p): (p, q) for p, q in bids if float(q) != 0.0}
         self.asks = {float(p): (p, q) for p, q in asks if float(q) != 0.0}
         self.last_update_id = last_update_id
+        self.ts_ms = ts_ms
 
     def apply(self, update: BookUpdate) -> None:
         for side, levels in ((self.bids, update.bids), (self.asks, update.asks)):

@@ -15,6 +15,7 @@ import math
 from aiohttp import web
 
 from .book import BookState
+from .book_window import TopWindow
 from .events import BookUpdate, Event
 from .sentlog import SentLog
 
@@ -139,12 +140,29 @@ class Hub:
         self.awaiting_snapshot: set[str] = set()
         self._slow_delay = 0.0
         self._slow_until = 0.0
+        self.windows: dict[str, TopWindow] = {}  # symbol -> top-N window served by a depth-limited feed
+        # called with (update, book) after every book update is applied (tests: the authoritative book)
+        self.book_observers: list = []
+
+    def window(self, symbol: str, depth: int) -> TopWindow:
+        """The symbol's top-`depth` window, created from the current book on first use."""
+        window = self.windows.get(symbol)
+        if window is None:
+            book = self.books[symbol]
+            window = self.windows[symbol] = TopWindow(book.bids, book.asks, depth)
+        return window
 
     def publish(self, event: Event) -> None:
         if isinstance(event, BookUpdate):
             book = self.books[event.symbol]
             filtered = self.book_filter(event) if self.book_filter else event
-            book.apply(event if filtered is None else filtered)
+            applied = event if filtered is None else filtered
+            book.apply(applied)
+            window = self.windows.get(event.symbol)
+            if window is not None:
+                window.advance(book.bids, book.asks, applied)
+            for observer in self.book_observers:
+                observer(applied, book)
             if filtered is None:
                 for protocol in self.protocols_subscribed(event.symbol, event.channel):
                     self.sent.dropped(protocol, event.symbol, event.first_id, event.last_id)

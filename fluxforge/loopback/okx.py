@@ -5,7 +5,10 @@ differs where it matters: the order book snapshot comes over the WebSocket
 right after the subscribe ack (no REST), diffs chain by `prevSeqId` -> `seqId`
 (ccxt raises InvalidNonce on a break, then unsubscribes and subscribes again),
 each push carries a CRC32 `checksum` of the top 25 levels, and keep-alive is a
-text `ping` answered by `pong`.
+text `ping` answered by `pong`.  The `books` channel serves a 400-level book:
+updates carry the changes of that window (`book_window.TopWindow`), so snapshot
++ updates rebuild exactly what the checksum covers.  Decimals go out the way
+OKX writes them, without trailing zeros ("60012.5", not "60012.50000000").
 REST: `GET /api/v5/public/instruments`, `/api/v5/market/books`, `/api/v5/public/time`.
 WebSocket: `/ws/v5/public`, channels `books`, `trades`, `tickers`.
 """
@@ -85,8 +88,13 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     return await OkxConnection(loopback(request).hub, ws, request).serve()
 
 
+def decimal(text: str) -> str:
+    """A decimal string as OKX writes it: no trailing zeros, no trailing point."""
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
 def levels(side: list) -> list[list[str]]:
-    return [[p, q, "0", "1"] for p, q in side]
+    return [[decimal(p), decimal(q), "0", "1"] for p, q in side]
 
 
 def checksum(book: BookState) -> int:
@@ -96,9 +104,9 @@ def checksum(book: BookState) -> int:
     parts = []
     for i in range(max(len(bids), len(asks))):
         if i < len(bids):
-            parts.extend(bids[i])
+            parts.extend(map(decimal, bids[i]))
         if i < len(asks):
-            parts.extend(asks[i])
+            parts.extend(map(decimal, asks[i]))
     crc = zlib.crc32(":".join(parts).encode())
     return crc - (1 << 32) if crc >= 1 << 31 else crc
 
@@ -142,6 +150,7 @@ class OkxConnection(Connection):
             self.subscribe(symbol, CHANNELS[channel])
             self.hub.sent.subscribes += 1
             if channel == "books":  # the snapshot follows the ack, before any queued update
+                self.hub.window(symbol, SNAPSHOT_LEVELS)
                 self.send_book_snapshot(symbol)
 
     def send_book_snapshot(self, symbol: str) -> None:
@@ -160,7 +169,8 @@ class OkxConnection(Connection):
             snapshot_seq = self.snapshot_seq.pop(event.symbol, None)
             if snapshot_seq is not None and prev_seq < snapshot_seq <= event.last_id:
                 prev_seq = snapshot_seq  # a diff straddling the snapshot (replayed captures) chains to it
-            data = {"asks": levels(event.asks), "bids": levels(event.bids), "ts": str(event.ts_ms),
+            bids, asks = self.hub.windows[event.symbol].diff  # the changes of the 400-level book
+            data = {"asks": levels(asks), "bids": levels(bids), "ts": str(event.ts_ms),
                     "checksum": checksum(self.hub.books[event.symbol]),
                     "prevSeqId": prev_seq, "seqId": event.last_id}
             message = {"arg": {"channel": "books", "instId": inst_id}, "action": "update", "data": [data]}

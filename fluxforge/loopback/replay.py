@@ -63,7 +63,7 @@ class CaptureReplay:
             if isinstance(line, BadLine):
                 continue
             if "lastUpdateId" in line.message and snapshot is None:
-                snapshot = line.message
+                snapshot, snapshot_ms = line.message, line.recv_ns // 1_000_000
             elif symbol is None:
                 symbol = message_symbol(line.message)
         if symbol is None or snapshot is None:
@@ -72,8 +72,10 @@ class CaptureReplay:
         if symbol in self.books:
             raise ValueError(f"{path}: {symbol} already comes from another capture file")
         book = BookState(symbol)
+        # the book's time until the first update: when the capture got the snapshot (in capture
+        # time, so an OKX snapshot of the seeded book is not stamped with today's clock)
         book.load(int(snapshot["lastUpdateId"]), [tuple(x) for x in snapshot["bids"]],
-                  [tuple(x) for x in snapshot["asks"]])
+                  [tuple(x) for x in snapshot["asks"]], ts_ms=snapshot_ms)
         self.books[symbol] = book
         self.file_symbol[path] = symbol
         prices = [p for p, _ in snapshot["bids"][:50] + snapshot["asks"][:50]]

@@ -61,6 +61,9 @@ def inspect_file(path: Path) -> dict[str, Any]:
     info["partition"] = {m[1]: m[2] for part in path.parts if (m := _PARTITION.match(part))}
     info["time_range"] = time_range(table)
     info["symbols"] = symbol_counts(table, info["partition"])
+    if "kind" in table.column_names:  # a format-2 order book: how many snapshots and deltas
+        counts = pc.value_counts(table.column("kind")).to_pylist()
+        info["book_rows"] = {c["values"]: c["counts"] for c in sorted(counts, key=lambda c: str(c["values"]))}
     return info
 
 
@@ -227,6 +230,8 @@ def _file_lines(f: dict[str, Any], indent: str = "") -> list[str]:
     lines.append(f"time      {tr['first']} .. {tr['last']}  ({tr['column']})" if tr else "time      (no rows)")
     if f["symbols"]:
         lines.append("symbols   " + ", ".join(f"{s} ({n:,})" for s, n in f["symbols"].items()))
+    if f.get("book_rows"):
+        lines.append("book rows " + ", ".join(f"{k} {n:,}" for k, n in f["book_rows"].items()))
     lines.append("schema")
     width = max((len(c["name"]) for c in f["schema"]), default=0)
     lines += [f"  {c['name']:<{width}}  {c['type']}" for c in f["schema"]]

@@ -9,6 +9,7 @@ import asyncio
 from collections import Counter
 
 import pytest
+from book_truth import BookTruth, assert_bronze_rebuilds
 from collector_support import drained, make_config, missing_rows, ready_tables, rows_of, running_collector, wait_until
 from test_collector_e2e import binance_entry
 
@@ -50,6 +51,7 @@ def test_disk_full_drops_with_accounting_and_resumes(small_disk):
 
     async def body():
         async with LoopbackExchange("sim", SYMBOLS, sim=SimOptions(rate=30, trades_per_update=1.0, seed=9)) as lx:
+            truth = BookTruth(lx, protocols=("binance",))
             cfg = make_config(small_disk / "data", [binance_entry(lx, SYMBOLS, book_depth=20)],
                               min_free_mb=0, segment_max_seconds=1.0)
             async with running_collector(cfg) as col:
@@ -70,9 +72,9 @@ def test_disk_full_drops_with_accounting_and_resumes(small_disk):
                 lx.freeze()
                 await drained(lx, col)  # everything sent was handled: stored or dropped
                 dropped = w.disk_dropped_total
-        return dropped, lx.sent
+        return dropped, lx.sent, truth
 
-    dropped, sent = asyncio.run(asyncio.wait_for(body(), 120))
+    dropped, sent, truth = asyncio.run(asyncio.wait_for(body(), 120))
     data = small_disk / "data"
     store = SegmentStore(data / "segments")
     assert store.list("failed") == [] and store.list("active") == []
@@ -94,3 +96,8 @@ def test_disk_full_drops_with_accounting_and_resumes(small_disk):
     resumed_at = max(d["recv_ns"] for d in drops)  # `dropped` rows are written when space returns
     assert rows_of(ev, event="disk_full")[0]["recv_ns"] < resumed_at
     assert len([r for r in tables["orderbook"].to_pylist() if r["recv_ns"] > resumed_at]) > 20  # resumed
+    for symbol in SYMBOLS:  # book rows lost to the full disk: the next one is a snapshot, bronze still rebuilds
+        rows = rows_of(tables["orderbook"], symbol=symbol)
+        assert any(r["kind"] == "snapshot" and r["recv_ns"] > rows_of(ev, event="disk_full")[0]["recv_ns"]
+                   for r in rows)
+        assert_bronze_rebuilds(rows, truth, "binance", "binance", symbol)

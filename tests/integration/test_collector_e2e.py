@@ -2,12 +2,15 @@
 several symbols, all channels.
 
 What ready/ holds must be exactly what the exchange sent: every book update id
-(from the first synced book on) in order, every trade id once, every ticker.
+(from the first synced book on) in order, each book row's levels such that the
+stored rows rebuild the exchange's own book at every update and full depth
+(tests/integration/book_truth.py), every trade id once, every ticker.
 """
 from __future__ import annotations
 
 import asyncio
 
+from book_truth import BookTruth, assert_bronze_rebuilds
 from collector_support import drained, exchange_entry, make_config, ready_segments, ready_tables, rows_of, running_collector
 
 from fluxforge.loopback import LoopbackExchange, SimOptions
@@ -24,7 +27,8 @@ def binance_entry(lx, symbols, name: str = "binance", **extra):
     return entry
 
 
-def assert_stream_matches(tables, sent, exchange: str, protocol: str, symbols: list[str], uncrossed: bool = True):
+def assert_stream_matches(tables, sent, exchange: str, protocol: str, symbols: list[str], truth: BookTruth,
+                          uncrossed: bool = True):
     books, trades, tickers = tables["orderbook"], tables["trades"], tables["ticker"]
     for symbol in symbols:
         rows = rows_of(books, exchange=exchange, symbol=symbol)
@@ -39,12 +43,19 @@ def assert_stream_matches(tables, sent, exchange: str, protocol: str, symbols: l
         assert nonces[0] < nonces[1] and (start == 0 or sent_ids[start - 1] <= nonces[0])
         recv = [r["recv_ns"] for r in rows]
         assert recv == sorted(recv)
-        for i, r in enumerate(rows[:50]):
-            assert 0 < len(r["bid_px"]) <= 20 and len(r["bid_px"]) == len(r["bid_sz"])
-            assert r["bid_px"] == sorted(r["bid_px"], reverse=True) and r["ask_px"] == sorted(r["ask_px"])
-            assert r["bid_px"][0] < r["ask_px"][0] or not uncrossed
+        for i, r in enumerate(rows):
+            assert len(r["bid_px"]) == len(r["bid_sz"]) and len(r["ask_px"]) == len(r["ask_sz"])
+            assert r["kind"] == ("snapshot" if i == 0 else "delta")
             # a REST snapshot carries no exchange time; every diff does
             assert (i == 0 and r["timestamp"] is None) or r["timestamp"] > 1_600_000_000_000
+        snapshot = rows[0]
+        assert snapshot["bid_px"] == sorted(snapshot["bid_px"], reverse=True) and snapshot["ask_px"] == sorted(
+            snapshot["ask_px"])
+
+        def not_crossed(book):
+            assert not uncrossed or max(book.bids) < min(book.asks)
+        # the stored prices and sizes are the exchange's book at every update, every level
+        assert assert_bronze_rebuilds(rows, truth, exchange, protocol, symbol, not_crossed) == len(rows)
         stored_trades = [int(r["trade_id"]) for r in rows_of(trades, exchange=exchange, symbol=symbol)]
         assert stored_trades == sent.stream(protocol, symbol, "trades").ids, f"{symbol}: trades differ"
         tick = rows_of(tickers, exchange=exchange, symbol=symbol)
@@ -57,6 +68,7 @@ def test_every_sent_message_reaches_ready_in_order(tmp_path):
     async def body():
         sim = SimOptions(rate=25, trades_per_update=0.7, ticker_interval=0.5, seed=11)
         async with LoopbackExchange("sim", SYMBOLS, sim=sim) as lx:
+            truth = BookTruth(lx)
             okx = exchange_entry(lx, "okx", SYMBOLS[:3], book_depth=20)
             cfg = make_config(tmp_path, [binance_entry(lx, SYMBOLS, book_depth=20), okx],
                               segment_max_seconds=1.5, max_concurrent_snapshots=1, snapshot_spacing=0.15)
@@ -66,8 +78,8 @@ def test_every_sent_message_reaches_ready_in_order(tmp_path):
                 await drained(lx, collector)
                 gate = collector.gate
             tables = ready_tables(tmp_path)
-            assert_stream_matches(tables, lx.sent, "binance", "binance", SYMBOLS)
-            assert_stream_matches(tables, lx.sent, "okx", "okx", SYMBOLS[:3])
+            assert_stream_matches(tables, lx.sent, "binance", "binance", SYMBOLS, truth)
+            assert_stream_matches(tables, lx.sent, "okx", "okx", SYMBOLS[:3], truth)
             assert len(ready_segments(tmp_path)) >= 3  # rotation by age happened
             # REST snapshots (Binance; OKX sends its own over the socket) were staggered
             assert gate.max_in_flight == 1 and gate.started >= len(SYMBOLS)

@@ -10,6 +10,7 @@ import time
 
 import pytest
 from collector_support import drained, exchange_entry, make_config, ready_tables, rows_of, running_collector, wait_until
+from book_truth import BookTruth, assert_bronze_rebuilds
 from test_collector_e2e import assert_stream_matches, binance_entry
 
 from fluxforge.loopback import LoopbackExchange, SimOptions
@@ -49,6 +50,7 @@ def test_fault_is_recorded_and_collection_recovers(tmp_path, ex, kind):
     async def body():
         sim = SimOptions(rate=20, trades_per_update=0.5, ticker_interval=0.5, seed=hash(kind) % 1000)
         async with LoopbackExchange("sim", SYMBOLS, sim=sim) as lx:
+            truth = BookTruth(lx)
             entry = (binance_entry(lx, SYMBOLS, ex, book_depth=10) if ex.startswith("binance")
                      else exchange_entry(lx, ex, SYMBOLS, book_depth=10))
             cfg = make_config(tmp_path, [entry], stall_timeout=1.5)
@@ -84,18 +86,24 @@ def test_fault_is_recorded_and_collection_recovers(tmp_path, ex, kind):
                 assert dropped and not any(a <= n <= b for a, b in dropped for n in nonces)
                 stream = lx.sent.stream(ex, "BTC/USDT", "orderbook")
                 assert nonces <= set(stream.ids) | set(stream.snapshots)  # nothing invented
+                # the rows before the gap and from the new snapshot on rebuild the exchange's book
+                assert_bronze_rebuilds(rows_of(books, symbol="BTC/USDT"), truth, ex, ex, "BTC/USDT")
             elif kind == "crossed":
                 crossed = [e for e in ev if e["event"] == "crossed_book"]
                 assert [c["symbol"] for c in crossed] == ["ETH/USDT"] and "best bid" in crossed[0]["reason"]
-                eth = after(rows_of(books, symbol="ETH/USDT"), t_fault)
-                assert any(r["bid_px"][0] >= r["ask_px"][0] for r in eth)  # kept: bronze loses nothing
-                assert eth[-1]["bid_px"][0] < eth[-1]["ask_px"][0]          # and the book uncrossed
-                assert_stream_matches(tables, lx.sent, ex, ex, SYMBOLS, uncrossed=False)
+                seen = []  # (recv_ns, crossed?) of the rebuilt ETH book after each row
+                rows = rows_of(books, symbol="ETH/USDT")
+                assert_bronze_rebuilds(rows, truth, ex, ex, "ETH/USDT",
+                                       lambda b: seen.append(max(b.bids) >= min(b.asks)))
+                crossed_after = [c for r, c in zip(rows, seen) if r["recv_ns"] > t_fault]
+                assert any(crossed_after)   # kept: bronze loses nothing
+                assert not seen[-1]          # and the book uncrossed
+                assert_stream_matches(tables, lx.sent, ex, ex, SYMBOLS, truth, uncrossed=False)
             elif kind == "malformed":
                 errors = [e for e in ev if e["event"] == "error"]
                 assert errors and "unhandled frame" in errors[0]["reason"]
                 assert "reconnect" not in kinds  # the connection survived the bad frame
-                assert_stream_matches(tables, lx.sent, ex, ex, SYMBOLS)
+                assert_stream_matches(tables, lx.sent, ex, ex, SYMBOLS, truth)
             elif kind in ("disconnect", "abrupt_disconnect"):
                 reconnects = {(e["symbol"], e["channel"]) for e in ev if e["event"] == "reconnect"}
                 assert reconnects >= {(s, ch) for s in SYMBOLS for ch in CHANNELS}
@@ -108,6 +116,6 @@ def test_fault_is_recorded_and_collection_recovers(tmp_path, ex, kind):
                 assert any(e["event"] == "reconnect" and "stall" in e["reason"] for e in ev)
             elif kind == "slow":
                 assert not {"reconnect", "gap", "stall", "dropped"} & set(kinds)
-                assert_stream_matches(tables, lx.sent, ex, ex, SYMBOLS)
+                assert_stream_matches(tables, lx.sent, ex, ex, SYMBOLS, truth)
 
     asyncio.run(asyncio.wait_for(body(), 90))

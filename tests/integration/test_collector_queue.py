@@ -1,5 +1,7 @@
 """The bounded queue under a stalled writer: `drop` drops and accounts for every row,
-`block` stops reading the sockets; memory stays bounded either way and collection resumes."""
+`block` stops reading the sockets; memory stays bounded either way and collection resumes.
+Either way the stored books stay rebuildable: after dropped book rows, the next one is a
+snapshot (`resync`, `after dropped rows`)."""
 from __future__ import annotations
 
 import asyncio
@@ -7,6 +9,7 @@ import time
 from collections import Counter
 
 import pytest
+from book_truth import BookTruth, assert_bronze_rebuilds
 from collector_support import drained, make_config, missing_rows, ready_tables, rows_of, running_collector, wait_until
 from test_collector_e2e import binance_entry
 
@@ -17,8 +20,11 @@ SYMBOLS = ["BTC/USDT", "ETH/USDT", "SOL/USDT"]
 
 @pytest.mark.parametrize("policy", ["drop", "block"])
 def test_overflow_policy(tmp_path, policy):
+    truths = []
+
     async def body():
         async with LoopbackExchange("sim", SYMBOLS, sim=SimOptions(rate=40, trades_per_update=1.0, seed=5)) as lx:
+            truths.append(BookTruth(lx, protocols=("binance",)))
             cfg = make_config(tmp_path, [binance_entry(lx, SYMBOLS)], queue_max=100, overflow_policy=policy)
             async with running_collector(cfg) as col:
                 q, w, rec = col.queue, col.writer, col.recorder
@@ -39,7 +45,12 @@ def test_overflow_policy(tmp_path, policy):
 
     dropped, sent = asyncio.run(asyncio.wait_for(body(), 90))
     tables = ready_tables(tmp_path)
-    drops = rows_of(tables["events"], event="dropped")
+    ev = tables["events"]
+    drops = rows_of(ev, event="dropped")
+    for s in SYMBOLS:  # every stored book row, before and after the drops, is the exchange's book
+        assert_bronze_rebuilds(rows_of(tables["orderbook"], symbol=s), truths[0], "binance", "binance", s)
+    if policy == "drop" and any(d["channel"] == "orderbook" for d in drops):
+        assert any(e["reason"] == "after dropped rows" for e in rows_of(ev, event="resync"))
     assert sum(d["count"] for d in drops) == dropped
     # what the exchange sent minus what ready/ holds is exactly what the drop events say
     missing = missing_rows(tables, sent, "binance", "binance", SYMBOLS)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import zlib
 
 import aiohttp
 import ccxt
@@ -11,19 +10,10 @@ import pytest
 from fluxforge.loopback import LoopbackExchange, SimOptions
 from loopback_support import ccxt_client, run, watch_until
 
+from tests.reference.exchange_book import okx_checksum
+
 SYMBOLS = ["BTC/USDT", "ETH/USDT"]
 BTC = "BTC/USDT"
-
-
-def okx_checksum(bids, asks) -> int:
-    """OKX's documented CRC32 of the top 25 levels, interleaved bid/ask, as strings."""
-    parts = []
-    for i in range(25):
-        for side in (bids, asks):
-            if i < len(side):
-                parts += [f"{side[i][0]:.2f}", f"{side[i][1]:.5f}"]  # the sim's wire formatting
-    crc = zlib.crc32(":".join(parts).encode())
-    return crc - 2**32 if crc >= 2**31 else crc
 
 
 def test_okx_books_trades_tickers_for_several_symbols():
@@ -97,8 +87,7 @@ def test_okx_raw_protocol_ping_checksum_and_errors():
                         for side, levels in ((bids, update["bids"]), (asks, update["asks"])):
                             for p, q, *_ in levels:
                                 side.pop(float(p), None) if float(q) == 0 else side.__setitem__(float(p), float(q))
-                        top_bids = [(p, bids[p]) for p in sorted(bids, reverse=True)]
-                        top_asks = [(p, asks[p]) for p in sorted(asks)]
-                        assert update["checksum"] == okx_checksum(top_bids, top_asks)
+                        # OKX's documented CRC32 of the top 25 levels, decimals as OKX writes them
+                        assert update["checksum"] == okx_checksum(bids, asks)
 
     run(body())

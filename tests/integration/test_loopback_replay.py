@@ -1,4 +1,11 @@
-"""Replay mode: captures in the `<ns> <json>` format reach unmodified ccxt.pro exactly."""
+"""Replay mode: captures in the `<ns> <json>` format reach unmodified ccxt.pro exactly.
+
+The book ccxt returns is compared with the capture's book (Binance's documented
+rule applied to the file) at EVERY update ccxt returns and at FULL depth.  ccxt
+trims its book to `watchOrderBookLimit` on every return (default 1000 levels, which
+the real BTCUSDT capture moves through, leaving holes); the client here keeps
+5000 so that ccxt's book is the whole book and any difference is the replay's.
+"""
 from __future__ import annotations
 
 import asyncio
@@ -8,29 +15,44 @@ import pytest
 
 from fluxforge.loopback import LoopbackExchange
 from fluxforge.loopback.capture import iter_capture
+from book_truth import BookTruth
 from loopback_support import ccxt_client, run
 
-TOP = 200  # levels compared; deeper ones are beyond what any consumer keeps
+from tests.reference.exchange_book import LiveFingerprint, book_fingerprint
+
+CCXT_BOOK_LIMIT = 5000  # Binance's largest REST depth: ccxt's trimming never bites
 
 
-def reference_book(path) -> tuple[int, list, list]:
-    """Binance's documented sync rule applied to a capture, independently of the loopback."""
+def reference_books(path) -> tuple[dict[int, int], tuple[int, list, list]]:
+    """Binance's documented sync rule applied to a capture, independently of the loopback.
+
+    Returns ({update id: fingerprint of the whole book after it}, (last id, bids, asks) at the end)."""
     lines = [line.message for line in iter_capture(path) if hasattr(line, "message")]
     snapshot = next(m for m in lines if "lastUpdateId" in m)
     last = snapshot["lastUpdateId"]
-    bids = {float(p): float(q) for p, q in snapshot["bids"]}
-    asks = {float(p): float(q) for p, q in snapshot["asks"]}
+    book = LiveFingerprint({float(p): float(q) for p, q in snapshot["bids"]},
+                           {float(p): float(q) for p, q in snapshot["asks"]})
+    prints = {last: book.value}
     for m in lines:
         d = m.get("data", {})
         if d.get("e") != "depthUpdate" or d["u"] <= last:
             continue
         assert d["U"] <= last + 1, "capture has a gap"
-        for side, levels in ((bids, d["b"]), (asks, d["a"])):
+        for side, levels in ((0, d["b"]), (1, d["a"])):
             for p, q in levels:
-                side.pop(float(p), None) if float(q) == 0 else side.__setitem__(float(p), float(q))
+                book.set(side, float(p), float(q))
         last = d["u"]
-    return (last, [[p, bids[p]] for p in sorted(bids, reverse=True)[:TOP]],
-            [[p, asks[p]] for p in sorted(asks)[:TOP]])
+        prints[last] = book.value
+    bids, asks = book.sides
+    return prints, (last, [[p, bids[p]] for p in sorted(bids, reverse=True)], [[p, asks[p]] for p in sorted(asks)])
+
+
+def reference_book(path) -> tuple[int, list, list]:
+    return reference_books(path)[1]
+
+
+def ccxt_fingerprint(book) -> int:
+    return book_fingerprint({p: q for p, q in book["bids"]}, {p: q for p, q in book["asks"]})
 
 
 def capture_trade_ids(path) -> list[int]:
@@ -39,28 +61,39 @@ def capture_trade_ids(path) -> list[int]:
 
 
 async def replay_through_ccxt(files, symbols, exchange="binance"):
-    """Replay `files` to a ccxt client subscribed to books and trades; return (lx, books, trades)."""
+    """Replay `files` to a ccxt client subscribed to books and trades; return (lx, books, trades, seen).
+
+    `seen[symbol]` holds (nonce, fingerprint) of every book a `watch_order_book` loop returned."""
     lx = LoopbackExchange("replay", replay_files=files, speed=0)
     lx.freeze()  # hold the replay until the client has its snapshots
     async with lx:
+        lx.truth = BookTruth(lx, protocols=("binance",))  # the loopback's own book after every update
         async with ccxt_client(lx, exchange) as ex:
+            ex.options["watchOrderBookLimit"] = CCXT_BOOK_LIMIT
             trades: dict[str, list] = {s: [] for s in symbols}
+            seen: dict[str, list] = {s: [] for s in symbols}
             for s in symbols:
-                await ex.watch_order_book(s)
-            trade_tasks = [asyncio.create_task(collect_trades(ex, s, trades[s])) for s in symbols]
+                await ex.watch_order_book(s, CCXT_BOOK_LIMIT)
+            tasks = [asyncio.create_task(collect_trades(ex, s, trades[s])) for s in symbols]
+            tasks += [asyncio.create_task(watch_books(ex, s, seen[s])) for s in symbols]
             await asyncio.sleep(0.2)  # trade subscriptions acked
             lx.freeze(False)
-            # ccxt keeps applying diffs in the background; poll its books rather than await a
-            # watch that would wait forever once the replay has ended
+            # the watch loops wait forever once the replay has ended: poll ccxt's books for the end
             while not lx.source.finished or any(
                     ex.orderbooks[s]["nonce"] != lx.source.books[s].last_update_id for s in symbols):
                 await asyncio.sleep(0.05)
             await asyncio.sleep(0.5)  # last trades in flight
-            for t in trade_tasks:
+            for t in tasks:
                 t.cancel()
-            books = {s: (ex.orderbooks[s]["nonce"], [list(x) for x in ex.orderbooks[s]["bids"][:TOP]],
-                         [list(x) for x in ex.orderbooks[s]["asks"][:TOP]]) for s in symbols}
-    return lx, books, trades
+            books = {s: (ex.orderbooks[s]["nonce"], [list(x) for x in ex.orderbooks[s].limit()["bids"]],
+                         [list(x) for x in ex.orderbooks[s]["asks"]]) for s in symbols}
+    return lx, books, trades, seen
+
+
+async def watch_books(ex, symbol, out):
+    while True:
+        book = await ex.watch_order_book(symbol, CCXT_BOOK_LIMIT)  # trimmed by ccxt, as every consumer sees it
+        out.append((book["nonce"], ccxt_fingerprint(book)))
 
 
 async def collect_trades(ex, symbol, out):
@@ -99,8 +132,11 @@ def test_synthetic_capture_replays_with_binance_sync_rule(tmp_path, exchange):
     path = write_capture(tmp_path / "abcusdt.txt")
 
     async def body():
-        lx, books, trades = await replay_through_ccxt([path], ["ABC/USDT"], exchange)
+        lx, books, trades, seen = await replay_through_ccxt([path], ["ABC/USDT"], exchange)
         assert books["ABC/USDT"] == reference_book(path)
+        prints = reference_books(path)[0]
+        assert seen["ABC/USDT"] and all(prints[n] == fp for n, fp in seen["ABC/USDT"])
+        assert all(lx.truth.prints[("binance", "ABC/USDT")][u] == fp for u, fp in prints.items())
         assert books["ABC/USDT"][0] == 107 and books["ABC/USDT"][1][0] == [10.01, 1.0]
         assert trades["ABC/USDT"] == [7, 8]
         status = lx.stats()["source"]
@@ -140,9 +176,17 @@ def test_real_binance_captures_replay_exactly(shared_capture):
     files = [shared_capture / "btcusdt_20240808.gz", shared_capture / "ethusdt_20240808.gz"]
 
     async def body():
-        lx, books, trades = await replay_through_ccxt(files, ["BTC/USDT", "ETH/USDT"])
+        lx, books, trades, seen = await replay_through_ccxt(files, ["BTC/USDT", "ETH/USDT"])
         for path, symbol in zip(files, ["BTC/USDT", "ETH/USDT"]):
-            assert books[symbol] == reference_book(path)
+            prints, final = reference_books(path)
+            assert books[symbol] == final  # the whole book, every level
+            # the book the loopback serves equals the capture's at every update, whole
+            served = lx.truth.prints[("binance", symbol)]
+            assert all(served[u] == fp for u, fp in prints.items()) and len(prints) > 3000
+            # and every book ccxt returned (a watch loop coalesces), whole, equals the capture's at its update
+            assert len(seen[symbol]) > 10
+            bad = [n for n, fp in seen[symbol] if prints.get(n) != fp]
+            assert not bad, f"{symbol}: ccxt's book differs from the capture's at update ids {bad[:5]}"
             ids = capture_trade_ids(path)
             assert trades[symbol] == ids[ids.index(trades[symbol][0]):]  # every trade since subscribing
             assert len(trades[symbol]) > 0.99 * len(ids)

@@ -32,8 +32,15 @@ def _imb(a, b):
     return NAN if a + b == 0 else (a - b) / (a + b)
 
 
-def structural_row(bids, asks, opts):
-    """bids/asks: usable [(price, size)], best first.  Returns {column: value}."""
+def _div(a, b):
+    return NAN if b == 0 or math.isnan(b) else a / b
+
+
+def structural_row(bids, asks, opts, deep=None):
+    """bids/asks: the top max_levels usable [(price, size)], best first; deep: (bids, asks) of the
+    full book within the widest band, which the depth aggregates use (default: bids/asks).
+    Returns {column: value}."""
+    deep_b, deep_a = deep if deep is not None else (bids, asks)
     L = opts.max_levels
     bands = band_edges(opts)
     f = {}
@@ -71,37 +78,36 @@ def structural_row(bids, asks, opts):
     f["microprice"] = (qb * pa + qa * pb) / (qb + qa)
     f["micro_minus_mid"] = (qb * (pa - mid) + qa * (pb - mid)) / (qb + qa)
     f["weighted_mid"] = (qb * pb + qa * pa) / (qb + qa)
-    tb = math.fsum(q for _, q in bids)
-    ta = math.fsum(q for _, q in asks)
+    tb = math.fsum(q for _, q in deep_b)
+    ta = math.fsum(q for _, q in deep_a)
     f["total_bid_volume"], f["total_ask_volume"] = tb, ta
-    f["total_imbalance"] = (tb - ta) / (tb + ta)
-    f["bid_slope"] = tb / (mid - bids[-1][0]) if mid - bids[-1][0] > 0 else NAN
-    f["ask_slope"] = ta / (asks[-1][0] - mid) if asks[-1][0] - mid > 0 else NAN
-    f["bid_concentration"] = math.fsum((q / tb) ** 2 for _, q in bids)
-    f["ask_concentration"] = math.fsum((q / ta) ** 2 for _, q in asks)
-    cog = math.fsum([p * q for p, q in bids] + [p * q for p, q in asks]) / (tb + ta)
-    f["center_of_gravity"] = cog
-    f["cog_vs_mid"] = math.fsum([(p - mid) * q for p, q in bids + asks]) / (tb + ta) / mid
-    sb = math.fsum(q / (i + 1) for i, (_, q) in enumerate(bids))
-    sa = math.fsum(q / (i + 1) for i, (_, q) in enumerate(asks))
+    f["total_imbalance"] = _div(tb - ta, tb + ta)
+    f["bid_slope"] = tb / (mid - deep_b[-1][0]) if deep_b and mid - deep_b[-1][0] > 0 else NAN
+    f["ask_slope"] = ta / (deep_a[-1][0] - mid) if deep_a and deep_a[-1][0] - mid > 0 else NAN
+    f["bid_concentration"] = math.fsum((q / tb) ** 2 for _, q in deep_b) if tb else NAN
+    f["ask_concentration"] = math.fsum((q / ta) ** 2 for _, q in deep_a) if ta else NAN
+    f["center_of_gravity"] = _div(math.fsum([p * q for p, q in deep_b + deep_a]), tb + ta)
+    f["cog_vs_mid"] = _div(math.fsum([(p - mid) * q for p, q in deep_b + deep_a]), tb + ta) / mid
+    sb = math.fsum(q / (i + 1) for i, (_, q) in enumerate(deep_b))
+    sa = math.fsum(q / (i + 1) for i, (_, q) in enumerate(deep_a))
     f["smart_bid_depth"], f["smart_ask_depth"] = sb, sa
-    f["smart_depth_imbalance"] = (sb - sa) / (sb + sa)
+    f["smart_depth_imbalance"] = _div(sb - sa, sb + sa)
     b5, a5 = bids[:5], asks[:5]
     f["vwap_bid_5"] = math.fsum(p * q for p, q in b5) / math.fsum(q for _, q in b5)
     f["vwap_ask_5"] = math.fsum(p * q for p, q in a5) / math.fsum(q for _, q in a5)
     f["vwap_spread"] = (math.fsum((p - mid) * q for p, q in a5) / math.fsum(q for _, q in a5)
                         + math.fsum((mid - p) * q for p, q in b5) / math.fsum(q for _, q in b5))
     f["lambda_like"] = f["vwap_spread"] / (math.fsum(q for _, q in b5) + math.fsum(q for _, q in a5))
-    dist_b = [(mid - p) / mid * 10000.0 for p, _ in bids]
-    dist_a = [(p - mid) / mid * 10000.0 for p, _ in asks]
-    wb = math.fsum(q / (1 + d) for (_, q), d in zip(bids, dist_b))
-    wa = math.fsum(q / (1 + d) for (_, q), d in zip(asks, dist_a))
-    f["book_pressure"] = (wb - wa) / (wb + wa)
+    dist_b = [(mid - p) / mid * 10000.0 for p, _ in deep_b]
+    dist_a = [(p - mid) / mid * 10000.0 for p, _ in deep_a]
+    wb = math.fsum(q / (1 + d) for (_, q), d in zip(deep_b, dist_b))
+    wa = math.fsum(q / (1 + d) for (_, q), d in zip(deep_a, dist_a))
+    f["book_pressure"] = _div(wb - wa, wb + wa)
     for i in range(L):
         f[f"imbalance_L{i}"] = _imb(bids[i][1] if i < nb else 0.0, asks[i][1] if i < na else 0.0)
     for lo, hi in bands:
-        vb = math.fsum(q for (_, q), d in zip(bids, dist_b) if lo <= d < hi)
-        va = math.fsum(q for (_, q), d in zip(asks, dist_a) if lo <= d < hi)
+        vb = math.fsum(q for (_, q), d in zip(deep_b, dist_b) if lo <= d < hi)
+        va = math.fsum(q for (_, q), d in zip(deep_a, dist_a) if lo <= d < hi)
         f[f"bid_vol_band_{lo:g}_{hi:g}bps"] = vb
         f[f"ask_vol_band_{lo:g}_{hi:g}bps"] = va
         f[f"imb_band_{lo:g}_{hi:g}bps"] = _imb(vb, va)
@@ -117,11 +123,19 @@ def usable_matrix(px, sz):
     return p, q, ok.sum(axis=1)
 
 
-def structural_numpy(bpx, bsz, apx, asz, opts):
-    """Vectorised structural features of all books: {column: array}, plus the valid mask."""
+def structural_numpy(bpx, bsz, apx, asz, opts, deep=None):
+    """Vectorised structural features of all books: {column: array}, plus the valid mask.
+
+    deep: (bid px, bid sz, ask px, ask sz) matrices of the full books within the widest band,
+    best first, NaN-padded, which the depth aggregates use (default: the level matrices)."""
     L = opts.max_levels
     bp, bq, nb = usable_matrix(bpx[:, :L], bsz[:, :L])
     ap, aq, na = usable_matrix(apx[:, :L], asz[:, :L])
+    if deep is None:
+        dbp, dbq, dap, daq = bp, bq, ap, aq
+    else:
+        dbp, dbq, _ = usable_matrix(deep[0], deep[1])
+        dap, daq, _ = usable_matrix(deep[2], deep[3])
     n = len(nb)
     f = {}
     with np.errstate(all="ignore"):
@@ -142,22 +156,25 @@ def structural_numpy(bpx, bsz, apx, asz, opts):
         f["microprice"] = (bq[:, 0] * ap[:, 0] + aq[:, 0] * bp[:, 0]) / (bq[:, 0] + aq[:, 0])
         f["micro_minus_mid"] = (bq[:, 0] * (ap[:, 0] - mid) + aq[:, 0] * (bp[:, 0] - mid)) / (bq[:, 0] + aq[:, 0])
         f["weighted_mid"] = (bq[:, 0] * bp[:, 0] + aq[:, 0] * ap[:, 0]) / (bq[:, 0] + aq[:, 0])
-        tb, ta = bq0.sum(axis=1), aq0.sum(axis=1)
+        dbq0, daq0 = np.nan_to_num(dbq), np.nan_to_num(daq)
+        tb, ta = dbq0.sum(axis=1), daq0.sum(axis=1)
         f["total_bid_volume"], f["total_ask_volume"] = tb, ta
         f["total_imbalance"] = (tb - ta) / (tb + ta)
         rows = np.arange(n)
-        deep_b = bp[rows, np.maximum(nb - 1, 0)]
-        deep_a = ap[rows, np.maximum(na - 1, 0)]
+        ndb, nda = np.isfinite(dbp).sum(axis=1), np.isfinite(dap).sum(axis=1)
+        deep_b = np.where(ndb > 0, dbp[rows, np.maximum(ndb - 1, 0)], np.nan)
+        deep_a = np.where(nda > 0, dap[rows, np.maximum(nda - 1, 0)], np.nan)
         f["bid_slope"] = np.where(mid - deep_b > 0, tb / (mid - deep_b), np.nan)
         f["ask_slope"] = np.where(deep_a - mid > 0, ta / (deep_a - mid), np.nan)
-        f["bid_concentration"] = ((bq0 / tb[:, None]) ** 2).sum(axis=1)
-        f["ask_concentration"] = ((aq0 / ta[:, None]) ** 2).sum(axis=1)
-        pq = np.nan_to_num(bp * bq).sum(axis=1) + np.nan_to_num(ap * aq).sum(axis=1)
+        f["bid_concentration"] = np.where(tb > 0, ((dbq0 / tb[:, None]) ** 2).sum(axis=1), np.nan)
+        f["ask_concentration"] = np.where(ta > 0, ((daq0 / ta[:, None]) ** 2).sum(axis=1), np.nan)
+        pq = np.nan_to_num(dbp * dbq).sum(axis=1) + np.nan_to_num(dap * daq).sum(axis=1)
         f["center_of_gravity"] = pq / (tb + ta)
-        dev = np.nan_to_num((bp - mid[:, None]) * bq).sum(axis=1) + np.nan_to_num((ap - mid[:, None]) * aq).sum(axis=1)
+        dev = (np.nan_to_num((dbp - mid[:, None]) * dbq).sum(axis=1)
+               + np.nan_to_num((dap - mid[:, None]) * daq).sum(axis=1))
         f["cog_vs_mid"] = dev / (tb + ta) / mid
-        rank = 1.0 / np.arange(1, L + 1)
-        sb, sa = (bq0 * rank).sum(axis=1), (aq0 * rank).sum(axis=1)
+        sb = (dbq0 / np.arange(1, dbq0.shape[1] + 1)).sum(axis=1)
+        sa = (daq0 / np.arange(1, daq0.shape[1] + 1)).sum(axis=1)
         f["smart_bid_depth"], f["smart_ask_depth"] = sb, sa
         f["smart_depth_imbalance"] = (sb - sa) / (sb + sa)
         q5b, q5a = bq0[:, :5].sum(axis=1), aq0[:, :5].sum(axis=1)
@@ -166,16 +183,16 @@ def structural_numpy(bpx, bsz, apx, asz, opts):
         f["vwap_spread"] = (np.nan_to_num((ap[:, :5] - mid[:, None]) * aq[:, :5]).sum(axis=1) / q5a
                             + np.nan_to_num((mid[:, None] - bp[:, :5]) * bq[:, :5]).sum(axis=1) / q5b)
         f["lambda_like"] = f["vwap_spread"] / (q5b + q5a)
-        db = (mid[:, None] - bp) / mid[:, None] * 10000.0
-        da = (ap - mid[:, None]) / mid[:, None] * 10000.0
-        wb = np.nan_to_num(bq / (1 + db)).sum(axis=1)
-        wa = np.nan_to_num(aq / (1 + da)).sum(axis=1)
+        db = (mid[:, None] - dbp) / mid[:, None] * 10000.0
+        da = (dap - mid[:, None]) / mid[:, None] * 10000.0
+        wb = np.nan_to_num(dbq / (1 + db)).sum(axis=1)
+        wa = np.nan_to_num(daq / (1 + da)).sum(axis=1)
         f["book_pressure"] = (wb - wa) / (wb + wa)
         for i in range(L):
             f[f"imbalance_L{i}"] = (bq0[:, i] - aq0[:, i]) / (bq0[:, i] + aq0[:, i])
         for lo, hi in band_edges(opts):
-            vb = np.where((db >= lo) & (db < hi), bq0, 0.0).sum(axis=1)
-            va = np.where((da >= lo) & (da < hi), aq0, 0.0).sum(axis=1)
+            vb = np.where((db >= lo) & (db < hi), dbq0, 0.0).sum(axis=1)
+            va = np.where((da >= lo) & (da < hi), daq0, 0.0).sum(axis=1)
             f[f"bid_vol_band_{lo:g}_{hi:g}bps"], f[f"ask_vol_band_{lo:g}_{hi:g}bps"] = vb, va
             f[f"imb_band_{lo:g}_{hi:g}bps"] = (vb - va) / (vb + va)
     keep = {"best_bid", "best_ask", "book_depth", "bid_levels", "ask_levels", "is_crossed", "is_locked"}

@@ -15,7 +15,8 @@ from datetime import datetime, timezone
 import numpy as np
 
 from fluxforge.config import FeatureOptions
-from tests.reference.book_reference import structural_numpy, structural_row, usable_levels
+from tests.reference.book_rebuild import RESYNC, SYNCED, rebuild_rows, within_band
+from tests.reference.book_reference import structural_numpy, structural_row
 
 NAN = float("nan")
 # A gap of more than this many bar lengths closes the open bar and emits no empty bars in
@@ -68,31 +69,62 @@ def _ms(seconds):
     return int(round(seconds * 1000.0))
 
 
+def _pad(rows, width=None):
+    """NaN-padded matrix of ragged rows (width: at least the longest row)."""
+    width = max([width or 1] + [len(xs) for xs in rows])
+    out = np.full((len(rows), width), np.nan)
+    for i, xs in enumerate(rows):
+        out[i, :len(xs)] = xs
+    return out
+
+
+def _book_times(cols):
+    """docs/features.md: a book row without exchange time (Binance's REST snapshot) takes the time
+    of the symbol's next timed book row in receive order, else of the previous one."""
+    ts = list(cols["timestamp"])
+    recv = cols.get("recv_ns")
+    by_recv = sorted(range(len(ts)), key=lambda i: recv[i]) if recv else list(range(len(ts)))
+    for walk in (reversed(by_recv), by_recv):
+        seen = None
+        for i in walk:
+            if cols["timestamp"][i] is not None:
+                seen = cols["timestamp"][i]
+            elif ts[i] is None:
+                ts[i] = seen
+    return ts
+
+
 def _books_rows(books, opts, mode):
+    """Rebuild the books (tests/reference/book_rebuild.py) in time order; one record per message
+    after which the book is known, plus the times where a resync restarts the features."""
     cols = books.to_pydict()
+    cols["timestamp"] = _book_times(cols)
     n = len(cols["timestamp"])
-    rows = [(cols["timestamp"][i], cols["nonce"][i], i) for i in range(n) if cols["timestamp"][i] is not None]
-    rows.sort(key=lambda r: r[0])
+    order = sorted((i for i in range(n) if cols["timestamp"][i] is not None), key=lambda i: cols["timestamp"][i])
+    timed = {k: [cols[k][i] for i in order] for k in cols}
     L = opts.max_levels
+    widest = float(opts.bands_bps[-1])
+    known, resyncs = [], []
+    for k, (status, bids, asks) in enumerate(rebuild_rows(timed, opts.book_max_depth)):
+        if status & RESYNC:
+            resyncs.append(timed["timestamp"][k])
+        if status & SYNCED:
+            deep_b, deep_a = within_band(bids, asks, widest)
+            known.append((k, bids[:L], asks[:L], deep_b, deep_a))
     if mode == "numpy":
-        def pad(name):
-            out = np.full((n, L), np.nan)
-            for i, xs in enumerate(cols[name]):
-                xs = [np.nan if x is None else x for x in (xs or [])][:L]
-                out[i, :len(xs)] = xs
-            return out
-        f, _ = structural_numpy(pad("bid_px"), pad("bid_sz"), pad("ask_px"), pad("ask_sz"), opts)
+        def mats(j):
+            return _pad([[p for p, _ in r[j]] for r in known], L), _pad([[q for _, q in r[j]] for r in known], L)
+        (bp, bq), (ap, aq), (dbp, dbq), (dap, daq) = mats(1), mats(2), mats(3), mats(4)
+        f, _ = structural_numpy(bp, bq, ap, aq, opts, deep=(dbp, dbq, dap, daq))
     out = []
-    for ts, nonce, i in rows:
-        bids = usable_levels(cols["bid_px"][i], cols["bid_sz"][i], L)
-        asks = usable_levels(cols["ask_px"][i], cols["ask_sz"][i], L)
+    for j, (k, bids, asks, deep_b, deep_a) in enumerate(known):
         if mode == "numpy":
-            s = {k: (v[i].item() if hasattr(v[i], "item") else v[i]) for k, v in f.items()}
+            s = {name: (v[j].item() if hasattr(v[j], "item") else v[j]) for name, v in f.items()}
             valid = bool(s["book_depth"] > 0 and not s["is_crossed"])
         else:
-            s, valid = structural_row(bids, asks, opts)
-        out.append(dict(ts=ts, nonce=nonce, bids=bids, asks=asks, s=s, valid=valid))
-    return out
+            s, valid = structural_row(bids, asks, opts, deep=(deep_b, deep_a))
+        out.append(dict(ts=timed["timestamp"][k], nonce=timed["nonce"][k], bids=bids, asks=asks, s=s, valid=valid))
+    return out, resyncs
 
 
 def _trade_rows(trades):
@@ -127,9 +159,9 @@ def reference(books, trades=None, resets=(), options=None, mode="python", **over
     """(hf rows as a list of dicts, {duration: list of bar dicts}) of one batch, open bars flushed."""
     opts = FeatureOptions(**{**(options.model_dump() if options else {}), **overrides})
     agg = NpAgg if mode == "numpy" else PyAgg
-    B = _books_rows(books, opts, mode)
+    B, resyncs = _books_rows(books, opts, mode)
     T = _trade_rows(trades)
-    R = sorted(set(int(r) for r in resets))
+    R = sorted(set(int(r) for r in resets) | set(int(r) for r in resyncs))
     emit_ms = _ms(opts.hf_emit_interval)
     weights = [math.exp(-opts.ofi_decay_alpha * m) for m in range(opts.ofi_levels)]
     band0 = f"_0_{opts.bands_bps[0]:g}bps"

@@ -27,7 +27,9 @@ def book_table(ts: np.ndarray, bid_px: np.ndarray, bid_sz: np.ndarray, ask_px: n
         "symbol": pa.array(np.full(n, symbol, dtype=object)),
         "timestamp": pa.array(ts, type=pa.int64()),
         "recv_ns": pa.array(ts * 1_000_000, type=pa.int64()),
+        "kind": pa.array(np.full(n, "snapshot", dtype=object)),
         "nonce": pa.array(np.arange(n, dtype=np.int64)),
+        "prev_nonce": pa.nulls(n, pa.int64()), "checksum": pa.nulls(n, pa.int64()),
         "bid_px": _list_column(bid_px), "bid_sz": _list_column(bid_sz),
         "ask_px": _list_column(ask_px), "ask_sz": _list_column(ask_sz),
     }, schema=bronze.ORDERBOOK)

@@ -26,7 +26,7 @@ def book_rows(exchange: str, symbol: str, recv_ns: list[int], mid: float = 100.0
     return {
         "exchange": [exchange] * n, "symbol": [symbol] * n,
         "timestamp": [r // 1_000_000 for r in recv_ns], "recv_ns": recv_ns,
-        "nonce": list(range(1, n + 1)),
+        "kind": ["snapshot"] * n, "nonce": list(range(1, n + 1)), "prev_nonce": [None] * n, "checksum": [None] * n,
         "bid_px": [[mid - 0.5, mid - 1.0]] * n, "bid_sz": [[1.0, 2.0]] * n,
         "ask_px": [[mid + 0.5, mid + 1.0]] * n, "ask_sz": [[1.5, 2.5]] * n,
     }

@@ -88,3 +88,30 @@ def test_buffers_produce_bronze_batches():
     t = bufs["ticker"].to_batch().to_pylist()[0]
     assert t["bid"] == 1.0 and t["ask"] == 2.0 and t["bid_size"] is None
     assert isinstance(bufs["trades"].to_batch(), pa.RecordBatch)
+
+
+def test_book_rows_keep_snapshots_whole_and_deltas_as_applied():
+    from fluxforge.collector.book_tap import RecordingOrderBook, message_links
+
+    resets = []
+    book = RecordingOrderBook({}, 2, on_reset=lambda b, snap: resets.append(b.get("nonce")))
+    assert book.fresh and book.take_logs() == ([], [])
+    book.reset({"bids": [[10.0, 1.0], [9.0, 2.0], [8.0, 3.0]], "asks": [[11.0, 1.5]], "nonce": 7, "symbol": "X/Y"})
+    assert resets == [7] and not book.fresh and book.take_logs() == ([], [])  # a reset is a snapshot, not a delta
+    book["bids"].store(9.0, 0.0)          # ccxt's handle_delta path
+    book["bids"].storeArray([12.0, 4.0])  # and the storeArray path
+    book["asks"].store(11.0, 2.5)
+    book.limit()                          # ccxt's trimming does not touch what was logged
+    assert book.take_logs() == ([9.0, 0.0, 12.0, 4.0], [11.0, 2.5]) and len(book["bids"]) == 2
+    bufs = new_buffers()
+    bufs["orderbook"].add_snapshot("okx", "X/Y", 5, 1, 7, None, -3, [[10.0, 1.0], [9.0, 2.0]], [[11.0, 1.5]])
+    bufs["orderbook"].add_delta("okx", "X/Y", 6, 2, 8, 7, 99, [9.0, 0.0, 12.0, 4.0], [])
+    rows = bufs["orderbook"].to_batch().to_pylist()
+    assert [r["kind"] for r in rows] == ["snapshot", "delta"]
+    assert rows[0]["bid_px"] == [10.0, 9.0] and rows[0]["checksum"] == -3 and rows[0]["prev_nonce"] is None
+    assert rows[1]["bid_px"] == [9.0, 12.0] and rows[1]["bid_sz"] == [0.0, 4.0] and rows[1]["ask_px"] == []
+    assert (rows[1]["nonce"], rows[1]["prev_nonce"], rows[1]["checksum"]) == (8, 7, 99)
+    assert message_links({"U": 101, "u": 104}) == (100, None)
+    assert message_links({"prevSeqId": -1, "seqId": 5, "checksum": "-12"}) == (None, -12)
+    assert message_links({"prevSeqId": 4, "seqId": 5, "checksum": 3}) == (4, 3)
+    assert message_links({"pu": 9, "U": 5}) == (9, None) and message_links([1]) == (None, None)

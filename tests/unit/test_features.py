@@ -68,7 +68,13 @@ def test_trades_before_snapshot_at_equal_timestamp():
 
 
 def test_structural_values_of_a_simple_book():
-    hf = compute(books([([(99.0, 1.0), (98.0, 3.0)], [(101.0, 3.0), (102.0, 1.0)])]), hf_emit_interval=0).hf
+    book = books([([(99.0, 1.0), (98.0, 3.0)], [(101.0, 3.0), (102.0, 1.0)])])
+    # default bands (widest 50 bps): the depth aggregates see only the best level of each side
+    narrow = compute(book, hf_emit_interval=0).hf.to_pylist()[0]
+    assert narrow["total_bid_volume"] == 1.0 and narrow["total_ask_volume"] == 3.0
+    assert narrow["total_imbalance"] == -0.5 and narrow["bid_concentration"] == 1.0
+    # a 300 bps band covers the whole book
+    hf = compute(book, hf_emit_interval=0, bands_bps=[5.0, 300.0]).hf
     row = hf.to_pylist()[0]
     assert row["mid_price"] == 100.0 and row["spread"] == 2.0
     assert row["relative_spread"] == pytest.approx(0.02)

@@ -43,6 +43,7 @@ def test_segment_reports_state_files_symbols_and_verified_manifest(tmp_path, cap
     assert book["time_range"]["first"] == "2024-08-08T12:00:00.000+00:00"
     assert book["time_range"]["last"].startswith("2024-08-08T12:00:09.")
     assert {c["name"]: c["type"] for c in book["schema"]}["bid_px"].startswith("list<")
+    assert book["book_rows"] == {"snapshot": 70}
     assert info["files"]["events.parquet"]["symbols"] == {"binance:ETH/USDT": 1}
 
 
@@ -53,6 +54,7 @@ def test_text_output_is_readable(tmp_path, capsys):
     assert "state     ready" in out
     assert "manifest  ok" in out
     assert "binance:BTC/USDT (50)" in out
+    assert "book rows snapshot 70" in out
     assert "== trades.parquet" in out
 
 
@@ -162,3 +164,48 @@ def test_manifest_file_outside_the_segment_is_a_problem_not_a_read(tmp_path, cap
     problems = " ".join(info["manifest"]["problems"])
     assert "channel 'trades' names file '../../outside.parquet'; only 'trades.parquet' is allowed" in problems
     assert "unknown channel 'bogus'" in problems
+
+
+def _delta_segment(tmp_path):
+    """One symbol recorded as format 2 messages: snapshot, deltas (a delete, a re-add, a crossing
+    level), a lost message (gap), then a snapshot that resyncs."""
+    t = [T0 + i * NS // 10 for i in range(7)]
+    rows = [("snapshot", 10, None, [(100.0, 1.0), (99.0, 2.0)], [(101.0, 1.0), (102.0, 3.0)]),
+            ("delta", 11, 10, [(99.0, 0.0), (98.5, 4.0)], [(101.0, 2.0)]),
+            ("delta", 12, 11, [(99.0, 5.0)], [(100.5, 1.5)]),
+            ("delta", 15, 13, [(97.0, 1.0)], []),                       # 13 was lost: a gap
+            ("delta", 16, 15, [(96.0, 1.0)], []),
+            ("snapshot", 20, None, [(100.2, 1.0)], [(100.4, 1.0)]),
+            ("delta", 21, 20, [(100.1, 2.0)], [])]
+    cols = {k: [] for k in ("exchange", "symbol", "timestamp", "recv_ns", "kind", "nonce", "prev_nonce", "checksum",
+                            "bid_px", "bid_sz", "ask_px", "ask_sz")}
+    for recv, (kind, nonce, prev, bids, asks) in zip(t, rows):
+        for k, v in (("exchange", "binance"), ("symbol", "BTC/USDT"), ("timestamp", recv // 1_000_000),
+                     ("recv_ns", recv), ("kind", kind), ("nonce", nonce), ("prev_nonce", prev), ("checksum", None),
+                     ("bid_px", [p for p, _ in bids]), ("bid_sz", [q for _, q in bids]),
+                     ("ask_px", [p for p, _ in asks]), ("ask_sz", [q for _, q in asks])):
+            cols[k].append(v)
+    return write_segment(tmp_path, "ready", START, 9, {"orderbook": cols}), t
+
+
+def test_book_at_rebuilds_the_segment_book_at_that_time(tmp_path, capsys):
+    seg, t = _delta_segment(tmp_path)
+    at = datetime.fromtimestamp(t[2] / NS, tz=timezone.utc).isoformat()
+    rc, view = _run_json(capsys, str(seg), "--book-at", at, "--symbol", "BTC/USDT")
+    assert rc == 0 and view["synced"] and view["messages"] == 3
+    assert view["bids"] == [[100.0, 1.0], [99.0, 5.0], [98.5, 4.0]]
+    assert view["asks"] == [[100.5, 1.5], [101.0, 2.0], [102.0, 3.0]]
+    # after the gap the book is unknown (exit 1) until the next snapshot
+    rc, view = _run_json(capsys, str(seg), "--book-at", str(t[4] // 1_000_000), "--symbol", "BTC/USDT")
+    assert rc == 1 and not view["synced"] and view["counters"]["book_gaps"] == 1
+    assert main(["inspect", str(seg), "--book-at", str(t[6] // 1_000_000), "--symbol", "BTC/USDT"]) == 0
+    text = capsys.readouterr().out
+    assert "100.1" in text and "100.4" in text and "gaps 1" in text
+
+
+def test_book_at_needs_a_symbol_and_a_time(tmp_path, capsys):
+    seg, _ = _delta_segment(tmp_path)
+    assert main(["inspect", str(seg), "--book-at", "noon", "--symbol", "BTC/USDT"]) == 1
+    assert "ISO 8601" in capsys.readouterr().err
+    assert main(["inspect", str(seg), "--book-at", "2024-08-08T12:00:00"]) == 2
+    assert main(["inspect", str(seg), "--book-at", "2024-08-08T12:00:00", "--symbol", "NOPE/USDT"]) == 1

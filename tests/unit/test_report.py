@@ -168,3 +168,31 @@ def test_default_output_name_in_the_current_directory(tmp_path, capsys, monkeypa
     assert main(["report", "--config", "/dev/null", "--data-dir", str(tmp_path / "data"), "-s", "BTC/USDT"]) == 0
     assert capsys.readouterr().out.startswith("wrote report-BTC-USDT-20240808.png: binance BTC-USDT, 60 bars")
     assert png_size(tmp_path / "report-BTC-USDT-20240808.png") == PIXEL_SIZE
+
+
+def test_depth_profile_is_drawn_from_the_band_columns(tmp_path, capsys):
+    write_bars(tmp_path, DAY1 + timedelta(hours=1), 120, hf=False)
+    hts = np.arange(0, 120_000, 1000, dtype=np.int64) + int((DAY1 + timedelta(hours=1)).timestamp() * 1000)
+    rng = np.random.default_rng(3)
+    bands = [(0, 5), (5, 10), (10, 25), (25, 50), (50, 100)]
+    cols = {"timestamp": pa.array(hts).cast(pa.timestamp("ms", tz="UTC"))}
+    for lo, hi in bands:
+        for side in ("bid", "ask"):
+            cols[f"{side}_vol_band_{lo}_{hi}bps"] = rng.uniform(0, 10 * hi, len(hts))
+    _partitioned(tmp_path, "hf", pa.table(cols), hts, "binance", "BTC-USDT", "seg-h-20240808T000000Z-000002")
+    out = tmp_path / "depth.png"
+    assert report(tmp_path, "--symbol", "BTC/USDT", "--depth-profile", "-o", str(out)) == 0
+    assert png_size(out) == PIXEL_SIZE and out.stat().st_size > 20_000
+    assert "depth profile of 120 hf rows" in capsys.readouterr().out
+    from fluxforge.observe.depth_profile import band_columns, mean_profile, read_profile
+    table, found = read_profile(tmp_path / "features", "binance", "BTC-USDT", None, None)
+    assert found == [(float(lo), float(hi)) for lo, hi in bands]
+    prof = mean_profile(table, found)
+    assert np.allclose(prof["ask"], [np.nanmean(cols[f"ask_vol_band_{lo}_{hi}bps"]) for lo, hi in bands])
+    assert band_columns(["bid_vol_band_0_5bps"]) == []   # one side only: not a profile
+
+
+def test_depth_profile_without_band_columns_is_one_clear_line(tmp_path, capsys):
+    write_bars(tmp_path, DAY1 + timedelta(hours=1), 60)
+    assert report(tmp_path, "--symbol", "BTC/USDT", "--depth-profile", "-o", str(tmp_path / "d.png")) == 1
+    assert "no hf depth band columns" in capsys.readouterr().err
