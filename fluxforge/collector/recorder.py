@@ -59,7 +59,7 @@ class Recorder:
             reason = "rest snapshot" if key in self._snapshot_pending else "ws snapshot"
         self._snapshot_pending.discard(key)
         self._needs_snapshot.discard(key)
-        self._book_ids[key] = id(book)
+        self._books[key] = book
         self.event(exchange, symbol, "orderbook", "resync", reason)
         self._check_crossed(exchange, symbol, book)
         self.last_seen[(exchange, "orderbook", symbol)] = recv_ns
