@@ -49,8 +49,8 @@ async def collect_replay(tmp_path, files):
         # socket readers for seconds at a time, which is not a stalled exchange
         cfg = make_config(tmp_path, entries, segment_max_seconds=5.0, stall_timeout=120.0)
         async with running_collector(cfg) as collector:
-            await wait_until(lambda: all(("binance", s) in collector.recorder._book_ids
-                                         and ("okx", s) in collector.recorder._book_ids for s in SYMBOLS),
+            await wait_until(lambda: all(("binance", s) in collector.recorder._books
+                                         and ("okx", s) in collector.recorder._books for s in SYMBOLS),
                              timeout=30, what="both books synced")
             lx.freeze(False)
             await wait_until(lambda: lx.source.finished, timeout=120, what="replay to finish")
