@@ -99,7 +99,7 @@ class BookBuffer(ChannelBuffer):
     the levels are already `px, sz, ...`.
     """
 
-    __slots__ = ("bids", "asks", "bid_off", "ask_off", "_head_cols")
+    __slots__ = ("bids", "asks", "bid_off", "ask_off", "_head_cols", "broken_after")
 
     HEAD = ("exchange", "symbol", "timestamp", "recv_ns", "kind", "nonce", "prev_nonce", "checksum")
 
@@ -110,6 +110,7 @@ class BookBuffer(ChannelBuffer):
         self.bid_off = [0]            # offsets in levels
         self.ask_off = [0]
         self._head_cols = [self.cols[name] for name in self.HEAD]
+        self.broken_after: set[tuple[str, str]] = set()  # books whose last row here was dropped (`bad`)
 
     @staticmethod
     def _extend(flat: list, levels: list) -> None:
@@ -192,18 +193,40 @@ class BookBuffer(ChannelBuffer):
         ]
         return pa.RecordBatch.from_arrays(arrays, schema=ORDERBOOK)
 
+    def row_at(self, i: int) -> tuple:
+        """Row `i` as `append` takes it (levels flat)."""
+        b0, b1, a0, a1 = 2 * self.bid_off[i], 2 * self.bid_off[i + 1], 2 * self.ask_off[i], 2 * self.ask_off[i + 1]
+        return tuple(self.cols[name][i] for name in self.HEAD), self.bids[b0:b1], self.asks[a0:a1], True
+
+    def select(self, rows: list[int]) -> "BookBuffer":
+        """A new buffer holding only `rows` (indices, in order)."""
+        out = BookBuffer()
+        for i in rows:
+            out.append(self.row_at(i))
+        return out
+
     def _without_bad_levels(self) -> "BookBuffer":
-        """A copy without the rows whose level values are not numbers (listed in `self.bad`)."""
-        good = BookBuffer()
+        """A copy without the rows whose level values are not numbers (listed in `self.bad`).
+
+        A later delta of the same book continues the dropped row, so it is dropped too (until a
+        snapshot row restarts that book); books still broken at the end go in `broken_after`."""
+        good, broken = BookBuffer(), self.broken_after
+        exchanges, symbols, kinds = self.cols["exchange"], self.cols["symbol"], self.cols["kind"]
         for i in range(self.rows):
-            b0, b1, a0, a1 = 2 * self.bid_off[i], 2 * self.bid_off[i + 1], 2 * self.ask_off[i], 2 * self.ask_off[i + 1]
-            bids, asks = self.bids[b0:b1], self.asks[a0:a1]
+            key = (exchanges[i], symbols[i])
+            row = self.row_at(i)
             try:
-                np.asarray(bids, dtype=np.float64), np.asarray(asks, dtype=np.float64)
+                np.asarray(row[1], dtype=np.float64), np.asarray(row[2], dtype=np.float64)
             except (TypeError, ValueError) as e:
-                self.bad.append((self.cols["exchange"][i], self.cols["symbol"][i], f"unconvertible book level: {e}"))
+                self.bad.append((*key, f"unconvertible book level: {e}"))
+                broken.add(key)
                 continue
-            good.append((tuple(self.cols[name][i] for name in self.HEAD), bids, asks, True))
+            if kinds[i] == BOOK_SNAPSHOT:
+                broken.discard(key)
+            elif key in broken:
+                self.bad.append((*key, "follows an unconvertible book row"))
+                continue
+            good.append(row)
         return good
 
 

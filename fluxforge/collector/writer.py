@@ -16,8 +16,9 @@ collector keeps running, drops data rows with accounting, keeps its event rows
 in memory, reports it (log, STATUS, `disk_full` event) and resumes by itself
 when space returns, writing `dropped` and `gap` events for what was lost.
 Book rows lost after admission (disk full, unconvertible) make the next message of
-that book a snapshot row (`Recorder.book_rows_lost`), so bronze deltas never
-continue a row that is not there.
+that book a snapshot row (`Recorder.book_rows_lost`), and the deltas queued before
+it are dropped with accounting (`book_chain.py`), so bronze deltas never continue
+a row that is not there.
 """
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ from ..config import Config
 from ..bronze.journal import JournalUnreadable
 from ..logs import get_logger
 from ..bronze.segments import SegmentStore
+from .book_chain import BookChainGuard
 from .recorder import Recorder
 from .row_queue import RowQueue
 from .rows import ChannelBuffer
@@ -44,6 +46,7 @@ log = get_logger("fluxforge.collector.writer")
 MB = 1024 * 1024
 DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 MAX_CARRIED_EVENTS = 10000
+DISK_FULL_REASON = "disk full"
 
 
 class DiskFull(Exception):
@@ -78,6 +81,7 @@ class BronzeWriter:
         self.conversion_dropped_total = 0
         self._unconvertible: list[tuple[str, ChannelBuffer, str]] = []
         self._disk_dropped: Counter[tuple[str, str]] = Counter()
+        self._chains = BookChainGuard()
         self.metrics = None  # observe.collector_metrics.CollectorMetrics when metrics are enabled
 
     # -- segments -----------------------------------------------------------------
@@ -132,15 +136,16 @@ class BronzeWriter:
             for exchange, symbol, reason in buf.bad:
                 self.recorder.event(exchange, symbol, channel, "dropped", reason, 1)
                 lost += channel != "events"
-                if channel == "orderbook":
-                    self.recorder.book_rows_lost([(exchange, symbol)])
+            if channel == "orderbook" and buf.broken_after:
+                self.recorder.book_rows_lost(buf.broken_after)
+                self._chains.lost(buf.broken_after, "follows an unconvertible book row")
         for channel, buf, reason in self._unconvertible:
             log.error("batch_unconvertible", channel=channel, rows=buf.rows, error=reason)
             for (exchange, symbol), count in Counter(zip(buf.cols["exchange"], buf.cols["symbol"])).items():
                 self.recorder.event(exchange, symbol, channel, "dropped", f"unconvertible batch: {reason}", count)
             lost += buf.rows if channel != "events" else 0
             if channel == "orderbook":
-                self.recorder.book_rows_lost(zip(buf.cols["exchange"], buf.cols["symbol"]))
+                self._book_rows_lost(buf, "follows an unconvertible book batch")
         self._unconvertible.clear()
         self.conversion_dropped_total += lost
         return lost
@@ -151,6 +156,7 @@ class BronzeWriter:
         if self._carried_events is not None:
             buffers["events"].prepend(self._carried_events)
             self._carried_events = None
+        orphans = self._drop_orphan_deltas(buffers)
         started = time.monotonic()
         try:
             try:
@@ -166,7 +172,7 @@ class BronzeWriter:
             self._account_unwritten(unwritten)
             if self.metrics is not None:
                 self.metrics.flushed(buffers, unwritten, time.monotonic() - started)
-            written = n - sum(b.rows for ch, b in unwritten.items() if ch != "events")
+            written = n - orphans - sum(b.rows for ch, b in unwritten.items() if ch != "events")
             written -= self._report_dropped_rows(buffers)
             self.durable_rows += written
             if written and not self.ready_sent:
@@ -186,8 +192,24 @@ class BronzeWriter:
             for exchange, count in Counter(buf.cols["exchange"]).items():
                 self._disk_dropped[(exchange, channel)] += count
             if channel == "orderbook":
-                self.recorder.book_rows_lost(zip(buf.cols["exchange"], buf.cols["symbol"]))
+                self._book_rows_lost(buf, DISK_FULL_REASON)
             self.disk_dropped_total += buf.rows
+
+    def _book_rows_lost(self, buf: ChannelBuffer, reason: str) -> None:
+        books = set(zip(buf.cols["exchange"], buf.cols["symbol"]))
+        self.recorder.book_rows_lost(books)
+        self._chains.lost(books, reason)
+
+    def _drop_orphan_deltas(self, buffers: dict[str, ChannelBuffer]) -> int:
+        """Deltas continuing a book row that was lost: dropped and counted (loop thread)."""
+        buffers["orderbook"], dropped = self._chains.filter(buffers["orderbook"])
+        for (exchange, symbol, reason), count in sorted(dropped.items()):
+            self.recorder.event(exchange, symbol, "orderbook", "dropped", reason, count)
+            if reason == DISK_FULL_REASON:
+                self.disk_dropped_total += count
+            else:
+                self.conversion_dropped_total += count
+        return sum(dropped.values())
 
     def _enter_disk_full(self, reason: str) -> None:
         if self.disk_full:
@@ -202,7 +224,7 @@ class BronzeWriter:
         dropped = sum(self._disk_dropped.values())
         log.warning("disk_space_recovered", rows_dropped=dropped, free_mb=round(self._free_mb(), 1))
         for (ex, channel), count in sorted(self._disk_dropped.items()):
-            self.recorder.event(ex, None, channel, "dropped", "disk full", count)
+            self.recorder.event(ex, None, channel, "dropped", DISK_FULL_REASON, count)
         for ex in sorted({ex for ex, _ in self._disk_dropped}):
             self.recorder.event(ex, None, None, "gap", "rows dropped while the disk was full")
         self._disk_dropped.clear()
