@@ -97,6 +97,9 @@ def import_daedalus(sources: Iterable[str | Path], data_dir: str | Path, *, host
 
         todo: dict[str, Path] = {}
         for path in files:
+            if path.stat().st_size == 0:
+                report.empty_files.append(str(path))  # nothing to import, nothing to remember
+                continue
             digest = sha256_file(path)
             if digest in ledger.files or digest in todo:
                 report.files_already_imported.append(str(path))

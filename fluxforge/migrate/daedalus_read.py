@@ -93,25 +93,27 @@ def _read_ndjson(path: Path, report: ImportReport, extra: Counter) -> Iterator[t
     opener = gzip.open if path.name.endswith(".gz") else open
     rows: dict[str, list[dict]] = {c: [] for c in OLD_SCHEMAS}
     pending = 0
-    with opener(path, "rb") as fh:
-        for line_no, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                channel, new = parse_line(line, extra)
-            except BadLine as e:
-                report.bad_line(path, line_no, str(e))
-                continue
-            except UnmappedChannel as e:
-                report.unmapped_channels[e.channel] += e.rows
-                continue
-            rows[channel].extend(new)
-            pending += len(new)
-            if pending >= CHUNK_ROWS:
-                yield from _chunk_tables(rows)
-                rows = {c: [] for c in OLD_SCHEMAS}
-                pending = 0
-    yield from _chunk_tables(rows)
+    try:
+        with opener(path, "rb") as fh:
+            for line_no, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    channel, new = parse_line(line, extra)
+                except BadLine as e:
+                    report.bad_line(path, line_no, str(e))
+                    continue
+                except UnmappedChannel as e:
+                    report.unmapped_channels[e.channel] += e.rows
+                    continue
+                rows[channel].extend(new)
+                pending += len(new)
+                if pending >= CHUNK_ROWS:
+                    yield from _chunk_tables(rows)
+                    rows = {c: [] for c in OLD_SCHEMAS}
+                    pending = 0
+    finally:  # a file cut off part-way (truncated gzip, I/O error): keep the lines read before it
+        yield from _chunk_tables(rows)
 
 
 def read_file(path: Path, report: ImportReport, extra: Counter) -> Iterator[tuple[str, pa.Table]]:
