@@ -146,9 +146,17 @@ def synthetic_records(start: datetime, minutes: int, symbols=("BTC/USDT", "ETH/U
             ms = int(t.timestamp() * 1000) - rng.randint(0, 50)
             bids = [[round(mid - 0.01 * (i + 1), 2), round(rng.uniform(0.1, 5), 4)] for i in range(10)]
             asks = [[round(mid + 0.01 * (i + 1), 2), round(rng.uniform(0.1, 5), 4)] for i in range(10)]
-            out.append(record("orderbook", exchange, sym, {
-                "bids": bids, "asks": asks, "timestamp": ms if n % 17 else None,
-                "datetime": None, "nonce": None if n % 3 else 10_000 + n, "symbol": sym}, t))
+            book = {"bids": bids, "asks": asks, "timestamp": ms, "datetime": None, "nonce": 10_000 + n, "symbol": sym}
+            if n % 17 == 0:  # no exchange time: None, or no key at all (the old writer stored 0)
+                if n % 2:
+                    book["timestamp"] = None
+                else:
+                    del book["timestamp"]
+            if n % 3 == 1:  # no sequence: None, or no key at all (the old writer stored 0)
+                book["nonce"] = None
+            elif n % 3 == 2:
+                del book["nonce"]
+            out.append(record("orderbook", exchange, sym, book, t))
             t += timedelta(microseconds=rng.randint(1, 400_000))
             trades = []
             for k in range(rng.randint(1, 3)):
@@ -159,6 +167,8 @@ def synthetic_records(start: datetime, minutes: int, symbols=("BTC/USDT", "ETH/U
                                "takerOrMaker": "taker" if k == 0 else None, "price": px, "amount": qty,
                                "cost": px * qty if (n + k) % 11 else px * qty * 1.5, "fee": None, "fees": [],
                                "order": None, "type": None, "info": {"t": 5_000_000 + 10 * n + k, "m": k % 2 == 0}})
+                if (n + k) % 82 == 0:  # no id / side key at all (the old writer stored "" for those)
+                    del trades[-1]["id"], trades[-1]["side"]
             out.append(record("trades", exchange, sym, trades, t))
             if n % 5 == 0:
                 t += timedelta(microseconds=rng.randint(1, 400_000))
@@ -182,16 +192,16 @@ def expected_bronze(records: list[dict]) -> dict[str, list[dict]]:
         base = {"exchange": rec["exchange"], "symbol": rec["symbol"], "recv_ns": recv}
         d = rec["data"]
         if rec["type"] == "orderbook":
-            out["orderbook"].append(dict(base, timestamp=d["timestamp"] or None, kind="snapshot", nonce=d["nonce"] or None,
+            out["orderbook"].append(dict(base, timestamp=d.get("timestamp"), kind="snapshot", nonce=d.get("nonce"),
                                          prev_nonce=None, checksum=None,
                                          bid_px=[b[0] for b in d["bids"]], bid_sz=[b[1] for b in d["bids"]],
                                          ask_px=[a[0] for a in d["asks"]], ask_sz=[a[1] for a in d["asks"]]))
         elif rec["type"] == "trades":
             for tr in d:
-                out["trades"].append(dict(base, timestamp=tr["timestamp"] or None, trade_id=tr["id"],
-                                          price=tr["price"], amount=tr["amount"], side=tr["side"]))
+                out["trades"].append(dict(base, timestamp=tr["timestamp"], trade_id=tr.get("id"),
+                                          price=tr["price"], amount=tr["amount"], side=tr.get("side")))
         else:
-            out["ticker"].append(dict(base, timestamp=d["timestamp"] or None, bid=d["bid"], bid_size=d["bidVolume"],
+            out["ticker"].append(dict(base, timestamp=d["timestamp"], bid=d["bid"], bid_size=d["bidVolume"],
                                       ask=d["ask"], ask_size=d["askVolume"], last=d["last"], open=d["open"],
                                       high=d["high"], low=d["low"], base_volume=d["baseVolume"],
                                       quote_volume=d["quoteVolume"], vwap=d["vwap"], percentage=d["percentage"]))

@@ -22,6 +22,7 @@ T = datetime(2025, 5, 6, 7, 30, tzinfo=timezone.utc)
 
 GARBAGE = [
     "this is not json",
+    json.dumps(dict(record("ticker", "binance", "BTC/USDT", {"bid": 1.0}, T), symbol=None)),
     "[1, 2, 3]",
     json.dumps({"capture_ts": T.isoformat(), "data": {"type": "l2update"}, "metadata": {"source": "coinbase"}}),
     json.dumps(record("trades", "binance", "BTC/USDT", [{"id": "1", "price": "abc", "amount": 1.0}], T)),
@@ -71,7 +72,7 @@ def test_damaged_inputs_are_counted_and_the_rest_imports(tmp_path):
     assert any("trade price is str" in r for r in report.bad_lines)
     assert dict(report.unmapped_channels) == {"ohlcv": 1, "bidask": 1}
     text = "\n".join(report.lines())
-    assert "damaged file" in text and "unreadable file" in text and "malformed lines skipped: 9" in text
+    assert "damaged file" in text and "unreadable file" in text and "malformed lines skipped: 10" in text
     assert report.problems > 0
 
     # every good row of the good file arrived, complete; the cut file's rows before the damage too
