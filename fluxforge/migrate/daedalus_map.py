@@ -82,22 +82,16 @@ def recv_ns(table: pa.Table) -> pa.ChunkedArray:
     return pc.coalesce(capture, scaled(table.column("collected_at"), 1_000_000))
 
 
-def _symbols(col: pa.ChunkedArray, overrides: Mapping[str, str], restored: dict[str, str]) -> pa.Array:
+def ccxt_symbols(col: pa.ChunkedArray, overrides: Mapping[str, str], restored: dict[str, str]) -> pa.Array:
     """Each symbol in its ccxt form; records every value changed in `restored` (old -> new)."""
-    values = col.to_pylist()
-    cache: dict[str, str] = {}
-    out = []
-    for v in values:
-        if v is None:
-            out.append(None)
-            continue
-        new = cache.get(v)
-        if new is None:
-            new = cache[v] = overrides.get(v) or restore_symbol(v)
-            if new != v:
-                restored[v] = new
-        out.append(new)
-    return pa.array(out, pa.string())
+    distinct = pc.unique(col)
+    mapped = []
+    for v in distinct.to_pylist():
+        new = None if v is None else (overrides.get(v) or restore_symbol(v))
+        if new != v:
+            restored[v] = new
+        mapped.append(new)
+    return pc.take(pa.array(mapped, pa.string()), pc.index_in(col, value_set=distinct))
 
 
 def _levels(col: pa.ChunkedArray) -> tuple[pa.Array, pa.Array, np.ndarray]:
@@ -133,7 +127,7 @@ def to_bronze(channel: str, old: pa.Table, overrides: Mapping[str, str], restore
             ok &= ~bad
     cols: dict[str, object] = {
         "exchange": old.column("exchange"),
-        "symbol": _symbols(old.column("symbol"), overrides, restored),
+        "symbol": ccxt_symbols(old.column("symbol"), overrides, restored),
         "timestamp": _zero_to_null(old.column("timestamp")),
         "recv_ns": recv,
     }

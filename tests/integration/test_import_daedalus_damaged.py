@@ -96,3 +96,23 @@ def test_a_rerun_does_not_redo_files_but_reports_new_damage(tmp_path):
     again = import_daedalus([old, old], tmp_path / "data", show_progress=False)
     assert again.segments == [] and again.files_already_imported == [str(p) for p in sorted(old.glob("segment_*"))]
     assert sum(again.bad_lines.values()) == 1
+
+
+def test_importing_earlier_hours_after_later_ones_warns(tmp_path):
+    later = tmp_path / "later"
+    write_ndjson(later, synthetic_records(datetime(2025, 5, 6, 9, 0, tzinfo=timezone.utc), minutes=5))
+    earlier = tmp_path / "earlier"
+    write_ndjson(earlier, synthetic_records(START, minutes=5, seed=2))
+    assert import_daedalus([later], tmp_path / "data", show_progress=False).warnings == []
+    report = import_daedalus([earlier], tmp_path / "data", show_progress=False)
+    assert len(report.segments) == 1
+    assert any("time go back" in w and "2025-05-06T09:00Z" in w for w in report.warnings)
+    other = import_daedalus([earlier], tmp_path / "other", host="pi2", show_progress=False)
+    assert other.warnings == []
+
+
+def test_progress_is_drawn_when_asked(tmp_path, capsys):
+    write_ndjson(tmp_path / "old", synthetic_records(START, minutes=2))
+    import_daedalus([tmp_path / "old"], tmp_path / "data", show_progress=True)
+    err = capsys.readouterr().err
+    assert "import: reading [" in err and "import: segments [" in err
