@@ -41,6 +41,8 @@ def run(args: argparse.Namespace) -> int:
         report = import_daedalus(args.sources, args.to, host=args.host, symbol_overrides=overrides)
     except (FileNotFoundError, ValueError) as e:
         raise UserError(str(e)) from None
+    except OSError as e:  # e.g. DIR not writable or full: staging is discarded by the next run
+        raise UserError(f"import stopped: {e}", exit_code=1) from None
     except LockHeld as e:
         raise UserError(f"another import is running: {e}") from None
     for line in report.lines():

@@ -116,3 +116,22 @@ def test_progress_is_drawn_when_asked(tmp_path, capsys):
     import_daedalus([tmp_path / "old"], tmp_path / "data", show_progress=True)
     err = capsys.readouterr().err
     assert "import: reading [" in err and "import: segments [" in err
+
+
+def test_parquet_rows_that_cannot_be_bronze_are_counted(tmp_path):
+    from daedalus_writer import old_rows, schema
+
+    recs = [r for r in synthetic_records(START, minutes=1) if r["type"] == "orderbook"]
+    rows = [row for r in recs for row in old_rows(r)]
+    rows[0]["bids"][3]["size"] = None                          # a level without size
+    rows[1].update(capture_ts=None, collected_at=0)            # the old writer's "no time"
+    rows[2].update(capture_ts=None)                            # collected_at (ms) stands in
+    path = tmp_path / "old" / "orderbook" / "segment_20250506T07_00001.parquet"
+    path.parent.mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema("orderbook", partitioned=False)), path)
+    report = import_daedalus([tmp_path / "old"], tmp_path / "data", show_progress=False)
+    assert dict(report.dropped_rows) == {"book level without price or size": 1,
+                                         "no receive time (capture_ts and collected_at missing)": 1}
+    got = pq.read_table(SegmentStore(tmp_path / "data" / "segments").list("ready")[0] / "orderbook.parquet")
+    assert got.num_rows == len(rows) - 2
+    assert rows[2]["collected_at"] * 1_000_000 in got.column("recv_ns").to_pylist()
