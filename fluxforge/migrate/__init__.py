@@ -1,0 +1,12 @@
+"""Moving in from other systems: their recorded data becomes FluxForge bronze.
+
+Stage modules, each with one job (Daedalus is the first system):
+  daedalus_schema  -- what Daedalus wrote: its raw Parquet columns, NDJSON record keys, symbol sanitising
+  daedalus_ndjson  -- one NDJSON line -> rows shaped like Daedalus's own Parquet rows (or a reason why not)
+  daedalus_read    -- find the files, read Parquet (flat / partitioned) and NDJSON in chunks, never raise
+  daedalus_map     -- old rows -> bronze rows (vectorised), and what has no bronze column
+  hour_spill       -- bronze rows bucketed by UTC hour on disk until each hour's segment is built
+  import_ledger    -- which files were imported (by content hash), crash-safe announce / commit
+  import_report    -- counts of everything imported, skipped or not mappable, as text
+  daedalus_import  -- the run `fluxforge import daedalus` performs
+"""

@@ -1,0 +1,178 @@
+"""Daedalus NDJSON lines -> rows shaped exactly like Daedalus's own raw Parquet rows.
+
+Why this shape: Daedalus's Parquet writer turned these same records into its Parquet
+rows; doing the same here lets one mapping (`daedalus_map`) serve both formats.
+Unlike that writer, nothing is defaulted: a missing `timestamp` stays null, and a
+value of the wrong type (a price that is a string, bids that are not [price, size]
+pairs) rejects the line with a reason instead of being written as 0.
+
+A line is `{"type", "exchange", "symbol", "method", "data", "collected_at",
+"capture_ts"}`; `data` is the ccxt unified ticker, trade list (or one trade) or order
+book.  Keys of `data` that the old Parquet writer did not keep and bronze has no column
+for (a trade's `takerOrMaker`, `fee`, ...; a level's third element) are counted.
+"""
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+
+from .daedalus_schema import CHANNELS, KNOWN_DATA_KEYS, TICKER_KEYS, UNMAPPED_CHANNELS
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_TICKER_FLOATS = ("bid", "ask", "bidVolume", "askVolume", "last", "open", "high", "low", "close", "vwap",
+                  "baseVolume", "quoteVolume", "change", "percentage")
+
+
+class BadLine(ValueError):
+    """A line that cannot be imported; str(self) is the reason counted in the report."""
+
+
+class UnmappedChannel(Exception):
+    """A well-formed record of a channel bronze has no place for (bidask, ohlcv, ...)."""
+
+    def __init__(self, channel: str, rows: int):
+        super().__init__(channel)
+        self.channel = channel
+        self.rows = rows
+
+
+def _number(value: object, what: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise BadLine(f"{what} is {type(value).__name__}, not a number")
+    return float(value)
+
+
+def _integer(value: object, what: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or (isinstance(value, float) and not (math.isfinite(value) and value.is_integer())):
+        raise BadLine(f"{what} is {str(value)[:30]!r}, not an integer")
+    if not -2**63 <= value < 2**63:
+        raise BadLine(f"{what} {value} is out of range")
+    return int(value)
+
+
+def _string(value: object, what: str) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    raise BadLine(f"{what} is {type(value).__name__}, not a string")
+
+
+def capture_us(value: object) -> int | None:
+    """capture_ts (ISO 8601; naive = UTC) in µs since the epoch; None if absent or unreadable,
+    as the old writer's own parser gave up on it (collected_at is the fallback)."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        dt = datetime.fromisoformat(value[:-1] + "+00:00" if value.endswith("Z") else value)
+    except ValueError:
+        return None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return (dt - _EPOCH) // timedelta(microseconds=1)
+
+
+def _levels(side: object, what: str, extra: Counter) -> list[dict]:
+    if side is None:
+        return []
+    if not isinstance(side, list):
+        raise BadLine(f"data.{what} is {type(side).__name__}, not a list")
+    out = []
+    for level in side:
+        if not isinstance(level, (list, tuple)) or len(level) < 2:
+            raise BadLine(f"data.{what} level is not a [price, size] pair")
+        if len(level) > 2:
+            extra[f"{what}[2:] (level count / id)"] += 1
+        out.append({"price": _number(level[0], f"data.{what} price"), "size": _number(level[1], f"data.{what} size")})
+    return out
+
+
+def _info(data: dict) -> str | None:
+    return json.dumps(data["info"], separators=(",", ":")) if "info" in data else None
+
+
+def _extra_keys(channel: str, data: dict, extra: Counter) -> None:
+    for key, value in data.items():
+        if key not in KNOWN_DATA_KEYS[channel] and value not in (None, "", [], {}):
+            extra[key] += 1
+
+
+def _ticker(base: dict, data: dict, extra: Counter) -> list[dict]:
+    row = dict(base, timestamp=_integer(data.get("timestamp"), "data.timestamp"), info_json=_info(data))
+    for key in _TICKER_FLOATS:
+        row[TICKER_KEYS.get(key, key)] = _number(data.get(key), f"data.{key}")
+    _extra_keys("ticker", data, extra)
+    return [row]
+
+
+def _trades(base: dict, data: object, extra: Counter) -> list[dict]:
+    trades = [data] if isinstance(data, dict) else data
+    if not isinstance(trades, list):
+        raise BadLine(f"data is {type(data).__name__}, not a trade list")
+    rows = []
+    for t in trades:
+        if not isinstance(t, dict):
+            raise BadLine("a trade is not an object")
+        tid = t.get("id")
+        if tid is not None and not isinstance(tid, (str, int)):
+            raise BadLine(f"trade id is {type(tid).__name__}")
+        rows.append(dict(base, trade_id=None if tid is None else str(tid),
+                         timestamp=_integer(t.get("timestamp"), "trade timestamp"),
+                         side=_string(t.get("side"), "trade side"),
+                         price=_number(t.get("price"), "trade price"), amount=_number(t.get("amount"), "trade amount"),
+                         cost=_number(t.get("cost"), "trade cost"), info_json=_info(t)))
+        _extra_keys("trades", t, extra)
+    return rows
+
+
+def _book(base: dict, data: dict, extra: Counter) -> list[dict]:
+    row = dict(base, timestamp=_integer(data.get("timestamp"), "data.timestamp"),
+               nonce=_integer(data.get("nonce"), "data.nonce"),
+               bids=_levels(data.get("bids"), "bids", extra), asks=_levels(data.get("asks"), "asks", extra),
+               info_json=_info(data))
+    _extra_keys("orderbook", data, extra)
+    return [row]
+
+
+_BUILDERS = {"ticker": _ticker, "trades": _trades, "orderbook": _book}
+
+
+def parse_line(line: str | bytes, extra: Counter) -> tuple[str, list[dict]]:
+    """(channel, old-shaped rows) of one NDJSON line; BadLine or UnmappedChannel otherwise.
+
+    `extra` counts, per `<channel>.<key>`, the data keys with no place in bronze."""
+    try:
+        rec = json.loads(line)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise BadLine(f"not JSON ({str(e).splitlines()[0][:60]})") from None
+    if not isinstance(rec, dict):
+        raise BadLine(f"a JSON {type(rec).__name__}, not an object")
+    channel = rec.get("type")
+    if channel is None:
+        raise BadLine("no 'type' (a native Coinbase collector message or not a Daedalus ccxt record)")
+    if channel not in CHANNELS:
+        if isinstance(channel, str) and (channel in UNMAPPED_CHANNELS or isinstance(rec.get("data"), (dict, list))):
+            raise UnmappedChannel(channel, 1)
+        raise BadLine(f"unknown type {channel!r}")
+    exchange = _string(rec.get("exchange"), "exchange")
+    symbol = _string(rec.get("symbol"), "symbol")
+    if not exchange or not symbol:
+        raise BadLine("no exchange or symbol")
+    captured = capture_us(rec.get("capture_ts"))
+    collected = _integer(rec.get("collected_at"), "collected_at")
+    if captured is None and collected is None:
+        raise BadLine("no receive time (capture_ts and collected_at missing or unreadable)")
+    data = rec.get("data")
+    if channel != "trades" and not isinstance(data, dict):
+        raise BadLine(f"data is {type(data).__name__}, not an object")
+    base = {"collected_at": collected, "capture_ts": captured, "exchange": exchange, "symbol": symbol}
+    local: Counter = Counter()
+    rows = _BUILDERS[channel](base, data, local)
+    for key, n in local.items():
+        extra[f"{channel}.{key}"] += n
+    return channel, rows

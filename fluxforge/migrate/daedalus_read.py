@@ -1,0 +1,138 @@
+"""Find and read Daedalus's raw files: Parquet (flat or partitioned) and NDJSON segments.
+
+Why a reader that never raises: an import runs over months of files from a system
+that crashed, filled disks and was copied around; one truncated Parquet footer or
+one garbage line must cost exactly that file or line, counted in the report, and
+never the rest.  A file that breaks part-way keeps the rows read before the damage.
+
+Each file yields (channel, table in the old schema of that channel) chunks, so a
+50 MB segment is never held whole.  Partitioned trees may carry `exchange=` /
+`symbol=` only in the path (Hive style): those fill a missing column.
+"""
+from __future__ import annotations
+
+import gzip
+from collections import Counter
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .daedalus_map import conform
+from .daedalus_ndjson import BadLine, UnmappedChannel, parse_line
+from .daedalus_schema import OLD_SCHEMAS
+from .import_report import ImportReport
+
+PARQUET_SUFFIXES = (".parquet",)
+NDJSON_SUFFIXES = (".ndjson", ".jsonl", ".ndjson.gz", ".jsonl.gz")
+CHUNK_ROWS = 65536
+
+
+def is_source_file(path: Path) -> bool:
+    return not path.name.startswith(".") and path.name.endswith(PARQUET_SUFFIXES + NDJSON_SUFFIXES)
+
+
+def find_sources(sources: Iterable[str | Path]) -> list[Path]:
+    """Every Daedalus data file under each SRC (a file or a directory tree), in path order.
+
+    Raises FileNotFoundError for a SRC that does not exist."""
+    found: dict[Path, None] = {}
+    for src in map(Path, sources):
+        if src.is_file():
+            found[src.resolve()] = None
+        elif src.is_dir():
+            for p in sorted(src.rglob("*")):
+                if p.is_file() and is_source_file(p) and not any(part.startswith(".") for part in p.relative_to(src).parts):
+                    found[p.resolve()] = None
+        else:
+            raise FileNotFoundError(f"{src}: no such file or directory")
+    return sorted(found)
+
+
+def hive_values(path: Path) -> dict[str, str]:
+    """`key=value` directory names on the path (exchange=, symbol=, year=, ...)."""
+    return dict(part.split("=", 1) for part in path.parent.parts if "=" in part)
+
+
+def parquet_channel(names: list[str]) -> str | None:
+    """Which old channel a Parquet file's columns belong to (None: not a Daedalus raw table)."""
+    cols = set(names)
+    if {"bids", "asks"} & cols:
+        return "orderbook"
+    if "trade_id" in cols:
+        return "trades"
+    if {"bid_volume", "ask_volume", "last", "base_volume"} & cols:
+        return "ticker"
+    return None
+
+
+def _read_parquet(path: Path, report: ImportReport) -> Iterator[tuple[str, pa.Table]]:
+    pf = pq.ParquetFile(path)
+    names = pf.schema_arrow.names
+    channel = parquet_channel(names)
+    if channel is None:
+        if "data_json" in names:  # the old writer's fallback for channels it had no schema for
+            types = pf.read(columns=["type"]).column("type").to_pylist() if "type" in names else []
+            for t, n in Counter(str(t) for t in types).items():
+                report.unmapped_channels[t] += n
+            return
+        raise ValueError(f"not a Daedalus raw table (columns: {', '.join(names[:8])})")
+    fill = hive_values(path)
+    for batch in pf.iter_batches(batch_size=CHUNK_ROWS):
+        yield channel, conform(channel, pa.Table.from_batches([batch]), fill)
+
+
+def _chunk_tables(rows: dict[str, list[dict]]) -> Iterator[tuple[str, pa.Table]]:
+    for channel, items in rows.items():
+        if items:
+            yield channel, pa.Table.from_pylist(items, schema=OLD_SCHEMAS[channel])
+
+
+def _read_ndjson(path: Path, report: ImportReport, extra: Counter) -> Iterator[tuple[str, pa.Table]]:
+    opener = gzip.open if path.name.endswith(".gz") else open
+    rows: dict[str, list[dict]] = {c: [] for c in OLD_SCHEMAS}
+    pending = 0
+    try:
+        with opener(path, "rb") as fh:
+            for line_no, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    channel, new = parse_line(line, extra)
+                except BadLine as e:
+                    report.bad_line(path, line_no, str(e))
+                    continue
+                except UnmappedChannel as e:
+                    report.unmapped_channels[e.channel] += e.rows
+                    continue
+                rows[channel].extend(new)
+                pending += len(new)
+                if pending >= CHUNK_ROWS:
+                    yield from _chunk_tables(rows)
+                    rows = {c: [] for c in OLD_SCHEMAS}
+                    pending = 0
+    finally:  # a file cut off part-way (truncated gzip, I/O error): keep the lines read before it
+        yield from _chunk_tables(rows)
+
+
+def read_file(path: Path, report: ImportReport, extra: Counter) -> Iterator[tuple[str, pa.Table]]:
+    """(channel, old-schema table) chunks of one file; every problem goes into `report`.
+
+    `extra` counts NDJSON data keys with no bronze column (see daedalus_ndjson)."""
+    if path.stat().st_size == 0:
+        report.empty_files.append(str(path))
+        return
+    kept = 0
+    try:
+        chunks = _read_parquet(path, report) if path.name.endswith(PARQUET_SUFFIXES) else \
+            _read_ndjson(path, report, extra)
+        for channel, table in chunks:
+            kept += table.num_rows
+            yield channel, table
+    except (OSError, EOFError, ValueError, pa.ArrowException) as e:
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if kept:
+            report.damaged_files.append((str(path), kept, reason))
+        else:
+            report.bad_files.append((str(path), reason))
