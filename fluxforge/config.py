@@ -294,6 +294,7 @@ class Config(_Model):
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     # Paths (tuples of keys / list indices) whose value came from ${env:} / ${credential:}.
     _secret_paths: frozenset[tuple] = PrivateAttr(default_factory=frozenset)
+    _unresolved_refs: tuple[str, ...] = PrivateAttr(default_factory=tuple)  # see parse_config(secrets=False)
 
     @field_validator("host_id")
     @classmethod
@@ -344,14 +345,17 @@ def config_path(explicit: str | os.PathLike | None = None) -> Path:
     return Path(env) if env else DEFAULT_CONFIG_PATH
 
 
-def parse_config(data: Any, source: str = "<config>") -> Config:
+def parse_config(data: Any, source: str = "<config>", secrets: bool = True) -> Config:
+    """Validate `data`; `secrets=False` leaves unreadable secret references as placeholders
+    (in `cfg.unresolved_refs`) for commands that never use them."""
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: top level must be a mapping, not {type(data).__name__}")
     refs: set[tuple] = set()
+    unresolved: list[str] | None = None if secrets else []
     try:
-        data = resolve_refs(data, (), refs)
+        data = resolve_refs(data, (), refs, unresolved)
     except UnresolvedReference as e:
         raise ConfigError(str(e)) from None
     try:
@@ -359,11 +363,14 @@ def parse_config(data: Any, source: str = "<config>") -> Config:
     except ValidationError as e:
         raise ConfigError(f"{source}: {_format_validation_error(e)}") from None
     cfg._secret_paths = frozenset(refs)
+    cfg._unresolved_refs = tuple(unresolved or ())
     return cfg
 
 
-def load_config(explicit: str | os.PathLike | None = None) -> Config:
-    """Load and validate the config; raises ConfigError (exit 78) with the field path."""
+def load_config(explicit: str | os.PathLike | None = None, secrets: bool = True) -> Config:
+    """Load and validate the config; raises ConfigError (exit 78) with the field path.
+
+    `secrets=False`: for read-only commands, see `parse_config`."""
     path = config_path(explicit)
     try:
         text = path.read_text()
@@ -377,7 +384,7 @@ def load_config(explicit: str | os.PathLike | None = None) -> Config:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1} column {mark.column + 1}" if mark else ""
         raise ConfigError(f"{path}:{where}: invalid YAML: {getattr(e, 'problem', e)}") from None
-    return parse_config(data, str(path))
+    return parse_config(data, str(path), secrets)
 
 
 def masked_dump(cfg: Config) -> dict[str, Any]:

@@ -25,12 +25,20 @@ class UnresolvedReference(ValueError):
     """A `${env:}`/`${credential:}` reference whose value cannot be had (the message names the field)."""
 
 
-def resolve_refs(node: Any, path: tuple = (), refs: set[tuple] | None = None) -> Any:
-    """Replace `${env:X}` / `${credential:X}` strings by their values; add their paths to `refs`."""
+UNRESOLVED = "***unresolved***"  # stands for a secret a read-only command does not need
+
+
+def resolve_refs(node: Any, path: tuple = (), refs: set[tuple] | None = None,
+                 unresolved: list[str] | None = None) -> Any:
+    """Replace `${env:X}` / `${credential:X}` strings by their values; add their paths to `refs`.
+
+    With `unresolved` (a list), a reference that cannot be read becomes `UNRESOLVED` and its
+    message is appended there instead of raising: commands that only read the data directory
+    (`status`, `report`) work by hand, outside the units that load the credentials."""
     if isinstance(node, dict):
-        return {k: resolve_refs(v, path + (k,), refs) for k, v in node.items()}
+        return {k: resolve_refs(v, path + (k,), refs, unresolved) for k, v in node.items()}
     if isinstance(node, list):
-        return [resolve_refs(v, path + (i,), refs) for i, v in enumerate(node)]
+        return [resolve_refs(v, path + (i,), refs, unresolved) for i, v in enumerate(node)]
     if not isinstance(node, str):
         return node
     m = _REF.match(node)
@@ -38,8 +46,17 @@ def resolve_refs(node: Any, path: tuple = (), refs: set[tuple] | None = None) ->
         return node
     if refs is not None:
         refs.add(path)
+    if unresolved is None:
+        return _read_ref(path, *m.groups())
+    try:
+        return _read_ref(path, *m.groups())
+    except UnresolvedReference as e:
+        unresolved.append(str(e))
+        return UNRESOLVED
+
+
+def _read_ref(path: tuple, kind: str, name: str) -> str:
     where = ".".join(str(p) for p in path)
-    kind, name = m.groups()
     if kind == "env":
         if name not in os.environ:
             raise UnresolvedReference(f"{where}: environment variable {name} is not set")

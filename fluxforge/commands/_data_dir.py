@@ -16,11 +16,14 @@ def add_data_dir_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def load_for_data_dir(config: str | None, data_dir: str | None):
-    """The config, with data_dir overridden; with --data-dir and no config file, the defaults."""
+    """The config, with data_dir overridden; with --data-dir and no config file, the defaults.
+
+    Secret references need not resolve: these commands only read the data directory, and an
+    operator runs them by hand, outside the units that load the credentials."""
     from ..config import Config, ConfigError, config_path, load_config
 
     try:
-        cfg = load_config(config)
+        cfg = load_config(config, secrets=False)
     except ConfigError:
         if data_dir is None or config is not None or config_path(None).exists():
             raise

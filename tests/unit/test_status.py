@@ -221,6 +221,19 @@ def test_explicit_missing_config_is_a_config_error(tmp_path, capsys):
     assert "config file not found" in capsys.readouterr().err
 
 
+def test_status_by_hand_does_not_need_the_units_credentials(tmp_path, capsys, monkeypatch):
+    """An operator runs `fluxforge status` in a shell, where $CREDENTIALS_DIRECTORY (LoadCredential=)
+    is not set: the secrets it never uses must not turn it into a config error (exit 78)."""
+    healthy(tmp_path)
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    config = write_config(tmp_path, exchanges=[{"name": "binance", "symbols": SYMBOLS,
+                                                "ccxt": {"apiKey": "${credential:fluxforge_binance_key}"}}])
+    rc, facts = status(capsys, config)
+    assert rc == 0 and facts["warnings"] == []
+    assert main(["config", "check", "--config", str(config)]) == 78   # a service still refuses it
+    assert "fluxforge_binance_key" in capsys.readouterr().err
+
+
 def test_status_thresholds_are_in_the_example_config():
     text = (Path(__file__).resolve().parents[2] / "config" / "config.example.yaml").read_text()
     for field in type(Config().status).model_fields:
