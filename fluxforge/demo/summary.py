@@ -6,6 +6,7 @@ the processes believe they did, so it doubles as a check of the run.
 """
 from __future__ import annotations
 
+import sys
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,9 +116,18 @@ def duckdb_query(features_dir: Path, interval_s: int) -> str:
             f"FROM read_parquet('{glob}', hive_partitioning=true) GROUP BY symbol ORDER BY symbol")
 
 
-def polars_snippet(features_dir: Path) -> str:
-    glob = features_dir / "hf" / "**" / "*.parquet"
-    return f"import polars as pl; print(pl.read_parquet('{glob}', hive_partitioning=True))"
+def pyarrow_snippet(features_dir: Path) -> str:
+    """Python that loads the hf tree as one table with its partition columns (printed, and run by the tests)."""
+    return (f"import pyarrow.dataset as ds; t = ds.dataset('{features_dir / 'hf'}', partitioning='hive').to_table(); "
+            f"print(t.num_rows, 'rows'); print(t.slice(0, 3))")
+
+
+def installed_commands() -> tuple[str, str]:
+    """(fluxforge, python) as a shell can run them: the executables of this very install, so the
+    printed commands work as printed with no venv activated and nothing else installed."""
+    python = Path(sys.executable)
+    script = python.parent / "fluxforge"
+    return (str(script) if script.exists() else "fluxforge"), str(python)
 
 
 def render(s: DemoSummary) -> str:
@@ -147,11 +157,12 @@ def render(s: DemoSummary) -> str:
     interval = min(s.bar_rows, default=1)
     cfg = s.directory / "config.yaml"
     other = list(s.rows)[-1] if s.rows else "BTC/USDT"
+    fluxforge, python = installed_commands()
     lines.append("look at them:")
-    lines.append(f"  fluxforge status --config {cfg}")
-    lines.append(f"  fluxforge report --config {cfg} --symbol {other} -o {other.replace('/', '-')}.png")
+    lines.append(f"  {fluxforge} status --config {cfg}")
+    lines.append(f"  {fluxforge} report --config {cfg} --symbol {other} -o {other.replace('/', '-')}.png")
     if s.example_segment:
-        lines.append(f"  fluxforge inspect {s.example_segment}")
-    lines.append(f'  duckdb -c "{duckdb_query(s.features_dir, interval)}"')
-    lines.append(f'  python3 -c "{polars_snippet(s.features_dir)}"')
+        lines.append(f"  {fluxforge} inspect {s.example_segment}")
+    lines.append(f'  {python} -c "import duckdb; duckdb.sql(\\"{duckdb_query(s.features_dir, interval)}\\").show()"')
+    lines.append(f'  {python} -c "{pyarrow_snippet(s.features_dir)}"')
     return "\n".join(lines)
