@@ -73,13 +73,18 @@ def test_real_capture_through_collector_and_etl_matches_reference(tmp_path, shar
         held_from = int(pc.min(carried.column("timestamp")).as_py()) if carried is not None else None
         ref_by_ts = {_ms(r["timestamp"]): r for r in ref_hf}
         _compare_rows(ours, ref_by_ts, sym, HF_PARTITIONS, held_from)
+        # the bar of the last book the kernel has processed is still open (not written, not carried
+        # either): the reference, which flushes open bars, may go on from its start
+        book_ts = pc.drop_null(books_s.column("timestamp")).cast(pa.int64()).to_numpy()
+        book_ts = book_ts[book_ts < held_from] if held_from is not None else book_ts
+        last_processed = int(book_ts.max())
         for d in FEATURES["bar_durations"]:
             ours_b = bars.filter(pc.and_(pc.equal(bars.column("symbol"), part),
                                          pc.equal(bars.column("interval"), f"{d}s"))).sort_by("timestamp")
             ref_b = {_ms(r["timestamp"]): r for r in ref_bars[d]}
             assert ours_b.num_rows >= 3, (sym, d)
             _compare_rows(ours_b, ref_b, f"{sym} bars {d}s", HF_PARTITIONS | {"interval"},
-                          None if held_from is None else held_from - held_from % (d * 1000))
+                          last_processed - last_processed % (d * 1000))
 
 
 def _reset_times(books: pa.Table, events_recv_ns: list[int]) -> list[int]:
