@@ -128,7 +128,8 @@ class Collector:
         for t in service_tasks + [stop_wait]:
             t.cancel()
         await asyncio.gather(*service_tasks, stop_wait, return_exceptions=True)
-        log.info("collector_stopped", rows=self.writer.durable_rows, drops=self.queue.dropped_total)
+        log.info("collector_stopped", accepted=self.queue.accepted, rows=self.writer.durable_rows,
+                 drops=self.queue.dropped_total)
         return rc
 
     async def _supervise(self, stop_wait: asyncio.Task, writer_task: asyncio.Task) -> int:
