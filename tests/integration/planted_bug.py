@@ -1,4 +1,4 @@
-"""`fluxforge collect` with one planted bug: exchange NAME's runner raises once it has delivered data.
+"""`fluxforge collect` with one planted bug: exchange NAME's runner raises once every exchange delivered data.
 
 Usage: python planted_bug.py NAME collect --config PATH   (the rest is the real `fluxforge` CLI)
 
@@ -25,7 +25,8 @@ def plant(doomed: str) -> None:
         if self.xcfg.name != doomed:
             return await real_run(self)
         streams = asyncio.ensure_future(real_run(self))
-        while not any(exchange == doomed for exchange, _ch, _sym in list(self.recorder.last_seen)):
+        everyone = set(self.recorder.depths)  # every configured exchange delivers first: half-alive when it dies
+        while not everyone <= {exchange for exchange, _ch, _sym in list(self.recorder.last_seen)}:
             if streams.done():
                 return await streams
             await asyncio.sleep(0.05)
