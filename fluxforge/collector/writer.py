@@ -301,7 +301,7 @@ class BronzeWriter:
 
     async def _cycle(self) -> None:
         await self.flush()
-        if not self.disk_full:
+        if not self.disk_full and self.write_error is None:  # (a write error seen while closing: no rotation)
             if self._should_rotate():
                 await self.rotate()
             while self._unfinished:
