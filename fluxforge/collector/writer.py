@@ -194,7 +194,8 @@ class BronzeWriter:
                     self._leave_disk_full()
             self._account_unwritten(unwritten)
             if self.metrics is not None:
-                self.metrics.flushed(buffers, unwritten, time.monotonic() - started)
+                not_written = {**unwritten, **{ch: buf for ch, buf, _ in self._lost_batches}}
+                self.metrics.flushed(buffers, not_written, time.monotonic() - started)
             written = n - orphans - sum(b.rows for ch, b in unwritten.items() if ch != "events")
             written -= self._report_dropped_rows(buffers)
             self.durable_rows += written
