@@ -128,15 +128,17 @@ class Collector:
         for t in service_tasks + [stop_wait]:
             t.cancel()
         await asyncio.gather(*service_tasks, stop_wait, return_exceptions=True)
-        log.info("collector_stopped", rows=self.writer.durable_rows, drops=self.queue.dropped_total)
+        log.info("collector_stopped", accepted=self.queue.accepted, rows=self.writer.durable_rows,
+                 drops=self.queue.dropped_total)
         return rc
 
     async def _supervise(self, stop_wait: asyncio.Task, writer_task: asyncio.Task) -> int:
         """Wait for a stop request; a dead writer or exchange runner stops the process non-zero.
 
         An exchange runner that returns (none of its symbols exist) is logged and
-        left; one that raises has lost its streams in a way its own supervision
-        did not catch, so the process exits 1 and systemd restarts it.
+        left; one that raises, or ends cancelled when nobody asked it to stop, has
+        lost its streams in a way its own supervision did not catch, so the process
+        exits 1 (after the final flush) and systemd restarts it.
         """
         watched = {stop_wait, writer_task, *self._tasks}
         while True:
@@ -145,7 +147,7 @@ class Collector:
             if stop_wait in done:
                 return 0
             for t in done:
-                err = None if t.cancelled() else t.exception()
+                err = asyncio.CancelledError("cancelled, not by the collector") if t.cancelled() else t.exception()
                 if t is writer_task:
                     log.error("writer_failed", error=f"{type(err).__name__}: {err}")
                 elif err is None:

@@ -106,7 +106,8 @@ def status_line(collector: CollectorParts, msg_rate: float) -> str:
         f"{x.name} {rec.symbols_up(x.name, x.symbols, within)}/{len(x.symbols)}" for x in collector.cfg.exchanges)
     seg = writer.segment
     seg_part = f"{seg.id.name} {seg.size / MB:.1f} MB" if seg is not None else "no segment"
-    drops = queue.dropped_total + writer.disk_dropped_total + writer.conversion_dropped_total + rec.bad_rows
+    drops = (queue.dropped_total + writer.disk_dropped_total + writer.conversion_dropped_total
+             + writer.write_failed_total + rec.bad_rows)
     gaps = rec.event_counts["gap"]
     prefix = "DISK FULL, dropping | " if writer.disk_full else ""
     return (f"{prefix}{ups} up | {msg_rate:.0f} msg/s | queue {queue.fill:.0%} | {seg_part} | "

@@ -16,7 +16,11 @@ gap) and turn failures into event rows plus a capped, jittered backoff:
   the connection is failed on purpose so ccxt reconnects and resubscribes;
 * a watcher or stall monitor that dies of an unexpected exception is logged,
   recorded as an `error` event and restarted after a backoff (`supervised`),
-  never silently lost.
+  never silently lost;
+* a CancelledError that does not come from cancelling our own task (ccxt
+  cancels every pending future of a websocket client it closes) is a lost
+  stream like a disconnect, not a reason to stop: only the collector's own
+  cancellation at shutdown ends a watcher (`own_cancellation`).
 """
 from __future__ import annotations
 
@@ -33,6 +37,17 @@ from .recorder import Recorder
 
 log = get_logger("fluxforge.collector.watchers")
 _GROUPED = {"orderbook": "watchOrderBookForSymbols", "trades": "watchTradesForSymbols", "ticker": "watchTickers"}
+
+
+def own_cancellation() -> bool:
+    """Inside `except CancelledError`: True when this task itself is being cancelled.
+
+    False for a future cancelled under us by someone else (ccxt's `Client.close()`
+    cancels the pending futures of every `watch_*` call on that connection), which
+    must not end the watcher -- and with it, through `gather`, the whole exchange.
+    """
+    task = asyncio.current_task()
+    return task is None or task.cancelling() > 0
 
 
 class StreamWatcher:
@@ -70,7 +85,11 @@ class StreamWatcher:
                 self.backoff.reset()
                 continue
             except asyncio.CancelledError:
-                raise
+                if own_cancellation():
+                    raise
+                for s in self.symbols:
+                    self.recorder.event(self.exchange_id, s, self.channel, "reconnect",
+                                        "ccxt cancelled the pending watch (connection closed)")
             except ccxt.InvalidNonce as e:
                 # The tap recorded the `gap` with its symbol; ccxt resyncs on the next call.
                 log.info("stream_resubscribe", exchange=self.exchange_id, channel=self.channel, reason=str(e))
@@ -93,7 +112,9 @@ async def supervised(name: str, exchange_id: str, run: Callable[[], Awaitable[No
             await run()
             reason = "returned"
         except asyncio.CancelledError:
-            raise
+            if own_cancellation():
+                raise
+            reason = "CancelledError not sent by the collector"
         except Exception as e:  # noqa: BLE001 -- whatever it was, this task must keep running
             reason = f"{type(e).__name__}: {e}"[:300]
         log.error("task_died", task=name, exchange=exchange_id, reason=reason, note="restarting")
@@ -155,11 +176,13 @@ class ExchangeRunner:
             try:
                 await self.exchange.load_markets()
                 return
-            except asyncio.CancelledError:
-                raise
+            except asyncio.CancelledError as e:
+                if own_cancellation():
+                    raise
+                self.recorder.event(self.xcfg.name, None, None, "error", f"load_markets: {type(e).__name__}")
             except Exception as e:
                 self.recorder.event(self.xcfg.name, None, None, "error", f"load_markets: {type(e).__name__}: {e}"[:300])
-                await asyncio.sleep(backoff.next_delay())
+            await asyncio.sleep(backoff.next_delay())
 
     async def run(self) -> None:
         await self._load_markets()

@@ -11,6 +11,14 @@ they are admitted (`rows.py`), a book row with unconvertible levels is dropped
 alone at conversion, and should a whole channel batch still fail to convert,
 only that batch is dropped -- each with a `dropped` event giving the reason.
 
+A journal write that fails for another reason than a full disk (EIO, EFBIG,
+EROFS, ...) is rolled back by the journal; that channel's batch is dropped with
+`dropped` events, the other channels of the flush are still written, and then
+the writer stops (`JournalWriteFailed`: the process exits 1 and systemd
+restarts it).  The final flush in `close()` still writes whatever is queued and
+accounts for what it cannot write, so no accepted row is ever lost silently;
+the segment is then left in active/ for start-up recovery.
+
 Disk full (free space under `min_free_mb`, or ENOSPC/EDQUOT from a write): the
 collector keeps running, drops data rows with accounting, keeps its event rows
 in memory, reports it (log, STATUS, `disk_full` event) and resumes by itself
@@ -53,6 +61,10 @@ class DiskFull(Exception):
     pass
 
 
+class JournalWriteFailed(Exception):
+    """A journal write failed, not for a full disk: the writer cannot go on (its rows are accounted for)."""
+
+
 class BronzeWriter:
     def __init__(self, cfg: Config, queue: RowQueue, recorder: Recorder,
                  on_first_durable: Callable[[], None] = lambda: None):
@@ -79,7 +91,10 @@ class BronzeWriter:
         self.disk_full = False
         self.disk_dropped_total = 0
         self.conversion_dropped_total = 0
-        self._unconvertible: list[tuple[str, ChannelBuffer, str]] = []
+        self.write_failed_total = 0
+        self.write_error: str | None = None  # the first journal write failure (not disk full): the writer stops
+        self._closing = False
+        self._lost_batches: list[tuple[str, ChannelBuffer, str]] = []  # (channel, batch, `dropped` reason)
         self._disk_dropped: Counter[tuple[str, str]] = Counter()
         self._chains = BookChainGuard()
         self.metrics = None  # observe.collector_metrics.CollectorMetrics when metrics are enabled
@@ -109,8 +124,9 @@ class BronzeWriter:
     def _write(self, buffers: dict[str, ChannelBuffer]) -> dict[str, ChannelBuffer]:
         """Thread: append each non-empty channel batch and fsync; returns buffers NOT written (disk full).
 
-        A batch that does not convert is dropped alone: it is recorded in
-        `self._unconvertible` (reported by `flush`) and the other channels are written.
+        A batch that does not convert, or whose write fails for another reason than
+        a full disk, is dropped alone: it is recorded in `self._lost_batches`
+        (reported by `flush`) and the other channels are written.
         """
         assert self.segment is not None
         if self._free_mb() < self.c.min_free_mb:
@@ -122,11 +138,13 @@ class BronzeWriter:
             try:
                 self.segment.write(channel, buf.to_batch(), sync=True)
             except OSError as e:
-                if e.errno not in DISK_FULL_ERRNOS:
-                    raise
-                unwritten[channel] = buf
+                if e.errno in DISK_FULL_ERRNOS:
+                    unwritten[channel] = buf
+                else:  # the journal rolled the batch back: drop it with accounting, then stop (flush)
+                    self.write_error = self.write_error or f"{channel}: {type(e).__name__}: {e}"
+                    self._lost_batches.append((channel, buf, f"write failed: {type(e).__name__}: {e}"))
             except Exception as e:  # noqa: BLE001 -- a value nothing caught earlier: this batch only
-                self._unconvertible.append((channel, buf, f"{type(e).__name__}: {e}"))
+                self._lost_batches.append((channel, buf, f"unconvertible batch: {type(e).__name__}: {e}"))
         return unwritten
 
     def _report_dropped_rows(self, buffers: dict[str, ChannelBuffer]) -> int:
@@ -136,18 +154,23 @@ class BronzeWriter:
             for exchange, symbol, reason in buf.bad:
                 self.recorder.event(exchange, symbol, channel, "dropped", reason, 1)
                 lost += channel != "events"
+                self.conversion_dropped_total += channel != "events"
             if channel == "orderbook" and buf.broken_after:
                 self.recorder.book_rows_lost(buf.broken_after)
                 self._chains.lost(buf.broken_after, "follows an unconvertible book row")
-        for channel, buf, reason in self._unconvertible:
-            log.error("batch_unconvertible", channel=channel, rows=buf.rows, error=reason)
+        for channel, buf, reason in self._lost_batches:
+            log.error("batch_dropped", channel=channel, rows=buf.rows, reason=reason)
             for (exchange, symbol), count in Counter(zip(buf.cols["exchange"], buf.cols["symbol"])).items():
-                self.recorder.event(exchange, symbol, channel, "dropped", f"unconvertible batch: {reason}", count)
-            lost += buf.rows if channel != "events" else 0
+                self.recorder.event(exchange, symbol, channel, "dropped", reason, count)
+            data_rows = buf.rows if channel != "events" else 0
+            if reason.startswith("write failed"):
+                self.write_failed_total += data_rows
+            else:
+                self.conversion_dropped_total += data_rows
+            lost += data_rows
             if channel == "orderbook":
-                self._book_rows_lost(buf, "follows an unconvertible book batch")
-        self._unconvertible.clear()
-        self.conversion_dropped_total += lost
+                self._book_rows_lost(buf, f"follows a lost book batch ({reason})"[:300])
+        self._lost_batches.clear()
         return lost
 
     async def flush(self) -> None:
@@ -171,7 +194,8 @@ class BronzeWriter:
                     self._leave_disk_full()
             self._account_unwritten(unwritten)
             if self.metrics is not None:
-                self.metrics.flushed(buffers, unwritten, time.monotonic() - started)
+                not_written = {**unwritten, **{ch: buf for ch, buf, _ in self._lost_batches}}
+                self.metrics.flushed(buffers, not_written, time.monotonic() - started)
             written = n - orphans - sum(b.rows for ch, b in unwritten.items() if ch != "events")
             written -= self._report_dropped_rows(buffers)
             self.durable_rows += written
@@ -182,6 +206,8 @@ class BronzeWriter:
             self.queue.done(n)
             self.last_flush = time.monotonic()
             self.flushes += 1
+        if self.write_error is not None and not self._closing:
+            raise JournalWriteFailed(self.write_error)
 
     def _account_unwritten(self, unwritten: dict[str, ChannelBuffer]) -> None:
         for channel, buf in unwritten.items():
@@ -276,7 +302,7 @@ class BronzeWriter:
 
     async def _cycle(self) -> None:
         await self.flush()
-        if not self.disk_full:
+        if not self.disk_full and self.write_error is None:  # (a write error seen while closing: no rotation)
             if self._should_rotate():
                 await self.rotate()
             while self._unfinished:
@@ -295,17 +321,26 @@ class BronzeWriter:
             await asyncio.shield(self._cycle_task)
 
     async def close(self, timeout: float) -> None:
-        """Final flush, close the journals, finish the segment if time allows (else recovery will)."""
+        """Final flush, close the journals, finish the segment if time allows (else recovery will).
+
+        Also after the writer failed: the final flush writes every channel it can
+        and drops the rest with accounting, then once more for those `dropped`
+        events; the segment then stays in active/ (recovery finishes it on the
+        next start) and `JournalWriteFailed` is raised.
+        """
         deadline = time.monotonic() + timeout
         loop = asyncio.get_running_loop()
+        self._closing = True
         if self._cycle_task is not None and not self._cycle_task.done():
             await asyncio.wait([self._cycle_task], timeout=timeout)
         await self.flush()
+        if self.queue.buffers["events"].rows:  # events the final flush itself recorded (drops, gaps)
+            await self.flush()
         if self.segment is not None:
             await loop.run_in_executor(self._io, self.segment.close)
             if not self.segment.rows:
                 shutil.rmtree(self.segment.path)  # schema headers only: nothing to keep
-            elif not self.disk_full:
+            elif not self.disk_full and self.write_error is None:
                 self._finish_in_background(self.segment.path)
             self.segment = None
         pending = list(self._finishing)
@@ -316,3 +351,6 @@ class BronzeWriter:
                 log.warning("segment_finish_deferred", reason="stop deadline; recovered on next start")
         self._io.shutdown(wait=False)
         self._finisher.shutdown(wait=False)
+        if self.write_error is not None:
+            raise JournalWriteFailed(f"{self.write_error} (unwritten rows dropped with `dropped` events; "
+                                     "the segment is left in active/ for recovery)")

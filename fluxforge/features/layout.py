@@ -145,18 +145,31 @@ def hf_table(options: FeatureOptions, ts: np.ndarray, nonce: pa.Array, block: np
     return pa.table(columns)
 
 
-def bar_table(duration_s: int, rows: np.ndarray) -> pa.Table:
-    """Typed bars table from the kernel's (bars x 20) float64 block."""
-    cols = rows.T
+def typed_bars(fields: list[str], rows: np.ndarray, duration: np.ndarray, int_fields: set[str],
+               time_fields: frozenset[str] = frozenset({"timestamp"})) -> pa.Table:
+    """Arrow table from a bar kernel's (bars x fields) float64 block, for every bar product.
+
+    `time_fields` become UTC ms timestamps, `int_fields` int64, `is_empty` bool, the
+    rest float64; `duration` is inserted after `timestamp`.  One builder, so book
+    bars and trade/volume/dollar bars can never type the same field differently.
+    """
+    if rows.ndim != 2 or rows.shape[1] != len(fields):
+        raise ValueError(f"kernel block has shape {rows.shape}, layout names {len(fields)} fields")
     out: dict[str, pa.Array] = {}
-    for name, values in zip(BAR_FIELDS, cols):
-        if name == "timestamp":
+    for name, values in zip(fields, rows.T):
+        if name in time_fields:
             out[name] = pa.array(values.astype(np.int64), type=pa.int64()).cast(TS_TYPE)
-            out["duration"] = pa.array(np.full(len(values), duration_s, dtype=np.int32))
-        elif name in BAR_INT:
+            if name == "timestamp":
+                out["duration"] = pa.array(duration)
+        elif name in int_fields:
             out[name] = pa.array(values.astype(np.int64))
         elif name == "is_empty":
             out[name] = pa.array(values != 0.0)
         else:
             out[name] = pa.array(values)
     return pa.table(out)
+
+
+def bar_table(duration_s: int, rows: np.ndarray) -> pa.Table:
+    """Typed bars table from the kernel's (bars x 20) float64 block; `duration` int32 seconds."""
+    return typed_bars(BAR_FIELDS, rows, np.full(len(rows), duration_s, dtype=np.int32), BAR_INT)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from .layout import TS_TYPE
+from .layout import typed_bars
 
 # Kernel row order (trade_bars.pyx `_emit`); `duration` is added after `timestamp`.
 TRADE_BAR_FIELDS = [
@@ -23,7 +23,7 @@ TRADE_BAR_INT = {"trade_count", "buy_count", "sell_count", "unknown_side_count"}
 
 # Information-driven bars (trade_bars.pyx InfoBarEngine): `timestamp` is the completing trade's time.
 INFO_BAR_FIELDS = TRADE_BAR_FIELDS + ["start_ts", "end_ts", "threshold"]
-INFO_BAR_TIMES = {"start_ts", "end_ts"}
+INFO_BAR_TIMES = frozenset({"timestamp", "start_ts", "end_ts"})
 
 TRADE_BARS = "trade_bars"
 VOLUME_BARS = "volume_bars"
@@ -31,35 +31,15 @@ DOLLAR_BARS = "dollar_bars"
 # tree names under features/ (etl/naming.py trade_partition: trade_bars/ adds interval=<d>s)
 
 
-def _typed(fields: list[str], rows: np.ndarray, duration: np.ndarray) -> pa.Table:
-    """Arrow columns from a kernel block: times as timestamps, counts as int64, flags as bool;
-    `duration` is inserted after `timestamp`."""
-    if rows.shape[1] != len(fields):
-        raise ValueError(f"kernel block has {rows.shape[1]} fields, layout names {len(fields)}")
-    out: dict[str, pa.Array] = {}
-    for name, values in zip(fields, rows.T):
-        if name == "timestamp" or name in INFO_BAR_TIMES:
-            out[name] = pa.array(values.astype(np.int64), type=pa.int64()).cast(TS_TYPE)
-            if name == "timestamp":
-                out["duration"] = pa.array(duration)
-        elif name in TRADE_BAR_INT:
-            out[name] = pa.array(values.astype(np.int64))
-        elif name == "is_empty":
-            out[name] = pa.array(values != 0.0)
-        else:
-            out[name] = pa.array(values)
-    return pa.table(out)
-
-
 def trade_bar_table(duration_s: int, rows: np.ndarray) -> pa.Table:
     """Typed trade-bar table from the kernel's (bars x fields) float64 block; `duration` int32 seconds."""
-    return _typed(TRADE_BAR_FIELDS, rows, np.full(len(rows), duration_s, dtype=np.int32))
+    return typed_bars(TRADE_BAR_FIELDS, rows, np.full(len(rows), duration_s, dtype=np.int32), TRADE_BAR_INT)
 
 
 def info_bar_table(rows: np.ndarray) -> pa.Table:
     """Typed volume/dollar-bar table; `duration` is end_ts - start_ts in seconds (float64)."""
     fields = INFO_BAR_FIELDS
-    if rows.shape[1] != len(fields):
-        raise ValueError(f"kernel block has {rows.shape[1]} fields, layout names {len(fields)}")
+    if rows.ndim != 2 or rows.shape[1] != len(fields):
+        raise ValueError(f"kernel block has shape {rows.shape}, layout names {len(fields)} fields")
     start, end = rows[:, fields.index("start_ts")], rows[:, fields.index("end_ts")]
-    return _typed(fields, rows, (end - start) / 1000.0)
+    return typed_bars(fields, rows, (end - start) / 1000.0, TRADE_BAR_INT, INFO_BAR_TIMES)

@@ -19,7 +19,6 @@ Not modelled: the `market_trades` snapshot Coinbase sends on subscribe (updates 
 """
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from datetime import datetime, timezone
@@ -94,6 +93,7 @@ def l2_updates(side: str, levels, ts: str) -> list[dict]:
 
 class CoinbaseConnection(Connection):
     protocol = PROTOCOL
+    heartbeat_interval = HEARTBEAT_SECONDS
 
     def __init__(self, hub, ws, request):
         super().__init__(hub, ws, request)
@@ -110,20 +110,11 @@ class CoinbaseConnection(Connection):
         self.sequence += 1
         return json.dumps(frame, separators=(",", ":"))
 
-    async def serve(self) -> web.WebSocketResponse:
-        heartbeat = asyncio.create_task(self.heartbeat())
-        try:
-            return await super().serve()
-        finally:
-            heartbeat.cancel()
-
-    async def heartbeat(self) -> None:
-        while not self.closed:
-            await asyncio.sleep(HEARTBEAT_SECONDS)
-            if self.channels.get("heartbeats") is not None:
-                self.heartbeats += 1
-                now = datetime.now(timezone.utc)
-                self.enqueue(self.message("heartbeats", [{"current_time": str(now), "heartbeat_counter": self.heartbeats}]))
+    def heartbeat(self) -> None:
+        if self.channels.get("heartbeats") is not None:
+            self.heartbeats += 1
+            now = datetime.now(timezone.utc)
+            self.enqueue(self.message("heartbeats", [{"current_time": str(now), "heartbeat_counter": self.heartbeats}]))
 
     async def on_text(self, text: str) -> None:
         try:

@@ -32,6 +32,7 @@ class Connection:
     """One client WebSocket of some protocol; subclasses encode events and parse requests."""
 
     protocol = "?"
+    heartbeat_interval: float | None = None  # seconds between `heartbeat()` calls; None: the protocol has none
 
     def __init__(self, hub: "Hub", ws: web.WebSocketResponse, request: web.Request):
         self.hub, self.ws, self.request = hub, ws, request
@@ -48,6 +49,9 @@ class Connection:
 
     async def on_text(self, text: str) -> None:
         raise NotImplementedError
+
+    def heartbeat(self) -> None:
+        """Called every `heartbeat_interval` while open: protocols with keep-alive frames enqueue one here."""
 
     # -- plumbing --------------------------------------------------------------------------
     def subscribe(self, symbol: str, channel: str) -> None:
@@ -101,6 +105,12 @@ class Connection:
             elif channel is not None:
                 self.hub.sent.sent(self.protocol, symbol, channel, ident)
 
+    async def _heartbeats(self) -> None:
+        while not self.closed:
+            await asyncio.sleep(self.heartbeat_interval)
+            if not self.closed:
+                self.heartbeat()
+
     async def serve(self) -> web.WebSocketResponse:
         """Run the connection until either side closes it."""
         hub = self.hub
@@ -108,6 +118,7 @@ class Connection:
         hub.sent.connections_opened += 1
         hub.sent.connections_open += 1
         sender = asyncio.create_task(self.sender())
+        beats = asyncio.create_task(self._heartbeats()) if self.heartbeat_interval else None
         try:
             async for msg in self.ws:
                 if msg.type == web.WSMsgType.TEXT and not self.stalled():
@@ -119,6 +130,8 @@ class Connection:
         finally:
             self.closed = True
             sender.cancel()
+            if beats is not None:
+                beats.cancel()
             for key in list(self.subscriptions):
                 self.unsubscribe(*key)
             hub.connections.discard(self)

@@ -24,7 +24,6 @@ treats them as updates; the loopback sends updates only).
 """
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 import zlib
@@ -169,6 +168,7 @@ def told_top(old: dict, changes: list, descending: bool) -> list:
 
 class KrakenConnection(Connection):
     protocol = PROTOCOL
+    heartbeat_interval = HEARTBEAT_SECONDS
 
     def __init__(self, hub, ws, request):
         super().__init__(hub, ws, request)
@@ -183,17 +183,11 @@ class KrakenConnection(Connection):
         self.send_json({"channel": "status", "type": "update",
                         "data": [{"version": "2.0.0", "system": "online", "api_version": "v2",
                                   "connection_id": id(self) & 0xFFFFFFFFFFFF}]})
-        heartbeat = asyncio.create_task(self.heartbeat())
-        try:
-            return await super().serve()
-        finally:
-            heartbeat.cancel()
+        return await super().serve()
 
-    async def heartbeat(self) -> None:
-        while not self.closed:
-            await asyncio.sleep(HEARTBEAT_SECONDS)
-            if self.subscriptions:
-                self.send_json({"channel": "heartbeat"})
+    def heartbeat(self) -> None:
+        if self.subscriptions:
+            self.send_json({"channel": "heartbeat"})
 
     def ack(self, method: str, req_id, ok: bool, res: dict | None = None, error: str | None = None) -> None:
         now = iso(int(time.time() * 1000))

@@ -6,7 +6,10 @@ monitor (or an exchange runner) was swallowed with the task.  Now: no data
 from any configured stream for NO_DATA_STALLS stall timeouts withholds the
 ping (systemd restarts the collector), a dead watcher or stall monitor is
 logged, recorded and restarted, and a dead exchange runner ends the process
-non-zero.
+non-zero (the process-level proof is in test_collector_task_death.py).  A future
+ccxt cancels under a watcher (its `Client.close()` cancels every pending
+`watch_*`) used to end the whole exchange runner as "cancelled", which the
+collector took for "no symbol listed" and ran on without that exchange.
 """
 from __future__ import annotations
 
@@ -82,3 +85,30 @@ def test_dead_stall_monitor_is_logged_recorded_and_restarted(tmp_path):
             await exchange.close()
 
     asyncio.run(asyncio.wait_for(body(), 60))
+
+
+def test_future_cancelled_by_ccxt_is_a_reconnect_not_a_dead_exchange(tmp_path):
+    symbols = ["BTC/USDT", "ETH/USDT"]
+
+    async def body():
+        async with LoopbackExchange("sim", symbols, sim=SimOptions(rate=20, seed=6)) as lx:
+            cfg = make_config(tmp_path / "data", [binance_entry(lx, symbols)])
+            async with running_collector(cfg) as col:
+                streams = [(ch, s) for ch in ("orderbook", "trades", "ticker") for s in symbols]
+                seen = col.recorder.last_seen
+                await wait_until(lambda: all(("binance", ch, s) in seen for ch, s in streams), 30,
+                                 what="every stream delivering")
+                exchange, runner = col.exchanges[0], col._tasks[0]
+                reconnects_before = col.recorder.event_counts["reconnect"]
+                clients = list(exchange.clients.values())
+                assert sum(len(c.futures) for c in clients) > 0, "no watch_* pending to cancel"
+                for client in clients:
+                    await client.close()    # ccxt's own close: every pending watch future is cancelled
+                closed_ns = time.time_ns()
+                await wait_until(lambda: all(seen[("binance", ch, s)] > closed_ns for ch, s in streams), 30,
+                                 what="every stream delivering again after ccxt cancelled its futures")
+                assert not runner.done(), "the exchange runner ended: the collector would run without it"
+                assert col.recorder.event_counts["reconnect"] > reconnects_before
+
+    asyncio.run(asyncio.wait_for(body(), 90))
+
