@@ -82,13 +82,14 @@ class _Exchange:
         self.name = name
         self.ccxt: dict[str, Any] = {}
         self.per_channel: dict[str, list[str]] = {}
-        self.sources: dict[str, str] = {}   # channel -> old key of its symbol list
+        self.sources: dict[str, list[str]] = {}   # channel -> old keys of its symbol lists
         self.book_depth: tuple[int, str] | None = None
 
     def add_symbols(self, channel: str, symbols: list[str], old_key: str) -> None:
         have = self.per_channel.setdefault(channel, [])
         have += [s for s in symbols if s not in have]
-        self.sources.setdefault(channel, old_key)
+        if old_key not in self.sources.setdefault(channel, []):
+            self.sources[channel].append(old_key)
 
     def symbols(self) -> list[str]:
         out: list[str] = []
@@ -183,6 +184,8 @@ def _native_coinbase(section: Any, exchanges: dict[str, _Exchange], tr: Translat
         elif key == "ws_url" and value and value != NATIVE_WS_URL:
             ex.ccxt.setdefault("urls", {}).setdefault("api", {})["ws"] = value
             tr.record("coinbase.ws_url", "exchanges[coinbase].ccxt.urls.api.ws")
+        elif key == "ws_url":
+            tr.record("coinbase.ws_url", "exchanges[coinbase]", "Coinbase's own URL, ccxt's default")
         elif key == "level2_batch_size":
             tr.warn("coinbase.level2_batch_size", "ccxt.pro subscribes Coinbase books itself; no equivalent")
         elif key not in ("channels", "product_ids", "ws_url"):
@@ -207,11 +210,12 @@ def _exchanges(old: dict[str, Any], tr: Translation) -> None:
         i = len(entries)
         entry: dict[str, Any] = {"name": ex.name, **({"ccxt": ex.ccxt} if ex.ccxt else {}), "symbols": symbols,
                                  "channels": [c for c in CHANNELS if c in ex.per_channel]}
-        for channel, old_key in ex.sources.items():
-            tr.record(old_key, f"exchanges.{i}.symbols", f"channel {channel}")
+        for channel, old_keys in ex.sources.items():
+            for old_key in old_keys:
+                tr.record(old_key, f"exchanges.{i}.symbols", f"channel {channel}")
             extra = [s for s in symbols if s not in ex.per_channel[channel]]
             if extra:
-                tr.warn(old_key, f"one symbol list per exchange entry here: {channel} is also collected for "
+                tr.warn(old_keys[0], f"one symbol list per exchange entry here: {channel} is also collected for "
                                  f"{len(extra)} more symbol(s) ({', '.join(extra[:5])}{', ...' if len(extra) > 5 else ''})")
         if ex.book_depth:
             entry["book_depth"] = ex.book_depth[0]
@@ -232,6 +236,14 @@ def _bounded(value: Any, lo: float, hi: float) -> tuple[Any, str]:
     return fixed, "" if fixed == value else f"{value} clamped to {hi:g}"
 
 
+def _built_in(key: str, value: Any, old_key: str, tr: Translation) -> None:
+    """An old switch whose setting FluxForge always has (recorded) or never has (a warning)."""
+    if value == BUILT_IN[key][0]:
+        tr.record(old_key, "(built in)", BUILT_IN[key][1])
+    else:
+        tr.warn(old_key, BUILT_IN[key][1])
+
+
 def _ingestion(old: dict[str, Any], tr: Translation) -> None:
     for key, value in mapping_at(old, "ingestion").items():
         old_key = f"ingestion.{key}"
@@ -242,8 +254,7 @@ def _ingestion(old: dict[str, Any], tr: Translation) -> None:
             if key == "reconnect_delay" and isinstance(fixed, (int, float)) and fixed > 60:
                 tr.set("collector.reconnect_backoff_max", fixed, old_key, "raised to the initial delay")
         elif key in BUILT_IN:
-            if value != BUILT_IN[key][0]:
-                tr.warn(old_key, BUILT_IN[key][1])
+            _built_in(key, value, old_key, tr)
         elif key in INGESTION_NO_EQUIVALENT:
             tr.warn(old_key, INGESTION_NO_EQUIVALENT[key])
         else:
@@ -255,8 +266,7 @@ def _etl(old: dict[str, Any], tr: Translation) -> None:
     for key, value in mapping_at(old, "etl").items():
         old_key = f"etl.{key}"
         if key in BUILT_IN:
-            if value != BUILT_IN[key][0]:
-                tr.warn(old_key, BUILT_IN[key][1])
+            _built_in(key, value, old_key, tr)
         elif key == "state":
             for sub in mapping_at(value):
                 tr.warn(f"{old_key}.{sub}", _STATE)

@@ -128,6 +128,8 @@ def _collect(section: Any, where: str, rules: dict[str, Rule], tr: Translation,
         if earlier is not None and earlier[0] != converted:
             tr.warn(earlier[1], f"superseded by {old_key} = {value!r} (Daedalus's features: section wins; "
                                 f"its processor_options are deprecated)")
+        elif earlier is not None:
+            tr.record(earlier[1], f"etl.features.{new}", f"the same value as {old_key}")
         into[new] = (converted, old_key, note)
 
 

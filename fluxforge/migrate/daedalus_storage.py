@@ -45,7 +45,7 @@ def _s3(layer: dict[str, Any], where: str, tr: Translation) -> None:
     for key, value in section.items():
         old_key = f"{where}.{key}"
         if key in S3_NO_EQUIVALENT:
-            if value not in (None, "", 50):  # 50: Daedalus's default pool size
+            if value not in (None, ""):
                 tr.warn(old_key, S3_NO_EQUIVALENT[key])
         elif key in ("aws_access_key_id", "aws_secret_access_key"):
             if value and not tr.get(f"sync.{key}"):
@@ -54,6 +54,10 @@ def _s3(layer: dict[str, Any], where: str, tr: Translation) -> None:
         elif key in ("bucket", "region", "endpoint_url"):
             if value and tr.get(f"sync.{key}") is None:
                 tr.set(f"sync.{key}", value, old_key)
+            elif value == tr.get(f"sync.{key}"):
+                tr.record(old_key, f"sync.{key}", "the same value, already set")
+            elif value:
+                tr.warn(old_key, f"{value!r} is not used: sync.{key} is {tr.get(f'sync.{key}')!r} (set above)")
         else:
             tr.warn(old_key, "not a Daedalus S3 option FluxForge knows: not translated")
 
@@ -67,6 +71,9 @@ def _sync_job(sync: dict[str, Any], tr: Translation) -> None:
             dest = value if isinstance(value, dict) else {}
             if dest.get("backend", "local") == "s3":
                 _s3(dest, old_key, tr)
+                tr.record(f"{old_key}.backend", "sync", "S3")
+                if dest.get("base_dir"):
+                    tr.record(f"{old_key}.base_dir", "sync.bucket", "Daedalus's bucket when s3.bucket is empty")
             else:
                 tr.warn(old_key, "a local destination: FluxForge syncs to S3 only; copy data_dir with your own tools")
         elif key == "delete_after_transfer":
@@ -92,8 +99,18 @@ def translate_storage(old: dict[str, Any], tr: Translation) -> None:
             if not tr.get("sync.enabled"):
                 tr.set("sync.enabled", True, f"{where}.backend",
                        "Daedalus wrote this layer to S3 directly; FluxForge writes locally and uploads")
-        elif section.get("base_dir"):
-            tr.warn(f"{where}.base_dir", _LOCAL_DIR)
+            else:
+                tr.record(f"{where}.backend", "sync.enabled", "uploaded by sync")
+            if section.get("base_dir"):
+                tr.record(f"{where}.base_dir", "sync.bucket", "Daedalus's bucket when s3.bucket is empty")
+        else:
+            if "backend" in section:
+                tr.record(f"{where}.backend", "data_dir", "local: FluxForge writes locally")
+            if section.get("base_dir"):
+                tr.warn(f"{where}.base_dir", _LOCAL_DIR)
+        for key in section:
+            if key not in ("backend", "base_dir", "s3"):
+                tr.warn(f"{where}.{key}", "not a Daedalus storage layer option FluxForge knows: not translated")
     for key in mapping_at(storage, "paths"):
         tr.warn(f"storage.paths.{key}", "FluxForge's layout under data_dir is fixed (docs/architecture.md, "
                                         "'Where state lives')")
