@@ -83,7 +83,7 @@ class _Exchange:
         self.ccxt: dict[str, Any] = {}
         self.per_channel: dict[str, list[str]] = {}
         self.sources: dict[str, list[str]] = {}   # channel -> old keys of its symbol lists
-        self.book_depth: tuple[int, str] | None = None
+        self.book_depth: tuple[int, str, str] | None = None   # (depth, old key, note)
 
     def add_symbols(self, channel: str, symbols: list[str], old_key: str) -> None:
         have = self.per_channel.setdefault(channel, [])
@@ -149,7 +149,7 @@ def _ccxt_exchange(old_id: str, section: Any, exchanges: dict[str, _Exchange], t
                     tr.record(f"{old_key}.{opt}", f"exchanges[{name}].ccxt.options.{opt}")
         elif key == "max_orderbook_depth":
             if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
-                ex.book_depth = (min(value, 1000), old_key)
+                ex.book_depth = (min(value, 1000), old_key, "" if value <= 1000 else f"{value} capped at 1000")
             elif value is not None:
                 tr.warn(old_key, f"{value!r} is not a positive whole number: book_depth keeps its default")
         else:
@@ -219,7 +219,7 @@ def _exchanges(old: dict[str, Any], tr: Translation) -> None:
                                  f"{len(extra)} more symbol(s) ({', '.join(extra[:5])}{', ...' if len(extra) > 5 else ''})")
         if ex.book_depth:
             entry["book_depth"] = ex.book_depth[0]
-            tr.record(ex.book_depth[1], f"exchanges.{i}.book_depth")
+            tr.record(ex.book_depth[1], f"exchanges.{i}.book_depth", ex.book_depth[2])
         tr.mapped[:] = [(o, n.replace(f"exchanges[{ex.name}]", f"exchanges.{i}"), note) for o, n, note in tr.mapped]
         entries.append(entry)
     for cred in tr.credentials:
