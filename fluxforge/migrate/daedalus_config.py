@@ -78,8 +78,9 @@ class TranslationError(ValueError):
 class _Exchange:
     """One FluxForge exchange entry being assembled from one or two old sections."""
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, where: str):
         self.name = name
+        self.where = where                  # the old section that opened it
         self.ccxt: dict[str, Any] = {}
         self.per_channel: dict[str, list[str]] = {}
         self.sources: dict[str, list[str]] = {}   # channel -> old keys of its symbol lists
@@ -123,7 +124,7 @@ def _ccxt_exchange(old_id: str, section: Any, exchanges: dict[str, _Exchange], t
     name = EXCHANGE_RENAMES.get(old_id, old_id)
     if name != old_id:
         tr.record(where, f"exchanges[{name}]", f"ccxt.pro calls {old_id!r} {name!r}")
-    ex = exchanges.setdefault(name, _Exchange(name))
+    ex = exchanges.setdefault(name, _Exchange(name, where))
     for key, value in section.items():
         old_key = f"{where}.{key}"
         if key in SECRETS:
@@ -167,7 +168,7 @@ def _native_coinbase(section: Any, exchanges: dict[str, _Exchange], tr: Translat
         tr.warn("coinbase", "Daedalus starts its native Coinbase collector only with an api_key, so it did not "
                             "run: not translated (list the products under a `coinbase` exchange entry to collect them)")
         return
-    ex = exchanges.setdefault("coinbase", _Exchange("coinbase"))
+    ex = exchanges.setdefault("coinbase", _Exchange("coinbase", "coinbase"))
     channels = _symbol_list(section.get("channels", ["ticker", "level2", "market_trades"]), "coinbase.channels", tr)
     products = _symbol_list(section.get("product_ids", ["BTC-USD", "ETH-USD"]), "coinbase.product_ids", tr)
     symbols = [p.replace("-", "/", 1) for p in products if "-" in p]
@@ -205,7 +206,9 @@ def _exchanges(old: dict[str, Any], tr: Translation) -> None:
     for ex in exchanges.values():
         symbols = ex.symbols()
         if not symbols:
-            tr.warn(f"ccxt.exchanges.{ex.name}", "no symbol of a channel FluxForge records: exchange not translated")
+            tr.warn(ex.where, "no symbol of a channel FluxForge records: exchange not translated")
+            tr.credentials[:] = [c for c in tr.credentials if not c.new_path.startswith(f"exchanges[{ex.name}]")]
+            tr.mapped[:] = [m for m in tr.mapped if not m[1].startswith(f"exchanges[{ex.name}]")]
             continue
         i = len(entries)
         entry: dict[str, Any] = {"name": ex.name, **({"ccxt": ex.ccxt} if ex.ccxt else {}), "symbols": symbols,

@@ -270,7 +270,7 @@ WARNINGS = [  # (old config, the old key warned about, a phrase of what to do in
      "ccxt.exchanges.binance.max_orderbook_depth", "not a positive whole number"),
     ({"ccxt": {"exchanges": {"nosuchexchange": {"channels": {"watchTrades": ["A/B"]}}}}},
      "ccxt.exchanges.nosuchexchange", "ccxt.pro has no exchange"),
-    ({"ccxt": {"exchanges": {"binance": {"channels": {"watchOHLCV": ["A/B"]}}}}},
+    ({"ccxt": {"exchanges": {"binance": {"channels": {"watchOHLCV": ["A/B"]}, "api_key": "k"}}}},
      "ccxt.exchanges.binance", "exchange not translated"),
     ({"coinbase": {"api_key": "", "product_ids": ["BTC-USD"]}}, "coinbase", "did not run"),
     ({"coinbase": {"api_key": "k", "api_secret": "s", "channels": ["candles", "level2"]}},
@@ -307,6 +307,12 @@ def test_each_key_without_equivalent_warns_with_what_to_do(old, key, phrase):
     tr = translate(old)
     hits = [message for k, message in tr.warnings if k == key]
     assert hits and any(phrase in m for m in hits), tr.warnings
+
+
+def test_an_exchange_left_out_leaves_no_credential_behind():
+    tr = translate({"ccxt": {"exchanges": {"binance": {"api_key": "k", "channels": {"watchOHLCV": ["A/B"]}}}}})
+    assert "exchanges" not in tr.config and tr.credentials == []
+    assert "credential" not in render(tr, "old.yaml", "Daedalus")
 
 
 def test_settings_fluxforge_always_has_do_not_warn():
