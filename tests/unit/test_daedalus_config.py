@@ -157,7 +157,7 @@ def _leaves(node, prefix=""):
         yield prefix, node
 
 
-def test_realistic_config_translates_and_passes_config_check(tmp_path):
+def test_realistic_config_translates_and_passes_config_check(tmp_path, monkeypatch):
     old = tmp_path / "old.yaml"
     old.write_text(OLD_YAML)
     r = _cli("config", "import-daedalus", str(old))
@@ -184,11 +184,8 @@ def test_realistic_config_translates_and_passes_config_check(tmp_path):
     bad = _cli("config", "check", "--config", str(new), env={"CREDENTIALS_DIRECTORY": str(tmp_path / "none")})
     assert bad.returncode == 78 and "/etc/fluxforge/credentials/" in bad.stderr and "Traceback" not in bad.stderr
 
-    os.environ["CREDENTIALS_DIRECTORY"] = str(creds)
-    try:
-        cfg = parse_config(yaml.safe_load(r.stdout))
-    finally:
-        del os.environ["CREDENTIALS_DIRECTORY"]
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
+    cfg = parse_config(yaml.safe_load(r.stdout))
     ex = {x.name: x for x in cfg.exchanges}
     assert list(ex) == ["binanceus", "coinbase", "kraken"]          # coinbaseadvanced is ccxt.pro coinbase
     assert ex["binanceus"].ccxt == {"apiKey": "OLD-BINANCEUS-KEY", "secret": "OLD-BINANCEUS-SECRET",
