@@ -46,7 +46,10 @@ def run_import_daedalus(args: argparse.Namespace) -> int:
     except OSError as e:
         raise UserError(f"{args.old}: cannot read: {e.strerror}") from None
     except yaml.YAMLError as e:
-        raise UserError(f"{args.old}: invalid YAML: {getattr(e, 'problem', None) or e}") from None
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise UserError(f"{args.old}:{where} invalid YAML: {getattr(e, 'problem', None) or e}"
+                        + (" (one config per file)" if "another document" in str(e) else "")) from None
     try:
         tr = translate(old)
     except TranslationError as e:
