@@ -42,7 +42,19 @@ cdef enum:
     SC_ASK_LEVELS = 27
     SC_CROSSED = 28
     SC_LOCKED = 29
-    N_SCALAR = 30
+    SC_IMB_TOP3 = 30
+    SC_IMB_TOP5 = 31
+    SC_IMB_TOP10 = 32
+    SC_BID_DSLOPE = 33
+    SC_ASK_DSLOPE = 34
+    SC_DSLOPE_ASYM = 35
+    SC_BID_DECAY5 = 36
+    SC_ASK_DECAY5 = 37
+    SC_BID_HALF = 38
+    SC_ASK_HALF = 39
+    SC_CONVEXITY = 40
+    N_SCALAR = 41
+    MAX_TOP_LEVELS = 64   # FeatureOptions.max_levels <= 50
 
 
 cdef inline int book_compact(const double[:, :] px, const double[:, :] sz, Py_ssize_t row,
@@ -68,6 +80,63 @@ cdef inline double _ratio_diff(double a, double b) noexcept nogil:
     if a + b == 0.0:
         return NAN
     return (a - b) / (a + b)
+
+
+cdef inline double _top_imbalance(const double* bq, int nb, const double* aq, int na, int k, int nlev) noexcept nogil:
+    # (sum of the first k bid sizes - ask sizes) / their total; NaN when fewer than k levels are read.
+    cdef int i
+    cdef double sb = 0.0, sa = 0.0
+    if k > nlev:
+        return NAN
+    for i in range(nb if nb < k else k):
+        sb += bq[i]
+    for i in range(na if na < k else k):
+        sa += aq[i]
+    return _ratio_diff(sb, sa)
+
+
+cdef inline double _depth_slope(const double* p, const double* q, int n, double mid, bint bid) noexcept nogil:
+    # OLS slope (with intercept) of cumulative size on distance from mid in bps, over n top levels.
+    cdef double d[MAX_TOP_LEVELS]
+    cdef double cq[MAX_TOP_LEVELS]
+    cdef double cum = 0.0, sd = 0.0, sq = 0.0, md, mq, sxx = 0.0, sxy = 0.0, lo, hi
+    cdef int i
+    if n < 2 or n > MAX_TOP_LEVELS:
+        return NAN
+    for i in range(n):
+        d[i] = (mid - p[i]) / mid * 10000.0 if bid else (p[i] - mid) / mid * 10000.0
+        cum += q[i]
+        cq[i] = cum
+        sd += d[i]
+        sq += cum
+    lo = d[0]
+    hi = d[0]
+    for i in range(n):
+        lo = d[i] if d[i] < lo else lo
+        hi = d[i] if d[i] > hi else hi
+    if lo == hi:
+        return NAN
+    md = sd / n
+    mq = sq / n
+    for i in range(n):
+        sxx += (d[i] - md) * (d[i] - md)
+        sxy += (d[i] - md) * (cq[i] - mq)
+    return sxy / sxx
+
+
+cdef inline double _half_depth_level(const double* q, int n) noexcept nogil:
+    # First 0-based level at which the cumulative size reaches half the side's size (sequential sums).
+    cdef int i
+    cdef double total = 0.0, cum = 0.0
+    if n == 0:
+        return NAN
+    for i in range(n):
+        total += q[i]
+    for i in range(n):
+        cum += q[i]
+        if cum >= 0.5 * total:
+            return i
+    return n - 1
 
 
 cdef struct Core:
@@ -126,7 +195,7 @@ cdef inline int book_structural(const double* bp, const double* bq, int nb,
     the rebuild kernel's sums over the full book up to the widest band."""
     cdef int i, j, nv = N_SCALAR + 5 * nlev + 3 * nband
     cdef int lv = N_SCALAR, lb = N_SCALAR + 5 * nlev
-    cdef double mid, tb, ta, qb, qa
+    cdef double mid, tb, ta, qb, qa, inband = 0.0
     cdef double q5b = 0.0, q5a = 0.0, pq5b = 0.0, pq5a = 0.0, d5b = 0.0, d5a = 0.0
     cdef const double* gb = agg
     cdef const double* ga = agg + AG_BANDS + nband
@@ -190,6 +259,21 @@ cdef inline int book_structural(const double* bp, const double* bq, int nb,
         f[lb + j] = gb[AG_BANDS + j]
         f[lb + nband + j] = ga[AG_BANDS + j]
         f[lb + 2 * nband + j] = _ratio_diff(f[lb + j], f[lb + nband + j])
+    # Shape of the top levels (Daedalus's shape columns, defined over the `max_levels` levels read)
+    f[SC_IMB_TOP3] = _top_imbalance(bq, nb, aq, na, 3, nlev)
+    f[SC_IMB_TOP5] = _top_imbalance(bq, nb, aq, na, 5, nlev)
+    f[SC_IMB_TOP10] = _top_imbalance(bq, nb, aq, na, 10, nlev)
+    f[SC_BID_DSLOPE] = _depth_slope(bp, bq, nb, mid, 1)
+    f[SC_ASK_DSLOPE] = _depth_slope(ap, aq, na, mid, 0)
+    f[SC_DSLOPE_ASYM] = _ratio_diff(f[SC_BID_DSLOPE], f[SC_ASK_DSLOPE])
+    f[SC_BID_DECAY5] = bq[4] / bq[0] if nb >= 5 else NAN
+    f[SC_ASK_DECAY5] = aq[4] / aq[0] if na >= 5 else NAN
+    f[SC_BID_HALF] = _half_depth_level(bq, nb)
+    f[SC_ASK_HALF] = _half_depth_level(aq, na)
+    # share of the depth within the widest band that lies in the first band
+    for j in range(nband):
+        inband += gb[AG_BANDS + j] + ga[AG_BANDS + j]
+    f[SC_CONVEXITY] = (gb[AG_BANDS] + ga[AG_BANDS]) / inband if inband > 0.0 else NAN
     return 1
 
 

@@ -95,6 +95,16 @@ class FeatureOptions(_Model):
             raise ValueError(f"must be at most {DAY:g} seconds (one day)")
         return v
 
+    @field_validator("spread_tight_percentile", "spread_wide_percentile")
+    @classmethod
+    def _percent(cls, v: float) -> float:
+        # Daedalus wrote these as fractions (0.2 = 20th percentile); here 0.2 would silently be
+        # the 0.2nd percentile, so a value in (0, 1) is refused with the likely intent.
+        if 0.0 < v < 1.0:
+            raise ValueError(f"percent, 0-100: did you mean {round(v * 100.0, 9):g}? "
+                             f"(a value in (0, 1) is taken for a fraction and refused)")
+        return v
+
     @model_validator(mode="after")
     def _levels(self) -> "FeatureOptions":
         if self.ofi_levels > self.max_levels:

@@ -20,6 +20,9 @@ STRUCT_SCALARS = [
     "bid_concentration", "ask_concentration", "center_of_gravity", "cog_vs_mid", "smart_bid_depth",
     "smart_ask_depth", "smart_depth_imbalance", "vwap_bid_5", "vwap_ask_5", "vwap_spread", "book_pressure",
     "lambda_like", "book_depth", "bid_levels", "ask_levels", "is_crossed", "is_locked",
+    "imbalance_top3", "imbalance_top5", "imbalance_top10", "bid_depth_slope", "ask_depth_slope",
+    "depth_slope_asymmetry", "bid_depth_decay_5", "ask_depth_decay_5", "bid_50pct_depth_level",
+    "ask_50pct_depth_level", "book_convexity",
 ]
 DYNAMIC = ["log_return_step", "mid_velocity", "mid_accel", "ofi_step", "mlofi_step", "amihud_like"]
 ROLLING = ["rv", "ret_std", "mean_return", "ofi_sum", "mlofi_sum", "tfi", "trade_vol", "mean_spread"]

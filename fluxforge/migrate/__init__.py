@@ -1,6 +1,10 @@
-"""Moving in from other systems: their recorded data becomes FluxForge bronze.
+"""Moving in from other systems: their config and their recorded data become FluxForge's.
 
 Stage modules, each with one job (Daedalus is the first system):
+  config_translation -- a translated config plus its provenance, warnings and credential references, as YAML
+  daedalus_config  -- Daedalus config.yaml -> FluxForge config (`fluxforge config import-daedalus`)
+  daedalus_features -- its processor_options / features: -> etl.features (units converted)
+  daedalus_storage -- its storage layers and sync job -> sync
   daedalus_schema  -- what Daedalus wrote: its raw Parquet columns, NDJSON record keys, symbol sanitising
   daedalus_ndjson  -- one NDJSON line -> rows shaped like Daedalus's own Parquet rows (or a reason why not)
   daedalus_read    -- find the files, read Parquet (flat / partitioned) and NDJSON in chunks, never raise

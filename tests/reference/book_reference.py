@@ -36,6 +36,54 @@ def _div(a, b):
     return NAN if b == 0 or math.isnan(b) else a / b
 
 
+TOP_SHAPE = ["imbalance_top3", "imbalance_top5", "imbalance_top10", "bid_depth_slope", "ask_depth_slope",
+             "depth_slope_asymmetry", "bid_depth_decay_5", "ask_depth_decay_5", "bid_50pct_depth_level",
+             "ask_50pct_depth_level", "book_convexity"]
+
+
+def _ols_slope(xs, ys):
+    """Least-squares slope of ys on xs (with intercept); NaN below 2 points or when all xs are equal."""
+    if len(xs) < 2 or len(set(xs)) < 2:
+        return NAN
+    mx, my = math.fsum(xs) / len(xs), math.fsum(ys) / len(ys)
+    return math.fsum((x - mx) * (y - my) for x, y in zip(xs, ys)) / math.fsum((x - mx) ** 2 for x in xs)
+
+
+def _half_level(sizes):
+    """First level whose cumulative size reaches half the side's total. Summed left to right, as a
+    running total is: at an exact tie the level found depends on the rounding of that order."""
+    total = 0.0
+    for q in sizes:
+        total += q
+    cum = 0.0
+    for i, q in enumerate(sizes):
+        cum += q
+        if cum >= 0.5 * total:
+            return i
+    return len(sizes) - 1
+
+
+def top_shape(bids, asks, mid, L, bands):
+    """The top-level shape columns of a valid book (docs/features.md)."""
+    f = {}
+    for k in (3, 5, 10):
+        f[f"imbalance_top{k}"] = _imb(math.fsum(q for _, q in bids[:k]), math.fsum(q for _, q in asks[:k])) \
+            if k <= L else NAN
+    cum_b = [math.fsum(q for _, q in bids[:i + 1]) for i in range(len(bids))]
+    cum_a = [math.fsum(q for _, q in asks[:i + 1]) for i in range(len(asks))]
+    sb = _ols_slope([(mid - p) / mid * 10000.0 for p, _ in bids], cum_b)
+    sa = _ols_slope([(p - mid) / mid * 10000.0 for p, _ in asks], cum_a)
+    f["bid_depth_slope"], f["ask_depth_slope"] = sb, sa
+    f["depth_slope_asymmetry"] = NAN if math.isnan(sb) or math.isnan(sa) else _imb(sb, sa)
+    f["bid_depth_decay_5"] = bids[4][1] / bids[0][1] if len(bids) >= 5 else NAN
+    f["ask_depth_decay_5"] = asks[4][1] / asks[0][1] if len(asks) >= 5 else NAN
+    f["bid_50pct_depth_level"] = _half_level([q for _, q in bids])
+    f["ask_50pct_depth_level"] = _half_level([q for _, q in asks])
+    inband = math.fsum(bands.values())
+    f["book_convexity"] = bands[0] / inband if inband > 0 else NAN
+    return f
+
+
 def structural_row(bids, asks, opts, deep=None):
     """bids/asks: the top max_levels usable [(price, size)], best first; deep: (bids, asks) of the
     full book within the widest band, which the depth aggregates use (default: bids/asks).
@@ -63,7 +111,7 @@ def structural_row(bids, asks, opts, deep=None):
              "bid_concentration", "ask_concentration", "center_of_gravity", "cog_vs_mid", "smart_bid_depth",
              "smart_ask_depth", "smart_depth_imbalance", "vwap_bid_5", "vwap_ask_5", "vwap_spread",
              "book_pressure", "lambda_like"]
-    names += [f"imbalance_L{i}" for i in range(L)]
+    names += [f"imbalance_L{i}" for i in range(L)] + TOP_SHAPE
     for prefix in ("bid_vol_band", "ask_vol_band", "imb_band"):
         names += [f"{prefix}_{lo:g}_{hi:g}bps" for lo, hi in bands]
     valid = bool(nb and na and not crossed)
@@ -105,12 +153,15 @@ def structural_row(bids, asks, opts, deep=None):
     f["book_pressure"] = _div(wb - wa, wb + wa)
     for i in range(L):
         f[f"imbalance_L{i}"] = _imb(bids[i][1] if i < nb else 0.0, asks[i][1] if i < na else 0.0)
-    for lo, hi in bands:
+    both = {}
+    for j, (lo, hi) in enumerate(bands):
         vb = math.fsum(q for (_, q), d in zip(deep_b, dist_b) if lo <= d < hi)
         va = math.fsum(q for (_, q), d in zip(deep_a, dist_a) if lo <= d < hi)
         f[f"bid_vol_band_{lo:g}_{hi:g}bps"] = vb
         f[f"ask_vol_band_{lo:g}_{hi:g}bps"] = va
         f[f"imb_band_{lo:g}_{hi:g}bps"] = _imb(vb, va)
+        both[j] = vb + va
+    f.update(top_shape(bids, asks, mid, L, both))
     return f, True
 
 
@@ -190,11 +241,35 @@ def structural_numpy(bpx, bsz, apx, asz, opts, deep=None):
         f["book_pressure"] = (wb - wa) / (wb + wa)
         for i in range(L):
             f[f"imbalance_L{i}"] = (bq0[:, i] - aq0[:, i]) / (bq0[:, i] + aq0[:, i])
-        for lo, hi in band_edges(opts):
+        inband = np.zeros(n)
+        for j, (lo, hi) in enumerate(band_edges(opts)):
             vb = np.where((db >= lo) & (db < hi), dbq0, 0.0).sum(axis=1)
             va = np.where((da >= lo) & (da < hi), daq0, 0.0).sum(axis=1)
             f[f"bid_vol_band_{lo:g}_{hi:g}bps"], f[f"ask_vol_band_{lo:g}_{hi:g}bps"] = vb, va
             f[f"imb_band_{lo:g}_{hi:g}bps"] = (vb - va) / (vb + va)
+            near = vb + va if j == 0 else near
+            inband = inband + vb + va
+        f["book_convexity"] = np.where(inband > 0, near / inband, np.nan)
+        for k in (3, 5, 10):
+            sb, sa = bq0[:, :k].sum(axis=1), aq0[:, :k].sum(axis=1)
+            f[f"imbalance_top{k}"] = (sb - sa) / (sb + sa) if k <= L else np.full(n, np.nan)
+        slopes = {}
+        for side, p, q, cnt, dist in (("bid", bp, bq, nb, mid[:, None] - bp), ("ask", ap, aq, na, ap - mid[:, None])):
+            d = dist / mid[:, None] * 10000.0
+            cum = np.where(np.isfinite(q), np.cumsum(np.nan_to_num(q), axis=1), np.nan)
+            k = np.maximum(cnt, 1)
+            dc = d - (np.nansum(d, axis=1) / k)[:, None]
+            qc = cum - (np.nansum(cum, axis=1) / k)[:, None]
+            spread_d = np.nanmax(np.where(np.isfinite(d), d, -np.inf), axis=1) > np.nanmin(np.where(np.isfinite(d), d, np.inf), axis=1)
+            slopes[side] = np.where((cnt >= 2) & spread_d, np.nansum(dc * qc, axis=1) / np.nansum(dc * dc, axis=1), np.nan)
+            f[f"{side}_depth_slope"] = slopes[side]
+            f[f"{side}_depth_decay_5"] = q[:, 4] / q[:, 0] if q.shape[1] >= 5 else np.full(n, np.nan)
+            # np.cumsum adds left to right, the running total the definition's tie rule needs
+            running = np.cumsum(np.nan_to_num(q), axis=1)
+            reached = running >= 0.5 * running[:, -1:]
+            f[f"{side}_50pct_depth_level"] = np.where(cnt > 0, reached.argmax(axis=1), np.nan).astype(float)
+        total = slopes["bid"] + slopes["ask"]
+        f["depth_slope_asymmetry"] = np.where(total != 0, (slopes["bid"] - slopes["ask"]) / total, np.nan)
     keep = {"best_bid", "best_ask", "book_depth", "bid_levels", "ask_levels", "is_crossed", "is_locked"}
     for name, values in f.items():
         if name not in keep and not name.startswith(("bid_price_L", "bid_size_L", "ask_price_L", "ask_size_L")):

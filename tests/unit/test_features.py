@@ -89,6 +89,26 @@ def test_structural_values_of_a_simple_book():
     assert math.isnan(row["bid_price_L2"])
 
 
+def test_top_level_shape_columns_of_a_worked_book():
+    """Hand-computed: mid 100.05, bids 100.00..99.50 sized 1..6, asks 100.10..100.30 sized 1 each;
+    level i of either side lies (i + 0.5) * 0.1 / 100.05 * 1e4 ~ 4.9975 + 9.995 i bps from mid."""
+    bids = [(100.0 - 0.1 * i, float(i + 1)) for i in range(6)]
+    asks = [(100.1 + 0.1 * i, 1.0) for i in range(3)]
+    row = compute(books([(bids, asks)]), hf_emit_interval=0).hf.to_pylist()[0]
+    assert row["imbalance_top3"] == pytest.approx((6 - 3) / 9)          # 1+2+3 vs 1+1+1
+    assert row["imbalance_top5"] == pytest.approx((15 - 3) / 18)        # asks have only 3 levels
+    assert row["imbalance_top10"] == pytest.approx((21 - 3) / 24)
+    step = 0.1 / 100.05 * 1e4                                            # bps between levels
+    assert row["bid_depth_slope"] == pytest.approx(4.0 / step)          # cumulative 1,3,6,10,15,21: +4/level
+    assert row["ask_depth_slope"] == pytest.approx(1.0 / step)          # cumulative 1,2,3
+    assert row["depth_slope_asymmetry"] == pytest.approx(3 / 5)
+    assert row["bid_depth_decay_5"] == 5.0 and math.isnan(row["ask_depth_decay_5"])
+    assert row["bid_50pct_depth_level"] == 4 and row["ask_50pct_depth_level"] == 1   # 15 >= 10.5; 2 >= 1.5
+    assert row["book_convexity"] == pytest.approx(2 / 24)               # first band holds 1 + 1 of 24
+    narrow = compute(books([(bids, asks)]), hf_emit_interval=0, max_levels=4, ofi_levels=2).hf.to_pylist()[0]
+    assert math.isnan(narrow["imbalance_top5"]) and math.isnan(narrow["bid_depth_decay_5"])
+
+
 def test_crossed_book_is_flagged_nan_and_counted():
     crossed = ([(100.05, 1.0)], [(100.00, 1.0)])
     eng = FeatureEngine(hf_emit_interval=0)

@@ -84,8 +84,8 @@ size_st = st.one_of(st.floats(0.001, 50.0), st.sampled_from([0.0, float("nan"), 
 
 
 @st.composite
-def level_side(draw, best, sign):
-    n = draw(st.integers(0, 6))
+def level_side(draw, best, sign, max_n=6):
+    n = draw(st.integers(0, max_n))
     gaps = draw(st.lists(st.integers(1, 40), min_size=n, max_size=n))
     prices, p = [], best
     for g in gaps:
@@ -98,7 +98,7 @@ def level_side(draw, best, sign):
 
 
 @st.composite
-def market(draw):
+def market(draw, max_n=6, levels=None):
     n = draw(st.integers(1, 40))
     ts = T0 + np.cumsum(draw(st.lists(st.integers(0, 700), min_size=n, max_size=n))).astype(np.int64)
     rows = {"timestamp": ts.tolist(), "nonce": list(range(n)), "bid_px": [], "bid_sz": [], "ask_px": [], "ask_sz": []}
@@ -106,8 +106,8 @@ def market(draw):
     for _ in range(n):
         mid += 0.01 * draw(st.integers(-3, 3))
         spread = 0.01 * draw(st.integers(-2, 4))  # <0: crossed, 0: locked
-        bp, bs = draw(level_side(round(mid - spread / 2, 2), -1))
-        ap, asz = draw(level_side(round(mid + spread / 2, 2), 1))
+        bp, bs = draw(level_side(round(mid - spread / 2, 2), -1, max_n))
+        ap, asz = draw(level_side(round(mid + spread / 2, 2), 1, max_n))
         rows["bid_px"].append(bp); rows["bid_sz"].append(bs); rows["ask_px"].append(ap); rows["ask_sz"].append(asz)
     books = pa.table(rows)
     m = draw(st.integers(0, 40))
@@ -120,7 +120,7 @@ def market(draw):
         "side": pa.array(draw(st.lists(st.sampled_from(["buy", "sell", None]), min_size=m, max_size=m)), pa.string()),
     })
     resets = draw(st.lists(st.integers(int(ts[0]), int(ts[-1]) + 1), max_size=2))
-    opts = dict(SMALL, hf_emit_interval=draw(st.sampled_from([0.0, 0.5])),
+    opts = dict(SMALL, **(levels or {}), hf_emit_interval=draw(st.sampled_from([0.0, 0.5])),
                 use_dynamic_spread_regime=draw(st.booleans()), ofi_decay_alpha=draw(st.sampled_from([0.0, 0.7])))
     return books, trades, resets, opts
 
@@ -135,6 +135,23 @@ def test_random_books_match_reference(case):
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(market())
 def test_random_books_match_numpy_reference(case):
+    books, trades, resets, opts = case
+    assert_matches_reference(compute(books, trades, resets=resets, **opts), books, trades, resets, mode="numpy", **opts)
+
+
+DEEP = dict(max_levels=12, ofi_levels=5)  # enough levels for imbalance_top10 and the depth decay (5th level)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(market(max_n=14, levels=DEEP))
+def test_random_deep_books_match_reference(case):
+    books, trades, resets, opts = case
+    assert_matches_reference(compute(books, trades, resets=resets, **opts), books, trades, resets, **opts)
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(market(max_n=14, levels=DEEP))
+def test_random_deep_books_match_numpy_reference(case):
     books, trades, resets, opts = case
     assert_matches_reference(compute(books, trades, resets=resets, **opts), books, trades, resets, mode="numpy", **opts)
 
