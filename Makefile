@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-unit test-appliance bench deb deb-arm64 lint clean
+.PHONY: demo test test-unit test-appliance bench deb deb-arm64 image lint clean
 
 $(STAMP): pyproject.toml setup.py $(wildcard cython_ext/*.pyx cython_ext/*.pxd)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -49,6 +49,12 @@ deb:
 deb-arm64:
 	packaging/install-host-deps.sh --arm64
 	$(PYTHON) packaging/build_deb.py --arch arm64 --out dist
+
+# dist/fluxforge-<version>-amd64.img (+ .qcow2, .img.zst): bookworm + the .deb, no mounts needed
+# (docs/images.md).  Builds the .deb first; the image root is cached by its inputs.
+image: $(STAMP)
+	packaging/install-host-deps.sh --image
+	$(PY) packaging/build_image.py --arch amd64 --out dist
 
 bench: $(STAMP)
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
