@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import email.utils
+import hashlib
 import os
 import re
 import subprocess
@@ -60,8 +61,20 @@ def deb_version(deb: Path) -> str:
                           text=True).stdout.strip()
 
 
-def build(arch: str, deb: Path, out: Path, compress: bool = True, log=print) -> dict[str, Path]:
-    """Build the image files from `deb`; returns {"img", "qcow2", "zst"} paths (zst only if compress)."""
+def assembly_key(root: Path, *extra: bytes) -> str:
+    """What the assembled .img depends on besides the (content-keyed) root: the assembly code and ESP extras."""
+    h = hashlib.sha256(root.name.encode())
+    for p in (Path(image_disk.__file__), Path(__file__)):
+        h.update(p.read_bytes())
+    for blob in extra:
+        h.update(blob)
+    return h.hexdigest()
+
+
+def build(arch: str, deb: Path, out: Path, compress: bool = True, reuse: bool = False,
+          log=print) -> dict[str, Path]:
+    """Build the image files from `deb`; returns {"img", "qcow2", "zst"} paths (zst only if compress).
+    With `reuse` (the boot test), an .img assembled from the same inputs is kept and only it is returned."""
     started = time.monotonic()
     epoch = default_epoch()
     version = deb_version(deb)
@@ -70,14 +83,20 @@ def build(arch: str, deb: Path, out: Path, compress: bool = True, log=print) -> 
     out.mkdir(parents=True, exist_ok=True)
     base = out / f"fluxforge-{version}-{arch}"
     example = (REPO / "config/config.example.yaml").read_bytes()
+    img, inputs = Path(f"{base}.img"), Path(f"{base}.inputs")
+    key = assembly_key(root, example)
+    if reuse and img.exists() and inputs.exists() and inputs.read_text() == key:
+        log(f"build_image: {img} is up to date (same root and assembly inputs)")
+        return {"img": img}
+    inputs.unlink(missing_ok=True)
     with tempfile.TemporaryDirectory(dir=out, prefix=".image-") as tmp:
         esp, rootfs = Path(tmp) / "esp.img", Path(tmp) / "root.img"
         image_disk.make_esp(root, esp, arch, epoch, {"fluxforge/README.txt": ESP_README.encode(),
                                                      "fluxforge/config.example.yaml": example})
         root_size = image_disk.make_rootfs(root, rootfs, epoch)
-        img = base.with_suffix(".img")
         image_disk.assemble(esp, rootfs, img, arch)
-    files = {"img": img, "qcow2": base.with_suffix(".qcow2")}
+    inputs.write_text(key)
+    files = {"img": img, "qcow2": Path(f"{base}.qcow2")}
     image_disk.run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", str(img), str(files["qcow2"])])
     if compress:
         files["zst"] = Path(f"{img}.zst")

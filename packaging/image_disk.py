@@ -41,10 +41,11 @@ class ImageError(RuntimeError):
 
 def fstab() -> str:
     """The root grows with the disk (x-systemd.growfs); the ESP is root-only (it may hold secrets
-    before the first boot imports them) and optional, so a missing one never blocks the boot."""
+    before the first boot imports them) and optional (`nofail`), so a missing one never blocks the
+    boot.  No short x-systemd.device-timeout: under TCG udev may take longer than 15 s to announce it."""
     return (f"UUID={ROOT_FS_UUID} / ext4 defaults,x-systemd.growfs,errors=remount-ro 0 1\n"
             f"UUID={ESP_VOLUME_ID[:4]}-{ESP_VOLUME_ID[4:]} /boot/efi vfat "
-            "umask=0077,shortname=mixed,nofail,x-systemd.device-timeout=15s 0 2\n")
+            "umask=0077,shortname=mixed,nofail 0 2\n")
 
 
 def run(argv: list[str], env: dict[str, str] | None = None, **kw) -> subprocess.CompletedProcess:

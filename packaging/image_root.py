@@ -33,7 +33,11 @@ ANSIBLE_DEFAULTS = REPO / "ansible" / "roles" / "appliance_host" / "defaults" / 
 # What every image holds on top of minbase (the .deb brings python3 and its own deps).
 COMMON_PACKAGES = ["systemd", "systemd-sysv", "systemd-timesyncd", "systemd-resolved", "dbus", "udev",
                    "openssh-server", "ca-certificates", "iproute2", "zstd", "less", "kmod",
-                   "cloud-init", "cloud-guest-utils", "cloud-initramfs-growroot", "e2fsprogs", "dosfstools"]
+                   "cloud-init", "cloud-guest-utils", "cloud-initramfs-growroot", "e2fsprogs", "dosfstools",
+                   # what the .deb depends on, so installing it later needs no download
+                   "python3", "libstdc++6"]
+# Bump when the mmdebstrap recipe changes in a way the package list does not show.
+BASE_RECIPE = 1
 IMAGE_PACKAGES = {
     "amd64": COMMON_PACKAGES + ["linux-image-cloud-amd64", "systemd-boot", "systemd-boot-efi"],
 }
@@ -57,26 +61,34 @@ def overlay_files() -> list[Path]:
     return sorted(p for p in OVERLAY.rglob("*") if p.is_file())
 
 
-def root_key(arch: str, deb: Path, epoch: int) -> str:
-    """Cache key: a change to any input of the root gives a new root instead of a stale one."""
+def base_key(arch: str, epoch: int) -> str:
+    """Cache key of the bootstrapped Debian part: packages, dpkg filters, mirror, suite, epoch."""
     h = hashlib.sha256()
-    h.update(" ".join(IMAGE_PACKAGES[arch] + ENABLED_UNITS + DPKG_EXCLUDES + DPKG_INCLUDES).encode())
+    h.update(" ".join(IMAGE_PACKAGES[arch] + DPKG_EXCLUDES + DPKG_INCLUDES).encode())
+    h.update(f"{BASE_RECIPE} {epoch} {buildroot.MIRROR} {buildroot.SUITE}".encode())
+    return h.hexdigest()[:12]
+
+
+def root_key(arch: str, deb: Path, epoch: int) -> str:
+    """Cache key of the finished root: the base plus the .deb and everything laid over it."""
+    h = hashlib.sha256()
+    h.update(base_key(arch, epoch).encode() + b" " + " ".join(ENABLED_UNITS).encode())
     h.update(sha256_file(deb).encode())
     for p in overlay_files():
         h.update(str(p.relative_to(OVERLAY)).encode() + b"\0" + p.read_bytes())
     h.update(repr(sorted(journald_caps(arch).items())).encode())
-    h.update(f"{epoch} {buildroot.MIRROR} {buildroot.SUITE}".encode())
+    h.update(image_disk.fstab().encode())
     h.update(Path(__file__).read_bytes())
     return h.hexdigest()[:12]
 
 
-def cached_image_root(arch: str, deb: Path, epoch: int, log=print) -> Path:
-    """The finished root tree for (arch, deb, inputs), bootstrapping it on first use."""
-    name = f"image-{buildroot.SUITE}-{arch}-{root_key(arch, deb, epoch)}"
+def _cached(name: str, build, log) -> Path:
+    """CACHE/image-roots/<name>, made by build(tmp) once; a marker beside it (not inside, so
+    mkfs.ext4 -d does not copy it) says it is complete."""
     path = buildroot.CACHE / "image-roots" / name
-    marker = path.with_name(name + ".complete")  # beside the tree, so mkfs.ext4 -d does not copy it
+    marker = path.with_name(name + ".complete")
     if marker.exists():
-        log(f"image_root: cached root {path}")
+        log(f"image_root: cached {path}")
         return path
     with buildroot._locked(name):
         if marker.exists():
@@ -85,18 +97,64 @@ def cached_image_root(arch: str, deb: Path, epoch: int, log=print) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.parent.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
-        log(f"image_root: mmdebstrap {buildroot.SUITE} {arch} + {deb.name} into {path} (cached for next time)")
-        _mmdebstrap(arch, deb, epoch, tmp)
-        _finish(tmp, arch, epoch)
+        build(tmp)
         if path.exists():
             shutil.rmtree(path)
         tmp.rename(path)
-        marker.write_text(f"{buildroot.SUITE} {arch} {deb.name}\n")
-        log(f"image_root: {name} ready in {time.monotonic() - started:.0f} s")
+        marker.write_text(name + "\n")
+        log(f"image_root: {path} ready in {time.monotonic() - started:.0f} s (cached for next time)")
     return path
 
 
-def _mmdebstrap(arch: str, deb: Path, epoch: int, target: Path) -> None:
+def cached_base_root(arch: str, epoch: int, log=print) -> Path:
+    """Debian bookworm with the image's packages (no FluxForge yet): bootstrapped once per package list."""
+    name = f"base-{buildroot.SUITE}-{arch}-{base_key(arch, epoch)}"
+
+    def build(tmp: Path) -> None:
+        log(f"image_root: mmdebstrap {buildroot.SUITE} {arch} ({len(IMAGE_PACKAGES[arch])} packages + minbase)")
+        _mmdebstrap(arch, epoch, tmp)
+    return _cached(name, build, log)
+
+
+def cached_image_root(arch: str, deb: Path, epoch: int, log=print) -> Path:
+    """The finished root for (arch, deb, inputs): a copy of the base with the .deb installed
+    (by dpkg in systemd-nspawn, as an operator would), the image's files, nothing machine-specific."""
+    base = cached_base_root(arch, epoch, log)
+    name = f"image-{buildroot.SUITE}-{arch}-{root_key(arch, deb, epoch)}"
+
+    def build(tmp: Path) -> None:
+        log(f"image_root: {deb.name} into a copy of {base.name}")
+        subprocess.run(["cp", "-a", "--reflink=auto", f"{base}/.", str(tmp)], check=True)
+        shutil.copy2(deb, tmp / deb.name)  # nspawn mounts its own /tmp: keep it out of there
+        # dpkg, not apt: the base already holds every dependency, so this needs no network.
+        proc = buildroot.nspawn_run(tmp, ["dpkg", "-i", f"/{deb.name}"], check=False,
+                                    env={"DEBIAN_FRONTEND": "noninteractive", "SOURCE_DATE_EPOCH": str(epoch)},
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        if proc.returncode != 0:
+            raise ImageError(f"dpkg -i {deb.name} in the image root failed:\n{proc.stdout[-3000:]}")
+        (tmp / deb.name).unlink()
+        shutil.copytree(OVERLAY, tmp, dirs_exist_ok=True, symlinks=True)
+        subprocess.run(["systemctl", f"--root={tmp}", "enable", *ENABLED_UNITS], check=True,
+                       capture_output=True)
+        _finish(tmp, arch, epoch)
+    path = _cached(name, build, log)
+    _prune(keep={path.name, base.name})
+    return path
+
+
+def _prune(keep: set[str], max_roots: int = 2) -> None:
+    """Finished roots are one per .deb: keep the newest few so the cache does not fill the disk."""
+    roots = buildroot.CACHE / "image-roots"
+    finished = sorted((p for p in roots.glob("image-*.complete")), key=lambda p: p.stat().st_mtime, reverse=True)
+    for marker in finished[max_roots:]:
+        name = marker.name.removesuffix(".complete")
+        if name in keep:
+            continue
+        marker.unlink(missing_ok=True)
+        shutil.rmtree(roots / name, ignore_errors=True)
+
+
+def _mmdebstrap(arch: str, epoch: int, target: Path) -> None:
     mirror = buildroot.MIRROR.rstrip("/")
     security = os.environ.get("FLUXFORGE_DEBIAN_SECURITY_MIRROR", "http://deb.debian.org/debian-security")
     sources = [f"deb {mirror} {buildroot.SUITE} main", f"deb {mirror} {buildroot.SUITE}-updates main",
@@ -106,12 +164,6 @@ def _mmdebstrap(arch: str, deb: Path, epoch: int, target: Path) -> None:
             "--aptopt=APT::Install-Recommends \"false\"",
             *[f"--dpkgopt=path-exclude={p}" for p in DPKG_EXCLUDES],
             *[f"--dpkgopt=path-include={p}" for p in DPKG_INCLUDES],
-            # Our package, installed like an operator would (apt resolves its dependencies).
-            f"--customize-hook=copy-in {deb} /tmp",
-            f"--customize-hook=chroot \"$1\" apt-get install -y -q --no-install-recommends /tmp/{deb.name}",
-            f"--customize-hook=rm -f \"$1/tmp/{deb.name}\"",
-            f"--customize-hook=sync-in {OVERLAY} /",
-            *[f"--customize-hook=chroot \"$1\" systemctl enable {u}" for u in ENABLED_UNITS],
             "--customize-hook=chroot \"$1\" apt-get clean",
             buildroot.SUITE, str(target), *sources]
     env = {**os.environ, "SOURCE_DATE_EPOCH": str(epoch), "DEBIAN_FRONTEND": "noninteractive", "LC_ALL": "C.UTF-8"}

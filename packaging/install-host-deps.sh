@@ -17,6 +17,7 @@
 #   fdisk              sfdisk: the GPT partition table
 #   qemu-utils zstd    qemu-img (the .qcow2) and the .img.zst
 #   qemu-system-x86 ovmf   the boot test: QEMU (TCG) with UEFI firmware
+#   socat              the boot test: QEMU guestfwd to the host's loopback exchange and moto
 #
 # Idempotent and quick when everything is present: apt is only called when a
 # package is missing, and then always `apt-get update` first.
@@ -27,7 +28,7 @@ if [ "${1:-}" = "--arm64" ]; then
     want="$want qemu-user-static binfmt-support"
 fi
 if [ "${1:-}" = "--image" ]; then
-    want="$want mmdebstrap e2fsprogs dosfstools mtools fdisk qemu-utils zstd qemu-system-x86 ovmf"
+    want="$want mmdebstrap e2fsprogs dosfstools mtools fdisk qemu-utils zstd qemu-system-x86 ovmf socat"
 fi
 
 missing=""
