@@ -73,8 +73,8 @@ def assembly_key(root: Path, *extra: bytes) -> str:
 
 def build(arch: str, deb: Path, out: Path, compress: bool = True, reuse: bool = False,
           log=print) -> dict[str, Path]:
-    """Build the image files from `deb`; returns {"img", "qcow2", "zst"} paths (zst only if compress).
-    With `reuse` (the boot test), an .img assembled from the same inputs is kept and only it is returned."""
+    """Build the image files from `deb`; returns {"img", "qcow2", "zst"} paths (the .qcow2 and .zst only
+    with `compress`).  With `reuse` (the boot test), an .img assembled from the same inputs is kept."""
     started = time.monotonic()
     epoch = default_epoch()
     version = deb_version(deb)
@@ -96,9 +96,10 @@ def build(arch: str, deb: Path, out: Path, compress: bool = True, reuse: bool = 
         root_size = image_disk.make_rootfs(root, rootfs, epoch)
         image_disk.assemble(esp, rootfs, img, arch)
     inputs.write_text(key)
-    files = {"img": img, "qcow2": Path(f"{base}.qcow2")}
-    image_disk.run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", str(img), str(files["qcow2"])])
+    files = {"img": img}
     if compress:
+        files["qcow2"] = Path(f"{base}.qcow2")
+        image_disk.run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", str(img), str(files["qcow2"])])
         files["zst"] = Path(f"{img}.zst")
         image_disk.run(["zstd", "-q", "-f", "-T0", "-12", str(img), "-o", str(files["zst"])])
     sums = "".join(f"{sha256_file(p)}  {p.name}\n" for p in files.values())
@@ -118,14 +119,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--arch", default="amd64", choices=sorted(image_disk.ROOT_TYPE))
     ap.add_argument("--deb", type=Path, help="the fluxforge .deb to install (default: build it as `make deb` does)")
     ap.add_argument("--out", type=Path, default=REPO / "dist")
-    ap.add_argument("--no-compress", action="store_true", help="skip the .img.zst")
+    ap.add_argument("--raw-only", action="store_true", help="only the .img (no .qcow2, no .img.zst)")
     args = ap.parse_args(argv)
     if os.geteuid() != 0:
         print("build_image: needs root (mmdebstrap, file ownership in the root tree)", file=sys.stderr)
         return 1
     try:
         deb = args.deb.resolve() if args.deb else build_deb.build(args.arch, args.out.resolve())
-        build(args.arch, deb, args.out.resolve(), compress=not args.no_compress)
+        build(args.arch, deb, args.out.resolve(), compress=not args.raw_only)
     except (image_disk.ImageError, subprocess.CalledProcessError) as e:
         print(f"build_image: {e}", file=sys.stderr)
         return 1

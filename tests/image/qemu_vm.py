@@ -17,6 +17,9 @@ from pathlib import Path
 
 OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
 OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
+# numpy 2 (and so FluxForge) needs x86-64-v2; QEMU's default TCG model (qemu64) lacks SSE4.2 and
+# POPCNT, so numpy dies of SIGILL.  Every cloud VM and x86 box of the last decade has them.
+X86_64_V2 = "qemu64,+ssse3,+sse4.1,+sse4.2,+popcnt,+cx16"
 GUEST_HOST_IP = "10.0.2.100"  # the guest reaches the host's forwarded ports at this address
 
 
@@ -28,7 +31,8 @@ class QemuVM:
         shutil.copyfile(OVMF_VARS, self.vars)
         fwd = "".join(f",guestfwd=tcp:{GUEST_HOST_IP}:{port}-cmd:socat - TCP:127.0.0.1:{port}" for port in forwards)
         self.argv = [
-            "qemu-system-x86_64", "-accel", "tcg", "-machine", "q35", "-smp", str(cpus), "-m", str(memory_mb),
+            "qemu-system-x86_64", "-accel", "tcg", "-machine", "q35", "-cpu", X86_64_V2,
+            "-smp", str(cpus), "-m", str(memory_mb),
             "-drive", f"if=pflash,format=raw,readonly=on,file={OVMF_CODE}",
             "-drive", f"if=pflash,format=raw,file={self.vars}",
             "-drive", f"file={disk},format=raw,if=virtio,cache=unsafe",
