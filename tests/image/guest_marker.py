@@ -52,7 +52,7 @@ def main():
     report["uptime"] = float(Path("/proc/uptime").read_text().split()[0])
     report["marker_seconds"] = round(time.monotonic() - started, 1)
     with open("/dev/ttyS0", "w") as tty:
-        tty.write("FFMARKER " + json.dumps(report) + "\n")
+        tty.write("\nFFMARKER " + json.dumps(report) + "\n")
         tty.flush()
     subprocess.run(["systemctl", "poweroff", "--no-block"])
 

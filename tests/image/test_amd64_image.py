@@ -112,9 +112,10 @@ def boot(disk: Path, forwards: list[int], timeout: float) -> dict:
     finally:
         vm.kill()
         shutil.copyfile(vm.serial, Path(__file__).resolve().parents[2] / "out" / "image" / f"serial-{int(time.time())}.log")
-    lines = [ln for ln in vm.console().splitlines() if ln.startswith("FFMARKER ")]
-    assert lines, f"no marker line on the console; tail:\n{vm.console()[-4000:]}"
-    report = json.loads(lines[-1].removeprefix("FFMARKER "))
+    # The line may follow a getty prompt that has no newline.
+    found = re.findall(r"FFMARKER (\{.*\})", vm.console())
+    assert found, f"no marker line on the console; tail:\n{vm.console()[-4000:]}"
+    report = json.loads(found[-1])
     report["boot_wall_seconds"] = round(seconds)
     print(f"boot: {seconds:.0f} s wall, guest uptime {report['uptime']:.0f} s at the marker")
     return report
