@@ -7,6 +7,8 @@ every FluxForge unit, a segment reaching done/, a sync run, `journalctl EVENT=` 
 `FFMARKER {json}` line on ttyS0, then powers the guest off so QEMU exits.
 """
 import json
+import re
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -21,6 +23,24 @@ def show(unit):
     out = subprocess.run(["systemctl", "show", unit, "-p", "ActiveState,SubState,Result,StatusText"],
                          capture_output=True, text=True).stdout
     return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+
+def reachable(host, port):
+    try:
+        socket.create_connection((host, port), timeout=5).close()
+        return True
+    except OSError:
+        return False
+
+
+def network_probe():
+    """The forwarded moto port answers at the forward address, and nowhere else (restrict=on)."""
+    m = re.search(r"endpoint_url: http://([0-9.]+):(\d+)", Path("/etc/fluxforge/config.yaml").read_text())
+    if not m:
+        return {}
+    port = int(m.group(2))
+    return {"forwarded": reachable(m.group(1), port), "host_gateway": reachable("10.0.2.2", port),
+            "internet": reachable("1.1.1.1", 443)}
 
 
 def settled(unit):
@@ -39,6 +59,7 @@ def main():
         report["sync_start_rc"] = sync.returncode
         events = subprocess.run(["journalctl", "--no-pager", "-o", "json", "-u", "fluxforge-collector",
                                  "EVENT=segment_rotated"], capture_output=True, text=True).stdout
+        report["network"] = network_probe()
         report["segment_rotated_events"] = [json.loads(line).get("SEGMENT") for line in events.splitlines()
                                             if line.startswith("{")]
     else:

@@ -143,7 +143,7 @@ def test_1_bad_config_on_the_esp_keeps_services_down(disk, forwards, loopback, m
         "fluxforge/config.yaml": yaml.safe_dump(bad).encode(),
         "fluxforge/credentials/s3_key_id": b"image-key", "fluxforge/credentials/s3_secret": b"image-secret",
         "fluxforge/authorized_keys": (KEY + "\n").encode(), "fluxforge/hostname": b"imagebox\n"})
-    report = boot(disk, forwards, timeout=420)
+    report = boot(disk, forwards, timeout=600)  # hang guards: typically 90 s and 220 s here
     assert report["firstboot"]["ActiveState"] == "failed", report
     for unit in ("fluxforge.target", "fluxforge-collector.service", "fluxforge-etl.service"):
         assert report["units"][unit]["ActiveState"] == "inactive", (unit, report["units"][unit])
@@ -160,12 +160,13 @@ def test_1_bad_config_on_the_esp_keeps_services_down(disk, forwards, loopback, m
 
 def test_2_fixed_config_runs_the_appliance_on_the_next_boot(disk, forwards, loopback, moto_s3):
     image_disk.mcopy_files(esp(disk), {"fluxforge/config.yaml": yaml.safe_dump(guest_config(loopback, moto_s3)).encode()})
-    report = boot(disk, forwards, timeout=600)
+    report = boot(disk, forwards, timeout=900)
     assert report["firstboot"]["ActiveState"] == "active", report
     for unit in ("fluxforge-collector.service", "fluxforge-etl.service"):
         u = report["units"][unit]
         assert (u["ActiveState"], u["SubState"]) == ("active", "running"), (unit, u)
         assert u["StatusText"], f"{unit} has no STATUS= line"
+    assert report["network"] == {"forwarded": True, "host_gateway": False, "internet": False}, report["network"]
     assert report["done_segments"] > 0, report
     assert report["segment_rotated_events"] and all(s.startswith(f"seg-{HOST_ID}-")
                                                     for s in report["segment_rotated_events"]), report
