@@ -2,14 +2,17 @@
 
 Why mmdebstrap into a directory: the image is assembled without mounts (this machine and
 CI have no FAT driver and no device-mapper), so the root must exist as a plain tree that
-`mkfs.ext4 -d` can copy.  Bootstrapping takes minutes, so the finished tree is cached
-under the build cache (like buildroot.py's roots), keyed on everything that goes into it:
-the package list, the .deb's sha256, the overlay files in packaging/image/rootfs/, the
-journald caps and SOURCE_DATE_EPOCH.  Any change bootstraps a new root.
+`mkfs.ext4 -d` can copy.  Two cache levels under the build cache (like buildroot.py's
+roots): the *base* (Debian's packages, minutes to bootstrap) is keyed on the package
+list, dpkg filters, mirror and SOURCE_DATE_EPOCH, so it is made once; the *image root*
+(a copy of the base with our .deb installed by dpkg in systemd-nspawn, the overlay files
+of packaging/image/rootfs/, the journald caps) is keyed on the .deb's sha256 and those
+inputs, so each new .deb costs under a minute, not a bootstrap.
 
-Reproducibility: SOURCE_DATE_EPOCH is passed to mmdebstrap (dpkg, initramfs-tools and
-shadow honour it) and every mtime in the tree is clamped to it (image_disk.clamp_times); machine-specific files
-(machine-id, SSH host keys, random seeds, logs, apt lists) are emptied or removed.
+Reproducibility: SOURCE_DATE_EPOCH is passed to mmdebstrap and dpkg (dpkg, initramfs-tools
+and shadow honour it) and every mtime in the image root is clamped to it
+(image_disk.clamp_times); machine-specific files (machine-id, SSH host keys, random seeds,
+logs, apt lists) are emptied or removed.
 """
 from __future__ import annotations
 
@@ -30,7 +33,7 @@ REPO = Path(__file__).resolve().parent.parent
 OVERLAY = REPO / "packaging" / "image" / "rootfs"
 ANSIBLE_DEFAULTS = REPO / "ansible" / "roles" / "appliance_host" / "defaults" / "main.yml"
 
-# What every image holds on top of minbase (the .deb brings python3 and its own deps).
+# What every image holds on top of minbase.
 COMMON_PACKAGES = ["systemd", "systemd-sysv", "systemd-timesyncd", "systemd-resolved", "dbus", "udev",
                    "openssh-server", "ca-certificates", "iproute2", "zstd", "less", "kmod",
                    "cloud-init", "cloud-guest-utils", "cloud-initramfs-growroot", "e2fsprogs", "dosfstools",
