@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-unit test-appliance bench deb deb-arm64 lint clean
+.PHONY: demo test test-unit test-appliance test-image bench deb deb-arm64 image lint clean
 
 $(STAMP): pyproject.toml setup.py $(wildcard cython_ext/*.pyx cython_ext/*.pxd)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,17 +27,26 @@ $(APPLIANCE_STAMP): $(STAMP) pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/fluxforge demo
 
-# Everything CI runs: unit + integration (+ reference/differential) tests, then the appliance boot test.
+# Everything CI runs: unit + integration (+ reference/differential) tests, then the appliance boot
+# test, then the image boot test on the .deb the appliance test built (out/appliance/dist/).
 test: test-unit test-appliance
+	FLUXFORGE_TEST_DEB="$${FLUXFORGE_TEST_DEB:-$$(ls out/appliance/dist/fluxforge_*_amd64.deb | head -n 1)}" \
+		$(MAKE) test-image
 
 test-unit: $(STAMP)
-	$(PY) -m pytest tests --ignore=tests/appliance $(PYTEST_ARGS)
+	$(PY) -m pytest tests --ignore=tests/appliance --ignore=tests/image $(PYTEST_ARGS)
 
 # Needs root: installs host tools from Debian's archive (packaging/install-host-deps.sh),
 # builds the .deb in a clean bookworm root and boots systemd-nspawn containers.
 test-appliance: $(APPLIANCE_STAMP)
 	packaging/install-host-deps.sh
 	$(PY) -m pytest tests/appliance $(PYTEST_ARGS)
+
+# Needs root: builds the amd64 image (from $$FLUXFORGE_TEST_DEB, else a fresh .deb) into out/image/
+# and boots it in QEMU (TCG, OVMF): bad config, then fixed config on the ESP (docs/images.md).
+test-image: $(STAMP)
+	packaging/install-host-deps.sh --image
+	$(PY) -m pytest tests/image $(PYTEST_ARGS)
 
 # fluxforge_<version>_amd64.deb in dist/, built in a cached clean bookworm root, lintian-checked.
 deb:
@@ -49,6 +58,12 @@ deb:
 deb-arm64:
 	packaging/install-host-deps.sh --arm64
 	$(PYTHON) packaging/build_deb.py --arch arm64 --out dist
+
+# dist/fluxforge-<version>-amd64.img (+ .qcow2, .img.zst): bookworm + the .deb, no mounts needed
+# (docs/images.md).  Builds the .deb first; the image root is cached by its inputs.
+image: $(STAMP)
+	packaging/install-host-deps.sh --image
+	$(PY) packaging/build_image.py --arch amd64 --out dist
 
 bench: $(STAMP)
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

@@ -10,6 +10,14 @@
 #   util-linux         nsenter (usually present already)
 #   prometheus         promtool, which checks contrib/prometheus/*.yml (tests/unit/test_metrics_contrib.py)
 #   qemu-user-static   (only with --arm64) runs arm64 binaries for `make deb-arm64`
+#   (only with --image: `make image`, `make test-image`, packaging/build_image.py)
+#   mmdebstrap         the image's root, bootstrapped without mounts or chroot tricks
+#   e2fsprogs          mkfs.ext4 -d: the root filesystem image from a directory, no mount
+#   dosfstools mtools  mkfs.vfat + mcopy/mdir: the ESP image, no FAT driver needed
+#   fdisk              sfdisk: the GPT partition table
+#   qemu-utils zstd    qemu-img (the .qcow2) and the .img.zst
+#   qemu-system-x86 ovmf   the boot test: QEMU (TCG) with UEFI firmware
+#   socat              the boot test: QEMU guestfwd to the host's loopback exchange and moto
 #
 # Idempotent and quick when everything is present: apt is only called when a
 # package is missing, and then always `apt-get update` first.
@@ -18,6 +26,9 @@ set -eu
 want="debootstrap systemd-container lintian dpkg-dev openssh-client util-linux debian-archive-keyring prometheus"
 if [ "${1:-}" = "--arm64" ]; then
     want="$want qemu-user-static binfmt-support"
+fi
+if [ "${1:-}" = "--image" ]; then
+    want="$want mmdebstrap e2fsprogs dosfstools mtools fdisk qemu-utils zstd qemu-system-x86 ovmf socat"
 fi
 
 missing=""
