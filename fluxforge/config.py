@@ -304,7 +304,6 @@ class Config(_Model):
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     # Paths (tuples of keys / list indices) whose value came from ${env:} / ${credential:}.
     _secret_paths: frozenset[tuple] = PrivateAttr(default_factory=frozenset)
-    _unresolved_refs: tuple[str, ...] = PrivateAttr(default_factory=tuple)  # see parse_config(secrets=False)
 
     @field_validator("host_id")
     @classmethod
@@ -356,8 +355,7 @@ def config_path(explicit: str | os.PathLike | None = None) -> Path:
 
 
 def parse_config(data: Any, source: str = "<config>", secrets: bool = True) -> Config:
-    """Validate `data`; `secrets=False` leaves unreadable secret references as placeholders
-    (in `cfg.unresolved_refs`) for commands that never use them."""
+    """Validate `data`; `secrets=False`: unreadable secret references become placeholders (read-only commands)."""
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -373,7 +371,6 @@ def parse_config(data: Any, source: str = "<config>", secrets: bool = True) -> C
     except ValidationError as e:
         raise ConfigError(f"{source}: {_format_validation_error(e)}") from None
     cfg._secret_paths = frozenset(refs)
-    cfg._unresolved_refs = tuple(unresolved or ())
     return cfg
 
 
