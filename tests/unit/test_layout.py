@@ -100,3 +100,13 @@ def test_every_module_says_why():
     missing = [str(p.relative_to(PKG.parent)) for p in PKG.rglob("*.py")
                if p.stat().st_size and ast.get_docstring(ast.parse(p.read_text())) is None]
     assert not missing, f"modules without a docstring: {missing}"
+
+
+def test_every_package_is_listed_for_the_wheel_and_the_deb():
+    """pyproject lists packages explicitly: one left out is missing from the .deb's venv (the .deb
+    build's own import check catches it, but only in the appliance suite, minutes later)."""
+    import tomllib
+
+    listed = set(tomllib.loads((PKG.parent / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(PKG.parent).parts) for p in PKG.rglob("__init__.py")}
+    assert found - listed == set(), "add to [tool.setuptools] packages in pyproject.toml"
