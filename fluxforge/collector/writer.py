@@ -57,6 +57,10 @@ MAX_CARRIED_EVENTS = 10000
 DISK_FULL_REASON = "disk full"
 
 
+def _books_of(buf: ChannelBuffer) -> set[tuple[str, str]]:
+    return set(zip(buf.cols["exchange"], buf.cols["symbol"]))
+
+
 class DiskFull(Exception):
     pass
 
@@ -156,8 +160,7 @@ class BronzeWriter:
                 lost += channel != "events"
                 self.conversion_dropped_total += channel != "events"
             if channel == "orderbook" and buf.broken_after:
-                self.recorder.book_rows_lost(buf.broken_after)
-                self._chains.lost(buf.broken_after, "follows an unconvertible book row")
+                self._books_lost(buf.broken_after, "follows an unconvertible book row")
         for channel, buf, reason in self._lost_batches:
             log.error("batch_dropped", channel=channel, rows=buf.rows, reason=reason)
             for (exchange, symbol), count in Counter(zip(buf.cols["exchange"], buf.cols["symbol"])).items():
@@ -169,7 +172,7 @@ class BronzeWriter:
                 self.conversion_dropped_total += data_rows
             lost += data_rows
             if channel == "orderbook":
-                self._book_rows_lost(buf, f"follows a lost book batch ({reason})"[:300])
+                self._books_lost(_books_of(buf), f"follows a lost book batch ({reason})"[:300])
         self._lost_batches.clear()
         return lost
 
@@ -218,11 +221,11 @@ class BronzeWriter:
             for exchange, count in Counter(buf.cols["exchange"]).items():
                 self._disk_dropped[(exchange, channel)] += count
             if channel == "orderbook":
-                self._book_rows_lost(buf, DISK_FULL_REASON)
+                self._books_lost(_books_of(buf), DISK_FULL_REASON)
             self.disk_dropped_total += buf.rows
 
-    def _book_rows_lost(self, buf: ChannelBuffer, reason: str) -> None:
-        books = set(zip(buf.cols["exchange"], buf.cols["symbol"]))
+    def _books_lost(self, books: set[tuple[str, str]], reason: str) -> None:
+        """The last queued row of each book did not reach bronze: restart each from a snapshot."""
         self.recorder.book_rows_lost(books)
         self._chains.lost(books, reason)
 
