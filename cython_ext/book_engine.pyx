@@ -20,7 +20,7 @@ from libc.stdint cimport int64_t, int32_t, int8_t, uint64_t
 from libc.stdlib cimport malloc, calloc, realloc, free
 from libc.string cimport memset, memcpy
 
-from rolling_math cimport DD, dd_add, dd_diff, Run, run_add, win_mean, win_var, win_std, fen_add, fen_prefix, fen_kth
+from rolling_math cimport DD, dd_add, dd_add_prod, dd_diff, dd_sub, dd_centred, Run, run_add, win_mean, win_var, win_std, fen_add, fen_prefix, fen_kth
 from book_struct cimport Core, book_compact, book_core, book_structural, order_flow, N_SCALAR, AG_BANDS
 from bar_accum cimport Bar, BAR_FIELDS, bar_start, bar_add_book, bar_add_trade, bar_row
 from engine_types cimport (
@@ -422,14 +422,14 @@ cdef class BookEngine:
             run_add(&cum.run_cog, cum.n_ret, cm)
             run_add(&cum.run_x, cum.n_ret, x)
             dd_add(&cum.r, r)
-            dd_add(&cum.r2, r * r)
+            dd_add_prod(&cum.r2, r, r)
             dd_add(&cum.ofi, ofi)
             dd_add(&cum.mlofi, mlofi)
             dd_add(&cum.cog, cm)
             dd_add(&cum.cog2, cm * cm)
             dd_add(&cum.x, x)
-            dd_add(&cum.x2, x * x)
-            dd_add(&cum.xy, x * r)
+            dd_add_prod(&cum.x2, x, x)
+            dd_add_prod(&cum.xy, x, r)
             cum.n_ret += 1
         if flags & F_SLOPE:
             run_add(&cum.run_slope, cum.n_slope, sm)
@@ -504,7 +504,8 @@ cdef class BookEngine:
         cdef Win* w
         cdef const Cum* cum = &self.st.cum
         cdef const Cum* b
-        cdef double buy, sell, part, lo, tight, wide, p_lo, s1, s2, sx, sy, sxx, syy, sxy, cxx, cxy, cyy, nn
+        cdef double buy, sell, part, lo, tight, wide, p_lo, s1, s2, cxx, cxy, cyy, nn
+        cdef DD dx, dy
         cdef int64_t n
         f[c] = r; f[c + 1] = vel; f[c + 2] = accel; f[c + 3] = ofi; f[c + 4] = mlofi; f[c + 5] = amihud
         c += N_DYN
@@ -574,16 +575,13 @@ cdef class BookEngine:
             n = cum.n_ret - b.n_ret
             if n >= 3 and cum.run_x.start > b.n_ret:
                 nn = <double>n
-                sx = dd_diff(&cum.x, &b.x)
-                sy = dd_diff(&cum.r, &b.r)
-                sxx = dd_diff(&cum.x2, &b.x2)
-                syy = dd_diff(&cum.r2, &b.r2)
-                sxy = dd_diff(&cum.xy, &b.xy)
-                cxx = sxx - sx * sx / nn
-                cxy = sxy - sx * sy / nn
+                dx = dd_sub(&cum.x, &b.x)
+                dy = dd_sub(&cum.r, &b.r)
+                cxx = dd_centred(dd_sub(&cum.x2, &b.x2), dx, dx, nn)
+                cxy = dd_centred(dd_sub(&cum.xy, &b.xy), dx, dy, nn)
                 if cxx > 0.0:
                     f[c + 5] = cxy / cxx
-                    cyy = syy - sy * sy / nn
+                    cyy = dd_centred(dd_sub(&cum.r2, &b.r2), dy, dy, nn)
                     if cum.run_r.start > b.n_ret and cyy > 0.0:
                         f[c + 6] = (cxy * cxy) / (cxx * cyy)
         if self.enable_vpin:

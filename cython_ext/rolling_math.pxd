@@ -11,7 +11,7 @@ less than ~1e-16 of the stream's total magnitude.  For variances, a run counter
 detects windows whose values are all equal, whose variance is then exactly 0
 (as a two-pass formula would give).  All helpers are inline, noexcept, nogil.
 """
-from libc.math cimport NAN, sqrt
+from libc.math cimport NAN, fma, sqrt
 from libc.stdint cimport int64_t, int32_t
 
 
@@ -31,9 +31,49 @@ cdef inline void dd_add(DD* a, double x) noexcept nogil:
     a.hi = hi
 
 
+cdef inline void dd_add_prod(DD* a, double x, double y) noexcept nogil:
+    # Adds x * y exactly: the product's rounding error (fma) goes into the low part.  Needed
+    # where sums of products are later centred (dd_centred): an error of 1 ulp per square
+    # would otherwise be amplified by the cancellation.
+    cdef double p = x * y
+    dd_add(a, p)
+    a.lo += fma(x, y, -p)
+
+
 cdef inline double dd_diff(const DD* a, const DD* b) noexcept nogil:
     # (a - b) rounded to double.
     return (a.hi - b.hi) + (a.lo - b.lo)
+
+
+cdef inline DD dd_sub(const DD* a, const DD* b) noexcept nogil:
+    # (a - b) kept in double-double: TwoSum of the high parts, the low parts folded in.
+    cdef double s = a.hi - b.hi
+    cdef double bb = s - a.hi
+    cdef double e = (a.hi - (s - bb)) + (-b.hi - bb) + (a.lo - b.lo)
+    cdef DD r
+    r.hi = s + e
+    r.lo = e - (r.hi - s)
+    return r
+
+
+cdef inline double dd_centred(DD sab, DD sa, DD sb, double n) noexcept nogil:
+    # sab - sa * sb / n (a centred sum of products, n * covariance) computed in double-double
+    # and rounded once.  In plain doubles the subtraction cancels: for values that vary by
+    # 1e-4 of their size the result keeps only ~8 digits; here it keeps ~16 unless the
+    # variance is below ~1e-30 of the squares.  Products are exact via fma (TwoProd).
+    cdef double p = sa.hi * sb.hi
+    cdef double pe = fma(sa.hi, sb.hi, -p) + (sa.hi * sb.lo + sa.lo * sb.hi)
+    cdef double ph = p + pe
+    cdef double pl = pe - (ph - p)
+    # q = (ph, pl) / n: one double quotient plus the remainder's correction
+    cdef double q1 = ph / n
+    cdef double qe = fma(q1, n, -(q1 * n))
+    cdef double q2 = ((ph - q1 * n) - qe + pl) / n
+    cdef DD q
+    q.hi = q1 + q2
+    q.lo = q2 - (q.hi - q1)
+    cdef DD r = dd_sub(&sab, &q)
+    return r.hi + r.lo
 
 
 cdef struct Run:
