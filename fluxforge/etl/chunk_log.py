@@ -95,6 +95,17 @@ def remove_stale(state_dir: str | Path, keep: set[str]) -> None:
     """Delete state logs of segments no longer active (e.g. failed before the ETL claimed them)."""
     d = Path(state_dir) / "etl" / "live"
     if d.is_dir():
-        for p in d.glob("*.chunks"):
+        for p in d.glob("*.chunks"):  # (the `published` marker has no .chunks suffix)
             if p.stem not in keep:
                 p.unlink(missing_ok=True)
+
+
+def mark_published(state_dir: str | Path, segment: str) -> None:
+    """Record that every row of `segment` reached the hub (after its segment job's rows did)."""
+    with atomic_path(Path(state_dir) / "etl" / "live" / "published") as tmp:
+        tmp.write_text(segment + "\n")
+
+
+def last_published(state_dir: str | Path) -> str | None:
+    p = Path(state_dir) / "etl" / "live" / "published"
+    return p.read_text().strip() or None if p.is_file() else None
