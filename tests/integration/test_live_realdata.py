@@ -1,14 +1,13 @@
 """Real Binance captures replayed at 40x through loopback -> collector -> ETL with live features:
 every row published live equals the row that lands in Parquet.
 
-Why this capture: replayed that fast, the book stream lags the trade stream by seconds of
-exchange time, and with a short reorder window rows arrive behind the watermark and are
-dropped as late -- which rows depends on how the segment was cut into chunks.  The live
-path logs its chunks and the segment job follows them (etl/chunk_log.py), so even then
-the two agree.  Skips cleanly without ../shared/data/binance-spot.
+Real books (depth 20 with real gaps between levels), real trade flow and a replay fast
+enough that segments rotate every few seconds of wall time, so most rows are published
+from the active segment and the rest when the segment job finishes each segment.  (Rows
+that arrive behind the watermark -- where the chunking matters -- are provoked in
+tests/unit/test_live_follow.py.)  Skips cleanly without ../shared/data/binance-spot.
 """
 import asyncio
-import re
 import subprocess
 
 import pytest
@@ -37,7 +36,7 @@ def test_real_capture_live_rows_equal_parquet(tmp_path, shared_capture):
         async with lx:
             raw = config_dict(data, [exchange_entry(lx, "binance", SYMBOLS, book_depth=20,
                                                     channels=["orderbook", "trades"])], segment_max_seconds=3.0)
-            raw["etl"] = {"poll_interval": 0.2, "reorder_window": 0.0, "live": {"poll_interval": 0.05},
+            raw["etl"] = {"poll_interval": 0.2, "reorder_window": 0.5, "live": {"poll_interval": 0.05},
                           "features": {"hf_emit_interval": 1.0, "bar_durations": [5, 60]}}
             (tmp_path / "config.yaml").write_text(__import__("yaml").safe_dump(raw))
             with open(etl_log, "ab") as elog:
@@ -60,8 +59,6 @@ def test_real_capture_live_rows_equal_parquet(tmp_path, shared_capture):
     assert not store.list("failed") and len(store.list("done")) >= 2
     log_text = etl_log.read_text(errors="replace")
     assert '"live_error"' not in log_text and '"live_chunks_mismatch"' not in log_text, log_text[-3000:]
-    late = sum(int(m) for m in re.findall(r'"late_dropped": (\d+)', log_text))
-    assert late > 0, "the short reorder window was meant to drop late rows"
 
     records = read_records(record)
     assert not any(r.replay for r in records)  # no restart here: nothing is published twice
