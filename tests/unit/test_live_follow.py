@@ -133,3 +133,21 @@ def test_a_segment_fed_without_its_log_would_differ(tmp_path):
 def _quiet_numpy():
     with np.errstate(all="ignore"):
         yield
+
+
+def test_status_line_shows_the_event_to_publish_latency(tmp_path):
+    import time
+
+    from fluxforge.config import parse_config
+    from fluxforge.etl.live_follow import Publication
+    from fluxforge.etl.service import EtlService
+
+    svc = EtlService(parse_config({"data_dir": str(tmp_path / "data"), "host_id": "t",
+                                   "metrics": {"enabled": False}}))
+    svc.live = LiveFollower(svc.runner)
+    assert "live no live rows yet" in svc.status_line()
+    now = time.time()
+    hf = pa.table({"timestamp": pa.array([int((now - 1.5) * 1000)] * 3, pa.timestamp("ms", tz="UTC"))})
+    svc.live.note_published([Publication("hf", hf), Publication("hf", hf, replay=True)], now)
+    assert "live event-to-publish p50 1.50s p99 1.50s" in svc.status_line()
+    assert svc.live.counters.rows == 3 and svc.live.counters.replayed_rows == 3
