@@ -41,7 +41,7 @@ from .hive_writer import prepare_table
 from .live_latency import LatencyWindow
 from .naming import exchange_from_path_value, part_name, symbol_from_path_value
 from .segment_feed import Product, SegmentFeeder, pieces, products
-from .segment_job import BOOK_BATCH_ROWS
+from .segment_job import BOOK_BATCH_ROWS, Handover
 
 log = get_logger("fluxforge.etl.live")
 MAX_FAILURES = 3  # errors on one segment before the live path leaves it to the segment job
@@ -91,6 +91,7 @@ class _Following:
     feeder: SegmentFeeder
     tails: dict[str, JournalTail]
     log_path: Path
+    checkpoint: str | None  # the checkpoint's last segment the engines started from
     published: dict[tuple[Key, Product], int] = field(default_factory=dict)
 
 
@@ -158,8 +159,9 @@ class LiveFollower:
         bank.restore(self.runner.checkpoint.symbols)
         tails = {c: JournalTail(seg_dir / channel_file(c, finished=False), CHANNEL_SCHEMAS[c])
                  for c in chunk_log.CHANNELS}
-        cur = self.current = _Following(seg_dir, SegmentFeeder(bank, seg_dir.name, collect=False), tails,
-                                        chunk_log.state_path(self.runner.state_dir, seg_dir.name))
+        cur = self.current = _Following(seg_dir, SegmentFeeder(bank, seg_dir.name), tails,
+                                        chunk_log.state_path(self.runner.state_dir, seg_dir.name),
+                                        self.runner.checkpoint.last_segment)
         self.published[seg_dir.name] = cur.published
         logged = chunk_log.read(cur.log_path)
         log.info("live_following", segment=seg_dir.name, checkpoint=self.runner.checkpoint.last_segment,
@@ -203,6 +205,15 @@ class LiveFollower:
         return pubs
 
     # -- the segment job's results ----------------------------------------------------
+    def handover(self, segment: str) -> Handover | None:
+        """The engines that fed `segment`'s logged chunks, for the segment job to finish it with
+        instead of feeding those chunks again (half the CPU); None if not following it."""
+        cur = self.current
+        if cur is None or cur.seg_dir.name != segment or cur.checkpoint != self.runner.checkpoint.last_segment:
+            return None
+        self._detach()
+        return Handover(cur.feeder, {c: t.rows for c, t in cur.tails.items()})
+
     def segment_done(self, outcome) -> list[Publication]:
         """The rows of a segment the segment job just finished that were not published live."""
         name = outcome.segment

@@ -141,7 +141,8 @@ class EtlRunner:
         return SegmentId.parse(segment).precedes(SegmentId.parse(last))
 
     # -- processing ----------------------------------------------------------------
-    def process_claimed(self, seg_dir: Path) -> Outcome:
+    def process_claimed(self, seg_dir: Path, handover=None) -> Outcome:
+        """handover: the live path's segment_job.Handover for this segment, if it followed it."""
         segment = seg_dir.name
         if self._older_than_checkpoint(segment):
             log.warning("segment_out_of_order", segment=segment, checkpoint=self.checkpoint.last_segment)
@@ -149,7 +150,9 @@ class EtlRunner:
         try:
             chunk_log.adopt(self.state_dir, seg_dir)  # fed in the chunks the live path published
             result = run_segment(seg_dir, self.bank, self.features_dir, self.row_group_rows,
-                                 keep_outputs=self.keep_outputs)
+                                 keep_outputs=self.keep_outputs, handover=handover)
+            if result.bank is not None:  # the live engines carried on from the checkpoint: they are the state now
+                self.bank, result.bank = result.bank, None
         except BadSegment as e:
             return self._reject(seg_dir, str(e))
         except OSError as e:

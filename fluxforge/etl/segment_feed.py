@@ -39,12 +39,10 @@ def products(out: FeatureOutput) -> Iterator[tuple[Product, list[pa.Table]]]:
 class SegmentFeeder:
     """One segment's symbol feeds over `bank`; `feed_chunk()` any number of times, then `finish()`."""
 
-    def __init__(self, bank: EngineBank, segment: str, keys: Container[Key] | None = None,
-                 collect: bool = True):
+    def __init__(self, bank: EngineBank, segment: str, keys: Container[Key] | None = None):
         self.bank = bank
         self.segment = segment
         self.keys = keys
-        self.collect = collect  # keep every output for the segment's parts (the live path does not)
         self.feeds: dict[Key, SymbolFeed] = {}
         self.outputs: dict[Key, FeatureOutput] = {}
         self._before: dict[Key, dict] = {}
@@ -98,12 +96,11 @@ class SegmentFeeder:
             chunk = f.take_output()
             if chunk.hf or chunk.bars or chunk.products:
                 out[key] = chunk
-                if self.collect:
-                    _extend(self.outputs.setdefault(key, FeatureOutput()), chunk)
+                _extend(self.outputs.setdefault(key, FeatureOutput()), chunk)
         return out
 
     def row_counts(self) -> dict[tuple[Key, Product], int]:
-        """Rows emitted so far per (symbol, product) (collect=True)."""
+        """Rows emitted so far per (symbol, product)."""
         return {(key, product): sum(t.num_rows for t in tables)
                 for key, out in self.outputs.items() for product, tables in products(out)}
 

@@ -47,6 +47,7 @@ class SegmentResult:
     files: list[Path] = field(default_factory=list)
     seconds: float = 0.0
     outputs: dict | None = None  # Key -> engines.FeatureOutput, with keep_outputs
+    bank: EngineBank | None = None  # the live path's bank, when the segment was handed over
     logged_counts: dict = field(default_factory=dict)  # (Key, product) -> rows of the live-logged chunks
 
     @property
@@ -57,24 +58,30 @@ class SegmentResult:
 def run_segment(seg_dir: Path, bank: EngineBank, features_root: Path, row_group_rows: int,
                 batch_rows: int = BOOK_BATCH_ROWS, *, keys: Container[Key] | None = None,
                 emit_range: tuple[int | None, int | None] | None = None,
-                keep_outputs: bool = False) -> SegmentResult:
+                keep_outputs: bool = False, handover: "Handover | None" = None) -> SegmentResult:
     """Verify, compute and durably write one segment; raises BadSegment for unusable input.
 
     keys: only these (exchange, symbol) streams (None: all).  emit_range: only write
     rows with start <= timestamp ms < end (either side None: open).  keep_outputs: leave
-    the rows in `result.outputs` (the live path publishes what it has not yet)."""
+    the rows in `result.outputs` (the live path publishes what it has not yet).  handover: the
+    live path's feeder that already fed this segment's logged chunks from the same checkpoint --
+    used (instead of `bank`, which is then stale) when the segment's log ends where it stopped."""
     t0 = time.monotonic()
     segment = seg_dir.name
     reader = SegmentReader(seg_dir, batch_rows=batch_rows)
     manifest = reader.verify()
-    feeder = SegmentFeeder(bank, segment, keys)
     result = SegmentResult(segment)
     rows = {c: int((manifest.get("channels") or {}).get(c, {}).get("rows", 0)) for c in chunk_log.CHANNELS}
     chunks = chunk_log.plan(seg_dir, rows)
-    if chunks:
-        _feed_logged(feeder, reader, chunks, rows, batch_rows)
-        result.logged_counts = feeder.row_counts()
+    if handover is not None and keys is None and chunks and chunks[-1] == handover.ends:
+        feeder = handover.feeder  # the logged chunks are fed already: only the rest is left
+        result.bank = feeder.bank
+        result.logged_counts = _feed_logged(feeder, reader, [], rows, batch_rows, start=handover.ends)
+    elif chunks:
+        feeder = SegmentFeeder(bank, segment, keys)
+        result.logged_counts = _feed_logged(feeder, reader, chunks, rows, batch_rows)
     else:
+        feeder = SegmentFeeder(bank, segment, keys)
         feeder.feed_chunk(reader.raw_book_batches(batch_rows), reader.raw_trades(), reader.raw_events())
     feeder.finish()
     for key, n in feeder.totals().items():
@@ -105,6 +112,14 @@ def run_segment(seg_dir: Path, bank: EngineBank, features_root: Path, row_group_
     return result
 
 
+@dataclass
+class Handover:
+    """The live path's state on a segment: its feeder and each journal's rows it fed."""
+
+    feeder: SegmentFeeder
+    ends: dict[str, int]
+
+
 def _emitted(table: pa.Table, emit_range: tuple[int | None, int | None] | None) -> pa.Table:
     """Rows inside [start, end) of exchange time (ms); all rows without a range."""
     if emit_range is None:
@@ -121,15 +136,23 @@ def _emitted(table: pa.Table, emit_range: tuple[int | None, int | None] | None) 
 
 
 def _feed_logged(feeder: SegmentFeeder, reader: SegmentReader, chunks: list[chunk_log.Ends],
-                 rows: chunk_log.Ends, batch_rows: int) -> None:
-    """Feed the segment in the chunks the live path logged, then the rest as one chunk."""
+                 rows: chunk_log.Ends, batch_rows: int, start: chunk_log.Ends | None = None) -> dict:
+    """Feed the segment in the chunks the live path logged, then the rest as one chunk
+    (`start`: rows of each channel already fed); returns the rows per (symbol, product)
+    the logged chunks emitted (what the live path may have published)."""
     trades, events = reader.raw_trades(), reader.raw_events()
     books = _row_ranges(reader.raw_book_batches(batch_rows))
-    prev = dict.fromkeys(chunk_log.CHANNELS, 0)
+    prev = dict(start) if start else dict.fromkeys(chunk_log.CHANNELS, 0)
+    for _ in books(prev["orderbook"], batch_rows):
+        pass  # skip what was fed
+    logged = None
     for ends in [*chunks, rows]:
+        if ends is rows:
+            logged = feeder.row_counts()
         feeder.feed_chunk(books(ends["orderbook"] - prev["orderbook"], batch_rows),
                           _rows(trades, prev["trades"], ends["trades"]), _rows(events, prev["events"], ends["events"]))
         prev = ends
+    return logged
 
 
 def _rows(table: pa.Table | None, start: int, end: int) -> pa.Table | None:

@@ -234,7 +234,8 @@ class EtlService:
                     continue
                 if seg_dir is not None:
                     self.notifier.status(self.status_line() + f"; processing {seg_dir.name}")
-                    recovered = await self._attempt(lambda: self.runner.process_claimed(seg_dir))
+                    handover = self.live.handover(seg_dir.name) if self.live is not None else None
+                    recovered = await self._attempt(lambda: self.runner.process_claimed(seg_dir, handover))
                     self.notifier.status(self.status_line())
                     continue
             if self.once:
