@@ -24,12 +24,13 @@ import os
 import shutil
 from pathlib import Path
 
+from ..bronze.segments import LIVE_CHUNKS
 from ..fsio import atomic_path, fsync_dir
 from ..logs import get_logger
 
 log = get_logger("fluxforge.etl.live")
 
-SEGMENT_FILE = "live_chunks.jsonl"
+SEGMENT_FILE = LIVE_CHUNKS
 CHANNELS = ("orderbook", "trades", "events")
 Ends = dict[str, int]  # channel -> rows of its journal consumed after the chunk
 
