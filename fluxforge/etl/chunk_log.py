@@ -54,8 +54,24 @@ def append(path: Path, ends: Ends) -> None:
         fsync_dir(path.parent)
 
 
+def append_finished(path: Path) -> None:
+    """Mark that the live path fed the whole segment and finished it (its last rows follow)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.write(fd, b'{"finished": true}\n')
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def finished(path: Path) -> bool:
+    """Whether the live path finished the segment (so it may have published all of its rows)."""
+    return path.is_file() and '"finished"' in path.read_text()
+
+
 def read(path: Path) -> list[Ends]:
-    """The chunks of a log (a torn last line -- a crash mid-append -- is not a chunk)."""
+    """The chunks of a log (a torn last line -- a crash mid-append -- is not a chunk; reading
+    stops at the `finished` mark too)."""
     if not path.is_file():
         return []
     out: list[Ends] = []

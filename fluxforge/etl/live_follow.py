@@ -24,6 +24,7 @@ Nothing here touches the historical path's state: the live engines are a copy.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,7 +33,7 @@ import pyarrow.parquet as pq
 
 from ..bronze.journal import JournalTail
 from ..bronze.schemas import CHANNEL_SCHEMAS, channel_file
-from ..bronze.segments import SegmentId
+from ..bronze.segments import MANIFEST, SegmentId
 from ..logs import get_logger
 from . import chunk_log
 from .bronze_reader import Key
@@ -41,7 +42,8 @@ from .hive_writer import prepare_table
 from .live_latency import LatencyWindow
 from .naming import exchange_from_path_value, part_name, symbol_from_path_value
 from .segment_feed import Product, SegmentFeeder, pieces, products
-from .segment_job import BOOK_BATCH_ROWS, Handover
+from .bronze_reader import SegmentReader
+from .segment_job import BOOK_BATCH_ROWS, Handover, feed_logged
 
 log = get_logger("fluxforge.etl.live")
 MAX_FAILURES = 3  # errors on one segment before the live path leaves it to the segment job
@@ -66,6 +68,24 @@ def landed_parts(features: Path, segment: str) -> list[tuple[Product, Key, pa.Ta
         key = (exchange_from_path_value(rel[-4].split("=", 1)[1]), symbol_from_path_value(rel[-3].split("=", 1)[1]))
         out.append((product, key, pq.read_table(path)))
     return out
+
+
+def _unpublished(outputs: dict[Key, FeatureOutput], published: dict, maybe: dict | None) -> list[Publication]:
+    """Rows of `outputs` beyond `published` (rows per (symbol, product), updated); those a previous
+    process may have published (`maybe`: rows per (symbol, product); None: all) flagged as replays."""
+    pubs = []
+    for key, out in outputs.items():
+        for product, tables in products(out):
+            full = live_table(key, tables)
+            start = published.get((key, product), 0)
+            again = full.num_rows if maybe is None else maybe.get((key, product), 0)
+            if again > start:
+                pubs.append(Publication(product, full.slice(start, again - start), True))
+            rest = max(start, again)
+            if full.num_rows > rest:
+                pubs.append(Publication(product, full.slice(rest), False))
+            published[(key, product)] = full.num_rows
+    return pubs
 
 
 def live_table(key: Key, tables: list[pa.Table]) -> pa.Table:
@@ -95,6 +115,16 @@ class _Following:
     published: dict[tuple[Key, Product], int] = field(default_factory=dict)
 
 
+@dataclass
+class _Finished:
+    """A rotated segment the live path finished itself, before the segment job processed it."""
+
+    name: str
+    handover: Handover
+    checkpoint: str | None  # the checkpoint its engines started from
+    state: dict  # EngineBank.snapshot() after it: where the next segment's engines start
+
+
 class LiveFollower:
     """Follows the active segment of `runner`'s store; call `step()` and `segment_done()` under the
     lock the segment job takes to claim a segment (the service's), never concurrently with it."""
@@ -103,6 +133,7 @@ class LiveFollower:
         self.runner = runner
         self.max_rows = max_rows
         self.current: _Following | None = None
+        self.finished: _Finished | None = None
         self.published: dict[str, dict[tuple[Key, Product], int]] = {}  # segment -> rows published
         self.failures: dict[str, int] = {}
         self.counters = LiveCounters()
@@ -117,9 +148,8 @@ class LiveFollower:
         cur = self.current
         try:
             new = {c: t.read(self.max_rows) for c, t in cur.tails.items()}
-        except FileNotFoundError:  # finished: the segment job publishes the rest
-            self._detach()
-            return []
+        except FileNotFoundError:  # rotated: finish it as the segment job will, go on with the next
+            return self._finish_rotated(cur)
         if not any(new.values()):
             return []
         tables = {c: pa.Table.from_batches(b, CHANNEL_SCHEMAS[c]) if b else None for c, b in new.items()}
@@ -140,15 +170,45 @@ class LiveFollower:
                               note="its rows are published when the segment job has processed it")
         self._detach()
 
+    def _finish_rotated(self, cur: _Following) -> list[Publication]:
+        """The collector finished the followed segment: feed the batches written after the last
+        look from its Parquet file and finish it (exactly the segment job's rest chunk and end),
+        publish those rows now, and keep the engines' state for the next segment -- no waiting
+        for the segment job, which then only writes the parts (`handover`)."""
+        name = cur.seg_dir.name
+        ready = self.runner.store.path("ready", name)
+        if not (ready / MANIFEST).is_file():
+            if not cur.seg_dir.exists() and not ready.exists():
+                self._detach()  # gone elsewhere (failed/): the segment job decides
+            return []  # still being finished by the collector
+        reader = SegmentReader(ready)
+        reader.manifest = json.loads((ready / MANIFEST).read_text())
+        rows = {c: int((reader.manifest.get("channels") or {}).get(c, {}).get("rows", 0)) for c in chunk_log.CHANNELS}
+        ends = {c: t.rows for c, t in cur.tails.items()}
+        self._detach()
+        if any(rows[c] < ends[c] for c in chunk_log.CHANNELS):
+            log.warning("live_chunks_mismatch", segment=name, rows=rows, read=ends)
+            return []
+        logged = cur.feeder.row_counts()
+        chunk_log.append_finished(cur.log_path)
+        feed_logged(cur.feeder, reader, [], rows, BOOK_BATCH_ROWS, start=ends)
+        cur.feeder.finish()
+        pubs = _unpublished(cur.feeder.outputs, cur.published, {})
+        self.finished = _Finished(name, Handover(cur.feeder, ends, logged), cur.checkpoint,
+                                  cur.feeder.bank.snapshot())
+        return pubs
+
     def _pick(self) -> Path | None:
         store = self.runner.store
         active = store.list("active")
-        if not active or store.list("ready") or store.list("processing"):
+        waiting = [p.name for p in store.list("ready") + store.list("processing")]
+        fin = self.finished.name if self.finished is not None else None
+        if not active or any(w != fin for w in waiting):
             return None  # the segment job first: the live engines start from its checkpoint
         seg_dir = active[0]
         if self.failures.get(seg_dir.name, 0) >= MAX_FAILURES:
             return None
-        last = self.runner.checkpoint.last_segment
+        last = fin or self.runner.checkpoint.last_segment
         if last and SegmentId.is_segment_name(last) and not SegmentId.parse(last).precedes(SegmentId.parse(seg_dir.name)):
             return None
         return seg_dir
@@ -156,16 +216,16 @@ class LiveFollower:
     def _begin(self, seg_dir: Path) -> list[Publication]:
         b = self.runner.bank
         bank = EngineBank(b.options, b.engine_class, b.reorder_ms, b.trade_options, b.symbol_overrides)
-        bank.restore(self.runner.checkpoint.symbols)
+        fin = self.finished
+        bank.restore(fin.state if fin is not None else self.runner.checkpoint.symbols)
+        start = fin.name if fin is not None else self.runner.checkpoint.last_segment
         tails = {c: JournalTail(seg_dir / channel_file(c, finished=False), CHANNEL_SCHEMAS[c])
                  for c in chunk_log.CHANNELS}
         cur = self.current = _Following(seg_dir, SegmentFeeder(bank, seg_dir.name), tails,
-                                        chunk_log.state_path(self.runner.state_dir, seg_dir.name),
-                                        self.runner.checkpoint.last_segment)
+                                        chunk_log.state_path(self.runner.state_dir, seg_dir.name), start)
         self.published[seg_dir.name] = cur.published
         logged = chunk_log.read(cur.log_path)
-        log.info("live_following", segment=seg_dir.name, checkpoint=self.runner.checkpoint.last_segment,
-                 replaying_chunks=len(logged))
+        log.info("live_following", segment=seg_dir.name, after=start, replaying_chunks=len(logged))
         pubs: list[Publication] = []
         try:
             for ends in logged:  # fed before (ETL restart or an error): same rows, flagged as replays
@@ -208,6 +268,9 @@ class LiveFollower:
     def handover(self, segment: str) -> Handover | None:
         """The engines that fed `segment`'s logged chunks, for the segment job to finish it with
         instead of feeding those chunks again (half the CPU); None if not following it."""
+        fin = self.finished
+        if fin is not None and fin.name == segment:
+            return fin.handover if fin.checkpoint == self.runner.checkpoint.last_segment else None
         cur = self.current
         if cur is None or cur.seg_dir.name != segment or cur.checkpoint != self.runner.checkpoint.last_segment:
             return None
@@ -221,6 +284,11 @@ class LiveFollower:
             self._detach()
         published = self.published.pop(name, {})
         self.failures.pop(name, None)
+        if self.finished is not None and self.finished.name == name:
+            self.finished = None
+            if outcome.state != "done" and self.current is not None and self.current.checkpoint == name:
+                log.warning("live_restart", segment=self.current.seg_dir.name, note=f"{name} did not land")
+                self._detach()  # its engines started from where the segment job now is not
         result = outcome.result
         if outcome.state != "done" or result is None or result.outputs is None:
             lost = sum(published.values())
@@ -228,17 +296,10 @@ class LiveFollower:
                 self.counters.not_landed += lost
                 log.warning("live_rows_not_landed", segment=name, rows=lost, state=outcome.state)
             return []
-        pubs = []
-        for key, out in result.outputs.items():
-            for product, tables in products(out):
-                full = live_table(key, tables)
-                start = published.get((key, product), 0)
-                logged = result.logged_counts.get((key, product), 0)
-                if logged > start:  # published before a restart: again, flagged
-                    pubs.append(Publication(product, full.slice(start, logged - start), True))
-                rest = max(start, logged)
-                if full.num_rows > rest:
-                    pubs.append(Publication(product, full.slice(rest), False))
+        maybe = result.logged_counts  # what a previous process may have published
+        if not published and chunk_log.finished(self.runner.store.path("done", name) / chunk_log.SEGMENT_FILE):
+            maybe = None  # it had finished the segment: all of it
+        pubs = _unpublished(result.outputs, published, maybe)
         result.outputs = None
         return pubs
 

@@ -73,17 +73,21 @@ def run_segment(seg_dir: Path, bank: EngineBank, features_root: Path, row_group_
     result = SegmentResult(segment)
     rows = {c: int((manifest.get("channels") or {}).get(c, {}).get("rows", 0)) for c in chunk_log.CHANNELS}
     chunks = chunk_log.plan(seg_dir, rows)
+    finished = False
     if handover is not None and keys is None and chunks and chunks[-1] == handover.ends:
         feeder = handover.feeder  # the logged chunks are fed already: only the rest is left
         result.bank = feeder.bank
-        result.logged_counts = _feed_logged(feeder, reader, [], rows, batch_rows, start=handover.ends)
+        finished = handover.logged is not None  # the live path fed the rest and finished it too
+        result.logged_counts = handover.logged if finished else \
+            feed_logged(feeder, reader, [], rows, batch_rows, start=handover.ends)
     elif chunks:
         feeder = SegmentFeeder(bank, segment, keys)
-        result.logged_counts = _feed_logged(feeder, reader, chunks, rows, batch_rows)
+        result.logged_counts = feed_logged(feeder, reader, chunks, rows, batch_rows)
     else:
         feeder = SegmentFeeder(bank, segment, keys)
         feeder.feed_chunk(reader.raw_book_batches(batch_rows), reader.raw_trades(), reader.raw_events())
-    feeder.finish()
+    if not finished:
+        feeder.finish()
     for key, n in feeder.totals().items():
         setattr(result, key, n)
     outputs = feeder.outputs
@@ -118,6 +122,8 @@ class Handover:
 
     feeder: SegmentFeeder
     ends: dict[str, int]
+    logged: dict | None = None  # set when the live path also fed the rest and finished the segment:
+    #                             the rows per (symbol, product) of the logged chunks
 
 
 def _emitted(table: pa.Table, emit_range: tuple[int | None, int | None] | None) -> pa.Table:
@@ -135,7 +141,7 @@ def _emitted(table: pa.Table, emit_range: tuple[int | None, int | None] | None) 
     return table if mask is None else table.filter(mask)
 
 
-def _feed_logged(feeder: SegmentFeeder, reader: SegmentReader, chunks: list[chunk_log.Ends],
+def feed_logged(feeder: SegmentFeeder, reader: SegmentReader, chunks: list[chunk_log.Ends],
                  rows: chunk_log.Ends, batch_rows: int, start: chunk_log.Ends | None = None) -> dict:
     """Feed the segment in the chunks the live path logged, then the rest as one chunk
     (`start`: rows of each channel already fed); returns the rows per (symbol, product)

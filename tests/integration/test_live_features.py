@@ -24,6 +24,7 @@ from fluxforge.loopback import LoopbackExchange, SimOptions
 
 SYMBOLS = ["BTC/USDT", "ETH/USDT", "SOL/USDT"]
 FLUSH = 0.25
+REORDER = 1.0
 SEGMENT_SECONDS = 4.0
 
 
@@ -31,12 +32,15 @@ async def _spawn(cmd, log):
     return await asyncio.create_subprocess_exec(*cmd, env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=log)
 
 
-def _live_logs(data):
+def _following(data, chunks: int) -> bool:
+    """The ETL has fed `chunks` chunks of the active segment (so it has published rows of it)."""
     d = data / "state" / "etl" / "live"
-    return list(d.glob("*.chunks")) if d.is_dir() else []
+    active = {p.name for p in SegmentStore(data / "segments").list("active")}
+    return any(p.stem in active and len(p.read_text().splitlines()) >= chunks for p in d.glob("*.chunks")) \
+        if d.is_dir() else False
 
 
-def test_live_rows_equal_parquet_across_rotations_and_kills(tmp_path, reorder=1.0):
+def test_live_rows_equal_parquet_across_rotations_and_kills(tmp_path, reorder=REORDER):
     data = tmp_path / "data"
     record = tmp_path / "live.rec"
     etl_log = tmp_path / "etl.log"
@@ -62,7 +66,9 @@ def test_live_rows_equal_parquet_across_rotations_and_kills(tmp_path, reorder=1.
                 await collector.wait()
                 collector = await _spawn(collector_command(config), clog)
                 await wait_until(lambda: done(4), 180, what="segments after the collector restart")
-                await wait_until(lambda: _live_logs(data), 60, what="the ETL following an active segment")
+                # 2.5 s into a segment: rows older than the reorder window have been published
+                await wait_until(lambda: _following(data, int((REORDER + 1.5) / FLUSH)), 60,
+                                 what="the ETL following an active segment")
                 etl.send_signal(signal.SIGKILL)
                 await etl.wait()
                 etl = await _spawn(etl_command(config, record), elog)

@@ -68,7 +68,7 @@ def _by_key(pubs, replay: bool) -> dict:
     return out
 
 
-def _run(tmp_path, restart_after: int | None = None, handover: bool = True):
+def _run(tmp_path, restart_after: int | None = None, handover: str = "live finish"):
     root = tmp_path / "data"
     runner = _runner(root)
     follower = LiveFollower(runner)
@@ -85,16 +85,21 @@ def _run(tmp_path, restart_after: int | None = None, handover: bool = True):
             follower = LiveFollower(runner)
     seg.close()
     finish_segment(seg.path, runner.store)
+    if handover == "live finish":  # the live path sees the rotation first and finishes the segment itself
+        got = follower.step()
+        assert follower.finished is not None
+        pubs += got
     claimed = runner.claim_next()
-    outcome = runner.process_claimed(claimed, follower.handover(claimed.name) if handover else None)
+    outcome = runner.process_claimed(claimed, follower.handover(claimed.name) if handover != "none" else None)
     assert outcome.state == "done", outcome.reason
     pubs += follower.segment_done(outcome)
     return root, runner, outcome, pubs, live_steps
 
 
-# handover: the segment job finishes the segment with the live engines (the service's way);
-# without: it feeds the logged chunks again from the checkpoint (after a restart).
-@pytest.mark.parametrize("handover", [True, False])
+# "live finish": the live path finishes the rotated segment, the segment job only writes it;
+# "handover": the segment job finishes the segment with the live engines;
+# "none": it feeds the logged chunks again from the checkpoint (after a restart).
+@pytest.mark.parametrize("handover", ["live finish", "handover", "none"])
 def test_live_rows_equal_the_parquet_rows_despite_late_rows(tmp_path, handover):
     root, runner, outcome, pubs, live_steps = _run(tmp_path, handover=handover)
     assert outcome.result.late_dropped > 0  # the case where the chunks matter
