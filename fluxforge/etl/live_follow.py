@@ -190,9 +190,9 @@ class LiveFollower:
             log.warning("live_chunks_mismatch", segment=name, rows=rows, read=ends)
             return []
         logged = cur.feeder.row_counts()
-        chunk_log.append_finished(cur.log_path)
         feed_logged(cur.feeder, reader, [], rows, BOOK_BATCH_ROWS, start=ends)
         cur.feeder.finish()
+        chunk_log.append_finished(cur.log_path)  # before its last rows reach the hub
         pubs = _unpublished(cur.feeder.outputs, cur.published, {})
         self.finished = _Finished(name, Handover(cur.feeder, ends, logged), cur.checkpoint,
                                   cur.feeder.bank.snapshot())
