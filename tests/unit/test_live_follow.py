@@ -110,6 +110,17 @@ def test_live_rows_equal_the_parquet_rows_despite_late_rows(tmp_path, handover):
     assert live_steps > 0.5 * sum(len(v) for v in truth.values())  # most rows before the segment ended
     assert (root / "segments" / "done" / outcome.segment / chunk_log.SEGMENT_FILE).is_file()
     assert not list((root / "state" / "etl" / "live").glob("*.chunks"))
+    # `fluxforge replay` of the segment follows the log it carries: replay == live
+    assert {k: row_keys(t) for k, t in _replayed(root, tmp_path / "replay").items()} == truth
+
+
+def _replayed(root, out):
+    from fluxforge.etl.engines import EngineBank
+    from fluxforge.etl.segment_job import run_segment
+    seg_dir = next((root / "segments" / "done").iterdir())
+    bank = EngineBank(OPTIONS, reorder_ms=100, trade_options=TradeOptions(bar_durations=[1, 5]))
+    run_segment(seg_dir, bank, out / "features", 1024)
+    return landed(out / "features")
 
 
 def test_after_a_restart_rows_published_before_are_replays(tmp_path):
@@ -128,14 +139,8 @@ def test_a_segment_fed_without_its_log_would_differ(tmp_path):
     """Guards the test above: without the chunk log the segment job gives other rows here."""
     root, runner, outcome, pubs, _ = _run(tmp_path)
     truth = {k: row_keys(t) for k, t in landed(root / "features").items()}
-    seg_dir = root / "segments" / "done" / outcome.segment
-    (seg_dir / chunk_log.SEGMENT_FILE).unlink()
-    other = tmp_path / "other"
-    from fluxforge.etl.engines import EngineBank
-    from fluxforge.etl.segment_job import run_segment
-    bank = EngineBank(OPTIONS, reorder_ms=100, trade_options=TradeOptions(bar_durations=[1, 5]))
-    run_segment(seg_dir, bank, other / "features", 1024)
-    assert {k: row_keys(t) for k, t in landed(other / "features").items()} != truth
+    (root / "segments" / "done" / outcome.segment / chunk_log.SEGMENT_FILE).unlink()
+    assert {k: row_keys(t) for k, t in _replayed(root, tmp_path / "other").items()} != truth
 
 
 @pytest.fixture(autouse=True)
