@@ -227,6 +227,8 @@ class JournalTail:
         once the journal is gone (finished); JournalUnreadable on a damaged header."""
         size = self.path.stat().st_size
         out: list[pa.RecordBatch] = []
+        if size <= self.offset:
+            return out  # nothing appended since (the common case between two flushes)
         with open(self.path, "rb") as f:
             if self.offset == 0:
                 data = _read_frame(f, 0, size)
