@@ -55,7 +55,7 @@ class EtlService:
         self.processed = 0
         self.failed = 0
         # live features (etl.live): the hub rows are published to, the follower computing them
-        self.hub = LiveHub() if cfg.etl.live.enabled else None
+        self.hub = LiveHub() if cfg.etl.live.enabled and not once else None  # --once: a batch run
         self.live: LiveFollower | None = None
         self._segment_lock = asyncio.Lock()  # the live path never runs while a segment is claimed/processed
         self._status_at = 0.0
