@@ -165,3 +165,13 @@ def test_status_line_shows_the_event_to_publish_latency(tmp_path):
     svc.live.note_published([Publication("hf", hf), Publication("hf", hf, replay=True)], now)
     assert "live event-to-publish p50 1.50s p99 1.50s" in svc.status_line()
     assert svc.live.counters.rows == 3 and svc.live.counters.replayed_rows == 3
+
+
+def test_a_restart_replays_the_last_segment_unless_all_of_it_reached_the_hub(tmp_path):
+    """A kill between the checkpoint and handing the segment's last rows to the hub: the next
+    process sends all of that segment again, flagged -- and nothing once it was all sent."""
+    root, runner, outcome, pubs, _ = _run(tmp_path)
+    truth = {k: row_keys(t) for k, t in landed(root / "features").items()}
+    again = LiveFollower(_runner(root)).restart_replay()
+    assert all(p.replay for p in again) and _by_key(again, replay=True) == truth
+    assert LiveFollower(_runner(root)).restart_replay() == []  # marked as sent by the first replay
