@@ -175,3 +175,44 @@ def test_a_restart_replays_the_last_segment_unless_all_of_it_reached_the_hub(tmp
     again = LiveFollower(_runner(root)).restart_replay()
     assert all(p.replay for p in again) and _by_key(again, replay=True) == truth
     assert LiveFollower(_runner(root)).restart_replay() == []  # marked as sent by the first replay
+
+
+def test_an_error_in_the_live_path_is_counted_and_never_stops_the_segment_pipeline(tmp_path):
+    """An active segment whose journal cannot be read: the live path fails on it (logged and
+    counted, retried from the checkpoint, then left to the segment job) while the ETL goes on
+    processing ready segments."""
+    import asyncio
+
+    from etl_support import write_segments
+    from fluxforge.bronze.segments import SegmentId
+    from fluxforge.config import parse_config
+    from fluxforge.etl.live_follow import MAX_FAILURES
+    from fluxforge.etl.service import EtlService
+
+    data = tmp_path / "data"
+    cfg = parse_config({"data_dir": str(data), "host_id": "testhost", "metrics": {"enabled": False},
+                        "etl": {"poll_interval": 0.05, "live": {"poll_interval": 0.01},
+                                "features": {"hf_emit_interval": 1.0, "bar_durations": [5]}}})
+    active = data / "segments" / "active" / SegmentId.new("testhost", 5, datetime(2024, 8, 8, 1, tzinfo=timezone.utc)).name
+    active.mkdir(parents=True)
+    from fluxforge.bronze.journal import schema_header
+    for ch in chunk_log.CHANNELS:  # every journal's header is of another channel's schema
+        (active / f"{ch}.arrows").write_bytes(schema_header(CHANNEL_SCHEMAS["ticker"]))
+    svc = EtlService(cfg)
+
+    async def body():
+        task = asyncio.create_task(svc.run())
+        for _ in range(3000):
+            if svc.live is not None and svc.live.counters.errors >= MAX_FAILURES and svc.processed >= 2:
+                break
+            if svc.processed == 0 and not list((data / "segments" / "ready").glob("seg-*")):
+                write_segments(data / "segments" / "ready", synthetic_market(seconds=20.0), 2)
+            await asyncio.sleep(0.01)
+        svc.request_stop()
+        return await asyncio.wait_for(task, 60)
+
+    assert asyncio.run(body()) == 0
+    assert svc.processed == 2 and svc.failed == 0
+    assert svc.live.counters.errors == MAX_FAILURES  # then left alone, not retried in a loop
+    assert f"{MAX_FAILURES} live error(s)" in svc.status_line()
+    assert landed(data / "features")
