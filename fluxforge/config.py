@@ -177,6 +177,13 @@ class CollectorConfig(_Model):
     max_flush_age: float = Field(30.0, gt=0.0, le=HOUR, description="watchdog health: time since last flush, seconds")
 
 
+class EtlLiveConfig(_Model):
+    """etl.live: features of the active segment, published as its journals are flushed (docs/live.md)."""
+
+    enabled: bool = Field(True, description="compute and publish live rows from the active segment")
+    poll_interval: float = Field(0.1, gt=0.0, le=60.0, description="seconds between looks at the active journals")
+
+
 class EtlConfig(_Model):
     poll_interval: float = Field(2.0, gt=0.0, le=HOUR, description="seconds, when inotify is unavailable")
     row_group_rows: int = Field(65536, ge=1024, le=16_777_216)
@@ -185,6 +192,7 @@ class EtlConfig(_Model):
                                   "so rows of the next segment that are up to this much older still merge in order")
     features: FeatureOptions = Field(default_factory=FeatureOptions)
     trades: TradeOptions = Field(default_factory=TradeOptions)
+    live: EtlLiveConfig = Field(default_factory=EtlLiveConfig)
     symbol_overrides: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description='"exchange:SYMBOL" -> etl.trades options for that symbol only')
 
