@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 from .config_refs import UnresolvedReference, mask_secrets, resolve_refs
 from .etl.naming import exchange_path_value, symbol_path_value
+from .live.settings import LiveConfig
 
 EX_CONFIG = 78
 DEFAULT_CONFIG_PATH = Path("/etc/fluxforge/config.yaml")
@@ -177,6 +178,7 @@ class EtlConfig(_Model):
     trades: TradeOptions = Field(default_factory=TradeOptions)
     symbol_overrides: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description='"exchange:SYMBOL" -> etl.trades options for that symbol only')
+    live: LiveConfig = Field(default_factory=LiveConfig)
 
     @field_validator("symbol_overrides")
     @classmethod
