@@ -51,6 +51,7 @@ class EtlService:
         self._retries = 0
         self.processed = 0
         self.failed = 0
+        self.hub = None if once else _live_hub(cfg)
         self.metrics, self.metrics_endpoint = install_etl_metrics(self)
 
     # -- systemd ---------------------------------------------------------------------
@@ -66,6 +67,8 @@ class EtlService:
         elif last is not None:
             parts.append(f"last {last.segment} {last.state}")
         parts.append(f"done {self.processed}, failed {self.failed}")
+        if self.hub is not None:
+            parts.append(self.hub.status())
         if self._retry_reason is not None and self._retry_reason.disk_full:
             return "DISK FULL (disk_full), waiting for space: " + "; ".join(parts)
         if self._failing_since is not None:
@@ -119,6 +122,8 @@ class EtlService:
         log.info("etl_started", watch=self.watcher.mode, ready=str(self.watcher.directory),
                  checkpoint=self.runner.checkpoint.last_segment, once=self.once)
         endpoint = loop.create_task(self.metrics_endpoint.serve()) if self.metrics_endpoint is not None else None
+        if self.hub is not None:
+            await self.hub.start()
         try:
             recovered = await self._attempt(self.runner.recover)
             # READY=1: directories scanned (recovery done, or waiting for space with STATUS saying so)
@@ -132,6 +137,8 @@ class EtlService:
             self.watcher.close(loop)
             if endpoint is not None:
                 endpoint.cancel()
+            if self.hub is not None:
+                await self.hub.close()
         log.info("etl_stopped", processed=self.processed, failed=self.failed)
         return 0
 
@@ -202,6 +209,16 @@ class EtlService:
                 return
             self.notifier.status(self.status_line())
             await self.watcher.wait()
+
+
+def _live_hub(cfg: Config):
+    """The live-features hub (fluxforge/live/) when etl.live.enabled; the ETL publishes to it
+    (not with --once: a run that ends when ready/ is empty serves nobody)."""
+    if not cfg.etl.live.enabled:
+        return None
+    from ..live.hub import LiveHub
+
+    return LiveHub(cfg.etl.live, cfg.state_dir)
 
 
 def _age(seconds: float) -> str:

@@ -8,7 +8,7 @@ two can never disagree on where the socket is.
 The Unix socket is the default endpoint: systemd's `RuntimeDirectory=fluxforge`
 gives the ETL `/run/fluxforge` (0750, group fluxforge; `$RUNTIME_DIRECTORY`),
 and without it (a hand-run ETL, a test, the demo) the socket goes under the
-data_dir's state/ directory.  The WebSocket is off unless `port` is set, and
+data_dir's state/ directory -- never a shared /run path two ETLs could fight over.  The WebSocket is off unless `port` is set, and
 binds 127.0.0.1; any other address needs `token`.
 """
 from __future__ import annotations
@@ -76,22 +76,22 @@ def is_loopback(address: str) -> bool:
 
 
 def server_socket_path(live: LiveConfig, state_dir: Path) -> Path:
-    """Where the ETL binds: the configured path, else systemd's runtime directory, else state/."""
+    """Where the ETL binds: the configured path, else systemd's runtime directory
+    ($RUNTIME_DIRECTORY, set by the unit's RuntimeDirectory=), else state/."""
     if live.socket is not None:
         return Path(live.socket)
     runtime = os.environ.get("RUNTIME_DIRECTORY")
     if runtime:
         return Path(runtime.split(":")[0]) / SOCKET_NAME
-    if RUN_DIR.is_dir() and os.access(RUN_DIR, os.W_OK | os.X_OK):
-        return RUN_DIR / SOCKET_NAME
     return Path(state_dir) / SOCKET_NAME
 
 
 def client_socket_path(live: LiveConfig, state_dir: Path) -> Path:
-    """Where a subscriber connects: the configured path, else the first existing default."""
+    """Where a subscriber connects: the configured path, else the first existing default (an ETL run
+    by hand on this data_dir, then the packaged service's)."""
     if live.socket is not None:
         return Path(live.socket)
-    for candidate in (RUN_DIR / SOCKET_NAME, Path(state_dir) / SOCKET_NAME):
+    for candidate in (Path(state_dir) / SOCKET_NAME, RUN_DIR / SOCKET_NAME):
         if candidate.exists():
             return candidate
     return RUN_DIR / SOCKET_NAME
