@@ -249,7 +249,7 @@ def test_websocket_refuses_a_missing_or_wrong_token():
             refusals = []
             for bad in (None, "wrong-token-0123456789"):
                 with pytest.raises(LiveError, match="unauthorized") as e:
-                    await collect(1, url=url, token=bad)
+                    await asyncio.wait_for(collect(1, url=url, token=bad), 30)
                 refusals.append(str(e.value))
             good = asyncio.create_task(collect(3, url=url, token=token))
             await wait_for(lambda: len(hub.subscribers) == 1, what="the authorized subscriber")
