@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import os
 import socket
 import subprocess
 import sys
@@ -296,3 +297,42 @@ def test_dropped_subscriber_iterator_raises_with_the_reason():
             return e.value.reason, hub.counters["dropped"]["slow"]
 
     assert asyncio.run(scenario()) == ("slow", 1)
+
+
+def test_etl_service_runs_the_hub_with_its_lifecycle(tmp_path):
+    """EtlService.hub: bound when the service runs, served to subscribers, counted in /metrics, gone at stop."""
+    import tempfile
+
+    from prometheus_client import generate_latest
+
+    from fluxforge.config import Config
+    from fluxforge.etl.service import EtlService
+
+    with tempfile.TemporaryDirectory(prefix="fflive-") as short:
+        sock = f"{short}/live.sock"
+        cfg = Config.model_validate({"data_dir": str(tmp_path / "data"), "host_id": "t",
+                                     "etl": {"poll_interval": 0.2, "live": {"socket": sock}},
+                                     "metrics": {"etl_port": 0}})
+        assert EtlService(cfg, once=True).hub is None  # a --once run serves nobody
+        table = rows_table("binance", "BTC/USDT", 0, 3)
+
+        async def scenario():
+            svc = EtlService(cfg)
+            task = asyncio.create_task(svc.run())
+            await wait_for(lambda: os.path.exists(sock), what="the live socket")
+            rows = asyncio.create_task(collect(3, socket=sock))
+            await wait_for(lambda: len(svc.hub.subscribers) == 1, what="subscriber")
+            status = svc.status_line()
+            svc.hub.publish("hf", table)
+            got = await asyncio.wait_for(rows, 30)
+            metrics = generate_latest(svc.metrics.registry).decode()
+            svc.request_stop()
+            assert await asyncio.wait_for(task, 60) == 0
+            return got, status, metrics
+
+        got, status, metrics = asyncio.run(scenario())
+        assert same_rows(got, expected("hf", table))
+        assert "live 1 sub" in status
+        assert "fluxforge_live_rows_published_total 3.0" in metrics
+        assert 'fluxforge_live_subscribers_dropped_total{reason="slow"} 0.0' in metrics
+        assert not os.path.exists(sock)  # removed at stop
