@@ -165,13 +165,14 @@ class LiveHub:
         await self.endpoints.start()
 
     async def close(self) -> None:
-        if self.endpoints is not None:
-            await self.endpoints.close()
+        """Tell every subscriber (`closed`), then stop the endpoints."""
         for sub in list(self.subscribers.values()):
             self._forget(sub, "shutdown")
             sub.sink.last_words((wire.header("closed", reason="the ETL is stopping"), None))
             if sub.task is not None:
                 sub.task.cancel()
+        if self.endpoints is not None:
+            await self.endpoints.close()
 
     def status(self) -> str:
         dropped = sum(self.counters["dropped"].values())

@@ -80,7 +80,8 @@ def test_filters_by_product_exchange_and_symbol():
                     try:
                         async for row in subscribe(socket=hub.socket_path, **kw):
                             got.append((row["product"], row["exchange"], row["symbol"], row["seq"]))
-                    except LiveClosed:  # the hub closed: these are all the rows it sent
+                    except LiveClosed as e:  # the hub closed, and said so: these are all the rows it sent
+                        assert "the ETL is stopping" in str(e)
                         return got
                     raise AssertionError("the iterator ended without LiveClosed")
                 return asyncio.create_task(run())
