@@ -14,7 +14,9 @@ import time
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
+from fluxforge.etl.naming import exchange_from_path_value, symbol_from_path_value
 from fluxforge.live.hub import LiveHub
 from fluxforge.live.settings import LiveConfig
 
@@ -64,3 +66,19 @@ def same_rows(got: list[dict], want: list[dict]) -> bool:
     if len(got) != len(want):
         return False
     return all(list(g) == list(w) and all(same_value(g[k], w[k]) for k in w) for g, w in zip(got, want))
+
+
+def feature_parts(features: Path) -> list[tuple[str, pa.Table]]:
+    """(product, rows) of every part under features/, as the ETL hands rows to the hub: the part's
+    columns plus exchange and symbol (from its partition), product = the tree path (hf, bars/interval=60s)."""
+    out = []
+    for part in sorted(Path(features).rglob("part-*.parquet")):
+        rel = part.relative_to(features).parent.parts
+        keys = dict(p.split("=", 1) for p in rel if "=" in p and not p.startswith("interval="))
+        product = "/".join(p for p in rel if "=" not in p or p.startswith("interval="))
+        table = pq.read_table(part, partitioning=None)
+        n = table.num_rows
+        table = table.append_column("exchange", pa.array([exchange_from_path_value(keys["exchange"])] * n)) \
+                     .append_column("symbol", pa.array([symbol_from_path_value(keys["symbol"])] * n))
+        out.append((product, table))
+    return out

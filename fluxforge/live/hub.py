@@ -57,13 +57,15 @@ class LiveHub:
         self._publish(product, table, replay)
 
     def _publish(self, product: str, table: pa.Table | pa.RecordBatch, replay: bool) -> None:
-        table = wire.plain_table(table)
+        if isinstance(table, pa.RecordBatch):
+            table = pa.Table.from_batches([table])
         if not table.num_rows:
             return
-        missing = [c for c in ("exchange", "symbol", "timestamp") if c not in table.column_names]
+        schema = table.schema  # get_field_index: a 150-column schema must not cost a Python loop per publish
+        missing = [c for c in ("exchange", "symbol", "timestamp") if schema.get_field_index(c) < 0]
         if missing:
             raise ValueError(f"live rows of {product!r} lack column(s) {', '.join(missing)}")
-        clash = [c for c in wire.META_KEYS if c in table.column_names]
+        clash = [c for c in wire.META_KEYS if schema.get_field_index(c) >= 0]
         if clash:
             raise ValueError(f"live rows of {product!r} use reserved column name(s) {', '.join(clash)}")
         for exchange, symbol, part in _by_stream(table):
@@ -183,6 +185,9 @@ class LiveHub:
 def _by_stream(table: pa.Table):
     """(exchange, symbol, rows) per stream in the table, rows in their published order."""
     ex, sy = table.column("exchange"), table.column("symbol")
+    if table.num_rows == 1:  # the usual live publish: one row as it becomes final
+        yield ex[0].as_py(), sy[0].as_py(), table
+        return
     exchanges, symbols = pc.unique(ex), pc.unique(sy)
     if len(exchanges) == 1 and len(symbols) == 1:
         yield exchanges[0].as_py(), symbols[0].as_py(), table

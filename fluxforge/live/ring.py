@@ -30,17 +30,21 @@ def _ms(table: pa.Table) -> pa.Array:
 class Chunk:
     """Rows of one product and one (exchange, symbol), as published (seq: publish order)."""
 
-    __slots__ = ("seq", "product", "exchange", "symbol", "table", "replay", "first_ms", "last_ms", "_frames")
+    __slots__ = ("seq", "product", "exchange", "symbol", "table", "replay", "first_ms", "last_ms", "_frames",
+                 "_plain")
 
     def __init__(self, seq: int, product: str, exchange: str, symbol: str, table: pa.Table, replay: bool,
                  first_ms: int | None = None, last_ms: int | None = None):
         self.seq, self.product, self.exchange, self.symbol = seq, product, exchange, symbol
         self.table, self.replay = table, replay
-        if first_ms is None and table.num_rows:
+        if first_ms is None and table.num_rows == 1:
+            first_ms = last_ms = _ms(table)[0].as_py()
+        elif first_ms is None and table.num_rows:
             lo_hi = pc.min_max(_ms(table))
             first_ms, last_ms = lo_hi["min"].as_py(), lo_hi["max"].as_py()
         self.first_ms, self.last_ms = first_ms, last_ms
         self._frames: dict[str, list] = {}
+        self._plain: pa.Table | None = None
 
     @property
     def key(self) -> Key:
@@ -50,12 +54,19 @@ class Chunk:
     def rows(self) -> int:
         return self.table.num_rows
 
+    def plain(self) -> pa.Table:
+        """The rows with dictionary columns decoded, as they go on the wire (done when first sent,
+        not in publish(): checking 150 column types per publish costs more than the rest of it)."""
+        if self._plain is None:
+            self._plain = wire.plain_table(self.table)
+        return self._plain
+
     def frames(self, fmt: str) -> list[wire.Frame]:
         """The chunk's rows on the wire; encoded once per format, shared by all subscribers."""
         out = self._frames.get(fmt)
         if out is None:
             encode = wire.arrow_batches if fmt == "arrow" else wire.json_rows
-            out = self._frames[fmt] = encode(self.product, self.table, self.replay)
+            out = self._frames[fmt] = encode(self.product, self.plain(), self.replay)
         return out
 
     def bare(self) -> "Chunk":

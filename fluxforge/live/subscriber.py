@@ -73,7 +73,7 @@ class Subscriber:
         if isinstance(item, _Marker):
             return [item.frame]
         frames: list[wire.Frame] = []
-        schema = item.table.schema
+        schema = item.plain().schema
         if self._schemas.get(item.product) != schema:
             self._schemas[item.product] = schema
             frames.append(wire.schema_frame(item.product, schema, self.request.format))

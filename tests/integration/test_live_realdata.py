@@ -15,14 +15,12 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import pytest
 
 from etl_support import tables_equal, write_segments
 from fleet_bronze import capture_host_tables
-from live_support import running_hub, same_rows, wait_for
+from live_support import feature_parts, running_hub, same_rows, wait_for
 from fluxforge.config import FeatureOptions
-from fluxforge.etl.naming import exchange_from_path_value, symbol_from_path_value
 from fluxforge.etl.runner import EtlRunner
 from fluxforge.live import subscribe
 
@@ -40,17 +38,7 @@ def etl_outputs(shared_capture: Path, data: Path) -> list[tuple[str, pa.Table]]:
                    seconds=(recv[-1].as_py() // 1_000_000 - start_ms) / 1000)
     runner = EtlRunner(data / "segments", data / "features", data / "state", FeatureOptions())
     assert [o.state for o in runner.run_once()] == ["done", "done"]
-    out = []
-    for part in sorted((data / "features").rglob("part-*.parquet")):
-        rel = part.relative_to(data / "features").parent.parts
-        keys = dict(p.split("=", 1) for p in rel if "=" in p and not p.startswith("interval="))
-        product = "/".join(p for p in rel if "=" not in p or p.startswith("interval="))
-        table = pq.read_table(part, partitioning=None)
-        n = table.num_rows
-        table = table.append_column("exchange", pa.array([exchange_from_path_value(keys["exchange"])] * n)) \
-                     .append_column("symbol", pa.array([symbol_from_path_value(keys["symbol"])] * n))
-        out.append((product, table))
-    return out
+    return feature_parts(data / "features")
 
 
 @pytest.mark.realdata
