@@ -12,8 +12,7 @@ units load `/etc/fluxforge/credentials/<file>` as the credential `fluxforge_<fil
 Masking for display is done by `masked_dump()`: every value that came from such a
 reference, every value under a secret-looking key, and URL userinfo.
 
-Floats must be finite (`.inf`/`.nan` would pass `gt=0` and crash later), and
-durations and sizes that have a sensible ceiling are bounded.
+Floats must be finite (`.inf`/`.nan` would pass `gt=0`, crash later); durations and sizes are bounded.
 """
 from __future__ import annotations
 
@@ -28,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 from .config_refs import UnresolvedReference, mask_secrets, resolve_refs
 from .etl.naming import exchange_path_value, symbol_path_value
+from .live.settings import LiveConfig
 
 EX_CONFIG = 78
 DEFAULT_CONFIG_PATH = Path("/etc/fluxforge/config.yaml")
@@ -177,13 +177,6 @@ class CollectorConfig(_Model):
     max_flush_age: float = Field(30.0, gt=0.0, le=HOUR, description="watchdog health: time since last flush, seconds")
 
 
-class EtlLiveConfig(_Model):
-    """etl.live: features of the active segment, published as its journals are flushed (docs/live.md)."""
-
-    enabled: bool = Field(True, description="compute and publish live rows from the active segment")
-    poll_interval: float = Field(0.1, gt=0.0, le=60.0, description="seconds between looks at the active journals")
-
-
 class EtlConfig(_Model):
     poll_interval: float = Field(2.0, gt=0.0, le=HOUR, description="seconds, when inotify is unavailable")
     row_group_rows: int = Field(65536, ge=1024, le=16_777_216)
@@ -192,9 +185,9 @@ class EtlConfig(_Model):
                                   "so rows of the next segment that are up to this much older still merge in order")
     features: FeatureOptions = Field(default_factory=FeatureOptions)
     trades: TradeOptions = Field(default_factory=TradeOptions)
-    live: EtlLiveConfig = Field(default_factory=EtlLiveConfig)
     symbol_overrides: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description='"exchange:SYMBOL" -> etl.trades options for that symbol only')
+    live: LiveConfig = Field(default_factory=LiveConfig)
 
     @field_validator("symbol_overrides")
     @classmethod

@@ -28,7 +28,6 @@ from ..logs import get_logger
 from ..bronze.segments import SegmentId
 from ..observe.service_metrics import install_etl_metrics
 from ..service import SystemdNotifier, install_stop_handlers, watchdog_loop
-from ..live.hub import LiveHub
 from . import chunk_log
 from .live_follow import LiveFollower, Publication
 from .ready_watch import ReadyWatcher
@@ -55,7 +54,7 @@ class EtlService:
         self.processed = 0
         self.failed = 0
         # live features (etl.live): the hub rows are published to, the follower computing them
-        self.hub = LiveHub() if cfg.etl.live.enabled and not once else None  # --once: a batch run
+        self.hub = None if once else _live_hub(cfg)  # --once: a batch run serves nobody
         self.live: LiveFollower | None = None
         self._segment_lock = asyncio.Lock()  # the live path never runs while a segment is claimed/processed
         self._status_at = 0.0
@@ -74,8 +73,9 @@ class EtlService:
         elif last is not None:
             parts.append(f"last {last.segment} {last.state}")
         parts.append(f"done {self.processed}, failed {self.failed}")
-        if self.live is not None:
-            parts.append(self.live.status())
+        live = [p.status().removeprefix("live ") for p in (self.live, self.hub) if p is not None]
+        if live:  # one `live ...` part: latency (the computation), then subscribers (the hub)
+            parts.append("live " + ", ".join(live))
         if self._retry_reason is not None and self._retry_reason.disk_full:
             return "DISK FULL (disk_full), waiting for space: " + "; ".join(parts)
         if self._failing_since is not None:
@@ -143,8 +143,9 @@ class EtlService:
         log.info("etl_started", watch=self.watcher.mode, ready=str(self.watcher.directory),
                  checkpoint=self.runner.checkpoint.last_segment, once=self.once)
         endpoint = loop.create_task(self.metrics_endpoint.serve()) if self.metrics_endpoint is not None else None
-        if self.live is not None:
+        if self.hub is not None:
             await self.hub.start()
+        if self.live is not None:
             try:
                 self._publish(await asyncio.to_thread(self.live.restart_replay))
             except Exception as e:  # noqa: BLE001 -- the live path never stops the ETL
@@ -167,7 +168,7 @@ class EtlService:
             self.watcher.close(loop)
             if endpoint is not None:
                 endpoint.cancel()
-            if self.live is not None:
+            if self.hub is not None:
                 await self.hub.close()
         log.info("etl_stopped", processed=self.processed, failed=self.failed)
         return 0
@@ -270,6 +271,16 @@ class EtlService:
             self.hub.publish(p.product, p.table, replay=p.replay)
         if pubs:
             self.live.note_published(pubs, time.time())
+
+
+def _live_hub(cfg: Config):
+    """The live-features hub (fluxforge/live/) when etl.live.enabled; the ETL publishes to it
+    (not with --once: a run that ends when ready/ is empty serves nobody)."""
+    if not cfg.etl.live.enabled:
+        return None
+    from ..live.hub import LiveHub
+
+    return LiveHub(cfg.etl.live, cfg.state_dir)
 
 
 def _age(seconds: float) -> str:

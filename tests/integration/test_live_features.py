@@ -50,7 +50,7 @@ def test_live_rows_equal_parquet_across_rotations_and_kills(tmp_path, reorder=RE
         async with LoopbackExchange("sim", SYMBOLS, sim=sim) as lx:
             cfg = config_dict(data, [binance_entry(lx, SYMBOLS, book_depth=20)], flush_interval=FLUSH,
                               segment_max_seconds=SEGMENT_SECONDS)
-            cfg["etl"] = {"poll_interval": 0.2, "reorder_window": reorder, "live": {"poll_interval": 0.05}}
+            cfg["etl"] = {"poll_interval": 0.2, "reorder_window": reorder, "live": {"enabled": True, "poll_interval": 0.05}}
             config = tmp_path / "config.yaml"
             config.write_text(yaml.safe_dump(cfg))
             store = SegmentStore(data / "segments")

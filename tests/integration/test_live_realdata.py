@@ -36,7 +36,7 @@ def test_real_capture_live_rows_equal_parquet(tmp_path, shared_capture):
         async with lx:
             raw = config_dict(data, [exchange_entry(lx, "binance", SYMBOLS, book_depth=20,
                                                     channels=["orderbook", "trades"])], segment_max_seconds=3.0)
-            raw["etl"] = {"poll_interval": 0.2, "reorder_window": 0.5, "live": {"poll_interval": 0.05},
+            raw["etl"] = {"poll_interval": 0.2, "reorder_window": 0.5, "live": {"enabled": True, "poll_interval": 0.05},
                           "features": {"hf_emit_interval": 1.0, "bar_durations": [5, 60]}}
             (tmp_path / "config.yaml").write_text(__import__("yaml").safe_dump(raw))
             with open(etl_log, "ab") as elog:

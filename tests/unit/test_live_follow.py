@@ -191,7 +191,7 @@ def test_an_error_in_the_live_path_is_counted_and_never_stops_the_segment_pipeli
 
     data = tmp_path / "data"
     cfg = parse_config({"data_dir": str(data), "host_id": "testhost", "metrics": {"enabled": False},
-                        "etl": {"poll_interval": 0.05, "live": {"poll_interval": 0.01},
+                        "etl": {"poll_interval": 0.05, "live": {"enabled": True, "poll_interval": 0.01},
                                 "features": {"hf_emit_interval": 1.0, "bar_durations": [5]}}})
     active = data / "segments" / "active" / SegmentId.new("testhost", 5, datetime(2024, 8, 8, 1, tzinfo=timezone.utc)).name
     active.mkdir(parents=True)
@@ -216,3 +216,46 @@ def test_an_error_in_the_live_path_is_counted_and_never_stops_the_segment_pipeli
     assert svc.live.counters.errors == MAX_FAILURES  # then left alone, not retried in a loop
     assert f"{MAX_FAILURES} live error(s)" in svc.status_line()
     assert landed(data / "features")
+
+
+def test_with_live_off_the_etl_follows_nothing_and_writes_no_chunk_log(tmp_path):
+    """etl.live.enabled defaults to false (opt-in: it costs several times the ETL's CPU,
+    docs/live.md): the running ETL then neither follows the active segment nor writes chunk
+    logs nor binds a socket -- the segment is processed as by the ETL without live features."""
+    import asyncio
+
+    from fluxforge.bronze.segments import SegmentStore
+    from fluxforge.config import parse_config
+    from fluxforge.etl.service import EtlService
+
+    data = tmp_path / "data"
+    cfg = parse_config({"data_dir": str(data), "host_id": "testhost", "metrics": {"enabled": False},
+                        "etl": {"poll_interval": 0.05, "features": {"hf_emit_interval": 1.0, "bar_durations": [5]}}})
+    assert cfg.etl.live.enabled is False
+    store = SegmentStore(data / "segments")
+    svc = EtlService(cfg)
+    assert svc.hub is None
+
+    async def body():
+        task = asyncio.create_task(svc.run())
+        seg = ActiveSegment.create(store, "testhost", seq=1, when=datetime.fromtimestamp(T0_MS / 1000, tz=timezone.utc))
+        for flush in _flushes(_market()):  # journals flushed while the ETL runs
+            _write(seg, flush)
+            await asyncio.sleep(0)
+        seg.close()
+        finish_segment(seg.path, store)
+        for _ in range(6000):  # wait on the real condition: the segment processed
+            if svc.processed or task.done():
+                break
+            await asyncio.sleep(0.01)
+        svc.request_stop()
+        return await asyncio.wait_for(task, 60)
+
+    assert asyncio.run(body()) == 0
+    assert svc.processed == 1 and svc.failed == 0 and svc.live is None
+    (done,) = store.list("done")
+    assert not (done / chunk_log.SEGMENT_FILE).exists()
+    assert not (data / "state" / "etl" / "live").exists()
+    assert not (data / "state" / "live.sock").exists()
+    assert "live" not in svc.status_line()
+    assert {k[0] for k in landed(data / "features")} >= {"hf", "bars/interval=5s"}
