@@ -12,7 +12,8 @@ units load `/etc/fluxforge/credentials/<file>` as the credential `fluxforge_<fil
 Masking for display is done by `masked_dump()`: every value that came from such a
 reference, every value under a secret-looking key, and URL userinfo.
 
-Floats must be finite (`.inf`/`.nan` would pass `gt=0`, crash later); durations and sizes are bounded.
+Floats must be finite (`.inf`/`.nan` would pass `gt=0` and crash later), and
+durations and sizes that have a sensible ceiling are bounded.
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 from .config_refs import UnresolvedReference, mask_secrets, resolve_refs
 from .etl.naming import exchange_path_value, symbol_path_value
-from .live.settings import LiveConfig
+from .live.settings import LiveConfig, ip_address_text
 
 EX_CONFIG = 78
 DEFAULT_CONFIG_PATH = Path("/etc/fluxforge/config.yaml")
@@ -271,13 +272,7 @@ class MetricsConfig(_Model):
     @field_validator("listen")
     @classmethod
     def _address(cls, v: str) -> str:
-        import ipaddress
-
-        try:
-            ipaddress.ip_address(v.strip("[]"))
-        except ValueError:
-            raise ValueError(f"{v!r} is not an IP address (e.g. 127.0.0.1, 0.0.0.0, ::1)") from None
-        return v.strip("[]")
+        return ip_address_text(v)
 
     @model_validator(mode="after")
     def _ports(self) -> "MetricsConfig":

@@ -52,11 +52,7 @@ class LiveConfig(BaseModel):
     @field_validator("listen")
     @classmethod
     def _address(cls, v: str) -> str:
-        try:
-            ipaddress.ip_address(v.strip("[]"))
-        except ValueError:
-            raise ValueError(f"{v!r} is not an IP address (e.g. 127.0.0.1, ::1, 0.0.0.0)") from None
-        return v.strip("[]")
+        return ip_address_text(v)
 
     @field_validator("token")
     @classmethod
@@ -71,6 +67,16 @@ class LiveConfig(BaseModel):
             raise ValueError(f"listen {self.listen!r} is not a loopback address: a WebSocket reachable from other "
                              f"hosts requires etl.live.token (e.g. \"${{credential:fluxforge_live_token}}\")")
         return self
+
+
+def ip_address_text(v: str) -> str:
+    """A listen address as bind() takes it (IPv6 without brackets), or a clear error; also
+    `metrics.listen`'s check (config.py imports this module, never the other way round)."""
+    try:
+        ipaddress.ip_address(v.strip("[]"))
+    except ValueError:
+        raise ValueError(f"{v!r} is not an IP address (e.g. 127.0.0.1, 0.0.0.0, ::1)") from None
+    return v.strip("[]")
 
 
 def is_loopback(address: str) -> bool:
