@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 from .config_refs import UnresolvedReference, mask_secrets, resolve_refs
 from .etl.naming import exchange_path_value, symbol_path_value
+from .live.settings import LiveConfig, ip_address_text
 
 EX_CONFIG = 78
 DEFAULT_CONFIG_PATH = Path("/etc/fluxforge/config.yaml")
@@ -187,6 +188,7 @@ class EtlConfig(_Model):
     trades: TradeOptions = Field(default_factory=TradeOptions)
     symbol_overrides: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description='"exchange:SYMBOL" -> etl.trades options for that symbol only')
+    live: LiveConfig = Field(default_factory=LiveConfig)
 
     @field_validator("symbol_overrides")
     @classmethod
@@ -270,13 +272,7 @@ class MetricsConfig(_Model):
     @field_validator("listen")
     @classmethod
     def _address(cls, v: str) -> str:
-        import ipaddress
-
-        try:
-            ipaddress.ip_address(v.strip("[]"))
-        except ValueError:
-            raise ValueError(f"{v!r} is not an IP address (e.g. 127.0.0.1, 0.0.0.0, ::1)") from None
-        return v.strip("[]")
+        return ip_address_text(v)
 
     @model_validator(mode="after")
     def _ports(self) -> "MetricsConfig":

@@ -206,6 +206,58 @@ def iter_journal(path: str | os.PathLike, schema: pa.Schema, scan: JournalScan) 
         scan.torn_batches, scan.torn_bytes = 1, rest
 
 
+class JournalTail:
+    """Complete batches appended to a live journal since the last call (the ETL's live path).
+
+    Same framing and decoding as `iter_journal` (what recovery keeps), read from
+    where the previous call stopped: a batch still being written, or anything that
+    does not decode, is left for a later call -- a torn tail is never returned, and
+    a batch is returned once only.  `rows` counts the rows returned so far, which is
+    also the row number the next batch starts at in the finished Parquet file.
+    """
+
+    def __init__(self, path: str | os.PathLike, schema: pa.Schema):
+        self.path = Path(path)
+        self.schema = schema
+        self.offset = 0  # bytes consumed: header + returned batches
+        self.rows = 0
+
+    def read(self, max_rows: int | None = None) -> list[pa.RecordBatch]:
+        """New complete batches (at least one if any, then up to `max_rows` rows); FileNotFoundError
+        once the journal is gone (finished); JournalUnreadable on a damaged header."""
+        size = self.path.stat().st_size
+        out: list[pa.RecordBatch] = []
+        if size <= self.offset:
+            return out  # nothing appended since (the common case between two flushes)
+        with open(self.path, "rb") as f:
+            if self.offset == 0:
+                data = _read_frame(f, 0, size)
+                if data is None:
+                    return out  # header not complete yet
+                try:
+                    got = pa.ipc.read_schema(pa.ipc.read_message(pa.py_buffer(data)))
+                except Exception as e:  # noqa: BLE001 -- any decode failure of the header: unreadable
+                    raise JournalUnreadable(f"{self.path.name}: schema header unreadable: {e}") from None
+                if not got.equals(self.schema):
+                    raise JournalUnreadable(f"{self.path.name}: schema does not match the {self.path.stem} channel")
+                self.offset = len(data)
+            taken = 0
+            while max_rows is None or not out or taken < max_rows:
+                data = _read_frame(f, self.offset, size)
+                if data is None:
+                    break
+                try:
+                    batch = pa.ipc.read_record_batch(pa.ipc.read_message(pa.py_buffer(data)), self.schema)
+                    batch.validate(full=True)
+                except Exception:  # noqa: BLE001 -- as iter_journal: torn (or not yet whole) from here
+                    break
+                self.offset += len(data)
+                self.rows += batch.num_rows
+                taken += batch.num_rows
+                out.append(batch)
+        return out
+
+
 def _read_frame(f, offset: int, size: int) -> bytes | None:
     """The whole IPC message at `offset`, read only once its declared lengths fit in `size`; else None.
 

@@ -30,6 +30,7 @@ from .schemas import CHANNEL_SCHEMAS, channel_file
 STATES = ("active", "ready", "processing", "done", "failed")
 MANIFEST = "manifest.json"
 REASON = "reason.txt"
+LIVE_CHUNKS = "live_chunks.jsonl"  # the ETL's live chunk log, moved in when it claims the segment (etl/chunk_log.py)
 SEQ_FILE = ".seq"
 _NAME = re.compile(r"^seg-(?P<host>[A-Za-z0-9_.]+)-(?P<start>\d{8}T\d{6}Z)-(?P<seq>\d{6,})$")
 
@@ -173,5 +174,7 @@ class SegmentStore:
 
 
 def segment_file_names() -> frozenset[str]:
-    """Every file name a segment directory may hold: channel journals and Parquet files, manifest, reason."""
-    return frozenset([channel_file(c, f) for c in CHANNEL_SCHEMAS for f in (True, False)] + [MANIFEST, REASON])
+    """Every file name a segment directory may hold: channel journals and Parquet files, manifest, reason,
+    the ETL's live chunk log."""
+    return frozenset([channel_file(c, f) for c in CHANNEL_SCHEMAS for f in (True, False)]
+                     + [MANIFEST, REASON, LIVE_CHUNKS])

@@ -148,22 +148,27 @@ class SegmentReader:
 
     def trades(self) -> dict[Key, pa.Table]:
         """All trades of the segment per symbol, sorted by time (trades are small next to books)."""
-        table = self._read("trades", TRADE_COLUMNS)
-        if table is None or table.num_rows == 0:
-            return {}
-        return dict(_split(table))
+        return trades_by_symbol(self.raw_trades())
+
+    def raw_trades(self) -> pa.Table | None:
+        """The trades file's rows in file (= journal) order."""
+        return self._read("trades", TRADE_COLUMNS)
+
+    def raw_events(self) -> pa.Table | None:
+        """The events file's rows in file (= journal) order."""
+        return self._read("events", EVENT_COLUMNS)
 
     def reset_events(self) -> list[tuple[str, str | None, int]]:
         """(exchange, symbol or None for the whole exchange, recv_ns) of gap/resync/reconnect rows."""
-        table = self._read("events", ["exchange", "symbol", "recv_ns", "event"])
-        if table is None or table.num_rows == 0:
-            return []
-        mask = pc.is_in(table.column("event"), value_set=pa.array(sorted(bronze.RESET_EVENTS)))
-        rows = table.filter(mask).to_pydict()  # a handful of rows: plain Python is fine here
-        return list(zip(rows["exchange"], rows["symbol"], rows["recv_ns"]))
+        return reset_rows(self.raw_events())
 
     def book_batches(self) -> Iterator[dict[Key, pa.Table]]:
         """Stream the orderbook file in record batches, each split per symbol and sorted by time."""
+        for table in self.raw_book_batches(self.batch_rows):
+            yield book_batch(table)
+
+    def raw_book_batches(self, batch_rows: int) -> Iterator[pa.Table]:
+        """The orderbook file's rows in file (= journal) order, `batch_rows` at a time."""
         path = self._path("orderbook")
         if path is None:
             return
@@ -171,10 +176,35 @@ class SegmentReader:
             pf = pq.ParquetFile(path, memory_map=False, pre_buffer=False)
             present = set(pf.schema_arrow.names)
             columns = [c for c in BOOK_COLUMNS if c in present]
-            for batch in pf.iter_batches(batch_size=self.batch_rows, columns=columns, use_threads=False):
-                yield dict(_split(fill_book_times(_as_format2(pa.Table.from_batches([batch])))))
+            for batch in pf.iter_batches(batch_size=batch_rows, columns=columns, use_threads=False):
+                yield pa.Table.from_batches([batch])
         except (pa.ArrowException, OSError) as e:
             raise BadSegment(f"{path.name}: unreadable: {e}") from None
+
+
+EVENT_COLUMNS = ["exchange", "symbol", "recv_ns", "event"]
+
+
+def book_batch(table: pa.Table) -> dict[Key, pa.Table]:
+    """Raw book rows (file order) as the engines take them: per symbol, timed, sorted by time."""
+    table = table.select([c for c in BOOK_COLUMNS if c in table.column_names])
+    return dict(_split(fill_book_times(_as_format2(table))))
+
+
+def trades_by_symbol(table: pa.Table | None) -> dict[Key, pa.Table]:
+    """Raw trade rows per symbol, sorted by time."""
+    if table is None or table.num_rows == 0:
+        return {}
+    return dict(_split(table.select(TRADE_COLUMNS)))
+
+
+def reset_rows(table: pa.Table | None) -> list[tuple[str, str | None, int]]:
+    """(exchange, symbol or None, recv_ns) of the gap/resync/reconnect rows of raw event rows."""
+    if table is None or table.num_rows == 0:
+        return []
+    mask = pc.is_in(table.column("event"), value_set=pa.array(sorted(bronze.RESET_EVENTS)))
+    rows = table.filter(mask).select(EVENT_COLUMNS).to_pydict()  # a handful of rows: plain Python is fine
+    return list(zip(rows["exchange"], rows["symbol"], rows["recv_ns"]))
 
 
 def _split(table: pa.Table) -> Iterator[tuple[Key, pa.Table]]:

@@ -164,19 +164,18 @@ class SymbolFeed:
     def __init__(self, engine, carry: Carry, trades: pa.Table | None, events_recv_ns: list[int], reorder_ms: int):
         self.engine = engine
         self.reorder_ms = reorder_ms
-        self.new_trades = 0 if trades is None else trades.num_rows
-        trades, self.untimed = _timed(trades)
+        self.new_trades = self.untimed = self.duplicate_trades = 0
         self._trade_ids = dict(carry.trade_ids)
-        trades, self.duplicate_trades = drop_repeated(trades, self._trade_ids, _ts(trades))
-        self.trades = _concat_sorted(carry.trades, trades)
+        self.trades = carry.trades
         self._tts = _ts(self.trades)
         self._trade_pos = 0
+        self._trade_head = _later(carry.trade_head, int(self._tts[-1]) if len(self._tts) else None)
+        self.add_trades(trades)
         self._held = carry.books
         self._events = ([NO_EVENT] if carry.pending_reset else []) + sorted(events_recv_ns)
         self._resets = sorted(carry.resets)
         self._fed_until: int | None = None
         self._book_head = carry.book_head
-        self._trade_head = _later(carry.trade_head, int(self._tts[-1]) if len(self._tts) else None)
         self.output = FeatureOutput()
         self.books_fed = 0
         self._late_before = _late_count(engine)
@@ -185,6 +184,32 @@ class SymbolFeed:
     def late_dropped(self) -> int:
         """Rows the engine dropped as older than what it had processed, during this segment."""
         return _late_count(self.engine) - self._late_before
+
+    def add_trades(self, trades: pa.Table | None) -> None:
+        """More of the segment's trades (time-sorted): all at once for a segment, or chunk by chunk
+        when the segment is fed in the pieces the live path read (etl/chunk_log.py)."""
+        if trades is None or trades.num_rows == 0:
+            return
+        self.new_trades += trades.num_rows
+        trades, untimed = _timed(trades)
+        self.untimed += untimed
+        trades, duplicates = drop_repeated(trades, self._trade_ids, _ts(trades))
+        self.duplicate_trades += duplicates
+        rest = self.trades.slice(self._trade_pos) if self.trades is not None else None
+        self.trades = _concat_sorted(rest, trades)
+        self._tts = _ts(self.trades)
+        self._trade_pos = 0
+        self._trade_head = _later(self._trade_head, int(self._tts[-1]) if len(self._tts) else None)
+
+    def add_events(self, events_recv_ns: list[int]) -> None:
+        """More reset events (receive ns) of this symbol, resolved against the books pushed next."""
+        if events_recv_ns:
+            self._events = sorted(self._events + [int(e) for e in events_recv_ns])
+
+    def take_output(self) -> FeatureOutput:
+        """The rows emitted since the last call (the live path publishes them per chunk)."""
+        out, self.output = self.output, FeatureOutput()
+        return out
 
     def push(self, books: pa.Table) -> None:
         if books.num_rows == 0:

@@ -32,7 +32,8 @@ PARTITION_COLUMNS = ("exchange", "symbol", "interval", "date")
 def prepare_table(tables: list[pa.Table]) -> pa.Table:
     """Concatenate engine outputs, drop partition columns, sort by timestamp if needed."""
     table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
-    drop = [c for c in PARTITION_COLUMNS if c in table.column_names]
+    names = set(table.column_names)
+    drop = [c for c in PARTITION_COLUMNS if c in names]
     if drop:
         table = table.drop_columns(drop)
     ts = _ms(table)

@@ -29,6 +29,7 @@ from pathlib import Path
 from ..config import Config, FeatureOptions, TradeOptions
 from ..logs import get_logger
 from ..bronze.segments import SegmentId, SegmentStore
+from . import chunk_log
 from .bronze_reader import BadSegment
 from .checkpoint import Checkpoint, CheckpointStore
 from .engines import EngineBank
@@ -72,7 +73,9 @@ class EtlRunner:
                  symbol_overrides: dict | None = None):
         self.store = SegmentStore(segments_dir).ensure()
         self.features_dir = Path(features_dir)
+        self.state_dir = Path(state_dir)
         self.checkpoints = CheckpointStore(state_dir)
+        self.keep_outputs = False  # the live path publishes a finished segment's rows it had not
         self.row_group_rows = row_group_rows
         self.bank = EngineBank(options, engine_class, reorder_ms=int(round(reorder_window * 1000)),
                                trade_options=trade_options, symbol_overrides=symbol_overrides)
@@ -138,13 +141,18 @@ class EtlRunner:
         return SegmentId.parse(segment).precedes(SegmentId.parse(last))
 
     # -- processing ----------------------------------------------------------------
-    def process_claimed(self, seg_dir: Path) -> Outcome:
+    def process_claimed(self, seg_dir: Path, handover=None) -> Outcome:
+        """handover: the live path's segment_job.Handover for this segment, if it followed it."""
         segment = seg_dir.name
         if self._older_than_checkpoint(segment):
             log.warning("segment_out_of_order", segment=segment, checkpoint=self.checkpoint.last_segment)
             return self._reject(seg_dir, f"{OLDER_THAN_CHECKPOINT} (checkpoint is at {self.checkpoint.last_segment})")
         try:
-            result = run_segment(seg_dir, self.bank, self.features_dir, self.row_group_rows)
+            chunk_log.adopt(self.state_dir, seg_dir)  # fed in the chunks the live path published
+            result = run_segment(seg_dir, self.bank, self.features_dir, self.row_group_rows,
+                                 keep_outputs=self.keep_outputs, handover=handover)
+            if result.bank is not None:  # the live engines carried on from the checkpoint: they are the state now
+                self.bank, result.bank = result.bank, None
         except BadSegment as e:
             return self._reject(seg_dir, str(e))
         except OSError as e:

@@ -12,7 +12,7 @@ same job, so a backfill writes exactly the files a replay writes.
 from __future__ import annotations
 
 import time
-from collections.abc import Container
+from collections.abc import Container, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,11 +20,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..logs import get_logger
-from .bronze_reader import Key, SegmentReader
-from .engines import EngineBank, FeatureOutput, SymbolFeed
+from . import chunk_log
+from .bronze_reader import BadSegment, Key, SegmentReader
+from .engines import EngineBank
 from .hive_writer import PartWriter, prepare_table, split_by_day
 from .naming import bars_partition, hf_partition, trade_partition
-from .trade_products import PairedEngine
+from .segment_feed import SegmentFeeder
 
 log = get_logger("fluxforge.etl")
 
@@ -45,6 +46,9 @@ class SegmentResult:
     trade_rows: int = 0  # rows of the trade products (trade_bars/, ...)
     files: list[Path] = field(default_factory=list)
     seconds: float = 0.0
+    outputs: dict | None = None  # Key -> engines.FeatureOutput, with keep_outputs
+    bank: EngineBank | None = None  # the live path's bank, when the segment was handed over
+    logged_counts: dict = field(default_factory=dict)  # (Key, product) -> rows of the live-logged chunks
 
     @property
     def rows_per_s(self) -> float:
@@ -53,50 +57,42 @@ class SegmentResult:
 
 def run_segment(seg_dir: Path, bank: EngineBank, features_root: Path, row_group_rows: int,
                 batch_rows: int = BOOK_BATCH_ROWS, *, keys: Container[Key] | None = None,
-                emit_range: tuple[int | None, int | None] | None = None) -> SegmentResult:
+                emit_range: tuple[int | None, int | None] | None = None,
+                keep_outputs: bool = False, handover: "Handover | None" = None) -> SegmentResult:
     """Verify, compute and durably write one segment; raises BadSegment for unusable input.
 
     keys: only these (exchange, symbol) streams (None: all).  emit_range: only write
-    rows with start <= timestamp ms < end (either side None: open)."""
+    rows with start <= timestamp ms < end (either side None: open).  keep_outputs: leave
+    the rows in `result.outputs` (the live path publishes what it has not yet).  handover: the
+    live path's feeder that already fed this segment's logged chunks from the same checkpoint --
+    used (instead of `bank`, which is then stale) when the segment's log ends where it stopped."""
     t0 = time.monotonic()
     segment = seg_dir.name
     reader = SegmentReader(seg_dir, batch_rows=batch_rows)
-    reader.verify()
-    trades = reader.trades()
-    events = _events_by_symbol(reader.reset_events())
-    feeds: dict[Key, SymbolFeed] = {}
-
-    before: dict[Key, dict] = {}
-
-    def feed(key: Key) -> SymbolFeed:
-        f = feeds.get(key)
-        if f is None:
-            st = bank.state(key)
-            before[key] = _book_counters(st.engine)
-            engine = PairedEngine(st.engine, st.products) if st.products is not None else st.engine
-            f = feeds[key] = SymbolFeed(engine, st.carry, trades.get(key), _events_for(events, key),
-                                        bank.reorder_ms)
-        return f
-
-    for batch in reader.book_batches():
-        for key, books in batch.items():
-            if keys is None or key in keys:
-                feed(key).push(books)
-    for key in sorted(set(trades) | _event_keys(events, bank, feeds)):
-        if keys is None or key in keys:
-            feed(key)
+    manifest = reader.verify()
     result = SegmentResult(segment)
-    outputs: dict[Key, FeatureOutput] = {}
-    for key, f in sorted(feeds.items()):
-        carry = f.finish()
-        carry.products = bank.state(key).carry.products
-        bank.state(key).carry = carry
-        _log_book_events(segment, key, before.get(key, {}), _book_counters(f.engine))
-        result.books += f.books_fed
-        result.trades += f.new_trades
-        result.late_dropped += f.late_dropped
-        result.duplicate_trades += f.duplicate_trades
-        outputs[key] = f.output
+    rows = {c: int((manifest.get("channels") or {}).get(c, {}).get("rows", 0)) for c in chunk_log.CHANNELS}
+    chunks = chunk_log.plan(seg_dir, rows)
+    finished = False
+    if handover is not None and keys is None and chunks and chunks[-1] == handover.ends:
+        feeder = handover.feeder  # the logged chunks are fed already: only the rest is left
+        result.bank = feeder.bank
+        finished = handover.logged is not None  # the live path fed the rest and finished it too
+        result.logged_counts = handover.logged if finished else \
+            feed_logged(feeder, reader, [], rows, batch_rows, start=handover.ends)
+    elif chunks:
+        feeder = SegmentFeeder(bank, segment, keys)
+        result.logged_counts = feed_logged(feeder, reader, chunks, rows, batch_rows)
+    else:
+        feeder = SegmentFeeder(bank, segment, keys)
+        feeder.feed_chunk(reader.raw_book_batches(batch_rows), reader.raw_trades(), reader.raw_events())
+    if not finished:
+        feeder.finish()
+    for key, n in feeder.totals().items():
+        setattr(result, key, n)
+    outputs = feeder.outputs
+    if keep_outputs:
+        result.outputs = outputs
     writer = PartWriter(segment, row_group_rows)
     try:
         for (exchange, symbol), out in outputs.items():
@@ -120,6 +116,16 @@ def run_segment(seg_dir: Path, bank: EngineBank, features_root: Path, row_group_
     return result
 
 
+@dataclass
+class Handover:
+    """The live path's state on a segment: its feeder and each journal's rows it fed."""
+
+    feeder: SegmentFeeder
+    ends: dict[str, int]
+    logged: dict | None = None  # set when the live path also fed the rest and finished the segment:
+    #                             the rows per (symbol, product) of the logged chunks
+
+
 def _emitted(table: pa.Table, emit_range: tuple[int | None, int | None] | None) -> pa.Table:
     """Rows inside [start, end) of exchange time (ms); all rows without a range."""
     if emit_range is None:
@@ -135,37 +141,49 @@ def _emitted(table: pa.Table, emit_range: tuple[int | None, int | None] | None) 
     return table if mask is None else table.filter(mask)
 
 
-_BOOK_EVENTS = ("book_mismatches", "book_gaps", "book_stale", "book_evicted", "book_bad_levels")
+def feed_logged(feeder: SegmentFeeder, reader: SegmentReader, chunks: list[chunk_log.Ends],
+                 rows: chunk_log.Ends, batch_rows: int, start: chunk_log.Ends | None = None) -> dict:
+    """Feed the segment in the chunks the live path logged, then the rest as one chunk
+    (`start`: rows of each channel already fed); returns the rows per (symbol, product)
+    the logged chunks emitted (what the live path may have published)."""
+    trades, events = reader.raw_trades(), reader.raw_events()
+    books = _row_ranges(reader.raw_book_batches(batch_rows))
+    prev = dict(start) if start else dict.fromkeys(chunk_log.CHANNELS, 0)
+    for _ in books(prev["orderbook"], batch_rows):
+        pass  # skip what was fed
+    logged = None
+    for ends in [*chunks, rows]:
+        if ends is rows:
+            logged = feeder.row_counts()
+        feeder.feed_chunk(books(ends["orderbook"] - prev["orderbook"], batch_rows),
+                          _rows(trades, prev["trades"], ends["trades"]), _rows(events, prev["events"], ends["events"]))
+        prev = ends
+    return logged
 
 
-def _book_counters(engine) -> dict:
-    stats = engine.stats() if hasattr(engine, "stats") else {}
-    return {k: int(stats.get(k, 0)) for k in _BOOK_EVENTS}
+def _rows(table: pa.Table | None, start: int, end: int) -> pa.Table | None:
+    return None if table is None or end <= start else table.slice(start, end - start)
 
 
-def _log_book_events(segment: str, key: Key, before: dict, after: dict) -> None:
-    """One `book_rebuild_events` journald event per symbol and segment whose book rebuild saw a
-    snapshot mismatch, a gap, a stale delta, an eviction or a bad level (counts in this segment)."""
-    counts = {k: after[k] - before.get(k, 0) for k in after}
-    if any(counts.values()):
-        log.warning("book_rebuild_events", segment=segment, exchange=key[0], symbol=key[1], **counts)
+def _row_ranges(batches: Iterator[pa.Table]):
+    """take(n, piece_rows): the next n rows of `batches` as pieces of piece_rows (the last shorter),
+    cut from the range's start whatever the file's batches were; consumes the range fully."""
+    buf: list[pa.Table] = []
+    have = 0
 
-
-def _events_by_symbol(rows: list[tuple[str, str | None, int]]) -> dict[tuple[str, str | None], list[int]]:
-    out: dict[tuple[str, str | None], list[int]] = {}
-    for exchange, symbol, recv_ns in rows:
-        out.setdefault((exchange, symbol), []).append(int(recv_ns))
-    return out
-
-
-def _events_for(events: dict[tuple[str, str | None], list[int]], key: Key) -> list[int]:
-    """A symbol's reset events: its own plus exchange-wide ones (symbol null)."""
-    return events.get(key, []) + events.get((key[0], None), [])
-
-
-def _event_keys(events: dict, bank: EngineBank, feeds: dict) -> set[Key]:
-    """Symbols that must see this segment's events even without books in it."""
-    keys = {k for k in events if k[1] is not None}
-    exchanges = {k[0] for k in events if k[1] is None}
-    keys |= {k for k in list(bank.symbols) + list(feeds) if k[0] in exchanges}
-    return keys
+    def take(n: int, piece_rows: int) -> Iterator[pa.Table]:
+        nonlocal buf, have
+        while n > 0:
+            want = min(n, piece_rows)
+            while have < want:
+                t = next(batches, None)
+                if t is None:
+                    raise BadSegment("orderbook: fewer rows than its manifest lists")
+                buf.append(t)
+                have += t.num_rows
+            table = pa.concat_tables(buf) if len(buf) > 1 else buf[0]
+            yield table.slice(0, want)
+            rest = table.slice(want)
+            buf, have = ([rest] if rest.num_rows else []), rest.num_rows
+            n -= want
+    return take

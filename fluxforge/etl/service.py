@@ -28,6 +28,8 @@ from ..logs import get_logger
 from ..bronze.segments import SegmentId
 from ..observe.service_metrics import install_etl_metrics
 from ..service import SystemdNotifier, install_stop_handlers, watchdog_loop
+from . import chunk_log
+from .live_follow import LiveFollower, Publication
 from .ready_watch import ReadyWatcher
 from .runner import ENV_ERRNOS, EtlRunner, Outcome, RetryLater
 
@@ -51,6 +53,11 @@ class EtlService:
         self._retries = 0
         self.processed = 0
         self.failed = 0
+        # live features (etl.live): the hub rows are published to, the follower computing them
+        self.hub = None if once else _live_hub(cfg)  # --once: a batch run serves nobody
+        self.live: LiveFollower | None = None
+        self._segment_lock = asyncio.Lock()  # the live path never runs while a segment is claimed/processed
+        self._status_at = 0.0
         self.metrics, self.metrics_endpoint = install_etl_metrics(self)
 
     # -- systemd ---------------------------------------------------------------------
@@ -66,6 +73,9 @@ class EtlService:
         elif last is not None:
             parts.append(f"last {last.segment} {last.state}")
         parts.append(f"done {self.processed}, failed {self.failed}")
+        live = [p.status().removeprefix("live ") for p in (self.live, self.hub) if p is not None]
+        if live:  # one `live ...` part: latency (the computation), then subscribers (the hub)
+            parts.append("live " + ", ".join(live))
         if self._retry_reason is not None and self._retry_reason.disk_full:
             return "DISK FULL (disk_full), waiting for space: " + "; ".join(parts)
         if self._failing_since is not None:
@@ -105,11 +115,25 @@ class EtlService:
                 self.processed += 1
             else:
                 self.failed += 1
+            if self.live is not None:
+                try:
+                    self._publish(self.live.segment_done(o))
+                    if o.state == "done":
+                        self.live.published_through(o.segment)
+                except Exception as e:  # noqa: BLE001 -- the live path never harms the segment pipeline
+                    log.exception("live_error", segment=o.segment)
+                    self.live.reset(e)
 
     async def run(self) -> int:
         with service_lock(self.cfg.state_dir, "etl", "fluxforge etl"):
             # Read the checkpoint again now that no other ETL can be writing it.
             self.runner = EtlRunner.from_config(self.cfg, self._engine_class)
+            if self.hub is not None:
+                self.runner.keep_outputs = True
+                self.live = LiveFollower(self.runner)
+                store = self.runner.store
+                chunk_log.remove_stale(self.cfg.state_dir, {p.name for state in ("active", "ready", "processing")
+                                                            for p in store.list(state)})
             return await self._run()
 
     async def _run(self) -> int:
@@ -119,19 +143,33 @@ class EtlService:
         log.info("etl_started", watch=self.watcher.mode, ready=str(self.watcher.directory),
                  checkpoint=self.runner.checkpoint.last_segment, once=self.once)
         endpoint = loop.create_task(self.metrics_endpoint.serve()) if self.metrics_endpoint is not None else None
+        if self.hub is not None:
+            await self.hub.start()
+        if self.live is not None:
+            try:
+                self._publish(await asyncio.to_thread(self.live.restart_replay))
+            except Exception as e:  # noqa: BLE001 -- the live path never stops the ETL
+                log.exception("live_error")
+                self.live.reset(e)
         try:
             recovered = await self._attempt(self.runner.recover)
             # READY=1: directories scanned (recovery done, or waiting for space with STATUS saying so)
             self.notifier.ready(self.status_line())
             watchdog = asyncio.create_task(watchdog_loop(self.notifier, self.healthy))
+            live = asyncio.create_task(self._live_loop()) if self.live is not None else None
             try:
                 await self._loop(recovered)
             finally:
                 watchdog.cancel()
+                if live is not None:
+                    live.cancel()
+                    await asyncio.gather(live, return_exceptions=True)
         finally:
             self.watcher.close(loop)
             if endpoint is not None:
                 endpoint.cancel()
+            if self.hub is not None:
+                await self.hub.close()
         log.info("etl_stopped", processed=self.processed, failed=self.failed)
         return 0
 
@@ -183,25 +221,66 @@ class EtlService:
                 await self._sleep(self.backoff())
                 if self._stop:
                     return
-                recovered = await self._attempt(self.runner.recover)
+                async with self._segment_lock:
+                    recovered = await self._attempt(self.runner.recover)
                 continue
-            try:
-                seg_dir = self.runner.claim_next()
-            except OSError as e:
-                if e.errno not in ENV_ERRNOS:
-                    raise
-                self._retrying(RetryLater.from_oserror("claiming a segment", e))
-                recovered = False
-                continue
-            if seg_dir is not None:
-                self.notifier.status(self.status_line() + f"; processing {seg_dir.name}")
-                recovered = await self._attempt(lambda: self.runner.process_claimed(seg_dir))
-                self.notifier.status(self.status_line())
-                continue
+            async with self._segment_lock:
+                try:
+                    seg_dir = self.runner.claim_next()
+                except OSError as e:
+                    if e.errno not in ENV_ERRNOS:
+                        raise
+                    self._retrying(RetryLater.from_oserror("claiming a segment", e))
+                    recovered = False
+                    continue
+                if seg_dir is not None:
+                    self.notifier.status(self.status_line() + f"; processing {seg_dir.name}")
+                    handover = self.live.handover(seg_dir.name) if self.live is not None else None
+                    recovered = await self._attempt(lambda: self.runner.process_claimed(seg_dir, handover))
+                    self.notifier.status(self.status_line())
+                    continue
             if self.once:
                 return
             self.notifier.status(self.status_line())
             await self.watcher.wait()
+
+
+    # -- live ---------------------------------------------------------------------------
+    async def _live_loop(self) -> None:
+        """Follow the active segment every etl.live.poll_interval; an error is logged, counted and the
+        live engines restart from the checkpoint -- the segment pipeline never notices."""
+        interval = self.cfg.etl.live.poll_interval
+        while not self._stop:
+            async with self._segment_lock:
+                try:
+                    pubs = await asyncio.to_thread(self.live.step)
+                except Exception as e:  # noqa: BLE001
+                    log.exception("live_error")
+                    self.live.reset(e)
+                    pubs = []
+            self._publish(pubs)
+            now = time.monotonic()
+            if self._busy_since is None and now - self._status_at > 5.0:
+                self._status_at = now
+                self.notifier.status(self.status_line())
+            await asyncio.sleep(0 if pubs else interval)
+
+    def _publish(self, pubs: list[Publication]) -> None:
+        """Hand rows to the hub (on the loop thread, as its contract asks)."""
+        for p in pubs:
+            self.hub.publish(p.product, p.table, replay=p.replay)
+        if pubs:
+            self.live.note_published(pubs, time.time())
+
+
+def _live_hub(cfg: Config):
+    """The live-features hub (fluxforge/live/) when etl.live.enabled; the ETL publishes to it
+    (not with --once: a run that ends when ready/ is empty serves nobody)."""
+    if not cfg.etl.live.enabled:
+        return None
+    from ..live.hub import LiveHub
+
+    return LiveHub(cfg.etl.live, cfg.state_dir)
 
 
 def _age(seconds: float) -> str:

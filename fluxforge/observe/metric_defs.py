@@ -7,7 +7,8 @@ expression names a metric that exists, and keeps the conventions (`fluxforge_`
 prefix, base units, `_total` counters, `_seconds`, `_bytes`) in one place.
 
 Labels are bounded: `exchange`, `channel` and `symbol` come from the config,
-`state`, `event`, `reason`, `kind`, `tree` and `job` from the fixed sets below.
+`state`, `event`, `reason`, `kind`, `tree` and `job` from the fixed sets below (live drop
+reasons: fluxforge/live/hub.py DROP_REASONS).
 """
 from __future__ import annotations
 
@@ -77,6 +78,14 @@ LATE_DROPPED = _d("fluxforge_etl_rows_late_dropped", COUNTER,
                   "exchange", "symbol")
 FEATURE_ROWS = _d("fluxforge_feature_rows_written", COUNTER, "feature rows written, per tree (hf, bars)", "tree")
 ETL_INPUT_ROWS = _d("fluxforge_etl_input_rows", COUNTER, "bronze rows fed to the feature kernels", "channel")
+
+# -- live features (the ETL's hub, fluxforge/live/) --------------------------------------
+LIVE_SUBSCRIBERS = _d("fluxforge_live_subscribers", GAUGE, "subscribers connected to the live endpoint")
+LIVE_DROPPED = _d("fluxforge_live_subscribers_dropped", COUNTER,
+                  "live subscribers dropped for not keeping up (slow: buffer full; stalled: send timeout)", "reason")
+LIVE_ROWS_PUBLISHED = _d("fluxforge_live_rows_published", COUNTER, "feature rows the ETL published live")
+LIVE_REFUSED = _d("fluxforge_live_subscriptions_refused", COUNTER,
+                  "subscriptions refused (bad token, too many subscribers)")
 
 # -- timers (node_exporter textfiles) ------------------------------------------------
 # The label is `task`, not `job`: Prometheus sets `job` on every target (node_exporter's here).

@@ -34,4 +34,8 @@ def install_etl_metrics(service: Any) -> tuple[Any, MetricsEndpoint | None]:
     from .etl_metrics import EtlMetrics
 
     metrics = EtlMetrics(cfg, service.runner.bank, service.healthy)
+    if getattr(service, "hub", None) is not None:
+        from .live_metrics import LiveMetrics
+
+        metrics.registry.register(LiveMetrics(service.hub))
     return metrics, MetricsEndpoint.for_service(cfg, metrics.registry, "etl")

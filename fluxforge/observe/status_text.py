@@ -62,6 +62,7 @@ def render(facts: dict[str, Any], warnings: list[StatusWarning]) -> str:
         if u.get("unitfilestate"):
             state += f", {u['unitfilestate']}"
         lines.append(f"{'units' if i == 0 else '':<10}{u.get('id', '?'):<32}{state}")
+    lines += _live_line(installed)
     lines.append("")
     if not warnings:
         lines.append("OK: nothing needs attention")
@@ -91,3 +92,13 @@ def _stream_table(streams: list[dict[str, Any]]) -> list[str]:
         cells = [c.ljust(w) if j < 2 else c.rjust(w) for j, (c, w) in enumerate(zip(r, widths))]
         out.append(f"{'streams' if i == 0 else '':<10}" + "  ".join(cells))
     return out
+
+
+def _live_line(units: list[dict[str, Any]]) -> list[str]:
+    """The ETL's live-features part of its STATUS= (event-to-publish latency), when it runs."""
+    for u in units:
+        if u.get("id") == "fluxforge-etl.service" and u.get("activestate") == "active":
+            for part in str(u.get("statustext", "")).split("; "):
+                if part.startswith("live "):
+                    return [f"{'live':<10}{part[5:]}"]
+    return []

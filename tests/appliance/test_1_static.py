@@ -68,6 +68,14 @@ def test_etl_yields_to_the_collector():
             one(u, "Service", "CPUSchedulingPolicy")) == ("10", "idle", "batch")
 
 
+def test_etl_runtime_directory_holds_the_live_socket_for_the_group():
+    """live.sock (docs/live.md) lives in /run/fluxforge: the group may traverse, others may not."""
+    u = unit_file("fluxforge-etl.service")
+    assert (one(u, "Service", "RuntimeDirectory"), one(u, "Service", "RuntimeDirectoryMode")) == ("fluxforge", "0750")
+    assert one(u, "Service", "Group") == "fluxforge"
+    assert "AF_UNIX" in one(u, "Service", "RestrictAddressFamilies").split()
+
+
 @pytest.mark.parametrize("name", ["fluxforge-compact", "fluxforge-sync"])
 def test_oneshots_are_timer_driven(name):
     service, timer = unit_file(f"{name}.service"), unit_file(f"{name}.timer")

@@ -27,6 +27,9 @@ def test_example_config_is_valid_and_complete():
             assert f"{field}:" in text, f"{section}.{field} missing from example config"
     for field in type(cfg.etl.features).model_fields:
         assert f"{field}:" in text, f"etl.features.{field} missing from example config"
+    live = text[text.index("\n  live:"):text.index("\n  features:")]
+    for field in type(cfg.etl.live).model_fields:
+        assert f"\n    {field}:" in live, f"etl.live.{field} missing from example config"
     trades = text[text.index("\n  trades:"):text.index("\n  features:")]
     for field in type(cfg.etl.trades).model_fields:
         assert f"\n    {field}:" in trades, f"etl.trades.{field} missing from example config"

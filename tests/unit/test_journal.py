@@ -123,3 +123,32 @@ def test_failed_write_rolls_back_to_last_complete_batch(tmp_path, monkeypatch):
     table, scan = read_journal(p, TRADES)
     assert table.column("timestamp").to_pylist() == list(range(10)) + list(range(20, 30))
     assert scan.torn_batches == 0
+
+
+def test_journal_tail_returns_each_complete_batch_once_and_never_a_torn_one(tmp_path):
+    from fluxforge.bronze.journal import JournalTail
+
+    path, spare = tmp_path / "trades.arrows", tmp_path / "spare.arrows"
+    writer = JournalWriter(path, TRADES)
+    tail = JournalTail(path, TRADES)
+    assert tail.read() == []                       # the schema header only
+    writer.write_batch(trades_batch(0, 5))
+    writer.write_batch(trades_batch(5, 3))
+    assert [b.num_rows for b in tail.read(max_rows=1)] == [5]  # at least one batch, then up to max_rows
+    assert [b.num_rows for b in tail.read()] == [3] and tail.rows == 8
+    assert tail.read() == []
+    # the next batch lands in two writes: its first half is a torn tail, not returned
+    other = JournalWriter(spare, TRADES)
+    other.write_batch(trades_batch(8, 4))
+    frame = spare.read_bytes()[len(schema_header(TRADES)):]
+    writer.close()
+    with open(path, "ab") as f:
+        f.write(frame[:len(frame) // 2])
+    assert tail.read() == [] and tail.rows == 8
+    with open(path, "ab") as f:
+        f.write(frame[len(frame) // 2:])
+    got = tail.read()
+    assert [b.column("trade_id").to_pylist() for b in got] == [["8", "9", "10", "11"]] and tail.rows == 12
+    # what the tail returned is what recovery keeps
+    table, scan = read_journal(path, TRADES)
+    assert table.num_rows == 12 and scan.torn_batches == 0

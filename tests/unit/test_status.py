@@ -351,6 +351,18 @@ def test_unit_states_parsing_and_judgement():
     assert unit_problem(units[3]) is None  # not installed
 
 
+def test_text_view_shows_the_etls_live_latency():
+    from fluxforge.etl.live_latency import LatencyWindow
+    from fluxforge.observe.status_text import _live_line
+
+    window = LatencyWindow()
+    window.add([1.0, 1.2, 1.4, 6.0])
+    etl = {"id": "fluxforge-etl.service", "activestate": "active",
+           "statustext": f"backlog 0 segments; done 3, failed 0; live {window.summary()}"}
+    assert _live_line([etl]) == [f"{'live':<10}event-to-publish p50 1.30s p99 5.86s"]
+    assert _live_line([{**etl, "activestate": "inactive"}]) == []
+
+
 def test_unit_warnings_reach_the_exit_code(tmp_path):
     from fluxforge.config import load_config
     from fluxforge.observe.status import collect

@@ -1,0 +1,135 @@
+"""Live features benchmark: event-to-publish latency, and the ETL's CPU with live on vs off.
+
+One loopback exchange simulates SYMBOLS symbols (books at 10 updates/s each, trades,
+tickers).  For each setting of (collector.flush_interval, etl.reorder_window) two
+collectors record the *same* stream (the loopback sends every update to every
+connection) into two data dirs, each with its own `fluxforge etl` process: one with
+etl.live.enabled (the baseline's stream plus the live path), one without (today's ETL).
+Measured, same run:
+
+  latency   exchange time of each hf row -> the moment the ETL handed it to its hub
+            (the same window STATUS= shows), p50 / p99, against the target
+            flush_interval + reorder_window + 0.5 s
+  cpu       user+sys seconds of each ETL process from its start-up (after imports)
+            to the end of the run; ratio live-on / live-off (target <= 1.3)
+
+Run: .venv/bin/python bench/live.py [--seconds 90] [--symbols 20]
+The machine may be shared: the figures are what this run measured, nothing more.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "tests" / "integration")]
+
+SETTINGS = [(1.0, 5.0), (0.25, 1.0)]  # (flush_interval, reorder_window): defaults, then reduced
+
+
+def _etl_child(config: str, out: str) -> None:
+    """`fluxforge etl`; at exit, write the live latency window and this process's CPU since start-up."""
+    from fluxforge.config import load_config
+    from fluxforge.etl.service import EtlService
+    from fluxforge.logs import configure_logging
+
+    cfg = load_config(config)
+    configure_logging("WARNING", "json", "fluxforge-etl")
+    service = EtlService(cfg)
+    t0 = time.process_time()  # imports done: what follows is the service itself
+    rc = asyncio.run(service.run())
+    cpu = time.process_time() - t0
+    q = service.live.latency.quantiles() if service.live is not None else None
+    samples = service.live.latency.count if service.live is not None else 0
+    Path(out).write_text(json.dumps({"cpu": cpu, "latency": q, "samples": samples,
+                                     "processed": service.processed, "rc": rc}))
+
+
+def _config(data: Path, entry: dict, flush: float, reorder: float, live: bool, port: int) -> dict:
+    from collector_support import config_dict
+    cfg = config_dict(data, [entry], flush_interval=flush, segment_max_seconds=30.0)
+    cfg["etl"] = {"reorder_window": reorder, "live": {"enabled": live}}
+    cfg["metrics"] = {"enabled": False}
+    cfg["logging"] = {"level": "WARNING", "format": "json"}
+    return cfg
+
+
+async def _setting(tmp: Path, symbols: list[str], seconds: float, flush: float, reorder: float) -> dict:
+    import yaml
+    from collector_support import collector_command, subprocess_env, wait_until
+    from test_collector_e2e import binance_entry
+
+    from fluxforge.bronze.segments import SegmentStore
+    from fluxforge.loopback import LoopbackExchange, SimOptions
+
+    sim = SimOptions(rate=10, trades_per_update=0.5, ticker_interval=1.0, seed=3)
+    procs, results = [], {}
+    async with LoopbackExchange("sim", symbols, sim=sim) as lx:
+        entry = binance_entry(lx, symbols, book_depth=20)
+        for i, live in enumerate((True, False)):
+            name = "on" if live else "off"
+            d = tmp / f"{name}-{flush}"
+            d.mkdir()
+            config = d / "config.yaml"
+            config.write_text(yaml.safe_dump(_config(d / "data", entry, flush, reorder, live, i)))
+            log = open(d / "log", "ab")
+            col = await asyncio.create_subprocess_exec(*collector_command(config), env=subprocess_env(),
+                                                       stdout=subprocess.DEVNULL, stderr=log)
+            etl = await asyncio.create_subprocess_exec(
+                sys.executable, __file__, "--etl-child", str(config), str(d / "out.json"),
+                env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=log)
+            procs.append((name, d, col, etl, log))
+        await asyncio.sleep(seconds)
+        for name, d, col, etl, log in procs:
+            col.terminate()
+        for name, d, col, etl, log in procs:
+            await col.wait()
+        for name, d, col, etl, log in procs:  # the ETLs process the last segment, then stop
+            store = SegmentStore(d / "data" / "segments")
+            await wait_until(lambda: not any(store.list(s) for s in ("active", "ready", "processing")), 300,
+                             what="the last segment processed")
+            etl.terminate()
+            await etl.wait()
+            log.close()
+            results[name] = json.loads((d / "out.json").read_text())
+    return results
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=90.0)
+    ap.add_argument("--symbols", type=int, default=20)
+    ap.add_argument("--etl-child", nargs=2, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.etl_child:
+        _etl_child(*args.etl_child)
+        return
+    from fluxforge.loopback.simulator import START_PRICES
+    bases = list(START_PRICES) + [f"C{i}" for i in range(args.symbols)]
+    symbols = [f"{b}/USDT" for b in bases[:args.symbols]]
+    print(f"live features: {len(symbols)} symbols x books (10/s, depth 20) + trades + tickers, "
+          f"{args.seconds:g} s per setting, segments of 30 s; {os.cpu_count()} CPU(s)")
+    print(f"{'flush':>6} {'reorder':>8} {'p50 s':>7} {'p99 s':>7} {'target':>7} {'rows':>7}"
+          f" {'cpu on':>7} {'cpu off':>8} {'ratio':>6}")
+    for flush, reorder in SETTINGS:
+        tmp = Path(tempfile.mkdtemp(prefix="ff-bench-live-"))
+        try:
+            r = asyncio.run(_setting(tmp, symbols, args.seconds, flush, reorder))
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        on, off = r["on"], r["off"]
+        p50, p99 = on["latency"] or (float("nan"), float("nan"))
+        print(f"{flush:>6g} {reorder:>8g} {p50:>7.2f} {p99:>7.2f} {flush + reorder + 0.5:>7.2f} {on['samples']:>7}"
+              f" {on['cpu']:>7.1f} {off['cpu']:>8.1f} {on['cpu'] / max(off['cpu'], 1e-9):>6.2f}")
+
+
+if __name__ == "__main__":
+    main()

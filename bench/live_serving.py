@@ -1,0 +1,122 @@
+"""Live serving cost: the ETL process's CPU for publishing and sending rows, against computing them.
+
+One synthetic market (SYMBOLS symbols, depth 20, books + trades) goes through the
+real ETL (EtlRunner: the baseline, CPU seconds of this process).  Its output rows,
+sliced the way the live path publishes them (one hf row per symbol and emission,
+bars as they close), are then published to a real hub on a Unix socket with
+subscribers as `fluxforge live` subprocesses (their own CPU is not counted: only
+this process's, which is the ETL's in production).  Printed, same run:
+
+  compute                      ETL CPU for the segments (baseline)
+  serve, 0 subscribers         publish() + replay ring only
+  serve, 1 json / 1 arrow / 4 json subscribers, and 1 json + 1 stalled
+  ratio                        (compute + serve) / compute   (issue 14 target: <= 1.3)
+
+Run: .venv/bin/python bench/live_serving.py [--symbols 4] [--seconds 120] [--hz 20]
+The machine may be shared: the figures are what this run measured, nothing more.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(REPO), str(REPO / "tests")]
+
+import pyarrow as pa  # noqa: E402
+
+from etl_support import synthetic_market, write_segments  # noqa: E402
+from live_support import feature_parts  # noqa: E402
+from fluxforge.config import FeatureOptions  # noqa: E402
+from fluxforge.etl.runner import EtlRunner  # noqa: E402
+from fluxforge.live.hub import LiveHub  # noqa: E402
+from fluxforge.live.settings import LiveConfig  # noqa: E402
+
+
+def compute(data: Path, symbols: int, seconds: float, hz: float) -> tuple[float, list[tuple[str, pa.Table]]]:
+    syms = tuple(f"S{i}/USDT" for i in range(symbols))
+    write_segments(data / "segments" / "ready", synthetic_market(symbols=syms, seconds=seconds, hz=hz), 2,
+                   seconds=seconds)
+    runner = EtlRunner(data / "segments", data / "features", data / "state", FeatureOptions())
+    t0 = time.process_time()
+    runner.run_once()
+    cpu = time.process_time() - t0
+    # as the live path publishes them: each row as it becomes final
+    chunks = [(product, t.slice(i, 1)) for product, t in feature_parts(data / "features") for i in range(t.num_rows)]
+    chunks.sort(key=lambda c: c[1].column("timestamp")[0].as_py())
+    return cpu, chunks
+
+
+async def serve(chunks, json_subs: int, arrow_subs: int, stalled: int) -> float:
+    with tempfile.TemporaryDirectory(prefix="fflive-") as d:
+        hub = LiveHub(LiveConfig(buffer_rows=1_000_000), socket_path=Path(d) / "live.sock")
+        await hub.start()
+        procs = [subprocess.Popen([sys.executable, "-m", "fluxforge.cli", "live", "--socket", str(hub.socket_path),
+                                   "--json"], stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL) for _ in range(json_subs)]
+        readers = []
+        for _ in range(arrow_subs):
+            r, w = await asyncio.open_unix_connection(str(hub.socket_path), limit=1 << 26)
+            w.write(b'{"format": "arrow"}\n')
+            readers.append(asyncio.create_task(_drain(r)))
+        while len(hub.subscribers) < json_subs + arrow_subs:
+            await asyncio.sleep(0.05)
+        healthy = list(hub.subscribers.values())  # the stalled ones are dropped after send_timeout, not waited for
+        sockets = []
+        for _ in range(stalled):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(str(hub.socket_path))
+            s.sendall(b"{}\n")
+            sockets.append(s)
+        while len(hub.subscribers) < json_subs + arrow_subs + stalled:
+            await asyncio.sleep(0.05)
+        t0 = time.process_time()
+        for i, (product, table) in enumerate(chunks):
+            hub.publish(product, table)
+            if i % 20 == 0:
+                await asyncio.sleep(0)
+        while any(s.queue for s in healthy if s.closed is None):
+            await asyncio.sleep(0.01)
+        cpu = time.process_time() - t0
+        await hub.close()
+        for p in procs:
+            p.kill()
+            p.wait()
+        for s in sockets:
+            s.close()
+        for r in readers:
+            r.cancel()
+        return cpu
+
+
+async def _drain(reader: asyncio.StreamReader) -> None:
+    while await reader.read(1 << 20):
+        pass
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--symbols", type=int, default=4)
+    ap.add_argument("--seconds", type=float, default=120.0)
+    ap.add_argument("--hz", type=float, default=20.0)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as d:
+        base, chunks = compute(Path(d), args.symbols, args.seconds, args.hz)
+    rows = sum(t.num_rows for _, t in chunks)
+    print(f"compute: {base:.3f} s CPU for {args.symbols} symbols x {args.seconds:g} s at {args.hz:g} Hz "
+          f"-> {rows} rows published one by one")
+    for label, j, a, s in (("0 subscribers", 0, 0, 0), ("1 json", 1, 0, 0), ("1 arrow", 0, 1, 0),
+                           ("4 json", 4, 0, 0), ("1 json + 1 stalled", 1, 0, 1)):
+        cpu = asyncio.run(serve(chunks, j, a, s))
+        print(f"serve, {label:<20} {cpu:7.3f} s CPU  {cpu / rows * 1e6:7.1f} us/row  "
+              f"ratio (compute+serve)/compute {(base + cpu) / base:.2f}")
+
+
+if __name__ == "__main__":
+    main()

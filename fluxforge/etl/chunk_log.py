@@ -1,0 +1,128 @@
+"""The chunks in which the live path fed a segment: what makes live == Parquet exact.
+
+Why a log: the feature engines give the same rows for any chunking *except* for
+rows that arrive older than what was already processed (dropped as late, and the
+watermark that decides it moves with each chunk).  The live path can only feed a
+segment in the pieces its journals were flushed in, so it writes down each piece
+before publishing its rows -- the row count of every channel's journal after it,
+one JSON line per chunk, fsync'd -- and the segment job feeds the finished segment
+in exactly those pieces (`segment_job.run_segment`), then the rest as one piece.
+Both run the same code on the same rows in the same order, so every published row
+is the row that lands in Parquet, whatever arrived late.
+
+Where: `state/etl/live/<segment>.chunks` while the segment is active (the ETL's own
+directory: the collector owns the segment), moved into the segment directory as
+`live_chunks.jsonl` when the ETL claims it, so `fluxforge replay` and `backfill`
+of that segment later follow the same chunks and keep replay == live.
+A log that does not match the segment (a power cut lost journal bytes the live
+path had read) is ignored with a warning: the segment is then fed as if no log existed.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+from ..bronze.segments import LIVE_CHUNKS
+from ..fsio import atomic_path, fsync_dir
+from ..logs import get_logger
+
+log = get_logger("fluxforge.etl.live")
+
+SEGMENT_FILE = LIVE_CHUNKS
+CHANNELS = ("orderbook", "trades", "events")
+Ends = dict[str, int]  # channel -> rows of its journal consumed after the chunk
+
+
+def state_path(state_dir: str | Path, segment: str) -> Path:
+    return Path(state_dir) / "etl" / "live" / f"{segment}.chunks"
+
+
+def append(path: Path, ends: Ends) -> None:
+    """Add one chunk (durably) before its rows are published."""
+    new = not path.exists()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = json.dumps({c: int(ends.get(c, 0)) for c in CHANNELS}, sort_keys=True) + "\n"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.write(fd, line.encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    if new:
+        fsync_dir(path.parent)
+
+
+def append_finished(path: Path) -> None:
+    """Mark that the live path fed the whole segment and finished it (its last rows follow)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.write(fd, b'{"finished": true}\n')
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def finished(path: Path) -> bool:
+    """Whether the live path finished the segment (so it may have published all of its rows)."""
+    return path.is_file() and '"finished"' in path.read_text()
+
+
+def read(path: Path) -> list[Ends]:
+    """The chunks of a log (a torn last line -- a crash mid-append -- is not a chunk; reading
+    stops at the `finished` mark too)."""
+    if not path.is_file():
+        return []
+    out: list[Ends] = []
+    for line in path.read_text().splitlines():
+        try:
+            entry = json.loads(line)
+            out.append({c: int(entry[c]) for c in CHANNELS})
+        except (ValueError, KeyError, TypeError):
+            break
+    return out
+
+
+def adopt(state_dir: str | Path, seg_dir: Path) -> None:
+    """Move the live log of a segment the ETL just claimed into the segment directory."""
+    src = state_path(state_dir, seg_dir.name)
+    if not src.exists():
+        return
+    with atomic_path(seg_dir / SEGMENT_FILE) as tmp:
+        shutil.copyfile(src, tmp)
+    src.unlink()
+    fsync_dir(src.parent)
+
+
+def plan(seg_dir: Path, rows: Ends) -> list[Ends]:
+    """The logged chunks of a finished segment, checked against its channels' row counts."""
+    chunks = read(seg_dir / SEGMENT_FILE)
+    prev = dict.fromkeys(CHANNELS, 0)
+    for chunk in chunks:
+        if any(chunk[c] < prev[c] or chunk[c] > rows.get(c, 0) for c in CHANNELS):
+            log.warning("live_chunks_mismatch", segment=seg_dir.name, chunk=chunk, rows=rows,
+                        note="the live log does not match the segment; fed without it")
+            return []
+        prev = chunk
+    return chunks
+
+
+def remove_stale(state_dir: str | Path, keep: set[str]) -> None:
+    """Delete state logs of segments no longer active (e.g. failed before the ETL claimed them)."""
+    d = Path(state_dir) / "etl" / "live"
+    if d.is_dir():
+        for p in d.glob("*.chunks"):  # (the `published` marker has no .chunks suffix)
+            if p.stem not in keep:
+                p.unlink(missing_ok=True)
+
+
+def mark_published(state_dir: str | Path, segment: str) -> None:
+    """Record that every row of `segment` reached the hub (after its segment job's rows did)."""
+    with atomic_path(Path(state_dir) / "etl" / "live" / "published") as tmp:
+        tmp.write_text(segment + "\n")
+
+
+def last_published(state_dir: str | Path) -> str | None:
+    p = Path(state_dir) / "etl" / "live" / "published"
+    return p.read_text().strip() or None if p.is_file() else None

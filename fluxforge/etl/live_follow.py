@@ -1,0 +1,337 @@
+"""The ETL's live path: features of the *active* segment, published as its journals are flushed.
+
+How (DESIGN decision 14, docs/live.md "How live rows are computed"):
+
+- The live engines start from the checkpoint -- the historical engines' state after
+  the last finished segment -- and only once no segment waits in ready/ or
+  processing/, so they continue exactly where the historical path will.
+- Each step reads the complete batches appended to the active segment's journals
+  since the last one (`JournalTail`: the scanner recovery uses, never a torn tail),
+  feeds them as one chunk through a `SegmentFeeder` (the same code, kernels, merge and
+  watermark as the segment job), writes the chunk's row counts to the segment's live
+  log (etl/chunk_log.py) and only then returns its rows for publishing.  The segment
+  job later feeds the finished segment in the logged chunks, so every published row
+  is the row that lands in Parquet.
+- When the segment job has finished the segment (`segment_done`), the rows it
+  produced that the live path had not published -- the tail after the last chunk
+  and what the watermark released at the segment's end, or a whole segment that
+  finished while the ETL was catching up -- are published from its result.
+- After an ETL restart (or an error in the live path) the engines restart from the
+  checkpoint and the active segment's logged chunks are fed again: their rows are
+  published again with replay=True, never silently twice.
+
+Nothing here touches the historical path's state: the live engines are a copy.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..bronze.journal import JournalTail
+from ..bronze.schemas import CHANNEL_SCHEMAS, channel_file
+from ..bronze.segments import MANIFEST, SegmentId
+from ..logs import get_logger
+from . import chunk_log
+from .bronze_reader import Key
+from .engines import EngineBank, FeatureOutput
+from .hive_writer import prepare_table
+from .live_latency import LatencyWindow
+from .naming import exchange_from_path_value, part_name, symbol_from_path_value
+from .segment_feed import Product, SegmentFeeder, pieces, products
+from .bronze_reader import SegmentReader
+from .segment_job import BOOK_BATCH_ROWS, Handover, feed_logged
+
+log = get_logger("fluxforge.etl.live")
+MAX_FAILURES = 3  # errors on one segment before the live path leaves it to the segment job
+
+
+@dataclass
+class Publication:
+    product: Product
+    table: pa.Table
+    replay: bool = False
+
+
+def landed_parts(features: Path, segment: str) -> list[tuple[Product, Key, pa.Table]]:
+    """The feature parts one segment wrote, as (product, (exchange, symbol), rows) in day order."""
+    out = []
+    name = part_name(segment)
+    paths = [*features.glob(f"*/exchange=*/symbol=*/date=*/{name}"),              # hf/
+             *features.glob(f"*/interval=*/exchange=*/symbol=*/date=*/{name}")]    # bars/interval=60s/, ...
+    for path in sorted(paths):
+        rel = path.relative_to(features).parts
+        product = "/".join(rel[:-4])
+        key = (exchange_from_path_value(rel[-4].split("=", 1)[1]), symbol_from_path_value(rel[-3].split("=", 1)[1]))
+        out.append((product, key, pq.read_table(path)))
+    return out
+
+
+def _unpublished(outputs: dict[Key, FeatureOutput], published: dict, maybe: dict | None) -> list[Publication]:
+    """Rows of `outputs` beyond `published` (rows per (symbol, product), updated); those a previous
+    process may have published (`maybe`: rows per (symbol, product); None: all) flagged as replays."""
+    pubs = []
+    for key, out in outputs.items():
+        for product, tables in products(out):
+            full = live_table(key, tables)
+            start = published.get((key, product), 0)
+            again = full.num_rows if maybe is None else maybe.get((key, product), 0)
+            if again > start:
+                pubs.append(Publication(product, full.slice(start, again - start), True))
+            rest = max(start, again)
+            if full.num_rows > rest:
+                pubs.append(Publication(product, full.slice(rest), False))
+            published[(key, product)] = full.num_rows
+    return pubs
+
+
+def live_table(key: Key, tables: list[pa.Table]) -> pa.Table:
+    """Rows as the hive writer writes them for the product, with exchange and symbol in front."""
+    table = prepare_table(tables)
+    n = table.num_rows
+    table = table.add_column(0, "symbol", pa.array([key[1]] * n, pa.string()))
+    return table.add_column(0, "exchange", pa.array([key[0]] * n, pa.string()))
+
+
+@dataclass
+class LiveCounters:
+    chunks: int = 0
+    rows: int = 0
+    replayed_rows: int = 0
+    errors: int = 0
+    not_landed: int = 0  # rows published live of a segment that then went to failed/
+
+
+@dataclass
+class _Following:
+    seg_dir: Path
+    feeder: SegmentFeeder
+    tails: dict[str, JournalTail]
+    log_path: Path
+    checkpoint: str | None  # the checkpoint's last segment the engines started from
+    published: dict[tuple[Key, Product], int] = field(default_factory=dict)
+
+
+@dataclass
+class _Finished:
+    """A rotated segment the live path finished itself, before the segment job processed it."""
+
+    name: str
+    handover: Handover
+    checkpoint: str | None  # the checkpoint its engines started from
+    state: dict  # EngineBank.snapshot() after it: where the next segment's engines start
+
+
+class LiveFollower:
+    """Follows the active segment of `runner`'s store; call `step()` and `segment_done()` under the
+    lock the segment job takes to claim a segment (the service's), never concurrently with it."""
+
+    def __init__(self, runner, max_rows: int = BOOK_BATCH_ROWS):
+        self.runner = runner
+        self.max_rows = max_rows
+        self.current: _Following | None = None
+        self.finished: _Finished | None = None
+        self.published: dict[str, dict[tuple[Key, Product], int]] = {}  # segment -> rows published
+        self.failures: dict[str, int] = {}
+        self.counters = LiveCounters()
+        self.latency = LatencyWindow()
+
+    # -- following ------------------------------------------------------------------
+    def step(self) -> list[Publication]:
+        """Publish what the active segment's new batches made final (begin following one if due)."""
+        if self.current is None:
+            seg_dir = self._pick()
+            return [] if seg_dir is None else self._begin(seg_dir)
+        cur = self.current
+        try:
+            new = {c: t.read(self.max_rows) for c, t in cur.tails.items()}
+        except FileNotFoundError:  # rotated: finish it as the segment job will, go on with the next
+            return self._finish_rotated(cur)
+        if not any(new.values()):
+            return []
+        tables = {c: pa.Table.from_batches(b, CHANNEL_SCHEMAS[c]) if b else None for c, b in new.items()}
+        outputs = self._feed(tables)
+        chunk_log.append(cur.log_path, {c: t.rows for c, t in cur.tails.items()})
+        self.counters.chunks += 1
+        return self._publications(cur, outputs, replay=False)
+
+    def reset(self, error: BaseException | None = None) -> None:
+        """After an error: forget the live engines; the next step restarts from the checkpoint."""
+        if error is not None:
+            self.counters.errors += 1
+            if self.current is not None:
+                name = self.current.seg_dir.name
+                self.failures[name] = self.failures.get(name, 0) + 1
+                if self.failures[name] >= MAX_FAILURES:
+                    log.error("live_segment_given_up", segment=name, errors=self.failures[name],
+                              note="its rows are published when the segment job has processed it")
+        self._detach()
+
+    def _finish_rotated(self, cur: _Following) -> list[Publication]:
+        """The collector finished the followed segment: feed the batches written after the last
+        look from its Parquet file and finish it (exactly the segment job's rest chunk and end),
+        publish those rows now, and keep the engines' state for the next segment -- no waiting
+        for the segment job, which then only writes the parts (`handover`)."""
+        name = cur.seg_dir.name
+        ready = self.runner.store.path("ready", name)
+        if not (ready / MANIFEST).is_file():
+            if not cur.seg_dir.exists() and not ready.exists():
+                self._detach()  # gone elsewhere (failed/): the segment job decides
+            return []  # still being finished by the collector
+        reader = SegmentReader(ready)
+        reader.manifest = json.loads((ready / MANIFEST).read_text())
+        rows = {c: int((reader.manifest.get("channels") or {}).get(c, {}).get("rows", 0)) for c in chunk_log.CHANNELS}
+        ends = {c: t.rows for c, t in cur.tails.items()}
+        self._detach()
+        if any(rows[c] < ends[c] for c in chunk_log.CHANNELS):
+            log.warning("live_chunks_mismatch", segment=name, rows=rows, read=ends)
+            return []
+        logged = cur.feeder.row_counts()
+        feed_logged(cur.feeder, reader, [], rows, BOOK_BATCH_ROWS, start=ends)
+        cur.feeder.finish()
+        chunk_log.append_finished(cur.log_path)  # before its last rows reach the hub
+        pubs = _unpublished(cur.feeder.outputs, cur.published, {})
+        self.finished = _Finished(name, Handover(cur.feeder, ends, logged), cur.checkpoint,
+                                  cur.feeder.bank.snapshot())
+        return pubs
+
+    def _pick(self) -> Path | None:
+        store = self.runner.store
+        active = store.list("active")
+        waiting = [p.name for p in store.list("ready") + store.list("processing")]
+        fin = self.finished.name if self.finished is not None else None
+        if not active or any(w != fin for w in waiting):
+            return None  # the segment job first: the live engines start from its checkpoint
+        seg_dir = active[0]
+        if self.failures.get(seg_dir.name, 0) >= MAX_FAILURES:
+            return None
+        last = fin or self.runner.checkpoint.last_segment
+        if last and SegmentId.is_segment_name(last) and not SegmentId.parse(last).precedes(SegmentId.parse(seg_dir.name)):
+            return None
+        return seg_dir
+
+    def _begin(self, seg_dir: Path) -> list[Publication]:
+        b = self.runner.bank
+        bank = EngineBank(b.options, b.engine_class, b.reorder_ms, b.trade_options, b.symbol_overrides)
+        fin = self.finished
+        bank.restore(fin.state if fin is not None else self.runner.checkpoint.symbols)
+        start = fin.name if fin is not None else self.runner.checkpoint.last_segment
+        tails = {c: JournalTail(seg_dir / channel_file(c, finished=False), CHANNEL_SCHEMAS[c])
+                 for c in chunk_log.CHANNELS}
+        cur = self.current = _Following(seg_dir, SegmentFeeder(bank, seg_dir.name), tails,
+                                        chunk_log.state_path(self.runner.state_dir, seg_dir.name), start)
+        self.published[seg_dir.name] = cur.published
+        logged = chunk_log.read(cur.log_path)
+        log.info("live_following", segment=seg_dir.name, after=start, replaying_chunks=len(logged))
+        pubs: list[Publication] = []
+        try:
+            for ends in logged:  # fed before (ETL restart or an error): same rows, flagged as replays
+                tables = {c: self._read_exact(tails[c], ends[c]) for c in chunk_log.CHANNELS}
+                pubs += self._publications(cur, self._feed(tables), replay=True)
+        except FileNotFoundError:
+            self._detach()
+            self.published.pop(seg_dir.name, None)  # nothing of it was published: the job publishes all
+            return []
+        return pubs
+
+    def _read_exact(self, tail: JournalTail, end: int) -> pa.Table | None:
+        batches = []
+        while tail.rows < end:
+            got = tail.read(max_rows=1)
+            if not got:
+                raise ValueError(f"{tail.path.name}: {tail.rows} rows, the live log says {end}")
+            batches += got
+        if tail.rows != end:
+            raise ValueError(f"{tail.path.name}: a logged chunk ends inside a batch")
+        return pa.Table.from_batches(batches, tail.schema) if batches else None
+
+    def _feed(self, tables: dict[str, pa.Table | None]) -> dict[Key, FeatureOutput]:
+        return self.current.feeder.feed_chunk(pieces(tables["orderbook"], BOOK_BATCH_ROWS),
+                                              tables["trades"], tables["events"])
+
+    def _detach(self) -> None:
+        self.current = None
+
+    def _publications(self, cur: _Following, outputs: dict[Key, FeatureOutput], replay: bool) -> list[Publication]:
+        pubs = []
+        for key, out in outputs.items():
+            for product, tables in products(out):
+                table = live_table(key, tables)
+                cur.published[(key, product)] = cur.published.get((key, product), 0) + table.num_rows
+                pubs.append(Publication(product, table, replay))
+        return pubs
+
+    # -- the segment job's results ----------------------------------------------------
+    def handover(self, segment: str) -> Handover | None:
+        """The engines that fed `segment`'s logged chunks, for the segment job to finish it with
+        instead of feeding those chunks again (half the CPU); None if not following it."""
+        fin = self.finished
+        if fin is not None and fin.name == segment:
+            return fin.handover if fin.checkpoint == self.runner.checkpoint.last_segment else None
+        cur = self.current
+        if cur is None or cur.seg_dir.name != segment or cur.checkpoint != self.runner.checkpoint.last_segment:
+            return None
+        self._detach()
+        return Handover(cur.feeder, {c: t.rows for c, t in cur.tails.items()})
+
+    def segment_done(self, outcome) -> list[Publication]:
+        """The rows of a segment the segment job just finished that were not published live."""
+        name = outcome.segment
+        if self.current is not None and self.current.seg_dir.name == name:
+            self._detach()
+        published = self.published.pop(name, {})
+        self.failures.pop(name, None)
+        if self.finished is not None and self.finished.name == name:
+            self.finished = None
+            if outcome.state != "done" and self.current is not None and self.current.checkpoint == name:
+                log.warning("live_restart", segment=self.current.seg_dir.name, note=f"{name} did not land")
+                self._detach()  # its engines started from where the segment job now is not
+        result = outcome.result
+        if outcome.state != "done" or result is None or result.outputs is None:
+            lost = sum(published.values())
+            if lost:
+                self.counters.not_landed += lost
+                log.warning("live_rows_not_landed", segment=name, rows=lost, state=outcome.state)
+            return []
+        maybe = result.logged_counts  # what a previous process may have published
+        if not published and chunk_log.finished(self.runner.store.path("done", name) / chunk_log.SEGMENT_FILE):
+            maybe = None  # it had finished the segment: all of it
+        pubs = _unpublished(result.outputs, published, maybe)
+        result.outputs = None
+        return pubs
+
+    def published_through(self, segment: str) -> None:
+        """Every row of `segment` is with the hub (a restart need not send any of it again)."""
+        chunk_log.mark_published(self.runner.state_dir, segment)
+
+    def restart_replay(self) -> list[Publication]:
+        """At start-up: the checkpoint's last segment, if the previous run may have stopped between
+        its checkpoint and handing its last rows to the hub -- all of its rows, as replays."""
+        last = self.runner.checkpoint.last_segment
+        if not last or chunk_log.last_published(self.runner.state_dir) == last:
+            return []
+        pubs = [Publication(product, live_table(key, [table]), True)
+                for product, key, table in landed_parts(self.runner.features_dir, last)]
+        log.info("live_replaying_last_segment", segment=last, publications=len(pubs))
+        self.published_through(last)
+        return pubs
+
+    def note_published(self, pubs: list[Publication], now_s: float) -> None:
+        """Count what the hub received; hf rows give the event-to-publish latency."""
+        for p in pubs:
+            if p.replay:
+                self.counters.replayed_rows += p.table.num_rows
+                continue
+            self.counters.rows += p.table.num_rows
+            if p.product == "hf":
+                self.latency.add_rows(p.table, now_s)
+
+    def status(self) -> str:
+        """STATUS= part: `live <latency>` (and errors when any)."""
+        text = "live " + self.latency.summary()
+        if self.counters.errors:
+            text += f", {self.counters.errors} live error(s)"
+        return text

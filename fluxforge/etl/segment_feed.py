@@ -1,0 +1,159 @@
+"""Feeding one segment's rows into the engine bank, chunk by chunk: the one computation.
+
+Why shared: the segment job (`segment_job.run_segment`) and the live path
+(`live_follow.LiveFollower`) both feed segments through a `SegmentFeeder`, so a
+chunk of rows produces the same feature rows whichever of them feeds it.  A chunk
+is raw rows of the three channels in journal order; its trades and reset events
+are added to their symbols first, then its books are pushed `batch_rows` at a
+time (engines.SymbolFeed applies the watermark).  A finished segment without a
+live log is one chunk -- exactly the historical job as it always was; one with a
+log is fed in the logged chunks and the rest as one more (etl/chunk_log.py).
+"""
+from __future__ import annotations
+
+from collections.abc import Container, Iterable, Iterator
+
+import pyarrow as pa
+
+from ..logs import get_logger
+from .bronze_reader import Key, book_batch, reset_rows, trades_by_symbol
+from .engines import EngineBank, FeatureOutput, SymbolFeed
+from .trade_products import PairedEngine
+
+log = get_logger("fluxforge.etl")
+
+_BOOK_EVENTS = ("book_mismatches", "book_gaps", "book_stale", "book_evicted", "book_bad_levels")
+Product = str  # the features/ tree of an output: "hf", "bars/interval=60s", "trade_bars/interval=60s", ...
+
+
+def products(out: FeatureOutput) -> Iterator[tuple[Product, list[pa.Table]]]:
+    """Each output of a symbol with the features/ tree its parts go to (etl/naming.py)."""
+    if out.hf:
+        yield "hf", out.hf
+    for duration, tables in sorted(out.bars.items()):
+        yield f"bars/interval={int(duration)}s", tables
+    for (tree, param), tables in sorted(out.products.items()):
+        yield (f"{tree}/interval={int(param)}s" if param else tree), tables
+
+
+class SegmentFeeder:
+    """One segment's symbol feeds over `bank`; `feed_chunk()` any number of times, then `finish()`."""
+
+    def __init__(self, bank: EngineBank, segment: str, keys: Container[Key] | None = None):
+        self.bank = bank
+        self.segment = segment
+        self.keys = keys
+        self.feeds: dict[Key, SymbolFeed] = {}
+        self.outputs: dict[Key, FeatureOutput] = {}
+        self._before: dict[Key, dict] = {}
+        self._events: dict[tuple[str, str | None], list[int]] = {}
+        self._evented: set[Key] = set()
+
+    def _wanted(self, key: Key) -> bool:
+        return self.keys is None or key in self.keys
+
+    def _feed(self, key: Key) -> SymbolFeed:
+        f = self.feeds.get(key)
+        if f is None:
+            st = self.bank.state(key)
+            self._before[key] = _book_counters(st.engine)
+            engine = PairedEngine(st.engine, st.products) if st.products is not None else st.engine
+            f = self.feeds[key] = SymbolFeed(engine, st.carry, None, [], self.bank.reorder_ms)
+        if key not in self._evented:  # this chunk's events reach a symbol before its rows
+            self._evented.add(key)
+            f.add_events(_events_for(self._events, key))
+        return f
+
+    def feed_chunk(self, books: Iterable[pa.Table], trades: pa.Table | None,
+                   events: pa.Table | None) -> dict[Key, FeatureOutput]:
+        """Feed raw rows (journal order; `books` already cut in push-sized pieces); the rows emitted."""
+        self._events = _events_by_symbol(reset_rows(events))
+        self._evented = set()
+        for key in sorted(_event_keys(self._events, self.bank, self.feeds)):
+            if self._wanted(key):
+                self._feed(key)
+        for key, table in sorted(trades_by_symbol(trades).items()):
+            if self._wanted(key):
+                self._feed(key).add_trades(table)
+        for piece in books:
+            for key, table in book_batch(piece).items():
+                if self._wanted(key):
+                    self._feed(key).push(table)
+        return self._take()
+
+    def finish(self) -> dict[Key, FeatureOutput]:
+        """Feed up to the watermark, store every symbol's carry in the bank; the rows emitted."""
+        for key, f in sorted(self.feeds.items()):
+            carry = f.finish()
+            carry.products = self.bank.state(key).carry.products
+            self.bank.state(key).carry = carry
+            _log_book_events(self.segment, key, self._before.get(key, {}), _book_counters(f.engine))
+        return self._take()
+
+    def _take(self) -> dict[Key, FeatureOutput]:
+        out = {}
+        for key, f in sorted(self.feeds.items()):
+            chunk = f.take_output()
+            if chunk.hf or chunk.bars or chunk.products:
+                out[key] = chunk
+                _extend(self.outputs.setdefault(key, FeatureOutput()), chunk)
+        return out
+
+    def row_counts(self) -> dict[tuple[Key, Product], int]:
+        """Rows emitted so far per (symbol, product)."""
+        return {(key, product): sum(t.num_rows for t in tables)
+                for key, out in self.outputs.items() for product, tables in products(out)}
+
+    def totals(self) -> dict[str, int]:
+        feeds = self.feeds.values()
+        return {"books": sum(f.books_fed for f in feeds), "trades": sum(f.new_trades for f in feeds),
+                "late_dropped": sum(f.late_dropped for f in feeds),
+                "duplicate_trades": sum(f.duplicate_trades for f in feeds)}
+
+
+def pieces(table: pa.Table | None, batch_rows: int) -> list[pa.Table]:
+    """A chunk's book rows cut in push-sized pieces from its start (both paths cut alike)."""
+    if table is None or table.num_rows == 0:
+        return []
+    return [table.slice(i, batch_rows) for i in range(0, table.num_rows, batch_rows)]
+
+
+def _extend(into: FeatureOutput, more: FeatureOutput) -> None:
+    into.hf += more.hf
+    for d, tables in more.bars.items():
+        into.bars.setdefault(d, []).extend(tables)
+    for k, tables in more.products.items():
+        into.products.setdefault(k, []).extend(tables)
+
+
+def _book_counters(engine) -> dict:
+    stats = engine.stats() if hasattr(engine, "stats") else {}
+    return {k: int(stats.get(k, 0)) for k in _BOOK_EVENTS}
+
+
+def _log_book_events(segment: str, key: Key, before: dict, after: dict) -> None:
+    """One `book_rebuild_events` journald event per symbol and segment whose book rebuild saw a
+    snapshot mismatch, a gap, a stale delta, an eviction or a bad level (counts in this segment)."""
+    counts = {k: after[k] - before.get(k, 0) for k in after}
+    if any(counts.values()):
+        log.warning("book_rebuild_events", segment=segment, exchange=key[0], symbol=key[1], **counts)
+
+
+def _events_by_symbol(rows: list[tuple[str, str | None, int]]) -> dict[tuple[str, str | None], list[int]]:
+    out: dict[tuple[str, str | None], list[int]] = {}
+    for exchange, symbol, recv_ns in rows:
+        out.setdefault((exchange, symbol), []).append(int(recv_ns))
+    return out
+
+
+def _events_for(events: dict[tuple[str, str | None], list[int]], key: Key) -> list[int]:
+    """A symbol's reset events: its own plus exchange-wide ones (symbol null)."""
+    return events.get(key, []) + events.get((key[0], None), [])
+
+
+def _event_keys(events: dict, bank: EngineBank, feeds: dict) -> set[Key]:
+    """Symbols that must see this chunk's events even without books in it."""
+    keys = {k for k in events if k[1] is not None}
+    exchanges = {k[0] for k in events if k[1] is None}
+    keys |= {k for k in list(bank.symbols) + list(feeds) if k[0] in exchanges}
+    return keys

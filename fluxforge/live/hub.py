@@ -1,0 +1,197 @@
+"""The live hub: the ETL publishes feature rows, subscribers receive the ones they asked for.
+
+Why `publish()` only appends references: it runs on the ETL's asyncio loop, so
+every microsecond it spends is taken from the watchdog, SIGTERM handling and the
+computation itself.  It splits the table by (exchange, symbol) (one slice in the
+usual case), adds the chunk to the replay ring and offers it to each matching
+subscriber's bounded queue; a subscriber whose queue is full is dropped with a
+reason there and then (counted, logged, told if its socket still takes a line).
+Encoding happens in the subscribers' send tasks, once per chunk and format.
+
+Why subscribe is synchronous: the ring snapshot and the registration for live
+chunks happen in one step on the loop, between two publishes, so "the last N
+minutes, then live" has no gap and no duplicate at the boundary.  A publish from
+another thread is handed to the loop for the same reason.
+"""
+from __future__ import annotations
+
+import asyncio
+import hmac
+import threading
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..logs import get_logger
+from . import wire
+from .protocol import Request, RequestError
+from .ring import Chunk, RecentRows
+from .settings import LiveConfig, server_socket_path
+from .subscriber import Sink, Subscriber
+
+log = get_logger("fluxforge.live")
+DROP_REASONS = ("slow", "stalled")
+
+
+class LiveHub:
+    def __init__(self, cfg: LiveConfig, state_dir: Path | None = None, socket_path: Path | None = None):
+        self.cfg = cfg
+        self.socket_path = socket_path or server_socket_path(cfg, Path(state_dir or "."))
+        self.ring = RecentRows(cfg.replay_minutes, cfg.replay_rows)
+        self.subscribers: dict[int, Subscriber] = {}
+        self.counters: dict = {"published_rows": 0, "published_chunks": 0, "sent_rows": 0, "subscribed": 0,
+                               "refused": 0, "dropped": dict.fromkeys(DROP_REASONS, 0)}
+        self._seq = 0
+        self._next_id = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
+        self.endpoints = None
+
+    # -- the ETL side --------------------------------------------------------------------
+    def publish(self, product: str, table: pa.Table | pa.RecordBatch, *, replay: bool = False) -> None:
+        """Hand rows of one product to the subscribers; never blocks, never waits for a reader."""
+        if self._loop is not None and threading.get_ident() != self._loop_thread:
+            self._loop.call_soon_threadsafe(self._publish, product, table, replay)
+            return
+        self._publish(product, table, replay)
+
+    def _publish(self, product: str, table: pa.Table | pa.RecordBatch, replay: bool) -> None:
+        if isinstance(table, pa.RecordBatch):
+            table = pa.Table.from_batches([table])
+        if not table.num_rows:
+            return
+        schema = table.schema  # get_field_index: a 150-column schema must not cost a Python loop per publish
+        missing = [c for c in ("exchange", "symbol", "timestamp") if schema.get_field_index(c) < 0]
+        if missing:
+            raise ValueError(f"live rows of {product!r} lack column(s) {', '.join(missing)}")
+        clash = [c for c in wire.META_KEYS if schema.get_field_index(c) >= 0]
+        if clash:
+            raise ValueError(f"live rows of {product!r} use reserved column name(s) {', '.join(clash)}")
+        for exchange, symbol, part in _by_stream(table):
+            self._seq += 1
+            chunk = Chunk(self._seq, product, exchange, symbol, part, replay)
+            self.counters["published_rows"] += chunk.rows
+            self.counters["published_chunks"] += 1
+            self.ring.add(chunk)
+            for sub in list(self.subscribers.values()):
+                if sub.request.matches(product, exchange, symbol) and not sub.offer(chunk):
+                    self.drop(sub, "slow", f"more than {sub.buffer_rows} rows waiting (etl.live.buffer_rows)")
+
+    # -- the subscriber side -------------------------------------------------------------
+    def check_token(self, request: Request, presented: str | None = None) -> None:
+        """Refuse a network subscriber without the configured token (the Unix socket relies on its mode)."""
+        token = self.cfg.token
+        if token is None:
+            return
+        given = presented if presented is not None else request.token
+        if given is None or not hmac.compare_digest(given.encode(), token.encode()):
+            self.counters["refused"] += 1
+            raise RequestError("unauthorized: a valid token is required (etl.live.token)")
+
+    def subscribe(self, request: Request, sink: Sink) -> Subscriber:
+        """Register a subscriber, its replay queued ahead of everything published after this call."""
+        if len(self.subscribers) >= self.cfg.max_subscribers:
+            self.counters["refused"] += 1
+            raise RequestError(f"too many subscribers ({self.cfg.max_subscribers}, etl.live.max_subscribers)")
+        self._next_id += 1
+        sub = Subscriber(self._next_id, request, sink, self.cfg.buffer_rows, self.cfg.send_timeout)
+        from_ms = request.replay_from_ms()
+        replay = self.ring.since(from_ms, [k for k in self.ring.keys() if request.matches(*k)]) \
+            if from_ms is not None else []
+        replayed = sum(c.rows for c in replay)
+        while replay and replayed > sub.buffer_rows:  # keep the newest that fit: no gap before live
+            replayed -= replay.pop(0).rows
+        for chunk in replay:
+            sub.offer(chunk)
+        sub.mark((wire.header("subscribed", id=sub.id, replay_rows=replayed, **request.describe()), None))
+        sub.queue.rotate(1)  # `subscribed` goes first, then the replay
+        if from_ms is not None:
+            sub.mark((wire.header("live"), None))
+        self.subscribers[sub.id] = sub
+        self.counters["subscribed"] += 1
+        log.info("live_subscribed", id=sub.id, peer=sink.peer, replay_rows=replayed, **request.describe())
+        return sub
+
+    async def serve(self, sub: Subscriber) -> None:
+        """Run a subscriber's sender until it ends (transport gone, dropped, disconnected)."""
+        task = sub.task = asyncio.create_task(sub.run())
+        try:
+            reason = await task
+        except asyncio.CancelledError:
+            if not task.cancelled() or sub.closed is None:  # we were cancelled, not the sender
+                task.cancel()
+                self._forget(sub, sub.closed or "shutdown")
+                raise
+            return  # dropped or disconnected: already accounted for
+        if reason == "stalled":
+            self.drop(sub, "stalled", f"sent data unread for {sub.send_timeout:g}s (etl.live.send_timeout)")
+        else:
+            self._forget(sub, reason)
+
+    def disconnect(self, sub: Subscriber, reason: str = "closed") -> None:
+        """The subscriber went away (EOF, protocol error): stop sending to it."""
+        if sub.closed is None:
+            self._forget(sub, reason)
+        if sub.task is not None:
+            sub.task.cancel()
+
+    def drop(self, sub: Subscriber, reason: str, detail: str) -> None:
+        """End a subscriber that cannot keep up: counted, logged, told if possible."""
+        if sub.closed is not None:
+            return
+        self.counters["dropped"][reason] = self.counters["dropped"].get(reason, 0) + 1
+        log.warning("live_subscriber_dropped", id=sub.id, peer=sub.sink.peer, reason=reason, detail=detail,
+                    queued_rows=sub.queued_rows, sent_rows=sub.sent_rows)
+        self._forget(sub, reason)
+        sub.sink.last_words((wire.header("dropped", reason=reason, detail=detail), None))
+        if sub.task is not None and sub.task is not asyncio.current_task():
+            sub.task.cancel()
+
+    def _forget(self, sub: Subscriber, reason: str) -> None:
+        sub.closed = reason
+        sub.queue.clear()
+        sub.queued_rows = 0
+        self.counters["sent_rows"] += sub.sent_rows
+        if self.subscribers.pop(sub.id, None) is not None and reason not in DROP_REASONS:
+            log.info("live_unsubscribed", id=sub.id, reason=reason, sent_rows=sub.sent_rows)
+
+    # -- lifecycle ------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Bind the endpoints (a failure is logged and retried in the background, never raised)."""
+        from .endpoint import LiveEndpoints
+
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        self.endpoints = LiveEndpoints(self)
+        await self.endpoints.start()
+
+    async def close(self) -> None:
+        """Tell every subscriber (`closed`), then stop the endpoints."""
+        for sub in list(self.subscribers.values()):
+            self._forget(sub, "shutdown")
+            sub.sink.last_words((wire.header("closed", reason="the ETL is stopping"), None))
+            if sub.task is not None:
+                sub.task.cancel()
+        if self.endpoints is not None:
+            await self.endpoints.close()
+
+    def status(self) -> str:
+        dropped = sum(self.counters["dropped"].values())
+        return f"live {len(self.subscribers)} sub{'s' if len(self.subscribers) != 1 else ''}" + (
+            f" ({dropped} dropped)" if dropped else "")
+
+
+def _by_stream(table: pa.Table):
+    """(exchange, symbol, rows) per stream in the table, rows in their published order."""
+    ex, sy = table.column("exchange"), table.column("symbol")
+    if table.num_rows == 1:  # the usual live publish: one row as it becomes final
+        yield ex[0].as_py(), sy[0].as_py(), table
+        return
+    exchanges, symbols = pc.unique(ex), pc.unique(sy)
+    if len(exchanges) == 1 and len(symbols) == 1:
+        yield exchanges[0].as_py(), symbols[0].as_py(), table
+        return
+    pairs = pa.table({"e": ex, "s": sy}).group_by(["e", "s"], use_threads=False).aggregate([])
+    for e, s in zip(pairs.column("e").to_pylist(), pairs.column("s").to_pylist()):
+        yield e, s, table.filter(pc.and_(pc.equal(ex, e), pc.equal(sy, s)))

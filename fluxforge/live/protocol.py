@@ -1,0 +1,134 @@
+"""A subscription request: what a subscriber asks for, validated, and how rows match it.
+
+Why a module of its own: the Unix socket and the WebSocket take the same first
+message, and the client builds it; a mistake in it (a typo'd key, `since` and
+`last_minutes` together) must be refused with one clear line before any row is
+sent, never silently widen or narrow the subscription.
+
+Request (one JSON object; every key optional):
+`{"products": ["hf", "bars"], "exchanges": ["binance"], "symbols": ["BTC/USDT"],
+  "since": 1733130000000 | "2026-12-02T09:00:00Z", "last_minutes": 5,
+  "format": "json" | "arrow", "token": "..."}`
+A product matches itself and everything below it (`bars` matches
+`bars/interval=60s`); a symbol may be given as `BTC/USDT` or as its partition
+name `BTC-USDT`.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from ..etl.naming import symbol_path_value
+
+FORMATS = ("json", "arrow")
+_KEYS = {"products", "exchanges", "symbols", "since", "last_minutes", "format", "token"}
+MAX_REQUEST_BYTES = 65536
+
+
+class RequestError(ValueError):
+    """The request cannot be served; the message says why (sent to the subscriber)."""
+
+
+def symbol_key(symbol: str) -> str:
+    """One spelling per symbol: the partition value (ccxt symbols always hold a '/')."""
+    return symbol_path_value(symbol) if "/" in symbol else symbol
+
+
+@dataclass(frozen=True)
+class Request:
+    products: tuple[str, ...] | None = None
+    exchanges: frozenset[str] | None = None
+    symbols: frozenset[str] | None = None      # symbol_key() spellings
+    since_ms: int | None = None
+    last_minutes: float | None = None
+    format: str = "json"
+    token: str | None = None
+
+    def matches(self, product: str, exchange: str, symbol: str) -> bool:
+        if self.products is not None and not any(product == p or product.startswith(p + "/") for p in self.products):
+            return False
+        if self.exchanges is not None and exchange not in self.exchanges:
+            return False
+        return self.symbols is None or symbol_key(symbol) in self.symbols
+
+    def replay_from_ms(self, now: float | None = None) -> int | None:
+        """Exchange time (ms) replay starts at; None: no replay, live only."""
+        if self.since_ms is not None:
+            return self.since_ms
+        if self.last_minutes is not None:
+            return int(((time.time() if now is None else now) - self.last_minutes * 60.0) * 1000)
+        return None
+
+    def describe(self) -> dict:
+        """The subscription as echoed in the `subscribed` frame (never the token)."""
+        return {"products": list(self.products) if self.products else None,
+                "exchanges": sorted(self.exchanges) if self.exchanges else None,
+                "symbols": sorted(self.symbols) if self.symbols else None,
+                "since": self.since_ms, "last_minutes": self.last_minutes, "format": self.format}
+
+
+def _names(data: dict, key: str) -> tuple[str, ...] | None:
+    v = data.get(key)
+    if v is None:
+        return None
+    if isinstance(v, str):
+        v = [v]
+    if not isinstance(v, list) or not v or not all(isinstance(x, str) and x for x in v):
+        raise RequestError(f"{key}: expected a non-empty list of names")
+    return tuple(v)
+
+
+def parse_since(v: object) -> int:
+    """Milliseconds since the epoch, or an ISO-8601 time (UTC unless it says otherwise)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float, str)):
+        raise RequestError("since: expected milliseconds since the epoch or an ISO-8601 time")
+    if isinstance(v, str):
+        try:
+            t = datetime.fromisoformat(v.replace("Z", "+00:00"))
+        except ValueError:
+            raise RequestError(f"since: {v!r} is not an ISO-8601 time") from None
+        if t.tzinfo is None:
+            t = t.replace(tzinfo=timezone.utc)
+        return int(t.timestamp() * 1000)
+    return int(v)
+
+
+def parse_request(data: object) -> Request:
+    """A Request from the decoded first message; RequestError says what is wrong."""
+    if isinstance(data, (bytes, str)):
+        if len(data) > MAX_REQUEST_BYTES:
+            raise RequestError("request too long")
+        try:
+            data = json.loads(data or "{}")
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise RequestError(f"request is not JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise RequestError("request must be a JSON object")
+    unknown = sorted(set(data) - _KEYS)
+    if unknown:
+        raise RequestError(f"unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(_KEYS))}")
+    fmt = data.get("format", "json")
+    if fmt not in FORMATS:
+        raise RequestError(f"format: {fmt!r} is not one of {', '.join(FORMATS)}")
+    if data.get("since") is not None and data.get("last_minutes") is not None:
+        raise RequestError("give since or last_minutes, not both")
+    last = data.get("last_minutes")
+    if last is not None and (isinstance(last, bool) or not isinstance(last, (int, float)) or not last > 0):
+        raise RequestError("last_minutes: expected a positive number")
+    token = data.get("token")
+    if token is not None and not isinstance(token, str):
+        raise RequestError("token: expected a string")
+    exchanges = _names(data, "exchanges")
+    symbols = _names(data, "symbols")
+    return Request(products=_names(data, "products"),
+                   exchanges=frozenset(exchanges) if exchanges else None,
+                   symbols=frozenset(symbol_key(s) for s in symbols) if symbols else None,
+                   since_ms=parse_since(data["since"]) if data.get("since") is not None else None,
+                   last_minutes=float(last) if last is not None else None, format=fmt, token=token)
+
+
+def request_json(**fields) -> str:
+    """The request line a client sends (None values left out)."""
+    return json.dumps({k: v for k, v in fields.items() if v is not None}, separators=(",", ":"))

@@ -1,0 +1,116 @@
+"""The two halves of live features meet: the real ETL service (`fluxforge etl`, etl.live on)
+follows a collector recording the loopback exchange, and real `fluxforge.live.subscribe()`
+clients on its Unix socket -- one taking JSON rows, one Arrow batches -- receive exactly the
+rows that later land in Parquet: every row once, in order, all columns equal (NaN == NaN,
+nulls, timestamps), across segment rotations.
+
+Real parts: the loopback exchange speaking Binance to unmodified ccxt, `fluxforge collect` and
+`fluxforge etl` as processes (no test hub: what a strategy gets), the subscribe() client over
+the socket; every wait is on the condition itself.
+"""
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+
+import pyarrow as pa
+import yaml
+from collector_support import collector_command, config_dict, subprocess_env, wait_until
+from live_support import Record, landed, published, row_keys, same_rows
+from test_collector_e2e import binance_entry
+
+from fluxforge.bronze.segments import SegmentStore
+from fluxforge.live import LiveClosed, subscribe
+from fluxforge.loopback import LoopbackExchange, SimOptions
+
+SYMBOLS = ["BTC/USDT", "ETH/USDT"]
+META = ("product", "replay", "exchange", "symbol")
+
+
+async def _spawn(cmd, log):
+    return await asyncio.create_subprocess_exec(*cmd, env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=log)
+
+
+async def _take(sock: Path, out: list, batches: bool) -> None:
+    """Everything the socket serves until the ETL stops (LiveClosed)."""
+    try:
+        async for item in subscribe(socket=sock, batches=batches):
+            out.append(item)
+    except LiveClosed:
+        pass
+
+
+def _received_rows(rows: list[dict], batches: list) -> tuple[int, int]:
+    return len(rows), sum(b.batch.num_rows for b in batches)
+
+
+def test_subscribers_of_the_running_etl_receive_the_parquet_rows(tmp_path):
+    data = tmp_path / "data"
+    etl_log = tmp_path / "etl.log"
+    store = SegmentStore(data / "segments")
+
+    async def body(sock: Path):
+        sim = SimOptions(rate=20, trades_per_update=1.0, ticker_interval=0.5, seed=1414)
+        async with LoopbackExchange("sim", SYMBOLS, sim=sim) as lx:
+            cfg = config_dict(data, [binance_entry(lx, SYMBOLS, book_depth=20)], flush_interval=0.25,
+                              segment_max_seconds=4.0)
+            cfg["etl"] = {"poll_interval": 0.2, "reorder_window": 1.0,
+                          "live": {"enabled": True, "poll_interval": 0.05, "socket": str(sock)}}
+            config = tmp_path / "config.yaml"
+            config.write_text(yaml.safe_dump(cfg))
+            rows, batches = [], []
+            with open(tmp_path / "collector.log", "ab") as clog, open(etl_log, "ab") as elog:
+                etl = await _spawn([sys.executable, "-m", "fluxforge.cli", "etl", "--config", str(config)], elog)
+                await wait_until(sock.exists, 60, what="the ETL's live socket")
+                clients = [asyncio.create_task(_take(sock, rows, False)),
+                           asyncio.create_task(_take(sock, batches, True))]
+                await wait_until(lambda: etl_log.read_text(errors="replace").count('"live_subscribed"') == 2, 60,
+                                 what="both clients subscribed (before any row exists)")
+                collector = await _spawn(collector_command(config), clog)
+                await wait_until(lambda: len(store.list("done")) >= 3 and rows and batches, 240,
+                                 what="three segments and live rows")
+                collector.send_signal(signal.SIGTERM)  # finishes its segment into ready/
+                assert await asyncio.wait_for(collector.wait(), 60) == 0
+                await wait_until(lambda: not any(store.list(s) for s in ("active", "ready", "processing")), 120,
+                                 what="the ETL processing the last segment")
+                total = sum(t.num_rows for t in landed(data / "features").values())
+                # the last segment's final rows are published when it is processed: wait until both
+                # clients have them all (or time out and let the comparison below say what is missing)
+                try:
+                    await wait_until(lambda: _received_rows(rows, batches) == (total, total), 60,
+                                     what="every landed row at both subscribers")
+                except AssertionError:
+                    pass
+                etl.send_signal(signal.SIGTERM)
+                assert await asyncio.wait_for(etl.wait(), 60) == 0
+                await asyncio.wait_for(asyncio.gather(*clients), 30)  # the ETL's stop closes them
+            return rows, batches
+
+    with tempfile.TemporaryDirectory(prefix="fflive-") as short:  # a Unix socket path has <= 107 bytes
+        rows, batches = asyncio.run(asyncio.wait_for(body(Path(short) / "live.sock"), 900))
+    assert not store.list("failed")
+    log_text = etl_log.read_text(errors="replace")
+    assert '"live_error"' not in log_text and '"live_chunks_mismatch"' not in log_text, log_text[-3000:]
+
+    truth = landed(data / "features")
+    assert {k[0] for k in truth} >= {"hf", "bars/interval=1s", "trade_bars/interval=1s"}, sorted(truth)
+    assert not any(r["replay"] for r in rows) and not any(b.replay for b in batches)  # no restart: no replays
+
+    # Arrow batches: per (product, exchange, symbol), exactly the Parquet rows in order
+    arrow = published([Record(b.product, b.replay, 0.0, pa.Table.from_batches([b.batch])) for b in batches], False)
+    assert set(arrow) == set(truth)
+    for key, table in truth.items():
+        assert row_keys(arrow[key]) == row_keys(table), key
+
+    # JSON rows: the dicts a strategy gets equal the Parquet rows' to_pylist() (types, NaN, None)
+    by_key: dict[tuple, list[dict]] = defaultdict(list)
+    for r in rows:
+        by_key[(r["product"], r["exchange"], r["symbol"])].append({k: v for k, v in r.items() if k not in META})
+    assert set(by_key) == set(truth)
+    for key, table in truth.items():
+        assert same_rows(by_key[key], table.to_pylist()), key

@@ -1,0 +1,261 @@
+"""The live path against the segment job, on journals written flush by flush with late rows.
+
+The collector's own ActiveSegment writes the journals; after each flush the LiveFollower
+steps (real kernels); then the segment is finished like a rotation and the segment job
+processes it.  Trades reach the "collector" seconds after their books, further behind
+than the reorder window allows, so the live engines drop some of them as late -- which
+ones depends on the chunks.  Every published row must still be the Parquet row.
+"""
+from datetime import datetime, timezone
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from etl_support import T0_MS, synthetic_market
+from live_support import landed, row_keys
+from fluxforge.bronze.active_segment import ActiveSegment
+from fluxforge.bronze.finish import finish_segment
+from fluxforge.bronze.schemas import CHANNEL_SCHEMAS
+from fluxforge.config import FeatureOptions, TradeOptions
+from fluxforge.etl import chunk_log
+from fluxforge.etl.live_follow import LiveFollower
+from fluxforge.etl.runner import EtlRunner
+
+OPTIONS = FeatureOptions(hf_emit_interval=1.0, bar_durations=[5])
+TRADES_LATE_NS = 3_000_000_000  # trades arrive 3 s after their exchange time
+FLUSH_NS = 500_000_000
+
+
+def _market() -> dict[str, pa.Table]:
+    m = synthetic_market(seconds=40.0, hz=10.0, trades_per_s=5.0, gaps=[("BTC/USDT", 20_000)])
+    t = m["trades"]
+    late = pa.array(t.column("recv_ns").to_numpy() + TRADES_LATE_NS)
+    m["trades"] = t.set_column(t.schema.get_field_index("recv_ns"), "recv_ns", late).sort_by("recv_ns")
+    return m
+
+
+def _runner(root) -> EtlRunner:
+    runner = EtlRunner(root / "segments", root / "features", root / "state", OPTIONS, row_group_rows=1024,
+                       reorder_window=0.1, trade_options=TradeOptions(bar_durations=[1, 5]))
+    runner.keep_outputs = True
+    return runner
+
+
+def _flushes(m: dict[str, pa.Table]):
+    """Rows of each flush interval (by receive time), channel by channel."""
+    end = max(int(t.column("recv_ns").to_numpy().max()) for t in m.values() if t.num_rows)
+    for lo in range(T0_MS * 1_000_000, end + FLUSH_NS, FLUSH_NS):
+        out = {}
+        for ch, t in m.items():
+            recv = t.column("recv_ns").to_numpy()
+            out[ch] = t.filter(pa.array((recv >= lo) & (recv < lo + FLUSH_NS)))
+        yield out
+
+
+def _write(seg: ActiveSegment, flush: dict[str, pa.Table]) -> None:
+    for ch, t in flush.items():
+        if t.num_rows:
+            seg.write(ch, t.cast(CHANNEL_SCHEMAS[ch]).combine_chunks().to_batches()[0])
+
+
+def _by_key(pubs, replay: bool) -> dict:
+    out: dict = {}
+    for p in pubs:
+        if p.replay == replay and p.table.num_rows:
+            key = (p.product, p.table.column("exchange")[0].as_py(), p.table.column("symbol")[0].as_py())
+            out.setdefault(key, []).extend(row_keys(p.table.drop_columns(["exchange", "symbol"])))
+    return out
+
+
+def _run(tmp_path, restart_after: int | None = None, handover: str = "live finish"):
+    root = tmp_path / "data"
+    runner = _runner(root)
+    follower = LiveFollower(runner)
+    seg = ActiveSegment.create(runner.store, "testhost", seq=1,
+                               when=datetime.fromtimestamp(T0_MS / 1000, tz=timezone.utc))
+    pubs, live_steps = [], 0
+    for i, flush in enumerate(_flushes(_market())):
+        _write(seg, flush)
+        got = follower.step()
+        live_steps += sum(p.table.num_rows for p in got)
+        pubs += got
+        if restart_after is not None and i == restart_after:  # a new ETL process: same checkpoint, new engines
+            runner = _runner(root)
+            follower = LiveFollower(runner)
+    seg.close()
+    finish_segment(seg.path, runner.store)
+    if handover == "live finish":  # the live path sees the rotation first and finishes the segment itself
+        got = follower.step()
+        assert follower.finished is not None
+        pubs += got
+    claimed = runner.claim_next()
+    outcome = runner.process_claimed(claimed, follower.handover(claimed.name) if handover != "none" else None)
+    assert outcome.state == "done", outcome.reason
+    pubs += follower.segment_done(outcome)
+    return root, runner, outcome, pubs, live_steps
+
+
+# "live finish": the live path finishes the rotated segment, the segment job only writes it;
+# "handover": the segment job finishes the segment with the live engines;
+# "none": it feeds the logged chunks again from the checkpoint (after a restart).
+@pytest.mark.parametrize("handover", ["live finish", "handover", "none"])
+def test_live_rows_equal_the_parquet_rows_despite_late_rows(tmp_path, handover):
+    root, runner, outcome, pubs, live_steps = _run(tmp_path, handover=handover)
+    assert outcome.result.late_dropped > 0  # the case where the chunks matter
+    truth = {k: row_keys(t) for k, t in landed(root / "features").items()}
+    assert {k[0] for k in truth} >= {"hf", "bars/interval=5s", "trade_bars/interval=1s"}
+    assert _by_key(pubs, replay=False) == truth
+    assert not _by_key(pubs, replay=True)
+    assert live_steps > 0.5 * sum(len(v) for v in truth.values())  # most rows before the segment ended
+    assert (root / "segments" / "done" / outcome.segment / chunk_log.SEGMENT_FILE).is_file()
+    assert not list((root / "state" / "etl" / "live").glob("*.chunks"))
+    # `fluxforge replay` of the segment follows the log it carries: replay == live
+    assert {k: row_keys(t) for k, t in _replayed(root, tmp_path / "replay").items()} == truth
+
+
+def _replayed(root, out):
+    from fluxforge.etl.engines import EngineBank
+    from fluxforge.etl.segment_job import run_segment
+    seg_dir = next((root / "segments" / "done").iterdir())
+    bank = EngineBank(OPTIONS, reorder_ms=100, trade_options=TradeOptions(bar_durations=[1, 5]))
+    run_segment(seg_dir, bank, out / "features", 1024)
+    return landed(out / "features")
+
+
+def test_after_a_restart_rows_published_before_are_replays(tmp_path):
+    root, runner, outcome, pubs, _ = _run(tmp_path, restart_after=30)
+    truth = {k: row_keys(t) for k, t in landed(root / "features").items()}
+    first = _by_key(pubs, replay=False)
+    again = _by_key(pubs, replay=True)
+    assert again, "the new process re-published the logged chunks"
+    for key, rows in truth.items():
+        sent = first.get(key, [])
+        assert sorted(set(sent)) == sorted(sent) and set(sent) | set(again.get(key, [])) == set(rows), key
+        assert set(again.get(key, [])) <= set(sent), key  # a replay repeats what was published
+
+
+def test_a_segment_fed_without_its_log_would_differ(tmp_path):
+    """Guards the test above: without the chunk log the segment job gives other rows here."""
+    root, runner, outcome, pubs, _ = _run(tmp_path)
+    truth = {k: row_keys(t) for k, t in landed(root / "features").items()}
+    (root / "segments" / "done" / outcome.segment / chunk_log.SEGMENT_FILE).unlink()
+    assert {k: row_keys(t) for k, t in _replayed(root, tmp_path / "other").items()} != truth
+
+
+@pytest.fixture(autouse=True)
+def _quiet_numpy():
+    with np.errstate(all="ignore"):
+        yield
+
+
+def test_status_line_shows_the_event_to_publish_latency(tmp_path):
+    import time
+
+    from fluxforge.config import parse_config
+    from fluxforge.etl.live_follow import Publication
+    from fluxforge.etl.service import EtlService
+
+    svc = EtlService(parse_config({"data_dir": str(tmp_path / "data"), "host_id": "t",
+                                   "metrics": {"enabled": False}}))
+    svc.live = LiveFollower(svc.runner)
+    assert "live no live rows yet" in svc.status_line()
+    now = time.time()
+    hf = pa.table({"timestamp": pa.array([int((now - 1.5) * 1000)] * 3, pa.timestamp("ms", tz="UTC"))})
+    svc.live.note_published([Publication("hf", hf), Publication("hf", hf, replay=True)], now)
+    assert "live event-to-publish p50 1.50s p99 1.50s" in svc.status_line()
+    assert svc.live.counters.rows == 3 and svc.live.counters.replayed_rows == 3
+
+
+def test_a_restart_replays_the_last_segment_unless_all_of_it_reached_the_hub(tmp_path):
+    """A kill between the checkpoint and handing the segment's last rows to the hub: the next
+    process sends all of that segment again, flagged -- and nothing once it was all sent."""
+    root, runner, outcome, pubs, _ = _run(tmp_path)
+    truth = {k: row_keys(t) for k, t in landed(root / "features").items()}
+    again = LiveFollower(_runner(root)).restart_replay()
+    assert all(p.replay for p in again) and _by_key(again, replay=True) == truth
+    assert LiveFollower(_runner(root)).restart_replay() == []  # marked as sent by the first replay
+
+
+def test_an_error_in_the_live_path_is_counted_and_never_stops_the_segment_pipeline(tmp_path):
+    """An active segment whose journal cannot be read: the live path fails on it (logged and
+    counted, retried from the checkpoint, then left to the segment job) while the ETL goes on
+    processing ready segments."""
+    import asyncio
+
+    from etl_support import write_segments
+    from fluxforge.bronze.segments import SegmentId
+    from fluxforge.config import parse_config
+    from fluxforge.etl.live_follow import MAX_FAILURES
+    from fluxforge.etl.service import EtlService
+
+    data = tmp_path / "data"
+    cfg = parse_config({"data_dir": str(data), "host_id": "testhost", "metrics": {"enabled": False},
+                        "etl": {"poll_interval": 0.05, "live": {"enabled": True, "poll_interval": 0.01},
+                                "features": {"hf_emit_interval": 1.0, "bar_durations": [5]}}})
+    active = data / "segments" / "active" / SegmentId.new("testhost", 5, datetime(2024, 8, 8, 1, tzinfo=timezone.utc)).name
+    active.mkdir(parents=True)
+    from fluxforge.bronze.journal import schema_header
+    for ch in chunk_log.CHANNELS:  # every journal's header is of another channel's schema
+        (active / f"{ch}.arrows").write_bytes(schema_header(CHANNEL_SCHEMAS["ticker"]))
+    svc = EtlService(cfg)
+
+    async def body():
+        task = asyncio.create_task(svc.run())
+        for _ in range(3000):
+            if svc.live is not None and svc.live.counters.errors >= MAX_FAILURES and svc.processed >= 2:
+                break
+            if svc.processed == 0 and not list((data / "segments" / "ready").glob("seg-*")):
+                write_segments(data / "segments" / "ready", synthetic_market(seconds=20.0), 2)
+            await asyncio.sleep(0.01)
+        svc.request_stop()
+        return await asyncio.wait_for(task, 60)
+
+    assert asyncio.run(body()) == 0
+    assert svc.processed == 2 and svc.failed == 0
+    assert svc.live.counters.errors == MAX_FAILURES  # then left alone, not retried in a loop
+    assert f"{MAX_FAILURES} live error(s)" in svc.status_line()
+    assert landed(data / "features")
+
+
+def test_with_live_off_the_etl_follows_nothing_and_writes_no_chunk_log(tmp_path):
+    """etl.live.enabled defaults to false (opt-in: it costs several times the ETL's CPU,
+    docs/live.md): the running ETL then neither follows the active segment nor writes chunk
+    logs nor binds a socket -- the segment is processed as by the ETL without live features."""
+    import asyncio
+
+    from fluxforge.bronze.segments import SegmentStore
+    from fluxforge.config import parse_config
+    from fluxforge.etl.service import EtlService
+
+    data = tmp_path / "data"
+    cfg = parse_config({"data_dir": str(data), "host_id": "testhost", "metrics": {"enabled": False},
+                        "etl": {"poll_interval": 0.05, "features": {"hf_emit_interval": 1.0, "bar_durations": [5]}}})
+    assert cfg.etl.live.enabled is False
+    store = SegmentStore(data / "segments")
+    svc = EtlService(cfg)
+    assert svc.hub is None
+
+    async def body():
+        task = asyncio.create_task(svc.run())
+        seg = ActiveSegment.create(store, "testhost", seq=1, when=datetime.fromtimestamp(T0_MS / 1000, tz=timezone.utc))
+        for flush in _flushes(_market()):  # journals flushed while the ETL runs
+            _write(seg, flush)
+            await asyncio.sleep(0)
+        seg.close()
+        finish_segment(seg.path, store)
+        for _ in range(6000):  # wait on the real condition: the segment processed
+            if svc.processed or task.done():
+                break
+            await asyncio.sleep(0.01)
+        svc.request_stop()
+        return await asyncio.wait_for(task, 60)
+
+    assert asyncio.run(body()) == 0
+    assert svc.processed == 1 and svc.failed == 0 and svc.live is None
+    (done,) = store.list("done")
+    assert not (done / chunk_log.SEGMENT_FILE).exists()
+    assert not (data / "state" / "etl" / "live").exists()
+    assert not (data / "state" / "live.sock").exists()
+    assert "live" not in svc.status_line()
+    assert {k[0] for k in landed(data / "features")} >= {"hf", "bars/interval=5s"}
