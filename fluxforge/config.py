@@ -24,18 +24,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 
+from .config_base import DAY, HOUR, StrictModel, distinct_partitions
+from .config_exchange import CHANNELS, ExchangeConfig
 from .config_refs import UnresolvedReference, mask_secrets, resolve_refs
-from .etl.naming import exchange_path_value, symbol_path_value
+from .etl.naming import exchange_path_value
 from .live.settings import LiveConfig, ip_address_text
 
 EX_CONFIG = 78
 DEFAULT_CONFIG_PATH = Path("/etc/fluxforge/config.yaml")
-CHANNELS = ("orderbook", "trades", "ticker")
-
-DAY = 86400.0
-HOUR = 3600.0
 
 
 
@@ -45,11 +43,7 @@ class ConfigError(Exception):
     exit_code = EX_CONFIG
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
-
-
-class FeatureOptions(_Model):
+class FeatureOptions(StrictModel):
     """Options of the Cython feature kernels (docs/features.md explains each)."""
 
     max_levels: int = Field(10, ge=1, le=50)
@@ -115,16 +109,7 @@ class FeatureOptions(_Model):
         return self
 
 
-def _distinct_partitions(values: list[str], encode, what: str) -> None:
-    """Two configured names sharing a feature partition would mix their rows: refuse that here."""
-    seen: dict[str, str] = {}
-    for v in values:
-        other = seen.setdefault(encode(v), v)
-        if other != v:
-            raise ValueError(f"{what} {other!r} and {v!r} map to the same feature partition {encode(v)!r}")
-
-
-class TradeOptions(_Model):
+class TradeOptions(StrictModel):
     """Options of the trade products (docs/features.md, "Trade bars")."""
 
     bar_durations: list[int] = Field(default_factory=lambda: [1, 5, 60, 300, 3600],
@@ -138,28 +123,7 @@ class TradeOptions(_Model):
         return FeatureOptions._bar_durations(v)
 
 
-class ExchangeConfig(_Model):
-    """One exchange: `ccxt` goes verbatim to the ccxt.pro constructor."""
-
-    name: str = Field(..., description="ccxt.pro exchange id, e.g. binance, okx")
-    ccxt: dict[str, Any] = Field(default_factory=dict)
-    symbols: list[str] = Field(..., min_length=1)
-    channels: list[Literal["orderbook", "trades", "ticker"]] = Field(default_factory=lambda: list(CHANNELS))
-    book_depth: int = Field(50, ge=1, le=1000)
-
-    @field_validator("symbols")
-    @classmethod
-    def _unified(cls, v: list[str]) -> list[str]:
-        for s in v:
-            if "/" not in s:
-                raise ValueError(f"{s!r} is not a ccxt unified symbol like 'BTC/USDT'")
-        if len(set(v)) != len(v):
-            raise ValueError("symbols must be unique")
-        _distinct_partitions(v, symbol_path_value, "symbols")
-        return v
-
-
-class CollectorConfig(_Model):
+class CollectorConfig(StrictModel):
     flush_interval: float = Field(1.0, gt=0.0, le=60.0, description="seconds between fsync'd journal flushes")
     segment_max_mb: float = Field(64.0, gt=0.0, le=65536.0)
     segment_max_seconds: float = Field(3600.0, gt=0.0, le=DAY)
@@ -178,7 +142,7 @@ class CollectorConfig(_Model):
     max_flush_age: float = Field(30.0, gt=0.0, le=HOUR, description="watchdog health: time since last flush, seconds")
 
 
-class EtlConfig(_Model):
+class EtlConfig(StrictModel):
     poll_interval: float = Field(2.0, gt=0.0, le=HOUR, description="seconds, when inotify is unavailable")
     row_group_rows: int = Field(65536, ge=1024, le=16_777_216)
     max_segment_seconds: float = Field(600.0, gt=0.0, le=DAY, description="watchdog health: longest time one segment may take")
@@ -200,12 +164,12 @@ class EtlConfig(_Model):
         return v
 
 
-class CompactionConfig(_Model):
+class CompactionConfig(StrictModel):
     min_age_days: int = Field(1, ge=1, le=3650, description="partitions with date <= today-min_age_days (UTC) are closed")
     target_file_mb: float = Field(128.0, gt=0.0, le=65536.0)
 
 
-class SyncConfig(_Model):
+class SyncConfig(StrictModel):
     enabled: bool = False
     bucket: str | None = None
     prefix: str = "fluxforge"
@@ -235,7 +199,7 @@ class SyncConfig(_Model):
         return self
 
 
-class RetentionConfig(_Model):
+class RetentionConfig(StrictModel):
     disk_high_watermark: float = Field(85.0, gt=0.0, le=100.0, description="percent used that triggers deletion")
     disk_low_watermark: float = Field(75.0, gt=0.0, le=100.0, description="delete until usage is below this")
     allow_unsynced_deletion: bool = False
@@ -249,7 +213,7 @@ class RetentionConfig(_Model):
         return self
 
 
-class StatusConfig(_Model):
+class StatusConfig(StrictModel):
     """Thresholds of `fluxforge status`: beyond them a warning is raised and the exit code is non-zero."""
 
     max_etl_lag: float = Field(900.0, gt=0.0, description="seconds a finished segment may wait for the ETL")
@@ -259,7 +223,7 @@ class StatusConfig(_Model):
     max_sync_age: float = Field(7200.0, gt=0.0, description="seconds since the last successful sync (when enabled)")
 
 
-class MetricsConfig(_Model):
+class MetricsConfig(StrictModel):
     """Prometheus metrics: /metrics endpoints of the services, node_exporter textfiles of the timers."""
 
     enabled: bool = True
@@ -281,12 +245,12 @@ class MetricsConfig(_Model):
         return self
 
 
-class LoggingConfig(_Model):
+class LoggingConfig(StrictModel):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["auto", "console", "json", "journald"] = "auto"
 
 
-class Config(_Model):
+class Config(StrictModel):
     data_dir: Path = Path("/var/lib/fluxforge")
     host_id: str = Field(default_factory=lambda: socket.gethostname().split(".")[0])
     exchanges: list[ExchangeConfig] = Field(default_factory=list)
@@ -314,7 +278,7 @@ class Config(_Model):
         names = [e.name for e in v]
         if len(set(names)) != len(names):
             raise ValueError("exchange names must be unique")
-        _distinct_partitions(names, exchange_path_value, "exchange names")
+        distinct_partitions(names, exchange_path_value, "exchange names")
         return v
 
     # Well-known places inside data_dir, so no module invents its own.

@@ -4,7 +4,8 @@ import pyarrow as pa
 import pytest
 
 from etl_support import LedgerEngine, T0_MS, read_tree, synthetic_market, write_segments
-from fluxforge.config import Config, FeatureOptions, _distinct_partitions
+from fluxforge.config import Config, FeatureOptions
+from fluxforge.config_base import distinct_partitions
 from fluxforge.etl.naming import (exchange_from_path_value, exchange_path_value, hf_partition,
                                   symbol_from_path_value, symbol_path_value)
 from fluxforge.etl.runner import EtlRunner
@@ -35,7 +36,7 @@ def test_config_refuses_symbols_sharing_a_partition():
     assert len({symbol_path_value(s) for s in cfg.exchanges[0].symbols}) == 2
     lossy = lambda s: s.replace("/", "-")  # noqa: E731 -- what a lossy encoding would do
     with pytest.raises(ValueError, match="same feature partition"):
-        _distinct_partitions(["BTC/USDT", "BTC-USDT"], lossy, "symbols")
+        distinct_partitions(["BTC/USDT", "BTC-USDT"], lossy, "symbols")
 
 
 def test_non_ascii_symbols_land_in_their_own_partitions(tmp_path):
