@@ -1,0 +1,100 @@
+"""`book_stream: partial` end to end: loopback Binance partial depth streams -> unmodified ccxt.pro
+(through the collector's `BinancePartialBooks`) -> bronze snapshot rows -> the ETL.
+
+Every bronze book row must be a `snapshot` equal to the top-N book the loopback sent in that
+frame (its id in the sent-log, its levels those of the loopback's book at that id, taken here
+from the hub independently of the protocol code), in send order, with nothing missing or
+invented; no REST depth request and no diff subscription; one `resync` per stream start, not
+per row (a `resync` restarts the ETL's features).  The ETL then turns the rows into features:
+its rebuilt book at the last message it reached is exactly that row's top N, so each row
+replaced the book (a snapshot merged into the previous book would keep levels beyond N).
+"""
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+from collector_support import drained, make_config, ready_tables, rows_of, running_collector, wait_until
+from test_collector_e2e import binance_entry
+from test_loopback_partial_depth import TopBooks
+
+from fluxforge.config import FeatureOptions
+from fluxforge.etl.checkpoint import CheckpointStore
+from fluxforge.etl.runner import EtlRunner
+from fluxforge.features.engine import FeatureEngine
+from fluxforge.loopback import LoopbackExchange, SimOptions
+
+SYMBOLS = ["BTC/USDT", "ETH/USDT"]
+DEPTH = 5  # below the ETL's max_levels (10): levels beyond N left over from an earlier row would show
+
+
+def levels(row: dict, side: str) -> list[list[float]]:
+    return [[p, q] for p, q in zip(row[f"{side}_px"], row[f"{side}_sz"])]
+
+
+def as_floats(side: list) -> list[list[float]]:
+    return [[float(p), float(q)] for p, q in side]
+
+
+def test_partial_stream_rows_are_the_sent_top_n_snapshots_and_become_features(tmp_path):
+    async def body():
+        sim = SimOptions(rate=25, trades_per_update=0.7, ticker_interval=0.5, seed=18)
+        async with LoopbackExchange("sim", SYMBOLS, sim=sim) as lx:
+            top = TopBooks(lx, DEPTH)
+            entry = binance_entry(lx, SYMBOLS, book_stream="partial", partial_depth=DEPTH)
+            # stall_timeout: a loaded machine must not fail a live connection (frames in flight would be lost)
+            cfg = make_config(tmp_path, [entry], segment_max_seconds=1.5, stall_timeout=60.0)
+            async with running_collector(cfg) as col:
+                await wait_until(lambda: all(len(lx.sent.stream("binance", s, "orderbook").snapshots) >= 80
+                                             for s in SYMBOLS), timeout=60, what="80 partial frames per symbol")
+                lx.freeze()
+                await drained(lx, col)  # everything sent was handled
+            return lx, top, ready_tables(tmp_path)
+
+    lx, top, tables = asyncio.run(asyncio.wait_for(body(), 120))
+    events = tables["events"]
+    assert not rows_of(events, event="gap") and not rows_of(events, event="dropped")
+    assert lx.sent.snapshots == sum(len(lx.sent.stream("binance", s, "orderbook").snapshots) for s in SYMBOLS)
+    for symbol in SYMBOLS:
+        rows = rows_of(tables["orderbook"], exchange="binance", symbol=symbol)
+        sent = lx.sent.stream("binance", symbol, "orderbook")
+        assert not sent.ids and not lx.hub.awaiting_snapshot, "a diff stream or a REST snapshot was used"
+        # every frame sent is one row, in order, nothing else
+        assert [r["nonce"] for r in rows] == sent.snapshots, symbol
+        for r in rows:
+            bids, asks = top.books[(symbol, r["nonce"])]
+            assert r["kind"] == "snapshot" and r["prev_nonce"] is None and r["checksum"] is None
+            assert levels(r, "bid") == as_floats(bids) and levels(r, "ask") == as_floats(asks), (symbol, r["nonce"])
+            assert len(bids) == len(asks) == DEPTH
+            assert r["timestamp"] == r["recv_ns"] // 1_000_000  # Binance spot partial frames carry no time
+        resyncs = rows_of(events, exchange="binance", symbol=symbol, event="resync")
+        assert [e["reason"] for e in resyncs] == ["partial stream"]
+    trades = rows_of(tables["trades"], exchange="binance")
+    assert trades and {t["symbol"] for t in trades} == set(SYMBOLS)  # the other channels are unaffected
+
+    # the ETL: features from the snapshot rows; each row replaced the book
+    data = tmp_path
+    opts = FeatureOptions(hf_emit_interval=0.2, bar_durations=[1])
+    assert opts.max_levels > DEPTH
+    outcomes = EtlRunner(data / "segments", data / "features", data / "state", opts, reorder_window=0.2).run_once()
+    assert outcomes and all(o.state == "done" for o in outcomes)
+    hf = ds.dataset(data / "features/hf", format="parquet", partitioning="hive").to_table()
+    checkpoint = CheckpointStore(data / "state").load()
+    for symbol in SYMBOLS:
+        rows = rows_of(tables["orderbook"], exchange="binance", symbol=symbol)
+        mine = hf.filter(pc.equal(hf.column("symbol"), symbol.replace("/", "-")))
+        assert mine.num_rows >= 5, symbol
+        assert set(mine.column("bid_levels").to_pylist()) == {DEPTH} == set(mine.column("ask_levels").to_pylist())
+        tops = {(r["bid_px"][0], r["ask_px"][0]) for r in rows}
+        assert set(zip(mine.column("best_bid").to_pylist(), mine.column("best_ask").to_pylist())) <= tops
+        engine = FeatureEngine.from_state(checkpoint.symbols[("binance", symbol)][0], opts)
+        stats = engine.stats()
+        reached = stats["book_messages"]
+        assert len(rows) // 2 < reached <= len(rows), symbol  # the rest waits for the watermark
+        assert stats["book_snapshots"] == reached and stats["book_gaps"] == 0
+        bid_px, bid_sz, ask_px, ask_sz = (a.tolist() for a in engine.book())
+        last = rows[reached - 1]
+        assert (bid_px, bid_sz, ask_px, ask_sz) == (last["bid_px"], last["bid_sz"], last["ask_px"], last["ask_sz"])
+        assert np.isfinite(mine.column("mid_price").to_numpy()).all()
