@@ -64,10 +64,19 @@ class BinancePartialBooks:
 
 
 class OkxPartialBooks:
-    """Mixed into ccxt.pro `okx`: `watch_partial_book` is ccxt's own `books5` subscription."""
+    """Mixed into ccxt.pro `okx`: `watch_partial_book` is ccxt's own `books5` subscription.
+
+    ccxt parses a `books5` push without its `seqId`; it is kept as the book's nonce (bronze's
+    order key), as ccxt does for the `books` channel."""
 
     def watch_partial_book(self, symbol: str, depth: int) -> Any:
         return self.watch_order_book(symbol, None, {"depth": f"books{depth}"})  # type: ignore[attr-defined]
+
+    def parse_order_book(self, orderbook: Any, symbol: str, timestamp: Any = None, *args: Any, **kw: Any) -> Any:
+        result = super().parse_order_book(orderbook, symbol, timestamp, *args, **kw)  # type: ignore[misc]
+        if result.get("nonce") is None and isinstance(orderbook, dict) and "seqId" in orderbook:
+            result["nonce"] = self.safe_integer(orderbook, "seqId")  # type: ignore[attr-defined]
+        return result
 
 
 PARTIAL = {"binance": BinancePartialBooks, "binanceus": BinancePartialBooks, "okx": OkxPartialBooks}

@@ -1,5 +1,6 @@
-"""`book_stream: partial` end to end: loopback Binance partial depth streams -> unmodified ccxt.pro
-(through the collector's `BinancePartialBooks`) -> bronze snapshot rows -> the ETL.
+"""`book_stream: partial` end to end: the loopback's Binance partial depth streams and OKX `books5`
+-> unmodified ccxt.pro (Binance through the collector's `BinancePartialBooks`) -> bronze
+snapshot rows -> the ETL.
 
 Every bronze book row must be a `snapshot` equal to the top-N book the loopback sent in that
 frame (its id in the sent-log, its levels those of the loopback's book at that id, taken here
@@ -15,8 +16,9 @@ import asyncio
 
 import numpy as np
 import pyarrow.compute as pc
+import pytest
 import pyarrow.dataset as ds
-from collector_support import drained, make_config, ready_tables, rows_of, running_collector, wait_until
+from collector_support import drained, exchange_entry, make_config, ready_tables, rows_of, running_collector, wait_until
 from test_collector_e2e import binance_entry
 from test_loopback_partial_depth import TopBooks
 
@@ -38,16 +40,25 @@ def as_floats(side: list) -> list[list[float]]:
     return [[float(p), float(q)] for p, q in side]
 
 
-def test_partial_stream_rows_are_the_sent_top_n_snapshots_and_become_features(tmp_path):
+def partial_entry(lx, exchange: str) -> dict:
+    if exchange == "binance":
+        return binance_entry(lx, SYMBOLS, book_stream="partial", partial_depth=DEPTH)
+    entry = exchange_entry(lx, exchange, SYMBOLS, book_stream="partial", partial_depth=DEPTH)
+    entry["ccxt"]["enableRateLimit"] = False
+    return entry
+
+
+@pytest.mark.parametrize("exchange", ["binance", "okx"])
+def test_partial_stream_rows_are_the_sent_top_n_snapshots_and_become_features(tmp_path, exchange):
     async def body():
         sim = SimOptions(rate=25, trades_per_update=0.7, ticker_interval=0.5, seed=18)
         async with LoopbackExchange("sim", SYMBOLS, sim=sim) as lx:
             top = TopBooks(lx, DEPTH)
-            entry = binance_entry(lx, SYMBOLS, book_stream="partial", partial_depth=DEPTH)
+            entry = partial_entry(lx, exchange)
             # stall_timeout: a loaded machine must not fail a live connection (frames in flight would be lost)
             cfg = make_config(tmp_path, [entry], segment_max_seconds=1.5, stall_timeout=60.0)
             async with running_collector(cfg) as col:
-                await wait_until(lambda: all(len(lx.sent.stream("binance", s, "orderbook").snapshots) >= 80
+                await wait_until(lambda: all(len(lx.sent.stream(exchange, s, "orderbook").snapshots) >= 80
                                              for s in SYMBOLS), timeout=60, what="80 partial frames per symbol")
                 lx.freeze()
                 await drained(lx, col)  # everything sent was handled
@@ -56,10 +67,10 @@ def test_partial_stream_rows_are_the_sent_top_n_snapshots_and_become_features(tm
     lx, top, tables = asyncio.run(asyncio.wait_for(body(), 120))
     events = tables["events"]
     assert not rows_of(events, event="gap") and not rows_of(events, event="dropped")
-    assert lx.sent.snapshots == sum(len(lx.sent.stream("binance", s, "orderbook").snapshots) for s in SYMBOLS)
+    assert lx.sent.snapshots == sum(len(lx.sent.stream(exchange, s, "orderbook").snapshots) for s in SYMBOLS)
     for symbol in SYMBOLS:
-        rows = rows_of(tables["orderbook"], exchange="binance", symbol=symbol)
-        sent = lx.sent.stream("binance", symbol, "orderbook")
+        rows = rows_of(tables["orderbook"], exchange=exchange, symbol=symbol)
+        sent = lx.sent.stream(exchange, symbol, "orderbook")
         assert not sent.ids and not lx.hub.awaiting_snapshot, "a diff stream or a REST snapshot was used"
         # every frame sent is one row, in order, nothing else
         assert [r["nonce"] for r in rows] == sent.snapshots, symbol
@@ -68,10 +79,13 @@ def test_partial_stream_rows_are_the_sent_top_n_snapshots_and_become_features(tm
             assert r["kind"] == "snapshot" and r["prev_nonce"] is None and r["checksum"] is None
             assert levels(r, "bid") == as_floats(bids) and levels(r, "ask") == as_floats(asks), (symbol, r["nonce"])
             assert len(bids) == len(asks) == DEPTH
-            assert r["timestamp"] == r["recv_ns"] // 1_000_000  # Binance spot partial frames carry no time
-        resyncs = rows_of(events, exchange="binance", symbol=symbol, event="resync")
+            if exchange == "binance":  # Binance spot partial frames carry no time: the receive time
+                assert r["timestamp"] == r["recv_ns"] // 1_000_000
+            elif top.times[(symbol, r["nonce"])]:  # OKX books5: `ts`, the book's exchange time (0: the
+                assert r["timestamp"] == top.times[(symbol, r["nonce"])]  # seeded book, never updated yet)
+        resyncs = rows_of(events, exchange=exchange, symbol=symbol, event="resync")
         assert [e["reason"] for e in resyncs] == ["partial stream"]
-    trades = rows_of(tables["trades"], exchange="binance")
+    trades = rows_of(tables["trades"], exchange=exchange)
     assert trades and {t["symbol"] for t in trades} == set(SYMBOLS)  # the other channels are unaffected
 
     # the ETL: features from the snapshot rows; each row replaced the book
@@ -83,13 +97,13 @@ def test_partial_stream_rows_are_the_sent_top_n_snapshots_and_become_features(tm
     hf = ds.dataset(data / "features/hf", format="parquet", partitioning="hive").to_table()
     checkpoint = CheckpointStore(data / "state").load()
     for symbol in SYMBOLS:
-        rows = rows_of(tables["orderbook"], exchange="binance", symbol=symbol)
+        rows = rows_of(tables["orderbook"], exchange=exchange, symbol=symbol)
         mine = hf.filter(pc.equal(hf.column("symbol"), symbol.replace("/", "-")))
         assert mine.num_rows >= 5, symbol
         assert set(mine.column("bid_levels").to_pylist()) == {DEPTH} == set(mine.column("ask_levels").to_pylist())
         tops = {(r["bid_px"][0], r["ask_px"][0]) for r in rows}
         assert set(zip(mine.column("best_bid").to_pylist(), mine.column("best_ask").to_pylist())) <= tops
-        engine = FeatureEngine.from_state(checkpoint.symbols[("binance", symbol)][0], opts)
+        engine = FeatureEngine.from_state(checkpoint.symbols[(exchange, symbol)][0], opts)
         stats = engine.stats()
         reached = stats["book_messages"]
         assert len(rows) // 2 < reached <= len(rows), symbol  # the rest waits for the watermark

@@ -23,6 +23,7 @@ class TopBooks:
     def __init__(self, lx, depth: int):
         self.depth = depth
         self.books: dict[tuple[str, int], tuple[list, list]] = {}
+        self.times: dict[tuple[str, int], int] = {}  # the book's exchange time (ms) at that id
         for book in lx.hub.books.values():
             self._record(book)
         lx.hub.book_observers.append(lambda update, book: self._record(book))
@@ -31,6 +32,7 @@ class TopBooks:
         bids = [list(book.bids[k]) for k in sorted(book.bids, reverse=True)[:self.depth]]
         asks = [list(book.asks[k]) for k in sorted(book.asks)[:self.depth]]
         self.books[(book.symbol, book.last_update_id)] = (bids, asks)
+        self.times[(book.symbol, book.last_update_id)] = book.ts_ms
 
 
 async def frames(ws, count: int) -> list[dict]:
@@ -103,5 +105,33 @@ def test_replay_serves_the_capture_book_top_n(tmp_path):
             {"lastUpdateId": 107, "bids": [["10.01", "1"], ["10.00", "5"]], "asks": [["10.06", "3.5"], ["10.10", "1"]]},
         ]
         assert lx.sent.stream("binance", "ABC/USDT", "orderbook").snapshots == [104, 107]
+
+    run(body())
+
+
+def test_okx_books5_pushes_the_top_5_without_action_or_checksum():
+    async def body():
+        async with LoopbackExchange("sim", ["BTC/USDT"], sim=SimOptions(rate=40, seed=8)) as lx:
+            top = TopBooks(lx, 5)
+            async with aiohttp.ClientSession() as http:
+                ws = await http.ws_connect(f"{lx.ws_url}/ws/v5/public")
+                await ws.send_json({"op": "subscribe", "args": [{"channel": "books5", "instId": "BTC-USDT"}]})
+                got = []
+                while len(got) < 15:
+                    msg = json.loads((await asyncio.wait_for(ws.receive(), 20)).data)
+                    if msg.get("event") == "subscribe":
+                        continue
+                    assert set(msg) == {"arg", "data"} and msg["arg"] == {"channel": "books5", "instId": "BTC-USDT"}
+                    got.append(msg["data"][0])
+                lx.freeze()
+                await ws.close()
+            for d in got:
+                assert set(d) == {"asks", "bids", "instId", "ts", "seqId"}
+                bids, asks = top.books[("BTC/USDT", d["seqId"])]
+                assert [[float(p), float(q)] for p, q, *_ in d["bids"]] == [[float(p), float(q)] for p, q in bids]
+                assert [[float(p), float(q)] for p, q, *_ in d["asks"]] == [[float(p), float(q)] for p, q in asks]
+                assert len(d["bids"]) == len(d["asks"]) == 5
+                assert int(d["ts"]) == (top.times[("BTC/USDT", d["seqId"])] or int(d["ts"]))  # 0: never updated
+            assert lx.sent.stream("okx", "BTC/USDT", "orderbook").snapshots[:15] == [d["seqId"] for d in got]
 
     run(body())
