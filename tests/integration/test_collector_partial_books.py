@@ -13,6 +13,7 @@ replaced the book (a snapshot merged into the previous book would keep levels be
 from __future__ import annotations
 
 import asyncio
+import time
 
 import numpy as np
 import pyarrow.compute as pc
@@ -112,3 +113,53 @@ def test_partial_stream_rows_are_the_sent_top_n_snapshots_and_become_features(tm
         last = rows[reached - 1]
         assert (bid_px, bid_sz, ask_px, ask_sz) == (last["bid_px"], last["bid_sz"], last["ask_px"], last["ask_sz"])
         assert np.isfinite(mine.column("mid_price").to_numpy()).all()
+
+
+@pytest.mark.parametrize("exchange, kind", [("binance", "gap"), ("binance", "abrupt_disconnect"),
+                                            ("okx", "gap"), ("okx", "disconnect")])
+def test_partial_stream_needs_no_resync_after_a_lost_message_and_recovers_a_connection(tmp_path, exchange, kind):
+    """A withheld update (gap fault) is not a gap for a partial stream: the next push replaces the
+    book, so no `gap` event and no resync; a dropped connection is a `reconnect` and rows resume.
+    Every row stays exactly the top N of the loopback's book at its id."""
+    async def body():
+        sim = SimOptions(rate=25, trades_per_update=0.7, ticker_interval=0.5, seed=19)
+        async with LoopbackExchange("sim", SYMBOLS, sim=sim) as lx:
+            top = TopBooks(lx, DEPTH)
+            cfg = make_config(tmp_path, [partial_entry(lx, exchange)], stall_timeout=60.0)
+            async with running_collector(cfg) as col:
+                rec = col.recorder
+                count = lambda: min(len(lx.sent.stream(exchange, s, "orderbook").snapshots) for s in SYMBOLS)  # noqa: E731
+                await wait_until(lambda: count() >= 20, timeout=60, what="20 partial frames per symbol")
+                if kind == "gap":
+                    lx.faults.gap("BTC/USDT", count=3)
+                else:
+                    assert await lx.faults.disconnect(abrupt=kind == "abrupt_disconnect") >= 1
+                t_fault = time.time_ns()
+                await wait_until(lambda: all(rec.last_seen.get((exchange, "orderbook", s), 0) > t_fault + 300_000_000
+                                             for s in SYMBOLS), timeout=60, what=f"books flowing again after {kind}")
+                lx.freeze()
+                await drained(lx, col)
+            return lx, top, ready_tables(tmp_path), t_fault
+
+    lx, top, tables, t_fault = asyncio.run(asyncio.wait_for(body(), 120))
+    events = tables["events"].to_pylist()
+    assert not [e for e in events if e["event"] in ("gap", "dropped")], events
+    for symbol in SYMBOLS:
+        rows = rows_of(tables["orderbook"], exchange=exchange, symbol=symbol)
+        stream = lx.sent.stream(exchange, symbol, "orderbook")
+        nonces = [r["nonce"] for r in rows]
+        assert nonces == sorted(set(nonces)) and set(nonces) <= set(stream.snapshots)
+        assert [r for r in rows if r["recv_ns"] > t_fault], symbol  # collection resumed
+        for r in rows:
+            bids, asks = top.books[(symbol, r["nonce"])]
+            assert r["kind"] == "snapshot" and levels(r, "bid") == as_floats(bids) and levels(r, "ask") == as_floats(asks)
+        resyncs = [e for e in events if e["event"] == "resync" and e["symbol"] == symbol]
+        assert len(resyncs) == 1 and resyncs[0]["reason"] == "partial stream"
+        if kind == "gap" and symbol == "BTC/USDT":
+            withheld = stream.dropped
+            assert len(withheld) == 3 and not any(a <= n <= b for a, b in withheld for n in nonces)
+            assert nonces == stream.snapshots  # everything sent is stored: a lost push costs nothing more
+        if kind != "gap":
+            reconnects = [e for e in events if e["event"] == "reconnect" and e["symbol"] == symbol
+                          and e["channel"] == "orderbook" and e["recv_ns"] > t_fault]
+            assert reconnects, (symbol, events)
