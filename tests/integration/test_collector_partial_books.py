@@ -1,6 +1,6 @@
-"""`book_stream: partial` end to end: the loopback's Binance partial depth streams and OKX `books5`
--> unmodified ccxt.pro (Binance through the collector's `BinancePartialBooks`) -> bronze
-snapshot rows -> the ETL.
+"""`book_stream: partial` end to end: the loopback's Binance (and Binance US) partial depth
+streams and OKX `books5` -> unmodified ccxt.pro (Binance through the collector's
+`BinancePartialBooks`) -> bronze snapshot rows -> the ETL.
 
 Every bronze book row must be a `snapshot` equal to the top-N book the loopback sent in that
 frame (its id in the sent-log, its levels those of the loopback's book at that id, taken here
@@ -42,14 +42,14 @@ def as_floats(side: list) -> list[list[float]]:
 
 
 def partial_entry(lx, exchange: str) -> dict:
-    if exchange == "binance":
-        return binance_entry(lx, SYMBOLS, book_stream="partial", partial_depth=DEPTH)
+    if exchange.startswith("binance"):  # binance, binanceus (Binance's protocol at its own URLs)
+        return binance_entry(lx, SYMBOLS, exchange, book_stream="partial", partial_depth=DEPTH)
     entry = exchange_entry(lx, exchange, SYMBOLS, book_stream="partial", partial_depth=DEPTH)
     entry["ccxt"]["enableRateLimit"] = False
     return entry
 
 
-@pytest.mark.parametrize("exchange", ["binance", "okx"])
+@pytest.mark.parametrize("exchange", ["binance", "binanceus", "okx"])
 def test_partial_stream_rows_are_the_sent_top_n_snapshots_and_become_features(tmp_path, exchange):
     async def body():
         sim = SimOptions(rate=25, trades_per_update=0.7, ticker_interval=0.5, seed=18)
@@ -80,7 +80,7 @@ def test_partial_stream_rows_are_the_sent_top_n_snapshots_and_become_features(tm
             assert r["kind"] == "snapshot" and r["prev_nonce"] is None and r["checksum"] is None
             assert levels(r, "bid") == as_floats(bids) and levels(r, "ask") == as_floats(asks), (symbol, r["nonce"])
             assert len(bids) == len(asks) == DEPTH
-            if exchange == "binance":  # Binance spot partial frames carry no time: the receive time
+            if exchange != "okx":  # Binance spot partial frames carry no time: the receive time
                 assert r["timestamp"] == r["recv_ns"] // 1_000_000
             elif top.times[(symbol, r["nonce"])]:  # OKX books5: `ts`, the book's exchange time (0: the
                 assert r["timestamp"] == top.times[(symbol, r["nonce"])]  # seeded book, never updated yet)
