@@ -29,6 +29,7 @@ from .recorder import Recorder
 from .row_queue import RowQueue
 from .snapshot_gate import SnapshotGate
 from .book_checks import with_book_checks
+from .partial_books import with_partial_books
 from .tap import ExchangeTap, tapped_exchange_class
 from .watchers import ExchangeRunner
 from .writer import BronzeWriter
@@ -70,8 +71,10 @@ class Collector:
     def _build_exchanges(self) -> None:
         bases = exchange_classes([x.name for x in self.cfg.exchanges], lean=self.lean_ccxt)
         for xcfg in self.cfg.exchanges:
-            tap = ExchangeTap(xcfg.name, xcfg.symbols, list(xcfg.channels), self.recorder, self.gate)
-            cls = tapped_exchange_class(with_book_checks(xcfg.name, bases[xcfg.name]), tap)
+            tap = ExchangeTap(xcfg.name, xcfg.symbols, list(xcfg.channels), self.recorder, self.gate,
+                              partial_books=xcfg.book_stream == "partial")
+            base = with_partial_books(xcfg.name, xcfg.book_stream, with_book_checks(xcfg.name, bases[xcfg.name]))
+            cls = tapped_exchange_class(base, tap)
             exchange = cls(dict(xcfg.ccxt))
             self.exchanges.append(exchange)
             self.runners.append(ExchangeRunner(exchange, xcfg, self.cfg.collector, self.recorder))

@@ -57,15 +57,30 @@ class Recorder:
         key = (exchange, symbol)
         if reason is None:
             reason = "rest snapshot" if key in self._snapshot_pending else "ws snapshot"
+        self.event(exchange, symbol, "orderbook", "resync", reason)
+        self._snapshot_row(key, book, book.get("timestamp"), recv_ns, prev_nonce, checksum)
+
+    def book_partial(self, exchange: str, symbol: str, book: Any, recv_ns: int) -> None:
+        """A depth-limited stream's message (`book_stream: partial`): the exchange's whole top-N book,
+        a snapshot row.  Consecutive rows continue one stream, so `resync` only when it starts (a new
+        book); a row without exchange time (Binance spot sends none) takes the receive time, in ms."""
+        key = (exchange, symbol)
+        if self._books.get(key) is not book:
+            self.event(exchange, symbol, "orderbook", "resync", "partial stream")
+        ts = book.get("timestamp")
+        self._snapshot_row(key, book, recv_ns // 1_000_000 if ts is None else ts, recv_ns, None, None)
+
+    def _snapshot_row(self, key: tuple[str, str], book: Any, timestamp: Any, recv_ns: int,
+                      prev_nonce: int | None, checksum: int | None) -> None:
+        exchange, symbol = key
         self._snapshot_pending.discard(key)
         self._needs_snapshot.discard(key)
         self._books[key] = book
-        self.event(exchange, symbol, "orderbook", "resync", reason)
         self._check_crossed(exchange, symbol, book)
         self.last_seen[(exchange, "orderbook", symbol)] = recv_ns
         self.last_nonce[key] = book.get("nonce")
         bids, asks = book["bids"], book["asks"]
-        if not self._admit(exchange, "orderbook", symbol, BookBuffer.prepare_snapshot, book.get("timestamp"), recv_ns,
+        if not self._admit(exchange, "orderbook", symbol, BookBuffer.prepare_snapshot, timestamp, recv_ns,
                            book.get("nonce"), prev_nonce, checksum, bids, asks,
                            nbytes=row_bytes(len(bids) + len(asks))):
             self._needs_snapshot.add(key)

@@ -49,8 +49,9 @@ class ExchangeTap:
     """Per-exchange state of the tap: which symbols we record and per-frame dedup."""
 
     def __init__(self, exchange_id: str, symbols: list[str], channels: list[str],
-                 recorder: Recorder, gate: SnapshotGate):
+                 recorder: Recorder, gate: SnapshotGate, partial_books: bool = False):
         self.exchange_id = exchange_id
+        self.partial_books = partial_books  # `book_stream: partial`: every book reset is a top-N message
         self.symbols = set(symbols)
         self.channels = set(channels)
         self.recorder = recorder
@@ -135,7 +136,10 @@ class ExchangeTap:
             return
         book.rows += 1
         try:
-            self.recorder.book_snapshot(self.exchange_id, symbol, book, self.recv_ns or time.time_ns(), None, None)
+            if self.partial_books:  # a depth-limited stream: every message resets the book (partial_books.py)
+                self.recorder.book_partial(self.exchange_id, symbol, book, self.recv_ns or time.time_ns())
+            else:
+                self.recorder.book_snapshot(self.exchange_id, symbol, book, self.recv_ns or time.time_ns(), None, None)
         except Exception as e:  # never break ccxt's resync because of a recording bug
             self.tap_errors += 1
             log.exception("tap_error", exchange=self.exchange_id, error=str(e))

@@ -54,8 +54,9 @@ class StreamWatcher:
     """Keeps one channel of one exchange (for a group of symbols) subscribed."""
 
     def __init__(self, exchange: Any, exchange_id: str, channel: str, symbols: list[str],
-                 cfg: CollectorConfig, recorder: Recorder):
+                 cfg: CollectorConfig, recorder: Recorder, partial_depth: int | None = None):
         self.exchange = exchange
+        self.partial_depth = partial_depth  # books from the exchange's top-N stream (partial_books.py)
         self.exchange_id = exchange_id
         self.channel = channel
         self.symbols = symbols
@@ -66,6 +67,8 @@ class StreamWatcher:
 
     def _watch(self) -> Any:
         ex, syms = self.exchange, self.symbols
+        if self.partial_depth is not None and self.channel == "orderbook":
+            return ex.watch_partial_book(syms[0], self.partial_depth)
         if len(syms) > 1 or ex.has.get(_GROUPED[self.channel]):
             if self.channel == "orderbook":
                 return ex.watch_order_book_for_symbols(syms)
@@ -194,10 +197,14 @@ class ExchangeRunner:
                 self.recorder.event(self.xcfg.name, s, None, "error", f"unknown symbol {s!r} on {self.xcfg.name}; skipped")
         if not self.symbols:
             return
-        grouped = {ch: bool(self.exchange.has.get(_GROUPED[ch])) for ch in self.xcfg.channels}
+        partial = self.xcfg.partial_depth if self.xcfg.book_stream == "partial" else None
+        # a partial book stream is watched per symbol (Binance: one raw-stream connection each)
+        grouped = {ch: bool(self.exchange.has.get(_GROUPED[ch])) and not (ch == "orderbook" and partial)
+                   for ch in self.xcfg.channels}
         for ch in self.xcfg.channels:
             groups = [self.symbols] if grouped[ch] else [[s] for s in self.symbols]
-            self.watchers += [StreamWatcher(self.exchange, self.xcfg.name, ch, g, self.cfg, self.recorder) for g in groups]
+            self.watchers += [StreamWatcher(self.exchange, self.xcfg.name, ch, g, self.cfg, self.recorder,
+                                            partial if ch == "orderbook" else None) for g in groups]
         self.monitor = StallMonitor(self.exchange, self.xcfg.name, list(self.xcfg.channels), self.symbols,
                                     self.cfg, self.recorder)
         log.info("exchange_started", exchange=self.xcfg.name, symbols=len(self.symbols),

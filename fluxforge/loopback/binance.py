@@ -7,6 +7,10 @@ are answered `{"result":null,"id":N}` in order with the data, so ccxt sees the
 ack before the first diff and only then fetches the REST snapshot.  Streams:
 `<sym>@depth` / `<sym>@depth@100ms` (depthUpdate U/u), `<sym>@trade`, `<sym>@ticker`
 (24hrTicker) and `<sym>@miniTicker` (24hrMiniTicker, ccxt's default for watchTickers).  A repeated SUBSCRIBE (ccxt resubscribes after a gap) is acked again.
+Partial book depth streams `<sym>@depth<5|10|20>` / `...@100ms`: the top-N book as Binance
+documents it, `{"lastUpdateId", "bids", "asks"}` (no event type, no symbol: a raw stream is
+named by its URL), cut from the authoritative book after each update (Binance pushes one per
+100 ms; the loopback one per change, each a valid top-N snapshot), sent-logged as snapshots.
 """
 from __future__ import annotations
 
@@ -25,6 +29,8 @@ STREAM_CHANNELS = {"depth": "orderbook", "depth@100ms": "orderbook", "depth@1000
 
 
 MINI_TICKER_FIELDS = ("E", "s", "c", "o", "h", "l", "v", "q")
+PARTIAL_DEPTHS = (5, 10, 20)  # levels of Binance's partial book depth streams
+PARTIAL_STREAMS = {f"depth{n}{rate}": n for n in PARTIAL_DEPTHS for rate in ("", "@100ms", "@1000ms")}
 
 
 def error(status: int, code: int, msg: str) -> web.Response:
@@ -122,12 +128,22 @@ class BinanceConnection(Connection):
         self.lx = loopback(request)
         self.streams: set[str] = set()
         self.mini_tickers: set[str] = set()  # symbols subscribed as @miniTicker only
+        self.partial: dict[str, int] = {}     # symbol -> depth of its partial book stream
 
     def parse_stream(self, name: str) -> tuple[str, str] | None:
         market_id, _, kind = name.partition("@")
         symbol = self.lx.symbol_by_binance_id.get(market_id.upper())
-        channel = STREAM_CHANNELS.get(kind)
+        channel = "orderbook" if kind in PARTIAL_STREAMS else STREAM_CHANNELS.get(kind)
         return (symbol, channel) if symbol and channel else None
+
+    def deliver(self, event: Event, ident: int | None) -> None:
+        depth = self.partial.get(event.symbol)
+        if depth is None or not isinstance(event, BookUpdate):
+            return super().deliver(event, ident)
+        last_id, bids, asks = self.hub.books[event.symbol].snapshot(depth)
+        frame = json.dumps({"lastUpdateId": last_id, "bids": [list(b) for b in bids],
+                            "asks": [list(a) for a in asks]}, separators=(",", ":"))
+        self.enqueue(frame, event.symbol, "orderbook", last_id, snapshot=True)
 
     def subscribe_streams(self, names: list) -> str | None:
         """Subscribe every stream in `names`; the first invalid name is returned (nothing subscribed)."""
@@ -140,7 +156,10 @@ class BinanceConnection(Connection):
         for name, target in parsed:
             self.streams.add(name)
             self.subscribe(*target)
-            if target[1] == "orderbook":
+            depth = PARTIAL_STREAMS.get(name.partition("@")[2])
+            if depth is not None:  # no REST snapshot follows: gap faults need not wait for one
+                self.partial[target[0]] = depth
+            elif target[1] == "orderbook":
                 self.hub.awaiting_snapshot.add(target[0])
             if name.endswith("@miniTicker") and f"{name.partition('@')[0]}@ticker" not in self.streams:
                 self.mini_tickers.add(target[0])
@@ -166,6 +185,8 @@ class BinanceConnection(Connection):
             for name in params if isinstance(params, list) else []:
                 target = self.parse_stream(name) if isinstance(name, str) else None
                 self.streams.discard(name)
+                if target and name.partition("@")[2] in PARTIAL_STREAMS:
+                    self.partial.pop(target[0], None)
                 if target:
                     self.unsubscribe(*target)
             self.send_json({"result": None, "id": rid})

@@ -53,6 +53,13 @@ class Connection:
     def heartbeat(self) -> None:
         """Called every `heartbeat_interval` while open: protocols with keep-alive frames enqueue one here."""
 
+    def deliver(self, event: Event, ident: int | None) -> None:
+        """Queue `event`'s frame if this connection carries it; a protocol whose subscription turns an
+        event into another kind of frame (Binance's partial depth snapshots) overrides this."""
+        frame = self.encode(event)
+        if frame is not None:
+            self.enqueue(frame, event.symbol, event.channel, ident)
+
     # -- plumbing --------------------------------------------------------------------------
     def subscribe(self, symbol: str, channel: str) -> None:
         self.subscriptions.add((symbol, channel))
@@ -181,11 +188,9 @@ class Hub:
                     self.sent.dropped(protocol, event.symbol, event.first_id, event.last_id)
                 return
             event = filtered
+        ident = event.last_id if isinstance(event, BookUpdate) else getattr(event, "trade_id", None)
         for conn in list(self.subscribers.get((event.symbol, event.channel), ())):
-            frame = conn.encode(event)
-            if frame is not None:
-                ident = event.last_id if isinstance(event, BookUpdate) else getattr(event, "trade_id", None)
-                conn.enqueue(frame, event.symbol, event.channel, ident)
+            conn.deliver(event, ident)
 
     def protocols_subscribed(self, symbol: str, channel: str) -> set[str]:
         return {c.protocol for c in self.subscribers.get((symbol, channel), ())}

@@ -9,8 +9,11 @@ text `ping` answered by `pong`.  The `books` channel serves a 400-level book:
 updates carry the changes of that window (`book_window.TopWindow`), so snapshot
 + updates rebuild exactly what the checksum covers.  Decimals go out the way
 OKX writes them, without trailing zeros ("60012.5", not "60012.50000000").
+`books5` (ccxt's `watchOrderBook` with `depth: books5`) is the depth-limited channel: every
+push is the top 5 levels a side with `ts` and `seqId`, no `action`, no checksum (OKX pushes
+one per 100 ms when the book changed; the loopback one per change), sent-logged as snapshots.
 REST: `GET /api/v5/public/instruments`, `/api/v5/market/books`, `/api/v5/public/time`.
-WebSocket: `/ws/v5/public`, channels `books`, `trades`, `tickers`.
+WebSocket: `/ws/v5/public`, channels `books`, `books5`, `trades`, `tickers`.
 """
 from __future__ import annotations
 
@@ -26,8 +29,9 @@ from .events import BookUpdate, Event, Ticker, Trade, okx_inst_id, split_symbol
 from .hub import Connection, loopback
 
 PROTOCOL = "okx"
-CHANNELS = {"books": "orderbook", "trades": "trades", "tickers": "ticker"}
+CHANNELS = {"books": "orderbook", "books5": "orderbook", "trades": "trades", "tickers": "ticker"}
 SNAPSHOT_LEVELS = 400  # what OKX's `books` channel sends on subscribe
+BOOKS5_LEVELS = 5
 CHECKSUM_LEVELS = 25
 
 
@@ -119,6 +123,7 @@ class OkxConnection(Connection):
         self.lx = loopback(request)
         self.conn_id = f"{id(self) & 0xFFFFFFFF:08x}"
         self.snapshot_seq: dict[str, int] = {}  # symbol -> seqId of the snapshot not yet followed
+        self.books5: set[str] = set()  # symbols subscribed as `books5`: their book frames are top-5 pushes
 
     def reply(self, obj: dict) -> None:
         self.send_json({**obj, "connId": self.conn_id})
@@ -146,10 +151,15 @@ class OkxConnection(Connection):
             self.reply({"event": op, "arg": arg})
             if op == "unsubscribe":
                 self.unsubscribe(symbol, CHANNELS[channel])
+                if channel == "books5":
+                    self.books5.discard(symbol)
                 continue
             self.subscribe(symbol, CHANNELS[channel])
             self.hub.sent.subscribes += 1
-            if channel == "books":  # the snapshot follows the ack, before any queued update
+            if channel == "books5":  # the current top 5 follows the ack
+                self.books5.add(symbol)
+                self.send_books5(symbol)
+            elif channel == "books":  # the snapshot follows the ack, before any queued update
                 self.hub.window(symbol, SNAPSHOT_LEVELS)
                 self.send_book_snapshot(symbol)
 
@@ -161,6 +171,21 @@ class OkxConnection(Connection):
                 "checksum": checksum(book), "prevSeqId": -1, "seqId": last_id}
         frame = {"arg": {"channel": "books", "instId": okx_inst_id(symbol)}, "action": "snapshot", "data": [data]}
         self.enqueue(json.dumps(frame, separators=(",", ":")), symbol, "orderbook", last_id, snapshot=True)
+
+    def send_books5(self, symbol: str) -> None:
+        book = self.hub.books[symbol]
+        last_id, bids, asks = book.snapshot(BOOKS5_LEVELS)
+        inst_id = okx_inst_id(symbol)
+        data = {"asks": levels(asks), "bids": levels(bids), "instId": inst_id,
+                "ts": str(book.ts_ms or int(time.time() * 1000)), "seqId": last_id}
+        frame = {"arg": {"channel": "books5", "instId": inst_id}, "data": [data]}
+        self.enqueue(json.dumps(frame, separators=(",", ":")), symbol, "orderbook", last_id, snapshot=True)
+
+    def deliver(self, event: Event, ident: int | None) -> None:
+        if isinstance(event, BookUpdate) and event.symbol in self.books5:
+            self.send_books5(event.symbol)
+        else:
+            super().deliver(event, ident)
 
     def encode(self, event: Event) -> str | None:
         inst_id = okx_inst_id(event.symbol)
