@@ -70,7 +70,7 @@ class Collector:
     def _build_exchanges(self) -> None:
         bases = exchange_classes([x.name for x in self.cfg.exchanges], lean=self.lean_ccxt)
         for xcfg in self.cfg.exchanges:
-            tap = ExchangeTap(xcfg.name, xcfg.symbols, list(xcfg.channels), self.recorder, self.gate)
+            tap = ExchangeTap(xcfg.name, xcfg.channel_symbols(), xcfg.aliases, self.recorder, self.gate)
             cls = tapped_exchange_class(with_book_checks(xcfg.name, bases[xcfg.name]), tap)
             exchange = cls(dict(xcfg.ccxt))
             self.exchanges.append(exchange)

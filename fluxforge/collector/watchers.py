@@ -34,6 +34,7 @@ from ..config import CollectorConfig, ExchangeConfig
 from ..logs import get_logger
 from .backoff import Backoff
 from .recorder import Recorder
+from .watch_plan import plan_watches
 
 log = get_logger("fluxforge.collector.watchers")
 _GROUPED = {"orderbook": "watchOrderBookForSymbols", "trades": "watchTradesForSymbols", "ticker": "watchTickers"}
@@ -125,12 +126,11 @@ async def supervised(name: str, exchange_id: str, run: Callable[[], Awaitable[No
 class StallMonitor:
     """Fails websocket connections that stay open but deliver nothing for `stall_timeout`."""
 
-    def __init__(self, exchange: Any, exchange_id: str, channels: list[str], symbols: list[str],
+    def __init__(self, exchange: Any, exchange_id: str, channel_symbols: dict[str, list[str]],
                  cfg: CollectorConfig, recorder: Recorder):
         self.exchange = exchange
         self.exchange_id = exchange_id
-        self.channels = channels
-        self.symbols = symbols
+        self.channel_symbols = channel_symbols
         self.timeout = cfg.stall_timeout
         self.recorder = recorder
         self.stalls = 0
@@ -146,8 +146,8 @@ class StallMonitor:
                 continue
             self.stalls += 1
             reason = f"no data for {silent:.1f}s on {client.url}"
-            for ch in self.channels:
-                for s in self.symbols:
+            for ch, symbols in self.channel_symbols.items():
+                for s in symbols:
                     self.recorder.event(self.exchange_id, s, ch, "stall", reason)
             client.on_error(ccxt.NetworkError(f"stall: {reason}"))
 
@@ -159,7 +159,7 @@ class StallMonitor:
 
 
 class ExchangeRunner:
-    """One exchange: load markets (with backoff), drop unknown symbols, run its watchers."""
+    """One exchange: load markets (with backoff), drop unknown symbols, run the watches of its plan."""
 
     def __init__(self, exchange: Any, xcfg: ExchangeConfig, cfg: CollectorConfig, recorder: Recorder):
         self.exchange = exchange
@@ -186,22 +186,19 @@ class ExchangeRunner:
 
     async def run(self) -> None:
         await self._load_markets()
-        markets = self.exchange.markets or {}
-        for s in self.xcfg.symbols:
-            if s in markets:
-                self.symbols.append(s)
-            else:
-                self.recorder.event(self.xcfg.name, s, None, "error", f"unknown symbol {s!r} on {self.xcfg.name}; skipped")
+        grouped = {ch for ch, method in _GROUPED.items() if self.exchange.has.get(method)}
+        plan = plan_watches(self.xcfg, self.exchange.markets or {}, grouped)
+        for s in plan.unknown:
+            self.recorder.event(self.xcfg.name, s, None, "error", f"unknown symbol {s!r} on {self.xcfg.name}; skipped")
+        self.symbols = plan.symbols
         if not self.symbols:
             return
-        grouped = {ch: bool(self.exchange.has.get(_GROUPED[ch])) for ch in self.xcfg.channels}
-        for ch in self.xcfg.channels:
-            groups = [self.symbols] if grouped[ch] else [[s] for s in self.symbols]
-            self.watchers += [StreamWatcher(self.exchange, self.xcfg.name, ch, g, self.cfg, self.recorder) for g in groups]
-        self.monitor = StallMonitor(self.exchange, self.xcfg.name, list(self.xcfg.channels), self.symbols,
-                                    self.cfg, self.recorder)
+        self.watchers = [StreamWatcher(self.exchange, self.xcfg.name, w.channel, list(w.symbols), self.cfg,
+                                       self.recorder) for w in plan.watches]
+        self.monitor = StallMonitor(self.exchange, self.xcfg.name, plan.channel_symbols, self.cfg, self.recorder)
         log.info("exchange_started", exchange=self.xcfg.name, symbols=len(self.symbols),
-                 channels=list(self.xcfg.channels), grouped=grouped)
+                 channels={ch: len(syms) for ch, syms in plan.channel_symbols.items()},
+                 watches=len(plan.watches), grouped=sorted(grouped), isolate_books=self.xcfg.isolate_books)
         backoff = lambda: Backoff(self.cfg.reconnect_backoff_initial, self.cfg.reconnect_backoff_max)  # noqa: E731
         name = self.xcfg.name
         await asyncio.gather(supervised("stall-monitor", name, self.monitor.run, self.recorder, backoff()),
