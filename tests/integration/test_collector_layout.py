@@ -80,6 +80,7 @@ def test_coinbase_usd_rows_of_a_usdc_symbol_are_recorded_or_counted(tmp_path, al
                 await drained(lx, collector)
                 status = status_line(collector, 0.0)
                 unrequested = rec.unrequested_rows
+                metrics = collector.metrics
             tables = ready_tables(tmp_path)
             sent_trades = lx.sent.stream("coinbase", "BTC/USDC", "trades").ids
             sent_tickers = lx.sent.stream("coinbase", "BTC/USDC", "ticker").messages
@@ -100,6 +101,9 @@ def test_coinbase_usd_rows_of_a_usdc_symbol_are_recorded_or_counted(tmp_path, al
             assert {(e["symbol"], e["channel"]) for e in unrequested_events} == {("BTC/USD", "trades"),
                                                                                  ("BTC/USD", "ticker")}
             assert all("aliases" in e["reason"] for e in unrequested_events)
+            # Prometheus counts the event rows under their own label, not as "other"
+            assert metrics.registry.get_sample_value("fluxforge_stream_events_total", {
+                "exchange": "coinbase", "event": "unrequested"}) == len(unrequested_events)
             facts = collect(cfg, with_units=False)
             assert facts["events_last_hour"]["unrequested"] == len(unrequested_events)
             usd = [s for s in facts["streams"] if s["symbol"] == "BTC/USD"]
