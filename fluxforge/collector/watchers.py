@@ -3,8 +3,9 @@
 Why this shape: failures must stay local.  Each exchange runs in its own task
 (`ExchangeRunner`), each channel of it in its own `StreamWatcher` (one call to
 the `*_for_symbols` variant when the exchange has it, else one watcher per
-symbol), and a `StallMonitor` per exchange.  The rows themselves are recorded
-by the tap (`tap.py`) as frames arrive; the watchers only keep calling ccxt's
+symbol, and books one per symbol under `isolate_books`: `watch_plan.py` decides
+from the entry's per-channel symbols), and a `StallMonitor` per exchange.  The
+rows themselves are recorded by the tap (`tap.py`) as frames arrive; the watchers only keep calling ccxt's
 `watch_*` (which is what subscribes, fetches snapshots and resubscribes after a
 gap) and turn failures into event rows plus a capped, jittered backoff:
 
