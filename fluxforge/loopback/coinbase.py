@@ -136,7 +136,8 @@ class CoinbaseConnection(Connection):
             return
         refused = [s for s in symbols if (s, CHANNELS.get(channel)) in self.hub.refused]
         if kind == "subscribe" and refused:
-            self.send_json({"type": "error", "message": f"Failure to subscribe: {channel} unavailable for {[okx_inst_id(s) for s in refused]!r}"})
+            products = [okx_inst_id(s) for s in refused]
+            self.send_json({"type": "error", "message": f"Failure to subscribe: {channel} unavailable for {products!r}"})
             return
         subscribed = self.channels.setdefault(channel, set())
         for symbol in symbols:
