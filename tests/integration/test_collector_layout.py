@@ -1,7 +1,8 @@
 """An exchange entry's layout, end to end with the loopback exchange and unmodified ccxt.pro.
 
 * per-channel symbol lists: the collector subscribes exactly the configured (channel, symbol)
-  pairs and bronze holds rows for exactly those;
+  pairs, bronze holds rows for exactly those, and the ETL makes book features where there are
+  books and trade products for every symbol with trades;
 * aliases: Coinbase reports a USDC product's trades and tickers under the USD product; with
   `aliases: {BTC/USD: BTC/USDC}` every sent row lands under BTC/USDC, without it every such
   row is counted as `unrequested` (STATUS=, an event, `fluxforge status`), none vanishes;
@@ -14,9 +15,11 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from collector_support import drained, exchange_entry, make_config, ready_tables, rows_of, running_collector, wait_until
+from collector_support import (drained, exchange_entry, make_config, ready_segments, ready_tables, rows_of,
+                               running_collector, wait_until)
 
 from fluxforge.collector.health import status_line
+from fluxforge.etl.replay import replay
 from fluxforge.loopback import LoopbackExchange, SimOptions
 from fluxforge.observe.status import collect
 from fluxforge.observe.status_checks import check
@@ -41,8 +44,9 @@ def test_per_channel_symbol_lists_watch_exactly_those_pairs(tmp_path):
             assert cfg.exchanges[0].symbols == SYMBOLS
             async with running_collector(cfg) as collector:
                 rec = collector.recorder
-                await wait_until(lambda: all(("binance", ch, s) in rec.last_seen for ch, s in pairs), 30,
-                                 what="every configured pair")
+                await wait_until(lambda: all(("binance", ch, s) in rec.last_seen for ch, s in pairs)
+                                 and all(len(lx.sent.stream("binance", s, "trades").ids) >= 40 for s in SYMBOLS),
+                                 60, what="every configured pair, and 40 trades of each symbol sent")
                 subscribed = {(ch, s) for (s, ch), conns in lx.hub.subscribers.items() if conns}
                 assert subscribed == pairs
                 lx.freeze()
@@ -55,6 +59,15 @@ def test_per_channel_symbol_lists_watch_exactly_those_pairs(tmp_path):
                 stored = len(rows_of(tables[ch], symbol=symbol))
                 assert stored == (len(lx.sent.stream("binance", symbol, kind).ids) if kind == "trades"
                                   else lx.sent.stream("binance", symbol, kind).messages), (ch, symbol)
+            # the ETL takes symbols that have trades and tickers but no book
+            out = tmp_path / "features"
+            summary = replay(ready_segments(tmp_path), out, cfg.etl.features, cfg.etl.row_group_rows,
+                             reorder_window=0.0, trade_options=cfg.etl.trades)
+            assert not summary.skipped and summary.done
+            symbols_in = lambda tree: {p.name.split("=", 1)[1] for p in (out / tree).rglob("symbol=*")}  # noqa: E731
+            assert symbols_in("hf") == {"BTC-USDT"}  # book features where there are books
+            assert symbols_in("trade_bars") == {"BTC-USDT", "ETH-USDT", "XRP-USDT"}
+
 
     asyncio.run(asyncio.wait_for(body(), 90))
 
