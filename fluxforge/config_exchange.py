@@ -62,7 +62,8 @@ class ExchangeConfig(StrictModel):
             return data
         data = dict(data)
         if "isolate_books" not in data:
-            data["isolate_books"] = data.get("name") in ISOLATE_BOOKS_BY_DEFAULT
+            name = data.get("name")
+            data["isolate_books"] = isinstance(name, str) and name in ISOLATE_BOOKS_BY_DEFAULT
         channels, given = data.get("channels"), data.get("symbols")
         if isinstance(channels, dict) and (given is None or isinstance(given, list)):
             if ALL in channels.values():

@@ -61,6 +61,7 @@ def test_all_in_a_map_means_the_entry_symbols_and_lists_add_their_own():
     ({"symbols": ["BTC/USDC"], "aliases": {"BTC/USD": "ETH/USDC"}}, "'ETH/USDC' is not one of this exchange's"),
     ({"symbols": ["BTC/USDC", "BTC/USD"], "aliases": {"BTC/USD": "BTC/USDC"}}, "is itself a configured symbol"),
     ({"symbols": ["BTC/USDC"], "aliases": {"BTCUSD": "BTC/USDC"}}, "aliases: 'BTCUSD' is not a ccxt unified"),
+    ({"name": ["coinbase"], "symbols": ["BTC/USD"]}, "exchanges.0.name"),  # no crash before the field check
 ])
 def test_bad_layouts_are_refused_with_a_message_that_says_what_to_do(kw, needle):
     message = config_error(**kw)
