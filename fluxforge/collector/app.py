@@ -71,7 +71,7 @@ class Collector:
     def _build_exchanges(self) -> None:
         bases = exchange_classes([x.name for x in self.cfg.exchanges], lean=self.lean_ccxt)
         for xcfg in self.cfg.exchanges:
-            tap = ExchangeTap(xcfg.name, xcfg.symbols, list(xcfg.channels), self.recorder, self.gate,
+            tap = ExchangeTap(xcfg.name, xcfg.channel_symbols(), xcfg.aliases, self.recorder, self.gate,
                               partial_books=xcfg.book_stream == "partial")
             base = with_partial_books(xcfg.name, xcfg.book_stream, with_book_checks(xcfg.name, bases[xcfg.name]))
             cls = tapped_exchange_class(base, tap)

@@ -99,7 +99,8 @@ class RateMeter:
 
 
 def status_line(collector: CollectorParts, msg_rate: float) -> str:
-    """e.g. `binance 3/3 okx 2/2 up | 812 msg/s | queue 3% | seg-pi-...-000004 2.1 MB | drops 0 | gaps 1`."""
+    """e.g. `binance 3/3 okx 2/2 up | 812 msg/s | queue 3% | seg-pi-...-000004 2.1 MB | drops 0 | gaps 1`
+    (then `| unrequested N` once rows arrived for symbols not configured: see `Recorder.unrequested`)."""
     rec, writer, queue = collector.recorder, collector.writer, collector.queue
     within = max(collector.cfg.collector.stall_timeout, 5.0)
     ups = " ".join(
@@ -110,5 +111,6 @@ def status_line(collector: CollectorParts, msg_rate: float) -> str:
              + writer.write_failed_total + rec.bad_rows)
     gaps = rec.event_counts["gap"]
     prefix = "DISK FULL, dropping | " if writer.disk_full else ""
+    unrequested = f" | unrequested {rec.unrequested_rows}" if rec.unrequested_rows else ""
     return (f"{prefix}{ups} up | {msg_rate:.0f} msg/s | queue {queue.fill:.0%} | {seg_part} | "
-            f"drops {drops} | gaps {gaps}")
+            f"drops {drops} | gaps {gaps}{unrequested}")

@@ -35,6 +35,9 @@ class Recorder:
         self._snapshot_pending: set[tuple[str, str]] = set()
         self._needs_snapshot: set[tuple[str, str]] = set()  # a book row was dropped: re-initialise
         self.last_nonce: dict[tuple[str, str], int | None] = {}  # (exchange, symbol) -> nonce of the last book row
+        self.unrequested_rows = 0                # rows for a (channel, symbol) nobody configured: not recorded
+        self._unrequested: Counter[tuple[str, str, str]] = Counter()
+        self._unrequested_reported: dict[tuple[str, str, str], int] = {}
 
     # -- data rows -------------------------------------------------------------
     def book(self, exchange: str, symbol: str, book: Any, recv_ns: int) -> None:
@@ -139,6 +142,22 @@ class Recorder:
         self.queue.buffers["events"].add(exchange, symbol, channel, event, reason, count, time.time_ns())
         level = log.info if event in ("resync", "recovered") else log.warning
         level(f"stream_{event}", exchange=exchange, symbol=symbol, channel=channel, reason=reason, count=count)
+
+    def unrequested(self, exchange: str, channel: str, symbol: str) -> None:
+        """A row for a (channel, symbol) this collector was not asked for: count it, not record it.
+
+        An `unrequested` event (count = rows since the previous one) at the 1st, 10th, 100th, ...
+        row of each (exchange, channel, symbol): visible at once, and bounded however long it lasts."""
+        key = (exchange, channel, symbol)
+        self.unrequested_rows += 1
+        self._unrequested[key] += 1
+        n, reported = self._unrequested[key], self._unrequested_reported.get(key, 0)
+        if n >= max(1, reported * 10):
+            self._unrequested_reported[key] = n
+            self.event(exchange, symbol, channel, "unrequested",
+                       f"{n} {channel} row(s) so far for {symbol!r}, which is not configured on this channel: "
+                       f"not recorded; if the exchange reports one of your symbols under this name, add "
+                       f"`aliases: {{{symbol!r}: <configured symbol>}}` to the exchange entry", n - reported)
 
     def snapshot_requested(self, exchange: str, symbol: str) -> None:
         """A REST book snapshot is being fetched: the next book row of `symbol` starts a new state."""

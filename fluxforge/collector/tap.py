@@ -16,6 +16,9 @@ It also
   ccxt's receive loop: it is recorded as an `error` event and skipped;
 * under the `block` overflow policy, makes the socket reader wait while the
   queue is full (TCP back-pressure);
+* records each row under the configured symbol (an `aliases` entry maps the name an exchange
+  reports to it) and only for the channels that symbol is configured on; a row for anything
+  else is counted and reported (`Recorder.unrequested`), never dropped silently;
 * records order books losslessly: the levels ccxt stores for each book message
   and every snapshot that (re)initialises a book (see `book_tap.py`); an
   exchange whose books do not go through those hooks falls back to a top
@@ -46,14 +49,16 @@ _MAX_REASON = 200
 
 
 class ExchangeTap:
-    """Per-exchange state of the tap: which symbols we record and per-frame dedup."""
+    """Per-exchange state of the tap: which (channel, symbol) we record, aliases and per-frame dedup."""
 
-    def __init__(self, exchange_id: str, symbols: list[str], channels: list[str],
+    def __init__(self, exchange_id: str, channel_symbols: dict[str, list[str]], aliases: dict[str, str],
                  recorder: Recorder, gate: SnapshotGate, partial_books: bool = False):
         self.exchange_id = exchange_id
         self.partial_books = partial_books  # `book_stream: partial`: every book reset is a top-N message
-        self.symbols = set(symbols)
-        self.channels = set(channels)
+        self.wanted = {ch: set(symbols) for ch, symbols in channel_symbols.items()}
+        self.symbols: set[str] = set().union(*self.wanted.values())
+        self.channels = set(self.wanted)
+        self.aliases = dict(aliases)
         self.recorder = recorder
         self.gate = gate
         self.frame = 0                      # frame counter, for once-per-frame dedup
@@ -112,9 +117,22 @@ class ExchangeTap:
         client.receive = tapped_receive
 
     def _symbol_in_hash(self, message_hash: str) -> str | None:
-        for s in self.symbols:
-            if message_hash.endswith(s) or f":{s}" in message_hash:
-                return s
+        names = {**{s: s for s in self.symbols}, **{a: s for a, s in self.aliases.items() if s in self.symbols}}
+        for name in sorted(names, key=len, reverse=True):  # BTC/USDC before BTC/USD
+            if message_hash.endswith(name) or f":{name}" in message_hash:
+                return names[name]
+        return None
+
+    def ours(self, channel: str, symbol: Any) -> str | None:
+        """The configured symbol a row of `channel` reported as `symbol` is recorded under, or None
+        (then the row is counted as unrequested: this collector was not asked for it).  A book
+        without a symbol yet is ccxt setting up a new book (reset before labelling it): no row."""
+        mapped = self.aliases.get(symbol, symbol)
+        if mapped in self.wanted.get(channel, ()):
+            return mapped
+        if symbol is None:
+            return None
+        self.recorder.unrequested(self.exchange_id, channel, str(symbol))
         return None
 
     def _first_in_frame(self, channel: str, symbol: str) -> bool:
@@ -126,13 +144,10 @@ class ExchangeTap:
         return True
 
     # -- order book hooks (book_tap.py) -------------------------------------------
-    def _records_book(self, symbol: Any) -> bool:
-        return symbol in self.symbols and "orderbook" in self.channels
-
     def book_reset(self, book: RecordingOrderBook, snapshot: Any) -> None:
         """ccxt reset `book` to a snapshot (e.g. REST depth): record it whole."""
-        symbol = book.get("symbol")
-        if not self._records_book(symbol):
+        symbol = self.ours("orderbook", book.get("symbol"))
+        if symbol is None:
             return
         book.rows += 1
         try:
@@ -149,9 +164,11 @@ class ExchangeTap:
         if not isinstance(book, RecordingOrderBook):
             return
         bid_log, ask_log = book.take_logs()
-        symbol = book.get("symbol")
-        if not self._records_book(symbol) or orderbooks.get(symbol) is not book:
-            return  # not ours, or ccxt rejected the message (nonce gap) and dropped the book
+        if orderbooks.get(book.get("symbol")) is not book:
+            return  # ccxt rejected the message (nonce gap) and dropped the book
+        symbol = self.ours("orderbook", book.get("symbol"))
+        if symbol is None:
+            return
         prev_nonce, checksum = message_links(message)
         recv_ns = self.recv_ns or time.time_ns()
         book.rows += 1
@@ -170,16 +187,17 @@ class ExchangeTap:
                 if result.rows:
                     return  # recorded message by message by the hooks
                 result.take_logs()  # hooks not in use for this exchange: keep the logs from growing
-            symbol = result.get("symbol")
-            if symbol in self.symbols and "orderbook" in self.channels and self._first_in_frame("orderbook", symbol):
-                self.recorder.book(self.exchange_id, symbol, result, recv_ns)
+            if self._first_in_frame("orderbook", result.get("symbol")):
+                symbol = self.ours("orderbook", result.get("symbol"))
+                if symbol is not None:
+                    self.recorder.book(self.exchange_id, symbol, result, recv_ns)
         elif isinstance(result, BaseCache):
-            if "trades" in self.channels:
-                self._observe_trades(result, recv_ns)
+            self._observe_trades(result, recv_ns)
         elif isinstance(result, dict) and "symbol" in result and ("bid" in result or "last" in result):
-            symbol = result["symbol"]
-            if symbol in self.symbols and "ticker" in self.channels and self._first_in_frame("ticker", symbol):
-                self.recorder.ticker(self.exchange_id, symbol, result, recv_ns)
+            if self._first_in_frame("ticker", result["symbol"]):
+                symbol = self.ours("ticker", result["symbol"])
+                if symbol is not None:
+                    self.recorder.ticker(self.exchange_id, symbol, result, recv_ns)
 
     def _observe_trades(self, cache: Any, recv_ns: int) -> None:
         """Record the trades appended to `cache` since we last saw it (identity walk from the end)."""
@@ -195,8 +213,8 @@ class ExchangeTap:
             return
         self._last_trade[id(cache)] = cache[-1]
         for trade in reversed(new):
-            symbol = trade.get("symbol")
-            if symbol in self.symbols:
+            symbol = self.ours("trades", trade.get("symbol"))
+            if symbol is not None:
                 self.recorder.trade(self.exchange_id, symbol, trade, recv_ns)
 
 

@@ -3,8 +3,9 @@
 Why this shape: failures must stay local.  Each exchange runs in its own task
 (`ExchangeRunner`), each channel of it in its own `StreamWatcher` (one call to
 the `*_for_symbols` variant when the exchange has it, else one watcher per
-symbol), and a `StallMonitor` per exchange.  The rows themselves are recorded
-by the tap (`tap.py`) as frames arrive; the watchers only keep calling ccxt's
+symbol, and books one per symbol under `isolate_books`: `watch_plan.py` decides
+from the entry's per-channel symbols), and a `StallMonitor` per exchange.  The
+rows themselves are recorded by the tap (`tap.py`) as frames arrive; the watchers only keep calling ccxt's
 `watch_*` (which is what subscribes, fetches snapshots and resubscribes after a
 gap) and turn failures into event rows plus a capped, jittered backoff:
 
@@ -34,6 +35,7 @@ from ..config import CollectorConfig, ExchangeConfig
 from ..logs import get_logger
 from .backoff import Backoff
 from .recorder import Recorder
+from .watch_plan import plan_watches
 
 log = get_logger("fluxforge.collector.watchers")
 _GROUPED = {"orderbook": "watchOrderBookForSymbols", "trades": "watchTradesForSymbols", "ticker": "watchTickers"}
@@ -128,12 +130,11 @@ async def supervised(name: str, exchange_id: str, run: Callable[[], Awaitable[No
 class StallMonitor:
     """Fails websocket connections that stay open but deliver nothing for `stall_timeout`."""
 
-    def __init__(self, exchange: Any, exchange_id: str, channels: list[str], symbols: list[str],
+    def __init__(self, exchange: Any, exchange_id: str, channel_symbols: dict[str, list[str]],
                  cfg: CollectorConfig, recorder: Recorder):
         self.exchange = exchange
         self.exchange_id = exchange_id
-        self.channels = channels
-        self.symbols = symbols
+        self.channel_symbols = channel_symbols
         self.timeout = cfg.stall_timeout
         self.recorder = recorder
         self.stalls = 0
@@ -149,8 +150,8 @@ class StallMonitor:
                 continue
             self.stalls += 1
             reason = f"no data for {silent:.1f}s on {client.url}"
-            for ch in self.channels:
-                for s in self.symbols:
+            for ch, symbols in self.channel_symbols.items():
+                for s in symbols:
                     self.recorder.event(self.exchange_id, s, ch, "stall", reason)
             client.on_error(ccxt.NetworkError(f"stall: {reason}"))
 
@@ -162,7 +163,7 @@ class StallMonitor:
 
 
 class ExchangeRunner:
-    """One exchange: load markets (with backoff), drop unknown symbols, run its watchers."""
+    """One exchange: load markets (with backoff), drop unknown symbols, run the watches of its plan."""
 
     def __init__(self, exchange: Any, xcfg: ExchangeConfig, cfg: CollectorConfig, recorder: Recorder):
         self.exchange = exchange
@@ -189,26 +190,23 @@ class ExchangeRunner:
 
     async def run(self) -> None:
         await self._load_markets()
-        markets = self.exchange.markets or {}
-        for s in self.xcfg.symbols:
-            if s in markets:
-                self.symbols.append(s)
-            else:
-                self.recorder.event(self.xcfg.name, s, None, "error", f"unknown symbol {s!r} on {self.xcfg.name}; skipped")
+        # a partial book stream is watched per symbol (Binance: one raw-stream connection each)
+        grouped = {ch for ch, method in _GROUPED.items() if self.exchange.has.get(method)
+                   and not (ch == "orderbook" and self.xcfg.book_stream == "partial")}
+        plan = plan_watches(self.xcfg, self.exchange.markets or {}, grouped)
+        for s in plan.unknown:
+            self.recorder.event(self.xcfg.name, s, None, "error", f"unknown symbol {s!r} on {self.xcfg.name}; skipped")
+        self.symbols = plan.symbols
         if not self.symbols:
             return
         partial = self.xcfg.partial_depth if self.xcfg.book_stream == "partial" else None
-        # a partial book stream is watched per symbol (Binance: one raw-stream connection each)
-        grouped = {ch: bool(self.exchange.has.get(_GROUPED[ch])) and not (ch == "orderbook" and partial)
-                   for ch in self.xcfg.channels}
-        for ch in self.xcfg.channels:
-            groups = [self.symbols] if grouped[ch] else [[s] for s in self.symbols]
-            self.watchers += [StreamWatcher(self.exchange, self.xcfg.name, ch, g, self.cfg, self.recorder,
-                                            partial if ch == "orderbook" else None) for g in groups]
-        self.monitor = StallMonitor(self.exchange, self.xcfg.name, list(self.xcfg.channels), self.symbols,
-                                    self.cfg, self.recorder)
+        self.watchers = [StreamWatcher(self.exchange, self.xcfg.name, w.channel, list(w.symbols), self.cfg,
+                                       self.recorder, partial if w.channel == "orderbook" else None)
+                         for w in plan.watches]
+        self.monitor = StallMonitor(self.exchange, self.xcfg.name, plan.channel_symbols, self.cfg, self.recorder)
         log.info("exchange_started", exchange=self.xcfg.name, symbols=len(self.symbols),
-                 channels=list(self.xcfg.channels), grouped=grouped)
+                 channels={ch: len(syms) for ch, syms in plan.channel_symbols.items()},
+                 watches=len(plan.watches), grouped=sorted(grouped), isolate_books=self.xcfg.isolate_books)
         backoff = lambda: Backoff(self.cfg.reconnect_backoff_initial, self.cfg.reconnect_backoff_max)  # noqa: E731
         name = self.xcfg.name
         await asyncio.gather(supervised("stall-monitor", name, self.monitor.run, self.recorder, backoff()),

@@ -15,6 +15,9 @@ REST (ccxt's `load_markets`): `GET /api/v3/brokerage/market/products` (spot; wit
 WebSocket `/advanced-trade-ws`: `{"type":"subscribe"|"unsubscribe","product_ids":[...],
 "channel":"level2"|"market_trades"|"ticker"|"ticker_batch"|"heartbeats"}`, answered by a
 `subscriptions` message listing what is subscribed; `heartbeats` every second when subscribed.
+Coinbase's aliases: its USDC products report trades and tickers under the USD product
+(`LoopbackExchange(report_as={"BTC/USDC": "BTC/USD"})`; the USD product is then listed too).
+A `refuse` fault makes a subscribe that names the refused product fail whole.
 Not modelled: the `market_trades` snapshot Coinbase sends on subscribe (updates only).
 """
 from __future__ import annotations
@@ -78,6 +81,7 @@ async def products(request: web.Request) -> web.Response:
     if request.query.get("product_type", "SPOT") != "SPOT":
         return web.json_response({"products": [], "num_products": 0})
     items = [product(s, lx.source.price_tick(s)) for s in lx.source.symbols]
+    items += [product(alias, lx.source.price_tick(s)) for s, alias in lx.report_as.items()]
     return web.json_response({"products": items, "num_products": len(items)})
 
 
@@ -130,6 +134,11 @@ class CoinbaseConnection(Connection):
         if None in symbols or len(symbols) != len(product_ids):
             self.send_json({"type": "error", "message": f"Failure to subscribe: unknown product in {product_ids!r}"})
             return
+        refused = [s for s in symbols if (s, CHANNELS.get(channel)) in self.hub.refused]
+        if kind == "subscribe" and refused:
+            products = [okx_inst_id(s) for s in refused]
+            self.send_json({"type": "error", "message": f"Failure to subscribe: {channel} unavailable for {products!r}"})
+            return
         subscribed = self.channels.setdefault(channel, set())
         for symbol in symbols:
             if kind == "subscribe":
@@ -164,6 +173,7 @@ class CoinbaseConnection(Connection):
 
     def encode(self, event: Event) -> str | None:
         pid = okx_inst_id(event.symbol)
+        reported = okx_inst_id(self.lx.report_as.get(event.symbol, event.symbol))  # trades and tickers
         if isinstance(event, BookUpdate):
             expected = self.next_id.get(event.symbol)
             if expected is None:
@@ -176,12 +186,12 @@ class CoinbaseConnection(Connection):
                     "updates": l2_updates("bid", event.bids, ts) + l2_updates("offer", event.asks, ts)}
             return self.message("l2_data", [body], event.ts_ms)
         if isinstance(event, Trade):
-            trade = {"trade_id": str(event.trade_id), "product_id": pid, "price": event.price, "size": event.amount,
+            trade = {"trade_id": str(event.trade_id), "product_id": reported, "price": event.price, "size": event.amount,
                      "side": event.side.upper(), "time": rfc3339(event.ts_ms)}
             return self.message("market_trades", [{"type": "update", "trades": [trade]}], event.ts_ms)
         if isinstance(event, Ticker):
             change = (event.last - event.open) / event.open * 100 if event.open else 0.0
-            tick = {"type": "ticker", "product_id": pid, "price": repr(event.last),
+            tick = {"type": "ticker", "product_id": reported, "price": repr(event.last),
                     "volume_24_h": f"{event.base_volume:.8f}", "low_24_h": repr(event.low),
                     "high_24_h": repr(event.high), "low_52_w": repr(event.low), "high_52_w": repr(event.high),
                     "price_percent_chg_24_h": f"{change:.8f}", "best_bid": event.bid,

@@ -12,6 +12,9 @@ exchange.  Each fault here reproduces one on the real wire protocol:
 - `disconnect`: every open WebSocket is closed (`abrupt`: TCP reset, no close frame).
 - `stall`: open connections stay open but get nothing (no data, no acks) for
   `seconds` (default: until `resume`); new connections are served normally.
+- `refuse`: the exchange stops serving one symbol's channel (`channel`, default
+  `orderbook`; Coinbase): a subscribe naming it fails whole, with Coinbase's error
+  frame, as for a product delisted or halted after the client loaded markets.
 - `slow`: every WebSocket frame and REST answer is delayed by `delay` seconds,
   for `seconds` (default: until `resume`).
 
@@ -27,7 +30,7 @@ from .events import BookUpdate
 from .hub import Hub
 from .sentlog import SentLog
 
-KINDS = ("gap", "crossed", "malformed", "disconnect", "stall", "slow", "resume")
+KINDS = ("gap", "crossed", "malformed", "disconnect", "stall", "refuse", "slow", "resume")
 ANY = "*"
 
 
@@ -101,6 +104,10 @@ class Faults:
         n = self.hub.stall(seconds, protocol)
         self.sent.fault("stall", seconds=seconds, protocol=protocol, connections=n)
         return n
+
+    def refuse(self, symbol: str, channel: str = "orderbook") -> None:
+        self.hub.refused.add((symbol, channel))
+        self.sent.fault("refuse", symbol=symbol, channel=channel)
 
     def slow(self, delay: float = 0.2, seconds: float | None = None) -> None:
         self.hub.set_slow(float(delay), seconds)

@@ -163,6 +163,7 @@ class Hub:
         self.windows: dict[str, TopWindow] = {}  # symbol -> top-N window served by a depth-limited feed
         # called with (update, book) after every book update is applied (tests: the authoritative book)
         self.book_observers: list = []
+        self.refused: set[tuple[str, str]] = set()  # (symbol, channel) no longer served (`refuse` fault)
 
     def window(self, symbol: str, depth: int) -> TopWindow:
         """The symbol's top-`depth` window, created from the current book on first use."""
@@ -212,6 +213,7 @@ class Hub:
 
     def resume(self) -> None:
         self._slow_until = 0.0
+        self.refused.clear()
         for conn in self.connections:
             conn.stalled_until = 0.0
 

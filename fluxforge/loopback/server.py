@@ -32,7 +32,7 @@ class LoopbackExchange:
 
     def __init__(self, mode: str = "sim", symbols: list[str] | tuple[str, ...] = ("BTC/USDT", "ETH/USDT"), *,
                  sim: SimOptions | None = None, replay_files: list | tuple = (), speed: float = 1.0,
-                 faults: list[FaultSpec | str] = (), port: int = 0):
+                 faults: list[FaultSpec | str] = (), port: int = 0, report_as: dict[str, str] | None = None):
         if mode == "sim":
             self.source = SimMarket(list(symbols), sim)
         elif mode == "replay":
@@ -42,6 +42,8 @@ class LoopbackExchange:
         else:
             raise ValueError(f"mode must be 'sim' or 'replay', got {mode!r}")
         self.mode = mode
+        # symbol -> the name its trades and tickers are reported under (Coinbase's USDC products: USD)
+        self.report_as = dict(report_as or {})
         self.symbol_by_binance_id = {binance_id(s): s for s in self.source.symbols}
         self.symbol_by_okx_id = {okx_inst_id(s): s for s in self.source.symbols}
         self.sent = SentLog()

@@ -211,15 +211,16 @@ def _exchanges(old: dict[str, Any], tr: Translation) -> None:
             tr.mapped[:] = [m for m in tr.mapped if not m[1].startswith(f"exchanges[{ex.name}]")]
             continue
         i = len(entries)
-        entry: dict[str, Any] = {"name": ex.name, **({"ccxt": ex.ccxt} if ex.ccxt else {}), "symbols": symbols,
-                                 "channels": [c for c in CHANNELS if c in ex.per_channel]}
+        per_channel = {c: ex.per_channel[c] for c in CHANNELS if c in ex.per_channel}
+        same = all(listed == symbols for listed in per_channel.values())
+        # one list for every channel when they agree, else each channel its own (config_exchange.py)
+        entry: dict[str, Any] = {"name": ex.name, **({"ccxt": ex.ccxt} if ex.ccxt else {}),
+                                 **({"symbols": symbols, "channels": list(per_channel)} if same
+                                    else {"channels": per_channel})}
         for channel, old_keys in ex.sources.items():
             for old_key in old_keys:
-                tr.record(old_key, f"exchanges.{i}.symbols", f"channel {channel}")
-            extra = [s for s in symbols if s not in ex.per_channel[channel]]
-            if extra:
-                tr.warn(old_keys[0], f"one symbol list per exchange entry here: {channel} is also collected for "
-                                 f"{len(extra)} more symbol(s) ({', '.join(extra[:5])}{', ...' if len(extra) > 5 else ''})")
+                tr.record(old_key, f"exchanges.{i}.symbols" if same else f"exchanges.{i}.channels.{channel}",
+                          f"channel {channel}")
         if ex.book_depth:
             entry["book_depth"] = ex.book_depth[0]
             tr.record(ex.book_depth[1], f"exchanges.{i}.book_depth", ex.book_depth[2])

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 COUNTER, GAUGE, HISTOGRAM = "counter", "gauge", "histogram"
 
 # Bounded label values (anything else is folded into "other" by the writers).
-STREAM_EVENTS = ("gap", "resync", "reconnect", "stall", "dropped", "disk_full", "crossed_book", "error")
+STREAM_EVENTS = ("gap", "resync", "reconnect", "stall", "dropped", "disk_full", "crossed_book", "unrequested",
+                 "error")
 DROP_REASONS = ("queue_full", "disk_full")
 JOBS = ("compact", "sync", "retention")
 OUTCOMES = ("success", "failure", "skipped")

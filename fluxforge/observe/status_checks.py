@@ -23,6 +23,9 @@ HINTS = {
     "stream_stale": "check the collector and the network: journalctl -u fluxforge-collector EXCHANGE=<name>",
     "gaps": "the stream reconnects often: check network quality and journalctl -u fluxforge-collector EVENT=stream_gap (or stream_reconnect)",
     "dropped": "rows were lost: the queue overflowed or the disk was full; see EVENT=stream_dropped in the journal",
+    "unrequested": "the exchange sends rows under a symbol not configured on that channel; if it is one of yours "
+                   "under another name (Coinbase: a USDC product's trades/tickers as USD), add "
+                   "`aliases: {REPORTED: CONFIGURED}` to the exchange entry",
     "disk_full_events": "the collector ran out of space: free disk space (docs/operations.md, full disk)",
     "disk_high": "retention deletes only data verified in S3: check fluxforge-sync runs and succeeds "
                  "(journalctl -u fluxforge-sync EVENT=retention_blocked_by_unsynced_data)",
@@ -92,6 +95,11 @@ def check(facts: dict[str, Any], cfg: Config) -> list[StatusWarning]:
     dropped = sum(s["dropped_last_hour"] for s in facts["streams"])
     if dropped > th.max_dropped_per_hour:
         warn("dropped", f"{dropped:,} row(s) dropped in the last hour (limit {th.max_dropped_per_hour})")
+    unrequested = [s for s in facts["streams"] if s.get("unrequested_last_hour")]
+    if unrequested:
+        names = ", ".join(f"{s['exchange']} {s['symbol']}" for s in unrequested[:3])
+        warn("unrequested", f"{sum(s['unrequested_last_hour'] for s in unrequested):,} row(s) in the last hour for "
+                            f"symbols not configured ({names}{', ...' if len(unrequested) > 3 else ''}): not recorded")
     if facts["unreadable"]:
         warn("unreadable_files", f"{len(facts['unreadable'])} unreadable bronze file(s): {facts['unreadable'][0]}")
     disk = facts["disk"]

@@ -41,6 +41,7 @@ class StreamFacts:
     rows_rate_window: int = 0
     events: Counter = field(default_factory=Counter)
     dropped_rows: int = 0
+    unrequested_rows: int = 0   # rows the exchange sent for this symbol although nobody configured it
 
     def as_dict(self, now_ns: int) -> dict[str, Any]:
         age = None if self.last_recv_ns is None else round(max(0, now_ns - self.last_recv_ns) / NS, 3)
@@ -55,6 +56,7 @@ class StreamFacts:
             "rate_per_s": round(self.rows_rate_window / covered, 3),
             "gaps_last_hour": sum(n for e, n in self.events.items() if e in RESET_EVENTS),
             "dropped_last_hour": self.dropped_rows,
+            "unrequested_last_hour": self.unrequested_rows,
             "events_last_hour": dict(sorted(self.events.items())),
         }
 
@@ -152,6 +154,8 @@ def _add_events(table: pa.Table, window_start: int, facts) -> None:
         f.events[row["event"]] += 1
         if row["event"] == "dropped":
             f.dropped_rows += row.get("count") or 1
+        elif row["event"] == "unrequested":
+            f.unrequested_rows += row.get("count") or 1
 
 
 def stream_report(result: ScanResult, now_ns: int, configured: list[tuple[str, str]]) -> list[dict[str, Any]]:

@@ -70,7 +70,7 @@ def test_dead_stall_monitor_is_logged_recorded_and_restarted(tmp_path):
         exchange = ccxt.pro.binance()
         try:
             recorder = Recorder(RowQueue(100, "drop"), {"binance": 10})
-            monitor = StallMonitor(exchange, "binance", ["trades"], SYMBOLS, cfg.collector, recorder)
+            monitor = StallMonitor(exchange, "binance", {"trades": SYMBOLS}, cfg.collector, recorder)
             exchange.clients = {"wss://broken": object()}     # check() fails on it: AttributeError
             task = asyncio.create_task(supervised("stall-monitor", "binance", monitor.run, recorder,
                                                   Backoff(0.01, 0.02)))

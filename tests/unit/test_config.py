@@ -39,7 +39,7 @@ def test_example_config_is_valid_and_complete():
     ({"collector": {"flush_intervall": 1}}, "collector.flush_intervall: unknown key"),
     ({"collector": {"flush_interval": -1}}, "collector.flush_interval"),
     ({"exchanges": [{"name": "binance", "symbols": ["BTCUSDT"]}]}, "exchanges.0.symbols"),
-    ({"exchanges": [{"name": "binance", "symbols": ["BTC/USDT"], "channels": ["book"]}]}, "exchanges.0.channels.0"),
+    ({"exchanges": [{"name": "binance", "symbols": ["BTC/USDT"], "channels": ["book"]}]}, "exchanges.0.channels: Value error, 'book' is not a channel"),
     ({"etl": {"features": {"ofi_levels": 20, "max_levels": 10}}}, "etl.features"),
     ({"etl": {"features": {"horizons": [5, 1]}}}, "etl.features.horizons"),
     ({"sync": {"enabled": True}}, "bucket is required"),

@@ -255,9 +255,6 @@ WARNINGS = [  # (old config, the old key warned about, a phrase of what to do in
      "ccxt.exchanges.binance.channels.watchOHLCV", "no bronze channel"),
     ({"ccxt": {"exchanges": {"binance": {"channels": {"watchBidsAsks": ["BTC/USDT"], "watchTrades": ["BTC/USDT"]}}}}},
      "ccxt.exchanges.binance.channels.watchBidsAsks", "no bronze channel"),
-    ({"ccxt": {"exchanges": {"binance": {"channels": {"watchTrades": ["BTC/USDT", "ETH/USDT"],
-                                                      "watchOrderBook": ["BTC/USDT"]}}}}},
-     "ccxt.exchanges.binance.channels.watchOrderBook", "orderbook is also collected for 1 more symbol(s) (ETH/USDT)"),
     ({"ccxt": {"exchanges": {"binance": {"channels": {"watchTrades": ["A/B"]}, "options": {"tradesLimit": 1}}}}},
      "ccxt.exchanges.binance.options.tradesLimit", "queue_max_mb"),
     ({"ccxt": {"exchanges": {"binance": {"channels": {"watchTrades": ["A/B"]},
@@ -304,6 +301,18 @@ def test_each_key_without_equivalent_warns_with_what_to_do(old, key, phrase):
     tr = translate(old)
     hits = [message for k, message in tr.warnings if k == key]
     assert hits and any(phrase in m for m in hits), tr.warnings
+
+
+def test_per_method_symbol_lists_become_per_channel_lists():
+    old = {"ccxt": {"exchanges": {"binance": {"channels": {"watchTradesForSymbols": ["BTC/USDT", "ETH/USDT"],
+                                                           "watchOrderBook": ["BTC/USDT"]}}}}}
+    tr = translate(old)
+    assert not tr.warnings
+    x = parse_config(yaml.safe_load(render(tr, "old.yaml", "Daedalus"))).exchanges[0]
+    assert x.channel_symbols() == {"orderbook": ["BTC/USDT"], "trades": ["BTC/USDT", "ETH/USDT"]}
+    same = translate({"ccxt": {"exchanges": {"okx": {"channels": {"watchTrades": ["A/B"], "watchTicker": ["A/B"]}}}}})
+    assert same.config["exchanges"][0]["symbols"] == ["A/B"]
+    assert same.config["exchanges"][0]["channels"] == ["trades", "ticker"]
 
 
 def test_an_exchange_left_out_leaves_no_credential_behind():
