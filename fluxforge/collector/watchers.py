@@ -33,10 +33,12 @@ import ccxt
 from ..config import CollectorConfig, ExchangeConfig
 from ..logs import get_logger
 from .backoff import Backoff
+from .channel_support import channel_problems
 from .recorder import Recorder
 
 log = get_logger("fluxforge.collector.watchers")
-_GROUPED = {"orderbook": "watchOrderBookForSymbols", "trades": "watchTradesForSymbols", "ticker": "watchTickers"}
+_GROUPED = {"orderbook": "watchOrderBookForSymbols", "trades": "watchTradesForSymbols", "ticker": "watchTickers",
+            "ohlcv": "watchOHLCVForSymbols", "bidsasks": "watchBidsAsks"}
 
 
 def own_cancellation() -> bool:
@@ -54,11 +56,12 @@ class StreamWatcher:
     """Keeps one channel of one exchange (for a group of symbols) subscribed."""
 
     def __init__(self, exchange: Any, exchange_id: str, channel: str, symbols: list[str],
-                 cfg: CollectorConfig, recorder: Recorder):
+                 cfg: CollectorConfig, recorder: Recorder, timeframes: list[str] = ()):
         self.exchange = exchange
         self.exchange_id = exchange_id
         self.channel = channel
         self.symbols = symbols
+        self.timeframes = list(timeframes)  # ohlcv only
         self.cfg = cfg
         self.recorder = recorder
         self.backoff = Backoff(cfg.reconnect_backoff_initial, cfg.reconnect_backoff_max)
@@ -66,6 +69,12 @@ class StreamWatcher:
 
     def _watch(self) -> Any:
         ex, syms = self.exchange, self.symbols
+        if self.channel == "bidsasks":  # ccxt's watch_bids_asks takes a symbol list
+            return ex.watch_bids_asks(syms)
+        if self.channel == "ohlcv":
+            if len(syms) > 1 or len(self.timeframes) > 1 or ex.has.get(_GROUPED["ohlcv"]):
+                return ex.watch_ohlcv_for_symbols([[s, tf] for s in syms for tf in self.timeframes])
+            return ex.watch_ohlcv(syms[0], self.timeframes[0])
         if len(syms) > 1 or ex.has.get(_GROUPED[self.channel]):
             if self.channel == "orderbook":
                 return ex.watch_order_book_for_symbols(syms)
@@ -184,6 +193,13 @@ class ExchangeRunner:
                 self.recorder.event(self.xcfg.name, None, None, "error", f"load_markets: {type(e).__name__}: {e}"[:300])
             await asyncio.sleep(backoff.next_delay())
 
+    def _supported_channels(self) -> list[str]:
+        """The configured channels the exchange can serve; each other one is an `error` event, once."""
+        problems = channel_problems(self.exchange, list(self.xcfg.channels), self.xcfg.ohlcv_timeframes)
+        for ch, reason in problems.items():
+            self.recorder.event(self.xcfg.name, None, ch, "error", f"channel {ch!r} not collected: {reason}"[:300])
+        return [ch for ch in self.xcfg.channels if ch not in problems]
+
     async def run(self) -> None:
         await self._load_markets()
         markets = self.exchange.markets or {}
@@ -194,14 +210,17 @@ class ExchangeRunner:
                 self.recorder.event(self.xcfg.name, s, None, "error", f"unknown symbol {s!r} on {self.xcfg.name}; skipped")
         if not self.symbols:
             return
-        grouped = {ch: bool(self.exchange.has.get(_GROUPED[ch])) for ch in self.xcfg.channels}
-        for ch in self.xcfg.channels:
+        channels = self._supported_channels()
+        grouped = {ch: bool(self.exchange.has.get(_GROUPED[ch])) for ch in channels}
+        for ch in channels:
             groups = [self.symbols] if grouped[ch] else [[s] for s in self.symbols]
-            self.watchers += [StreamWatcher(self.exchange, self.xcfg.name, ch, g, self.cfg, self.recorder) for g in groups]
-        self.monitor = StallMonitor(self.exchange, self.xcfg.name, list(self.xcfg.channels), self.symbols,
-                                    self.cfg, self.recorder)
+            tfs = self.xcfg.ohlcv_timeframes
+            tf_groups = ([tfs] if grouped[ch] else [[tf] for tf in tfs]) if ch == "ohlcv" else [[]]
+            self.watchers += [StreamWatcher(self.exchange, self.xcfg.name, ch, g, self.cfg, self.recorder, t)
+                              for g in groups for t in tf_groups]
+        self.monitor = StallMonitor(self.exchange, self.xcfg.name, channels, self.symbols, self.cfg, self.recorder)
         log.info("exchange_started", exchange=self.xcfg.name, symbols=len(self.symbols),
-                 channels=list(self.xcfg.channels), grouped=grouped)
+                 channels=channels, grouped=grouped)
         backoff = lambda: Backoff(self.cfg.reconnect_backoff_initial, self.cfg.reconnect_backoff_max)  # noqa: E731
         name = self.xcfg.name
         await asyncio.gather(supervised("stall-monitor", name, self.monitor.run, self.recorder, backoff()),
