@@ -16,7 +16,7 @@ from aiohttp import web
 
 from .book import BookState
 from .book_window import TopWindow
-from .events import BookUpdate, Event
+from .events import BookUpdate, Event, sent_id, sent_values
 from .sentlog import SentLog
 
 MAX_QUEUED_FRAMES = 50_000
@@ -63,12 +63,13 @@ class Connection:
         self.hub.subscribers.get((symbol, channel), set()).discard(self)
 
     def enqueue(self, frame: str, symbol: str | None = None, channel: str | None = None,
-                ident: int | None = None, snapshot: bool = False) -> None:
-        """Queue a frame; with `channel`, its sending is recorded (a book `snapshot` separately)."""
+                ident: int | None = None, snapshot: bool = False, values: tuple | None = None) -> None:
+        """Queue a frame; with `channel`, its sending is recorded (a book `snapshot` separately;
+        `values`: what the sent-log keeps of the message besides its id, see `events.sent_values`)."""
         if self.closed:
             return
         try:
-            self.queue.put_nowait((frame, symbol, channel, ident, snapshot))
+            self.queue.put_nowait((frame, symbol, channel, ident, snapshot, values))
         except asyncio.QueueFull:
             self.hub.sent.fault("overflow_disconnect", protocol=self.protocol, path=self.request.path)
             self.abort()
@@ -88,7 +89,7 @@ class Connection:
 
     async def sender(self) -> None:
         while True:
-            frame, symbol, channel, ident, snapshot = await self.queue.get()
+            frame, symbol, channel, ident, snapshot, values = await self.queue.get()
             if self.stalled():
                 continue  # socket open, nothing sent: the frame is lost, not recorded
             delay = self.hub.slow_delay()
@@ -103,7 +104,7 @@ class Connection:
             if snapshot:
                 self.hub.sent.snapshot(self.protocol, symbol, ident)
             elif channel is not None:
-                self.hub.sent.sent(self.protocol, symbol, channel, ident)
+                self.hub.sent.sent(self.protocol, symbol, channel, ident, values)
 
     async def _heartbeats(self) -> None:
         while not self.closed:
@@ -184,8 +185,7 @@ class Hub:
         for conn in list(self.subscribers.get((event.symbol, event.channel), ())):
             frame = conn.encode(event)
             if frame is not None:
-                ident = event.last_id if isinstance(event, BookUpdate) else getattr(event, "trade_id", None)
-                conn.enqueue(frame, event.symbol, event.channel, ident)
+                conn.enqueue(frame, event.symbol, event.channel, sent_id(event), values=sent_values(event))
 
     def protocols_subscribed(self, symbol: str, channel: str) -> set[str]:
         return {c.protocol for c in self.subscribers.get((symbol, channel), ())}
