@@ -188,17 +188,29 @@ class ExchangeTap:
         elif isinstance(result, BaseCache):
             if "trades" in self.channels:
                 self._observe_trades(result, recv_ns)
-        elif isinstance(result, dict) and "symbol" in result and ("bid" in result or "last" in result):
-            symbol = result["symbol"]
-            if symbol not in self.symbols:
-                return
-            # ccxt keeps what watch_bids_asks resolves in `exchange.bidsasks`, tickers in `exchange.tickers`
-            bid_ask = self.exchange is not None and (self.exchange.bidsasks or {}).get(symbol) is result
-            if bid_ask:
-                if "bidsasks" in self.channels and self._first_in_frame("bidsasks", symbol):
-                    self.recorder.bid_ask(self.exchange_id, symbol, result, recv_ns)
-            elif "ticker" in self.channels and self._first_in_frame("ticker", symbol):
-                self.recorder.ticker(self.exchange_id, symbol, result, recv_ns)
+        elif isinstance(result, dict):
+            if "symbol" in result:
+                if "bid" in result or "last" in result:
+                    self._observe_quote(result, recv_ns, batch=False)
+            elif result:  # a batch `{symbol: ticker}` (watch_tickers, OKX's tickers channel)
+                for value in result.values():
+                    if not (isinstance(value, dict) and "symbol" in value):
+                        break
+                    self._observe_quote(value, recv_ns, batch=True)
+
+    def _observe_quote(self, ticker: dict, recv_ns: int, batch: bool) -> None:
+        """A ticker or a best bid/ask: ccxt keeps what `watch_bids_asks` resolves in `exchange.bidsasks`
+        and tickers in `exchange.tickers` (OKX fills both from one tickers frame, as two objects)."""
+        symbol = ticker["symbol"]
+        if symbol not in self.symbols:
+            return
+        ex = self.exchange
+        bid_ask = ex is not None and (ex.bidsasks or {}).get(symbol) is ticker
+        is_ticker = ex is not None and (ex.tickers or {}).get(symbol) is ticker
+        if bid_ask and "bidsasks" in self.channels and self._first_in_frame("bidsasks", symbol):
+            self.recorder.bid_ask(self.exchange_id, symbol, ticker, recv_ns)
+        if (is_ticker or not (bid_ask or batch)) and "ticker" in self.channels and self._first_in_frame("ticker", symbol):
+            self.recorder.ticker(self.exchange_id, symbol, ticker, recv_ns)
 
     def _observe_trades(self, cache: Any, recv_ns: int) -> None:
         """Record the trades appended to `cache` since we last saw it (identity walk from the end)."""
