@@ -12,8 +12,8 @@ from __future__ import annotations
 import asyncio
 import subprocess
 
-from collector_support import (collector_command, drained, exchange_entry, logged_errors, ready_tables, rows_of,
-                               subprocess_env, wait_until, write_config)
+from collector_support import (collector_command, drained, exchange_entry, logged_errors, make_config, ready_tables,
+                               rows_of, running_collector, subprocess_env, wait_until, write_config)
 from test_collector_e2e import binance_entry
 
 from fluxforge.loopback import LoopbackExchange, SimOptions
@@ -104,5 +104,26 @@ def test_unsupported_channel_is_refused_at_start(tmp_path):
                 assert proc.returncode == 78, out.decode()[-2000:]
                 assert message in out.decode(), out.decode()[-2000:]
             assert not (tmp_path / "data" / "segments").exists() or not any((tmp_path / "data" / "segments").rglob("*.parquet"))
+
+    asyncio.run(asyncio.wait_for(body(), 120))
+
+
+def test_okx_ticker_rows_are_whole_tickers(tmp_path):
+    """OKX's tickers frame makes ccxt resolve a bid/ask-only object (its `bidsasks` entry) before the
+    full ticker: the ticker row must be the full ticker (it used to be the bid/ask object)."""
+    async def body():
+        async with LoopbackExchange("sim", SYMBOLS[:1], sim=SimOptions(rate=10, ticker_interval=0.3, seed=3)) as lx:
+            cfg = make_config(tmp_path, [exchange_entry(lx, "okx", SYMBOLS[:1], channels=["ticker"])])
+            async with running_collector(cfg) as collector:
+                await wait_until(lambda: lx.sent.stream("okx", SYMBOLS[0], "ticker").messages >= 5, 60,
+                                 what="okx tickers sent")
+                lx.freeze()
+                await drained(lx, collector)
+        tables = ready_tables(tmp_path)
+        tickers = rows_of(tables["ticker"], exchange="okx")
+        assert len(tickers) == lx.sent.stream("okx", SYMBOLS[0], "ticker").messages >= 5
+        for t in tickers:
+            assert None not in (t["bid"], t["ask"], t["last"], t["open"], t["high"], t["low"], t["base_volume"]), t
+        assert tables["bidsasks"].num_rows == 0
 
     asyncio.run(asyncio.wait_for(body(), 120))
