@@ -113,3 +113,26 @@ def test_config_channels_and_timeframes():
                          ({"channels": ["candles"]}, "'ohlcv' or 'bidsasks'")):
         with pytest.raises(ValidationError, match=message):
             ExchangeConfig(name="binance", symbols=["BTC/USDT"], **bad)
+
+
+def test_status_counts_candle_and_quote_rows_as_fresh_data(tmp_path):
+    """A symbol collected only as ohlcv / bidsasks is not reported silent by `fluxforge status`."""
+    import time
+
+    import pyarrow as pa
+
+    from fluxforge.bronze.finish import build_segment
+    from fluxforge.bronze.segments import SegmentStore
+    from fluxforge.observe.stream_health import scan
+
+    now = time.time_ns()
+    store = SegmentStore(tmp_path / "segments").ensure()
+    candles, quotes = new_buffers()["ohlcv"], new_buffers()["bidsasks"]
+    for i in range(3):
+        candles.add("binance", "BTC/USDT", "1m", [60_000, 1, 1, 1, 1, 1], now - i)
+    quotes.add("binance", "ETH/USDT", {"bid": 1.0, "ask": 2.0}, now)
+    build_segment(store, "pi01", {"ohlcv": pa.Table.from_batches([candles.to_batch()]),
+                                  "bidsasks": pa.Table.from_batches([quotes.to_batch()])})
+    streams = scan(store, now, 3600).streams
+    assert streams[("binance", "BTC/USDT")].rows_last_hour == 3
+    assert streams[("binance", "ETH/USDT")].rows_last_hour == 1
