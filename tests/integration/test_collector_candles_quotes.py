@@ -127,3 +127,20 @@ def test_okx_ticker_rows_are_whole_tickers(tmp_path):
         assert tables["bidsasks"].num_rows == 0
 
     asyncio.run(asyncio.wait_for(body(), 120))
+
+
+def test_unsupported_channel_outside_collect_is_an_event_not_a_stop(tmp_path):
+    """A collector started without `fluxforge collect`'s check (demo, tests) records one `error`
+    event for the channel it cannot serve and collects the others."""
+    async def body():
+        async with LoopbackExchange("sim", SYMBOLS[:1], sim=SimOptions(rate=20, trades_per_update=1.0, seed=4)) as lx:
+            cfg = make_config(tmp_path, [exchange_entry(lx, "coinbase", SYMBOLS[:1], channels=["trades", "bidsasks"])])
+            async with running_collector(cfg) as collector:
+                await wait_until(lambda: collector.recorder.last_seen.get(("coinbase", "trades", SYMBOLS[0])), 60,
+                                 what="coinbase trades recorded")
+        tables = ready_tables(tmp_path)
+        refused = [e for e in rows_of(tables["events"], event="error") if e["channel"] == "bidsasks"]
+        assert len(refused) == 1 and "has no watchBidsAsks" in refused[0]["reason"], refused
+        assert rows_of(tables["trades"], exchange="coinbase") and tables["bidsasks"].num_rows == 0
+
+    asyncio.run(asyncio.wait_for(body(), 120))
