@@ -15,6 +15,7 @@ channel of which.  A symbol in `symbols` that no channel collects is an error: w
 """
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -22,7 +23,9 @@ from pydantic import Field, field_validator, model_validator
 from .config_base import StrictModel, distinct_partitions
 from .etl.naming import symbol_path_value
 
-CHANNELS = ("orderbook", "trades", "ticker")
+CHANNELS = ("orderbook", "trades", "ticker", "ohlcv", "bidsasks")
+DEFAULT_CHANNELS = ("orderbook", "trades", "ticker")
+TIMEFRAME = re.compile(r"[1-9][0-9]*[smhdwMy]")  # ccxt's unified timeframe form: 1m, 4h, 1d, 1M
 # the depth-limited (partial, top-N snapshot) book streams each exchange offers, by levels per side
 # (docs/operations.md, "Book depth at the source"): Binance `<sym>@depth<N>@100ms`, OKX `books5`
 PARTIAL_BOOK_DEPTHS: dict[str, tuple[int, ...]] = {"binance": (5, 10, 20), "binanceus": (5, 10, 20), "okx": (5,)}
@@ -50,8 +53,9 @@ class ExchangeConfig(StrictModel):
     name: str = Field(..., description="ccxt.pro exchange id, e.g. binance, okx")
     ccxt: dict[str, Any] = Field(default_factory=dict)
     symbols: list[str] = Field(..., min_length=1)
-    channels: list[str] | dict[str, list[str] | str] = Field(default_factory=lambda: list(CHANNELS))
+    channels: list[str] | dict[str, list[str] | str] = Field(default_factory=lambda: list(DEFAULT_CHANNELS))
     book_depth: int = Field(50, ge=1, le=1000)
+    ohlcv_timeframes: list[str] = Field(default_factory=lambda: ["1m"], min_length=1)
     book_stream: Literal["full", "partial"] = Field(
         "full", description="full: the diff stream, every delta in bronze; partial: the exchange's top-N snapshots")
     partial_depth: int | None = Field(None, description="levels per side of the partial stream (book_stream: partial)")
@@ -109,6 +113,7 @@ class ExchangeConfig(StrictModel):
             raise ValueError(f"partial_depth: {self.name} offers partial books of "
                              f"{', '.join(map(str, allowed))} levels per side ({got})")
         return self
+
     @field_validator("channels", mode="before")
     @classmethod
     def _shape(cls, v: Any) -> Any:
@@ -166,3 +171,13 @@ class ExchangeConfig(StrictModel):
             return {ch: list(self.symbols) for ch in CHANNELS if ch in self.channels}
         return {ch: list(self.symbols) if self.channels[ch] == ALL else list(self.channels[ch])
                 for ch in CHANNELS if ch in self.channels}
+
+    @field_validator("ohlcv_timeframes")
+    @classmethod
+    def _timeframes(cls, v: list[str]) -> list[str]:
+        for tf in v:
+            if not TIMEFRAME.fullmatch(tf):
+                raise ValueError(f"{tf!r} is not a ccxt timeframe like '1m', '5m', '1h', '1d'")
+        if len(set(v)) != len(v):
+            raise ValueError("ohlcv_timeframes must be unique")
+        return v

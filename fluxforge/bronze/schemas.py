@@ -74,12 +74,33 @@ TICKER = pa.schema(_COMMON + [
     pa.field("percentage", pa.float64()),
 ])
 
+# One row per candle update (ccxt `watch_ohlcv`): an open candle is re-sent while it is open,
+# and every update is kept (bronze is raw).  `timestamp` is the candle's OPEN time (ccxt's
+# OHLCV[0]; the exchange's event time is not part of ccxt's candle); the final value of a
+# candle is the last row (in recv_ns order) per (exchange, symbol, timeframe, timestamp).
+OHLCV = pa.schema(_COMMON + [
+    pa.field("timeframe", pa.string(), nullable=False),  # ccxt unified timeframe, e.g. '1m'
+    pa.field("open", pa.float64()),
+    pa.field("high", pa.float64()),
+    pa.field("low", pa.float64()),
+    pa.field("close", pa.float64()),
+    pa.field("volume", pa.float64()),    # base units traded in the candle so far
+])
+
+# One row per best bid / best ask update (ccxt `watch_bids_asks`, Binance `bookTicker`).
+BIDSASKS = pa.schema(_COMMON + [
+    pa.field("bid", pa.float64()),
+    pa.field("bid_size", pa.float64()),
+    pa.field("ask", pa.float64()),
+    pa.field("ask_size", pa.float64()),
+])
+
 # Gap / resync / reconnect / dropped / stall / disk_full / error markers, so the
 # ETL can reset stateful features across them and operators can audit them.
 EVENTS = pa.schema([
     pa.field("exchange", pa.string(), nullable=False),
     pa.field("symbol", pa.string()),     # null = whole exchange
-    pa.field("channel", pa.string()),    # orderbook | trades | ticker | null
+    pa.field("channel", pa.string()),    # orderbook | trades | ticker | ohlcv | bidsasks | null
     pa.field("timestamp", pa.int64()),   # ms, local clock (exchange time unknown at a gap)
     pa.field("recv_ns", pa.int64(), nullable=False),
     pa.field("event", pa.string(), nullable=False),
@@ -91,6 +112,8 @@ CHANNEL_SCHEMAS: dict[str, pa.Schema] = {
     "orderbook": ORDERBOOK,
     "trades": TRADES,
     "ticker": TICKER,
+    "ohlcv": OHLCV,
+    "bidsasks": BIDSASKS,
     "events": EVENTS,
 }
 

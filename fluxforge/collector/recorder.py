@@ -13,7 +13,7 @@ from typing import Any
 
 from ..logs import get_logger
 from .row_queue import ROW_BYTES, RowQueue, row_bytes
-from .rows import BadRow, BookBuffer, TickerBuffer, TradeBuffer
+from .rows import BadRow, BidAskBuffer, BookBuffer, OhlcvBuffer, TickerBuffer, TradeBuffer
 
 log = get_logger("fluxforge.collector")
 
@@ -116,6 +116,15 @@ class Recorder:
     def ticker(self, exchange: str, symbol: str, ticker: dict, recv_ns: int) -> None:
         self.last_seen[(exchange, "ticker", symbol)] = recv_ns
         self._admit(exchange, "ticker", symbol, TickerBuffer.prepare, ticker, recv_ns)
+
+    def candle(self, exchange: str, symbol: str, timeframe: str, candle: list, recv_ns: int) -> None:
+        """One candle update (`[open ms, o, h, l, c, v]`), as received: an open candle recurs until it closes."""
+        self.last_seen[(exchange, "ohlcv", symbol)] = recv_ns
+        self._admit(exchange, "ohlcv", symbol, OhlcvBuffer.prepare, timeframe, candle, recv_ns)
+
+    def bid_ask(self, exchange: str, symbol: str, ticker: dict, recv_ns: int) -> None:
+        self.last_seen[(exchange, "bidsasks", symbol)] = recv_ns
+        self._admit(exchange, "bidsasks", symbol, BidAskBuffer.prepare, ticker, recv_ns)
 
     def _admit(self, exchange: str, channel: str, symbol: str, prepare, *args, nbytes: int = ROW_BYTES) -> bool:
         """Check the row's values first (a bad row is dropped alone, with a reason), then queue it.

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from ..bronze.schemas import BOOK_DELTA, BOOK_SNAPSHOT, CHANNEL_SCHEMAS, EVENTS, ORDERBOOK, TICKER
+from ..bronze.schemas import BIDSASKS, BOOK_DELTA, BOOK_SNAPSHOT, CHANNEL_SCHEMAS, EVENTS, OHLCV, ORDERBOOK, TICKER
 
 _chain = chain.from_iterable
 INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
@@ -230,25 +230,37 @@ class BookBuffer(ChannelBuffer):
         return good
 
 
-class TradeBuffer(ChannelBuffer):
+class RowBuffer(ChannelBuffer):
+    """A channel of plain columns: `prepare` (per channel) gives the row in schema order."""
+
     __slots__ = ()
+    CHANNEL = ""
 
     def __init__(self) -> None:
-        super().__init__("trades")
+        super().__init__(self.CHANNEL)
 
     @staticmethod
-    def prepare(exchange: str, symbol: str, trade: dict, recv_ns: int) -> tuple:
-        return (exchange, symbol, as_int64("timestamp", trade.get("timestamp")), recv_ns, as_str(trade.get("id")),
-                as_float("price", trade.get("price")), as_float("amount", trade.get("amount")),
-                as_str(trade.get("side")))
+    def prepare(exchange: str, symbol: str, *args: Any) -> tuple:
+        raise NotImplementedError
 
     def append(self, row: tuple) -> None:
         for col, v in zip(self.cols.values(), row):
             col.append(v)
         self.rows += 1
 
-    def add(self, exchange: str, symbol: str, trade: dict, recv_ns: int) -> None:
-        self.append(self.prepare(exchange, symbol, trade, recv_ns))
+    def add(self, exchange: str, symbol: str, *args: Any) -> None:
+        self.append(self.prepare(exchange, symbol, *args))
+
+
+class TradeBuffer(RowBuffer):
+    __slots__ = ()
+    CHANNEL = "trades"
+
+    @staticmethod
+    def prepare(exchange: str, symbol: str, trade: dict, recv_ns: int) -> tuple:
+        return (exchange, symbol, as_int64("timestamp", trade.get("timestamp")), recv_ns, as_str(trade.get("id")),
+                as_float("price", trade.get("price")), as_float("amount", trade.get("amount")),
+                as_str(trade.get("side")))
 
 
 # bronze ticker column -> ccxt unified ticker key
@@ -261,24 +273,49 @@ _TICKER_KEYS = [(name, key) for name, key in [
 assert [n for n, _ in _TICKER_KEYS] == TICKER.names[4:]
 
 
-class TickerBuffer(ChannelBuffer):
+class TickerBuffer(RowBuffer):
     __slots__ = ()
-
-    def __init__(self) -> None:
-        super().__init__("ticker")
+    CHANNEL = "ticker"
 
     @staticmethod
     def prepare(exchange: str, symbol: str, ticker: dict, recv_ns: int) -> tuple:
         return (exchange, symbol, as_int64("timestamp", ticker.get("timestamp")), recv_ns,
                 *(as_float(key, ticker.get(key)) for _name, key in _TICKER_KEYS))
 
-    def append(self, row: tuple) -> None:
-        for col, v in zip(self.cols.values(), row):
-            col.append(v)
-        self.rows += 1
 
-    def add(self, exchange: str, symbol: str, ticker: dict, recv_ns: int) -> None:
-        self.append(self.prepare(exchange, symbol, ticker, recv_ns))
+_OHLCV_VALUES = ("open", "high", "low", "close", "volume")  # ccxt OHLCV[1:6]
+assert OHLCV.names[5:] == list(_OHLCV_VALUES)
+
+
+class OhlcvBuffer(RowBuffer):
+    """Candle updates as ccxt parsed them: `[open time ms, open, high, low, close, volume]`."""
+
+    __slots__ = ()
+    CHANNEL = "ohlcv"
+
+    @staticmethod
+    def prepare(exchange: str, symbol: str, timeframe: str, candle: list, recv_ns: int) -> tuple:
+        if not isinstance(candle, (list, tuple)) or not candle:
+            raise BadRow(f"candle {candle!r} is not a list")
+        values = list(candle[1:6]) + [None] * (6 - min(len(candle), 6))
+        return (exchange, symbol, as_int64("timestamp", candle[0]), recv_ns, str(timeframe),
+                *(as_float(name, v) for name, v in zip(_OHLCV_VALUES, values)))
+
+
+_BIDASK_KEYS = (("bid", "bid"), ("bid_size", "bidVolume"), ("ask", "ask"), ("ask_size", "askVolume"))
+assert [n for n, _ in _BIDASK_KEYS] == BIDSASKS.names[4:]
+
+
+class BidAskBuffer(RowBuffer):
+    """Best bid / ask updates: the ccxt ticker `watch_bids_asks` resolves (bid, bidVolume, ask, askVolume)."""
+
+    __slots__ = ()
+    CHANNEL = "bidsasks"
+
+    @staticmethod
+    def prepare(exchange: str, symbol: str, ticker: dict, recv_ns: int) -> tuple:
+        return (exchange, symbol, as_int64("timestamp", ticker.get("timestamp")), recv_ns,
+                *(as_float(key, ticker.get(key)) for _name, key in _BIDASK_KEYS))
 
 
 class EventBuffer(ChannelBuffer):
@@ -303,7 +340,8 @@ class EventBuffer(ChannelBuffer):
 
 def new_buffers() -> dict[str, ChannelBuffer]:
     buffers: dict[str, ChannelBuffer] = {
-        "orderbook": BookBuffer(), "trades": TradeBuffer(), "ticker": TickerBuffer(), "events": EventBuffer(),
+        "orderbook": BookBuffer(), "trades": TradeBuffer(), "ticker": TickerBuffer(), "ohlcv": OhlcvBuffer(),
+        "bidsasks": BidAskBuffer(), "events": EventBuffer(),
     }
     assert set(buffers) == set(CHANNEL_SCHEMAS) and EVENTS is CHANNEL_SCHEMAS["events"]
     return buffers

@@ -28,7 +28,8 @@ It also
   staggered, and marks the symbol's next book row as a `resync`.
 
 Only the public structures ccxt itself returns are read (OrderBook, trade
-caches, ticker dicts), so nothing here is specific to one exchange.
+caches, ticker dicts, `exchange.bidsasks`, the OHLCV caches of `candle_tap.py`),
+so nothing here is specific to one exchange.
 """
 from __future__ import annotations
 
@@ -36,11 +37,12 @@ import time
 from typing import Any
 
 import ccxt
-from ccxt.async_support.base.ws.cache import BaseCache
+from ccxt.async_support.base.ws.cache import ArrayCacheByTimestamp, BaseCache
 from ccxt.async_support.base.ws.order_book import OrderBook
 
 from ..logs import get_logger
 from .book_tap import RecordingOrderBook, message_links
+from .candle_tap import install_candle_caches
 from .recorder import Recorder
 from .snapshot_gate import SnapshotGate
 
@@ -66,6 +68,7 @@ class ExchangeTap:
         self._seen: set[tuple[str, str]] = set()  # (channel, symbol) recorded in this frame
         self._last_trade: dict[int, Any] = {}     # id(trade cache) -> last trade object recorded
         self.tap_errors = 0
+        self.exchange: Any = None           # the tapped exchange (set by `tapped_exchange_class`'s client())
 
     # -- hooks installed on each ccxt websocket client ---------------------------
     def install(self, client: Any) -> None:
@@ -179,9 +182,22 @@ class ExchangeTap:
             self.recorder.book_delta(self.exchange_id, symbol, book, recv_ns, prev_nonce, checksum,
                                      bid_log, ask_log)
 
+    # -- candles (candle_tap.py) ---------------------------------------------------
+    def candle(self, symbol: str, timeframe: str, candle: list) -> None:
+        """ccxt parsed one candle update of `symbol` (called from inside its handler)."""
+        if symbol not in self.symbols or "ohlcv" not in self.channels:
+            return
+        try:
+            self.recorder.candle(self.exchange_id, symbol, timeframe, candle, self.recv_ns or time.time_ns())
+        except Exception as e:  # never break ccxt because of a recording bug
+            self.tap_errors += 1
+            log.exception("tap_error", exchange=self.exchange_id, error=str(e))
+
     # -- classification of what ccxt resolved ------------------------------------
     def observe(self, result: Any) -> None:
         recv_ns = self.recv_ns or time.time_ns()
+        if isinstance(result, ArrayCacheByTimestamp):
+            return  # candles: recorded one by one as ccxt appends them (candle_tap.py)
         if isinstance(result, OrderBook):
             if isinstance(result, RecordingOrderBook):
                 if result.rows:
@@ -193,11 +209,31 @@ class ExchangeTap:
                     self.recorder.book(self.exchange_id, symbol, result, recv_ns)
         elif isinstance(result, BaseCache):
             self._observe_trades(result, recv_ns)
-        elif isinstance(result, dict) and "symbol" in result and ("bid" in result or "last" in result):
-            if self._first_in_frame("ticker", result["symbol"]):
-                symbol = self.ours("ticker", result["symbol"])
-                if symbol is not None:
-                    self.recorder.ticker(self.exchange_id, symbol, result, recv_ns)
+        elif isinstance(result, dict):
+            if "symbol" in result:
+                if "bid" in result or "last" in result:
+                    self._observe_quote(result, recv_ns, batch=False)
+            elif result:  # a batch `{symbol: ticker}` (watch_tickers, OKX's tickers channel)
+                for value in result.values():
+                    if not (isinstance(value, dict) and "symbol" in value):
+                        break
+                    self._observe_quote(value, recv_ns, batch=True)
+
+    def _observe_quote(self, ticker: dict, recv_ns: int, batch: bool) -> None:
+        """A ticker or a best bid/ask: ccxt keeps what `watch_bids_asks` resolves in `exchange.bidsasks`
+        and tickers in `exchange.tickers` (OKX fills both from one tickers frame, as two objects)."""
+        reported = ticker["symbol"]
+        ex = self.exchange
+        bid_ask = ex is not None and (ex.bidsasks or {}).get(reported) is ticker
+        is_ticker = ex is not None and (ex.tickers or {}).get(reported) is ticker
+        if bid_ask and self._first_in_frame("bidsasks", reported):
+            symbol = self.ours("bidsasks", reported)
+            if symbol is not None:
+                self.recorder.bid_ask(self.exchange_id, symbol, ticker, recv_ns)
+        if (is_ticker or not (bid_ask or batch)) and self._first_in_frame("ticker", reported):
+            symbol = self.ours("ticker", reported)
+            if symbol is not None:
+                self.recorder.ticker(self.exchange_id, symbol, ticker, recv_ns)
 
     def _observe_trades(self, cache: Any, recv_ns: int) -> None:
         """Record the trades appended to `cache` since we last saw it (identity walk from the end)."""
@@ -223,9 +259,18 @@ def tapped_exchange_class(base: type, tap: ExchangeTap) -> type:
 
     class Tapped(base):  # type: ignore[misc, valid-type]
         def client(self, url: str) -> Any:
+            tap.exchange = self
             c = super().client(url)
             tap.install(c)
             return c
+
+        async def watch_ohlcv(self, symbol: str, timeframe: str = "1m", *args: Any, **kw: Any) -> Any:
+            install_candle_caches(self, [(symbol, timeframe)], tap.candle)
+            return await super().watch_ohlcv(symbol, timeframe, *args, **kw)
+
+        async def watch_ohlcv_for_symbols(self, symbols_and_timeframes: list, *args: Any, **kw: Any) -> Any:
+            install_candle_caches(self, [(s, tf) for s, tf in symbols_and_timeframes], tap.candle)
+            return await super().watch_ohlcv_for_symbols(symbols_and_timeframes, *args, **kw)
 
         def order_book(self, snapshot: Any = {}, depth: Any = None) -> Any:  # noqa: B006 (ccxt's signature)
             return RecordingOrderBook(snapshot, depth, on_reset=tap.book_reset)

@@ -34,11 +34,13 @@ import ccxt
 from ..config import CollectorConfig, ExchangeConfig
 from ..logs import get_logger
 from .backoff import Backoff
+from .channel_support import channel_problems
 from .recorder import Recorder
 from .watch_plan import plan_watches
 
 log = get_logger("fluxforge.collector.watchers")
-_GROUPED = {"orderbook": "watchOrderBookForSymbols", "trades": "watchTradesForSymbols", "ticker": "watchTickers"}
+_GROUPED = {"orderbook": "watchOrderBookForSymbols", "trades": "watchTradesForSymbols", "ticker": "watchTickers",
+            "ohlcv": "watchOHLCVForSymbols", "bidsasks": "watchBidsAsks"}
 
 
 def own_cancellation() -> bool:
@@ -56,12 +58,14 @@ class StreamWatcher:
     """Keeps one channel of one exchange (for a group of symbols) subscribed."""
 
     def __init__(self, exchange: Any, exchange_id: str, channel: str, symbols: list[str],
-                 cfg: CollectorConfig, recorder: Recorder, partial_depth: int | None = None):
+                 cfg: CollectorConfig, recorder: Recorder, partial_depth: int | None = None,
+                 timeframes: list[str] = ()):
         self.exchange = exchange
         self.partial_depth = partial_depth  # books from the exchange's top-N stream (partial_books.py)
         self.exchange_id = exchange_id
         self.channel = channel
         self.symbols = symbols
+        self.timeframes = list(timeframes)  # ohlcv only
         self.cfg = cfg
         self.recorder = recorder
         self.backoff = Backoff(cfg.reconnect_backoff_initial, cfg.reconnect_backoff_max)
@@ -71,6 +75,12 @@ class StreamWatcher:
         ex, syms = self.exchange, self.symbols
         if self.partial_depth is not None and self.channel == "orderbook":
             return ex.watch_partial_book(syms[0], self.partial_depth)
+        if self.channel == "bidsasks":  # ccxt's watch_bids_asks takes a symbol list
+            return ex.watch_bids_asks(syms)
+        if self.channel == "ohlcv":
+            if len(syms) > 1 or len(self.timeframes) > 1 or ex.has.get(_GROUPED["ohlcv"]):
+                return ex.watch_ohlcv_for_symbols([[s, tf] for s in syms for tf in self.timeframes])
+            return ex.watch_ohlcv(syms[0], self.timeframes[0])
         if len(syms) > 1 or ex.has.get(_GROUPED[self.channel]):
             if self.channel == "orderbook":
                 return ex.watch_order_book_for_symbols(syms)
@@ -188,6 +198,13 @@ class ExchangeRunner:
                 self.recorder.event(self.xcfg.name, None, None, "error", f"load_markets: {type(e).__name__}: {e}"[:300])
             await asyncio.sleep(backoff.next_delay())
 
+    def _supported_channels(self) -> list[str]:
+        """The configured channels the exchange can serve; each other one is an `error` event, once."""
+        problems = channel_problems(self.exchange, list(self.xcfg.channels), self.xcfg.ohlcv_timeframes)
+        for ch, reason in problems.items():
+            self.recorder.event(self.xcfg.name, None, ch, "error", f"channel {ch!r} not collected: {reason}"[:300])
+        return [ch for ch in self.xcfg.channels if ch not in problems]
+
     async def run(self) -> None:
         await self._load_markets()
         # a partial book stream is watched per symbol (Binance: one raw-stream connection each)
@@ -199,14 +216,21 @@ class ExchangeRunner:
         self.symbols = plan.symbols
         if not self.symbols:
             return
+        supported = set(self._supported_channels())
         partial = self.xcfg.partial_depth if self.xcfg.book_stream == "partial" else None
-        self.watchers = [StreamWatcher(self.exchange, self.xcfg.name, w.channel, list(w.symbols), self.cfg,
-                                       self.recorder, partial if w.channel == "orderbook" else None)
-                         for w in plan.watches]
-        self.monitor = StallMonitor(self.exchange, self.xcfg.name, plan.channel_symbols, self.cfg, self.recorder)
+        tfs = self.xcfg.ohlcv_timeframes
+        for w in plan.watches:
+            if w.channel not in supported:
+                continue
+            tf_groups = ([tfs] if w.channel in grouped else [[tf] for tf in tfs]) if w.channel == "ohlcv" else [[]]
+            self.watchers += [StreamWatcher(self.exchange, self.xcfg.name, w.channel, list(w.symbols), self.cfg,
+                                            self.recorder, partial if w.channel == "orderbook" else None, t)
+                              for t in tf_groups]
+        channel_symbols = {ch: syms for ch, syms in plan.channel_symbols.items() if ch in supported}
+        self.monitor = StallMonitor(self.exchange, self.xcfg.name, channel_symbols, self.cfg, self.recorder)
         log.info("exchange_started", exchange=self.xcfg.name, symbols=len(self.symbols),
-                 channels={ch: len(syms) for ch, syms in plan.channel_symbols.items()},
-                 watches=len(plan.watches), grouped=sorted(grouped), isolate_books=self.xcfg.isolate_books)
+                 channels={ch: len(syms) for ch, syms in channel_symbols.items()},
+                 watches=len(self.watchers), grouped=sorted(grouped), isolate_books=self.xcfg.isolate_books)
         backoff = lambda: Backoff(self.cfg.reconnect_backoff_initial, self.cfg.reconnect_backoff_max)  # noqa: E731
         name = self.xcfg.name
         await asyncio.gather(supervised("stall-monitor", name, self.monitor.run, self.recorder, backoff()),

@@ -36,7 +36,13 @@ def run(args: argparse.Namespace) -> int:
     configure_logging(cfg.logging.level, cfg.logging.format, identifier="fluxforge-collector")
     # This process only needs the configured exchanges: load just those (before anything
     # imports ccxt), which roughly halves the collector's memory.
-    exchange_classes([x.name for x in cfg.exchanges], lean=True)
+    classes = exchange_classes([x.name for x in cfg.exchanges], lean=True)
+    from ..collector.channel_support import channel_problems
+
+    for i, x in enumerate(cfg.exchanges):
+        for channel, reason in channel_problems(classes[x.name](), list(x.channels), x.ohlcv_timeframes).items():
+            field = "ohlcv_timeframes" if channel == "ohlcv" and "timeframe" in reason else "channels"
+            raise ConfigError(f"exchanges.{i}.{field}: {channel!r} cannot be collected from {x.name}: {reason}")
     from ..cli import UserError
     from ..collector.app import Collector
     from ..locks import EXIT_ALREADY_RUNNING, LockHeld

@@ -6,7 +6,10 @@ requests `{"method":"SUBSCRIBE"|"UNSUBSCRIBE"|"LIST_SUBSCRIPTIONS","params":[...
 are answered `{"result":null,"id":N}` in order with the data, so ccxt sees the
 ack before the first diff and only then fetches the REST snapshot.  Streams:
 `<sym>@depth` / `<sym>@depth@100ms` (depthUpdate U/u), `<sym>@trade`, `<sym>@ticker`
-(24hrTicker) and `<sym>@miniTicker` (24hrMiniTicker, ccxt's default for watchTickers).  A repeated SUBSCRIBE (ccxt resubscribes after a gap) is acked again.
+(24hrTicker), `<sym>@miniTicker` (24hrMiniTicker, ccxt's default for watchTickers),
+`<sym>@bookTicker` (best bid/ask, no event type or time: ccxt's watchBidsAsks) and
+`<sym>@kline_<interval>` (kline, re-sent while the candle is open: ccxt's watchOHLCV,
+which fetches no REST klines first).  A repeated SUBSCRIBE (ccxt resubscribes after a gap) is acked again.
 Partial book depth streams `<sym>@depth<5|10|20>` / `...@100ms`: the top-N book as Binance
 documents it, `{"lastUpdateId", "bids", "asks"}` (no event type, no symbol: a raw stream is
 named by its URL), cut from the authoritative book after each update (Binance pushes one per
@@ -20,12 +23,14 @@ from functools import partial
 
 from aiohttp import web
 
-from .events import BookUpdate, Event, Ticker, Trade, binance_id, split_symbol
+from .events import BookTicker, BookUpdate, Event, Kline, Ticker, Trade, binance_id, split_symbol
 from .hub import Connection, loopback
+from .quotes import TIMEFRAME_MS
 
 PROTOCOL = "binance"
 STREAM_CHANNELS = {"depth": "orderbook", "depth@100ms": "orderbook", "depth@1000ms": "orderbook",
-                   "trade": "trades", "ticker": "ticker", "miniTicker": "ticker"}
+                   "trade": "trades", "ticker": "ticker", "miniTicker": "ticker", "bookTicker": "bidsasks",
+                   **{f"kline_{tf}": "ohlcv" for tf in TIMEFRAME_MS}}
 
 
 MINI_TICKER_FIELDS = ("E", "s", "c", "o", "h", "l", "v", "q")
@@ -136,10 +141,10 @@ class BinanceConnection(Connection):
         channel = "orderbook" if kind in PARTIAL_STREAMS else STREAM_CHANNELS.get(kind)
         return (symbol, channel) if symbol and channel else None
 
-    def deliver(self, event: Event, ident: int | None) -> None:
+    def deliver(self, event: Event) -> None:
         depth = self.partial.get(event.symbol)
         if depth is None or not isinstance(event, BookUpdate):
-            return super().deliver(event, ident)
+            return super().deliver(event)
         last_id, bids, asks = self.hub.books[event.symbol].snapshot(depth)
         frame = json.dumps({"lastUpdateId": last_id, "bids": [list(b) for b in bids],
                             "asks": [list(a) for a in asks]}, separators=(",", ":"))
@@ -187,8 +192,8 @@ class BinanceConnection(Connection):
                 self.streams.discard(name)
                 if target and name.partition("@")[2] in PARTIAL_STREAMS:
                     self.partial.pop(target[0], None)
-                if target:
-                    self.unsubscribe(*target)
+                if target and not any(self.parse_stream(other) == target for other in self.streams):
+                    self.unsubscribe(*target)  # (klines: the last interval of the symbol)
             self.send_json({"result": None, "id": rid})
         elif method == "LIST_SUBSCRIPTIONS":
             self.send_json({"result": sorted(self.streams), "id": rid})
@@ -196,6 +201,8 @@ class BinanceConnection(Connection):
             self.send_json({"error": {"code": 2, "msg": f"Invalid request: unknown method {method!r}"}, "id": rid})
 
     def encode(self, event: Event) -> str | None:
+        if isinstance(event, Kline) and f"{binance_id(event.symbol).lower()}@kline_{event.timeframe}" not in self.streams:
+            return None  # another interval of a symbol whose klines this connection follows
         message = to_message(event)
         if isinstance(event, Ticker) and event.symbol in self.mini_tickers:
             message = {"e": "24hrMiniTicker", **{k: message[k] for k in MINI_TICKER_FIELDS}}
@@ -222,4 +229,13 @@ def to_message(event: Event) -> dict:
                 "v": f"{event.base_volume:.8f}", "q": f"{event.quote_volume:.8f}",
                 "O": event.open_ts_ms, "C": event.ts_ms, "F": event.first_trade_id,
                 "L": event.last_trade_id, "n": event.trade_count}
+    if isinstance(event, BookTicker):  # spot bookTicker: no event type, no event time
+        return {"u": event.update_id, "s": sid, "b": event.bid, "B": event.bid_qty, "a": event.ask,
+                "A": event.ask_qty}
+    if isinstance(event, Kline):
+        return {"e": "kline", "E": event.ts_ms, "s": sid, "k": {
+            "t": event.open_ms, "T": event.close_ms, "s": sid, "i": event.timeframe, "f": event.first_trade_id,
+            "L": event.last_trade_id, "o": event.open, "c": event.close, "h": event.high, "l": event.low,
+            "v": event.volume, "n": event.trades, "x": event.closed, "q": event.quote_volume, "V": "0",
+            "Q": "0", "B": "0"}}
     raise TypeError(f"no Binance message for {type(event).__name__}")

@@ -60,7 +60,62 @@ class Ticker:
     channel: str = "ticker"
 
 
-Event = BookUpdate | Trade | Ticker
+@dataclass(slots=True)
+class BookTicker:
+    """The best bid and ask after book update `update_id` (Binance `bookTicker`)."""
+
+    symbol: str
+    update_id: int
+    bid: str
+    bid_qty: str
+    ask: str
+    ask_qty: str
+    channel: str = "bidsasks"
+
+
+@dataclass(slots=True)
+class Kline:
+    """The current state of one candle (re-sent while open; `closed` on its final update)."""
+
+    symbol: str
+    timeframe: str  # Binance interval == ccxt timeframe: 1s, 1m, 5m, 1h, 1d, ...
+    ts_ms: int      # event time
+    open_ms: int
+    close_ms: int   # last ms of the candle
+    open: str
+    high: str
+    low: str
+    close: str
+    volume: str
+    quote_volume: str
+    first_trade_id: int
+    last_trade_id: int
+    trades: int
+    closed: bool
+    channel: str = "ohlcv"
+
+
+Event = BookUpdate | Trade | Ticker | BookTicker | Kline
+
+
+def sent_id(event: Event) -> int | None:
+    """The id the sent-log keeps per message: book update id, trade id, bookTicker `u`, candle open time."""
+    if isinstance(event, BookUpdate):
+        return event.last_id
+    if isinstance(event, BookTicker):
+        return event.update_id
+    if isinstance(event, Kline):
+        return event.open_ms
+    return getattr(event, "trade_id", None)
+
+
+def sent_values(event: Event) -> tuple | None:
+    """What the sent-log keeps of a message's values (channels whose rows carry no id of their own)."""
+    if isinstance(event, BookTicker):
+        return (event.bid, event.bid_qty, event.ask, event.ask_qty)
+    if isinstance(event, Kline):
+        return (event.timeframe, event.open_ms, event.open, event.high, event.low, event.close, event.volume)
+    return None
 
 
 def split_symbol(symbol: str) -> tuple[str, str]:

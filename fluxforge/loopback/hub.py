@@ -16,7 +16,7 @@ from aiohttp import web
 
 from .book import BookState
 from .book_window import TopWindow
-from .events import BookUpdate, Event
+from .events import BookUpdate, Event, sent_id, sent_values
 from .sentlog import SentLog
 
 MAX_QUEUED_FRAMES = 50_000
@@ -53,12 +53,12 @@ class Connection:
     def heartbeat(self) -> None:
         """Called every `heartbeat_interval` while open: protocols with keep-alive frames enqueue one here."""
 
-    def deliver(self, event: Event, ident: int | None) -> None:
+    def deliver(self, event: Event) -> None:
         """Queue `event`'s frame if this connection carries it; a protocol whose subscription turns an
         event into another kind of frame (Binance's partial depth snapshots) overrides this."""
         frame = self.encode(event)
         if frame is not None:
-            self.enqueue(frame, event.symbol, event.channel, ident)
+            self.enqueue(frame, event.symbol, event.channel, sent_id(event), values=sent_values(event))
 
     # -- plumbing --------------------------------------------------------------------------
     def subscribe(self, symbol: str, channel: str) -> None:
@@ -70,12 +70,13 @@ class Connection:
         self.hub.subscribers.get((symbol, channel), set()).discard(self)
 
     def enqueue(self, frame: str, symbol: str | None = None, channel: str | None = None,
-                ident: int | None = None, snapshot: bool = False) -> None:
-        """Queue a frame; with `channel`, its sending is recorded (a book `snapshot` separately)."""
+                ident: int | None = None, snapshot: bool = False, values: tuple | None = None) -> None:
+        """Queue a frame; with `channel`, its sending is recorded (a book `snapshot` separately;
+        `values`: what the sent-log keeps of the message besides its id, see `events.sent_values`)."""
         if self.closed:
             return
         try:
-            self.queue.put_nowait((frame, symbol, channel, ident, snapshot))
+            self.queue.put_nowait((frame, symbol, channel, ident, snapshot, values))
         except asyncio.QueueFull:
             self.hub.sent.fault("overflow_disconnect", protocol=self.protocol, path=self.request.path)
             self.abort()
@@ -95,7 +96,7 @@ class Connection:
 
     async def sender(self) -> None:
         while True:
-            frame, symbol, channel, ident, snapshot = await self.queue.get()
+            frame, symbol, channel, ident, snapshot, values = await self.queue.get()
             if self.stalled():
                 continue  # socket open, nothing sent: the frame is lost, not recorded
             delay = self.hub.slow_delay()
@@ -110,7 +111,7 @@ class Connection:
             if snapshot:
                 self.hub.sent.snapshot(self.protocol, symbol, ident)
             elif channel is not None:
-                self.hub.sent.sent(self.protocol, symbol, channel, ident)
+                self.hub.sent.sent(self.protocol, symbol, channel, ident, values)
 
     async def _heartbeats(self) -> None:
         while not self.closed:
@@ -189,9 +190,8 @@ class Hub:
                     self.sent.dropped(protocol, event.symbol, event.first_id, event.last_id)
                 return
             event = filtered
-        ident = event.last_id if isinstance(event, BookUpdate) else getattr(event, "trade_id", None)
         for conn in list(self.subscribers.get((event.symbol, event.channel), ())):
-            conn.deliver(event, ident)
+            conn.deliver(event)
 
     def protocols_subscribed(self, symbol: str, channel: str) -> set[str]:
         return {c.protocol for c in self.subscribers.get((symbol, channel), ())}

@@ -254,11 +254,11 @@ class KrakenConnection(Connection):
                  "data": [{"symbol": symbol, "bids": wire_levels(bids), "asks": wire_levels(asks), "checksum": crc}]}
         self.enqueue(json.dumps(frame, separators=(",", ":")), symbol, "orderbook", crc, snapshot=True)
 
-    def enqueue(self, frame: str, symbol=None, channel=None, ident=None, snapshot=False) -> None:
+    def enqueue(self, frame: str, symbol=None, channel=None, ident=None, snapshot=False, **kw) -> None:
         """A book update is logged by its checksum: Kraken has no update id."""
         if channel == "orderbook" and not snapshot and symbol in self.checksums:
             ident = self.checksums.pop(symbol)
-        super().enqueue(frame, symbol, channel, ident, snapshot)
+        super().enqueue(frame, symbol, channel, ident, snapshot, **kw)
 
     def encode(self, event: Event) -> str | None:
         if isinstance(event, BookUpdate):

@@ -181,11 +181,11 @@ class OkxConnection(Connection):
         frame = {"arg": {"channel": "books5", "instId": inst_id}, "data": [data]}
         self.enqueue(json.dumps(frame, separators=(",", ":")), symbol, "orderbook", last_id, snapshot=True)
 
-    def deliver(self, event: Event, ident: int | None) -> None:
+    def deliver(self, event: Event) -> None:
         if isinstance(event, BookUpdate) and event.symbol in self.books5:
             self.send_books5(event.symbol)
         else:
-            super().deliver(event, ident)
+            super().deliver(event)
 
     def encode(self, event: Event) -> str | None:
         inst_id = okx_inst_id(event.symbol)

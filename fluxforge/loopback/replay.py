@@ -9,7 +9,8 @@ Several files are merged by receive time; pacing follows the receive times
 divided by `speed` (0 = as fast as the loop allows).  Exchange timestamps are
 kept as captured, so replayed rows carry the capture's dates.  Tickers are
 synthesized every `ticker_interval` seconds of capture time from the trades and
-book (captures hold bookTicker, not 24hrTicker); bookTicker lines are skipped.
+book (captures hold bookTicker, not 24hrTicker), and so are klines (quotes.py);
+bookTicker lines are replayed as they were captured.
 """
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ from pathlib import Path
 
 from .book import BookState, TickerStats
 from .capture import BadLine, CaptureLine, iter_capture, unified_symbol
-from .events import BookUpdate, Event, Trade
+from .events import BookTicker, BookUpdate, Event, Trade
+from .quotes import Candles
 
 SEED_SCAN_LINES = 10_000
 MAX_BAD_LINES_SHOWN = 20
@@ -49,6 +51,7 @@ class CaptureReplay:
         self.bad_lines: list[str] = []
         self.bad_count = self.capture_gaps = self.events = 0
         self.finished = self.frozen = False
+        self.candles = Candles()
         for path in self.files:
             self._seed(path)
         self.symbols = list(self.books)
@@ -115,6 +118,8 @@ class CaptureReplay:
             if kind == "trade":
                 return Trade(symbol, int(data["t"]), int(data["T"]), data["p"], data["q"],
                              "sell" if data["m"] else "buy")
+            if kind is None and isinstance(data, dict) and "u" in data and "b" in data and "a" in data:
+                return BookTicker(symbol, int(data["u"]), data["b"], data["B"], data["a"], data["A"])
         except (KeyError, TypeError, ValueError) as e:
             self.bad_count += 1
             if len(self.bad_lines) < MAX_BAD_LINES_SHOWN:
@@ -142,6 +147,9 @@ class CaptureReplay:
                 await asyncio.sleep(0)  # as fast as possible, but let clients and HTTP run
             self.events += 1
             symbol = event.symbol
+            if isinstance(event, BookTicker):
+                publish(event)  # no exchange time of its own: paced, not a ticker clock
+                continue
             if symbol not in next_ticker_ms:
                 self.tickers[symbol].open_ts_ms = event.ts_ms
             if isinstance(event, BookUpdate):
@@ -152,8 +160,11 @@ class CaptureReplay:
                     self.capture_gaps += 1  # the capture itself has a hole: replay it faithfully
             else:
                 self.tickers[symbol].on_trade(event)
+                self.candles.on_trade(event)
             publish(event)
             if event.ts_ms >= next_ticker_ms.get(symbol, 0):
                 publish(self.tickers[symbol].ticker(self.books[symbol], event.ts_ms))
+                for kline in self.candles.updates(symbol, event.ts_ms):
+                    publish(kline)
                 next_ticker_ms[symbol] = event.ts_ms + self.ticker_interval_ms
         self.finished = True

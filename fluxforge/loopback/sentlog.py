@@ -26,6 +26,7 @@ class StreamLog:
         self._sent_ns = array("q")  # time.time_ns() when each id was sent
         self.dropped: list[tuple[int, int]] = []  # book id ranges withheld by gap faults
         self.snapshots: list[int] = []  # book: update id of each full snapshot served
+        self.values: list[tuple] = []  # bidsasks / ohlcv: each message's values (events.sent_values), in order
         self.truncated = False
 
     @property
@@ -38,8 +39,10 @@ class StreamLog:
         """Send times (ns since the epoch) of `ids`, same order (a copy)."""
         return self._sent_ns.tolist()
 
-    def add(self, ident: int | None, now_ns: int) -> None:
+    def add(self, ident: int | None, now_ns: int, values: tuple | None = None) -> None:
         self.messages += 1
+        if values is not None and len(self.values) < MAX_IDS_PER_STREAM:
+            self.values.append(values)
         if ident is None:
             return
         if self.first_id is None:
@@ -58,6 +61,8 @@ class StreamLog:
         if detail:
             out["ids"] = self.ids
             out["sent_ns"] = self.sent_ns
+            if self.values:
+                out["values"] = [list(v) for v in self.values]
         return out
 
 
@@ -80,8 +85,8 @@ class SentLog:
             log = self.streams[key] = StreamLog()
         return log
 
-    def sent(self, protocol: str, symbol: str, channel: str, ident: int | None) -> None:
-        self.stream(protocol, symbol, channel).add(ident, time.time_ns())
+    def sent(self, protocol: str, symbol: str, channel: str, ident: int | None, values: tuple | None = None) -> None:
+        self.stream(protocol, symbol, channel).add(ident, time.time_ns(), values)
 
     def snapshot(self, protocol: str, symbol: str, last_id: int) -> None:
         """A full book (REST depth or WebSocket snapshot) with this update id was served."""

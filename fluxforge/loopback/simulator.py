@@ -6,8 +6,8 @@ around an integer-tick mid price.  Every step the mid may move one tick (the
 level it crosses is traded through), a few quantities near the top change,
 and a Poisson number of trades hit the best levels and shrink them.  The step
 becomes one BookUpdate whose update-id range counts the changed levels, as on
-Binance, plus Trade events; a Ticker per symbol is emitted every
-`ticker_interval` seconds.
+Binance, plus Trade events and a BookTicker when the best bid or ask changed; a
+Ticker and the symbol's klines (quotes.py) are emitted every `ticker_interval` seconds.
 """
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from .book import BookState, TickerStats
 from .events import BookUpdate, Event, Trade, split_symbol
+from .quotes import Candles, TopOfBook
 
 # Plausible starting prices and Binance-like tick sizes so charts look familiar;
 # any other base starts between 50 and 150 with a 0.01 tick.
@@ -149,6 +150,8 @@ class SimMarket:
             book.load(10_000_000 * (i + 1), bids, asks)
             self.books[symbol] = book
             self.tickers[symbol] = TickerStats(symbol, sim.mid * sim.tick, ts)
+        self.top = TopOfBook()   # bookTicker after each book update that moved the best bid/ask
+        self.candles = Candles()  # klines of every timeframe, pushed with the tickers
         self.slots = 0  # symbol steps taken so far (round-robin over symbols)
         self.frozen = False  # tests freeze the market to compare a client's book with ours
 
@@ -171,8 +174,12 @@ class SimMarket:
             [(sim.px(t), f"{q:.5f}") for t, q in bid_changes.items()],
             [(sim.px(t), f"{q:.5f}") for t, q in ask_changes.items()],
         ))
+        quote = self.top.after_update(book)  # the hub applied the update to `book` while publishing it
+        if quote is not None:
+            publish(quote)
         for trade in trades:
             self.tickers[symbol].on_trade(trade)
+            self.candles.on_trade(trade)
             publish(trade)
 
     async def run(self, publish: Callable[[Event], None]) -> None:
@@ -195,7 +202,10 @@ class SimMarket:
                 self.slots += 1
             for symbol, due_at in next_ticker.items():
                 if now >= due_at:
-                    publish(self.tickers[symbol].ticker(self.books[symbol], now_ms()))
+                    ts = now_ms()
+                    publish(self.tickers[symbol].ticker(self.books[symbol], ts))
+                    for kline in self.candles.updates(symbol, ts):
+                        publish(kline)
                     next_ticker[symbol] = max(due_at + interval, now)
             next_slot = start + self.slots / slot_rate
             await asyncio.sleep(max(0.0, min(next_slot, *next_ticker.values()) - loop.time()))

@@ -25,7 +25,7 @@ from ..bronze.segments import STATES, SegmentId, SegmentStore
 
 WINDOW_S = 3600          # "the last hour": gaps, drops, message counts
 RATE_WINDOW_S = 300      # message rate is measured over the last five minutes
-DATA_CHANNELS = ("orderbook", "trades", "ticker")
+DATA_CHANNELS = tuple(c for c in CHANNEL_SCHEMAS if c != "events")  # every data channel counts as fresh data
 NS = 1_000_000_000
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from fluxforge.collector.watch_plan import Watch, plan_watches
 from fluxforge.config import ConfigError, parse_config
-from fluxforge.config_exchange import CHANNELS, ExchangeConfig
+from fluxforge.config_exchange import CHANNELS, DEFAULT_CHANNELS, ExchangeConfig
 
 FIFTY = [f"C{i:02d}/USDT" for i in range(50)]
 
@@ -28,7 +28,7 @@ def config_error(**kw) -> str:
 def test_a_channel_list_collects_every_symbol_on_every_channel():
     x = entry(symbols=["BTC/USDT", "ETH/USDT"], channels=["trades", "orderbook"])
     assert x.channel_symbols() == {"orderbook": ["BTC/USDT", "ETH/USDT"], "trades": ["BTC/USDT", "ETH/USDT"]}
-    assert entry(symbols=["BTC/USDT"]).channel_symbols() == {ch: ["BTC/USDT"] for ch in CHANNELS}
+    assert entry(symbols=["BTC/USDT"]).channel_symbols() == {ch: ["BTC/USDT"] for ch in DEFAULT_CHANNELS}
 
 
 def test_a_channel_map_needs_no_symbols_and_fills_them_in():
@@ -48,7 +48,7 @@ def test_all_in_a_map_means_the_entry_symbols_and_lists_add_their_own():
 @pytest.mark.parametrize("kw, needle", [
     ({"channels": {"orderbook": ["BTCUSDT"]}}, "orderbook: 'BTCUSDT' is not a ccxt unified symbol"),
     ({"channels": {"trades": ["/USDT"]}}, "trades: '/USDT' is not a ccxt unified symbol"),
-    ({"channels": {"book": ["BTC/USDT"]}}, "'book' is not a channel (one of orderbook, trades, ticker)"),
+    ({"channels": {"book": ["BTC/USDT"]}}, "'book' is not a channel (one of orderbook, trades, ticker, ohlcv, bidsasks)"),
     ({"symbols": ["BTC/USDT"], "channels": ["book"]}, "'book' is not a channel"),
     ({"symbols": ["BTC/USDT"], "channels": "orderbook"}, "a list of channels"),
     ({"channels": {"trades": ["BTC/USDT", "BTC/USDT"]}}, "trades: symbols must be unique"),

@@ -45,7 +45,8 @@ def test_finish_writes_parquet_and_manifest(store):
     ready = finish_segment(seg.path, store)
     assert ready.parent == store.dir("ready") and not seg.path.exists()
     names = sorted(p.name for p in ready.iterdir())
-    assert names == ["events.parquet", "manifest.json", "orderbook.parquet", "ticker.parquet", "trades.parquet"]
+    assert names == ["bidsasks.parquet", "events.parquet", "manifest.json", "ohlcv.parquet", "orderbook.parquet",
+                     "ticker.parquet", "trades.parquet"]
     m = read_manifest(ready)
     assert m["segment"] == ready.name and m["host"] == "pi01" and m["seq"] == seg.id.seq
     assert m["recovered"] is False and m["torn_batches_dropped"] == 0
