@@ -75,3 +75,17 @@ cdef inline void agg_row(const Agg* a, double* o) noexcept nogil:
     o[16] = a.maxq
     o[17] = 1.0 if a.n == 0 else 0.0
     o[18] = <double>(a.n - a.nbuy - a.nsell)
+
+
+cdef inline bint trade_usable(int64_t ts, double px, double q, int64_t* last_ts,
+                              int64_t* n_invalid, int64_t* n_late) noexcept nogil:
+    """The trade kernels' input rule: a non-finite or non-positive price or amount is invalid, a
+    trade older than the time already processed is late (both counted, not used); else time moves on."""
+    if not (isfinite(px) and isfinite(q) and px > 0.0 and q > 0.0):
+        n_invalid[0] += 1
+        return 0
+    if ts < last_ts[0]:
+        n_late[0] += 1
+        return 0
+    last_ts[0] = ts
+    return 1

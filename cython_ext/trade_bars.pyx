@@ -22,7 +22,7 @@ from libc.stdint cimport int64_t, int8_t
 from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy
 
-from trade_agg cimport Agg, agg_add, agg_clear, agg_row
+from trade_agg cimport Agg, agg_add, agg_clear, agg_row, trade_usable
 
 cdef int64_t NO_TIME = -9223372036854775807 - 1
 
@@ -396,13 +396,8 @@ cdef class InfoBarEngine:
                 px = tpx[j]
                 q = tamt[j]
                 j += 1
-                if not (isfinite(px) and isfinite(q) and px > 0.0 and q > 0.0):
-                    self.b.n_invalid += 1
+                if not trade_usable(tts[j - 1], px, q, &self.b.last_ts, &self.b.n_invalid, &self.b.n_late):
                     continue
-                if tts[j - 1] < self.b.last_ts:
-                    self.b.n_late += 1
-                    continue
-                self.b.last_ts = tts[j - 1]
                 err = self._trade(tts[j - 1], px, q, tside[j - 1])
         if err:
             raise MemoryError()

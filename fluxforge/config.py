@@ -116,8 +116,12 @@ class TradeOptions(StrictModel):
                                      description="trade time bars, whole seconds; [] disables them")
     volume_bar_size: float = Field(0.0, ge=0.0, description="base units per volume bar; 0 disables them")
     dollar_bar_size: float = Field(1_000_000.0, ge=0.0, description="quote units per dollar bar; 0 disables them")
+    per_trade: bool = Field(False, description="write features/trades/, one row per trade (opt-in: a busy symbol "
+                            "makes millions of rows a day)")
+    horizons: list[int] = Field(default_factory=lambda: [5, 60, 300],
+                                description="per-trade rolling windows, whole seconds")
 
-    @field_validator("bar_durations")
+    @field_validator("bar_durations", "horizons")
     @classmethod
     def _bar_durations(cls, v: list[int]) -> list[int]:
         return FeatureOptions._bar_durations(v)

@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 from ..config import TradeOptions
 from ..features import book_arrays, trade_layout
 
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2: per-trade features (trade_features.pyx) in the state
 Products = dict[tuple[str, int], pa.Table]  # (tree, parameter e.g. duration s) -> rows
 
 
@@ -33,16 +33,23 @@ def options_for(base: TradeOptions, overrides: dict, key: tuple[str, str]) -> Tr
 
 
 class TradeProducts:
-    """Trade time bars, volume and dollar bars of one symbol; streaming, checkpointable."""
+    """Trade time bars, volume and dollar bars, per-trade rows of one symbol; streaming, checkpointable."""
 
     def __init__(self, options: TradeOptions | None = None):
         from .._kernels.trade_bars import InfoBarEngine, TradeBarEngine  # compiled: imported when first needed
+        from .._kernels.trade_features import TradeFeatureEngine
 
         self.options = options or TradeOptions()
         self._bars = TradeBarEngine([int(d) * 1000 for d in self.options.bar_durations])
         self._info = {tree: InfoBarEngine(size, tree == trade_layout.DOLLAR_BARS)
                       for tree, size in ((trade_layout.VOLUME_BARS, self.options.volume_bar_size),
                                          (trade_layout.DOLLAR_BARS, self.options.dollar_bar_size)) if size > 0}
+        self._per_trade = TradeFeatureEngine([int(h) * 1000 for h in self.options.horizons]) \
+            if self.options.per_trade else None
+
+    def _kernels(self) -> dict:
+        """Every kernel by its name in the checkpoint."""
+        return {"bars": self._bars, **self._info, **({trade_layout.TRADES: self._per_trade} if self._per_trade else {})}
 
     def stats(self) -> dict[str, int]:
         return self._bars.stats()
@@ -66,6 +73,11 @@ class TradeProducts:
             rows = kernel.process(tts, px, amt, side, res)
             if len(rows):
                 out[(tree, 0)] = trade_layout.info_bar_table(rows)
+        if self._per_trade is not None:
+            rows, index = self._per_trade.process(tts, px, amt, side, res)
+            if len(rows):
+                out[(trade_layout.TRADES, 0)] = trade_layout.per_trade_table(
+                    self.options.horizons, rows, _trade_ids(trades).take(pa.array(index)), side[index])
         return out
 
     def _tables(self, blocks: list[np.ndarray]) -> Products:
@@ -74,7 +86,7 @@ class TradeProducts:
                 for d, rows in zip(self.options.bar_durations, blocks) if len(rows)}
 
     def get_state(self) -> bytes:
-        kernels = {"bars": self._bars, **self._info}
+        kernels = self._kernels()
         return json.dumps({"version": STATE_VERSION, "options": self.options.model_dump(mode="json"),
                            **{name: {k: base64.b64encode(v).decode("ascii") for k, v in kernel.get_state().items()}
                               for name, kernel in kernels.items()}}).encode()
@@ -88,11 +100,17 @@ class TradeProducts:
                 raise ValueError("unsupported trade-products checkpoint version")
             if payload["options"] != products.options.model_dump(mode="json"):
                 raise ValueError("checkpoint was written with different trade options")
-            for name, kernel in {"bars": products._bars, **products._info}.items():
+            for name, kernel in products._kernels().items():
                 kernel.set_state({k: base64.b64decode(v) for k, v in payload[name].items()})
         except (KeyError, TypeError, AttributeError, json.JSONDecodeError) as exc:
             raise ValueError(f"corrupt trade-products checkpoint: {exc!r}") from None
         return products
+
+
+def _trade_ids(trades: pa.Table | None) -> pa.ChunkedArray:
+    if trades is not None and "trade_id" in trades.column_names:
+        return trades.column("trade_id")
+    return pa.chunked_array([pa.nulls(0 if trades is None else trades.num_rows, pa.string())])
 
 
 @dataclass

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from .layout import typed_bars
+from .layout import TS_TYPE, typed_bars
 
 # Kernel row order (trade_bars.pyx `_emit`); `duration` is added after `timestamp`.
 TRADE_BAR_FIELDS = [
@@ -28,7 +28,7 @@ INFO_BAR_TIMES = frozenset({"timestamp", "start_ts", "end_ts"})
 TRADE_BARS = "trade_bars"
 VOLUME_BARS = "volume_bars"
 DOLLAR_BARS = "dollar_bars"
-# tree names under features/ (etl/naming.py trade_partition: trade_bars/ adds interval=<d>s)
+# tree names under features/ (etl/naming.py trade_partition: trade_bars/ adds interval=<d>s; trades/ below)
 
 
 def trade_bar_table(duration_s: int, rows: np.ndarray) -> pa.Table:
@@ -43,3 +43,40 @@ def info_bar_table(rows: np.ndarray) -> pa.Table:
         raise ValueError(f"kernel block has shape {rows.shape}, layout names {len(fields)} fields")
     start, end = rows[:, fields.index("start_ts")], rows[:, fields.index("end_ts")]
     return typed_bars(fields, rows, (end - start) / 1000.0, TRADE_BAR_INT, INFO_BAR_TIMES)
+
+
+# Per-trade rows (trade_features.pyx TradeFeatureEngine): the kernel's block holds PER_TRADE_KERNEL then,
+# per horizon, PER_TRADE_ROLLING; `trade_id`, `side` and `is_buy` come from the input trades.
+TRADES = "trades"
+PER_TRADE_KERNEL = ["timestamp", "price", "amount", "dollar_volume", "signed_volume", "log_return"]
+PER_TRADE_ROLLING = ["vwap", "volume", "dollar_volume", "trade_count", "buy_ratio", "realized_var", "tfi"]
+
+
+def per_trade_fields(horizons: list[int]) -> list[str]:
+    """Column names of features/trades/ in file order, for `etl.trades.horizons` (whole seconds)."""
+    return (["timestamp", "trade_id", "price", "amount", "side", "is_buy"] + PER_TRADE_KERNEL[3:]
+            + [f"{name}_{int(h)}s" for h in horizons for name in PER_TRADE_ROLLING])
+
+
+def per_trade_table(horizons: list[int], rows: np.ndarray, trade_ids: pa.Array, side: np.ndarray) -> pa.Table:
+    """Typed per-trade table from the kernel's block, the rows' trade ids and sides (+1/-1/0).
+
+    An unknown side (0) is null in `side`, `is_buy` and `signed_volume`."""
+    kernel = PER_TRADE_KERNEL + [f"{name}_{int(h)}s" for h in horizons for name in PER_TRADE_ROLLING]
+    if rows.ndim != 2 or rows.shape[1] != len(kernel) or len(trade_ids) != len(rows) or len(side) != len(rows):
+        raise ValueError(f"kernel block has shape {rows.shape}, layout names {len(kernel)} fields")
+    cols = dict(zip(kernel, rows.T))
+    unknown = side == 0
+    out: dict[str, pa.Array] = {
+        "timestamp": pa.array(cols["timestamp"].astype(np.int64), type=pa.int64()).cast(TS_TYPE),
+        "trade_id": trade_ids.cast(pa.string()),
+        "price": pa.array(cols["price"]), "amount": pa.array(cols["amount"]),
+        "side": pa.array(np.where(side > 0, "buy", "sell"), type=pa.string(), mask=unknown),
+        "is_buy": pa.array(side > 0, mask=unknown),
+        "dollar_volume": pa.array(cols["dollar_volume"]),
+        "signed_volume": pa.array(cols["signed_volume"], mask=unknown),
+        "log_return": pa.array(cols["log_return"]),
+    }
+    for name in kernel[len(PER_TRADE_KERNEL):]:
+        out[name] = pa.array(cols[name].astype(np.int64) if name.startswith("trade_count_") else cols[name])
+    return pa.table(out)

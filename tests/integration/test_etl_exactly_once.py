@@ -16,7 +16,7 @@ from fluxforge.config import FeatureOptions, TradeOptions
 from fluxforge.etl.runner import EtlRunner
 
 FEATURES = {"bar_durations": [1, 5, 60], "hf_emit_interval": 0.5}
-TRADES = {"volume_bar_size": 0.7, "dollar_bar_size": 5_000.0}
+TRADES = {"volume_bar_size": 0.7, "dollar_bar_size": 5_000.0, "per_trade": True}
 KILLS = 20
 
 
@@ -75,7 +75,7 @@ def test_sigkill_at_random_moments_gives_identical_tree(tmp_path):
 
     a, b = tree_files(ref / "features"), tree_files(data / "features")
     assert a.keys() == b.keys()
-    for tree in ("hf", "bars", "trade_bars", "volume_bars", "dollar_bars"):  # the trade products are covered too
+    for tree in ("hf", "bars", "trade_bars", "volume_bars", "dollar_bars", "trades"):  # the trade products too
         assert any(k.startswith(tree + "/") for k in a), tree
     for k in a:
         assert tables_equal(a[k], b[k]), k

@@ -15,8 +15,8 @@ from fluxforge.config import FeatureOptions, TradeOptions
 from fluxforge.etl.runner import EtlRunner
 
 FEATURES = {"bar_durations": [1, 5, 60], "hf_emit_interval": 0.5}
-TRADES = TradeOptions(volume_bar_size=0.7, dollar_bar_size=5_000.0)
-TRADE_TREES = ("trade_bars", "volume_bars", "dollar_bars")
+TRADES = TradeOptions(volume_bar_size=0.7, dollar_bar_size=5_000.0, per_trade=True)
+TRADE_TREES = ("trade_bars", "volume_bars", "dollar_bars", "trades")
 
 
 @pytest.fixture(scope="module")

@@ -70,3 +70,14 @@ def market(n_books: int, levels: int = 20, seed: int = 0, step_ms: int = 100, tr
     price = np.where(side == "buy", ask_px[where, 0], bid_px[where, 0])
     amount = np.round(rng.lognormal(-1.0, 1.0, n_tr), 5) + 1e-5
     return books, trade_table(t_ts, price, amount, side.astype(object))
+
+
+def trade_table(rows: list[tuple]) -> pa.Table:
+    """(ts ms, trade id, price, amount, side) tuples as a bronze-shaped trades table (the trade tests' input)."""
+    return pa.table({
+        "timestamp": pa.array([r[0] for r in rows], pa.int64()),
+        "trade_id": pa.array([r[1] for r in rows], pa.string()),
+        "price": pa.array([r[2] for r in rows], pa.float64()),
+        "amount": pa.array([r[3] for r in rows], pa.float64()),
+        "side": pa.array([r[4] for r in rows], pa.string()),
+    })

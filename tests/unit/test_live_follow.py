@@ -25,6 +25,7 @@ from fluxforge.etl.runner import EtlRunner
 OPTIONS = FeatureOptions(hf_emit_interval=1.0, bar_durations=[5])
 TRADES_LATE_NS = 3_000_000_000  # trades arrive 3 s after their exchange time
 FLUSH_NS = 500_000_000
+TRADES = TradeOptions(bar_durations=[1, 5], per_trade=True)
 
 
 def _market() -> dict[str, pa.Table]:
@@ -37,7 +38,7 @@ def _market() -> dict[str, pa.Table]:
 
 def _runner(root) -> EtlRunner:
     runner = EtlRunner(root / "segments", root / "features", root / "state", OPTIONS, row_group_rows=1024,
-                       reorder_window=0.1, trade_options=TradeOptions(bar_durations=[1, 5]))
+                       reorder_window=0.1, trade_options=TRADES)
     runner.keep_outputs = True
     return runner
 
@@ -104,7 +105,7 @@ def test_live_rows_equal_the_parquet_rows_despite_late_rows(tmp_path, handover):
     root, runner, outcome, pubs, live_steps = _run(tmp_path, handover=handover)
     assert outcome.result.late_dropped > 0  # the case where the chunks matter
     truth = {k: row_keys(t) for k, t in landed(root / "features").items()}
-    assert {k[0] for k in truth} >= {"hf", "bars/interval=5s", "trade_bars/interval=1s"}
+    assert {k[0] for k in truth} >= {"hf", "bars/interval=5s", "trade_bars/interval=1s", "trades"}
     assert _by_key(pubs, replay=False) == truth
     assert not _by_key(pubs, replay=True)
     assert live_steps > 0.5 * sum(len(v) for v in truth.values())  # most rows before the segment ended
@@ -118,7 +119,7 @@ def _replayed(root, out):
     from fluxforge.etl.engines import EngineBank
     from fluxforge.etl.segment_job import run_segment
     seg_dir = next((root / "segments" / "done").iterdir())
-    bank = EngineBank(OPTIONS, reorder_ms=100, trade_options=TradeOptions(bar_durations=[1, 5]))
+    bank = EngineBank(OPTIONS, reorder_ms=100, trade_options=TRADES)
     run_segment(seg_dir, bank, out / "features", 1024)
     return landed(out / "features")
 

@@ -17,20 +17,12 @@ from hypothesis import strategies as st
 from fluxforge.config import TradeOptions
 from fluxforge.etl.trade_products import TradeProducts
 from fluxforge.features.trade_layout import DOLLAR_BARS, INFO_BAR_FIELDS, TRADE_BAR_FIELDS, TRADE_BARS, VOLUME_BARS
+from tests.reference.compare import assert_value
+from tests.reference.synthetic import trade_table
 from tests.reference.trade_reference import MAX_EMPTY_BARS, info_bars, trade_bars
 
 DURATIONS = [1, 5, 60]
 SIDES = {"buy": 1, "sell": -1}
-
-
-def trade_table(rows: list[tuple]) -> pa.Table:
-    return pa.table({
-        "timestamp": pa.array([r[0] for r in rows], pa.int64()),
-        "trade_id": pa.array([r[1] for r in rows], pa.string()),
-        "price": pa.array([r[2] for r in rows], pa.float64()),
-        "amount": pa.array([r[3] for r in rows], pa.float64()),
-        "side": pa.array([r[4] for r in rows], pa.string()),
-    })
 
 
 def run_chunked(rows, resets, cuts, untils, durations=DURATIONS, **sizes):
@@ -58,13 +50,7 @@ def assert_rows_equal(got: list[dict], want: list[dict], fields=TRADE_BAR_FIELDS
     for i, (g, w) in enumerate(zip(got, want)):
         assert _ms(g["timestamp"]) == w["timestamp"], i
         for name in [f for f in fields[1:] if f not in ("start_ts", "end_ts")] + ["duration"]:
-            a, b = g[name], w[name]
-            if isinstance(b, float) and math.isnan(b):
-                assert a is not None and math.isnan(a), (i, name, a)
-            elif isinstance(b, float):
-                assert a == pytest.approx(b, rel=1e-9, abs=1e-12), (i, name, a, b)
-            else:
-                assert a == b, (i, name, a, b)
+            assert_value(g[name], w[name], (i, name))
         for name in ("start_ts", "end_ts"):
             if name in fields:
                 assert _ms(g[name]) == w[name], (i, name)
