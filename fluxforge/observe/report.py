@@ -134,7 +134,7 @@ def candles(ax, table: pa.Table, interval_s: int, label: str):
     times = table.column("timestamp").to_numpy(zero_copy_only=False).astype("datetime64[ms]")
     o, h, lo, c = (table.column(k).to_numpy(zero_copy_only=False).astype(float) for k in ("open", "high", "low", "close"))
     width = np.timedelta64(int(interval_s * 800), "ms")
-    colors = np.where(c >= o, "tab:green", "tab:red")
+    colors = _direction_colors(o, c)
     wicks = ax.vlines(times + width // 2, lo, h, colors=colors, linewidth=0.8, label=label)
     bodies = ax.bar(times, np.abs(c - o), bottom=np.minimum(o, c), width=width, align="edge", color=colors,
                     edgecolor=colors, linewidth=0.6)  # the edge keeps a flat (open == close) bar visible
@@ -146,7 +146,13 @@ def volume_bars(ax, table: pa.Table, interval_s: int, label: str):
     times, volume = _xy(table, "volume", 1.0)
     o, c = (table.column(k).to_numpy(zero_copy_only=False).astype(float) for k in ("open", "close"))
     return ax.bar(times, volume, width=np.timedelta64(int(interval_s * 800), "ms"), align="edge", label=label,
-                  color=np.where(c >= o, "tab:green", "tab:red"))
+                  color=_direction_colors(o, c))
+
+
+def _direction_colors(o: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """Green where a bar closed at or above its open, else red (an empty bar before any trade is NaN: red)."""
+    with np.errstate(invalid="ignore"):
+        return np.where(c >= o, "tab:green", "tab:red")
 
 
 def render(series: BarSeries, panels: list[Panel], title: str | None = None):
