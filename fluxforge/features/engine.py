@@ -121,10 +121,6 @@ class FeatureEngine:
         self._stats = dict.fromkeys(_STATS, 0)
 
     @property
-    def max_gap_ms(self) -> int | None:
-        return self._gaps.max_gap_ms
-
-    @property
     def columns(self) -> list[str]:
         """hf column names for these options."""
         return feature_layout.hf_names(self.options)
