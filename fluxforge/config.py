@@ -34,6 +34,7 @@ from .live.settings import LiveConfig, ip_address_text
 
 EX_CONFIG = 78
 DEFAULT_CONFIG_PATH = Path("/etc/fluxforge/config.yaml")
+DEFAULT_MAX_GAP_MS = 60_000  # etl.max_gap_seconds, also what an EngineBank uses when not told
 
 
 
@@ -152,11 +153,18 @@ class EtlConfig(StrictModel):
     max_segment_seconds: float = Field(600.0, gt=0.0, le=DAY, description="watchdog health: longest time one segment may take")
     reorder_window: float = Field(5.0, ge=0.0, le=HOUR, description="seconds of exchange time held back at a segment's end "
                                   "so rows of the next segment that are up to this much older still merge in order")
+    max_gap_seconds: float = Field(DEFAULT_MAX_GAP_MS / 1000, ge=0.001, le=DAY,
+                                   description="a longer hole in exchange time between a symbol's consecutive book rows "
+                                   "(trades) resets its book features (trade products) as a gap event does")
     features: FeatureOptions = Field(default_factory=FeatureOptions)
     trades: TradeOptions = Field(default_factory=TradeOptions)
     symbol_overrides: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description='"exchange:SYMBOL" -> etl.trades options for that symbol only')
     live: LiveConfig = Field(default_factory=LiveConfig)
+
+    @property
+    def max_gap_ms(self) -> int:
+        return int(round(self.max_gap_seconds * 1000))
 
     @field_validator("symbol_overrides")
     @classmethod

@@ -112,9 +112,11 @@ def write_segments(parent: Path, tables: dict[str, pa.Table], n: int, host="test
 
 class LedgerEngine:
     """Contract-shaped engine double: one hf row per book with running totals since the last reset,
-    and closed bars (book count per bar) for each of options.bar_durations."""
+    and closed bars (book count per bar) for each of options.bar_durations.  It takes `max_gap_ms`
+    like the real engine but counts only the resets it is given (time-gap resets are tested on the
+    real engines: tests/unit/test_time_gaps.py)."""
 
-    def __init__(self, options):
+    def __init__(self, options, max_gap_ms=None):
         self.options = options
         self.reset()
 
@@ -129,7 +131,7 @@ class LedgerEngine:
         return pickle.dumps((self.books, self.volume, self.signed, self.resets, self.bars))
 
     @classmethod
-    def from_state(cls, data, options):
+    def from_state(cls, data, options, max_gap_ms=None):
         e = cls(options)
         e.books, e.volume, e.signed, e.resets, e.bars = pickle.loads(data)
         return e

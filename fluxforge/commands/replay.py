@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
             bar.advance(size / 1e6, note=seg_dir.name)
         summary = replay(segments, out, cfg.etl.features, cfg.etl.row_group_rows, on_segment=advance,
                          reorder_window=cfg.etl.reorder_window, trade_options=cfg.etl.trades,
-                         symbol_overrides=cfg.etl.symbol_overrides)
+                         symbol_overrides=cfg.etl.symbol_overrides, max_gap_ms=cfg.etl.max_gap_ms)
     print(f"replayed {len(summary.done)} segments ({summary.books:,} book snapshots) into {out}"
           + (f"; skipped {len(summary.skipped)} unusable" if summary.skipped else ""))
     for name, reason in summary.skipped:

@@ -1,4 +1,4 @@
-"""`fluxforge report`: a PNG chart of mid/microprice, spread, OFI and VPIN from the bars."""
+"""`fluxforge report`: a PNG chart of mid/microprice, spread, OFI and VPIN from the bars, trade-bar candles."""
 from __future__ import annotations
 
 import argparse
@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     from ..observe.report import DEFAULT_DESCRIPTION
     from ._data_dir import add_data_dir_argument
 
-    p = sub.add_parser("report", help="chart mid/microprice, spread, OFI and VPIN of one symbol to a PNG",
+    p = sub.add_parser("report", help="chart mid/microprice, spread, OFI, VPIN and trade candles of one symbol to a PNG",
                        description="Draw a chart of one symbol's bars (features/bars/...) to a PNG file.",
                        epilog=EPILOG % DEFAULT_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_argument(p)

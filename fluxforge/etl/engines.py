@@ -24,7 +24,10 @@ segment k.  This module makes the chunks what a single merged stream would give:
 - a `gap`/`resync`/`reconnect` event row becomes a reset at the exchange time of
   the first book received at or after the event (event times are local-clock,
   book times exchange-clock, so the receive time orders them); an event with no
-  later book in the segment stays *pending* into the next segment.
+  later book in the segment stays *pending* into the next segment;
+- a hole in exchange time longer than `etl.max_gap_seconds` is a reset too: the engines find
+  it themselves (features/time_gaps.py: books in the book engine, trades in the trade
+  products), since only they see their stream in order across chunks and checkpoints.
 
 `EngineBank` owns all symbols' engines and carries and serialises them for checkpoints.
 """
@@ -40,7 +43,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..config import FeatureOptions, TradeOptions
+from ..config import DEFAULT_MAX_GAP_MS, FeatureOptions, TradeOptions
 from .bronze_reader import Key, sort_times
 from .trade_dedupe import drop_repeated
 
@@ -49,9 +52,10 @@ MAX_CARRY_FACTOR = 12  # carry at most 12 reorder windows (1 minute by default) 
 
 
 def options_fingerprint(options: FeatureOptions, trades: TradeOptions | None = None,
-                        overrides: dict | None = None) -> str:
+                        overrides: dict | None = None, max_gap_ms: int | None = None) -> str:
     """Stable hash of the feature (and trade) options: a checkpoint is only valid for the options it was made with."""
     blob = json.dumps(options.model_dump(mode="json"), sort_keys=True).encode()
+    blob += f"max_gap_ms={max_gap_ms}".encode()
     if trades is not None:
         blob += json.dumps(trades.model_dump(mode="json"), sort_keys=True).encode()
     if overrides:
@@ -305,12 +309,14 @@ class EngineBank:
     """All symbols' engines and carries; `snapshot()`/`restore()` are what the checkpoint stores."""
 
     def __init__(self, options: FeatureOptions, engine_class=None, reorder_ms: int = 5000,
-                 trade_options: TradeOptions | None = None, symbol_overrides: dict | None = None):
+                 trade_options: TradeOptions | None = None, symbol_overrides: dict | None = None,
+                 max_gap_ms: int | None = DEFAULT_MAX_GAP_MS):
         self.options = options
         self.reorder_ms = reorder_ms
         self.trade_options = trade_options or TradeOptions()
         self.symbol_overrides = symbol_overrides or {}  # "exchange:SYMBOL" -> etl.trades options
-        self.fingerprint = options_fingerprint(options, self.trade_options, self.symbol_overrides)
+        self.max_gap_ms = max_gap_ms  # etl.max_gap_seconds: a longer hole in a stream resets it
+        self.fingerprint = options_fingerprint(options, self.trade_options, self.symbol_overrides, max_gap_ms)
         self.engine_class = engine_class  # None: fluxforge.features.FeatureEngine
         self.symbols: dict[Key, SymbolState] = {}
 
@@ -320,13 +326,16 @@ class EngineBank:
     def state(self, key: Key) -> SymbolState:
         st = self.symbols.get(key)
         if st is None:
-            st = self.symbols[key] = SymbolState(self._cls()(self.options), products=self._products(key))
+            st = self.symbols[key] = SymbolState(self._cls()(self.options, max_gap_ms=self.max_gap_ms),
+                                                 products=self._products(key))
         return st
 
     def _products(self, key: Key, state: bytes | None = None):
         from .trade_products import TradeProducts, options_for  # compiled kernels: imported when first needed
         opts = options_for(self.trade_options, self.symbol_overrides, key)
-        return TradeProducts(opts) if state is None else TradeProducts.from_state(state, opts)
+        if state is None:
+            return TradeProducts(opts, self.max_gap_ms)
+        return TradeProducts.from_state(state, opts, self.max_gap_ms)
 
     def snapshot(self) -> dict[Key, tuple[bytes, bytes]]:
         out = {}
@@ -340,4 +349,5 @@ class EngineBank:
         self.symbols = {}
         for k, (state, carry_bytes) in snapshot.items():
             carry = Carry.from_bytes(carry_bytes)
-            self.symbols[k] = SymbolState(cls.from_state(state, self.options), carry, self._products(k, carry.products))
+            self.symbols[k] = SymbolState(cls.from_state(state, self.options, max_gap_ms=self.max_gap_ms), carry,
+                                          self._products(k, carry.products))

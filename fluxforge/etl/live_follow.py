@@ -215,7 +215,7 @@ class LiveFollower:
 
     def _begin(self, seg_dir: Path) -> list[Publication]:
         b = self.runner.bank
-        bank = EngineBank(b.options, b.engine_class, b.reorder_ms, b.trade_options, b.symbol_overrides)
+        bank = EngineBank(b.options, b.engine_class, b.reorder_ms, b.trade_options, b.symbol_overrides, b.max_gap_ms)
         fin = self.finished
         bank.restore(fin.state if fin is not None else self.runner.checkpoint.symbols)
         start = fin.name if fin is not None else self.runner.checkpoint.last_segment

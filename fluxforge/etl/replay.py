@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..config import FeatureOptions, TradeOptions
+from ..config import DEFAULT_MAX_GAP_MS, FeatureOptions, TradeOptions
 from ..logs import get_logger
 from ..bronze.segments import SegmentId
 from .bronze_reader import BadSegment
@@ -82,7 +82,8 @@ def run_or_skip(seg_dir: Path, bank: EngineBank, out_dir: Path, row_group_rows: 
 def replay(segments: list[Path], out_dir: Path, options: FeatureOptions, row_group_rows: int,
            on_segment: Callable[[Path, SegmentResult | None], None] | None = None,
            engine_class=None, reorder_window: float = 5.0,
-           trade_options: TradeOptions | None = None, symbol_overrides: dict | None = None) -> ReplaySummary:
+           trade_options: TradeOptions | None = None, symbol_overrides: dict | None = None,
+           max_gap_ms: int | None = DEFAULT_MAX_GAP_MS) -> ReplaySummary:
     banks: dict[str, EngineBank] = {}  # per host: streams are (host, exchange, symbol)
     summary = ReplaySummary()
     for seg_dir in segments:
@@ -90,7 +91,8 @@ def replay(segments: list[Path], out_dir: Path, options: FeatureOptions, row_gro
         bank = banks.get(host)
         if bank is None:
             bank = banks[host] = EngineBank(options, engine_class, reorder_ms=int(round(reorder_window * 1000)),
-                                            trade_options=trade_options, symbol_overrides=symbol_overrides)
+                                            trade_options=trade_options, symbol_overrides=symbol_overrides,
+                                            max_gap_ms=max_gap_ms)
         result, reason = run_or_skip(seg_dir, bank, Path(out_dir), row_group_rows)
         if result is None:
             summary.skipped.append((seg_dir.name, reason))

@@ -26,7 +26,7 @@ import errno
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import Config, FeatureOptions, TradeOptions
+from ..config import DEFAULT_MAX_GAP_MS, Config, FeatureOptions, TradeOptions
 from ..logs import get_logger
 from ..bronze.segments import SegmentId, SegmentStore
 from . import chunk_log
@@ -70,7 +70,7 @@ class EtlRunner:
     def __init__(self, segments_dir: Path, features_dir: Path, state_dir: Path,
                  options: FeatureOptions, row_group_rows: int = 65536, engine_class=None,
                  reorder_window: float = 5.0, trade_options: TradeOptions | None = None,
-                 symbol_overrides: dict | None = None):
+                 symbol_overrides: dict | None = None, max_gap_ms: int | None = DEFAULT_MAX_GAP_MS):
         self.store = SegmentStore(segments_dir).ensure()
         self.features_dir = Path(features_dir)
         self.state_dir = Path(state_dir)
@@ -78,7 +78,8 @@ class EtlRunner:
         self.keep_outputs = False  # the live path publishes a finished segment's rows it had not
         self.row_group_rows = row_group_rows
         self.bank = EngineBank(options, engine_class, reorder_ms=int(round(reorder_window * 1000)),
-                               trade_options=trade_options, symbol_overrides=symbol_overrides)
+                               trade_options=trade_options, symbol_overrides=symbol_overrides,
+                               max_gap_ms=max_gap_ms)
         self.checkpoint = self._load_checkpoint()
         self.bank.restore(self.checkpoint.symbols)
         self.last: Outcome | None = None
@@ -87,7 +88,7 @@ class EtlRunner:
     def from_config(cls, cfg: Config, engine_class=None) -> "EtlRunner":
         return cls(cfg.segments_dir, cfg.features_dir, cfg.state_dir, cfg.etl.features,
                    cfg.etl.row_group_rows, engine_class, cfg.etl.reorder_window, cfg.etl.trades,
-                   cfg.etl.symbol_overrides)
+                   cfg.etl.symbol_overrides, cfg.etl.max_gap_ms)
 
     def _load_checkpoint(self) -> Checkpoint:
         ckpt = self.checkpoints.load()

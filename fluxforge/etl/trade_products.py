@@ -7,7 +7,8 @@ trade kernels, so trade bars get every guarantee of the book features: state in
 the checkpoint (`TradeProducts.get_state`, stored in the symbol's carry), parts
 named after the segment, replay == live.  A chunk's books tell how far exchange
 time has passed (everything older than the chunk's cut has been fed), so bars
-close without waiting for the next trade.
+close without waiting for the next trade.  Valid trades more than `max_gap_ms` apart
+reset the products like a reset event at the later trade's time (features/time_gaps.py).
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ import pyarrow.compute as pc
 
 from ..config import TradeOptions
 from ..features import book_arrays, trade_layout
+from ..features.time_gaps import GapClock
 
 STATE_VERSION = 2  # 2: per-trade features (trade_features.pyx) in the state
 Products = dict[tuple[str, int], pa.Table]  # (tree, parameter e.g. duration s) -> rows
@@ -35,11 +37,12 @@ def options_for(base: TradeOptions, overrides: dict, key: tuple[str, str]) -> Tr
 class TradeProducts:
     """Trade time bars, volume and dollar bars, per-trade rows of one symbol; streaming, checkpointable."""
 
-    def __init__(self, options: TradeOptions | None = None):
+    def __init__(self, options: TradeOptions | None = None, max_gap_ms: int | None = None):
         from .._kernels.trade_bars import InfoBarEngine, TradeBarEngine  # compiled: imported when first needed
         from .._kernels.trade_features import TradeFeatureEngine
 
         self.options = options or TradeOptions()
+        self._gaps = GapClock(max_gap_ms)  # trades this far apart reset like an event (etl.max_gap_seconds)
         self._bars = TradeBarEngine([int(d) * 1000 for d in self.options.bar_durations])
         self._info = {tree: InfoBarEngine(size, tree == trade_layout.DOLLAR_BARS)
                       for tree, size in ((trade_layout.VOLUME_BARS, self.options.volume_bar_size),
@@ -66,7 +69,8 @@ class TradeProducts:
             px = book_arrays.float_column(trades, "price")
             amt = book_arrays.float_column(trades, "amount")
             side = np.ascontiguousarray(book_arrays.side_column(trades))
-        res = np.asarray(sorted(resets or ()), dtype=np.int64)
+        valid = np.isfinite(px) & np.isfinite(amt) & (px > 0) & (amt > 0)  # the trades the kernels count
+        res = np.asarray(sorted(set(resets or ()) | set(self._gaps.resets(tts[valid]))), dtype=np.int64)
         limit = np.iinfo(np.int64).min if until is None else int(until)
         out = self._tables(self._bars.process(tts, px, amt, side, res, limit))
         for tree, kernel in self._info.items():
@@ -88,18 +92,24 @@ class TradeProducts:
     def get_state(self) -> bytes:
         kernels = self._kernels()
         return json.dumps({"version": STATE_VERSION, "options": self.options.model_dump(mode="json"),
+                           "max_gap_ms": self._gaps.max_gap_ms, "last_trade_ts": self._gaps.last,
                            **{name: {k: base64.b64encode(v).decode("ascii") for k, v in kernel.get_state().items()}
                               for name, kernel in kernels.items()}}).encode()
 
     @classmethod
-    def from_state(cls, data: bytes, options: TradeOptions | None = None) -> "TradeProducts":
-        products = cls(options)
+    def from_state(cls, data: bytes, options: TradeOptions | None = None,
+                   max_gap_ms: int | None = None) -> "TradeProducts":
+        products = cls(options, max_gap_ms)
         try:
             payload = json.loads(data)
             if payload.get("version") != STATE_VERSION:
                 raise ValueError("unsupported trade-products checkpoint version")
             if payload["options"] != products.options.model_dump(mode="json"):
                 raise ValueError("checkpoint was written with different trade options")
+            if payload.get("max_gap_ms") != max_gap_ms:
+                raise ValueError("checkpoint was written with a different max_gap_ms")
+            last = payload.get("last_trade_ts")
+            products._gaps.last = None if last is None else int(last)
             for name, kernel in products._kernels().items():
                 kernel.set_state({k: base64.b64decode(v) for k, v in payload[name].items()})
         except (KeyError, TypeError, AttributeError, json.JSONDecodeError) as exc:

@@ -10,6 +10,7 @@ typed output tables.  docs/features.md defines every column.
     result = compute(books, trades, hf_emit_interval=0)     # one shot, flushes open bars
     engine = FeatureEngine(options)                          # streaming, per (exchange, symbol)
     part = engine.process(books_chunk, trades_chunk, resets=[...])
+    engine = FeatureEngine(options, max_gap_ms=60_000)        # + a reset after each 60 s hole in books
     blob = engine.get_state(); engine = FeatureEngine.from_state(blob, options)
 """
 from __future__ import annotations
@@ -25,6 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import book_arrays, layout as feature_layout
+from .time_gaps import GapClock
 from .._kernels.book_engine import BookEngine
 from .._kernels.book_rebuild import BookRebuild
 from ..config import FeatureOptions
@@ -102,10 +104,14 @@ class FeatureEngine:
     Bars are returned only once closed.  Events at a chunk's last timestamp are
     held back until a later chunk (or `flush()`) so that trades at equal times
     still precede the snapshot: N chunks give the same rows as one chunk.
+    `max_gap_ms`: a book row more than this after the previous one is a reset at its time
+    (features/time_gaps.py); None: only the given resets and resyncs reset.
     """
 
-    def __init__(self, options: FeatureOptions | dict | None = None, **overrides: Any) -> None:
+    def __init__(self, options: FeatureOptions | dict | None = None, *, max_gap_ms: int | None = None,
+                 **overrides: Any) -> None:
         self.options = resolve_options(options, **overrides)
+        self._gaps = GapClock(max_gap_ms)  # book rows this far apart reset like an event (etl.max_gap_seconds)
         self._kernel = BookEngine(**feature_layout.kernel_args(self.options))
         self._rebuild = BookRebuild(**feature_layout.rebuild_args(self.options))
         self._pending_books = _normalise(None, _BOOK_COLS, "books")
@@ -219,7 +225,7 @@ class FeatureEngine:
         emitted = np.flatnonzero(status & ST_SYNCED)    # messages after which the book is known
         # a snapshot after a gap, or one that contradicted the rebuilt book, restarts the features
         resyncs = all_ts[(status & ST_RESYNC) != 0].tolist()
-        pending = sorted(self._pending_resets + resyncs)
+        pending = sorted(self._pending_resets + resyncs + self._gaps.resets(all_ts))
         bts = all_ts[emitted]
         if len(emitted) != len(all_ts):
             levels, agg = levels[:, emitted], agg[emitted]
@@ -264,22 +270,27 @@ class FeatureEngine:
             "untimed_books": _ipc(self._untimed_books),
             "pending_trades": _ipc(self._pending_trades),
             "pending_resets": self._pending_resets,
+            "max_gap_ms": self._gaps.max_gap_ms,
+            "last_book_ts": self._gaps.last,
             "stats": self._stats,
         }
         return json.dumps(payload).encode()
 
     @classmethod
-    def from_state(cls, data: bytes, options: FeatureOptions | dict | None = None, **overrides: Any) -> "FeatureEngine":
-        """Rebuild an engine from `get_state()`; the options must match the checkpoint's."""
+    def from_state(cls, data: bytes, options: FeatureOptions | dict | None = None, *, max_gap_ms: int | None = None,
+                   **overrides: Any) -> "FeatureEngine":
+        """Rebuild an engine from `get_state()`; the options (and `max_gap_ms`) must match the checkpoint's."""
         try:
             payload = json.loads(data)
         except (ValueError, UnicodeDecodeError) as exc:
             raise ValueError(f"not a feature-engine checkpoint: {exc}") from None
         if not isinstance(payload, dict) or payload.get("version") != STATE_VERSION:
             raise ValueError("unsupported feature-engine checkpoint version")
-        engine = cls(options, **overrides)
+        engine = cls(options, max_gap_ms=max_gap_ms, **overrides)
         if payload["options"] != engine.options.model_dump(mode="json"):
             raise ValueError("checkpoint was written with different feature options")
+        if payload.get("max_gap_ms") != max_gap_ms:
+            raise ValueError("checkpoint was written with a different max_gap_ms")
         try:
             kernel = {k: (base64.b64decode(v) if isinstance(v, str) else v) for k, v in payload["kernel"].items()}
             engine._kernel.set_state(kernel)
@@ -289,6 +300,8 @@ class FeatureEngine:
                 engine._untimed_books = _from_ipc(payload["untimed_books"])
             engine._pending_trades = _from_ipc(payload["pending_trades"])
             engine._pending_resets = [int(r) for r in payload["pending_resets"]]
+            last = payload.get("last_book_ts")
+            engine._gaps.last = None if last is None else int(last)
             engine._stats.update({k: int(payload["stats"][k]) for k in _STATS})
         except (KeyError, TypeError, ValueError, pa.ArrowInvalid) as exc:
             raise ValueError(f"corrupt feature-engine checkpoint: {exc!r}") from None
@@ -307,10 +320,11 @@ def _count_before(table: pa.Table, cut: int) -> int:
 
 
 def compute(books: pa.Table | None, trades: pa.Table | None = None, *, resets: Iterable[int] | None = None,
-            options: FeatureOptions | dict | None = None, **overrides: Any) -> FeatureResult:
+            options: FeatureOptions | dict | None = None, max_gap_ms: int | None = None,
+            **overrides: Any) -> FeatureResult:
     """All features of one batch; unlike streaming, the last open bar of each duration is
-    flushed (emitted although not closed)."""
-    engine = FeatureEngine(options, **overrides)
+    flushed (emitted although not closed).  `max_gap_ms`: see `FeatureEngine`."""
+    engine = FeatureEngine(options, max_gap_ms=max_gap_ms, **overrides)
     first = engine.process(books, trades, resets=resets)
     last = engine.flush()
     return concat_results([first, last])

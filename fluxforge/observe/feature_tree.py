@@ -1,4 +1,5 @@
-"""Find and read bars and hf rows in the Hive feature tree (features/{bars/interval=<d>s,hf}/exchange=/symbol=/date=).
+"""Find and read bars, trade bars and hf rows in the Hive feature tree
+(features/{bars/interval=<d>s,trade_bars/interval=<d>s,hf}/exchange=/symbol=/date=).
 
 Why a reader next to the ETL's writer: `fluxforge report` and the demo summary
 must pick one exchange + symbol + interval + time range without scanning the
@@ -8,7 +9,7 @@ what *is* there when their choice matches nothing.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..etl.naming import exchange_path_value, symbol_from_path_value, symbol_path_value
+from ..features.trade_layout import TRADE_BARS
 
 _INTERVAL = re.compile(r"^interval=(\d+)s$")
 
@@ -34,6 +36,8 @@ class BarSeries:
     interval_s: int
     table: pa.Table      # includes `timestamp` (timestamp[ms, UTC])
     hf: pa.Table | None = None  # features the bars do not carry (microprice, VPIN) come from here
+    trades: pa.Table | None = None  # trade bars (OHLCV of trades) of the same range, if the ETL wrote any
+    trades_interval_s: int | None = None
 
     @property
     def rows(self) -> int:
@@ -47,8 +51,8 @@ def _values(directory: Path, key: str) -> list[str]:
                   if p.is_dir() and p.name.startswith(f"{key}="))
 
 
-def intervals(features_dir: Path) -> list[int]:
-    bars = Path(features_dir) / "bars"
+def intervals(features_dir: Path, tree: str = "bars") -> list[int]:
+    bars = Path(features_dir) / tree
     if not bars.is_dir():
         return []
     return sorted(int(m[1]) for p in bars.iterdir() if (m := _INTERVAL.match(p.name)))
@@ -94,14 +98,15 @@ def _partition_candidates(symbol: str) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-def _symbol_dir(features_dir: Path, interval_s: int | None, exchange: str, symbol: str) -> Path:
-    """bars/interval=<d>s/exchange=/symbol= for bars, hf/exchange=/symbol= when interval_s is None."""
-    kind = Path(features_dir) / ("hf" if interval_s is None else f"bars/interval={interval_s}s")
+def _symbol_dir(features_dir: Path, interval_s: int | None, exchange: str, symbol: str, tree: str = "bars") -> Path:
+    """<tree>/interval=<d>s/exchange=/symbol= for bars (tree: bars, trade_bars), hf/exchange=/symbol= when
+    interval_s is None."""
+    kind = Path(features_dir) / ("hf" if interval_s is None else f"{tree}/interval={interval_s}s")
     return kind / f"exchange={exchange}" / f"symbol={symbol}"
 
 
-def _dates(features_dir: Path, interval_s: int | None, exchange: str, symbol: str) -> list[str]:
-    return _values(_symbol_dir(features_dir, interval_s, exchange, symbol), "date")
+def _dates(features_dir: Path, interval_s: int | None, exchange: str, symbol: str, tree: str = "bars") -> list[str]:
+    return _values(_symbol_dir(features_dir, interval_s, exchange, symbol, tree), "date")
 
 
 def hf_columns(features_dir: Path, exchange: str, symbol: str) -> list[str]:
@@ -121,17 +126,17 @@ def newest_date(features_dir: Path, exchange: str, symbol: str) -> str | None:
 
 def read_rows(features_dir: Path, interval_s: int | None, exchange: str, symbol: str,
               start: datetime | None = None, end: datetime | None = None,
-              columns: list[str] | None = None) -> pa.Table:
-    """Rows in [start, end) (None = open) of bars (interval_s) or hf rows (None), sorted by time.
+              columns: list[str] | None = None, tree: str = "bars") -> pa.Table:
+    """Rows in [start, end) (None = open) of bars (interval_s; of `tree`) or hf rows (None), sorted by time.
 
     Only the date partitions that can overlap the range are opened.
     """
     tables = []
-    for date in _dates(features_dir, interval_s, exchange, symbol):
+    for date in _dates(features_dir, interval_s, exchange, symbol, tree):
         day = datetime.strptime(date, "%Y-%m-%d").replace(tzinfo=timezone.utc)
         if (start and day.date() < start.date()) or (end and day >= end):
             continue
-        part_dir = _symbol_dir(features_dir, interval_s, exchange, symbol) / f"date={date}"
+        part_dir = _symbol_dir(features_dir, interval_s, exchange, symbol, tree) / f"date={date}"
         for f in sorted(part_dir.glob("*.parquet")):
             if not f.name.startswith("."):
                 tables.append(pq.read_table(f, columns=columns))
@@ -152,6 +157,27 @@ def read_bars(features_dir: Path, interval_s: int, exchange: str, symbol: str,
               columns: list[str] | None = None) -> BarSeries:
     return BarSeries(exchange, symbol, interval_s,
                      read_rows(features_dir, interval_s, exchange, symbol, start, end, columns))
+
+
+def trade_bar_interval(features_dir: Path, exchange: str, symbol: str, interval_s: int) -> int | None:
+    """The trade-bar interval to draw beside `interval_s` book bars: the same, else the coarsest finer
+    one, else the finest; None when the symbol has no trade bars."""
+    found = [iv for iv in intervals(features_dir, TRADE_BARS)
+             if _dates(features_dir, iv, exchange, symbol, TRADE_BARS)]
+    if not found:
+        return None
+    finer = [iv for iv in found if iv <= interval_s]
+    return max(finer) if finer else min(found)
+
+
+def read_trade_bars(series: BarSeries, features_dir: Path, start: datetime | None = None,
+                    end: datetime | None = None) -> BarSeries:
+    """`series` with the symbol's trade bars of the same range (features/trade_bars/), if any."""
+    iv = trade_bar_interval(features_dir, series.exchange, series.symbol, series.interval_s)
+    if iv is None:
+        return series
+    table = read_rows(features_dir, iv, series.exchange, series.symbol, start, end, tree=TRADE_BARS)
+    return replace(series, trades=table if table.num_rows else None, trades_interval_s=iv if table.num_rows else None)
 
 
 def pick_interval(features_dir: Path, exchange: str, symbol: str, start: datetime | None,

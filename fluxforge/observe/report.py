@@ -1,9 +1,11 @@
-"""A picture of the market from the features: price, spread, order-flow imbalance and VPIN.
+"""A picture of the market from the features: price, spread, order-flow imbalance, VPIN, trades.
 
-Why two sources: the bars carry mid OHLC, spread and summed OFI per interval,
+Why three sources: the bars carry mid OHLC, spread and summed OFI per interval,
 but microprice and VPIN are per-snapshot features that only the hf rows carry,
 so the default chart draws the bars and overlays those hf series on the same
-time axis (no resampling, nothing invented between rows).
+time axis (no resampling, nothing invented between rows).  What traded is a third
+view: the trade bars (features/trade_bars/) are drawn as candlesticks with their
+volume below, when the ETL wrote any for the symbol.
 
 Why matplotlib is imported lazily: it is the optional `plot` extra, so a
 headless Pi install stays small; only drawing needs it and the error says how
@@ -22,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from .feature_tree import BarSeries, NoBars, hf_columns, read_bars, read_rows
+from .feature_tree import BarSeries, NoBars, hf_columns, read_bars, read_rows, read_trade_bars
 
 _SUFFIXES = ("", "_close", "_last", "_mean", "_sum", "_price")
 PIXEL_SIZE = (1600, 1000)
@@ -39,7 +41,7 @@ class Line:
     column: str
     label: str
     scale: float = 1.0
-    kind: str = "line"     # "line" | "bar" (per-bar flows, drawn around zero)
+    kind: str = "line"     # "line" | "bar" (per-bar flows, drawn around zero) | "candles" | "volume" (trades)
 
 
 @dataclass(frozen=True)
@@ -54,7 +56,12 @@ DEFAULT_PANELS = [
     Panel("OFI per bar", [Line("bars", "sum_ofi", "order-flow imbalance", kind="bar")]),
     Panel("VPIN", [Line("hf", "vpin", "VPIN")]),
 ]
-DEFAULT_DESCRIPTION = "mid (bar close) + microprice (hf), relative spread in bps, OFI per bar, VPIN (hf)"
+TRADE_PANELS = [
+    Panel("trades (OHLC)", [Line("trades", "close", "trade bars", kind="candles")]),
+    Panel("trade volume", [Line("trades", "volume", "volume (base)", kind="volume")]),
+]
+DEFAULT_DESCRIPTION = ("mid (bar close) + microprice (hf), relative spread in bps, OFI per bar, VPIN (hf), "
+                       "and trade-bar candlesticks + volume when there are trade bars")
 
 
 def resolve_column(name: str, available: list[str]) -> str | None:
@@ -66,10 +73,12 @@ def resolve_column(name: str, available: list[str]) -> str | None:
     return starts[0] if starts else None
 
 
-def default_panels(bar_columns: list[str], hf_columns: list[str]) -> list[Panel]:
-    """DEFAULT_PANELS without the lines whose column is absent (e.g. VPIN disabled, no hf rows)."""
-    have = {"bars": set(bar_columns), "hf": set(hf_columns)}
-    panels = [Panel(p.title, [ln for ln in p.lines if ln.column in have[ln.source]]) for p in DEFAULT_PANELS]
+def default_panels(bar_columns: list[str], hf_columns: list[str], trade_columns: list[str] = ()) -> list[Panel]:
+    """DEFAULT_PANELS (+ TRADE_PANELS) without the lines whose column is absent (e.g. VPIN disabled,
+    no hf rows, no trade bars)."""
+    have = {"bars": set(bar_columns), "hf": set(hf_columns), "trades": set(trade_columns)}
+    panels = [Panel(p.title, [ln for ln in p.lines if ln.column in have[ln.source]])
+              for p in DEFAULT_PANELS + TRADE_PANELS]
     return [p for p in panels if p.lines]
 
 
@@ -118,8 +127,36 @@ def _xy(table: pa.Table, column: str, scale: float) -> tuple[np.ndarray, np.ndar
     return times, values
 
 
-def draw(series: BarSeries, panels: list[Panel], out: Path, title: str | None = None) -> Path:
-    """Write a PNG of PIXEL_SIZE with one time-aligned panel per entry of `panels`."""
+def candles(ax, table: pa.Table, interval_s: int, label: str):
+    """Candlesticks of OHLC bars: a high-low wick and an open-close body (green up, red down) per row.
+
+    Returns (wicks LineCollection, bodies BarContainer): one segment and one rectangle per row, in order."""
+    times = table.column("timestamp").to_numpy(zero_copy_only=False).astype("datetime64[ms]")
+    o, h, lo, c = (table.column(k).to_numpy(zero_copy_only=False).astype(float) for k in ("open", "high", "low", "close"))
+    width = np.timedelta64(int(interval_s * 800), "ms")
+    colors = _direction_colors(o, c)
+    wicks = ax.vlines(times + width // 2, lo, h, colors=colors, linewidth=0.8, label=label)
+    bodies = ax.bar(times, np.abs(c - o), bottom=np.minimum(o, c), width=width, align="edge", color=colors,
+                    edgecolor=colors, linewidth=0.6)  # the edge keeps a flat (open == close) bar visible
+    return wicks, bodies
+
+
+def volume_bars(ax, table: pa.Table, interval_s: int, label: str):
+    """Traded volume per bar, coloured like its candle."""
+    times, volume = _xy(table, "volume", 1.0)
+    o, c = (table.column(k).to_numpy(zero_copy_only=False).astype(float) for k in ("open", "close"))
+    return ax.bar(times, volume, width=np.timedelta64(int(interval_s * 800), "ms"), align="edge", label=label,
+                  color=_direction_colors(o, c))
+
+
+def _direction_colors(o: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """Green where a bar closed at or above its open, else red (an empty bar before any trade is NaN: red)."""
+    with np.errstate(invalid="ignore"):
+        return np.where(c >= o, "tab:green", "tab:red")
+
+
+def render(series: BarSeries, panels: list[Panel], title: str | None = None):
+    """The figure of PIXEL_SIZE with one time-aligned panel per entry of `panels` (closed by the caller)."""
     if series.rows == 0:
         raise ReportError(f"no bars for {series.exchange} {series.symbol} at {series.interval_s}s in that range")
     plt = load_pyplot()
@@ -129,7 +166,13 @@ def draw(series: BarSeries, panels: list[Panel], out: Path, title: str | None = 
                              figsize=(PIXEL_SIZE[0] / DPI, PIXEL_SIZE[1] / DPI), dpi=DPI)
     for ax, panel in zip(axes[:, 0], panels):
         for i, line in enumerate(panel.lines):
-            table = series.table if line.source == "bars" else series.hf
+            table = {"bars": series.table, "hf": series.hf, "trades": series.trades}[line.source]
+            if line.kind == "candles":
+                candles(ax, table, series.trades_interval_s, f"{line.label} ({series.trades_interval_s}s)")
+                continue
+            if line.kind == "volume":
+                volume_bars(ax, table, series.trades_interval_s, line.label)
+                continue
             times, values = _xy(table, line.column, line.scale)
             if line.kind == "bar":
                 width = np.timedelta64(int(series.interval_s * 800), "ms")
@@ -154,26 +197,43 @@ def draw(series: BarSeries, panels: list[Panel], out: Path, title: str | None = 
     fig.suptitle(title or f"{series.exchange} {series.symbol}  {series.interval_s}s bars  "
                  f"{str(times[0]).replace('T', ' ')} .. {str(times[-1]).replace('T', ' ')} UTC  ({series.rows:,} bars)")
     fig.tight_layout()
+    return fig
+
+
+def draw(series: BarSeries, panels: list[Panel], out: Path, title: str | None = None) -> Path:
+    """Write a PNG of PIXEL_SIZE with one time-aligned panel per entry of `panels`."""
+    fig = render(series, panels, title)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=DPI, format="png")
-    plt.close(fig)
+    load_pyplot().close(fig)
     return out
+
+
+def load_symbol(features_dir: Path, exchange: str, symbol: str, interval_s: int, start: datetime | None = None,
+                end: datetime | None = None, spec: str | None = None) -> tuple[BarSeries, list[Panel]]:
+    """The bars (the hf columns the panels need, the trade bars) of one symbol, and the panels to draw."""
+    series = read_bars(features_dir, interval_s, exchange, symbol, start, end)
+    if series.rows == 0:
+        span = f" between {start:%Y-%m-%d %H:%M} and {end:%Y-%m-%d %H:%M} UTC" if start and end else ""
+        raise NoBars(f"no {interval_s}s bars for {exchange} {symbol}{span}")
+    hf_cols = hf_columns(features_dir, exchange, symbol)
+    if spec:
+        panels = parse_panels(spec, series.table.column_names, hf_cols)
+    else:
+        series = read_trade_bars(series, features_dir, start, end)
+        trade_cols = series.trades.column_names if series.trades is not None else []
+        panels = default_panels(series.table.column_names, hf_cols, trade_cols)
+    wanted = needs_hf(panels)
+    if wanted:
+        series = replace(series, hf=read_rows(features_dir, None, exchange, symbol, start, end, ["timestamp", *wanted]))
+    return series, panels
 
 
 def chart_symbol(features_dir: Path, exchange: str, symbol: str, interval_s: int, out: Path,
                  start: datetime | None = None, end: datetime | None = None, spec: str | None = None,
                  title: str | None = None) -> tuple[BarSeries, list[Panel]]:
     """Read the bars (and the hf columns the panels need) of one symbol and draw them to `out`."""
-    series = read_bars(features_dir, interval_s, exchange, symbol, start, end)
-    if series.rows == 0:
-        span = f" between {start:%Y-%m-%d %H:%M} and {end:%Y-%m-%d %H:%M} UTC" if start and end else ""
-        raise NoBars(f"no {interval_s}s bars for {exchange} {symbol}{span}")
-    hf_cols = hf_columns(features_dir, exchange, symbol)
-    panels = (parse_panels(spec, series.table.column_names, hf_cols) if spec
-              else default_panels(series.table.column_names, hf_cols))
-    wanted = needs_hf(panels)
-    if wanted:
-        series = replace(series, hf=read_rows(features_dir, None, exchange, symbol, start, end, ["timestamp", *wanted]))
+    series, panels = load_symbol(features_dir, exchange, symbol, interval_s, start, end, spec)
     draw(series, panels, out, title)
     return series, panels

@@ -65,7 +65,8 @@ def test_real_capture_through_collector_and_etl_matches_reference(tmp_path, shar
         trades_s = trades.filter(pc.equal(trades.column("symbol"), sym))
         assert books_s.num_rows > 1000, sym
         resets = _reset_times(books_s, [e["recv_ns"] for e in reset_rows if e["symbol"] in (None, sym)])
-        ref_hf, ref_bars = reference(books_s, trades_s, resets=resets, options=opts, mode="numpy")
+        ref_hf, ref_bars = reference(books_s, trades_s, resets=resets, options=opts, mode="numpy",
+                                     max_gap_ms=runner.bank.max_gap_ms)  # etl.max_gap_seconds, as the ETL
         ours = hf.filter(pc.equal(hf.column("symbol"), part)).sort_by("timestamp")
         assert ours.num_rows > 100, (sym, ours.num_rows)
         # rows not written yet are exactly those the checkpoint still carries: the newest ones

@@ -17,6 +17,7 @@ import numpy as np
 from fluxforge.config import FeatureOptions
 from tests.reference.book_rebuild import RESYNC, SYNCED, rebuild_rows, within_band
 from tests.reference.book_reference import structural_numpy, structural_row
+from tests.reference.time_gaps import gap_resets
 
 NAN = float("nan")
 # A gap of more than this many bar lengths closes the open bar and emits no empty bars in
@@ -96,7 +97,8 @@ def _book_times(cols):
 
 def _books_rows(books, opts, mode):
     """Rebuild the books (tests/reference/book_rebuild.py) in time order; one record per message
-    after which the book is known, plus the times where a resync restarts the features."""
+    after which the book is known, plus the times where a resync restarts the features, plus the
+    times of all book rows in order (for the time-gap rule)."""
     cols = books.to_pydict()
     cols["timestamp"] = _book_times(cols)
     n = len(cols["timestamp"])
@@ -124,7 +126,7 @@ def _books_rows(books, opts, mode):
         else:
             s, valid = structural_row(bids, asks, opts, deep=(deep_b, deep_a))
         out.append(dict(ts=timed["timestamp"][k], nonce=timed["nonce"][k], bids=bids, asks=asks, s=s, valid=valid))
-    return out, resyncs
+    return out, resyncs, timed["timestamp"]
 
 
 def _trade_rows(trades):
@@ -155,13 +157,15 @@ def spread_bin(relsp):
     return min(max(math.floor((math.log2(relsp) + 48.0) * 64.0), 0), 4095)
 
 
-def reference(books, trades=None, resets=(), options=None, mode="python", **overrides):
-    """(hf rows as a list of dicts, {duration: list of bar dicts}) of one batch, open bars flushed."""
+def reference(books, trades=None, resets=(), options=None, mode="python", max_gap_ms=None, **overrides):
+    """(hf rows as a list of dicts, {duration: list of bar dicts}) of one batch, open bars flushed.
+
+    `max_gap_ms`: a book row more than this after the previous book row resets at its time."""
     opts = FeatureOptions(**{**(options.model_dump() if options else {}), **overrides})
     agg = NpAgg if mode == "numpy" else PyAgg
-    B, resyncs = _books_rows(books, opts, mode)
+    B, resyncs, book_times = _books_rows(books, opts, mode)
     T = _trade_rows(trades)
-    R = sorted(set(int(r) for r in resets) | set(int(r) for r in resyncs))
+    R = sorted(set(int(r) for r in resets) | set(int(r) for r in resyncs) | set(gap_resets(book_times, max_gap_ms)))
     emit_ms = _ms(opts.hf_emit_interval)
     weights = [math.exp(-opts.ofi_decay_alpha * m) for m in range(opts.ofi_levels)]
     band0 = f"_0_{opts.bands_bps[0]:g}bps"

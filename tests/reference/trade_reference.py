@@ -5,13 +5,16 @@ trades by bar index, then walk bars), not from the kernel's event loop, so the
 differential tests compare two different derivations of the same columns.
 
 Input: time-sorted trades (ts ms, price, amount, side +1/-1/0), reset times, and the
-latest exchange time known to have passed (`until`).  A bar [k d, (k+1) d) is output
+latest exchange time known to have passed (`until`); with `max_gap_ms`, a valid trade more
+than that after the previous valid trade is a reset too (tests/reference/time_gaps.py).  A bar [k d, (k+1) d) is output
 once some time >= (k+1) d has been seen; empty bars at most MAX_EMPTY_BARS after the
 last bar with trades.
 """
 from __future__ import annotations
 
 import math
+
+from tests.reference.time_gaps import gap_resets
 
 MAX_EMPTY_BARS = 86400
 NAN = float("nan")
@@ -22,9 +25,10 @@ def _valid(p: float, q: float) -> bool:
 
 
 def trade_bars(trades: list[tuple[int, float, float, int]], resets: list[int], until: int | None,
-               duration_s: int) -> list[dict]:
+               duration_s: int, max_gap_ms: int | None = None) -> list[dict]:
     d = duration_s * 1000
     trades = [t for t in trades if _valid(t[1], t[2])]
+    resets = sorted(set(resets) | set(gap_resets([t[0] for t in trades], max_gap_ms)))
     if not trades:
         return []
     seen = max([t[0] for t in trades] + [r for r in resets if r >= trades[0][0]] + ([until] if until is not None else []))
@@ -82,7 +86,7 @@ def sum_seq(values) -> float:
 
 
 def info_bars(trades: list[tuple[int, float, float, int]], resets: list[int], threshold: float,
-              dollar: bool) -> list[dict]:
+              dollar: bool, max_gap_ms: int | None = None) -> list[dict]:
     """Volume (dollar=False) or dollar bars: a bar completes when its size reaches `threshold`.
 
     Sizes in integer units of 1e-8 (base or quote); a trade crossing the threshold is
@@ -107,7 +111,7 @@ def info_bars(trades: list[tuple[int, float, float, int]], resets: list[int], th
                 fill = 0
         last = ts
     rows, bar, prev_close, prev_trade = [], [], NAN, None
-    resets = sorted(resets)
+    resets = sorted(set(resets) | set(gap_resets([t[0] for t in trades if _valid(t[1], t[2])], max_gap_ms)))
     for piece in pieces:
         bar.append(piece)
         if not piece[5]:

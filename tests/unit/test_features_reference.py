@@ -97,6 +97,10 @@ def level_side(draw, best, sign, max_n=6):
     return prices, sizes
 
 
+# etl.max_gap_seconds: off, or thresholds that book steps (0-700 ms) fall below, on and above
+GAP_MS = st.sampled_from([None, None, 150, 400, 699])
+
+
 @st.composite
 def market(draw, max_n=6, levels=None):
     n = draw(st.integers(1, 40))
@@ -121,7 +125,8 @@ def market(draw, max_n=6, levels=None):
     })
     resets = draw(st.lists(st.integers(int(ts[0]), int(ts[-1]) + 1), max_size=2))
     opts = dict(SMALL, **(levels or {}), hf_emit_interval=draw(st.sampled_from([0.0, 0.5])),
-                use_dynamic_spread_regime=draw(st.booleans()), ofi_decay_alpha=draw(st.sampled_from([0.0, 0.7])))
+                use_dynamic_spread_regime=draw(st.booleans()), ofi_decay_alpha=draw(st.sampled_from([0.0, 0.7])),
+                max_gap_ms=draw(GAP_MS))
     return books, trades, resets, opts
 
 
@@ -236,7 +241,8 @@ def long_market(draw):
     })
     resets = sorted(int(r) for r in rng.choice(ts, draw(st.integers(0, 2))))
     opts = dict(SMALL, hf_emit_interval=draw(st.sampled_from([0.0, 0.5])),
-                use_dynamic_spread_regime=draw(st.booleans()))
+                use_dynamic_spread_regime=draw(st.booleans()),
+                max_gap_ms=draw(st.sampled_from([None, 5_000, 60_000])))  # holes: 2.5 s, 7 s, 65 s, 400 s
     return books, trades, resets, opts
 
 

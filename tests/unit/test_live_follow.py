@@ -26,10 +26,19 @@ OPTIONS = FeatureOptions(hf_emit_interval=1.0, bar_durations=[5])
 TRADES_LATE_NS = 3_000_000_000  # trades arrive 3 s after their exchange time
 FLUSH_NS = 500_000_000
 TRADES = TradeOptions(bar_durations=[1, 5], per_trade=True)
+MAX_GAP_MS = 3_000  # etl.max_gap_seconds: BTC/USDT has a 6 s hole in books and trades (HOLE)
+HOLE = (T0_MS + 25_000, T0_MS + 31_000)
+
+
+def _holed(t: pa.Table) -> pa.Table:
+    ts = t.column("timestamp").to_numpy()
+    btc = np.asarray(t.column("symbol").to_pylist()) == "BTC/USDT"
+    return t.filter(pa.array(~(btc & (ts >= HOLE[0]) & (ts < HOLE[1]))))
 
 
 def _market() -> dict[str, pa.Table]:
     m = synthetic_market(seconds=40.0, hz=10.0, trades_per_s=5.0, gaps=[("BTC/USDT", 20_000)])
+    m = dict(m, orderbook=_holed(m["orderbook"]), trades=_holed(m["trades"]))
     t = m["trades"]
     late = pa.array(t.column("recv_ns").to_numpy() + TRADES_LATE_NS)
     m["trades"] = t.set_column(t.schema.get_field_index("recv_ns"), "recv_ns", late).sort_by("recv_ns")
@@ -38,7 +47,7 @@ def _market() -> dict[str, pa.Table]:
 
 def _runner(root) -> EtlRunner:
     runner = EtlRunner(root / "segments", root / "features", root / "state", OPTIONS, row_group_rows=1024,
-                       reorder_window=0.1, trade_options=TRADES)
+                       reorder_window=0.1, trade_options=TRADES, max_gap_ms=MAX_GAP_MS)
     runner.keep_outputs = True
     return runner
 
@@ -113,13 +122,19 @@ def test_live_rows_equal_the_parquet_rows_despite_late_rows(tmp_path, handover):
     assert not list((root / "state" / "etl" / "live").glob("*.chunks"))
     # `fluxforge replay` of the segment follows the log it carries: replay == live
     assert {k: row_keys(t) for k, t in _replayed(root, tmp_path / "replay").items()} == truth
+    # ... and that includes the time-gap reset: no return across BTC's hole, live or replayed
+    hf = landed(root / "features")["hf", "binance", "BTC/USDT"]
+    ts = hf.column("timestamp").cast(pa.int64()).to_numpy()
+    after = int(np.flatnonzero(ts >= HOLE[1])[0])
+    assert np.isnan(hf.column("log_return_step")[after].as_py()) and ts[after - 1] < HOLE[0]
+    assert np.isfinite(hf.column("log_return_step").to_numpy(zero_copy_only=False)[after + 1:after + 4]).any()
 
 
 def _replayed(root, out):
     from fluxforge.etl.engines import EngineBank
     from fluxforge.etl.segment_job import run_segment
     seg_dir = next((root / "segments" / "done").iterdir())
-    bank = EngineBank(OPTIONS, reorder_ms=100, trade_options=TRADES)
+    bank = EngineBank(OPTIONS, reorder_ms=100, trade_options=TRADES, max_gap_ms=MAX_GAP_MS)
     run_segment(seg_dir, bank, out / "features", 1024)
     return landed(out / "features")
 

@@ -196,3 +196,93 @@ def test_depth_profile_without_band_columns_is_one_clear_line(tmp_path, capsys):
     write_bars(tmp_path, DAY1 + timedelta(hours=1), 60)
     assert report(tmp_path, "--symbol", "BTC/USDT", "--depth-profile", "-o", str(tmp_path / "d.png")) == 1
     assert "no hf depth band columns" in capsys.readouterr().err
+
+
+def write_trade_bars(data_dir: Path, start: datetime, n: int, interval_s: int = 1,
+                     segment: str = "seg-h-20240808T000000Z-000001") -> pa.Table:
+    """n trade bars (features/trade_bars/, the ETL's columns) with some empty ones; returns them."""
+    rng = np.random.default_rng(11)
+    ts = np.array([int((start.timestamp() + i * interval_s) * 1000) for i in range(n)], dtype=np.int64)
+    o = 60000 + np.cumsum(rng.normal(0, 5, n))
+    c = o + rng.normal(0, 4, n)
+    empty = rng.random(n) < 0.2
+    c[empty] = o[empty]
+    table = pa.table({
+        "timestamp": pa.array(ts).cast(pa.timestamp("ms", tz="UTC")),
+        "duration": pa.array(np.full(n, interval_s, dtype=np.int32)),
+        "open": o, "high": np.maximum(o, c) + np.where(empty, 0, rng.uniform(0, 3, n)),
+        "low": np.minimum(o, c) - np.where(empty, 0, rng.uniform(0, 3, n)), "close": c,
+        "volume": np.where(empty, 0.0, rng.uniform(0.01, 4, n)), "trade_count": np.where(empty, 0, 3),
+        "is_empty": empty,
+    })
+    _partitioned(data_dir, f"trade_bars/interval={interval_s}s", table, ts, "binance", "BTC-USDT", segment)
+    return table
+
+
+def _axis(fig, title):
+    return next((ax for ax in fig.axes if ax.get_ylabel() == title), None)
+
+
+def test_trade_bar_candles_draw_the_rows_of_the_parquet(tmp_path, capsys):
+    import matplotlib.dates as mdates
+    from matplotlib.colors import to_rgba
+
+    from fluxforge.observe.report import load_pyplot, load_symbol, render
+
+    start = DAY1 + timedelta(hours=1)
+    write_bars(tmp_path, start, 300)
+    write_trade_bars(tmp_path, start, 300)
+    out = tmp_path / "t.png"
+    assert report(tmp_path, "--symbol", "BTC/USDT", "-o", str(out)) == 0
+    assert "panels: price; spread (bps); OFI per bar; VPIN; trades (OHLC); trade volume\n" in capsys.readouterr().out
+    assert png_size(out) == PIXEL_SIZE
+
+    parquet = pq.read_table(next((tmp_path / "features/trade_bars/interval=1s").rglob("*.parquet")))
+    rows = parquet.to_pydict()
+    series, panels = load_symbol(tmp_path / "features", "binance", "BTC-USDT", 1)
+    assert series.trades_interval_s == 1
+    fig = render(series, panels)
+    try:
+        ax = _axis(fig, "trades (OHLC)")
+        wicks, = ax.collections
+        bodies, = ax.containers
+        x = mdates.date2num(parquet.column("timestamp").cast(pa.int64()).to_numpy().astype("datetime64[ms]"))
+        o, h, lo, c = (np.array(rows[k]) for k in ("open", "high", "low", "close"))
+        assert len(bodies.patches) == len(wicks.get_segments()) == len(rows["timestamp"]) == 300
+        assert np.allclose([p.get_x() for p in bodies.patches], x, rtol=0, atol=1e-9)
+        assert np.allclose([p.get_y() for p in bodies.patches], np.minimum(o, c))
+        assert np.allclose([p.get_height() for p in bodies.patches], np.abs(c - o))
+        assert np.allclose([s[0][1] for s in wicks.get_segments()], lo)
+        assert np.allclose([s[1][1] for s in wicks.get_segments()], h)
+        green, red = to_rgba("tab:green"), to_rgba("tab:red")
+        assert [p.get_facecolor() for p in bodies.patches] == [green if up else red for up in c >= o]
+        volume, = _axis(fig, "trade volume").containers
+        assert np.allclose([p.get_height() for p in volume.patches], rows["volume"])
+    finally:
+        load_pyplot().close(fig)
+
+
+def test_report_without_trade_bars_has_no_trade_panels(tmp_path, capsys):
+    from fluxforge.observe.report import load_pyplot, load_symbol, render
+
+    write_bars(tmp_path, DAY1, 120)
+    assert report(tmp_path, "-s", "BTC/USDT", "-o", str(tmp_path / "n.png")) == 0
+    assert "panels: price; spread (bps); OFI per bar; VPIN\n" in capsys.readouterr().out
+    series, panels = load_symbol(tmp_path / "features", "binance", "BTC-USDT", 1)
+    assert series.trades is None
+    fig = render(series, panels)
+    assert _axis(fig, "trades (OHLC)") is None and len(fig.axes) == 4
+    load_pyplot().close(fig)
+
+
+def test_trade_bars_of_another_interval_are_the_nearest_finer_one(tmp_path):
+    from fluxforge.observe.feature_tree import trade_bar_interval
+
+    write_bars(tmp_path, DAY1, 10, interval_s=30)
+    assert trade_bar_interval(tmp_path / "features", "binance", "BTC-USDT", 30) is None
+    write_trade_bars(tmp_path, DAY1, 10, interval_s=60)
+    assert trade_bar_interval(tmp_path / "features", "binance", "BTC-USDT", 30) == 60  # nothing finer: the finest
+    write_trade_bars(tmp_path, DAY1, 60, interval_s=5)
+    write_trade_bars(tmp_path, DAY1, 300, interval_s=1)
+    assert trade_bar_interval(tmp_path / "features", "binance", "BTC-USDT", 30) == 5
+    assert trade_bar_interval(tmp_path / "features", "binance", "BTC-USDT", 60) == 60

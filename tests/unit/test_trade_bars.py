@@ -25,19 +25,19 @@ DURATIONS = [1, 5, 60]
 SIDES = {"buy": 1, "sell": -1}
 
 
-def run_chunked(rows, resets, cuts, untils, durations=DURATIONS, **sizes):
+def run_chunked(rows, resets, cuts, untils, durations=DURATIONS, max_gap_ms=None, **sizes):
     """Feed [cut_i, cut_i+1) per chunk, restoring the engine from its checkpoint in between.
 
     Returns {duration: time-bar rows, "volume_bars": rows, "dollar_bars": rows} and the engine."""
     opts = TradeOptions(bar_durations=durations, **{"volume_bar_size": 0.0, "dollar_bar_size": 0.0, **sizes})
-    engine = TradeProducts(opts)
+    engine = TradeProducts(opts, max_gap_ms)
     out = {k: [] for k in durations + [VOLUME_BARS, DOLLAR_BARS]}
     for (lo, hi), until in zip(zip(cuts, cuts[1:]), untils):
         chunk = [r for r in rows if lo <= r[0] < hi]
         res = [r for r in resets if lo <= r < hi]
         for (tree, d), table in engine.process(trade_table(chunk), res, until).items():
             out[d if tree == TRADE_BARS else tree].extend(table.to_pylist())
-        engine = TradeProducts.from_state(engine.get_state(), opts)
+        engine = TradeProducts.from_state(engine.get_state(), opts, max_gap_ms)
     return out, engine
 
 
@@ -81,29 +81,34 @@ def stream(draw):
     return rows, resets, cuts, untils
 
 
-def reference(rows, resets, untils, d):
+def reference(rows, resets, untils, d, max_gap_ms=None):
     trades = [(r[0], r[2], r[3], SIDES.get(r[4], 0)) for r in rows]
     until = max((u for u in untils if u is not None), default=None)
-    return trade_bars(trades, resets, until, d)
+    return trade_bars(trades, resets, until, d, max_gap_ms)
+
+
+# etl.max_gap_seconds: off, or thresholds the stream's steps (999, 1000, 1001, 4000, 61000 ms) fall on both sides of
+GAP_MS = st.sampled_from([None, 1000, 4000, 60_000])
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(stream())
-def test_kernel_matches_reference_in_any_chunking(s):
+@given(stream(), GAP_MS)
+def test_kernel_matches_reference_in_any_chunking(s, gap):
     rows, resets, cuts, untils = s
-    got, _ = run_chunked(rows, resets, cuts, untils)
+    got, _ = run_chunked(rows, resets, cuts, untils, max_gap_ms=gap)
     for d in DURATIONS:
-        assert_rows_equal(got[d], reference(rows, resets, untils, d))
+        assert_rows_equal(got[d], reference(rows, resets, untils, d, gap))
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(stream(), st.sampled_from([0.5, 1.0, 2.25, 3.3, 0.3]), st.sampled_from([50.0, 100.0, 250.5, 1000.0]))
-def test_volume_and_dollar_bars_match_reference(s, volume, dollar):
+@given(stream(), st.sampled_from([0.5, 1.0, 2.25, 3.3, 0.3]), st.sampled_from([50.0, 100.0, 250.5, 1000.0]), GAP_MS)
+def test_volume_and_dollar_bars_match_reference(s, volume, dollar, gap):
     rows, resets, cuts, untils = s
-    got, _ = run_chunked(rows, resets, cuts, untils, durations=[], volume_bar_size=volume, dollar_bar_size=dollar)
+    got, _ = run_chunked(rows, resets, cuts, untils, durations=[], max_gap_ms=gap, volume_bar_size=volume,
+                         dollar_bar_size=dollar)
     trades = [(r[0], r[2], r[3], SIDES.get(r[4], 0)) for r in rows]
-    assert_rows_equal(got[VOLUME_BARS], info_bars(trades, resets, volume, False), INFO_BAR_FIELDS)
-    assert_rows_equal(got[DOLLAR_BARS], info_bars(trades, resets, dollar, True), INFO_BAR_FIELDS)
+    assert_rows_equal(got[VOLUME_BARS], info_bars(trades, resets, volume, False, gap), INFO_BAR_FIELDS)
+    assert_rows_equal(got[DOLLAR_BARS], info_bars(trades, resets, dollar, True, gap), INFO_BAR_FIELDS)
 
 
 def test_a_trade_is_split_exactly_across_volume_bars():
