@@ -1,12 +1,19 @@
-"""Binance spot wire protocol, as much of it as unmodified ccxt.pro `binance` uses for market data.
+"""Binance spot wire protocol, as much of it as unmodified ccxt.pro `binance` and cryptofeed use for market data.
 
 REST: `GET /api/v3/exchangeInfo`, `/api/v3/depth`, `/api/v3/ping`, `/api/v3/time`.
-WebSocket: `/ws` and `/ws/<anything>` (ccxt connects to `/ws/<stream index>`);
-requests `{"method":"SUBSCRIBE"|"UNSUBSCRIBE"|"LIST_SUBSCRIPTIONS","params":[...],"id":N}`
+WebSocket, in Binance's three URL forms: `/ws` and `/ws/<anything>` (ccxt connects to
+`/ws/<stream index>` and SUBSCRIBEs), raw streams in the path (`/ws/btcusdt@trade/ethusdt@trade`),
+and combined streams (`/stream?streams=btcusdt@depth@100ms/btcusdt@aggTrade`, cryptofeed's form),
+whose every payload is wrapped `{"stream": <name>, "data": <payload>}`.  Requests
+`{"method":"SUBSCRIBE"|"UNSUBSCRIBE"|"LIST_SUBSCRIPTIONS","params":[...],"id":N}`
 are answered `{"result":null,"id":N}` in order with the data, so ccxt sees the
 ack before the first diff and only then fetches the REST snapshot.  Streams:
-`<sym>@depth` / `<sym>@depth@100ms` (depthUpdate U/u), `<sym>@trade`, `<sym>@ticker`
-(24hrTicker) and `<sym>@miniTicker` (24hrMiniTicker, ccxt's default for watchTickers).  A repeated SUBSCRIBE (ccxt resubscribes after a gap) is acked again.
+`<sym>@depth` / `<sym>@depth@100ms` (depthUpdate U/u), `<sym>@trade`, `<sym>@aggTrade` (one
+aggregate per trade), `<sym>@ticker` (24hrTicker), `<sym>@miniTicker` (24hrMiniTicker, ccxt's
+default for watchTickers) and `<sym>@bookTicker` (best bid/ask, sent with each ticker event).
+A connection carries each (symbol, channel) in one form: the last subscribed, except that a full
+`@ticker` is never replaced by `@miniTicker`.  A repeated SUBSCRIBE (ccxt resubscribes after a
+gap) is acked again.
 """
 from __future__ import annotations
 
@@ -21,7 +28,8 @@ from .hub import Connection, loopback
 
 PROTOCOL = "binance"
 STREAM_CHANNELS = {"depth": "orderbook", "depth@100ms": "orderbook", "depth@1000ms": "orderbook",
-                   "trade": "trades", "ticker": "ticker", "miniTicker": "ticker"}
+                   "trade": "trades", "aggTrade": "trades",
+                   "ticker": "ticker", "miniTicker": "ticker", "bookTicker": "ticker"}
 
 
 MINI_TICKER_FIELDS = ("E", "s", "c", "o", "h", "l", "v", "q")
@@ -64,6 +72,7 @@ def add_routes(app: web.Application, prefix: str = "", protocol: str = PROTOCOL)
     app.router.add_get(f"{prefix}/api/v3/time", server_time)
     app.router.add_get(f"{prefix}/ws", partial(websocket, protocol=protocol))
     app.router.add_get(prefix + "/ws/{tail:.*}", partial(websocket, protocol=protocol))
+    app.router.add_get(f"{prefix}/stream", partial(websocket, protocol=protocol, combined=True))
 
 
 async def ping(request: web.Request) -> web.Response:
@@ -103,31 +112,46 @@ async def depth(request: web.Request, protocol: str = PROTOCOL) -> web.Response:
                               "asks": [list(a) for a in asks]})
 
 
-async def websocket(request: web.Request, protocol: str = PROTOCOL) -> web.WebSocketResponse:
+async def websocket(request: web.Request, protocol: str = PROTOCOL, combined: bool = False) -> web.StreamResponse:
+    lx = loopback(request)
+    if combined:  # /stream?streams=a/b/c (an empty or absent list: SUBSCRIBE later, still wrapped)
+        names = [n for n in request.query.get("streams", "").split("/") if n]
+    else:  # raw-stream URL form /ws/btcusdt@trade/ethusdt@trade; /ws/<index> (ccxt) names none
+        tail = request.match_info.get("tail", "")
+        names = tail.split("/") if "@" in tail else []
+    bad = next((n for n in names if parse_stream(lx, n) is None), None)
+    if bad is not None:  # refused before the upgrade, so nothing was subscribed
+        return error(400, -1121, f"Invalid stream name {bad!r}.")
     ws = web.WebSocketResponse(autoping=True)
     await ws.prepare(request)
-    conn = BinanceConnection(loopback(request).hub, ws, request)
+    conn = BinanceConnection(lx.hub, ws, request)
     conn.protocol = protocol
-    tail = request.match_info.get("tail", "")
-    if "@" in tail:  # raw-stream URL form: /ws/btcusdt@trade
-        conn.subscribe_streams(tail.split("/"))
+    conn.combined = combined
+    if names:
+        conn.subscribe_streams(names)
     return await conn.serve()
+
+
+def parse_stream(lx, name: str) -> tuple[str, str] | None:
+    """`btcusdt@depth@100ms` -> ("BTC/USDT", "orderbook"); None for an unknown symbol or stream."""
+    market_id, _, kind = name.partition("@")
+    symbol = lx.symbol_by_binance_id.get(market_id.upper())
+    channel = STREAM_CHANNELS.get(kind)
+    return (symbol, channel) if symbol and channel else None
 
 
 class BinanceConnection(Connection):
     protocol = PROTOCOL
+    combined = False  # /stream: payloads wrapped {"stream", "data"}
 
     def __init__(self, hub, ws, request):
         super().__init__(hub, ws, request)
         self.lx = loopback(request)
         self.streams: set[str] = set()
-        self.mini_tickers: set[str] = set()  # symbols subscribed as @miniTicker only
+        self.stream_names: dict[tuple[str, str], str] = {}  # (symbol, channel) -> the stream carrying it
 
     def parse_stream(self, name: str) -> tuple[str, str] | None:
-        market_id, _, kind = name.partition("@")
-        symbol = self.lx.symbol_by_binance_id.get(market_id.upper())
-        channel = STREAM_CHANNELS.get(kind)
-        return (symbol, channel) if symbol and channel else None
+        return parse_stream(self.lx, name)
 
     def subscribe_streams(self, names: list) -> str | None:
         """Subscribe every stream in `names`; the first invalid name is returned (nothing subscribed)."""
@@ -142,10 +166,9 @@ class BinanceConnection(Connection):
             self.subscribe(*target)
             if target[1] == "orderbook":
                 self.hub.awaiting_snapshot.add(target[0])
-            if name.endswith("@miniTicker") and f"{name.partition('@')[0]}@ticker" not in self.streams:
-                self.mini_tickers.add(target[0])
-            elif name.endswith("@ticker"):
-                self.mini_tickers.discard(target[0])
+            current = self.stream_names.get(target, "")
+            if not (current.endswith("@ticker") and name.endswith("@miniTicker")):
+                self.stream_names[target] = name
         self.hub.sent.subscribes += 1
         return None
 
@@ -168,6 +191,7 @@ class BinanceConnection(Connection):
                 self.streams.discard(name)
                 if target:
                     self.unsubscribe(*target)
+                    self.stream_names.pop(target, None)
             self.send_json({"result": None, "id": rid})
         elif method == "LIST_SUBSCRIPTIONS":
             self.send_json({"result": sorted(self.streams), "id": rid})
@@ -175,10 +199,34 @@ class BinanceConnection(Connection):
             self.send_json({"error": {"code": 2, "msg": f"Invalid request: unknown method {method!r}"}, "id": rid})
 
     def encode(self, event: Event) -> str | None:
-        message = to_message(event)
-        if isinstance(event, Ticker) and event.symbol in self.mini_tickers:
-            message = {"e": "24hrMiniTicker", **{k: message[k] for k in MINI_TICKER_FIELDS}}
+        name = self.stream_names.get((event.symbol, event.channel))
+        if name is None:
+            return None
+        kind = name.partition("@")[2]
+        if kind == "aggTrade":
+            message = agg_trade_message(event)
+        elif kind == "bookTicker":
+            message = book_ticker_message(event, self.lx.source.books[event.symbol].last_update_id)
+        else:
+            message = to_message(event)
+            if kind == "miniTicker":
+                message = {"e": "24hrMiniTicker", **{k: message[k] for k in MINI_TICKER_FIELDS}}
+        if self.combined:
+            message = {"stream": name, "data": message}
         return json.dumps(message, separators=(",", ":"))
+
+
+def agg_trade_message(trade: Trade) -> dict:
+    """An `aggTrade` payload: the loopback's trades are never aggregated, so first == last id."""
+    return {"e": "aggTrade", "E": trade.ts_ms, "s": binance_id(trade.symbol), "a": trade.trade_id,
+            "p": trade.price, "q": trade.amount, "f": trade.trade_id, "l": trade.trade_id, "T": trade.ts_ms,
+            "m": trade.side == "sell", "M": True}
+
+
+def book_ticker_message(ticker: Ticker, update_id: int) -> dict:
+    """A spot `bookTicker` payload (it has no event type or time, as on Binance)."""
+    return {"u": update_id, "s": binance_id(ticker.symbol), "b": ticker.bid, "B": ticker.bid_qty,
+            "a": ticker.ask, "A": ticker.ask_qty}
 
 
 def to_message(event: Event) -> dict:
