@@ -299,6 +299,7 @@ def bench_bytes_per_row(tmp: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="shorter runs")
+    ap.add_argument("--rounds", type=int, default=None, help="alternating rounds of the cryptofeed and metrics runs")
     ap.add_argument("--only", choices=["cpu", "cryptofeed", "rss", "rate", "metrics", "ceiling"],
                     help="run one benchmark")
     args = ap.parse_args()
@@ -310,7 +311,7 @@ def main() -> None:
             asyncio.run(bench_cpu(tmp, seconds))
             bench_bytes_per_row(tmp)
         if run("cryptofeed"):
-            asyncio.run(bench_vs_cryptofeed(tmp, seconds))
+            asyncio.run(bench_vs_cryptofeed(tmp, seconds, args.rounds or 2))
         if run("rss"):
             asyncio.run(bench_rss(tmp, seconds))
         if run("rate"):
@@ -319,7 +320,7 @@ def main() -> None:
             bench_queue_worst_case()
             asyncio.run(bench_queue_ceiling(tmp, 45.0))
         if run("metrics"):
-            asyncio.run(bench_metrics_cost(tmp, seconds))
+            asyncio.run(bench_metrics_cost(tmp, seconds, args.rounds or 3))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
