@@ -16,13 +16,16 @@ $(STAMP): pyproject.toml setup.py $(wildcard cython_ext/*.pyx cython_ext/*.pxd)
 
 venv: $(STAMP)
 
-# Ansible + ansible-lint (the `appliance` extra) only for the appliance test; installed
-# by name so the editable install (and its Cython build) is not redone.
-APPLIANCE_STAMP := $(VENV)/.appliance-stamp
-$(APPLIANCE_STAMP): $(STAMP) pyproject.toml
-	$(PY) -c "import tomllib; print(chr(10).join(tomllib.load(open('pyproject.toml','rb'))['project']['optional-dependencies']['appliance']))" > $(VENV)/appliance-requirements.txt
-	$(PY) -m pip install --quiet -r $(VENV)/appliance-requirements.txt
+# An optional extra installed by name (.venv/.<extra>-stamp), so the editable install (and its
+# Cython build) is not redone: Ansible + ansible-lint (`appliance`) only for the appliance test,
+# cryptofeed (`bench`) only for bench/collector.py's comparison.
+$(VENV)/.%-stamp: $(STAMP) pyproject.toml
+	$(PY) -c "import tomllib; print(chr(10).join(tomllib.load(open('pyproject.toml','rb'))['project']['optional-dependencies']['$*']))" > $(VENV)/$*-requirements.txt
+	$(PY) -m pip install --quiet -r $(VENV)/$*-requirements.txt
 	touch $@
+
+APPLIANCE_STAMP := $(VENV)/.appliance-stamp
+BENCH_STAMP := $(VENV)/.bench-stamp
 
 demo: $(STAMP)
 	$(VENV)/bin/fluxforge demo
@@ -65,8 +68,9 @@ image: $(STAMP)
 	packaging/install-host-deps.sh --image
 	$(PY) packaging/build_image.py --arch amd64 --out dist
 
-bench: $(STAMP)
-	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+# bench/_*.py are the benchmarks' helpers, not benchmarks.
+bench: $(BENCH_STAMP)
+	@for b in bench/[!_]*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:
 	rm -rf build *.egg-info fluxforge/_kernels/*.so cython_ext/*.c

@@ -13,125 +13,38 @@
    unit's MemoryHigh is 256 MB.  `python bench/collector.py --only ceiling` runs just this.
 6. Cost of Prometheus metrics: CPU per 10,000 messages with `metrics.enabled` true (scraped
    every 5 s) vs false, alternating runs against the same stream (target <= 1.03x).
+7. `--only cryptofeed`: CPU per 10,000 messages and RSS of cryptofeed's Binance feed (the feed handler
+   users pick instead; `pip install '.[bench]'`) beside `fluxforge collect` and plain ccxt.pro on the
+   same loopback stream, and what each of the collector's accelerators buys: the collector with
+   uvloop and/or orjson made unimportable vs as shipped (goal: collector <= cryptofeed).
 
-Consumers run as subprocesses so their CPU time (from /proc/<pid>/stat) excludes the
-loopback exchange, which runs in this process.  Usage: `python bench/collector.py [--quick] [--only cpu|rss|rate|metrics]`.
+Consumers run as subprocesses (bench/_consumer_runs.py) so their CPU time (user + sys, from
+/proc/<pid>/stat) excludes the loopback exchange, which runs in this process, and the machine's other
+load does not count as it would in wall time.
+Usage: `python bench/collector.py [--quick] [--only cpu|cryptofeed|rss|rate|metrics|ceiling]`.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
 import json
-import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import pyarrow.parquet as pq  # noqa: E402
-import yaml  # noqa: E402
 
+from _consumer_runs import (PLAIN_CCXT, ccxt_dict, collector_argv, collector_config, cryptofeed_argv,  # noqa: E402
+                           measure)
 from fluxforge.loopback import LoopbackExchange, SimOptions  # noqa: E402
 
-TICKS = os.sysconf("SC_CLK_TCK")
 SYMBOLS20 = [f"{b}/USDT" for b in ["BTC", "ETH", "SOL", "BNB", "XRP", "DOGE", "ADA", "AVAX", "DOT", "LINK",
                                    "LTC", "TRX", "ATOM", "NEAR", "UNI", "ETC", "FIL", "APT", "ARB", "OP"]]
-
-PLAIN_CCXT = r"""
-import asyncio, json, sys, ccxt.pro
-cfg = json.loads(sys.argv[1]); symbols = cfg["symbols"]
-async def loop(f):
-    while True:
-        await f()
-async def main():
-    ex = ccxt.pro.binance(cfg["ccxt"])
-    await ex.load_markets()
-    await asyncio.gather(loop(lambda: ex.watch_order_book_for_symbols(symbols)),
-                         loop(lambda: ex.watch_trades_for_symbols(symbols)),
-                         loop(lambda: ex.watch_tickers(symbols)))
-asyncio.run(main())
-"""
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
-
-
-def rss_mb(pid: int, key: str = "VmRSS") -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def sent_messages(lx) -> int:
-    return sum(s.messages for s in lx.sent.streams.values())
-
-
-def ccxt_dict(lx) -> dict:
-    d = lx.ccxt_config("binance")
-    d["enableRateLimit"] = False
-    d["options"]["watchTickers"] = {"name": "ticker"}
-    return d
-
-
-def collector_config(tmp: Path, lx, symbols: list[str], depth: int = 20, metrics: dict | None = None,
-                     **collector) -> Path:
-    cfg = {
-        "data_dir": str(tmp / "data"), "host_id": "bench",
-        "exchanges": [{"name": "binance", "ccxt": ccxt_dict(lx), "symbols": symbols, "book_depth": depth}],
-        "collector": {"flush_interval": 1.0, "segment_max_seconds": 30, "min_free_mb": 0, "snapshot_spacing": 0.02,
-                      **collector},
-        "logging": {"level": "WARNING", "format": "json"},
-    }
-    if metrics is not None:
-        cfg["metrics"] = metrics
-    tmp.mkdir(parents=True, exist_ok=True)
-    path = tmp / "config.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
-
-
-async def measure(lx, argv: list[str], warmup: float, seconds: float, cpu: int | None = None,
-                  stop_timeout: float = 15.0, during=None) -> dict:
-    """Run a consumer subprocess; CPU, messages and RSS over `seconds` after `warmup` (`during`: a
-    coroutine run meanwhile, e.g. a scraper)."""
-    proc = await asyncio.create_subprocess_exec(*argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    if cpu is not None:
-        os.sched_setaffinity(proc.pid, {cpu})
-    side = asyncio.ensure_future(during) if during is not None else None
-    try:
-        await asyncio.sleep(warmup)
-        c0, m0, t0 = cpu_seconds(proc.pid), sent_messages(lx), time.monotonic()
-        await asyncio.sleep(seconds)
-        c1, m1, t1 = cpu_seconds(proc.pid), sent_messages(lx), time.monotonic()
-        rss, hwm = rss_mb(proc.pid), rss_mb(proc.pid, "VmHWM")
-    finally:
-        if side is not None:
-            side.cancel()
-        proc.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(proc.wait(), stop_timeout)
-        except asyncio.TimeoutError:
-            try:
-                proc.kill()
-            except ProcessLookupError:  # it exited just now
-                pass
-            await proc.wait()
-    err = (await proc.stderr.read()).decode()
-    return {"cpu": c1 - c0, "messages": m1 - m0, "wall": t1 - t0, "rss_mb": rss, "hwm_mb": hwm,
-            "stderr": err, "rc": proc.returncode}
-
-
-def collector_argv(config: Path) -> list[str]:
-    return [sys.executable, "-m", "fluxforge.cli", "collect", "--config", str(config)]
 
 
 def drops_in(data: Path) -> int:
@@ -155,6 +68,51 @@ async def bench_cpu(tmp: Path, seconds: float) -> None:
     print(f"      plain ccxt.pro (no writing): {per_plain:.3f} CPU s / 10k messages")
     print(f"      fluxforge collect          : {per_col:.3f} CPU s / 10k messages")
     print(f"      ratio collector / ccxt     : {per_col / per_plain:.2f}x   (target <= 1.25x)")
+
+
+# what each accelerator bought: `fluxforge collect` with modules made unimportable (_consumer_runs.py)
+COLLECTOR_VARIANTS = {"collect, asyncio loop + stdlib json": ("uvloop", "orjson"),
+                      "collect, + orjson (ccxt's decoder)": ("uvloop",),
+                      "collect, + uvloop": ("orjson",),
+                      "collect as shipped (uvloop + orjson)": ()}
+
+
+async def bench_vs_cryptofeed(tmp: Path, seconds: float, rounds: int = 2) -> None:
+    """CPU per 10k messages and RSS: cryptofeed vs `fluxforge collect` (and its variants), same stream.
+
+    Plain ccxt.pro (watching, writing nothing) is the floor of any collector built on unmodified ccxt.
+    Runs alternate (the order reversed every round) so that drifting machine load falls on all alike."""
+    symbols = SYMBOLS20[:5]
+    sim = SimOptions(rate=100, trades_per_update=1.0, ticker_interval=1.0, seed=1)
+    totals: dict[str, list[float]] = {}
+    rss: dict[str, float] = {}
+    counts: dict | None = None
+    async with LoopbackExchange("sim", symbols, sim=sim) as lx:
+        runs = {"cryptofeed (Binance feed, uvloop)": cryptofeed_argv(lx, symbols),
+                "plain ccxt.pro, no writing (asyncio)": [sys.executable, "-c", PLAIN_CCXT,
+                                                         json.dumps({"ccxt": ccxt_dict(lx), "symbols": symbols})]}
+        for i, (name, without) in enumerate(COLLECTOR_VARIANTS.items()):
+            runs[name] = collector_argv(collector_config(tmp / f"vs-cryptofeed-{i}", lx, symbols), without)
+        for r in range(rounds):
+            for name, argv in (list(runs.items()) if r % 2 == 0 else list(reversed(runs.items()))):
+                res = await measure(lx, argv, 5, seconds)
+                if name.startswith("cryptofeed"):
+                    counts = json.loads(res["stderr"].strip().splitlines()[-1])  # its callbacks: it did the work
+                    if sum(counts.values()) < 0.5 * res["messages"]:
+                        raise RuntimeError(f"cryptofeed handled {counts} of {res['messages']} messages: {res['stderr']}")
+                total = totals.setdefault(name, [0.0, 0])
+                total[0] += res["cpu"]
+                total[1] += res["messages"]
+                rss[name] = max(rss.get(name, 0.0), res["rss_mb"])
+    per = {name: cpu / messages * 10_000 for name, (cpu, messages) in totals.items()}
+    feed, base, shipped = next(iter(per)), list(COLLECTOR_VARIANTS)[0], list(COLLECTOR_VARIANTS)[-1]
+    print(f"[vs cryptofeed] {len(symbols)} symbols, books + trades + tickers, {rounds} alternating rounds of "
+          f"{seconds:.0f} s each (cryptofeed's last run: {counts})")
+    for name, value in per.items():
+        print(f"      {name:<38}: {value:6.3f} CPU s / 10k messages, RSS {rss[name]:4.0f} MB, "
+              f"{value / per[feed]:.2f}x cryptofeed, {value / per[base]:.2f}x the asyncio + json collector")
+    print(f"      collector as shipped / cryptofeed: CPU per message {per[shipped] / per[feed]:.2f}x   (goal <= 1.00x), "
+          f"RSS {rss[shipped] / rss[feed]:.2f}x")
 
 
 async def bench_max_rate(tmp: Path, seconds: float, rates: list[int]) -> None:
@@ -341,7 +299,9 @@ def bench_bytes_per_row(tmp: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="shorter runs")
-    ap.add_argument("--only", choices=["cpu", "rss", "rate", "metrics", "ceiling"], help="run one benchmark")
+    ap.add_argument("--rounds", type=int, default=None, help="alternating rounds of the cryptofeed and metrics runs")
+    ap.add_argument("--only", choices=["cpu", "cryptofeed", "rss", "rate", "metrics", "ceiling"],
+                    help="run one benchmark")
     args = ap.parse_args()
     seconds = 8.0 if args.quick else 20.0
     tmp = Path(tempfile.mkdtemp(prefix="ff-bench-collector-"))
@@ -350,6 +310,8 @@ def main() -> None:
         if run("cpu"):
             asyncio.run(bench_cpu(tmp, seconds))
             bench_bytes_per_row(tmp)
+        if run("cryptofeed"):
+            asyncio.run(bench_vs_cryptofeed(tmp, seconds, args.rounds or 2))
         if run("rss"):
             asyncio.run(bench_rss(tmp, seconds))
         if run("rate"):
@@ -358,7 +320,7 @@ def main() -> None:
             bench_queue_worst_case()
             asyncio.run(bench_queue_ceiling(tmp, 45.0))
         if run("metrics"):
-            asyncio.run(bench_metrics_cost(tmp, seconds))
+            asyncio.run(bench_metrics_cost(tmp, seconds, args.rounds or 3))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

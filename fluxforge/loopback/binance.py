@@ -1,15 +1,21 @@
-"""Binance spot wire protocol, as much of it as unmodified ccxt.pro `binance` uses for market data.
+"""Binance spot wire protocol, as much of it as unmodified ccxt.pro `binance` and cryptofeed use for market data.
 
 REST: `GET /api/v3/exchangeInfo`, `/api/v3/depth`, `/api/v3/ping`, `/api/v3/time`.
-WebSocket: `/ws` and `/ws/<anything>` (ccxt connects to `/ws/<stream index>`);
-requests `{"method":"SUBSCRIBE"|"UNSUBSCRIBE"|"LIST_SUBSCRIPTIONS","params":[...],"id":N}`
+WebSocket, in Binance's three URL forms: `/ws` and `/ws/<anything>` (ccxt connects to
+`/ws/<stream index>` and SUBSCRIBEs), raw streams in the path (`/ws/btcusdt@trade/ethusdt@trade`),
+and combined streams (`/stream?streams=btcusdt@depth@100ms/btcusdt@aggTrade`, cryptofeed's form),
+whose every payload is wrapped `{"stream": <name>, "data": <payload>}`.  Requests
+`{"method":"SUBSCRIBE"|"UNSUBSCRIBE"|"LIST_SUBSCRIPTIONS","params":[...],"id":N}`
 are answered `{"result":null,"id":N}` in order with the data, so ccxt sees the
 ack before the first diff and only then fetches the REST snapshot.  Streams:
-`<sym>@depth` / `<sym>@depth@100ms` (depthUpdate U/u), `<sym>@trade`, `<sym>@ticker`
-(24hrTicker), `<sym>@miniTicker` (24hrMiniTicker, ccxt's default for watchTickers),
-`<sym>@bookTicker` (best bid/ask, no event type or time: ccxt's watchBidsAsks) and
-`<sym>@kline_<interval>` (kline, re-sent while the candle is open: ccxt's watchOHLCV,
-which fetches no REST klines first).  A repeated SUBSCRIBE (ccxt resubscribes after a gap) is acked again.
+`<sym>@depth` / `<sym>@depth@100ms` (depthUpdate U/u), `<sym>@trade`, `<sym>@aggTrade` (one
+aggregate per trade), `<sym>@ticker` (24hrTicker), `<sym>@miniTicker` (24hrMiniTicker, ccxt's
+default for watchTickers), `<sym>@bookTicker` (best bid/ask, no event type or time: ccxt's
+watchBidsAsks) and `<sym>@kline_<interval>` (kline, re-sent while the candle is open: ccxt's
+watchOHLCV, which fetches no REST klines first).  A connection carries each (symbol, channel)
+in one form: the last subscribed, except that a full `@ticker` is never replaced by
+`@miniTicker`; klines in every interval subscribed.  A repeated SUBSCRIBE (ccxt resubscribes
+after a gap) is acked again.
 Partial book depth streams `<sym>@depth<5|10|20>` / `...@100ms`: the top-N book as Binance
 documents it, `{"lastUpdateId", "bids", "asks"}` (no event type, no symbol: a raw stream is
 named by its URL), cut from the authoritative book after each update (Binance pushes one per
@@ -29,8 +35,8 @@ from .quotes import TIMEFRAME_MS
 
 PROTOCOL = "binance"
 STREAM_CHANNELS = {"depth": "orderbook", "depth@100ms": "orderbook", "depth@1000ms": "orderbook",
-                   "trade": "trades", "ticker": "ticker", "miniTicker": "ticker", "bookTicker": "bidsasks",
-                   **{f"kline_{tf}": "ohlcv" for tf in TIMEFRAME_MS}}
+                   "trade": "trades", "aggTrade": "trades", "ticker": "ticker", "miniTicker": "ticker",
+                   "bookTicker": "bidsasks", **{f"kline_{tf}": "ohlcv" for tf in TIMEFRAME_MS}}
 
 
 MINI_TICKER_FIELDS = ("E", "s", "c", "o", "h", "l", "v", "q")
@@ -75,6 +81,7 @@ def add_routes(app: web.Application, prefix: str = "", protocol: str = PROTOCOL)
     app.router.add_get(f"{prefix}/api/v3/time", server_time)
     app.router.add_get(f"{prefix}/ws", partial(websocket, protocol=protocol))
     app.router.add_get(prefix + "/ws/{tail:.*}", partial(websocket, protocol=protocol))
+    app.router.add_get(f"{prefix}/stream", partial(websocket, protocol=protocol, combined=True))
 
 
 async def ping(request: web.Request) -> web.Response:
@@ -114,32 +121,47 @@ async def depth(request: web.Request, protocol: str = PROTOCOL) -> web.Response:
                               "asks": [list(a) for a in asks]})
 
 
-async def websocket(request: web.Request, protocol: str = PROTOCOL) -> web.WebSocketResponse:
+async def websocket(request: web.Request, protocol: str = PROTOCOL, combined: bool = False) -> web.StreamResponse:
+    lx = loopback(request)
+    if combined:  # /stream?streams=a/b/c (an empty or absent list: SUBSCRIBE later, still wrapped)
+        names = [n for n in request.query.get("streams", "").split("/") if n]
+    else:  # raw-stream URL form /ws/btcusdt@trade/ethusdt@trade; /ws/<index> (ccxt) names none
+        tail = request.match_info.get("tail", "")
+        names = tail.split("/") if "@" in tail else []
+    bad = next((n for n in names if parse_stream(lx, n) is None), None)
+    if bad is not None:  # refused before the upgrade, so nothing was subscribed
+        return error(400, -1121, f"Invalid stream name {bad!r}.")
     ws = web.WebSocketResponse(autoping=True)
     await ws.prepare(request)
-    conn = BinanceConnection(loopback(request).hub, ws, request)
+    conn = BinanceConnection(lx.hub, ws, request)
     conn.protocol = protocol
-    tail = request.match_info.get("tail", "")
-    if "@" in tail:  # raw-stream URL form: /ws/btcusdt@trade
-        conn.subscribe_streams(tail.split("/"))
+    conn.combined = combined
+    if names:
+        conn.subscribe_streams(names)
     return await conn.serve()
+
+
+def parse_stream(lx, name: str) -> tuple[str, str] | None:
+    """`btcusdt@depth@100ms` -> ("BTC/USDT", "orderbook"); None for an unknown symbol or stream."""
+    market_id, _, kind = name.partition("@")
+    symbol = lx.symbol_by_binance_id.get(market_id.upper())
+    channel = "orderbook" if kind in PARTIAL_STREAMS else STREAM_CHANNELS.get(kind)
+    return (symbol, channel) if symbol and channel else None
 
 
 class BinanceConnection(Connection):
     protocol = PROTOCOL
+    combined = False  # /stream: payloads wrapped {"stream", "data"}
 
     def __init__(self, hub, ws, request):
         super().__init__(hub, ws, request)
         self.lx = loopback(request)
         self.streams: set[str] = set()
-        self.mini_tickers: set[str] = set()  # symbols subscribed as @miniTicker only
+        self.stream_names: dict[tuple[str, str], str] = {}  # (symbol, channel) -> the stream carrying it
         self.partial: dict[str, int] = {}     # symbol -> depth of its partial book stream
 
     def parse_stream(self, name: str) -> tuple[str, str] | None:
-        market_id, _, kind = name.partition("@")
-        symbol = self.lx.symbol_by_binance_id.get(market_id.upper())
-        channel = "orderbook" if kind in PARTIAL_STREAMS else STREAM_CHANNELS.get(kind)
-        return (symbol, channel) if symbol and channel else None
+        return parse_stream(self.lx, name)
 
     def deliver(self, event: Event) -> None:
         depth = self.partial.get(event.symbol)
@@ -166,10 +188,9 @@ class BinanceConnection(Connection):
                 self.partial[target[0]] = depth
             elif target[1] == "orderbook":
                 self.hub.awaiting_snapshot.add(target[0])
-            if name.endswith("@miniTicker") and f"{name.partition('@')[0]}@ticker" not in self.streams:
-                self.mini_tickers.add(target[0])
-            elif name.endswith("@ticker"):
-                self.mini_tickers.discard(target[0])
+            current = self.stream_names.get(target, "")
+            if not (current.endswith("@ticker") and name.endswith("@miniTicker")):
+                self.stream_names[target] = name
         self.hub.sent.subscribes += 1
         return None
 
@@ -194,6 +215,7 @@ class BinanceConnection(Connection):
                     self.partial.pop(target[0], None)
                 if target and not any(self.parse_stream(other) == target for other in self.streams):
                     self.unsubscribe(*target)  # (klines: the last interval of the symbol)
+                    self.stream_names.pop(target, None)
             self.send_json({"result": None, "id": rid})
         elif method == "LIST_SUBSCRIPTIONS":
             self.send_json({"result": sorted(self.streams), "id": rid})
@@ -201,12 +223,32 @@ class BinanceConnection(Connection):
             self.send_json({"error": {"code": 2, "msg": f"Invalid request: unknown method {method!r}"}, "id": rid})
 
     def encode(self, event: Event) -> str | None:
-        if isinstance(event, Kline) and f"{binance_id(event.symbol).lower()}@kline_{event.timeframe}" not in self.streams:
-            return None  # another interval of a symbol whose klines this connection follows
-        message = to_message(event)
-        if isinstance(event, Ticker) and event.symbol in self.mini_tickers:
-            message = {"e": "24hrMiniTicker", **{k: message[k] for k in MINI_TICKER_FIELDS}}
+        if isinstance(event, Kline):
+            name = f"{binance_id(event.symbol).lower()}@kline_{event.timeframe}"
+            if name not in self.streams:
+                return None  # another interval of a symbol whose klines this connection follows
+            message = to_message(event)
+        else:
+            name = self.stream_names.get((event.symbol, event.channel))
+            if name is None:
+                return None
+            kind = name.partition("@")[2]
+            if kind == "aggTrade":
+                message = agg_trade_message(event)
+            else:
+                message = to_message(event)
+                if kind == "miniTicker":
+                    message = {"e": "24hrMiniTicker", **{k: message[k] for k in MINI_TICKER_FIELDS}}
+        if self.combined:
+            message = {"stream": name, "data": message}
         return json.dumps(message, separators=(",", ":"))
+
+
+def agg_trade_message(trade: Trade) -> dict:
+    """An `aggTrade` payload: the loopback's trades are never aggregated, so first == last id."""
+    return {"e": "aggTrade", "E": trade.ts_ms, "s": binance_id(trade.symbol), "a": trade.trade_id,
+            "p": trade.price, "q": trade.amount, "f": trade.trade_id, "l": trade.trade_id, "T": trade.ts_ms,
+            "m": trade.side == "sell", "M": True}
 
 
 def to_message(event: Event) -> dict:

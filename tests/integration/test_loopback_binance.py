@@ -120,3 +120,33 @@ def test_stats_endpoint_reports_what_was_sent():
             assert stats["snapshots"] >= 1 and stats["subscribes"] >= 1
 
     run(body())
+
+
+def test_combined_stream_url_carries_depth_aggtrade_and_bookticker_wrapped():
+    """cryptofeed's form: `/stream?streams=a/b/c`, every payload wrapped {"stream", "data"}."""
+    names = ["btcusdt@depth@100ms", "btcusdt@aggTrade", "btcusdt@bookTicker", "ethusdt@aggTrade"]
+
+    async def body():
+        sim = SimOptions(rate=40, trades_per_update=1.0, ticker_interval=0.2, seed=6)
+        async with LoopbackExchange("sim", SYMBOLS, sim=sim) as lx:
+            async with aiohttp.ClientSession() as http:
+                async with http.get(f"{lx.url}/stream?streams=btcusdt@trade/nope@trade") as resp:
+                    assert resp.status == 400 and "nope@trade" in (await resp.json())["msg"]
+                assert not lx.hub.subscribers.get(("BTC/USDT", "trades"))
+                got: dict[str, list[dict]] = {n: [] for n in names}
+                async with http.ws_connect(f"{lx.ws_url}/stream?streams={'/'.join(names)}") as ws:
+                    while not all(len(v) >= 3 for v in got.values()):
+                        frame = await ws.receive_json()
+                        assert set(frame) == {"stream", "data"}
+                        got[frame["stream"]].append(frame["data"])
+            depth, agg, book_ticker = got[names[0]], got[names[1]], got[names[2]]
+            assert {d["e"] for d in depth} == {"depthUpdate"} and {d["s"] for d in depth} == {"BTCUSDT"}
+            assert [d["u"] for d in depth] == lx.sent.stream("binance", "BTC/USDT", "orderbook").ids[:len(depth)]
+            sent_trades = lx.sent.stream("binance", "BTC/USDT", "trades").ids
+            assert [a["a"] for a in agg] == sent_trades[:len(agg)]
+            assert all(a["e"] == "aggTrade" and a["f"] == a["l"] == a["a"] and float(a["p"]) > 0 for a in agg)
+            assert {a["s"] for a in got[names[3]]} == {"ETHUSDT"}
+            for t in book_ticker:  # spot bookTicker: no event type, best bid below best ask
+                assert set(t) == {"u", "s", "b", "B", "a", "A"} and float(t["b"]) < float(t["a"])
+
+    run(body())
