@@ -116,8 +116,10 @@ class TradeOptions(StrictModel):
                                      description="trade time bars, whole seconds; [] disables them")
     volume_bar_size: float = Field(0.0, ge=0.0, description="base units per volume bar; 0 disables them")
     dollar_bar_size: float = Field(1_000_000.0, ge=0.0, description="quote units per dollar bar; 0 disables them")
+    ticker_horizons: list[int] = Field(default_factory=lambda: [5, 60, 300],
+                                       description="windows (t-h, t] of the ticker features, whole seconds")
 
-    @field_validator("bar_durations")
+    @field_validator("bar_durations", "ticker_horizons")
     @classmethod
     def _bar_durations(cls, v: list[int]) -> list[int]:
         return FeatureOptions._bar_durations(v)

@@ -20,9 +20,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..config import TradeOptions
-from ..features import book_arrays, trade_layout
+from ..features import book_arrays, ticker_layout, trade_layout
+from .ticker_products import TickerProducts
 
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2: ticker features' state (key "ticker")
 Products = dict[tuple[str, int], pa.Table]  # (tree, parameter e.g. duration s) -> rows
 
 
@@ -43,13 +44,14 @@ class TradeProducts:
         self._info = {tree: InfoBarEngine(size, tree == trade_layout.DOLLAR_BARS)
                       for tree, size in ((trade_layout.VOLUME_BARS, self.options.volume_bar_size),
                                          (trade_layout.DOLLAR_BARS, self.options.dollar_bar_size)) if size > 0}
+        self._ticker = TickerProducts(self.options.ticker_horizons)
 
     def stats(self) -> dict[str, int]:
         return self._bars.stats()
 
     def process(self, trades: pa.Table | None, resets: list[int] | None = None,
-                until: int | None = None) -> Products:
-        """Feed time-sorted trades and resets; close bars that end by `until` (ms, exchange time)."""
+                until: int | None = None, tickers: pa.Table | None = None) -> Products:
+        """Feed time-sorted trades, tickers and resets; close bars that end by `until` (ms, exchange time)."""
         if trades is None or trades.num_rows == 0:
             tts = np.zeros(0, dtype=np.int64)
             px = amt = np.zeros(0, dtype=np.float64)
@@ -66,6 +68,9 @@ class TradeProducts:
             rows = kernel.process(tts, px, amt, side, res)
             if len(rows):
                 out[(tree, 0)] = trade_layout.info_bar_table(rows)
+        ticker_rows = self._ticker.process(tickers, res)
+        if ticker_rows is not None:
+            out[(ticker_layout.TICKER, 0)] = ticker_rows
         return out
 
     def _tables(self, blocks: list[np.ndarray]) -> Products:
@@ -74,7 +79,7 @@ class TradeProducts:
                 for d, rows in zip(self.options.bar_durations, blocks) if len(rows)}
 
     def get_state(self) -> bytes:
-        kernels = {"bars": self._bars, **self._info}
+        kernels = {"bars": self._bars, **self._info, "ticker": self._ticker}
         return json.dumps({"version": STATE_VERSION, "options": self.options.model_dump(mode="json"),
                            **{name: {k: base64.b64encode(v).decode("ascii") for k, v in kernel.get_state().items()}
                               for name, kernel in kernels.items()}}).encode()
@@ -88,7 +93,7 @@ class TradeProducts:
                 raise ValueError("unsupported trade-products checkpoint version")
             if payload["options"] != products.options.model_dump(mode="json"):
                 raise ValueError("checkpoint was written with different trade options")
-            for name, kernel in {"bars": products._bars, **products._info}.items():
+            for name, kernel in {"bars": products._bars, **products._info, "ticker": products._ticker}.items():
                 kernel.set_state({k: base64.b64decode(v) for k, v in payload[name].items()})
         except (KeyError, TypeError, AttributeError, json.JSONDecodeError) as exc:
             raise ValueError(f"corrupt trade-products checkpoint: {exc!r}") from None
@@ -115,9 +120,9 @@ class PairedEngine:
         return stats() if stats is not None else {}
 
     def process(self, books: pa.Table | None, trades: pa.Table | None = None,
-                resets: list[int] | None = None) -> PairedResult:
+                resets: list[int] | None = None, tickers: pa.Table | None = None) -> PairedResult:
         result = self.engine.process(books, trades, resets=resets)
         until = None
         if books is not None and books.num_rows:
             until = pc.max(books.column("timestamp")).as_py()
-        return PairedResult(result.hf, result.bars, self.products.process(trades, resets, until))
+        return PairedResult(result.hf, result.bars, self.products.process(trades, resets, until, tickers))
