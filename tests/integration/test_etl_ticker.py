@@ -1,12 +1,14 @@
 """Ticker features through the real ETL: 30 segments == 1, restart from the checkpoint, and
 every row equal to the definition-level reference (tests/reference/ticker_reference.py)."""
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from documented_schema import assert_documented
 from etl_support import T0_MS, read_tree, synthetic_market, tables_equal, write_segments
 from fluxforge.bronze import schemas as bronze
 from fluxforge.config import FeatureOptions, TradeOptions
@@ -96,6 +98,8 @@ def test_thirty_segments_equal_one_and_the_reference(tmp_path, market):
     one = read_tree(root, "ticker")
     thirty = read_tree(run_runner(tmp_path / "thirty", market, 30), "ticker")
     assert one.num_rows > 0 and tables_equal(one, thirty)
+    assert_documented(one.schema, "`ticker`", SimpleNamespace(horizons=TRADES.ticker_horizons),
+                      partitions=("exchange", "symbol", "date"))
     fields = ticker_fields(TRADES.ticker_horizons)
     for symbol, path_value in (("BTC/USDT", "BTC-USDT"), ("ETH/USDT", "ETH-USDT")):
         parts = sorted((root / "ticker" / "exchange=binance" / f"symbol={path_value}").rglob("part-*.parquet"))
