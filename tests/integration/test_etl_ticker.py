@@ -9,12 +9,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from documented_schema import assert_documented
-from etl_support import T0_MS, read_tree, synthetic_market, tables_equal, write_segments
-from fluxforge.bronze import schemas as bronze
+from etl_support import read_tree, synthetic_market, tables_equal, write_segments
 from fluxforge.config import FeatureOptions, TradeOptions
 from fluxforge.etl.runner import EtlRunner
 from fluxforge.features.ticker_layout import TICKER_INPUTS, ticker_fields
 from tests.reference.ticker_reference import ticker_features
+from ticker_support import synthetic_tickers
 from tests.unit.test_ticker_features import close
 
 FEATURES = FeatureOptions(bar_durations=[60], hf_emit_interval=1.0)
@@ -22,46 +22,11 @@ TRADES = TradeOptions(bar_durations=[], dollar_bar_size=0.0, ticker_horizons=[1,
 SECONDS = 180
 
 
-def synthetic_tickers(market: dict, seed: int = 3, hz: float = 4.0) -> pa.Table:
-    """Ticker rows for every symbol of `market`: its book tops at random times, with missing
-    sides, crossed quotes, missing sizes and redelivered duplicates; receive order, jittered."""
-    rng = np.random.default_rng(seed)
-    books = market["orderbook"]
-    out = []
-    for sym in sorted(set(books.column("symbol").to_pylist())):
-        b = books.filter(pa.compute.equal(books.column("symbol"), sym)).sort_by("timestamp")
-        bts = b.column("timestamp").to_numpy()
-        n = int(SECONDS * hz)
-        ts = np.sort(T0_MS + rng.integers(0, SECONDS * 1000, n))
-        idx = np.clip(np.searchsorted(bts, ts), 0, len(bts) - 1)
-        bid = np.array([b.column("bid_px")[int(i)][0].as_py() for i in idx])
-        ask = np.array([b.column("ask_px")[int(i)][0].as_py() for i in idx])
-        bsz, asz = rng.uniform(0, 4, n).round(3), rng.uniform(0, 4, n).round(3)
-        kind = rng.integers(0, 25, n)
-        bid = np.where(kind == 0, np.nan, bid)
-        ask = np.where(kind == 1, bid - 0.01, ask)  # crossed
-        bsz = np.where(kind == 2, np.nan, bsz)
-        dup = np.flatnonzero(kind == 3)
-        keep = np.sort(np.concatenate([np.arange(n), dup]))  # a duplicate right after its original
-        ts, bid, ask, bsz, asz = ts[keep], bid[keep], ask[keep], bsz[keep], asz[keep]
-        m = len(ts)
-        nul = lambda a: pa.array(a, pa.float64(), from_pandas=True)  # noqa: E731  NaN -> null
-        out.append(pa.table({
-            "exchange": ["binance"] * m, "symbol": [sym] * m, "timestamp": ts,
-            "recv_ns": ts * 1_000_000 + rng.integers(500_000, 3_000_000_000, m),  # up to 3 s late
-            "bid": nul(bid), "bid_size": nul(bsz), "ask": nul(ask), "ask_size": nul(asz),
-            "last": (bid + ask) / 2, "open": np.full(m, 100.0), "high": np.full(m, 110.0),
-            "low": np.full(m, 90.0), "base_volume": 1000.0 + np.arange(m), "quote_volume": 1e5 + np.arange(m),
-            "vwap": np.full(m, 100.5), "percentage": np.full(m, 0.1),
-        }, schema=bronze.TICKER))
-    return pa.concat_tables(out).sort_by("recv_ns")
-
-
 @pytest.fixture(scope="module")
 def market():
     m = synthetic_market(symbols=("BTC/USDT", "ETH/USDT"), seconds=SECONDS, depth=5,
                          gaps=[("BTC/USDT", 61_000), ("ETH/USDT", 119_990)], seed=5)
-    return dict(m, ticker=synthetic_tickers(m))
+    return dict(m, ticker=synthetic_tickers(m, SECONDS))
 
 
 def run_runner(root, market, n, restart_every=None):
