@@ -13,6 +13,7 @@ time and every value is a redelivery.  Both are dropped.
 """
 from __future__ import annotations
 
+import bisect
 import math
 from fractions import Fraction
 
@@ -76,12 +77,14 @@ def ticker_features(rows: list[tuple], resets: list[int], horizons: list[int]) -
     for row, _ in kept:
         mid, spread, rel = quote(row[1], row[2])
         derived.append((mid, spread, rel, imbalance(row[3], row[4])))
+    times = [row[0] for row, _ in kept]
     out = []
     for i, ((row, epoch), (mid, spread, rel, imb)) in enumerate(zip(kept, derived)):
         rec = dict(timestamp=row[0], bid=row[1], ask=row[2], mid_price=mid, spread=spread, relative_spread=rel,
                    volume_imbalance=imb, last=row[5], vwap=row[6], base_volume=row[7], quote_volume=row[8])
         for h in horizons:
-            window = [derived[j] for j in range(i + 1)
+            first = bisect.bisect_right(times, row[0] - h * 1000)  # times are sorted: rows before are older
+            window = [derived[j] for j in range(first, i + 1)
                       if kept[j][1] == epoch and kept[j][0][0] > row[0] - h * 1000]
             mids = [w[0] for w in window if not math.isnan(w[0])]
             rec[f"mid_mean_{h}s"] = _mean(mids)
