@@ -121,8 +121,10 @@ class TradeOptions(StrictModel):
                             "makes millions of rows a day)")
     horizons: list[int] = Field(default_factory=lambda: [5, 60, 300],
                                 description="per-trade rolling windows, whole seconds")
+    ticker_horizons: list[int] = Field(default_factory=lambda: [5, 60, 300],
+                                       description="windows (t-h, t] of the ticker features, whole seconds")
 
-    @field_validator("bar_durations", "horizons")
+    @field_validator("bar_durations", "horizons", "ticker_horizons")
     @classmethod
     def _bar_durations(cls, v: list[int]) -> list[int]:
         return FeatureOptions._bar_durations(v)

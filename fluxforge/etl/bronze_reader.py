@@ -38,6 +38,8 @@ class BadSegment(Exception):
 
 BOOK_COLUMNS = ["exchange", "symbol", "timestamp", "recv_ns", "kind", "nonce", "prev_nonce", *LEVEL_COLUMNS]
 TRADE_COLUMNS = ["exchange", "symbol", "timestamp", "recv_ns", "trade_id", "price", "amount", "side"]
+TICKER_COLUMNS = ["exchange", "symbol", "timestamp", "recv_ns", "bid", "bid_size", "ask", "ask_size", "last",
+                  "base_volume", "quote_volume", "vwap"]  # what the ticker features read (features/ticker_layout.py)
 
 
 def sort_times(table: pa.Table | pa.RecordBatch) -> np.ndarray:
@@ -154,6 +156,10 @@ class SegmentReader:
         """The trades file's rows in file (= journal) order."""
         return self._read("trades", TRADE_COLUMNS)
 
+    def raw_tickers(self) -> pa.Table | None:
+        """The ticker file's rows in file (= journal) order."""
+        return self._read("ticker", TICKER_COLUMNS)
+
     def raw_events(self) -> pa.Table | None:
         """The events file's rows in file (= journal) order."""
         return self._read("events", EVENT_COLUMNS)
@@ -196,6 +202,13 @@ def trades_by_symbol(table: pa.Table | None) -> dict[Key, pa.Table]:
     if table is None or table.num_rows == 0:
         return {}
     return dict(_split(table.select(TRADE_COLUMNS)))
+
+
+def tickers_by_symbol(table: pa.Table | None) -> dict[Key, pa.Table]:
+    """Raw ticker rows per symbol, sorted by time."""
+    if table is None or table.num_rows == 0:
+        return {}
+    return dict(_split(table.select(TICKER_COLUMNS)))
 
 
 def reset_rows(table: pa.Table | None) -> list[tuple[str, str | None, int]]:

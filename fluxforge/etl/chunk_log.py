@@ -31,7 +31,7 @@ from ..logs import get_logger
 log = get_logger("fluxforge.etl.live")
 
 SEGMENT_FILE = LIVE_CHUNKS
-CHANNELS = ("orderbook", "trades", "events")
+CHANNELS = ("orderbook", "trades", "events", "ticker")  # a log without "ticker" (before ticker features) is ignored
 Ends = dict[str, int]  # channel -> rows of its journal consumed after the chunk
 
 

@@ -19,6 +19,9 @@ segment k.  This module makes the chunks what a single merged stream would give:
   merge in order.  The watermark is never more than `MAX_CARRY_FACTOR * reorder_ms`
   behind the faster head, so a silent stream holds nothing back for long and the
   carry stays small;
+- ticker rows (features/ticker/) ride along like trades: fed with the books and trades
+  before each cut, carried from the watermark on; they do not move the watermark unless
+  the symbol has neither books nor trades (a ticker-only symbol);
 - a trade whose id the symbol already had (redelivered after a reconnect) is dropped
   and counted (`trade_dedupe`; the recent ids travel in the carry);
 - a `gap`/`resync`/`reconnect` event row becomes a reset at the exchange time of
@@ -125,13 +128,15 @@ class Carry:
     trade_head: int | None = None
     trade_ids: dict[str, int] = field(default_factory=dict)  # recent trade id -> exchange ms
     products: bytes | None = None  # trade_products.TradeProducts state
+    tickers: pa.Table | None = None  # ticker rows at/after the watermark
 
     def to_bytes(self) -> bytes:
         return json.dumps({"books": _ipc(self.books), "trades": _ipc(self.trades),
                            "resets": self.resets, "pending_reset": self.pending_reset,
                            "book_head": self.book_head, "trade_head": self.trade_head,
                            "trade_ids": self.trade_ids,
-                           "products": self.products.decode() if self.products else None}).encode()
+                           "products": self.products.decode() if self.products else None,
+                           "tickers": _ipc(self.tickers)}).encode()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "Carry":
@@ -140,7 +145,7 @@ class Carry:
                    [int(r) for r in d.get("resets", [])], bool(d.get("pending_reset", False)),
                    d.get("book_head"), d.get("trade_head"),
                    {str(k): int(v) for k, v in (d.get("trade_ids") or {}).items()},
-                   d["products"].encode() if d.get("products") else None)
+                   d["products"].encode() if d.get("products") else None, _from_ipc(d.get("tickers")))
 
 
 @dataclass
@@ -168,13 +173,14 @@ class SymbolFeed:
     def __init__(self, engine, carry: Carry, trades: pa.Table | None, events_recv_ns: list[int], reorder_ms: int):
         self.engine = engine
         self.reorder_ms = reorder_ms
-        self.new_trades = self.untimed = self.duplicate_trades = 0
+        self.new_trades = self.untimed = self.duplicate_trades = self.untimed_tickers = 0
         self._trade_ids = dict(carry.trade_ids)
         self.trades = carry.trades
         self._tts = _ts(self.trades)
         self._trade_pos = 0
         self._trade_head = _later(carry.trade_head, int(self._tts[-1]) if len(self._tts) else None)
         self.add_trades(trades)
+        self.tickers, self._kts, self._ticker_pos = carry.tickers, _ts(carry.tickers), 0
         self._held = carry.books
         self._events = ([NO_EVENT] if carry.pending_reset else []) + sorted(events_recv_ns)
         self._resets = sorted(carry.resets)
@@ -204,6 +210,16 @@ class SymbolFeed:
         self._tts = _ts(self.trades)
         self._trade_pos = 0
         self._trade_head = _later(self._trade_head, int(self._tts[-1]) if len(self._tts) else None)
+
+    def add_tickers(self, tickers: pa.Table | None) -> None:
+        """More of the segment's ticker rows (time-sorted); rows without exchange time are counted, not used."""
+        if tickers is None or tickers.num_rows == 0:
+            return
+        tickers, untimed = _timed(tickers)
+        self.untimed_tickers += untimed
+        rest = self.tickers.slice(self._ticker_pos) if self.tickers is not None else None
+        self.tickers = _concat_sorted(rest, tickers)
+        self._kts, self._ticker_pos = _ts(self.tickers), 0
 
     def add_events(self, events_recv_ns: list[int]) -> None:
         """More reset events (receive ns) of this symbol, resolved against the books pushed next."""
@@ -235,17 +251,18 @@ class SymbolFeed:
     def finish(self) -> Carry:
         """Feed what is older than the watermark; return the carry for the next segment."""
         books = self._held
-        if self._book_head is not None or self._trade_head is not None:
+        if self._book_head is not None or self._trade_head is not None or len(self._kts):
             books = self._feed_before(books, _ts(books), self._watermark())
         trades = self.trades.slice(self._trade_pos) if self.trades is not None else None
+        tickers = self.tickers.slice(self._ticker_pos) if self.tickers is not None else None
         return Carry(books if books is not None and books.num_rows else None,
                      trades if trades is not None and trades.num_rows else None,
                      list(self._resets), bool(self._events), self._book_head, self._trade_head,
-                     self._trade_ids)
+                     self._trade_ids, tickers=tickers if tickers is not None and tickers.num_rows else None)
 
     def _watermark(self) -> int:
         """Everything older than this has arrived (up to `reorder_ms` of lateness)."""
-        heads = [t for t in (self._book_head, self._trade_head) if t is not None]
+        heads = [t for t in (self._book_head, self._trade_head) if t is not None] or [int(self._kts[-1])]
         newest = max(heads) - MAX_CARRY_FACTOR * self.reorder_ms
         if len(heads) < 2:  # one stream not seen yet: it may only be lagging
             return newest
@@ -277,14 +294,19 @@ class SymbolFeed:
         cut = int(np.searchsorted(ts, until, side="left"))
         t_end = int(np.searchsorted(self._tts, until, side="left"))
         r_end = int(np.searchsorted(np.asarray(self._resets, dtype=np.int64), until, side="left"))
-        if cut or t_end > self._trade_pos or r_end:
+        k_end = int(np.searchsorted(self._kts, until, side="left"))
+        if cut or t_end > self._trade_pos or r_end or k_end > self._ticker_pos:
             trades = self.trades.slice(self._trade_pos, t_end - self._trade_pos) if self.trades is not None else None
             self._trade_pos = max(self._trade_pos, t_end)
+            extra = {}
+            if k_end > self._ticker_pos:
+                extra["tickers"] = self.tickers.slice(self._ticker_pos, k_end - self._ticker_pos)
+                self._ticker_pos = k_end
             resets = self._resets[:r_end]
             del self._resets[:r_end]
             chunk = books.slice(0, cut) if books is not None else None
             self.books_fed += cut
-            self.output.add(self.engine.process(chunk, trades, resets=resets or None))
+            self.output.add(self.engine.process(chunk, trades, resets=resets or None, **extra))
             self._fed_until = until
         return books.slice(cut) if books is not None else None
 

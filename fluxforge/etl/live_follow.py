@@ -250,7 +250,7 @@ class LiveFollower:
 
     def _feed(self, tables: dict[str, pa.Table | None]) -> dict[Key, FeatureOutput]:
         return self.current.feeder.feed_chunk(pieces(tables["orderbook"], BOOK_BATCH_ROWS),
-                                              tables["trades"], tables["events"])
+                                              tables["trades"], tables["events"], tables["ticker"])
 
     def _detach(self) -> None:
         self.current = None

@@ -3,7 +3,7 @@
     hf/exchange=<ex>/symbol=<BASE-QUOTE>/date=<YYYY-MM-DD>/part-<segment id>.parquet
     bars/interval=<d>s/exchange=<ex>/symbol=<BASE-QUOTE>/date=<YYYY-MM-DD>/part-<segment id>.parquet
     trade_bars/interval=<d>s/exchange=<ex>/symbol=<BASE-QUOTE>/date=<YYYY-MM-DD>/part-<segment id>.parquet
-    volume_bars/ and dollar_bars/exchange=<ex>/symbol=<BASE-QUOTE>/date=<YYYY-MM-DD>/part-<segment id>.parquet
+    volume_bars/, dollar_bars/ and ticker/exchange=<ex>/symbol=<BASE-QUOTE>/date=<YYYY-MM-DD>/part-<segment id>.parquet
 
 Why names derive from the segment id: redoing a segment after a crash rewrites
 the same files, so outputs can never be duplicated (DESIGN decision 5).
@@ -114,7 +114,7 @@ def bars_partition(root: Path, interval_s: int, exchange: str, symbol: str, day:
 
 def trade_partition(root: Path, tree: str, interval_s: int, exchange: str, symbol: str, day: int) -> Path:
     """A trade-product tree's partition (features/trade_layout.py declares the trees);
-    interval_s 0: a tree without intervals (volume_bars/, dollar_bars/)."""
+    interval_s 0: a tree without intervals (volume_bars/, dollar_bars/, ticker/)."""
     base = root / tree / f"interval={int(interval_s)}s" if interval_s else root / tree
     return (base / f"exchange={exchange_path_value(exchange)}"
             / f"symbol={symbol_path_value(symbol)}" / f"date={date_of_day(day)}")

@@ -16,7 +16,7 @@ from collections.abc import Container, Iterable, Iterator
 import pyarrow as pa
 
 from ..logs import get_logger
-from .bronze_reader import Key, book_batch, reset_rows, trades_by_symbol
+from .bronze_reader import Key, book_batch, reset_rows, tickers_by_symbol, trades_by_symbol
 from .engines import EngineBank, FeatureOutput, SymbolFeed
 from .trade_products import PairedEngine
 
@@ -65,7 +65,7 @@ class SegmentFeeder:
         return f
 
     def feed_chunk(self, books: Iterable[pa.Table], trades: pa.Table | None,
-                   events: pa.Table | None) -> dict[Key, FeatureOutput]:
+                   events: pa.Table | None, tickers: pa.Table | None = None) -> dict[Key, FeatureOutput]:
         """Feed raw rows (journal order; `books` already cut in push-sized pieces); the rows emitted."""
         self._events = _events_by_symbol(reset_rows(events))
         self._evented = set()
@@ -75,6 +75,9 @@ class SegmentFeeder:
         for key, table in sorted(trades_by_symbol(trades).items()):
             if self._wanted(key):
                 self._feed(key).add_trades(table)
+        for key, table in sorted(tickers_by_symbol(tickers).items()):
+            if self._wanted(key):
+                self._feed(key).add_tickers(table)
         for piece in books:
             for key, table in book_batch(piece).items():
                 if self._wanted(key):

@@ -85,7 +85,8 @@ def run_segment(seg_dir: Path, bank: EngineBank, features_root: Path, row_group_
         result.logged_counts = feed_logged(feeder, reader, chunks, rows, batch_rows)
     else:
         feeder = SegmentFeeder(bank, segment, keys)
-        feeder.feed_chunk(reader.raw_book_batches(batch_rows), reader.raw_trades(), reader.raw_events())
+        feeder.feed_chunk(reader.raw_book_batches(batch_rows), reader.raw_trades(), reader.raw_events(),
+                          reader.raw_tickers())
     if not finished:
         feeder.finish()
     for key, n in feeder.totals().items():
@@ -146,7 +147,7 @@ def feed_logged(feeder: SegmentFeeder, reader: SegmentReader, chunks: list[chunk
     """Feed the segment in the chunks the live path logged, then the rest as one chunk
     (`start`: rows of each channel already fed); returns the rows per (symbol, product)
     the logged chunks emitted (what the live path may have published)."""
-    trades, events = reader.raw_trades(), reader.raw_events()
+    trades, events, tickers = reader.raw_trades(), reader.raw_events(), reader.raw_tickers()
     books = _row_ranges(reader.raw_book_batches(batch_rows))
     prev = dict(start) if start else dict.fromkeys(chunk_log.CHANNELS, 0)
     for _ in books(prev["orderbook"], batch_rows):
@@ -156,7 +157,8 @@ def feed_logged(feeder: SegmentFeeder, reader: SegmentReader, chunks: list[chunk
         if ends is rows:
             logged = feeder.row_counts()
         feeder.feed_chunk(books(ends["orderbook"] - prev["orderbook"], batch_rows),
-                          _rows(trades, prev["trades"], ends["trades"]), _rows(events, prev["events"], ends["events"]))
+                          _rows(trades, prev["trades"], ends["trades"]), _rows(events, prev["events"], ends["events"]),
+                          _rows(tickers, prev["ticker"], ends["ticker"]))
         prev = ends
     return logged
 

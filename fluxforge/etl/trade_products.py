@@ -21,10 +21,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..config import TradeOptions
-from ..features import book_arrays, trade_layout
+from ..features import book_arrays, ticker_layout, trade_layout
 from ..features.time_gaps import GapClock
+from .ticker_products import TickerProducts
 
-STATE_VERSION = 2  # 2: per-trade features (trade_features.pyx) in the state
+STATE_VERSION = 2  # 2: per-trade features (trade_features.pyx), ticker features ("ticker") and the gap clock
 Products = dict[tuple[str, int], pa.Table]  # (tree, parameter e.g. duration s) -> rows
 
 
@@ -49,17 +50,19 @@ class TradeProducts:
                                          (trade_layout.DOLLAR_BARS, self.options.dollar_bar_size)) if size > 0}
         self._per_trade = TradeFeatureEngine([int(h) * 1000 for h in self.options.horizons]) \
             if self.options.per_trade else None
+        self._ticker = TickerProducts(self.options.ticker_horizons)
 
     def _kernels(self) -> dict:
         """Every kernel by its name in the checkpoint."""
-        return {"bars": self._bars, **self._info, **({trade_layout.TRADES: self._per_trade} if self._per_trade else {})}
+        return {"bars": self._bars, **self._info, "ticker": self._ticker,
+                **({trade_layout.TRADES: self._per_trade} if self._per_trade else {})}
 
     def stats(self) -> dict[str, int]:
         return self._bars.stats()
 
     def process(self, trades: pa.Table | None, resets: list[int] | None = None,
-                until: int | None = None) -> Products:
-        """Feed time-sorted trades and resets; close bars that end by `until` (ms, exchange time)."""
+                until: int | None = None, tickers: pa.Table | None = None) -> Products:
+        """Feed time-sorted trades, tickers and resets; close bars that end by `until` (ms, exchange time)."""
         if trades is None or trades.num_rows == 0:
             tts = np.zeros(0, dtype=np.int64)
             px = amt = np.zeros(0, dtype=np.float64)
@@ -82,6 +85,10 @@ class TradeProducts:
             if len(rows):
                 out[(trade_layout.TRADES, 0)] = trade_layout.per_trade_table(
                     self.options.horizons, rows, _trade_ids(trades).take(pa.array(index)), side[index])
+        # tickers reset on events only: a pause in trading (the trade clock's gaps) says nothing about quotes
+        ticker_rows = self._ticker.process(tickers, np.asarray(sorted(set(resets or ())), dtype=np.int64))
+        if ticker_rows is not None:
+            out[(ticker_layout.TICKER, 0)] = ticker_rows
         return out
 
     def _tables(self, blocks: list[np.ndarray]) -> Products:
@@ -143,9 +150,9 @@ class PairedEngine:
         return stats() if stats is not None else {}
 
     def process(self, books: pa.Table | None, trades: pa.Table | None = None,
-                resets: list[int] | None = None) -> PairedResult:
+                resets: list[int] | None = None, tickers: pa.Table | None = None) -> PairedResult:
         result = self.engine.process(books, trades, resets=resets)
         until = None
         if books is not None and books.num_rows:
             until = pc.max(books.column("timestamp")).as_py()
-        return PairedResult(result.hf, result.bars, self.products.process(trades, resets, until))
+        return PairedResult(result.hf, result.bars, self.products.process(trades, resets, until, tickers))

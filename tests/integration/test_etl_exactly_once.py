@@ -14,6 +14,7 @@ from notify_listener import NotifyListener
 from etl_support import tables_equal, etl_config, fluxforge_cmd, synthetic_market, tree_files, write_segments
 from fluxforge.config import FeatureOptions, TradeOptions
 from fluxforge.etl.runner import EtlRunner
+from ticker_support import synthetic_tickers
 
 FEATURES = {"bar_durations": [1, 5, 60], "hf_emit_interval": 0.5}
 TRADES = {"volume_bar_size": 0.7, "dollar_bar_size": 5_000.0, "per_trade": True}
@@ -24,6 +25,7 @@ KILLS = 20
 def test_sigkill_at_random_moments_gives_identical_tree(tmp_path):
     market = synthetic_market(symbols=("BTC/USDT", "ETH/USDT", "SOL/USDT"), seconds=240, depth=10,
                               gaps=[("ETH/USDT", 100_000)], seed=11)
+    market["ticker"] = synthetic_tickers(market, 240, hz=2.0)
     staging = tmp_path / "staging"
     write_segments(staging, market, 40, seconds=240)
 
@@ -75,7 +77,7 @@ def test_sigkill_at_random_moments_gives_identical_tree(tmp_path):
 
     a, b = tree_files(ref / "features"), tree_files(data / "features")
     assert a.keys() == b.keys()
-    for tree in ("hf", "bars", "trade_bars", "volume_bars", "dollar_bars", "trades"):  # the trade products too
+    for tree in ("hf", "bars", "trade_bars", "volume_bars", "dollar_bars", "trades", "ticker"):  # the trade products too
         assert any(k.startswith(tree + "/") for k in a), tree
     for k in a:
         assert tables_equal(a[k], b[k]), k

@@ -14,6 +14,7 @@ import pytest
 
 from etl_support import T0_MS, synthetic_market
 from live_support import landed, row_keys
+from ticker_support import synthetic_tickers
 from fluxforge.bronze.active_segment import ActiveSegment
 from fluxforge.bronze.finish import finish_segment
 from fluxforge.bronze.schemas import CHANNEL_SCHEMAS
@@ -42,6 +43,7 @@ def _market() -> dict[str, pa.Table]:
     t = m["trades"]
     late = pa.array(t.column("recv_ns").to_numpy() + TRADES_LATE_NS)
     m["trades"] = t.set_column(t.schema.get_field_index("recv_ns"), "recv_ns", late).sort_by("recv_ns")
+    m["ticker"] = synthetic_tickers(m, 40.0, hz=2.0)  # up to 3 s late as well
     return m
 
 
@@ -114,7 +116,7 @@ def test_live_rows_equal_the_parquet_rows_despite_late_rows(tmp_path, handover):
     root, runner, outcome, pubs, live_steps = _run(tmp_path, handover=handover)
     assert outcome.result.late_dropped > 0  # the case where the chunks matter
     truth = {k: row_keys(t) for k, t in landed(root / "features").items()}
-    assert {k[0] for k in truth} >= {"hf", "bars/interval=5s", "trade_bars/interval=1s", "trades"}
+    assert {k[0] for k in truth} >= {"hf", "bars/interval=5s", "trade_bars/interval=1s", "trades", "ticker"}
     assert _by_key(pubs, replay=False) == truth
     assert not _by_key(pubs, replay=True)
     assert live_steps > 0.5 * sum(len(v) for v in truth.values())  # most rows before the segment ended
