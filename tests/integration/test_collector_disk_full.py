@@ -36,11 +36,12 @@ def reserve(path, size=1_500_000):
 def fill(path):
     """Write until ENOSPC (appending to the reserved filler); returns the filler file."""
     filler = path / "filler.bin"
-    with open(filler, "ab") as f:
+    # unbuffered: a buffered file would keep the bytes that did not fit and raise ENOSPC again
+    # when `with` closes it
+    with open(filler, "ab", buffering=0) as f:
         try:
             while True:
                 f.write(b"\0" * 65536)
-                f.flush()
         except OSError:
             pass
     return filler

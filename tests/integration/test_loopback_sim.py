@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from fluxforge.loopback import SimOptions
-from fluxforge.loopback.events import BookUpdate, Trade
+from fluxforge.loopback.events import BookTicker, BookUpdate, Trade
 from fluxforge.loopback.simulator import SimMarket
 
 
@@ -53,7 +53,14 @@ def test_sim_books_stay_uncrossed_contiguous_and_on_the_tick_grid():
             book.apply(event)
             assert max(book.bids) < min(book.asks)
             assert 40 <= len(book.bids) <= 52 and 40 <= len(book.asks) <= 52
+        elif isinstance(event, BookTicker):  # sent when the best bid or ask changed: the mirror's top
+            book = mirror[s]
+            best_bid, best_ask = max(book.bids), min(book.asks)
+            assert event.update_id == book.last_update_id
+            assert (float(event.bid), float(event.bid_qty)) == (best_bid, book.bids[best_bid])
+            assert (float(event.ask), float(event.ask_qty)) == (best_ask, book.asks[best_ask])
         else:
+            assert isinstance(event, Trade), event
             assert event.side in ("buy", "sell") and float(event.amount) > 0
             assert last_trade[s] is None or event.trade_id == last_trade[s] + 1
             last_trade[s] = event.trade_id
