@@ -24,7 +24,7 @@ from book_truth import BookTruth, assert_bronze_rebuilds
 from collector_support import exchange_entry, make_config, ready_tables, rows_of, running_collector, wait_until
 
 from fluxforge._kernels.book_rebuild import BookRebuild
-from fluxforge.config import FeatureOptions
+from fluxforge.config import DEFAULT_MAX_GAP_MS, FeatureOptions
 from fluxforge.etl.bronze_reader import SegmentReader
 from fluxforge.etl.checkpoint import CheckpointStore
 from fluxforge.etl.runner import EtlRunner
@@ -130,7 +130,7 @@ def test_etl_rebuild_equals_the_exchange_rule_at_every_update(replayed):
             # the ETL applies exactly bronze's messages in bronze's order (so the exchange's rule holds)
             assert etl.column("nonce").to_pylist() == [r["nonce"] for r in bronze_rows], what
             assert etl.column("kind").to_pylist() == [r["kind"] for r in bronze_rows], what
-            engine = FeatureEngine.from_state(checkpoint.symbols[(exchange, symbol)][0], opts)
+            engine = FeatureEngine.from_state(checkpoint.symbols[(exchange, symbol)][0], opts, max_gap_ms=DEFAULT_MAX_GAP_MS)
             reached = engine.stats()["book_messages"]
             assert len(bronze_rows) // 2 < reached <= len(bronze_rows), what  # the rest waits for the watermark
             reference = exchange_book.BookRebuild(exchange)

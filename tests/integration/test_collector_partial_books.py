@@ -23,7 +23,7 @@ from collector_support import drained, exchange_entry, make_config, ready_tables
 from test_collector_e2e import binance_entry
 from test_loopback_partial_depth import TopBooks
 
-from fluxforge.config import FeatureOptions
+from fluxforge.config import DEFAULT_MAX_GAP_MS, FeatureOptions
 from fluxforge.etl.checkpoint import CheckpointStore
 from fluxforge.etl.runner import EtlRunner
 from fluxforge.features.engine import FeatureEngine
@@ -104,7 +104,7 @@ def test_partial_stream_rows_are_the_sent_top_n_snapshots_and_become_features(tm
         assert set(mine.column("bid_levels").to_pylist()) == {DEPTH} == set(mine.column("ask_levels").to_pylist())
         tops = {(r["bid_px"][0], r["ask_px"][0]) for r in rows}
         assert set(zip(mine.column("best_bid").to_pylist(), mine.column("best_ask").to_pylist())) <= tops
-        engine = FeatureEngine.from_state(checkpoint.symbols[(exchange, symbol)][0], opts)
+        engine = FeatureEngine.from_state(checkpoint.symbols[(exchange, symbol)][0], opts, max_gap_ms=DEFAULT_MAX_GAP_MS)
         stats = engine.stats()
         reached = stats["book_messages"]
         assert len(rows) // 2 < reached <= len(rows), symbol  # the rest waits for the watermark
