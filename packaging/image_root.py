@@ -224,7 +224,7 @@ def _finish(root: Path, arch: str, epoch: int, firmware_out: Path) -> None:
         (root / "var/log/journal").mkdir(parents=True, exist_ok=True)
     (root / "etc/fstab").write_text(FSTAB[arch]())
     boot = root / BOOT_MOUNT[arch]
-    if boot.is_dir() and any(boot.iterdir()):
+    if "raspi-firmware" in IMAGE_PACKAGES[arch]:  # its hook filled /boot/firmware: that is partition 1
         shutil.rmtree(firmware_out, ignore_errors=True)
         boot.rename(firmware_out)
         image_disk.clamp_times(firmware_out, epoch)
