@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-unit test-appliance test-image bench deb deb-arm64 image lint clean
+.PHONY: demo test test-unit test-appliance test-image test-image-arm64 bench deb deb-arm64 image image-pi lint clean
 
 $(STAMP): pyproject.toml setup.py $(wildcard cython_ext/*.pyx cython_ext/*.pxd)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -51,6 +51,14 @@ test-image: $(STAMP)
 	packaging/install-host-deps.sh --image
 	$(PY) -m pytest tests/image $(PYTEST_ARGS)
 
+# Opt-in, NOT part of `make test` (slow: the arm64 root is bootstrapped under qemu-user once,
+# then cached).  Builds the Pi image (from $$FLUXFORGE_TEST_DEB_ARM64, else a fresh arm64 .deb) into
+# out/image-arm64/, checks its boot partition with mtools and its root with debugfs, and boots that
+# root in qemu-system-aarch64 -M virt -cpu cortex-a72 (TCG) with the image's own kernel (docs/images.md).
+test-image-arm64: $(STAMP)
+	packaging/install-host-deps.sh --image-arm64
+	FLUXFORGE_TEST_IMAGE_ARM64=1 $(PY) -m pytest tests/image/test_arm64_image.py $(PYTEST_ARGS)
+
 # fluxforge_<version>_amd64.deb in dist/, built in a cached clean bookworm root, lintian-checked.
 deb:
 	packaging/install-host-deps.sh
@@ -67,6 +75,13 @@ deb-arm64:
 image: $(STAMP)
 	packaging/install-host-deps.sh --image
 	$(PY) packaging/build_image.py --arch amd64 --out dist
+
+# dist/fluxforge-<version>-rpi-arm64.img (+ .img.zst): the Raspberry Pi 3/4/400/CM4/Zero 2 W card,
+# MBR + RASPIFIRM (Debian's raspi-firmware) + RASPIROOT, with the arm64 .deb (docs/images.md).
+# The arm64 root runs under qemu-user (binfmt_misc): the first build bootstraps for a long while.
+image-pi: $(STAMP)
+	packaging/install-host-deps.sh --image-arm64
+	$(PY) packaging/build_image.py --arch arm64 --out dist
 
 # bench/_*.py are the benchmarks' helpers, not benchmarks.
 bench: $(BENCH_STAMP)

@@ -1,4 +1,5 @@
-"""Assemble a bootable GPT disk image from a root tree, without mounts or loop devices.
+"""Assemble a bootable GPT disk image from a root tree, without mounts or loop devices; its
+pieces (make_fat, make_rootfs, write_disk) also make the Pi's MBR card (image_disk_pi.py).
 
 Why this recipe: this machine and CI have no FAT driver and no device-mapper, so
 nothing is mounted: `mkfs.ext4 -d` writes the root file system image straight from
@@ -76,12 +77,12 @@ def clamp_times(root: Path, epoch: int) -> None:
     os.utime(root, (epoch, min(st.st_mtime, epoch)))
 
 
-def make_rootfs(root: Path, out: Path, epoch: int) -> int:
+def make_rootfs(root: Path, out: Path, epoch: int, label: str = ROOT_LABEL, uuid: str = ROOT_FS_UUID) -> int:
     """ext4 image of `root`: its content plus 25 % and 256 MiB of head room (the partition and
     file system grow to the card / virtual disk at first boot).  Returns its size in bytes."""
     size = (int(tree_bytes(root) * 1.25) + 256 * MIB + 4 * MIB - 1) // (4 * MIB) * (4 * MIB)
     out.unlink(missing_ok=True)
-    run(["mkfs.ext4", "-q", "-F", "-L", ROOT_LABEL, "-U", ROOT_FS_UUID, "-E", f"hash_seed={ROOT_FS_UUID},root_owner=0:0",
+    run(["mkfs.ext4", "-q", "-F", "-L", label, "-U", uuid, "-E", f"hash_seed={uuid},root_owner=0:0",
          "-d", str(root), str(out), f"{size // 1024}K"], env={"E2FSPROGS_FAKE_TIME": str(epoch)})
     fix_inode_times(root, out, epoch)
     return size
@@ -110,11 +111,6 @@ def fix_inode_times(root: Path, image: Path, epoch: int) -> None:
 def make_esp(root: Path, out: Path, arch: str, epoch: int, extra: dict[str, bytes]) -> None:
     """FAT32 ESP: systemd-boot as the removable-media loader, one entry, the kernel and initrd,
     and `extra` (path on the ESP -> content, e.g. the fluxforge/ folder's README)."""
-    out.unlink(missing_ok=True)
-    env = {"SOURCE_DATE_EPOCH": str(epoch), "MTOOLS_SKIP_CHECK": "1"}
-    # --invariant fixes mkfs.vfat's time-based fields but also forces volume id 1234-ABCD: set ours after.
-    run(["mkfs.vfat", "-F", "32", "-n", ESP_LABEL, "--invariant", "-C", str(out), str(ESP_MIB * 1024)], env=env)
-    run(["mlabel", "-N", ESP_VOLUME_ID, "-i", str(out), f"::{ESP_LABEL}"], env=env)
     kernels = sorted((root / "boot").glob("vmlinuz-*"))
     initrds = sorted((root / "boot").glob("initrd.img-*"))
     if len(kernels) != 1 or len(initrds) != 1:
@@ -130,6 +126,16 @@ def make_esp(root: Path, out: Path, arch: str, epoch: int, extra: dict[str, byte
         "initrd.img": initrds[0].read_bytes(),
         **extra,
     }
+    make_fat(out, ESP_LABEL, ESP_VOLUME_ID, ESP_MIB, files, epoch)
+
+
+def make_fat(out: Path, label: str, volume_id: str, mib: int, files: dict[str, bytes], epoch: int) -> None:
+    """A FAT32 partition image of `mib` MiB holding `files`, with fixed label, volume id and timestamps."""
+    out.unlink(missing_ok=True)
+    env = {"SOURCE_DATE_EPOCH": str(epoch), "MTOOLS_SKIP_CHECK": "1"}
+    # --invariant fixes mkfs.vfat's time-based fields but also forces volume id 1234-ABCD: set ours after.
+    run(["mkfs.vfat", "-F", "32", "-n", label, "--invariant", "-C", str(out), str(mib * 1024)], env=env)
+    run(["mlabel", "-N", volume_id, "-i", str(out), f"::{label}"], env=env)
     mcopy_files(out, files, epoch)
 
 
@@ -161,19 +167,26 @@ def read_fat_file(image: str | Path, path: str) -> bytes | None:
 def assemble(esp: Path, rootfs: Path, out: Path, arch: str) -> None:
     """GPT disk: 1 MiB for the table, the ESP, the root, 1 MiB for the backup table."""
     esp_size, root_size = esp.stat().st_size, rootfs.stat().st_size
-    total = MIB + esp_size + root_size + MIB
+    script = (f"label: gpt\nlabel-id: {DISK_GUID}\nunit: sectors\nfirst-lba: 2048\n"
+              f"start=2048, size={esp_size // 512}, type={ESP_TYPE}, uuid={ESP_PART_GUID}, name=\"ESP\"\n"
+              f"start={(MIB + esp_size) // 512}, size={root_size // 512}, type={ROOT_TYPE[arch]}, "
+              f"uuid={ROOT_PART_GUID}, name=\"{ROOT_LABEL}\"\n")
+    write_disk(out, script, [esp, rootfs])
+
+
+def write_disk(out: Path, table: str, parts: list[Path]) -> None:
+    """A sparse disk image: `table` (an sfdisk script) written by sfdisk, then `parts` copied in one
+    after the other from 1 MiB on (where the table's partitions must start), 1 MiB spare at the end
+    (GPT's backup table)."""
     out.unlink(missing_ok=True)
     with open(out, "wb") as fh:
-        fh.truncate(total)
-    sectors = lambda n: n // 512  # noqa: E731
-    script = (f"label: gpt\nlabel-id: {DISK_GUID}\nunit: sectors\nfirst-lba: 2048\n"
-              f"start=2048, size={sectors(esp_size)}, type={ESP_TYPE}, uuid={ESP_PART_GUID}, name=\"ESP\"\n"
-              f"start={sectors(MIB + esp_size)}, size={sectors(root_size)}, type={ROOT_TYPE[arch]}, "
-              f"uuid={ROOT_PART_GUID}, name=\"{ROOT_LABEL}\"\n")
-    run(["sfdisk", "--no-reread", "--no-tell-kernel", "-q", str(out)], input=script)
-    run(["dd", f"if={esp}", f"of={out}", "bs=1M", "seek=1", "conv=notrunc,sparse", "status=none"])
-    run(["dd", f"if={rootfs}", f"of={out}", "bs=1M", f"seek={(MIB + esp_size) // MIB}", "conv=notrunc,sparse",
-         "status=none"])
+        fh.truncate(MIB + sum(p.stat().st_size for p in parts) + MIB)
+    run(["sfdisk", "--no-reread", "--no-tell-kernel", "-q", str(out)], input=table)
+    offset = MIB
+    for part in parts:
+        run(["dd", f"if={part}", f"of={out}", "bs=1M", f"seek={offset // MIB}", "conv=notrunc,sparse",
+             "status=none"])
+        offset += part.stat().st_size
 
 
 def esp_in_disk(disk: Path) -> str:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shlex
 import shutil
 import subprocess
 import time
@@ -25,6 +26,7 @@ from pathlib import Path
 
 import buildroot
 import image_disk
+import image_disk_pi
 from image_disk import ImageError
 import yaml
 from fluxforge.fsio import sha256_file
@@ -43,7 +45,19 @@ COMMON_PACKAGES = ["systemd", "systemd-sysv", "systemd-timesyncd", "systemd-reso
 BASE_RECIPE = 1
 IMAGE_PACKAGES = {
     "amd64": COMMON_PACKAGES + ["linux-image-cloud-amd64", "systemd-boot", "systemd-boot-efi"],
+    # The Pi: Debian's generic arm64 kernel (Pi 3/4/400/CM4/Zero 2 W device trees) and raspi-firmware,
+    # whose kernel hook fills /boot/firmware (VideoCore firmware, config.txt, cmdline.txt, DTBs, kernel, initrd).
+    "arm64": COMMON_PACKAGES + ["linux-image-arm64", "initramfs-tools", "raspi-firmware"],
 }
+# Archive components per image (raspi-firmware is in non-free-firmware).
+COMPONENTS = {"amd64": ["main"], "arm64": ["main", "non-free-firmware"]}
+# The Pi's root is found by label (the image's p2), the console on HDMI and the GPIO UART (ttyS1 on
+# Pi 3/4); raspi-firmware's hook reads these from its defaults file when it writes cmdline.txt.
+RASPI_DEFAULTS = ['ROOTPART="LABEL=RASPIROOT"', 'CONSOLES="tty0 ttyS1,115200"']
+
+# Each image's fstab and the mount point of its FAT partition (where the user's fluxforge/ folder is).
+FSTAB = {"amd64": image_disk.fstab, "arm64": image_disk_pi.fstab}
+BOOT_MOUNT = {"amd64": "boot/efi", "arm64": "boot/firmware"}
 # journald caps per image, the Ansible role's device-class preset (one source of truth).
 DEVICE_CLASS = {"amd64": "cloud", "arm64": "pi"}
 # Units the image enables besides what the packages enable (the .deb enables fluxforge.target).
@@ -69,6 +83,8 @@ def base_key(arch: str, epoch: int) -> str:
     h = hashlib.sha256()
     h.update(" ".join(IMAGE_PACKAGES[arch] + DPKG_EXCLUDES + DPKG_INCLUDES).encode())
     h.update(f"{BASE_RECIPE} {epoch} {buildroot.MIRROR} {buildroot.SUITE}".encode())
+    if COMPONENTS[arch] != ["main"]:
+        h.update(" ".join(COMPONENTS[arch] + _customize_hooks(arch)).encode())
     return h.hexdigest()[:12]
 
 
@@ -80,7 +96,7 @@ def root_key(arch: str, deb: Path, epoch: int) -> str:
     for p in overlay_files():
         h.update(str(p.relative_to(OVERLAY)).encode() + b"\0" + p.read_bytes())
     h.update(repr(sorted(journald_caps(arch).items())).encode())
-    h.update(image_disk.fstab().encode())
+    h.update(FSTAB[arch]().encode())
     h.update(Path(__file__).read_bytes())
     return h.hexdigest()[:12]
 
@@ -139,10 +155,17 @@ def cached_image_root(arch: str, deb: Path, epoch: int, log=print) -> Path:
         shutil.copytree(OVERLAY, tmp, dirs_exist_ok=True, symlinks=True)
         subprocess.run(["systemctl", f"--root={tmp}", "enable", *ENABLED_UNITS], check=True,
                        capture_output=True)
-        _finish(tmp, arch, epoch)
+        _finish(tmp, arch, epoch, firmware_out=firmware_dir(buildroot.CACHE / "image-roots" / name))
     path = _cached(name, build, log)
     _prune(keep={path.name, base.name})
     return path
+
+
+def firmware_dir(root: Path) -> Path:
+    """The Pi's /boot/firmware content (raspi-firmware's output) for the image root `root`: kept beside
+    the root, not in it, because it goes onto the FAT partition and the root's /boot/firmware is the
+    (empty) mount point in the ext4."""
+    return root.with_name(root.name + ".firmware")
 
 
 def _prune(keep: set[str], max_roots: int = 2) -> None:
@@ -155,19 +178,21 @@ def _prune(keep: set[str], max_roots: int = 2) -> None:
             continue
         marker.unlink(missing_ok=True)
         shutil.rmtree(roots / name, ignore_errors=True)
+        shutil.rmtree(firmware_dir(roots / name), ignore_errors=True)
 
 
 def _mmdebstrap(arch: str, epoch: int, target: Path) -> None:
     mirror = buildroot.MIRROR.rstrip("/")
     security = os.environ.get("FLUXFORGE_DEBIAN_SECURITY_MIRROR", "http://deb.debian.org/debian-security")
-    sources = [f"deb {mirror} {buildroot.SUITE} main", f"deb {mirror} {buildroot.SUITE}-updates main",
-               f"deb {security} {buildroot.SUITE}-security main"]
+    comps = " ".join(COMPONENTS[arch])
+    sources = [f"deb {mirror} {buildroot.SUITE} {comps}", f"deb {mirror} {buildroot.SUITE}-updates {comps}",
+               f"deb {security} {buildroot.SUITE}-security {comps}"]
     argv = ["mmdebstrap", "--mode=root", "--variant=minbase", f"--architectures={arch}",
             "--include=" + ",".join(IMAGE_PACKAGES[arch]),
             "--aptopt=APT::Install-Recommends \"false\"",
             *[f"--dpkgopt=path-exclude={p}" for p in DPKG_EXCLUDES],
             *[f"--dpkgopt=path-include={p}" for p in DPKG_INCLUDES],
-            "--customize-hook=chroot \"$1\" apt-get clean",
+            *[f"--customize-hook={hook}" for hook in _customize_hooks(arch)],
             buildroot.SUITE, str(target), *sources]
     env = {**os.environ, "SOURCE_DATE_EPOCH": str(epoch), "DEBIAN_FRONTEND": "noninteractive", "LC_ALL": "C.UTF-8"}
     proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
@@ -176,8 +201,20 @@ def _mmdebstrap(arch: str, epoch: int, target: Path) -> None:
         raise ImageError(f"mmdebstrap failed (exit {proc.returncode}):\n{tail}")
 
 
-def _finish(root: Path, arch: str, epoch: int) -> None:
-    """Image policy files, then strip everything machine-specific and clamp mtimes."""
+def _customize_hooks(arch: str) -> list[str]:
+    """mmdebstrap customize hooks: on the Pi, point raspi-firmware at the image's root label and run
+    its kernel hook again (at install it guessed the root from the build host's mounts)."""
+    hooks = []
+    if "raspi-firmware" in IMAGE_PACKAGES[arch]:
+        lines = ["", "# Set by the FluxForge image build (packaging/image_root.py)", *RASPI_DEFAULTS]
+        hooks += [f"printf '%s\\n' {' '.join(shlex.quote(x) for x in lines)} >> \"$1/etc/default/raspi-firmware\"",
+                  "chroot \"$1\" env DEB_MAINT_PARAMS=configure /etc/kernel/postinst.d/z50-raspi-firmware"]
+    return hooks + ["chroot \"$1\" apt-get clean"]
+
+
+def _finish(root: Path, arch: str, epoch: int, firmware_out: Path) -> None:
+    """Image policy files, then strip everything machine-specific and clamp mtimes.  A populated
+    /boot/firmware (the Pi's) moves to `firmware_out`, leaving the empty mount point."""
     caps = journald_caps(arch)
     conf = root / "etc/systemd/journald.conf.d/50-appliance.conf"
     conf.parent.mkdir(parents=True, exist_ok=True)
@@ -185,8 +222,13 @@ def _finish(root: Path, arch: str, epoch: int) -> None:
                     + "".join(f"{k}={v}\n" for k, v in caps.items()))
     if caps.get("Storage") == "persistent":
         (root / "var/log/journal").mkdir(parents=True, exist_ok=True)
-    (root / "etc/fstab").write_text(image_disk.fstab())
-    (root / "boot/efi").mkdir(parents=True, exist_ok=True)
+    (root / "etc/fstab").write_text(FSTAB[arch]())
+    boot = root / BOOT_MOUNT[arch]
+    if "raspi-firmware" in IMAGE_PACKAGES[arch]:  # its hook filled /boot/firmware: that is partition 1
+        shutil.rmtree(firmware_out, ignore_errors=True)
+        boot.rename(firmware_out)
+        image_disk.clamp_times(firmware_out, epoch)
+    boot.mkdir(parents=True, exist_ok=True)
     (root / "etc/hostname").write_text("fluxforge\n")
     (root / "etc/hosts").write_text("127.0.0.1\tlocalhost\n127.0.1.1\tfluxforge\n::1\tlocalhost ip6-localhost ip6-loopback\n")
     # Empty machine-id: systemd makes this machine's own at first boot (and runs first-boot presets).

@@ -18,6 +18,9 @@
 #   qemu-utils zstd    qemu-img (the .qcow2) and the .img.zst
 #   qemu-system-x86 ovmf   the boot test: QEMU (TCG) with UEFI firmware
 #   socat              the boot test: QEMU guestfwd to the host's loopback exchange and moto
+#   (only with --image-arm64: `make image-pi`, `make test-image-arm64`: the --image and --arm64 tools, and)
+#   arch-test          mmdebstrap's check that the arm64 root can run here (through qemu-user)
+#   qemu-system-arm    the Pi image's boot test: qemu-system-aarch64 -M virt (TCG)
 #
 # Idempotent and quick when everything is present: apt is only called when a
 # package is missing, and then always `apt-get update` first.
@@ -27,8 +30,12 @@ want="debootstrap systemd-container lintian dpkg-dev openssh-client util-linux d
 if [ "${1:-}" = "--arm64" ]; then
     want="$want qemu-user-static binfmt-support"
 fi
+image="mmdebstrap e2fsprogs dosfstools mtools fdisk qemu-utils zstd qemu-system-x86 ovmf socat"
 if [ "${1:-}" = "--image" ]; then
-    want="$want mmdebstrap e2fsprogs dosfstools mtools fdisk qemu-utils zstd qemu-system-x86 ovmf socat"
+    want="$want $image"
+fi
+if [ "${1:-}" = "--image-arm64" ]; then
+    want="$want $image qemu-user-static binfmt-support arch-test qemu-system-arm"
 fi
 
 missing=""

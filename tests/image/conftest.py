@@ -9,9 +9,6 @@ its inputs (the cached root's key and the assembly code) are unchanged.
 from __future__ import annotations
 
 import importlib.util
-import os
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -38,21 +35,17 @@ def pytest_collection_modifyitems(items):
 
 @pytest.fixture(scope="session")
 def image_tools():
-    if os.geteuid() != 0:
-        pytest.skip("the image test needs root (mmdebstrap, systemd-nspawn); CI runs as root")
-    subprocess.run([str(REPO / "packaging/install-host-deps.sh"), "--image"], check=True)
-    for tool in ("mmdebstrap", "mcopy", "sfdisk", "debugfs", "qemu-system-x86_64", "qemu-img", "socat"):
-        assert shutil.which(tool), f"{tool} missing after install-host-deps.sh --image"
+    import image_boot
+
+    image_boot.host_tools("--image", ("mmdebstrap", "mcopy", "sfdisk", "debugfs", "qemu-system-x86_64", "qemu-img",
+                                      "socat"))
 
 
 @pytest.fixture(scope="session")
 def image_deb(image_tools) -> Path:
-    prebuilt = os.environ.get("FLUXFORGE_TEST_DEB")
-    if prebuilt:
-        return Path(prebuilt).resolve()
-    import build_deb
+    import image_boot
 
-    return build_deb.build("amd64", OUT / "dist", lintian=False)
+    return image_boot.fluxforge_deb("amd64", OUT)
 
 
 @pytest.fixture(scope="session")

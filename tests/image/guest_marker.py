@@ -4,9 +4,10 @@
 Why: the host sees a TCG guest only through its serial console and its disk, so this unit
 gathers what the test asserts -- the first-boot result, `systemctl` state and STATUS= of
 every FluxForge unit, a segment reaching done/, a sync run, `journalctl EVENT=` -- into one
-`FFMARKER {json}` line on ttyS0, then powers the guest off so QEMU exits.
+`FFMARKER {json}` line on the serial console (ttyS0 on amd64, ttyAMA0 on arm64's virt board), then powers the guest off so QEMU exits.
 """
 import json
+import os
 import re
 import socket
 import subprocess
@@ -43,6 +44,17 @@ def network_probe():
             "internet": reachable("1.1.1.1", 443)}
 
 
+def serial_console():
+    """The last serial console= of the kernel command line (the one QEMU writes to a file)."""
+    consoles = re.findall(r"console=(tty[A-Za-z]+\d+)", Path("/proc/cmdline").read_text())
+    return "/dev/" + (consoles[-1] if consoles else "ttyS0")
+
+
+def root_bytes():
+    st = os.statvfs("/")
+    return st.f_blocks * st.f_frsize
+
+
 def settled(unit):
     return show(unit).get("ActiveState") not in ("activating", "deactivating", "reloading")
 
@@ -70,9 +82,10 @@ def main():
     report["machine_id"] = Path("/etc/machine-id").read_text().strip()
     report["ssh_host_keys"] = sorted(p.name for p in Path("/etc/ssh").glob("ssh_host_*_key"))
     report["hostname"] = Path("/etc/hostname").read_text().strip()
+    report["root_bytes"] = root_bytes()
     report["uptime"] = float(Path("/proc/uptime").read_text().split()[0])
     report["marker_seconds"] = round(time.monotonic() - started, 1)
-    with open("/dev/ttyS0", "w") as tty:
+    with open(serial_console(), "w") as tty:
         tty.write("\nFFMARKER " + json.dumps(report) + "\n")
         tty.flush()
     subprocess.run(["systemctl", "poweroff", "--no-block"])

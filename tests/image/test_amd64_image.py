@@ -11,114 +11,45 @@ the copy with debugfs) reports on the serial console and powers the guest off.
 """
 from __future__ import annotations
 
-import json
 import re
-import shutil
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
 import yaml
 
+import image_boot
 import image_disk
-from qemu_vm import GUEST_HOST_IP, QemuVM
+from image_boot import KEY, guest_config
+from qemu_vm import QemuVM
 
-HOST_ID = "imagetest"
-BUCKET = "fluxforge-imagetest"
-KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGz6bI1n3ZTvYy0Yk0bq7Jd3m0Y6QeJb3sJ7mKqXh2Vx user@laptop"
 ROOT_OFFSET = image_disk.MIB + image_disk.ESP_MIB * image_disk.MIB
-MARKER_UNIT = """[Unit]
-Description=FluxForge image test marker (test only, never shipped)
-After=fluxforge-firstboot.service fluxforge-collector.service fluxforge-etl.service ssh.service
-
-[Service]
-Type=oneshot
-ExecStart=/usr/bin/python3 /usr/local/sbin/fluxforge-test-marker
-TimeoutStartSec=15min
-
-[Install]
-WantedBy=multi-user.target
-"""
 
 
 def debugfs(disk: Path, *commands: str, write: bool = False) -> str:
-    argv = ["debugfs", *(["-w"] if write else []), f"{disk}?offset={ROOT_OFFSET}"]
-    proc = subprocess.run(argv, input="".join(c + "\n" for c in commands), capture_output=True, text=True,
-                          check=True)
-    return proc.stdout
+    return image_boot.debugfs(disk, ROOT_OFFSET, *commands, write=write)
 
 
 def root_file(disk: Path, path: str) -> str:
-    return subprocess.run(["debugfs", "-R", f"cat {path}", f"{disk}?offset={ROOT_OFFSET}"], capture_output=True,
-                          text=True, check=True).stdout
+    return image_boot.root_file(disk, ROOT_OFFSET, path)
 
 
 def esp(disk: Path) -> str:
     return image_disk.esp_in_disk(disk)
 
 
-def guest_config(loopback, moto_s3) -> dict:
-    """The appliance boot test's config, with the host's 127.0.0.1 ports seen at the guestfwd address."""
-    ccxt = json.loads(json.dumps(loopback.ccxt_config("binance")).replace("127.0.0.1", GUEST_HOST_IP)
-                      .replace("localhost", GUEST_HOST_IP))
-    return {
-        "data_dir": "/var/lib/fluxforge", "host_id": HOST_ID,
-        "exchanges": [{"name": "binance", "ccxt": ccxt, "symbols": ["BTC/USDT", "ETH/USDT"], "book_depth": 20}],
-        "collector": {"flush_interval": 0.5, "segment_max_seconds": 8},
-        "etl": {"reorder_window": 1},
-        "sync": {"enabled": True, "bucket": BUCKET, "region": "us-east-1", "addressing_style": "path",
-                 "endpoint_url": moto_s3.endpoint.replace("127.0.0.1", GUEST_HOST_IP),
-                 "aws_access_key_id": "${credential:fluxforge_s3_key_id}",
-                 "aws_secret_access_key": "${credential:fluxforge_s3_secret}",
-                 # No NTP server is reachable from the guest; QEMU's RTC is the host's clock.
-                 "require_time_sync": False},
-    }
-
-
-def port_of(url: str) -> int:
-    return int(re.search(r":(\d+)", url.split("//", 1)[-1]).group(1))
-
-
 @pytest.fixture(scope="module")
 def disk(amd64_image, tmp_path_factory) -> Path:
     """A copy of the image with the test-only marker unit written into its root file system."""
-    work = Path(tmp_path_factory.mktemp("vm"))
-    copy = work / "disk.img"
-    subprocess.run(["cp", "--sparse=always", str(amd64_image), str(copy)], check=True)
-    (work / "marker.py").write_bytes((Path(__file__).parent / "guest_marker.py").read_bytes())
-    (work / "marker.py").chmod(0o755)
-    (work / "marker.service").write_text(MARKER_UNIT)
-    debugfs(copy, f"write {work / 'marker.py'} /usr/local/sbin/fluxforge-test-marker",
-            f"write {work / 'marker.service'} /etc/systemd/system/fluxforge-test-marker.service",
-            "symlink /etc/systemd/system/multi-user.target.wants/fluxforge-test-marker.service "
-            "/etc/systemd/system/fluxforge-test-marker.service", write=True)
-    return copy
+    return image_boot.copy_with_marker(amd64_image, Path(tmp_path_factory.mktemp("vm")), ROOT_OFFSET)
 
 
 @pytest.fixture(scope="module")
 def forwards(loopback, moto_s3) -> list[int]:
-    ports = {port_of(moto_s3.endpoint)}
-    ports |= {port_of(u) for u in re.findall(r"https?://[^\"' ]+|wss?://[^\"' ]+",
-                                            json.dumps(loopback.ccxt_config("binance")))}
-    moto_s3.client().create_bucket(Bucket=BUCKET)
-    return sorted(ports)
+    return image_boot.forward_ports(loopback, moto_s3)
 
 
 def boot(disk: Path, forwards: list[int], timeout: float) -> dict:
-    vm = QemuVM(disk, disk.parent, forwards).start()
-    try:
-        seconds = vm.wait_exit(timeout)
-    finally:
-        vm.kill()
-        shutil.copyfile(vm.serial, Path(__file__).resolve().parents[2] / "out" / "image" / f"serial-{int(time.time())}.log")
-    # The line may follow a getty prompt that has no newline.
-    found = re.findall(r"FFMARKER (\{.*\})", vm.console())
-    assert found, f"no marker line on the console; tail:\n{vm.console()[-4000:]}"
-    report = json.loads(found[-1])
-    report["boot_wall_seconds"] = round(seconds)
-    print(f"boot: {seconds:.0f} s wall, guest uptime {report['uptime']:.0f} s at the marker")
-    return report
+    return image_boot.boot(QemuVM(disk, disk.parent, forwards), timeout)
 
 
 def test_0_image_holds_what_a_flashed_card_needs(disk):
@@ -161,19 +92,4 @@ def test_1_bad_config_on_the_esp_keeps_services_down(disk, forwards, loopback, m
 def test_2_fixed_config_runs_the_appliance_on_the_next_boot(disk, forwards, loopback, moto_s3):
     image_disk.mcopy_files(esp(disk), {"fluxforge/config.yaml": yaml.safe_dump(guest_config(loopback, moto_s3)).encode()})
     report = boot(disk, forwards, timeout=900)
-    assert report["firstboot"]["ActiveState"] == "active", report
-    for unit in ("fluxforge-collector.service", "fluxforge-etl.service"):
-        u = report["units"][unit]
-        assert (u["ActiveState"], u["SubState"]) == ("active", "running"), (unit, u)
-        assert u["StatusText"], f"{unit} has no STATUS= line"
-    assert report["network"] == {"forwarded": True, "host_gateway": False, "internet": False}, report["network"]
-    assert report["done_segments"] > 0, report
-    assert report["segment_rotated_events"] and all(s.startswith(f"seg-{HOST_ID}-")
-                                                    for s in report["segment_rotated_events"]), report
-    assert report["sync_start_rc"] == 0 and report["units"]["fluxforge-sync.service"]["Result"] == "success", report
-    keys = moto_s3.keys(BUCKET)
-    assert any(HOST_ID in k and k.endswith(".parquet") for k in keys), keys[:10]
-    assert image_disk.read_fat_file(esp(disk), "fluxforge/config.error.txt") is None
-    assert image_disk.read_fat_file(esp(disk), "fluxforge/credentials/s3_secret") is None, \
-        "the secret stayed on the FAT partition"
-    assert image_disk.read_fat_file(esp(disk), "fluxforge/config.yaml"), "the config left the ESP"
+    image_boot.assert_appliance_ran(report, moto_s3, esp(disk))
