@@ -32,6 +32,7 @@ class DemoSummary:
     hf_columns: int = 0
     bar_rows: dict[int, int] = field(default_factory=dict)      # interval s -> rows (mid-price bars/)
     product_rows: dict[str, int] = field(default_factory=dict)  # other trees (trade_bars, dollar_bars, ...) -> rows
+    trade_bar_intervals: list[int] = field(default_factory=list)  # seconds, of features/trade_bars/
     feature_files: int = 0
     chart: Path | None = None
     chart_note: str = ""
@@ -60,12 +61,13 @@ def bronze_rows(store: SegmentStore) -> dict[str, dict[str, int]]:
     return {s: dict(c) for s, c in sorted(rows.items())}
 
 
-def feature_counts(features_dir: Path) -> tuple[dict[str, int], int, dict[int, int], dict[str, int], int]:
-    """(hf rows per symbol, hf feature columns, bar rows per interval, rows per other tree, number of files)
-    from Parquet footers."""
+def feature_counts(features_dir: Path) -> tuple[dict[str, int], int, dict[int, int], dict[str, int], list[int], int]:
+    """(hf rows per symbol, hf feature columns, bar rows per interval, rows per other tree, trade-bar
+    intervals, number of files) from Parquet footers."""
     hf_rows: dict[str, int] = defaultdict(int)
     bar_rows: dict[int, int] = defaultdict(int)
     product_rows: dict[str, int] = defaultdict(int)
+    trade_bar_intervals: set[int] = set()
     hf_columns, files = 0, 0
     for path in sorted(features_dir.rglob("*.parquet")):
         if path.name.startswith("."):
@@ -81,8 +83,10 @@ def feature_counts(features_dir: Path) -> tuple[dict[str, int], int, dict[int, i
             bar_rows[int(parts.get("interval", "0s").rstrip("s"))] += meta.num_rows
         else:
             product_rows[tree] += meta.num_rows
+            if tree == "trade_bars":
+                trade_bar_intervals.add(int(parts.get("interval", "0s").rstrip("s")))
     return (dict(sorted(hf_rows.items())), hf_columns, dict(sorted(bar_rows.items())),
-            dict(sorted(product_rows.items())), files)
+            dict(sorted(product_rows.items())), sorted(trade_bar_intervals), files)
 
 
 def failure_reasons(store: SegmentStore) -> list[str]:
@@ -98,12 +102,12 @@ def failure_reasons(store: SegmentStore) -> list[str]:
 
 def summarize(directory: Path, data_dir: Path, seconds: float) -> DemoSummary:
     store = SegmentStore(data_dir / "segments")
-    hf_rows, hf_columns, bar_rows, product_rows, files = feature_counts(data_dir / "features")
+    hf_rows, hf_columns, bar_rows, product_rows, trade_bar_intervals, files = feature_counts(data_dir / "features")
     return DemoSummary(
         directory=directory, data_dir=data_dir, seconds=seconds,
         segments={s: len(store.list(s)) for s in ("active",) + FINISHED},
         rows=bronze_rows(store), hf_rows=hf_rows, hf_columns=hf_columns, bar_rows=bar_rows,
-        product_rows=product_rows,
+        product_rows=product_rows, trade_bar_intervals=trade_bar_intervals,
         feature_files=files, failures=failure_reasons(store),
         example_segment=next(iter(store.list("done")), None),
     )
@@ -113,6 +117,14 @@ def duckdb_query(features_dir: Path, interval_s: int) -> str:
     """SQL that reads the demo's bars with their Hive partition columns (printed, and run by the tests)."""
     glob = features_dir / "bars" / f"interval={interval_s}s" / "*" / "*" / "*" / "*.parquet"
     return (f"SELECT symbol, count(*) AS bars, min(timestamp) AS first, max(timestamp) AS last "
+            f"FROM read_parquet('{glob}', hive_partitioning=true) GROUP BY symbol ORDER BY symbol")
+
+
+def trade_bars_query(features_dir: Path, interval_s: int) -> str:
+    """SQL that turns the demo's trade bars into one OHLCV line per symbol (printed, and run by the tests)."""
+    glob = features_dir / "trade_bars" / f"interval={interval_s}s" / "*" / "*" / "*" / "*.parquet"
+    return (f"SELECT symbol, count(*) AS bars, arg_min(open, timestamp) AS open, max(high) AS high, "
+            f"min(low) AS low, arg_max(close, timestamp) AS close, sum(volume) AS volume "
             f"FROM read_parquet('{glob}', hive_partitioning=true) GROUP BY symbol ORDER BY symbol")
 
 
@@ -146,7 +158,7 @@ def render(s: DemoSummary) -> str:
     lines.append(f"  features  {sum(s.hf_rows.values()):,} hf rows x {s.hf_columns} columns; bars {bars or 'none'}; "
                  f"{s.feature_files} Parquet files")
     if s.product_rows:
-        lines.append("  trades    " + ", ".join(f"{n:,} {tree} rows" for tree, n in s.product_rows.items()))
+        lines.append("  products  " + ", ".join(f"{n:,} {tree} rows" for tree, n in s.product_rows.items()))
     lines.append("")
     lines.append(f"  bronze    {s.data_dir / 'segments' / 'done'}")
     lines.append(f"  features  {s.features_dir}")
@@ -164,5 +176,8 @@ def render(s: DemoSummary) -> str:
     if s.example_segment:
         lines.append(f"  {fluxforge} inspect {s.example_segment}")
     lines.append(f'  {python} -c "import duckdb; duckdb.sql(\\"{duckdb_query(s.features_dir, interval)}\\").show()"')
+    if s.trade_bar_intervals:
+        query = trade_bars_query(s.features_dir, s.trade_bar_intervals[0])  # the finest: most bars
+        lines.append(f'  {python} -c "import duckdb; duckdb.sql(\\"{query}\\").show()"')
     lines.append(f'  {python} -c "{pyarrow_snippet(s.features_dir)}"')
     return "\n".join(lines)

@@ -140,9 +140,12 @@ def etl_counters(cfg: Config) -> dict[str, Any]:
 
 
 def feature_summary(features_dir: Path) -> dict[str, Any]:
-    """Feature files and bytes per kind (hf, bars) and the newest file's date partition."""
+    """Feature files and bytes per tree (hf and bars always; trade_bars, volume_bars, dollar_bars,
+    trades, ticker, ... when the ETL wrote them) and the newest file's date partition."""
     out: dict[str, Any] = {}
-    for kind in ("hf", "bars"):
+    trees = sorted(p.name for p in features_dir.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))) \
+        if features_dir.is_dir() else []
+    for kind in ["hf", "bars"] + [t for t in trees if t not in ("hf", "bars")]:
         files = [p for p in (features_dir / kind).rglob("*.parquet") if not p.name.startswith(".")] \
             if (features_dir / kind).is_dir() else []
         newest = max(files, key=lambda p: p.stat().st_mtime, default=None)

@@ -32,9 +32,9 @@ def render(facts: dict[str, Any], warnings: list[StatusWarning]) -> str:
     lines.append("segments  " + "   ".join(parts))
     etl = facts["etl"]
     feats = facts["features"]
+    trees = ", ".join(f"{tree} {f['files']}" for tree, f in feats.items() if f["files"] or tree in ("hf", "bars"))
     lines.append(f"etl       lag {human_age(etl['lag_s'])}, {etl['waiting']} segment(s) waiting   "
-                 f"features: hf {feats['hf']['files']} file(s), bars {feats['bars']['files']} file(s), "
-                 f"{human_bytes(feats['hf']['bytes'] + feats['bars']['bytes'])}")
+                 f"features (files): {trees}, {human_bytes(sum(f['bytes'] for f in feats.values()))}")
     late = (facts.get("etl_counters") or {}).get("late_dropped") or 0
     if late:
         lines.append(f"etl       {late} row(s) dropped as late, last in {facts['etl_counters'].get('last_late_segment')} "

@@ -12,6 +12,7 @@ import struct
 import subprocess
 from pathlib import Path
 
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
@@ -72,6 +73,18 @@ def test_feature_files_and_the_printed_duckdb_query(demo):
     rows = duckdb.sql(f"SELECT symbol, bars FROM ({sql})").fetchall()
     assert [r[0] for r in rows] == [s.replace("/", "-") for s in SYMBOLS]
     assert all(r[1] >= 5 for r in rows)  # >= 5 one-second bars per symbol out of 10 s
+    # the trade-bar query: one OHLCV line per symbol, equal to the Parquet rows read with pyarrow
+    sql = re.findall(r'duckdb\.sql\(\\"(.*)\\"\)\.show\(\)"$', proc.stdout, re.M)[1]
+    assert "trade_bars/interval=1s" in sql
+    got = {r[0]: r[1:] for r in duckdb.sql(sql).fetchall()}
+    assert list(got) == [s.replace("/", "-") for s in SYMBOLS]
+    for sym, (bars, open_, high, low, close, volume) in got.items():
+        t = ds.dataset(features / "trade_bars" / "interval=1s" / "exchange=binance" / f"symbol={sym}",
+                       partitioning=ds.partitioning(flavor="hive")).to_table().sort_by("timestamp")
+        assert bars == t.num_rows > 0
+        assert (open_, close) == (t["open"][0].as_py(), t["close"][-1].as_py())
+        assert (high, low) == (max(t["high"].to_pylist()), min(t["low"].to_pylist()))
+        assert volume == pytest.approx(sum(t["volume"].to_pylist()), rel=1e-12)
 
 
 def test_every_printed_command_works_as_printed(demo, tmp_path):
@@ -79,7 +92,7 @@ def test_every_printed_command_works_as_printed(demo, tmp_path):
     (no venv activated, only what the project installed) -- each must run and show data."""
     _directory, proc = demo
     commands = proc.stdout.split("look at them:\n", 1)[1].strip().splitlines()
-    assert len(commands) == 5, commands
+    assert len(commands) == 6, commands
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH", "NOTIFY_SOCKET")}
     env["PATH"] = "/usr/bin:/bin"
     outputs = []
@@ -88,10 +101,11 @@ def test_every_printed_command_works_as_printed(demo, tmp_path):
                            timeout=300, env=env)
         assert r.returncode in (0, 1), f"{line}\nrc={r.returncode}\n{r.stdout}\n{r.stderr}"  # status: 1 = warnings
         outputs.append(r.stdout)
-    status, _report, inspect, duck, arrow = outputs
+    status, _report, inspect, duck, trade_duck, arrow = outputs
     assert "segments" in status and "state     done" in inspect
     assert list(tmp_path.glob("*.png"))                                       # the report was written
     assert all(s.replace("/", "-") in duck for s in SYMBOLS)                  # duckdb's table of bars
+    assert all(s.replace("/", "-") in trade_duck for s in SYMBOLS) and "volume" in trade_duck  # OHLCV
     rows = int(arrow.split(" rows", 1)[0])
     assert rows > 0 and "mid_price" in arrow and "symbol" in arrow            # hive columns are there
 

@@ -448,3 +448,27 @@ def test_text_view_lists_installed_units_only(tmp_path):
     assert "fluxforge-sync.timer" not in text
     facts["units"] = [{"id": "fluxforge-sync.timer", "loadstate": "not-found"}]
     assert "units     (FluxForge units not installed)" in render(facts, [])
+
+
+def test_every_feature_tree_is_counted(tmp_path, capsys):
+    """hf and bars always, and every other tree the ETL wrote (trade products, ticker, per-trade),
+    files and bytes as on disk; in-flight hidden files are not counted."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    data = healthy(tmp_path)
+    written = {"hf": 1, "bars/interval=1s": 2, "trade_bars/interval=5s": 3, "dollar_bars": 1, "ticker": 2}
+    size: dict[str, int] = {}
+    for tree, n in written.items():
+        for i in range(n):
+            path = data / "features" / tree / "exchange=binance" / "symbol=BTC-USDT" / "date=2026-12-02" / f"part-{i}.parquet"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            pq.write_table(pa.table({"x": list(range(i + 1))}), path)
+            size[tree.split("/")[0]] = size.get(tree.split("/")[0], 0) + path.stat().st_size
+    (path.parent / ".part-9.parquet.tmp").write_bytes(b"in flight")
+    _rc, facts = status(capsys, write_config(tmp_path))
+    got = {tree: (f["files"], f["bytes"]) for tree, f in facts["features"].items()}
+    assert got == {tree.split("/")[0]: (n, size[tree.split("/")[0]]) for tree, n in written.items()}
+    main(["status", "--no-units", "--config", str(write_config(tmp_path))])
+    out = capsys.readouterr().out
+    assert "features (files): hf 1, bars 2, dollar_bars 1, ticker 2, trade_bars 3," in out
