@@ -86,6 +86,18 @@ async def drained(lx, collector, timeout: float = 30.0) -> None:
                      what="collector drained")
 
 
+async def replay_capture(lx, collector, symbols, exchange: str = "binance") -> None:
+    """Run a frozen capture replay (`LoopbackExchange("replay", ...)`, frozen before the collector
+    started) through `collector`: released once every symbol's REST snapshot is its first book
+    row, then awaited until the whole capture is sent and everything sent was handled."""
+    seen = collector.recorder.last_seen
+    await wait_until(lambda: all((exchange, "orderbook", s) in seen for s in symbols), 60,
+                     what="every symbol's book snapshot")
+    lx.freeze(False)
+    await wait_until(lambda: lx.source.finished, timeout=300, what="capture replay to finish")
+    await drained(lx, collector)
+
+
 def logged_errors(log_path: Path) -> int:
     """`stream_error` events in a collector subprocess's JSON log (see `drained`)."""
     try:

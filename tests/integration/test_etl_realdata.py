@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pytest
-from collector_support import config_dict, drained, exchange_entry, parse_config, running_collector, wait_until
+from collector_support import config_dict, exchange_entry, parse_config, replay_capture, running_collector
 
 from fluxforge.config import FeatureOptions
 from fluxforge.etl.runner import EtlRunner
@@ -38,12 +38,7 @@ def test_real_capture_through_collector_and_etl_matches_reference(tmp_path, shar
                                                                  channels=["orderbook", "trades"])],
                                            segment_max_seconds=2.0))
             async with running_collector(cfg) as col:
-                seen = col.recorder.last_seen  # the REST snapshot of each symbol is its first book row
-                await wait_until(lambda: all(("binance", "orderbook", s) in seen for s in SYMBOLS), 60,
-                                 what="every symbol's book snapshot")
-                lx.freeze(False)
-                await wait_until(lambda: lx.source.finished, timeout=300, what="capture replay to finish")
-                await drained(lx, col)  # everything the replay sent was handled before the stop
+                await replay_capture(lx, col, SYMBOLS)
 
     asyncio.run(body())
     opts = FeatureOptions(**FEATURES)

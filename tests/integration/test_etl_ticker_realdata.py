@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
-from collector_support import config_dict, drained, exchange_entry, parse_config, running_collector, wait_until
+from collector_support import config_dict, exchange_entry, parse_config, replay_capture, running_collector
 
 from fluxforge.config import FeatureOptions, TradeOptions
 from fluxforge.etl.runner import EtlRunner
@@ -43,12 +43,7 @@ def test_real_capture_tickers_through_collector_and_etl_match_reference(tmp_path
             entry["ccxt"].setdefault("options", {})["watchTickers"] = {"name": "ticker"}
             cfg = parse_config(config_dict(data, [entry], segment_max_seconds=2.0))
             async with running_collector(cfg) as col:
-                seen = col.recorder.last_seen
-                await wait_until(lambda: all(("binance", "orderbook", s) in seen for s in SYMBOLS), 60,
-                                 what="every symbol's book snapshot")
-                lx.freeze(False)
-                await wait_until(lambda: lx.source.finished, timeout=300, what="capture replay to finish")
-                await drained(lx, col)
+                await replay_capture(lx, col, SYMBOLS)
 
     asyncio.run(body())
     runner = EtlRunner(data / "segments", data / "features", data / "state",

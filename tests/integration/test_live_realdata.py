@@ -11,7 +11,7 @@ import asyncio
 import subprocess
 
 import pytest
-from collector_support import config_dict, drained, exchange_entry, running_collector, subprocess_env, wait_until
+from collector_support import config_dict, exchange_entry, replay_capture, running_collector, subprocess_env, wait_until
 from live_support import etl_command, first_difference, landed, published, read_records, row_keys
 
 from fluxforge.bronze.segments import SegmentStore
@@ -44,12 +44,7 @@ def test_real_capture_live_rows_equal_parquet(tmp_path, shared_capture):
                                                            env=subprocess_env(), stdout=subprocess.DEVNULL,
                                                            stderr=elog)
                 async with running_collector(parse_config(raw)) as col:
-                    seen = col.recorder.last_seen
-                    await wait_until(lambda: all(("binance", "orderbook", s) in seen for s in SYMBOLS), 60,
-                                     what="every symbol's book snapshot")
-                    lx.freeze(False)
-                    await wait_until(lambda: lx.source.finished, timeout=300, what="capture replay to finish")
-                    await drained(lx, col)
+                    await replay_capture(lx, col, SYMBOLS)
                 await wait_until(lambda: not any(store.list(s) for s in ("active", "ready", "processing")), 120,
                                  what="the ETL processing the last segment")
                 etl.terminate()
