@@ -23,10 +23,9 @@ from ..collector.ccxt_loader import is_pro_exchange
 from ..config import CHANNELS, Config
 from .config_translation import Translation, mapping_at
 from .daedalus_features import translate_features
+from .daedalus_schema import EXCHANGE_RENAMES
 from .daedalus_storage import translate_storage
 
-# ccxt.pro has no `coinbaseadvanced` (ccxt 4.5): Coinbase Advanced Trade is `coinbase`.
-EXCHANGE_RENAMES = {"coinbaseadvanced": "coinbase"}
 METHOD_CHANNELS = {"watchOrderBook": "orderbook", "watchOrderBookForSymbols": "orderbook",
                    "watchTrades": "trades", "watchTradesForSymbols": "trades",
                    "watchTicker": "ticker", "watchTickers": "ticker"}

@@ -7,9 +7,12 @@ value of the wrong type (a price that is a string, bids that are not [price, siz
 pairs) rejects the line with a reason instead of being written as 0.
 
 A line is `{"type", "exchange", "symbol", "method", "data", "collected_at",
-"capture_ts"}`; `data` is the ccxt unified ticker, trade list (or one trade) or order
-book.  Keys of `data` that the old Parquet writer did not keep and bronze has no column
-for (a trade's `takerOrMaker`, `fee`, ...; a level's third element) are counted.
+"capture_ts"}`; `data` is the ccxt unified ticker, trade list (or one trade), order
+book, candle list (`ohlcv`) or `{symbol: bid/ask ticker}` map (`bidask`).  The old
+Parquet writer's generic rows (`type`, `data_json`: how it stored ohlcv and bidask) are
+the same records and go through `parse_line` too, as dicts.  Keys of `data` that the
+old Parquet writer did not keep and bronze has no column for (a trade's
+`takerOrMaker`, `fee`, ...; a level's third element) are counted.
 """
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ import math
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 
-from .daedalus_schema import CHANNELS, KNOWN_DATA_KEYS, TICKER_KEYS, UNMAPPED_CHANNELS
+from .daedalus_schema import CHANNELS, KNOWN_DATA_KEYS, TICKER_KEYS
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _TICKER_FLOATS = ("bid", "ask", "bidVolume", "askVolume", "last", "open", "high", "low", "close", "vwap",
@@ -30,7 +33,7 @@ class BadLine(ValueError):
 
 
 class UnmappedChannel(Exception):
-    """A well-formed record of a channel bronze has no place for (bidask, ohlcv, ...)."""
+    """A well-formed record of a channel bronze has no place for (e.g. `balance`, `myTrades`)."""
 
     def __init__(self, channel: str, rows: int):
         super().__init__(channel)
@@ -64,8 +67,11 @@ def _string(value: object, what: str) -> str | None:
 
 
 def capture_us(value: object) -> int | None:
-    """capture_ts (ISO 8601; naive = UTC) in µs since the epoch; None if absent or unreadable,
-    as the old writer's own parser gave up on it (collected_at is the fallback)."""
+    """capture_ts (ISO 8601; naive = UTC; or already µs, from a Parquet row) in µs since the epoch;
+    None if absent or unreadable, as the old writer's own parser gave up on it (collected_at is
+    the fallback)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
     if not isinstance(value, str) or not value:
         return None
     try:
@@ -139,36 +145,81 @@ def _book(base: dict, data: dict, extra: Counter) -> list[dict]:
     return [row]
 
 
-_BUILDERS = {"ticker": _ticker, "trades": _trades, "orderbook": _book}
+_CANDLE = ("open", "high", "low", "close", "volume")
 
 
-def parse_line(line: str | bytes, extra: Counter) -> tuple[str, list[dict]]:
-    """(channel, old-shaped rows) of one NDJSON line; BadLine or UnmappedChannel otherwise.
+def _ohlcv(base: dict, data: object, extra: Counter) -> list[dict]:
+    """ccxt's candle list `[[open time ms, open, high, low, close, volume], ...]`: one row per candle."""
+    if not isinstance(data, list):
+        raise BadLine(f"data is {type(data).__name__}, not a candle list")
+    rows = []
+    for candle in data:
+        if not isinstance(candle, (list, tuple)) or len(candle) < 6:
+            raise BadLine("a candle is not [time, open, high, low, close, volume]")
+        if len(candle) > 6:
+            extra["candle[6:]"] += 1
+        opened = _integer(candle[0], "candle time")
+        if opened is None:
+            raise BadLine("a candle without its open time")
+        rows.append(dict(base, timestamp=opened,
+                         **{name: _number(v, f"candle {name}") for name, v in zip(_CANDLE, candle[1:6])}))
+    return rows
+
+
+def _bidask(base: dict, data: object, extra: Counter) -> list[dict]:
+    """ccxt's `{symbol: ticker}` map of best bid/ask (one ticker alone is taken too): one row per symbol."""
+    if not isinstance(data, dict):
+        raise BadLine(f"data is {type(data).__name__}, not a bid/ask map")
+    if not data:
+        return []
+    pairs = data.items() if all(isinstance(v, dict) for v in data.values()) else [(base["symbol"], data)]
+    rows = []
+    for key, t in pairs:
+        symbol = _string(t.get("symbol"), "bid/ask symbol") or key
+        if not symbol:
+            raise BadLine("a bid/ask without symbol")
+        rows.append(dict(base, symbol=symbol, timestamp=_integer(t.get("timestamp"), "bid/ask timestamp"),
+                         bid=_number(t.get("bid"), "bid"), bid_volume=_number(t.get("bidVolume"), "bidVolume"),
+                         ask=_number(t.get("ask"), "ask"), ask_volume=_number(t.get("askVolume"), "askVolume"),
+                         info_json=_info(t)))
+        _extra_keys("bidask", t, extra)
+    return rows
+
+
+_BUILDERS = {"ticker": _ticker, "trades": _trades, "orderbook": _book, "ohlcv": _ohlcv, "bidask": _bidask}
+
+
+def parse_line(line: str | bytes | dict, extra: Counter) -> tuple[str, list[dict]]:
+    """(channel, old-shaped rows) of one NDJSON line (or an already decoded record);
+    BadLine or UnmappedChannel otherwise.
 
     `extra` counts, per `<channel>.<key>`, the data keys with no place in bronze."""
-    try:
-        rec = json.loads(line)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise BadLine(f"not JSON ({str(e).splitlines()[0][:60]})") from None
+    if isinstance(line, dict):
+        rec = line
+    else:
+        try:
+            rec = json.loads(line)
+        except (ValueError, UnicodeDecodeError) as e:
+            raise BadLine(f"not JSON ({str(e).splitlines()[0][:60]})") from None
     if not isinstance(rec, dict):
         raise BadLine(f"a JSON {type(rec).__name__}, not an object")
     channel = rec.get("type")
     if channel is None:
         raise BadLine("no 'type' (a native Coinbase collector message or not a Daedalus ccxt record)")
     if channel not in CHANNELS:
-        if isinstance(channel, str) and (channel in UNMAPPED_CHANNELS or isinstance(rec.get("data"), (dict, list))):
+        if isinstance(channel, str) and isinstance(rec.get("data"), (dict, list)):
             raise UnmappedChannel(channel, 1)
         raise BadLine(f"unknown type {channel!r}")
     exchange = _string(rec.get("exchange"), "exchange")
     symbol = _string(rec.get("symbol"), "symbol")
-    if not exchange or not symbol:
+    if not exchange or not (symbol or channel == "bidask"):  # bidask: every market watched, symbols in data
         raise BadLine("no exchange or symbol")
     captured = capture_us(rec.get("capture_ts"))
     collected = _integer(rec.get("collected_at"), "collected_at")
     if captured is None and collected is None:
         raise BadLine("no receive time (capture_ts and collected_at missing or unreadable)")
     data = rec.get("data")
-    if channel != "trades" and not isinstance(data, dict):
+    if channel in ("ticker", "orderbook") and not isinstance(data, dict):
         raise BadLine(f"data is {type(data).__name__}, not an object")
     base = {"collected_at": collected, "capture_ts": captured, "exchange": exchange, "symbol": symbol}
     local: Counter = Counter()
