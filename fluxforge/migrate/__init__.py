@@ -3,6 +3,8 @@
 Stage modules, each with one job (Daedalus is the first system):
   config_translation -- a translated config plus its provenance, warnings and credential references, as YAML
   daedalus_config  -- Daedalus config.yaml -> FluxForge config (`fluxforge config import-daedalus`)
+  daedalus_exchanges -- its ccxt.exchanges and native coinbase: sections -> exchanges: entries
+  ccxt_facts       -- what ccxt.pro says offline: watch_ohlcv's default timeframe, channels it cannot serve
   daedalus_features -- its processor_options / features: -> etl.features (units converted)
   daedalus_storage -- its storage layers and sync job -> sync
   daedalus_schema  -- what Daedalus wrote: its raw Parquet columns, NDJSON record keys, symbol sanitising

@@ -33,6 +33,11 @@ def default_ohlcv_timeframe(exchange_id: str) -> str:
     return param.default if param is not None and isinstance(param.default, str) else DEFAULT_TIMEFRAME
 
 
+def has(exchange_id: str, capability: str) -> bool:
+    """ccxt.pro's `has[capability]` for `exchange_id` (False for an id ccxt.pro lacks)."""
+    return is_pro_exchange(exchange_id) and bool(_exchange(exchange_id).has.get(capability))
+
+
 def unsupported_channels(exchange_id: str, channels: list[str], timeframes: list[str]) -> dict[str, str]:
     """channel -> why ccxt.pro's `exchange_id` cannot serve it (empty for an id ccxt.pro lacks:
     that is warned about on its own)."""
