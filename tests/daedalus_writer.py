@@ -63,9 +63,9 @@ def old_rows(rec: dict) -> list[dict]:
     base = {"collected_at": rec.get("collected_at", 0), "capture_ts": _ts(rec.get("capture_ts")),
             "exchange": rec.get("exchange"), "symbol": rec.get("symbol")}
     data = rec.get("data", {})
-    if rec["type"] not in _BODY:  # _convert_generic_records: the record's data as compact JSON
-        return [dict(base, symbol=rec.get("symbol", ""), type=rec.get("type", ""), method=rec.get("method", ""),
-                     data_json=json.dumps(data, separators=(",", ":")))]
+    if rec.get("type") not in _BODY:  # _convert_generic_records: the record's data as compact JSON
+        return [dict(base, exchange=rec.get("exchange", ""), symbol=rec.get("symbol", ""), type=rec.get("type", ""),
+                     method=rec.get("method", ""), data_json=json.dumps(data, separators=(",", ":")))]
     if rec["type"] == "ticker":
         return [dict(base, bid=data.get("bid"), ask=data.get("ask"), bid_volume=data.get("bidVolume"),
                      ask_volume=data.get("askVolume"), last=data.get("last"), open=data.get("open"),
@@ -110,10 +110,10 @@ def write_parquet(root: Path, records: list[dict], partitioned: bool) -> list[Pa
     for rec in records:
         cap = _ts(rec["capture_ts"])
         if partitioned:
-            key = (rec["type"], sanitise(rec["exchange"]), sanitise(rec.get("symbol", "unknown")), cap.year, cap.month,
-                   cap.day, cap.hour)
+            key = (rec.get("type", "unknown"), sanitise(rec.get("exchange", "unknown")),
+                   sanitise(rec.get("symbol", "unknown")), cap.year, cap.month, cap.day, cap.hour)
         else:
-            key = (rec["type"], _hour(rec))
+            key = (rec.get("type", "unknown"), _hour(rec))
         groups[key].append(rec)
     paths = []
     for key, recs in sorted(groups.items()):

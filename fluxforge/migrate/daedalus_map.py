@@ -12,7 +12,7 @@ for the months of Parquet).  What the mapping does, per column:
 * trade `side` "" and `trade_id` "" / "None" (defaults for "missing") become null;
 * ticker `bid_volume`/`ask_volume` -> `bid_size`/`ask_size`;
 * books: each old row is a whole book (ccxt's, top `max_orderbook_depth`) and becomes a
-  bronze `snapshot` row: `bids`/`asks` structs -> `bid_px`/`bid_sz`/`ask_px`/`ask_sz`, in
+  bronze `snapshot` row (a native Coinbase update, `kind` "delta", a `delta` row): `bids`/`asks` structs -> `bid_px`/`bid_sz`/`ask_px`/`ask_sz`, in
   the order stored; a level without price or size drops the row (counted);
 * symbols written sanitised (`BTC-USD`) are given back their ccxt form (`restore_symbol`);
 * exchange ids ccxt.pro spells otherwise (`coinbaseadvanced`) take ccxt.pro's id, as the
@@ -162,7 +162,7 @@ def to_bronze(channel: str, old: pa.Table, overrides: Mapping[str, str], restore
         if bad.any():
             dropped["book level without price or size"] += int(bad.sum())
             ok &= ~bad
-        cols.update(kind=pa.array([bronze.BOOK_SNAPSHOT] * n, pa.string()),
+        cols.update(kind=pc.coalesce(old.column("kind"), pa.scalar(bronze.BOOK_SNAPSHOT)),
                     nonce=_zero_to_null(old.column("nonce")),
                     prev_nonce=pa.nulls(n, pa.int64()), checksum=pa.nulls(n, pa.int64()),
                     bid_px=bid_px, bid_sz=bid_sz, ask_px=ask_px, ask_sz=ask_sz)
@@ -171,7 +171,8 @@ def to_bronze(channel: str, old: pa.Table, overrides: Mapping[str, str], restore
                     price=old.column("price"), amount=old.column("amount"),
                     side=_strings_to_null(old.column("side"), ("",)))
     elif channel == "ohlcv":
-        cols.update(timeframe=_timeframes(cols["exchange"]), **{name: old.column(name) for name in _CANDLE})
+        cols.update(timeframe=pc.coalesce(old.column("timeframe"), _timeframes(cols["exchange"])),
+                    **{name: old.column(name) for name in _CANDLE})
     elif channel == "bidask":
         cols.update(bid=old.column("bid"), bid_size=old.column("bid_volume"),
                     ask=old.column("ask"), ask_size=old.column("ask_volume"))

@@ -17,70 +17,17 @@ old Parquet writer did not keep and bronze has no column for (a trade's
 from __future__ import annotations
 
 import json
-import math
 from collections import Counter
-from datetime import datetime, timedelta, timezone
 
+from .daedalus_coinbase import is_native, parse_native
 from .daedalus_schema import CHANNELS, KNOWN_DATA_KEYS, TICKER_KEYS
+from .daedalus_values import BadLine, UnmappedChannel, capture_us
+from .daedalus_values import integer as _integer
+from .daedalus_values import number as _number
+from .daedalus_values import string as _string
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _TICKER_FLOATS = ("bid", "ask", "bidVolume", "askVolume", "last", "open", "high", "low", "close", "vwap",
                   "baseVolume", "quoteVolume", "change", "percentage")
-
-
-class BadLine(ValueError):
-    """A line that cannot be imported; str(self) is the reason counted in the report."""
-
-
-class UnmappedChannel(Exception):
-    """A well-formed record of a channel bronze has no place for (e.g. `balance`, `myTrades`)."""
-
-    def __init__(self, channel: str, rows: int):
-        super().__init__(channel)
-        self.channel = channel
-        self.rows = rows
-
-
-def _number(value: object, what: str) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise BadLine(f"{what} is {type(value).__name__}, not a number")
-    return float(value)
-
-
-def _integer(value: object, what: str) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) \
-            or (isinstance(value, float) and not (math.isfinite(value) and value.is_integer())):
-        raise BadLine(f"{what} is {str(value)[:30]!r}, not an integer")
-    if not -2**63 <= value < 2**63:
-        raise BadLine(f"{what} {value} is out of range")
-    return int(value)
-
-
-def _string(value: object, what: str) -> str | None:
-    if value is None or isinstance(value, str):
-        return value
-    raise BadLine(f"{what} is {type(value).__name__}, not a string")
-
-
-def capture_us(value: object) -> int | None:
-    """capture_ts (ISO 8601; naive = UTC; or already µs, from a Parquet row) in µs since the epoch;
-    None if absent or unreadable, as the old writer's own parser gave up on it (collected_at is
-    the fallback)."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        dt = datetime.fromisoformat(value[:-1] + "+00:00" if value.endswith("Z") else value)
-    except ValueError:
-        return None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    return (dt - _EPOCH) // timedelta(microseconds=1)
 
 
 def _levels(side: object, what: str, extra: Counter) -> list[dict]:
@@ -190,8 +137,8 @@ _BUILDERS = {"ticker": _ticker, "trades": _trades, "orderbook": _book, "ohlcv": 
 
 
 def parse_line(line: str | bytes | dict, extra: Counter) -> tuple[str, list[dict]]:
-    """(channel, old-shaped rows) of one NDJSON line (or an already decoded record);
-    BadLine or UnmappedChannel otherwise.
+    """(channel, old-shaped rows) of one NDJSON line (or an already decoded record), a ccxt record
+    or a native Coinbase collector message (daedalus_coinbase); BadLine or UnmappedChannel otherwise.
 
     `extra` counts, per `<channel>.<key>`, the data keys with no place in bronze."""
     if isinstance(line, dict):
@@ -203,9 +150,21 @@ def parse_line(line: str | bytes | dict, extra: Counter) -> tuple[str, list[dict
             raise BadLine(f"not JSON ({str(e).splitlines()[0][:60]})") from None
     if not isinstance(rec, dict):
         raise BadLine(f"a JSON {type(rec).__name__}, not an object")
+    local: Counter = Counter()
+    if is_native(rec):
+        channel, rows = parse_native(rec, local)
+    else:
+        channel, rows = _ccxt_record(rec, local)
+    for key, n in local.items():
+        extra[f"{channel}.{key}"] += n
+    return channel, rows
+
+
+def _ccxt_record(rec: dict, local: Counter) -> tuple[str, list[dict]]:
     channel = rec.get("type")
     if channel is None:
-        raise BadLine("no 'type' (a native Coinbase collector message or not a Daedalus ccxt record)")
+        raise BadLine("no 'type' (not a Daedalus ccxt record, nor a native Coinbase collector message: "
+                      "its data has no 'channel')")
     if channel not in CHANNELS:
         if isinstance(channel, str) and isinstance(rec.get("data"), (dict, list)):
             raise UnmappedChannel(channel, 1)
@@ -222,8 +181,4 @@ def parse_line(line: str | bytes | dict, extra: Counter) -> tuple[str, list[dict
     if channel in ("ticker", "orderbook") and not isinstance(data, dict):
         raise BadLine(f"data is {type(data).__name__}, not an object")
     base = {"collected_at": collected, "capture_ts": captured, "exchange": exchange, "symbol": symbol}
-    local: Counter = Counter()
-    rows = _BUILDERS[channel](base, data, local)
-    for key, n in local.items():
-        extra[f"{channel}.{key}"] += n
-    return channel, rows
+    return channel, _BUILDERS[channel](base, data, local)

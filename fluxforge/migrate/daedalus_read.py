@@ -24,7 +24,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .daedalus_map import conform
-from .daedalus_ndjson import BadLine, UnmappedChannel, parse_line
+from .daedalus_ndjson import parse_line
+from .daedalus_values import BadLine, UnmappedChannel
 from .daedalus_schema import OLD_SCHEMAS
 from .import_report import ImportReport
 

@@ -64,10 +64,14 @@ OLD_SCHEMAS: dict[str, pa.Schema] = {
         pa.field("info_json", pa.string())]),
     "orderbook": pa.schema(_COMMON + [
         pa.field("timestamp", pa.int64()), pa.field("nonce", pa.int64()),
-        pa.field("bids", LEVEL), pa.field("asks", LEVEL), pa.field("info_json", pa.string())]),
-    # The rows the import shapes from generic `data_json` records (no Daedalus schema of their own).
+        pa.field("bids", LEVEL), pa.field("asks", LEVEL), pa.field("info_json", pa.string()),
+        # the import's own: null (every Daedalus ccxt book row) = a whole book; "delta" only from the
+        # native Coinbase collector's l2_data updates (daedalus_coinbase)
+        pa.field("kind", pa.string())]),
+    # The rows the import shapes from generic `data_json` records (no Daedalus schema of their own);
+    # `timeframe` is known only for native Coinbase candles (null: ccxt's watch_ohlcv default).
     "ohlcv": pa.schema(_COMMON + [pa.field("timestamp", pa.int64())] + [pa.field(n, pa.float64()) for n in (
-        "open", "high", "low", "close", "volume")]),
+        "open", "high", "low", "close", "volume")] + [pa.field("timeframe", pa.string())]),
     "bidask": pa.schema(_COMMON + [pa.field(n, pa.float64()) for n in ("bid", "bid_volume", "ask", "ask_volume")] + [
         pa.field("timestamp", pa.int64()), pa.field("info_json", pa.string())]),
 }

@@ -1,4 +1,4 @@
-"""Daedalus's `coinbaseadvanced` and FluxForge's `coinbase` are one stream after moving in.
+"""Daedalus's Coinbase data (`coinbaseadvanced` and its native collector) and FluxForge's `coinbase` are one stream.
 
 Daedalus collected Coinbase Advanced Trade under the ccxt id `coinbaseadvanced`;
 ccxt.pro 4.5 (and so FluxForge) calls it `coinbase`.  End to end, with the real
@@ -6,7 +6,8 @@ commands: the old config is translated (`fluxforge config import-daedalus`), the
 data (NDJSON and a partitioned Parquet tree, `exchange=coinbaseadvanced`) is imported
 (`fluxforge import daedalus`), and every bronze row must carry the exchange id the
 translated config collects under, so `fluxforge replay` puts the old data's features
-in the same `exchange=` partitions the new collector's go to.
+in the same `exchange=` partitions the new collector's go to.  The same for the data of
+Daedalus's native Coinbase collector (raw Advanced Trade messages) and its `coinbase:` section.
 """
 from datetime import datetime, timezone
 
@@ -15,6 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from daedalus_coinbase_writer import expected_native_bronze, native_records
 from daedalus_writer import expected_bronze, synthetic_records, write_ndjson, write_parquet
 from fluxforge.bronze.segments import SegmentStore
 from fluxforge.cli import main
@@ -66,3 +68,48 @@ def test_coinbaseadvanced_data_lands_under_the_translated_configs_exchange(tmp_p
     assert main(["replay", str(data / "segments"), "--out", str(features)]) == 0
     hf = ds.dataset(features / "hf", format="parquet", partitioning="hive").to_table(columns=["exchange"])
     assert hf.num_rows > 0 and set(hf.column("exchange").to_pylist()) == {entry.name}
+
+
+NATIVE_CONFIG = """
+coinbase:
+  api_key: organizations/abc/apiKeys/KEY
+  api_secret: "-----BEGIN EC PRIVATE KEY-----\\nPEM\\n-----END EC PRIVATE KEY-----\\n"
+  product_ids: [BTC-USD, ETH-USD]
+  channels: [level2, market_trades, ticker, heartbeats]
+"""
+
+
+@pytest.mark.parametrize("kind", ["ndjson", "flat", "partitioned"])
+def test_native_coinbase_collector_data_imports_under_the_translated_configs_exchange(tmp_path, capsys, kind):
+    """The native collector's raw messages (NDJSON lines, or the Parquet writer's generic rows with
+    exchange/symbol "unknown") become bronze rows under the translated entry's exchange and symbols,
+    every row compared with the message it came from; its book snapshots and deltas replay."""
+    (tmp_path / "old.yaml").write_text(NATIVE_CONFIG)
+    assert main(["config", "import-daedalus", str(tmp_path / "old.yaml")]) == 0
+    (entry,) = parse_config(yaml.safe_load(capsys.readouterr().out), secrets=False).exchanges
+
+    records = native_records(START, minutes=25)
+    if kind == "ndjson":
+        write_ndjson(tmp_path / "raw", records)
+    else:
+        write_parquet(tmp_path / "raw", records, partitioned=(kind == "partitioned"))
+    data = tmp_path / "data"
+    assert main(["import", "daedalus", str(tmp_path / "raw"), "--to", str(data)]) == 0
+    out = capsys.readouterr().out
+    assert "coinbase subscriptions 8" in out  # 4 acks per connection, not market data: counted
+    assert "ticker.low_52_w:" in out and "orderbook.event_time:" in out  # no bronze column: counted
+
+    segs = SegmentStore(data / "segments").list("ready")
+    expected = expected_native_bronze(records)
+    for channel, want in expected.items():
+        rows = [r for s in segs for r in pq.read_table(s / f"{channel}.parquet").to_pylist()]
+        assert rows == want and len(rows) > 0, channel
+        assert {r["exchange"] for r in rows} == {entry.name}
+        if channel in entry.channel_symbols():
+            assert {r["symbol"] for r in rows} == set(entry.channel_symbols()[channel])
+    assert {r["kind"] for r in expected["orderbook"]} == {"snapshot", "delta"}
+
+    features = tmp_path / "features"
+    assert main(["replay", str(data / "segments"), "--out", str(features)]) == 0
+    hf = ds.dataset(features / "hf", format="parquet", partitioning="hive").to_table(columns=["exchange", "symbol"])
+    assert hf.num_rows > 0 and set(hf.column("exchange").to_pylist()) == {"coinbase"}

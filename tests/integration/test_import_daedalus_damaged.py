@@ -37,6 +37,14 @@ GARBAGE = [
     json.dumps(record("ohlcv", "binance", "BTC/USDT", {"open": 1.0}, T)),
     json.dumps(record("bidask", "binance", "BTC/USDT", {"BTC/USDT": {"symbol": "BTC/USDT", "bid": "1.0"}}, T)),
     json.dumps(record("bidask", "binance", "BTC/USDT", [1.0, 2.0], T)),
+    # the native Coinbase collector's messages, wrongly shaped
+    json.dumps({"capture_ts": T.isoformat(), "data": {"channel": "l2_data", "timestamp": "2025-05-06T07:30:00Z",
+                "sequence_num": 3, "events": [{"type": "update", "product_id": "BTC-USD",
+                                               "updates": [{"side": "middle", "price_level": "1", "new_quantity": "1"}]}]}}),
+    json.dumps({"capture_ts": T.isoformat(), "data": {"channel": "market_trades", "events": [{"type": "update", "trades": [
+        {"trade_id": "1", "product_id": "BTC-USD", "price": "abc", "size": "1", "side": "BUY",
+         "time": "2025-05-06T07:30:00Z"}]}]}}),
+    json.dumps({"capture_ts": None, "data": {"channel": "ticker", "events": []}}),
 ]
 
 
@@ -48,7 +56,8 @@ def test_damaged_inputs_are_counted_and_the_rest_imports(tmp_path):
     lines = ndjson.read_text().splitlines()
     # garbage between good lines, and two records of channels bronze has no place for
     mixed = lines[:50] + GARBAGE + [json.dumps(record("balance", "binance", "BTC/USDT", {"free": {}}, T)),
-                                    json.dumps(record("myTrades", "binance", "BTC/USDT", [], T))] + lines[50:]
+                                    json.dumps(record("myTrades", "binance", "BTC/USDT", [], T)),
+                                    json.dumps({"capture_ts": T.isoformat(), "data": {"channel": "status"}})] + lines[50:]
     ndjson.write_text("\n".join(mixed) + "\n")
 
     parquet = write_parquet(tmp_path / "p", synthetic_records(START, minutes=3, seed=9), partitioned=False)
@@ -77,9 +86,10 @@ def test_damaged_inputs_are_counted_and_the_rest_imports(tmp_path):
     assert any("native Coinbase" in r for r in report.bad_lines)
     assert any("trade price is str" in r for r in report.bad_lines)
     assert {"a candle without its open time", "a candle is not [time, open, high, low, close, volume]",
-            "data is dict, not a candle list", "bid is str, not a number", "data is list, not a bid/ask map"} \
-        <= set(report.bad_lines)
-    assert dict(report.unmapped_channels) == {"balance": 1, "myTrades": 1}
+            "data is dict, not a candle list", "bid is str, not a number", "data is list, not a bid/ask map",
+            "l2_data side 'middle'", "trade price is 'abc', not a decimal",
+            "no receive time (capture_ts missing or unreadable)"} <= set(report.bad_lines)
+    assert dict(report.unmapped_channels) == {"balance": 1, "myTrades": 1, "coinbase status": 1}
     text = "\n".join(report.lines())
     assert "damaged file" in text and "unreadable file" in text and f"malformed lines skipped: {len(GARBAGE)}" in text
     assert report.problems > 0
