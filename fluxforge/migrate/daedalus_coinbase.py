@@ -21,6 +21,12 @@ messages (`handle_order_book`, `handle_trade` + `parse_trade`, `handle_tickers` 
 
 Product ids `BTC-USD` become `BTC/USD`.  `subscriptions`, `heartbeats`, `status` and `user`
 carry no market data: counted, not imported.  A value of the wrong type rejects the message.
+
+Daedalus never checked `sequence_num`.  Along each file (`SequenceWatch`) a step other than
++1 is a lost message (on the wire or in Daedalus's full queue): a `gap` event row (every
+symbol, every channel: which one lost it cannot be known), after which the books are wrong
+until the next snapshot, as they were for Daedalus; a step back to 0 is a new connection: a
+`reconnect` event row (its snapshots follow).  The ETL resets features at both.
 """
 from __future__ import annotations
 
@@ -182,10 +188,34 @@ _CHANNELS = {"l2_data": ("orderbook", _book), "market_trades": ("trades", _trade
              "ticker": ("ticker", _tickers), "ticker_batch": ("ticker", _tickers), "candles": ("ohlcv", _candles)}
 
 
-def parse_native(rec: dict, extra: Counter) -> tuple[str, list[dict]]:
+class SequenceWatch:
+    """`sequence_num` along one file: the `gap` / `reconnect` event rows its steps imply."""
+
+    def __init__(self) -> None:
+        self.last: int | None = None
+        self.events: list[dict] = []  # bronze `events` rows, taken by the reader
+
+    def see(self, seq: object, recv_us: int) -> None:
+        if isinstance(seq, bool) or not isinstance(seq, int):
+            return
+        if self.last is not None and seq != self.last + 1:
+            lost = seq != 0
+            self.events.append({
+                "exchange": EXCHANGE, "symbol": None, "channel": None, "timestamp": recv_us // 1000,
+                "recv_ns": recv_us * 1000, "event": "gap" if lost else "reconnect", "count": None,
+                "reason": (f"sequence_num {seq} after {self.last}: a message was lost (Daedalus did not check)"
+                           if lost else f"new connection (sequence_num 0 after {self.last})")})
+        self.last = seq
+
+
+def parse_native(rec: dict, extra: Counter, sequence: SequenceWatch | None = None) -> tuple[str, list[dict]]:
     """(channel, old-shaped rows) of one native collector record (`is_native`); BadLine or
-    UnmappedChannel otherwise.  `extra` counts message keys with no place in bronze."""
+    UnmappedChannel otherwise.  `extra` counts message keys with no place in bronze;
+    `sequence` (one per file) collects the gap / reconnect events of `sequence_num`."""
     message = rec["data"]
+    captured = capture_us(rec.get("capture_ts"))
+    if captured is not None and sequence is not None:
+        sequence.see(message.get("sequence_num"), captured)
     name = message.get("channel")
     if name not in _CHANNELS:
         if isinstance(name, str):
@@ -193,7 +223,6 @@ def parse_native(rec: dict, extra: Counter) -> tuple[str, list[dict]]:
         raise BadLine(f"coinbase channel {name!r}")
     if message.get("type") == "error":
         raise UnmappedChannel("coinbase error", 1)
-    captured = capture_us(rec.get("capture_ts"))
     if captured is None:
         raise BadLine("no receive time (capture_ts missing or unreadable)")
     channel, read = _CHANNELS[name]

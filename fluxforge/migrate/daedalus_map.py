@@ -139,6 +139,8 @@ def to_bronze(channel: str, old: pa.Table, overrides: Mapping[str, str], restore
     """The bronze rows (of channel BRONZE_CHANNEL[channel]) of `old` (a table in OLD_SCHEMAS[channel]);
     rows that cannot be bronze are left out and counted in `dropped` by reason; exchange ids
     changed to ccxt.pro's are recorded in `renamed`, symbols given back their ccxt form in `restored`."""
+    if channel == "events":  # derived by the import itself, already bronze (daedalus_coinbase.SequenceWatch)
+        return old.cast(bronze.EVENTS)
     n = old.num_rows
     ok = np.ones(n, dtype=bool)
     recv = recv_ns(old)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 
-from .daedalus_coinbase import is_native, parse_native
+from .daedalus_coinbase import SequenceWatch, is_native, parse_native
 from .daedalus_schema import CHANNELS, KNOWN_DATA_KEYS, TICKER_KEYS
 from .daedalus_values import BadLine, UnmappedChannel, capture_us
 from .daedalus_values import integer as _integer
@@ -136,11 +136,13 @@ def _bidask(base: dict, data: object, extra: Counter) -> list[dict]:
 _BUILDERS = {"ticker": _ticker, "trades": _trades, "orderbook": _book, "ohlcv": _ohlcv, "bidask": _bidask}
 
 
-def parse_line(line: str | bytes | dict, extra: Counter) -> tuple[str, list[dict]]:
+def parse_line(line: str | bytes | dict, extra: Counter,
+               sequence: SequenceWatch | None = None) -> tuple[str, list[dict]]:
     """(channel, old-shaped rows) of one NDJSON line (or an already decoded record), a ccxt record
     or a native Coinbase collector message (daedalus_coinbase); BadLine or UnmappedChannel otherwise.
 
-    `extra` counts, per `<channel>.<key>`, the data keys with no place in bronze."""
+    `extra` counts, per `<channel>.<key>`, the data keys with no place in bronze; `sequence`
+    (one per file) follows the native messages' `sequence_num`."""
     if isinstance(line, dict):
         rec = line
     else:
@@ -152,7 +154,7 @@ def parse_line(line: str | bytes | dict, extra: Counter) -> tuple[str, list[dict
         raise BadLine(f"a JSON {type(rec).__name__}, not an object")
     local: Counter = Counter()
     if is_native(rec):
-        channel, rows = parse_native(rec, local)
+        channel, rows = parse_native(rec, local, sequence)
     else:
         channel, rows = _ccxt_record(rec, local)
     for key, n in local.items():

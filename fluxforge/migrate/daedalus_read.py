@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .daedalus_map import conform
+from .daedalus_coinbase import SequenceWatch
 from .daedalus_ndjson import parse_line
 from .daedalus_values import BadLine, UnmappedChannel
 from .daedalus_schema import OLD_SCHEMAS
@@ -125,18 +126,22 @@ def _record_chunks(path: Path, report: ImportReport, extra: Counter,
     one is counted in `report` and skipped."""
     rows: dict[str, list[dict]] = {c: [] for c in OLD_SCHEMAS}
     pending = 0
+    sequence = SequenceWatch()
     try:
         for line_no, line in records:
             try:
                 if isinstance(line, BadLine):
                     raise line
-                channel, new = parse_line(line, extra)
+                channel, new = parse_line(line, extra, sequence)
             except BadLine as e:
                 report.bad_line(path, line_no, str(e))
                 continue
             except UnmappedChannel as e:
                 report.unmapped_channels[e.channel] += e.rows
                 continue
+            finally:
+                rows["events"] += sequence.events
+                sequence.events.clear()
             rows[channel].extend(new)
             pending += len(new)
             if pending >= CHUNK_ROWS:

@@ -30,10 +30,12 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+from ..bronze.schemas import EVENTS
+
 # The channels Daedalus's ccxt collector named (METHOD_TO_CHANNEL), and the bronze channel of each.
 CHANNELS = ("ticker", "trades", "orderbook", "ohlcv", "bidask")
 BRONZE_CHANNEL = {"ticker": "ticker", "trades": "trades", "orderbook": "orderbook", "ohlcv": "ohlcv",
-                  "bidask": "bidsasks"}
+                  "bidask": "bidsasks", "events": "events"}
 # Channels the old Parquet writer kept only as `data_json` (its generic schema).
 GENERIC_CHANNELS = ("ohlcv", "bidask")
 
@@ -72,6 +74,8 @@ OLD_SCHEMAS: dict[str, pa.Schema] = {
     # `timeframe` is known only for native Coinbase candles (null: ccxt's watch_ohlcv default).
     "ohlcv": pa.schema(_COMMON + [pa.field("timestamp", pa.int64())] + [pa.field(n, pa.float64()) for n in (
         "open", "high", "low", "close", "volume")] + [pa.field("timeframe", pa.string())]),
+    # gap / reconnect events the import derives (the native Coinbase messages' sequence_num), already bronze
+    "events": EVENTS,
     "bidask": pa.schema(_COMMON + [pa.field(n, pa.float64()) for n in ("bid", "bid_volume", "ask", "ask_volume")] + [
         pa.field("timestamp", pa.int64()), pa.field("info_json", pa.string())]),
 }

@@ -9,7 +9,7 @@ translated config collects under, so `fluxforge replay` puts the old data's feat
 in the same `exchange=` partitions the new collector's go to.  The same for the data of
 Daedalus's native Coinbase collector (raw Advanced Trade messages) and its `coinbase:` section.
 """
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
@@ -79,16 +79,24 @@ coinbase:
 """
 
 
+def _recv_ns(rec: dict) -> int:
+    return (datetime.fromisoformat(rec["capture_ts"]) - datetime(1970, 1, 1, tzinfo=timezone.utc)) // timedelta(
+        microseconds=1) * 1000
+
+
 @pytest.mark.parametrize("kind", ["ndjson", "flat", "partitioned"])
 def test_native_coinbase_collector_data_imports_under_the_translated_configs_exchange(tmp_path, capsys, kind):
     """The native collector's raw messages (NDJSON lines, or the Parquet writer's generic rows with
     exchange/symbol "unknown") become bronze rows under the translated entry's exchange and symbols,
-    every row compared with the message it came from; its book snapshots and deltas replay."""
+    every row compared with the message it came from; a lost message (sequence_num) is a gap event,
+    a new connection a reconnect; its book snapshots and deltas replay."""
     (tmp_path / "old.yaml").write_text(NATIVE_CONFIG)
     assert main(["config", "import-daedalus", str(tmp_path / "old.yaml")]) == 0
     (entry,) = parse_config(yaml.safe_load(capsys.readouterr().out), secrets=False).exchanges
 
     records = native_records(START, minutes=25)
+    lost = records.pop(60)["data"]["sequence_num"]  # a message Daedalus never stored (full queue, dropped frame)
+    assert lost > 0 and records[60]["data"]["sequence_num"] == lost + 1
     if kind == "ndjson":
         write_ndjson(tmp_path / "raw", records)
     else:
@@ -108,6 +116,14 @@ def test_native_coinbase_collector_data_imports_under_the_translated_configs_exc
         if channel in entry.channel_symbols():
             assert {r["symbol"] for r in rows} == set(entry.channel_symbols()[channel])
     assert {r["kind"] for r in expected["orderbook"]} == {"snapshot", "delta"}
+    # Daedalus never checked sequence_num: the lost message is a gap, the new connection a reconnect
+    events = [r for s in segs for r in pq.read_table(s / "events.parquet").to_pylist()]
+    reconnect = next(r for r in records if r["data"]["sequence_num"] == 0 and r is not records[0])
+    assert [(e["event"], e["recv_ns"], e["exchange"], e["symbol"]) for e in events] == sorted([
+        ("gap", _recv_ns(records[60]), "coinbase", None), ("reconnect", _recv_ns(reconnect), "coinbase", None)],
+        key=lambda e: e[1])
+    assert f"sequence_num {lost + 1} after {lost - 1}: a message was lost" in next(
+        e["reason"] for e in events if e["event"] == "gap")
 
     features = tmp_path / "features"
     assert main(["replay", str(data / "segments"), "--out", str(features)]) == 0
