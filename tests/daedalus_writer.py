@@ -32,11 +32,14 @@ _BODY = {
                ("amount", pa.float64()), ("cost", pa.float64()), ("info_json", pa.string())],
     "orderbook": [("timestamp", pa.int64()), ("nonce", pa.int64()), ("bids", _LEVEL), ("asks", _LEVEL)],
 }
-_METHOD = {"ticker": "watchTicker", "trades": "watchTrades", "orderbook": "watchOrderBook"}
+# The old writer had no schema for ohlcv / bidask records: its generic one keeps the record as JSON.
+_GENERIC = [("type", pa.string()), ("method", pa.string()), ("data_json", pa.string())]
+_METHOD = {"ticker": "watchTicker", "trades": "watchTrades", "orderbook": "watchOrderBook",
+           "ohlcv": "watchOHLCV", "bidask": "watchBidsAsks"}
 
 
 def schema(channel: str, partitioned: bool) -> pa.Schema:
-    return pa.schema(_HEAD + (_PARTS if partitioned else []) + _BODY[channel])
+    return pa.schema(_HEAD + (_PARTS if partitioned else []) + _BODY.get(channel, _GENERIC))
 
 
 def sanitise(value) -> str:
@@ -60,6 +63,9 @@ def old_rows(rec: dict) -> list[dict]:
     base = {"collected_at": rec.get("collected_at", 0), "capture_ts": _ts(rec.get("capture_ts")),
             "exchange": rec.get("exchange"), "symbol": rec.get("symbol")}
     data = rec.get("data", {})
+    if rec.get("type") not in _BODY:  # _convert_generic_records: the record's data as compact JSON
+        return [dict(base, exchange=rec.get("exchange", ""), symbol=rec.get("symbol", ""), type=rec.get("type", ""),
+                     method=rec.get("method", ""), data_json=json.dumps(data, separators=(",", ":")))]
     if rec["type"] == "ticker":
         return [dict(base, bid=data.get("bid"), ask=data.get("ask"), bid_volume=data.get("bidVolume"),
                      ask_volume=data.get("askVolume"), last=data.get("last"), open=data.get("open"),
@@ -104,10 +110,10 @@ def write_parquet(root: Path, records: list[dict], partitioned: bool) -> list[Pa
     for rec in records:
         cap = _ts(rec["capture_ts"])
         if partitioned:
-            key = (rec["type"], sanitise(rec["exchange"]), sanitise(rec["symbol"]), cap.year, cap.month, cap.day,
-                   cap.hour)
+            key = (rec.get("type", "unknown"), sanitise(rec.get("exchange", "unknown")),
+                   sanitise(rec.get("symbol", "unknown")), cap.year, cap.month, cap.day, cap.hour)
         else:
-            key = (rec["type"], _hour(rec))
+            key = (rec.get("type", "unknown"), _hour(rec))
         groups[key].append(rec)
     paths = []
     for key, recs in sorted(groups.items()):
@@ -183,19 +189,72 @@ def synthetic_records(start: datetime, minutes: int, symbols=("BTC/USDT", "ETH/U
     return out
 
 
+def candle_and_bidask_records(start: datetime, minutes: int, symbols=("BTC/USDT", "ETH/USDT:USDT"),
+                              exchange: str = "binance", seed: int = 11, every_s: float = 3.0) -> list[dict]:
+    """What Daedalus's `_symbol_loop` queued for `watchOHLCV` (ccxt's candle list: the open candle,
+    and the closed one beside it when a minute turned) and `watchBidsAsks` (ccxt's `{symbol: ticker}`
+    map as `safe_ticker` fills it: the rest of the ticker None, `info` the raw bookTicker), plus the
+    `_method_loop` records of `watchBidsAsks()` over every market (no record symbol, several
+    symbols in `data`)."""
+    rng = random.Random(seed)
+    out = []
+    t = start
+    n = 0
+    end = start + timedelta(minutes=minutes)
+    empty = dict.fromkeys(("timestamp", "datetime", "high", "low", "vwap", "open", "close", "last", "previousClose",
+                           "change", "percentage", "average", "baseVolume", "quoteVolume"))
+
+    def quote(sym: str, mid: float) -> dict:
+        bid, ask = round(mid - 0.01, 2), round(mid + 0.01, 2)
+        q = dict(empty, symbol=sym, bid=bid, bidVolume=round(rng.uniform(0.1, 9), 4), ask=ask,
+                 askVolume=None if n % 13 == 0 else round(rng.uniform(0.1, 9), 4),
+                 info={"u": 40_000_000 + n, "s": sym.replace("/", ""), "b": str(bid), "a": str(ask)})
+        if n % 7 == 0:  # an exchange that sends a time (binance futures' bookTicker has E)
+            q["timestamp"] = int(t.timestamp() * 1000) - 3
+        return q
+
+    while t < end:
+        for sym in symbols:
+            n += 1
+            mid = 100.0 + 10 * (sym != symbols[0]) + rng.uniform(-1, 1)
+            t += timedelta(microseconds=rng.randint(1, 400_000))
+            minute = int(t.timestamp()) // 60 * 60_000
+            o, c = round(mid + rng.uniform(-0.2, 0.2), 2), round(mid, 2)
+            candle = [minute, o, max(o, c) + 0.05, min(o, c) - 0.05, c, None if n % 19 == 0 else round(rng.uniform(1, 50), 3)]
+            candles = [[minute - 60_000, o, o + 0.1, o - 0.1, o, 12.5], candle] if n % 9 == 0 else [candle]
+            out.append(record("ohlcv", exchange, sym, candles, t))
+            t += timedelta(microseconds=rng.randint(1, 400_000))
+            out.append(record("bidask", exchange, sym, {sym: quote(sym, mid)}, t))
+        if n % 4 == 0:  # watchBidsAsks() with no symbols: every market in one record, none on the record
+            t += timedelta(microseconds=rng.randint(1, 400_000))
+            rec = record("bidask", exchange, "", {s: quote(s, 100.0 + i) for i, s in enumerate(symbols)}, t)
+            del rec["symbol"]
+            out.append(rec)
+        t += timedelta(seconds=every_s)
+    return out
+
+
 def expected_bronze(records: list[dict]) -> dict[str, list[dict]]:
     """The bronze rows each record must become, written from the records themselves (not the importer)."""
-    out = {"orderbook": [], "trades": [], "ticker": []}
+    out = {"orderbook": [], "trades": [], "ticker": [], "ohlcv": [], "bidsasks": []}
     for rec in records:
         cap = _ts(rec["capture_ts"])
         recv = int((cap - datetime(1970, 1, 1, tzinfo=timezone.utc)) / timedelta(microseconds=1)) * 1000
-        base = {"exchange": rec["exchange"], "symbol": rec["symbol"], "recv_ns": recv}
+        base = {"exchange": rec["exchange"], "symbol": rec.get("symbol"), "recv_ns": recv}
         d = rec["data"]
         if rec["type"] == "orderbook":
             out["orderbook"].append(dict(base, timestamp=d.get("timestamp"), kind="snapshot", nonce=d.get("nonce"),
                                          prev_nonce=None, checksum=None,
                                          bid_px=[b[0] for b in d["bids"]], bid_sz=[b[1] for b in d["bids"]],
                                          ask_px=[a[0] for a in d["asks"]], ask_sz=[a[1] for a in d["asks"]]))
+        elif rec["type"] == "ohlcv":  # Daedalus never passed a timeframe: ccxt's default, 1m on binance
+            for c in d:
+                out["ohlcv"].append(dict(base, timestamp=c[0], timeframe="1m", open=c[1], high=c[2], low=c[3],
+                                         close=c[4], volume=c[5]))
+        elif rec["type"] == "bidask":
+            for sym, q in d.items():
+                out["bidsasks"].append(dict(base, symbol=sym, timestamp=q["timestamp"], bid=q["bid"],
+                                            bid_size=q["bidVolume"], ask=q["ask"], ask_size=q["askVolume"]))
         elif rec["type"] == "trades":
             for tr in d:
                 out["trades"].append(dict(base, timestamp=tr["timestamp"], trade_id=tr.get("id"),

@@ -13,10 +13,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("import", help="import data recorded by another system into bronze segments")
     systems = p.add_subparsers(dest="system", metavar="SYSTEM", required=True)
     d = systems.add_parser("daedalus", help="Daedalus raw Parquet (flat or partitioned) and NDJSON segments",
-                           description="Read Daedalus's raw bronze (ticker / trades / orderbook Parquet, flat or "
-                                       "exchange=/symbol=/year=/month=/day=/hour= trees, and NDJSON segments) and "
-                                       "write FluxForge bronze segments, one per hour, into DIR/segments/ready/. "
-                                       "Files imported before (same content) are skipped.")
+                           description="Read Daedalus's raw bronze (ticker / trades / orderbook / ohlcv / bidask "
+                                       "Parquet, flat or exchange=/symbol=/year=/month=/day=/hour= trees, NDJSON "
+                                       "segments, and its native Coinbase collector's messages) and write FluxForge "
+                                       "bronze segments, one per hour, into DIR/segments/ready/ (coinbaseadvanced "
+                                       "data as coinbase, as `config import-daedalus` names it). Files imported "
+                                       "before (same content) are skipped.")
     d.add_argument("sources", nargs="+", metavar="SRC", help="a Daedalus data file or a directory tree of them")
     d.add_argument("--to", required=True, metavar="DIR", help="FluxForge data directory (segments/ready/ inside)")
     d.add_argument("--host", default="daedalus", metavar="H",

@@ -28,6 +28,7 @@ from ..locks import exclusive_lock
 from ..progress import Progress
 from .daedalus_map import to_bronze, unmapped_counts
 from .daedalus_read import find_sources, read_file
+from .daedalus_schema import BRONZE_CHANNEL
 from .hour_spill import HOUR_NS, HourSpill
 from .import_ledger import ImportLedger
 from .import_report import ImportReport
@@ -60,9 +61,10 @@ def _read_all(files: list[Path], report: ImportReport, spill: HourSpill, overrid
             for channel, old in read_file(path, report, extra):
                 for (c, f), n in unmapped_counts(channel, old).items():
                     report.unmapped_fields[f"{c}.{f}"] += n
-                table = to_bronze(channel, old, overrides, report.symbols_restored, report.dropped_rows)
-                spill.add(channel, table)
-                report.rows[channel] += table.num_rows
+                table = to_bronze(channel, old, overrides, report.symbols_restored, report.dropped_rows,
+                                  report.exchanges_renamed)
+                spill.add(BRONZE_CHANNEL[channel], table)
+                report.rows[BRONZE_CHANNEL[channel]] += table.num_rows
                 rows += table.num_rows
             report.unmapped_fields.update(extra)
             report.files_read += 1

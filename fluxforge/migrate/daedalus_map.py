@@ -12,9 +12,14 @@ for the months of Parquet).  What the mapping does, per column:
 * trade `side` "" and `trade_id` "" / "None" (defaults for "missing") become null;
 * ticker `bid_volume`/`ask_volume` -> `bid_size`/`ask_size`;
 * books: each old row is a whole book (ccxt's, top `max_orderbook_depth`) and becomes a
-  bronze `snapshot` row: `bids`/`asks` structs -> `bid_px`/`bid_sz`/`ask_px`/`ask_sz`, in
+  bronze `snapshot` row (a native Coinbase update, `kind` "delta", a `delta` row): `bids`/`asks` structs -> `bid_px`/`bid_sz`/`ask_px`/`ask_sz`, in
   the order stored; a level without price or size drops the row (counted);
-* symbols written sanitised (`BTC-USD`) are given back their ccxt form (`restore_symbol`).
+* symbols written sanitised (`BTC-USD`) are given back their ccxt form (`restore_symbol`);
+* exchange ids ccxt.pro spells otherwise (`coinbaseadvanced`) take ccxt.pro's id, as the
+  translated config collects them (`EXCHANGE_RENAMES`), so old and new data are one stream;
+* candles (`ohlcv`): one row per candle update, `timestamp` its open time, `timeframe` the one
+  ccxt's `watch_ohlcv` defaults to on that exchange (what Daedalus asked for, `ccxt_facts`);
+* best bid/ask (`bidask` -> bronze `bidsasks`): `bid_volume`/`ask_volume` -> `bid_size`/`ask_size`.
 
 `unmapped_counts` says, per field with no bronze column, how many rows carried
 information the import cannot keep (`close` only where it differs from `last`, `cost`
@@ -30,9 +35,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..bronze import schemas as bronze
-from .daedalus_schema import OLD_SCHEMAS, restore_symbol
+from .ccxt_facts import default_ohlcv_timeframe
+from .daedalus_schema import BRONZE_CHANNEL, EXCHANGE_RENAMES, OLD_SCHEMAS, restore_symbol
 
 _TICKER_RENAMES = {"bid_volume": "bid_size", "ask_volume": "ask_size"}
+_CANDLE = ("open", "high", "low", "close", "volume")
 _EMPTY_INFO = ("", "{}", "null")
 
 
@@ -94,6 +101,22 @@ def ccxt_symbols(col: pa.ChunkedArray, overrides: Mapping[str, str], restored: d
     return pc.take(pa.array(mapped, pa.string()), pc.index_in(col, value_set=distinct))
 
 
+def renamed_exchanges(col: pa.ChunkedArray, renamed: dict[str, str]) -> pa.ChunkedArray:
+    """ccxt.pro's id for each exchange (`coinbaseadvanced` -> `coinbase`); records each change in `renamed`."""
+    for old, new in EXCHANGE_RENAMES.items():
+        hit = pc.equal(col, old)
+        if pc.any(hit).as_py():
+            renamed[old] = new
+            col = pc.if_else(hit, pa.scalar(new, pa.string()), col)
+    return col
+
+
+def _timeframes(exchange: pa.ChunkedArray) -> pa.Array:
+    distinct = pc.unique(exchange)
+    frames = pa.array([None if e is None else default_ohlcv_timeframe(e) for e in distinct.to_pylist()], pa.string())
+    return pc.take(frames, pc.index_in(exchange, value_set=distinct))
+
+
 def _levels(col: pa.ChunkedArray) -> tuple[pa.Array, pa.Array, np.ndarray]:
     """list<struct<price,size>> -> (price lists, size lists, rows whose levels are all usable)."""
     arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
@@ -112,9 +135,12 @@ def _levels(col: pa.ChunkedArray) -> tuple[pa.Array, pa.Array, np.ndarray]:
 
 
 def to_bronze(channel: str, old: pa.Table, overrides: Mapping[str, str], restored: dict[str, str],
-              dropped: Counter) -> pa.Table:
-    """The bronze rows of `old` (a table in OLD_SCHEMAS[channel]); rows that cannot be bronze
-    are left out and counted in `dropped` by reason."""
+              dropped: Counter, renamed: dict[str, str]) -> pa.Table:
+    """The bronze rows (of channel BRONZE_CHANNEL[channel]) of `old` (a table in OLD_SCHEMAS[channel]);
+    rows that cannot be bronze are left out and counted in `dropped` by reason; exchange ids
+    changed to ccxt.pro's are recorded in `renamed`, symbols given back their ccxt form in `restored`."""
+    if channel == "events":  # derived by the import itself, already bronze (daedalus_coinbase.SequenceWatch)
+        return old.cast(bronze.EVENTS)
     n = old.num_rows
     ok = np.ones(n, dtype=bool)
     recv = recv_ns(old)
@@ -126,7 +152,7 @@ def to_bronze(channel: str, old: pa.Table, overrides: Mapping[str, str], restore
             dropped[reason] += int(bad.sum())
             ok &= ~bad
     cols: dict[str, object] = {
-        "exchange": old.column("exchange"),
+        "exchange": renamed_exchanges(old.column("exchange"), renamed),
         "symbol": ccxt_symbols(old.column("symbol"), overrides, restored),
         "timestamp": _zero_to_null(old.column("timestamp")),
         "recv_ns": recv,
@@ -138,7 +164,7 @@ def to_bronze(channel: str, old: pa.Table, overrides: Mapping[str, str], restore
         if bad.any():
             dropped["book level without price or size"] += int(bad.sum())
             ok &= ~bad
-        cols.update(kind=pa.array([bronze.BOOK_SNAPSHOT] * n, pa.string()),
+        cols.update(kind=pc.coalesce(old.column("kind"), pa.scalar(bronze.BOOK_SNAPSHOT)),
                     nonce=_zero_to_null(old.column("nonce")),
                     prev_nonce=pa.nulls(n, pa.int64()), checksum=pa.nulls(n, pa.int64()),
                     bid_px=bid_px, bid_sz=bid_sz, ask_px=ask_px, ask_sz=ask_sz)
@@ -146,10 +172,16 @@ def to_bronze(channel: str, old: pa.Table, overrides: Mapping[str, str], restore
         cols.update(trade_id=_strings_to_null(old.column("trade_id"), ("", "None")),
                     price=old.column("price"), amount=old.column("amount"),
                     side=_strings_to_null(old.column("side"), ("",)))
+    elif channel == "ohlcv":
+        cols.update(timeframe=pc.coalesce(old.column("timeframe"), _timeframes(cols["exchange"])),
+                    **{name: old.column(name) for name in _CANDLE})
+    elif channel == "bidask":
+        cols.update(bid=old.column("bid"), bid_size=old.column("bid_volume"),
+                    ask=old.column("ask"), ask_size=old.column("ask_volume"))
     else:
         for name in bronze.TICKER.names[4:]:
             cols[name] = old.column({v: k for k, v in _TICKER_RENAMES.items()}.get(name, name))
-    schema = bronze.CHANNEL_SCHEMAS[channel]
+    schema = bronze.CHANNEL_SCHEMAS[BRONZE_CHANNEL[channel]]
     table = pa.table({name: cols[name] for name in schema.names})
     table = table.filter(pa.array(ok)) if not ok.all() else table
     return table.cast(schema)
@@ -167,7 +199,7 @@ def _differs(a: pa.ChunkedArray, b: pa.ChunkedArray) -> np.ndarray:
 def unmapped_counts(channel: str, old: pa.Table) -> Counter:
     """(channel, field) -> rows whose field holds information bronze has no place for."""
     out: Counter = Counter()
-    info = old.column("info_json")
+    info = old.column("info_json") if "info_json" in old.column_names else pa.nulls(old.num_rows, pa.string())
     n_info = pc.sum(pc.and_(info.is_valid(), pc.invert(pc.is_in(info, pa.array(_EMPTY_INFO))))).as_py() or 0
     if n_info:
         out[(channel, "info_json")] = n_info

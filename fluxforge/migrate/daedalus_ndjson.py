@@ -7,74 +7,27 @@ value of the wrong type (a price that is a string, bids that are not [price, siz
 pairs) rejects the line with a reason instead of being written as 0.
 
 A line is `{"type", "exchange", "symbol", "method", "data", "collected_at",
-"capture_ts"}`; `data` is the ccxt unified ticker, trade list (or one trade) or order
-book.  Keys of `data` that the old Parquet writer did not keep and bronze has no column
-for (a trade's `takerOrMaker`, `fee`, ...; a level's third element) are counted.
+"capture_ts"}`; `data` is the ccxt unified ticker, trade list (or one trade), order
+book, candle list (`ohlcv`) or `{symbol: bid/ask ticker}` map (`bidask`).  The old
+Parquet writer's generic rows (`type`, `data_json`: how it stored ohlcv and bidask) are
+the same records and go through `parse_line` too, as dicts.  Keys of `data` that the
+old Parquet writer did not keep and bronze has no column for (a trade's
+`takerOrMaker`, `fee`, ...; a level's third element) are counted.
 """
 from __future__ import annotations
 
 import json
-import math
 from collections import Counter
-from datetime import datetime, timedelta, timezone
 
-from .daedalus_schema import CHANNELS, KNOWN_DATA_KEYS, TICKER_KEYS, UNMAPPED_CHANNELS
+from .daedalus_coinbase import SequenceWatch, is_native, parse_native
+from .daedalus_schema import CHANNELS, KNOWN_DATA_KEYS, TICKER_KEYS
+from .daedalus_values import BadLine, UnmappedChannel, capture_us
+from .daedalus_values import integer as _integer
+from .daedalus_values import number as _number
+from .daedalus_values import string as _string
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _TICKER_FLOATS = ("bid", "ask", "bidVolume", "askVolume", "last", "open", "high", "low", "close", "vwap",
                   "baseVolume", "quoteVolume", "change", "percentage")
-
-
-class BadLine(ValueError):
-    """A line that cannot be imported; str(self) is the reason counted in the report."""
-
-
-class UnmappedChannel(Exception):
-    """A well-formed record of a channel bronze has no place for (bidask, ohlcv, ...)."""
-
-    def __init__(self, channel: str, rows: int):
-        super().__init__(channel)
-        self.channel = channel
-        self.rows = rows
-
-
-def _number(value: object, what: str) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise BadLine(f"{what} is {type(value).__name__}, not a number")
-    return float(value)
-
-
-def _integer(value: object, what: str) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) \
-            or (isinstance(value, float) and not (math.isfinite(value) and value.is_integer())):
-        raise BadLine(f"{what} is {str(value)[:30]!r}, not an integer")
-    if not -2**63 <= value < 2**63:
-        raise BadLine(f"{what} {value} is out of range")
-    return int(value)
-
-
-def _string(value: object, what: str) -> str | None:
-    if value is None or isinstance(value, str):
-        return value
-    raise BadLine(f"{what} is {type(value).__name__}, not a string")
-
-
-def capture_us(value: object) -> int | None:
-    """capture_ts (ISO 8601; naive = UTC) in µs since the epoch; None if absent or unreadable,
-    as the old writer's own parser gave up on it (collected_at is the fallback)."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        dt = datetime.fromisoformat(value[:-1] + "+00:00" if value.endswith("Z") else value)
-    except ValueError:
-        return None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    return (dt - _EPOCH) // timedelta(microseconds=1)
 
 
 def _levels(side: object, what: str, extra: Counter) -> list[dict]:
@@ -139,40 +92,95 @@ def _book(base: dict, data: dict, extra: Counter) -> list[dict]:
     return [row]
 
 
-_BUILDERS = {"ticker": _ticker, "trades": _trades, "orderbook": _book}
+_CANDLE = ("open", "high", "low", "close", "volume")
 
 
-def parse_line(line: str | bytes, extra: Counter) -> tuple[str, list[dict]]:
-    """(channel, old-shaped rows) of one NDJSON line; BadLine or UnmappedChannel otherwise.
+def _ohlcv(base: dict, data: object, extra: Counter) -> list[dict]:
+    """ccxt's candle list `[[open time ms, open, high, low, close, volume], ...]`: one row per candle."""
+    if not isinstance(data, list):
+        raise BadLine(f"data is {type(data).__name__}, not a candle list")
+    rows = []
+    for candle in data:
+        if not isinstance(candle, (list, tuple)) or len(candle) < 6:
+            raise BadLine("a candle is not [time, open, high, low, close, volume]")
+        if len(candle) > 6:
+            extra["candle[6:]"] += 1
+        opened = _integer(candle[0], "candle time")
+        if opened is None:
+            raise BadLine("a candle without its open time")
+        rows.append(dict(base, timestamp=opened,
+                         **{name: _number(v, f"candle {name}") for name, v in zip(_CANDLE, candle[1:6])}))
+    return rows
 
-    `extra` counts, per `<channel>.<key>`, the data keys with no place in bronze."""
-    try:
-        rec = json.loads(line)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise BadLine(f"not JSON ({str(e).splitlines()[0][:60]})") from None
+
+def _bidask(base: dict, data: object, extra: Counter) -> list[dict]:
+    """ccxt's `{symbol: ticker}` map of best bid/ask (one ticker alone is taken too): one row per symbol."""
+    if not isinstance(data, dict):
+        raise BadLine(f"data is {type(data).__name__}, not a bid/ask map")
+    if not data:
+        return []
+    pairs = data.items() if all(isinstance(v, dict) for v in data.values()) else [(base["symbol"], data)]
+    rows = []
+    for key, t in pairs:
+        symbol = _string(t.get("symbol"), "bid/ask symbol") or key
+        if not symbol:
+            raise BadLine("a bid/ask without symbol")
+        rows.append(dict(base, symbol=symbol, timestamp=_integer(t.get("timestamp"), "bid/ask timestamp"),
+                         bid=_number(t.get("bid"), "bid"), bid_volume=_number(t.get("bidVolume"), "bidVolume"),
+                         ask=_number(t.get("ask"), "ask"), ask_volume=_number(t.get("askVolume"), "askVolume"),
+                         info_json=_info(t)))
+        _extra_keys("bidask", t, extra)
+    return rows
+
+
+_BUILDERS = {"ticker": _ticker, "trades": _trades, "orderbook": _book, "ohlcv": _ohlcv, "bidask": _bidask}
+
+
+def parse_line(line: str | bytes | dict, extra: Counter,
+               sequence: SequenceWatch | None = None) -> tuple[str, list[dict]]:
+    """(channel, old-shaped rows) of one NDJSON line (or an already decoded record), a ccxt record
+    or a native Coinbase collector message (daedalus_coinbase); BadLine or UnmappedChannel otherwise.
+
+    `extra` counts, per `<channel>.<key>`, the data keys with no place in bronze; `sequence`
+    (one per file) follows the native messages' `sequence_num`."""
+    if isinstance(line, dict):
+        rec = line
+    else:
+        try:
+            rec = json.loads(line)
+        except (ValueError, UnicodeDecodeError) as e:
+            raise BadLine(f"not JSON ({str(e).splitlines()[0][:60]})") from None
     if not isinstance(rec, dict):
         raise BadLine(f"a JSON {type(rec).__name__}, not an object")
+    local: Counter = Counter()
+    if is_native(rec):
+        channel, rows = parse_native(rec, local, sequence)
+    else:
+        channel, rows = _ccxt_record(rec, local)
+    for key, n in local.items():
+        extra[f"{channel}.{key}"] += n
+    return channel, rows
+
+
+def _ccxt_record(rec: dict, local: Counter) -> tuple[str, list[dict]]:
     channel = rec.get("type")
     if channel is None:
-        raise BadLine("no 'type' (a native Coinbase collector message or not a Daedalus ccxt record)")
+        raise BadLine("no 'type' (not a Daedalus ccxt record, nor a native Coinbase collector message: "
+                      "its data has no 'channel')")
     if channel not in CHANNELS:
-        if isinstance(channel, str) and (channel in UNMAPPED_CHANNELS or isinstance(rec.get("data"), (dict, list))):
+        if isinstance(channel, str) and isinstance(rec.get("data"), (dict, list)):
             raise UnmappedChannel(channel, 1)
         raise BadLine(f"unknown type {channel!r}")
     exchange = _string(rec.get("exchange"), "exchange")
     symbol = _string(rec.get("symbol"), "symbol")
-    if not exchange or not symbol:
+    if not exchange or not (symbol or channel == "bidask"):  # bidask: every market watched, symbols in data
         raise BadLine("no exchange or symbol")
     captured = capture_us(rec.get("capture_ts"))
     collected = _integer(rec.get("collected_at"), "collected_at")
     if captured is None and collected is None:
         raise BadLine("no receive time (capture_ts and collected_at missing or unreadable)")
     data = rec.get("data")
-    if channel != "trades" and not isinstance(data, dict):
+    if channel in ("ticker", "orderbook") and not isinstance(data, dict):
         raise BadLine(f"data is {type(data).__name__}, not an object")
     base = {"collected_at": collected, "capture_ts": captured, "exchange": exchange, "symbol": symbol}
-    local: Counter = Counter()
-    rows = _BUILDERS[channel](base, data, local)
-    for key, n in local.items():
-        extra[f"{channel}.{key}"] += n
-    return channel, rows
+    return channel, _BUILDERS[channel](base, data, local)

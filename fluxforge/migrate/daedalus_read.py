@@ -7,20 +7,26 @@ never the rest.  A file that breaks part-way keeps the rows read before the dama
 
 Each file yields (channel, table in the old schema of that channel) chunks, so a
 50 MB segment is never held whole.  Partitioned trees may carry `exchange=` /
-`symbol=` only in the path (Hive style): those fill a missing column.
+`symbol=` only in the path (Hive style): those fill a missing column.  Parquet files
+of the old writer's generic schema (`type`, `method`, `data_json`: its ohlcv and bidask
+records) are read row by row as the records they were, like NDJSON lines.
 """
 from __future__ import annotations
 
 import gzip
+import json
 from collections import Counter
 from pathlib import Path
 from typing import Iterable, Iterator
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .daedalus_map import conform
-from .daedalus_ndjson import BadLine, UnmappedChannel, parse_line
+from .daedalus_coinbase import SequenceWatch
+from .daedalus_ndjson import parse_line
+from .daedalus_values import BadLine, UnmappedChannel
 from .daedalus_schema import OLD_SCHEMAS
 from .import_report import ImportReport
 
@@ -67,15 +73,40 @@ def parquet_channel(names: list[str]) -> str | None:
     return None
 
 
-def _read_parquet(path: Path, report: ImportReport) -> Iterator[tuple[str, pa.Table]]:
+_GENERIC_COLUMNS = ("collected_at", "capture_ts", "exchange", "symbol", "type", "method", "data_json")
+
+
+def _generic_records(pf: pq.ParquetFile, path: Path) -> Iterator[tuple[int, dict | BadLine]]:
+    """(row number, the record it was) of a generic-schema file; a `data_json` that is not JSON
+    comes as a BadLine, counted like a bad NDJSON line."""
+    fill = hive_values(path)
+    present = [c for c in _GENERIC_COLUMNS if c in pf.schema_arrow.names]
+    row_no = 0
+    for batch in pf.iter_batches(batch_size=CHUNK_ROWS, columns=present):
+        if "capture_ts" in present:  # any unit / zone -> µs since the epoch, as capture_us takes it
+            i = present.index("capture_ts")
+            batch = batch.set_column(i, "capture_ts", pc.cast(
+                pc.cast(batch.column(i), pa.timestamp("us", tz="UTC"), safe=False), pa.int64()))
+        for row in batch.to_pylist():
+            row_no += 1
+            for key, value in fill.items():
+                if row.get(key) is None and key in ("exchange", "symbol"):
+                    row[key] = value
+            try:
+                row["data"] = json.loads(row.pop("data_json") or "null")
+            except ValueError as e:
+                yield row_no, BadLine(f"data_json is not JSON ({str(e)[:60]})")
+                continue
+            yield row_no, row
+
+
+def _read_parquet(path: Path, report: ImportReport, extra: Counter) -> Iterator[tuple[str, pa.Table]]:
     pf = pq.ParquetFile(path)
     names = pf.schema_arrow.names
     channel = parquet_channel(names)
     if channel is None:
         if "data_json" in names:  # the old writer's fallback for channels it had no schema for
-            types = pf.read(columns=["type"]).column("type").to_pylist() if "type" in names else []
-            for t, n in Counter(str(t) for t in types).items():
-                report.unmapped_channels[t] += n
+            yield from _record_chunks(path, report, extra, _generic_records(pf, path))
             return
         raise ValueError(f"not a Daedalus raw table (columns: {', '.join(names[:8])})")
     fill = hive_values(path)
@@ -89,31 +120,44 @@ def _chunk_tables(rows: dict[str, list[dict]]) -> Iterator[tuple[str, pa.Table]]
             yield channel, pa.Table.from_pylist(items, schema=OLD_SCHEMAS[channel])
 
 
-def _read_ndjson(path: Path, report: ImportReport, extra: Counter) -> Iterator[tuple[str, pa.Table]]:
-    opener = gzip.open if path.name.endswith(".gz") else open
+def _record_chunks(path: Path, report: ImportReport, extra: Counter,
+                   records: Iterable[tuple[int, bytes | dict | BadLine]]) -> Iterator[tuple[str, pa.Table]]:
+    """Old-schema chunks of numbered records (NDJSON lines or generic Parquet rows); each bad
+    one is counted in `report` and skipped."""
     rows: dict[str, list[dict]] = {c: [] for c in OLD_SCHEMAS}
     pending = 0
+    sequence = SequenceWatch()
     try:
-        with opener(path, "rb") as fh:
-            for line_no, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    channel, new = parse_line(line, extra)
-                except BadLine as e:
-                    report.bad_line(path, line_no, str(e))
-                    continue
-                except UnmappedChannel as e:
-                    report.unmapped_channels[e.channel] += e.rows
-                    continue
-                rows[channel].extend(new)
-                pending += len(new)
-                if pending >= CHUNK_ROWS:
-                    yield from _chunk_tables(rows)
-                    rows = {c: [] for c in OLD_SCHEMAS}
-                    pending = 0
-    finally:  # a file cut off part-way (truncated gzip, I/O error): keep the lines read before it
+        for line_no, line in records:
+            try:
+                if isinstance(line, BadLine):
+                    raise line
+                channel, new = parse_line(line, extra, sequence)
+            except BadLine as e:
+                report.bad_line(path, line_no, str(e))
+                continue
+            except UnmappedChannel as e:
+                report.unmapped_channels[e.channel] += e.rows
+                continue
+            finally:
+                rows["events"] += sequence.events
+                sequence.events.clear()
+            rows[channel].extend(new)
+            pending += len(new)
+            if pending >= CHUNK_ROWS:
+                yield from _chunk_tables(rows)
+                rows = {c: [] for c in OLD_SCHEMAS}
+                pending = 0
+    finally:  # a file cut off part-way (truncated gzip, I/O error): keep the records read before it
         yield from _chunk_tables(rows)
+
+
+def _ndjson_lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rb") as fh:
+        for line_no, line in enumerate(fh, 1):
+            if line.strip():
+                yield line_no, line
 
 
 def read_file(path: Path, report: ImportReport, extra: Counter) -> Iterator[tuple[str, pa.Table]]:
@@ -125,8 +169,8 @@ def read_file(path: Path, report: ImportReport, extra: Counter) -> Iterator[tupl
         return
     kept = 0
     try:
-        chunks = _read_parquet(path, report) if path.name.endswith(PARQUET_SUFFIXES) else \
-            _read_ndjson(path, report, extra)
+        chunks = _read_parquet(path, report, extra) if path.name.endswith(PARQUET_SUFFIXES) else \
+            _record_chunks(path, report, extra, _ndjson_lines(path))
         for channel, table in chunks:
             kept += table.num_rows
             yield channel, table

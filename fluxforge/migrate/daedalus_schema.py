@@ -17,15 +17,32 @@ for the NDJSON lines), never copied:
 * missing values were written as defaults: `timestamp` 0, book `nonce` 0, trade `side` "",
   trade `trade_id` "" (or "None"), `info_json` "{}" (the later collector stripped `info`);
 * NDJSON: one JSON object per line, `{"type", "exchange", "symbol", "method", "data",
-  "collected_at", "capture_ts"}` with `data` the ccxt unified ticker / trade list / order book.
+  "collected_at", "capture_ts"}` with `data` the ccxt unified ticker / trade list / order book;
+* `ohlcv` and `bidask` records (`watchOHLCV`, `watchBidsAsks`) have no Parquet schema of their
+  own: the Parquet writer stored them in its generic schema (`type`, `method`, `data_json` = the
+  record's `data` as JSON).  `ohlcv` data is ccxt's candle list `[[open time ms, o, h, l, c, v],
+  ...]` for the record's symbol, at the timeframe ccxt's `watch_ohlcv` defaults to (Daedalus
+  never passed one); `bidask` data is ccxt's `{symbol: ticker}` map (`bid`, `bidVolume`, `ask`,
+  `askVolume`, `timestamp`, `info`, the rest of the ticker null), for the record's symbol or, when
+  Daedalus watched every market (empty symbol list), with no record symbol at all.
 """
 from __future__ import annotations
 
 import pyarrow as pa
 
-# The channels Daedalus's ccxt collector named (METHOD_TO_CHANNEL); bronze has the first three.
-CHANNELS = ("ticker", "trades", "orderbook")
-UNMAPPED_CHANNELS = ("bidask", "ohlcv")
+from ..bronze.schemas import EVENTS
+
+# The channels Daedalus's ccxt collector named (METHOD_TO_CHANNEL), and the bronze channel of each.
+CHANNELS = ("ticker", "trades", "orderbook", "ohlcv", "bidask")
+BRONZE_CHANNEL = {"ticker": "ticker", "trades": "trades", "orderbook": "orderbook", "ohlcv": "ohlcv",
+                  "bidask": "bidsasks", "events": "events"}
+# Channels the old Parquet writer kept only as `data_json` (its generic schema).
+GENERIC_CHANNELS = ("ohlcv", "bidask")
+
+# Exchange ids Daedalus used that ccxt.pro (and so FluxForge) spells otherwise: ccxt.pro 4.5 has no
+# `coinbaseadvanced`, Coinbase Advanced Trade is `coinbase`.  The config translator and the data
+# import both rename by this map, so imported data and newly collected data are one stream.
+EXCHANGE_RENAMES = {"coinbaseadvanced": "coinbase"}
 
 LEVEL = pa.list_(pa.struct([pa.field("price", pa.float64()), pa.field("size", pa.float64())]))
 
@@ -49,7 +66,18 @@ OLD_SCHEMAS: dict[str, pa.Schema] = {
         pa.field("info_json", pa.string())]),
     "orderbook": pa.schema(_COMMON + [
         pa.field("timestamp", pa.int64()), pa.field("nonce", pa.int64()),
-        pa.field("bids", LEVEL), pa.field("asks", LEVEL), pa.field("info_json", pa.string())]),
+        pa.field("bids", LEVEL), pa.field("asks", LEVEL), pa.field("info_json", pa.string()),
+        # the import's own: null (every Daedalus ccxt book row) = a whole book; "delta" only from the
+        # native Coinbase collector's l2_data updates (daedalus_coinbase)
+        pa.field("kind", pa.string())]),
+    # The rows the import shapes from generic `data_json` records (no Daedalus schema of their own);
+    # `timeframe` is known only for native Coinbase candles (null: ccxt's watch_ohlcv default).
+    "ohlcv": pa.schema(_COMMON + [pa.field("timestamp", pa.int64())] + [pa.field(n, pa.float64()) for n in (
+        "open", "high", "low", "close", "volume")] + [pa.field("timeframe", pa.string())]),
+    # gap / reconnect events the import derives (the native Coinbase messages' sequence_num), already bronze
+    "events": EVENTS,
+    "bidask": pa.schema(_COMMON + [pa.field(n, pa.float64()) for n in ("bid", "bid_volume", "ask", "ask_volume")] + [
+        pa.field("timestamp", pa.int64()), pa.field("info_json", pa.string())]),
 }
 
 # ccxt unified key -> old column (the old writer's renames); keys not listed keep their name.
@@ -63,6 +91,7 @@ KNOWN_DATA_KEYS = {
                "open", "high", "low", "close", "vwap", "baseVolume", "quoteVolume", "change", "percentage"},
     "trades": {"symbol", "timestamp", "datetime", "info", "id", "side", "price", "amount", "cost"},
     "orderbook": {"symbol", "timestamp", "datetime", "nonce", "bids", "asks", "info"},
+    "bidask": {"symbol", "timestamp", "datetime", "info", "bid", "ask", "bidVolume", "askVolume"},
 }
 
 

@@ -27,6 +27,7 @@ class ImportReport:
     unmapped_channels: Counter = field(default_factory=Counter)           # old channel -> records
     unmapped_fields: Counter = field(default_factory=Counter)             # "channel.field" -> rows
     symbols_restored: dict[str, str] = field(default_factory=dict)        # sanitised -> ccxt symbol
+    exchanges_renamed: dict[str, str] = field(default_factory=dict)       # Daedalus id -> ccxt.pro id
     segments: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
@@ -71,5 +72,8 @@ class ImportReport:
         if self.symbols_restored:
             out.append("sanitised symbols read as: "
                        + ", ".join(f"{a} -> {b}" for a, b in sorted(self.symbols_restored.items())))
+        if self.exchanges_renamed:
+            out.append("exchanges imported under ccxt.pro's id, as `fluxforge config import-daedalus` collects them: "
+                       + ", ".join(f"{a} -> {b}" for a, b in sorted(self.exchanges_renamed.items())))
         out += [f"warning: {w}" for w in self.warnings]
         return out

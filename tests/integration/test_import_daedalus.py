@@ -13,7 +13,8 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
-from daedalus_writer import expected_bronze, synthetic_records, write_ndjson, write_parquet
+from daedalus_writer import (candle_and_bidask_records, expected_bronze, synthetic_records, write_ndjson,
+                             write_parquet)
 from fluxforge.bronze.schemas import CHANNEL_SCHEMAS
 from fluxforge.bronze.segments import SegmentId, SegmentStore
 from fluxforge.cli import main
@@ -23,7 +24,7 @@ START = datetime(2025, 3, 4, 10, 40, tzinfo=timezone.utc)  # 40 minutes: crosses
 
 @pytest.fixture(scope="module")
 def records():
-    return synthetic_records(START, minutes=40)
+    return synthetic_records(START, minutes=40) + candle_and_bidask_records(START, minutes=40)
 
 
 def bronze_rows(data_dir, channel):
@@ -51,12 +52,14 @@ def test_every_field_round_trips(tmp_path, records, kind, capsys):
     assert ids[0].seq < ids[1].seq  # the ETL reads the older hour first
 
     expected = expected_bronze(records)
-    for channel in ("orderbook", "trades", "ticker"):
+    for channel in ("orderbook", "trades", "ticker", "ohlcv", "bidsasks"):
         got = bronze_rows(data, channel)
-        assert len(got) == len(expected[channel]), channel
+        assert len(got) == len(expected[channel]) > 0, channel
         for i, (g, e) in enumerate(zip(got, expected[channel])):
             assert g == e, f"{channel} row {i}"
     assert "trades.cost:" in out and "ticker.info_json:" in out
+    assert "bidask.info_json:" in out  # bookTicker's update id `u`: no bronze column
+    assert "records of channels bronze has no place for" not in out
     if kind == "ndjson":  # keys the Parquet writer had already dropped
         assert "trades.takerOrMaker:" in out and "trades.info_json:" in out
     if kind == "partitioned":
@@ -77,7 +80,7 @@ def test_replay_computes_features_from_imported_bronze(tmp_path, records):
 
 
 def test_second_run_over_the_same_files_adds_nothing(tmp_path, records, capsys):
-    write_parquet(tmp_path / "old", records, partitioned=True)
+    write_parquet(tmp_path / "old", records, partitioned=True)  # ohlcv / bidask files (data_json) included
     data = tmp_path / "data"
     assert main(["import", "daedalus", str(tmp_path / "old"), "--to", str(data)]) == 0
     first = sorted(p.name for p in (data / "segments" / "ready").iterdir())

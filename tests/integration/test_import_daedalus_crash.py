@@ -9,17 +9,20 @@ import json
 import shutil
 from datetime import datetime, timezone
 
-from daedalus_writer import synthetic_records, write_ndjson
+import pyarrow.parquet as pq
+
+from daedalus_writer import candle_and_bidask_records, expected_bronze, synthetic_records, write_ndjson
 from fluxforge.bronze.segments import SegmentStore
 from fluxforge.migrate.daedalus_import import STAGING, import_daedalus
 from fluxforge.migrate.import_ledger import LEDGER
 
 START = datetime(2025, 7, 1, 12, 30, tzinfo=timezone.utc)
+RECORDS = synthetic_records(START, minutes=60) + candle_and_bidask_records(START, minutes=60)
 
 
 def _staged_state(tmp_path, announced: bool):
     old = tmp_path / "old"
-    write_ndjson(old, synthetic_records(START, minutes=60))
+    write_ndjson(old, RECORDS)
     data = tmp_path / "data"
     first = import_daedalus([old], data, show_progress=False)
     assert len(first.segments) == 2
@@ -52,6 +55,8 @@ def test_unannounced_staging_is_discarded_and_the_files_imported_once(tmp_path):
     old, data, names = _staged_state(tmp_path, announced=False)
     again = import_daedalus([old], data, show_progress=False)
     assert len(again.segments) == 2 and again.files_already_imported == []
-    ready = [p.name for p in SegmentStore(data / "segments").list("ready")]
-    assert ready == again.segments  # the staged leftovers are gone, each hour once
+    ready = SegmentStore(data / "segments").list("ready")
+    assert [p.name for p in ready] == again.segments  # the staged leftovers are gone, each hour once
+    for channel, rows in expected_bronze(RECORDS).items():  # every row once, candles and bid/asks too
+        assert sum(pq.read_metadata(p / f"{channel}.parquet").num_rows for p in ready) == len(rows) > 0, channel
     assert not (data / "segments" / STAGING).exists()

@@ -12,7 +12,8 @@ from datetime import datetime, timezone
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from daedalus_writer import expected_bronze, record, synthetic_records, write_ndjson, write_parquet
+from daedalus_writer import (candle_and_bidask_records, expected_bronze, record, synthetic_records, write_ndjson,
+                             write_parquet)
 from fluxforge.bronze.schemas import CHANNEL_SCHEMAS
 from fluxforge.bronze.segments import SegmentStore
 from fluxforge.migrate.daedalus_import import import_daedalus
@@ -31,18 +32,32 @@ GARBAGE = [
     json.dumps(record("ticker", "binance", "BTC/USDT", "not a ticker", T)),
     json.dumps(dict(record("ticker", "binance", "BTC/USDT", {"bid": 1.0}, T), capture_ts=None, collected_at=None)),
     '{"type": "trades", "exchange": "binance", "symbol": "BTC/USDT", "data": [], "collected_at": 1',
+    json.dumps(record("ohlcv", "binance", "BTC/USDT", [[None, 1.0, 2.0, 0.5, 1.5, 3.0]], T)),
+    json.dumps(record("ohlcv", "binance", "BTC/USDT", [[1746516600000, 1.0, 2.0]], T)),
+    json.dumps(record("ohlcv", "binance", "BTC/USDT", {"open": 1.0}, T)),
+    json.dumps(record("bidask", "binance", "BTC/USDT", {"BTC/USDT": {"symbol": "BTC/USDT", "bid": "1.0"}}, T)),
+    json.dumps(record("bidask", "binance", "BTC/USDT", [1.0, 2.0], T)),
+    # the native Coinbase collector's messages, wrongly shaped
+    json.dumps({"capture_ts": T.isoformat(), "data": {"channel": "l2_data", "timestamp": "2025-05-06T07:30:00Z",
+                "sequence_num": 3, "events": [{"type": "update", "product_id": "BTC-USD",
+                                               "updates": [{"side": "middle", "price_level": "1", "new_quantity": "1"}]}]}}),
+    json.dumps({"capture_ts": T.isoformat(), "data": {"channel": "market_trades", "events": [{"type": "update", "trades": [
+        {"trade_id": "1", "product_id": "BTC-USD", "price": "abc", "size": "1", "side": "BUY",
+         "time": "2025-05-06T07:30:00Z"}]}]}}),
+    json.dumps({"capture_ts": None, "data": {"channel": "ticker", "events": []}}),
 ]
 
 
 def test_damaged_inputs_are_counted_and_the_rest_imports(tmp_path):
-    good = synthetic_records(START, minutes=10)
+    good = synthetic_records(START, minutes=10) + candle_and_bidask_records(START, minutes=10)
     old = tmp_path / "old"
     write_ndjson(old / "ndjson", good)
     ndjson = next((old / "ndjson").iterdir())
     lines = ndjson.read_text().splitlines()
     # garbage between good lines, and two records of channels bronze has no place for
-    mixed = lines[:50] + GARBAGE + [json.dumps(record("ohlcv", "binance", "BTC/USDT", [[1, 2, 3, 4, 5, 6]], T)),
-                                    json.dumps(record("bidask", "binance", "BTC/USDT", {"bid": 1.0}, T))] + lines[50:]
+    mixed = lines[:50] + GARBAGE + [json.dumps(record("balance", "binance", "BTC/USDT", {"free": {}}, T)),
+                                    json.dumps(record("myTrades", "binance", "BTC/USDT", [], T)),
+                                    json.dumps({"capture_ts": T.isoformat(), "data": {"channel": "status"}})] + lines[50:]
     ndjson.write_text("\n".join(mixed) + "\n")
 
     parquet = write_parquet(tmp_path / "p", synthetic_records(START, minutes=3, seed=9), partitioned=False)
@@ -70,16 +85,20 @@ def test_damaged_inputs_are_counted_and_the_rest_imports(tmp_path):
     assert sum(report.bad_lines.values()) == len(GARBAGE)
     assert any("native Coinbase" in r for r in report.bad_lines)
     assert any("trade price is str" in r for r in report.bad_lines)
-    assert dict(report.unmapped_channels) == {"ohlcv": 1, "bidask": 1}
+    assert {"a candle without its open time", "a candle is not [time, open, high, low, close, volume]",
+            "data is dict, not a candle list", "bid is str, not a number", "data is list, not a bid/ask map",
+            "l2_data side 'middle'", "trade price is 'abc', not a decimal",
+            "no receive time (capture_ts missing or unreadable)"} <= set(report.bad_lines)
+    assert dict(report.unmapped_channels) == {"balance": 1, "myTrades": 1, "coinbase status": 1}
     text = "\n".join(report.lines())
-    assert "damaged file" in text and "unreadable file" in text and "malformed lines skipped: 10" in text
+    assert "damaged file" in text and "unreadable file" in text and f"malformed lines skipped: {len(GARBAGE)}" in text
     assert report.problems > 0
 
     # every good row of the good file arrived, complete; the cut file's rows before the damage too
     segs = SegmentStore(tmp_path / "data" / "segments").list("ready")
     kept = report.damaged_files[0][1]
     want = expected_bronze(good)
-    for channel in ("orderbook", "trades", "ticker"):
+    for channel in ("orderbook", "trades", "ticker", "ohlcv", "bidsasks"):
         got = pa.concat_tables([pq.read_table(s / f"{channel}.parquet") for s in segs]).cast(CHANNEL_SCHEMAS[channel])
         rows = got.to_pylist()
         before_cut = [r for r in rows if r["recv_ns"] >= 1746522000 * 10**9]  # 09:00 onwards: the cut file
@@ -135,3 +154,27 @@ def test_parquet_rows_that_cannot_be_bronze_are_counted(tmp_path):
     got = pq.read_table(SegmentStore(tmp_path / "data" / "segments").list("ready")[0] / "orderbook.parquet")
     assert got.num_rows == len(rows) - 2
     assert rows[2]["collected_at"] * 1_000_000 in got.column("recv_ns").to_pylist()
+
+
+def test_generic_parquet_rows_that_cannot_be_bronze_are_counted(tmp_path):
+    """The old writer's data_json rows (its ohlcv / bidask files): a row that is not JSON or not a
+    candle list is counted with its row number; every other row imports, compared field by field."""
+    from daedalus_writer import old_rows, schema
+
+    recs = [r for r in candle_and_bidask_records(START, minutes=2) if r["type"] == "ohlcv"]
+    rows = [row for r in recs for row in old_rows(r)]
+    rows[0]["data_json"] = '[[1746514800000, 1.0, 2.0'       # cut off
+    rows[3]["data_json"] = '[[1746514800000, "x", 2.0, 0.5, 1.5, 3.0]]'
+    rows[5].update(capture_ts=None, collected_at=0)            # the old writer's "no time"
+    path = tmp_path / "old" / "ohlcv" / "segment_20250506T07_00001.parquet"
+    path.parent.mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema("ohlcv", partitioned=False)), path)
+    report = import_daedalus([tmp_path / "old"], tmp_path / "data", show_progress=False)
+    assert sorted(report.bad_lines.items()) == [("candle open is str, not a number", 1),
+                                                ("data_json is not JSON (Expecting ',' delimiter: line 1 column 26 "
+                                                 "(char 25))", 1)]
+    assert [line for _, line, _ in report.bad_line_examples] == [1, 4]
+    assert dict(report.dropped_rows) == {"no receive time (capture_ts and collected_at missing)": 1}
+    got = pq.read_table(SegmentStore(tmp_path / "data" / "segments").list("ready")[0] / "ohlcv.parquet")
+    assert got.cast(CHANNEL_SCHEMAS["ohlcv"]).to_pylist() == expected_bronze(
+        [r for i, r in enumerate(recs) if i not in (0, 3, 5)])["ohlcv"]

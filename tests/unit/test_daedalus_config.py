@@ -191,6 +191,7 @@ def test_realistic_config_translates_and_passes_config_check(tmp_path, monkeypat
     assert ex["binanceus"].ccxt == {"apiKey": "OLD-BINANCEUS-KEY", "secret": "OLD-BINANCEUS-SECRET",
                                     "enableRateLimit": True, "options": {"defaultType": "spot"}}
     assert ex["binanceus"].symbols == ["BTC/USD", "ETH/USD", "SOL/USD"] and ex["binanceus"].book_depth == 50
+    assert ex["binanceus"].channel_symbols()["ohlcv"] == ["BTC/USD"] and ex["binanceus"].ohlcv_timeframes == ["1m"]
     assert ex["coinbase"].symbols == ["BTC/USDC", "BTC/USD", "ETH/USD"]   # ccxt entry + native products
     assert ex["coinbase"].ccxt["apiKey"] == "organizations/abc/apiKeys/OLD-CB-NATIVE-KEY"
     assert "OLD-CB-NATIVE-PEM" in ex["coinbase"].ccxt["secret"]
@@ -251,10 +252,21 @@ WARNINGS = [  # (old config, the old key warned about, a phrase of what to do in
     ({"features": {"bar_interval_seconds": 60}}, "features.bar_interval_seconds", "bar_durations"),
     ({"features": {"spread_tight_percentile": "low"}}, "features.spread_tight_percentile", "not a number"),
     ({"features": {"no_such_option": 1}}, "features.no_such_option", "not translated"),
-    ({"ccxt": {"exchanges": {"binance": {"channels": {"watchOHLCV": ["BTC/USDT"], "watchTrades": ["BTC/USDT"]}}}}},
-     "ccxt.exchanges.binance.channels.watchOHLCV", "no bronze channel"),
-    ({"ccxt": {"exchanges": {"binance": {"channels": {"watchBidsAsks": ["BTC/USDT"], "watchTrades": ["BTC/USDT"]}}}}},
-     "ccxt.exchanges.binance.channels.watchBidsAsks", "no bronze channel"),
+    ({"ccxt": {"exchanges": {"binance": {"channels": {"watchMyTrades": ["BTC/USDT"], "watchTrades": ["BTC/USDT"]}}}}},
+     "ccxt.exchanges.binance.channels.watchMyTrades", "no bronze channel"),
+    # ohlcv / bid-ask where ccxt.pro cannot serve them (`fluxforge collect` would refuse the file): left out
+    ({"ccxt": {"exchanges": {"coinbaseadvanced": {"channels": {"watchOHLCV": ["BTC/USD"], "watchTrades": ["BTC/USD"]}}}}},
+     "ccxt.exchanges.coinbaseadvanced.channels.watchOHLCV", "has no watchOHLCV (has['watchOHLCV'] is false): not collected; candles of any length "
+                                                            "are FluxForge's trade bars"),
+    ({"ccxt": {"exchanges": {"coinbaseadvanced": {"channels": {"watchBidsAsks": ["BTC/USD"],
+                                                               "watchTrades": ["BTC/USD"]}}}}},
+     "ccxt.exchanges.coinbaseadvanced.channels.watchBidsAsks", "is false): not collected; the ticker channel"),
+    ({"ccxt": {"exchanges": {"p2b": {"channels": {"watchOHLCV": ["BTC/USDT"], "watchTrades": ["BTC/USDT"]}}}}},
+     "ccxt.exchanges.p2b.channels.watchOHLCV", "has no timeframe '15m' (it has 1m, 1h, 1d)"),
+    ({"ccxt": {"exchanges": {"kraken": {"channels": {"watchOHLCV": [], "watchTrades": ["BTC/USD"]}}}}},
+     "ccxt.exchanges.kraken.channels.watchOHLCV", "recorded nothing; list the symbols"),
+    ({"ccxt": {"exchanges": {"kraken": {"channels": {"watchBidsAsks": [], "watchTrades": ["BTC/USD"]}}}}},
+     "ccxt.exchanges.kraken.channels.watchBidsAsks", "list them under channels.bidsasks"),
     ({"ccxt": {"exchanges": {"binance": {"channels": {"watchTrades": ["A/B"]}, "options": {"tradesLimit": 1}}}}},
      "ccxt.exchanges.binance.options.tradesLimit", "queue_max_mb"),
     ({"ccxt": {"exchanges": {"binance": {"channels": {"watchTrades": ["A/B"]},
@@ -264,11 +276,13 @@ WARNINGS = [  # (old config, the old key warned about, a phrase of what to do in
      "ccxt.exchanges.binance.max_orderbook_depth", "not a positive whole number"),
     ({"ccxt": {"exchanges": {"nosuchexchange": {"channels": {"watchTrades": ["A/B"]}}}}},
      "ccxt.exchanges.nosuchexchange", "ccxt.pro has no exchange"),
-    ({"ccxt": {"exchanges": {"binance": {"channels": {"watchOHLCV": ["A/B"]}, "api_key": "k"}}}},
-     "ccxt.exchanges.binance", "exchange not translated"),
+    ({"ccxt": {"exchanges": {"coinbaseadvanced": {"channels": {"watchBidsAsks": ["A/B"]}, "api_key": "k"}}}},
+     "ccxt.exchanges.coinbaseadvanced", "exchange not translated"),
     ({"coinbase": {"api_key": "", "product_ids": ["BTC-USD"]}}, "coinbase", "did not run"),
     ({"coinbase": {"api_key": "k", "api_secret": "s", "channels": ["candles", "level2"]}},
-     "coinbase.channels.candles", "not collected"),
+     "coinbase.channels.candles", "ccxt.pro 'coinbase' has no watchOHLCV"),
+    ({"coinbase": {"api_key": "k", "api_secret": "s", "channels": ["status", "level2"]}},
+     "coinbase.channels.status", "not collected"),
     ({"coinbase": {"api_key": "k", "api_secret": "s", "level2_batch_size": 5}}, "coinbase.level2_batch_size",
      "no equivalent"),
     ({"coinbase": {"api_key": "k", "product_ids": ["BTC-USD"]},
@@ -315,8 +329,55 @@ def test_per_method_symbol_lists_become_per_channel_lists():
     assert same.config["exchanges"][0]["channels"] == ["trades", "ticker"]
 
 
+def _collect_refuses(x) -> dict:
+    """What `fluxforge collect` would refuse in this entry (its own check, on the real ccxt.pro class)."""
+    import ccxt.pro
+
+    from fluxforge.collector.channel_support import channel_problems
+    return channel_problems(getattr(ccxt.pro, x.name)(), list(x.channels), x.ohlcv_timeframes)
+
+
+def test_ohlcv_and_bidask_methods_become_the_ohlcv_and_bidsasks_channels():
+    """watchOHLCV / watchOHLCVForSymbols / watchBidsAsks are collected, each for its own symbols, candles
+    at the timeframe Daedalus really asked for (ccxt's watch_ohlcv default: it passed none)."""
+    old = {"ccxt": {"exchanges": {
+        "binance": {"channels": {"watchOHLCV": ["BTC/USDT"], "watchOHLCVForSymbols": ["ETH/USDT"],
+                                 "watchBidsAsks": ["BTC/USDT", "SOL/USDT"], "watchTrades": ["BTC/USDT"]}},
+        "upbit": {"channels": {"watchOHLCV": ["BTC/KRW"], "watchTrades": ["BTC/KRW"]}}}}}
+    tr = translate(old)
+    assert tr.warnings == []
+    text = render(tr, "old.yaml", "Daedalus")
+    binance, upbit = parse_config(yaml.safe_load(text)).exchanges
+    assert binance.channel_symbols() == {"trades": ["BTC/USDT"], "ohlcv": ["BTC/USDT", "ETH/USDT"],
+                                         "bidsasks": ["BTC/USDT", "SOL/USDT"]}
+    assert binance.ohlcv_timeframes == ["1m"]
+    assert upbit.ohlcv_timeframes == ["1s"] and upbit.channel_symbols()["ohlcv"] == ["BTC/KRW"]
+    assert _collect_refuses(binance) == {} and _collect_refuses(upbit) == {}
+    assert "#   ccxt.exchanges.binance.channels.watchBidsAsks -> exchanges.0.channels.bidsasks" in text
+    notes = dict(re.findall(r"^#   (\S+) -> \S+ohlcv_timeframes  \((.*)\)$", text, re.M))
+    assert notes["ccxt.exchanges.upbit.channels.watchOHLCV"].startswith("1s: ccxt's watch_ohlcv default on upbit")
+    # Daedalus's _bulk_loop awaited watchOHLCVForSymbols and wrote nothing: said where that applies
+    assert "recorded no candles here" in notes["ccxt.exchanges.binance.channels.watchOHLCV"]
+    assert "recorded no candles" not in notes["ccxt.exchanges.upbit.channels.watchOHLCV"]
+
+
+def test_what_ccxt_pro_cannot_serve_is_left_out_so_collect_accepts_the_file():
+    old = {"ccxt": {"exchanges": {"coinbaseadvanced": {"channels": {"watchOHLCV": ["BTC/USD"], "watchBidsAsks": ["BTC/USD"],
+                                                                    "watchTrades": ["BTC/USD"]}},
+                                  "p2b": {"channels": {"watchOHLCV": ["BTC/USDT"], "watchTicker": ["BTC/USDT"]}}}},
+           "coinbase": {"api_key": "k", "product_ids": ["ETH-USD"], "channels": ["candles", "market_trades"]}}
+    tr = translate(old)
+    warned = {k for k, _ in tr.warnings}
+    assert warned == {"ccxt.exchanges.coinbaseadvanced.channels.watchOHLCV", "coinbase.channels.candles",
+                      "ccxt.exchanges.coinbaseadvanced.channels.watchBidsAsks", "ccxt.exchanges.p2b.channels.watchOHLCV"}
+    coinbase, p2b = parse_config(yaml.safe_load(render(tr, "old.yaml", "Daedalus")), secrets=False).exchanges
+    assert coinbase.channel_symbols() == {"trades": ["BTC/USD", "ETH/USD"]} and p2b.channel_symbols() == {
+        "ticker": ["BTC/USDT"]}
+    assert _collect_refuses(coinbase) == {} and _collect_refuses(p2b) == {}
+
+
 def test_an_exchange_left_out_leaves_no_credential_behind():
-    tr = translate({"ccxt": {"exchanges": {"binance": {"api_key": "k", "channels": {"watchOHLCV": ["A/B"]}}}}})
+    tr = translate({"ccxt": {"exchanges": {"coinbaseadvanced": {"api_key": "k", "channels": {"watchOHLCV": ["A/B"]}}}}})
     assert "exchanges" not in tr.config and tr.credentials == []
     assert "credential" not in render(tr, "old.yaml", "Daedalus")
 
