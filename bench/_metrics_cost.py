@@ -4,9 +4,12 @@ Why more than one ratio: on a shared 2-core machine the collector's CPU per mess
 +-6% between runs, twice the 3% budget, so "on / off" alone can neither confirm nor refute
 it.  Three figures, all from the same invocation against the same loopback stream:
 
-1. Paired rounds: a metrics-off and a metrics-on run back to back (the order alternating
-   every round), one on/off ratio per round; the median and the spread (min..max) beside the
-   ratio of the sums.  A pair shares the machine's load of the moment; the spread shows the noise.
+1. Paired rounds: a metrics-off and a metrics-on collector run at the same time, each against
+   its own loopback exchange simulating the same market (same seed; the two swap roles every
+   round), one on/off ratio per round; the median and the spread (min..max) beside the ratio
+   of the sums.  Run together, a pair shares the machine's load of the moment (back-to-back
+   runs on a shared 2-core machine differed by up to 18% from load alone); the spread shows
+   what noise is left.
 2. Attribution: one metrics-on run sampled by py-spy (a sampling profiler in its own process,
    non-blocking: it costs the collector nothing and does not distort what it measures; cProfile
    would charge its per-call overhead to every small function, and counter increments are
@@ -77,19 +80,19 @@ def metrics_config(tmp: Path, lx, symbols: list[str], enabled: bool, port: int) 
 
 
 # -- 1. paired rounds ---------------------------------------------------------------
-async def paired_rounds(lx, tmp: Path, symbols: list[str], seconds: float, rounds: int,
+async def paired_rounds(pair_lx: tuple, tmp: Path, symbols: list[str], seconds: float, rounds: int,
                         sizes: list[int]) -> list[dict[bool, tuple[float, int]]]:
-    """Per round {enabled: (CPU s, messages)}, off and on back to back (order alternating)."""
+    """Per round {enabled: (CPU s, messages)}: off and on at the same time, on the two loopbacks in turn."""
     out = []
     for r in range(rounds):
-        pair = {}
-        for enabled in ((False, True) if r % 2 == 0 else (True, False)):
+        runs = []
+        for enabled, lx in zip((False, True), pair_lx if r % 2 == 0 else pair_lx[::-1]):
             port = free_port()
             cfg = metrics_config(tmp / f"metrics-{r}-{enabled}", lx, symbols, enabled, port)
-            res = await measure(lx, collector_argv(cfg), 4, seconds,
-                                during=scrape_every(port, SCRAPE_EVERY, sizes) if enabled else None)
-            pair[enabled] = (res["cpu"], res["messages"])
-        out.append(pair)
+            runs.append(measure(lx, collector_argv(cfg), 4, seconds,
+                                during=scrape_every(port, SCRAPE_EVERY, sizes) if enabled else None))
+        off, on = await asyncio.gather(*runs)
+        out.append({False: (off["cpu"], off["messages"]), True: (on["cpu"], on["messages"])})
     return out
 
 
@@ -205,18 +208,22 @@ def share(n: int, total: int) -> str:
     return f"{100 * p:5.2f}% +- {100 * math.sqrt(p * (1 - p) / total) if total else 0:.2f}"
 
 
-async def bench_metrics_cost(lx, tmp: Path, symbols: list[str], seconds: float, rounds: int) -> None:
+async def bench_metrics_cost(tmp: Path, symbols: list[str], sim, seconds: float, rounds: int) -> None:
+    """All three figures against loopback exchanges simulating `sim` for `symbols`."""
+    from fluxforge.loopback import LoopbackExchange
+
     sizes: list[int] = []
-    pairs = await paired_rounds(lx, tmp, symbols, seconds, rounds, sizes)
-    exe = py_spy()
-    profiled = await profiled_run(lx, tmp, symbols, seconds * 2, exe) if exe else None
-    burst: dict = {}
-    await scrape_burst(lx, tmp, symbols, burst)
+    async with LoopbackExchange("sim", symbols, sim=sim) as lx, LoopbackExchange("sim", symbols, sim=sim) as twin:
+        pairs = await paired_rounds((lx, twin), tmp, symbols, seconds, rounds, sizes)
+        exe = py_spy()
+        profiled = await profiled_run(lx, tmp, symbols, seconds * 2, exe) if exe else None
+        burst: dict = {}
+        await scrape_burst(lx, tmp, symbols, burst)
 
     sums = {e: (sum(p[e][0] for p in pairs), sum(p[e][1] for p in pairs)) for e in (False, True)}
     off, on = per_10k(*sums[False]), per_10k(*sums[True])
     ratios = [per_10k(*p[True]) / per_10k(*p[False]) for p in pairs]
-    print(f"[metrics] {len(symbols)} symbols, {rounds} paired rounds (off + on back to back) of {seconds:.0f} s "
+    print(f"[metrics] {len(symbols)} symbols, {rounds} paired rounds (off and on at the same time) of {seconds:.0f} s "
           f"each, scraped every {SCRAPE_EVERY:.0f} s: {len(sizes)} scrapes of ~{(sum(sizes) // max(len(sizes), 1)) / 1024:.0f} KiB")
     print(f"      metrics.enabled: false : {off:.3f} CPU s / 10k messages (all rounds)")
     print(f"      metrics.enabled: true  : {on:.3f} CPU s / 10k messages (all rounds)")

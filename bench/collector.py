@@ -12,7 +12,8 @@
    (the default `queue_max_mb`), each over a baseline whose queue never fills; the collector
    unit's MemoryHigh is 256 MB.  `python bench/collector.py --only ceiling` runs just this.
 6. Cost of Prometheus metrics: CPU per 10,000 messages with `metrics.enabled` true (scraped
-   every 5 s) vs false, in paired rounds against the same stream (target <= 1.03x), plus the
+   every 5 s) vs false, in paired rounds (off and on at the same time, each against its own
+   loopback simulating the same market; target <= 1.03x), plus the
    share of the collector's CPU that py-spy finds in metrics code and the CPU of one scrape
    (bench/_metrics_cost.py; py-spy comes with `pip install '.[bench]'`).
 7. `--only cryptofeed`: CPU per 10,000 messages and RSS of cryptofeed's Binance feed (the feed handler
@@ -234,8 +235,7 @@ def bench_queue_worst_case() -> None:
 async def bench_metrics(tmp: Path, seconds: float, rounds: int) -> None:
     symbols = SYMBOLS20[:5]
     sim = SimOptions(rate=100, trades_per_update=1.0, ticker_interval=1.0, seed=1)
-    async with LoopbackExchange("sim", symbols, sim=sim) as lx:
-        await bench_metrics_cost(lx, tmp, symbols, seconds, rounds)
+    await bench_metrics_cost(tmp, symbols, sim, seconds, rounds)
 
 
 def bench_bytes_per_row(tmp: Path) -> None:
