@@ -18,7 +18,8 @@ it.  Three figures, all from the same invocation against the same loopback strea
    epoll, the HTTP server's poll loop) as busy whenever the loaded machine leaves them
    runnable (~65% of all samples in a trial run).  Metrics code is Python and holds the GIL; what
    runs without it (compression, fsync, Arrow) is missing from the total, so the share is an
-   upper bound (the report says how much of the measured CPU the samples cover).  The share of
+   upper bound; a GIL holder the loaded machine leaves waiting for a CPU still counts (the
+   report says how much of the measured CPU the samples cover: 70% and 107% in two runs).  The share of
    samples with metrics code on the stack: feeding the counters (the writer's `flushed()` once
    per flush, fluxforge/observe/) and serving scrapes (prometheus_client's exposition and the
    stdlib HTTP server it runs on), split by the innermost such frame.
@@ -239,8 +240,9 @@ async def bench_metrics_cost(tmp: Path, symbols: list[str], sim, seconds: float,
         covered = total / PROFILE_HZ / (res["cpu"] * window / (seconds * 2))
         print(f"[metrics attribution] py-spy --gil at {PROFILE_HZ} Hz (sampling, non-blocking; cProfile would "
               f"over-count small functions such as counter increments) over {window:.0f} s of a metrics-on run, "
-              f"{scrapes} scrapes: {total} samples = {covered:.0%} of the collector's CPU in the window (the rest "
-              f"runs without the GIL), {per_10k(res['cpu'], res['messages']):.3f} CPU s / 10k messages")
+              f"{scrapes} scrapes: {total} samples = {covered:.0%} of the collector's CPU in the window (less: work "
+              f"without the GIL; more: a GIL holder waiting for a busy CPU), "
+              f"{per_10k(res['cpu'], res['messages']):.3f} CPU s / 10k messages")
         print(f"      all metrics code        : {share(sum(parts.values()), total)} % of the collector's samples")
         for part, what in (("feeding", "feeding counters (flushes)"), ("serving", "serving scrapes")):
             split = ", ".join(f"{owner} {share(n, total)}" for (p, owner), n in sorted(pk.items()) if p == part)
