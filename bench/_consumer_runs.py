@@ -79,10 +79,12 @@ def collector_config(tmp: Path, lx, symbols: list[str], depth: int = 20, metrics
 async def measure(lx, argv: list[str], warmup: float, seconds: float, cpu: int | None = None,
                   stop_timeout: float = 15.0, during=None) -> dict:
     """Run a consumer subprocess; CPU, messages and RSS over `seconds` after `warmup` (`during`: a
-    coroutine run meanwhile, e.g. a scraper)."""
+    coroutine run meanwhile, e.g. a scraper, or a function of the consumer's pid giving one)."""
     proc = await asyncio.create_subprocess_exec(*argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     if cpu is not None:
         os.sched_setaffinity(proc.pid, {cpu})
+    if callable(during):
+        during = during(proc.pid)
     side = asyncio.ensure_future(during) if during is not None else None
     died = False
     try:

@@ -12,7 +12,10 @@
    (the default `queue_max_mb`), each over a baseline whose queue never fills; the collector
    unit's MemoryHigh is 256 MB.  `python bench/collector.py --only ceiling` runs just this.
 6. Cost of Prometheus metrics: CPU per 10,000 messages with `metrics.enabled` true (scraped
-   every 5 s) vs false, alternating runs against the same stream (target <= 1.03x).
+   every 5 s) vs false, in paired rounds (off and on at the same time, each against its own
+   loopback simulating the same market; target <= 1.03x), plus the
+   share of the collector's CPU that py-spy finds in metrics code and the CPU of one scrape
+   (bench/_metrics_cost.py; py-spy comes with `pip install '.[bench]'`).
 7. `--only cryptofeed`: CPU per 10,000 messages and RSS of cryptofeed's Binance feed (the feed handler
    users pick instead; `pip install '.[bench]'`) beside `fluxforge collect` and plain ccxt.pro on the
    same loopback stream, and what each of the collector's accelerators buys: the collector with
@@ -41,6 +44,7 @@ import pyarrow.parquet as pq  # noqa: E402
 
 from _consumer_runs import (PLAIN_CCXT, ccxt_dict, collector_argv, collector_config, cryptofeed_argv,  # noqa: E402
                            measure)
+from _metrics_cost import bench_metrics_cost  # noqa: E402
 from fluxforge.loopback import LoopbackExchange, SimOptions  # noqa: E402
 
 SYMBOLS20 = [f"{b}/USDT" for b in ["BTC", "ETH", "SOL", "BNB", "XRP", "DOGE", "ADA", "AVAX", "DOT", "LINK",
@@ -228,52 +232,10 @@ def bench_queue_worst_case() -> None:
           f"(collector MemoryHigh 256 MB; its baseline RSS is in the [rss] and [queue ceiling] lines)")
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-async def scrape_every(port: int, interval: float, scrapes: list[int]) -> None:
-    import urllib.request
-
-    loop = asyncio.get_running_loop()
-    while True:
-        await asyncio.sleep(interval)
-        try:
-            body = await loop.run_in_executor(
-                None, lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read())
-            scrapes.append(len(body))
-        except OSError:
-            pass  # not listening yet during warm-up
-
-
-async def bench_metrics_cost(tmp: Path, seconds: float, rounds: int = 3) -> None:
-    """CPU per 10k messages, metrics off vs on (scraped every 5 s), alternating to share the noise."""
+async def bench_metrics(tmp: Path, seconds: float, rounds: int) -> None:
     symbols = SYMBOLS20[:5]
     sim = SimOptions(rate=100, trades_per_update=1.0, ticker_interval=1.0, seed=1)
-    totals = {False: [0.0, 0], True: [0.0, 0]}
-    scrapes: list[int] = []
-    async with LoopbackExchange("sim", symbols, sim=sim) as lx:
-        for r in range(rounds):
-            for enabled in ((False, True) if r % 2 == 0 else (True, False)):
-                port = free_port()
-                metrics = {"enabled": enabled, "collector_port": port, "etl_port": 0,
-                           "textfile_dir": str(tmp / "textfiles")}
-                cfg = collector_config(tmp / f"metrics-{r}-{enabled}", lx, symbols, metrics=metrics)
-                res = await measure(lx, collector_argv(cfg), 4, seconds,
-                                    during=scrape_every(port, 5.0, scrapes) if enabled else None)
-                totals[enabled][0] += res["cpu"]
-                totals[enabled][1] += res["messages"]
-    off = totals[False][0] / totals[False][1] * 10_000
-    on = totals[True][0] / totals[True][1] * 10_000
-    print(f"[metrics] {len(symbols)} symbols, {rounds} alternating rounds of {seconds:.0f} s each, "
-          f"{len(scrapes)} scrapes of ~{(sum(scrapes) // max(len(scrapes), 1)) / 1024:.0f} KiB")
-    print(f"      metrics.enabled: false : {off:.3f} CPU s / 10k messages")
-    print(f"      metrics.enabled: true  : {on:.3f} CPU s / 10k messages")
-    print(f"      ratio on / off         : {on / off:.3f}x   (target <= 1.03x)")
+    await bench_metrics_cost(tmp, symbols, sim, seconds, rounds)
 
 
 def bench_bytes_per_row(tmp: Path) -> None:
@@ -320,7 +282,7 @@ def main() -> None:
             bench_queue_worst_case()
             asyncio.run(bench_queue_ceiling(tmp, 45.0))
         if run("metrics"):
-            asyncio.run(bench_metrics_cost(tmp, seconds, args.rounds or 3))
+            asyncio.run(bench_metrics(tmp, seconds, args.rounds or 3))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -3,7 +3,9 @@
 Why its own type: creation must be atomic too.  The directory is built under a
 hidden temp name with every channel's schema header fsync'd, then renamed into
 active/, so recovery never meets a half-created segment -- only journals whose
-tail may be torn.  Finishing (journals -> Parquet -> ready/) lives in
+tail may be torn.  It holds a journal per channel the collector records
+(`schemas.segment_channels`); finishing makes a Parquet file of each journal
+it finds, so a segment's files say what it recorded.  Finishing (journals -> Parquet -> ready/) lives in
 `fluxforge.bronze.finish` because recovery needs it without a writer.
 """
 from __future__ import annotations
@@ -12,6 +14,7 @@ import shutil
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import Iterable
 
 import pyarrow as pa
 
@@ -34,7 +37,9 @@ class ActiveSegment:
 
     @classmethod
     def create(cls, store: SegmentStore, host: str, seq: int | None = None,
-               when: datetime | None = None) -> "ActiveSegment":
+               when: datetime | None = None, channels: Iterable[str] | None = None) -> "ActiveSegment":
+        """A new segment in active/ with an empty journal for each of `channels` (default: all)."""
+        channels = list(CHANNEL_SCHEMAS if channels is None else channels)
         store.ensure()
         seq = seq if seq is not None else store.next_seq()
         store.record_seq(seq)
@@ -46,8 +51,8 @@ class ActiveSegment:
         tmp.mkdir()
         journals: dict[str, JournalWriter] = {}
         try:
-            for channel, schema in CHANNEL_SCHEMAS.items():
-                journals[channel] = JournalWriter(tmp / channel_file(channel, finished=False), schema)
+            for channel in channels:
+                journals[channel] = JournalWriter(tmp / channel_file(channel, finished=False), CHANNEL_SCHEMAS[channel])
             fsync_dir(tmp)
             durable_rename(tmp, final)
         except BaseException:
@@ -73,8 +78,16 @@ class ActiveSegment:
         return time.monotonic() - self.opened_monotonic
 
     def write(self, channel: str, batch: pa.RecordBatch, sync: bool = True) -> int:
-        """Append a batch to a channel's journal; raises OSError (journal rolled back) on failure."""
-        return self.journals[channel].write_batch(batch, sync=sync)
+        """Append a batch to a channel's journal; raises OSError (journal rolled back) on failure.
+
+        A channel the segment was not created with gets its journal now (rows of it are never
+        refused; the directory entry is made durable before the batch)."""
+        journal = self.journals.get(channel)
+        if journal is None:
+            journal = JournalWriter(self.path / channel_file(channel, finished=False), CHANNEL_SCHEMAS[channel])
+            fsync_dir(self.path)
+            self.journals[channel] = journal
+        return journal.write_batch(batch, sync=sync)
 
     def sync(self) -> None:
         for j in self.journals.values():

@@ -6,7 +6,8 @@ must be indistinguishable from one finished normally, except for the manifest's
 crash at any point is redone safely by `finish_segment` on the next start:
 
 1. each channel's complete journal batches are streamed into `<channel>.parquet`
-   (written under a hidden temp name, fsync'd, renamed);
+   (written under a hidden temp name, fsync'd, renamed); an optional channel
+   (`schemas.OPTIONAL_CHANNELS`) without a journal was not recorded and gets no file;
 2. `manifest.json` is written atomically -- its presence means "Parquet done";
 3. the journals are deleted and the directory fsync'd;
 4. the directory is renamed into ready/ (both parents fsync'd).
@@ -25,7 +26,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .active_segment import ActiveSegment
-from .schemas import CHANNEL_SCHEMAS, FORMAT_VERSION, channel_file, parquet_options
+from .schemas import (CHANNEL_SCHEMAS, FORMAT_VERSION, OPTIONAL_CHANNELS, channel_file, parquet_options,
+                      segment_channels)
 from ..fsio import atomic_path, atomic_write_json, fsync_dir, sha256_file
 from .journal import JournalScan, iter_journal
 from .segments import MANIFEST, SegmentId, SegmentStore
@@ -109,6 +111,8 @@ def finish_segment_with_manifest(seg_dir: str | Path, store: SegmentStore, *,
         channels = {}
         for channel, schema in CHANNEL_SCHEMAS.items():
             journal = seg_dir / channel_file(channel, finished=False)
+            if channel in OPTIONAL_CHANNELS and not journal.exists():
+                continue  # not recorded: no file (the core channels get one, empty if need be)
             scan, stats = JournalScan(), _ChannelStats()
             batches = iter_journal(journal, schema, scan) if journal.exists() else iter(())
             parquet = seg_dir / channel_file(channel, finished=True)
@@ -139,12 +143,13 @@ def build_segment(store: SegmentStore, host: str, tables: Mapping[str, pa.Table]
     """Write `tables` (channel -> rows in that channel's bronze schema) as a finished ready/ segment.
 
     Goes through the same journals and finishing as the collector, so test and
-    demo segments are real segments.  Channels not given are written empty.
+    demo segments are real segments.  Core channels not given are written empty; optional
+    ones (`schemas.OPTIONAL_CHANNELS`) only when given.
     """
     unknown = set(tables) - set(CHANNEL_SCHEMAS)
     if unknown:
         raise ValueError(f"unknown bronze channels: {sorted(unknown)}")
-    seg = ActiveSegment.create(store, host, seq=seq, when=when)
+    seg = ActiveSegment.create(store, host, seq=seq, when=when, channels=segment_channels(tables))
     try:
         for channel, table in tables.items():
             table = table.select(CHANNEL_SCHEMAS[channel].names).cast(CHANNEL_SCHEMAS[channel])

@@ -117,6 +117,19 @@ CHANNEL_SCHEMAS: dict[str, pa.Schema] = {
     "events": EVENTS,
 }
 
+# Channels a segment holds only when the collector records them (some exchange lists them in
+# `channels`): no reader needs an empty file, so segments of the usual collector carry none.
+# The others are always there (DESIGN decision 1), empty or not: the ETL's live follower
+# tails their journals from a segment's creation and reads a missing one as "rotated".
+OPTIONAL_CHANNELS = ("ohlcv", "bidsasks")
+
+
+def segment_channels(recorded) -> list[str]:
+    """The channels (CHANNEL_SCHEMAS order) a segment holds when `recorded` (channel names) are collected."""
+    recorded = set(recorded)
+    return [c for c in CHANNEL_SCHEMAS if c not in OPTIONAL_CHANNELS or c in recorded]
+
+
 # Events after which a symbol's stateful features must be reset.
 RESET_EVENTS = frozenset({"gap", "resync", "reconnect"})
 

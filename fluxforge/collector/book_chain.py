@@ -16,7 +16,6 @@ from collections import Counter
 from typing import Iterable
 
 from ..bronze.schemas import BOOK_SNAPSHOT
-from .rows import BookBuffer
 
 Key = tuple[str, str]  # (exchange, symbol)
 
@@ -30,9 +29,19 @@ class BookChainGuard:
         for key in books:
             self.broken.setdefault(key, reason)
 
-    def filter(self, buf: BookBuffer) -> tuple[BookBuffer, Counter[tuple[str, str, str]]]:
-        """`buf` without the deltas of broken books before their next snapshot row, and how
-        many were dropped per (exchange, symbol, reason).  Free when no book is broken."""
+    def skip(self, key: Key, kind: str) -> str | None:
+        """The rule for the next row of book `key`: the reason to drop it (a delta of a broken
+        book), else None -- and a snapshot row of a broken book restarts it."""
+        reason = self.broken.get(key)
+        if reason is not None and kind == BOOK_SNAPSHOT:
+            del self.broken[key]
+            return None
+        return reason
+
+    def filter(self, buf):
+        """`buf` (a `rows.BookBuffer`) without the deltas of broken books before their next
+        snapshot row, and a Counter of how many were dropped per (exchange, symbol, reason).
+        Free when no book is broken."""
         dropped: Counter[tuple[str, str, str]] = Counter()
         if not self.broken or not buf.rows:
             return buf, dropped
@@ -40,11 +49,9 @@ class BookChainGuard:
         exchanges, symbols, kinds = buf.cols["exchange"], buf.cols["symbol"], buf.cols["kind"]
         for i in range(buf.rows):
             key = (exchanges[i], symbols[i])
-            reason = self.broken.get(key)
+            reason = self.skip(key, kinds[i])
             if reason is not None:
-                if kinds[i] != BOOK_SNAPSHOT:
-                    dropped[(*key, reason)] += 1
-                    continue
-                del self.broken[key]
+                dropped[(*key, reason)] += 1
+                continue
             keep.append(i)
         return (buf.select(keep) if dropped else buf), dropped

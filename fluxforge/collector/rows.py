@@ -21,9 +21,11 @@ import numpy as np
 import pyarrow as pa
 
 from ..bronze.schemas import BIDSASKS, BOOK_DELTA, BOOK_SNAPSHOT, CHANNEL_SCHEMAS, EVENTS, OHLCV, ORDERBOOK, TICKER
+from .book_chain import BookChainGuard
 
 _chain = chain.from_iterable
 INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
+_FOLLOWS_BAD = "follows an unconvertible book row"
 
 
 class BadRow(ValueError):
@@ -208,9 +210,11 @@ class BookBuffer(ChannelBuffer):
     def _without_bad_levels(self) -> "BookBuffer":
         """A copy without the rows whose level values are not numbers (listed in `self.bad`).
 
-        A later delta of the same book continues the dropped row, so it is dropped too (until a
-        snapshot row restarts that book); books still broken at the end go in `broken_after`."""
-        good, broken = BookBuffer(), self.broken_after
+        A later delta of the same book continues the dropped row, so it is dropped too until a
+        snapshot row restarts that book: `BookChainGuard`'s rule, the one the writer applies across
+        flushes.  Books still broken at the end go in `broken_after`."""
+        good, chains = BookBuffer(), BookChainGuard()
+        chains.lost(self.broken_after, _FOLLOWS_BAD)
         exchanges, symbols, kinds = self.cols["exchange"], self.cols["symbol"], self.cols["kind"]
         for i in range(self.rows):
             key = (exchanges[i], symbols[i])
@@ -219,14 +223,14 @@ class BookBuffer(ChannelBuffer):
                 np.asarray(row[1], dtype=np.float64), np.asarray(row[2], dtype=np.float64)
             except (TypeError, ValueError) as e:
                 self.bad.append((*key, f"unconvertible book level: {e}"))
-                broken.add(key)
+                chains.lost([key], _FOLLOWS_BAD)
                 continue
-            if kinds[i] == BOOK_SNAPSHOT:
-                broken.discard(key)
-            elif key in broken:
-                self.bad.append((*key, "follows an unconvertible book row"))
+            reason = chains.skip(key, kinds[i])
+            if reason is not None:
+                self.bad.append((*key, reason))
                 continue
             good.append(row)
+        self.broken_after = set(chains.broken)
         return good
 
 

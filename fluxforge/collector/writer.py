@@ -43,6 +43,7 @@ from ..bronze.active_segment import ActiveSegment
 from ..bronze.finish import finish_segment_with_manifest
 from ..config import Config
 from ..bronze.journal import JournalUnreadable
+from ..bronze.schemas import segment_channels
 from ..logs import get_logger
 from ..bronze.segments import SegmentStore
 from .book_chain import BookChainGuard
@@ -107,7 +108,8 @@ class BronzeWriter:
     def _open_segment(self) -> ActiveSegment:
         seq = max(self.store.next_seq(), self._last_seq + 1)
         self._last_seq = seq
-        return ActiveSegment.create(self.store, self.cfg.host_id, seq=seq)
+        recorded = {ch for x in self.cfg.exchanges for ch in x.channel_symbols()}
+        return ActiveSegment.create(self.store, self.cfg.host_id, seq=seq, channels=segment_channels(recorded))
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
