@@ -40,7 +40,8 @@ _COMMON = [
 # segments (every row a top-N book, no kind/prev_nonce/checksum) are read as snapshots.
 ORDERBOOK = pa.schema(_COMMON + [
     pa.field("kind", pa.string(), nullable=False),  # BOOK_SNAPSHOT | BOOK_DELTA
-    pa.field("nonce", pa.int64()),        # Binance `u` / REST lastUpdateId, OKX seqId
+    pa.field("nonce", pa.int64()),        # Binance `u` / REST lastUpdateId, OKX seqId, Coinbase sequence_num
+                                          # (an order key per connection, not a chain), Kraken null
     pa.field("prev_nonce", pa.int64()),   # Binance `U` - 1, OKX prevSeqId: the last id before this message
     pa.field("checksum", pa.int64()),     # OKX CRC32 (signed, as sent) of the book after this message
     pa.field("bid_px", pa.list_(pa.float64())),

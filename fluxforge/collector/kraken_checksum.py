@@ -24,6 +24,8 @@ from typing import Any
 
 import ccxt
 
+from .client_proxy import ClientProxy
+
 LEVELS = 10
 
 
@@ -44,14 +46,12 @@ def book_checksum(book: Any, price_places: int, amount_places: int) -> int:
     return zlib.crc32("".join(parts).encode())
 
 
-class _CheckingClient:
+class _CheckingClient(ClientProxy):
     """The ccxt client as `handle_order_book` sees it, with `resolve` checking the book first."""
 
     def __init__(self, client: Any, exchange: Any, expected: int):
-        self._client, self._exchange, self._expected = client, exchange, expected
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._client, name)
+        super().__init__(client)
+        self._exchange, self._expected = exchange, expected
 
     def resolve(self, result: Any, message_hash: Any = None) -> Any:
         ex, symbol = self._exchange, result.get("symbol")

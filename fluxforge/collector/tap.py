@@ -37,12 +37,12 @@ import time
 from typing import Any
 
 import ccxt
-from ccxt.async_support.base.ws.cache import ArrayCacheByTimestamp, BaseCache
+from ccxt.async_support.base.ws.cache import BaseCache
 from ccxt.async_support.base.ws.order_book import OrderBook
 
 from ..logs import get_logger
 from .book_tap import RecordingOrderBook, message_links
-from .candle_tap import install_candle_caches
+from .candle_tap import adopt_foreign_cache, candle_cache_of, install_candle_caches
 from .recorder import Recorder
 from .snapshot_gate import SnapshotGate
 
@@ -183,12 +183,17 @@ class ExchangeTap:
                                      bid_log, ask_log)
 
     # -- candles (candle_tap.py) ---------------------------------------------------
+    def reported_names(self, symbol: str) -> list[str]:
+        """`symbol` and every name the exchange reports it under (`aliases`)."""
+        return [symbol] + [reported for reported, ours in self.aliases.items() if ours == symbol]
+
     def candle(self, symbol: str, timeframe: str, candle: list) -> None:
-        """ccxt parsed one candle update of `symbol` (called from inside its handler)."""
-        if symbol not in self.symbols or "ohlcv" not in self.channels:
+        """ccxt parsed one candle update reported as `symbol` (called from inside its handler)."""
+        ours = self.ours("ohlcv", symbol)
+        if ours is None:
             return
         try:
-            self.recorder.candle(self.exchange_id, symbol, timeframe, candle, self.recv_ns or time.time_ns())
+            self.recorder.candle(self.exchange_id, ours, timeframe, candle, self.recv_ns or time.time_ns())
         except Exception as e:  # never break ccxt because of a recording bug
             self.tap_errors += 1
             log.exception("tap_error", exchange=self.exchange_id, error=str(e))
@@ -196,8 +201,11 @@ class ExchangeTap:
     # -- classification of what ccxt resolved ------------------------------------
     def observe(self, result: Any) -> None:
         recv_ns = self.recv_ns or time.time_ns()
-        if isinstance(result, ArrayCacheByTimestamp):
-            return  # candles: recorded one by one as ccxt appends them (candle_tap.py)
+        candles = candle_cache_of(result)
+        if candles is not None:  # candles: recorded one by one as ccxt appends them (candle_tap.py)
+            if self.exchange is not None:
+                adopt_foreign_cache(self.exchange, *candles, self.candle)
+            return
         if isinstance(result, OrderBook):
             if isinstance(result, RecordingOrderBook):
                 if result.rows:
@@ -265,11 +273,12 @@ def tapped_exchange_class(base: type, tap: ExchangeTap) -> type:
             return c
 
         async def watch_ohlcv(self, symbol: str, timeframe: str = "1m", *args: Any, **kw: Any) -> Any:
-            install_candle_caches(self, [(symbol, timeframe)], tap.candle)
+            install_candle_caches(self, [(name, timeframe) for name in tap.reported_names(symbol)], tap.candle)
             return await super().watch_ohlcv(symbol, timeframe, *args, **kw)
 
         async def watch_ohlcv_for_symbols(self, symbols_and_timeframes: list, *args: Any, **kw: Any) -> Any:
-            install_candle_caches(self, [(s, tf) for s, tf in symbols_and_timeframes], tap.candle)
+            install_candle_caches(self, [(name, tf) for s, tf in symbols_and_timeframes
+                                         for name in tap.reported_names(s)], tap.candle)
             return await super().watch_ohlcv_for_symbols(symbols_and_timeframes, *args, **kw)
 
         def order_book(self, snapshot: Any = {}, depth: Any = None) -> Any:  # noqa: B006 (ccxt's signature)

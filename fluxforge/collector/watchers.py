@@ -13,6 +13,8 @@ gap) and turn failures into event rows plus a capped, jittered backoff:
   the next `watch_*` call makes ccxt resubscribe and resync, and the first new
   book is recorded as `resync`;
 * NetworkError (disconnect, timeout, stall) -> `reconnect` per symbol, backoff;
+* any other error (a subscribe the exchange refused: `coinbase_refusal.py`) -> `error`
+  (with the symbol when the watch has one), backoff, and the next call subscribes again;
 * a websocket that is connected but silent for `stall_timeout` -> `stall`, and
   the connection is failed on purpose so ccxt reconnects and resubscribes;
 * a watcher or stall monitor that dies of an unexpected exception is logged,
@@ -113,8 +115,9 @@ class StreamWatcher:
             except ccxt.NetworkError as e:
                 for s in self.symbols:
                     self.recorder.event(self.exchange_id, s, self.channel, "reconnect", f"{type(e).__name__}: {e}"[:300])
-            except Exception as e:  # bad symbol, exchange error, ccxt bug: keep the others going
-                self.recorder.event(self.exchange_id, None, self.channel, "error", f"{type(e).__name__}: {e}"[:300])
+            except Exception as e:  # bad symbol, exchange error (a refused subscribe), ccxt bug: keep the others going
+                symbol = self.symbols[0] if len(self.symbols) == 1 else None
+                self.recorder.event(self.exchange_id, symbol, self.channel, "error", f"{type(e).__name__}: {e}"[:300])
             self.failures += 1
             await asyncio.sleep(self.backoff.next_delay())
 

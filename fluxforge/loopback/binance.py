@@ -16,6 +16,9 @@ watchOHLCV, which fetches no REST klines first).  A connection carries each (sym
 in one form: the last subscribed, except that a full `@ticker` is never replaced by
 `@miniTicker`; klines in every interval subscribed.  A repeated SUBSCRIBE (ccxt resubscribes
 after a gap) is acked again.
+Aliases (`LoopbackExchange(report_as={"BTC/USDC": "BTC/USD"})`): that symbol's trades, tickers,
+candles and best bid/ask name the other market (`"s"`), which exchangeInfo lists too; books keep
+their own (as Coinbase does with its USDC products).
 Partial book depth streams `<sym>@depth<5|10|20>` / `...@100ms`: the top-N book as Binance
 documents it, `{"lastUpdateId", "bids", "asks"}` (no event type, no symbol: a raw stream is
 named by its URL), cut from the authoritative book after each update (Binance pushes one per
@@ -99,7 +102,8 @@ async def exchange_info(request: web.Request) -> web.Response:
         "timezone": "UTC", "serverTime": int(time.time() * 1000),
         "rateLimits": [{"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 6000}],
         "exchangeFilters": [],
-        "symbols": [symbol_info(s, lx.source.price_tick(s)) for s in lx.source.symbols],
+        "symbols": [symbol_info(s, lx.source.price_tick(s)) for s in lx.source.symbols]
+        + [symbol_info(alias, lx.source.price_tick(s)) for s, alias in lx.report_as.items()],
     })
 
 
@@ -223,20 +227,21 @@ class BinanceConnection(Connection):
             self.send_json({"error": {"code": 2, "msg": f"Invalid request: unknown method {method!r}"}, "id": rid})
 
     def encode(self, event: Event) -> str | None:
+        reported = None if isinstance(event, BookUpdate) else self.lx.report_as.get(event.symbol)
         if isinstance(event, Kline):
             name = f"{binance_id(event.symbol).lower()}@kline_{event.timeframe}"
             if name not in self.streams:
                 return None  # another interval of a symbol whose klines this connection follows
-            message = to_message(event)
+            message = to_message(event, reported)
         else:
             name = self.stream_names.get((event.symbol, event.channel))
             if name is None:
                 return None
             kind = name.partition("@")[2]
             if kind == "aggTrade":
-                message = agg_trade_message(event)
+                message = agg_trade_message(event, reported)
             else:
-                message = to_message(event)
+                message = to_message(event, reported)
                 if kind == "miniTicker":
                     message = {"e": "24hrMiniTicker", **{k: message[k] for k in MINI_TICKER_FIELDS}}
         if self.combined:
@@ -244,16 +249,16 @@ class BinanceConnection(Connection):
         return json.dumps(message, separators=(",", ":"))
 
 
-def agg_trade_message(trade: Trade) -> dict:
+def agg_trade_message(trade: Trade, reported: str | None = None) -> dict:
     """An `aggTrade` payload: the loopback's trades are never aggregated, so first == last id."""
-    return {"e": "aggTrade", "E": trade.ts_ms, "s": binance_id(trade.symbol), "a": trade.trade_id,
+    return {"e": "aggTrade", "E": trade.ts_ms, "s": binance_id(reported or trade.symbol), "a": trade.trade_id,
             "p": trade.price, "q": trade.amount, "f": trade.trade_id, "l": trade.trade_id, "T": trade.ts_ms,
             "m": trade.side == "sell", "M": True}
 
 
-def to_message(event: Event) -> dict:
-    """The Binance stream payload of a neutral event."""
-    sid = binance_id(event.symbol)
+def to_message(event: Event, reported: str | None = None) -> dict:
+    """The Binance stream payload of a neutral event (`reported`: the symbol named in it, if not its own)."""
+    sid = binance_id(reported or event.symbol)
     if isinstance(event, BookUpdate):
         return {"e": "depthUpdate", "E": event.ts_ms, "s": sid, "U": event.first_id, "u": event.last_id,
                 "b": [list(b) for b in event.bids], "a": [list(a) for a in event.asks]}

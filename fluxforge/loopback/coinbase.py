@@ -106,13 +106,24 @@ class CoinbaseConnection(Connection):
         self.channels: dict[str, set[str]] = {}  # Coinbase channel -> product ids
         self.next_id: dict[str, int] = {}        # symbol -> next neutral book update id expected
         self.heartbeats = 0
+        self.book_keys: dict[str, tuple[int, int]] = {}  # symbol -> (sequence_num, ms) of the book frame being queued
 
-    def message(self, channel: str, events: list, ts_ms: int | None = None) -> str:
-        """A frame with the next sequence_num."""
-        frame = {"channel": channel, "client_id": "", "timestamp": rfc3339(ts_ms or int(time.time() * 1000)),
+    def message(self, channel: str, events: list, ts_ms: int | None = None, symbol: str | None = None) -> str:
+        """A frame with the next sequence_num; a book frame's (sequence_num, timestamp ms) is kept for the
+        sent-log under `symbol` (Coinbase's only order key for a book message: see `enqueue`)."""
+        ts_ms = ts_ms or int(time.time() * 1000)
+        frame = {"channel": channel, "client_id": "", "timestamp": rfc3339(ts_ms),
                  "sequence_num": self.sequence, "events": events}
+        if symbol is not None:
+            self.book_keys[symbol] = (self.sequence, ts_ms)
         self.sequence += 1
         return json.dumps(frame, separators=(",", ":"))
+
+    def enqueue(self, frame: str, symbol=None, channel=None, ident=None, snapshot=False, values=None) -> None:
+        """A book frame is sent-logged with the (sequence_num, timestamp ms) it carries."""
+        if channel == "orderbook" and symbol in self.book_keys:
+            values = self.book_keys.pop(symbol)
+        super().enqueue(frame, symbol, channel, ident, snapshot, values)
 
     def heartbeat(self) -> None:
         if self.channels.get("heartbeats") is not None:
@@ -166,7 +177,7 @@ class CoinbaseConnection(Connection):
         ts = rfc3339(book.ts_ms or int(time.time() * 1000))
         event = {"type": "snapshot", "product_id": okx_inst_id(symbol),
                  "updates": l2_updates("bid", bids, ts) + l2_updates("offer", asks, ts)}
-        self.enqueue(self.message("l2_data", [event]), symbol, "orderbook", last_id, snapshot=True)
+        self.enqueue(self.message("l2_data", [event], symbol=symbol), symbol, "orderbook", last_id, snapshot=True)
 
     def wants(self, channel: str, symbol: str) -> bool:
         return okx_inst_id(symbol) in self.channels.get(channel, ())
@@ -184,7 +195,7 @@ class CoinbaseConnection(Connection):
             ts = rfc3339(event.ts_ms)
             body = {"type": "update", "product_id": pid,
                     "updates": l2_updates("bid", event.bids, ts) + l2_updates("offer", event.asks, ts)}
-            return self.message("l2_data", [body], event.ts_ms)
+            return self.message("l2_data", [body], event.ts_ms, symbol=event.symbol)
         if isinstance(event, Trade):
             trade = {"trade_id": str(event.trade_id), "product_id": reported, "price": event.price, "size": event.amount,
                      "side": event.side.upper(), "time": rfc3339(event.ts_ms)}

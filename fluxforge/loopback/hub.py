@@ -109,7 +109,7 @@ class Connection:
                 return
             self.sent_frames += 1
             if snapshot:
-                self.hub.sent.snapshot(self.protocol, symbol, ident)
+                self.hub.sent.snapshot(self.protocol, symbol, ident, values)
             elif channel is not None:
                 self.hub.sent.sent(self.protocol, symbol, channel, ident, values)
 

@@ -174,7 +174,7 @@ class KrakenConnection(Connection):
         super().__init__(hub, ws, request)
         self.lx = loopback(request)
         self.views: dict[str, BookView] = {}
-        self.checksums: dict[str, int] = {}  # symbol -> checksum of the book frame being enqueued
+        self.checksums: dict[str, tuple[int, int]] = {}  # symbol -> (checksum, ms) of the book update being enqueued
 
     def price_places(self, symbol: str) -> int:
         return decimals(self.lx.source.price_tick(symbol))
@@ -252,13 +252,15 @@ class KrakenConnection(Connection):
         crc = checksum(bids, asks, self.price_places(symbol))
         frame = {"channel": "book", "type": "snapshot",
                  "data": [{"symbol": symbol, "bids": wire_levels(bids), "asks": wire_levels(asks), "checksum": crc}]}
-        self.enqueue(json.dumps(frame, separators=(",", ":")), symbol, "orderbook", crc, snapshot=True)
+        self.enqueue(json.dumps(frame, separators=(",", ":")), symbol, "orderbook", crc, snapshot=True,
+                     values=(None, None))  # a Kraken snapshot carries no time
 
-    def enqueue(self, frame: str, symbol=None, channel=None, ident=None, snapshot=False, **kw) -> None:
-        """A book update is logged by its checksum: Kraken has no update id."""
+    def enqueue(self, frame: str, symbol=None, channel=None, ident=None, snapshot=False, values=None) -> None:
+        """A book update is logged by its checksum (Kraken has no update id) and its timestamp."""
         if channel == "orderbook" and not snapshot and symbol in self.checksums:
-            ident = self.checksums.pop(symbol)
-        super().enqueue(frame, symbol, channel, ident, snapshot, **kw)
+            ident, ts_ms = self.checksums.pop(symbol)
+            values = (None, ts_ms)
+        super().enqueue(frame, symbol, channel, ident, snapshot, values)
 
     def encode(self, event: Event) -> str | None:
         if isinstance(event, BookUpdate):
@@ -293,7 +295,7 @@ class KrakenConnection(Connection):
             return None  # nothing changed inside this client's window: Kraken sends nothing
         _, top_bids, top_asks = book.snapshot(CHECKSUM_LEVELS)
         crc = checksum(top_bids, top_asks, self.price_places(event.symbol))
-        self.checksums[event.symbol] = crc
+        self.checksums[event.symbol] = (crc, event.ts_ms)
         data = {"symbol": event.symbol, "bids": wire_levels(bids), "asks": wire_levels(asks),
                 "checksum": crc, "timestamp": iso(event.ts_ms)}
         return json.dumps({"channel": "book", "type": "update", "data": [data]}, separators=(",", ":"))

@@ -26,8 +26,16 @@ class StreamLog:
         self._sent_ns = array("q")  # time.time_ns() when each id was sent
         self.dropped: list[tuple[int, int]] = []  # book id ranges withheld by gap faults
         self.snapshots: list[int] = []  # book: update id of each full snapshot served
-        self.values: list[tuple] = []  # bidsasks / ohlcv: each message's values (events.sent_values), in order
+        # bidsasks / ohlcv: each message's values (events.sent_values), in order; books of protocols whose
+        # book messages carry no update id (Coinbase, Kraken): (order key, exchange ms) of every book
+        # message as the wire carried it, snapshots included (Coinbase: sequence_num and the message's
+        # timestamp; Kraken: None and the update's timestamp, a snapshot has none)
+        self.values: list[tuple] = []
         self.truncated = False
+
+    def add_values(self, values: tuple | None) -> None:
+        if values is not None and len(self.values) < MAX_IDS_PER_STREAM:
+            self.values.append(values)
 
     @property
     def ids(self) -> list[int]:
@@ -41,8 +49,7 @@ class StreamLog:
 
     def add(self, ident: int | None, now_ns: int, values: tuple | None = None) -> None:
         self.messages += 1
-        if values is not None and len(self.values) < MAX_IDS_PER_STREAM:
-            self.values.append(values)
+        self.add_values(values)
         if ident is None:
             return
         if self.first_id is None:
@@ -88,10 +95,12 @@ class SentLog:
     def sent(self, protocol: str, symbol: str, channel: str, ident: int | None, values: tuple | None = None) -> None:
         self.stream(protocol, symbol, channel).add(ident, time.time_ns(), values)
 
-    def snapshot(self, protocol: str, symbol: str, last_id: int) -> None:
+    def snapshot(self, protocol: str, symbol: str, last_id: int, values: tuple | None = None) -> None:
         """A full book (REST depth or WebSocket snapshot) with this update id was served."""
         self.snapshots += 1
-        self.stream(protocol, symbol, "orderbook").snapshots.append(last_id)
+        stream = self.stream(protocol, symbol, "orderbook")
+        stream.snapshots.append(last_id)
+        stream.add_values(values)
 
     def dropped(self, protocol: str, symbol: str, first_id: int, last_id: int) -> None:
         self.stream(protocol, symbol, "orderbook").dropped.append((first_id, last_id))

@@ -86,6 +86,21 @@ async def drained(lx, collector, timeout: float = 30.0) -> None:
                      what="collector drained")
 
 
+async def books_across_a_reconnect(lx, collector, protocol: str, symbols: list[str], updates: int = 20) -> list:
+    """`updates` book messages of every symbol, a disconnect of every `protocol` connection, a new
+    snapshot and `updates` more of each, then freeze and drain.  The symbols' orderbook sent-logs."""
+    streams = [lx.sent.stream(protocol, s, "orderbook") for s in symbols]
+    await wait_until(lambda: all(st.messages >= updates for st in streams), 30, what=f"{updates} book updates each")
+    assert await lx.faults.disconnect(protocol=protocol) >= 1
+    await wait_until(lambda: all(len(st.snapshots) == 2 for st in streams), 30, what="a second snapshot of every book")
+    after = [len(st.values) for st in streams]
+    await wait_until(lambda: all(len(st.values) >= n + updates for st, n in zip(streams, after)), 30,
+                     what=f"{updates} book updates each after the reconnect")
+    lx.freeze()
+    await drained(lx, collector)
+    return streams
+
+
 async def replay_capture(lx, collector, symbols, exchange: str = "binance") -> None:
     """Run a frozen capture replay (`LoopbackExchange("replay", ...)`, frozen before the collector
     started) through `collector`: released once every symbol's REST snapshot is its first book

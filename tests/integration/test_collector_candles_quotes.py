@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import subprocess
 
+import pytest
+
 from collector_support import (collector_command, drained, exchange_entry, logged_errors, make_config, ready_tables,
                                rows_of, running_collector, subprocess_env, wait_until, write_config)
 from test_collector_e2e import binance_entry
@@ -142,5 +144,41 @@ def test_unsupported_channel_outside_collect_is_an_event_not_a_stop(tmp_path):
         refused = [e for e in rows_of(tables["events"], event="error") if e["channel"] == "bidsasks"]
         assert len(refused) == 1 and "has no watchBidsAsks" in refused[0]["reason"], refused
         assert rows_of(tables["trades"], exchange="coinbase") and tables["bidsasks"].num_rows == 0
+
+    asyncio.run(asyncio.wait_for(body(), 120))
+
+
+@pytest.mark.parametrize("aliased", [True, False], ids=["aliased", "not-aliased"])
+def test_candles_and_quotes_reported_under_an_alias_are_recorded_or_counted(tmp_path, aliased):
+    """The exchange reports BTC/USDC's candles and best bid/ask as BTC/USD: with `aliases` every one is a
+    row of BTC/USDC, as sent; without, every one is counted as unrequested, none recorded, none lost."""
+    symbols = ["BTC/USDC", "ETH/USDT"]
+
+    async def body():
+        sim = SimOptions(rate=20, trades_per_update=1.0, ticker_interval=0.25, seed=19)
+        async with LoopbackExchange("sim", symbols, sim=sim, report_as={"BTC/USDC": "BTC/USD"}) as lx:
+            extra = {"aliases": {"BTC/USD": "BTC/USDC"}} if aliased else {}
+            entry = binance_entry(lx, symbols, channels=["ohlcv", "bidsasks"], ohlcv_timeframes=["1s"], **extra)
+            cfg = make_config(tmp_path, [entry])
+            sent = lambda s, ch: lx.sent.stream("binance", s, ch).messages  # noqa: E731
+            async with running_collector(cfg) as collector:
+                await wait_until(lambda: all(sent(s, ch) >= 20 for s in symbols for ch in ("ohlcv", "bidsasks")),
+                                 60, what="candles and quotes of both symbols sent")
+                lx.freeze()
+                await drained(lx, collector)
+                unrequested = collector.recorder.unrequested_rows
+            tables = ready_tables(tmp_path)
+            assert assert_candles_match(tables, lx.sent, "ETH/USDT") >= 20
+            assert assert_quotes_match(tables, lx.sent, "ETH/USDT") >= 20
+            assert not any(r["symbol"] == "BTC/USD" for ch in ("ohlcv", "bidsasks") for r in tables[ch].to_pylist())
+            events = rows_of(tables["events"], event="unrequested")
+            if aliased:
+                assert assert_candles_match(tables, lx.sent, "BTC/USDC") >= 20
+                assert assert_quotes_match(tables, lx.sent, "BTC/USDC") >= 20
+                assert unrequested == 0 and not events
+                return
+            assert not rows_of(tables["ohlcv"], symbol="BTC/USDC") and not rows_of(tables["bidsasks"], symbol="BTC/USDC")
+            assert unrequested == sent("BTC/USDC", "ohlcv") + sent("BTC/USDC", "bidsasks")  # every one counted
+            assert {(e["symbol"], e["channel"]) for e in events} == {("BTC/USD", "ohlcv"), ("BTC/USD", "bidsasks")}
 
     asyncio.run(asyncio.wait_for(body(), 120))

@@ -13,7 +13,8 @@ import asyncio
 import time
 
 import pytest
-from collector_support import exchange_entry, make_config, ready_tables, rows_of, running_collector, wait_until
+from collector_support import (books_across_a_reconnect, exchange_entry, make_config, ready_tables, rows_of,
+                               running_collector, wait_until)
 
 from fluxforge.collector.kraken_checksum import book_checksum
 from fluxforge.loopback import LoopbackExchange, SimOptions
@@ -27,6 +28,12 @@ def row_checksum(row: dict, symbol: str) -> int:
     return book_checksum(book, PRICE_PLACES[symbol], 8)
 
 
+def assert_book_keys_as_sent(rows, stream, symbol):
+    """Kraken v2 has no order key: `nonce` null; `timestamp` the update's time (a snapshot has none), in order."""
+    assert [(r["nonce"], r["timestamp"]) for r in rows] == stream.values, f"{symbol}: nonce/timestamp differ from sent"
+    assert rows[0]["timestamp"] is None and all(r["timestamp"] > 1_600_000_000_000 for r in rows[1:])
+
+
 def assert_kraken_stream_matches(tables, sent, symbols, min_rows: int = 20):
     for symbol in symbols:
         rows = rows_of(tables["orderbook"], exchange="kraken", symbol=symbol)
@@ -34,7 +41,7 @@ def assert_kraken_stream_matches(tables, sent, symbols, min_rows: int = 20):
         assert len(rows) > min_rows and len(stream.snapshots) == 1, symbol
         assert all(len(r["bid_px"]) == len(r["ask_px"]) == 10 for r in rows)
         assert [row_checksum(r, symbol) for r in rows] == stream.snapshots + stream.ids, f"{symbol}: books differ"
-        assert rows[0]["timestamp"] is None and all(r["timestamp"] > 1_600_000_000_000 for r in rows[1:])
+        assert_book_keys_as_sent(rows, stream, symbol)
         stored_trades = [int(r["trade_id"]) for r in rows_of(tables["trades"], exchange="kraken", symbol=symbol)]
         assert stored_trades == sent.stream("kraken", symbol, "trades").ids, f"{symbol}: trades differ"
         tick = rows_of(tables["ticker"], exchange="kraken", symbol=symbol)
@@ -117,5 +124,28 @@ def test_kraken_fault_is_recorded_and_collection_recovers(tmp_path, kind):
                 assert reconnects >= {(s, ch) for s in SYMBOLS for ch in ("orderbook", "trades", "ticker")}
             for s in SYMBOLS:
                 assert [r for r in rows_of(tables["orderbook"], symbol=s) if r["recv_ns"] > mark], s
+
+    asyncio.run(asyncio.wait_for(body(), 90))
+
+
+def test_kraken_book_rows_carry_the_update_time_across_a_reconnect(tmp_path):
+    """Every book row's `timestamp` is its message's exchange time (null on a snapshot, which has none) and
+    `nonce` is null (Kraken v2 sends no order key), in send order, on both sides of a reconnect."""
+    async def body():
+        sim = SimOptions(rate=25, trades_per_update=0.5, ticker_interval=0.5, seed=23)
+        async with LoopbackExchange("sim", SYMBOLS, sim=sim) as lx:
+            cfg = make_config(tmp_path, [exchange_entry(lx, "kraken", SYMBOLS, book_depth=10)])
+            async with running_collector(cfg) as collector:
+                streams = await books_across_a_reconnect(lx, collector, "kraken", SYMBOLS)
+            tables = ready_tables(tmp_path)
+            for symbol, stream in zip(SYMBOLS, streams):
+                rows = rows_of(tables["orderbook"], exchange="kraken", symbol=symbol)
+                assert [(r["nonce"], r["timestamp"]) for r in rows] == stream.values, symbol
+                snapshots = [i for i, r in enumerate(rows) if r["timestamp"] is None]
+                assert len(snapshots) == 2 and snapshots[0] == 0 and all(r["nonce"] is None for r in rows)
+                # the rows are those messages: their checksums, recomputed, are the ones sent, in the same order
+                cut = snapshots[1]
+                assert [row_checksum(r, symbol) for r in rows] == (
+                    stream.snapshots[:1] + stream.ids[:cut - 1] + stream.snapshots[1:] + stream.ids[cut - 1:]), symbol
 
     asyncio.run(asyncio.wait_for(body(), 90))

@@ -8,7 +8,7 @@
   row is counted as `unrequested` (STATUS=, an event, `fluxforge status`), none vanishes;
 * isolate_books: a product whose book subscribe the exchange refuses stops only its own book
   when books are watched one per symbol; a grouped watch loses every book (why Coinbase's
-  default is isolated).
+  default is isolated); the refused one is retried with back-off and flows once it is served.
 """
 from __future__ import annotations
 
@@ -155,6 +155,45 @@ def test_a_refused_book_stops_only_its_own_when_books_are_isolated(tmp_path, iso
                 assert books_subscribed == booked == {"BTC/USDT", "XRP/USDT"}
             else:  # one refused product failed the whole grouped subscribe: no book at all
                 assert books_subscribed == booked == set()
+
+    asyncio.run(asyncio.wait_for(body(), 90))
+
+
+def test_a_refused_isolated_book_is_retried_with_backoff_until_served(tmp_path):
+    """The refusal is not waited out until a reconnect: the symbol's watch fails, is counted and retried
+    with back-off; once the exchange serves the product again its book flows, on the same connection,
+    without the other books resubscribing."""
+    async def body():
+        sim = SimOptions(rate=25, trades_per_update=0.7, ticker_interval=0.3, seed=44)
+        async with LoopbackExchange("sim", SYMBOLS, sim=sim) as lx:
+            lx.faults.refuse("ETH/USDT")
+            cfg = make_config(tmp_path, [exchange_entry(lx, "coinbase", SYMBOLS, book_depth=DEPTH, isolate_books=True)])
+            async with running_collector(cfg) as collector:
+                rec = collector.recorder
+                others = ("BTC/USDT", "XRP/USDT")
+                await wait_until(lambda: rec.event_counts["error"] >= 3 and all(len(rows_of_book(lx, s)) >= 10
+                                                                               for s in others),
+                                 30, what="three refused subscribes of ETH/USDT and the other books flowing")
+                assert ("coinbase", "orderbook", "ETH/USDT") not in rec.last_seen
+                lx.faults.resume()  # the exchange serves the product again
+                await wait_until(lambda: len(rows_of_book(lx, "ETH/USDT")) >= 10, 30, what="ETH/USDT's book served")
+                lx.freeze()
+                await drained(lx, collector)
+            assert lx.sent.connections_opened == 1  # nothing reconnected
+            tables = ready_tables(tmp_path)
+            events = tables["events"].to_pylist()
+            assert [e["reason"] for e in events if e["event"] == "reconnect"] == ["collector start"]
+            errors = [e for e in events if e["event"] == "error" and "drained" not in e["reason"]]
+            assert len(errors) >= 3 and all(e["symbol"] == "ETH/USDT" and e["channel"] == "orderbook"
+                                            and "subscribe refused" in e["reason"] and "ETH-USDT" in e["reason"]
+                                            for e in errors), errors
+            for symbol in SYMBOLS:  # each book: one snapshot, every message stored, as sent
+                stream = lx.sent.stream("coinbase", symbol, "orderbook")
+                rows = rows_of(tables["orderbook"], symbol=symbol)
+                assert len(stream.snapshots) == 1 and len(rows) == 1 + stream.messages, symbol
+                assert [(r["nonce"], r["timestamp"]) for r in rows] == stream.values, symbol
+            first_eth = rows_of(tables["orderbook"], symbol="ETH/USDT")[0]["recv_ns"]
+            assert max(e["recv_ns"] for e in errors) < first_eth
 
     asyncio.run(asyncio.wait_for(body(), 90))
 
