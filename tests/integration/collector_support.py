@@ -164,20 +164,24 @@ def ready_segments(data_dir: Path) -> list[Path]:
     return SegmentStore(Path(data_dir) / "segments").list("ready")
 
 
+def segment_table(seg: Path, ch: str) -> pa.Table:
+    """One finished segment's rows of one channel, checked against its manifest; an optional
+    channel the segment does not record has no file at all and reads as no rows."""
+    manifest = json.loads((seg / "manifest.json").read_text())
+    if ch not in manifest["channels"]:
+        assert ch in OPTIONAL_CHANNELS and not (seg / f"{ch}.parquet").exists(), (seg, ch)
+        return CHANNEL_SCHEMAS[ch].empty_table()
+    t = pq.read_table(seg / f"{ch}.parquet")
+    assert t.schema.equals(CHANNEL_SCHEMAS[ch]), (seg, ch)
+    assert t.num_rows == manifest["channels"][ch]["rows"], (seg, ch)
+    return t
+
+
 def ready_tables(data_dir: Path) -> dict[str, pa.Table]:
     """All ready/ segments, channel by channel, in segment order; checks manifests on the way."""
-    parts: dict[str, list[pa.Table]] = {ch: [] for ch in CHANNEL_SCHEMAS}
-    for seg in ready_segments(data_dir):
-        manifest = json.loads((seg / "manifest.json").read_text())
-        for ch, schema in CHANNEL_SCHEMAS.items():
-            if ch not in manifest["channels"]:  # an optional channel nobody records: no file at all
-                assert ch in OPTIONAL_CHANNELS and not (seg / f"{ch}.parquet").exists(), (seg, ch)
-                continue
-            t = pq.read_table(seg / f"{ch}.parquet")
-            assert t.schema.equals(schema), (seg, ch)
-            assert t.num_rows == manifest["channels"][ch]["rows"], (seg, ch)
-            parts[ch].append(t)
-    return {ch: pa.concat_tables(ts) if ts else CHANNEL_SCHEMAS[ch].empty_table() for ch, ts in parts.items()}
+    segs = ready_segments(data_dir)
+    return {ch: pa.concat_tables([segment_table(s, ch) for s in segs]) if segs else schema.empty_table()
+            for ch, schema in CHANNEL_SCHEMAS.items()}
 
 
 def rows_of(table: pa.Table, **where) -> list[dict]:

@@ -13,6 +13,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
+from collector_support import segment_table
 from daedalus_writer import (candle_and_bidask_records, expected_bronze, synthetic_records, write_ndjson,
                              write_parquet)
 from fluxforge.bronze.schemas import CHANNEL_SCHEMAS
@@ -29,7 +30,7 @@ def records():
 
 def bronze_rows(data_dir, channel):
     segs = SegmentStore(data_dir / "segments").list("ready")
-    tables = [pq.read_table(s / f"{channel}.parquet") for s in segs]
+    tables = [segment_table(s, channel) for s in segs]
     return pa.concat_tables(tables).cast(CHANNEL_SCHEMAS[channel]).to_pylist()
 
 

@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from daedalus_coinbase_writer import expected_native_bronze, native_records
+from collector_support import segment_table
 from daedalus_writer import expected_bronze, synthetic_records, write_ndjson, write_parquet
 from fluxforge.bronze.segments import SegmentStore
 from fluxforge.cli import main
@@ -57,7 +58,7 @@ def test_coinbaseadvanced_data_lands_under_the_translated_configs_exchange(tmp_p
     segs = SegmentStore(data / "segments").list("ready")
     expected = expected_bronze(records)
     for channel in ("orderbook", "trades", "ticker"):
-        rows = [r for s in segs for r in pq.read_table(s / f"{channel}.parquet").to_pylist()]
+        rows = [r for s in segs for r in segment_table(s, channel).to_pylist()]
         assert len(rows) == len(expected[channel]) > 0
         assert {r["exchange"] for r in rows} == {entry.name}
         assert {r["symbol"] for r in rows} == set(entry.channel_symbols()[channel])
@@ -110,7 +111,7 @@ def test_native_coinbase_collector_data_imports_under_the_translated_configs_exc
     segs = SegmentStore(data / "segments").list("ready")
     expected = expected_native_bronze(records)
     for channel, want in expected.items():
-        rows = [r for s in segs for r in pq.read_table(s / f"{channel}.parquet").to_pylist()]
+        rows = [r for s in segs for r in segment_table(s, channel).to_pylist()]
         assert rows == want and len(rows) > 0, channel
         assert {r["exchange"] for r in rows} == {entry.name}
         if channel in entry.channel_symbols():

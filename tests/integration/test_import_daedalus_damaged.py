@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from collector_support import segment_table
 from daedalus_writer import (candle_and_bidask_records, expected_bronze, record, synthetic_records, write_ndjson,
                              write_parquet)
 from fluxforge.bronze.schemas import CHANNEL_SCHEMAS
@@ -99,7 +100,7 @@ def test_damaged_inputs_are_counted_and_the_rest_imports(tmp_path):
     kept = report.damaged_files[0][1]
     want = expected_bronze(good)
     for channel in ("orderbook", "trades", "ticker", "ohlcv", "bidsasks"):
-        got = pa.concat_tables([pq.read_table(s / f"{channel}.parquet") for s in segs]).cast(CHANNEL_SCHEMAS[channel])
+        got = pa.concat_tables([segment_table(s, channel) for s in segs]).cast(CHANNEL_SCHEMAS[channel])
         rows = got.to_pylist()
         before_cut = [r for r in rows if r["recv_ns"] >= 1746522000 * 10**9]  # 09:00 onwards: the cut file
         assert [r for r in rows if r not in before_cut] == want[channel]
@@ -175,6 +176,6 @@ def test_generic_parquet_rows_that_cannot_be_bronze_are_counted(tmp_path):
                                                  "(char 25))", 1)]
     assert [line for _, line, _ in report.bad_line_examples] == [1, 4]
     assert dict(report.dropped_rows) == {"no receive time (capture_ts and collected_at missing)": 1}
-    got = pq.read_table(SegmentStore(tmp_path / "data" / "segments").list("ready")[0] / "ohlcv.parquet")
+    got = segment_table(SegmentStore(tmp_path / "data" / "segments").list("ready")[0], "ohlcv")
     assert got.cast(CHANNEL_SCHEMAS["ohlcv"]).to_pylist() == expected_bronze(
         [r for i, r in enumerate(recs) if i not in (0, 3, 5)])["ohlcv"]

@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from collector_support import segment_table
 from daedalus_writer import record, write_ndjson
 from fluxforge.bronze.schemas import CHANNEL_SCHEMAS
 from fluxforge.bronze.segments import SegmentStore
@@ -51,7 +52,7 @@ def test_binance_capture_round_trips_through_daedalus_ndjson(tmp_path, shared_ca
     assert main(["import", "daedalus", str(tmp_path / "old"), "--to", str(data), "--host", "pi"]) == 0
     segs = SegmentStore(data / "segments").list("ready")
     for channel, original in (("orderbook", books), ("trades", trades)):
-        got = pa.concat_tables([pq.read_table(s / f"{channel}.parquet") for s in segs]).cast(CHANNEL_SCHEMAS[channel])
+        got = pa.concat_tables([segment_table(s, channel) for s in segs]).cast(CHANNEL_SCHEMAS[channel])
         want = _in_us(original).cast(CHANNEL_SCHEMAS[channel])
         # receive order, as bronze keeps it (the capture's trades and books interleave)
         want = want.take(pc.sort_indices(want, [("recv_ns", "ascending")]))
