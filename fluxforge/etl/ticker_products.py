@@ -39,6 +39,8 @@ class TickerProducts:
 
     def process(self, tickers: pa.Table | None, resets: np.ndarray) -> pa.Table | None:
         """Feed time-sorted ticker rows (bronze columns) and sorted resets (ms); the rows they make."""
+        if (tickers is None or tickers.num_rows == 0) and not len(resets):
+            return None  # nothing for the kernel to do (most chunks of a symbol without tickers)
         if tickers is None or tickers.num_rows == 0:
             ts = np.zeros(0, dtype=np.int64)
             values = np.zeros((0, len(ticker_layout.TICKER_INPUTS)), dtype=np.float64)
