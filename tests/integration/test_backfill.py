@@ -284,6 +284,13 @@ def test_trade_options_and_max_gap_of_the_features_file_are_honoured(tmp_path, f
     hf = {k: v for k, v in got.items() if k.startswith("hf/")}
     assert hf and hf != {k: v for k, v in default.items() if k.startswith("hf/")}
     assert "vwap_7s" in read(out / next(k for k in got if k.startswith("trades/"))).column_names
+    import yaml
+    configured = yaml.safe_load(cfg.read_text())  # the same options in the config: `fluxforge replay` honours them
+    configured["etl"].update(yaml.safe_load(variant.read_text())["etl"])
+    (tmp_path / "c2.yaml").write_text(yaml.safe_dump(configured))
+    assert main(["replay", str(root / "bronze" / "pi02"), "--out", str(tmp_path / "cli"),
+                 "-c", str(tmp_path / "c2.yaml")]) == 0
+    assert products(tmp_path / "cli") == got
     import json
     meta = json.loads((out / "_backfill.json").read_text())
     assert (meta["max_gap_seconds"], meta["trades"]["horizons"], meta["symbol_overrides"]) == (0.4, [1, 7], overrides)
