@@ -173,7 +173,8 @@ def main() -> int:
     off, on = min(offs), min(ons)
     slower = on / off - 1.0
     ok &= slower <= 0.20
-    pairs = ", ".join(f"{100 * (b / a - 1):+.0f}%" for a, b in zip(offs, ons))
+    ratios = [b / a - 1 for a, b in zip(offs, ons)]
+    pairs = ", ".join(f"{100 * r:+.0f}%" for r in ratios) + f" (median {100 * float(np.median(ratios)):+.1f}%)"
     print(f"whole ETL, {books:,} snapshots + {books // 4:,} trades: trade products off {off:.3f} CPU-s, "
           f"on (defaults) {on:.3f} CPU-s (best of {len(ons)} each) -> {100 * slower:+.1f}% (target <= +20%); "
           f"pairs: {pairs}")
