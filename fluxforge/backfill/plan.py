@@ -23,7 +23,7 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from ..config import FeatureOptions
+from ..config import DEFAULT_MAX_GAP_MS, FeatureOptions, TradeOptions
 from ..etl.engines import MAX_CARRY_FACTOR
 from ..etl.naming import exchange_path_value, symbol_path_value
 from .source import SegmentRef
@@ -161,10 +161,14 @@ def build_tasks(units: list[Unit], workers: int) -> list[Task]:
 
 
 def fingerprint(options: FeatureOptions, sources: list[str], filters: Filters, version: str,
-                reorder_window: float, row_group_rows: int) -> dict:
-    """What makes two runs' outputs comparable; a DEST only ever holds one fingerprint."""
+                reorder_window: float, row_group_rows: int, trades: TradeOptions | None = None,
+                symbol_overrides: dict | None = None, max_gap_ms: int = DEFAULT_MAX_GAP_MS) -> dict:
+    """What makes two runs' outputs comparable; a DEST only ever holds one fingerprint.  `options` are
+    etl.features; etl.trades, etl.symbol_overrides and etl.max_gap_seconds shape the outputs too."""
     body = {"options": options.model_dump(mode="json"), "sources": sorted(sources), "filters": filters.describe(),
-            "version": version, "reorder_window": reorder_window, "row_group_rows": row_group_rows}
+            "version": version, "reorder_window": reorder_window, "row_group_rows": row_group_rows,
+            "trades": (trades or TradeOptions()).model_dump(mode="json"),
+            "symbol_overrides": symbol_overrides or {}, "max_gap_seconds": max_gap_ms / 1000}
     body["fingerprint"] = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
     return body
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import __version__
-from ..config import FeatureOptions
+from ..config import DEFAULT_MAX_GAP_MS, FeatureOptions, TradeOptions
 from ..logs import get_logger
 from ..sync.client import check_bucket
 from .dest import Dest
@@ -52,6 +52,9 @@ class BackfillRequest:
     cache: str = ""
     row_group_rows: int = 65536
     reorder_window: float = 5.0
+    trades: TradeOptions = field(default_factory=TradeOptions)  # etl.trades, as the ETL service uses them
+    symbol_overrides: dict = field(default_factory=dict)        # etl.symbol_overrides
+    max_gap_ms: int = DEFAULT_MAX_GAP_MS                         # etl.max_gap_seconds
 
 
 @dataclass
@@ -82,7 +85,7 @@ def backfill(req: BackfillRequest, progress: Any = None) -> BackfillReport:
         check_bucket(loc.target())
     dest = Dest(req.dest)
     meta = fingerprint(req.options, [str(s) for s in req.sources], req.filters, __version__, req.reorder_window,
-                       req.row_group_rows)
+                       req.row_group_rows, req.trades, req.symbol_overrides, req.max_gap_ms)
     existing = dest.read_meta()
     if existing and existing.get("fingerprint") != meta["fingerprint"]:
         raise BackfillMismatch(f"{req.dest} holds a backfill with other options/sources/filters "
@@ -103,7 +106,8 @@ def backfill(req: BackfillRequest, progress: Any = None) -> BackfillReport:
                      dest=req.dest.without_credentials() if remote else req.dest,
                      options=req.options, row_group_rows=req.row_group_rows,
                      reorder_ms=int(round(req.reorder_window * 1000)), cache=req.cache,
-                     emit_range=req.filters.emit_range, fingerprint=meta["fingerprint"])
+                     emit_range=req.filters.emit_range, fingerprint=meta["fingerprint"],
+                     trades=req.trades, symbol_overrides=req.symbol_overrides, max_gap_ms=req.max_gap_ms)
     with open_executor(req.engine, req.workers, req.address) as ex:
         scans = dict(f.result() for f in [ex.submit(scan_segment, r, ctx) for r in segments])
         report.skipped += [(name, s.bad) for name, s in scans.items() if s.bad]

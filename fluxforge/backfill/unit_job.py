@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..bronze import schemas as bronze
-from ..config import FeatureOptions
+from ..config import DEFAULT_MAX_GAP_MS, FeatureOptions, TradeOptions
 from ..etl.bronze_reader import BadSegment
 from ..etl.engines import EngineBank
 from ..etl.replay import run_or_skip
@@ -44,6 +44,9 @@ class JobContext:
     cache: str
     emit_range: tuple[int | None, int | None] | None
     fingerprint: str
+    trades: TradeOptions = field(default_factory=TradeOptions)  # etl.trades, etl.symbol_overrides, etl.max_gap_seconds: the engine
+    symbol_overrides: dict | None = None   # bank is built as the ETL service builds it
+    max_gap_ms: int = DEFAULT_MAX_GAP_MS
 
 
 @dataclass
@@ -116,7 +119,8 @@ def run_task(task: Task, ctx: JobContext) -> UnitResult:
     """Replay a task's streams through their segments, publish the parts, then one done-marker per unit."""
     t0 = time.monotonic()
     dest = Dest(ctx.dest)
-    bank = EngineBank(ctx.options, reorder_ms=ctx.reorder_ms)
+    bank = EngineBank(ctx.options, reorder_ms=ctx.reorder_ms, trade_options=ctx.trades,
+                      symbol_overrides=ctx.symbol_overrides, max_gap_ms=ctx.max_gap_ms)
     root = dest.work_root(Path(ctx.cache))
     out = UnitResult([u.id for u in task.units], skipped=[], worker=f"{os.uname().nodename}:{os.getpid()}")
     files: list[Path] = []

@@ -20,7 +20,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="only these ccxt symbols, e.g. 'BTC/*' (repeatable)")
     p.add_argument("--start", metavar="UTC", help="first date/time (e.g. 2024-08-08 or 2024-08-08T12:00)")
     p.add_argument("--end", metavar="UTC", help="end date/time (exclusive)")
-    p.add_argument("--features", metavar="FILE", help="YAML with an etl.features section: the options to compute")
+    p.add_argument("--features", metavar="FILE",
+                   help="YAML with an etl section of the options to compute: features, trades, symbol_overrides, "
+                        "max_gap_seconds (the keys given override the config's)")
     p.add_argument("--engine", choices=("local", "dask"), default="local", help="task engine (default: local)")
     p.add_argument("--address", metavar="tcp://HOST:8786", help="Dask scheduler (with --engine dask)")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, metavar="N",
@@ -30,11 +32,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _feature_options(path: str, base):
+PRODUCT_KEYS = ("features", "trades", "symbol_overrides", "max_gap_seconds")  # the etl options that shape outputs
+
+
+def _product_options(path: str, base):
+    """The config's `etl` (base) with FILE's etl.features / etl.trades / etl.symbol_overrides (merged key by
+    key) and etl.max_gap_seconds over it, validated like the config; other etl keys are refused."""
     import yaml
     from pydantic import ValidationError
 
-    from ..config import ConfigError, FeatureOptions
+    from ..config import ConfigError, EtlConfig
 
     try:
         data = yaml.safe_load(open(path).read()) or {}
@@ -42,13 +49,21 @@ def _feature_options(path: str, base):
         raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: invalid YAML: {e}") from None
-    section = (data.get("etl") or {}).get("features") if isinstance(data, dict) else None
-    if not isinstance(section, dict):
-        raise ConfigError(f"{path}: no etl.features mapping")
+    etl = data.get("etl") if isinstance(data, dict) else None
+    keys = ", ".join("etl." + k for k in PRODUCT_KEYS)
+    other = sorted(set(etl) - set(PRODUCT_KEYS)) if isinstance(etl, dict) else []
+    if other:
+        raise ConfigError(f"{path}: {', '.join('etl.' + k for k in other)}: not an output option (--features reads {keys})")
+    if not isinstance(etl, dict) or not etl:
+        raise ConfigError(f"{path}: no etl section with any of {keys}")
+    merged = {k: getattr(base, k) for k in PRODUCT_KEYS}
+    merged = {k: v.model_dump() if hasattr(v, "model_dump") else v for k, v in merged.items()}
+    for key, value in etl.items():
+        merged[key] = {**merged[key], **value} if isinstance(merged[key], dict) and isinstance(value, dict) else value
     try:
-        return FeatureOptions.model_validate({**base.model_dump(), **section})
+        return EtlConfig.model_validate(merged)
     except ValidationError as e:
-        fields = "; ".join(f"etl.features.{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors())
+        fields = "; ".join(f"etl.{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors())
         raise ConfigError(f"{path}: {fields}") from None
 
 
@@ -70,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     from ..sync.client import SyncError
 
     cfg = load_config(args.config) if args.config or config_path(None).exists() else Config()
-    options = _feature_options(args.features, cfg.etl.features) if args.features else cfg.etl.features
+    etl = _product_options(args.features, cfg.etl) if args.features else cfg.etl
     if args.workers < 1:
         raise UserError("--workers must be at least 1")
     try:
@@ -84,9 +99,10 @@ def run(args: argparse.Namespace) -> int:
         if not s.is_s3 and not s.path.is_dir():
             raise UserError(f"{s}: not a directory")
     configure_logging(cfg.logging.level, cfg.logging.format, "fluxforge-backfill")
-    req = BackfillRequest(sources, dest, options, filters, args.engine, args.workers, args.address,
+    req = BackfillRequest(sources, dest, etl.features, filters, args.engine, args.workers, args.address,
                           args.cache or str(Path(tempfile.gettempdir()) / "fluxforge-backfill"),
-                          cfg.etl.row_group_rows, cfg.etl.reorder_window)
+                          cfg.etl.row_group_rows, cfg.etl.reorder_window,
+                          trades=etl.trades, symbol_overrides=etl.symbol_overrides, max_gap_ms=etl.max_gap_ms)
     try:
         with Progress(None, "backfill", " units") as bar:
             report = backfill(req, bar)

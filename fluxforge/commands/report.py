@@ -1,4 +1,5 @@
-"""`fluxforge report`: a PNG chart of mid/microprice, spread, OFI and VPIN from the bars, trade-bar candles."""
+"""`fluxforge report`: a PNG chart of mid/microprice, spread, OFI and VPIN from the bars, trade-bar candles
+(a symbol without bars: its trade bars and ticker features)."""
 from __future__ import annotations
 
 import argparse
@@ -90,6 +91,5 @@ def run(args: argparse.Namespace) -> int:
         series, panels = chart_symbol(features, exchange, symbol, interval, out, start, end, args.features)
     except (NoBars, ReportError) as e:
         raise UserError(str(e), exit_code=1) from None
-    print(f"wrote {out}: {exchange} {symbol}, {series.rows:,} bars of {interval}s, "
-          f"panels: {'; '.join(p.title for p in panels)}")
+    print(f"wrote {out}: {exchange} {symbol}, {series.describe()}, panels: {'; '.join(p.title for p in panels)}")
     return 0

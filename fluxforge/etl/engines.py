@@ -48,6 +48,7 @@ import pyarrow.compute as pc
 
 from ..config import DEFAULT_MAX_GAP_MS, FeatureOptions, TradeOptions
 from .bronze_reader import Key, sort_times
+from .ticker_products import TICKER_ISSUE_KINDS, TICKER_ISSUES
 from .trade_dedupe import drop_repeated
 
 NO_EVENT = -1  # a pending reset carried from an earlier segment: any book resolves it
@@ -173,7 +174,7 @@ class SymbolFeed:
     def __init__(self, engine, carry: Carry, trades: pa.Table | None, events_recv_ns: list[int], reorder_ms: int):
         self.engine = engine
         self.reorder_ms = reorder_ms
-        self.new_trades = self.untimed = self.duplicate_trades = self.untimed_tickers = 0
+        self.new_trades = self.untimed = self.duplicate_trades = self.new_tickers = self.untimed_tickers = 0
         self._trade_ids = dict(carry.trade_ids)
         self.trades = carry.trades
         self._tts = _ts(self.trades)
@@ -189,11 +190,20 @@ class SymbolFeed:
         self.output = FeatureOutput()
         self.books_fed = 0
         self._late_before = _late_count(engine)
+        self._tickers_before = _ticker_counts(engine)
 
     @property
     def late_dropped(self) -> int:
         """Rows the engine dropped as older than what it had processed, during this segment."""
         return _late_count(self.engine) - self._late_before
+
+    @property
+    def ticker_issues(self) -> dict[str, int]:
+        """Ticker rows of this segment per TICKER_ISSUE_KINDS: dropped (late, duplicate, untimed) or kept
+        without a mid (crossed, missing_side)."""
+        after = _ticker_counts(self.engine)
+        return {k: self.untimed_tickers if k == "untimed" else after[k] - self._tickers_before[k]
+                for k in TICKER_ISSUE_KINDS}
 
     def add_trades(self, trades: pa.Table | None) -> None:
         """More of the segment's trades (time-sorted): all at once for a segment, or chunk by chunk
@@ -215,6 +225,7 @@ class SymbolFeed:
         """More of the segment's ticker rows (time-sorted); rows without exchange time are counted, not used."""
         if tickers is None or tickers.num_rows == 0:
             return
+        self.new_tickers += tickers.num_rows
         tickers, untimed = _timed(tickers)
         self.untimed_tickers += untimed
         rest = self.tickers.slice(self._ticker_pos) if self.tickers is not None else None
@@ -314,6 +325,12 @@ class SymbolFeed:
 def _late_count(engine) -> int:
     stats = getattr(engine, "stats", None)
     return int(stats().get("late_dropped", 0)) if stats is not None else 0
+
+
+def _ticker_counts(engine) -> dict[str, int]:
+    stats = getattr(engine, "ticker_stats", None)  # a PairedEngine; a bare book engine has no tickers
+    counts = stats() if stats is not None else {}
+    return {kind: int(counts.get(key, 0)) for kind, key in TICKER_ISSUES.items()}
 
 
 def _later(a: int | None, b: int | None) -> int | None:

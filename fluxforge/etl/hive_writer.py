@@ -27,6 +27,10 @@ from ..fsio import fsync_dir, fsync_file, syncfs, tmp_name
 from .naming import MS_PER_DAY, part_name
 
 PARTITION_COLUMNS = ("exchange", "symbol", "interval", "date")
+# Parts up to this size (Arrow bytes) are encoded in memory and written with one call: most parts of
+# a segment are small (a symbol's bars or trade bars), and the file stream would issue a write(2) per
+# page header, page and footer piece.  Larger parts (hf of a busy segment) stream to the file.
+BUFFERED_PART_BYTES = 8 << 20
 
 
 def prepare_table(tables: list[pa.Table]) -> pa.Table:
@@ -47,8 +51,18 @@ def _ms(table: pa.Table) -> np.ndarray:
     return pc.cast(col, pa.int64()).to_numpy() if not pa.types.is_integer(col.type) else col.to_numpy()
 
 
+def _scalar_ms(value: pa.Scalar) -> int:
+    """One timestamp (or integer ms) of the column `_ms` reads, as an int, without casting the column."""
+    return int(value.value if isinstance(value, pa.TimestampScalar) else value.as_py())
+
+
 def split_by_day(table: pa.Table) -> list[tuple[int, pa.Table]]:
     """(UTC day number, rows of that day) for a time-sorted table: a segment spanning midnight splits."""
+    if table.num_rows:  # sorted: first and last row on one day (nearly every part) -> all of it
+        col = table.column("timestamp")
+        first, last = (_scalar_ms(col[i]) // MS_PER_DAY for i in (0, table.num_rows - 1))
+        if first == last:
+            return [(first, table)]
     days = _ms(table) // MS_PER_DAY
     if not len(days):
         return []
@@ -65,18 +79,25 @@ class PartWriter:
         self.segment = segment
         self.row_group_rows = row_group_rows
         self._pending: list[tuple[Path, Path]] = []  # (temp, final)
+        self._finals: set[Path] = set()  # the finals of _pending: a set, since a segment writes ~100 parts
         self._new_dirs: set[Path] = set()
 
     def add(self, partition_dir: Path, table: pa.Table) -> Path:
         self._mkdirs(partition_dir)
         final = partition_dir / part_name(self.segment)
-        if any(f == final for _, f in self._pending):
+        if final in self._finals:
             raise ValueError(f"two outputs of {self.segment} map to the same part {final}")
         tmp = tmp_name(final)
-        pq.write_table(table, tmp, compression="zstd", write_statistics=True,
+        small = table.get_total_buffer_size() <= BUFFERED_PART_BYTES  # (nbytes of a slice costs ~1 ms)
+        sink = pa.BufferOutputStream() if small else tmp
+        pq.write_table(table, sink, compression="zstd", write_statistics=True,
                        row_group_size=self.row_group_rows, use_dictionary=False,
                        sorting_columns=[pq.SortingColumn(table.schema.get_field_index("timestamp"))])
+        if small:  # the same bytes, in one write(2) instead of one per page and footer piece
+            with open(tmp, "wb") as f:
+                f.write(sink.getvalue())
         self._pending.append((tmp, final))
+        self._finals.add(final)
         return final
 
     def _mkdirs(self, path: Path) -> None:
@@ -112,6 +133,7 @@ class PartWriter:
             raise
         done = [final for _, final in self._pending]
         self._pending.clear()
+        self._finals.clear()
         self._new_dirs.clear()
         return done
 
@@ -131,6 +153,7 @@ class PartWriter:
         for tmp, _ in self._pending:
             tmp.unlink(missing_ok=True)
         self._pending.clear()
+        self._finals.clear()
 
 
 def remove_stale_temps(root: Path) -> int:

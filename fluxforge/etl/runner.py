@@ -180,6 +180,7 @@ class EtlRunner:
         log.info("segment_done", segment=segment, books=result.books, trades=result.trades,
                  hf_rows=result.hf_rows, bar_rows=result.bar_rows, files=len(result.files),
                  late_dropped=result.late_dropped, duplicate_trades=result.duplicate_trades,
+                 **{f"tickers_{k}": n for k, n in result.tickers.items()},
                  seconds=round(result.seconds, 3), rows_per_s=round(result.rows_per_s))
         if result.late_dropped:
             log.warning("segment_late_rows", segment=segment, late_dropped=result.late_dropped,
@@ -210,6 +211,8 @@ def _count(before: dict, segment: str, result: SegmentResult) -> dict:
     out = dict(before)
     for key in ("late_dropped", "duplicate_trades"):
         out[key] = int(out.get(key, 0)) + int(getattr(result, key))
+    for kind, n in result.tickers.items():
+        out[f"tickers_{kind}"] = int(out.get(f"tickers_{kind}", 0)) + int(n)
     if result.late_dropped:
         out["last_late_segment"] = segment
     return out

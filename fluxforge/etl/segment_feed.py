@@ -18,6 +18,7 @@ import pyarrow as pa
 from ..logs import get_logger
 from .bronze_reader import Key, book_batch, reset_rows, tickers_by_symbol, trades_by_symbol
 from .engines import EngineBank, FeatureOutput, SymbolFeed
+from .ticker_products import TICKER_ISSUE_KINDS
 from .trade_products import PairedEngine
 
 log = get_logger("fluxforge.etl")
@@ -107,11 +108,17 @@ class SegmentFeeder:
         return {(key, product): sum(t.num_rows for t in tables)
                 for key, out in self.outputs.items() for product, tables in products(out)}
 
-    def totals(self) -> dict[str, int]:
+    def totals(self) -> dict:
+        """The segment's counts (segment_job.SegmentResult fields): rows fed, rows dropped, ticker issues
+        in total (`tickers`) and per symbol that had tickers (`tickers_by_symbol`)."""
         feeds = self.feeds.values()
+        issues = {key: f.ticker_issues for key, f in sorted(self.feeds.items())}
+        by_symbol = {key: c for key, c in issues.items() if self.feeds[key].new_tickers or any(c.values())}
         return {"books": sum(f.books_fed for f in feeds), "trades": sum(f.new_trades for f in feeds),
                 "late_dropped": sum(f.late_dropped for f in feeds),
-                "duplicate_trades": sum(f.duplicate_trades for f in feeds)}
+                "duplicate_trades": sum(f.duplicate_trades for f in feeds),
+                "tickers": {k: sum(c[k] for c in by_symbol.values()) for k in TICKER_ISSUE_KINDS},
+                "tickers_by_symbol": by_symbol}
 
 
 def pieces(table: pa.Table | None, batch_rows: int) -> list[pa.Table]:

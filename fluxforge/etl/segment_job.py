@@ -44,6 +44,8 @@ class SegmentResult:
     late_dropped: int = 0       # rows older than what their symbol's engine had processed
     duplicate_trades: int = 0   # trades redelivered with an id already seen (etl/trade_dedupe.py)
     trade_rows: int = 0  # rows of the trade products (trade_bars/, ...)
+    tickers: dict = field(default_factory=dict)  # ticker_products.TICKER_ISSUE_KINDS -> ticker rows
+    tickers_by_symbol: dict = field(default_factory=dict)  # Key -> the same, for symbols that had tickers
     files: list[Path] = field(default_factory=list)
     seconds: float = 0.0
     outputs: dict | None = None  # Key -> engines.FeatureOutput, with keep_outputs

@@ -13,6 +13,14 @@ import pyarrow as pa
 
 from ..features import book_arrays, ticker_layout
 
+# What the ETL reports of a symbol's tickers per segment (`segment_done`, `fluxforge status`, the
+# fluxforge_etl_ticker_rows_flagged metric): kind -> the TickerProducts.stats() counter.  Dropped: late,
+# duplicate (and `untimed`, counted by the feed before the kernel); kept without a mid: crossed, missing_side.
+TICKER_ISSUES = {"late": "late_dropped", "duplicate": "duplicates", "crossed": "crossed", "missing_side": "missing_side"}
+TICKER_ISSUE_KINDS = ("late", "duplicate", "untimed", "crossed", "missing_side")
+
+_QUOTES = [ticker_layout.TICKER_FIELDS.index("bid"), ticker_layout.TICKER_FIELDS.index("ask")]
+
 
 class TickerProducts:
     """The ticker kernel of one symbol behind Arrow tables; streaming, checkpointable."""
@@ -22,12 +30,17 @@ class TickerProducts:
 
         self.horizons = [int(h) for h in horizons]
         self._kernel = TickerEngine([h * 1000 for h in self.horizons])
+        self._missing_side = 0  # kept rows without a usable bid or ask (since this object was made)
 
     def stats(self) -> dict[str, int]:
-        return self._kernel.stats()
+        """The kernel's counters (tickers, late_dropped, duplicates, crossed, resets: since the checkpoint
+        began) and `missing_side`: rows kept without a positive finite bid or ask (since this object was made)."""
+        return {**self._kernel.stats(), "missing_side": self._missing_side}
 
     def process(self, tickers: pa.Table | None, resets: np.ndarray) -> pa.Table | None:
         """Feed time-sorted ticker rows (bronze columns) and sorted resets (ms); the rows they make."""
+        if (tickers is None or tickers.num_rows == 0) and not len(resets):
+            return None  # nothing for the kernel to do (most chunks of a symbol without tickers)
         if tickers is None or tickers.num_rows == 0:
             ts = np.zeros(0, dtype=np.int64)
             values = np.zeros((0, len(ticker_layout.TICKER_INPUTS)), dtype=np.float64)
@@ -36,6 +49,9 @@ class TickerProducts:
             values = np.ascontiguousarray(np.column_stack(
                 [book_arrays.float_column(tickers, c) for c in ticker_layout.TICKER_INPUTS]))
         rows = self._kernel.process(ts, values, np.ascontiguousarray(resets, dtype=np.int64))
+        if len(rows):
+            quotes = rows[:, _QUOTES]  # the kept rows' bid and ask
+            self._missing_side += int(len(rows) - (np.isfinite(quotes) & (quotes > 0)).all(axis=1).sum())
         return ticker_layout.ticker_table(self.horizons, rows) if len(rows) else None
 
     def get_state(self) -> dict[str, bytes]:

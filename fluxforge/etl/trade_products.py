@@ -60,6 +60,10 @@ class TradeProducts:
     def stats(self) -> dict[str, int]:
         return self._bars.stats()
 
+    def ticker_stats(self) -> dict[str, int]:
+        """The ticker kernel's counters (late, duplicate, crossed, missing a side): ticker_products.TickerProducts."""
+        return self._ticker.stats()
+
     def process(self, trades: pa.Table | None, resets: list[int] | None = None,
                 until: int | None = None, tickers: pa.Table | None = None) -> Products:
         """Feed time-sorted trades, tickers and resets; close bars that end by `until` (ms, exchange time)."""
@@ -148,6 +152,9 @@ class PairedEngine:
         """The book engine's counters (late rows, ...), which the ETL reads per segment."""
         stats = getattr(self.engine, "stats", None)  # test engines may count nothing
         return stats() if stats is not None else {}
+
+    def ticker_stats(self) -> dict[str, int]:
+        return self.products.ticker_stats()
 
     def process(self, books: pa.Table | None, trades: pa.Table | None = None,
                 resets: list[int] | None = None, tickers: pa.Table | None = None) -> PairedResult:

@@ -32,6 +32,7 @@ class EtlMetrics(PromCollector):
         self.segments = counter(M.ETL_SEGMENTS, self.registry)
         self.feature_rows = counter(M.FEATURE_ROWS, self.registry)
         self.input_rows = counter(M.ETL_INPUT_ROWS, self.registry)
+        self.tickers_flagged = counter(M.TICKER_ROWS_FLAGGED, self.registry)
         self.duration = histogram(M.SEGMENT_DURATION, self.registry, M.SEGMENT_BUCKETS)
         for outcome in ("done", "failed"):
             self.segments.labels(outcome)
@@ -53,6 +54,9 @@ class EtlMetrics(PromCollector):
         self.feature_rows.labels("bars").inc(result.bar_rows)
         self.input_rows.labels("orderbook").inc(result.books)
         self.input_rows.labels("trades").inc(result.trades)
+        for (exchange, symbol), counts in sorted(result.tickers_by_symbol.items()):
+            for kind, n in counts.items():
+                self.tickers_flagged.labels(exchange, symbol, kind).inc(n)
         self._newest_from_manifest(outcome.segment)
         self.late_dropped = {key: int(stats().get("late_dropped", 0)) for key, st in list(self.bank.symbols.items())
                              if (stats := getattr(st.engine, "stats", None)) is not None}

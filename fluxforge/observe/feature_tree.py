@@ -1,5 +1,5 @@
-"""Find and read bars, trade bars and hf rows in the Hive feature tree
-(features/{bars/interval=<d>s,trade_bars/interval=<d>s,hf}/exchange=/symbol=/date=).
+"""Find and read bars, trade bars, hf and ticker rows in the Hive feature tree
+(features/{bars/interval=<d>s,trade_bars/interval=<d>s,hf,ticker,...}/exchange=/symbol=/date=).
 
 Why a reader next to the ETL's writer: `fluxforge report` and the demo summary
 must pick one exchange + symbol + interval + time range without scanning the
@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..etl.naming import exchange_path_value, symbol_from_path_value, symbol_path_value
+from ..features.ticker_layout import TICKER
 from ..features.trade_layout import TRADE_BARS
 
 _INTERVAL = re.compile(r"^interval=(\d+)s$")
@@ -38,10 +39,20 @@ class BarSeries:
     hf: pa.Table | None = None  # features the bars do not carry (microprice, VPIN) come from here
     trades: pa.Table | None = None  # trade bars (OHLCV of trades) of the same range, if the ETL wrote any
     trades_interval_s: int | None = None
+    ticker: pa.Table | None = None  # ticker features of the same range, read when there are no bars
 
     @property
     def rows(self) -> int:
         return self.table.num_rows
+
+    def describe(self) -> str:
+        """What was read: '300 bars of 60s, 1,200 trade bars of 5s, 900 ticker rows' (the parts present)."""
+        parts = [f"{self.rows:,} bars of {self.interval_s}s"] if self.rows else []
+        if self.trades is not None:
+            parts.append(f"{self.trades.num_rows:,} trade bars of {self.trades_interval_s}s")
+        if self.ticker is not None:
+            parts.append(f"{self.ticker.num_rows:,} ticker rows")
+        return ", ".join(parts) or "no rows"
 
 
 def _values(directory: Path, key: str) -> list[str]:
@@ -58,11 +69,23 @@ def intervals(features_dir: Path, tree: str = "bars") -> list[int]:
     return sorted(int(m[1]) for p in bars.iterdir() if (m := _INTERVAL.match(p.name)))
 
 
+def _partition_roots(features_dir: Path) -> list[Path]:
+    """Every directory holding exchange= partitions: each tree (hf, trades, ticker, ...) or each of its
+    interval=<d>s (bars, trade_bars); hidden and `_` entries (a backfill's markers) are not trees."""
+    features_dir = Path(features_dir)
+    trees = sorted(p for p in features_dir.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))) \
+        if features_dir.is_dir() else []
+    roots = []
+    for tree in trees:
+        by_interval = sorted(p for p in tree.iterdir() if p.is_dir() and _INTERVAL.match(p.name))
+        roots += by_interval or [tree]
+    return roots
+
+
 def symbols(features_dir: Path) -> dict[str, list[str]]:
-    """exchange -> partition symbols that have bars (any interval)."""
+    """exchange -> partition symbols that have features of any tree (bars, trade bars, trades, ticker, hf, ...)."""
     out: dict[str, set[str]] = {}
-    for d in intervals(features_dir):
-        root = Path(features_dir) / "bars" / f"interval={d}s"
+    for root in _partition_roots(features_dir):
         for ex in _values(root, "exchange"):
             out.setdefault(ex, set()).update(_values(root / f"exchange={ex}", "symbol"))
     return {ex: sorted(s) for ex, s in sorted(out.items())}
@@ -72,14 +95,14 @@ def resolve_symbol(features_dir: Path, symbol: str, exchange: str | None) -> tup
     """(exchange, partition symbol) for a user's 'BTC/USDT' or 'BTC-USDT'; NoBars if absent or ambiguous."""
     available = symbols(features_dir)
     if not available:
-        raise NoBars(f"no bars under {Path(features_dir) / 'bars'} (has the ETL run?)")
+        raise NoBars(f"no features under {Path(features_dir)} (has the ETL run?)")
     wanted = next((w for w in _partition_candidates(symbol) if any(w in syms for syms in available.values())),
                   symbol_path_value(symbol))
     matches = [ex for ex, syms in available.items() if wanted in syms
                and (exchange is None or ex == exchange_path_value(exchange))]
     listing = "; ".join(f"{ex}: {', '.join(s)}" for ex, s in available.items())
     if not matches:
-        raise NoBars(f"no bars for {symbol}{' on ' + exchange if exchange else ''}; available: {listing}")
+        raise NoBars(f"no features for {symbol}{' on ' + exchange if exchange else ''}; available: {listing}")
     if len(matches) > 1:
         raise NoBars(f"{symbol} is on several exchanges ({', '.join(matches)}): choose one with --exchange")
     return matches[0], wanted
@@ -99,9 +122,10 @@ def _partition_candidates(symbol: str) -> list[str]:
 
 
 def _symbol_dir(features_dir: Path, interval_s: int | None, exchange: str, symbol: str, tree: str = "bars") -> Path:
-    """<tree>/interval=<d>s/exchange=/symbol= for bars (tree: bars, trade_bars), hf/exchange=/symbol= when
-    interval_s is None."""
-    kind = Path(features_dir) / ("hf" if interval_s is None else f"{tree}/interval={interval_s}s")
+    """<tree>/interval=<d>s/exchange=/symbol= for bars (tree: bars, trade_bars); when interval_s is None,
+    hf/exchange=/symbol= (tree bars) or <tree>/exchange=/symbol= (tree: ticker, trades, ...)."""
+    flat = "hf" if tree == "bars" else tree
+    kind = Path(features_dir) / (flat if interval_s is None else f"{tree}/interval={interval_s}s")
     return kind / f"exchange={exchange}" / f"symbol={symbol}"
 
 
@@ -120,8 +144,14 @@ def hf_columns(features_dir: Path, exchange: str, symbol: str) -> list[str]:
 
 
 def newest_date(features_dir: Path, exchange: str, symbol: str) -> str | None:
-    dates = [d for iv in intervals(features_dir) for d in _dates(features_dir, iv, exchange, symbol)]
-    return max(dates, default=None)
+    """The newest date partition of the symbol in any tree."""
+    dirs = [root / f"exchange={exchange}" / f"symbol={symbol}" for root in _partition_roots(features_dir)]
+    return max((d for p in dirs for d in _values(p, "date")), default=None)
+
+
+def has_rows(features_dir: Path, exchange: str, symbol: str, tree: str) -> bool:
+    """Whether a tree without intervals (ticker, trades, hf) has a date partition of the symbol."""
+    return bool(_dates(features_dir, None, exchange, symbol, tree))
 
 
 def read_rows(features_dir: Path, interval_s: int | None, exchange: str, symbol: str,
@@ -141,7 +171,7 @@ def read_rows(features_dir: Path, interval_s: int | None, exchange: str, symbol:
             if not f.name.startswith("."):
                 tables.append(pq.read_table(f, columns=columns))
     if not tables:
-        return pa.table({"timestamp": pa.array([], pa.timestamp("ms", tz="UTC"))})
+        return no_rows()
     table = pa.concat_tables(tables, promote_options="permissive")
     ts = table.column("timestamp")
     if start is not None:
@@ -150,6 +180,11 @@ def read_rows(features_dir: Path, interval_s: int | None, exchange: str, symbol:
     if end is not None:
         table = table.filter(pc.less(ts, pa.scalar(end, ts.type)))
     return table.take(pc.sort_indices(table, sort_keys=[("timestamp", "ascending")]))
+
+
+def no_rows() -> pa.Table:
+    """What a read of nothing gives: a `timestamp` column and no rows."""
+    return pa.table({"timestamp": pa.array([], pa.timestamp("ms", tz="UTC"))})
 
 
 def read_bars(features_dir: Path, interval_s: int, exchange: str, symbol: str,
@@ -181,12 +216,15 @@ def read_trade_bars(series: BarSeries, features_dir: Path, start: datetime | Non
 
 
 def pick_interval(features_dir: Path, exchange: str, symbol: str, start: datetime | None,
-                  end: datetime | None, min_bars: int = 100) -> int:
-    """The coarsest interval giving at least `min_bars` bars in the range, else the finest."""
-    found = [iv for iv in intervals(features_dir) if _dates(features_dir, iv, exchange, symbol)]
-    if not found:
-        raise NoBars(f"no bars for {exchange} {symbol}")
-    for iv in sorted(found, reverse=True):
-        if read_bars(features_dir, iv, exchange, symbol, start, end, columns=["timestamp"]).rows >= min_bars:
-            return iv
-    return found[0]
+                  end: datetime | None, min_bars: int = 100) -> int | None:
+    """The coarsest interval giving at least `min_bars` bars in the range, else the finest; of the book bars,
+    else (a symbol with trades only) of the trade bars; None when the symbol has neither (e.g. tickers only)."""
+    for tree in ("bars", TRADE_BARS):
+        found = [iv for iv in intervals(features_dir, tree) if _dates(features_dir, iv, exchange, symbol, tree)]
+        for iv in sorted(found, reverse=True):
+            rows = read_rows(features_dir, iv, exchange, symbol, start, end, ["timestamp"], tree).num_rows
+            if rows >= min_bars:
+                return iv
+        if found:
+            return found[0]
+    return None

@@ -8,7 +8,8 @@ prefix, base units, `_total` counters, `_seconds`, `_bytes`) in one place.
 
 Labels are bounded: `exchange`, `channel` and `symbol` come from the config,
 `state`, `event`, `reason`, `kind`, `tree` and `job` from the fixed sets below (live drop
-reasons: fluxforge/live/hub.py DROP_REASONS).
+reasons: fluxforge/live/hub.py DROP_REASONS; ticker kinds: fluxforge/etl/ticker_products.py
+TICKER_ISSUE_KINDS).
 """
 from __future__ import annotations
 
@@ -77,6 +78,9 @@ ETL_SEGMENTS = _d("fluxforge_etl_segments_processed", COUNTER, "segments process
 LATE_DROPPED = _d("fluxforge_etl_rows_late_dropped", COUNTER,
                   "rows older than the symbol's watermark dropped by the ETL (since the checkpoint began)",
                   "exchange", "symbol")
+TICKER_ROWS_FLAGGED = _d("fluxforge_etl_ticker_rows_flagged", COUNTER,
+                        "ticker rows the ETL dropped (late, duplicate, untimed) or kept without a mid price "
+                        "(crossed, missing_side), per kind", "exchange", "symbol", "kind")
 FEATURE_ROWS = _d("fluxforge_feature_rows_written", COUNTER, "feature rows written, per tree (hf, bars)", "tree")
 ETL_INPUT_ROWS = _d("fluxforge_etl_input_rows", COUNTER, "bronze rows fed to the feature kernels", "channel")
 

@@ -5,7 +5,10 @@ but microprice and VPIN are per-snapshot features that only the hf rows carry,
 so the default chart draws the bars and overlays those hf series on the same
 time axis (no resampling, nothing invented between rows).  What traded is a third
 view: the trade bars (features/trade_bars/) are drawn as candlesticks with their
-volume below, when the ETL wrote any for the symbol.
+volume below, when the ETL wrote any for the symbol.  A symbol without bars (trades
+or tickers only) is charted from what it has: trade bars alone, and the ticker
+features' mid and relative spread in the price and spread panels; a panel with no
+data is left out.
 
 Why matplotlib is imported lazily: it is the optional `plot` extra, so a
 headless Pi install stays small; only drawing needs it and the error says how
@@ -24,7 +27,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from .feature_tree import BarSeries, NoBars, hf_columns, read_bars, read_rows, read_trade_bars
+from ..features.ticker_layout import TICKER
+from .feature_tree import BarSeries, NoBars, has_rows, hf_columns, no_rows, read_bars, read_rows, read_trade_bars
 
 _SUFFIXES = ("", "_close", "_last", "_mean", "_sum", "_price")
 PIXEL_SIZE = (1600, 1000)
@@ -37,7 +41,7 @@ class ReportError(Exception):
 
 @dataclass(frozen=True)
 class Line:
-    source: str            # "bars" | "hf"
+    source: str            # "bars" | "hf" | "trades" (trade bars) | "ticker"
     column: str
     label: str
     scale: float = 1.0
@@ -51,8 +55,10 @@ class Panel:
 
 
 DEFAULT_PANELS = [
-    Panel("price", [Line("bars", "close", "mid (bar close)"), Line("hf", "microprice", "microprice")]),
-    Panel("spread (bps)", [Line("bars", "mean_relative_spread", "mean relative spread", scale=1e4)]),
+    Panel("price", [Line("bars", "close", "mid (bar close)"), Line("hf", "microprice", "microprice"),
+                    Line("ticker", "mid_price", "ticker mid")]),
+    Panel("spread (bps)", [Line("bars", "mean_relative_spread", "mean relative spread", scale=1e4),
+                           Line("ticker", "relative_spread", "ticker relative spread", scale=1e4)]),
     Panel("OFI per bar", [Line("bars", "sum_ofi", "order-flow imbalance", kind="bar")]),
     Panel("VPIN", [Line("hf", "vpin", "VPIN")]),
 ]
@@ -61,7 +67,9 @@ TRADE_PANELS = [
     Panel("trade volume", [Line("trades", "volume", "volume (base)", kind="volume")]),
 ]
 DEFAULT_DESCRIPTION = ("mid (bar close) + microprice (hf), relative spread in bps, OFI per bar, VPIN (hf), "
-                       "and trade-bar candlesticks + volume when there are trade bars")
+                       "and trade-bar candlesticks + volume when there are trade bars; a symbol without bars: "
+                       "its trade bars and the ticker's mid and spread")
+TICKER_COLUMNS = ["timestamp", "mid_price", "relative_spread"]
 
 
 def resolve_column(name: str, available: list[str]) -> str | None:
@@ -73,10 +81,12 @@ def resolve_column(name: str, available: list[str]) -> str | None:
     return starts[0] if starts else None
 
 
-def default_panels(bar_columns: list[str], hf_columns: list[str], trade_columns: list[str] = ()) -> list[Panel]:
+def default_panels(bar_columns: list[str], hf_columns: list[str], trade_columns: list[str] = (),
+                   ticker_columns: list[str] = ()) -> list[Panel]:
     """DEFAULT_PANELS (+ TRADE_PANELS) without the lines whose column is absent (e.g. VPIN disabled,
-    no hf rows, no trade bars)."""
-    have = {"bars": set(bar_columns), "hf": set(hf_columns), "trades": set(trade_columns)}
+    no hf rows, no trade bars, no ticker rows)."""
+    have = {"bars": set(bar_columns), "hf": set(hf_columns), "trades": set(trade_columns),
+            "ticker": set(ticker_columns)}
     panels = [Panel(p.title, [ln for ln in p.lines if ln.column in have[ln.source]])
               for p in DEFAULT_PANELS + TRADE_PANELS]
     return [p for p in panels if p.lines]
@@ -157,8 +167,10 @@ def _direction_colors(o: np.ndarray, c: np.ndarray) -> np.ndarray:
 
 def render(series: BarSeries, panels: list[Panel], title: str | None = None):
     """The figure of PIXEL_SIZE with one time-aligned panel per entry of `panels` (closed by the caller)."""
-    if series.rows == 0:
-        raise ReportError(f"no bars for {series.exchange} {series.symbol} at {series.interval_s}s in that range")
+    tables = _tables(series)
+    panels = drawable(series, panels)
+    if not panels:
+        raise ReportError(f"no rows to draw for {series.exchange} {series.symbol} in that range")
     plt = load_pyplot()
     import matplotlib.dates as mdates
 
@@ -166,7 +178,9 @@ def render(series: BarSeries, panels: list[Panel], title: str | None = None):
                              figsize=(PIXEL_SIZE[0] / DPI, PIXEL_SIZE[1] / DPI), dpi=DPI)
     for ax, panel in zip(axes[:, 0], panels):
         for i, line in enumerate(panel.lines):
-            table = {"bars": series.table, "hf": series.hf, "trades": series.trades}[line.source]
+            table = tables[line.source]
+            if not _has_rows(table):
+                continue
             if line.kind == "candles":
                 candles(ax, table, series.trades_interval_s, f"{line.label} ({series.trades_interval_s}s)")
                 continue
@@ -193,11 +207,28 @@ def render(series: BarSeries, panels: list[Panel], title: str | None = None):
     ax = axes[-1, 0]
     ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(ax.xaxis.get_major_locator()))
     ax.set_xlabel("time (UTC)")
-    times = series.table.column("timestamp").to_numpy(zero_copy_only=False).astype("datetime64[s]")
-    fig.suptitle(title or f"{series.exchange} {series.symbol}  {series.interval_s}s bars  "
-                 f"{str(times[0]).replace('T', ' ')} .. {str(times[-1]).replace('T', ' ')} UTC  ({series.rows:,} bars)")
+    first = next(t for t in (series.table, series.trades, series.ticker, series.hf) if _has_rows(t))
+    times = first.column("timestamp").to_numpy(zero_copy_only=False).astype("datetime64[s]")
+    what = f"{series.interval_s}s bars" if series.rows else \
+        f"{series.trades_interval_s}s trade bars" if _has_rows(series.trades) else "ticker"
+    fig.suptitle(title or f"{series.exchange} {series.symbol}  {what}  "
+                 f"{str(times[0]).replace('T', ' ')} .. {str(times[-1]).replace('T', ' ')} UTC  ({series.describe()})")
     fig.tight_layout()
     return fig
+
+
+def _has_rows(table: pa.Table | None) -> bool:
+    return table is not None and table.num_rows > 0
+
+
+def _tables(series: BarSeries) -> dict[str, pa.Table | None]:
+    return {"bars": series.table, "hf": series.hf, "trades": series.trades, "ticker": series.ticker}
+
+
+def drawable(series: BarSeries, panels: list[Panel]) -> list[Panel]:
+    """The panels with at least one line whose source has rows (what `render` draws)."""
+    tables = _tables(series)
+    return [p for p in panels if any(_has_rows(tables[ln.source]) for ln in p.lines)]
 
 
 def draw(series: BarSeries, panels: list[Panel], out: Path, title: str | None = None) -> Path:
@@ -210,20 +241,29 @@ def draw(series: BarSeries, panels: list[Panel], out: Path, title: str | None = 
     return out
 
 
-def load_symbol(features_dir: Path, exchange: str, symbol: str, interval_s: int, start: datetime | None = None,
-                end: datetime | None = None, spec: str | None = None) -> tuple[BarSeries, list[Panel]]:
-    """The bars (the hf columns the panels need, the trade bars) of one symbol, and the panels to draw."""
-    series = read_bars(features_dir, interval_s, exchange, symbol, start, end)
-    if series.rows == 0:
-        span = f" between {start:%Y-%m-%d %H:%M} and {end:%Y-%m-%d %H:%M} UTC" if start and end else ""
-        raise NoBars(f"no {interval_s}s bars for {exchange} {symbol}{span}")
+def load_symbol(features_dir: Path, exchange: str, symbol: str, interval_s: int | None,
+                start: datetime | None = None, end: datetime | None = None,
+                spec: str | None = None) -> tuple[BarSeries, list[Panel]]:
+    """The bars (the hf columns the panels need, the trade bars; without bars, the ticker rows) of one
+    symbol, and the panels to draw.  interval_s: of the bars, else of the trade bars (None: neither)."""
+    series = read_bars(features_dir, interval_s, exchange, symbol, start, end) if interval_s is not None \
+        else BarSeries(exchange, symbol, 0, no_rows())
     hf_cols = hf_columns(features_dir, exchange, symbol)
     if spec:
         panels = parse_panels(spec, series.table.column_names, hf_cols)
     else:
-        series = read_trade_bars(series, features_dir, start, end)
+        if interval_s is not None:
+            series = read_trade_bars(series, features_dir, start, end)
+        if series.rows == 0 and has_rows(features_dir, exchange, symbol, TICKER):
+            ticker = read_rows(features_dir, None, exchange, symbol, start, end, TICKER_COLUMNS, TICKER)
+            series = replace(series, ticker=ticker if ticker.num_rows else None)
         trade_cols = series.trades.column_names if series.trades is not None else []
-        panels = default_panels(series.table.column_names, hf_cols, trade_cols)
+        ticker_cols = series.ticker.column_names if series.ticker is not None else []
+        panels = default_panels(series.table.column_names if series.rows else [], hf_cols, trade_cols, ticker_cols)
+    if series.rows == 0 and series.trades is None and series.ticker is None:
+        span = f" between {start:%Y-%m-%d %H:%M} and {end:%Y-%m-%d %H:%M} UTC" if start and end else ""
+        raise NoBars(f"no {interval_s}s bars for {exchange} {symbol}{span}" if interval_s is not None
+                     else f"no bars, trade bars or ticker rows for {exchange} {symbol}{span}")
     wanted = needs_hf(panels)
     if wanted:
         series = replace(series, hf=read_rows(features_dir, None, exchange, symbol, start, end, ["timestamp", *wanted]))
@@ -236,4 +276,4 @@ def chart_symbol(features_dir: Path, exchange: str, symbol: str, interval_s: int
     """Read the bars (and the hf columns the panels need) of one symbol and draw them to `out`."""
     series, panels = load_symbol(features_dir, exchange, symbol, interval_s, start, end, spec)
     draw(series, panels, out, title)
-    return series, panels
+    return series, drawable(series, panels)

@@ -19,6 +19,7 @@ from . import stream_health
 from ..config import Config
 from ..bronze.segments import MANIFEST, REASON, STATES, SegmentId, SegmentStore
 from ..etl.checkpoint import CheckpointStore
+from ..etl.ticker_products import TICKER_ISSUE_KINDS
 from .sync_status import sync_status
 from .unit_states import unit_states
 
@@ -131,12 +132,14 @@ def etl_lag(store: SegmentStore, now: float) -> dict[str, Any]:
 
 
 def etl_counters(cfg: Config) -> dict[str, Any]:
-    """Rows the ETL dropped as late or as repeated trades, totals since its checkpoint began."""
+    """Rows the ETL dropped as late or as repeated trades, and ticker rows it dropped or kept without a mid
+    (`tickers_<kind>`, etl/ticker_products.py TICKER_ISSUE_KINDS): totals since its checkpoint began."""
     try:
         counters = CheckpointStore(cfg.state_dir).counters()
     except (OSError, ValueError) as e:  # unreadable checkpoint: the ETL itself reports it
         return {"error": str(e)}
-    return {k: counters.get(k, 0) for k in ("late_dropped", "duplicate_trades", "last_late_segment")}
+    keys = ("late_dropped", "duplicate_trades", "last_late_segment", *(f"tickers_{k}" for k in TICKER_ISSUE_KINDS))
+    return {k: counters.get(k, 0) for k in keys}
 
 
 def feature_summary(features_dir: Path) -> dict[str, Any]:

@@ -39,6 +39,9 @@ def render(facts: dict[str, Any], warnings: list[StatusWarning]) -> str:
     if late:
         lines.append(f"etl       {late} row(s) dropped as late, last in {facts['etl_counters'].get('last_late_segment')} "
                      "(older than what was processed: see docs/operations.md, clock steps and restores)")
+    tickers = ticker_issues_line(facts.get("etl_counters") or {})
+    if tickers:
+        lines.append(f"etl       tickers: {tickers}")
     lines.append("")
     lines += _stream_table(facts["streams"])
     if facts["events_last_hour"]:
@@ -102,3 +105,17 @@ def _live_line(units: list[dict[str, Any]]) -> list[str]:
                 if part.startswith("live "):
                     return [f"{'live':<10}{part[5:]}"]
     return []
+
+
+_TICKER_WORDS = {"missing_side": "missing a side"}
+
+
+def ticker_issues_line(counters: dict) -> str:
+    """'2 late, 1 duplicate dropped; 3 crossed, 4 missing a side kept without a mid' from the ETL's running
+    `tickers_<kind>` counters ('' when all are 0)."""
+    def part(kinds: tuple[str, ...], what: str) -> str:
+        named = [f"{int(counters.get(f'tickers_{k}') or 0)} {_TICKER_WORDS.get(k, k)}" for k in kinds
+                 if counters.get(f"tickers_{k}")]
+        return f"{', '.join(named)} {what}" if named else ""
+    return "; ".join(p for p in (part(("late", "duplicate", "untimed"), "dropped"),
+                                 part(("crossed", "missing_side"), "kept without a mid")) if p)

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from s3harness import Fault, FaultProxy, MotoServer, moto  # noqa: E402,F401
 from syncdata import fresh_logging, tree_digest  # noqa: E402,F401
 from fleet_bronze import write_capture_host, write_fleet  # noqa: E402
-from backfill_support import (download_prefix, features, read, replay_per_host, rows_in_range,  # noqa: E402
+from backfill_support import (OPTIONS, download_prefix, features, read, replay_per_host, rows_in_range,  # noqa: E402
                               upload_bronze, write_config)
 from etl_support import tables_equal  # noqa: E402
 
@@ -249,6 +249,59 @@ def test_other_options_into_the_same_dest_are_refused(tmp_path, fleet, capsys):
     import json
     meta = json.loads((tmp_path / "v5" / "_backfill.json").read_text())
     assert meta["options"]["hf_emit_interval"] == 5.0 and meta["complete"] and len(meta["units_done"]) == 2
+
+
+def products(root: Path) -> dict[str, str]:
+    """{path: sha256} of every feature tree (hf/, bars/, trade_bars/, dollar_bars/, trades/, ticker/, ...)."""
+    return {k: v for k, v in tree_digest(root).items() if not k.startswith("_")}
+
+
+def test_trade_options_and_max_gap_of_the_features_file_are_honoured(tmp_path, fleet, capsys):
+    """--features FILE with etl.max_gap_seconds, etl.trades (per-trade rows, horizons, bars) and a symbol
+    override: every tree equals a replay with the same options (the ETL service's computation) and
+    differs from the defaults -- hf too, which only max_gap_seconds changes."""
+    from fluxforge.config import TradeOptions
+    from fluxforge.etl.replay import replay
+
+    root, hosts = fleet
+    cfg = write_config(tmp_path / "c.yaml")
+    variant = tmp_path / "variant.yaml"
+    variant.write_text("etl:\n  max_gap_seconds: 0.4\n"
+                       "  trades: {per_trade: true, horizons: [1, 7], bar_durations: [1, 5]}\n"
+                       "  symbol_overrides: {'binance:ETH/USDT': {dollar_bar_size: 2000.0}}\n")
+    out = tmp_path / "out"
+    assert main(["backfill", str(root / "bronze" / "pi02"), "--out", str(out), "-c", str(cfg),
+                 "--features", str(variant), "--workers", "1"]) == 0, capsys.readouterr()
+    trades = TradeOptions(per_trade=True, horizons=[1, 7], bar_durations=[1, 5])
+    overrides = {"binance:ETH/USDT": {"dollar_bar_size": 2000.0}}
+    same = replay(hosts["pi02"], tmp_path / "same", OPTIONS, 65536, trade_options=trades,
+                  symbol_overrides=overrides, max_gap_ms=400)
+    assert not same.skipped
+    replay(hosts["pi02"], tmp_path / "defaults", OPTIONS, 65536)
+    got, want, default = products(out), products(tmp_path / "same"), products(tmp_path / "defaults")
+    assert got == want
+    assert any(k.startswith("trades/") for k in got) and any("dollar_bars/exchange=binance/symbol=ETH" in k for k in got)
+    hf = {k: v for k, v in got.items() if k.startswith("hf/")}
+    assert hf and hf != {k: v for k, v in default.items() if k.startswith("hf/")}
+    assert "vwap_7s" in read(out / next(k for k in got if k.startswith("trades/"))).column_names
+    import yaml
+    configured = yaml.safe_load(cfg.read_text())  # the same options in the config: `fluxforge replay` honours them
+    configured["etl"].update(yaml.safe_load(variant.read_text())["etl"])
+    (tmp_path / "c2.yaml").write_text(yaml.safe_dump(configured))
+    assert main(["replay", str(root / "bronze" / "pi02"), "--out", str(tmp_path / "cli"),
+                 "-c", str(tmp_path / "c2.yaml")]) == 0
+    assert products(tmp_path / "cli") == got
+    import json
+    meta = json.loads((out / "_backfill.json").read_text())
+    assert (meta["max_gap_seconds"], meta["trades"]["horizons"], meta["symbol_overrides"]) == (0.4, [1, 7], overrides)
+    variant.write_text("etl:\n  max_gap_seconds: 0.5\n")  # another variant into the same DEST: refused
+    assert main(["backfill", str(root / "bronze" / "pi02"), "--out", str(out), "-c", str(cfg),
+                 "--features", str(variant), "--workers", "1"]) == 1
+    assert "other options" in capsys.readouterr().err
+    variant.write_text("etl:\n  poll_interval: 1\n")
+    assert main(["backfill", str(root / "bronze" / "pi02"), "--out", str(tmp_path / "o2"), "-c", str(cfg),
+                 "--features", str(variant)]) == 78
+    assert "etl.poll_interval: not an output option" in capsys.readouterr().err
 
 
 def test_killed_run_resumes_with_the_unfinished_units(tmp_path, fleet, reference):

@@ -32,3 +32,31 @@ def test_split_at_midnight_and_sorting():
     parts = split_by_day(t)
     assert [(date_of_day(d), p.column("v").to_pylist()) for d, p in parts] == \
         [("2024-08-08", [2, 1]), ("2024-08-09", [3, 4])]
+
+
+def test_one_day_split_and_integer_times():
+    ts = [1_723_075_200_000, 1_723_075_200_500, 1_723_161_599_999]
+    for col in (pa.array(ts, pa.timestamp("ms", tz="UTC")), pa.array(ts, pa.int64())):
+        parts = split_by_day(pa.table({"timestamp": col, "v": [1, 2, 3]}))
+        assert [(date_of_day(d), p.num_rows) for d, p in parts] == [("2024-08-08", 3)]
+    assert split_by_day(pa.table({"timestamp": pa.array([], pa.int64())})) == []
+
+
+def test_parts_written_in_memory_are_the_bytes_written_to_the_file(tmp_path, monkeypatch):
+    """A small part is encoded in memory and written at once, a large one streams to its file:
+    the same table gives the same bytes either way."""
+    import numpy as np
+
+    from fluxforge.etl import hive_writer
+
+    n = 5000
+    table = pa.table({"timestamp": pa.array(1_723_075_200_000 + np.arange(n), pa.timestamp("ms", tz="UTC")),
+                      **{f"f{i}": np.random.default_rng(i).normal(size=n) for i in range(12)}})
+    digests = []
+    for limit in (1 << 30, 0):
+        monkeypatch.setattr(hive_writer, "BUFFERED_PART_BYTES", limit)
+        writer = hive_writer.PartWriter("seg-h-20240808T000000Z-000001", 1024)
+        writer.add(tmp_path / f"limit={limit}", table)
+        [path] = writer.commit()
+        digests.append(path.read_bytes())
+    assert digests[0] == digests[1] and len(digests[0]) > 10_000

@@ -12,6 +12,7 @@ import socket
 import time
 import urllib.request
 
+import pyarrow as pa
 import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
@@ -120,6 +121,69 @@ def test_etl_exposition_after_segments(tmp_path):
     assert samples(fams, M.ETL_INPUT_ROWS)[("orderbook",)] > 0
     # the synthetic market is from the past: the lag is the age of its newest exchange time
     assert samples(fams, M.ETL_LAG)[()] > 60
+
+
+def _tickers_with_issues():
+    """BTC/USDT ticker rows, 100 ms apart over 14 s, with exactly 3 crossed, 4 missing a side, 2 redelivered,
+    1 without exchange time and 1 late (received in the second segment, 13 s older than the first's end)."""
+    import math
+    from fluxforge.bronze import schemas as bronze
+    from etl_support import T0_MS
+    rows = []
+    for i in range(140):
+        ts = T0_MS + 100 * i
+        bid, ask = 100.0 + 0.01 * i, 100.5 + 0.01 * i
+        if i in (10, 20, 30):
+            bid, ask = ask + 0.2, bid  # crossed
+        if i in (40, 50, 60, 70):
+            bid = math.nan if i % 20 else -1.0  # no bid, or a bid that is no price
+        rows.append((ts, bid, ask))
+        if i in (15, 45):
+            rows.append((ts, bid, ask))  # redelivered: same time, same values
+    rows.append((None, 100.0, 100.5))  # no exchange time
+    rows.append((T0_MS + 1_000, 99.0, 99.5))  # late: received after the 14 s of the first segment
+    recv = [(T0_MS + 100 * i) * 1_000_000 + 1_000_000 for i in range(len(rows) - 2)] \
+        + [(T0_MS + 5_000) * 1_000_000, (T0_MS + 17_000) * 1_000_000]
+    n = len(rows)
+    return pa.table({
+        "exchange": ["binance"] * n, "symbol": ["BTC/USDT"] * n, "timestamp": [r[0] for r in rows],
+        "recv_ns": recv, "bid": pa.array([r[1] for r in rows], pa.float64(), from_pandas=True),
+        "bid_size": [1.0] * n, "ask": [r[2] for r in rows], "ask_size": [2.0] * n, "last": [100.2] * n,
+        "open": [None] * n, "high": [None] * n, "low": [None] * n, "base_volume": [10.0] * n,
+        "quote_volume": [1000.0] * n, "vwap": [100.1] * n, "percentage": [None] * n,
+    }, schema=bronze.TICKER).sort_by("recv_ns")
+
+
+def test_ticker_counts_reach_the_segment_log_status_and_metrics(tmp_path):
+    """Late, redelivered, untimed, crossed and one-sided tickers: the exact counts in each segment's
+    `segment_done` event, in `fluxforge status`'s running totals and in the ETL's metrics."""
+    from structlog.testing import capture_logs
+
+    from fluxforge.observe.status import etl_counters
+    from fluxforge.observe.status_text import ticker_issues_line
+
+    cfg = Config.model_validate({"data_dir": str(tmp_path / "data"), "host_id": "t",
+                                 "etl": {"features": {"bar_durations": [1, 5]}}})
+    market = dict(synthetic_market(symbols=("BTC/USDT",), seconds=20), ticker=_tickers_with_issues())
+    write_segments(cfg.segments_dir / "ready", market, 2, seconds=20)  # cut at 15 s of receive time
+    svc = EtlService(cfg, once=True, engine_class=LedgerEngine)
+    with capture_logs() as logs:
+        assert asyncio.run(svc.run()) == 0
+    done = [e for e in logs if e["event"] == "segment_done"]
+    got = [{k[len("tickers_"):]: e[k] for k in e if k.startswith("tickers_")} for e in done]
+    assert got == [{"late": 0, "duplicate": 2, "untimed": 1, "crossed": 3, "missing_side": 4},
+                   {"late": 1, "duplicate": 0, "untimed": 0, "crossed": 0, "missing_side": 0}]
+    counters = etl_counters(cfg)
+    assert {k: counters[f"tickers_{k}"] for k in got[0]} == \
+        {"late": 1, "duplicate": 2, "untimed": 1, "crossed": 3, "missing_side": 4}
+    assert ticker_issues_line(counters) == \
+        "1 late, 2 duplicate, 1 untimed dropped; 3 crossed, 4 missing a side kept without a mid"
+    fams = families(svc.metrics.registry)
+    assert_declared(fams, [M.TICKER_ROWS_FLAGGED])
+    assert samples(fams, M.TICKER_ROWS_FLAGGED) == {
+        ("binance", "BTC/USDT", "late"): 1.0, ("binance", "BTC/USDT", "duplicate"): 2.0,
+        ("binance", "BTC/USDT", "untimed"): 1.0, ("binance", "BTC/USDT", "crossed"): 3.0,
+        ("binance", "BTC/USDT", "missing_side"): 4.0}
 
 
 def test_endpoint_serves_and_survives_a_busy_port(tmp_path):

@@ -122,7 +122,7 @@ def test_default_chart_without_hf_rows_draws_what_the_bars_have(tmp_path, capsys
 
 def test_symbol_errors_name_what_exists(tmp_path, capsys):
     assert report(tmp_path, "-s", "BTC/USDT") == 1
-    assert "no bars under" in capsys.readouterr().err
+    assert "no features under" in capsys.readouterr().err
     write_bars(tmp_path, DAY1, 10)
     write_bars(tmp_path, DAY1, 10, exchange="okx")
     assert report(tmp_path, "-s", "SOL/USDT") == 1
@@ -199,7 +199,7 @@ def test_depth_profile_without_band_columns_is_one_clear_line(tmp_path, capsys):
 
 
 def write_trade_bars(data_dir: Path, start: datetime, n: int, interval_s: int = 1,
-                     segment: str = "seg-h-20240808T000000Z-000001") -> pa.Table:
+                     segment: str = "seg-h-20240808T000000Z-000001", symbol: str = "BTC-USDT") -> pa.Table:
     """n trade bars (features/trade_bars/, the ETL's columns) with some empty ones; returns them."""
     rng = np.random.default_rng(11)
     ts = np.array([int((start.timestamp() + i * interval_s) * 1000) for i in range(n)], dtype=np.int64)
@@ -215,7 +215,7 @@ def write_trade_bars(data_dir: Path, start: datetime, n: int, interval_s: int = 
         "volume": np.where(empty, 0.0, rng.uniform(0.01, 4, n)), "trade_count": np.where(empty, 0, 3),
         "is_empty": empty,
     })
-    _partitioned(data_dir, f"trade_bars/interval={interval_s}s", table, ts, "binance", "BTC-USDT", segment)
+    _partitioned(data_dir, f"trade_bars/interval={interval_s}s", table, ts, "binance", symbol, segment)
     return table
 
 
@@ -286,3 +286,61 @@ def test_trade_bars_of_another_interval_are_the_nearest_finer_one(tmp_path):
     write_trade_bars(tmp_path, DAY1, 300, interval_s=1)
     assert trade_bar_interval(tmp_path / "features", "binance", "BTC-USDT", 30) == 5
     assert trade_bar_interval(tmp_path / "features", "binance", "BTC-USDT", 60) == 60
+
+
+def test_a_trades_only_symbol_is_charted_from_its_trade_bars(tmp_path, capsys):
+    """ETH has trade bars only (and BTC has book bars): found through trade_bars/, its newest day and
+    interval chosen from them, and only the trade panels drawn, from the rows of the Parquet."""
+    from fluxforge.observe.report import load_pyplot, load_symbol, render
+
+    write_bars(tmp_path, DAY1 + timedelta(days=1), 120)
+    trades = write_trade_bars(tmp_path, DAY1 + timedelta(hours=2), 240, interval_s=5, symbol="ETH-USDT")
+    write_trade_bars(tmp_path, DAY1 + timedelta(hours=2), 1200, interval_s=1, symbol="ETH-USDT")
+    out = tmp_path / "eth.png"
+    assert report(tmp_path, "-s", "ETH/USDT", "-o", str(out)) == 0
+    assert capsys.readouterr().out == (f"wrote {out}: binance ETH-USDT, 240 trade bars of 5s, "
+                                       "panels: trades (OHLC); trade volume\n")
+    assert png_size(out) == PIXEL_SIZE
+    assert report(tmp_path, "-s", "ETH/USDT", "-o", str(out), "--date", "2024-08-09") == 1
+    assert "no 1s bars for binance ETH-USDT between 2024-08-09" in capsys.readouterr().err
+    series, panels = load_symbol(tmp_path / "features", "binance", "ETH-USDT", 5)
+    assert series.rows == 0 and series.trades_interval_s == 5
+    fig = render(series, panels)
+    try:
+        assert [ax.get_ylabel() for ax in fig.axes] == ["trades (OHLC)", "trade volume"]
+        bodies, = _axis(fig, "trades (OHLC)").containers
+        o, c = trades.column("open").to_numpy(), trades.column("close").to_numpy()
+        assert np.allclose([p.get_height() for p in bodies.patches], np.abs(c - o))
+        volume, = _axis(fig, "trade volume").containers
+        assert np.allclose([p.get_height() for p in volume.patches], trades.column("volume").to_numpy())
+        assert "5s trade bars" in fig._suptitle.get_text()
+    finally:
+        load_pyplot().close(fig)
+
+
+def test_a_ticker_only_symbol_is_charted_from_its_ticker_features(tmp_path, capsys):
+    from fluxforge.observe.report import load_pyplot, load_symbol, render
+
+    write_bars(tmp_path, DAY1, 60)
+    n = 500
+    ts = np.array([int(DAY1.timestamp() * 1000) + 3_600_000 + 700 * i for i in range(n)], dtype=np.int64)
+    mid = 150 + np.cumsum(np.random.default_rng(3).normal(0, 0.05, n))
+    rel = np.full(n, 2e-4)
+    rel[::7] = np.nan  # a crossed or one-sided quote: no spread
+    ticker = pa.table({"timestamp": pa.array(ts).cast(pa.timestamp("ms", tz="UTC")), "bid": mid - 0.01,
+                       "ask": mid + 0.01, "mid_price": mid, "relative_spread": rel})
+    _partitioned(tmp_path, "ticker", ticker, ts, "binance", "SOL-USDT", "seg-h-20240808T000000Z-000001")
+    out = tmp_path / "sol.png"
+    assert report(tmp_path, "-s", "SOL/USDT", "-o", str(out)) == 0
+    assert capsys.readouterr().out == f"wrote {out}: binance SOL-USDT, 500 ticker rows, panels: price; spread (bps)\n"
+    assert png_size(out) == PIXEL_SIZE
+    series, panels = load_symbol(tmp_path / "features", "binance", "SOL-USDT", None)
+    fig = render(series, panels)
+    try:
+        assert [ax.get_ylabel() for ax in fig.axes] == ["price", "spread (bps)"]
+        line, = _axis(fig, "price").lines
+        assert np.array_equal(line.get_ydata(), mid)
+        spread, = _axis(fig, "spread (bps)").lines
+        assert np.allclose(spread.get_ydata(), rel * 1e4, equal_nan=True)
+    finally:
+        load_pyplot().close(fig)
