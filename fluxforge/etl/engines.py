@@ -96,7 +96,9 @@ def _concat_sorted(a: pa.Table | None, b: pa.Table | None) -> pa.Table | None:
         return b
     if b is None or b.num_rows == 0:
         return a
-    t = pa.concat_tables([a, b.select(a.column_names).cast(a.schema)])
+    if b.schema != a.schema:
+        b = b.select(a.column_names).cast(a.schema)
+    t = pa.concat_tables([a, b])
     ts = _ts(t)
     if (np.diff(ts) < 0).any():
         t = t.take(pa.array(np.argsort(ts, kind="stable")))

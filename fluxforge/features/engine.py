@@ -67,8 +67,14 @@ def _normalise(table: pa.Table | None, columns: dict[str, pa.DataType], what: st
     missing = [c for c in columns if c not in table.column_names and c not in _OPTIONAL]
     if missing:
         raise ValueError(f"{what} table lacks column(s) {', '.join(missing)}")
-    return pa.table({name: table.column(name).cast(t) if name in table.column_names
-                     else pa.array([_OPTIONAL[name]] * table.num_rows, type=t) for name, t in columns.items()})
+    names = table.column_names
+    return pa.Table.from_arrays([_as_type(table.column(name), t) if name in names
+                                 else pa.array([_OPTIONAL[name]] * table.num_rows, type=t) for name, t in columns.items()],
+                                names=list(columns))
+
+
+def _as_type(column: pa.ChunkedArray, dtype: pa.DataType) -> pa.ChunkedArray:
+    return column if column.type == dtype else column.cast(dtype)
 
 
 def _sorted_valid_time(table: pa.Table) -> tuple[pa.Table, int]:
@@ -113,6 +119,7 @@ class FeatureEngine:
         self.options = resolve_options(options, **overrides)
         self._gaps = GapClock(max_gap_ms)  # book rows this far apart reset like an event (etl.max_gap_seconds)
         self._kernel = BookEngine(**feature_layout.kernel_args(self.options))
+        self._hf = feature_layout.HfBuilder(self.options)
         self._rebuild = BookRebuild(**feature_layout.rebuild_args(self.options))
         self._pending_books = _normalise(None, _BOOK_COLS, "books")
         self._pending_trades = _normalise(None, _TRADE_COLS, "trades")
@@ -244,7 +251,7 @@ class FeatureEngine:
     def _result(self, bars, books, idx, bts=None, block=None) -> FeatureResult:
         opts = self.options
         if block is None:
-            block = np.empty((len(feature_layout.kernel_names(opts)), 0))
+            block = np.empty((len(self._hf.kernel), 0))
             bts = np.empty(0, dtype=np.int64)
             bars = [np.empty((0, len(feature_layout.BAR_FIELDS)))] * len(opts.bar_durations)
         idx_arr = pa.array(np.asarray(idx, dtype=np.int64))
@@ -252,7 +259,7 @@ class FeatureEngine:
         if opts.keep_raw_arrays:
             raw = {c: books.column(c).take(idx_arr).combine_chunks() for c in book_arrays.LEVEL_COLUMNS}
         nonce = books.column("nonce").take(idx_arr).combine_chunks() if len(books) else pa.array([], pa.int64())
-        hf = feature_layout.hf_table(opts, bts[np.asarray(idx, dtype=np.int64)], nonce, block, raw)
+        hf = self._hf.table(bts[np.asarray(idx, dtype=np.int64)], nonce, block, raw)
         tables = {d: feature_layout.bar_table(d, rows) for d, rows in zip(opts.bar_durations, bars)}
         return FeatureResult(hf=hf, bars=tables, stats=self.stats())
 
