@@ -308,7 +308,10 @@ class SymbolFeed:
             del self._resets[:r_end]
             chunk = books.slice(0, cut) if books is not None else None
             self.books_fed += cut
-            self.output.add(self.engine.process(chunk, trades, resets=resets or None, **extra))
+            # every row before `until` is in this call or an earlier one: the engine need not hold
+            # back books after the symbol's last trade (nor trades after its last book) until the
+            # other stream passes them -- the watermark already waited for both
+            self.output.add(self.engine.process(chunk, trades, resets=resets or None, complete_before=until, **extra))
             self._fed_until = until
         return books.slice(cut) if books is not None else None
 

@@ -151,8 +151,12 @@ class FeatureEngine:
         self._kernel.reset()
 
     def process(self, books: pa.Table | None, trades: pa.Table | None = None,
-                resets: Iterable[int] | None = None) -> FeatureResult:
-        """Features of one chunk: hf rows for emitted snapshots, bars closed by this chunk."""
+                resets: Iterable[int] | None = None, complete_before: int | None = None) -> FeatureResult:
+        """Features of one chunk: hf rows for emitted snapshots, bars closed by this chunk.
+
+        `complete_before` (ms): the caller has given every book and trade with an earlier time
+        (the ETL's watermark), so the books before it are processed now instead of waiting for
+        the next trade; trades after the last book still wait for the books."""
         books = self._time_untimed(_normalise(books, _BOOK_COLS, "books"))
         trades = _normalise(trades, _TRADE_COLS, "trades")
         books, nb = _sorted_valid_time(books)
@@ -173,6 +177,12 @@ class FeatureEngine:
         if cut is None:
             self._pending_books, self._pending_trades = books, trades
             return self._result([], books, [])
+        last_book = _max_ts(books)
+        if complete_before is not None and last_book is not None:
+            # no trade before `complete_before` can still come: the books need not wait for the next
+            # trade.  Trades after the last book still wait for the books (a lagging book stream
+            # must not find them processed and be dropped as late).
+            cut = max(cut, min(int(complete_before), last_book + 1))
         nb = _count_before(books, cut)
         nt = _count_before(trades, cut)
         self._pending_books, self._pending_trades = books.slice(nb), trades.slice(nt)
