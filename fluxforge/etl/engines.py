@@ -18,7 +18,8 @@ segment k.  This module makes the chunks what a single merged stream would give:
   next segment, so rows up to `reorder_ms` older than the slower stream's head still
   merge in order.  The watermark is never more than `MAX_CARRY_FACTOR * reorder_ms`
   behind the faster head, so a silent stream holds nothing back for long and the
-  carry stays small;
+  carry stays small.  The engine is told the watermark (`complete_before`): the books
+  before it are processed at once rather than when the symbol's next trade comes;
 - ticker rows (features/ticker/) ride along like trades: fed with the books and trades
   before each cut, carried from the watermark on; they do not move the watermark unless
   the symbol has neither books nor trades (a ticker-only symbol);

@@ -223,11 +223,11 @@ class FeatureEngine:
         return self._run(books, trades, bars_flush=True)
 
     def _drop_late(self, table: pa.Table, last: int) -> pa.Table:
-        keep = pc.greater_equal(table.column("timestamp"), last)
-        late = len(table) - pc.sum(keep.cast(pa.int64())).as_py() if len(table) else 0
+        """Rows older than `last`: a prefix, the table being time-sorted (`_sorted_valid_time`)."""
+        late = _count_before(table, last)
         if late:
             self._stats["late_dropped"] += late
-            table = table.filter(keep)
+            table = table.slice(late)
         return table
 
     def _run(self, books: pa.Table, trades: pa.Table, bars_flush: bool) -> FeatureResult:
@@ -326,9 +326,11 @@ class FeatureEngine:
 
 
 def _max_ts(table: pa.Table) -> int | None:
+    """The last timestamp of a time-sorted table without nulls (`_sorted_valid_time`)."""
     if len(table) == 0:
         return None
-    return pc.max(table.column("timestamp")).as_py()
+    col = table.column("timestamp")
+    return col[len(col) - 1].as_py()
 
 
 def _count_before(table: pa.Table, cut: int) -> int:
