@@ -136,7 +136,8 @@ class LedgerEngine:
         e.books, e.volume, e.signed, e.resets, e.bars = pickle.loads(data)
         return e
 
-    def process(self, books, trades, resets=None):
+    def process(self, books, trades, resets=None, complete_before=None):
+        # (complete_before: the ledger processes every row it is given at once, it holds nothing back)
         books = _columns(books, ("timestamp", "bid_px", "ask_px"))
         trades = _columns(trades, ("timestamp", "amount", "side"))
         events = [(int(t), 0, i) for i, t in enumerate(trades["timestamp"])]

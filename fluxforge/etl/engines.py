@@ -18,7 +18,8 @@ segment k.  This module makes the chunks what a single merged stream would give:
   next segment, so rows up to `reorder_ms` older than the slower stream's head still
   merge in order.  The watermark is never more than `MAX_CARRY_FACTOR * reorder_ms`
   behind the faster head, so a silent stream holds nothing back for long and the
-  carry stays small;
+  carry stays small.  The engine is told the watermark (`complete_before`): the books
+  before it are processed at once rather than when the symbol's next trade comes;
 - ticker rows (features/ticker/) ride along like trades: fed with the books and trades
   before each cut, carried from the watermark on; they do not move the watermark unless
   the symbol has neither books nor trades (a ticker-only symbol);
@@ -97,7 +98,9 @@ def _concat_sorted(a: pa.Table | None, b: pa.Table | None) -> pa.Table | None:
         return b
     if b is None or b.num_rows == 0:
         return a
-    t = pa.concat_tables([a, b.select(a.column_names).cast(a.schema)])
+    if b.schema != a.schema:
+        b = b.select(a.column_names).cast(a.schema)
+    t = pa.concat_tables([a, b])
     ts = _ts(t)
     if (np.diff(ts) < 0).any():
         t = t.take(pa.array(np.argsort(ts, kind="stable")))
@@ -317,7 +320,10 @@ class SymbolFeed:
             del self._resets[:r_end]
             chunk = books.slice(0, cut) if books is not None else None
             self.books_fed += cut
-            self.output.add(self.engine.process(chunk, trades, resets=resets or None, **extra))
+            # every row before `until` is in this call or an earlier one: the engine need not hold
+            # back books after the symbol's last trade (nor trades after its last book) until the
+            # other stream passes them -- the watermark already waited for both
+            self.output.add(self.engine.process(chunk, trades, resets=resets or None, complete_before=until, **extra))
             self._fed_until = until
         return books.slice(cut) if books is not None else None
 

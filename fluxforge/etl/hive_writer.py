@@ -36,8 +36,8 @@ BUFFERED_PART_BYTES = 8 << 20
 def prepare_table(tables: list[pa.Table]) -> pa.Table:
     """Concatenate engine outputs, drop partition columns, sort by timestamp if needed."""
     table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
-    names = set(table.column_names)
-    drop = [c for c in PARTITION_COLUMNS if c in names]
+    schema = table.schema  # get_field_index: no Python set of a 160-column schema per call (live path)
+    drop = [c for c in PARTITION_COLUMNS if schema.get_field_index(c) >= 0]
     if drop:
         table = table.drop_columns(drop)
     ts = _ms(table)
@@ -48,6 +48,8 @@ def prepare_table(tables: list[pa.Table]) -> pa.Table:
 
 def _ms(table: pa.Table) -> np.ndarray:
     col = table.column("timestamp")
+    if pa.types.is_timestamp(col.type) and col.null_count == 0:
+        return col.to_numpy().view(np.int64)  # datetime64 -> its int64 ticks, no compute call
     return pc.cast(col, pa.int64()).to_numpy() if not pa.types.is_integer(col.type) else col.to_numpy()
 
 

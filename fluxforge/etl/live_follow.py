@@ -92,8 +92,8 @@ def live_table(key: Key, tables: list[pa.Table]) -> pa.Table:
     """Rows as the hive writer writes them for the product, with exchange and symbol in front."""
     table = prepare_table(tables)
     n = table.num_rows
-    table = table.add_column(0, "symbol", pa.array([key[1]] * n, pa.string()))
-    return table.add_column(0, "exchange", pa.array([key[0]] * n, pa.string()))
+    return pa.Table.from_arrays([pa.array([key[0]] * n, pa.string()), pa.array([key[1]] * n, pa.string()),
+                                 *table.columns], names=["exchange", "symbol", *table.column_names])
 
 
 @dataclass

@@ -157,8 +157,9 @@ class PairedEngine:
         return self.products.ticker_stats()
 
     def process(self, books: pa.Table | None, trades: pa.Table | None = None,
-                resets: list[int] | None = None, tickers: pa.Table | None = None) -> PairedResult:
-        result = self.engine.process(books, trades, resets=resets)
+                resets: list[int] | None = None, tickers: pa.Table | None = None,
+                complete_before: int | None = None) -> PairedResult:
+        result = self.engine.process(books, trades, resets=resets, complete_before=complete_before)
         until = None
         if books is not None and books.num_rows:
             until = pc.max(books.column("timestamp")).as_py()

@@ -14,6 +14,7 @@ import pyarrow.compute as pc
 LEVEL_COLUMNS = ("bid_px", "bid_sz", "ask_px", "ask_sz")
 NULL_NONCE = np.iinfo(np.int64).min  # the rebuild kernel's "no nonce"
 BOOK_KINDS = ("snapshot", "delta")
+_KINDS = pa.array(BOOK_KINDS)
 
 
 def _as_array(column: pa.Array | pa.ChunkedArray) -> pa.Array:
@@ -50,30 +51,39 @@ def levels_matrix(column: pa.Array | pa.ChunkedArray, width: int) -> np.ndarray:
     return out
 
 
+def _typed(col: pa.Array | pa.ChunkedArray, dtype: pa.DataType, fill) -> pa.Array | pa.ChunkedArray:
+    """`col` as `dtype` with nulls replaced by `fill`; no compute call for what is already so
+    (the live path converts a few rows per symbol and flush: the calls were its cost)."""
+    return _filled(col if col.type == dtype else col.cast(dtype), fill)
+
+
+def _filled(col: pa.Array | pa.ChunkedArray, fill) -> pa.Array | pa.ChunkedArray:
+    return pc.fill_null(col, fill) if col.null_count else col
+
+
 def int64_column(table: pa.Table, name: str) -> np.ndarray:
     """An int64 column as numpy with nulls as the smallest int64 (callers drop them)."""
-    col = table.column(name)
-    return pc.fill_null(col.cast(pa.int64()), np.iinfo(np.int64).min).to_numpy()
+    return _typed(table.column(name), pa.int64(), np.iinfo(np.int64).min).to_numpy()
 
 
 def float_column(table: pa.Table, name: str) -> np.ndarray:
-    col = table.column(name).cast(pa.float64())
-    return np.ascontiguousarray(pc.fill_null(col, float("nan")).to_numpy(), dtype=np.float64)
+    col = _typed(table.column(name), pa.float64(), float("nan"))
+    return np.ascontiguousarray(col.to_numpy(), dtype=np.float64)
 
 
 def side_column(table: pa.Table, name: str = "side") -> np.ndarray:
     """Taker side as int8: +1 buy, -1 sell, 0 unknown/null."""
     col = table.column(name)
-    buy = pc.fill_null(pc.equal(col, "buy"), False).to_numpy(zero_copy_only=False)
-    sell = pc.fill_null(pc.equal(col, "sell"), False).to_numpy(zero_copy_only=False)
+    buy = _filled(pc.equal(col, "buy"), False).to_numpy(zero_copy_only=False)
+    sell = _filled(pc.equal(col, "sell"), False).to_numpy(zero_copy_only=False)
     return (buy.astype(np.int8) - sell.astype(np.int8)).astype(np.int8)
 
 
 def _flat_side(px: pa.Array | pa.ChunkedArray, sz: pa.Array | pa.ChunkedArray, what: str):
     """(offsets[n + 1], prices, sizes) of one side's list columns; nulls become NaN / empty."""
     px, sz = _as_array(px), _as_array(sz)
-    lp = pc.list_value_length(px).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
-    ls = pc.list_value_length(sz).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+    lp = _filled(pc.list_value_length(px), 0).to_numpy(zero_copy_only=False).astype(np.int64)
+    ls = _filled(pc.list_value_length(sz), 0).to_numpy(zero_copy_only=False).astype(np.int64)
     if not np.array_equal(lp, ls):
         row = int(np.flatnonzero(lp != ls)[0])
         raise ValueError(f"{what}: price and size lists differ in length (row {row}: {lp[row]} vs {ls[row]})")
@@ -82,7 +92,7 @@ def _flat_side(px: pa.Array | pa.ChunkedArray, sz: pa.Array | pa.ChunkedArray, w
 
     def values(arr):
         flat = pc.list_flatten(arr) if len(arr) else pa.array([], pa.float64())
-        return np.ascontiguousarray(pc.fill_null(flat.cast(pa.float64()), float("nan")).to_numpy(zero_copy_only=False),
+        return np.ascontiguousarray(_typed(flat, pa.float64(), float("nan")).to_numpy(zero_copy_only=False),
                                     dtype=np.float64)
     return offsets, values(px), values(sz)
 
@@ -94,11 +104,11 @@ def book_messages(books: pa.Table) -> tuple:
     n = books.num_rows
     if "kind" in books.column_names:
         kind_col = books.column("kind")
-        known = pc.is_in(kind_col, value_set=pa.array(BOOK_KINDS)).fill_null(False)
+        known = _filled(pc.is_in(kind_col, value_set=_KINDS), False)
         if n and not pc.all(known).as_py():
             bad = pc.filter(kind_col, pc.invert(known)).to_pylist()[:3]
             raise ValueError(f"orderbook: unknown row kind(s) {bad} (expected 'snapshot' or 'delta')")
-        kind = pc.equal(kind_col, "delta").fill_null(False).to_numpy(zero_copy_only=False).astype(np.int8)
+        kind = _filled(pc.equal(kind_col, "delta"), False).to_numpy(zero_copy_only=False).astype(np.int8)
     else:
         kind = np.zeros(n, dtype=np.int8)
     nonce = int64_column(books, "nonce") if "nonce" in books.column_names else np.full(n, NULL_NONCE)

@@ -67,8 +67,14 @@ def _normalise(table: pa.Table | None, columns: dict[str, pa.DataType], what: st
     missing = [c for c in columns if c not in table.column_names and c not in _OPTIONAL]
     if missing:
         raise ValueError(f"{what} table lacks column(s) {', '.join(missing)}")
-    return pa.table({name: table.column(name).cast(t) if name in table.column_names
-                     else pa.array([_OPTIONAL[name]] * table.num_rows, type=t) for name, t in columns.items()})
+    names = table.column_names
+    return pa.Table.from_arrays([_as_type(table.column(name), t) if name in names
+                                 else pa.array([_OPTIONAL[name]] * table.num_rows, type=t) for name, t in columns.items()],
+                                names=list(columns))
+
+
+def _as_type(column: pa.ChunkedArray, dtype: pa.DataType) -> pa.ChunkedArray:
+    return column if column.type == dtype else column.cast(dtype)
 
 
 def _sorted_valid_time(table: pa.Table) -> tuple[pa.Table, int]:
@@ -113,6 +119,7 @@ class FeatureEngine:
         self.options = resolve_options(options, **overrides)
         self._gaps = GapClock(max_gap_ms)  # book rows this far apart reset like an event (etl.max_gap_seconds)
         self._kernel = BookEngine(**feature_layout.kernel_args(self.options))
+        self._hf = feature_layout.HfBuilder(self.options)
         self._rebuild = BookRebuild(**feature_layout.rebuild_args(self.options))
         self._pending_books = _normalise(None, _BOOK_COLS, "books")
         self._pending_trades = _normalise(None, _TRADE_COLS, "trades")
@@ -144,8 +151,12 @@ class FeatureEngine:
         self._kernel.reset()
 
     def process(self, books: pa.Table | None, trades: pa.Table | None = None,
-                resets: Iterable[int] | None = None) -> FeatureResult:
-        """Features of one chunk: hf rows for emitted snapshots, bars closed by this chunk."""
+                resets: Iterable[int] | None = None, complete_before: int | None = None) -> FeatureResult:
+        """Features of one chunk: hf rows for emitted snapshots, bars closed by this chunk.
+
+        `complete_before` (ms): the caller has given every book and trade with an earlier time
+        (the ETL's watermark), so the books before it are processed now instead of waiting for
+        the next trade; trades after the last book still wait for the books."""
         books = self._time_untimed(_normalise(books, _BOOK_COLS, "books"))
         trades = _normalise(trades, _TRADE_COLS, "trades")
         books, nb = _sorted_valid_time(books)
@@ -166,6 +177,12 @@ class FeatureEngine:
         if cut is None:
             self._pending_books, self._pending_trades = books, trades
             return self._result([], books, [])
+        last_book = _max_ts(books)
+        if complete_before is not None and last_book is not None:
+            # no trade before `complete_before` can still come: the books need not wait for the next
+            # trade.  Trades after the last book still wait for the books (a lagging book stream
+            # must not find them processed and be dropped as late).
+            cut = max(cut, min(int(complete_before), last_book + 1))
         nb = _count_before(books, cut)
         nt = _count_before(trades, cut)
         self._pending_books, self._pending_trades = books.slice(nb), trades.slice(nt)
@@ -206,11 +223,11 @@ class FeatureEngine:
         return self._run(books, trades, bars_flush=True)
 
     def _drop_late(self, table: pa.Table, last: int) -> pa.Table:
-        keep = pc.greater_equal(table.column("timestamp"), last)
-        late = len(table) - pc.sum(keep.cast(pa.int64())).as_py() if len(table) else 0
+        """Rows older than `last`: a prefix, the table being time-sorted (`_sorted_valid_time`)."""
+        late = _count_before(table, last)
         if late:
             self._stats["late_dropped"] += late
-            table = table.filter(keep)
+            table = table.slice(late)
         return table
 
     def _run(self, books: pa.Table, trades: pa.Table, bars_flush: bool) -> FeatureResult:
@@ -244,7 +261,7 @@ class FeatureEngine:
     def _result(self, bars, books, idx, bts=None, block=None) -> FeatureResult:
         opts = self.options
         if block is None:
-            block = np.empty((len(feature_layout.kernel_names(opts)), 0))
+            block = np.empty((len(self._hf.kernel), 0))
             bts = np.empty(0, dtype=np.int64)
             bars = [np.empty((0, len(feature_layout.BAR_FIELDS)))] * len(opts.bar_durations)
         idx_arr = pa.array(np.asarray(idx, dtype=np.int64))
@@ -252,7 +269,7 @@ class FeatureEngine:
         if opts.keep_raw_arrays:
             raw = {c: books.column(c).take(idx_arr).combine_chunks() for c in book_arrays.LEVEL_COLUMNS}
         nonce = books.column("nonce").take(idx_arr).combine_chunks() if len(books) else pa.array([], pa.int64())
-        hf = feature_layout.hf_table(opts, bts[np.asarray(idx, dtype=np.int64)], nonce, block, raw)
+        hf = self._hf.table(bts[np.asarray(idx, dtype=np.int64)], nonce, block, raw)
         tables = {d: feature_layout.bar_table(d, rows) for d, rows in zip(opts.bar_durations, bars)}
         return FeatureResult(hf=hf, bars=tables, stats=self.stats())
 
@@ -309,9 +326,11 @@ class FeatureEngine:
 
 
 def _max_ts(table: pa.Table) -> int | None:
+    """The last timestamp of a time-sorted table without nulls (`_sorted_valid_time`)."""
     if len(table) == 0:
         return None
-    return pc.max(table.column("timestamp")).as_py()
+    col = table.column("timestamp")
+    return col[len(col) - 1].as_py()
 
 
 def _count_before(table: pa.Table, cut: int) -> int:

@@ -133,19 +133,51 @@ TS_TYPE = pa.timestamp("ms", tz="UTC")
 def hf_table(options: FeatureOptions, ts: np.ndarray, nonce: pa.Array, block: np.ndarray,
              raw: dict[str, pa.Array] | None = None) -> pa.Table:
     """Typed hf table from the kernel block (ncols x rows) and the emitted rows' inputs."""
-    columns: dict[str, pa.Array] = {"timestamp": pa.array(ts, type=pa.int64()).cast(TS_TYPE), "nonce": nonce}
-    for name, values in zip(kernel_names(options), block):
-        if name in BOOL_COLUMNS:
-            columns[name] = pa.array(values != 0.0)
-        elif name in INT_COLUMNS:
-            columns[name] = pa.array(values.astype(np.int32))
-        else:
-            columns[name] = pa.array(values)
-    for name, values in time_features(ts).items():
-        columns[name] = pa.array(values)
-    if options.keep_raw_arrays and raw is not None:
-        columns.update(raw)
-    return pa.table(columns)
+    return HfBuilder(options).table(ts, nonce, block, raw)
+
+
+class HfBuilder:
+    """`hf_table` for one set of options, with the names and column kinds worked out once.
+
+    Why: the live path builds a table of a row or two per symbol and flush, so per-call
+    schema work (160 names, a dict, one Arrow conversion per column) was most of its cost.
+    The float columns are slices of one Arrow array over the whole block (one conversion);
+    the values, types and names are exactly `hf_table`'s."""
+
+    def __init__(self, options: FeatureOptions):
+        self.keep_raw = options.keep_raw_arrays
+        self.kernel = kernel_names(options)
+        self.kinds = [2 if n in BOOL_COLUMNS else 1 if n in INT_COLUMNS else 0 for n in self.kernel]
+        self.names = ["timestamp", "nonce", *self.kernel, *TIME]
+        self._empty: pa.Table | None = None
+
+    def table(self, ts: np.ndarray, nonce: pa.Array, block: np.ndarray,
+              raw: dict[str, pa.Array] | None = None) -> pa.Table:
+        n = len(ts)
+        with_raw = self.keep_raw and raw is not None
+        plain = not with_raw and nonce.type == pa.int64()
+        if n == 0 and plain and self._empty is not None:
+            return self._empty  # tables are immutable: the empty one is shared
+        if block.shape != (len(self.kernel), n):
+            raise ValueError(f"kernel block has shape {block.shape}, layout names {len(self.kernel)} x {n}")
+        flat = pa.array(np.ascontiguousarray(block, dtype=np.float64).ravel())
+        arrays = [pa.array(ts, type=pa.int64()).cast(TS_TYPE), nonce]
+        for i, (kind, values) in enumerate(zip(self.kinds, block)):
+            if kind == 0:
+                arrays.append(flat.slice(i * n, n))
+            elif kind == 2:
+                arrays.append(pa.array(values != 0.0))
+            else:
+                arrays.append(pa.array(values.astype(np.int32)))
+        arrays += [pa.array(values) for values in time_features(ts).values()]
+        names = self.names
+        if with_raw:
+            names = [*names, *raw]
+            arrays += list(raw.values())
+        table = pa.Table.from_arrays(arrays, names=names)
+        if n == 0 and plain:
+            self._empty = table
+        return table
 
 
 def typed_bars(fields: list[str], rows: np.ndarray, duration: np.ndarray, int_fields: set[str],
@@ -158,6 +190,12 @@ def typed_bars(fields: list[str], rows: np.ndarray, duration: np.ndarray, int_fi
     """
     if rows.ndim != 2 or rows.shape[1] != len(fields):
         raise ValueError(f"kernel block has shape {rows.shape}, layout names {len(fields)} fields")
+    key = None
+    if not len(rows):  # most calls of the live path close no bar: the empty table is built once
+        key = (tuple(fields), duration.dtype.str, frozenset(int_fields), time_fields)
+        cached = _EMPTY_BARS.get(key)
+        if cached is not None:
+            return cached
     out: dict[str, pa.Array] = {}
     for name, values in zip(fields, rows.T):
         if name in time_fields:
@@ -170,7 +208,13 @@ def typed_bars(fields: list[str], rows: np.ndarray, duration: np.ndarray, int_fi
             out[name] = pa.array(values != 0.0)
         else:
             out[name] = pa.array(values)
-    return pa.table(out)
+    table = pa.table(out)
+    if key is not None:
+        _EMPTY_BARS[key] = table
+    return table
+
+
+_EMPTY_BARS: dict[tuple, pa.Table] = {}  # typed_bars' empty tables (immutable, shared)
 
 
 def bar_table(duration_s: int, rows: np.ndarray) -> pa.Table:
