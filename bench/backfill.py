@@ -10,9 +10,10 @@ through the collector's journals (tests/fleet_bronze.py).  Measured, same run:
 
 Rates are book snapshots/s over the run's wall time (engine start-up included;
 the start-up alone is printed too).  Targets (2 cores): local x2 >= 1.7x local
-x1; dask x2 >= 0.9x local x2; local x1 per core >= 0.9x replay.  Then a cProfile
-split of one task: bronze decode, grouping (per-symbol sort + take), kernels,
-building and writing parts, sha256 verify, engine-state snapshots, other.
+x1; dask x2 >= 0.9x local x2; local x1 per core >= 0.9x replay.  Then the split of
+one task's wall time (bench/_phase_split.py: exclusive timers, the parts add up):
+bronze decode, grouping (per-symbol sort + take), kernels, building and writing
+parts, sha256 verify, engine-state snapshots, stream scan, done-markers, other.
 A task runs a few streams of one host (fluxforge/backfill/plan.py build_tasks).
 
 Run: .venv/bin/python bench/backfill.py [--hosts 4] [--seconds 120] [--hz 200]
@@ -21,8 +22,6 @@ The machine may be shared: the figures are what this run measured, nothing more.
 from __future__ import annotations
 
 import argparse
-import cProfile
-import pstats
 import shutil
 import sys
 import tempfile
@@ -44,6 +43,7 @@ from fluxforge.backfill.plan import Filters  # noqa: E402
 from fluxforge.backfill.run import BackfillRequest, backfill  # noqa: E402
 from fluxforge.config import FeatureOptions  # noqa: E402
 from fluxforge.etl.replay import find_segments, replay  # noqa: E402
+from _phase_split import measure  # noqa: E402
 
 OPTIONS = FeatureOptions()
 
@@ -79,47 +79,21 @@ def run_backfill(sources: list[Path], out: Path, engine: str, workers: int, cach
     return wall, report.books
 
 
-PHASES = {
-    "bronze decode": ["book_batches", "trades", "reset_events"],
-    "grouping (sort+take)": ["_split"],
-    "kernels (FeatureEngine.process)": ["process"],
-    "build + write parts": ["prepare_table", "split_by_day", "_emitted", "add", "commit"],
-    "sha256 verify": ["verify"],
-    "engine-state snapshots": ["snapshot"],
-}
-FILES = {"book_batches": "bronze_reader", "trades": "bronze_reader", "reset_events": "bronze_reader",
-         "_split": "bronze_reader", "process": "features/engine", "prepare_table": "hive_writer",
-         "split_by_day": "hive_writer", "_emitted": "segment_job", "add": "hive_writer", "commit": "hive_writer",
-         "verify": "bronze_reader", "snapshot": "etl/engines"}
-
-
 def profile_task(sources: list[Path], out: Path, cache: Path) -> dict[str, float]:
-    """cProfile of one task (host 0's streams) run in this process."""
+    """Wall-clock phase split of one task (host 0's streams) run in this process, its segments' scans included."""
+    from fluxforge.backfill import unit_job
     from fluxforge.backfill.plan import build_tasks, build_units
     from fluxforge.backfill.source import list_local
-    from fluxforge.backfill.unit_job import JobContext, run_task, scan_segment
 
     listing = list_local(sources[:1], lambda h: True)
-    ctx = JobContext(None, Location(path=out), OPTIONS, 65536, 5000, str(cache), None, "bench")
-    scans = dict(scan_segment(r, ctx) for r in listing.segments)
-    task = build_tasks(build_units(listing.segments, scans, Filters()), 1)[0]
-    prof = cProfile.Profile()
-    prof.enable()
-    run_task(task, ctx)
-    prof.disable()
-    stats = pstats.Stats(prof).stats
-    cum = {}
-    total = 0.0
-    for (file, _line, fn), (_cc, _nc, _tt, ct, _callers) in stats.items():
-        if fn == "run_task":
-            total = max(total, ct)
-        if fn in FILES and FILES[fn] in file:
-            cum[fn] = cum.get(fn, 0.0) + ct
-    split = {phase: sum(cum.get(f, 0.0) for f in fns) for phase, fns in PHASES.items()}
-    split["bronze decode"] -= cum.get("_split", 0.0)  # the readers' generators include grouping
-    split["other"] = total - sum(split.values())
-    split["total"] = total
-    return split
+    ctx = unit_job.JobContext(None, Location(path=out), OPTIONS, 65536, 5000, str(cache), None, "bench")
+
+    def work() -> None:
+        scans = dict(unit_job.scan_segment(r, ctx) for r in listing.segments)
+        task = build_tasks(build_units(listing.segments, scans, Filters()), 1)[0]
+        unit_job.run_task(task, ctx)
+
+    return measure(work)
 
 
 def main() -> int:
@@ -155,7 +129,8 @@ def main() -> int:
         print(f"local x1 / replay         {rate['local x1'] / rate['replay (1 process)']:.2f}   (per core, target >= 0.90)")
         split = profile_task(sources, root / "prof", root / "cache")
         total = split.pop("total")
-        print(f"profile of one task (one host's streams, {total:.2f} s under cProfile):")
+        print(f"where one task's time goes (one host's streams and their scans, {total:.2f} s wall, "
+              "exclusive per phase):")
         for phase, secs in split.items():
             print(f"  {phase:<34}{secs:>7.2f} s {secs / total:>6.1%}")
     return 0
