@@ -9,7 +9,10 @@ through the collector's journals (tests/fleet_bronze.py).  Measured, same run:
   dask   x2     `--engine dask` on a LocalCluster of 2 single-threaded worker processes
 
 Rates are book snapshots/s over the run's wall time (engine start-up included;
-the start-up alone is printed too).  Targets (2 cores): local x2 >= 1.7x local
+the start-up alone is printed too), and per CPU second of all the run's processes
+(coordinator, pool or Dask workers, scheduler): on a shared machine wall-time ratios
+between 1- and 2-process runs say more about the other jobs than about ours, while
+CPU per snapshot still compares the engines' overheads.  Targets (2 cores): local x2 >= 1.7x local
 x1; dask x2 >= 0.9x local x2; local x1 per core >= 0.9x replay.  Then the split of
 one task's wall time (bench/_phase_split.py: exclusive timers, the parts add up):
 bronze decode, grouping (per-symbol sort + take), kernels, building and writing
@@ -22,6 +25,8 @@ The machine may be shared: the figures are what this run measured, nothing more.
 from __future__ import annotations
 
 import argparse
+import os
+import resource
 import shutil
 import sys
 import tempfile
@@ -68,15 +73,21 @@ def _noop_n(_i: int) -> int:
     return 0
 
 
-def run_backfill(sources: list[Path], out: Path, engine: str, workers: int, cache: Path) -> tuple[float, int]:
+def cpu_seconds() -> float:
+    """User + system CPU of this process and its reaped children (pool and Dask worker processes)."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def run_backfill(sources: list[Path], out: Path, engine: str, workers: int, cache: Path) -> tuple[float, int, float]:
     shutil.rmtree(out, ignore_errors=True)
     req = BackfillRequest([Location(path=s) for s in sources], Location(path=out), OPTIONS, Filters(), engine,
                           workers, None, str(cache))
-    t0 = time.monotonic()
-    report = backfill(req)
-    wall = time.monotonic() - t0
+    t0, c0 = time.monotonic(), cpu_seconds()
+    report = backfill(req)  # the executor is closed on return: its processes are reaped and counted
+    wall, cpu = time.monotonic() - t0, cpu_seconds() - c0
     assert not report.failed, report.failed
-    return wall, report.books
+    return wall, report.books, cpu
 
 
 def profile_task(sources: list[Path], out: Path, cache: Path) -> dict[str, float]:
@@ -109,24 +120,31 @@ def main() -> int:
         sources = build(root / "bronze", args.hosts, args.seconds, args.hz, args.segments)
         segs = find_segments(sources)
         print(f"bronze: {args.hosts} hosts x 2 symbols, {len(segs)} segments, built in {time.monotonic() - t0:.1f} s")
-        t0 = time.monotonic()
+        load0 = os.getloadavg()[0]
+        t0, c0 = time.monotonic(), cpu_seconds()
         summary = replay(segs, root / "replay", OPTIONS, 65536)
-        replay_s = time.monotonic() - t0
+        replay_s, replay_cpu = time.monotonic() - t0, cpu_seconds() - c0
         books = summary.books
-        rows = [("replay (1 process)", replay_s, books, 0.0)]
+        rows = [("replay (1 process)", replay_s, books, 0.0, replay_cpu)]
         for label, engine, workers in (("local x1", "local", 1), ("local x2", "local", 2), ("dask x2", "dask", 2)):
             start = startup(engine, workers)
-            wall, n = run_backfill(sources, root / "out", engine, workers, root / "cache")
+            wall, n, cpu = run_backfill(sources, root / "out", engine, workers, root / "cache")
             assert n == books, (label, n, books)
-            rows.append((label, wall, n, start))
-        print(f"{'run':<20}{'wall s':>9}{'snapshots/s':>14}{'start-up s':>12}{'excl. start-up/s':>18}")
-        rate = {}
-        for label, wall, n, start in rows:
-            rate[label] = n / wall
-            print(f"{label:<20}{wall:>9.2f}{rate[label]:>14,.0f}{start:>12.2f}{n / max(wall - start, 1e-9):>18,.0f}")
+            rows.append((label, wall, n, start, cpu))
+        print(f"{'run':<20}{'wall s':>9}{'snapshots/s':>14}{'start-up s':>12}{'excl. start-up/s':>18}"
+              f"{'CPU s':>8}{'per CPU s':>12}")
+        rate, per_cpu = {}, {}
+        for label, wall, n, start, cpu in rows:
+            rate[label], per_cpu[label] = n / wall, n / cpu
+            print(f"{label:<20}{wall:>9.2f}{rate[label]:>14,.0f}{start:>12.2f}{n / max(wall - start, 1e-9):>18,.0f}"
+                  f"{cpu:>8.2f}{per_cpu[label]:>12,.0f}")
         print(f"local x2 / local x1       {rate['local x2'] / rate['local x1']:.2f}x  (target >= 1.7)")
-        print(f"dask x2 / local x2        {rate['dask x2'] / rate['local x2']:.2f}   (target >= 0.90)")
-        print(f"local x1 / replay         {rate['local x1'] / rate['replay (1 process)']:.2f}   (per core, target >= 0.90)")
+        print(f"dask x2 / local x2        {rate['dask x2'] / rate['local x2']:.2f}   (target >= 0.90; "
+              f"per CPU second {per_cpu['dask x2'] / per_cpu['local x2']:.2f})")
+        print(f"local x1 / replay         {rate['local x1'] / rate['replay (1 process)']:.2f}   (per core, target >= 0.90; "
+              f"per CPU second {per_cpu['local x1'] / per_cpu['replay (1 process)']:.2f})")
+        print(f"load average (1 min) {load0:.1f} at the start, {os.getloadavg()[0]:.1f} at the end, "
+              f"on {os.cpu_count()} cores: with more than ~0.5 x cores from others the x2 runs share cores")
         split = profile_task(sources, root / "prof", root / "cache")
         total = split.pop("total")
         print(f"where one task's time goes (one host's streams and their scans, {total:.2f} s wall, "
