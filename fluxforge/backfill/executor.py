@@ -39,11 +39,18 @@ LOCAL_CLUSTER_CONFIG = {
 def local_cluster(cluster_class, workers: int):
     """A LocalCluster of `workers` single-threaded processes configured like the local pool:
     no dashboard, no memory limit (the pool has none), no profiler; workers start in parallel."""
+    import os
+
     import dask
 
-    with dask.config.set(LOCAL_CLUSTER_CONFIG):
-        return cluster_class(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                             memory_limit=0)
+    saved = dict(os.environ)
+    try:
+        with dask.config.set(LOCAL_CLUSTER_CONFIG):
+            return cluster_class(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                                 memory_limit=0)
+    finally:  # the nanny sets its pre-spawn variables in *our* environment: keep them out of later children
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 @contextmanager

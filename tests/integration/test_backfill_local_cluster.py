@@ -35,7 +35,9 @@ def worker_settings(_i: int) -> dict:
             "memory_limit": worker.memory_manager.memory_limit, "pid": os.getpid()}
 
 
-def test_local_cluster_workers_run_tasks_like_the_pool():
+def test_local_cluster_workers_run_tasks_like_the_pool(monkeypatch):
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)  # a default Dask nanny leaves it in os.environ
+    before = dict(os.environ)
     with open_executor("dask", 2) as ex:
         seen = [f.result() for f in [ex.submit(worker_settings, i) for i in range(6)]]
     assert len({s["pid"] for s in seen}) == 2 and os.getpid() not in {s["pid"] for s in seen}
@@ -43,6 +45,7 @@ def test_local_cluster_workers_run_tasks_like_the_pool():
         assert s["nthreads"] == 1 and s["malloc_trim"] is None and s["profile"] is False, s
         assert s["memory_limit"] is None, s
         assert not {"profile", "profile-cycle", "memory_monitor"} & set(s["callbacks"]), s
+    assert dict(os.environ) == before  # the nanny's variables did not leak into ours (and later pool children)
 
 
 def test_local_cluster_backfill_equals_per_host_replay(tmp_path, capsys):
