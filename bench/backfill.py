@@ -9,10 +9,14 @@ through the collector's journals (tests/fleet_bronze.py).  Measured, same run:
   dask   x2     `--engine dask` on a LocalCluster of 2 single-threaded worker processes
 
 Rates are book snapshots/s over the run's wall time (engine start-up included;
-the start-up alone is printed too).  Targets (2 cores): local x2 >= 1.7x local
-x1; dask x2 >= 0.9x local x2; local x1 per core >= 0.9x replay.  Then a cProfile
-split of one task: bronze decode, grouping (per-symbol sort + take), kernels,
-building and writing parts, sha256 verify, engine-state snapshots, other.
+the start-up alone is printed too), and per CPU second of all the run's processes
+(coordinator, pool or Dask workers, scheduler): on a shared machine wall-time ratios
+between 1- and 2-process runs say more about the other jobs than about ours, while
+CPU per snapshot still compares the engines' overheads.  Targets (2 cores): local x2 >= 1.7x local
+x1; dask x2 >= 0.9x local x2; local x1 per core >= 0.9x replay.  Then the split of
+one task's wall time (bench/_phase_split.py: exclusive timers, the parts add up):
+bronze decode, grouping (per-symbol sort + take), kernels, building and writing
+parts, sha256 verify, engine-state snapshots, stream scan, done-markers, other.
 A task runs a few streams of one host (fluxforge/backfill/plan.py build_tasks).
 
 Run: .venv/bin/python bench/backfill.py [--hosts 4] [--seconds 120] [--hz 200]
@@ -21,8 +25,8 @@ The machine may be shared: the figures are what this run measured, nothing more.
 from __future__ import annotations
 
 import argparse
-import cProfile
-import pstats
+import os
+import resource
 import shutil
 import sys
 import tempfile
@@ -44,6 +48,7 @@ from fluxforge.backfill.plan import Filters  # noqa: E402
 from fluxforge.backfill.run import BackfillRequest, backfill  # noqa: E402
 from fluxforge.config import FeatureOptions  # noqa: E402
 from fluxforge.etl.replay import find_segments, replay  # noqa: E402
+from _phase_split import measure  # noqa: E402
 
 OPTIONS = FeatureOptions()
 
@@ -68,58 +73,38 @@ def _noop_n(_i: int) -> int:
     return 0
 
 
-def run_backfill(sources: list[Path], out: Path, engine: str, workers: int, cache: Path) -> tuple[float, int]:
+def cpu_seconds() -> float:
+    """User + system CPU of this process and its reaped children (pool and Dask worker processes)."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def run_backfill(sources: list[Path], out: Path, engine: str, workers: int, cache: Path) -> tuple[float, int, float]:
     shutil.rmtree(out, ignore_errors=True)
     req = BackfillRequest([Location(path=s) for s in sources], Location(path=out), OPTIONS, Filters(), engine,
                           workers, None, str(cache))
-    t0 = time.monotonic()
-    report = backfill(req)
-    wall = time.monotonic() - t0
+    t0, c0 = time.monotonic(), cpu_seconds()
+    report = backfill(req)  # the executor is closed on return: its processes are reaped and counted
+    wall, cpu = time.monotonic() - t0, cpu_seconds() - c0
     assert not report.failed, report.failed
-    return wall, report.books
-
-
-PHASES = {
-    "bronze decode": ["book_batches", "trades", "reset_events"],
-    "grouping (sort+take)": ["_split"],
-    "kernels (FeatureEngine.process)": ["process"],
-    "build + write parts": ["prepare_table", "split_by_day", "_emitted", "add", "commit"],
-    "sha256 verify": ["verify"],
-    "engine-state snapshots": ["snapshot"],
-}
-FILES = {"book_batches": "bronze_reader", "trades": "bronze_reader", "reset_events": "bronze_reader",
-         "_split": "bronze_reader", "process": "features/engine", "prepare_table": "hive_writer",
-         "split_by_day": "hive_writer", "_emitted": "segment_job", "add": "hive_writer", "commit": "hive_writer",
-         "verify": "bronze_reader", "snapshot": "etl/engines"}
+    return wall, report.books, cpu
 
 
 def profile_task(sources: list[Path], out: Path, cache: Path) -> dict[str, float]:
-    """cProfile of one task (host 0's streams) run in this process."""
+    """Wall-clock phase split of one task (host 0's streams) run in this process, its segments' scans included."""
+    from fluxforge.backfill import unit_job
     from fluxforge.backfill.plan import build_tasks, build_units
     from fluxforge.backfill.source import list_local
-    from fluxforge.backfill.unit_job import JobContext, run_task, scan_segment
 
     listing = list_local(sources[:1], lambda h: True)
-    ctx = JobContext(None, Location(path=out), OPTIONS, 65536, 5000, str(cache), None, "bench")
-    scans = dict(scan_segment(r, ctx) for r in listing.segments)
-    task = build_tasks(build_units(listing.segments, scans, Filters()), 1)[0]
-    prof = cProfile.Profile()
-    prof.enable()
-    run_task(task, ctx)
-    prof.disable()
-    stats = pstats.Stats(prof).stats
-    cum = {}
-    total = 0.0
-    for (file, _line, fn), (_cc, _nc, _tt, ct, _callers) in stats.items():
-        if fn == "run_task":
-            total = max(total, ct)
-        if fn in FILES and FILES[fn] in file:
-            cum[fn] = cum.get(fn, 0.0) + ct
-    split = {phase: sum(cum.get(f, 0.0) for f in fns) for phase, fns in PHASES.items()}
-    split["bronze decode"] -= cum.get("_split", 0.0)  # the readers' generators include grouping
-    split["other"] = total - sum(split.values())
-    split["total"] = total
-    return split
+    ctx = unit_job.JobContext(None, Location(path=out), OPTIONS, 65536, 5000, str(cache), None, "bench")
+
+    def work() -> None:
+        scans = dict(unit_job.scan_segment(r, ctx) for r in listing.segments)
+        task = build_tasks(build_units(listing.segments, scans, Filters()), 1)[0]
+        unit_job.run_task(task, ctx)
+
+    return measure(work)
 
 
 def main() -> int:
@@ -135,27 +120,35 @@ def main() -> int:
         sources = build(root / "bronze", args.hosts, args.seconds, args.hz, args.segments)
         segs = find_segments(sources)
         print(f"bronze: {args.hosts} hosts x 2 symbols, {len(segs)} segments, built in {time.monotonic() - t0:.1f} s")
-        t0 = time.monotonic()
+        load0 = os.getloadavg()[0]
+        t0, c0 = time.monotonic(), cpu_seconds()
         summary = replay(segs, root / "replay", OPTIONS, 65536)
-        replay_s = time.monotonic() - t0
+        replay_s, replay_cpu = time.monotonic() - t0, cpu_seconds() - c0
         books = summary.books
-        rows = [("replay (1 process)", replay_s, books, 0.0)]
+        rows = [("replay (1 process)", replay_s, books, 0.0, replay_cpu)]
         for label, engine, workers in (("local x1", "local", 1), ("local x2", "local", 2), ("dask x2", "dask", 2)):
             start = startup(engine, workers)
-            wall, n = run_backfill(sources, root / "out", engine, workers, root / "cache")
+            wall, n, cpu = run_backfill(sources, root / "out", engine, workers, root / "cache")
             assert n == books, (label, n, books)
-            rows.append((label, wall, n, start))
-        print(f"{'run':<20}{'wall s':>9}{'snapshots/s':>14}{'start-up s':>12}{'excl. start-up/s':>18}")
-        rate = {}
-        for label, wall, n, start in rows:
-            rate[label] = n / wall
-            print(f"{label:<20}{wall:>9.2f}{rate[label]:>14,.0f}{start:>12.2f}{n / max(wall - start, 1e-9):>18,.0f}")
+            rows.append((label, wall, n, start, cpu))
+        print(f"{'run':<20}{'wall s':>9}{'snapshots/s':>14}{'start-up s':>12}{'excl. start-up/s':>18}"
+              f"{'CPU s':>8}{'per CPU s':>12}")
+        rate, per_cpu = {}, {}
+        for label, wall, n, start, cpu in rows:
+            rate[label], per_cpu[label] = n / wall, n / cpu
+            print(f"{label:<20}{wall:>9.2f}{rate[label]:>14,.0f}{start:>12.2f}{n / max(wall - start, 1e-9):>18,.0f}"
+                  f"{cpu:>8.2f}{per_cpu[label]:>12,.0f}")
         print(f"local x2 / local x1       {rate['local x2'] / rate['local x1']:.2f}x  (target >= 1.7)")
-        print(f"dask x2 / local x2        {rate['dask x2'] / rate['local x2']:.2f}   (target >= 0.90)")
-        print(f"local x1 / replay         {rate['local x1'] / rate['replay (1 process)']:.2f}   (per core, target >= 0.90)")
+        print(f"dask x2 / local x2        {rate['dask x2'] / rate['local x2']:.2f}   (target >= 0.90; "
+              f"per CPU second {per_cpu['dask x2'] / per_cpu['local x2']:.2f})")
+        print(f"local x1 / replay         {rate['local x1'] / rate['replay (1 process)']:.2f}   (per core, target >= 0.90; "
+              f"per CPU second {per_cpu['local x1'] / per_cpu['replay (1 process)']:.2f})")
+        print(f"load average (1 min) {load0:.1f} at the start, {os.getloadavg()[0]:.1f} at the end, "
+              f"on {os.cpu_count()} cores: with more than ~0.5 x cores from others the x2 runs share cores")
         split = profile_task(sources, root / "prof", root / "cache")
         total = split.pop("total")
-        print(f"profile of one task (one host's streams, {total:.2f} s under cProfile):")
+        print(f"where one task's time goes (one host's streams and their scans, {total:.2f} s wall, "
+              "exclusive per phase):")
         for phase, secs in split.items():
             print(f"  {phase:<34}{secs:>7.2f} s {secs / total:>6.1%}")
     return 0

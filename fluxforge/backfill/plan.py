@@ -12,8 +12,9 @@ A *task* runs several units of one host together (each still with its own
 engine state in the bank, keyed by stream): every segment is then decoded and
 grouped once per task instead of once per stream -- the dominant cost of a unit
 (see bench/backfill.py).  A host's units are dealt into just enough tasks to
-keep every worker busy.  Since streams never share state, which units share a
-task changes nothing in the output.
+keep every worker busy, the largest (by the rows its segments' manifests list)
+first.  Since streams never share state, which units share a task changes
+nothing in the output.
 """
 from __future__ import annotations
 
@@ -146,6 +147,20 @@ class Task:
         seen = {r.name: r for u in self.units for r in u.segments}
         return [seen[n] for n in sorted(seen, key=lambda n: seen[n].id)]
 
+    @property
+    def weight(self) -> int:
+        """The rows its segments hold (each is decoded whole), by their manifests: its expected cost."""
+        return sum(segment_rows(r) for r in self.segments)
+
+
+def segment_rows(ref: SegmentRef) -> int:
+    """Rows of a segment's channels by its manifest (1 where it says nothing)."""
+    channels = (ref.manifest or {}).get("channels") if isinstance(ref.manifest, dict) else None
+    if not isinstance(channels, dict):
+        return 1
+    rows = sum(int(e.get("rows") or 0) for e in channels.values() if isinstance(e, dict))
+    return max(rows, 1)
+
 
 def build_tasks(units: list[Unit], workers: int) -> list[Task]:
     """Each host's units dealt round-robin into ceil(2 x workers / hosts) tasks (at most one per unit)."""
@@ -157,7 +172,7 @@ def build_tasks(units: list[Unit], workers: int) -> list[Task]:
     for host_units in by_host.values():
         n = min(per_host, len(host_units))
         tasks += [Task(host_units[i::n]) for i in range(n)]
-    return sorted(tasks, key=lambda t: -sum(len(u.segments) for u in t.units))  # longest first
+    return sorted(tasks, key=lambda t: -t.weight)  # longest first: no worker is left with a long one at the end
 
 
 def fingerprint(options: FeatureOptions, sources: list[str], filters: Filters, version: str,

@@ -7,6 +7,7 @@ bronze (local or S3) and the destination.  A unit is a replay restricted to one
 (host, exchange, symbol): `run_or_skip` + `run_segment(keys=...)`, the very code
 `fluxforge replay` runs, with its own engine state from the unit's first segment
 (a task runs a few units of one host on one bank, each stream keyed apart).
+Unlike replay it snapshots no engine state before each segment: see `_replay_task`.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from ..bronze import schemas as bronze
 from ..config import DEFAULT_MAX_GAP_MS, FeatureOptions, TradeOptions
 from ..etl.bronze_reader import BadSegment
 from ..etl.engines import EngineBank
-from ..etl.replay import run_or_skip
+from ..etl.replay import BankSpoiled, run_or_skip
 from .dest import Dest
 from .fetch import cached_segment
 from .location import Location
@@ -115,30 +116,48 @@ def _unit_of(rel: str, units: list[Unit]) -> str:
     raise ValueError(f"{rel}: written for no unit of the task")
 
 
+def _replay_task(task: Task, ctx: JobContext, root: Path, out: UnitResult) -> list[Path]:
+    """The task's segments through one bank, no per-segment snapshot (a rerun of a unit starts
+    it over, so nothing needs one); a segment that fails after feeding the bank restarts the
+    task without it -- the state replay's snapshot-and-restore leaves, so the same files."""
+    bad: dict[str, str] = {}  # segment -> why it is skipped, learnt by earlier attempts
+    while True:
+        bank = EngineBank(ctx.options, reorder_ms=ctx.reorder_ms, trade_options=ctx.trades,
+                          symbol_overrides=ctx.symbol_overrides, max_gap_ms=ctx.max_gap_ms)
+        files: list[Path] = []
+        out.segments = out.books = 0
+        try:
+            for ref in task.segments:
+                if ref.name in bad:
+                    continue
+                try:
+                    seg_dir = _segment_dir(ref, ctx)
+                except BadSegment as e:  # corrupt in S3: what replay does with a corrupt local segment
+                    bad[ref.name] = str(e)
+                    continue
+                result, reason = run_or_skip(seg_dir, bank, root, ctx.row_group_rows, rollback=False,
+                                             keys=task.keys, emit_range=ctx.emit_range)
+                if result is None:
+                    bad[ref.name] = reason
+                    continue
+                out.segments += 1
+                out.books += result.books
+                files += result.files
+        except BankSpoiled as e:
+            bad[e.segment] = e.reason
+            continue
+        out.skipped = [(ref.name, bad[ref.name]) for ref in task.segments if ref.name in bad]
+        return files
+
+
 def run_task(task: Task, ctx: JobContext) -> UnitResult:
     """Replay a task's streams through their segments, publish the parts, then one done-marker per unit."""
     t0 = time.monotonic()
     dest = Dest(ctx.dest)
-    bank = EngineBank(ctx.options, reorder_ms=ctx.reorder_ms, trade_options=ctx.trades,
-                      symbol_overrides=ctx.symbol_overrides, max_gap_ms=ctx.max_gap_ms)
     root = dest.work_root(Path(ctx.cache))
     out = UnitResult([u.id for u in task.units], skipped=[], worker=f"{os.uname().nodename}:{os.getpid()}")
-    files: list[Path] = []
     try:
-        for ref in task.segments:
-            try:
-                seg_dir = _segment_dir(ref, ctx)
-            except BadSegment as e:  # corrupt in S3: what replay does with a corrupt local segment
-                out.skipped.append((ref.name, str(e)))
-                continue
-            result, reason = run_or_skip(seg_dir, bank, root, ctx.row_group_rows, keys=task.keys,
-                                         emit_range=ctx.emit_range)
-            if result is None:
-                out.skipped.append((ref.name, reason))
-                continue
-            out.segments += 1
-            out.books += result.books
-            files += result.files
+        files = _replay_task(task, ctx, root, out)
         out.files = len(files)
         out.seconds = time.monotonic() - t0
         parts: dict[str, list[str]] = {u.id: [] for u in task.units}

@@ -364,11 +364,13 @@ class EngineBank:
         self.fingerprint = options_fingerprint(options, self.trade_options, self.symbol_overrides, max_gap_ms)
         self.engine_class = engine_class  # None: fluxforge.features.FeatureEngine
         self.symbols: dict[Key, SymbolState] = {}
+        self.handed_out = 0  # state() calls: a feed mutates what it is handed (replay.run_or_skip reads it)
 
     def _cls(self):
         return self.engine_class or _default_engine_class()
 
     def state(self, key: Key) -> SymbolState:
+        self.handed_out += 1
         st = self.symbols.get(key)
         if st is None:
             st = self.symbols[key] = SymbolState(self._cls()(self.options, max_gap_ms=self.max_gap_ms),

@@ -61,21 +61,40 @@ class ReplaySummary:
         return sum(r.books for r in self.done)
 
 
+class BankSpoiled(Exception):
+    """A segment failed after it had fed the bank, and no snapshot was taken to undo that.
+
+    Raised by `run_or_skip(..., rollback=False)`; `reason` is why the segment is skipped.
+    The caller rebuilds the bank without the segment (backfill: reruns the task)."""
+
+    def __init__(self, segment: str, reason: str):
+        super().__init__(f"{segment}: {reason}")
+        self.segment, self.reason = segment, reason
+
+
 def run_or_skip(seg_dir: Path, bank: EngineBank, out_dir: Path, row_group_rows: int,
-                **job) -> tuple[SegmentResult | None, str]:
+                rollback: bool = True, **job) -> tuple[SegmentResult | None, str]:
     """One segment through the segment job, or (None, reason) with the bank as before it.
 
     The rule replay and backfill share: a segment the service would send to failed/
-    is skipped the same way; an error of the output side (OSError) stops the run."""
-    before = bank.snapshot()
+    is skipped the same way; an error of the output side (OSError) stops the run.
+    The undo is a snapshot of the bank before every segment; `rollback=False` takes
+    none (it costs as much as a good part of the segment) and raises `BankSpoiled`
+    instead when a failing segment had already fed the bank (one refused by its
+    verification never has)."""
+    before = bank.snapshot() if rollback else None
+    handed = bank.handed_out
     try:
         return run_segment(seg_dir, bank, out_dir, row_group_rows, **job), ""
     except OSError:
         raise  # the output side failed (disk full, permissions): stop, never skip silently
     except Exception as e:  # the service would move it to failed/: skip it the same way
         reason = str(e) if isinstance(e, BadSegment) else f"processing error: {type(e).__name__}: {e}"
-        bank.restore(before)
         log.warning("segment_skipped", segment=seg_dir.name, reason=reason)
+        if before is not None:
+            bank.restore(before)
+        elif bank.handed_out != handed:
+            raise BankSpoiled(seg_dir.name, reason) from e
         return None, reason
 
 

@@ -5,10 +5,11 @@ from fluxforge.backfill.source import SegmentRef
 T0 = parse_time("2024-08-08")
 
 
-def ref(host: str, seq: int, lo_s: int, hi_s: int) -> SegmentRef:
+def ref(host: str, seq: int, lo_s: int, hi_s: int, rows: int = 100) -> SegmentRef:
     name = f"seg-{host}-20240808T0000{seq:02d}Z-{seq:06d}"
     return SegmentRef(name, local=f"/x/{name}", manifest={"channels": {
-        "orderbook": {"min_ts": T0 + lo_s * 1000, "max_ts": T0 + hi_s * 1000}}})
+        "orderbook": {"min_ts": T0 + lo_s * 1000, "max_ts": T0 + hi_s * 1000, "rows": rows},
+        "trades": {"rows": rows // 10}}})
 
 
 def test_times_and_globs():
@@ -49,3 +50,14 @@ def test_units_dealt_per_host_to_keep_workers_busy():
     many = build_tasks(units, workers=4)
     assert len(many) == 8 and sorted(u.id for t in many for u in t.units) == sorted(u.id for u in units)
     assert len(build_tasks(units, workers=64)) == 12  # never more tasks than units
+
+
+def test_tasks_run_largest_first_by_the_rows_their_manifests_list():
+    """Host b has one segment but the most rows: its task goes first, then a's three, then c's."""
+    segs = [ref("a", i, 10 * i, 10 * i + 10, rows=1000) for i in range(1, 4)]
+    segs += [ref("b", 1, 0, 10, rows=5000), ref("c", 1, 0, 10, rows=10)]
+    keys = frozenset({("binance", "BTC/USDT")})
+    units = build_units(segs, {s.name: SegmentStreams(keys) for s in segs}, Filters())
+    tasks = build_tasks(units, workers=1)
+    assert [t.host for t in tasks] == ["b", "a", "c"]
+    assert [t.weight for t in tasks] == [5500, 3300, 11]
