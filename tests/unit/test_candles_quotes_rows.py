@@ -110,7 +110,7 @@ def test_config_channels_and_timeframes():
     for bad, message in (({"ohlcv_timeframes": ["1x"]}, "'1x' is not a ccxt timeframe"),
                          ({"ohlcv_timeframes": ["1m", "1m"]}, "must be unique"),
                          ({"ohlcv_timeframes": []}, "at least 1 item"),
-                         ({"channels": ["candles"]}, "'candles' is not a channel \(one of orderbook, trades, ticker, ohlcv, bidsasks\)")):
+                         ({"channels": ["candles"]}, r"'candles' is not a channel \(one of orderbook, trades, ticker, ohlcv, bidsasks\)")):
         with pytest.raises(ValidationError, match=message):
             ExchangeConfig(name="binance", symbols=["BTC/USDT"], **bad)
 
