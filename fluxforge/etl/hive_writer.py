@@ -80,14 +80,13 @@ class PartWriter:
     def __init__(self, segment: str, row_group_rows: int):
         self.segment = segment
         self.row_group_rows = row_group_rows
-        self._pending: list[tuple[Path, Path]] = []  # (temp, final)
-        self._finals: set[Path] = set()  # the finals of _pending: a set, since a segment writes ~100 parts
+        self._pending: dict[Path, Path] = {}  # final -> temp, in the order added
         self._new_dirs: set[Path] = set()
 
     def add(self, partition_dir: Path, table: pa.Table) -> Path:
         self._mkdirs(partition_dir)
         final = partition_dir / part_name(self.segment)
-        if final in self._finals:
+        if final in self._pending:
             raise ValueError(f"two outputs of {self.segment} map to the same part {final}")
         tmp = tmp_name(final)
         small = table.get_total_buffer_size() <= BUFFERED_PART_BYTES  # (nbytes of a slice costs ~1 ms)
@@ -98,8 +97,7 @@ class PartWriter:
         if small:  # the same bytes, in one write(2) instead of one per page and footer piece
             with open(tmp, "wb") as f:
                 f.write(sink.getvalue())
-        self._pending.append((tmp, final))
-        self._finals.add(final)
+        self._pending[final] = tmp
         return final
 
     def _mkdirs(self, path: Path) -> None:
@@ -117,13 +115,13 @@ class PartWriter:
 
         With syncfs(2) each barrier is one call per file system instead of one
         fsync per file and directory (a segment writes ~50 parts)."""
-        dirs = set(self._new_dirs) | {final.parent for _, final in self._pending}
+        dirs = set(self._new_dirs) | {final.parent for final in self._pending}
         if not self._syncfs(dirs):
-            for tmp, _ in self._pending:
+            for tmp in self._pending.values():
                 fsync_file(tmp)
         renamed: list[Path] = []
         try:
-            for tmp, final in self._pending:
+            for final, tmp in self._pending.items():
                 os.replace(tmp, final)
                 renamed.append(final)
             if not self._syncfs(dirs):
@@ -133,9 +131,8 @@ class PartWriter:
             for final in renamed:
                 final.unlink(missing_ok=True)
             raise
-        done = [final for _, final in self._pending]
+        done = list(self._pending)
         self._pending.clear()
-        self._finals.clear()
         self._new_dirs.clear()
         return done
 
@@ -152,10 +149,9 @@ class PartWriter:
         return True
 
     def abort(self) -> None:
-        for tmp, _ in self._pending:
+        for tmp in self._pending.values():
             tmp.unlink(missing_ok=True)
         self._pending.clear()
-        self._finals.clear()
 
 
 def remove_stale_temps(root: Path) -> int:
