@@ -130,19 +130,14 @@ def time_features(ts_ms: np.ndarray) -> dict[str, np.ndarray]:
 TS_TYPE = pa.timestamp("ms", tz="UTC")
 
 
-def hf_table(options: FeatureOptions, ts: np.ndarray, nonce: pa.Array, block: np.ndarray,
-             raw: dict[str, pa.Array] | None = None) -> pa.Table:
-    """Typed hf table from the kernel block (ncols x rows) and the emitted rows' inputs."""
-    return HfBuilder(options).table(ts, nonce, block, raw)
-
-
 class HfBuilder:
-    """`hf_table` for one set of options, with the names and column kinds worked out once.
+    """The typed hf table from the kernel block (ncols x rows) and the emitted rows' inputs,
+    for one set of options, with the names and column kinds worked out once.
 
     Why: the live path builds a table of a row or two per symbol and flush, so per-call
     schema work (160 names, a dict, one Arrow conversion per column) was most of its cost.
     The float columns are slices of one Arrow array over the whole block (one conversion);
-    the values, types and names are exactly `hf_table`'s."""
+    bool and int columns are converted from their float kernel values."""
 
     def __init__(self, options: FeatureOptions):
         self.keep_raw = options.keep_raw_arrays
