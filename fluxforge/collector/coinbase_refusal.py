@@ -29,11 +29,15 @@ from .coinbase_sequence import BOOK_HASH
 PRODUCT_ID = re.compile(r"[A-Za-z0-9]+-[A-Za-z0-9]+")  # Coinbase product ids: BTC-USD, ETH-USDC, ...
 
 
+def error_words(message: Any) -> str:
+    """What a Coinbase error message says: its `message` and `reason`."""
+    return f"{message.get('message') or ''} {message.get('reason') or ''}".strip()
+
+
 def refused_books(message: Any, book_symbols: dict[str, str], have_book: set[str]) -> list[str]:
     """The book subscriptions (unified symbols; `book_symbols` maps each to its product id) an error
     `message` refuses: those it names, else, if it names no product, those without a book yet."""
-    text = f"{message.get('message') or ''} {message.get('reason') or ''}"
-    named = set(PRODUCT_ID.findall(text))
+    named = set(PRODUCT_ID.findall(error_words(message)))
     if named:
         return [s for s, pid in book_symbols.items() if pid in named]
     return [s for s in book_symbols if s not in have_book]
@@ -54,7 +58,7 @@ def coinbase_refusals_class(base: type) -> type:
             book_symbols = {h[len(BOOK_HASH):]: None for h in client.subscriptions if str(h).startswith(BOOK_HASH)}
             book_symbols = {s: (markets.get(s) or {}).get("id") for s in book_symbols}
             refused = refused_books(message, book_symbols, set(self.orderbooks or {}))
-            words = f"{message.get('message') or ''} {message.get('reason') or ''}".strip()
+            words = error_words(message)
             for symbol in refused:
                 message_hash = BOOK_HASH + symbol
                 del client.subscriptions[message_hash]
