@@ -76,24 +76,28 @@ def _unpublished(outputs: dict[Key, FeatureOutput], published: dict, maybe: dict
     pubs = []
     for key, out in outputs.items():
         for product, tables in products(out):
-            full = live_table(key, tables)
+            n = sum(t.num_rows for t in tables)
             start = published.get((key, product), 0)
-            again = full.num_rows if maybe is None else maybe.get((key, product), 0)
+            published[(key, product)] = n
+            if n <= start:
+                continue  # all published (the usual case): no table to build
+            full = live_table(key, tables)
+            again = n if maybe is None else maybe.get((key, product), 0)
             if again > start:
                 pubs.append(Publication(product, full.slice(start, again - start), True))
             rest = max(start, again)
-            if full.num_rows > rest:
+            if n > rest:
                 pubs.append(Publication(product, full.slice(rest), False))
-            published[(key, product)] = full.num_rows
     return pubs
 
 
 def live_table(key: Key, tables: list[pa.Table]) -> pa.Table:
-    """Rows as the hive writer writes them for the product, with exchange and symbol in front."""
+    """Rows as the hive writer writes them for the product, with exchange and symbol in front.
+    (add_column: rebuilding a 160-column hf table from its columns costs ~8x more per publish.)"""
     table = prepare_table(tables)
     n = table.num_rows
-    return pa.Table.from_arrays([pa.array([key[0]] * n, pa.string()), pa.array([key[1]] * n, pa.string()),
-                                 *table.columns], names=["exchange", "symbol", *table.column_names])
+    return table.add_column(0, "symbol", pa.array([key[1]] * n, pa.string())) \
+                .add_column(0, "exchange", pa.array([key[0]] * n, pa.string()))
 
 
 @dataclass
@@ -146,9 +150,12 @@ class LiveFollower:
             seg_dir = self._pick()
             return [] if seg_dir is None else self._begin(seg_dir)
         cur = self.current
+        marks = {c: (t.offset, t.rows) for c, t in cur.tails.items()}
         try:
             new = {c: t.read(self.max_rows) for c, t in cur.tails.items()}
         except FileNotFoundError:  # rotated: finish it as the segment job will, go on with the next
+            for c, (offset, rows) in marks.items():  # batches read before another journal was
+                cur.tails[c].offset, cur.tails[c].rows = offset, rows  # gone: fed from the Parquet file
             return self._finish_rotated(cur)
         if not any(new.values()):
             return []
@@ -282,6 +289,7 @@ class LiveFollower:
         name = outcome.segment
         if self.current is not None and self.current.seg_dir.name == name:
             self._detach()
+        followed = name in self.published  # this process followed it: it published all it had seen
         published = self.published.pop(name, {})
         self.failures.pop(name, None)
         if self.finished is not None and self.finished.name == name:
@@ -296,10 +304,20 @@ class LiveFollower:
                 self.counters.not_landed += lost
                 log.warning("live_rows_not_landed", segment=name, rows=lost, state=outcome.state)
             return []
-        maybe = result.logged_counts  # what a previous process may have published
-        if not published and chunk_log.finished(self.runner.store.path("done", name) / chunk_log.SEGMENT_FILE):
-            maybe = None  # it had finished the segment: all of it
+        # What a previous process may have published: nothing beyond `published` if this one followed
+        # the segment (it replayed the chunks logged before it began); else the logged chunks' rows, or
+        # all of them if that process finished the segment itself.
+        if followed:
+            maybe = {}
+        elif chunk_log.finished(self.runner.store.path("done", name) / chunk_log.SEGMENT_FILE):
+            maybe = None
+        else:
+            maybe = result.logged_counts
         pubs = _unpublished(result.outputs, published, maybe)
+        replays = sum(p.table.num_rows for p in pubs if p.replay)
+        if replays:
+            log.info("live_segment_replays", segment=name, rows=replays, finished_before=maybe is None,
+                     note="rows of a segment a previous process may have published, sent again flagged replay")
         result.outputs = None
         return pubs
 
