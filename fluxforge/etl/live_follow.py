@@ -279,9 +279,11 @@ class LiveFollower:
         if fin is not None and fin.name == segment:
             return fin.handover if fin.checkpoint == self.runner.checkpoint.last_segment else None
         cur = self.current
-        if cur is None or cur.seg_dir.name != segment or cur.checkpoint != self.runner.checkpoint.last_segment:
+        if cur is None or cur.seg_dir.name != segment:
             return None
-        self._detach()
+        self._detach()  # the segment job has it now (and runs while the live path goes on)
+        if cur.checkpoint != self.runner.checkpoint.last_segment:
+            return None
         return Handover(cur.feeder, {c: t.rows for c, t in cur.tails.items()})
 
     def segment_done(self, outcome) -> list[Publication]:
@@ -292,7 +294,13 @@ class LiveFollower:
         followed = name in self.published  # this process followed it: it published all it had seen
         published = self.published.pop(name, {})
         self.failures.pop(name, None)
-        if self.finished is not None and self.finished.name == name:
+        fin = self.finished
+        if fin is not None and outcome.state != "done" and fin.checkpoint == name:
+            # the live path finished the next segment too, from where the segment job now is not
+            log.warning("live_restart", segment=fin.name, note=f"{name} did not land")
+            self.finished = None
+            self._detach()
+        elif fin is not None and fin.name == name:
             self.finished = None
             if outcome.state != "done" and self.current is not None and self.current.checkpoint == name:
                 log.warning("live_restart", segment=self.current.seg_dir.name, note=f"{name} did not land")
