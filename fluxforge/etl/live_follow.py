@@ -188,8 +188,14 @@ class LiveFollower:
             if not cur.seg_dir.exists() and not ready.exists():
                 self._detach()  # gone elsewhere (failed/): the segment job decides
             return []  # still being finished by the collector
-        reader = SegmentReader(ready)
-        reader.manifest = json.loads((ready / MANIFEST).read_text())
+        return self._finish(cur, ready)
+
+    def _finish(self, cur: _Following, seg_dir: Path) -> list[Publication]:
+        """Feed the rest of the finished segment `seg_dir` (ready/ or, claimed, processing/) to the
+        followed engines and finish it; its last rows; `self.finished` set for the segment job."""
+        name = cur.seg_dir.name
+        reader = SegmentReader(seg_dir)
+        reader.manifest = json.loads((seg_dir / MANIFEST).read_text())
         rows = {c: int((reader.manifest.get("channels") or {}).get(c, {}).get("rows", 0)) for c in chunk_log.CHANNELS}
         ends = {c: t.rows for c, t in cur.tails.items()}
         self._detach()
@@ -272,19 +278,25 @@ class LiveFollower:
         return pubs
 
     # -- the segment job's results ----------------------------------------------------
-    def handover(self, segment: str) -> Handover | None:
-        """The engines that fed `segment`'s logged chunks, for the segment job to finish it with
-        instead of feeding those chunks again (half the CPU); None if not following it."""
-        fin = self.finished
-        if fin is not None and fin.name == segment:
-            return fin.handover if fin.checkpoint == self.runner.checkpoint.last_segment else None
+    def handover(self, seg_dir: Path) -> tuple[Handover | None, list[Publication]]:
+        """For the segment job that just claimed `seg_dir`: the live engines that fed it from the
+        job's checkpoint, with the segment finished (if the live path had not seen the rotation
+        yet, the rest is fed from the claimed files now, and its last rows returned to publish),
+        so the job only writes the parts and the live path starts on the next segment at once
+        instead of waiting for them; (None, []) if the live path did not follow it from there."""
+        name = seg_dir.name
+        checkpoint = self.runner.checkpoint.last_segment
+        pubs: list[Publication] = []
         cur = self.current
-        if cur is None or cur.seg_dir.name != segment:
-            return None
-        self._detach()  # the segment job has it now (and runs while the live path goes on)
-        if cur.checkpoint != self.runner.checkpoint.last_segment:
-            return None
-        return Handover(cur.feeder, {c: t.rows for c, t in cur.tails.items()})
+        if cur is not None and cur.seg_dir.name == name:
+            if cur.checkpoint != checkpoint:
+                self._detach()
+                return None, []
+            pubs = self._finish(cur, seg_dir)
+        fin = self.finished
+        if fin is not None and fin.name == name and fin.checkpoint == checkpoint:
+            return fin.handover, pubs
+        return None, pubs
 
     def segment_done(self, outcome) -> list[Publication]:
         """The rows of a segment the segment job just finished that were not published live."""

@@ -238,12 +238,19 @@ class EtlService:
                     self._retrying(RetryLater.from_oserror("claiming a segment", e))
                     recovered = False
                     continue
-                handover = self.live.handover(seg_dir.name) if self.live is not None and seg_dir else None
+                handover, pubs = None, []
+                if seg_dir is not None and self.live is not None:
+                    try:
+                        handover, pubs = await asyncio.to_thread(self.live.handover, seg_dir)
+                    except Exception as e:  # noqa: BLE001 -- the live path never harms the segment pipeline
+                        log.exception("live_error", segment=seg_dir.name)
+                        self.live.reset(e)
+            self._publish(pubs)
             if seg_dir is not None:
-                # processed without the lock: the live path keeps following the active segment while
-                # the job writes this one's parts (a lock held through the parts and their fsyncs
-                # delayed every live row of that second).  The live path has let go of this segment
-                # (handover), and starts another only from what the job's checkpoint will be.
+                # processed without the lock: the live path goes on with the next segment while the
+                # job writes this one's parts (a lock held through the parts and their fsyncs held
+                # back every live row of that second).  The live path has finished this segment
+                # (handover) or left it to the job, and starts another only from its end state.
                 self.notifier.status(self.status_line() + f"; processing {seg_dir.name}")
                 recovered = await self._attempt(lambda: self.runner.process_claimed(seg_dir, handover),
                                                 count_lock=self._segment_lock)

@@ -102,14 +102,16 @@ def _run(tmp_path, restart_after: int | None = None, handover: str = "live finis
         assert follower.finished is not None
         pubs += got
     claimed = runner.claim_next()
-    outcome = runner.process_claimed(claimed, follower.handover(claimed.name) if handover != "none" else None)
+    ho, got = follower.handover(claimed) if handover != "none" else (None, [])
+    pubs += got
+    outcome = runner.process_claimed(claimed, ho)
     assert outcome.state == "done", outcome.reason
     pubs += follower.segment_done(outcome)
     return root, runner, outcome, pubs, live_steps
 
 
 # "live finish": the live path finishes the rotated segment, the segment job only writes it;
-# "handover": the segment job finishes the segment with the live engines;
+# "handover": the segment job claims it first, the live path then finishes it (`handover`);
 # "none": it feeds the logged chunks again from the checkpoint (after a restart).
 @pytest.mark.parametrize("handover", ["live finish", "handover", "none"])
 def test_live_rows_equal_the_parquet_rows_despite_late_rows(tmp_path, handover):
@@ -317,7 +319,9 @@ def test_a_rotation_between_reading_two_journals_loses_no_batch(tmp_path, gone_a
     pubs += follower.step()  # the live path finishes the rotated segment
     assert follower.finished is not None
     claimed = runner.claim_next()
-    outcome = runner.process_claimed(claimed, follower.handover(claimed.name))
+    ho, got = follower.handover(claimed)
+    assert got == []  # (finished already)
+    outcome = runner.process_claimed(claimed, ho)
     assert outcome.state == "done", outcome.reason
     truth = {k: row_keys(t) for k, t in landed(root / "features").items()}
     assert _by_key(pubs, replay=False) == truth  # the live path finished it: every row, as it landed
