@@ -41,27 +41,26 @@ def state_path(state_dir: str | Path, segment: str) -> Path:
 
 def append(path: Path, ends: Ends) -> None:
     """Add one chunk (durably) before its rows are published."""
+    _append_line(path, json.dumps({c: int(ends.get(c, 0)) for c in CHANNELS}, sort_keys=True))
+
+
+def append_finished(path: Path) -> None:
+    """Mark that the live path fed the whole segment and finished it (its last rows follow); the
+    log may not exist yet (a segment that rotated before the live path fed any chunk of it)."""
+    _append_line(path, '{"finished": true}')
+
+
+def _append_line(path: Path, line: str) -> None:
     new = not path.exists()
     path.parent.mkdir(parents=True, exist_ok=True)
-    line = json.dumps({c: int(ends.get(c, 0)) for c in CHANNELS}, sort_keys=True) + "\n"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     try:
-        os.write(fd, line.encode())
+        os.write(fd, (line + "\n").encode())
         os.fsync(fd)
     finally:
         os.close(fd)
     if new:
         fsync_dir(path.parent)
-
-
-def append_finished(path: Path) -> None:
-    """Mark that the live path fed the whole segment and finished it (its last rows follow)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    try:
-        os.write(fd, b'{"finished": true}\n')
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def finished(path: Path) -> bool:

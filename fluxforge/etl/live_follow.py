@@ -76,24 +76,28 @@ def _unpublished(outputs: dict[Key, FeatureOutput], published: dict, maybe: dict
     pubs = []
     for key, out in outputs.items():
         for product, tables in products(out):
-            full = live_table(key, tables)
+            n = sum(t.num_rows for t in tables)
             start = published.get((key, product), 0)
-            again = full.num_rows if maybe is None else maybe.get((key, product), 0)
+            published[(key, product)] = n
+            if n <= start:
+                continue  # all published (the usual case): no table to build
+            full = live_table(key, tables)
+            again = n if maybe is None else maybe.get((key, product), 0)
             if again > start:
                 pubs.append(Publication(product, full.slice(start, again - start), True))
             rest = max(start, again)
-            if full.num_rows > rest:
+            if n > rest:
                 pubs.append(Publication(product, full.slice(rest), False))
-            published[(key, product)] = full.num_rows
     return pubs
 
 
 def live_table(key: Key, tables: list[pa.Table]) -> pa.Table:
-    """Rows as the hive writer writes them for the product, with exchange and symbol in front."""
+    """Rows as the hive writer writes them for the product, with exchange and symbol in front.
+    (add_column: rebuilding a 160-column hf table from its columns costs ~8x more per publish.)"""
     table = prepare_table(tables)
     n = table.num_rows
-    return pa.Table.from_arrays([pa.array([key[0]] * n, pa.string()), pa.array([key[1]] * n, pa.string()),
-                                 *table.columns], names=["exchange", "symbol", *table.column_names])
+    return table.add_column(0, "symbol", pa.array([key[1]] * n, pa.string())) \
+                .add_column(0, "exchange", pa.array([key[0]] * n, pa.string()))
 
 
 @dataclass
@@ -146,9 +150,12 @@ class LiveFollower:
             seg_dir = self._pick()
             return [] if seg_dir is None else self._begin(seg_dir)
         cur = self.current
+        marks = {c: (t.offset, t.rows) for c, t in cur.tails.items()}
         try:
             new = {c: t.read(self.max_rows) for c, t in cur.tails.items()}
         except FileNotFoundError:  # rotated: finish it as the segment job will, go on with the next
+            for c, (offset, rows) in marks.items():  # batches read before another journal was
+                cur.tails[c].offset, cur.tails[c].rows = offset, rows  # gone: fed from the Parquet file
             return self._finish_rotated(cur)
         if not any(new.values()):
             return []
@@ -181,8 +188,14 @@ class LiveFollower:
             if not cur.seg_dir.exists() and not ready.exists():
                 self._detach()  # gone elsewhere (failed/): the segment job decides
             return []  # still being finished by the collector
-        reader = SegmentReader(ready)
-        reader.manifest = json.loads((ready / MANIFEST).read_text())
+        return self._finish(cur, ready)
+
+    def _finish(self, cur: _Following, seg_dir: Path) -> list[Publication]:
+        """Feed the rest of the finished segment `seg_dir` (ready/ or, claimed, processing/) to the
+        followed engines and finish it; its last rows; `self.finished` set for the segment job."""
+        name = cur.seg_dir.name
+        reader = SegmentReader(seg_dir)
+        reader.manifest = json.loads((seg_dir / MANIFEST).read_text())
         rows = {c: int((reader.manifest.get("channels") or {}).get(c, {}).get("rows", 0)) for c in chunk_log.CHANNELS}
         ends = {c: t.rows for c, t in cur.tails.items()}
         self._detach()
@@ -265,26 +278,41 @@ class LiveFollower:
         return pubs
 
     # -- the segment job's results ----------------------------------------------------
-    def handover(self, segment: str) -> Handover | None:
-        """The engines that fed `segment`'s logged chunks, for the segment job to finish it with
-        instead of feeding those chunks again (half the CPU); None if not following it."""
-        fin = self.finished
-        if fin is not None and fin.name == segment:
-            return fin.handover if fin.checkpoint == self.runner.checkpoint.last_segment else None
+    def handover(self, seg_dir: Path) -> tuple[Handover | None, list[Publication]]:
+        """For the segment job that just claimed `seg_dir`: the live engines that fed it from the
+        job's checkpoint, with the segment finished (if the live path had not seen the rotation
+        yet, the rest is fed from the claimed files now, and its last rows returned to publish),
+        so the job only writes the parts and the live path starts on the next segment at once
+        instead of waiting for them; (None, []) if the live path did not follow it from there."""
+        name = seg_dir.name
+        checkpoint = self.runner.checkpoint.last_segment
+        pubs: list[Publication] = []
         cur = self.current
-        if cur is None or cur.seg_dir.name != segment or cur.checkpoint != self.runner.checkpoint.last_segment:
-            return None
-        self._detach()
-        return Handover(cur.feeder, {c: t.rows for c, t in cur.tails.items()})
+        if cur is not None and cur.seg_dir.name == name:
+            if cur.checkpoint != checkpoint:
+                self._detach()
+                return None, []
+            pubs = self._finish(cur, seg_dir)
+        fin = self.finished
+        if fin is not None and fin.name == name and fin.checkpoint == checkpoint:
+            return fin.handover, pubs
+        return None, pubs
 
     def segment_done(self, outcome) -> list[Publication]:
         """The rows of a segment the segment job just finished that were not published live."""
         name = outcome.segment
         if self.current is not None and self.current.seg_dir.name == name:
             self._detach()
+        followed = name in self.published  # this process followed it: it published all it had seen
         published = self.published.pop(name, {})
         self.failures.pop(name, None)
-        if self.finished is not None and self.finished.name == name:
+        fin = self.finished
+        if fin is not None and outcome.state != "done" and fin.checkpoint == name:
+            # the live path finished the next segment too, from where the segment job now is not
+            log.warning("live_restart", segment=fin.name, note=f"{name} did not land")
+            self.finished = None
+            self._detach()
+        elif fin is not None and fin.name == name:
             self.finished = None
             if outcome.state != "done" and self.current is not None and self.current.checkpoint == name:
                 log.warning("live_restart", segment=self.current.seg_dir.name, note=f"{name} did not land")
@@ -296,10 +324,20 @@ class LiveFollower:
                 self.counters.not_landed += lost
                 log.warning("live_rows_not_landed", segment=name, rows=lost, state=outcome.state)
             return []
-        maybe = result.logged_counts  # what a previous process may have published
-        if not published and chunk_log.finished(self.runner.store.path("done", name) / chunk_log.SEGMENT_FILE):
-            maybe = None  # it had finished the segment: all of it
+        # What a previous process may have published: nothing beyond `published` if this one followed
+        # the segment (it replayed the chunks logged before it began); else the logged chunks' rows, or
+        # all of them if that process finished the segment itself.
+        if followed:
+            maybe = {}
+        elif chunk_log.finished(self.runner.store.path("done", name) / chunk_log.SEGMENT_FILE):
+            maybe = None
+        else:
+            maybe = result.logged_counts
         pubs = _unpublished(result.outputs, published, maybe)
+        replays = sum(p.table.num_rows for p in pubs if p.replay)
+        if replays:
+            log.info("live_segment_replays", segment=name, rows=replays, finished_before=maybe is None,
+                     note="rows of a segment a previous process may have published, sent again flagged replay")
         result.outputs = None
         return pubs
 

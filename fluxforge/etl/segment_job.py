@@ -66,8 +66,9 @@ def run_segment(seg_dir: Path, bank: EngineBank, features_root: Path, row_group_
     keys: only these (exchange, symbol) streams (None: all).  emit_range: only write
     rows with start <= timestamp ms < end (either side None: open).  keep_outputs: leave
     the rows in `result.outputs` (the live path publishes what it has not yet).  handover: the
-    live path's feeder that already fed this segment's logged chunks from the same checkpoint --
-    used (instead of `bank`, which is then stale) when the segment's log ends where it stopped."""
+    live path's feeder that already fed this segment (its logged chunks, then the rest) from the same
+    checkpoint and finished it -- used (instead of `bank`, which is then stale) when the segment's log
+    ends where its chunks stopped: only the parts are left to write."""
     t0 = time.monotonic()
     segment = seg_dir.name
     reader = SegmentReader(seg_dir, batch_rows=batch_rows)
@@ -77,11 +78,10 @@ def run_segment(seg_dir: Path, bank: EngineBank, features_root: Path, row_group_
     chunks = chunk_log.plan(seg_dir, rows)
     finished = False
     if handover is not None and keys is None and chunks and chunks[-1] == handover.ends:
-        feeder = handover.feeder  # the logged chunks are fed already: only the rest is left
+        feeder = handover.feeder  # the live path fed the logged chunks and the rest, and finished it
         result.bank = feeder.bank
-        finished = handover.logged is not None  # the live path fed the rest and finished it too
-        result.logged_counts = handover.logged if finished else \
-            feed_logged(feeder, reader, [], rows, batch_rows, start=handover.ends)
+        finished = True
+        result.logged_counts = handover.logged
     elif chunks:
         feeder = SegmentFeeder(bank, segment, keys)
         result.logged_counts = feed_logged(feeder, reader, chunks, rows, batch_rows)
@@ -121,12 +121,12 @@ def run_segment(seg_dir: Path, bank: EngineBank, features_root: Path, row_group_
 
 @dataclass
 class Handover:
-    """The live path's state on a segment: its feeder and each journal's rows it fed."""
+    """A segment the live path finished: its feeder, each journal's rows it fed in logged chunks
+    (then the rest from the Parquet files), and the rows per (symbol, product) of those chunks."""
 
     feeder: SegmentFeeder
     ends: dict[str, int]
-    logged: dict | None = None  # set when the live path also fed the rest and finished the segment:
-    #                             the rows per (symbol, product) of the logged chunks
+    logged: dict
 
 
 def _emitted(table: pa.Table, emit_range: tuple[int | None, int | None] | None) -> pa.Table:

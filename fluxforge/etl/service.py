@@ -173,8 +173,9 @@ class EtlService:
         log.info("etl_stopped", processed=self.processed, failed=self.failed)
         return 0
 
-    async def _attempt(self, step) -> bool:
-        """Run one runner step in the worker thread; False (and the retry state set) on RetryLater."""
+    async def _attempt(self, step, count_lock: asyncio.Lock | None = None) -> bool:
+        """Run one runner step in the worker thread; False (and the retry state set) on RetryLater.
+        count_lock: taken to count the outcomes (the live path's segment_done) when the step ran without it."""
         try:
             result = await self._in_thread(step)
         except RetryLater as e:
@@ -187,7 +188,11 @@ class EtlService:
             return False
         if isinstance(result, Outcome):
             result = [result]
-        self._count(result or [])
+        if count_lock is None:
+            self._count(result or [])
+        else:
+            async with count_lock:
+                self._count(result or [])
         if self._retry_reason is not None:
             log.info("etl_resumed", after_retries=self._retries, reason=str(self._retry_reason))
         self._failing_since, self._retry_reason, self._retries = None, None, 0
@@ -233,12 +238,24 @@ class EtlService:
                     self._retrying(RetryLater.from_oserror("claiming a segment", e))
                     recovered = False
                     continue
-                if seg_dir is not None:
-                    self.notifier.status(self.status_line() + f"; processing {seg_dir.name}")
-                    handover = self.live.handover(seg_dir.name) if self.live is not None else None
-                    recovered = await self._attempt(lambda: self.runner.process_claimed(seg_dir, handover))
-                    self.notifier.status(self.status_line())
-                    continue
+                handover, pubs = None, []
+                if seg_dir is not None and self.live is not None:
+                    try:
+                        handover, pubs = await asyncio.to_thread(self.live.handover, seg_dir)
+                    except Exception as e:  # noqa: BLE001 -- the live path never harms the segment pipeline
+                        log.exception("live_error", segment=seg_dir.name)
+                        self.live.reset(e)
+            self._publish(pubs)
+            if seg_dir is not None:
+                # processed without the lock: the live path goes on with the next segment while the
+                # job writes this one's parts (a lock held through the parts and their fsyncs held
+                # back every live row of that second).  The live path has finished this segment
+                # (handover) or left it to the job, and starts another only from its end state.
+                self.notifier.status(self.status_line() + f"; processing {seg_dir.name}")
+                recovered = await self._attempt(lambda: self.runner.process_claimed(seg_dir, handover),
+                                                count_lock=self._segment_lock)
+                self.notifier.status(self.status_line())
+                continue
             if self.once:
                 return
             self.notifier.status(self.status_line())

@@ -62,8 +62,16 @@ def resolve_options(options: FeatureOptions | dict | None = None, **overrides: A
 
 
 def _normalise(table: pa.Table | None, columns: dict[str, pa.DataType], what: str) -> pa.Table:
+    """`table` with exactly `columns` (in order, cast, optional ones filled); the ETL's tables
+    already are: returned as they are (the live path calls this per symbol and chunk)."""
+    schema = _SCHEMAS.get(what)
+    if schema is None:
+        schema = _SCHEMAS[what] = pa.schema(list(columns.items()))
+        _EMPTY[what] = schema.empty_table()
     if table is None:
-        return pa.table({name: pa.array([], type=t) for name, t in columns.items()})
+        return _EMPTY[what]  # immutable: shared
+    if table.schema.equals(schema):
+        return table
     missing = [c for c in columns if c not in table.column_names and c not in _OPTIONAL]
     if missing:
         raise ValueError(f"{what} table lacks column(s) {', '.join(missing)}")
@@ -71,6 +79,10 @@ def _normalise(table: pa.Table | None, columns: dict[str, pa.DataType], what: st
     return pa.Table.from_arrays([_as_type(table.column(name), t) if name in names
                                  else pa.array([_OPTIONAL[name]] * table.num_rows, type=t) for name, t in columns.items()],
                                 names=list(columns))
+
+
+_SCHEMAS: dict[str, pa.Schema] = {}  # what -> the schema _normalise gives
+_EMPTY: dict[str, pa.Table] = {}
 
 
 def _as_type(column: pa.ChunkedArray, dtype: pa.DataType) -> pa.ChunkedArray:

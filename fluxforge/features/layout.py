@@ -145,6 +145,7 @@ class HfBuilder:
         self.kinds = [2 if n in BOOL_COLUMNS else 1 if n in INT_COLUMNS else 0 for n in self.kernel]
         self.names = ["timestamp", "nonce", *self.kernel, *TIME]
         self._empty: pa.Table | None = None
+        self._schema: pa.Schema | None = None  # of the plain tables (int64 nonce, no raw arrays)
 
     def table(self, ts: np.ndarray, nonce: pa.Array, block: np.ndarray,
               raw: dict[str, pa.Array] | None = None) -> pa.Table:
@@ -165,13 +166,17 @@ class HfBuilder:
             else:
                 arrays.append(pa.array(values.astype(np.int32)))
         arrays += [pa.array(values) for values in time_features(ts).values()]
+        if plain and self._schema is not None:  # a known schema: no 160 fields inferred per call
+            return pa.Table.from_arrays(arrays, schema=self._schema)
         names = self.names
         if with_raw:
             names = [*names, *raw]
             arrays += list(raw.values())
         table = pa.Table.from_arrays(arrays, names=names)
-        if n == 0 and plain:
-            self._empty = table
+        if plain:
+            self._schema = table.schema
+            if n == 0:
+                self._empty = table
         return table
 
 
