@@ -36,7 +36,9 @@ test: test-unit test-appliance
 	FLUXFORGE_TEST_DEB="$${FLUXFORGE_TEST_DEB:-$$(ls out/appliance/dist/fluxforge_*_amd64.deb | head -n 1)}" \
 		$(MAKE) test-image
 
+# promtool (Debian's prometheus) checks contrib/prometheus/: installed first, needs root if missing.
 test-unit: $(STAMP)
+	packaging/install-host-deps.sh --unit
 	$(PY) -m pytest tests --ignore=tests/appliance --ignore=tests/image $(PYTEST_ARGS)
 
 # Needs root: installs host tools from Debian's archive (packaging/install-host-deps.sh),

@@ -9,7 +9,7 @@ Measured, same run:
 
   latency   exchange time of each hf row -> the moment the ETL handed it to its hub
             (the same window STATUS= shows), p50 / p99, against the target
-            flush_interval + reorder_window + 0.5 s
+            flush_interval + reorder_window + 0.5 s, and the share of rows later than it
   cpu       user+sys seconds of each ETL process from its start-up (after imports)
             to the end of the run; ratio live-on / live-off (target <= 1.3)
 
@@ -47,10 +47,16 @@ def _etl_child(config: str, out: str) -> None:
     t0 = time.process_time()  # imports done: what follows is the service itself
     rc = asyncio.run(service.run())
     cpu = time.process_time() - t0
-    q = service.live.latency.quantiles() if service.live is not None else None
-    samples = service.live.latency.count if service.live is not None else 0
-    Path(out).write_text(json.dumps({"cpu": cpu, "latency": q, "samples": samples,
+    window = service.live.latency if service.live is not None else None
+    q = window.quantiles() if window is not None else None
+    samples = window.count if window is not None else 0
+    late = window.share_above(_target(cfg.collector.flush_interval, cfg.etl.reorder_window)) if window else None
+    Path(out).write_text(json.dumps({"cpu": cpu, "latency": q, "samples": samples, "late": late,
                                      "processed": service.processed, "rc": rc}))
+
+
+def _target(flush: float, reorder: float) -> float:
+    return flush + reorder + 0.5
 
 
 def _config(data: Path, entry: dict, flush: float, reorder: float, live: bool, port: int) -> dict:
@@ -117,7 +123,7 @@ def main() -> None:
     symbols = [f"{b}/USDT" for b in bases[:args.symbols]]
     print(f"live features: {len(symbols)} symbols x books (10/s, depth 20) + trades + tickers, "
           f"{args.seconds:g} s per setting, segments of 30 s; {os.cpu_count()} CPU(s)")
-    print(f"{'flush':>6} {'reorder':>8} {'p50 s':>7} {'p99 s':>7} {'target':>7} {'rows':>7}"
+    print(f"{'flush':>6} {'reorder':>8} {'p50 s':>7} {'p99 s':>7} {'target':>7} {'later':>6} {'rows':>7}"
           f" {'cpu on':>7} {'cpu off':>8} {'ratio':>6}")
     for flush, reorder in SETTINGS:
         tmp = Path(tempfile.mkdtemp(prefix="ff-bench-live-"))
@@ -127,7 +133,8 @@ def main() -> None:
             shutil.rmtree(tmp, ignore_errors=True)
         on, off = r["on"], r["off"]
         p50, p99 = on["latency"] or (float("nan"), float("nan"))
-        print(f"{flush:>6g} {reorder:>8g} {p50:>7.2f} {p99:>7.2f} {flush + reorder + 0.5:>7.2f} {on['samples']:>7}"
+        late = f"{100 * on['late']:.1f}%" if on.get("late") is not None else "-"
+        print(f"{flush:>6g} {reorder:>8g} {p50:>7.2f} {p99:>7.2f} {_target(flush, reorder):>7.2f} {late:>6} {on['samples']:>7}"
               f" {on['cpu']:>7.1f} {off['cpu']:>8.1f} {on['cpu'] / max(off['cpu'], 1e-9):>6.2f}")
 
 

@@ -1,6 +1,7 @@
 #!/bin/sh
-# Install the host tools the .deb build and the appliance boot test need, from
-# Debian's archive through apt (the only way this repo touches the host system).
+# Install the host tools the tests, the .deb build and the appliance boot test need,
+# from Debian's archive through apt (the only way this repo touches the host system).
+# `--unit` (make test-unit) wants only what unit tests call: prometheus (promtool).
 #
 #   debootstrap        clean bookworm roots (build root, test containers)
 #   systemd-container  systemd-nspawn to run / boot them
@@ -27,6 +28,9 @@
 set -eu
 
 want="debootstrap systemd-container lintian dpkg-dev openssh-client util-linux debian-archive-keyring prometheus"
+if [ "${1:-}" = "--unit" ]; then
+    want="prometheus"
+fi
 if [ "${1:-}" = "--arm64" ]; then
     want="$want qemu-user-static binfmt-support"
 fi

@@ -43,6 +43,13 @@ class LatencyWindow:
         p50, p99 = np.quantile(data, [0.5, 0.99])
         return float(p50), float(p99)
 
+    def share_above(self, seconds: float) -> float | None:
+        """The fraction of the window's samples later than `seconds` (bench/live.py: how many rows
+        miss a latency target, which a p99 alone does not say)."""
+        if self._n == 0:
+            return None
+        return float(np.mean(self._buf[:min(self._n, len(self._buf))] > seconds))
+
     def summary(self) -> str:
         q = self.quantiles()
         return "no live rows yet" if q is None else f"event-to-publish p50 {q[0]:.2f}s p99 {q[1]:.2f}s"

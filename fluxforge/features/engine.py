@@ -72,6 +72,10 @@ def _normalise(table: pa.Table | None, columns: dict[str, pa.DataType], what: st
         return _EMPTY[what]  # immutable: shared
     if table.schema.equals(schema):
         return table
+    if table.num_columns > len(columns) and all(table.schema.get_field_index(c) >= 0 for c in columns):
+        picked = table.select(list(columns))  # bronze rows carry more columns (recv_ns, symbol...)
+        if picked.schema.equals(schema):
+            return picked
     missing = [c for c in columns if c not in table.column_names and c not in _OPTIONAL]
     if missing:
         raise ValueError(f"{what} table lacks column(s) {', '.join(missing)}")

@@ -387,6 +387,16 @@ def test_text_view_shows_the_etls_live_latency():
     assert _live_line([{**etl, "activestate": "inactive"}]) == []
 
 
+def test_latency_window_share_above_a_target_counts_the_window_only():
+    from fluxforge.etl.live_latency import LatencyWindow
+
+    window = LatencyWindow(size=4)
+    assert window.share_above(1.0) is None
+    window.add([9.0, 9.0, 0.5, 0.5, 2.0, 0.1])  # the two 9 s samples have left the window of 4
+    assert window.share_above(1.0) == 0.25
+    assert window.share_above(2.0) == 0.0  # later than, not at
+
+
 def test_unit_warnings_reach_the_exit_code(tmp_path):
     from fluxforge.config import load_config
     from fluxforge.observe.status import collect
