@@ -47,10 +47,11 @@ def _etl_child(config: str, out: str) -> None:
     t0 = time.process_time()  # imports done: what follows is the service itself
     rc = asyncio.run(service.run())
     cpu = time.process_time() - t0
-    window = service.live.latency if service.live is not None else None
-    q = window.quantiles() if window is not None else None
-    samples = window.count if window is not None else 0
-    late = window.share_above(_target(cfg.collector.flush_interval, cfg.etl.reorder_window)) if window else None
+    q, samples, late = None, 0, None
+    if service.live is not None:
+        window = service.live.latency
+        target = _target(cfg.collector.flush_interval, cfg.etl.reorder_window)
+        q, samples, late = window.quantiles(), window.count, window.share_above(target)
     Path(out).write_text(json.dumps({"cpu": cpu, "latency": q, "samples": samples, "late": late,
                                      "processed": service.processed, "rc": rc}))
 

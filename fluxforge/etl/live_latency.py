@@ -39,8 +39,7 @@ class LatencyWindow:
         """(p50, p99) in seconds, None before the first sample."""
         if self._n == 0:
             return None
-        data = self._buf[:min(self._n, len(self._buf))]
-        p50, p99 = np.quantile(data, [0.5, 0.99])
+        p50, p99 = np.quantile(self._samples(), [0.5, 0.99])
         return float(p50), float(p99)
 
     def share_above(self, seconds: float) -> float | None:
@@ -48,7 +47,11 @@ class LatencyWindow:
         miss a latency target, which a p99 alone does not say)."""
         if self._n == 0:
             return None
-        return float(np.mean(self._buf[:min(self._n, len(self._buf))] > seconds))
+        return float(np.mean(self._samples() > seconds))
+
+    def _samples(self) -> np.ndarray:
+        """The samples in the window (fewer than its size until it has filled)."""
+        return self._buf[:min(self._n, len(self._buf))]
 
     def summary(self) -> str:
         q = self.quantiles()

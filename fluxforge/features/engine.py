@@ -72,7 +72,7 @@ def _normalise(table: pa.Table | None, columns: dict[str, pa.DataType], what: st
         return _EMPTY[what]  # immutable: shared
     if table.schema.equals(schema):
         return table
-    if table.num_columns > len(columns) and all(table.schema.get_field_index(c) >= 0 for c in columns):
+    if all(table.schema.get_field_index(c) >= 0 for c in columns):
         picked = table.select(list(columns))  # bronze rows carry more columns (recv_ns, symbol...)
         if picked.schema.equals(schema):
             return picked
