@@ -7,7 +7,9 @@ is raw rows of the three channels in journal order; its trades and reset events
 are added to their symbols first, then its books are pushed `batch_rows` at a
 time (engines.SymbolFeed applies the watermark).  A finished segment without a
 live log is one chunk -- exactly the historical job as it always was; one with a
-log is fed in the logged chunks and the rest as one more (etl/chunk_log.py).
+log is fed in the logged chunks and the rest as one more (etl/chunk_log.py).  The
+engines it feeds return their rows unbuilt; each chunk's tables are built once per
+product for all symbols (features/pending_tables.py).
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from collections.abc import Container, Iterable, Iterator
 
 import pyarrow as pa
 
+from ..features.pending_tables import PendingTable, build_all
 from ..logs import get_logger
 from .bronze_reader import Key, book_batch, reset_rows, tickers_by_symbol, trades_by_symbol
 from .engines import EngineBank, FeatureOutput, SymbolFeed
@@ -57,6 +60,9 @@ class SegmentFeeder:
         f = self.feeds.get(key)
         if f is None:
             st = self.bank.state(key)
+            for part in (st.engine, st.products):
+                if hasattr(part, "deferred"):  # engine_class may be a test engine without it
+                    part.deferred = True
             self._before[key] = _book_counters(st.engine)
             engine = PairedEngine(st.engine, st.products) if st.products is not None else st.engine
             f = self.feeds[key] = SymbolFeed(engine, st.carry, None, [], self.bank.reorder_ms)
@@ -100,7 +106,9 @@ class SegmentFeeder:
             chunk = f.take_output()
             if chunk.hf or chunk.bars or chunk.products:
                 out[key] = chunk
-                _extend(self.outputs.setdefault(key, FeatureOutput()), chunk)
+        _build(out.values())
+        for key, chunk in out.items():
+            _extend(self.outputs.setdefault(key, FeatureOutput()), chunk)
         return out
 
     def row_counts(self) -> dict[tuple[Key, Product], int]:
@@ -126,6 +134,14 @@ def pieces(table: pa.Table | None, batch_rows: int) -> list[pa.Table]:
     if table is None or table.num_rows == 0:
         return []
     return [table.slice(i, batch_rows) for i in range(0, table.num_rows, batch_rows)]
+
+
+def _build(outputs: Iterable[FeatureOutput]) -> None:
+    """Replace the pending tables of these outputs by tables, one build per product (in place)."""
+    slots = [(tables, i) for out in outputs for _, tables in products(out)
+             for i, t in enumerate(tables) if isinstance(t, PendingTable)]
+    for (tables, i), table in zip(slots, build_all([tables[i] for tables, i in slots])):
+        tables[i] = table
 
 
 def _extend(into: FeatureOutput, more: FeatureOutput) -> None:

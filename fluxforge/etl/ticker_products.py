@@ -12,6 +12,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..features import book_arrays, ticker_layout
+from ..features.pending_tables import PendingTable
 
 # What the ETL reports of a symbol's tickers per segment (`segment_done`, `fluxforge status`, the
 # fluxforge_etl_ticker_rows_flagged metric): kind -> the TickerProducts.stats() counter.  Dropped: late,
@@ -37,8 +38,9 @@ class TickerProducts:
         began) and `missing_side`: rows kept without a positive finite bid or ask (since this object was made)."""
         return {**self._kernel.stats(), "missing_side": self._missing_side}
 
-    def process(self, tickers: pa.Table | None, resets: np.ndarray) -> pa.Table | None:
-        """Feed time-sorted ticker rows (bronze columns) and sorted resets (ms); the rows they make."""
+    def process(self, tickers: pa.Table | None, resets: np.ndarray, later: bool = False) -> pa.Table | PendingTable | None:
+        """Feed time-sorted ticker rows (bronze columns) and sorted resets (ms); the rows they make
+        (later: as a PendingTable, features/pending_tables.py)."""
         if (tickers is None or tickers.num_rows == 0) and not len(resets):
             return None  # nothing for the kernel to do (most chunks of a symbol without tickers)
         if tickers is None or tickers.num_rows == 0:
@@ -52,7 +54,7 @@ class TickerProducts:
         if len(rows):
             quotes = rows[:, _QUOTES]  # the kept rows' bid and ask
             self._missing_side += int(len(rows) - (np.isfinite(quotes) & (quotes > 0)).all(axis=1).sum())
-        return ticker_layout.ticker_table(self.horizons, rows) if len(rows) else None
+        return ticker_layout.ticker_table(self.horizons, rows, later=later) if len(rows) else None
 
     def get_state(self) -> dict[str, bytes]:
         return self._kernel.get_state()

@@ -22,11 +22,12 @@ import pyarrow.compute as pc
 
 from ..config import TradeOptions
 from ..features import book_arrays, ticker_layout, trade_layout
+from ..features.pending_tables import PendingTable
 from ..features.time_gaps import GapClock
 from .ticker_products import TickerProducts
 
 STATE_VERSION = 2  # 2: per-trade features (trade_features.pyx), ticker features ("ticker") and the gap clock
-Products = dict[tuple[str, int], pa.Table]  # (tree, parameter e.g. duration s) -> rows
+Products = dict[tuple[str, int], pa.Table | PendingTable]  # (tree, parameter e.g. duration s) -> rows
 
 
 def options_for(base: TradeOptions, overrides: dict, key: tuple[str, str]) -> TradeOptions:
@@ -51,6 +52,7 @@ class TradeProducts:
         self._per_trade = TradeFeatureEngine([int(h) * 1000 for h in self.options.horizons]) \
             if self.options.per_trade else None
         self._ticker = TickerProducts(self.options.ticker_horizons)
+        self.deferred = False  # bars and ticker rows as PendingTables (features/pending_tables.py)
 
     def _kernels(self) -> dict:
         """Every kernel by its name in the checkpoint."""
@@ -83,21 +85,22 @@ class TradeProducts:
         for tree, kernel in self._info.items():
             rows = kernel.process(tts, px, amt, side, res)
             if len(rows):
-                out[(tree, 0)] = trade_layout.info_bar_table(rows)
+                out[(tree, 0)] = trade_layout.info_bar_table(rows, later=self.deferred)
         if self._per_trade is not None:
             rows, index = self._per_trade.process(tts, px, amt, side, res)
             if len(rows):
                 out[(trade_layout.TRADES, 0)] = trade_layout.per_trade_table(
                     self.options.horizons, rows, _trade_ids(trades).take(pa.array(index)), side[index])
         # tickers reset on events only: a pause in trading (the trade clock's gaps) says nothing about quotes
-        ticker_rows = self._ticker.process(tickers, np.asarray(sorted(set(resets or ())), dtype=np.int64))
+        ticker_rows = self._ticker.process(tickers, np.asarray(sorted(set(resets or ())), dtype=np.int64),
+                                           later=self.deferred)
         if ticker_rows is not None:
             out[(ticker_layout.TICKER, 0)] = ticker_rows
         return out
 
     def _tables(self, blocks: list[np.ndarray]) -> Products:
         """Closed bars as tables; outputs without a row this chunk are left out."""
-        return {(trade_layout.TRADE_BARS, int(d)): trade_layout.trade_bar_table(int(d), rows)
+        return {(trade_layout.TRADE_BARS, int(d)): trade_layout.trade_bar_table(int(d), rows, later=self.deferred)
                 for d, rows in zip(self.options.bar_durations, blocks) if len(rows)}
 
     def get_state(self) -> bytes:

@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import book_arrays, layout as feature_layout
+from .pending_tables import PendingTable
 from .time_gaps import GapClock
 from .._kernels.book_engine import BookEngine
 from .._kernels.book_rebuild import BookRebuild
@@ -44,10 +45,11 @@ ST_SYNCED, ST_RESYNC = 1, 32  # BookRebuild.process status flags (cython_ext/boo
 
 @dataclass
 class FeatureResult:
-    """`hf`: one row per emitted snapshot; `bars`: duration seconds -> closed bars."""
+    """`hf`: one row per emitted snapshot; `bars`: duration seconds -> closed bars (PendingTables
+    where not empty when the engine's `deferred` is set)."""
 
-    hf: pa.Table
-    bars: dict[int, pa.Table]
+    hf: pa.Table | PendingTable
+    bars: dict[int, pa.Table | PendingTable]
     stats: dict[str, int] = field(default_factory=dict)
 
 
@@ -142,6 +144,7 @@ class FeatureEngine:
         self._untimed_books = _normalise(None, _BOOK_COLS, "books")
         self._pending_resets: list[int] = []
         self._stats = dict.fromkeys(_STATS, 0)
+        self.deferred = False  # results as PendingTables, built per chunk for all symbols (features/pending_tables.py)
 
     @property
     def columns(self) -> list[str]:
@@ -285,8 +288,8 @@ class FeatureEngine:
         if opts.keep_raw_arrays:
             raw = {c: books.column(c).take(idx_arr).combine_chunks() for c in book_arrays.LEVEL_COLUMNS}
         nonce = books.column("nonce").take(idx_arr).combine_chunks() if len(books) else pa.array([], pa.int64())
-        hf = self._hf.table(bts[np.asarray(idx, dtype=np.int64)], nonce, block, raw)
-        tables = {d: feature_layout.bar_table(d, rows) for d, rows in zip(opts.bar_durations, bars)}
+        hf = self._hf.table(bts[np.asarray(idx, dtype=np.int64)], nonce, block, raw, later=self.deferred)
+        tables = {d: feature_layout.bar_table(d, rows, later=self.deferred) for d, rows in zip(opts.bar_durations, bars)}
         return FeatureResult(hf=hf, bars=tables, stats=self.stats())
 
     # --------------------------------------------------------------- checkpoints

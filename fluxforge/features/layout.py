@@ -8,11 +8,13 @@ dense block into typed Arrow tables (hf rows and bars).
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import numpy as np
 import pyarrow as pa
 
 from ..config import FeatureOptions
+from .pending_tables import PendingTable
 
 STRUCT_SCALARS = [
     "best_bid", "best_ask", "mid_price", "spread", "relative_spread", "microprice", "micro_minus_mid",
@@ -148,7 +150,8 @@ class HfBuilder:
         self._schema: pa.Schema | None = None  # of the plain tables (int64 nonce, no raw arrays)
 
     def table(self, ts: np.ndarray, nonce: pa.Array, block: np.ndarray,
-              raw: dict[str, pa.Array] | None = None) -> pa.Table:
+              raw: dict[str, pa.Array] | None = None, later: bool = False) -> pa.Table | PendingTable:
+        """later: rows without raw arrays come back as a PendingTable (features/pending_tables.py)."""
         n = len(ts)
         with_raw = self.keep_raw and raw is not None
         plain = not with_raw and nonce.type == pa.int64()
@@ -156,6 +159,8 @@ class HfBuilder:
             return self._empty  # tables are immutable: the empty one is shared
         if block.shape != (len(self.kernel), n):
             raise ValueError(f"kernel block has shape {block.shape}, layout names {len(self.kernel)} x {n}")
+        if later and plain and n:  # builders with the same names build the same table
+            return PendingTable(("hf", tuple(self.names)), self.table, (ts, nonce, block), (0, None, 1), n)
         flat = pa.array(np.ascontiguousarray(block, dtype=np.float64).ravel())
         arrays = [pa.array(ts, type=pa.int64()).cast(TS_TYPE), nonce]
         for i, (kind, values) in enumerate(zip(self.kinds, block)):
@@ -181,15 +186,20 @@ class HfBuilder:
 
 
 def typed_bars(fields: list[str], rows: np.ndarray, duration: np.ndarray, int_fields: set[str],
-               time_fields: frozenset[str] = frozenset({"timestamp"})) -> pa.Table:
+               time_fields: frozenset[str] = frozenset({"timestamp"}), later: bool = False) -> pa.Table | PendingTable:
     """Arrow table from a bar kernel's (bars x fields) float64 block, for every bar product.
 
     `time_fields` become UTC ms timestamps, `int_fields` int64, `is_empty` bool, the
     rest float64; `duration` is inserted after `timestamp`.  One builder, so book
     bars and trade/volume/dollar bars can never type the same field differently.
+    later: a non-empty table comes back as a PendingTable (features/pending_tables.py).
     """
     if rows.ndim != 2 or rows.shape[1] != len(fields):
         raise ValueError(f"kernel block has shape {rows.shape}, layout names {len(fields)} fields")
+    if later and len(rows):
+        key = ("bars", tuple(fields), duration.dtype.str, frozenset(int_fields), time_fields)
+        return PendingTable(key, partial(typed_bars, fields, int_fields=int_fields, time_fields=time_fields),
+                            (rows, duration), (0, 0), len(rows))
     key = None
     if not len(rows):  # most calls of the live path close no bar: the empty table is built once
         key = (tuple(fields), duration.dtype.str, frozenset(int_fields), time_fields)
@@ -217,6 +227,6 @@ def typed_bars(fields: list[str], rows: np.ndarray, duration: np.ndarray, int_fi
 _EMPTY_BARS: dict[tuple, pa.Table] = {}  # typed_bars' empty tables (immutable, shared)
 
 
-def bar_table(duration_s: int, rows: np.ndarray) -> pa.Table:
+def bar_table(duration_s: int, rows: np.ndarray, later: bool = False) -> pa.Table | PendingTable:
     """Typed bars table from the kernel's (bars x 20) float64 block; `duration` int32 seconds."""
-    return typed_bars(BAR_FIELDS, rows, np.full(len(rows), duration_s, dtype=np.int32), BAR_INT)
+    return typed_bars(BAR_FIELDS, rows, np.full(len(rows), duration_s, dtype=np.int32), BAR_INT, later=later)

@@ -6,10 +6,13 @@ names those fields and types them into an Arrow table (docs/adding-a-feature.md)
 """
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import pyarrow as pa
 
 from .layout import typed_bars
+from .pending_tables import PendingTable
 
 TICKER = "ticker"  # tree name under features/ (etl/naming.py trade_partition, no interval)
 
@@ -26,7 +29,11 @@ def ticker_fields(horizons: list[int]) -> list[str]:
     return TICKER_FIELDS + [name.format(h=int(h)) for h in horizons for name in TICKER_ROLLING]
 
 
-def ticker_table(horizons: list[int], rows: np.ndarray) -> pa.Table:
-    """Typed ticker-feature table from the kernel's (tickers x fields) float64 block."""
+def ticker_table(horizons: list[int], rows: np.ndarray, later: bool = False) -> pa.Table | PendingTable:
+    """Typed ticker-feature table from the kernel's (tickers x fields) float64 block
+    (later: a non-empty one as a PendingTable, features/pending_tables.py)."""
+    if later and len(rows):
+        horizons = [int(h) for h in horizons]
+        return PendingTable(("ticker", tuple(horizons)), partial(ticker_table, horizons), (rows,), (0,), len(rows))
     table = typed_bars(ticker_fields(horizons), rows, np.zeros(len(rows), dtype=np.int32), set())
     return table.drop_columns(["duration"])

@@ -12,6 +12,7 @@ import numpy as np
 import pyarrow as pa
 
 from .layout import TS_TYPE, typed_bars
+from .pending_tables import PendingTable
 
 # Kernel row order (trade_bars.pyx `_emit`); `duration` is added after `timestamp`.
 TRADE_BAR_FIELDS = [
@@ -31,18 +32,19 @@ DOLLAR_BARS = "dollar_bars"
 # tree names under features/ (etl/naming.py trade_partition: trade_bars/ adds interval=<d>s; trades/ below)
 
 
-def trade_bar_table(duration_s: int, rows: np.ndarray) -> pa.Table:
+def trade_bar_table(duration_s: int, rows: np.ndarray, later: bool = False) -> pa.Table | PendingTable:
     """Typed trade-bar table from the kernel's (bars x fields) float64 block; `duration` int32 seconds."""
-    return typed_bars(TRADE_BAR_FIELDS, rows, np.full(len(rows), duration_s, dtype=np.int32), TRADE_BAR_INT)
+    return typed_bars(TRADE_BAR_FIELDS, rows, np.full(len(rows), duration_s, dtype=np.int32), TRADE_BAR_INT,
+                      later=later)
 
 
-def info_bar_table(rows: np.ndarray) -> pa.Table:
+def info_bar_table(rows: np.ndarray, later: bool = False) -> pa.Table | PendingTable:
     """Typed volume/dollar-bar table; `duration` is end_ts - start_ts in seconds (float64)."""
     fields = INFO_BAR_FIELDS
     if rows.ndim != 2 or rows.shape[1] != len(fields):
         raise ValueError(f"kernel block has shape {rows.shape}, layout names {len(fields)} fields")
     start, end = rows[:, fields.index("start_ts")], rows[:, fields.index("end_ts")]
-    return typed_bars(fields, rows, (end - start) / 1000.0, TRADE_BAR_INT, INFO_BAR_TIMES)
+    return typed_bars(fields, rows, (end - start) / 1000.0, TRADE_BAR_INT, INFO_BAR_TIMES, later=later)
 
 
 # Per-trade rows (trade_features.pyx TradeFeatureEngine): the kernel's block holds PER_TRADE_KERNEL then,
