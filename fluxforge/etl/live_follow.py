@@ -125,8 +125,7 @@ class _Finished:
 
     name: str
     handover: Handover
-    checkpoint: str | None  # the checkpoint its engines started from
-    state: dict  # EngineBank.snapshot() after it: where the next segment's engines start
+    checkpoint: str | None  # the checkpoint its engines started from (handover.state: where the next start)
 
 
 class LiveFollower:
@@ -219,8 +218,8 @@ class LiveFollower:
         cur.feeder.finish()
         chunk_log.append_finished(cur.log_path)  # before its last rows reach the hub
         pubs = _unpublished(cur.feeder.outputs, cur.published, {})
-        self.finished = _Finished(name, Handover(cur.feeder, ends, logged), cur.checkpoint,
-                                  cur.feeder.bank.snapshot())
+        self.finished = _Finished(name, Handover(cur.feeder, ends, logged, cur.feeder.bank.snapshot()),
+                                  cur.checkpoint)
         return pubs
 
     def _pick(self) -> Path | None:
@@ -242,7 +241,7 @@ class LiveFollower:
         b = self.runner.bank
         bank = EngineBank(b.options, b.engine_class, b.reorder_ms, b.trade_options, b.symbol_overrides, b.max_gap_ms)
         fin = self.finished
-        bank.restore(fin.state if fin is not None else self.runner.checkpoint.symbols)
+        bank.restore(fin.handover.state if fin is not None else self.runner.checkpoint.symbols)
         start = fin.name if fin is not None else self.runner.checkpoint.last_segment
         tails = {c: JournalTail(seg_dir / channel_file(c, finished=False), CHANNEL_SCHEMAS[c])
                  for c in chunk_log.CHANNELS}

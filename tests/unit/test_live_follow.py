@@ -123,6 +123,9 @@ def test_live_rows_equal_the_parquet_rows_despite_late_rows(tmp_path, handover):
     assert not _by_key(pubs, replay=True)
     assert live_steps > 0.5 * sum(len(v) for v in truth.values())  # most rows before the segment ended
     assert (root / "segments" / "done" / outcome.segment / chunk_log.SEGMENT_FILE).is_file()
+    # the checkpoint (the live path's snapshot at its finish when handed over) is the engines' state
+    assert runner.checkpoint.symbols == runner.bank.snapshot()
+    assert runner.checkpoints.load().symbols == runner.bank.snapshot()
     assert not list((root / "state" / "etl" / "live").glob("*.chunks"))
     # `fluxforge replay` of the segment follows the log it carries: replay == live
     assert {k: row_keys(t) for k, t in _replayed(root, tmp_path / "replay").items()} == truth
