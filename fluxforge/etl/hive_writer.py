@@ -89,6 +89,10 @@ class PartWriter:
         if final in self._pending:
             raise ValueError(f"two outputs of {self.segment} map to the same part {final}")
         tmp = tmp_name(final)
+        if table.num_columns and table.column(0).num_chunks > 1:
+            # a segment fed in live chunks has a chunk per flush: the writer would compress a page
+            # per chunk (about twice the CPU for a 30 s segment); one copy into single chunks is cheaper
+            table = table.combine_chunks()
         small = table.get_total_buffer_size() <= BUFFERED_PART_BYTES  # (nbytes of a slice costs ~1 ms)
         sink = pa.BufferOutputStream() if small else tmp
         pq.write_table(table, sink, compression="zstd", write_statistics=True,

@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from ..bronze.journal import JournalTail
 from ..bronze.schemas import CHANNEL_SCHEMAS, channel_file
@@ -38,66 +37,14 @@ from ..logs import get_logger
 from . import chunk_log
 from .bronze_reader import Key
 from .engines import EngineBank, FeatureOutput
-from .hive_writer import prepare_table
 from .live_latency import LatencyWindow
-from .naming import exchange_from_path_value, part_name, symbol_from_path_value
 from .segment_feed import Product, SegmentFeeder, pieces, products
 from .bronze_reader import SegmentReader
+from .live_rows import Publication, landed_parts, live_table, live_tables, unpublished
 from .segment_job import BOOK_BATCH_ROWS, Handover, feed_logged
 
 log = get_logger("fluxforge.etl.live")
 MAX_FAILURES = 3  # errors on one segment before the live path leaves it to the segment job
-
-
-@dataclass
-class Publication:
-    product: Product
-    table: pa.Table
-    replay: bool = False
-
-
-def landed_parts(features: Path, segment: str) -> list[tuple[Product, Key, pa.Table]]:
-    """The feature parts one segment wrote, as (product, (exchange, symbol), rows) in day order."""
-    out = []
-    name = part_name(segment)
-    paths = [*features.glob(f"*/exchange=*/symbol=*/date=*/{name}"),              # hf/
-             *features.glob(f"*/interval=*/exchange=*/symbol=*/date=*/{name}")]    # bars/interval=60s/, ...
-    for path in sorted(paths):
-        rel = path.relative_to(features).parts
-        product = "/".join(rel[:-4])
-        key = (exchange_from_path_value(rel[-4].split("=", 1)[1]), symbol_from_path_value(rel[-3].split("=", 1)[1]))
-        out.append((product, key, pq.read_table(path)))
-    return out
-
-
-def _unpublished(outputs: dict[Key, FeatureOutput], published: dict, maybe: dict | None) -> list[Publication]:
-    """Rows of `outputs` beyond `published` (rows per (symbol, product), updated); those a previous
-    process may have published (`maybe`: rows per (symbol, product); None: all) flagged as replays."""
-    pubs = []
-    for key, out in outputs.items():
-        for product, tables in products(out):
-            n = sum(t.num_rows for t in tables)
-            start = published.get((key, product), 0)
-            published[(key, product)] = n
-            if n <= start:
-                continue  # all published (the usual case): no table to build
-            full = live_table(key, tables)
-            again = n if maybe is None else maybe.get((key, product), 0)
-            if again > start:
-                pubs.append(Publication(product, full.slice(start, again - start), True))
-            rest = max(start, again)
-            if n > rest:
-                pubs.append(Publication(product, full.slice(rest), False))
-    return pubs
-
-
-def live_table(key: Key, tables: list[pa.Table]) -> pa.Table:
-    """Rows as the hive writer writes them for the product, with exchange and symbol in front.
-    (add_column: rebuilding a 160-column hf table from its columns costs ~8x more per publish.)"""
-    table = prepare_table(tables)
-    n = table.num_rows
-    return table.add_column(0, "symbol", pa.array([key[1]] * n, pa.string())) \
-                .add_column(0, "exchange", pa.array([key[0]] * n, pa.string()))
 
 
 @dataclass
@@ -125,8 +72,7 @@ class _Finished:
 
     name: str
     handover: Handover
-    checkpoint: str | None  # the checkpoint its engines started from
-    state: dict  # EngineBank.snapshot() after it: where the next segment's engines start
+    checkpoint: str | None  # the checkpoint its engines started from (handover.state: where the next start)
 
 
 class LiveFollower:
@@ -144,6 +90,18 @@ class LiveFollower:
         self.latency = LatencyWindow()
 
     # -- following ------------------------------------------------------------------
+    def quiet(self) -> bool:
+        """Whether `step()` would find nothing: a followed segment whose journals have not grown.
+        A stat per journal, cheap enough for the event loop: between two collector flushes (9 of
+        10 polls by default) the service then skips the step and its trip to a worker thread."""
+        cur = self.current
+        if cur is None:
+            return False
+        try:
+            return all(t.path.stat().st_size <= t.offset for t in cur.tails.values())
+        except OSError:  # gone (rotated) or unreadable: the step deals with it
+            return False
+
     def step(self) -> list[Publication]:
         """Publish what the active segment's new batches made final (begin following one if due)."""
         if self.current is None:
@@ -206,9 +164,9 @@ class LiveFollower:
         feed_logged(cur.feeder, reader, [], rows, BOOK_BATCH_ROWS, start=ends)
         cur.feeder.finish()
         chunk_log.append_finished(cur.log_path)  # before its last rows reach the hub
-        pubs = _unpublished(cur.feeder.outputs, cur.published, {})
-        self.finished = _Finished(name, Handover(cur.feeder, ends, logged), cur.checkpoint,
-                                  cur.feeder.bank.snapshot())
+        pubs = unpublished(cur.feeder.outputs, cur.published, {})
+        self.finished = _Finished(name, Handover(cur.feeder, ends, logged, cur.feeder.bank.snapshot()),
+                                  cur.checkpoint)
         return pubs
 
     def _pick(self) -> Path | None:
@@ -230,7 +188,7 @@ class LiveFollower:
         b = self.runner.bank
         bank = EngineBank(b.options, b.engine_class, b.reorder_ms, b.trade_options, b.symbol_overrides, b.max_gap_ms)
         fin = self.finished
-        bank.restore(fin.state if fin is not None else self.runner.checkpoint.symbols)
+        bank.restore(fin.handover.state if fin is not None else self.runner.checkpoint.symbols)
         start = fin.name if fin is not None else self.runner.checkpoint.last_segment
         tails = {c: JournalTail(seg_dir / channel_file(c, finished=False), CHANNEL_SCHEMAS[c])
                  for c in chunk_log.CHANNELS}
@@ -269,13 +227,10 @@ class LiveFollower:
         self.current = None
 
     def _publications(self, cur: _Following, outputs: dict[Key, FeatureOutput], replay: bool) -> list[Publication]:
-        pubs = []
-        for key, out in outputs.items():
-            for product, tables in products(out):
-                table = live_table(key, tables)
-                cur.published[(key, product)] = cur.published.get((key, product), 0) + table.num_rows
-                pubs.append(Publication(product, table, replay))
-        return pubs
+        tables = live_tables({(key, product): t for key, out in outputs.items() for product, t in products(out)})
+        for (key, product), table in tables.items():
+            cur.published[(key, product)] = cur.published.get((key, product), 0) + table.num_rows
+        return [Publication(product, table, replay) for (_, product), table in tables.items()]
 
     # -- the segment job's results ----------------------------------------------------
     def handover(self, seg_dir: Path) -> tuple[Handover | None, list[Publication]]:
@@ -333,7 +288,7 @@ class LiveFollower:
             maybe = None
         else:
             maybe = result.logged_counts
-        pubs = _unpublished(result.outputs, published, maybe)
+        pubs = unpublished(result.outputs, published, maybe)
         replays = sum(p.table.num_rows for p in pubs if p.replay)
         if replays:
             log.info("live_segment_replays", segment=name, rows=replays, finished_before=maybe is None,

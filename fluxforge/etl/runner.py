@@ -152,8 +152,9 @@ class EtlRunner:
             chunk_log.adopt(self.state_dir, seg_dir)  # fed in the chunks the live path published
             result = run_segment(seg_dir, self.bank, self.features_dir, self.row_group_rows,
                                  keep_outputs=self.keep_outputs, handover=handover)
+            state = result.state  # the live engines' snapshot, or None: take it now
             if result.bank is not None:  # the live engines carried on from the checkpoint: they are the state now
-                self.bank, result.bank = result.bank, None
+                self.bank, result.bank, result.state = result.bank, None, None
         except BadSegment as e:
             return self._reject(seg_dir, str(e))
         except OSError as e:
@@ -165,7 +166,7 @@ class EtlRunner:
         except Exception as e:  # data the kernels refuse: keep going with the next segment
             log.exception("segment_processing_error", segment=segment)
             return self._reject(seg_dir, f"processing error: {type(e).__name__}: {e}")
-        ckpt = Checkpoint(segment, self.bank.fingerprint, self.bank.snapshot(),
+        ckpt = Checkpoint(segment, self.bank.fingerprint, state if state is not None else self.bank.snapshot(),
                           _count(self.checkpoint.counters, segment, result))
         try:
             self.checkpoints.save(ckpt)

@@ -50,6 +50,7 @@ class SegmentResult:
     seconds: float = 0.0
     outputs: dict | None = None  # Key -> engines.FeatureOutput, with keep_outputs
     bank: EngineBank | None = None  # the live path's bank, when the segment was handed over
+    state: dict | None = None  # and that bank's snapshot (Handover.state)
     logged_counts: dict = field(default_factory=dict)  # (Key, product) -> rows of the live-logged chunks
 
     @property
@@ -79,7 +80,7 @@ def run_segment(seg_dir: Path, bank: EngineBank, features_root: Path, row_group_
     finished = False
     if handover is not None and keys is None and chunks and chunks[-1] == handover.ends:
         feeder = handover.feeder  # the live path fed the logged chunks and the rest, and finished it
-        result.bank = feeder.bank
+        result.bank, result.state = feeder.bank, handover.state
         finished = True
         result.logged_counts = handover.logged
     elif chunks:
@@ -122,11 +123,13 @@ def run_segment(seg_dir: Path, bank: EngineBank, features_root: Path, row_group_
 @dataclass
 class Handover:
     """A segment the live path finished: its feeder, each journal's rows it fed in logged chunks
-    (then the rest from the Parquet files), and the rows per (symbol, product) of those chunks."""
+    (then the rest from the Parquet files), the rows per (symbol, product) of those chunks, and
+    its bank's snapshot right after the finish (the checkpoint's symbols: taken once, not twice)."""
 
     feeder: SegmentFeeder
     ends: dict[str, int]
     logged: dict
+    state: dict
 
 
 def _emitted(table: pa.Table, emit_range: tuple[int | None, int | None] | None) -> pa.Table:

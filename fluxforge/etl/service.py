@@ -270,7 +270,7 @@ class EtlService:
         while not self._stop:
             async with self._segment_lock:
                 try:
-                    pubs = await asyncio.to_thread(self.live.step)
+                    pubs = [] if self.live.quiet() else await asyncio.to_thread(self.live.step)
                 except Exception as e:  # noqa: BLE001
                     log.exception("live_error")
                     self.live.reset(e)

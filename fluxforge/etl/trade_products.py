@@ -165,5 +165,6 @@ class PairedEngine:
         result = self.engine.process(books, trades, resets=resets, complete_before=complete_before)
         until = None
         if books is not None and books.num_rows:
-            until = pc.max(books.column("timestamp")).as_py()
+            ts = books.column("timestamp")  # int64 ms; null only in rows the engine holds for a time
+            until = int(ts.to_numpy().max()) if ts.null_count == 0 else pc.max(ts).as_py()
         return PairedResult(result.hf, result.bars, self.products.process(trades, resets, until, tickers))

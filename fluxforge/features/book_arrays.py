@@ -15,6 +15,8 @@ LEVEL_COLUMNS = ("bid_px", "bid_sz", "ask_px", "ask_sz")
 NULL_NONCE = np.iinfo(np.int64).min  # the rebuild kernel's "no nonce"
 BOOK_KINDS = ("snapshot", "delta")
 _KINDS = pa.array(BOOK_KINDS)
+_SIDES = pa.array(["buy", "sell"])
+_SIDE_VALUES = np.array([1, -1, 0], dtype=np.int8)  # side_column's value per index_in code
 
 
 def _as_array(column: pa.Array | pa.ChunkedArray) -> pa.Array:
@@ -63,7 +65,7 @@ def _filled(col: pa.Array | pa.ChunkedArray, fill) -> pa.Array | pa.ChunkedArray
 
 def int64_column(table: pa.Table, name: str) -> np.ndarray:
     """An int64 column as numpy with nulls as the smallest int64 (callers drop them)."""
-    return _typed(table.column(name), pa.int64(), np.iinfo(np.int64).min).to_numpy()
+    return _typed(table.column(name), pa.int64(), NULL_NONCE).to_numpy()  # NULL_NONCE: the smallest int64
 
 
 def float_column(table: pa.Table, name: str) -> np.ndarray:
@@ -73,15 +75,17 @@ def float_column(table: pa.Table, name: str) -> np.ndarray:
 
 def side_column(table: pa.Table, name: str = "side") -> np.ndarray:
     """Taker side as int8: +1 buy, -1 sell, 0 unknown/null."""
-    col = table.column(name)
-    buy = _filled(pc.equal(col, "buy"), False).to_numpy(zero_copy_only=False)
-    sell = _filled(pc.equal(col, "sell"), False).to_numpy(zero_copy_only=False)
-    return (buy.astype(np.int8) - sell.astype(np.int8)).astype(np.int8)
+    codes = _filled(pc.index_in(table.column(name), value_set=_SIDES), 2)  # 0 buy, 1 sell, 2 other/null
+    return _SIDE_VALUES[codes.to_numpy(zero_copy_only=False)]
 
 
 def _flat_side(px: pa.Array | pa.ChunkedArray, sz: pa.Array | pa.ChunkedArray, what: str):
     """(offsets[n + 1], prices, sizes) of one side's list columns; nulls become NaN / empty."""
     px, sz = _as_array(px), _as_array(sz)
+    if px.null_count == 0 and sz.null_count == 0:  # bronze books have no null list: no compute call
+        (offsets, prices), (size_offsets, sizes) = _flat_valid(px), _flat_valid(sz)
+        if np.array_equal(offsets, size_offsets):
+            return offsets, prices, sizes
     lp = _filled(pc.list_value_length(px), 0).to_numpy(zero_copy_only=False).astype(np.int64)
     ls = _filled(pc.list_value_length(sz), 0).to_numpy(zero_copy_only=False).astype(np.int64)
     if not np.array_equal(lp, ls):
@@ -97,6 +101,16 @@ def _flat_side(px: pa.Array | pa.ChunkedArray, sz: pa.Array | pa.ChunkedArray, w
     return offsets, values(px), values(sz)
 
 
+def _flat_valid(arr: pa.ListArray) -> tuple[np.ndarray, np.ndarray]:
+    """(offsets from 0, values as float64 with null values NaN) of a list array without null lists:
+    what `_flat_side` computes, read from the array's own offsets and child values."""
+    offsets = arr.offsets.to_numpy().astype(np.int64)
+    start = int(offsets[0])
+    flat = arr.values.slice(start, int(offsets[-1]) - start)
+    values = _typed(flat, pa.float64(), float("nan")).to_numpy(zero_copy_only=False)
+    return offsets - start, np.ascontiguousarray(values, dtype=np.float64)
+
+
 def book_messages(books: pa.Table) -> tuple:
     """Arguments of BookRebuild.process: kind (0 snapshot, 1 delta), nonce, prev_nonce, and
     per side (offsets, prices, sizes).  A table without `kind` (bronze format 1) is all
@@ -104,11 +118,11 @@ def book_messages(books: pa.Table) -> tuple:
     n = books.num_rows
     if "kind" in books.column_names:
         kind_col = books.column("kind")
-        known = _filled(pc.is_in(kind_col, value_set=_KINDS), False)
-        if n and not pc.all(known).as_py():
-            bad = pc.filter(kind_col, pc.invert(known)).to_pylist()[:3]
+        codes = pc.index_in(kind_col, value_set=_KINDS)  # 0 snapshot, 1 delta, null: unknown (or null)
+        if codes.null_count:
+            bad = pc.filter(kind_col, pc.is_null(codes)).to_pylist()[:3]
             raise ValueError(f"orderbook: unknown row kind(s) {bad} (expected 'snapshot' or 'delta')")
-        kind = _filled(pc.equal(kind_col, "delta"), False).to_numpy(zero_copy_only=False).astype(np.int8)
+        kind = codes.to_numpy(zero_copy_only=False).astype(np.int8)
     else:
         kind = np.zeros(n, dtype=np.int8)
     nonce = int64_column(books, "nonce") if "nonce" in books.column_names else np.full(n, NULL_NONCE)

@@ -78,6 +78,8 @@ def _normalise(table: pa.Table | None, columns: dict[str, pa.DataType], what: st
         picked = table.select(list(columns))  # bronze rows carry more columns (recv_ns, symbol...)
         if picked.schema.equals(schema):
             return picked
+        if all(f.type == t for f, t in zip(picked.schema, columns.values())):
+            return pa.Table.from_arrays(picked.columns, schema=schema)  # differs in nullability only (bronze `kind`)
     missing = [c for c in columns if c not in table.column_names and c not in _OPTIONAL]
     if missing:
         raise ValueError(f"{what} table lacks column(s) {', '.join(missing)}")

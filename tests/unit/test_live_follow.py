@@ -123,6 +123,9 @@ def test_live_rows_equal_the_parquet_rows_despite_late_rows(tmp_path, handover):
     assert not _by_key(pubs, replay=True)
     assert live_steps > 0.5 * sum(len(v) for v in truth.values())  # most rows before the segment ended
     assert (root / "segments" / "done" / outcome.segment / chunk_log.SEGMENT_FILE).is_file()
+    # the checkpoint (the live path's snapshot at its finish when handed over) is the engines' state
+    assert runner.checkpoint.symbols == runner.bank.snapshot()
+    assert runner.checkpoints.load().symbols == runner.bank.snapshot()
     assert not list((root / "state" / "etl" / "live").glob("*.chunks"))
     # `fluxforge replay` of the segment follows the log it carries: replay == live
     assert {k: row_keys(t) for k, t in _replayed(root, tmp_path / "replay").items()} == truth
@@ -331,3 +334,26 @@ def test_a_rotation_between_reading_two_journals_loses_no_batch(tmp_path, gone_a
     truth = {k: row_keys(t) for k, t in landed(root / "features").items()}
     assert _by_key(pubs, replay=False) == truth  # the live path finished it: every row, as it landed
     assert follower.segment_done(outcome) == []  # (the segment job only wrote them)
+
+
+def test_quiet_exactly_when_a_step_would_find_nothing(tmp_path):
+    """The service skips the step while `quiet()`: true only between flushes of a followed segment."""
+    runner = _runner(tmp_path / "data")
+    follower = LiveFollower(runner)
+    assert not follower.quiet()  # following nothing yet: the step looks for a segment
+    seg = ActiveSegment.create(runner.store, "testhost", seq=1,
+                               when=datetime.fromtimestamp(T0_MS / 1000, tz=timezone.utc))
+    flushes = _flushes(_market())
+    follower.step()  # begins following the segment (journals with their schema header only)
+    assert follower.current is not None and not follower.quiet()  # the headers are still unread
+    assert follower.step() == [] and follower.quiet()
+    for _ in range(3):
+        _write(seg, next(flushes))  # a flush: the journals grew
+        assert not follower.quiet()
+        follower.step()
+        assert follower.quiet()  # every complete batch read
+    seg.close()
+    finish_segment(seg.path, runner.store)
+    assert not follower.quiet()  # rotated: the journals are gone, the step finishes the segment
+    follower.step()
+    assert follower.finished is not None
