@@ -80,9 +80,11 @@ def _by_key(pubs, replay: bool) -> dict:
     return out
 
 
-def _run(tmp_path, restart_after: int | None = None, handover: str = "live finish"):
+def _run(tmp_path, restart_after: int | None = None, handover: str = "live finish", watch=None):
+    """watch: called with the runner at start; what it returns is told the segment's outcome."""
     root = tmp_path / "data"
     runner = _runner(root)
+    watcher = watch(runner) if watch is not None else None
     follower = LiveFollower(runner)
     seg = ActiveSegment.create(runner.store, "testhost", seq=1,
                                when=datetime.fromtimestamp(T0_MS / 1000, tz=timezone.utc))
@@ -106,6 +108,8 @@ def _run(tmp_path, restart_after: int | None = None, handover: str = "live finis
     pubs += got
     outcome = runner.process_claimed(claimed, ho)
     assert outcome.state == "done", outcome.reason
+    if watcher is not None:
+        watcher.segment_done(outcome)
     pubs += follower.segment_done(outcome)
     return root, runner, outcome, pubs, live_steps
 
@@ -135,6 +139,22 @@ def test_live_rows_equal_the_parquet_rows_despite_late_rows(tmp_path, handover):
     after = int(np.flatnonzero(ts >= HOLE[1])[0])
     assert np.isnan(hf.column("log_return_step")[after].as_py()) and ts[after - 1] < HOLE[0]
     assert np.isfinite(hf.column("log_return_step").to_numpy(zero_copy_only=False)[after + 1:after + 4]).any()
+
+
+@pytest.mark.parametrize("handover", ["live finish", "handover", "none"])
+def test_the_late_rows_metric_counts_the_rows_the_segment_dropped(tmp_path, handover):
+    """The ETL's metrics are made at start-up; a handover gives the runner the live path's bank.
+    The per-symbol late-drop counters must come from that bank, not the one the runner began with."""
+    from fluxforge.config import parse_config
+    from fluxforge.observe.etl_metrics import EtlMetrics
+
+    cfg = parse_config({"data_dir": str(tmp_path / "data"), "host_id": "t"})
+    made = []
+    _, _, outcome, _, _ = _run(tmp_path, handover=handover,
+                               watch=lambda runner: made.append(EtlMetrics(cfg, runner, lambda: None)) or made[0])
+    late = made[0].late_dropped
+    assert set(late) == {("binance", "BTC/USDT"), ("binance", "ETH/USDT")}
+    assert sum(late.values()) == outcome.result.late_dropped > 0
 
 
 def _replayed(root, out):
