@@ -13,6 +13,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..features.pending_tables import slices
 from .bronze_reader import Key
 from .engines import FeatureOutput
 from .hive_writer import prepare_table
@@ -63,12 +64,17 @@ def unpublished(outputs: dict[Key, FeatureOutput], published: dict, maybe: dict 
 
 
 def live_table(key: Key, tables: list[pa.Table]) -> pa.Table:
-    """Rows as the hive writer writes them for the product, with exchange and symbol in front.
-    (add_column: rebuilding a 160-column hf table from its columns costs ~8x more per publish.)"""
-    table = prepare_table(tables)
-    n = table.num_rows
-    return table.add_column(0, "symbol", pa.array([key[1]] * n, pa.string())) \
-                .add_column(0, "exchange", pa.array([key[0]] * n, pa.string()))
+    """Rows as the hive writer writes them for the product, with exchange and symbol in front."""
+    return _keyed(prepare_table(tables), [key])
+
+
+def _keyed(table: pa.Table, keys: list[Key], sizes: list[int] | None = None) -> pa.Table:
+    """`table` -- the rows of `keys`, `sizes` rows each (one key: all rows) -- with exchange and
+    symbol in front.  (add_column: rebuilding a 160-column hf table from its columns costs ~8x
+    more per publish.)"""
+    sizes = sizes or [table.num_rows]
+    return table.add_column(0, "symbol", pa.array([k[1] for k, n in zip(keys, sizes) for _ in range(n)], pa.string())) \
+                .add_column(0, "exchange", pa.array([k[0] for k, n in zip(keys, sizes) for _ in range(n)], pa.string()))
 
 
 def live_tables(outputs: dict[tuple[Key, Product], list[pa.Table]]) -> dict[tuple[Key, Product], pa.Table]:
@@ -84,13 +90,8 @@ def live_tables(outputs: dict[tuple[Key, Product], list[pa.Table]]) -> dict[tupl
         try:
             whole = pa.concat_tables([prepared[k] for k in ks]) if len(ks) > 1 else prepared[ks[0]]
         except pa.ArrowInvalid:  # symbols whose options give the product other columns (etl.symbol_overrides)
-            out.update({k: live_table(k[0], [prepared[k]]) for k in ks})
+            out.update({k: _keyed(prepared[k], [k[0]]) for k in ks})
             continue
         sizes = [prepared[k].num_rows for k in ks]
-        whole = whole.add_column(0, "symbol", pa.array([k[0][1] for k, n in zip(ks, sizes) for _ in range(n)], pa.string())) \
-                     .add_column(0, "exchange", pa.array([k[0][0] for k, n in zip(ks, sizes) for _ in range(n)], pa.string()))
-        start = 0
-        for k, n in zip(ks, sizes):
-            out[k] = whole.slice(start, n)
-            start += n
+        out.update(zip(ks, slices(_keyed(whole, [k[0] for k in ks], sizes), sizes)))
     return {k: out[k] for k in prepared}

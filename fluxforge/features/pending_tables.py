@@ -44,18 +44,18 @@ def build_all(pending: list[PendingTable]) -> list[pa.Table]:
             out[idx[0]] = first.build(*first.inputs)
             continue
         inputs = [_concat([pending[i].inputs[k] for i in idx], axis) for k, axis in enumerate(first.axes)]
-        table = first.build(*inputs)
-        offset = 0
-        for i in idx:
-            n = pending[i].num_rows
-            out[i] = table.slice(offset, n)
-            offset += n
+        for i, part in zip(idx, slices(first.build(*inputs), [pending[i].num_rows for i in idx])):
+            out[i] = part
     return out  # type: ignore[return-value]
 
 
-def built(table: pa.Table | PendingTable) -> pa.Table:
-    """The table itself (built alone if still pending)."""
-    return table.build(*table.inputs) if isinstance(table, PendingTable) else table
+def slices(table: pa.Table, sizes: list[int]) -> list[pa.Table]:
+    """`table` cut back into consecutive pieces of `sizes` rows (zero-copy)."""
+    out, offset = [], 0
+    for n in sizes:
+        out.append(table.slice(offset, n))
+        offset += n
+    return out
 
 
 def _concat(parts: list, axis: int | None):
