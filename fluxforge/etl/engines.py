@@ -92,19 +92,20 @@ def _timed(table: pa.Table | None) -> tuple[pa.Table | None, int]:
     return table.filter(pc.is_valid(ts)), ts.null_count
 
 
-def _concat_sorted(a: pa.Table | None, b: pa.Table | None) -> pa.Table | None:
-    """a + b stable-sorted by timestamp (each is already sorted)."""
+def _concat_sorted(a: pa.Table | None, b: pa.Table | None) -> tuple[pa.Table | None, np.ndarray]:
+    """a + b stable-sorted by timestamp (each is already sorted), and its times (`_ts`)."""
     if a is None or a.num_rows == 0:
-        return b
+        return b, _ts(b)
     if b is None or b.num_rows == 0:
-        return a
+        return a, _ts(a)
     if b.schema != a.schema:
         b = b.select(a.column_names).cast(a.schema)
     t = pa.concat_tables([a, b])
     ts = _ts(t)
     if (np.diff(ts) < 0).any():
-        t = t.take(pa.array(np.argsort(ts, kind="stable")))
-    return t
+        order = np.argsort(ts, kind="stable")
+        t, ts = t.take(pa.array(order)), ts[order]
+    return t, ts
 
 
 def _ipc(table: pa.Table | None) -> str | None:
@@ -219,8 +220,7 @@ class SymbolFeed:
         trades, duplicates = drop_repeated(trades, self._trade_ids, _ts(trades))
         self.duplicate_trades += duplicates
         rest = self.trades.slice(self._trade_pos) if self.trades is not None else None
-        self.trades = _concat_sorted(rest, trades)
-        self._tts = _ts(self.trades)
+        self.trades, self._tts = _concat_sorted(rest, trades)
         self._trade_pos = 0
         self._trade_head = _later(self._trade_head, int(self._tts[-1]) if len(self._tts) else None)
 
@@ -232,8 +232,8 @@ class SymbolFeed:
         tickers, untimed = _timed(tickers)
         self.untimed_tickers += untimed
         rest = self.tickers.slice(self._ticker_pos) if self.tickers is not None else None
-        self.tickers = _concat_sorted(rest, tickers)
-        self._kts, self._ticker_pos = _ts(self.tickers), 0
+        self.tickers, self._kts = _concat_sorted(rest, tickers)
+        self._ticker_pos = 0
 
     def add_events(self, events_recv_ns: list[int]) -> None:
         """More reset events (receive ns) of this symbol, resolved against the books pushed next."""
@@ -255,10 +255,9 @@ class SymbolFeed:
             # holds them for the time of the next book row; they never move the watermark
             self.output.add(self.engine.process(books.filter(pc.is_null(books.column("timestamp"))), None))
         books = timed
-        books = _concat_sorted(self._held, books)
+        books, ts = _concat_sorted(self._held, books)
         if books is None or books.num_rows == 0:
             return
-        ts = _ts(books)
         self._book_head = _later(self._book_head, int(ts[-1]))
         self._held = self._feed_before(books, ts, self._watermark())
 

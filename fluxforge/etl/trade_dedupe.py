@@ -44,9 +44,17 @@ def _prune(seen: dict[str, int]) -> None:
     if not seen:
         return
     horizon = max(seen.values()) - WINDOW_MS
-    old = [k for k, t in seen.items() if t < horizon]
+    # ids arrive in time order: the old ones are a prefix (one pass over the expired, not over all)
+    old = []
+    for k, t in seen.items():
+        if t >= horizon:
+            break
+        old.append(k)
     for k in old:
         del seen[k]
+    if seen and min(seen.values()) < horizon:  # out of order (a redelivery, a restored carry): scan all
+        for k in [k for k, t in seen.items() if t < horizon]:
+            del seen[k]
     if len(seen) > MAX_IDS:
         for k, _t in sorted(seen.items(), key=lambda kv: kv[1])[:len(seen) - MAX_IDS]:
             del seen[k]

@@ -46,7 +46,8 @@ ST_SYNCED, ST_RESYNC = 1, 32  # BookRebuild.process status flags (cython_ext/boo
 @dataclass
 class FeatureResult:
     """`hf`: one row per emitted snapshot; `bars`: duration seconds -> closed bars (PendingTables
-    where not empty when the engine's `deferred` is set)."""
+    where not empty when the engine's `deferred` is set); `stats`: the engine's counters after the
+    chunk (left empty when deferred: the ETL reads `engine.stats()` when it needs them)."""
 
     hf: pa.Table | PendingTable
     bars: dict[int, pa.Table | PendingTable]
@@ -292,7 +293,7 @@ class FeatureEngine:
         nonce = books.column("nonce").take(idx_arr).combine_chunks() if len(books) else pa.array([], pa.int64())
         hf = self._hf.table(bts[np.asarray(idx, dtype=np.int64)], nonce, block, raw, later=self.deferred)
         tables = {d: feature_layout.bar_table(d, rows, later=self.deferred) for d, rows in zip(opts.bar_durations, bars)}
-        return FeatureResult(hf=hf, bars=tables, stats=self.stats())
+        return FeatureResult(hf=hf, bars=tables, stats={} if self.deferred else self.stats())
 
     # --------------------------------------------------------------- checkpoints
     def get_state(self) -> bytes:
