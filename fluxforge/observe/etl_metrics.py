@@ -10,7 +10,7 @@ are read from disk at scrape time, like `fluxforge status` does.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Callable
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.registry import Collector as PromCollector
@@ -25,9 +25,11 @@ _TS_CHANNELS = ("orderbook", "trades", "ticker")
 
 
 class EtlMetrics(PromCollector):
-    def __init__(self, cfg: Any, runner: Any, health, registry: CollectorRegistry | None = None):
+    def __init__(self, cfg: Any, engines: Callable[[], Any], health, registry: CollectorRegistry | None = None):
         self.store = SegmentStore(cfg.segments_dir)
-        self.runner = runner  # etl.runner.EtlRunner: its bank is replaced when the live path hands one over
+        # the ETL's current EngineBank, asked for at each segment: the service makes a new runner when
+        # it starts, and a live handover gives the runner the live path's bank
+        self.engines = engines
         self.registry = registry or new_registry()
         self.segments = counter(M.ETL_SEGMENTS, self.registry)
         self.feature_rows = counter(M.FEATURE_ROWS, self.registry)
@@ -58,7 +60,7 @@ class EtlMetrics(PromCollector):
             for kind, n in counts.items():
                 self.tickers_flagged.labels(exchange, symbol, kind).inc(n)
         self._newest_from_manifest(outcome.segment)
-        self.late_dropped = {key: int(stats().get("late_dropped", 0)) for key, st in list(self.runner.bank.symbols.items())
+        self.late_dropped = {key: int(stats().get("late_dropped", 0)) for key, st in list(self.engines().symbols.items())
                              if (stats := getattr(st.engine, "stats", None)) is not None}
 
     def _newest_from_manifest(self, segment: str) -> None:

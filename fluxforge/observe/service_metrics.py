@@ -33,7 +33,7 @@ def install_etl_metrics(service: Any) -> tuple[Any, MetricsEndpoint | None]:
         return None, None
     from .etl_metrics import EtlMetrics
 
-    metrics = EtlMetrics(cfg, service.runner, service.healthy)
+    metrics = EtlMetrics(cfg, lambda: service.runner.bank, service.healthy)
     if getattr(service, "hub", None) is not None:
         from .live_metrics import LiveMetrics
 

@@ -151,7 +151,7 @@ def test_the_late_rows_metric_counts_the_rows_the_segment_dropped(tmp_path, hand
     cfg = parse_config({"data_dir": str(tmp_path / "data"), "host_id": "t"})
     made = []
     _, _, outcome, _, _ = _run(tmp_path, handover=handover,
-                               watch=lambda runner: made.append(EtlMetrics(cfg, runner, lambda: None)) or made[0])
+                               watch=lambda runner: made.append(EtlMetrics(cfg, lambda: runner.bank, lambda: None)) or made[0])
     late = made[0].late_dropped
     assert set(late) == {("binance", "BTC/USDT"), ("binance", "ETH/USDT")}
     assert sum(late.values()) == outcome.result.late_dropped > 0

@@ -123,6 +123,27 @@ def test_etl_exposition_after_segments(tmp_path):
     assert samples(fams, M.ETL_LAG)[()] > 60
 
 
+def test_late_rows_per_symbol_reach_the_metrics(tmp_path):
+    """Trades received 3 s after their exchange time, a 0.1 s reorder window: the ETL service drops
+    some as late, and its per-symbol counter adds up to the total it checkpoints (the service reads
+    the checkpoint again under its lock with a new runner: the metrics must follow it)."""
+    from fluxforge.observe.status import etl_counters
+
+    cfg = Config.model_validate({"data_dir": str(tmp_path / "data"), "host_id": "t",
+                                 "etl": {"features": {"bar_durations": [1, 5]}, "reorder_window": 0.1}})
+    market = synthetic_market(seconds=20, trades_per_s=5.0)
+    t = market["trades"]
+    late = pa.array(t.column("recv_ns").to_numpy() + 3_000_000_000)
+    market["trades"] = t.set_column(t.schema.get_field_index("recv_ns"), "recv_ns", late).sort_by("recv_ns")
+    write_segments(cfg.segments_dir / "ready", market, 2, seconds=20)
+    svc = EtlService(cfg, once=True)
+    assert asyncio.run(svc.run()) == 0
+    total = etl_counters(cfg)["late_dropped"]
+    late_by_symbol = samples(families(svc.metrics.registry), M.LATE_DROPPED)
+    assert set(late_by_symbol) == {("binance", "BTC/USDT"), ("binance", "ETH/USDT")}
+    assert sum(late_by_symbol.values()) == total > 0
+
+
 def _tickers_with_issues():
     """BTC/USDT ticker rows, 100 ms apart over 14 s, with exactly 3 crossed, 4 missing a side, 2 redelivered,
     1 without exchange time and 1 late (received in the second segment, 13 s older than the first's end)."""
