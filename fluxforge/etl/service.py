@@ -30,6 +30,7 @@ from ..observe.service_metrics import install_etl_metrics
 from ..service import SystemdNotifier, install_stop_handlers, watchdog_loop
 from . import chunk_log
 from .live_follow import LiveFollower, Publication
+from .live_wake import LiveWake
 from .ready_watch import ReadyWatcher
 from .runner import ENV_ERRNOS, EtlRunner, Outcome, RetryLater
 
@@ -56,6 +57,7 @@ class EtlService:
         # live features (etl.live): the hub rows are published to, the follower computing them
         self.hub = None if once else _live_hub(cfg)  # --once: a batch run serves nobody
         self.live: LiveFollower | None = None
+        self._live_wake: LiveWake | None = None  # while the live loop runs
         self._segment_lock = asyncio.Lock()  # the live path never runs while a segment is claimed/processed
         self._status_at = 0.0
         self.metrics, self.metrics_endpoint = install_etl_metrics(self)
@@ -98,6 +100,7 @@ class EtlService:
             self.notifier.stopping()
             log.info("etl_stopping", note="finishing the current segment")
             self.watcher.wake()
+            self._wake_live()
 
     # -- loop ---------------------------------------------------------------------------
     async def _in_thread(self, fn):
@@ -107,7 +110,13 @@ class EtlService:
         finally:
             self._busy_since = None
 
+    def _wake_live(self) -> None:
+        if self._live_wake is not None:
+            self._live_wake.wake()
+
     def _count(self, outcomes: list[Outcome]) -> None:
+        if outcomes:
+            self._wake_live()  # a finished segment may let the live path begin the next (no file event)
         for o in outcomes:
             if self.metrics is not None:
                 self.metrics.segment_done(o)
@@ -264,23 +273,36 @@ class EtlService:
 
     # -- live ---------------------------------------------------------------------------
     async def _live_loop(self) -> None:
-        """Follow the active segment every etl.live.poll_interval; an error is logged, counted and the
-        live engines restart from the checkpoint -- the segment pipeline never notices."""
-        interval = self.cfg.etl.live.poll_interval
-        while not self._stop:
-            async with self._segment_lock:
-                try:
-                    pubs = [] if self.live.quiet() else await asyncio.to_thread(self.live.step)
-                except Exception as e:  # noqa: BLE001
-                    log.exception("live_error")
-                    self.live.reset(e)
-                    pubs = []
-            self._publish(pubs)
-            now = time.monotonic()
-            if self._busy_since is None and now - self._status_at > 5.0:
-                self._status_at = now
-                self.notifier.status(self.status_line())
-            await asyncio.sleep(0 if pubs else interval)
+        """Follow the active segment whenever it may have grown (etl/live_wake.py); an error is logged,
+        counted and the live engines restart from the checkpoint -- the segment pipeline never notices."""
+        store = self.runner.store
+        wake = LiveWake(store.dir("active"), store.dir("ready"), self.cfg.etl.live.poll_interval)
+        wake.start(asyncio.get_running_loop())
+        self._live_wake = wake
+        log.info("live_started", wake=wake.mode)
+        try:
+            while not self._stop:
+                async with self._segment_lock:
+                    try:
+                        pubs = [] if self.live.quiet() else await asyncio.to_thread(self.live.step)
+                    except Exception as e:  # noqa: BLE001
+                        log.exception("live_error")
+                        self.live.reset(e)
+                        pubs = []
+                    current = self.live.current
+                    wake.follow(current.seg_dir if current is not None else None)
+                self._publish(pubs)
+                now = time.monotonic()
+                if self._busy_since is None and now - self._status_at > 5.0:
+                    self._status_at = now
+                    self.notifier.status(self.status_line())
+                if pubs:
+                    await asyncio.sleep(0)  # more may be waiting: look again at once
+                else:
+                    await wake.wait()
+        finally:
+            self._live_wake = None
+            wake.close(asyncio.get_running_loop())
 
     def _publish(self, pubs: list[Publication]) -> None:
         """Hand rows to the hub (on the loop thread, as its contract asks)."""

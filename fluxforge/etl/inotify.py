@@ -1,0 +1,78 @@
+"""Linux inotify through ctypes: the ETL's watchers wake on file-system events, not on a timer.
+
+Why ctypes: no compiled dependency.  Where inotify is missing (non-Linux, exhausted
+watches, some container file systems) `Inotify.open()` or `add()` gives None and the
+caller polls instead -- every caller rescans after a wake-up anyway, so a lost or
+coalesced event can only delay work, never lose it.
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+from pathlib import Path
+
+from ..logs import get_logger
+
+log = get_logger("fluxforge.etl.watch")
+
+IN_MODIFY = 0x00000002
+IN_MOVED_FROM = 0x00000040
+IN_MOVED_TO = 0x00000080
+IN_CREATE = 0x00000100
+IN_DELETE = 0x00000200
+IN_DELETE_SELF = 0x00000400
+IN_MOVE_SELF = 0x00000800
+IN_NONBLOCK = 0o4000
+IN_CLOEXEC = 0o2000000
+
+
+class Inotify:
+    """One non-blocking inotify descriptor and its watches."""
+
+    def __init__(self, fd: int, libc):
+        self.fd = fd
+        self._libc = libc
+
+    @classmethod
+    def open(cls) -> "Inotify | None":
+        name = ctypes.util.find_library("c")
+        if not name:
+            return None
+        try:
+            libc = ctypes.CDLL(name, use_errno=True)
+            libc.inotify_add_watch.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32]
+            libc.inotify_rm_watch.argtypes = [ctypes.c_int, ctypes.c_int]
+        except (OSError, AttributeError):
+            return None
+        fd = libc.inotify_init1(IN_NONBLOCK | IN_CLOEXEC)
+        if fd < 0:
+            log.warning("inotify_unavailable", error=os.strerror(ctypes.get_errno()), fallback="polling")
+            return None
+        return cls(fd, libc)
+
+    def add(self, path: Path, mask: int) -> int | None:
+        """Watch `path` (a directory: also the files in it) for `mask`; its watch descriptor, or None."""
+        wd = self._libc.inotify_add_watch(self.fd, os.fsencode(path), mask)
+        if wd < 0:
+            err = ctypes.get_errno()
+            if err not in (2, 20):  # ENOENT, ENOTDIR: gone already -- the caller's rescan finds out
+                log.warning("inotify_watch_failed", path=str(path), error=os.strerror(err))
+            return None
+        return wd
+
+    def remove(self, wd: int) -> None:
+        self._libc.inotify_rm_watch(self.fd, wd)  # EINVAL when the kernel removed it already: fine
+
+    def drain(self) -> None:
+        """Read (and forget) every queued event: callers only need to know that something happened."""
+        try:
+            while os.read(self.fd, 65536):
+                pass
+        except BlockingIOError:
+            pass
+        except OSError as e:
+            log.warning("inotify_read_failed", error=str(e))
+
+    def close(self) -> None:
+        os.close(self.fd)
