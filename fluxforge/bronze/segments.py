@@ -30,6 +30,7 @@ from .schemas import CHANNEL_SCHEMAS, channel_file
 STATES = ("active", "ready", "processing", "done", "failed")
 MANIFEST = "manifest.json"
 REASON = "reason.txt"
+FLUSH_MARK = ".flushed"  # in active/: touched after each collector flush (SegmentStore.mark_flush)
 LIVE_CHUNKS = "live_chunks.jsonl"  # the ETL's live chunk log, moved in when it claims the segment (etl/chunk_log.py)
 SEQ_FILE = ".seq"
 _NAME = re.compile(r"^seg-(?P<host>[A-Za-z0-9_.]+)-(?P<start>\d{8}T\d{6}Z)-(?P<seq>\d{6,})$")
@@ -140,6 +141,17 @@ class SegmentStore:
         dst = self.dir(state) / seg_dir.name
         durable_rename(seg_dir, dst)
         return dst
+
+    def mark_flush(self) -> None:
+        """Touch active/.flushed: every channel's batches of one collector flush are in the journals.
+
+        Why: the live ETL wakes on this (one inotify event per flush, etl/live_wake.py) instead of
+        looking every poll interval, and reads each flush whole rather than a channel at a time.
+        Best effort, never durable: only a wake-up depends on it (the ETL falls back to polling)."""
+        try:
+            (self.dir("active") / FLUSH_MARK).touch()
+        except OSError:
+            pass
 
     def fail(self, seg_dir: Path, reason: str) -> Path:
         """Write reason.txt inside the segment, then move it to failed/ (nothing is deleted)."""

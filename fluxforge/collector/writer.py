@@ -138,11 +138,13 @@ class BronzeWriter:
         if self._free_mb() < self.c.min_free_mb:
             raise DiskFull(f"free space {self._free_mb():.1f} MB < min_free_mb {self.c.min_free_mb}")
         unwritten: dict[str, ChannelBuffer] = {}
+        wrote = False
         for channel, buf in buffers.items():
             if not buf.rows:
                 continue
             try:
                 self.segment.write(channel, buf.to_batch(), sync=True)
+                wrote = True
             except OSError as e:
                 if e.errno in DISK_FULL_ERRNOS:
                     unwritten[channel] = buf
@@ -151,6 +153,8 @@ class BronzeWriter:
                     self._lost_batches.append((channel, buf, f"write failed: {type(e).__name__}: {e}"))
             except Exception as e:  # noqa: BLE001 -- a value nothing caught earlier: this batch only
                 self._lost_batches.append((channel, buf, f"unconvertible batch: {type(e).__name__}: {e}"))
+        if wrote:
+            self.store.mark_flush()  # the live ETL reads the flush now, all channels at once
         return unwritten
 
     def _report_dropped_rows(self, buffers: dict[str, ChannelBuffer]) -> int:

@@ -8,58 +8,22 @@ so a lost or coalesced event can only delay, never lose, work.
 """
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
-from .inotify import IN_CREATE, IN_MOVED_TO, Inotify
+from .inotify import IN_CREATE, IN_MOVED_TO, Waker, watching
 
 
-class ReadyWatcher:
+class ReadyWatcher(Waker):
     """`await watcher.wait(timeout)` returns when ready/ may have changed or after timeout."""
 
     def __init__(self, directory: Path, poll_interval: float, use_inotify: bool = True):
         self.directory = Path(directory)
         self.poll_interval = poll_interval
-        self._ino: Inotify | None = None
-        self._event: asyncio.Event | None = None
-        if use_inotify:
-            self._ino = Inotify.open()
-            if self._ino is not None and self._ino.add(self.directory, IN_MOVED_TO | IN_CREATE) is None:
-                self._ino.close()
-                self._ino = None
-        self.mode = "inotify" if self._ino is not None else "polling"
-
-    def start(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._event = asyncio.Event()
-        if self._ino is not None:
-            loop.add_reader(self._ino.fd, self._drain)
-
-    def _drain(self) -> None:
-        self._ino.drain()
-        if self._event is not None:
-            self._event.set()
-
-    def wake(self) -> None:
-        """Let a waiting `wait()` return now (used on stop)."""
-        if self._event is not None:
-            self._event.set()
+        super().__init__(watching([(self.directory, IN_MOVED_TO | IN_CREATE)]) if use_inotify else None)
 
     async def wait(self, timeout: float | None = None) -> bool:
-        """True if woken by an event, False on timeout.  Polling mode always times out."""
-        assert self._event is not None, "start() first"
+        """True if woken by an event (or `wake()`, used on stop), False on timeout.  Polling mode
+        always times out."""
         if timeout is None:
             timeout = self.poll_interval if self._ino is None else max(self.poll_interval, 30.0)
-        try:
-            await asyncio.wait_for(self._event.wait(), timeout)
-            return True
-        except asyncio.TimeoutError:
-            return False
-        finally:
-            self._event.clear()
-
-    def close(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
-        if self._ino is not None:
-            if loop is not None:
-                loop.remove_reader(self._ino.fd)
-            self._ino.close()
-            self._ino = None
+        return await super().wait(timeout)

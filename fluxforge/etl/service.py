@@ -283,14 +283,15 @@ class EtlService:
         try:
             while not self._stop:
                 async with self._segment_lock:
+                    chunks = self.live.counters.chunks
                     try:
                         pubs = [] if self.live.quiet() else await asyncio.to_thread(self.live.step)
                     except Exception as e:  # noqa: BLE001
                         log.exception("live_error")
                         self.live.reset(e)
                         pubs = []
-                    current = self.live.current
-                    wake.follow(current.seg_dir if current is not None else None)
+                    if self.live.counters.chunks > chunks:
+                        wake.found_unannounced()  # new rows: counts only if no event woke us
                 self._publish(pubs)
                 now = time.monotonic()
                 if self._busy_since is None and now - self._status_at > 5.0:

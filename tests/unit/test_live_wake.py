@@ -1,32 +1,25 @@
-"""LiveWake returns from wait() on each file event the live path needs, and only then.
+"""LiveWake returns from wait() on each event the live path needs, and only then.
 
-The poll interval is set to a minute, so a True from wait() can only be an event: the
-assertions do not depend on timing.  The False cases use the polling mode, where wait()
-times out after the (short) poll interval.
+The safety timeout is set to a minute where a True from wait() must be an event, so those
+assertions do not depend on timing.  The False cases use short timeouts, where wait()
+returning False is all that is asserted.
 """
 import asyncio
 
 import pytest
 
+from fluxforge.bronze.segments import SegmentStore
 from fluxforge.etl import live_wake
 from fluxforge.etl.live_wake import LiveWake
 
 
 @pytest.fixture
-def dirs(tmp_path):
-    active, ready = tmp_path / "active", tmp_path / "ready"
-    active.mkdir()
-    ready.mkdir()
-    return active, ready
+def store(tmp_path):
+    return SegmentStore(tmp_path / "segments").ensure()
 
 
-def _append(path, data: bytes) -> None:
-    with path.open("ab") as f:
-        f.write(data)
-
-
-def _run(coro):
-    return asyncio.run(coro)
+def _wake(store, **kw) -> LiveWake:
+    return LiveWake(store.dir("active"), store.dir("ready"), **kw)
 
 
 async def _woken(wake: LiveWake, action) -> bool:
@@ -37,71 +30,80 @@ async def _woken(wake: LiveWake, action) -> bool:
     return await wake.wait()
 
 
-def test_the_events_of_the_live_path_wake_it(dirs, monkeypatch):
+def test_flush_marks_and_segment_moves_wake_it(store, monkeypatch):
     monkeypatch.setattr(live_wake, "SAFETY_SECONDS", 60.0)
-    active, ready = dirs
 
     async def scenario():
-        wake = LiveWake(active, ready, poll_interval=60.0)
-        assert wake.mode == "inotify"
+        wake = _wake(store, poll_interval=0.1)
+        assert wake.mode == "inotify" and not wake.polling
         wake.start(asyncio.get_running_loop())
-        seg = active / "seg-1"
-        assert await _woken(wake, lambda: seg.mkdir())                      # a segment begins
-        assert await _woken(wake, lambda: wake.follow(seg))                 # following a new one: look now
-        journal = seg / "orderbook.arrows"
-        assert await _woken(wake, lambda: journal.write_bytes(b"x"))        # a journal is created
-        assert await _woken(wake, lambda: _append(journal, b"y"))           # ... and grows
-        assert await _woken(wake, lambda: seg.rename(ready / seg.name))     # rotated into ready/
-        other = active / "seg-2"
-        assert await _woken(wake, lambda: other.mkdir())
-        wake.follow(other)
-        await wake.wait()
-        # the old segment's watch is gone: its files no longer wake the loop, the new one's do
-        assert await _woken(wake, lambda: (other / "trades.arrows").write_bytes(b"z"))
+        seg = store.dir("active") / "seg-t-20260101T000000Z-000001"
+        assert await _woken(wake, seg.mkdir)                                 # a segment begins
+        assert await _woken(wake, store.mark_flush)                          # the first flush (creates the mark)
+        assert await _woken(wake, store.mark_flush)                          # ... and every later one
+        assert await _woken(wake, lambda: seg.rename(store.dir("ready") / seg.name))  # rotated into ready/
         assert await _woken(wake, wake.wake)                                 # the segment job's end
         wake.close(asyncio.get_running_loop())
 
-    _run(scenario())
+    asyncio.run(scenario())
 
 
-def test_a_moved_away_segment_no_longer_wakes_once_another_is_followed(dirs, monkeypatch):
-    active, ready = dirs
-    seg, other = active / "seg-1", active / "seg-2"
+def test_journal_writes_alone_do_not_wake_it(store, monkeypatch):
+    """A flush is read whole, once its mark says every channel is written -- not a channel at a time."""
+    monkeypatch.setattr(live_wake, "SAFETY_SECONDS", 0.3)
+    seg = store.dir("active") / "seg-t-20260101T000000Z-000001"
     seg.mkdir()
-    other.mkdir()
 
     async def scenario():
-        wake = LiveWake(active, ready, poll_interval=0.2)
-        monkeypatch.setattr(live_wake, "SAFETY_SECONDS", 0.2)
+        wake = _wake(store, poll_interval=0.1)
         wake.start(asyncio.get_running_loop())
-        wake.follow(seg)
-        wake.follow(other)
-        await wake.wait()
-        (seg / "orderbook.arrows").write_bytes(b"x")  # not watched any more, not in active/ itself
+        (seg / "orderbook.arrows").write_bytes(b"x")
         woke = await wake.wait()
         wake.close(asyncio.get_running_loop())
         return woke
 
-    assert _run(scenario()) is False
+    assert asyncio.run(scenario()) is False
 
 
-def test_without_inotify_it_looks_every_poll_interval(dirs):
-    active, ready = dirs
+def test_rows_found_by_a_safety_look_switch_it_to_polling(store, monkeypatch):
+    monkeypatch.setattr(live_wake, "SAFETY_SECONDS", 0.05)
 
     async def scenario():
-        wake = LiveWake(active, ready, poll_interval=0.05, use_inotify=False)
-        assert wake.mode == "polling"
+        wake = _wake(store, poll_interval=0.01)
         wake.start(asyncio.get_running_loop())
-        (active / "seg-1").mkdir()
+        wake.wake()
+        await wake.wait()
+        wake.found_unannounced()  # rows after an event: as it should be
+        assert not wake.polling
+        assert await wake.wait() is False
+        wake.found_unannounced()  # rows after a timeout: no event announced them
+        assert wake.polling
+        wake.close(asyncio.get_running_loop())
+
+    asyncio.run(scenario())
+
+
+def test_without_inotify_it_looks_every_poll_interval(store):
+    async def scenario():
+        wake = _wake(store, poll_interval=0.05, use_inotify=False)
+        assert wake.mode == "polling" and wake.polling
+        wake.start(asyncio.get_running_loop())
+        store.mark_flush()
         timed_out = await wake.wait()
         wake.wake()
         woken = await wake.wait()
         wake.close(asyncio.get_running_loop())
         return timed_out, woken
 
-    assert _run(scenario()) == (False, True)
+    assert asyncio.run(scenario()) == (False, True)
 
 
 def test_a_missing_directory_falls_back_to_polling(tmp_path):
     wake = LiveWake(tmp_path / "nope", tmp_path / "nope2", poll_interval=0.1)
-    assert wake.mode == "polling"
+    assert wake.mode == "polling" and wake.polling
+
+
+def test_the_mark_is_no_segment(store):
+    store.mark_flush()
+    assert (store.dir("active") / ".flushed").is_file()
+    assert store.list("active") == []

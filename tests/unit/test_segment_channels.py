@@ -110,3 +110,39 @@ def test_build_segment_writes_optional_channels_only_when_given(tmp_path):
     seg = build_segment(store, "pi01", {"trades": pa.Table.from_batches([trades_batch(0, 2)])})
     files, listed = files_and_manifest(seg)
     assert files == listed == CORE
+
+
+def test_each_flush_that_wrote_rows_marks_it_for_the_live_etl(tmp_path):
+    """active/.flushed is touched once a flush's batches are all written (etl/live_wake.py wakes on it);
+    a flush with nothing to write leaves it alone."""
+    import os
+
+    from fluxforge.bronze.segments import FLUSH_MARK
+
+    cfg = Config.model_validate({"data_dir": str(tmp_path), "host_id": "t", "collector": {"min_free_mb": 0},
+                                 "exchanges": [{"name": X, "symbols": [S]}]})
+    mark = cfg.segments_dir / "active" / FLUSH_MARK
+    trade = {"timestamp": 1_723_161_600_000, "id": "1", "price": 10.0, "amount": 1.0, "side": "buy"}
+
+    async def main():
+        queue = RowQueue(1000, "drop")
+        rec = Recorder(queue, {X: 10})
+        writer = BronzeWriter(cfg, queue, rec)
+        await writer.start()
+        await writer.flush()
+        before = mark.exists()
+        rec.trade(X, S, trade, 1_723_161_600_000_000_000)
+        await writer.flush()
+        first = mark.is_file()
+        os.utime(mark, (0, 0))
+        await writer.flush()  # nothing queued
+        idle = mark.stat().st_mtime
+        rec.trade(X, S, dict(trade, id="2"), 1_723_161_601_000_000_000)
+        await writer.flush()
+        again = mark.stat().st_mtime
+        await writer.close(timeout=30)
+        return before, first, idle, again
+
+    before, first, idle, again = asyncio.run(main())
+    assert not before and first
+    assert idle == 0 and again > 0
