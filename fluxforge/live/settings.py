@@ -31,7 +31,8 @@ class LiveConfig(BaseModel):
 
     enabled: bool = Field(False, description="compute live rows from the active segment and serve them; off by "
                           "default: it costs several times the ETL's CPU (docs/live.md)")
-    poll_interval: float = Field(0.1, gt=0.0, le=60.0, description="seconds between looks at the active journals")
+    poll_interval: float = Field(0.1, gt=0.0, le=60.0, description="seconds between looks at the active journals where "
+                                 "inotify cannot announce the collector's flushes (docs/live.md)")
     socket: Path | None = Field(None, description="Unix socket; default $RUNTIME_DIRECTORY/live.sock "
                                 "(/run/fluxforge/live.sock under systemd), else <data_dir>/state/live.sock")
     listen: str = Field("127.0.0.1", description="address of the optional WebSocket; anything but "
