@@ -153,6 +153,13 @@ class SegmentStore:
         except OSError:
             pass
 
+    def clear_flush_mark(self) -> None:
+        """Remove active/.flushed (the collector stopped: no flush will follow; active/ is left empty)."""
+        try:
+            (self.dir("active") / FLUSH_MARK).unlink(missing_ok=True)
+        except OSError:
+            pass
+
     def fail(self, seg_dir: Path, reason: str) -> Path:
         """Write reason.txt inside the segment, then move it to failed/ (nothing is deleted)."""
         atomic_write_bytes(seg_dir / REASON, (reason.rstrip() + "\n").encode())

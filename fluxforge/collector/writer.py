@@ -352,6 +352,7 @@ class BronzeWriter:
             elif not self.disk_full and self.write_error is None:
                 self._finish_in_background(self.segment.path)
             self.segment = None
+        self.store.clear_flush_mark()  # the last flush is done
         pending = list(self._finishing)
         if pending:
             remaining = max(0.1, deadline - time.monotonic())

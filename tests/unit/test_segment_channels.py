@@ -146,3 +146,4 @@ def test_each_flush_that_wrote_rows_marks_it_for_the_live_etl(tmp_path):
     before, first, idle, again = asyncio.run(main())
     assert not before and first
     assert idle == 0 and again > 0
+    assert not mark.exists()  # a stopped collector leaves active/ empty
