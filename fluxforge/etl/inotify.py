@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import ctypes.util
+import errno
 import os
 from pathlib import Path
 
@@ -18,15 +19,12 @@ from ..logs import get_logger
 
 log = get_logger("fluxforge.etl.watch")
 
-IN_MODIFY = 0x00000002
 IN_ATTRIB = 0x00000004
 IN_CLOSE_WRITE = 0x00000008
 IN_MOVED_FROM = 0x00000040
 IN_MOVED_TO = 0x00000080
 IN_CREATE = 0x00000100
 IN_DELETE = 0x00000200
-IN_DELETE_SELF = 0x00000400
-IN_MOVE_SELF = 0x00000800
 IN_NONBLOCK = 0o4000
 IN_CLOEXEC = 0o2000000
 
@@ -46,7 +44,6 @@ class Inotify:
         try:
             libc = ctypes.CDLL(name, use_errno=True)
             libc.inotify_add_watch.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32]
-            libc.inotify_rm_watch.argtypes = [ctypes.c_int, ctypes.c_int]
         except (OSError, AttributeError):
             return None
         fd = libc.inotify_init1(IN_NONBLOCK | IN_CLOEXEC)
@@ -60,13 +57,10 @@ class Inotify:
         wd = self._libc.inotify_add_watch(self.fd, os.fsencode(path), mask)
         if wd < 0:
             err = ctypes.get_errno()
-            if err not in (2, 20):  # ENOENT, ENOTDIR: gone already -- the caller's rescan finds out
+            if err not in (errno.ENOENT, errno.ENOTDIR):  # gone already: the caller's rescan finds out
                 log.warning("inotify_watch_failed", path=str(path), error=os.strerror(err))
             return None
         return wd
-
-    def remove(self, wd: int) -> None:
-        self._libc.inotify_rm_watch(self.fd, wd)  # EINVAL when the kernel removed it already: fine
 
     def drain(self) -> None:
         """Read (and forget) every queued event: callers only need to know that something happened."""
