@@ -16,7 +16,12 @@ segment k.  This module makes the chunks what a single merged stream would give:
   exchange time both streams of the symbol have reached so far (their *heads*, kept
   in the checkpoint), minus `reorder_ms`; rows at or after it are *carried* into the
   next segment, so rows up to `reorder_ms` older than the slower stream's head still
-  merge in order.  The watermark is never more than `MAX_CARRY_FACTOR * reorder_ms`
+  merge in order.  A *quiet* trade stream is not a lagging one: if the symbol's books
+  were received for R ns after its last trade (exchange time t), the trade stream has
+  reached t + R (its delay, receive time minus exchange time, did not grow by more than
+  the window, or its rows are late), but never further than the books -- so a symbol
+  that trades every few seconds does not hold its books back for the gap
+  (`_trade_reach`).  The watermark is never more than `MAX_CARRY_FACTOR * reorder_ms`
   behind the faster head, so a silent stream holds nothing back for long and the
   carry stays small.  The engine is told the watermark (`complete_before`): the books
   before it are processed at once rather than when the symbol's next trade comes;
@@ -134,6 +139,8 @@ class Carry:
     trade_ids: dict[str, int] = field(default_factory=dict)  # recent trade id -> exchange ms
     products: bytes | None = None  # trade_products.TradeProducts state
     tickers: pa.Table | None = None  # ticker rows at/after the watermark
+    trade_clock: tuple[int, int] | None = None  # (exchange ms, receive ns) of the last-received trade
+    book_recv: int | None = None  # newest receive ns of the book stream
 
     def to_bytes(self) -> bytes:
         return json.dumps({"books": _ipc(self.books), "trades": _ipc(self.trades),
@@ -141,7 +148,9 @@ class Carry:
                            "book_head": self.book_head, "trade_head": self.trade_head,
                            "trade_ids": self.trade_ids,
                            "products": self.products.decode() if self.products else None,
-                           "tickers": _ipc(self.tickers)}).encode()
+                           "tickers": _ipc(self.tickers),
+                           "trade_clock": list(self.trade_clock) if self.trade_clock else None,
+                           "book_recv": self.book_recv}).encode()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "Carry":
@@ -150,7 +159,9 @@ class Carry:
                    [int(r) for r in d.get("resets", [])], bool(d.get("pending_reset", False)),
                    d.get("book_head"), d.get("trade_head"),
                    {str(k): int(v) for k, v in (d.get("trade_ids") or {}).items()},
-                   d["products"].encode() if d.get("products") else None, _from_ipc(d.get("tickers")))
+                   d["products"].encode() if d.get("products") else None, _from_ipc(d.get("tickers")),
+                   tuple(int(v) for v in d["trade_clock"]) if d.get("trade_clock") else None,
+                   d.get("book_recv"))
 
 
 @dataclass
@@ -184,6 +195,7 @@ class SymbolFeed:
         self._tts = _ts(self.trades)
         self._trade_pos = 0
         self._trade_head = _later(carry.trade_head, int(self._tts[-1]) if len(self._tts) else None)
+        self._trade_clock, self._book_recv = carry.trade_clock, carry.book_recv
         self.add_trades(trades)
         self.tickers, self._kts, self._ticker_pos = carry.tickers, _ts(carry.tickers), 0
         self._held = carry.books
@@ -219,6 +231,7 @@ class SymbolFeed:
         self.untimed += untimed
         trades, duplicates = drop_repeated(trades, self._trade_ids, _ts(trades))
         self.duplicate_trades += duplicates
+        self._trade_clock = _last_received(self._trade_clock, trades)
         rest = self.trades.slice(self._trade_pos) if self.trades is not None else None
         self.trades, self._tts = _concat_sorted(rest, trades)
         self._trade_pos = 0
@@ -255,6 +268,8 @@ class SymbolFeed:
             # holds them for the time of the next book row; they never move the watermark
             self.output.add(self.engine.process(books.filter(pc.is_null(books.column("timestamp"))), None))
         books = timed
+        if books is not None and books.num_rows:
+            self._book_recv = _later(self._book_recv, int(pc.max(books.column("recv_ns")).as_py()))
         books, ts = _concat_sorted(self._held, books)
         if books is None or books.num_rows == 0:
             return
@@ -271,7 +286,8 @@ class SymbolFeed:
         return Carry(books if books is not None and books.num_rows else None,
                      trades if trades is not None and trades.num_rows else None,
                      list(self._resets), bool(self._events), self._book_head, self._trade_head,
-                     self._trade_ids, tickers=tickers if tickers is not None and tickers.num_rows else None)
+                     self._trade_ids, tickers=tickers if tickers is not None and tickers.num_rows else None,
+                     trade_clock=self._trade_clock, book_recv=self._book_recv)
 
     def _watermark(self) -> int:
         """Everything older than this has arrived (up to `reorder_ms` of lateness)."""
@@ -279,7 +295,19 @@ class SymbolFeed:
         newest = max(heads) - MAX_CARRY_FACTOR * self.reorder_ms
         if len(heads) < 2:  # one stream not seen yet: it may only be lagging
             return newest
-        return max(min(heads) - self.reorder_ms, newest)
+        return max(min(self._book_head, self._trade_reach()) - self.reorder_ms, newest)
+
+    def _trade_reach(self) -> int:
+        """How far the trade stream has got: its head, or -- when books were received after its last
+        trade -- that trade's exchange time plus the receive time since, up to the book head (the
+        module docstring).  Receive minus receive: the collector's clock offset cancels out, and a
+        clock step moves it no further than the books."""
+        if self._trade_clock is None or self._book_recv is None:
+            return self._trade_head
+        t, r = self._trade_clock
+        if self._book_recv <= r:
+            return self._trade_head
+        return max(self._trade_head, min(self._book_head, t + (self._book_recv - r) // 1_000_000))
 
     def _resolve_resets(self, books: pa.Table) -> None:
         """Turn events into reset times: exchange time of the first book received at/after each event."""
@@ -336,6 +364,19 @@ def _ticker_counts(engine) -> dict[str, int]:
     stats = getattr(engine, "ticker_stats", None)  # a PairedEngine; a bare book engine has no tickers
     counts = stats() if stats is not None else {}
     return {kind: int(counts.get(key, 0)) for kind, key in TICKER_ISSUES.items()}
+
+
+def _last_received(clock: tuple[int, int] | None, trades: pa.Table | None) -> tuple[int, int] | None:
+    """(exchange ms, receive ns) of the trade received last, `clock` or a later one (rows of one
+    message share a receive time: the newest exchange time among them)."""
+    if trades is None or trades.num_rows == 0:
+        return clock
+    recv = trades.column("recv_ns").to_numpy()
+    r = int(recv.max())
+    if clock is not None and r < clock[1]:
+        return clock
+    t = int(_ts(trades)[recv == r].max())
+    return (max(t, clock[0]), r) if clock is not None and r == clock[1] else (t, r)
 
 
 def _later(a: int | None, b: int | None) -> int | None:

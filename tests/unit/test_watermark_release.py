@@ -6,14 +6,22 @@ between two trades to the event-to-publish latency of every book row -- a quiet 
 rows waited up to 12 reorder windows.  The watermark already waited for both streams
 (etl/engines.py), so the engine is told that everything before it is complete
 (`complete_before`).  Real kernels, a market whose trades stop while its books go on.
+
+The same holds for the watermark itself when the live path feeds a flush at a time: a
+trade stream that is quiet (nothing received since its last trade while the books go
+on) has passed the time the books were received for since, so it does not hold the
+books back for the gap; a trade stream that lags (its rows arrive later than the books
+of the same time) still does.
 """
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pytest
 
 from etl_support import T0_MS, synthetic_market
 from live_support import same_rows
 from fluxforge.config import FeatureOptions
-from fluxforge.etl.engines import EngineBank
+from fluxforge.etl.engines import EngineBank, FeatureOutput
 from fluxforge.etl.segment_feed import SegmentFeeder, pieces
 from fluxforge.features.engine import FeatureEngine
 
@@ -69,3 +77,147 @@ def test_complete_before_processes_what_the_engine_would_hold_back():
     assert a.column("timestamp").cast(pa.int64()).to_numpy().max() < T0_MS + TRADES_UNTIL_MS
     assert b.column("timestamp").cast(pa.int64()).to_numpy().max() > until - 2000
     assert same_rows(b.slice(0, a.num_rows).to_pylist(), a.to_pylist())
+
+
+FLUSH_NS = 250_000_000
+
+
+def _flushes(m: dict[str, pa.Table], flush_ns: int = FLUSH_NS):
+    """The market as the collector's flushes deliver it: every `flush_ns` of receive time, the rows received."""
+    recv = {name: t.column("recv_ns").to_numpy() for name, t in m.items()}
+    start = min(int(r.min()) for r in recv.values() if len(r))
+    end = max(int(r.max()) for r in recv.values() if len(r))
+    for lo in range(start, end + 1, flush_ns):
+        yield lo + flush_ns, {name: t.filter(pa.array((recv[name] >= lo) & (recv[name] < lo + flush_ns)))
+                              for name, t in m.items()}
+
+
+def _fed_by_flush(m: dict[str, pa.Table]):
+    """Feed flush by flush like the live path; per flush: (its end, newest book time so far, newest hf row out)."""
+    bank = EngineBank(OPTIONS, reorder_ms=REORDER_MS)
+    feeder = SegmentFeeder(bank, "seg")
+    seen, released, trail = None, None, []
+    for end, rows in _flushes(m):
+        out = feeder.feed_chunk(pieces(rows["orderbook"], 1_000_000), rows["trades"], rows["events"])
+        if rows["orderbook"].num_rows:
+            seen = max(seen or 0, pc.max(rows["orderbook"].column("timestamp")).as_py())
+        for table in out.get(("binance", "BTC/USDT"), None).hf if ("binance", "BTC/USDT") in out else []:
+            released = max(released or 0, pc.max(table.column("timestamp").cast(pa.int64())).as_py())
+        trail.append((end, seen, released))
+    return feeder, trail
+
+
+def _one_chunk(m: dict[str, pa.Table]) -> pa.Table:
+    """The hf rows of the segment fed as one chunk (the segment job without a live log)."""
+    feeder = SegmentFeeder(EngineBank(OPTIONS, reorder_ms=REORDER_MS), "seg")
+    feeder.feed_chunk(pieces(m["orderbook"], 1_000_000), m["trades"], m["events"])
+    feeder.finish()
+    return pa.concat_tables(feeder.outputs[("binance", "BTC/USDT")].hf)
+
+
+def test_a_quiet_trade_stream_does_not_hold_the_books_back_flush_by_flush():
+    m = _market()
+    feeder, trail = _fed_by_flush(m)
+    quiet = [(seen, released) for _, seen, released in trail if seen and seen > T0_MS + TRADES_UNTIL_MS + 5_000]
+    assert len(quiet) > 100
+    # every flush releases the hf rows up to the watermark (newest book - window) on the 1-s grid,
+    # as far as the last book before it; the old rule held them 12 windows back for as long as
+    # the symbol did not trade
+    book_gap = int(np.diff(m["orderbook"].column("timestamp").to_numpy()).max())
+    lag = [seen - released for seen, released in quiet]
+    assert max(lag) <= REORDER_MS + 1000 + book_gap, (max(lag), book_gap)
+    assert max(lag) < 3 * REORDER_MS
+    feeder.finish()
+    live = pa.concat_tables(feeder.outputs[("binance", "BTC/USDT")].hf)
+    assert feeder.totals()["late_dropped"] == 0
+    assert same_rows(live.to_pylist(), _one_chunk(m).to_pylist())
+
+
+def _delayed(m: dict[str, pa.Table], after_ms: int, delay_ms: int) -> dict[str, pa.Table]:
+    """The trades from `after_ms` on received `delay_ms` later (a lagging trade stream), rows in receive order."""
+    t = m["trades"]
+    late = t.column("timestamp").to_numpy() >= after_ms
+    recv = t.column("recv_ns").to_numpy() + np.where(late, delay_ms * 1_000_000, 0)
+    t = t.set_column(t.schema.get_field_index("recv_ns"), "recv_ns", pa.array(recv)).sort_by("recv_ns")
+    return {**m, "trades": t}
+
+
+def test_a_lagging_trade_stream_still_holds_the_watermark():
+    # trading throughout, every trade received 3 windows after its time: the books wait for them
+    m = synthetic_market(symbols=("BTC/USDT",), seconds=30.0, hz=10.0, trades_per_s=5.0)
+    m = _delayed(m, T0_MS, 3 * REORDER_MS)
+    feeder, _ = _fed_by_flush(m)
+    feeder.finish()
+    assert feeder.totals()["late_dropped"] == 0
+    live = pa.concat_tables(feeder.outputs[("binance", "BTC/USDT")].hf)
+    assert same_rows(live.to_pylist(), _one_chunk(m).to_pylist())
+
+
+def test_a_trade_delay_that_grows_past_the_window_drops_trades_as_late():
+    # the trade stream's delay jumps from ~0 to 3 windows: the watermark had followed the books
+    # received meanwhile, so trades older than it are late -- dropped and counted, the documented
+    # price of a shorter window (docs/live.md); the books are not dropped
+    m = synthetic_market(symbols=("BTC/USDT",), seconds=30.0, hz=10.0, trades_per_s=5.0)
+    m = _delayed(m, T0_MS + 10_000, 3 * REORDER_MS)
+    feeder, _ = _fed_by_flush(m)
+    feeder.finish()
+    totals = feeder.totals()
+    assert 0 < totals["late_dropped"] <= 3 * 5 * 3  # at most the trades of the 3 s the delay grew by
+    carried = feeder.bank.state(("binance", "BTC/USDT")).carry.books  # after the watermark: the next segment's
+    assert totals["books"] + carried.num_rows == m["orderbook"].num_rows
+
+
+def test_the_trade_clock_survives_a_checkpoint():
+    # the quiet market cut into two segments with the bank checkpointed between them: the second
+    # segment's watermark goes on from the trade clock, not from the 12-window cap
+    m = _market()
+    cut_ns = int(m["orderbook"].column("recv_ns").to_numpy()[150])  # ~15 s: after the last trade
+    def part(first: bool) -> dict[str, pa.Table]:
+        return {n: t.filter(pc.less(t.column("recv_ns"), cut_ns) if first else pc.greater_equal(t.column("recv_ns"), cut_ns))
+                for n, t in m.items()}
+    bank = EngineBank(OPTIONS, reorder_ms=REORDER_MS)
+    first = SegmentFeeder(bank, "seg-1")
+    for _, rows in _flushes(part(True)):
+        first.feed_chunk(pieces(rows["orderbook"], 1_000_000), rows["trades"], rows["events"])
+    first.finish()
+    carry = bank.state(("binance", "BTC/USDT")).carry
+    assert carry.trade_clock is not None and carry.book_recv > carry.trade_clock[1]
+    restored = EngineBank(OPTIONS, reorder_ms=REORDER_MS)
+    restored.restore(bank.snapshot())
+    again = restored.state(("binance", "BTC/USDT")).carry
+    assert (again.trade_clock, again.book_recv) == (carry.trade_clock, carry.book_recv)
+    second = SegmentFeeder(restored, "seg-2")
+    released, newest = [], 0
+    for _, rows in list(_flushes(part(False)))[:8]:  # its first 2 s
+        out = second.feed_chunk(pieces(rows["orderbook"], 1_000_000), rows["trades"], rows["events"])
+        released += [pc.max(t.column("timestamp").cast(pa.int64())).as_py()
+                     for t in out.get(("binance", "BTC/USDT"), FeatureOutput()).hf]
+        newest = max(newest, pc.max(rows["orderbook"].column("timestamp")).as_py() or 0)
+    assert released and newest - max(released) < 3 * REORDER_MS, (newest - max(released or [0]))
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("reorder_ms", [1000, 5000])
+def test_real_capture_flush_by_flush_drops_nothing_and_equals_one_chunk(shared_capture, reorder_ms):
+    # the real Binance capture (its diffs and trades with their real receive times) as 1-s flushes:
+    # the quiet-stream rule drops no row as late and every hf row and bar, at full stored depth,
+    # equals the segment fed as one chunk
+    from tests.reference.binance_capture import load, load_messages
+    path = shared_capture / "btcusdt_20240808.gz"
+    m = {"orderbook": load_messages(path), "trades": load(path)[1], "events": _market()["events"].slice(0, 0)}
+    options = FeatureOptions(hf_emit_interval=1.0, bar_durations=[5, 60])
+
+    def fed(chunks) -> SegmentFeeder:
+        feeder = SegmentFeeder(EngineBank(options, reorder_ms=reorder_ms), "seg")
+        for rows in chunks:
+            feeder.feed_chunk(pieces(rows["orderbook"], 1_000_000), rows["trades"], rows["events"])
+        feeder.finish()
+        return feeder
+
+    flushed = fed(rows for _, rows in _flushes(m, 1_000_000_000))
+    whole = fed([m])
+    assert flushed.totals()["late_dropped"] == whole.totals()["late_dropped"] == 0
+    a, b = flushed.outputs[("binance", "BTC/USDT")], whole.outputs[("binance", "BTC/USDT")]
+    for got, want in [(a.hf, b.hf)] + [(a.bars[d], b.bars[d]) for d in (5, 60)]:
+        got, want = pa.concat_tables(got).to_pylist(), pa.concat_tables(want).to_pylist()
+        assert len(got) == len(want) > 0 and same_rows(got, want)
