@@ -10,7 +10,7 @@ done/, so after a crash exactly one of these holds for a segment in processing/:
   outputs are overwritten, since their names derive from the segment id).
 
 Format: an Arrow IPC file (exchange, symbol, state: the engine's get_state() bytes,
-carry: rows and resets held for the next segment, see engines.Carry)
+carry: rows and resets held for the next segment, see carry.Carry)
 with the last segment, the feature-options fingerprint and the running data-loss
 counters (`late_dropped`, `duplicate_trades`: what `fluxforge status` reports) in
 the schema metadata.
