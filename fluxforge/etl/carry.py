@@ -42,6 +42,7 @@ class Carry:
     tickers: pa.Table | None = None  # ticker rows at/after the watermark
     trade_clock: tuple[int, int] | None = None  # (exchange ms, receive ns) of the last-received trade
     book_recv: int | None = None  # newest receive ns of the book stream
+    trade_break: int | None = None  # receive ns of the newest reset event (the trade clock stops there)
 
     def to_bytes(self) -> bytes:
         return json.dumps({"books": _ipc(self.books), "trades": _ipc(self.trades),
@@ -51,7 +52,7 @@ class Carry:
                            "products": self.products.decode() if self.products else None,
                            "tickers": _ipc(self.tickers),
                            "trade_clock": list(self.trade_clock) if self.trade_clock else None,
-                           "book_recv": self.book_recv}).encode()
+                           "book_recv": self.book_recv, "trade_break": self.trade_break}).encode()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "Carry":
@@ -62,4 +63,4 @@ class Carry:
                    {str(k): int(v) for k, v in (d.get("trade_ids") or {}).items()},
                    d["products"].encode() if d.get("products") else None, _from_ipc(d.get("tickers")),
                    tuple(int(v) for v in d["trade_clock"]) if d.get("trade_clock") else None,
-                   d.get("book_recv"))
+                   d.get("book_recv"), d.get("trade_break"))

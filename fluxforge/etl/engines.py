@@ -21,7 +21,8 @@ segment k.  This module makes the chunks what a single merged stream would give:
   reached t + R (its delay, receive time minus exchange time, did not grow by more than
   the window, or its rows are late), but never further than the books -- so a symbol
   that trades every few seconds does not hold its books back for the gap
-  (`_trade_reach`).  The watermark is never more than `MAX_CARRY_FACTOR * reorder_ms`
+  (`_trade_reach`); after a reset event (a reconnect: the exchange may resend what the
+  socket missed) the stream is only at its head until its next trade.  The watermark is never more than `MAX_CARRY_FACTOR * reorder_ms`
   behind the faster head, so a silent stream holds nothing back for long and the
   carry stays small.  The engine is told the watermark (`complete_before`): the books
   before it are processed at once rather than when the symbol's next trade comes;
@@ -144,6 +145,7 @@ class SymbolFeed:
         self._trade_pos = 0
         self._trade_head = _later(carry.trade_head, int(self._tts[-1]) if len(self._tts) else None)
         self._trade_clock, self._book_recv = carry.trade_clock, carry.book_recv
+        self._trade_break = _later(carry.trade_break, max(events_recv_ns, default=None))
         self.add_trades(trades)
         self.tickers, self._kts, self._ticker_pos = carry.tickers, _ts(carry.tickers), 0
         self._held = carry.books
@@ -200,6 +202,7 @@ class SymbolFeed:
         """More reset events (receive ns) of this symbol, resolved against the books pushed next."""
         if events_recv_ns:
             self._events = sorted(self._events + [int(e) for e in events_recv_ns])
+            self._trade_break = _later(self._trade_break, max(int(e) for e in events_recv_ns))
 
     def take_output(self) -> FeatureOutput:
         """The rows emitted since the last call (the live path publishes them per chunk)."""
@@ -235,7 +238,7 @@ class SymbolFeed:
                      trades if trades is not None and trades.num_rows else None,
                      list(self._resets), bool(self._events), self._book_head, self._trade_head,
                      self._trade_ids, tickers=tickers if tickers is not None and tickers.num_rows else None,
-                     trade_clock=self._trade_clock, book_recv=self._book_recv)
+                     trade_clock=self._trade_clock, book_recv=self._book_recv, trade_break=self._trade_break)
 
     def _watermark(self) -> int:
         """Everything older than this has arrived (up to `reorder_ms` of lateness)."""
@@ -249,11 +252,14 @@ class SymbolFeed:
         """How far the trade stream has got: its head, or -- when books were received after its last
         trade -- that trade's exchange time plus the receive time since, up to the book head (the
         module docstring).  Receive minus receive: the collector's clock offset cancels out, and a
-        clock step moves it no further than the books."""
+        clock step moves it no further than the books.  A quiet stream is one whose connection is
+        up: after a gap/resync/reconnect event received since its last trade (the collector's
+        restart, a dropped socket -- an exchange may resend the missed trades on resubscribe), the
+        stream is only as far as its head until its next trade."""
         if self._trade_clock is None or self._book_recv is None:
             return self._trade_head
         t, r = self._trade_clock
-        if self._book_recv <= r:
+        if self._book_recv <= r or (self._trade_break is not None and self._trade_break >= r):
             return self._trade_head
         return max(self._trade_head, min(self._book_head, t + (self._book_recv - r) // 1_000_000))
 
