@@ -13,7 +13,7 @@ Measured, same run:
   cpu       user+sys seconds of each ETL process from its start-up (after imports)
             to the end of the run; ratio live-on / live-off (target <= 1.3)
 
-Run: .venv/bin/python bench/live.py [--seconds 90] [--symbols 20]
+Run: .venv/bin/python bench/live.py [--seconds 90] [--symbols 20] [--trades-per-update 0.5]
 The machine may be shared: the figures are what this run measured, nothing more.
 """
 from __future__ import annotations
@@ -69,7 +69,8 @@ def _config(data: Path, entry: dict, flush: float, reorder: float, live: bool, p
     return cfg
 
 
-async def _setting(tmp: Path, symbols: list[str], seconds: float, flush: float, reorder: float) -> dict:
+async def _setting(tmp: Path, symbols: list[str], seconds: float, flush: float, reorder: float,
+                   trades_per_update: float = 0.5) -> dict:
     import yaml
     from collector_support import collector_command, subprocess_env, wait_until
     from test_collector_e2e import binance_entry
@@ -77,7 +78,7 @@ async def _setting(tmp: Path, symbols: list[str], seconds: float, flush: float, 
     from fluxforge.bronze.segments import SegmentStore
     from fluxforge.loopback import LoopbackExchange, SimOptions
 
-    sim = SimOptions(rate=10, trades_per_update=0.5, ticker_interval=1.0, seed=3)
+    sim = SimOptions(rate=10, trades_per_update=trades_per_update, ticker_interval=1.0, seed=3)
     procs, results = [], {}
     async with LoopbackExchange("sim", symbols, sim=sim) as lx:
         entry = binance_entry(lx, symbols, book_depth=20)
@@ -114,6 +115,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=90.0)
     ap.add_argument("--symbols", type=int, default=20)
+    ap.add_argument("--trades-per-update", type=float, default=0.5,
+                    help="trades per book update (0.5: 5 trades/s per symbol; lower: a quieter market)")
     ap.add_argument("--etl-child", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.etl_child:
@@ -122,14 +125,15 @@ def main() -> None:
     from fluxforge.loopback.simulator import START_PRICES
     bases = list(START_PRICES) + [f"C{i}" for i in range(args.symbols)]
     symbols = [f"{b}/USDT" for b in bases[:args.symbols]]
-    print(f"live features: {len(symbols)} symbols x books (10/s, depth 20) + trades + tickers, "
+    print(f"live features: {len(symbols)} symbols x books (10/s, depth 20) + trades ({10 * args.trades_per_update:g}/s)"
+          f" + tickers, "
           f"{args.seconds:g} s per setting, segments of 30 s; {os.cpu_count()} CPU(s)")
     print(f"{'flush':>6} {'reorder':>8} {'p50 s':>7} {'p99 s':>7} {'target':>7} {'later':>6} {'rows':>7}"
           f" {'cpu on':>7} {'cpu off':>8} {'ratio':>6}")
     for flush, reorder in SETTINGS:
         tmp = Path(tempfile.mkdtemp(prefix="ff-bench-live-"))
         try:
-            r = asyncio.run(_setting(tmp, symbols, args.seconds, flush, reorder))
+            r = asyncio.run(_setting(tmp, symbols, args.seconds, flush, reorder, args.trades_per_update))
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         on, off = r["on"], r["off"]
