@@ -106,7 +106,11 @@ class LiveFollower:
         """Publish what the active segment's new batches made final (begin following one if due)."""
         if self.current is None:
             seg_dir = self._pick()
-            return [] if seg_dir is None else self._begin(seg_dir)
+            if seg_dir is None:
+                return []
+            pubs = self._begin(seg_dir)
+            # the flushes written to it since the rotation: now, not at the collector's next flush mark
+            return pubs + self.step() if self.current is not None else pubs
         cur = self.current
         marks = {c: (t.offset, t.rows) for c, t in cur.tails.items()}
         try:

@@ -255,6 +255,8 @@ class EtlService:
                         log.exception("live_error", segment=seg_dir.name)
                         self.live.reset(e)
             self._publish(pubs)
+            if handover is not None:
+                self._wake_live()  # it finished the segment: the live path may begin the next (no file event)
             if seg_dir is not None:
                 # processed without the lock: the live path goes on with the next segment while the
                 # job writes this one's parts (a lock held through the parts and their fsyncs held
