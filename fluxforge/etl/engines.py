@@ -22,10 +22,11 @@ segment k.  This module makes the chunks what a single merged stream would give:
   the window, or its rows are late), but never further than the books -- so a symbol
   that trades every few seconds does not hold its books back for the gap
   (`_trade_reach`); after a reset event (a reconnect: the exchange may resend what the
-  socket missed) the stream is only at its head until its next trade.  The watermark is never more than `MAX_CARRY_FACTOR * reorder_ms`
-  behind the faster head, so a silent stream holds nothing back for long and the
-  carry stays small.  The engine is told the watermark (`complete_before`): the books
-  before it are processed at once rather than when the symbol's next trade comes;
+  socket missed) the stream is only at its head until its next trade.  The watermark
+  is never more than `MAX_CARRY_FACTOR * reorder_ms` behind the faster head, so a
+  silent stream holds nothing back for long and the carry stays small.  The engine is
+  told the watermark (`complete_before`): the books before it are processed at once
+  rather than when the symbol's next trade comes;
 - ticker rows (features/ticker/) ride along like trades: fed with the books and trades
   before each cut, carried from the watermark on; they do not move the watermark unless
   the symbol has neither books nor trades (a ticker-only symbol);
