@@ -146,11 +146,12 @@ class SymbolFeed:
         self._trade_pos = 0
         self._trade_head = _later(carry.trade_head, int(self._tts[-1]) if len(self._tts) else None)
         self._trade_clock, self._book_recv = carry.trade_clock, carry.book_recv
-        self._trade_break = _later(carry.trade_break, max(events_recv_ns, default=None))
+        self._trade_break = carry.trade_break
         self.add_trades(trades)
         self.tickers, self._kts, self._ticker_pos = carry.tickers, _ts(carry.tickers), 0
         self._held = carry.books
-        self._events = ([NO_EVENT] if carry.pending_reset else []) + sorted(events_recv_ns)
+        self._events = [NO_EVENT] if carry.pending_reset else []
+        self.add_events(events_recv_ns)
         self._resets = sorted(carry.resets)
         self._fed_until: int | None = None
         self._book_head = carry.book_head
