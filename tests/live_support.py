@@ -66,6 +66,17 @@ async def wait_for(predicate, timeout: float = 30.0, what: str = "condition") ->
         await asyncio.sleep(0.01)
 
 
+def flushes(m: dict[str, pa.Table], flush_ns: int, start: int | None = None):
+    """The tables as the collector's flushes deliver them: (end, rows) of each `flush_ns` of receive
+    time from `start` (receive ns; default: the first row received), channel by channel."""
+    recv = {name: t.column("recv_ns").to_numpy() for name, t in m.items()}
+    end = max(int(r.max()) for r in recv.values() if len(r))
+    start = min(int(r.min()) for r in recv.values() if len(r)) if start is None else start
+    for lo in range(start, end + flush_ns, flush_ns):
+        yield lo + flush_ns, {name: t.filter(pa.array((recv[name] >= lo) & (recv[name] < lo + flush_ns)))
+                              for name, t in m.items()}
+
+
 def same_value(a, b) -> bool:
     if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
         return True

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pytest
 
 from etl_support import T0_MS, synthetic_market
-from live_support import landed, row_keys
+from live_support import flushes, landed, row_keys
 from ticker_support import synthetic_tickers
 from fluxforge.bronze.active_segment import ActiveSegment
 from fluxforge.bronze.finish import finish_segment
@@ -55,14 +55,8 @@ def _runner(root) -> EtlRunner:
 
 
 def _flushes(m: dict[str, pa.Table]):
-    """Rows of each flush interval (by receive time), channel by channel."""
-    end = max(int(t.column("recv_ns").to_numpy().max()) for t in m.values() if t.num_rows)
-    for lo in range(T0_MS * 1_000_000, end + FLUSH_NS, FLUSH_NS):
-        out = {}
-        for ch, t in m.items():
-            recv = t.column("recv_ns").to_numpy()
-            out[ch] = t.filter(pa.array((recv >= lo) & (recv < lo + FLUSH_NS)))
-        yield out
+    """Rows of each flush interval (by receive time) from the market's start, channel by channel."""
+    return (rows for _, rows in flushes(m, FLUSH_NS, T0_MS * 1_000_000))
 
 
 def _write(seg: ActiveSegment, flush: dict[str, pa.Table]) -> None:

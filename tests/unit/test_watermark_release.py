@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 import pytest
 
 from etl_support import T0_MS, synthetic_market
-from live_support import same_rows
+from live_support import flushes, same_rows
 from fluxforge.config import FeatureOptions
 from fluxforge.etl.engines import EngineBank, FeatureOutput
 from fluxforge.etl.segment_feed import SegmentFeeder, pieces
@@ -82,22 +82,12 @@ def test_complete_before_processes_what_the_engine_would_hold_back():
 FLUSH_NS = 250_000_000
 
 
-def _flushes(m: dict[str, pa.Table], flush_ns: int = FLUSH_NS):
-    """The market as the collector's flushes deliver it: every `flush_ns` of receive time, the rows received."""
-    recv = {name: t.column("recv_ns").to_numpy() for name, t in m.items()}
-    start = min(int(r.min()) for r in recv.values() if len(r))
-    end = max(int(r.max()) for r in recv.values() if len(r))
-    for lo in range(start, end + 1, flush_ns):
-        yield lo + flush_ns, {name: t.filter(pa.array((recv[name] >= lo) & (recv[name] < lo + flush_ns)))
-                              for name, t in m.items()}
-
-
 def _fed_by_flush(m: dict[str, pa.Table]):
     """Feed flush by flush like the live path; per flush: (its end, newest book time so far, newest hf row out)."""
     bank = EngineBank(OPTIONS, reorder_ms=REORDER_MS)
     feeder = SegmentFeeder(bank, "seg")
     seen, released, trail = None, None, []
-    for end, rows in _flushes(m):
+    for end, rows in flushes(m, FLUSH_NS):
         out = feeder.feed_chunk(pieces(rows["orderbook"], 1_000_000), rows["trades"], rows["events"])
         if rows["orderbook"].num_rows:
             seen = max(seen or 0, pc.max(rows["orderbook"].column("timestamp")).as_py())
@@ -177,7 +167,7 @@ def test_the_trade_clock_survives_a_checkpoint():
                 for n, t in m.items()}
     bank = EngineBank(OPTIONS, reorder_ms=REORDER_MS)
     first = SegmentFeeder(bank, "seg-1")
-    for _, rows in _flushes(part(True)):
+    for _, rows in flushes(part(True), FLUSH_NS):
         first.feed_chunk(pieces(rows["orderbook"], 1_000_000), rows["trades"], rows["events"])
     first.finish()
     carry = bank.state(("binance", "BTC/USDT")).carry
@@ -188,7 +178,7 @@ def test_the_trade_clock_survives_a_checkpoint():
     assert (again.trade_clock, again.book_recv) == (carry.trade_clock, carry.book_recv)
     second = SegmentFeeder(restored, "seg-2")
     released, newest = [], 0
-    for _, rows in list(_flushes(part(False)))[:8]:  # its first 2 s
+    for _, rows in list(flushes(part(False), FLUSH_NS))[:8]:  # its first 2 s
         out = second.feed_chunk(pieces(rows["orderbook"], 1_000_000), rows["trades"], rows["events"])
         released += [pc.max(t.column("timestamp").cast(pa.int64())).as_py()
                      for t in out.get(("binance", "BTC/USDT"), FeatureOutput()).hf]
@@ -214,7 +204,7 @@ def test_real_capture_flush_by_flush_drops_nothing_and_equals_one_chunk(shared_c
         feeder.finish()
         return feeder
 
-    flushed = fed(rows for _, rows in _flushes(m, 1_000_000_000))
+    flushed = fed(rows for _, rows in flushes(m, 1_000_000_000))
     whole = fed([m])
     assert flushed.totals()["late_dropped"] == whole.totals()["late_dropped"] == 0
     a, b = flushed.outputs[("binance", "BTC/USDT")], whole.outputs[("binance", "BTC/USDT")]
