@@ -12,7 +12,11 @@ How (DESIGN decision 14, docs/live.md "How live rows are computed"):
   log (etl/chunk_log.py) and only then returns its rows for publishing.  The segment
   job later feeds the finished segment in the logged chunks, so every published row
   is the row that lands in Parquet.
-- When the segment job has finished the segment (`segment_done`), the rows it
+- At a rotation -- the collector has begun a later segment, which it does only after
+  its last write to this one's journals -- the rest of the journals is fed as one
+  more chunk and the segment finished at once (not once its Parquet files exist);
+  the segment job takes those engines (`handover`) if the Parquet rows match.
+- When the segment job has finished a segment the live path had not (`segment_done`), the rows it
   produced that the live path had not published -- the tail after the last chunk
   and what the watermark released at the segment's end, or a whole segment that
   finished while the ETL was catching up -- are published from its result.
@@ -92,15 +96,16 @@ class LiveFollower:
     # -- following ------------------------------------------------------------------
     def quiet(self) -> bool:
         """Whether `step()` would find nothing: a followed segment whose journals have not grown.
-        A stat per journal, cheap enough for the event loop: between two collector flushes (9 of
-        10 polls by default) the service then skips the step and its trip to a worker thread."""
+        A stat per journal and a look at active/, cheap enough for the event loop: between two
+        collector flushes the service then skips the step and its trip to a worker thread."""
         cur = self.current
         if cur is None:
             return False
         try:
-            return all(t.path.stat().st_size <= t.offset for t in cur.tails.values())
+            grown = any(t.path.stat().st_size > t.offset for t in cur.tails.values())
         except OSError:  # gone (rotated) or unreadable: the step deals with it
             return False
+        return not grown and not self._rotated_away(cur)
 
     def step(self) -> list[Publication]:
         """Publish what the active segment's new batches made final (begin following one if due)."""
@@ -112,13 +117,16 @@ class LiveFollower:
             # the flushes written to it since the rotation: now, not at the collector's next flush mark
             return pubs + self.step() if self.current is not None else pubs
         cur = self.current
+        closed = self._rotated_away(cur)  # looked at BEFORE reading: then the read gets every batch
         marks = {c: (t.offset, t.rows) for c, t in cur.tails.items()}
         try:
-            new = {c: t.read(self.max_rows) for c, t in cur.tails.items()}
+            new = {c: t.read(None if closed else self.max_rows) for c, t in cur.tails.items()}
         except FileNotFoundError:  # rotated: finish it as the segment job will, go on with the next
             for c, (offset, rows) in marks.items():  # batches read before another journal was
                 cur.tails[c].offset, cur.tails[c].rows = offset, rows  # gone: fed from the Parquet file
             return self._finish_rotated(cur)
+        if closed:  # rotated, its journals complete: finish it now, not once its Parquet files exist
+            return self._finish_closed(cur, marks, new)
         if not any(new.values()):
             return []
         tables = {c: pa.Table.from_batches(b, CHANNEL_SCHEMAS[c]) if b else None for c, b in new.items()}
@@ -166,18 +174,42 @@ class LiveFollower:
             return []
         logged = cur.feeder.row_counts()
         feed_logged(cur.feeder, reader, [], rows, BOOK_BATCH_ROWS, start=ends)
+        return self._seal(cur, ends, logged, rows)
+
+    def _finish_closed(self, cur: _Following, marks: dict, rest: dict[str, list]) -> list[Publication]:
+        """The collector rotated away from the followed segment (`_rotated_away`): `rest`, every
+        batch its journals hold after `marks`, is fed as the one chunk the segment job will feed
+        after the logged ones, and the segment finished -- without waiting for the collector to
+        write its Parquet files (a second or more for an hour of books on a Pi, and every row the
+        watermark held at the rotation waited for it).  The segment job checks that its Parquet
+        files hold exactly these rows before it takes the result (`run_segment`)."""
+        ends = {c: rows for c, (_, rows) in marks.items()}
+        logged = cur.feeder.row_counts()
+        self._feed({c: pa.Table.from_batches(b, CHANNEL_SCHEMAS[c]) if b else None for c, b in rest.items()})
+        self._detach()
+        return self._seal(cur, ends, logged, {c: t.rows for c, t in cur.tails.items()})
+
+    def _seal(self, cur: _Following, ends: dict, logged: dict, rows: dict) -> list[Publication]:
+        """Finish the followed segment's feeder, fed through `rows`; its rows not yet published."""
         cur.feeder.finish()
         chunk_log.append_finished(cur.log_path)  # before its last rows reach the hub
         pubs = unpublished(cur.feeder.outputs, cur.published, {})
-        self.finished = _Finished(name, Handover(cur.feeder, ends, logged, cur.feeder.bank.snapshot()),
-                                  cur.checkpoint)
+        self.finished = _Finished(cur.seg_dir.name,
+                                  Handover(cur.feeder, ends, logged, cur.feeder.bank.snapshot(), rows), cur.checkpoint)
         return pubs
+
+    def _rotated_away(self, cur: _Following) -> bool:
+        """Whether the collector has begun a later segment: it does so only after its last write to
+        the followed one's journals (collector/writer.py `rotate`), which are then complete."""
+        me = SegmentId.parse(cur.seg_dir.name)
+        return any(me.precedes(SegmentId.parse(p.name)) for p in self.runner.store.list("active"))
 
     def _pick(self) -> Path | None:
         store = self.runner.store
         active = store.list("active")
         waiting = [p.name for p in store.list("ready") + store.list("processing")]
         fin = self.finished.name if self.finished is not None else None
+        active = [p for p in active if p.name != fin]  # (finished from its journals, still being written out)
         if not active or any(w != fin for w in waiting):
             return None  # the segment job first: the live engines start from its checkpoint
         seg_dir = active[0]

@@ -78,6 +78,10 @@ def run_segment(seg_dir: Path, bank: EngineBank, features_root: Path, row_group_
     rows = {c: int((manifest.get("channels") or {}).get(c, {}).get("rows", 0)) for c in chunk_log.CHANNELS}
     chunks = chunk_log.plan(seg_dir, rows)
     finished = False
+    if handover is not None and handover.rows != rows:
+        log.warning("live_finish_mismatch", segment=segment, fed=handover.rows, rows=rows,
+                    note="the live path finished the segment on other rows than it holds: computed again")
+        handover = None
     if handover is not None and keys is None and chunks and chunks[-1] == handover.ends:
         feeder = handover.feeder  # the live path fed the logged chunks and the rest, and finished it
         result.bank, result.state = feeder.bank, handover.state
@@ -122,14 +126,16 @@ def run_segment(seg_dir: Path, bank: EngineBank, features_root: Path, row_group_
 
 @dataclass
 class Handover:
-    """A segment the live path finished: its feeder, each journal's rows it fed in logged chunks
-    (then the rest from the Parquet files), the rows per (symbol, product) of those chunks, and
-    its bank's snapshot right after the finish (the checkpoint's symbols: taken once, not twice)."""
+    """A segment the live path finished: its feeder, each journal's rows it fed in logged chunks,
+    the rows per (symbol, product) of those chunks, its bank's snapshot right after the finish
+    (the checkpoint's symbols: taken once, not twice), and each channel's rows it fed in all
+    (the rest came from the closed journals or the Parquet files: the job checks they match)."""
 
     feeder: SegmentFeeder
     ends: dict[str, int]
     logged: dict
     state: dict
+    rows: dict[str, int]
 
 
 def _emitted(table: pa.Table, emit_range: tuple[int | None, int | None] | None) -> pa.Table:

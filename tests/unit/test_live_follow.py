@@ -91,6 +91,14 @@ def _run(tmp_path, restart_after: int | None = None, handover: str = "live finis
         if restart_after is not None and i == restart_after:  # a new ETL process: same checkpoint, new engines
             runner = _runner(root)
             follower = LiveFollower(runner)
+    if handover == "journals closed":  # as the collector rotates: the next segment, then the close
+        ActiveSegment.create(runner.store, "testhost", seq=2,
+                             when=datetime.fromtimestamp(T0_MS / 1000 + 40, tz=timezone.utc))
+        seg.close()
+        assert not follower.quiet()
+        pubs += follower.step()  # finished from its journals, before its Parquet files exist
+        assert follower.finished is not None and follower.current is None
+        assert follower.step() == [] and follower.current.seg_dir.name != seg.path.name  # on to the next
     seg.close()
     finish_segment(seg.path, runner.store)
     if handover == "live finish":  # the live path sees the rotation first and finishes the segment itself
@@ -102,6 +110,8 @@ def _run(tmp_path, restart_after: int | None = None, handover: str = "live finis
     pubs += got
     outcome = runner.process_claimed(claimed, ho)
     assert outcome.state == "done", outcome.reason
+    if ho is not None:  # the segment job took the live path's finished feeder: it only wrote the parts
+        assert runner.bank is ho.feeder.bank
     if watcher is not None:
         watcher.segment_done(outcome)
     pubs += follower.segment_done(outcome)
@@ -109,9 +119,10 @@ def _run(tmp_path, restart_after: int | None = None, handover: str = "live finis
 
 
 # "live finish": the live path finishes the rotated segment, the segment job only writes it;
+# "journals closed": it does so as soon as the collector has begun the next segment;
 # "handover": the segment job claims it first, the live path then finishes it (`handover`);
 # "none": it feeds the logged chunks again from the checkpoint (after a restart).
-@pytest.mark.parametrize("handover", ["live finish", "handover", "none"])
+@pytest.mark.parametrize("handover", ["live finish", "journals closed", "handover", "none"])
 def test_live_rows_equal_the_parquet_rows_despite_late_rows(tmp_path, handover):
     root, runner, outcome, pubs, live_steps = _run(tmp_path, handover=handover)
     assert outcome.result.late_dropped > 0  # the case where the chunks matter
@@ -135,7 +146,7 @@ def test_live_rows_equal_the_parquet_rows_despite_late_rows(tmp_path, handover):
     assert np.isfinite(hf.column("log_return_step").to_numpy(zero_copy_only=False)[after + 1:after + 4]).any()
 
 
-@pytest.mark.parametrize("handover", ["live finish", "handover", "none"])
+@pytest.mark.parametrize("handover", ["live finish", "journals closed", "handover", "none"])
 def test_the_late_rows_metric_counts_the_rows_the_segment_dropped(tmp_path, handover):
     """The ETL's metrics are made at start-up; a handover gives the runner the live path's bank.
     The per-symbol late-drop counters must come from that bank, not the one the runner began with."""
@@ -387,3 +398,31 @@ def test_beginning_a_segment_reads_what_it_already_holds(tmp_path):
     follower.step()
     assert follower.current is not None and follower.counters.chunks == 1 and follower.quiet()
     seg.close()
+
+
+def test_a_live_finish_on_other_rows_than_the_parquet_files_hold_is_not_taken(tmp_path):
+    """The live path finished a segment from its closed journals; the segment job takes that result
+    only if its Parquet files hold exactly the rows fed, else it computes the segment again."""
+    runner = _runner(tmp_path / "data")
+    follower = LiveFollower(runner)
+    seg = ActiveSegment.create(runner.store, "testhost", seq=1,
+                               when=datetime.fromtimestamp(T0_MS / 1000, tz=timezone.utc))
+    for flush in list(_flushes(_market()))[:20]:
+        _write(seg, flush)
+        follower.step()
+    ActiveSegment.create(runner.store, "testhost", seq=2,
+                         when=datetime.fromtimestamp(T0_MS / 1000 + 20, tz=timezone.utc))
+    seg.close()
+    follower.step()
+    assert follower.finished is not None
+    follower.finished.handover.rows["trades"] -= 1  # as if it had missed the last trade row
+    finish_segment(seg.path, runner.store)
+    claimed = runner.claim_next()
+    ho, _ = follower.handover(claimed)
+    assert ho is not None
+    outcome = runner.process_claimed(claimed, ho)
+    assert outcome.state == "done", outcome.reason
+    assert runner.bank is not ho.feeder.bank  # computed again from the checkpoint
+    root = tmp_path / "data"  # ... and what landed is what its logged chunks give from the checkpoint
+    assert {k: row_keys(t) for k, t in landed(root / "features").items()} == \
+        {k: row_keys(t) for k, t in _replayed(root, tmp_path / "again").items()}
