@@ -215,6 +215,9 @@ class LiveFollower:
         seg_dir = active[0]
         if self.failures.get(seg_dir.name, 0) >= MAX_FAILURES:
             return None
+        if chunk_log.finished(chunk_log.state_path(self.runner.state_dir, seg_dir.name)):
+            return None  # a previous process finished it from its journals (and may have published all
+            # of it): the segment job publishes it, as replays, once the collector has written it out
         last = fin or self.runner.checkpoint.last_segment
         if last and SegmentId.is_segment_name(last) and not SegmentId.parse(last).precedes(SegmentId.parse(seg_dir.name)):
             return None

@@ -426,3 +426,39 @@ def test_a_live_finish_on_other_rows_than_the_parquet_files_hold_is_not_taken(tm
     root = tmp_path / "data"  # ... and what landed is what its logged chunks give from the checkpoint
     assert {k: row_keys(t) for k, t in landed(root / "features").items()} == \
         {k: row_keys(t) for k, t in _replayed(root, tmp_path / "again").items()}
+
+
+def test_a_restart_after_finishing_from_the_journals_publishes_that_segment_as_replays(tmp_path):
+    """The live path finished a segment from its closed journals and the ETL restarted before the
+    collector had written the segment out: the new process must not follow it again (its last rows
+    would go out a second time unflagged) -- the segment job sends all of it as replays, then the
+    live path follows the next segment from the checkpoint."""
+    root = tmp_path / "data"
+    runner = _runner(root)
+    follower = LiveFollower(runner)
+    seg = ActiveSegment.create(runner.store, "testhost", seq=1,
+                               when=datetime.fromtimestamp(T0_MS / 1000, tz=timezone.utc))
+    flushes = list(_flushes(_market()))
+    for flush in flushes[:20]:
+        _write(seg, flush)
+        follower.step()
+    nxt = ActiveSegment.create(runner.store, "testhost", seq=2,
+                               when=datetime.fromtimestamp(T0_MS / 1000 + 20, tz=timezone.utc))
+    seg.close()
+    follower.step()
+    assert follower.finished is not None  # (its last rows, if any, went to the hub)
+    runner = _runner(root)  # the ETL restarts; the collector has not finished the old segment yet
+    follower = LiveFollower(runner)
+    assert follower.step() == [] and follower.current is None
+    finish_segment(seg.path, runner.store)
+    claimed = runner.claim_next()
+    ho, got = follower.handover(claimed)
+    assert ho is None and got == []
+    outcome = runner.process_claimed(claimed, ho)
+    assert outcome.state == "done", outcome.reason
+    again = follower.segment_done(outcome)
+    truth = {k: row_keys(t) for k, t in landed(root / "features").items()}
+    assert _by_key(again, replay=True) == truth and not _by_key(again, replay=False)
+    _write(nxt, flushes[20])
+    follower.step()
+    assert follower.current is not None and follower.current.seg_dir.name == nxt.path.name
