@@ -442,11 +442,12 @@ def test_a_restart_after_finishing_from_the_journals_publishes_that_segment_as_r
     for flush in flushes[:20]:
         _write(seg, flush)
         follower.step()
+    _write(seg, flushes[20])  # the collector's last flush to it, then the rotation
     nxt = ActiveSegment.create(runner.store, "testhost", seq=2,
                                when=datetime.fromtimestamp(T0_MS / 1000 + 20, tz=timezone.utc))
     seg.close()
-    follower.step()
-    assert follower.finished is not None  # (its last rows, if any, went to the hub)
+    last = follower.step()
+    assert follower.finished is not None and last  # its last rows went to the hub
     runner = _runner(root)  # the ETL restarts; the collector has not finished the old segment yet
     follower = LiveFollower(runner)
     assert follower.step() == [] and follower.current is None
@@ -459,6 +460,6 @@ def test_a_restart_after_finishing_from_the_journals_publishes_that_segment_as_r
     again = follower.segment_done(outcome)
     truth = {k: row_keys(t) for k, t in landed(root / "features").items()}
     assert _by_key(again, replay=True) == truth and not _by_key(again, replay=False)
-    _write(nxt, flushes[20])
+    _write(nxt, flushes[21])
     follower.step()
     assert follower.current is not None and follower.current.seg_dir.name == nxt.path.name
