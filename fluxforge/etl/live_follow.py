@@ -301,15 +301,19 @@ class LiveFollower:
         published = self.published.pop(name, {})
         self.failures.pop(name, None)
         fin = self.finished
-        if fin is not None and outcome.state != "done" and fin.checkpoint == name:
+        # the segment job's state after it is not the live engines' (it did not land, or it was
+        # computed again because the live path's finish was fed other rows than it holds)
+        diverged = outcome.state != "done" or (outcome.result is not None and outcome.result.handover_refused)
+        if fin is not None and diverged and fin.checkpoint == name:
             # the live path finished the next segment too, from where the segment job now is not
-            log.warning("live_restart", segment=fin.name, note=f"{name} did not land")
+            log.warning("live_restart", segment=fin.name, note=f"{name} did not land as the live path had it")
             self.finished = None
             self._detach()
         elif fin is not None and fin.name == name:
             self.finished = None
-            if outcome.state != "done" and self.current is not None and self.current.checkpoint == name:
-                log.warning("live_restart", segment=self.current.seg_dir.name, note=f"{name} did not land")
+            if diverged and self.current is not None and self.current.checkpoint == name:
+                log.warning("live_restart", segment=self.current.seg_dir.name,
+                            note=f"{name} did not land as the live path had it")
                 self._detach()  # its engines started from where the segment job now is not
         result = outcome.result
         if outcome.state != "done" or result is None or result.outputs is None:

@@ -52,6 +52,7 @@ class SegmentResult:
     bank: EngineBank | None = None  # the live path's bank, when the segment was handed over
     state: dict | None = None  # and that bank's snapshot (Handover.state)
     logged_counts: dict = field(default_factory=dict)  # (Key, product) -> rows of the live-logged chunks
+    handover_refused: bool = False  # the live path's finish was fed other rows than the segment holds
 
     @property
     def rows_per_s(self) -> float:
@@ -81,7 +82,7 @@ def run_segment(seg_dir: Path, bank: EngineBank, features_root: Path, row_group_
     if handover is not None and handover.rows != rows:
         log.warning("live_finish_mismatch", segment=segment, fed=handover.rows, rows=rows,
                     note="the live path finished the segment on other rows than it holds: computed again")
-        handover = None
+        handover, result.handover_refused = None, True
     if handover is not None and keys is None and chunks and chunks[-1] == handover.ends:
         feeder = handover.feeder  # the live path fed the logged chunks and the rest, and finished it
         result.bank, result.state = feeder.bank, handover.state

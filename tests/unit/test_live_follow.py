@@ -402,7 +402,8 @@ def test_beginning_a_segment_reads_what_it_already_holds(tmp_path):
 
 def test_a_live_finish_on_other_rows_than_the_parquet_files_hold_is_not_taken(tmp_path):
     """The live path finished a segment from its closed journals; the segment job takes that result
-    only if its Parquet files hold exactly the rows fed, else it computes the segment again."""
+    only if its Parquet files hold exactly the rows fed, else it computes the segment again -- and
+    the live path then follows the next segment from the job's checkpoint, not its own finish."""
     runner = _runner(tmp_path / "data")
     follower = LiveFollower(runner)
     seg = ActiveSegment.create(runner.store, "testhost", seq=1,
@@ -416,6 +417,8 @@ def test_a_live_finish_on_other_rows_than_the_parquet_files_hold_is_not_taken(tm
     follower.step()
     assert follower.finished is not None
     follower.finished.handover.rows["trades"] -= 1  # as if it had missed the last trade row
+    follower.step()
+    assert follower.current is not None  # following the next segment from the live finish's state
     finish_segment(seg.path, runner.store)
     claimed = runner.claim_next()
     ho, _ = follower.handover(claimed)
@@ -423,6 +426,11 @@ def test_a_live_finish_on_other_rows_than_the_parquet_files_hold_is_not_taken(tm
     outcome = runner.process_claimed(claimed, ho)
     assert outcome.state == "done", outcome.reason
     assert runner.bank is not ho.feeder.bank  # computed again from the checkpoint
+    assert outcome.result.handover_refused
+    follower.segment_done(outcome)
+    assert follower.current is None and follower.finished is None  # not on from the state it refused
+    follower.step()
+    assert follower.current.checkpoint == outcome.segment  # the next one, from the job's checkpoint
     root = tmp_path / "data"  # ... and what landed is what its logged chunks give from the checkpoint
     assert {k: row_keys(t) for k, t in landed(root / "features").items()} == \
         {k: row_keys(t) for k, t in _replayed(root, tmp_path / "again").items()}
