@@ -129,8 +129,7 @@ class LiveFollower:
             return self._finish_closed(cur, marks, new)
         if not any(new.values()):
             return []
-        tables = {c: pa.Table.from_batches(b, CHANNEL_SCHEMAS[c]) if b else None for c, b in new.items()}
-        outputs = self._feed(tables)
+        outputs = self._feed(new)
         chunk_log.append(cur.log_path, {c: t.rows for c, t in cur.tails.items()})
         self.counters.chunks += 1
         return self._publications(cur, outputs, replay=False)
@@ -185,7 +184,7 @@ class LiveFollower:
         files hold exactly these rows before it takes the result (`run_segment`)."""
         ends = {c: rows for c, (_, rows) in marks.items()}
         logged = cur.feeder.row_counts()
-        self._feed({c: pa.Table.from_batches(b, CHANNEL_SCHEMAS[c]) if b else None for c, b in rest.items()})
+        self._feed(rest)
         self._detach()
         return self._seal(cur, ends, logged, {c: t.rows for c, t in cur.tails.items()})
 
@@ -239,15 +238,15 @@ class LiveFollower:
         pubs: list[Publication] = []
         try:
             for ends in logged:  # fed before (ETL restart or an error): same rows, flagged as replays
-                tables = {c: self._read_exact(tails[c], ends[c]) for c in chunk_log.CHANNELS}
-                pubs += self._publications(cur, self._feed(tables), replay=True)
+                batches = {c: self._read_exact(tails[c], ends[c]) for c in chunk_log.CHANNELS}
+                pubs += self._publications(cur, self._feed(batches), replay=True)
         except FileNotFoundError:
             self._detach()
             self.published.pop(seg_dir.name, None)  # nothing of it was published: the job publishes all
             return []
         return pubs
 
-    def _read_exact(self, tail: JournalTail, end: int) -> pa.Table | None:
+    def _read_exact(self, tail: JournalTail, end: int) -> list[pa.RecordBatch]:
         batches = []
         while tail.rows < end:
             got = tail.read(max_rows=1)
@@ -256,9 +255,11 @@ class LiveFollower:
             batches += got
         if tail.rows != end:
             raise ValueError(f"{tail.path.name}: a logged chunk ends inside a batch")
-        return pa.Table.from_batches(batches, tail.schema) if batches else None
+        return batches
 
-    def _feed(self, tables: dict[str, pa.Table | None]) -> dict[Key, FeatureOutput]:
+    def _feed(self, batches: dict[str, list[pa.RecordBatch]]) -> dict[Key, FeatureOutput]:
+        """Feed each channel's batches, read from the journals, as one chunk."""
+        tables = {c: pa.Table.from_batches(b, CHANNEL_SCHEMAS[c]) if b else None for c, b in batches.items()}
         return self.current.feeder.feed_chunk(pieces(tables["orderbook"], BOOK_BATCH_ROWS),
                                               tables["trades"], tables["events"], tables["ticker"])
 
