@@ -222,7 +222,9 @@ class SymbolFeed:
             self.output.add(self.engine.process(books.filter(pc.is_null(books.column("timestamp"))), None))
         books = timed
         if books is not None and books.num_rows:
-            self._book_recv = _later(self._book_recv, int(pc.max(books.column("recv_ns")).as_py()))
+            recv = books.column("recv_ns")  # bronze: never null (else the compute call skips the nulls)
+            newest = int(recv.to_numpy().max()) if recv.null_count == 0 else pc.max(recv).as_py()
+            self._book_recv = _later(self._book_recv, newest)
         books, ts = _concat_sorted(self._held, books)
         if books is None or books.num_rows == 0:
             return

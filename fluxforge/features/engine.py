@@ -75,11 +75,17 @@ def _normalise(table: pa.Table | None, columns: dict[str, pa.DataType], what: st
         return _EMPTY[what]  # immutable: shared
     if table.schema.equals(schema):
         return table
+    seen = _SEEN.get(what)
+    if seen is not None and table.schema.equals(seen[0]):  # the shape of the last table (the ETL's bronze rows)
+        picked = table.select(list(columns))
+        return picked if seen[1] else pa.Table.from_arrays(picked.columns, schema=schema)
     if all(table.schema.get_field_index(c) >= 0 for c in columns):
         picked = table.select(list(columns))  # bronze rows carry more columns (recv_ns, symbol...)
         if picked.schema.equals(schema):
+            _SEEN[what] = (table.schema, True)
             return picked
         if all(f.type == t for f, t in zip(picked.schema, columns.values())):
+            _SEEN[what] = (table.schema, False)
             return pa.Table.from_arrays(picked.columns, schema=schema)  # differs in nullability only (bronze `kind`)
     missing = [c for c in columns if c not in table.column_names and c not in _OPTIONAL]
     if missing:
@@ -92,6 +98,8 @@ def _normalise(table: pa.Table | None, columns: dict[str, pa.DataType], what: st
 
 _SCHEMAS: dict[str, pa.Schema] = {}  # what -> the schema _normalise gives
 _EMPTY: dict[str, pa.Table] = {}
+_SEEN: dict[str, tuple[pa.Schema, bool]] = {}  # what -> the last input schema that only needed a select
+                                               # (True) or a select and a nullability change (False)
 
 
 def _as_type(column: pa.ChunkedArray, dtype: pa.DataType) -> pa.ChunkedArray:
@@ -286,12 +294,13 @@ class FeatureEngine:
             block = np.empty((len(self._hf.kernel), 0))
             bts = np.empty(0, dtype=np.int64)
             bars = [np.empty((0, len(feature_layout.BAR_FIELDS)))] * len(opts.bar_durations)
-        idx_arr = pa.array(np.asarray(idx, dtype=np.int64))
+        idx = np.asarray(idx, dtype=np.int64)
         raw = None
         if opts.keep_raw_arrays:
+            idx_arr = pa.array(idx)
             raw = {c: books.column(c).take(idx_arr).combine_chunks() for c in book_arrays.LEVEL_COLUMNS}
-        nonce = books.column("nonce").take(idx_arr).combine_chunks() if len(books) else pa.array([], pa.int64())
-        hf = self._hf.table(bts[np.asarray(idx, dtype=np.int64)], nonce, block, raw, later=self.deferred)
+        nonce = _rows_of(books.column("nonce"), idx) if len(books) else pa.array([], pa.int64())
+        hf = self._hf.table(bts[idx], nonce, block, raw, later=self.deferred)
         tables = {d: feature_layout.bar_table(d, rows, later=self.deferred) for d, rows in zip(opts.bar_durations, bars)}
         return FeatureResult(hf=hf, bars=tables, stats={} if self.deferred else self.stats())
 
@@ -353,6 +362,14 @@ def _max_ts(table: pa.Table) -> int | None:
         return None
     col = table.column("timestamp")
     return col[len(col) - 1].as_py()
+
+
+def _rows_of(column: pa.ChunkedArray, idx: np.ndarray) -> pa.Array:
+    """column[idx] as one array: through numpy when the column has no null (no compute call for
+    the row or two per symbol and flush of the live path), else Arrow's take."""
+    if column.null_count == 0 and pa.types.is_primitive(column.type):
+        return pa.array(column.to_numpy()[idx], type=column.type)
+    return column.take(pa.array(idx)).combine_chunks()
 
 
 def _count_before(table: pa.Table, cut: int) -> int:
