@@ -76,17 +76,11 @@ def _normalise(table: pa.Table | None, columns: dict[str, pa.DataType], what: st
     if table.schema.equals(schema):
         return table
     seen = _SEEN.get(what)
-    if seen is not None and table.schema.equals(seen[0]):  # the shape of the last table (the ETL's bronze rows)
-        picked = table.select(list(columns))
-        return picked if seen[1] else pa.Table.from_arrays(picked.columns, schema=schema)
-    if all(table.schema.get_field_index(c) >= 0 for c in columns):
+    if seen is None or not table.schema.equals(seen[0]):  # the ETL's bronze rows: one shape, looked at once
+        seen = _SEEN[what] = (table.schema, _selectable(table.schema, schema))
+    if seen[1] is not None:
         picked = table.select(list(columns))  # bronze rows carry more columns (recv_ns, symbol...)
-        if picked.schema.equals(schema):
-            _SEEN[what] = (table.schema, True)
-            return picked
-        if all(f.type == t for f, t in zip(picked.schema, columns.values())):
-            _SEEN[what] = (table.schema, False)
-            return pa.Table.from_arrays(picked.columns, schema=schema)  # differs in nullability only (bronze `kind`)
+        return picked if seen[1] else pa.Table.from_arrays(picked.columns, schema=schema)
     missing = [c for c in columns if c not in table.column_names and c not in _OPTIONAL]
     if missing:
         raise ValueError(f"{what} table lacks column(s) {', '.join(missing)}")
@@ -96,10 +90,21 @@ def _normalise(table: pa.Table | None, columns: dict[str, pa.DataType], what: st
                                 names=list(columns))
 
 
+def _selectable(given: pa.Schema, schema: pa.Schema) -> bool | None:
+    """Whether a table of schema `given` becomes `schema` by selecting its columns (True), by
+    selecting them and declaring them `schema`'s fields -- they differ in nullability only, as
+    bronze `kind` does (False) -- or needs casts or filled columns (None)."""
+    if any(given.get_field_index(f.name) < 0 for f in schema):
+        return None
+    fields = [given.field(f.name) for f in schema]
+    if pa.schema(fields).equals(schema):
+        return True
+    return False if all(f.type == t.type for f, t in zip(fields, schema)) else None
+
+
 _SCHEMAS: dict[str, pa.Schema] = {}  # what -> the schema _normalise gives
 _EMPTY: dict[str, pa.Table] = {}
-_SEEN: dict[str, tuple[pa.Schema, bool]] = {}  # what -> the last input schema that only needed a select
-                                               # (True) or a select and a nullability change (False)
+_SEEN: dict[str, tuple[pa.Schema, bool | None]] = {}  # what -> the last input schema and its `_selectable`
 
 
 def _as_type(column: pa.ChunkedArray, dtype: pa.DataType) -> pa.ChunkedArray:
