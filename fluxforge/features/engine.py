@@ -45,9 +45,10 @@ ST_SYNCED, ST_RESYNC = 1, 32  # BookRebuild.process status flags (cython_ext/boo
 
 @dataclass
 class FeatureResult:
-    """`hf`: one row per emitted snapshot; `bars`: duration seconds -> closed bars (PendingTables
-    where not empty when the engine's `deferred` is set); `stats`: the engine's counters after the
-    chunk (left empty when deferred: the ETL reads `engine.stats()` when it needs them)."""
+    """`hf`: one row per emitted snapshot; `bars`: duration seconds -> closed bars (when the
+    engine's `deferred` is set: PendingTables, and only the durations that closed a bar); `stats`:
+    the engine's counters after the chunk (left empty when deferred: the ETL reads `engine.stats()`
+    when it needs them)."""
 
     hf: pa.Table | PendingTable
     bars: dict[int, pa.Table | PendingTable]
@@ -111,16 +112,18 @@ def _as_type(column: pa.ChunkedArray, dtype: pa.DataType) -> pa.ChunkedArray:
     return column if column.type == dtype else column.cast(dtype)
 
 
-def _sorted_valid_time(table: pa.Table) -> tuple[pa.Table, int]:
-    """Drop rows without a timestamp; stable-sort by timestamp if needed."""
+def _sorted_valid_time(table: pa.Table) -> tuple[pa.Table, np.ndarray, int]:
+    """Drop rows without a timestamp; stable-sort by timestamp if needed.  Also returns the
+    times (numpy), which `process` goes on cutting with instead of reading the column again."""
     ts = table.column("timestamp")
     dropped = ts.null_count
     if dropped:
         table = table.filter(pc.is_valid(ts))
     t = table.column("timestamp").to_numpy()
     if len(t) > 1 and not np.all(t[1:] >= t[:-1]):
-        table = table.take(pa.array(np.argsort(t, kind="stable")))
-    return table, dropped
+        order = np.argsort(t, kind="stable")
+        table, t = table.take(pa.array(order)), t[order]
+    return table, t, dropped
 
 
 def _ipc(table: pa.Table) -> str:
@@ -194,34 +197,34 @@ class FeatureEngine:
         the next trade; trades after the last book still wait for the books."""
         books = self._time_untimed(_normalise(books, _BOOK_COLS, "books"))
         trades = _normalise(trades, _TRADE_COLS, "trades")
-        books, nb = _sorted_valid_time(books)
-        trades, nt = _sorted_valid_time(trades)
+        books, bt, nb = _sorted_valid_time(books)
+        trades, tt, nt = _sorted_valid_time(trades)
         self._stats["null_timestamp_dropped"] += nb + nt
         last = self._kernel.last_ts
         if last is not None:
-            books, trades = self._drop_late(books, last), self._drop_late(trades, last)
+            (books, bt), (trades, tt) = self._drop_late(books, bt, last), self._drop_late(trades, tt, last)
         if len(self._pending_books):
-            books, _ = _sorted_valid_time(pa.concat_tables([self._pending_books, books]))
+            books, bt, _ = _sorted_valid_time(pa.concat_tables([self._pending_books, books]))
         if len(self._pending_trades):
-            trades, _ = _sorted_valid_time(pa.concat_tables([self._pending_trades, trades]))
+            trades, tt, _ = _sorted_valid_time(pa.concat_tables([self._pending_trades, trades]))
         self._pending_resets = sorted(set(self._pending_resets) | {int(r) for r in (resets or ())})
         # Hold back everything from the earlier of the two streams' last times: a later chunk
         # may still bring events of the lagging stream up to there (and trades at equal times
         # must precede the snapshot).  Tables are sorted, so the held rows are a suffix.
-        cut = min((t for t in (_max_ts(books), _max_ts(trades)) if t is not None), default=None)
+        last_book = int(bt[-1]) if len(bt) else None
+        cut = min((t for t in (last_book, int(tt[-1]) if len(tt) else None) if t is not None), default=None)
         if cut is None:
             self._pending_books, self._pending_trades = books, trades
             return self._result([], books, [])
-        last_book = _max_ts(books)
         if complete_before is not None and last_book is not None:
             # no trade before `complete_before` can still come: the books need not wait for the next
             # trade.  Trades after the last book still wait for the books (a lagging book stream
             # must not find them processed and be dropped as late).
             cut = max(cut, min(int(complete_before), last_book + 1))
-        nb = _count_before(books, cut)
-        nt = _count_before(trades, cut)
+        nb = int(np.searchsorted(bt, cut, side="left"))
+        nt = int(np.searchsorted(tt, cut, side="left"))
         self._pending_books, self._pending_trades = books.slice(nb), trades.slice(nt)
-        return self._run(books.slice(0, nb), trades.slice(0, nt), bars_flush=False)
+        return self._run(books.slice(0, nb), trades.slice(0, nt), bars_flush=False, times=(bt[:nb], tt[:nt]))
 
     def _time_untimed(self, books: pa.Table) -> pa.Table:
         """Book rows without exchange time (a REST snapshot) take the time of the next timed book
@@ -257,22 +260,25 @@ class FeatureEngine:
         self._pending_trades = _normalise(None, _TRADE_COLS, "trades")
         return self._run(books, trades, bars_flush=True)
 
-    def _drop_late(self, table: pa.Table, last: int) -> pa.Table:
+    def _drop_late(self, table: pa.Table, ts: np.ndarray, last: int) -> tuple[pa.Table, np.ndarray]:
         """Rows older than `last`: a prefix, the table being time-sorted (`_sorted_valid_time`)."""
-        late = _count_before(table, last)
+        late = int(np.searchsorted(ts, last, side="left"))
         if late:
             self._stats["late_dropped"] += late
-            table = table.slice(late)
-        return table
+            table, ts = table.slice(late), ts[late:]
+        return table, ts
 
-    def _run(self, books: pa.Table, trades: pa.Table, bars_flush: bool) -> FeatureResult:
+    def _run(self, books: pa.Table, trades: pa.Table, bars_flush: bool,
+             times: tuple[np.ndarray, np.ndarray] | None = None) -> FeatureResult:
+        """times: the books' and trades' timestamps when the caller has them (no null: `process`)."""
         k = self._kernel
         last = k.last_ts
         if last is not None and self._pending_resets and self._pending_resets[0] <= last:
             # resets whose time is already past apply before the next event
             self._pending_resets = [r for r in self._pending_resets if r > last]
             k.apply_pending_reset()
-        all_ts = book_arrays.int64_column(books, "timestamp")
+        all_ts = book_arrays.int64_column(books, "timestamp") if times is None else times[0]
+        trade_ts = book_arrays.int64_column(trades, "timestamp") if times is None else times[1]
         levels, agg, status = self._rebuild.process(*book_arrays.book_messages(books), ts=all_ts)
         emitted = np.flatnonzero(status & ST_SYNCED)    # messages after which the book is known
         # a snapshot after a gap, or one that contradicted the rebuilt book, restarts the features
@@ -283,7 +289,7 @@ class FeatureEngine:
             levels, agg = levels[:, emitted], agg[emitted]
         resets = np.asarray(pending, dtype=np.int64)
         block, idx, used, bars = k.process(
-            bts, *levels, agg, book_arrays.int64_column(trades, "timestamp"), book_arrays.float_column(trades, "price"),
+            bts, *levels, agg, trade_ts, book_arrays.float_column(trades, "price"),
             book_arrays.float_column(trades, "amount"), book_arrays.side_column(trades), resets)
         self._pending_resets = pending[used:]
         idx = emitted[idx]
@@ -306,7 +312,9 @@ class FeatureEngine:
             raw = {c: books.column(c).take(idx_arr).combine_chunks() for c in book_arrays.LEVEL_COLUMNS}
         nonce = _rows_of(books.column("nonce"), idx) if len(books) else pa.array([], pa.int64())
         hf = self._hf.table(bts[idx], nonce, block, raw, later=self.deferred)
-        tables = {d: feature_layout.bar_table(d, rows, later=self.deferred) for d, rows in zip(opts.bar_durations, bars)}
+        # deferred (the ETL): durations that closed no bar are left out, as its outputs skip empty tables
+        tables = {d: feature_layout.bar_table(d, rows, later=self.deferred)
+                  for d, rows in zip(opts.bar_durations, bars) if len(rows) or not self.deferred}
         return FeatureResult(hf=hf, bars=tables, stats={} if self.deferred else self.stats())
 
     # --------------------------------------------------------------- checkpoints
@@ -361,25 +369,12 @@ class FeatureEngine:
         return engine
 
 
-def _max_ts(table: pa.Table) -> int | None:
-    """The last timestamp of a time-sorted table without nulls (`_sorted_valid_time`)."""
-    if len(table) == 0:
-        return None
-    col = table.column("timestamp")
-    return col[len(col) - 1].as_py()
-
-
 def _rows_of(column: pa.ChunkedArray, idx: np.ndarray) -> pa.Array:
     """column[idx] as one array: through numpy when the column has no null (no compute call for
     the row or two per symbol and flush of the live path), else Arrow's take."""
     if column.null_count == 0 and pa.types.is_primitive(column.type):
         return pa.array(column.to_numpy()[idx], type=column.type)
     return column.take(pa.array(idx)).combine_chunks()
-
-
-def _count_before(table: pa.Table, cut: int) -> int:
-    """Rows of a time-sorted table with timestamp < cut."""
-    return int(np.searchsorted(table.column("timestamp").to_numpy(), cut, side="left"))
 
 
 def compute(books: pa.Table | None, trades: pa.Table | None = None, *, resets: Iterable[int] | None = None,
