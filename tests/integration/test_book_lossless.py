@@ -100,7 +100,7 @@ def etl_order(segments: list, key: tuple[str, str]) -> pa.Table:
         batches += reader.book_batches()
     parts = [batch[key] for batch in batches if key in batch]
     assert parts, f"{key}: no book rows in {len(segments)} segments (keys {sorted(set().union(*batches))})"
-    table, dropped = _sorted_valid_time(pa.concat_tables(parts))
+    table, _times, dropped = _sorted_valid_time(pa.concat_tables(parts))
     assert dropped == 0
     return table
 
