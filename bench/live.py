@@ -111,6 +111,13 @@ async def _setting(tmp: Path, symbols: list[str], seconds: float, flush: float, 
     return results
 
 
+def bench_symbols(n: int) -> list[str]:
+    """The loopback simulator's symbols first, then made-up ones, `n` in all."""
+    from fluxforge.loopback.simulator import START_PRICES
+    bases = list(START_PRICES) + [f"C{i}" for i in range(n)]
+    return [f"{b}/USDT" for b in bases[:n]]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=90.0)
@@ -122,9 +129,7 @@ def main() -> None:
     if args.etl_child:
         _etl_child(*args.etl_child)
         return
-    from fluxforge.loopback.simulator import START_PRICES
-    bases = list(START_PRICES) + [f"C{i}" for i in range(args.symbols)]
-    symbols = [f"{b}/USDT" for b in bases[:args.symbols]]
+    symbols = bench_symbols(args.symbols)
     print(f"live features: {len(symbols)} symbols x books (10/s, depth 20) + trades ({10 * args.trades_per_update:g}/s)"
           f" + tickers, "
           f"{args.seconds:g} s per setting, segments of 30 s; {os.cpu_count()} CPU(s)")

@@ -1,0 +1,94 @@
+"""The live path's feed alone: a recorded segment fed in the chunks the live ETL logged vs as one chunk.
+
+Why: `bench/live.py` measures the whole ETL process with live on against live off, two
+processes on a shared machine, and its ratio moves by +-20 % from run to run.  The cost the
+live path adds is almost all in feeding each symbol a chunk per collector flush
+(etl/segment_feed.py), so this bench isolates it, in one process: it records SECONDS of the
+loopback stream with the live ETL on (bench/live.py's setting, which logs every chunk it fed:
+etl/chunk_log.py), then feeds the finished segments through a fresh engine bank twice,
+interleaved ROUNDS times --
+
+  one chunk   each segment as the segment job feeds it without a live log (today's ETL)
+  logged      each segment in the chunks the live path fed, as the segment job replays them
+
+-- and prints the minimum CPU of each, their ratio and the cost per symbol and chunk.  The
+ratio is what a compiled multi-symbol feed would have to bring down (docs/live.md, the cost).
+
+Run: .venv/bin/python bench/live_feed.py [--seconds 60] [--flush 0.25] [--reorder 1] [--rounds 5]
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import live  # noqa: E402  (bench/live.py: the recording setting, and the repo on sys.path)
+
+from fluxforge.config import load_config  # noqa: E402
+from fluxforge.etl import chunk_log  # noqa: E402
+from fluxforge.etl.bronze_reader import SegmentReader  # noqa: E402
+from fluxforge.etl.engines import EngineBank  # noqa: E402
+from fluxforge.etl.segment_feed import SegmentFeeder  # noqa: E402
+from fluxforge.etl.segment_job import BOOK_BATCH_ROWS, feed_logged  # noqa: E402
+
+
+def feed(config: Path, segments: list[Path], logged: bool) -> tuple[float, int, int]:
+    """CPU seconds to feed `segments` through a fresh bank; the chunks fed and the symbols seen."""
+    cfg = load_config(str(config))
+    bank = EngineBank(cfg.etl.features, None, int(round(cfg.etl.reorder_window * 1000)), cfg.etl.trades,
+                      cfg.etl.symbol_overrides, cfg.etl.max_gap_ms)
+    t0, chunks = time.process_time(), 0
+    for seg in segments:
+        reader = SegmentReader(seg, batch_rows=BOOK_BATCH_ROWS)
+        manifest = reader.verify()
+        rows = {c: int((manifest.get("channels") or {}).get(c, {}).get("rows", 0)) for c in chunk_log.CHANNELS}
+        plan = chunk_log.plan(seg, rows) if logged else []
+        feeder = SegmentFeeder(bank, seg.name)
+        if plan:
+            feed_logged(feeder, reader, plan, rows, BOOK_BATCH_ROWS)
+        else:
+            feeder.feed_chunk(reader.raw_book_batches(BOOK_BATCH_ROWS), reader.raw_trades(), reader.raw_events(),
+                              reader.raw_tickers())
+        feeder.finish()
+        chunks += len(plan) + 1
+    return time.process_time() - t0, chunks, len(bank.symbols)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=60.0)
+    ap.add_argument("--symbols", type=int, default=20)
+    ap.add_argument("--flush", type=float, default=0.25, help="collector.flush_interval of the recording")
+    ap.add_argument("--reorder", type=float, default=1.0, help="etl.reorder_window of the recording")
+    ap.add_argument("--rounds", type=int, default=5)
+    args = ap.parse_args()
+    symbols = live.bench_symbols(args.symbols)
+    tmp = Path(tempfile.mkdtemp(prefix="ff-bench-live-feed-"))
+    try:
+        asyncio.run(live._setting(tmp, symbols, args.seconds, args.flush, args.reorder))
+        on = tmp / f"on-{args.flush}"
+        segments = sorted((on / "data" / "segments" / "done").iterdir())
+        logs = sum((seg / chunk_log.SEGMENT_FILE).is_file() for seg in segments)
+        feed(on / "config.yaml", segments, False)  # warm: imports, kernels, page cache
+        one, logged = [], []
+        for _ in range(args.rounds):
+            one.append(feed(on / "config.yaml", segments, False)[0])
+            cpu, chunks, nsym = feed(on / "config.yaml", segments, True)
+            logged.append(cpu)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    a, b = min(one), min(logged)
+    print(f"live feed: {len(symbols)} symbols, {args.seconds:g} s recorded with flush {args.flush:g} s, "
+          f"reorder {args.reorder:g} s; {len(segments)} segments ({logs} with a live log), {chunks} chunks; "
+          f"min of {args.rounds}")
+    print(f"one chunk {a:.3f} s   logged {b:.3f} s   ratio {b / a:.1f}   "
+          f"{(b - a) / max(chunks * nsym, 1) * 1e6:.0f} us per symbol and chunk beyond one chunk")
+
+
+if __name__ == "__main__":
+    main()
