@@ -9,7 +9,8 @@ time (engines.SymbolFeed applies the watermark).  A finished segment without a
 live log is one chunk -- exactly the historical job as it always was; one with a
 log is fed in the logged chunks and the rest as one more (etl/chunk_log.py).  The
 engines it feeds return their rows unbuilt; each chunk's tables are built once per
-product for all symbols (features/pending_tables.py).
+product for all symbols (features/pending_tables.py); a segment's outputs are merged
+as they accumulate over its chunks (fluxforge/table_blocks.py).
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from collections.abc import Container, Iterable, Iterator
 
 import pyarrow as pa
 
+from .. import table_blocks
 from ..features.pending_tables import PendingTable, build_all
 from ..logs import get_logger
 from .bronze_reader import Key, book_batch, reset_rows, tickers_by_symbol, trades_by_symbol
@@ -49,6 +51,7 @@ class SegmentFeeder:
         self.keys = keys
         self.feeds: dict[Key, SymbolFeed] = {}
         self.outputs: dict[Key, FeatureOutput] = {}
+        self._levels: dict[tuple, list[int]] = {}  # merge levels of each outputs list (table_blocks)
         self._before: dict[Key, dict] = {}
         self._events: dict[tuple[str, str | None], list[int]] = {}
         self._evented: set[Key] = set()
@@ -108,8 +111,21 @@ class SegmentFeeder:
                 out[key] = chunk
         _build(out.values())
         for key, chunk in out.items():
-            _extend(self.outputs.setdefault(key, FeatureOutput()), chunk)
+            self._keep(key, chunk)
         return out
+
+    def _keep(self, key: Key, more: FeatureOutput) -> None:
+        """Add a chunk's rows to the segment's outputs, merged as they accumulate: the live path feeds a
+        segment a chunk per collector flush and holds its outputs until the segment job writes them
+        (a table per symbol, product and flush grew the ETL by megabytes a second: table_blocks)."""
+        into = self.outputs.setdefault(key, FeatureOutput())
+        lists = [("hf", into.hf, more.hf)]
+        lists += [(("bars", d), into.bars.setdefault(d, []), t) for d, t in more.bars.items()]
+        lists += [(("products", k), into.products.setdefault(k, []), t) for k, t in more.products.items()]
+        for name, held, tables in lists:
+            levels = self._levels.setdefault((key, name), [])
+            for table in tables:
+                table_blocks.append(held, levels, table)
 
     def row_counts(self) -> dict[tuple[Key, Product], int]:
         """Rows emitted so far per (symbol, product)."""
@@ -142,14 +158,6 @@ def _build(outputs: Iterable[FeatureOutput]) -> None:
              for i, t in enumerate(tables) if isinstance(t, PendingTable)]
     for (tables, i), table in zip(slots, build_all([tables[i] for tables, i in slots])):
         tables[i] = table
-
-
-def _extend(into: FeatureOutput, more: FeatureOutput) -> None:
-    into.hf += more.hf
-    for d, tables in more.bars.items():
-        into.bars.setdefault(d, []).extend(tables)
-    for k, tables in more.products.items():
-        into.products.setdefault(k, []).extend(tables)
 
 
 def _book_counters(engine) -> dict:

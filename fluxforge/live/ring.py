@@ -7,7 +7,11 @@ keeps `publish()` O(subscribers) with no per-row work on the ETL's loop.
 Why a ring: "the last N minutes, then live" is answered from memory, so a
 strategy can warm up its indicators without reading Parquet.  It is bounded
 twice, in exchange-time minutes and in rows per key (`etl.live.replay_*`).  The
-ring holds bare copies of chunks, so a cached encoding never outlives the fan-out.
+ring keeps what it needs of each chunk (publish order, rows, times) and the rows
+themselves as a few compacted tables per key (fluxforge/table_blocks.py): a table
+per published chunk took ~80 KB for a 170-column hf row, 2 GB for the default 15
+minutes of 20 symbols.  A replay cuts each chunk's rows back out of them, so a
+cached encoding never outlives the fan-out.
 """
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .. import table_blocks
 from . import wire
 
 Key = tuple[str, str, str]  # (product, exchange, symbol)
@@ -41,14 +46,13 @@ class Chunk:
     __slots__ = ("seq", "product", "exchange", "symbol", "table", "replay", "first_ms", "last_ms", "_frames",
                  "_plain")
 
-    def __init__(self, seq: int, product: str, exchange: str, symbol: str, table: pa.Table, replay: bool,
-                 first_ms: int | None = None, last_ms: int | None = None):
+    def __init__(self, seq: int, product: str, exchange: str, symbol: str, table: pa.Table, replay: bool):
         self.seq, self.product, self.exchange, self.symbol = seq, product, exchange, symbol
         self.table, self.replay = table, replay
-        if first_ms is None and table.num_rows:
+        self.first_ms = self.last_ms = None
+        if table.num_rows:
             ms = _ms(table)
-            first_ms, last_ms = int(ms.min()), int(ms.max())
-        self.first_ms, self.last_ms = first_ms, last_ms
+            self.first_ms, self.last_ms = int(ms.min()), int(ms.max())
         self._frames: dict[str, list] = {}
         self._plain: pa.Table | None = None
 
@@ -75,18 +79,61 @@ class Chunk:
             out = self._frames[fmt] = encode(self.product, self.plain(), self.replay)
         return out
 
-    def bare(self) -> "Chunk":
-        return Chunk(self.seq, self.product, self.exchange, self.symbol, self.table, self.replay,
-                     self.first_ms, self.last_ms)
 
-    def replayed(self, from_ms: int) -> "Chunk | None":
-        """This chunk's rows at or after `from_ms`, flagged as replay; None if none."""
-        table = self.table
-        if self.first_ms is None or self.last_ms < from_ms:
-            return None
-        if self.first_ms < from_ms:
-            table = table.filter(pa.array(_ms(table) >= from_ms))
-        return Chunk(self.seq, self.product, self.exchange, self.symbol, table, True)
+# A key's rows are merged into tables of at most FANOUT ** MAX_LEVEL chunks: the oldest table is
+# dropped once the window has passed all of its chunks, so at most that many expired ones are held.
+MAX_LEVEL = 2
+
+
+class _Held:
+    """A chunk in the ring: its place in publish order, and where its rows are in its key's rows."""
+
+    __slots__ = ("seq", "replay", "first_ms", "last_ms", "start", "rows")
+
+    def __init__(self, seq: int, replay: bool, first_ms: int, last_ms: int, start: int, rows: int):
+        self.seq, self.replay, self.first_ms, self.last_ms, self.start, self.rows = \
+            seq, replay, first_ms, last_ms, start, rows
+
+
+class _Stream:
+    """One key's recent chunks and their rows: `tables` hold the rows numbered `base` on, in order."""
+
+    __slots__ = ("chunks", "tables", "levels", "base", "end", "rows")
+
+    def __init__(self):
+        self.chunks: deque[_Held] = deque()
+        self.tables: list[pa.Table] = []
+        self.levels: list[int] = []
+        self.base = self.end = self.rows = 0
+
+    def add(self, chunk: Chunk) -> None:
+        self.chunks.append(_Held(chunk.seq, chunk.replay, chunk.first_ms, chunk.last_ms, self.end, chunk.rows))
+        table_blocks.append(self.tables, self.levels, chunk.table, MAX_LEVEL)
+        self.end += chunk.rows
+        self.rows += chunk.rows
+
+    def table(self, held: _Held) -> pa.Table:
+        """The rows of `held` (within one table: merges join whole chunks)."""
+        offset = self.base
+        for t in self.tables:
+            if held.start < offset + t.num_rows:
+                return t.slice(held.start - offset, held.rows)
+            offset += t.num_rows
+        raise AssertionError("a held chunk's rows are gone")
+
+    def trim(self, held: _Held, cut: int) -> None:
+        """Forget the first `cut` rows of the oldest chunk `held`."""
+        table = self.table(held).slice(cut)
+        ms = _ms(table)
+        self.chunks[0] = _Held(held.seq, held.replay, int(ms.min()), int(ms.max()), held.start + cut, held.rows - cut)
+        self.rows -= cut
+
+    def drop_unheld(self) -> None:
+        """Drop the tables whose rows all precede the oldest chunk's."""
+        start = self.chunks[0].start if self.chunks else self.end
+        while self.tables and self.base + self.tables[0].num_rows <= start:
+            self.base += self.tables.pop(0).num_rows
+            self.levels.pop(0)
 
 
 class RecentRows:
@@ -95,8 +142,7 @@ class RecentRows:
     def __init__(self, minutes: float, max_rows: int):
         self.window_ms = int(minutes * 60_000)
         self.max_rows = max_rows
-        self._rings: dict[Key, deque[Chunk]] = {}
-        self._rows: dict[Key, int] = {}
+        self._streams: dict[Key, _Stream] = {}
 
     @property
     def enabled(self) -> bool:
@@ -105,28 +151,36 @@ class RecentRows:
     def add(self, chunk: Chunk) -> None:
         if not self.enabled or not chunk.rows:
             return
-        ring = self._rings.setdefault(chunk.key, deque())
-        ring.append(chunk.bare())
-        rows = self._rows.get(chunk.key, 0) + chunk.rows
-        newest = max(c.last_ms for c in (ring[0], ring[-1]))
-        while ring and (rows - ring[0].rows >= self.max_rows or ring[0].last_ms < newest - self.window_ms):
-            rows -= ring.popleft().rows
-        if rows > self.max_rows:  # the oldest chunk straddles the row bound: keep its newest rows
-            old = ring[0]
-            cut = rows - self.max_rows
-            ring[0] = Chunk(old.seq, old.product, old.exchange, old.symbol, old.table.slice(cut), old.replay)
-            rows = self.max_rows
-        self._rows[chunk.key] = rows
+        s = self._streams.get(chunk.key)
+        if s is None:
+            s = self._streams[chunk.key] = _Stream()
+        s.add(chunk)
+        held = s.chunks
+        newest = max(held[0].last_ms, held[-1].last_ms)
+        while held and (s.rows - held[0].rows >= self.max_rows or held[0].last_ms < newest - self.window_ms):
+            s.rows -= held.popleft().rows
+        if s.rows > self.max_rows:  # the oldest chunk straddles the row bound: keep its newest rows
+            s.trim(held[0], s.rows - self.max_rows)
+        s.drop_unheld()
 
     def since(self, from_ms: int, keys: Iterable[Key]) -> list[Chunk]:
         """Replay chunks of these keys with rows at or after `from_ms`, in publish order."""
-        out = [r for k in keys for c in self._rings.get(k, ()) if (r := c.replayed(from_ms)) is not None]
+        out = []
+        for key in keys:
+            s = self._streams.get(key)
+            for held in (s.chunks if s is not None else ()):
+                if held.last_ms < from_ms:
+                    continue
+                table = s.table(held)
+                if held.first_ms < from_ms:
+                    table = table.filter(pa.array(_ms(table) >= from_ms))
+                out.append(Chunk(held.seq, *key, table, True))
         out.sort(key=lambda c: c.seq)
         return out
 
     def keys(self) -> list[Key]:
-        return list(self._rings)
+        return list(self._streams)
 
     @property
     def rows(self) -> int:
-        return sum(self._rows.values())
+        return sum(s.rows for s in self._streams.values())

@@ -1,0 +1,91 @@
+"""The replay ring against a model of its rule, and its memory: a few tables per key, not one per chunk.
+
+The model keeps every chunk as published and applies the documented bounds (docs/live.md:
+per product and symbol, `replay_minutes` of exchange time and at most `replay_rows` rows,
+the oldest chunk cut to its newest rows when it straddles the row bound); the ring must
+replay exactly its rows, chunk by chunk in publish order, from any point.  Random chunks
+of 1-5 rows for several keys, interleaved, with times that jitter backwards.
+"""
+import math
+import random
+from collections import deque
+
+import pyarrow as pa
+
+from fluxforge.live.ring import Chunk, RecentRows
+from fluxforge.table_blocks import FANOUT
+
+TS = pa.timestamp("ms", tz="UTC")
+KEYS = [("hf", "binance", "BTC/USDT"), ("hf", "binance", "ETH/USDT"), ("bars/interval=1s", "okx", "BTC/USDT")]
+
+
+def _table(exchange: str, symbol: str, times: list[int], seq: int, columns: int = 3) -> pa.Table:
+    cols = {"exchange": [exchange] * len(times), "symbol": [symbol] * len(times),
+            "timestamp": pa.array(times, pa.int64()).cast(TS), "seq": [seq] * len(times)}
+    cols.update({f"f{i}": [float(t % 97) + i for t in times] for i in range(columns)})
+    return pa.table(cols)
+
+
+class _Model:
+    """Every chunk as published, the bounds applied by the rule."""
+
+    def __init__(self, minutes: float, max_rows: int):
+        self.window, self.max_rows, self.rings = int(minutes * 60_000), max_rows, {}
+
+    def add(self, c: Chunk) -> None:
+        ring = self.rings.setdefault(c.key, deque())
+        ring.append((c.seq, c.table))
+        ms = lambda t: t.column("timestamp").cast(pa.int64()).to_pylist()  # noqa: E731
+        rows = sum(t.num_rows for _, t in ring)
+        newest = max(max(ms(ring[0][1])), max(ms(ring[-1][1])))
+        while rows - ring[0][1].num_rows >= self.max_rows or max(ms(ring[0][1])) < newest - self.window:
+            rows -= ring.popleft()[1].num_rows
+        if rows > self.max_rows:
+            seq, t = ring[0]
+            ring[0] = (seq, t.slice(rows - self.max_rows))
+
+    def since(self, from_ms: int, keys) -> list[tuple[int, list]]:
+        out = []
+        for k in keys:
+            for seq, t in self.rings.get(k, ()):
+                ms = t.column("timestamp").cast(pa.int64()).to_pylist()
+                rows = [r for r, m in zip(t.to_pylist(), ms) if m >= from_ms]
+                if rows:
+                    out.append((seq, rows))
+        return sorted(out, key=lambda x: x[0])
+
+
+def test_the_ring_replays_what_the_rule_keeps():
+    rng = random.Random(11)
+    for minutes, max_rows in ((0.5, 40), (2.0, 1000), (0.05, 7)):
+        ring, model = RecentRows(minutes, max_rows), _Model(minutes, max_rows)
+        now = {k: 1_733_000_000_000 for k in KEYS}
+        for seq in range(1, 1500):
+            key = rng.choice(KEYS)
+            now[key] += rng.randint(0, 400)
+            times = sorted(now[key] - rng.randint(0, 300) for _ in range(rng.randint(1, 5)))
+            chunk = Chunk(seq, *key, _table(key[1], key[2], times, seq), False)
+            ring.add(chunk)
+            model.add(chunk)
+            if seq % 97 == 0 or seq == 1499:
+                lo = min(now.values()) - 200_000
+                for from_ms in (0, rng.randint(lo, max(now.values())), max(now.values())):
+                    got = [(c.seq, c.replay, c.key, c.table.to_pylist()) for c in ring.since(from_ms, ring.keys())]
+                    want = model.since(from_ms, ring.keys())
+                    assert [(s, rows) for s, _, _, rows in got] == want, (minutes, max_rows, seq, from_ms)
+                    assert all(replay for _, replay, _, _ in got)
+                assert ring.rows == sum(t.num_rows for r in model.rings.values() for _, t in r)
+
+
+def test_one_row_chunks_are_held_in_a_few_tables():
+    """A 170-column hf row a flush per symbol, for the default 15 minutes: bounded tables per key."""
+    ring = RecentRows(15.0, 1000)
+    n = 900
+    for i in range(n):
+        for s, key in enumerate(KEYS[:2]):
+            ring.add(Chunk(2 * i + s, *key, _table(key[1], key[2], [1_733_000_000_000 + 1000 * i], i, 170), False))
+    for key in KEYS[:2]:
+        stream = ring._streams[key]
+        assert len(stream.chunks) == n
+        assert len(stream.tables) <= (FANOUT - 1) * 2 + math.ceil(n / FANOUT ** 2), len(stream.tables)
+    assert ring.rows == 2 * n

@@ -1,0 +1,98 @@
+"""Small tables held as compacted blocks: the same rows, a few tables, a bounded block size.
+
+Why: the live path holds a table per symbol, product and collector flush for a whole
+segment and for the replay window; held one by one they grew the live ETL by megabytes a
+second (fluxforge/table_blocks.py).  Random tables with nulls, NaN and strings.
+"""
+import math
+import random
+
+import pyarrow as pa
+
+from fluxforge import table_blocks
+from fluxforge.table_blocks import FANOUT
+
+
+def _table(rng: random.Random, start: int, n: int) -> pa.Table:
+    return pa.table({"timestamp": pa.array(range(start, start + n), pa.int64()),
+                     "x": pa.array([rng.choice([None, math.nan, rng.random()]) for _ in range(n)], pa.float64()),
+                     "s": pa.array([rng.choice([None, "a", "ü"]) for _ in range(n)], pa.string())})
+
+
+def _rows(tables: list[pa.Table]) -> list[dict]:
+    return [r for t in tables for r in t.to_pylist()]
+
+
+def _same(a: list[dict], b: list[dict]) -> bool:
+    def norm(r):
+        return {k: ("nan" if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
+    return [norm(r) for r in a] == [norm(r) for r in b]
+
+
+def test_appended_tables_keep_their_rows_in_few_tables():
+    rng = random.Random(7)
+    for n in (1, FANOUT - 1, FANOUT, FANOUT ** 2 + 3, 1500):
+        tables, levels, appended, start = [], [], [], 0
+        for _ in range(n):
+            t = _table(rng, start, rng.randint(0, 3))
+            start += t.num_rows
+            appended.append(t)
+            table_blocks.append(tables, levels, t)
+        assert _same(_rows(tables), _rows(appended)), n
+        assert all(t.schema == appended[0].schema for t in tables)
+        # a counter in base FANOUT: at most FANOUT - 1 tables of each level
+        assert len(tables) <= (FANOUT - 1) * (1 + math.floor(math.log(n, FANOUT))), (n, len(tables))
+        assert all(t.column(0).num_chunks <= 1 for t in tables)  # merged into one chunk per column
+        assert levels == sorted(levels, reverse=True)
+
+
+def test_max_level_bounds_a_table_to_fanout_to_that_power():
+    rng = random.Random(8)
+    tables, levels = [], []
+    for i in range(1000):
+        table_blocks.append(tables, levels, _table(rng, i, 1), max_level=2)
+    assert max(t.num_rows for t in tables) == FANOUT ** 2
+    assert sum(t.num_rows for t in tables) == 1000
+    assert [r["timestamp"] for r in _rows(tables)] == list(range(1000))
+
+
+def test_tables_that_do_not_concatenate_are_kept_as_they_are():
+    rng = random.Random(9)
+    tables, levels, appended = [], [], []
+    for i in range(3 * FANOUT):
+        t = _table(rng, i, 1)
+        if i == 3:  # another schema among them: that run is left unmerged, the later ones merge
+            t = t.set_column(1, "x", pa.array(["text"], pa.string()))
+        appended.append(t)
+        table_blocks.append(tables, levels, t)
+    assert _same(_rows(tables), _rows(appended))
+    assert len(tables) < len(appended)
+
+
+def test_a_segment_fed_flush_by_flush_holds_its_outputs_in_few_tables():
+    """The live path's feeder over 10 minutes of two symbols in 0.25 s flushes (2,400 chunks): each
+    (symbol, product) holds O(log n) tables, whose rows are every chunk's rows in order."""
+    from etl_support import synthetic_market
+    from live_support import flushes, same_rows
+    from fluxforge.config import FeatureOptions
+    from fluxforge.etl.engines import EngineBank
+    from fluxforge.etl.segment_feed import SegmentFeeder, pieces, products
+
+    m = synthetic_market(seconds=600.0, hz=10.0, trades_per_s=5.0)
+    feeder = SegmentFeeder(EngineBank(FeatureOptions(bar_durations=[1, 5]), reorder_ms=1000), "seg")
+    emitted: dict = {}
+    chunks = 0
+    for _, rows in flushes(m, 250_000_000):
+        out = feeder.feed_chunk(pieces(rows["orderbook"], 16384), rows["trades"], rows["events"])
+        chunks += 1
+        for key, o in out.items():
+            for product, tables in products(o):
+                emitted.setdefault((key, product), []).extend(tables)
+    assert chunks >= 2400
+    held = {(key, product): tables for key, o in feeder.outputs.items() for product, tables in products(o)}
+    assert held.keys() == emitted.keys() and len(held) >= 2 * 4
+    bound = (FANOUT - 1) * (1 + math.floor(math.log(chunks, FANOUT)))
+    for k, tables in held.items():
+        assert len(tables) <= bound, (k, len(tables), len(emitted[k]))
+        assert same_rows(_rows(tables), _rows(emitted[k])), k
+    assert max(len(t) for t in emitted.values()) > 10 * bound  # what was held before: a table per chunk
