@@ -76,7 +76,7 @@ class LiveHub:
             self.ring.add(chunk)
             for sub in list(self.subscribers.values()):
                 if sub.request.matches(product, exchange, symbol) and not sub.offer(chunk):
-                    self.drop(sub, "slow", f"more than {sub.buffer_rows} rows waiting (etl.live.buffer_rows)")
+                    self.drop(sub, "slow", sub.refused)
 
     # -- the subscriber side -------------------------------------------------------------
     def check_token(self, request: Request, presented: str | None = None) -> None:
@@ -95,13 +95,15 @@ class LiveHub:
             self.counters["refused"] += 1
             raise RequestError(f"too many subscribers ({self.cfg.max_subscribers}, etl.live.max_subscribers)")
         self._next_id += 1
-        sub = Subscriber(self._next_id, request, sink, self.cfg.buffer_rows, self.cfg.send_timeout)
+        sub = Subscriber(self._next_id, request, sink, self.cfg.buffer_rows, self.cfg.send_timeout,
+                         int(self.cfg.buffer_mb * 2 ** 20))
         from_ms = request.replay_from_ms()
         replay = self.ring.since(from_ms, [k for k in self.ring.keys() if request.matches(*k)]) \
             if from_ms is not None else []
-        replayed = sum(c.rows for c in replay)
-        while replay and replayed > sub.buffer_rows:  # keep the newest that fit: no gap before live
-            replayed -= replay.pop(0).rows
+        replayed, held = sum(c.rows for c in replay), sum(c.bytes for c in replay)
+        while replay and sub.refusal(replayed, held) is not None:  # keep the newest that fit: no gap before live
+            oldest = replay.pop(0)
+            replayed, held = replayed - oldest.rows, held - oldest.bytes
         for chunk in replay:
             sub.offer(chunk)
         sub.mark((wire.header("subscribed", id=sub.id, replay_rows=replayed, **request.describe()), None))
@@ -142,7 +144,8 @@ class LiveHub:
             return
         self.counters["dropped"][reason] = self.counters["dropped"].get(reason, 0) + 1
         log.warning("live_subscriber_dropped", id=sub.id, peer=sub.sink.peer, reason=reason, detail=detail,
-                    queued_rows=sub.queued_rows, sent_rows=sub.sent_rows)
+                    queued_rows=sub.queued_rows, queued_mb=round(sub.queued_bytes / 2 ** 20, 1),
+                    sent_rows=sub.sent_rows)
         self._forget(sub, reason)
         sub.sink.last_words((wire.header("dropped", reason=reason, detail=detail), None))
         if sub.task is not None and sub.task is not asyncio.current_task():
@@ -151,7 +154,7 @@ class LiveHub:
     def _forget(self, sub: Subscriber, reason: str) -> None:
         sub.closed = reason
         sub.queue.clear()
-        sub.queued_rows = 0
+        sub.queued_rows = sub.queued_bytes = 0
         self.counters["sent_rows"] += sub.sent_rows
         if self.subscribers.pop(sub.id, None) is not None and reason not in DROP_REASONS:
             log.info("live_unsubscribed", id=sub.id, reason=reason, sent_rows=sub.sent_rows)

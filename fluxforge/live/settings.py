@@ -42,12 +42,14 @@ class LiveConfig(BaseModel):
                               '"${credential:fluxforge_live_token}"; required for a non-loopback listen')
     buffer_rows: int = Field(20_000, ge=10, le=10_000_000,
                              description="rows queued per subscriber; beyond, the subscriber is dropped (slow)")
+    buffer_mb: float = Field(64.0, gt=0.0, le=65536.0, description="memory of the rows queued per subscriber "
+                             "(estimated: ~80 kB per chunk of one hf row); beyond, the subscriber is dropped (slow)")
     send_timeout: float = Field(30.0, gt=0.0, le=HOUR, description="seconds a subscriber may leave sent data "
                                 "unread before it is dropped (stalled)")
     replay_minutes: float = Field(15.0, ge=0.0, le=24 * 60.0,
                                   description="exchange-time minutes of recent rows kept per product and symbol")
     replay_rows: int = Field(1000, ge=0, le=1_000_000, description="at most this many recent rows per product "
-                             "and symbol (bounds memory: ~1.5 kB per hf row)")
+                             "and symbol (bounds memory: ~3 kB per hf row)")
     max_subscribers: int = Field(64, ge=1, le=10_000)
 
     @field_validator("listen")

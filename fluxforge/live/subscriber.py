@@ -3,7 +3,9 @@
 Why bounded and dropped, never waited for: the ETL's loop publishes; if it
 awaited a slow reader, one stalled strategy would stall the features of every
 other one (and the ETL's watchdog).  `offer()` only appends a reference and
-refuses when the subscriber already has `buffer_rows` rows waiting; the hub then
+refuses when the subscriber already has `buffer_rows` rows or `buffer_bytes` of
+them (Chunk.bytes: a chunk of one 170-column row holds ~80 kB, so rows alone
+would let a reader a few minutes behind hold gigabytes) waiting; the hub then
 drops it with a reason.  A subscriber whose socket accepts nothing for
 `send_timeout` seconds is dropped too (a stalled reader on a quiet stream never
 fills its queue).
@@ -35,6 +37,7 @@ class _Marker:
     """A control frame queued between chunks (e.g. `live` after the replay)."""
 
     rows = 0
+    bytes = 0
     replay = False
 
     def __init__(self, frame: wire.Frame):
@@ -42,14 +45,18 @@ class _Marker:
 
 
 class Subscriber:
-    def __init__(self, sid: int, request: Request, sink: Sink, buffer_rows: int, send_timeout: float):
+    def __init__(self, sid: int, request: Request, sink: Sink, buffer_rows: int, send_timeout: float,
+                 buffer_bytes: int | None = None):
         self.id = sid
         self.request = request
         self.sink = sink
         self.buffer_rows = buffer_rows
+        self.buffer_bytes = buffer_bytes
         self.send_timeout = send_timeout
         self.queue: deque[Chunk | _Marker] = deque()
         self.queued_rows = 0
+        self.queued_bytes = 0
+        self.refused: str | None = None  # why the last offer was refused
         self.sent_rows = 0
         self.closed: str | None = None      # why it ended (None: running)
         self._wake = asyncio.Event()
@@ -58,12 +65,22 @@ class Subscriber:
 
     def offer(self, chunk: Chunk) -> bool:
         """Queue a chunk (no I/O, no await); False if it would exceed the buffer."""
-        if self.queued_rows + chunk.rows > self.buffer_rows:
+        self.refused = self.refusal(self.queued_rows + chunk.rows, self.queued_bytes + chunk.bytes)
+        if self.refused is not None:
             return False
         self.queue.append(chunk)
         self.queued_rows += chunk.rows
+        self.queued_bytes += chunk.bytes
         self._wake.set()
         return True
+
+    def refusal(self, rows: int, nbytes: int) -> str | None:
+        """Why `rows` rows holding `nbytes` may not wait for this subscriber (None: they may)."""
+        if rows > self.buffer_rows:
+            return f"more than {self.buffer_rows} rows waiting (etl.live.buffer_rows)"
+        if self.buffer_bytes is not None and nbytes > self.buffer_bytes:
+            return f"more than {self.buffer_bytes / 2 ** 20:g} MB of rows waiting (etl.live.buffer_mb)"
+        return None
 
     def mark(self, frame: wire.Frame) -> None:
         self.queue.append(_Marker(frame))
@@ -93,6 +110,7 @@ class Subscriber:
             while self.queue and rows < SEND_ROWS:
                 item = self.queue.popleft()
                 self.queued_rows -= item.rows
+                self.queued_bytes -= item.bytes
                 rows += item.rows
                 frames += self._frames(item)
             try:

@@ -209,6 +209,44 @@ def test_stalled_subscriber_is_dropped_while_publish_and_a_healthy_subscriber_go
     assert last["type"] == "dropped" and last["reason"] == "slow"
 
 
+def test_a_subscriber_behind_by_more_memory_than_buffer_mb_is_dropped(monkeypatch):
+    """Rows alone do not bound memory: a chunk of one 170-column row holds ~80 kB of Arrow objects, so
+    20,000 queued rows of them were 1.6 GB.  A reader that stops is dropped at buffer_mb, told why."""
+    import fluxforge.live.endpoint as endpoint
+
+    monkeypatch.setattr(endpoint, "LAST_WORDS_GRACE", 60.0)
+    wide = rows_table("binance", "BTC/USDT", 0, 1)
+    for i in range(170):
+        wide = wide.append_column(f"f{i}", pa.array([float(i)]))
+
+    async def scenario():
+        async with running_hub(buffer_mb=2) as hub:
+            stalled = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            stalled.connect(str(hub.socket_path))
+            stalled.sendall(b'{"products": ["hf"]}\n')   # ... and never reads
+            await wait_for(lambda: len(hub.subscribers) == 1, what="subscriber")
+            sub = next(iter(hub.subscribers.values()))
+            most = 0
+            for i in range(2000):  # 2,000 rows: a tenth of buffer_rows
+                hub.publish("hf", wide.set_column(3, "seq", pa.array([i], pa.int64())))
+                most = max(most, sub.queued_bytes)
+                await asyncio.sleep(0)
+            counters = json.loads(json.dumps(hub.counters))
+            stalled.setblocking(False)
+            data = b""
+            while chunk := await asyncio.wait_for(asyncio.get_running_loop().sock_recv(stalled, 1 << 20), 30):
+                data += chunk
+            stalled.close()
+            return counters, most, data
+
+    counters, most, data = asyncio.run(scenario())
+    assert counters["dropped"] == {"slow": 1, "stalled": 0}
+    assert 1.5 * 2 ** 20 < most <= 2 * 2 ** 20
+    last = json.loads(data.splitlines()[-1])
+    assert last["type"] == "dropped" and last["reason"] == "slow" and "etl.live.buffer_mb" in last["detail"], last
+
+
 def test_subscriber_that_stops_reading_a_quiet_stream_is_dropped_as_stalled():
     async def scenario():
         async with running_hub(buffer_rows=10_000_000, send_timeout=1.0) as hub:
