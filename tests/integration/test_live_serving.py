@@ -168,6 +168,25 @@ def _big_rows(start: int, n: int) -> pa.Table:
     return t.append_column("pad", pa.array(["x" * 1000] * n))
 
 
+def _stalled_reader(hub, request: bytes) -> socket.socket:
+    """A subscriber with a tiny receive buffer that sends its request and then reads nothing."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(str(hub.socket_path))
+    sock.sendall(request)
+    return sock
+
+
+async def _read_to_end(sock: socket.socket) -> bytes:
+    """Everything the endpoint left on `sock` until it closed it; then closes ours."""
+    sock.setblocking(False)
+    data = b""
+    while chunk := await asyncio.wait_for(asyncio.get_running_loop().sock_recv(sock, 1 << 20), 30):
+        data += chunk
+    sock.close()
+    return data
+
+
 def test_stalled_subscriber_is_dropped_while_publish_and_a_healthy_subscriber_go_on(monkeypatch):
     import fluxforge.live.endpoint as endpoint
 
@@ -176,10 +195,7 @@ def test_stalled_subscriber_is_dropped_while_publish_and_a_healthy_subscriber_go
 
     async def scenario():
         async with running_hub(buffer_rows=buffer_rows) as hub:
-            stalled = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-            stalled.connect(str(hub.socket_path))
-            stalled.sendall(b'{"products": ["hf"]}\n')   # ... and never reads
+            stalled = _stalled_reader(hub, b'{"products": ["hf"]}\n')
             healthy = asyncio.create_task(collect(chunks * per_chunk, socket=hub.socket_path))
             await wait_for(lambda: len(hub.subscribers) == 2, what="both subscribers")
             most_queued = 0
@@ -190,11 +206,7 @@ def test_stalled_subscriber_is_dropped_while_publish_and_a_healthy_subscriber_go
             rows = await asyncio.wait_for(healthy, 120)
             counters = json.loads(json.dumps(hub.counters))
             # the stalled reader, reading at last, finds whole frames and then the reason it was dropped
-            stalled.setblocking(False)
-            data = b""
-            while chunk := await asyncio.wait_for(asyncio.get_running_loop().sock_recv(stalled, 1 << 20), 30):
-                data += chunk
-            stalled.close()
+            data = await _read_to_end(stalled)
             return rows, counters, most_queued, data
 
     rows, counters, most_queued, data = asyncio.run(scenario())
@@ -221,10 +233,7 @@ def test_a_subscriber_behind_by_more_memory_than_buffer_mb_is_dropped(monkeypatc
 
     async def scenario():
         async with running_hub(buffer_mb=2) as hub:
-            stalled = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-            stalled.connect(str(hub.socket_path))
-            stalled.sendall(b'{"products": ["hf"]}\n')   # ... and never reads
+            stalled = _stalled_reader(hub, b'{"products": ["hf"]}\n')
             await wait_for(lambda: len(hub.subscribers) == 1, what="subscriber")
             sub = next(iter(hub.subscribers.values()))
             most = 0
@@ -233,11 +242,7 @@ def test_a_subscriber_behind_by_more_memory_than_buffer_mb_is_dropped(monkeypatc
                 most = max(most, sub.queued_bytes)
                 await asyncio.sleep(0)
             counters = json.loads(json.dumps(hub.counters))
-            stalled.setblocking(False)
-            data = b""
-            while chunk := await asyncio.wait_for(asyncio.get_running_loop().sock_recv(stalled, 1 << 20), 30):
-                data += chunk
-            stalled.close()
+            data = await _read_to_end(stalled)
             return counters, most, data
 
     counters, most, data = asyncio.run(scenario())
@@ -250,10 +255,7 @@ def test_a_subscriber_behind_by_more_memory_than_buffer_mb_is_dropped(monkeypatc
 def test_subscriber_that_stops_reading_a_quiet_stream_is_dropped_as_stalled():
     async def scenario():
         async with running_hub(buffer_rows=10_000_000, send_timeout=1.0) as hub:
-            stalled = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-            stalled.connect(str(hub.socket_path))
-            stalled.sendall(b"{}\n")
+            stalled = _stalled_reader(hub, b"{}\n")
             await wait_for(lambda: len(hub.subscribers) == 1, what="subscriber")
             for i in range(50):  # ~5 MB: more than the socket buffers hold, then nothing more
                 hub.publish("hf", _big_rows(i * 100, 100))
