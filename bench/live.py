@@ -12,6 +12,7 @@ Measured, same run:
             flush_interval + reorder_window + 0.5 s, and the share of rows later than it
   cpu       user+sys seconds of each ETL process from its start-up (after imports)
             to the end of the run; ratio live-on / live-off (target <= 1.3)
+  rss       each ETL process's peak resident memory (the unit's MemoryMax is 448M)
 
 Run: .venv/bin/python bench/live.py [--seconds 90] [--symbols 20] [--trades-per-update 0.5]
 The machine may be shared: the figures are what this run measured, nothing more.
@@ -52,7 +53,9 @@ def _etl_child(config: str, out: str) -> None:
         window = service.live.latency
         target = _target(cfg.collector.flush_interval, cfg.etl.reorder_window)
         q, samples, late = window.quantiles(), window.count, window.share_above(target)
-    Path(out).write_text(json.dumps({"cpu": cpu, "latency": q, "samples": samples, "late": late,
+    import resource
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    Path(out).write_text(json.dumps({"cpu": cpu, "rss_mb": rss_mb, "latency": q, "samples": samples, "late": late,
                                      "processed": service.processed, "rc": rc}))
 
 
@@ -134,7 +137,7 @@ def main() -> None:
           f" + tickers, "
           f"{args.seconds:g} s per setting, segments of 30 s; {os.cpu_count()} CPU(s)")
     print(f"{'flush':>6} {'reorder':>8} {'p50 s':>7} {'p99 s':>7} {'target':>7} {'later':>6} {'rows':>7}"
-          f" {'cpu on':>7} {'cpu off':>8} {'ratio':>6}")
+          f" {'cpu on':>7} {'cpu off':>8} {'ratio':>6} {'rss on':>7} {'rss off':>8}")
     for flush, reorder in SETTINGS:
         tmp = Path(tempfile.mkdtemp(prefix="ff-bench-live-"))
         try:
@@ -145,7 +148,8 @@ def main() -> None:
         p50, p99 = on["latency"] or (float("nan"), float("nan"))
         late = f"{100 * on['late']:.1f}%" if on.get("late") is not None else "-"
         print(f"{flush:>6g} {reorder:>8g} {p50:>7.2f} {p99:>7.2f} {_target(flush, reorder):>7.2f} {late:>6} {on['samples']:>7}"
-              f" {on['cpu']:>7.1f} {off['cpu']:>8.1f} {on['cpu'] / max(off['cpu'], 1e-9):>6.2f}")
+              f" {on['cpu']:>7.1f} {off['cpu']:>8.1f} {on['cpu'] / max(off['cpu'], 1e-9):>6.2f}"
+              f" {on['rss_mb']:>5.0f}MB {off['rss_mb']:>6.0f}MB")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ live log is one chunk -- exactly the historical job as it always was; one with a
 log is fed in the logged chunks and the rest as one more (etl/chunk_log.py).  The
 engines it feeds return their rows unbuilt; each chunk's tables are built once per
 product for all symbols (features/pending_tables.py); a segment's outputs are merged
-as they accumulate over its chunks (fluxforge/table_blocks.py).
+as they accumulate over its chunks (features/table_blocks.py).
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from collections.abc import Container, Iterable, Iterator
 
 import pyarrow as pa
 
-from .. import table_blocks
+from ..features import table_blocks
 from ..features.pending_tables import PendingTable, build_all
 from ..logs import get_logger
 from .bronze_reader import Key, book_batch, reset_rows, tickers_by_symbol, trades_by_symbol

@@ -8,7 +8,7 @@ Why a ring: "the last N minutes, then live" is answered from memory, so a
 strategy can warm up its indicators without reading Parquet.  It is bounded
 twice, in exchange-time minutes and in rows per key (`etl.live.replay_*`).  The
 ring keeps what it needs of each chunk (publish order, rows, times) and the rows
-themselves as a few compacted tables per key (fluxforge/table_blocks.py): a table
+themselves as a few compacted tables per key (features/table_blocks.py): a table
 per published chunk took ~80 KB for a 170-column hf row, 2 GB for the default 15
 minutes of 20 symbols.  A replay cuts each chunk's rows back out of them, so a
 cached encoding never outlives the fan-out.
@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .. import table_blocks
+from ..features import table_blocks
 from . import wire
 
 Key = tuple[str, str, str]  # (product, exchange, symbol)
@@ -38,7 +38,7 @@ def _ms(table: pa.Table) -> np.ndarray:
 
 _TS_MS = pa.timestamp("ms", tz="UTC")
 _NULL_MS = -(2 ** 63)
-COLUMN_BYTES = 512  # an Arrow table's objects per column, however few its rows (fluxforge/table_blocks.py)
+COLUMN_BYTES = 512  # an Arrow table's objects per column, however few its rows (features/table_blocks.py)
 
 
 class Chunk:

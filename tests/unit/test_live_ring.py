@@ -13,7 +13,7 @@ from collections import deque
 import pyarrow as pa
 
 from fluxforge.live.ring import Chunk, RecentRows
-from fluxforge.table_blocks import FANOUT
+from fluxforge.features.table_blocks import FANOUT
 
 TS = pa.timestamp("ms", tz="UTC")
 KEYS = [("hf", "binance", "BTC/USDT"), ("hf", "binance", "ETH/USDT"), ("bars/interval=1s", "okx", "BTC/USDT")]

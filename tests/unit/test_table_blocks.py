@@ -2,15 +2,15 @@
 
 Why: the live path holds a table per symbol, product and collector flush for a whole
 segment and for the replay window; held one by one they grew the live ETL by megabytes a
-second (fluxforge/table_blocks.py).  Random tables with nulls, NaN and strings.
+second (features/table_blocks.py).  Random tables with nulls, NaN and strings.
 """
 import math
 import random
 
 import pyarrow as pa
 
-from fluxforge import table_blocks
-from fluxforge.table_blocks import FANOUT
+from fluxforge.features import table_blocks
+from fluxforge.features.table_blocks import FANOUT
 
 
 def _table(rng: random.Random, start: int, n: int) -> pa.Table:
