@@ -50,8 +50,8 @@ class SegmentFeeder:
         self.segment = segment
         self.keys = keys
         self.feeds: dict[Key, SymbolFeed] = {}
-        self.outputs: dict[Key, FeatureOutput] = {}
-        self._levels: dict[tuple, list[int]] = {}  # merge levels of each outputs list (table_blocks)
+        self._held: dict[Key, FeatureOutput] = {}  # the rows emitted so far, merged (table_blocks)
+        self._levels: dict[tuple, list[int]] = {}  # merge levels of each of its lists
         self._before: dict[Key, dict] = {}
         self._events: dict[tuple[str, str | None], list[int]] = {}
         self._evented: set[Key] = set()
@@ -118,7 +118,7 @@ class SegmentFeeder:
         """Add a chunk's rows to the segment's outputs, merged as they accumulate: the live path feeds a
         segment a chunk per collector flush and holds its outputs until the segment job writes them
         (a table per symbol, product and flush grew the ETL by megabytes a second: table_blocks)."""
-        into = self.outputs.setdefault(key, FeatureOutput())
+        into = self._held.setdefault(key, FeatureOutput())
         lists = [("hf", into.hf, more.hf)]
         lists += [(("bars", d), into.bars.setdefault(d, []), t) for d, t in more.bars.items()]
         lists += [(("products", k), into.products.setdefault(k, []), t) for k, t in more.products.items()]
@@ -127,10 +127,18 @@ class SegmentFeeder:
             for table in tables:
                 table_blocks.append(held, levels, table)
 
+    @property
+    def outputs(self) -> dict[Key, FeatureOutput]:
+        """Every row emitted so far, per symbol: tables in emission order (the segment job writes them)."""
+        return {key: FeatureOutput([table_blocks.table(t) for t in out.hf],
+                                   {d: [table_blocks.table(t) for t in ts] for d, ts in out.bars.items()},
+                                   {k: [table_blocks.table(t) for t in ts] for k, ts in out.products.items()})
+                for key, out in self._held.items()}
+
     def row_counts(self) -> dict[tuple[Key, Product], int]:
         """Rows emitted so far per (symbol, product)."""
         return {(key, product): sum(t.num_rows for t in tables)
-                for key, out in self.outputs.items() for product, tables in products(out)}
+                for key, out in self._held.items() for product, tables in products(out)}
 
     def totals(self) -> dict:
         """The segment's counts (segment_job.SegmentResult fields): rows fed, rows dropped, ticker issues

@@ -105,7 +105,7 @@ class _Stream:
 
     def __init__(self):
         self.chunks: deque[_Held] = deque()
-        self.tables: list[pa.Table] = []
+        self.tables: list = []  # pa.Table | table_blocks.Packed
         self.levels: list[int] = []
         self.base = self.end = self.rows = 0
 
@@ -120,7 +120,7 @@ class _Stream:
         offset = self.base
         for t in self.tables:
             if held.start < offset + t.num_rows:
-                return t.slice(held.start - offset, held.rows)
+                return table_blocks.table(t).slice(held.start - offset, held.rows)
             offset += t.num_rows
         raise AssertionError("a held chunk's rows are gone")
 

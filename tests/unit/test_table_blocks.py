@@ -19,8 +19,8 @@ def _table(rng: random.Random, start: int, n: int) -> pa.Table:
                      "s": pa.array([rng.choice([None, "a", "ü"]) for _ in range(n)], pa.string())})
 
 
-def _rows(tables: list[pa.Table]) -> list[dict]:
-    return [r for t in tables for r in t.to_pylist()]
+def _rows(tables: list) -> list[dict]:
+    return [r for t in tables for r in table_blocks.table(t).to_pylist()]
 
 
 def _same(a: list[dict], b: list[dict]) -> bool:
@@ -39,10 +39,12 @@ def test_appended_tables_keep_their_rows_in_few_tables():
             appended.append(t)
             table_blocks.append(tables, levels, t)
         assert _same(_rows(tables), _rows(appended)), n
-        assert all(t.schema == appended[0].schema for t in tables)
+        assert all(table_blocks.table(t).schema == appended[0].schema for t in tables)
         # a counter in base FANOUT: at most FANOUT - 1 tables of each level
         assert len(tables) <= (FANOUT - 1) * (1 + math.floor(math.log(n, FANOUT))), (n, len(tables))
-        assert all(t.column(0).num_chunks <= 1 for t in tables)  # merged into one chunk per column
+        # merged ones are one IPC buffer each, read back as one chunk per column
+        assert all(isinstance(t, table_blocks.Packed) == (lv > 0) for t, lv in zip(tables, levels))
+        assert all(table_blocks.table(t).column(0).num_chunks <= 1 for t in tables)
         assert levels == sorted(levels, reverse=True)
 
 
@@ -51,7 +53,7 @@ def test_max_level_bounds_a_table_to_fanout_to_that_power():
     tables, levels = [], []
     for i in range(1000):
         table_blocks.append(tables, levels, _table(rng, i, 1), max_level=2)
-    assert max(t.num_rows for t in tables) == FANOUT ** 2
+    assert max(t.num_rows for t in tables) == FANOUT ** 2 and sum(isinstance(t, pa.Table) for t in tables) < FANOUT
     assert sum(t.num_rows for t in tables) == 1000
     assert [r["timestamp"] for r in _rows(tables)] == list(range(1000))
 
