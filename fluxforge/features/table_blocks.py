@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-FANOUT = 8
+FANOUT = 16
 _KEPT = 1 << 30  # the level of tables left unmerged: above any level a merge reaches
 
 

@@ -85,7 +85,7 @@ class Chunk:
 
 # A key's rows are merged into tables of at most FANOUT ** MAX_LEVEL chunks: the oldest table is
 # dropped once the window has passed all of its chunks, so at most that many expired ones are held.
-MAX_LEVEL = 2
+MAX_LEVEL = 1
 
 
 class _Held:

@@ -12,7 +12,7 @@ from collections import deque
 
 import pyarrow as pa
 
-from fluxforge.live.ring import Chunk, RecentRows
+from fluxforge.live.ring import MAX_LEVEL, Chunk, RecentRows
 from fluxforge.features.table_blocks import FANOUT
 
 TS = pa.timestamp("ms", tz="UTC")
@@ -87,5 +87,6 @@ def test_one_row_chunks_are_held_in_a_few_tables():
     for key in KEYS[:2]:
         stream = ring._streams[key]
         assert len(stream.chunks) == n
-        assert len(stream.tables) <= (FANOUT - 1) * 2 + math.ceil(n / FANOUT ** 2), len(stream.tables)
+        assert len(stream.tables) <= (FANOUT - 1) * MAX_LEVEL + math.ceil(n / FANOUT ** MAX_LEVEL), len(stream.tables)
+        assert sum(isinstance(t, pa.Table) for t in stream.tables) < FANOUT  # the rest: one IPC buffer each
     assert ring.rows == 2 * n
