@@ -46,7 +46,7 @@ class _Marker:
 
 class Subscriber:
     def __init__(self, sid: int, request: Request, sink: Sink, buffer_rows: int, send_timeout: float,
-                 buffer_bytes: int | None = None):
+                 buffer_bytes: int):
         self.id = sid
         self.request = request
         self.sink = sink
@@ -78,7 +78,7 @@ class Subscriber:
         """Why `rows` rows holding `nbytes` may not wait for this subscriber (None: they may)."""
         if rows > self.buffer_rows:
             return f"more than {self.buffer_rows} rows waiting (etl.live.buffer_rows)"
-        if self.buffer_bytes is not None and nbytes > self.buffer_bytes:
+        if nbytes > self.buffer_bytes:
             return f"more than {self.buffer_bytes / 2 ** 20:g} MB of rows waiting (etl.live.buffer_mb)"
         return None
 
