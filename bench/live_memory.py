@@ -7,8 +7,10 @@ and, as thousands of Arrow objects piled up, made every later flush slower (feat
 table_blocks.py).  This feeds SYMBOLS synthetic symbols (books 10/s at depth 20, 5 trades/s)
 flush by flush through the live path's own code -- SegmentFeeder, live_tables, the ring --
 for MINUTES of one segment, in one process, and prints per window the CPU of the flushes,
-the tables held and the resident memory; then the CPU of the last window against the second
-(1.0: a flush costs the same late in a segment as early; the first window warms up).
+the tables held, the bytes of the feeder's outputs in memory and in its spill file (the
+live path's: table_blocks.Spill) and the resident memory (which includes the synthetic
+market, made up front); then the CPU of the last window against the second (1.0: a flush
+costs the same late in a segment as early; the first window warms up).
 
 Run: .venv/bin/python bench/live_memory.py [--minutes 30] [--symbols 20] [--window 5]
 """
@@ -16,8 +18,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
 from pathlib import Path
+
+import pyarrow as pa
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
@@ -29,12 +34,19 @@ from fluxforge.config import FeatureOptions, TradeOptions  # noqa: E402
 from fluxforge.etl.engines import EngineBank  # noqa: E402
 from fluxforge.etl.live_rows import live_tables  # noqa: E402
 from fluxforge.etl.segment_feed import SegmentFeeder, pieces, products  # noqa: E402
+from fluxforge.features import table_blocks  # noqa: E402
 from fluxforge.live.ring import Chunk, RecentRows  # noqa: E402
 from fluxforge.live.settings import LiveConfig  # noqa: E402
 
 
 def _rss_mb() -> float:
     return int(Path("/proc/self/statm").read_text().split()[1]) * 4096 / 2 ** 20
+
+
+def _in_memory_mb(feeder: SegmentFeeder) -> float:
+    held = [t for o in feeder._held.values() for _, ts in products(o) for t in ts]
+    return sum(t.nbytes if isinstance(t, pa.Table) else t.buffer.size for t in held
+               if not isinstance(t, table_blocks.Spilled)) / 2 ** 20
 
 
 def main() -> None:
@@ -47,13 +59,16 @@ def main() -> None:
     seconds = args.minutes * 60
     market = synthetic_market(symbols=tuple(f"S{i}/USDT" for i in range(args.symbols)), seconds=seconds,
                               hz=10.0, trades_per_s=5.0)
-    feeder = SegmentFeeder(EngineBank(FeatureOptions(), reorder_ms=5000, trade_options=TradeOptions()), "bench")
+    spill_dir = tempfile.TemporaryDirectory(prefix="ff-bench-spill-")
+    feeder = SegmentFeeder(EngineBank(FeatureOptions(), reorder_ms=5000, trade_options=TradeOptions()), "bench",
+                           spill=table_blocks.Spill(spill_dir.name))
     live = LiveConfig()
     ring = RecentRows(live.replay_minutes, live.replay_rows)
     per_window = round(args.window * 60 / args.flush)
     print(f"{args.symbols} symbols, {args.flush:g} s flushes, {args.minutes:g} min of one segment; ring "
           f"{live.replay_minutes:g} min / {live.replay_rows} rows")
-    print(f"{'minute':>7} {'cpu s':>6} {'held tables':>12} {'ring tables':>12} {'rss MB':>7}")
+    print(f"{'minute':>7} {'cpu s':>6} {'held tables':>12} {'held MB':>8} {'spilled MB':>11} {'ring tables':>12}"
+          f" {'rss MB':>7}")
     windows, cpu, seq = [], 0.0, 0
     for i, (_, rows) in enumerate(flushes(market, int(args.flush * 1e9))):
         t0 = time.process_time()
@@ -66,7 +81,8 @@ def main() -> None:
             windows.append(cpu)
             held = sum(len(t) for o in feeder._held.values() for _, t in products(o))
             in_ring = sum(len(s.tables) for s in ring._streams.values())
-            print(f"{(i + 1) * args.flush / 60:>7.0f} {cpu:>6.2f} {held:>12} {in_ring:>12} {_rss_mb():>7.0f}", flush=True)
+            print(f"{(i + 1) * args.flush / 60:>7.0f} {cpu:>6.2f} {held:>12} {_in_memory_mb(feeder):>8.1f}"
+                  f" {feeder.spill.size / 2 ** 20:>11.1f} {in_ring:>12} {_rss_mb():>7.0f}", flush=True)
             cpu = 0.0
     if len(windows) > 2:  # the first window warms up (imports, first books): the second is the baseline
         print(f"last window / second: {windows[-1] / windows[1]:.2f}x the CPU per flush")

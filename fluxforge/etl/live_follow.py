@@ -37,6 +37,7 @@ import pyarrow as pa
 from ..bronze.journal import JournalTail
 from ..bronze.schemas import CHANNEL_SCHEMAS, channel_file
 from ..bronze.segments import MANIFEST, SegmentId
+from ..features import table_blocks
 from ..logs import get_logger
 from . import chunk_log
 from .bronze_reader import Key
@@ -192,7 +193,7 @@ class LiveFollower:
         """Finish the followed segment's feeder, fed through `rows`; its rows not yet published."""
         cur.feeder.finish()
         chunk_log.append_finished(cur.log_path)  # before its last rows reach the hub
-        pubs = unpublished(cur.feeder.outputs, cur.published, {})
+        pubs = unpublished(cur.feeder.held, cur.published, {})
         self.finished = _Finished(cur.seg_dir.name,
                                   Handover(cur.feeder, ends, logged, cur.feeder.bank.snapshot(), rows), cur.checkpoint)
         return pubs
@@ -230,8 +231,10 @@ class LiveFollower:
         start = fin.name if fin is not None else self.runner.checkpoint.last_segment
         tails = {c: JournalTail(seg_dir / channel_file(c, finished=False), CHANNEL_SCHEMAS[c])
                  for c in chunk_log.CHANNELS}
-        cur = self.current = _Following(seg_dir, SegmentFeeder(bank, seg_dir.name), tails,
-                                        chunk_log.state_path(self.runner.state_dir, seg_dir.name), start)
+        log_path = chunk_log.state_path(self.runner.state_dir, seg_dir.name)
+        # the outputs held until the segment job writes them: older blocks in a scratch file beside the log
+        feeder = SegmentFeeder(bank, seg_dir.name, spill=table_blocks.Spill(log_path.parent))
+        cur = self.current = _Following(seg_dir, feeder, tails, log_path, start)
         self.published[seg_dir.name] = cur.published
         logged = chunk_log.read(cur.log_path)
         log.info("live_following", segment=seg_dir.name, after=start, replaying_chunks=len(logged))

@@ -13,6 +13,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..features import table_blocks
 from ..features.pending_tables import slices
 from .bronze_reader import Key
 from .engines import FeatureOutput
@@ -43,8 +44,9 @@ def landed_parts(features: Path, segment: str) -> list[tuple[Product, Key, pa.Ta
 
 
 def unpublished(outputs: dict[Key, FeatureOutput], published: dict, maybe: dict | None) -> list[Publication]:
-    """Rows of `outputs` beyond `published` (rows per (symbol, product), updated); those a previous
-    process may have published (`maybe`: rows per (symbol, product); None: all) flagged as replays."""
+    """Rows of `outputs` (SegmentFeeder.held: only the lists with rows to publish are read back)
+    beyond `published` (rows per (symbol, product), updated); those a previous process may have
+    published (`maybe`: rows per (symbol, product); None: all) flagged as replays."""
     pubs = []
     for key, out in outputs.items():
         for product, tables in products(out):
@@ -53,7 +55,7 @@ def unpublished(outputs: dict[Key, FeatureOutput], published: dict, maybe: dict 
             published[(key, product)] = n
             if n <= start:
                 continue  # all published (the usual case): no table to build
-            full = live_table(key, tables)
+            full = live_table(key, [table_blocks.table(t) for t in tables])
             again = n if maybe is None else maybe.get((key, product), 0)
             if again > start:
                 pubs.append(Publication(product, full.slice(start, again - start), True))

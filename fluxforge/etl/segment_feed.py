@@ -10,11 +10,12 @@ live log is one chunk -- exactly the historical job as it always was; one with a
 log is fed in the logged chunks and the rest as one more (etl/chunk_log.py).  The
 engines it feeds return their rows unbuilt; each chunk's tables are built once per
 product for all symbols (features/pending_tables.py); a segment's outputs are merged
-as they accumulate over its chunks (features/table_blocks.py).
+as they accumulate over its chunks (features/table_blocks.py), and with a spill (the live
+path's) written to a scratch file as they grow, then read back a symbol at a time.
 """
 from __future__ import annotations
 
-from collections.abc import Container, Iterable, Iterator
+from collections.abc import Container, Iterable, Iterator, Mapping
 
 import pyarrow as pa
 
@@ -45,10 +46,12 @@ def products(out: FeatureOutput) -> Iterator[tuple[Product, list[pa.Table]]]:
 class SegmentFeeder:
     """One segment's symbol feeds over `bank`; `feed_chunk()` any number of times, then `finish()`."""
 
-    def __init__(self, bank: EngineBank, segment: str, keys: Container[Key] | None = None):
+    def __init__(self, bank: EngineBank, segment: str, keys: Container[Key] | None = None,
+                 spill: table_blocks.Spill | None = None):
         self.bank = bank
         self.segment = segment
         self.keys = keys
+        self.spill = spill  # where the held outputs' older blocks go (the live path: a long segment)
         self.feeds: dict[Key, SymbolFeed] = {}
         self._held: dict[Key, FeatureOutput] = {}  # the rows emitted so far, merged (table_blocks)
         self._levels: dict[tuple, list[int]] = {}  # merge levels of each of its lists
@@ -125,15 +128,22 @@ class SegmentFeeder:
         for name, held, tables in lists:
             levels = self._levels.setdefault((key, name), [])
             for table in tables:
-                table_blocks.append(held, levels, table)
+                table_blocks.append(held, levels, table, spill=self.spill)
 
     @property
-    def outputs(self) -> dict[Key, FeatureOutput]:
-        """Every row emitted so far, per symbol: tables in emission order (the segment job writes them)."""
-        return {key: FeatureOutput([table_blocks.table(t) for t in out.hf],
-                                   {d: [table_blocks.table(t) for t in ts] for d, ts in out.bars.items()},
-                                   {k: [table_blocks.table(t) for t in ts] for k, ts in out.products.items()})
+    def held(self) -> dict[Key, FeatureOutput]:
+        """Every row emitted so far, per symbol, as held: tables and `table_blocks` blocks in emission
+        order, each with `num_rows` (`table_blocks.table` reads one); lists copied, so later chunks
+        do not change them."""
+        return {key: FeatureOutput(list(out.hf), {d: list(ts) for d, ts in out.bars.items()},
+                                   {k: list(ts) for k, ts in out.products.items()})
                 for key, out in self._held.items()}
+
+    @property
+    def outputs(self) -> Mapping[Key, FeatureOutput]:
+        """Every row emitted so far, per symbol: tables in emission order (the segment job writes them),
+        each symbol's read back when it is looked up -- one symbol's rows in memory at a time."""
+        return HeldOutputs(self.held)
 
     def row_counts(self) -> dict[tuple[Key, Product], int]:
         """Rows emitted so far per (symbol, product)."""
@@ -151,6 +161,25 @@ class SegmentFeeder:
                 "duplicate_trades": sum(f.duplicate_trades for f in feeds),
                 "tickers": {k: sum(c[k] for c in by_symbol.values()) for k in TICKER_ISSUE_KINDS},
                 "tickers_by_symbol": by_symbol}
+
+
+class HeldOutputs(Mapping):
+    """`SegmentFeeder.held` as tables, a symbol's read back (from memory or the spill) when looked up."""
+
+    def __init__(self, held: dict[Key, FeatureOutput]):
+        self._held = held
+
+    def __getitem__(self, key: Key) -> FeatureOutput:
+        out = self._held[key]
+        return FeatureOutput([table_blocks.table(t) for t in out.hf],
+                             {d: [table_blocks.table(t) for t in ts] for d, ts in out.bars.items()},
+                             {k: [table_blocks.table(t) for t in ts] for k, ts in out.products.items()})
+
+    def __iter__(self) -> Iterator[Key]:
+        return iter(self._held)
+
+    def __len__(self) -> int:
+        return len(self._held)
 
 
 def pieces(table: pa.Table | None, batch_rows: int) -> list[pa.Table]:

@@ -48,7 +48,7 @@ class SegmentResult:
     tickers_by_symbol: dict = field(default_factory=dict)  # Key -> the same, for symbols that had tickers
     files: list[Path] = field(default_factory=list)
     seconds: float = 0.0
-    outputs: dict | None = None  # Key -> engines.FeatureOutput, with keep_outputs
+    outputs: dict | None = None  # with keep_outputs: SegmentFeeder.held (Key -> FeatureOutput of held blocks)
     bank: EngineBank | None = None  # the live path's bank, when the segment was handed over
     state: dict | None = None  # and that bank's snapshot (Handover.state)
     logged_counts: dict = field(default_factory=dict)  # (Key, product) -> rows of the live-logged chunks
@@ -99,9 +99,9 @@ def run_segment(seg_dir: Path, bank: EngineBank, features_root: Path, row_group_
         feeder.finish()
     for key, n in feeder.totals().items():
         setattr(result, key, n)
-    outputs = feeder.outputs
+    outputs = feeder.outputs  # read back a symbol at a time, as it is written
     if keep_outputs:
-        result.outputs = outputs
+        result.outputs = feeder.held
     writer = PartWriter(segment, row_group_rows)
     try:
         for (exchange, symbol), out in outputs.items():

@@ -5,12 +5,14 @@ segment and for the replay window; held one by one they grew the live ETL by meg
 second (features/table_blocks.py).  Random tables with nulls, NaN and strings.
 """
 import math
+import os
 import random
 
 import pyarrow as pa
+from structlog.testing import capture_logs
 
 from fluxforge.features import table_blocks
-from fluxforge.features.table_blocks import FANOUT
+from fluxforge.features.table_blocks import FANOUT, SPILL_LEVEL
 
 
 def _table(rng: random.Random, start: int, n: int) -> pa.Table:
@@ -71,9 +73,64 @@ def test_tables_that_do_not_concatenate_are_kept_as_they_are():
     assert len(tables) < len(appended)
 
 
-def test_a_segment_fed_flush_by_flush_holds_its_outputs_in_few_tables():
-    """The live path's feeder over 10 minutes of two symbols in 0.25 s flushes (2,400 chunks): each
-    (symbol, product) holds O(log n) tables, whose rows are every chunk's rows in order."""
+def _in_memory_rows(tables: list) -> int:
+    return sum(t.num_rows for t in tables if not isinstance(t, table_blocks.Spilled))
+
+
+def test_with_a_spill_blocks_of_the_spill_level_go_to_an_unnamed_file_and_read_back(tmp_path):
+    rng = random.Random(10)
+    spill = table_blocks.Spill(tmp_path / "live")
+    tables, levels, appended = [], [], []
+    block = FANOUT ** SPILL_LEVEL
+    for i in range(5 * block + 100):
+        t = _table(rng, i, 1)
+        appended.append(t)
+        table_blocks.append(tables, levels, t, spill=spill)
+        assert _in_memory_rows(tables) < block  # what stays in memory is bounded, whatever the length
+    spilled = [t for t in tables if isinstance(t, table_blocks.Spilled)]
+    assert len(spilled) == 5 and all(t.num_rows == block for t in spilled)  # not merged further
+    assert spill.size == sum(t.length for t in spilled) > 0
+    assert _same(_rows(tables), _rows(appended))
+    assert os.listdir(tmp_path / "live") == []  # nameless: nothing left behind by a crash
+    fd = spilled[0].file.fileno()
+    assert os.fstat(fd).st_nlink == 0 and os.fstat(fd).st_size == spill.size
+
+
+def test_a_full_disk_keeps_the_blocks_in_memory_and_spilling_resumes_when_there_is_room(mount_tmpfs):
+    """A real full file system (a 1 MB tmpfs): no row lost, one warning, later blocks spilled again."""
+    mnt = mount_tmpfs("1m")
+    filler = mnt / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+    try:
+        while os.write(fd, b"x" * 4096):
+            pass
+    except OSError:
+        pass  # full
+    finally:
+        os.close(fd)
+    rng = random.Random(11)
+    spill = table_blocks.Spill(mnt)
+    tables, levels, appended = [], [], []
+    block = FANOUT ** SPILL_LEVEL
+    with capture_logs() as logs:
+        for i in range(4 * block):
+            if i == 2 * block:
+                filler.unlink()  # the operator makes room
+            t = _table(rng, i, 2)
+            appended.append(t)
+            table_blocks.append(tables, levels, t, spill=spill)
+    kinds = [type(t).__name__ for t, lv in zip(tables, levels) if lv == SPILL_LEVEL]
+    assert kinds == ["Packed", "Packed", "Spilled", "Spilled"], kinds
+    assert _same(_rows(tables), _rows(appended))
+    events = [e["event"] for e in logs if e["event"].startswith("live_spill")]
+    assert events == ["live_spill_failed", "live_spill_resumed"], events
+    assert "No space left" in next(e["error"] for e in logs if e["event"] == "live_spill_failed")
+
+
+def test_a_segment_fed_flush_by_flush_holds_its_outputs_in_few_tables(tmp_path):
+    """The live path's feeder over 10 minutes of two symbols in 0.25 s flushes (2,400 chunks), with
+    its spill: each (symbol, product) holds O(log n) tables, fewer than FANOUT ** SPILL_LEVEL
+    chunks' tables' rows in memory, whose rows are every chunk's rows in order."""
     from etl_support import synthetic_market
     from live_support import flushes, same_rows
     from fluxforge.config import FeatureOptions
@@ -81,7 +138,8 @@ def test_a_segment_fed_flush_by_flush_holds_its_outputs_in_few_tables():
     from fluxforge.etl.segment_feed import SegmentFeeder, pieces, products
 
     m = synthetic_market(seconds=600.0, hz=10.0, trades_per_s=5.0)
-    feeder = SegmentFeeder(EngineBank(FeatureOptions(bar_durations=[1, 5]), reorder_ms=1000), "seg")
+    feeder = SegmentFeeder(EngineBank(FeatureOptions(bar_durations=[1, 5]), reorder_ms=1000), "seg",
+                           spill=table_blocks.Spill(tmp_path))
     emitted: dict = {}
     chunks = 0
     for _, rows in flushes(m, 250_000_000):
@@ -98,3 +156,8 @@ def test_a_segment_fed_flush_by_flush_holds_its_outputs_in_few_tables():
         assert len(tables) <= bound, (k, len(tables), len(emitted[k]))
         assert same_rows(_rows(tables), _rows(emitted[k])), k
     assert max(len(t) for t in emitted.values()) > 10 * bound  # what was held before: a table per chunk
+    for key, o in feeder.held.items():
+        for product, tables in products(o):  # the hf list of a 2,400-chunk segment: 9 blocks on disk
+            spilled = sum(isinstance(t, table_blocks.Spilled) for t in tables)
+            assert spilled == sum(t.num_rows > 0 for t in emitted[(key, product)]) // FANOUT ** 2, (key, product)
+            assert sum(not isinstance(t, table_blocks.Spilled) for t in tables) < 2 * FANOUT
