@@ -51,7 +51,9 @@ class Packed:
         sink = pa.BufferOutputStream()
         with pa.ipc.new_stream(sink, table.schema) as writer:
             writer.write_table(table)
-        self.buffer, self.num_rows = sink.getvalue(), table.num_rows
+        grown = sink.getvalue()  # in a buffer grown by doubling: up to twice its size allocated
+        self.buffer, self.num_rows = pa.allocate_buffer(grown.size), table.num_rows
+        pa.FixedSizeBufferWriter(self.buffer).write(grown)
 
 
 class Spill:
@@ -113,11 +115,13 @@ def table(held: pa.Table | Packed | Spilled) -> pa.Table:
 
 
 def append(tables: list, levels: list[int], new: pa.Table, max_level: int | None = None,
-           spill: Spill | None = None) -> None:
+           spill: Spill | None = None) -> int:
     """Append `new` to `tables` (whose merge levels `levels` tracks, one per table, in step)
     and merge; `max_level`: tables of that level are not merged further (blocks stay small
     enough to be dropped whole from the front, as the replay ring does); `spill`: blocks of
-    SPILL_LEVEL are written to it (and not merged further)."""
+    SPILL_LEVEL are written to it (and not merged further).  Returns how many bytes of `Packed`
+    blocks in memory it added (merged blocks in, the blocks merged into them out)."""
+    added = 0
     if spill is not None:
         max_level = SPILL_LEVEL if max_level is None else min(max_level, SPILL_LEVEL)
     tables.append(new)
@@ -128,8 +132,18 @@ def append(tables: list, levels: list[int], new: pa.Table, max_level: int | None
             merged = Packed(pa.concat_tables([table(t) for t in tables[-FANOUT:]]).combine_chunks())
         except (pa.ArrowInvalid, pa.ArrowTypeError):
             levels[-FANOUT:] = [_KEPT] * FANOUT
-            return
+            return added
         level = levels[-1] + 1
+        added -= sum(packed_bytes(t) for t in tables[-FANOUT:])
         del tables[-FANOUT:], levels[-FANOUT:]
-        tables.append(spill.put(merged) if spill is not None and level == SPILL_LEVEL else merged)
+        if spill is not None and level == SPILL_LEVEL:
+            merged = spill.put(merged)
+        tables.append(merged)
         levels.append(level)
+        added += packed_bytes(merged)
+    return added
+
+
+def packed_bytes(held: pa.Table | Packed | Spilled) -> int:
+    """The bytes of a `Packed` block (in memory); 0 for the others."""
+    return held.buffer.size if isinstance(held, Packed) else 0

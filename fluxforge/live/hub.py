@@ -38,7 +38,7 @@ class LiveHub:
     def __init__(self, cfg: LiveConfig, state_dir: Path | None = None, socket_path: Path | None = None):
         self.cfg = cfg
         self.socket_path = socket_path or server_socket_path(cfg, Path(state_dir or "."))
-        self.ring = RecentRows(cfg.replay_minutes, cfg.replay_rows)
+        self.ring = RecentRows(cfg.replay_minutes, cfg.replay_rows, cfg.replay_mb)
         self.subscribers: dict[int, Subscriber] = {}
         self.counters: dict = {"published_rows": 0, "published_chunks": 0, "sent_rows": 0, "subscribed": 0,
                                "refused": 0, "dropped": dict.fromkeys(DROP_REASONS, 0)}

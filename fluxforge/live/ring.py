@@ -6,7 +6,10 @@ keeps `publish()` O(subscribers) with no per-row work on the ETL's loop.
 
 Why a ring: "the last N minutes, then live" is answered from memory, so a
 strategy can warm up its indicators without reading Parquet.  It is bounded
-twice, in exchange-time minutes and in rows per key (`etl.live.replay_*`).  The
+in exchange-time minutes and in rows per key (`etl.live.replay_*`), and in memory
+for all keys together (`etl.live.replay_mb`: the other two grow with the symbols and
+products; beyond it the chunks with the oldest rows go first, whatever their key, so
+every key keeps about the same minutes, logged once as `live_replay_bounded`).  The
 ring keeps what it needs of each chunk (publish order, rows, times) and the rows
 themselves as a few compacted tables per key (features/table_blocks.py): a table
 per published chunk took ~80 KB for a 170-column hf row, 2 GB for the default 15
@@ -15,6 +18,7 @@ cached encoding never outlives the fan-out.
 """
 from __future__ import annotations
 
+import heapq
 from collections import deque
 from typing import Iterable
 
@@ -23,7 +27,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..features import table_blocks
+from ..features.table_blocks import FANOUT
+from ..logs import get_logger
 from . import wire
+
+log = get_logger("fluxforge.live")
 
 Key = tuple[str, str, str]  # (product, exchange, symbol)
 
@@ -101,17 +109,27 @@ class _Held:
 class _Stream:
     """One key's recent chunks and their rows: `tables` hold the rows numbered `base` on, in order."""
 
-    __slots__ = ("chunks", "tables", "levels", "base", "end", "rows")
+    __slots__ = ("chunks", "tables", "levels", "base", "end", "rows", "columns", "packed")
 
-    def __init__(self):
+    def __init__(self, columns: int):
         self.chunks: deque[_Held] = deque()
         self.tables: list = []  # pa.Table | table_blocks.Packed
         self.levels: list[int] = []
         self.base = self.end = self.rows = 0
+        self.columns = columns
+        self.packed = 0  # bytes of the Packed tables
+
+    @property
+    def bytes(self) -> int:
+        """The memory of its rows: the Packed tables' buffers, and 8 bytes a value of the tables as
+        published (level 0, the newest: fewer than FANOUT per key, whose objects -- COLUMN_BYTES a
+        column -- are what every key costs, however old its rows, not what dropping old rows frees)."""
+        loose = sum(t.num_rows for t in self.tables[-FANOUT:] if isinstance(t, pa.Table))
+        return self.packed + 8 * self.columns * loose
 
     def add(self, chunk: Chunk) -> None:
         self.chunks.append(_Held(chunk.seq, chunk.replay, chunk.first_ms, chunk.last_ms, self.end, chunk.rows))
-        table_blocks.append(self.tables, self.levels, chunk.table, MAX_LEVEL)
+        self.packed += table_blocks.append(self.tables, self.levels, chunk.table, MAX_LEVEL)
         self.end += chunk.rows
         self.rows += chunk.rows
 
@@ -135,16 +153,22 @@ class _Stream:
         """Drop the tables whose rows all precede the oldest chunk's."""
         start = self.chunks[0].start if self.chunks else self.end
         while self.tables and self.base + self.tables[0].num_rows <= start:
-            self.base += self.tables.pop(0).num_rows
+            table = self.tables.pop(0)
+            self.base += table.num_rows
+            self.packed -= table_blocks.packed_bytes(table)
             self.levels.pop(0)
 
 
 class RecentRows:
-    """Recent chunks per key, bounded by exchange-time minutes and rows per key."""
+    """Recent chunks per key, bounded by exchange-time minutes and rows per key, and by the
+    estimated memory of all keys' tables (`max_mb`; None: no bound; `_Stream.bytes`)."""
 
-    def __init__(self, minutes: float, max_rows: int):
+    def __init__(self, minutes: float, max_rows: int, max_mb: float | None = None):
         self.window_ms = int(minutes * 60_000)
         self.max_rows = max_rows
+        self.max_bytes = int(max_mb * 2 ** 20) if max_mb is not None else None
+        self.bytes = 0  # estimated: the sum of the streams' `bytes`
+        self.bounded = False  # the byte bound has dropped rows the other bounds kept
         self._streams: dict[Key, _Stream] = {}
 
     @property
@@ -156,7 +180,8 @@ class RecentRows:
             return
         s = self._streams.get(chunk.key)
         if s is None:
-            s = self._streams[chunk.key] = _Stream()
+            s = self._streams[chunk.key] = _Stream(chunk.table.num_columns)
+        before = s.bytes
         s.add(chunk)
         held = s.chunks
         newest = max(held[0].last_ms, held[-1].last_ms)
@@ -165,6 +190,32 @@ class RecentRows:
         if s.rows > self.max_rows:  # the oldest chunk straddles the row bound: keep its newest rows
             s.trim(held[0], s.rows - self.max_rows)
         s.drop_unheld()
+        self.bytes += s.bytes - before
+        if self.max_bytes is not None and self.bytes > self.max_bytes:
+            self._drop_oldest()
+
+    def _drop_oldest(self) -> None:
+        """Drop the chunks whose newest rows are oldest, of any key, until the rows take 1/16 less
+        than the bound (one heap of the keys per 1/16 of the bound added, not one per chunk)."""
+        target = self.max_bytes - self.max_bytes // 16
+        heap = [(s.chunks[0].last_ms, i, s) for i, s in enumerate(self._streams.values()) if s.chunks]
+        heapq.heapify(heap)
+        while self.bytes > target and heap:
+            _, i, s = heapq.heappop(heap)
+            before = s.bytes
+            s.rows -= s.chunks.popleft().rows
+            s.drop_unheld()  # (a block's memory goes with its last chunk)
+            self.bytes += s.bytes - before
+            if s.chunks:
+                heapq.heappush(heap, (s.chunks[0].last_ms, i, s))
+        if not self.bounded:
+            self.bounded = True
+            fronts = [s.chunks[0].first_ms for s in self._streams.values() if s.chunks]
+            newest = max((s.chunks[-1].last_ms for s in self._streams.values() if s.chunks), default=0)
+            log.info("live_replay_bounded", replay_mb=self.max_bytes / 2 ** 20,
+                     minutes_kept=round((newest - min(fronts, default=newest)) / 60_000, 1),
+                     note="the replay ring holds fewer than etl.live.replay_minutes for all symbols and "
+                          "products: raise etl.live.replay_mb (memory) or lower replay_minutes")
 
     def since(self, from_ms: int, keys: Iterable[Key]) -> list[Chunk]:
         """Replay chunks of these keys with rows at or after `from_ms`, in publish order."""

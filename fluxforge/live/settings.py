@@ -49,7 +49,10 @@ class LiveConfig(BaseModel):
     replay_minutes: float = Field(15.0, ge=0.0, le=24 * 60.0,
                                   description="exchange-time minutes of recent rows kept per product and symbol")
     replay_rows: int = Field(1000, ge=0, le=1_000_000, description="at most this many recent rows per product "
-                             "and symbol (bounds memory: ~3 kB per hf row)")
+                             "and symbol")
+    replay_mb: float = Field(64.0, gt=0.0, le=65536.0, description="memory of the recent rows, all products and "
+                             "symbols together (estimated: 8 bytes a value, ~1.4 kB an hf row); beyond, the "
+                             "oldest go first")
     max_subscribers: int = Field(64, ge=1, le=10_000)
 
     @field_validator("listen")

@@ -150,6 +150,31 @@ def test_last_minutes_replays_recent_rows_only():
     assert same_rows(got, expected("hf", recent, replay=True) + expected("hf", live))
 
 
+def test_a_replay_holds_the_newest_rows_of_every_symbol_that_fit_replay_mb():
+    """`etl.live.replay_mb` bounds the hub's ring across symbols: a subscriber replaying everything
+    gets each symbol's newest rows, the same stretch of time for both, then live."""
+    n = 3000  # 2 x 3000 rows of 5 values: ~240 kB, over a 0.1 MB bound
+
+    async def scenario():
+        async with running_hub(replay_rows=100_000, replay_minutes=24 * 60, replay_mb=0.1) as hub:
+            for i in range(n):
+                for symbol in ("BTC/USDT", "ETH/USDT"):
+                    hub.publish("hf", rows_table("binance", symbol, 1_000_000 + 1000 * i, 1))
+            held = hub.ring.rows
+            got = await asyncio.wait_for(collect(held, socket=hub.socket_path, since=0), 30)
+            return got, held, hub.ring.bytes, hub.ring.max_bytes
+
+    got, held, used, bound = asyncio.run(scenario())
+    assert 0 < held < 2 * n and used <= bound
+    times = {}
+    for row in got:
+        assert row["replay"]
+        times.setdefault(row["symbol"], []).append(row["seq"])
+    for symbol, seqs in times.items():  # each symbol's newest rows, in order, none missing
+        assert seqs == list(range(seqs[0], 1_000_000 + 1000 * n, 1000)), symbol
+    assert abs(times["BTC/USDT"][0] - times["ETH/USDT"][0]) <= 1000
+
+
 def test_ring_is_bounded_by_rows_and_minutes():
     ring = RecentRows(minutes=1.0, max_rows=10)
     for i in range(8):  # chunk i: 3 rows, seq 3000i + 0..2, 1 s apart

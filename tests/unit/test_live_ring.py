@@ -11,6 +11,7 @@ import random
 from collections import deque
 
 import pyarrow as pa
+from structlog.testing import capture_logs
 
 from fluxforge.live.ring import MAX_LEVEL, Chunk, RecentRows
 from fluxforge.features.table_blocks import FANOUT
@@ -90,3 +91,44 @@ def test_one_row_chunks_are_held_in_a_few_tables():
         assert len(stream.tables) <= (FANOUT - 1) * MAX_LEVEL + math.ceil(n / FANOUT ** MAX_LEVEL), len(stream.tables)
         assert sum(isinstance(t, pa.Table) for t in stream.tables) < FANOUT  # the rest: one IPC buffer each
     assert ring.rows == 2 * n
+
+
+def _steady(seconds: int, wide=(0, 1)) -> list[Chunk]:
+    """A chunk of one row per key and second, in publish order, cut from one table per key as the hub
+    cuts a publication; keys at index `wide` have hf's 170 columns."""
+    sources = [_table(key[1], key[2], [1_733_000_000_000 + 1000 * i for i in range(seconds)], 0,
+                      170 if k in wide else 3) for k, key in enumerate(KEYS)]
+    return [Chunk(len(KEYS) * i + k + 1, *key, sources[k].slice(i, 1), False)
+            for i in range(seconds) for k, key in enumerate(KEYS)]
+
+
+def test_the_byte_bound_drops_the_oldest_rows_of_any_key_first():
+    """`replay_mb`: all keys together stay within it; what goes is each key's oldest chunks, and the
+    keys keep about the same minutes (by time, not one share per key: wide hf rows would keep fewer)."""
+    free, bound = RecentRows(60.0, 100_000), RecentRows(60.0, 100_000, max_mb=4.0)
+    with capture_logs() as logs:
+        for chunk in _steady(2400):
+            for ring in (free, bound):
+                ring.add(chunk)
+            assert bound.bytes <= bound.max_bytes
+    assert bound.bytes == sum(s.bytes for s in bound._streams.values())
+    assert free.bytes > 1.5 * bound.max_bytes and bound.bounded  # the bound held, not the other two
+    for key in KEYS:  # a suffix of what the unbounded ring keeps, row for row
+        got = [(c.seq, c.table.to_pylist()) for c in bound.since(0, [key])]
+        want = [(c.seq, c.table.to_pylist()) for c in free.since(0, [key])]
+        assert 0 < len(got) < len(want) and got == want[-len(got):], key
+    fronts = [bound._streams[key].chunks[0].first_ms for key in KEYS]
+    assert max(fronts) - min(fronts) <= 1000, fronts  # the same minutes for wide and narrow keys
+    assert [e["event"] for e in logs if e["event"] == "live_replay_bounded"] == ["live_replay_bounded"]
+
+
+def test_the_byte_bound_bounds_the_memory_the_ring_takes():
+    """What Arrow allocates for the ring's rows stays within `replay_mb` (the estimate is not low; +5 %:
+    the allocator's alignment).  The tables as published are slices of the publication: no allocation."""
+    chunks = _steady(2400)
+    ring = RecentRows(60.0, 100_000, max_mb=4.0)
+    before = pa.total_allocated_bytes()
+    for chunk in chunks:
+        ring.add(chunk)
+    assert ring.bounded
+    assert pa.total_allocated_bytes() - before <= 1.05 * ring.max_bytes
