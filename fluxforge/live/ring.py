@@ -27,7 +27,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..features import table_blocks
-from ..features.table_blocks import FANOUT
 from ..logs import get_logger
 from . import wire
 
@@ -109,7 +108,7 @@ class _Held:
 class _Stream:
     """One key's recent chunks and their rows: `tables` hold the rows numbered `base` on, in order."""
 
-    __slots__ = ("chunks", "tables", "levels", "base", "end", "rows", "columns", "packed")
+    __slots__ = ("chunks", "tables", "levels", "base", "end", "rows", "columns", "packed", "loose")
 
     def __init__(self, columns: int):
         self.chunks: deque[_Held] = deque()
@@ -118,18 +117,23 @@ class _Stream:
         self.base = self.end = self.rows = 0
         self.columns = columns
         self.packed = 0  # bytes of the Packed tables
+        self.loose = 0  # rows of the others
 
     @property
     def bytes(self) -> int:
         """The memory of its rows: the Packed tables' buffers, and 8 bytes a value of the tables as
-        published (level 0, the newest: fewer than FANOUT per key, whose objects -- COLUMN_BYTES a
-        column -- are what every key costs, however old its rows, not what dropping old rows frees)."""
-        loose = sum(t.num_rows for t in self.tables[-FANOUT:] if isinstance(t, pa.Table))
-        return self.packed + 8 * self.columns * loose
+        published (the newest, fewer than FANOUT per key: their objects -- COLUMN_BYTES a column --
+        are what every key costs however old its rows, not what dropping old rows frees)."""
+        return self.packed + 8 * self.columns * self.loose
 
     def add(self, chunk: Chunk) -> None:
         self.chunks.append(_Held(chunk.seq, chunk.replay, chunk.first_ms, chunk.last_ms, self.end, chunk.rows))
+        n = len(self.tables)
         self.packed += table_blocks.append(self.tables, self.levels, chunk.table, MAX_LEVEL)
+        if len(self.tables) == n + 1:
+            self.loose += chunk.rows
+        else:  # merged (one table in FANOUT appended)
+            self.loose = sum(t.num_rows for t in self.tables if isinstance(t, pa.Table))
         self.end += chunk.rows
         self.rows += chunk.rows
 
@@ -156,6 +160,7 @@ class _Stream:
             table = self.tables.pop(0)
             self.base += table.num_rows
             self.packed -= table_blocks.packed_bytes(table)
+            self.loose -= table.num_rows if isinstance(table, pa.Table) else 0
             self.levels.pop(0)
 
 

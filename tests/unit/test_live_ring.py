@@ -14,6 +14,7 @@ import pyarrow as pa
 from structlog.testing import capture_logs
 
 from fluxforge.live.ring import MAX_LEVEL, Chunk, RecentRows
+from fluxforge.features import table_blocks
 from fluxforge.features.table_blocks import FANOUT
 
 TS = pa.timestamp("ms", tz="UTC")
@@ -112,6 +113,9 @@ def test_the_byte_bound_drops_the_oldest_rows_of_any_key_first():
                 ring.add(chunk)
             assert bound.bytes <= bound.max_bytes
     assert bound.bytes == sum(s.bytes for s in bound._streams.values())
+    for s in bound._streams.values():  # what `bytes` keeps count of, counted again
+        assert s.packed == sum(t.buffer.size for t in s.tables if isinstance(t, table_blocks.Packed))
+        assert s.loose == sum(t.num_rows for t in s.tables if isinstance(t, pa.Table))
     assert free.bytes > 1.5 * bound.max_bytes and bound.bounded  # the bound held, not the other two
     for key in KEYS:  # a suffix of what the unbounded ring keeps, row for row
         got = [(c.seq, c.table.to_pylist()) for c in bound.since(0, [key])]
