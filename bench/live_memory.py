@@ -8,7 +8,7 @@ table_blocks.py).  This feeds SYMBOLS synthetic symbols (books 10/s at depth 20,
 flush by flush through the live path's own code -- SegmentFeeder, live_tables, the ring --
 for MINUTES of one segment, in one process, and prints per window the CPU of the flushes,
 the tables held, the bytes of the feeder's outputs in memory and in its spill file (the
-live path's: table_blocks.Spill) and the resident memory (which includes the synthetic
+live path's: table_blocks.Spill), the ring's and the resident memory (which includes the synthetic
 market, made up front); then the CPU of the last window against the second (1.0: a flush
 costs the same late in a segment as early; the first window warms up).
 
@@ -63,12 +63,12 @@ def main() -> None:
     feeder = SegmentFeeder(EngineBank(FeatureOptions(), reorder_ms=5000, trade_options=TradeOptions()), "bench",
                            spill=table_blocks.Spill(spill_dir.name))
     live = LiveConfig()
-    ring = RecentRows(live.replay_minutes, live.replay_rows)
+    ring = RecentRows(live.replay_minutes, live.replay_rows, live.replay_mb)
     per_window = round(args.window * 60 / args.flush)
     print(f"{args.symbols} symbols, {args.flush:g} s flushes, {args.minutes:g} min of one segment; ring "
-          f"{live.replay_minutes:g} min / {live.replay_rows} rows")
+          f"{live.replay_minutes:g} min / {live.replay_rows} rows / {live.replay_mb:g} MB")
     print(f"{'minute':>7} {'cpu s':>6} {'held tables':>12} {'held MB':>8} {'spilled MB':>11} {'ring tables':>12}"
-          f" {'rss MB':>7}")
+          f" {'ring MB':>8} {'rss MB':>7}")
     windows, cpu, seq = [], 0.0, 0
     for i, (_, rows) in enumerate(flushes(market, int(args.flush * 1e9))):
         t0 = time.process_time()
@@ -82,7 +82,8 @@ def main() -> None:
             held = sum(len(t) for o in feeder._held.values() for _, t in products(o))
             in_ring = sum(len(s.tables) for s in ring._streams.values())
             print(f"{(i + 1) * args.flush / 60:>7.0f} {cpu:>6.2f} {held:>12} {_in_memory_mb(feeder):>8.1f}"
-                  f" {feeder.spill.size / 2 ** 20:>11.1f} {in_ring:>12} {_rss_mb():>7.0f}", flush=True)
+                  f" {feeder.spill.size / 2 ** 20:>11.1f} {in_ring:>12} {ring.bytes / 2 ** 20:>8.1f} {_rss_mb():>7.0f}",
+                  flush=True)
             cpu = 0.0
     if len(windows) > 2:  # the first window warms up (imports, first books): the second is the baseline
         print(f"last window / second: {windows[-1] / windows[1]:.2f}x the CPU per flush")
