@@ -38,6 +38,8 @@ SETTINGS = [(1.0, 5.0), (0.25, 1.0)]  # (flush_interval, reorder_window): defaul
 
 def _etl_child(config: str, out: str) -> None:
     """`fluxforge etl`; at exit, write the live latency window and this process's CPU since start-up."""
+    from fluxforge.etl import return_freed_memory_promptly
+    return_freed_memory_promptly()  # as `fluxforge etl` does, before pyarrow: the same peak RSS
     from fluxforge.config import load_config
     from fluxforge.etl.service import EtlService
     from fluxforge.logs import configure_logging
