@@ -25,7 +25,7 @@ from .bronze_reader import BadSegment, Key, SegmentReader
 from .engines import EngineBank
 from .hive_writer import PartWriter, prepare_table, split_by_day
 from .naming import bars_partition, hf_partition, trade_partition
-from .segment_feed import SegmentFeeder
+from .segment_feed import HeldOutputs, SegmentFeeder
 
 log = get_logger("fluxforge.etl")
 
@@ -99,9 +99,10 @@ def run_segment(seg_dir: Path, bank: EngineBank, features_root: Path, row_group_
         feeder.finish()
     for key, n in feeder.totals().items():
         setattr(result, key, n)
-    outputs = feeder.outputs  # read back a symbol at a time, as it is written
+    held = feeder.held
     if keep_outputs:
-        result.outputs = feeder.held
+        result.outputs = held
+    outputs = HeldOutputs(held)  # read back a symbol at a time, as it is written
     writer = PartWriter(segment, row_group_rows)
     try:
         for (exchange, symbol), out in outputs.items():
