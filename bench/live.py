@@ -41,6 +41,7 @@ def _etl_child(config: str, out: str) -> None:
     from fluxforge.etl import return_freed_memory_promptly
     return_freed_memory_promptly()  # as `fluxforge etl` does, before pyarrow: the same peak RSS
     from fluxforge.config import load_config
+    from fluxforge.etl.live_latency import latency_target
     from fluxforge.etl.service import EtlService
     from fluxforge.logs import configure_logging
 
@@ -53,16 +54,12 @@ def _etl_child(config: str, out: str) -> None:
     q, samples, late = None, 0, None
     if service.live is not None:
         window = service.live.latency
-        target = _target(cfg.collector.flush_interval, cfg.etl.reorder_window)
+        target = latency_target(cfg.collector.flush_interval, cfg.etl.reorder_window)
         q, samples, late = window.quantiles(), window.count, window.share_above(target)
     import resource
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     Path(out).write_text(json.dumps({"cpu": cpu, "rss_mb": rss_mb, "latency": q, "samples": samples, "late": late,
                                      "processed": service.processed, "rc": rc}))
-
-
-def _target(flush: float, reorder: float) -> float:
-    return flush + reorder + 0.5
 
 
 def _config(data: Path, entry: dict, flush: float, reorder: float, live: bool, port: int) -> dict:
@@ -134,6 +131,7 @@ def main() -> None:
     if args.etl_child:
         _etl_child(*args.etl_child)
         return
+    from fluxforge.etl.live_latency import latency_target
     symbols = bench_symbols(args.symbols)
     print(f"live features: {len(symbols)} symbols x books (10/s, depth 20) + trades ({10 * args.trades_per_update:g}/s)"
           f" + tickers, "
@@ -149,7 +147,7 @@ def main() -> None:
         on, off = r["on"], r["off"]
         p50, p99 = on["latency"] or (float("nan"), float("nan"))
         late = f"{100 * on['late']:.1f}%" if on.get("late") is not None else "-"
-        print(f"{flush:>6g} {reorder:>8g} {p50:>7.2f} {p99:>7.2f} {_target(flush, reorder):>7.2f} {late:>6} {on['samples']:>7}"
+        print(f"{flush:>6g} {reorder:>8g} {p50:>7.2f} {p99:>7.2f} {latency_target(flush, reorder):>7.2f} {late:>6} {on['samples']:>7}"
               f" {on['cpu']:>7.1f} {off['cpu']:>8.1f} {on['cpu'] / max(off['cpu'], 1e-9):>6.2f}"
               f" {on['rss_mb']:>5.0f}MB {off['rss_mb']:>6.0f}MB")
 

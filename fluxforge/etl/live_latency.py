@@ -10,6 +10,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 
+def latency_target(flush_interval: float, reorder_window: float) -> float:
+    """The latency live rows should stay within (docs/live.md): a row waits up to a collector flush
+    to be read and a reorder window to be final, plus half a second to be computed and published."""
+    return flush_interval + reorder_window + 0.5
+
+
 class LatencyWindow:
     """The last `size` latencies in seconds; p50/p99 over them."""
 

@@ -215,12 +215,25 @@ class RecentRows:
                 heapq.heappush(heap, (s.chunks[0].last_ms, i, s))
         if not self.bounded:
             self.bounded = True
-            fronts = [s.chunks[0].first_ms for s in self._streams.values() if s.chunks]
-            newest = max((s.chunks[-1].last_ms for s in self._streams.values() if s.chunks), default=0)
             log.info("live_replay_bounded", replay_mb=self.max_bytes / 2 ** 20,
-                     minutes_kept=round((newest - min(fronts, default=newest)) / 60_000, 1),
+                     minutes_kept=round(self.span_ms() / 60_000, 1),
                      note="the replay ring holds fewer than etl.live.replay_minutes for all symbols and "
                           "products: raise etl.live.replay_mb (memory) or lower replay_minutes")
+
+    def span_ms(self) -> int:
+        """Exchange time from the oldest row held to the newest, over all keys (0: empty): each key's
+        oldest chunk's first row and newest chunk's last (a key's chunks come in time order).  Safe
+        to call from another thread (the metrics scrape) while the loop adds: it only reads each
+        key's first and last chunk, and a key emptied meanwhile is skipped."""
+        oldest = newest = None
+        for s in list(self._streams.values()):
+            try:
+                first, last = s.chunks[0].first_ms, s.chunks[-1].last_ms
+            except IndexError:
+                continue
+            oldest = first if oldest is None else min(oldest, first)
+            newest = last if newest is None else max(newest, last)
+        return 0 if oldest is None else max(newest - oldest, 0)
 
     def since(self, from_ms: int, keys: Iterable[Key]) -> list[Chunk]:
         """Replay chunks of these keys with rows at or after `from_ms`, in publish order."""

@@ -1,10 +1,13 @@
-"""Prometheus families of the live-features hub, read from its counters at scrape time.
+"""Prometheus families of the live features, read at scrape time: the hub's counters, the live
+path's latency and counters, the replay ring's memory and span.
 
-Why at scrape time: the hub counts with plain integers on the ETL's loop (a
-`publish()` must stay a few appends); the scrape thread only reads them, so the
-hot path never touches a metrics lock.
+Why at scrape time: the hub and the live path count with plain integers on the ETL's loop and
+worker thread (a `publish()` must stay a few appends); the scrape thread only reads them, so
+the hot path never touches a metrics lock.
 """
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from prometheus_client.registry import Collector as PromCollector
 
@@ -13,10 +16,22 @@ from .metrics import family
 
 
 class LiveMetrics(PromCollector):
-    def __init__(self, hub):
+    """`hub`: the LiveHub; `follower()`: the LiveFollower publishing to it, once the service has
+    made one (None before: hub families only); `target_s`: the latency live rows should stay
+    within (etl/live_latency.py `latency_target`)."""
+
+    def __init__(self, hub, follower: Callable[[], object | None] = lambda: None, target_s: float | None = None):
         self.hub = hub
+        self.follower = follower
+        self.target_s = target_s
 
     def collect(self):
+        yield from self._hub()
+        live = self.follower()
+        if live is not None:
+            yield from self._follower(live)
+
+    def _hub(self):
         counters = self.hub.counters
         subs = family(M.LIVE_SUBSCRIBERS)
         subs.add_metric([], float(len(self.hub.subscribers)))
@@ -28,4 +43,27 @@ class LiveMetrics(PromCollector):
         for d, key in ((M.LIVE_ROWS_PUBLISHED, "published_rows"), (M.LIVE_REFUSED, "refused")):
             f = family(d)
             f.add_metric([], float(counters[key]))
+            yield f
+        ring = self.hub.ring
+        for d, value in ((M.LIVE_REPLAY_BYTES, ring.bytes), (M.LIVE_REPLAY_SECONDS, ring.span_ms() / 1000)):
+            f = family(d)
+            f.add_metric([], float(value))
+            yield f
+
+    def _follower(self, live):
+        latency = family(M.LIVE_LATENCY)
+        q = live.latency.quantiles()
+        if q is not None:
+            for label, value in zip(M.LIVE_QUANTILES, q):
+                latency.add_metric([label], value)
+        yield latency
+        if self.target_s is not None:
+            target = family(M.LIVE_LATENCY_TARGET)
+            target.add_metric([], self.target_s)
+            yield target
+        c = live.counters
+        for d, value in ((M.LIVE_ERRORS, c.errors), (M.LIVE_ROWS_REPLAYED, c.replayed_rows),
+                         (M.LIVE_ROWS_NOT_LANDED, c.not_landed)):
+            f = family(d)
+            f.add_metric([], float(value))
             yield f

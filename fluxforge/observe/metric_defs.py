@@ -9,7 +9,7 @@ prefix, base units, `_total` counters, `_seconds`, `_bytes`) in one place.
 Labels are bounded: `exchange`, `channel` and `symbol` come from the config,
 `state`, `event`, `reason`, `kind`, `tree` and `job` from the fixed sets below (live drop
 reasons: fluxforge/live/hub.py DROP_REASONS; ticker kinds: fluxforge/etl/ticker_products.py
-TICKER_ISSUE_KINDS).
+TICKER_ISSUE_KINDS; latency quantiles: LIVE_QUANTILES).
 """
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ STREAM_EVENTS = ("gap", "resync", "reconnect", "stall", "dropped", "disk_full", 
 DROP_REASONS = ("queue_full", "disk_full")
 JOBS = ("compact", "sync", "retention")
 OUTCOMES = ("success", "failure", "skipped")
+LIVE_QUANTILES = ("0.5", "0.99")  # of the live latency window (etl/live_latency.py)
 
 FLUSH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 SEGMENT_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
@@ -91,6 +92,22 @@ LIVE_DROPPED = _d("fluxforge_live_subscribers_dropped", COUNTER,
 LIVE_ROWS_PUBLISHED = _d("fluxforge_live_rows_published", COUNTER, "feature rows the ETL published live")
 LIVE_REFUSED = _d("fluxforge_live_subscriptions_refused", COUNTER,
                   "subscriptions refused (bad token, too many subscribers)")
+LIVE_LATENCY = _d("fluxforge_live_publish_latency_seconds", GAUGE,
+                  "event-to-publish latency of the latest live hf rows (exchange time to the hub; the last "
+                  "20,000 rows), per quantile (0.5, 0.99); absent before the first row", "quantile")
+LIVE_LATENCY_TARGET = _d("fluxforge_live_latency_target_seconds", GAUGE,
+                         "the latency live rows should stay within: collector.flush_interval + etl.reorder_window + 0.5 s")
+LIVE_ERRORS = _d("fluxforge_live_errors", COUNTER,
+                 "errors of the live path (its engines restarted from the checkpoint, the rows fed again as replays)")
+LIVE_ROWS_REPLAYED = _d("fluxforge_live_rows_replayed", COUNTER,
+                        "rows published again flagged replay=true (after an ETL restart or a live-path error)")
+LIVE_ROWS_NOT_LANDED = _d("fluxforge_live_rows_not_landed", COUNTER,
+                          "rows published live of segments that then went to failed/ (not in Parquet)")
+LIVE_REPLAY_BYTES = _d("fluxforge_live_replay_bytes", GAUGE,
+                       "memory of the replay ring's rows (estimated; bounded by etl.live.replay_mb)")
+LIVE_REPLAY_SECONDS = _d("fluxforge_live_replay_seconds", GAUGE,
+                         "exchange time from the oldest to the newest row the replay ring holds (up to "
+                         "etl.live.replay_minutes; less once etl.live.replay_mb bounds it)")
 
 # -- timers (node_exporter textfiles) ------------------------------------------------
 # The label is `task`, not `job`: Prometheus sets `job` on every target (node_exporter's here).

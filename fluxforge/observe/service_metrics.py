@@ -37,5 +37,8 @@ def install_etl_metrics(service: Any) -> tuple[Any, MetricsEndpoint | None]:
     if getattr(service, "hub", None) is not None:
         from .live_metrics import LiveMetrics
 
-        metrics.registry.register(LiveMetrics(service.hub))
+        from ..etl.live_latency import latency_target
+
+        target = latency_target(cfg.collector.flush_interval, cfg.etl.reorder_window)
+        metrics.registry.register(LiveMetrics(service.hub, lambda: getattr(service, "live", None), target))
     return metrics, MetricsEndpoint.for_service(cfg, metrics.registry, "etl")

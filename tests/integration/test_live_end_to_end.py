@@ -11,17 +11,21 @@ the socket; every wait is on the condition itself.
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import subprocess
 import sys
 import tempfile
+import urllib.request
 from collections import defaultdict
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import yaml
 from collector_support import collector_command, config_dict, subprocess_env, wait_until
 from live_support import Record, landed, published, row_keys, same_rows
+from prometheus_client.parser import text_string_to_metric_families
 from test_collector_e2e import binance_entry
 
 from fluxforge.bronze.segments import SegmentStore
@@ -45,6 +49,15 @@ async def _take(sock: Path, out: list, batches: bool) -> None:
         pass
 
 
+def _scrape_etl(etl_log: Path) -> dict[tuple, float]:
+    """The ETL's /metrics (its port from its `metrics_listening` event), as {(name, *labels): value}."""
+    events = [json.loads(line) for line in etl_log.read_text(errors="replace").splitlines() if line.startswith("{")]
+    port = next(e["port"] for e in events if e.get("event") == "metrics_listening")
+    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    return {(s.name, *sorted(s.labels.items())): s.value
+            for fam in text_string_to_metric_families(body) for s in fam.samples}
+
+
 def _received_rows(rows: list[dict], batches: list) -> tuple[int, int]:
     return len(rows), sum(b.batch.num_rows for b in batches)
 
@@ -61,6 +74,7 @@ def test_subscribers_of_the_running_etl_receive_the_parquet_rows(tmp_path):
                               segment_max_seconds=4.0)
             cfg["etl"] = {"poll_interval": 0.2, "reorder_window": 1.0,
                           "live": {"enabled": True, "poll_interval": 0.05, "socket": str(sock)}}
+            cfg["metrics"] = {"collector_port": 0, "etl_port": 0}
             config = tmp_path / "config.yaml"
             config.write_text(yaml.safe_dump(cfg))
             rows, batches = [], []
@@ -86,13 +100,14 @@ def test_subscribers_of_the_running_etl_receive_the_parquet_rows(tmp_path):
                                      what="every landed row at both subscribers")
                 except AssertionError:
                     pass
+                metrics = await asyncio.get_running_loop().run_in_executor(None, _scrape_etl, etl_log)
                 etl.send_signal(signal.SIGTERM)
                 assert await asyncio.wait_for(etl.wait(), 60) == 0
                 await asyncio.wait_for(asyncio.gather(*clients), 30)  # the ETL's stop closes them
-            return rows, batches
+            return rows, batches, metrics
 
     with tempfile.TemporaryDirectory(prefix="fflive-") as short:  # a Unix socket path has <= 107 bytes
-        rows, batches = asyncio.run(asyncio.wait_for(body(Path(short) / "live.sock"), 900))
+        rows, batches, metrics = asyncio.run(asyncio.wait_for(body(Path(short) / "live.sock"), 900))
     assert not store.list("failed")
     log_text = etl_log.read_text(errors="replace")
     assert '"live_error"' not in log_text and '"live_chunks_mismatch"' not in log_text, log_text[-3000:]
@@ -100,6 +115,22 @@ def test_subscribers_of_the_running_etl_receive_the_parquet_rows(tmp_path):
     truth = landed(data / "features")
     assert {k[0] for k in truth} >= {"hf", "bars/interval=1s", "trade_bars/interval=1s"}, sorted(truth)
     assert not any(r["replay"] for r in rows) and not any(b.replay for b in batches)  # no restart: no replays
+
+    # /metrics of the live path, scraped once every row was with both clients
+    assert metrics[("fluxforge_live_rows_published_total",)] == len(rows)
+    for name in ("errors", "rows_replayed", "rows_not_landed"):
+        assert metrics[(f"fluxforge_live_{name}_total",)] == 0, name
+    assert metrics[("fluxforge_live_latency_target_seconds",)] == 0.25 + 1.0 + 0.5  # flush + reorder + 0.5
+    p50 = metrics[("fluxforge_live_publish_latency_seconds", ("quantile", "0.5"))]
+    p99 = metrics[("fluxforge_live_publish_latency_seconds", ("quantile", "0.99"))]
+    # an hf row is final once both streams are a reorder window (1 s) past it, and the loopback
+    # stamps its events with this machine's clock: no row can be published sooner
+    assert 1.0 <= p50 <= p99 < 60, (p50, p99)
+    # the ring holds every row published (well within replay_minutes): oldest to newest of them all
+    ms = [pc.cast(b.batch.column("timestamp"), pa.int64()).to_numpy() for b in batches]
+    span = (max(int(m.max()) for m in ms) - min(int(m.min()) for m in ms)) / 1000
+    assert metrics[("fluxforge_live_replay_seconds",)] == span
+    assert metrics[("fluxforge_live_replay_bytes",)] > 0
 
     # Arrow batches: per (product, exchange, symbol), exactly the Parquet rows in order
     arrow = published([Record(b.product, b.replay, 0.0, pa.Table.from_batches([b.batch])) for b in batches], False)

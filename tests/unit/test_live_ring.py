@@ -77,6 +77,11 @@ def test_the_ring_replays_what_the_rule_keeps():
                     assert [(s, rows) for s, _, _, rows in got] == want, (minutes, max_rows, seq, from_ms)
                     assert all(replay for _, replay, _, _ in got)
                 assert ring.rows == sum(t.num_rows for r in model.rings.values() for _, t in r)
+                # the span /metrics shows: each key's oldest chunk's first row to its newest's last (the
+                # hub's chunks of a key come in time order; these random ones need not)
+                ms = lambda t: t.column("timestamp").cast(pa.int64()).to_pylist()  # noqa: E731
+                ends = [(min(ms(r[0][1])), max(ms(r[-1][1]))) for r in model.rings.values() if r]
+                assert ring.span_ms() == max(e for _, e in ends) - min(f for f, _ in ends)
 
 
 def test_one_row_chunks_are_held_in_a_few_tables():
@@ -124,6 +129,7 @@ def test_the_byte_bound_drops_the_oldest_rows_of_any_key_first():
     fronts = [bound._streams[key].chunks[0].first_ms for key in KEYS]
     assert max(fronts) - min(fronts) <= 1000, fronts  # the same minutes for wide and narrow keys
     assert [e["event"] for e in logs if e["event"] == "live_replay_bounded"] == ["live_replay_bounded"]
+    assert 0 < bound.span_ms() < free.span_ms() == 2399 * 1000  # what the bound leaves, in time
 
 
 def test_the_byte_bound_bounds_the_memory_the_ring_takes():

@@ -266,6 +266,6 @@ def test_every_definition_follows_the_conventions():
         assert d.name.startswith("fluxforge_"), d.name
         assert not d.name.endswith("_total"), d.name  # prometheus_client adds it to counters
         assert set(d.labels) <= {"exchange", "channel", "symbol", "state", "event", "reason", "tree", "task",
-                                 "outcome", "kind", "service", "version", "kernels"}, d.name
+                                 "outcome", "kind", "service", "version", "kernels", "quantile"}, d.name
         if d.kind == M.HISTOGRAM or "seconds" in d.name:
             assert d.name.endswith(("_seconds", "_timestamp_seconds")), d.name

@@ -22,7 +22,7 @@ DASHBOARD = REPO / "contrib" / "grafana" / "fluxforge.json"
 PROM = REPO / "contrib" / "prometheus"
 RULES = PROM / "fluxforge-rules.yml"
 ALERTS = {"FluxForgeCollectorStale", "FluxForgeEtlLagging", "FluxForgeSyncBacklog", "FluxForgeDiskHigh",
-          "FluxForgeUnitFailed"}
+          "FluxForgeUnitFailed", "FluxForgeLiveLate"}
 # series that come from Prometheus itself or node_exporter, not from FluxForge
 FOREIGN = {"up", "node_systemd_unit_state"}
 _NAME = re.compile(r"\b([a-z_][a-z0-9_]*)\s*(?=[{\[)]|$|\s*(?:[=!<>/*+-]|and\b|or\b|unless\b))", re.M)
@@ -34,13 +34,15 @@ def metric_names(expr: str) -> set[str]:
     """Metric names an expression selects (identifiers followed by a selector, range or operator)."""
     expr = re.sub(r'"[^"]*"', '""', expr)          # label values
     expr = re.sub(r"\{[^}]*\}", "{}", expr)        # label matchers
-    expr = re.sub(r"by \([^)]*\)", "", expr)       # grouping labels
+    expr = re.sub(r"\b(?:by|without|on|ignoring) \([^)]*\)", "", expr)  # grouping and matching labels
     return {n for n in _NAME.findall(expr) if n not in _FUNCS}
 
 
 def test_metric_names_parser_finds_names():
     assert metric_names('sum by (instance) (rate(fluxforge_x_total{a="b"}[5m])) == 0 or up == 0') == \
         {"fluxforge_x_total", "up"}
+    assert metric_names('max without (quantile) (a_seconds{quantile="0.99"}) > on (instance, job) b_seconds') == \
+        {"a_seconds", "b_seconds"}
 
 
 def dashboard_exprs(dash: dict) -> list[str]:
