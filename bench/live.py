@@ -14,7 +14,7 @@ Measured, same run:
             to the end of the run; ratio live-on / live-off (target <= 1.3)
   rss       each ETL process's peak resident memory (the unit's MemoryMax is 448M)
 
-Run: .venv/bin/python bench/live.py [--seconds 90] [--symbols 20] [--trades-per-update 0.5]
+Run: .venv/bin/python bench/live.py [--seconds 90] [--symbols 20] [--trades-per-update 0.5] [--segment-seconds 30]
 The machine may be shared: the figures are what this run measured, nothing more.
 """
 from __future__ import annotations
@@ -62,9 +62,9 @@ def _etl_child(config: str, out: str) -> None:
                                      "processed": service.processed, "rc": rc}))
 
 
-def _config(data: Path, entry: dict, flush: float, reorder: float, live: bool, port: int) -> dict:
+def _config(data: Path, entry: dict, flush: float, reorder: float, live: bool, segment_seconds: float) -> dict:
     from collector_support import config_dict
-    cfg = config_dict(data, [entry], flush_interval=flush, segment_max_seconds=30.0)
+    cfg = config_dict(data, [entry], flush_interval=flush, segment_max_seconds=segment_seconds)
     cfg["etl"] = {"reorder_window": reorder, "live": {"enabled": live}}
     cfg["metrics"] = {"enabled": False}
     cfg["logging"] = {"level": "WARNING", "format": "json"}
@@ -72,7 +72,7 @@ def _config(data: Path, entry: dict, flush: float, reorder: float, live: bool, p
 
 
 async def _setting(tmp: Path, symbols: list[str], seconds: float, flush: float, reorder: float,
-                   trades_per_update: float = 0.5) -> dict:
+                   trades_per_update: float = 0.5, segment_seconds: float = 30.0) -> dict:
     import yaml
     from collector_support import collector_command, subprocess_env, wait_until
     from test_collector_e2e import binance_entry
@@ -89,7 +89,7 @@ async def _setting(tmp: Path, symbols: list[str], seconds: float, flush: float, 
             d = tmp / f"{name}-{flush}"
             d.mkdir()
             config = d / "config.yaml"
-            config.write_text(yaml.safe_dump(_config(d / "data", entry, flush, reorder, live, i)))
+            config.write_text(yaml.safe_dump(_config(d / "data", entry, flush, reorder, live, segment_seconds)))
             log = open(d / "log", "ab")
             col = await asyncio.create_subprocess_exec(*collector_command(config), env=subprocess_env(),
                                                        stdout=subprocess.DEVNULL, stderr=log)
@@ -126,6 +126,9 @@ def main() -> None:
     ap.add_argument("--symbols", type=int, default=20)
     ap.add_argument("--trades-per-update", type=float, default=0.5,
                     help="trades per book update (0.5: 5 trades/s per symbol; lower: a quieter market)")
+    ap.add_argument("--segment-seconds", type=float, default=30.0,
+                    help="collector.segment_max_seconds (the service's default is 3600: the batch ETL then "
+                         "processes one segment at the end, its per-segment cost spread over the whole run)")
     ap.add_argument("--etl-child", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.etl_child:
@@ -135,13 +138,14 @@ def main() -> None:
     symbols = bench_symbols(args.symbols)
     print(f"live features: {len(symbols)} symbols x books (10/s, depth 20) + trades ({10 * args.trades_per_update:g}/s)"
           f" + tickers, "
-          f"{args.seconds:g} s per setting, segments of 30 s; {os.cpu_count()} CPU(s)")
+          f"{args.seconds:g} s per setting, segments of {args.segment_seconds:g} s; {os.cpu_count()} CPU(s)")
     print(f"{'flush':>6} {'reorder':>8} {'p50 s':>7} {'p99 s':>7} {'target':>7} {'later':>6} {'rows':>7}"
           f" {'cpu on':>7} {'cpu off':>8} {'ratio':>6} {'rss on':>7} {'rss off':>8}")
     for flush, reorder in SETTINGS:
         tmp = Path(tempfile.mkdtemp(prefix="ff-bench-live-"))
         try:
-            r = asyncio.run(_setting(tmp, symbols, args.seconds, flush, reorder, args.trades_per_update))
+            r = asyncio.run(_setting(tmp, symbols, args.seconds, flush, reorder, args.trades_per_update,
+                                     args.segment_seconds))
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         on, off = r["on"], r["off"]
