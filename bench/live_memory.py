@@ -45,7 +45,7 @@ def _rss_mb() -> float:
 
 def _in_memory_mb(feeder: SegmentFeeder) -> float:
     held = [t for o in feeder._held.values() for _, ts in products(o) for t in ts]
-    return sum(t.nbytes if isinstance(t, pa.Table) else table_blocks.packed_bytes(t) for t in held) / 2 ** 20
+    return sum(t.nbytes if table_blocks.is_loose(t) else table_blocks.packed_bytes(t) for t in held) / 2 ** 20
 
 
 def main() -> None:

@@ -11,10 +11,11 @@ unit's MemoryMax (448 MB) within two minutes.
 `append` merges every FANOUT tables of one level into one of the next (a counter in base
 FANOUT): n appended tables are held as at most FANOUT - 1 per level, O(log n) in all, and
 each row is copied about log_FANOUT(n) times.  A merged table is kept `Packed`, as one
-Arrow IPC buffer: few objects matter as much as few bytes -- with thousands of tables of
-Arrow objects alive, everything the live ETL computed got slower as the heap filled (a
-chunk's feed took twice as long after 20 minutes of held tables; as IPC buffers, no
-longer).  `table()` reads one back (zero-copy).  The rows, their order, types and values
+Arrow IPC record batch message: few objects matter as much as few bytes -- with thousands
+of tables of Arrow objects alive, everything the live ETL computed got slower as the heap
+filled (a chunk's feed took twice as long after 20 minutes of held tables; as IPC buffers,
+no longer).  The blocks of one schema share one schema object: an IPC stream per block
+repeated it (a quarter of a 16-row hf block).  `table()` reads one back (zero-copy).  The rows, their order, types and values
 stay exactly what was appended.  Tables that cannot be concatenated (different schemas)
 are left as they are.
 
@@ -43,17 +44,74 @@ _KEPT = 1 << 30  # the level of tables left unmerged: above any level a merge re
 
 
 class Packed:
-    """A merged table as one Arrow IPC stream buffer; `num_rows` without reading it."""
+    """A merged table as one Arrow IPC record batch message (`buffer`), its schema shared with the
+    other blocks of that schema (`schema`); `num_rows` without reading it.  Not an IPC stream,
+    which repeats the schema in every block: 9 kB of a 16-row hf block's 37 kB.  (A table with
+    dictionary columns, which a batch message cannot carry, is kept as a stream: `schema` None.)"""
 
-    __slots__ = ("buffer", "num_rows")
+    __slots__ = ("buffer", "num_rows", "schema")
 
-    def __init__(self, table: pa.Table):
-        sink = pa.BufferOutputStream()
-        with pa.ipc.new_stream(sink, table.schema) as writer:
-            writer.write_table(table)
-        grown = sink.getvalue()  # in a buffer grown by doubling: up to twice its size allocated
-        self.buffer, self.num_rows = pa.allocate_buffer(grown.size), table.num_rows
-        pa.FixedSizeBufferWriter(self.buffer).write(grown)
+    def __init__(self, rows: pa.Table | pa.RecordBatch):
+        self.num_rows = rows.num_rows
+        self.schema = shared_schema(rows.schema)
+        if self.schema is None:
+            sink = pa.BufferOutputStream()
+            with pa.ipc.new_stream(sink, rows.schema) as writer:
+                writer.write(rows)
+            self.buffer = _exact(sink.getvalue())
+        else:
+            self.buffer = _exact((rows if isinstance(rows, pa.RecordBatch) else _one_batch(rows)).serialize())
+
+    def read(self) -> pa.Table:
+        return _read(self.buffer, self.schema)
+
+    def batch(self) -> pa.RecordBatch | None:
+        """The rows as one batch (zero-copy); None for a stream."""
+        return None if self.schema is None else pa.ipc.read_record_batch(self.buffer, self.schema)
+
+
+def _concat(held: list) -> pa.Table | pa.RecordBatch:
+    """The rows of `held` (tables as appended, or Packed) as one: Packed blocks' batches concatenated
+    (no table of each first); else tables, combined.  ArrowInvalid when their schemas differ."""
+    batches = [t.batch() if isinstance(t, Packed) else None for t in held]
+    if all(b is not None for b in batches):
+        return pa.concat_batches(batches)
+    return pa.concat_tables([table(t) for t in held]).combine_chunks()
+
+
+def _exact(grown: pa.Buffer) -> pa.Buffer:
+    """`grown` in a buffer of its size (a stream's is grown by doubling: up to twice allocated)."""
+    buffer = pa.allocate_buffer(grown.size)
+    pa.FixedSizeBufferWriter(buffer).write(grown)
+    return buffer
+
+
+def _one_batch(table: pa.Table) -> pa.RecordBatch:
+    batches = table.combine_chunks().to_batches()
+    if len(batches) == 1:
+        return batches[0]
+    if not batches:
+        return pa.record_batch([pa.array([], f.type) for f in table.schema], schema=table.schema)
+    raise pa.ArrowInvalid("a table whose columns do not combine into one chunk")  # (append keeps them)
+
+
+def _read(buffer: pa.Buffer, schema: pa.Schema | None) -> pa.Table:
+    """A block's rows, zero-copy from `buffer`."""
+    if schema is None:
+        return pa.ipc.open_stream(buffer).read_all()
+    return pa.Table.from_batches([pa.ipc.read_record_batch(buffer, schema)], schema)
+
+
+_SCHEMAS: dict[bytes, pa.Schema | None] = {}  # every schema a block was made of, by its serialized form
+
+
+def shared_schema(schema: pa.Schema) -> pa.Schema | None:
+    """One schema object per distinct schema, which every block of it references (a 160-field schema
+    is tens of kB; there are a few per product and option set); None for one with dictionary columns."""
+    key = schema.serialize().to_pybytes()
+    if key not in _SCHEMAS:
+        _SCHEMAS[key] = None if any(pa.types.is_dictionary(f.type) for f in schema) else schema
+    return _SCHEMAS[key]
 
 
 class Spill:
@@ -88,18 +146,19 @@ class Spill:
         if self.failed is not None:
             log.info("live_spill_resumed", directory=str(self.directory))
             self.failed = None
-        spilled = Spilled(self._file, self.size, len(data), packed.num_rows)
+        spilled = Spilled(self._file, self.size, len(data), packed)
         self.size += len(data)
         return spilled
 
 
 class Spilled:
-    """A `Packed` block written to a `Spill`: where its bytes are, and `num_rows`."""
+    """A `Packed` block written to a `Spill`: where its bytes are, its schema and `num_rows`."""
 
-    __slots__ = ("file", "offset", "length", "num_rows")
+    __slots__ = ("file", "offset", "length", "num_rows", "schema")
 
-    def __init__(self, file, offset: int, length: int, num_rows: int):
-        self.file, self.offset, self.length, self.num_rows = file, offset, length, num_rows
+    def __init__(self, file, offset: int, length: int, packed: Packed):
+        self.file, self.offset, self.length = file, offset, length
+        self.num_rows, self.schema = packed.num_rows, packed.schema
 
     @property
     def buffer(self) -> pa.Buffer:
@@ -108,10 +167,18 @@ class Spilled:
             raise OSError(f"spill file: {len(data)} of {self.length} bytes at {self.offset}")
         return pa.py_buffer(data)
 
+    def read(self) -> pa.Table:
+        return _read(self.buffer, self.schema)
+
 
 def table(held: pa.Table | Packed | Spilled) -> pa.Table:
     """What `append` holds, as a table."""
-    return held if isinstance(held, pa.Table) else pa.ipc.open_stream(held.buffer).read_all()
+    return held if isinstance(held, pa.Table) else held.read()
+
+
+def is_loose(held) -> bool:
+    """Whether `append` holds it as it was appended (not merged into a block yet)."""
+    return isinstance(held, pa.Table)
 
 
 def append(tables: list, levels: list[int], new: pa.Table, max_level: int | None = None,
@@ -129,7 +196,7 @@ def append(tables: list, levels: list[int], new: pa.Table, max_level: int | None
     # levels never increase towards the end: when the FANOUT-th last is the last one's, so are all between
     while len(levels) >= FANOUT and levels[-FANOUT] == levels[-1] != max_level:
         try:
-            merged = Packed(pa.concat_tables([table(t) for t in tables[-FANOUT:]]).combine_chunks())
+            merged = Packed(_concat(tables[-FANOUT:]))
         except (pa.ArrowInvalid, pa.ArrowTypeError):
             levels[-FANOUT:] = [_KEPT] * FANOUT
             return added

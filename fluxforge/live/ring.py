@@ -112,7 +112,7 @@ class _Stream:
 
     def __init__(self, columns: int):
         self.chunks: deque[_Held] = deque()
-        self.tables: list = []  # pa.Table | table_blocks.Packed
+        self.tables: list = []  # as table_blocks.append holds them: loose (the newest) or Packed
         self.levels: list[int] = []
         self.base = self.end = self.rows = 0
         self.columns = columns
@@ -133,7 +133,7 @@ class _Stream:
         if len(self.tables) == n + 1:
             self.loose += chunk.rows
         else:  # merged (one table in FANOUT appended)
-            self.loose = sum(t.num_rows for t in self.tables if isinstance(t, pa.Table))
+            self.loose = sum(t.num_rows for t in self.tables if table_blocks.is_loose(t))
         self.end += chunk.rows
         self.rows += chunk.rows
 
@@ -160,7 +160,7 @@ class _Stream:
             table = self.tables.pop(0)
             self.base += table.num_rows
             self.packed -= table_blocks.packed_bytes(table)
-            self.loose -= table.num_rows if isinstance(table, pa.Table) else 0
+            self.loose -= table.num_rows if table_blocks.is_loose(table) else 0
             self.levels.pop(0)
 
 

@@ -55,7 +55,7 @@ def test_max_level_bounds_a_table_to_fanout_to_that_power():
     tables, levels = [], []
     for i in range(1000):
         table_blocks.append(tables, levels, _table(rng, i, 1), max_level=2)
-    assert max(t.num_rows for t in tables) == FANOUT ** 2 and sum(isinstance(t, pa.Table) for t in tables) < FANOUT
+    assert max(t.num_rows for t in tables) == FANOUT ** 2 and sum(table_blocks.is_loose(t) for t in tables) < FANOUT
     assert sum(t.num_rows for t in tables) == 1000
     assert [r["timestamp"] for r in _rows(tables)] == list(range(1000))
 
@@ -161,3 +161,32 @@ def test_a_segment_fed_flush_by_flush_holds_its_outputs_in_few_tables(tmp_path):
             spilled = sum(isinstance(t, table_blocks.Spilled) for t in tables)
             assert spilled == sum(t.num_rows > 0 for t in emitted[(key, product)]) // FANOUT ** 2, (key, product)
             assert sum(not isinstance(t, table_blocks.Spilled) for t in tables) < 2 * FANOUT
+
+
+def test_blocks_share_their_schema_and_keep_dictionary_columns():
+    """A block is a batch message referencing one schema object per distinct schema (not a stream
+    repeating it: 9 kB of a 16-row hf block); a table with dictionary columns, which a batch message
+    cannot carry, is kept as a stream and reads back the same."""
+    wide = [pa.table({f"f{i}": pa.array([float(j + i)], pa.float64()) for i in range(160)}) for j in range(3 * FANOUT)]
+    tables, levels = [], []
+    for t in wide:
+        table_blocks.append(tables, levels, t)
+    packed = [t for t in tables if isinstance(t, table_blocks.Packed)]
+    assert len(packed) == 3 and len({id(t.schema) for t in packed}) == 1
+    schema_bytes = wide[0].schema.serialize().size
+    for block in packed:
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, block.schema) as writer:
+            writer.write_table(block.read())
+        assert block.buffer.size <= sink.getvalue().size - schema_bytes
+    assert _rows(tables) == [r for t in wide for r in t.to_pylist()]
+
+    rng = random.Random(3)
+    keys = pa.array([rng.choice(["a", "b", None]) for _ in range(FANOUT + 2)]).dictionary_encode()
+    coded = [pa.table({"k": keys.slice(i, 1), "v": [i]}) for i in range(FANOUT + 2)]  # one dictionary
+    tables, levels = [], []
+    for t in coded:
+        table_blocks.append(tables, levels, t)
+    assert isinstance(tables[0], table_blocks.Packed) and tables[0].schema is None
+    assert table_blocks.table(tables[0]).schema == coded[0].schema
+    assert _rows(tables) == [r for t in coded for r in t.to_pylist()]
