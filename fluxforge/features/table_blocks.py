@@ -15,9 +15,9 @@ Arrow IPC record batch message: few objects matter as much as few bytes -- with 
 of tables of Arrow objects alive, everything the live ETL computed got slower as the heap
 filled (a chunk's feed took twice as long after 20 minutes of held tables; as IPC buffers,
 no longer).  The blocks of one schema share one schema object: an IPC stream per block
-repeated it (a quarter of a 16-row hf block).  `table()` reads one back (zero-copy).  The rows, their order, types and values
-stay exactly what was appended.  Tables that cannot be concatenated (different schemas)
-are left as they are.
+repeated it (a quarter of a 16-row hf block).  `table()` reads one back (zero-copy).  The
+rows, their order, types and values stay exactly what was appended.  Tables that cannot be
+concatenated (different schemas) are left as they are.
 
 With a `Spill`, blocks of SPILL_LEVEL go to a scratch file and only their place is held:
 the live feeder holds a segment's outputs until the segment job writes them, ~2 MB a

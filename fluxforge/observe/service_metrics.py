@@ -35,9 +35,8 @@ def install_etl_metrics(service: Any) -> tuple[Any, MetricsEndpoint | None]:
 
     metrics = EtlMetrics(cfg, lambda: service.runner.bank, service.healthy)
     if getattr(service, "hub", None) is not None:
-        from .live_metrics import LiveMetrics
-
         from ..etl.live_latency import latency_target
+        from .live_metrics import LiveMetrics
 
         target = latency_target(cfg.collector.flush_interval, cfg.etl.reorder_window)
         metrics.registry.register(LiveMetrics(service.hub, lambda: getattr(service, "live", None), target))
