@@ -10,7 +10,8 @@ in exchange-time minutes and in rows per key (`etl.live.replay_*`), and in memor
 for all keys together (`etl.live.replay_mb`: the other two grow with the symbols and
 products; beyond it the chunks with the oldest rows go first, whatever their key, so
 every key keeps about the same minutes, logged once as `live_replay_bounded`).  The
-ring keeps what it needs of each chunk (publish order, rows, times) and the rows
+ring keeps what it needs of each chunk (publish order, rows, times: 41 bytes, `_Chunks`,
+counted in the memory bound) and the rows
 themselves as a few compacted tables per key (features/table_blocks.py): a table
 per published chunk took ~80 KB for a 170-column hf row, 2 GB for the default 15
 minutes of 20 symbols.  A replay cuts each chunk's rows back out of them, so a
@@ -19,7 +20,7 @@ cached encoding never outlives the fan-out.
 from __future__ import annotations
 
 import heapq
-from collections import deque
+from array import array
 from typing import Iterable
 
 import numpy as np
@@ -105,13 +106,78 @@ class _Held:
             seq, replay, first_ms, last_ms, start, rows
 
 
+class _Chunks:
+    """A key's held chunks, oldest first, as flat columns of 8-byte integers: like a deque of `_Held`
+    (append, popleft, [i], [0] = ..., iteration: `_Held` views made on access), 41 bytes a chunk
+    where a `_Held` with its ints took ~224 (~18 MB for 20 symbols' 15 minutes, outside any bound).
+
+    The arrays and the index of the oldest are one tuple, replaced as a whole when the oldest goes,
+    so another thread (the metrics scrape: `RecentRows.span_ms`) reading [0] and [-1] sees a
+    consistent state; the dropped front is cut off in new arrays once it is half of them."""
+
+    __slots__ = ("_state",)
+    BYTES = 5 * 8 + 1  # per chunk: seq, first_ms, last_ms, start, rows; replay
+
+    def __init__(self):
+        self._state = (tuple(array("q") for _ in range(5)), bytearray(), 0)
+
+    def __len__(self) -> int:
+        cols, _, lo = self._state
+        return len(cols[0]) - lo
+
+    def append(self, held: _Held) -> None:
+        cols, replay, _ = self._state
+        for col, value in zip(cols, (held.seq, held.first_ms, held.last_ms, held.start, held.rows)):
+            col.append(value)
+        replay.append(held.replay)
+
+    def popleft(self) -> _Held:
+        cols, replay, lo = state = self._state
+        if lo >= len(cols[0]):
+            raise IndexError("pop from an empty ring key")
+        held = self._held(state, lo)
+        lo += 1
+        if lo >= 1024 and 2 * lo >= len(cols[0]):
+            cols, replay, lo = tuple(col[lo:] for col in cols), replay[lo:], 0
+        self._state = (cols, replay, lo)
+        return held
+
+    def __getitem__(self, i: int) -> _Held:
+        state = self._state
+        cols, _, lo = state
+        n = len(cols[0])
+        at = lo + i if i >= 0 else n + i
+        if not lo <= at < n:
+            raise IndexError("ring key index out of range")
+        return self._held(state, at)
+
+    def __setitem__(self, i: int, held: _Held) -> None:
+        if i != 0:
+            raise IndexError("only the oldest chunk is replaced (trimmed)")
+        cols, replay, lo = self._state
+        if lo >= len(cols[0]):
+            raise IndexError("ring key index out of range")
+        for col, value in zip(cols, (held.seq, held.first_ms, held.last_ms, held.start, held.rows)):
+            col[lo] = value
+        replay[lo] = held.replay
+
+    def __iter__(self):
+        state = self._state
+        return (self._held(state, at) for at in range(state[2], len(state[0][0])))
+
+    @staticmethod
+    def _held(state, at: int) -> _Held:
+        (seq, first, last, start, rows), replay, _ = state
+        return _Held(seq[at], bool(replay[at]), first[at], last[at], start[at], rows[at])
+
+
 class _Stream:
     """One key's recent chunks and their rows: `tables` hold the rows numbered `base` on, in order."""
 
     __slots__ = ("chunks", "tables", "levels", "base", "end", "rows", "columns", "packed", "loose")
 
     def __init__(self, columns: int):
-        self.chunks: deque[_Held] = deque()
+        self.chunks = _Chunks()
         self.tables: list = []  # as table_blocks.append holds them: loose (the newest) or Packed
         self.levels: list[int] = []
         self.base = self.end = self.rows = 0
@@ -121,10 +187,11 @@ class _Stream:
 
     @property
     def bytes(self) -> int:
-        """The memory of its rows: the Packed tables' buffers, and 8 bytes a value of the tables as
+        """The memory of its rows: the Packed tables' buffers, 8 bytes a value of the tables as
         published (the newest, fewer than FANOUT per key: their objects -- COLUMN_BYTES a column --
-        are what every key costs however old its rows, not what dropping old rows frees)."""
-        return self.packed + 8 * self.columns * self.loose
+        are what every key costs however old its rows, not what dropping old rows frees), and the
+        chunks' places (`_Chunks.BYTES` each)."""
+        return self.packed + 8 * self.columns * self.loose + _Chunks.BYTES * len(self.chunks)
 
     def add(self, chunk: Chunk) -> None:
         self.chunks.append(_Held(chunk.seq, chunk.replay, chunk.first_ms, chunk.last_ms, self.end, chunk.rows))

@@ -104,7 +104,7 @@ LIVE_ROWS_REPLAYED = _d("fluxforge_live_rows_replayed", COUNTER,
 LIVE_ROWS_NOT_LANDED = _d("fluxforge_live_rows_not_landed", COUNTER,
                           "rows published live of segments that then went to failed/ (not in Parquet)")
 LIVE_REPLAY_BYTES = _d("fluxforge_live_replay_bytes", GAUGE,
-                       "memory of the replay ring's rows (estimated; bounded by etl.live.replay_mb)")
+                       "memory of the replay ring's rows and chunk places (estimated; bounded by etl.live.replay_mb)")
 LIVE_REPLAY_SECONDS = _d("fluxforge_live_replay_seconds", GAUGE,
                          "exchange time from the oldest to the newest row the replay ring holds (up to "
                          "etl.live.replay_minutes; less once etl.live.replay_mb bounds it)")

@@ -142,3 +142,66 @@ def test_the_byte_bound_bounds_the_memory_the_ring_takes():
         ring.add(chunk)
     assert ring.bounded
     assert pa.total_allocated_bytes() - before <= 1.05 * ring.max_bytes
+
+
+def test_chunk_places_behave_as_a_deque_in_a_few_bytes_each():
+    """`_Chunks` (a key's held chunks as flat integer columns) against a deque of `_Held`, through
+    appends, pops past its compaction, trims of the oldest and iteration; and its memory a chunk."""
+    import threading
+    import tracemalloc
+
+    from fluxforge.live.ring import _Chunks, _Held
+
+    rng = random.Random(5)
+    chunks, model, seq = _Chunks(), deque(), 0
+    fields = ("seq", "replay", "first_ms", "last_ms", "start", "rows")
+    as_tuple = lambda h: tuple(getattr(h, f) for f in fields)  # noqa: E731
+    for step in range(20_000):
+        op = rng.random()
+        if op < 0.55 or not model:
+            seq += 1
+            h = _Held(seq, rng.random() < 0.1, 1_733_000_000_000 + seq, 1_733_000_000_000 + seq + 5, seq * 3, rng.randint(1, 4))
+            chunks.append(h)
+            model.append(h)
+        elif op < 0.95:
+            assert as_tuple(chunks.popleft()) == as_tuple(model.popleft())
+        else:
+            h = _Held(model[0].seq, model[0].replay, model[0].first_ms + 1, model[0].last_ms, model[0].start + 1, 1)
+            chunks[0] = model[0] = h
+        assert len(chunks) == len(model)
+        if model:
+            assert as_tuple(chunks[0]) == as_tuple(model[0]) and as_tuple(chunks[-1]) == as_tuple(model[-1])
+        if step % 997 == 0:
+            assert [as_tuple(h) for h in chunks] == [as_tuple(h) for h in model]
+    while model:
+        assert as_tuple(chunks.popleft()) == as_tuple(model.popleft())
+    assert len(chunks) == 0 and list(chunks) == []
+
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    many = _Chunks()
+    for i in range(100_000):
+        many.append(_Held(10 ** 6 + i, False, 1_733_000_000_000 + i, 1_733_000_000_000 + i, 10 ** 6 + i, 1))
+    per_chunk = (tracemalloc.get_traced_memory()[0] - before) / 100_000
+    tracemalloc.stop()
+    assert per_chunk < 2 * _Chunks.BYTES, per_chunk  # (arrays grow by over-allocating; a _Held took ~224)
+
+    # the metrics scrape reads the span from another thread while the loop adds and drops
+    ring, stop, seen, errors = RecentRows(0.05, 50), threading.Event(), [], []
+
+    def scrape():
+        while not stop.is_set():
+            try:
+                seen.append(ring.span_ms())
+            except Exception as e:  # noqa: BLE001
+                errors.append(e)
+    reader = threading.Thread(target=scrape)
+    reader.start()
+    try:
+        for i in range(12_000):  # > 1,024 pops a key: its arrays are cut (compacted) meanwhile
+            key = KEYS[i % len(KEYS)]
+            ring.add(Chunk(i + 1, *key, _table(key[1], key[2], [1_733_000_000_000 + 10 * i], i), False))
+    finally:
+        stop.set()
+        reader.join()
+    assert not errors and seen and all(0 <= v <= 3_000 + 10 * len(KEYS) for v in seen)
