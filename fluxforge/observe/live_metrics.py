@@ -33,22 +33,15 @@ class LiveMetrics(PromCollector):
 
     def _hub(self):
         counters = self.hub.counters
-        subs = family(M.LIVE_SUBSCRIBERS)
-        subs.add_metric([], float(len(self.hub.subscribers)))
-        yield subs
+        yield _single(M.LIVE_SUBSCRIBERS, len(self.hub.subscribers))
         dropped = family(M.LIVE_DROPPED)
         for reason, n in sorted(dict(counters["dropped"]).items()):
             dropped.add_metric([reason], float(n))
         yield dropped
-        for d, key in ((M.LIVE_ROWS_PUBLISHED, "published_rows"), (M.LIVE_REFUSED, "refused")):
-            f = family(d)
-            f.add_metric([], float(counters[key]))
-            yield f
         ring = self.hub.ring
-        for d, value in ((M.LIVE_REPLAY_BYTES, ring.bytes), (M.LIVE_REPLAY_SECONDS, ring.span_ms() / 1000)):
-            f = family(d)
-            f.add_metric([], float(value))
-            yield f
+        for d, value in ((M.LIVE_ROWS_PUBLISHED, counters["published_rows"]), (M.LIVE_REFUSED, counters["refused"]),
+                         (M.LIVE_REPLAY_BYTES, ring.bytes), (M.LIVE_REPLAY_SECONDS, ring.span_ms() / 1000)):
+            yield _single(d, value)
 
     def _follower(self, live):
         latency = family(M.LIVE_LATENCY)
@@ -58,12 +51,15 @@ class LiveMetrics(PromCollector):
                 latency.add_metric([label], value)
         yield latency
         if self.target_s is not None:
-            target = family(M.LIVE_LATENCY_TARGET)
-            target.add_metric([], self.target_s)
-            yield target
+            yield _single(M.LIVE_LATENCY_TARGET, self.target_s)
         c = live.counters
         for d, value in ((M.LIVE_ERRORS, c.errors), (M.LIVE_ROWS_REPLAYED, c.replayed_rows),
                          (M.LIVE_ROWS_NOT_LANDED, c.not_landed)):
-            f = family(d)
-            f.add_metric([], float(value))
-            yield f
+            yield _single(d, value)
+
+
+def _single(d: M.MetricDef, value: float):
+    """A family of one unlabelled sample."""
+    f = family(d)
+    f.add_metric([], float(value))
+    return f
