@@ -127,7 +127,7 @@ class _Chunks:
 
     def append(self, held: _Held) -> None:
         cols, replay, _ = self._state
-        for col, value in zip(cols, (held.seq, held.first_ms, held.last_ms, held.start, held.rows)):
+        for col, value in zip(cols, self._values(held)):
             col.append(value)
         replay.append(held.replay)
 
@@ -157,13 +157,18 @@ class _Chunks:
         cols, replay, lo = self._state
         if lo >= len(cols[0]):
             raise IndexError("ring key index out of range")
-        for col, value in zip(cols, (held.seq, held.first_ms, held.last_ms, held.start, held.rows)):
+        for col, value in zip(cols, self._values(held)):
             col[lo] = value
         replay[lo] = held.replay
 
     def __iter__(self):
         state = self._state
         return (self._held(state, at) for at in range(state[2], len(state[0][0])))
+
+    @staticmethod
+    def _values(held: _Held) -> tuple[int, ...]:
+        """`held`'s integers in the order of the columns (`_held` reads them back)."""
+        return held.seq, held.first_ms, held.last_ms, held.start, held.rows
 
     @staticmethod
     def _held(state, at: int) -> _Held:
