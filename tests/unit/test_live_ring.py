@@ -189,8 +189,8 @@ def test_chunk_places_behave_as_a_deque_in_a_few_bytes_each():
     # the metrics scrape reads the span from another thread while the loop adds and drops
     ring, stop, seen, errors = RecentRows(0.05, 50), threading.Event(), [], []
 
-    def scrape():
-        while not stop.is_set():
+    def scrape():  # a read, then the GIL given up (a spinning reader would hold the adds to one per 5 ms)
+        while not stop.wait(0.0002):
             try:
                 seen.append(ring.span_ms())
             except Exception as e:  # noqa: BLE001
