@@ -16,7 +16,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import urllib.request
 from collections import defaultdict
 from pathlib import Path
 
@@ -25,8 +24,8 @@ import pyarrow.compute as pc
 import yaml
 from collector_support import collector_command, config_dict, subprocess_env, wait_until
 from live_support import Record, landed, published, row_keys, same_rows
-from prometheus_client.parser import text_string_to_metric_families
 from test_collector_e2e import binance_entry
+from test_metrics_collect import scrape
 
 from fluxforge.bronze.segments import SegmentStore
 from fluxforge.live import LiveClosed, subscribe
@@ -52,10 +51,7 @@ async def _take(sock: Path, out: list, batches: bool) -> None:
 def _scrape_etl(etl_log: Path) -> dict[tuple, float]:
     """The ETL's /metrics (its port from its `metrics_listening` event), as {(name, *labels): value}."""
     events = [json.loads(line) for line in etl_log.read_text(errors="replace").splitlines() if line.startswith("{")]
-    port = next(e["port"] for e in events if e.get("event") == "metrics_listening")
-    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
-    return {(s.name, *sorted(s.labels.items())): s.value
-            for fam in text_string_to_metric_families(body) for s in fam.samples}
+    return scrape(next(e["port"] for e in events if e.get("event") == "metrics_listening"))
 
 
 def _received_rows(rows: list[dict], batches: list) -> tuple[int, int]:
