@@ -5,7 +5,7 @@ Why: the live ETL keeps the active segment's output rows until the segment job w
 Held as a table per symbol, product and flush, they grew the ETL by ~4.5 MB/s at 20 symbols
 and, as thousands of Arrow objects piled up, made every later flush slower (features/
 table_blocks.py).  This feeds SYMBOLS synthetic symbols (books 10/s at depth 20, 5 trades/s)
-flush by flush through the live path's own code -- SegmentFeeder, live_tables, the ring --
+flush by flush through the live path's own code -- SegmentFeeder, live_products, the hub's ring --
 for MINUTES of one segment, in one process, and prints per window the CPU of the flushes,
 the tables held, the bytes of the feeder's outputs in memory and in its spill file (the
 live path's: table_blocks.Spill), the ring's and the resident memory (which includes the synthetic
@@ -32,10 +32,10 @@ from live_support import flushes  # noqa: E402
 
 from fluxforge.config import FeatureOptions, TradeOptions  # noqa: E402
 from fluxforge.etl.engines import EngineBank  # noqa: E402
-from fluxforge.etl.live_rows import live_tables  # noqa: E402
+from fluxforge.etl.live_rows import live_products  # noqa: E402
 from fluxforge.etl.segment_feed import SegmentFeeder, pieces, products  # noqa: E402
 from fluxforge.features import table_blocks  # noqa: E402
-from fluxforge.live.ring import Chunk, RecentRows  # noqa: E402
+from fluxforge.live.hub import LiveHub  # noqa: E402
 from fluxforge.live.settings import LiveConfig  # noqa: E402
 
 
@@ -45,7 +45,7 @@ def _rss_mb() -> float:
 
 def _in_memory_mb(feeder: SegmentFeeder) -> float:
     held = [t for o in feeder._held.values() for _, ts in products(o) for t in ts]
-    return sum(t.nbytes if table_blocks.is_loose(t) else table_blocks.packed_bytes(t) for t in held) / 2 ** 20
+    return sum(table_blocks.held_bytes(t) for t in held) / 2 ** 20
 
 
 def main() -> None:
@@ -62,7 +62,8 @@ def main() -> None:
     feeder = SegmentFeeder(EngineBank(FeatureOptions(), reorder_ms=5000, trade_options=TradeOptions()), "bench",
                            spill=table_blocks.Spill(spill_dir.name))
     live = LiveConfig()
-    ring = RecentRows(live.replay_minutes, live.replay_rows, live.replay_mb)
+    hub = LiveHub(live, Path(spill_dir.name))  # not started: publish() runs on this thread
+    ring = hub.ring
     per_window = round(args.window * 60 / args.flush)
     print(f"{args.symbols} symbols, {args.flush:g} s flushes, {args.minutes:g} min of one segment; ring "
           f"{live.replay_minutes:g} min / {live.replay_rows} rows / {live.replay_mb:g} MB")
@@ -72,14 +73,13 @@ def main() -> None:
     for i, (_, rows) in enumerate(flushes(market, int(args.flush * 1e9))):
         t0 = time.process_time()
         out = feeder.feed_chunk(pieces(rows["orderbook"], 16384), rows["trades"], rows["events"])
-        for (key, product), table in live_tables({(k, p): t for k, o in out.items() for p, t in products(o)}).items():
-            seq += 1
-            ring.add(Chunk(seq, product, *key, table, False))
+        for product, table, _ in live_products({(k, p): t for k, o in out.items() for p, t in products(o)}):
+            hub.publish(product, table)
         cpu += time.process_time() - t0
         if (i + 1) % per_window == 0:
             windows.append(cpu)
             held = sum(len(t) for o in feeder._held.values() for _, t in products(o))
-            in_ring = sum(len(s.tables) for s in ring._streams.values())
+            in_ring = sum(len(s.tables) for s in ring._stores.values())
             print(f"{(i + 1) * args.flush / 60:>7.0f} {cpu:>6.2f} {held:>12} {_in_memory_mb(feeder):>8.1f}"
                   f" {feeder.spill.size / 2 ** 20:>11.1f} {in_ring:>12} {ring.bytes / 2 ** 20:>8.1f} {_rss_mb():>7.0f}",
                   flush=True)

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from fluxforge.etl.naming import exchange_from_path_value, symbol_from_path_value
@@ -190,14 +191,16 @@ def landed(features: Path) -> dict[tuple[str, str, str], pa.Table]:
 
 
 def published(records: list[Record], replay: bool) -> dict[tuple[str, str, str], pa.Table]:
-    """(product, exchange, symbol) -> the rows published (with that replay flag), in order."""
+    """(product, exchange, symbol) -> the rows published (with that replay flag), in order (a
+    publication holds one product's rows of one or more symbols)."""
     groups: dict[tuple[str, str, str], list[pa.Table]] = defaultdict(list)
     for r in records:
         if r.replay != replay or r.table.num_rows == 0:
             continue
-        ex, sym = set(r.table.column("exchange").to_pylist()), set(r.table.column("symbol").to_pylist())
-        assert len(ex) == len(sym) == 1, "one symbol per publication"
-        groups[(r.product, ex.pop(), sym.pop())].append(r.table.drop_columns(["exchange", "symbol"]))
+        ex, sym = r.table.column("exchange"), r.table.column("symbol")
+        for e, s in dict.fromkeys(zip(ex.to_pylist(), sym.to_pylist())):
+            rows = r.table.filter(pc.and_(pc.equal(ex, e), pc.equal(sym, s)))
+            groups[(r.product, e, s)].append(rows.drop_columns(["exchange", "symbol"]))
     return {k: pa.concat_tables(v) for k, v in groups.items()}
 
 

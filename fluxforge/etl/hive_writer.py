@@ -35,15 +35,27 @@ BUFFERED_PART_BYTES = 8 << 20
 
 def prepare_table(tables: list[pa.Table]) -> pa.Table:
     """Concatenate engine outputs, drop partition columns, sort by timestamp if needed."""
-    table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
-    schema = table.schema  # get_field_index: no Python set of a 160-column schema per call (live path)
-    drop = [c for c in PARTITION_COLUMNS if schema.get_field_index(c) >= 0]
-    if drop:
-        table = table.drop_columns(drop)
-    ts = _ms(table)
-    if len(ts) > 1 and (np.diff(ts) < 0).any():
+    table = without_partition_columns(pa.concat_tables(tables) if len(tables) > 1 else tables[0])
+    if not time_sorted(table):
         table = table.take(pc.sort_indices(table, sort_keys=[("timestamp", "ascending")]))
     return table
+
+
+def without_partition_columns(table: pa.Table) -> pa.Table:
+    schema = table.schema  # get_field_index: no Python set of a 160-column schema per call (live path)
+    drop = [c for c in PARTITION_COLUMNS if schema.get_field_index(c) >= 0]
+    return table.drop_columns(drop) if drop else table
+
+
+def time_sorted(table: pa.Table, sizes: list[int] | None = None) -> bool:
+    """Whether the rows are in timestamp order (each run of `sizes` rows on its own: the rows of
+    several symbols one after the other)."""
+    ts = _ms(table)
+    if sizes is None:
+        return not (len(ts) > 1 and (np.diff(ts) < 0).any())
+    ends = np.cumsum(sizes)
+    down = np.flatnonzero(np.diff(ts) < 0) + 1  # rows earlier than the one before them
+    return bool(np.isin(down, ends).all())
 
 
 def _ms(table: pa.Table) -> np.ndarray:

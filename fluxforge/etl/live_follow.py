@@ -45,7 +45,7 @@ from .engines import EngineBank, FeatureOutput
 from .live_latency import LatencyWindow
 from .segment_feed import Product, SegmentFeeder, pieces, products
 from .bronze_reader import SegmentReader
-from .live_rows import Publication, landed_parts, live_table, live_tables, unpublished
+from .live_rows import Publication, landed_parts, live_products, live_table, unpublished
 from .segment_job import BOOK_BATCH_ROWS, Handover, feed_logged
 
 log = get_logger("fluxforge.etl.live")
@@ -270,10 +270,14 @@ class LiveFollower:
         self.current = None
 
     def _publications(self, cur: _Following, outputs: dict[Key, FeatureOutput], replay: bool) -> list[Publication]:
-        tables = live_tables({(key, product): t for key, out in outputs.items() for product, t in products(out)})
-        for (key, product), table in tables.items():
-            cur.published[(key, product)] = cur.published.get((key, product), 0) + table.num_rows
-        return [Publication(product, table, replay) for (_, product), table in tables.items()]
+        """A chunk's rows, a publication per product with all its symbols' rows (live_rows.live_products)."""
+        pubs = []
+        for product, table, sizes in live_products({(key, product): t for key, out in outputs.items()
+                                                    for product, t in products(out)}):
+            for key, n in sizes:
+                cur.published[(key, product)] = cur.published.get((key, product), 0) + n
+            pubs.append(Publication(product, table, replay))
+        return pubs
 
     # -- the segment job's results ----------------------------------------------------
     def handover(self, seg_dir: Path) -> tuple[Handover | None, list[Publication]]:

@@ -1,7 +1,7 @@
 """Feature rows as live subscribers get them: the parts' columns with exchange and symbol in front.
 
-Why a module: the live path publishes the rows of every chunk (`live_tables`, all symbols of a
-product given their two columns at once), of a segment the segment job wrote (`unpublished`) and,
+Why a module: the live path publishes the rows of every chunk (`live_products`, all symbols of a
+product built and given their two columns at once), of a segment the segment job wrote (`unpublished`) and,
 after a restart, of the parts already landed (`landed_parts`) -- one shape for all three, the
 shape `fluxforge.live` serves (docs/live.md).
 """
@@ -13,11 +13,11 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..features import table_blocks
-from ..features.pending_tables import slices
+from ..features import pending_tables, table_blocks
+from ..features.pending_tables import PendingTable, build_all, slices
 from .bronze_reader import Key
 from .engines import FeatureOutput
-from .hive_writer import prepare_table
+from .hive_writer import prepare_table, time_sorted, without_partition_columns
 from .naming import exchange_from_path_value, part_name, symbol_from_path_value
 from .segment_feed import Product, products
 
@@ -55,7 +55,7 @@ def unpublished(outputs: dict[Key, FeatureOutput], published: dict, maybe: dict 
             published[(key, product)] = n
             if n <= start:
                 continue  # all published (the usual case): no table to build
-            full = live_table(key, [table_blocks.table(t) for t in tables])
+            full = live_table(key, table_blocks.tables(tables))
             again = n if maybe is None else maybe.get((key, product), 0)
             if again > start:
                 pubs.append(Publication(product, full.slice(start, again - start), True))
@@ -79,21 +79,42 @@ def _keyed(table: pa.Table, keys: list[Key], sizes: list[int] | None = None) -> 
                 .add_column(0, "exchange", pa.array([k[0] for k, n in zip(keys, sizes) for _ in range(n)], pa.string()))
 
 
-def live_tables(outputs: dict[tuple[Key, Product], list[pa.Table]]) -> dict[tuple[Key, Product], pa.Table]:
-    """`live_table` of each (symbol, product) of one chunk, in the same order: the rows of all symbols
-    of a product get their exchange and symbol columns in one pass, then are sliced back (two
-    `add_column` calls per product and chunk instead of per symbol; same rows, same schema)."""
-    prepared = {k: prepare_table(tables) for k, tables in outputs.items()}
+def live_products(outputs: dict[tuple[Key, Product], list]) -> list[tuple[Product, pa.Table, list[tuple[Key, int]]]]:
+    """The rows of one chunk as the live path publishes them: per product, one table of all its
+    symbols' rows one after another, each symbol's rows its `live_table`, and (symbol, rows) of each.
+    The outputs are tables or, from the feeder, `PendingTable`s (features/pending_tables.py): a
+    product's rows are built as one table (one build, not one per symbol) and given their exchange
+    and symbol columns in one pass.  A product whose symbols' options give it other columns
+    (etl.symbol_overrides), or with a symbol whose rows need the hive writer's sort, comes as a
+    table per symbol."""
     by_product: dict[Product, list[tuple[Key, Product]]] = {}
-    for k in prepared:
+    for k in outputs:
         by_product.setdefault(k[1], []).append(k)
-    out: dict[tuple[Key, Product], pa.Table] = {}
-    for ks in by_product.values():
-        try:
-            whole = pa.concat_tables([prepared[k] for k in ks]) if len(ks) > 1 else prepared[ks[0]]
-        except pa.ArrowInvalid:  # symbols whose options give the product other columns (etl.symbol_overrides)
-            out.update({k: _keyed(prepared[k], [k[0]]) for k in ks})
+    out = []
+    for product, ks in by_product.items():
+        sizes = [(k[0], sum(t.num_rows for t in outputs[k])) for k in ks]
+        whole = _one_table([t for k in ks for t in outputs[k]])
+        if whole is None or not time_sorted(whole, [n for _, n in sizes]):
+            built = _built([outputs[k] for k in ks])
+            out += [(product, live_table(k[0], tables), [size]) for k, tables, size in zip(ks, built, sizes)]
             continue
-        sizes = [prepared[k].num_rows for k in ks]
-        out.update(zip(ks, slices(_keyed(whole, [k[0] for k in ks], sizes), sizes)))
-    return {k: out[k] for k in prepared}
+        out.append((product, _keyed(whole, [key for key, _ in sizes], [n for _, n in sizes]), sizes))
+    return out
+
+
+def _one_table(items: list) -> pa.Table | None:
+    """The rows of `items` (tables and pending tables) as one table without partition columns;
+    None if their columns differ."""
+    if pending_tables.mergeable(items):
+        return without_partition_columns(pending_tables.build(pending_tables.merge(items)))
+    try:
+        return without_partition_columns(pa.concat_tables([t for ts in _built([items]) for t in ts]))
+    except pa.ArrowInvalid:
+        return None
+
+
+def _built(lists: list[list]) -> list[list[pa.Table]]:
+    """`lists` with their pending tables built (one build per builder)."""
+    pending = [t for ts in lists for t in ts if isinstance(t, PendingTable)]
+    tables = iter(build_all(pending))
+    return [[next(tables) if isinstance(t, PendingTable) else table_blocks.table(t) for t in ts] for ts in lists]

@@ -8,10 +8,11 @@ are added to their symbols first, then its books are pushed `batch_rows` at a
 time (engines.SymbolFeed applies the watermark).  A finished segment without a
 live log is one chunk -- exactly the historical job as it always was; one with a
 log is fed in the logged chunks and the rest as one more (etl/chunk_log.py).  The
-engines it feeds return their rows unbuilt; each chunk's tables are built once per
-product for all symbols (features/pending_tables.py); a segment's outputs are merged
-as they accumulate over its chunks (features/table_blocks.py), and with a spill (the live
-path's) written to a scratch file as they grow, then read back a symbol at a time.
+engines it feeds return their rows unbuilt (features/pending_tables.py); a segment's outputs
+are held unbuilt and merged as they accumulate over its chunks (features/table_blocks.py),
+with a spill (the live path's) built and written to a scratch file as they grow, and built
+when read back, a symbol at a time.  What the live path publishes of a chunk is built once
+per product for all symbols (etl/live_rows.py).
 """
 from __future__ import annotations
 
@@ -20,7 +21,6 @@ from collections.abc import Container, Iterable, Iterator, Mapping
 import pyarrow as pa
 
 from ..features import table_blocks
-from ..features.pending_tables import PendingTable, build_all
 from ..logs import get_logger
 from .bronze_reader import Key, book_batch, reset_rows, tickers_by_symbol, trades_by_symbol
 from .engines import EngineBank, FeatureOutput, SymbolFeed
@@ -79,7 +79,8 @@ class SegmentFeeder:
 
     def feed_chunk(self, books: Iterable[pa.Table], trades: pa.Table | None,
                    events: pa.Table | None, tickers: pa.Table | None = None) -> dict[Key, FeatureOutput]:
-        """Feed raw rows (journal order; `books` already cut in push-sized pieces); the rows emitted."""
+        """Feed raw rows (journal order; `books` already cut in push-sized pieces); the rows emitted
+        (`_take`: `HeldOutputs` reads them as tables)."""
         self._events = _events_by_symbol(reset_rows(events))
         self._evented = set()
         for key in sorted(_event_keys(self._events, self.bank, self.feeds)):
@@ -107,12 +108,13 @@ class SegmentFeeder:
         return self._take()
 
     def _take(self) -> dict[Key, FeatureOutput]:
+        """The rows emitted since the last call, per symbol: tables, or `PendingTable`s not built
+        yet (the live path builds each product's once for all symbols: live_rows.live_products)."""
         out = {}
         for key, f in sorted(self.feeds.items()):
             chunk = f.take_output()
             if chunk.hf or chunk.bars or chunk.products:
                 out[key] = chunk
-        _build(out.values())
         for key, chunk in out.items():
             self._keep(key, chunk)
         return out
@@ -132,9 +134,9 @@ class SegmentFeeder:
 
     @property
     def held(self) -> dict[Key, FeatureOutput]:
-        """Every row emitted so far, per symbol, as held: tables and `table_blocks` blocks in emission
-        order, each with `num_rows` (`table_blocks.table` reads one); lists copied, so later chunks
-        do not change them."""
+        """Every row emitted so far, per symbol, as held: tables, unbuilt tables and `table_blocks`
+        blocks in emission order, each with `num_rows` (`table_blocks.table` reads one); lists
+        copied, so later chunks do not change them."""
         return {key: FeatureOutput(list(out.hf), {d: list(ts) for d, ts in out.bars.items()},
                                    {k: list(ts) for k, ts in out.products.items()})
                 for key, out in self._held.items()}
@@ -171,9 +173,8 @@ class HeldOutputs(Mapping):
 
     def __getitem__(self, key: Key) -> FeatureOutput:
         out = self._held[key]
-        return FeatureOutput([table_blocks.table(t) for t in out.hf],
-                             {d: [table_blocks.table(t) for t in ts] for d, ts in out.bars.items()},
-                             {k: [table_blocks.table(t) for t in ts] for k, ts in out.products.items()})
+        return FeatureOutput(table_blocks.tables(out.hf), {d: table_blocks.tables(ts) for d, ts in out.bars.items()},
+                             {k: table_blocks.tables(ts) for k, ts in out.products.items()})
 
     def __iter__(self) -> Iterator[Key]:
         return iter(self._held)
@@ -187,14 +188,6 @@ def pieces(table: pa.Table | None, batch_rows: int) -> list[pa.Table]:
     if table is None or table.num_rows == 0:
         return []
     return [table.slice(i, batch_rows) for i in range(0, table.num_rows, batch_rows)]
-
-
-def _build(outputs: Iterable[FeatureOutput]) -> None:
-    """Replace the pending tables of these outputs by tables, one build per product (in place)."""
-    slots = [(tables, i) for out in outputs for _, tables in products(out)
-             for i, t in enumerate(tables) if isinstance(t, PendingTable)]
-    for (tables, i), table in zip(slots, build_all([tables[i] for tables, i in slots])):
-        tables[i] = table
 
 
 def _book_counters(engine) -> dict:

@@ -39,14 +39,31 @@ def build_all(pending: list[PendingTable]) -> list[pa.Table]:
         groups.setdefault(p.key, []).append(i)
     out: list[pa.Table | None] = [None] * len(pending)
     for idx in groups.values():
-        first = pending[idx[0]]
-        if len(idx) == 1:
-            out[idx[0]] = first.build(*first.inputs)
-            continue
-        inputs = [_concat([pending[i].inputs[k] for i in idx], axis) for k, axis in enumerate(first.axes)]
-        for i, part in zip(idx, slices(first.build(*inputs), [pending[i].num_rows for i in idx])):
+        for i, part in zip(idx, slices(build(merge([pending[i] for i in idx])), [pending[i].num_rows for i in idx])):
             out[i] = part
     return out  # type: ignore[return-value]
+
+
+def build(pending: PendingTable) -> pa.Table:
+    return pending.build(*pending.inputs)
+
+
+def merge(parts: list[PendingTable]) -> PendingTable:
+    """The rows of `parts` (all of one key) as one pending table, their inputs concatenated: what
+    the live path holds of a segment's rows, a few numpy arrays where a table has an Arrow array
+    per column (features/table_blocks.py)."""
+    first = parts[0]
+    if len(parts) == 1:
+        return first
+    if any(p.key != first.key for p in parts):
+        raise ValueError("pending tables of different builders cannot be merged")
+    inputs = tuple(_concat([p.inputs[k] for p in parts], axis) for k, axis in enumerate(first.axes))
+    return PendingTable(first.key, first.build, inputs, first.axes, sum(p.num_rows for p in parts))
+
+
+def mergeable(items: list) -> bool:
+    """Whether `items` are pending tables of one key (`merge` takes them)."""
+    return all(isinstance(t, PendingTable) for t in items) and len({t.key for t in items}) == 1
 
 
 def slices(table: pa.Table, sizes: list[int]) -> list[pa.Table]:

@@ -19,6 +19,13 @@ repeated it (a quarter of a 16-row hf block).  `table()` reads one back (zero-co
 rows, their order, types and values stay exactly what was appended.  Tables that cannot be
 concatenated (different schemas) are left as they are.
 
+Tables not built yet (features/pending_tables.py: a builder and its row-aligned numpy inputs,
+what the engines emit in the ETL) are merged by concatenating their inputs -- no Arrow work
+at all, and a few arrays where a table has an array per column -- and built only when read
+(`table()`) or when the block is packed for a spill.  The live path builds what it publishes
+once per product and chunk for all symbols (etl/live_rows.py), so the segment's rows it holds
+for the segment job never cost a table per symbol and flush.
+
 With a `Spill`, blocks of SPILL_LEVEL go to a scratch file and only their place is held:
 the live feeder holds a segment's outputs until the segment job writes them, ~2 MB a
 minute at 20 symbols -- over an hour-long segment as much again as the whole ETL needs, so
@@ -35,6 +42,8 @@ from pathlib import Path
 import pyarrow as pa
 
 from ..logs import get_logger
+from . import pending_tables
+from .pending_tables import PendingTable
 
 log = get_logger("fluxforge.etl.live")
 
@@ -171,9 +180,26 @@ class Spilled:
         return _read(self.buffer, self.schema)
 
 
-def table(held: pa.Table | Packed | Spilled) -> pa.Table:
+def table(held: pa.Table | PendingTable | Packed | Spilled) -> pa.Table:
     """What `append` holds, as a table."""
-    return held if isinstance(held, pa.Table) else held.read()
+    if isinstance(held, pa.Table):
+        return held
+    return pending_tables.build(held) if isinstance(held, PendingTable) else held.read()
+
+
+def tables(held: list) -> list[pa.Table]:
+    """A list `append` holds, as tables: each run of unbuilt tables of one builder built as one."""
+    out: list[pa.Table] = []
+    run: list[PendingTable] = []
+    for t in [*held, None]:
+        if run and not (isinstance(t, PendingTable) and t.key == run[0].key):
+            out.append(pending_tables.build(pending_tables.merge(run)))
+            run = []
+        if isinstance(t, PendingTable):
+            run.append(t)
+        elif t is not None:
+            out.append(table(t))
+    return out
 
 
 def is_loose(held) -> bool:
@@ -195,15 +221,21 @@ def append(tables: list, levels: list[int], new: pa.Table, max_level: int | None
     levels.append(0)
     # levels never increase towards the end: when the FANOUT-th last is the last one's, so are all between
     while len(levels) >= FANOUT and levels[-FANOUT] == levels[-1] != max_level:
+        level = levels[-1] + 1
+        group = tables[-FANOUT:]
+        spilled = spill is not None and level == SPILL_LEVEL
         try:
-            merged = Packed(_concat(tables[-FANOUT:]))
+            if pending_tables.mergeable(group):  # unbuilt rows: merged unbuilt, built once when spilled
+                merged = pending_tables.merge(group)
+                merged = Packed(pending_tables.build(merged)) if spilled else merged
+            else:
+                merged = Packed(_concat(group))
         except (pa.ArrowInvalid, pa.ArrowTypeError):
             levels[-FANOUT:] = [_KEPT] * FANOUT
             return added
-        level = levels[-1] + 1
         added -= sum(packed_bytes(t) for t in tables[-FANOUT:])
         del tables[-FANOUT:], levels[-FANOUT:]
-        if spill is not None and level == SPILL_LEVEL:
+        if spilled:
             merged = spill.put(merged)
         tables.append(merged)
         levels.append(level)
@@ -211,6 +243,13 @@ def append(tables: list, levels: list[int], new: pa.Table, max_level: int | None
     return added
 
 
-def packed_bytes(held: pa.Table | Packed | Spilled) -> int:
+def packed_bytes(held: pa.Table | PendingTable | Packed | Spilled) -> int:
     """The bytes of a `Packed` block (in memory); 0 for the others."""
     return held.buffer.size if isinstance(held, Packed) else 0
+
+
+def held_bytes(held: pa.Table | PendingTable | Packed | Spilled) -> int:
+    """The bytes of values `append` holds in memory for it (a spilled block's are on disk)."""
+    if isinstance(held, PendingTable):
+        return sum(x.nbytes for x in held.inputs)
+    return held.nbytes if isinstance(held, pa.Table) else packed_bytes(held)

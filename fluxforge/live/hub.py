@@ -2,8 +2,9 @@
 
 Why `publish()` only appends references: it runs on the ETL's asyncio loop, so
 every microsecond it spends is taken from the watchdog, SIGTERM handling and the
-computation itself.  It splits the table by (exchange, symbol) (one slice in the
-usual case), adds the chunk to the replay ring and offers it to each matching
+computation itself.  It splits the table by (exchange, symbol) (a stream's rows are
+cut out of it only when a subscriber or a replay reads them), adds the chunks to the
+replay ring (the table once for all of them) and offers each to every matching
 subscriber's bounded queue; a subscriber whose queue is full is dropped with a
 reason there and then (counted, logged, told if its socket still takes a line).
 Encoding happens in the subscribers' send tasks, once per chunk and format.
@@ -20,6 +21,7 @@ import hmac
 import threading
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -68,14 +70,19 @@ class LiveHub:
         clash = [c for c in wire.META_KEYS if schema.get_field_index(c) >= 0]
         if clash:
             raise ValueError(f"live rows of {product!r} use reserved column name(s) {', '.join(clash)}")
-        for exchange, symbol, part in _by_stream(table):
-            self._seq += 1
-            chunk = Chunk(self._seq, product, exchange, symbol, part, replay)
-            self.counters["published_rows"] += chunk.rows
-            self.counters["published_chunks"] += 1
-            self.ring.add(chunk)
+        runs = _runs(table)
+        if runs is not None:  # each stream's rows together (the ETL's publishes): one table for all
+            chunks = Chunk.runs(self._seq + 1, product, table, runs, replay)
+        else:
+            chunks = [Chunk(self._seq + 1 + i, product, e, s, part, replay) for i, (e, s, part) in enumerate(_by_filter(table))]
+            table = pa.concat_tables([c.table for c in chunks])
+        self._seq += len(chunks)
+        self.counters["published_rows"] += sum(c.rows for c in chunks)
+        self.counters["published_chunks"] += len(chunks)
+        self.ring.add_all(chunks, table)
+        for chunk in chunks:
             for sub in list(self.subscribers.values()):
-                if sub.request.matches(product, exchange, symbol) and not sub.offer(chunk):
+                if sub.request.matches(product, chunk.exchange, chunk.symbol) and not sub.offer(chunk):
                     self.drop(sub, "slow", sub.refused)
 
     # -- the subscriber side -------------------------------------------------------------
@@ -185,16 +192,27 @@ class LiveHub:
             f" ({dropped} dropped)" if dropped else "")
 
 
-def _by_stream(table: pa.Table):
-    """(exchange, symbol, rows) per stream in the table, rows in their published order."""
+def _runs(table: pa.Table) -> list[tuple[str, str, int, int]] | None:
+    """(exchange, symbol, offset, rows) of each stream in the table if each stream's rows are together
+    (a product's rows of all symbols, as the ETL publishes them; found without a compute call per
+    stream), in order; else None."""
     ex, sy = table.column("exchange"), table.column("symbol")
-    if table.num_rows == 1:  # the usual live publish: one row as it becomes final
-        yield ex[0].as_py(), sy[0].as_py(), table
-        return
-    exchanges, symbols = pc.unique(ex), pc.unique(sy)
-    if len(exchanges) == 1 and len(symbols) == 1:
-        yield exchanges[0].as_py(), symbols[0].as_py(), table
-        return
+    n = table.num_rows
+    if n == 1:  # one row as it becomes final
+        starts = [0]
+    else:
+        differs = pc.or_(pc.not_equal(ex.slice(1), ex.slice(0, n - 1)), pc.not_equal(sy.slice(1), sy.slice(0, n - 1)))
+        starts = [0, *(np.flatnonzero(pc.fill_null(differs, True).to_numpy(zero_copy_only=False)) + 1).tolist()]
+    keys = [(ex[i].as_py(), sy[i].as_py()) for i in starts]
+    if len(set(keys)) < len(keys) or any(None in k for k in keys):
+        return None
+    ends = [*starts[1:], n]
+    return [(e, s, a, b - a) for (e, s), a, b in zip(keys, starts, ends)]
+
+
+def _by_filter(table: pa.Table) -> list[tuple[str, str, pa.Table]]:
+    """(exchange, symbol, rows) per stream in the table, each stream's rows in their published order."""
+    ex, sy = table.column("exchange"), table.column("symbol")
     pairs = pa.table({"e": ex, "s": sy}).group_by(["e", "s"], use_threads=False).aggregate([])
-    for e, s in zip(pairs.column("e").to_pylist(), pairs.column("s").to_pylist()):
-        yield e, s, table.filter(pc.and_(pc.equal(ex, e), pc.equal(sy, s)))
+    return [(e, s, table.filter(pc.and_(pc.equal(ex, e), pc.equal(sy, s))))
+            for e, s in zip(pairs.column("e").to_pylist(), pairs.column("s").to_pylist())]

@@ -11,11 +11,12 @@ for all keys together (`etl.live.replay_mb`: the other two grow with the symbols
 products; beyond it the chunks with the oldest rows go first, whatever their key, so
 every key keeps about the same minutes, logged once as `live_replay_bounded`).  The
 ring keeps what it needs of each chunk (publish order, rows, times: 41 bytes, `_Chunks`,
-counted in the memory bound) and the rows
-themselves as a few compacted tables per key (features/table_blocks.py): a table
-per published chunk took ~80 KB for a 170-column hf row, 2 GB for the default 15
-minutes of 20 symbols.  A replay cuts each chunk's rows back out of them, so a
-cached encoding never outlives the fan-out.
+counted in the memory bound) and the rows themselves as a few compacted tables per product
+(features/table_blocks.py), each publish's rows once for all the keys published with them: a
+table per published chunk took ~80 KB for a 170-column hf row, 2 GB for the default 15 minutes
+of 20 symbols, and a table per key and publish cost the ETL more CPU than its engines' Python.
+A replay cuts each chunk's rows back out of them, so a cached encoding never outlives the
+fan-out.
 """
 from __future__ import annotations
 
@@ -52,28 +53,42 @@ COLUMN_BYTES = 512  # an Arrow table's objects per column, however few its rows 
 class Chunk:
     """Rows of one product and one (exchange, symbol), as published (seq: publish order)."""
 
-    __slots__ = ("seq", "product", "exchange", "symbol", "table", "replay", "first_ms", "last_ms", "bytes",
-                 "_frames", "_plain")
+    __slots__ = ("seq", "product", "exchange", "symbol", "replay", "rows", "first_ms", "last_ms", "bytes",
+                 "_table", "_cut", "_frames", "_plain")
 
-    def __init__(self, seq: int, product: str, exchange: str, symbol: str, table: pa.Table, replay: bool):
+    def __init__(self, seq: int, product: str, exchange: str, symbol: str, table: pa.Table, replay: bool,
+                 _cut: tuple[int, int, np.ndarray] | None = None):
         self.seq, self.product, self.exchange, self.symbol = seq, product, exchange, symbol
-        self.table, self.replay = table, replay
+        self.replay = replay
+        offset, self.rows, ms = _cut if _cut is not None else (0, table.num_rows, None)
+        self._table, self._cut = table, (offset, self.rows) if _cut is not None else None
         self.first_ms = self.last_ms = None
         # the memory it holds, estimated without a compute call: ~80 kB for one 170-column hf row
-        self.bytes = table.num_columns * (COLUMN_BYTES + 8 * table.num_rows)
-        if table.num_rows:
-            ms = _ms(table)
+        self.bytes = table.num_columns * (COLUMN_BYTES + 8 * self.rows)
+        if self.rows:
+            ms = _ms(table) if ms is None else ms[offset:offset + self.rows]
             self.first_ms, self.last_ms = int(ms.min()), int(ms.max())
         self._frames: dict[str, list] = {}
         self._plain: pa.Table | None = None
 
+    @classmethod
+    def runs(cls, seq: int, product: str, table: pa.Table, runs: list[tuple[str, str, int, int]],
+             replay: bool) -> list[Chunk]:
+        """A chunk per run (exchange, symbol, offset, rows) of `table`, numbered from `seq` on: a
+        publish of many streams' rows, each stream's cut out of it only when first read (by a
+        subscriber or a replay), not for every stream at every publish."""
+        ms = _ms(table)
+        return [cls(seq + i, product, e, s, table, replay, (offset, n, ms)) for i, (e, s, offset, n) in enumerate(runs)]
+
+    @property
+    def table(self) -> pa.Table:
+        if self._cut is not None:  # (on the loop thread, as every reader of chunks)
+            self._table, self._cut = self._table.slice(*self._cut), None
+        return self._table
+
     @property
     def key(self) -> Key:
         return self.product, self.exchange, self.symbol
-
-    @property
-    def rows(self) -> int:
-        return self.table.num_rows
 
     def plain(self) -> pa.Table:
         """The rows with dictionary columns decoded, as they go on the wire (done when first sent,
@@ -176,58 +191,52 @@ class _Chunks:
         return _Held(seq[at], bool(replay[at]), first[at], last[at], start[at], rows[at])
 
 
-class _Stream:
-    """One key's recent chunks and their rows: `tables` hold the rows numbered `base` on, in order."""
+class _Rows:
+    """The rows published of one product (and schema), of every stream published with them, in
+    publish order: each publish's table once, however many streams it holds (a chunk is a run of
+    its rows), as `table_blocks.append` holds them; rows numbered from `base`."""
 
-    __slots__ = ("chunks", "tables", "levels", "base", "end", "rows", "columns", "packed", "loose")
+    __slots__ = ("tables", "levels", "base", "end", "columns", "packed", "loose", "streams")
 
     def __init__(self, columns: int):
-        self.chunks = _Chunks()
-        self.tables: list = []  # as table_blocks.append holds them: loose (the newest) or Packed
+        self.tables: list = []  # loose (the newest) or Packed
         self.levels: list[int] = []
-        self.base = self.end = self.rows = 0
+        self.base = self.end = 0
         self.columns = columns
         self.packed = 0  # bytes of the Packed tables
         self.loose = 0  # rows of the others
+        self.streams: list[_Stream] = []  # those whose chunks are rows of these
 
     @property
     def bytes(self) -> int:
-        """The memory of its rows: the Packed tables' buffers, 8 bytes a value of the tables as
-        published (the newest, fewer than FANOUT per key: their objects -- COLUMN_BYTES a column --
-        are what every key costs however old its rows, not what dropping old rows frees), and the
-        chunks' places (`_Chunks.BYTES` each)."""
-        return self.packed + 8 * self.columns * self.loose + _Chunks.BYTES * len(self.chunks)
+        """The memory of the rows: the Packed tables' buffers and 8 bytes a value of the tables as
+        published (the newest, fewer than FANOUT: their objects -- COLUMN_BYTES a column -- are
+        what a product costs however old its rows, not what dropping old rows frees)."""
+        return self.packed + 8 * self.columns * self.loose
 
-    def add(self, chunk: Chunk) -> None:
-        self.chunks.append(_Held(chunk.seq, chunk.replay, chunk.first_ms, chunk.last_ms, self.end, chunk.rows))
-        n = len(self.tables)
-        self.packed += table_blocks.append(self.tables, self.levels, chunk.table, MAX_LEVEL)
+    def add(self, table: pa.Table) -> int:
+        """Append a publish's rows; the number of its first row."""
+        start, n = self.end, len(self.tables)
+        self.packed += table_blocks.append(self.tables, self.levels, table, MAX_LEVEL)
         if len(self.tables) == n + 1:
-            self.loose += chunk.rows
+            self.loose += table.num_rows
         else:  # merged (one table in FANOUT appended)
             self.loose = sum(t.num_rows for t in self.tables if table_blocks.is_loose(t))
-        self.end += chunk.rows
-        self.rows += chunk.rows
+        self.end += table.num_rows
+        return start
 
-    def table(self, held: _Held) -> pa.Table:
-        """The rows of `held` (within one table: merges join whole chunks)."""
+    def table(self, start: int, rows: int) -> pa.Table:
+        """Rows `start` on (within one table: a publish's rows are, and merges join whole publishes)."""
         offset = self.base
         for t in self.tables:
-            if held.start < offset + t.num_rows:
-                return table_blocks.table(t).slice(held.start - offset, held.rows)
+            if start < offset + t.num_rows:
+                return table_blocks.table(t).slice(start - offset, rows)
             offset += t.num_rows
         raise AssertionError("a held chunk's rows are gone")
 
-    def trim(self, held: _Held, cut: int) -> None:
-        """Forget the first `cut` rows of the oldest chunk `held`."""
-        table = self.table(held).slice(cut)
-        ms = _ms(table)
-        self.chunks[0] = _Held(held.seq, held.replay, int(ms.min()), int(ms.max()), held.start + cut, held.rows - cut)
-        self.rows -= cut
-
     def drop_unheld(self) -> None:
-        """Drop the tables whose rows all precede the oldest chunk's."""
-        start = self.chunks[0].start if self.chunks else self.end
+        """Drop the tables whose rows all precede every stream's oldest chunk."""
+        start = min((s.chunks[0].start for s in self.streams if s.chunks), default=self.end)
         while self.tables and self.base + self.tables[0].num_rows <= start:
             table = self.tables.pop(0)
             self.base += table.num_rows
@@ -236,53 +245,116 @@ class _Stream:
             self.levels.pop(0)
 
 
+class _Stream:
+    """One key's recent chunks: places in its product's `_Rows`."""
+
+    __slots__ = ("chunks", "rows", "store")
+
+    def __init__(self, store: _Rows):
+        self.chunks = _Chunks()
+        self.rows = 0
+        self.store = store
+
+    @property
+    def bytes(self) -> int:
+        """The chunks' places (`_Chunks.BYTES` each); their rows are counted in `store`."""
+        return _Chunks.BYTES * len(self.chunks)
+
+    def add(self, chunk: Chunk, start: int) -> None:
+        self.chunks.append(_Held(chunk.seq, chunk.replay, chunk.first_ms, chunk.last_ms, start, chunk.rows))
+        self.rows += chunk.rows
+
+    def table(self, held: _Held) -> pa.Table:
+        """The rows of `held`."""
+        return self.store.table(held.start, held.rows)
+
+    def trim(self, held: _Held, cut: int) -> None:
+        """Forget the first `cut` rows of the oldest chunk `held`."""
+        table = self.table(held).slice(cut)
+        ms = _ms(table)
+        self.chunks[0] = _Held(held.seq, held.replay, int(ms.min()), int(ms.max()), held.start + cut, held.rows - cut)
+        self.rows -= cut
+
+
 class RecentRows:
     """Recent chunks per key, bounded by exchange-time minutes and rows per key, and by the
-    estimated memory of all keys' tables (`max_mb`; None: no bound; `_Stream.bytes`)."""
+    estimated memory of all keys' rows (`max_mb`; None: no bound; `_Rows.bytes`, `_Stream.bytes`)."""
 
     def __init__(self, minutes: float, max_rows: int, max_mb: float | None = None):
         self.window_ms = int(minutes * 60_000)
         self.max_rows = max_rows
         self.max_bytes = int(max_mb * 2 ** 20) if max_mb is not None else None
-        self.bytes = 0  # estimated: the sum of the streams' `bytes`
+        self.bytes = 0  # estimated: the sum of the stores' and the streams' `bytes`
         self.bounded = False  # the byte bound has dropped rows the other bounds kept
-        self._streams: dict[Key, _Stream] = {}
+        self._stores: dict[tuple[str, bytes], _Rows] = {}  # (product, schema) -> its rows
+        self._streams: dict[Key, list[_Stream]] = {}  # a key's (one per schema its rows had)
 
     @property
     def enabled(self) -> bool:
         return self.window_ms > 0 and self.max_rows > 0
 
     def add(self, chunk: Chunk) -> None:
-        if not self.enabled or not chunk.rows:
+        self.add_all([chunk], chunk.table)
+
+    def add_all(self, chunks: list[Chunk], rows: pa.Table) -> None:
+        """Chunks of one product published together, whose tables are `rows` one after another:
+        the rows are held once for all of them."""
+        if not self.enabled or not rows.num_rows:
             return
-        s = self._streams.get(chunk.key)
-        if s is None:
-            s = self._streams[chunk.key] = _Stream(chunk.table.num_columns)
-        before = s.bytes
-        s.add(chunk)
+        store = self._store(chunks[0].product, rows)
+        streams = [self._stream(c.key, store) if c.rows else None for c in chunks]
+        touched = list(dict.fromkeys(s for s in streams if s is not None))
+        before = store.bytes + sum(s.bytes for s in touched)
+        start = store.add(rows)
+        for chunk, s in zip(chunks, streams):
+            if s is not None:
+                s.add(chunk, start)
+                self._bound(s)
+            start += chunk.rows
+        store.drop_unheld()
+        self.bytes += store.bytes + sum(s.bytes for s in touched) - before
+        if self.max_bytes is not None and self.bytes > self.max_bytes:
+            self._drop_oldest()
+
+    def _store(self, product: str, rows: pa.Table) -> _Rows:
+        key = (product, rows.schema.serialize().to_pybytes())  # rows of one schema merge (table_blocks)
+        store = self._stores.get(key)
+        if store is None:
+            store = self._stores[key] = _Rows(rows.num_columns)
+        return store
+
+    def _stream(self, key: Key, store: _Rows) -> _Stream:
+        streams = self._streams.setdefault(key, [])
+        for s in streams:
+            if s.store is store:
+                return s
+        s = _Stream(store)
+        streams.append(s)
+        store.streams.append(s)
+        return s
+
+    def _bound(self, s: _Stream) -> None:
+        """Drop a stream's chunks beyond the window and the row bound."""
         held = s.chunks
         newest = max(held[0].last_ms, held[-1].last_ms)
         while held and (s.rows - held[0].rows >= self.max_rows or held[0].last_ms < newest - self.window_ms):
             s.rows -= held.popleft().rows
         if s.rows > self.max_rows:  # the oldest chunk straddles the row bound: keep its newest rows
             s.trim(held[0], s.rows - self.max_rows)
-        s.drop_unheld()
-        self.bytes += s.bytes - before
-        if self.max_bytes is not None and self.bytes > self.max_bytes:
-            self._drop_oldest()
 
     def _drop_oldest(self) -> None:
         """Drop the chunks whose newest rows are oldest, of any key, until the rows take 1/16 less
         than the bound (one heap of the keys per 1/16 of the bound added, not one per chunk)."""
         target = self.max_bytes - self.max_bytes // 16
-        heap = [(s.chunks[0].last_ms, i, s) for i, s in enumerate(self._streams.values()) if s.chunks]
+        streams = [s for ss in self._streams.values() for s in ss]
+        heap = [(s.chunks[0].last_ms, i, s) for i, s in enumerate(streams) if s.chunks]
         heapq.heapify(heap)
         while self.bytes > target and heap:
             _, i, s = heapq.heappop(heap)
-            before = s.bytes
+            before = s.bytes + s.store.bytes
             s.rows -= s.chunks.popleft().rows
-            s.drop_unheld()  # (a block's memory goes with its last chunk)
-            self.bytes += s.bytes - before
+            s.store.drop_unheld()  # (a block's memory goes with the last chunk of any key in it)
+            self.bytes += s.bytes + s.store.bytes - before
             if s.chunks:
                 heapq.heappush(heap, (s.chunks[0].last_ms, i, s))
         if not self.bounded:
@@ -298,27 +370,28 @@ class RecentRows:
         to call from another thread (the metrics scrape) while the loop adds: it only reads each
         key's first and last chunk, and a key emptied meanwhile is skipped."""
         oldest = newest = None
-        for s in list(self._streams.values()):
-            try:
-                first, last = s.chunks[0].first_ms, s.chunks[-1].last_ms
-            except IndexError:
-                continue
-            oldest = first if oldest is None else min(oldest, first)
-            newest = last if newest is None else max(newest, last)
+        for streams in list(self._streams.values()):
+            for s in list(streams):
+                try:
+                    first, last = s.chunks[0].first_ms, s.chunks[-1].last_ms
+                except IndexError:
+                    continue
+                oldest = first if oldest is None else min(oldest, first)
+                newest = last if newest is None else max(newest, last)
         return 0 if oldest is None else max(newest - oldest, 0)
 
     def since(self, from_ms: int, keys: Iterable[Key]) -> list[Chunk]:
         """Replay chunks of these keys with rows at or after `from_ms`, in publish order."""
         out = []
         for key in keys:
-            s = self._streams.get(key)
-            for held in (s.chunks if s is not None else ()):
-                if held.last_ms < from_ms:
-                    continue
-                table = s.table(held)
-                if held.first_ms < from_ms:
-                    table = table.filter(pa.array(_ms(table) >= from_ms))
-                out.append(Chunk(held.seq, *key, table, True))
+            for s in self._streams.get(key, ()):
+                for held in s.chunks:
+                    if held.last_ms < from_ms:
+                        continue
+                    table = s.table(held)
+                    if held.first_ms < from_ms:
+                        table = table.filter(pa.array(_ms(table) >= from_ms))
+                    out.append(Chunk(held.seq, *key, table, True))
         out.sort(key=lambda c: c.seq)
         return out
 
@@ -327,4 +400,4 @@ class RecentRows:
 
     @property
     def rows(self) -> int:
-        return sum(s.rows for s in self._streams.values())
+        return sum(s.rows for streams in self._streams.values() for s in streams)

@@ -66,11 +66,14 @@ def _write(seg: ActiveSegment, flush: dict[str, pa.Table]) -> None:
 
 
 def _by_key(pubs, replay: bool) -> dict:
+    """Rows published per (product, exchange, symbol) (a publication holds a product's rows of any
+    number of symbols), in publish order."""
     out: dict = {}
     for p in pubs:
         if p.replay == replay and p.table.num_rows:
-            key = (p.product, p.table.column("exchange")[0].as_py(), p.table.column("symbol")[0].as_py())
-            out.setdefault(key, []).extend(row_keys(p.table.drop_columns(["exchange", "symbol"])))
+            streams = zip(p.table.column("exchange").to_pylist(), p.table.column("symbol").to_pylist())
+            for stream, row in zip(streams, row_keys(p.table.drop_columns(["exchange", "symbol"]))):
+                out.setdefault((p.product, *stream), []).append(row)
     return out
 
 

@@ -62,14 +62,29 @@ def test_the_ring_replays_what_the_rule_keeps():
     for minutes, max_rows in ((0.5, 40), (2.0, 1000), (0.05, 7)):
         ring, model = RecentRows(minutes, max_rows), _Model(minutes, max_rows)
         now = {k: 1_733_000_000_000 for k in KEYS}
-        for seq in range(1, 1500):
-            key = rng.choice(KEYS)
-            now[key] += rng.randint(0, 400)
-            times = sorted(now[key] - rng.randint(0, 300) for _ in range(rng.randint(1, 5)))
-            chunk = Chunk(seq, *key, _table(key[1], key[2], times, seq), False)
-            ring.add(chunk)
-            model.add(chunk)
-            if seq % 97 == 0 or seq == 1499:
+        seq = 0
+        while seq < 1499:
+            # a publish: one key's chunk, or several keys' of one product in one table (the ETL's)
+            first = rng.choice(KEYS)
+            keys = [first] + [k for k in KEYS if k != first and k[0] == first[0] and rng.random() < 0.6]
+            parts = []
+            for key in keys:
+                now[key] += rng.randint(0, 400)
+                times = sorted(now[key] - rng.randint(0, 300) for _ in range(rng.randint(1, 5)))
+                parts.append((key, _table(key[1], key[2], times, seq + 1 + len(parts))))
+            rows = pa.concat_tables([t for _, t in parts])
+            chunks, offset = [], 0
+            for key, t in parts:
+                seq += 1
+                chunks.append(Chunk(seq, *key, rows.slice(offset, t.num_rows), False))
+                offset += t.num_rows
+            if len(chunks) == 1 and rng.random() < 0.5:
+                ring.add(chunks[0])
+            else:
+                ring.add_all(chunks, rows)
+            for chunk in chunks:
+                model.add(chunk)
+            if seq % 97 < len(chunks) or seq >= 1499:
                 lo = min(now.values()) - 200_000
                 for from_ms in (0, rng.randint(lo, max(now.values())), max(now.values())):
                     got = [(c.seq, c.replay, c.key, c.table.to_pylist()) for c in ring.since(from_ms, ring.keys())]
@@ -92,11 +107,29 @@ def test_one_row_chunks_are_held_in_a_few_tables():
         for s, key in enumerate(KEYS[:2]):
             ring.add(Chunk(2 * i + s, *key, _table(key[1], key[2], [1_733_000_000_000 + 1000 * i], i, 170), False))
     for key in KEYS[:2]:
-        stream = ring._streams[key]
-        assert len(stream.chunks) == n
-        assert len(stream.tables) <= (FANOUT - 1) * MAX_LEVEL + math.ceil(n / FANOUT ** MAX_LEVEL), len(stream.tables)
-        assert 0 < sum(table_blocks.is_loose(t) for t in stream.tables) < FANOUT  # the rest: one IPC buffer each
+        assert [len(s.chunks) for s in ring._streams[key]] == [n]
+    [store] = ring._stores.values()  # both keys' rows: one product, one schema
+    assert len(store.tables) <= (FANOUT - 1) * MAX_LEVEL + math.ceil(2 * n / FANOUT ** MAX_LEVEL), len(store.tables)
+    assert 0 < sum(table_blocks.is_loose(t) for t in store.tables) < FANOUT  # the rest: one IPC buffer each
     assert ring.rows == 2 * n
+
+
+def test_a_publish_of_many_keys_is_held_once():
+    """The ETL publishes a product's rows of all symbols in one table: the ring holds that table
+    once (merged with the next ones), not a table per symbol; each key replays its own rows."""
+    ring = RecentRows(15.0, 1000)
+    keys = [("hf", "binance", f"S{i}/USDT") for i in range(20)]
+    n = 64
+    for i in range(n):
+        parts = [_table(k[1], k[2], [1_733_000_000_000 + 1000 * i], i, 170) for k in keys]
+        rows = pa.concat_tables(parts)
+        ring.add_all([Chunk(20 * i + j, *k, rows.slice(j, 1), False) for j, k in enumerate(keys)], rows)
+    [store] = ring._stores.values()
+    assert len(store.tables) == n // FANOUT  # 16 publishes a block
+    for j, k in enumerate(keys):
+        got = ring.since(0, [k])
+        assert [c.seq for c in got] == [20 * i + j for i in range(n)]
+        assert [r["symbol"] for c in got for r in c.table.select(["symbol"]).to_pylist()] == [k[2]] * n
 
 
 def _steady(seconds: int, wide=(0, 1)) -> list[Chunk]:
@@ -117,8 +150,9 @@ def test_the_byte_bound_drops_the_oldest_rows_of_any_key_first():
             for ring in (free, bound):
                 ring.add(chunk)
             assert bound.bytes <= bound.max_bytes
-    assert bound.bytes == sum(s.bytes for s in bound._streams.values())
-    for s in bound._streams.values():  # what `bytes` keeps count of, counted again
+    streams = [s for ss in bound._streams.values() for s in ss]
+    assert bound.bytes == sum(s.bytes for s in bound._stores.values()) + sum(s.bytes for s in streams)
+    for s in bound._stores.values():  # what `bytes` keeps count of, counted again
         assert s.packed == sum(t.buffer.size for t in s.tables if isinstance(t, table_blocks.Packed))
         assert s.loose == sum(t.num_rows for t in s.tables if table_blocks.is_loose(t))
     assert free.bytes > 1.5 * bound.max_bytes and bound.bounded  # the bound held, not the other two
@@ -126,7 +160,7 @@ def test_the_byte_bound_drops_the_oldest_rows_of_any_key_first():
         got = [(c.seq, c.table.to_pylist()) for c in bound.since(0, [key])]
         want = [(c.seq, c.table.to_pylist()) for c in free.since(0, [key])]
         assert 0 < len(got) < len(want) and got == want[-len(got):], key
-    fronts = [bound._streams[key].chunks[0].first_ms for key in KEYS]
+    fronts = [bound._streams[key][0].chunks[0].first_ms for key in KEYS]
     assert max(fronts) - min(fronts) <= 1000, fronts  # the same minutes for wide and narrow keys
     assert [e["event"] for e in logs if e["event"] == "live_replay_bounded"] == ["live_replay_bounded"]
     assert 0 < bound.span_ms() < free.span_ms() == 2404 * 1000  # what the bound leaves, in time

@@ -22,7 +22,8 @@ from etl_support import T0_MS, synthetic_market
 from live_support import flushes, same_rows
 from fluxforge.config import FeatureOptions
 from fluxforge.etl.engines import EngineBank, FeatureOutput
-from fluxforge.etl.segment_feed import SegmentFeeder, pieces
+from fluxforge.etl.segment_feed import HeldOutputs, SegmentFeeder, pieces
+from fluxforge.features import table_blocks
 from fluxforge.features.engine import FeatureEngine
 
 OPTIONS = FeatureOptions(hf_emit_interval=1.0, bar_durations=[5])
@@ -42,7 +43,7 @@ def _fed(m: dict[str, pa.Table]):
     bank = EngineBank(OPTIONS, reorder_ms=REORDER_MS)
     feeder = SegmentFeeder(bank, "seg")
     out = feeder.feed_chunk(pieces(m["orderbook"], 1_000_000), m["trades"], m["events"])
-    return bank, out[("binance", "BTC/USDT")]
+    return bank, HeldOutputs(out)[("binance", "BTC/USDT")]
 
 
 def test_books_after_the_last_trade_are_released_by_the_watermark():
@@ -91,7 +92,7 @@ def _fed_by_flush(m: dict[str, pa.Table]):
         out = feeder.feed_chunk(pieces(rows["orderbook"], 1_000_000), rows["trades"], rows["events"])
         if rows["orderbook"].num_rows:
             seen = max(seen or 0, pc.max(rows["orderbook"].column("timestamp")).as_py())
-        for table in out.get(("binance", "BTC/USDT"), None).hf if ("binance", "BTC/USDT") in out else []:
+        for table in HeldOutputs(out)[("binance", "BTC/USDT")].hf if ("binance", "BTC/USDT") in out else []:
             released = max(released or 0, pc.max(table.column("timestamp").cast(pa.int64())).as_py())
         trail.append((end, seen, released))
     return feeder, trail
@@ -181,7 +182,7 @@ def test_the_trade_clock_survives_a_checkpoint():
     for _, rows in list(flushes(part(False), FLUSH_NS))[:8]:  # its first 2 s
         out = second.feed_chunk(pieces(rows["orderbook"], 1_000_000), rows["trades"], rows["events"])
         released += [pc.max(t.column("timestamp").cast(pa.int64())).as_py()
-                     for t in out.get(("binance", "BTC/USDT"), FeatureOutput()).hf]
+                     for t in table_blocks.tables(out.get(("binance", "BTC/USDT"), FeatureOutput()).hf)]
         newest = max(newest, pc.max(rows["orderbook"].column("timestamp")).as_py() or 0)
     assert released and newest - max(released) < 3 * REORDER_MS, (newest - max(released or [0]))
 
