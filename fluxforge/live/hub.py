@@ -28,7 +28,8 @@ import pyarrow.compute as pc
 from ..logs import get_logger
 from . import wire
 from .protocol import Request, RequestError
-from .ring import Chunk, RecentRows
+from .chunk import Chunk
+from .ring import RecentRows
 from .settings import LiveConfig, server_socket_path
 from .subscriber import Sink, Subscriber
 

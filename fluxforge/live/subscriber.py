@@ -22,7 +22,7 @@ from typing import Protocol
 
 from . import wire
 from .protocol import Request
-from .ring import Chunk
+from .chunk import Chunk
 
 SEND_ROWS = 5000  # rows per write at most (bounds one write's memory)
 

@@ -23,7 +23,8 @@ import yaml
 from live_support import TS, rows_table, running_hub, same_rows, wait_for
 from fluxforge.config import ConfigError, masked_dump, parse_config
 from fluxforge.live import LiveBatch, LiveClosed, LiveDropped, LiveError, subscribe
-from fluxforge.live.ring import Chunk, RecentRows
+from fluxforge.live.chunk import Chunk
+from fluxforge.live.ring import RecentRows
 
 
 async def collect(n: int, **kw) -> list:

@@ -13,7 +13,8 @@ from collections import deque
 import pyarrow as pa
 from structlog.testing import capture_logs
 
-from fluxforge.live.ring import MAX_LEVEL, Chunk, RecentRows
+from fluxforge.live.chunk import Chunk
+from fluxforge.live.ring import MAX_LEVEL, RecentRows
 from fluxforge.features import table_blocks
 from fluxforge.features.table_blocks import FANOUT
 
