@@ -2,8 +2,8 @@
 
 One synthetic market (SYMBOLS symbols, depth 20, books + trades) goes through the
 real ETL (EtlRunner: the baseline, CPU seconds of this process).  Its output rows,
-sliced the way the live path publishes them (one hf row per symbol and emission,
-bars as they close), are then published to a real hub on a Unix socket with
+cut the way the live path publishes them (per product and 1 s collector flush, one
+table of every symbol's rows that became final in it), are then published to a real hub on a Unix socket with
 subscribers as `fluxforge live` subprocesses (their own CPU is not counted: only
 this process's, which is the ETL's in production).  Printed, same run:
 
@@ -29,6 +29,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
+import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
 
 from etl_support import synthetic_market, write_segments  # noqa: E402
@@ -39,6 +40,9 @@ from fluxforge.live.hub import LiveHub  # noqa: E402
 from fluxforge.live.settings import LiveConfig  # noqa: E402
 
 
+FLUSH_MS = 1000  # collector.flush_interval's default
+
+
 def compute(data: Path, symbols: int, seconds: float, hz: float) -> tuple[float, list[tuple[str, pa.Table]]]:
     syms = tuple(f"S{i}/USDT" for i in range(symbols))
     write_segments(data / "segments" / "ready", synthetic_market(symbols=syms, seconds=seconds, hz=hz), 2,
@@ -47,10 +51,18 @@ def compute(data: Path, symbols: int, seconds: float, hz: float) -> tuple[float,
     t0 = time.process_time()
     runner.run_once()
     cpu = time.process_time() - t0
-    # as the live path publishes them: each row as it becomes final
-    chunks = [(product, t.slice(i, 1)) for product, t in feature_parts(data / "features") for i in range(t.num_rows)]
-    chunks.sort(key=lambda c: c[1].column("timestamp")[0].as_py())
-    return cpu, chunks
+    return cpu, _publishes(feature_parts(data / "features"))
+
+
+def _publishes(parts: list[tuple[str, pa.Table]]) -> list[tuple[str, pa.Table]]:
+    """As the live path publishes rows: per product and flush (FLUSH_MS of exchange time), one table
+    with the rows of every symbol, a symbol's after another (etl/live_rows.py `live_products`)."""
+    groups: dict[tuple[int, str], list[pa.Table]] = {}
+    for product, table in parts:
+        flush = table.column("timestamp").cast(pa.int64()).to_numpy() // FLUSH_MS
+        for f in np.unique(flush):
+            groups.setdefault((int(f), product), []).append(table.filter(pa.array(flush == f)))
+    return [(product, pa.concat_tables(tables)) for (_, product), tables in sorted(groups.items())]
 
 
 async def serve(chunks, json_subs: int, arrow_subs: int, stalled: int) -> float:
@@ -110,7 +122,7 @@ def main() -> None:
         base, chunks = compute(Path(d), args.symbols, args.seconds, args.hz)
     rows = sum(t.num_rows for _, t in chunks)
     print(f"compute: {base:.3f} s CPU for {args.symbols} symbols x {args.seconds:g} s at {args.hz:g} Hz "
-          f"-> {rows} rows published one by one")
+          f"-> {rows} rows in {len(chunks)} publishes (per product and {FLUSH_MS} ms flush, all symbols)")
     for label, j, a, s in (("0 subscribers", 0, 0, 0), ("1 json", 1, 0, 0), ("1 arrow", 0, 1, 0),
                            ("4 json", 4, 0, 0), ("1 json + 1 stalled", 1, 0, 1)):
         cpu = asyncio.run(serve(chunks, j, a, s))
