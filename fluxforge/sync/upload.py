@@ -80,7 +80,7 @@ class Uploader:
         alg = self.cfg.checksum_algorithm
         subscribers = [_ProgressSubscriber(self.progress, self._lock)] if self.progress is not None else []
         manager = create_transfer_manager(self.target.client, self.tconfig)
-        jobs = {}
+        jobs, transfers = {}, []
         verifiers = ThreadPoolExecutor(self.cfg.workers, thread_name_prefix="verify")
         try:
             for f in files:
@@ -91,6 +91,7 @@ class Uploader:
                 part = part_size_for(st.st_size, self.tconfig.multipart_threshold, self.tconfig.multipart_chunksize)
                 fut = manager.upload(str(f.path), self.target.bucket, self.target.key(f.logical),
                                      extra_args={"ChecksumAlgorithm": alg}, subscribers=subscribers)
+                transfers.append(fut)
                 jobs[verifiers.submit(self._verify, f, fut, part, st.st_size)] = (f, st, part)
             for done in as_completed(jobs):
                 f, st, part = jobs[done]
@@ -124,7 +125,11 @@ class Uploader:
                 out.uploaded.append(f)
                 out.bytes += st.st_size
         except BaseException:
-            manager.shutdown(cancel=True)  # lets blocked verifiers return at once
+            # cancelled, blocked verifiers return at once.  Each transfer is cancelled itself: s3transfer
+            # 0.19.3's shutdown(cancel=True) passes its arguments shifted and raises TypeError instead
+            for t in transfers:
+                t.cancel()
+            manager.shutdown()
             raise
         finally:
             verifiers.shutdown(wait=True)

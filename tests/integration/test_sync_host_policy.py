@@ -81,3 +81,24 @@ def test_documented_policy_lets_a_host_sync_its_own_lane_only(tmp_path, fleet_mo
     with pytest.raises(ClientError) as e:
         s3.delete_object(Bucket=BUCKET, Key=own)  # a stolen key cannot erase its own host's bronze either
     assert e.value.response["Error"]["Code"] == "AccessDenied"
+
+
+def test_a_key_used_for_another_host_fails_cleanly_with_uploads_in_flight(tmp_path, fleet_moto, capsys):
+    """pi01's key on a host configured as pi02: every upload is denied while others are in flight.
+    The run ends with the one-line access error and exit 1.  It must not end with a traceback:
+    s3transfer 0.19.3's shutdown(cancel=True) raised TypeError when transfers were still running."""
+    moto, keys = fleet_moto
+    k = keys["pi01"]
+    data = tmp_path / "data"
+    cfg = make_config(data)
+    for i in range(8):
+        bronze_segment(cfg.segments_dir, "pi02", i + 1, utc_day(3).replace(hour=i), rows=300, seed=i)
+    cfg_path = tmp_path / "config.yaml"
+    cfg_path.write_text(yaml.safe_dump({
+        "data_dir": str(data), "host_id": "pi02", "logging": {"format": "json"},
+        "sync": {"enabled": True, "bucket": BUCKET, "prefix": "fleet", "endpoint_url": moto.url,
+                 "region": "us-east-1", "addressing_style": "path", "require_time_sync": False, "max_attempts": 1,
+                 "workers": 4, "aws_access_key_id": k["AccessKeyId"], "aws_secret_access_key": k["SecretAccessKey"]}}))
+    assert main(["sync", "-c", str(cfg_path)]) == 1
+    err = capsys.readouterr().err
+    assert "sync failed: access denied to bucket" in err and "Traceback" not in err, err[-2000:]
