@@ -93,24 +93,27 @@ def live_products(outputs: dict[tuple[Key, Product], list]) -> list[tuple[Produc
     out = []
     for product, ks in by_product.items():
         sizes = [(k[0], sum(t.num_rows for t in outputs[k])) for k in ks]
-        whole = _one_table([t for k in ks for t in outputs[k]])
+        lists = [outputs[k] for k in ks]
+        whole, built = _one_table(lists)
         if whole is None or not time_sorted(whole, [n for _, n in sizes]):
-            built = _built([outputs[k] for k in ks])
+            built = built or _built(lists)
             out += [(product, live_table(k[0], tables), [size]) for k, tables, size in zip(ks, built, sizes)]
             continue
         out.append((product, _keyed(whole, [key for key, _ in sizes], [n for _, n in sizes]), sizes))
     return out
 
 
-def _one_table(items: list) -> pa.Table | None:
-    """The rows of `items` (tables and pending tables) as one table without partition columns;
-    None if their columns differ."""
+def _one_table(lists: list[list]) -> tuple[pa.Table | None, list[list[pa.Table]] | None]:
+    """The rows of `lists` (tables and pending tables) as one table without partition columns, None
+    if their columns differ; and the lists built, if they had to be (a fallback reuses them)."""
+    items = [t for ts in lists for t in ts]
     if pending_tables.mergeable(items):
-        return without_partition_columns(pending_tables.build(pending_tables.merge(items)))
+        return without_partition_columns(pending_tables.build(pending_tables.merge(items))), None
+    built = _built(lists)
     try:
-        return without_partition_columns(pa.concat_tables([t for ts in _built([items]) for t in ts]))
+        return without_partition_columns(pa.concat_tables([t for ts in built for t in ts])), built
     except pa.ArrowInvalid:
-        return None
+        return None, built
 
 
 def _built(lists: list[list]) -> list[list[pa.Table]]:

@@ -49,6 +49,17 @@ def fleet_moto():
         yield m, keys
 
 
+def _sync_config(tmp_path, data, host: str, key: dict, moto, **sync) -> str:
+    """A config syncing `data` as `host` with IAM access key `key` to the moto bucket; its path."""
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({
+        "data_dir": str(data), "host_id": host, "logging": {"format": "json"},
+        "sync": {"enabled": True, "bucket": BUCKET, "prefix": "fleet", "endpoint_url": moto.url,
+                 "region": "us-east-1", "addressing_style": "path", "require_time_sync": False,
+                 "aws_access_key_id": key["AccessKeyId"], "aws_secret_access_key": key["SecretAccessKey"], **sync}}))
+    return str(path)
+
+
 def test_documented_policy_lets_a_host_sync_its_own_lane_only(tmp_path, fleet_moto, capsys):
     moto, keys = fleet_moto
     k = keys["pi01"]
@@ -57,12 +68,7 @@ def test_documented_policy_lets_a_host_sync_its_own_lane_only(tmp_path, fleet_mo
     for i in range(3):
         bronze_segment(cfg.segments_dir, "pi01", i + 1, utc_day(3).replace(hour=i), rows=300, seed=i)
     feature_day(cfg.features_dir, utc_day(3), segments=6, rows_per_segment=100)
-    cfg_path = tmp_path / "config.yaml"
-    cfg_path.write_text(yaml.safe_dump({
-        "data_dir": str(data), "host_id": "pi01", "logging": {"format": "json"},
-        "sync": {"enabled": True, "bucket": BUCKET, "prefix": "fleet", "endpoint_url": moto.url,
-                 "region": "us-east-1", "addressing_style": "path", "require_time_sync": False, "max_attempts": 2,
-                 "aws_access_key_id": k["AccessKeyId"], "aws_secret_access_key": k["SecretAccessKey"]}}))
+    cfg_path = _sync_config(tmp_path, data, "pi01", k, moto, max_attempts=2)
     assert main(["sync", "-c", str(cfg_path)]) == 0, capsys.readouterr().err
     capsys.readouterr()
     # compaction replaces parts: the next sync deletes the superseded parts, within pi01's names
@@ -93,12 +99,7 @@ def test_a_key_used_for_another_host_fails_cleanly_with_uploads_in_flight(tmp_pa
     cfg = make_config(data)
     for i in range(8):
         bronze_segment(cfg.segments_dir, "pi02", i + 1, utc_day(3).replace(hour=i), rows=300, seed=i)
-    cfg_path = tmp_path / "config.yaml"
-    cfg_path.write_text(yaml.safe_dump({
-        "data_dir": str(data), "host_id": "pi02", "logging": {"format": "json"},
-        "sync": {"enabled": True, "bucket": BUCKET, "prefix": "fleet", "endpoint_url": moto.url,
-                 "region": "us-east-1", "addressing_style": "path", "require_time_sync": False, "max_attempts": 1,
-                 "workers": 4, "aws_access_key_id": k["AccessKeyId"], "aws_secret_access_key": k["SecretAccessKey"]}}))
+    cfg_path = _sync_config(tmp_path, data, "pi02", k, moto, max_attempts=1, workers=4)
     assert main(["sync", "-c", str(cfg_path)]) == 1
     err = capsys.readouterr().err
     assert "sync failed: access denied to bucket" in err and "Traceback" not in err, err[-2000:]
