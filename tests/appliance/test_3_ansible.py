@@ -8,6 +8,7 @@ connection, package path and the loopback exchange added per host.
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -22,7 +23,7 @@ import yaml
 
 import buildroot
 from conftest import REPO
-from container_probe import assert_appliance_up, unit_props, wait_for
+from container_probe import assert_appliance_up, running_with_status, unit_props, wait_for
 
 ANSIBLE_DIR = REPO / "ansible"
 HOST = "appliance01"
@@ -120,6 +121,8 @@ def provisioned(deb_package, lintian_run, boot_root, loopback, moto_s3, log_dir)
             "fluxforge_exchanges": [{"name": "binance", "ccxt": loopback.ccxt_config("binance"),
                                      "symbols": ["BTC/USDT", "ETH/USDT"], "book_depth": 20}],
             "fluxforge_collector": {"flush_interval": 0.5, "segment_max_seconds": 8},
+            # live features on (docs/live.md): the pi preset's live limits, and the socket under systemd
+            "fluxforge_etl": {"row_group_rows": 16384, "live": {"enabled": True, "replay_minutes": 5}},
             "fluxforge_sync": {"enabled": True, "bucket": BUCKET, "endpoint_url": moto_s3.endpoint,
                                "region": "us-east-1", "addressing_style": "path",
                                "aws_access_key_id": "${credential:fluxforge_s3_access_key_id}",
@@ -152,12 +155,37 @@ def test_6_playbook_brings_a_fresh_host_to_the_running_appliance(provisioned):
     assert mode == "640 root:fluxforge", mode
     # Device class pi: the drop-in's tighter limit is what systemd applies.
     assert unit_props(provisioned, "fluxforge-collector.service", "MemoryMax")["MemoryMax"] == str(320 * 1024 * 1024)
+    # ... and with etl.live.enabled, the pi preset's room for the live path (vars/main.yml)
+    assert unit_props(provisioned, "fluxforge-etl.service", "MemoryHigh", "MemoryMax") == \
+        {"MemoryHigh": str(448 * 1024 * 1024), "MemoryMax": str(576 * 1024 * 1024)}
     assert "SystemMaxUse=64M" in (root / "etc/systemd/journald.conf.d/50-appliance.conf").read_text()
     assert provisioned.run(["systemctl", "is-enabled", "systemd-time-wait-sync.service"]).stdout.strip() == "enabled"
     wait_for(lambda: sorted((root / "var/lib/fluxforge/features/hf").glob("exchange=*/symbol=*/date=*/part-*.parquet")),
              240, "features made on the Ansible-provisioned host")
     provisioned.run(["systemctl", "start", "fluxforge-sync.service"], timeout=600)
     assert unit_props(provisioned, "fluxforge-sync.service", "Result")["Result"] == "success"
+
+
+def test_6_live_rows_reach_a_member_of_the_fluxforge_group(provisioned):
+    """Live features under the packaged unit's sandbox: the ETL serves /run/fluxforge/live.sock,
+    and a user added to the fluxforge group (docs/live.md, "Endpoints") receives hf rows with
+    `fluxforge live`, replayed ones first -- the rows the segment job writes to Parquet."""
+    provisioned.run(["useradd", "--create-home", "--groups", "fluxforge", "alice"],
+                    check=False)  # a second test run on the same host: alice exists
+    wait_for(lambda: running_with_status(provisioned, "fluxforge-etl.service") and
+             "live" in running_with_status(provisioned, "fluxforge-etl.service"), 120, "the ETL's live STATUS=")
+    out = provisioned.run(["runuser", "-u", "alice", "--", "fluxforge", "live", "--product", "hf",
+                           "--symbol", "BTC/USDT", "--last", "5", "--count", "3", "--json"], timeout=180).stdout
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert len(rows) == 3 and all(r["type"] == "row" and r["product"] == "hf" for r in rows), out
+    assert {(r["exchange"], r["symbol"]) for r in rows} == {("binance", "BTC/USDT")}, out
+    assert [r["timestamp"] for r in rows] == sorted(r["timestamp"] for r in rows), out
+    # another user, outside the group, is refused by the socket's permissions
+    provisioned.run(["useradd", "--create-home", "mallory"], check=False)
+    refused = provisioned.run(["runuser", "-u", "mallory", "--", "fluxforge", "live", "--count", "1",
+                               "--socket", "/run/fluxforge/live.sock"],
+                              check=False, timeout=60)
+    assert refused.returncode != 0 and "ermission" in refused.stderr, refused
 
 
 def test_6_second_run_changes_nothing(provisioned):
