@@ -56,7 +56,7 @@ from ..config import DEFAULT_MAX_GAP_MS, FeatureOptions, TradeOptions
 from .bronze_reader import Key, sort_times
 from .carry import Carry
 from .ticker_products import TICKER_ISSUE_KINDS, TICKER_ISSUES
-from .trade_dedupe import drop_repeated
+from .trade_dedupe import SeenIds, drop_repeated
 
 NO_EVENT = -1  # a pending reset carried from an earlier segment: any book resolves it
 MAX_CARRY_FACTOR = 12  # carry at most 12 reorder windows (1 minute by default) behind the newest row
@@ -140,7 +140,7 @@ class SymbolFeed:
         self.engine = engine
         self.reorder_ms = reorder_ms
         self.new_trades = self.untimed = self.duplicate_trades = self.new_tickers = self.untimed_tickers = 0
-        self._trade_ids = dict(carry.trade_ids)
+        self._trade_ids = SeenIds(carry.trade_ids)
         self.trades = carry.trades
         self._tts = _ts(self.trades)
         self._trade_pos = 0
@@ -241,7 +241,7 @@ class SymbolFeed:
         return Carry(books if books is not None and books.num_rows else None,
                      trades if trades is not None and trades.num_rows else None,
                      list(self._resets), bool(self._events), self._book_head, self._trade_head,
-                     self._trade_ids, tickers=tickers if tickers is not None and tickers.num_rows else None,
+                     self._trade_ids.ids, tickers=tickers if tickers is not None and tickers.num_rows else None,
                      trade_clock=self._trade_clock, book_recv=self._book_recv, trade_break=self._trade_break)
 
     def _watermark(self) -> int:

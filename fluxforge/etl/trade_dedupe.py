@@ -21,40 +21,64 @@ WINDOW_MS = 120_000
 MAX_IDS = 20_000
 
 
-def drop_repeated(trades: pa.Table | None, seen: dict[str, int], ts: np.ndarray) -> tuple[pa.Table | None, int]:
+class SeenIds:
+    """The remembered ids (id -> exchange ms, in the order they were seen) with what pruning needs
+    without a scan of them all: the newest time, and whether the order seen is time order (then the
+    expired ids are a prefix).  The live path prunes every symbol at every collector flush: a scan
+    of a busy symbol's 20,000 ids took ~0.6 ms each time.  `ids` is what the carry stores."""
+
+    def __init__(self, ids: dict[str, int] | None = None):
+        self.ids = dict(ids or {})
+        times = list(self.ids.values())
+        self.newest = max(times) if times else None
+        self.ordered = all(a <= b for a, b in zip(times, times[1:]))
+
+    def add(self, tid: str, t: int) -> None:
+        if self.ids and self.ordered and t < next(reversed(self.ids.values())):
+            self.ordered = False
+        self.ids[tid] = t
+        self.newest = t if self.newest is None else max(self.newest, t)
+
+
+def drop_repeated(trades: pa.Table | None, seen: SeenIds, ts: np.ndarray) -> tuple[pa.Table | None, int]:
     """`trades` (time-sorted, exchange ms in `ts`) without ids already in `seen` or repeated
-    within; `seen` (id -> exchange ms) is updated and pruned in place.  Returns (kept, dropped)."""
+    within; `seen` is updated and pruned in place.  Returns (kept, dropped)."""
     if trades is None or trades.num_rows == 0 or "trade_id" not in trades.column_names:
         return trades, 0
     ids = trades.column("trade_id").to_pylist()
     keep = np.ones(len(ids), dtype=bool)
+    known = seen.ids
     for i, tid in enumerate(ids):
         if tid is None:
             continue
-        if tid in seen:
+        if tid in known:
             keep[i] = False
         else:
-            seen[tid] = int(ts[i])
+            seen.add(tid, int(ts[i]))
     _prune(seen)
     dropped = int(len(ids) - keep.sum())
     return (trades.filter(pa.array(keep)) if dropped else trades), dropped
 
 
-def _prune(seen: dict[str, int]) -> None:
-    if not seen:
+def _prune(seen: SeenIds) -> None:
+    """Forget ids older than the newest minus WINDOW_MS, then all but the MAX_IDS newest."""
+    ids = seen.ids
+    if not ids:
         return
-    horizon = max(seen.values()) - WINDOW_MS
-    # ids arrive in time order: the old ones are a prefix (one pass over the expired, not over all)
+    horizon = seen.newest - WINDOW_MS
+    # in time order the old ones are a prefix (one pass over the expired, not over all)
     old = []
-    for k, t in seen.items():
+    for k, t in ids.items():
         if t >= horizon:
             break
         old.append(k)
     for k in old:
-        del seen[k]
-    if seen and min(seen.values()) < horizon:  # out of order (a redelivery, a restored carry): scan all
-        for k in [k for k, t in seen.items() if t < horizon]:
-            del seen[k]
-    if len(seen) > MAX_IDS:
-        for k, _t in sorted(seen.items(), key=lambda kv: kv[1])[:len(seen) - MAX_IDS]:
-            del seen[k]
+        del ids[k]
+    if not seen.ordered:  # out of order (a redelivery, a restored carry): scan all, and look again
+        for k in [k for k, t in ids.items() if t < horizon]:
+            del ids[k]
+        times = list(ids.values())
+        seen.ordered = all(a <= b for a, b in zip(times, times[1:]))
+    if len(ids) > MAX_IDS:
+        for k, _t in sorted(ids.items(), key=lambda kv: kv[1])[:len(ids) - MAX_IDS]:
+            del ids[k]

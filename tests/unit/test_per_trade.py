@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fluxforge.config import TradeOptions
-from fluxforge.etl.trade_dedupe import drop_repeated
+from fluxforge.etl.trade_dedupe import SeenIds, drop_repeated
 from fluxforge.etl.trade_products import TradeProducts
 from fluxforge.features.trade_layout import TRADES, per_trade_fields
 from tests.etl_support import tables_equal
@@ -33,7 +33,7 @@ def run_chunked(rows, resets, cuts, horizons=HORIZONS) -> tuple[pa.Table | None,
     """Feed [cut_i, cut_i+1) per chunk through the ETL's de-duplication and the trade products,
     restoring both (the seen ids, the kernels) from their checkpoint form in between."""
     opts = TradeOptions(bar_durations=[], volume_bar_size=0.0, dollar_bar_size=0.0, per_trade=True, horizons=horizons)
-    engine, seen, out = TradeProducts(opts), {}, []
+    engine, seen, out = TradeProducts(opts), SeenIds(), []
     for lo, hi in zip(cuts, cuts[1:]):
         chunk = trade_table([r for r in rows if lo <= r[0] < hi])
         chunk, _ = drop_repeated(chunk, seen, chunk.column("timestamp").to_numpy())
@@ -42,6 +42,7 @@ def run_chunked(rows, resets, cuts, horizons=HORIZONS) -> tuple[pa.Table | None,
         if (TRADES, 0) in products:
             out.append(products[(TRADES, 0)])
         engine = TradeProducts.from_state(engine.get_state(), opts)
+        seen = SeenIds(dict(seen.ids))  # as the carry stores them
     return (pa.concat_tables(out) if out else None), engine
 
 
