@@ -33,12 +33,6 @@ class SeenIds:
         self.newest = max(times) if times else None
         self.ordered = all(a <= b for a, b in zip(times, times[1:]))
 
-    def add(self, tid: str, t: int) -> None:
-        if self.ids and self.ordered and t < next(reversed(self.ids.values())):
-            self.ordered = False
-        self.ids[tid] = t
-        self.newest = t if self.newest is None else max(self.newest, t)
-
 
 def drop_repeated(trades: pa.Table | None, seen: SeenIds, ts: np.ndarray) -> tuple[pa.Table | None, int]:
     """`trades` (time-sorted, exchange ms in `ts`) without ids already in `seen` or repeated
@@ -47,14 +41,20 @@ def drop_repeated(trades: pa.Table | None, seen: SeenIds, ts: np.ndarray) -> tup
         return trades, 0
     ids = trades.column("trade_id").to_pylist()
     keep = np.ones(len(ids), dtype=bool)
-    known = seen.ids
-    for i, tid in enumerate(ids):
+    known, newest, ordered = seen.ids, seen.newest, seen.ordered
+    last = next(reversed(known.values())) if known else None  # the time of the id seen last
+    for i, (tid, t) in enumerate(zip(ids, ts.tolist())):
         if tid is None:
             continue
         if tid in known:
             keep[i] = False
-        else:
-            seen.add(tid, int(ts[i]))
+            continue
+        known[tid] = t
+        if last is not None and t < last:
+            ordered = False
+        last = t
+        newest = t if newest is None or t > newest else newest
+    seen.newest, seen.ordered = newest, ordered
     _prune(seen)
     dropped = int(len(ids) - keep.sum())
     return (trades.filter(pa.array(keep)) if dropped else trades), dropped
