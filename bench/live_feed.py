@@ -15,6 +15,7 @@ interleaved ROUNDS times --
 ratio is what a compiled multi-symbol feed would have to bring down (docs/live.md, the cost).
 
 Run: .venv/bin/python bench/live_feed.py [--seconds 60] [--flush 0.25] [--reorder 1] [--rounds 5]
+                                          [--symbols 20] [--trades-per-update 0.5]
 """
 from __future__ import annotations
 
@@ -66,11 +67,13 @@ def main() -> None:
     ap.add_argument("--flush", type=float, default=0.25, help="collector.flush_interval of the recording")
     ap.add_argument("--reorder", type=float, default=1.0, help="etl.reorder_window of the recording")
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--trades-per-update", type=float, default=0.5,
+                    help="trades per book update (5: 50 trades/s per symbol, a busy market)")
     args = ap.parse_args()
     symbols = live.bench_symbols(args.symbols)
     tmp = Path(tempfile.mkdtemp(prefix="ff-bench-live-feed-"))
     try:
-        asyncio.run(live._setting(tmp, symbols, args.seconds, args.flush, args.reorder))
+        asyncio.run(live._setting(tmp, symbols, args.seconds, args.flush, args.reorder, args.trades_per_update))
         on = tmp / f"on-{args.flush}"
         segments = sorted((on / "data" / "segments" / "done").iterdir())
         logs = sum((seg / chunk_log.SEGMENT_FILE).is_file() for seg in segments)
