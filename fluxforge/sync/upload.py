@@ -10,7 +10,10 @@ failure at any point leaves it to be uploaded again by the next run.
 """
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor, as_completed
+import sys
+from collections.abc import Iterator
+from concurrent.futures import CancelledError, ThreadPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from threading import Lock
 from typing import Any
@@ -127,11 +130,32 @@ class Uploader:
         except BaseException:
             # cancelled, blocked verifiers return at once.  Each transfer is cancelled itself: s3transfer
             # 0.19.3's shutdown(cancel=True) passes its arguments shifted and raises TypeError instead
-            for t in transfers:
-                t.cancel()
-            manager.shutdown()
+            with _cancelled_reads_unprinted():
+                for t in transfers:
+                    t.cancel()
+                manager.shutdown()
             raise
         finally:
             verifiers.shutdown(wait=True)
         manager.shutdown()
         return out
+
+
+@contextmanager
+def _cancelled_reads_unprinted() -> Iterator[None]:
+    """While transfers are cancelled: not a traceback in the journal for each body read a cancel cut.
+
+    A cancelled transfer's body raises CancelledError on its next read.  When that read is awscrt's
+    (botocore signs with the CRT when it is installed, and over plain HTTP -- a LAN MinIO -- the
+    signer reads the body to hash it), awscrt prints the exception through sys.excepthook with its
+    traceback, after the run's one-line error is decided.  Other exceptions still reach the hook."""
+    previous = sys.excepthook
+
+    def hook(kind, value, tb):
+        if not issubclass(kind, CancelledError):
+            previous(kind, value, tb)
+    sys.excepthook = hook
+    try:
+        yield
+    finally:
+        sys.excepthook = previous
