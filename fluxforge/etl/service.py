@@ -320,9 +320,10 @@ def _live_hub(cfg: Config):
     (not with --once: a run that ends when ready/ is empty serves nobody)."""
     if not cfg.etl.live.enabled:
         return None
+    from ..live.catalog import Catalog
     from ..live.hub import LiveHub
 
-    return LiveHub(cfg.etl.live, cfg.state_dir)
+    return LiveHub(cfg.etl.live, cfg.state_dir, catalog=Catalog.from_config(cfg))
 
 
 def _age(seconds: float) -> str:

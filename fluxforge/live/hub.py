@@ -28,6 +28,7 @@ import pyarrow.compute as pc
 from ..logs import get_logger
 from . import wire
 from .protocol import Request, RequestError
+from .catalog import Catalog
 from .chunk import Chunk
 from .ring import RecentRows
 from .settings import LiveConfig, server_socket_path
@@ -38,8 +39,10 @@ DROP_REASONS = ("slow", "stalled")
 
 
 class LiveHub:
-    def __init__(self, cfg: LiveConfig, state_dir: Path | None = None, socket_path: Path | None = None):
+    def __init__(self, cfg: LiveConfig, state_dir: Path | None = None, socket_path: Path | None = None,
+                 catalog: Catalog | None = None):
         self.cfg = cfg
+        self.catalog = catalog  # what the ETL serves: other products and streams are refused (None: any)
         self.socket_path = socket_path or server_socket_path(cfg, Path(state_dir or "."))
         self.ring = RecentRows(cfg.replay_minutes, cfg.replay_rows, cfg.replay_mb)
         self.subscribers: dict[int, Subscriber] = {}
@@ -102,6 +105,12 @@ class LiveHub:
         if len(self.subscribers) >= self.cfg.max_subscribers:
             self.counters["refused"] += 1
             raise RequestError(f"too many subscribers ({self.cfg.max_subscribers}, etl.live.max_subscribers)")
+        if self.catalog is not None:
+            try:
+                self.catalog.check(request, {(e, s) for _p, e, s in self.ring.keys()})
+            except RequestError:
+                self.counters["refused"] += 1
+                raise
         self._next_id += 1
         sub = Subscriber(self._next_id, request, sink, self.cfg.buffer_rows, self.cfg.send_timeout,
                          int(self.cfg.buffer_mb * 2 ** 20))

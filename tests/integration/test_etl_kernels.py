@@ -46,6 +46,27 @@ def test_thirty_segments_equal_one_with_kernels(tmp_path, market):
     assert not all(trade_bars.column("is_empty").to_pylist()) and any(trade_bars.column("is_empty").to_pylist())
 
 
+def test_the_live_catalog_accepts_every_product_the_etl_writes(tmp_path, market):
+    """A live subscription is checked against Catalog.from_config (fluxforge/live/catalog.py): each
+    tree the ETL writes for these options must be a product the catalog names, or its subscribers
+    would be refused; what the catalog names beyond them is only what 180 s cannot close (300 s and
+    3600 s trade bars) and the ticker features (the synthetic market has no tickers)."""
+    from fluxforge.config import Config
+    from fluxforge.live.catalog import Catalog
+
+    out = run_runner(tmp_path, market, 3)
+    written = set()
+    for part in out.rglob("part-*.parquet"):
+        parts = part.relative_to(out).parts
+        written.add("/".join(p for p in parts[:parts.index(next(p for p in parts if p.startswith("exchange=")))]))
+    cfg = Config.model_validate({"data_dir": str(tmp_path), "host_id": "t",
+                                 "etl": {"features": FEATURES, "trades": TRADES.model_dump(mode="json")}})
+    catalog = Catalog.from_config(cfg).products
+    assert {"hf", "bars/interval=1s", "volume_bars", "dollar_bars", "trades", "trade_bars/interval=60s"} <= written
+    assert written <= catalog, written - catalog
+    assert catalog - written == {"trade_bars/interval=300s", "trade_bars/interval=3600s", "ticker"}
+
+
 def test_thirty_segments_equal_one_with_book_deltas(tmp_path, market):
     """Format 2 books (snapshot + deltas): the rebuilt book is in the checkpoint, so cutting the
     stream into 30 segments changes nothing, and every delta was applied (no gap, no mismatch)."""

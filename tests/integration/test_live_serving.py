@@ -387,11 +387,19 @@ def test_etl_service_runs_the_hub_with_its_lifecycle(tmp_path):
             svc = EtlService(cfg)
             task = asyncio.create_task(svc.run())
             await wait_for(lambda: os.path.exists(sock), what="the live socket")
+            # what this ETL does not serve is refused by name: no exchange configured here
+            with pytest.raises(LiveError, match=r"products: 'bar' not made by this ETL; it makes bars/interval="):
+                await collect(1, socket=sock, products="bar")
+            with pytest.raises(LiveError, match=r"symbols: 'BTC-USDT' not collected here"):
+                await collect(1, socket=sock, symbols="BTC/USDT")
             rows = asyncio.create_task(collect(3, socket=sock))
             await wait_for(lambda: len(svc.hub.subscribers) == 1, what="subscriber")
             status = svc.status_line()
             svc.hub.publish("hf", table)
             got = await asyncio.wait_for(rows, 30)
+            # ... until the hub holds rows of it
+            held = await asyncio.wait_for(collect(3, socket=sock, symbols="BTC/USDT", since=0), 30)
+            assert same_rows(held, expected("hf", table, replay=True))
             metrics = generate_latest(svc.metrics.registry).decode()
             svc.request_stop()
             assert await asyncio.wait_for(task, 60) == 0
@@ -402,5 +410,6 @@ def test_etl_service_runs_the_hub_with_its_lifecycle(tmp_path):
         live = next(p for p in status.split("; ") if p.startswith("live "))  # latency, then subscribers
         assert live.endswith(", 1 sub"), status
         assert "fluxforge_live_rows_published_total 3.0" in metrics
+        assert "fluxforge_live_subscriptions_refused_total 2.0" in metrics
         assert 'fluxforge_live_subscribers_dropped_total{reason="slow"} 0.0' in metrics
         assert not os.path.exists(sock)  # removed at stop
