@@ -102,19 +102,25 @@ def part_name(segment: str) -> str:
     return f"part-{segment}.parquet"
 
 
+def product_tree(tree: str, interval_s: int = 0) -> str:
+    """A product's path under features/, which is also its name on the live wire: `hf`,
+    `bars/interval=60s`, `trade_bars/interval=5s`; interval_s 0: a tree without intervals
+    (volume_bars, dollar_bars, trades, ticker)."""
+    return f"{tree}/interval={int(interval_s)}s" if interval_s else tree
+
+
 def hf_partition(root: Path, exchange: str, symbol: str, day: int) -> Path:
     return (root / "hf" / f"exchange={exchange_path_value(exchange)}"
             / f"symbol={symbol_path_value(symbol)}" / f"date={date_of_day(day)}")
 
 
 def bars_partition(root: Path, interval_s: int, exchange: str, symbol: str, day: int) -> Path:
-    return (root / "bars" / f"interval={int(interval_s)}s" / f"exchange={exchange_path_value(exchange)}"
+    return (root / product_tree("bars", interval_s) / f"exchange={exchange_path_value(exchange)}"
             / f"symbol={symbol_path_value(symbol)}" / f"date={date_of_day(day)}")
 
 
 def trade_partition(root: Path, tree: str, interval_s: int, exchange: str, symbol: str, day: int) -> Path:
     """A trade-product tree's partition (features/trade_layout.py declares the trees);
     interval_s 0: a tree without intervals (volume_bars/, dollar_bars/, ticker/)."""
-    base = root / tree / f"interval={int(interval_s)}s" if interval_s else root / tree
-    return (base / f"exchange={exchange_path_value(exchange)}"
+    return (root / product_tree(tree, interval_s) / f"exchange={exchange_path_value(exchange)}"
             / f"symbol={symbol_path_value(symbol)}" / f"date={date_of_day(day)}")

@@ -24,6 +24,7 @@ from ..features import table_blocks
 from ..logs import get_logger
 from .bronze_reader import Key, book_batch, reset_rows, tickers_by_symbol, trades_by_symbol
 from .engines import EngineBank, FeatureOutput, SymbolFeed
+from .naming import product_tree
 from .ticker_products import TICKER_ISSUE_KINDS
 from .trade_products import PairedEngine
 
@@ -38,9 +39,9 @@ def products(out: FeatureOutput) -> Iterator[tuple[Product, list[pa.Table]]]:
     if out.hf:
         yield "hf", out.hf
     for duration, tables in sorted(out.bars.items()):
-        yield f"bars/interval={int(duration)}s", tables
+        yield product_tree("bars", duration), tables
     for (tree, param), tables in sorted(out.products.items()):
-        yield (f"{tree}/interval={int(param)}s" if param else tree), tables
+        yield product_tree(tree, param), tables
 
 
 class SegmentFeeder:

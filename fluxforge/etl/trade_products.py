@@ -24,6 +24,7 @@ from ..config import TradeOptions
 from ..features import book_arrays, ticker_layout, trade_layout
 from ..features.pending_tables import PendingTable
 from ..features.time_gaps import GapClock
+from .naming import product_tree
 from .ticker_products import TickerProducts
 
 STATE_VERSION = 2  # 2: per-trade features (trade_features.pyx), ticker features ("ticker") and the gap clock
@@ -34,6 +35,18 @@ def options_for(base: TradeOptions, overrides: dict, key: tuple[str, str]) -> Tr
     """etl.trades with etl.symbol_overrides["exchange:SYMBOL"] applied."""
     extra = overrides.get(f"{key[0]}:{key[1]}")
     return TradeOptions(**{**base.model_dump(), **extra}) if extra else base
+
+
+def product_trees(options: TradeOptions) -> set[str]:
+    """The products `TradeProducts(options)` makes, named as their features/ trees (naming.product_tree):
+    trade bars per duration, volume and dollar bars when their size is set, per-trade rows when
+    enabled, the ticker features always (live/catalog.py refuses subscriptions to others)."""
+    trees = {(trade_layout.TRADE_BARS, int(d)) for d in options.bar_durations} | {(ticker_layout.TICKER, 0)}
+    trees |= {(tree, 0) for tree, size in ((trade_layout.VOLUME_BARS, options.volume_bar_size),
+                                           (trade_layout.DOLLAR_BARS, options.dollar_bar_size)) if size > 0}
+    if options.per_trade:
+        trees.add((trade_layout.TRADES, 0))
+    return {product_tree(tree, param) for tree, param in trees}
 
 
 class TradeProducts:
