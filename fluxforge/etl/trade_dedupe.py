@@ -29,9 +29,8 @@ class SeenIds:
 
     def __init__(self, ids: dict[str, int] | None = None):
         self.ids = dict(ids or {})
-        times = list(self.ids.values())
-        self.newest = max(times) if times else None
-        self.ordered = all(a <= b for a, b in zip(times, times[1:]))
+        self.newest = max(self.ids.values()) if self.ids else None
+        self.ordered = _in_time_order(self.ids)
 
 
 def drop_repeated(trades: pa.Table | None, seen: SeenIds, ts: np.ndarray) -> tuple[pa.Table | None, int]:
@@ -77,8 +76,12 @@ def _prune(seen: SeenIds) -> None:
     if not seen.ordered:  # out of order (a redelivery, a restored carry): scan all, and look again
         for k in [k for k, t in ids.items() if t < horizon]:
             del ids[k]
-        times = list(ids.values())
-        seen.ordered = all(a <= b for a, b in zip(times, times[1:]))
+        seen.ordered = _in_time_order(ids)
     if len(ids) > MAX_IDS:
         for k, _t in sorted(ids.items(), key=lambda kv: kv[1])[:len(ids) - MAX_IDS]:
             del ids[k]
+
+
+def _in_time_order(ids: dict[str, int]) -> bool:
+    times = list(ids.values())
+    return all(a <= b for a, b in zip(times, times[1:]))

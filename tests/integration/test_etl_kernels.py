@@ -1,4 +1,5 @@
 """The ETL with the real feature kernels: continuity, live service == replay, bad segments."""
+import itertools
 import json
 import shutil
 import subprocess
@@ -55,10 +56,8 @@ def test_the_live_catalog_accepts_every_product_the_etl_writes(tmp_path, market)
     from fluxforge.live.catalog import Catalog
 
     out = run_runner(tmp_path, market, 3)
-    written = set()
-    for part in out.rglob("part-*.parquet"):
-        parts = part.relative_to(out).parts
-        written.add("/".join(p for p in parts[:parts.index(next(p for p in parts if p.startswith("exchange=")))]))
+    written = {"/".join(itertools.takewhile(lambda p: not p.startswith("exchange="), part.relative_to(out).parts))
+               for part in out.rglob("part-*.parquet")}
     cfg = Config.model_validate({"data_dir": str(tmp_path), "host_id": "t",
                                  "etl": {"features": FEATURES, "trades": TRADES.model_dump(mode="json")}})
     catalog = Catalog.from_config(cfg).products

@@ -60,13 +60,19 @@ def _sync_config(tmp_path, data, host: str, key: dict, moto, **sync) -> str:
     return str(path)
 
 
+def _with_segments(tmp_path, host: str, n: int):
+    """A data dir whose host wrote `n` bronze segments three days ago: (data dir, its config)."""
+    data = tmp_path / "data"
+    cfg = make_config(data)
+    for i in range(n):
+        bronze_segment(cfg.segments_dir, host, i + 1, utc_day(3).replace(hour=i), rows=300, seed=i)
+    return data, cfg
+
+
 def test_documented_policy_lets_a_host_sync_its_own_lane_only(tmp_path, fleet_moto, capsys):
     moto, keys = fleet_moto
     k = keys["pi01"]
-    data = tmp_path / "data"
-    cfg = make_config(data)
-    for i in range(3):
-        bronze_segment(cfg.segments_dir, "pi01", i + 1, utc_day(3).replace(hour=i), rows=300, seed=i)
+    data, cfg = _with_segments(tmp_path, "pi01", 3)
     feature_day(cfg.features_dir, utc_day(3), segments=6, rows_per_segment=100)
     cfg_path = _sync_config(tmp_path, data, "pi01", k, moto, max_attempts=2)
     assert main(["sync", "-c", str(cfg_path)]) == 0, capsys.readouterr().err
@@ -95,10 +101,7 @@ def test_a_key_used_for_another_host_fails_cleanly_with_uploads_in_flight(tmp_pa
     s3transfer 0.19.3's shutdown(cancel=True) raised TypeError when transfers were still running."""
     moto, keys = fleet_moto
     k = keys["pi01"]
-    data = tmp_path / "data"
-    cfg = make_config(data)
-    for i in range(8):
-        bronze_segment(cfg.segments_dir, "pi02", i + 1, utc_day(3).replace(hour=i), rows=300, seed=i)
+    data, _cfg = _with_segments(tmp_path, "pi02", 8)
     cfg_path = _sync_config(tmp_path, data, "pi02", k, moto, max_attempts=1, workers=4)
     assert main(["sync", "-c", str(cfg_path)]) == 1
     err = capsys.readouterr().err
