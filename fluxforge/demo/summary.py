@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 
 from ..bronze.schemas import channel_file
 from ..bronze.segments import REASON, SegmentStore
-from ..etl.naming import symbol_path_value
+from ..etl.naming import product_tree, symbol_path_value
 
 CHANNELS = ("orderbook", "trades", "ticker", "events")
 FINISHED = ("ready", "processing", "done", "failed")
@@ -115,14 +115,14 @@ def summarize(directory: Path, data_dir: Path, seconds: float) -> DemoSummary:
 
 def duckdb_query(features_dir: Path, interval_s: int) -> str:
     """SQL that reads the demo's bars with their Hive partition columns (printed, and run by the tests)."""
-    glob = features_dir / "bars" / f"interval={interval_s}s" / "*" / "*" / "*" / "*.parquet"
+    glob = features_dir / product_tree("bars", interval_s) / "*" / "*" / "*" / "*.parquet"
     return (f"SELECT symbol, count(*) AS bars, min(timestamp) AS first, max(timestamp) AS last "
             f"FROM read_parquet('{glob}', hive_partitioning=true) GROUP BY symbol ORDER BY symbol")
 
 
 def trade_bars_query(features_dir: Path, interval_s: int) -> str:
     """SQL that turns the demo's trade bars into one OHLCV line per symbol (printed, and run by the tests)."""
-    glob = features_dir / "trade_bars" / f"interval={interval_s}s" / "*" / "*" / "*" / "*.parquet"
+    glob = features_dir / product_tree("trade_bars", interval_s) / "*" / "*" / "*" / "*.parquet"
     return (f"SELECT symbol, count(*) AS bars, arg_min(open, timestamp) AS open, max(high) AS high, "
             f"min(low) AS low, arg_max(close, timestamp) AS close, sum(volume) AS volume "
             f"FROM read_parquet('{glob}', hive_partitioning=true) GROUP BY symbol ORDER BY symbol")

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ..etl.naming import exchange_path_value, symbol_from_path_value, symbol_path_value
+from ..etl.naming import exchange_path_value, product_tree, symbol_from_path_value, symbol_path_value
 from ..features.ticker_layout import TICKER
 from ..features.trade_layout import TRADE_BARS
 
@@ -125,7 +125,7 @@ def _symbol_dir(features_dir: Path, interval_s: int | None, exchange: str, symbo
     """<tree>/interval=<d>s/exchange=/symbol= for bars (tree: bars, trade_bars); when interval_s is None,
     hf/exchange=/symbol= (tree bars) or <tree>/exchange=/symbol= (tree: ticker, trades, ...)."""
     flat = "hf" if tree == "bars" else tree
-    kind = Path(features_dir) / (flat if interval_s is None else f"{tree}/interval={interval_s}s")
+    kind = Path(features_dir) / (flat if interval_s is None else product_tree(tree, interval_s))
     return kind / f"exchange={exchange}" / f"symbol={symbol}"
 
 
