@@ -15,6 +15,8 @@ from datetime import datetime, timezone
 EPILOG = """\
 products: hf, bars (every interval) or bars/interval=60s, trade_bars, volume_bars, dollar_bars.
 --last 5: first replay the rows of the last 5 minutes the ETL still holds (flagged replay), then live.
+--reconnect: keep going when the ETL restarts (or drops this subscriber): connect again and
+  resume where the rows stopped, every row printed once.
 
 examples:
   fluxforge live --symbol BTC/USDT --product hf
@@ -38,6 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--product", "-p", action="append", help="product (repeatable; default all)")
     p.add_argument("--last", type=float, metavar="MIN", help="replay the last MIN minutes first")
     p.add_argument("--json", action="store_true", help="JSON lines even on a terminal")
+    p.add_argument("--reconnect", action="store_true",
+                   help="outlive ETL restarts: reconnect and resume, each row printed once")
     p.add_argument("--count", type=int, metavar="N", help="exit after N rows")
     p.add_argument("--socket", metavar="PATH", help="the live Unix socket (default: from the config)")
     p.add_argument("--url", metavar="WS_URL", help="a WebSocket instead, e.g. ws://127.0.0.1:9466/live")
@@ -88,14 +92,20 @@ def _endpoint(args: argparse.Namespace):
 async def _print_rows(args, socket, token, as_json: bool) -> int:
     from ..live.client import frames
 
-    seen = 0
+    seen = connections = 0
     out = sys.stdout
+
+    def retry(error, delay: float) -> None:
+        print(f"# disconnected: {error}; reconnecting in {delay:g}s", file=sys.stderr, flush=True)
+
     async for head, _payload in frames(products=args.product, exchanges=args.exchange, symbols=args.symbol,
-                                       last_minutes=args.last, socket=socket, url=args.url, token=token):
+                                       last_minutes=args.last, socket=socket, url=args.url, token=token,
+                                       reconnect=args.reconnect, on_retry=retry):
         kind = head.get("type")
         if kind == "subscribed":
-            print(f"# subscribed: replaying {head.get('replay_rows', 0)} rows" if args.last else "# subscribed",
-                  file=sys.stderr)
+            connections += 1
+            replaying = f": replaying {head.get('replay_rows', 0)} rows" if args.last or connections > 1 else ""
+            print(f"# {'resumed' if connections > 1 else 'subscribed'}{replaying}", file=sys.stderr, flush=True)
         elif kind == "live":
             print("# live", file=sys.stderr)
         elif kind == "row":

@@ -29,6 +29,7 @@ Nothing here touches the historical path's state: the live engines are a copy.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,7 +40,7 @@ from ..bronze.schemas import CHANNEL_SCHEMAS, channel_file
 from ..bronze.segments import MANIFEST, SegmentId
 from ..features import table_blocks
 from ..logs import get_logger
-from . import chunk_log
+from . import chunk_log, live_seed
 from .bronze_reader import Key
 from .engines import EngineBank, FeatureOutput
 from .live_latency import LatencyWindow
@@ -362,6 +363,17 @@ class LiveFollower:
         log.info("live_replaying_last_segment", segment=last, publications=len(pubs))
         self.published_through(last)
         return pubs
+
+    def recent_landed(self, minutes: float, now_ms: int | None = None) -> list[Publication]:
+        """At start-up, for the hub's replay ring: the landed rows of the last `minutes` that this
+        process will not publish again (etl/live_seed.py), flagged replay."""
+        store = self.runner.store
+        exclude = {p.name for state in ("active", "ready", "processing") for p in store.list(state)}
+        last = self.runner.checkpoint.last_segment
+        if last and chunk_log.last_published(self.runner.state_dir) != last:
+            exclude.add(last)  # restart_replay sends it
+        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        return live_seed.recent_parts(self.runner.features_dir, exclude, now_ms - int(minutes * 60_000), now_ms)
 
     def note_published(self, pubs: list[Publication], now_s: float) -> None:
         """Count what the hub received; hf rows give the event-to-publish latency."""

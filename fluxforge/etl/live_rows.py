@@ -31,15 +31,19 @@ class Publication:
 
 def landed_parts(features: Path, segment: str) -> list[tuple[Product, Key, pa.Table]]:
     """The feature parts one segment wrote, as (product, (exchange, symbol), rows) in day order."""
+    return [(product, key, pq.read_table(path)) for product, key, path in part_files(features, part_name(segment))]
+
+
+def part_files(features: Path, name: str = "part-*.parquet", date: str = "*") -> list[tuple[Product, Key, Path]]:
+    """(product, (exchange, symbol), path) of the part files under `features` named `name` (a glob)
+    in partitions dated `date` (a glob), sorted by path."""
+    paths = [*features.glob(f"*/exchange=*/symbol=*/date={date}/{name}"),              # hf/
+             *features.glob(f"*/interval=*/exchange=*/symbol=*/date={date}/{name}")]    # bars/interval=60s/, ...
     out = []
-    name = part_name(segment)
-    paths = [*features.glob(f"*/exchange=*/symbol=*/date=*/{name}"),              # hf/
-             *features.glob(f"*/interval=*/exchange=*/symbol=*/date=*/{name}")]    # bars/interval=60s/, ...
     for path in sorted(paths):
         rel = path.relative_to(features).parts
-        product = "/".join(rel[:-4])
         key = (exchange_from_path_value(rel[-4].split("=", 1)[1]), symbol_from_path_value(rel[-3].split("=", 1)[1]))
-        out.append((product, key, pq.read_table(path)))
+        out.append(("/".join(rel[:-4]), key, path))
     return out
 
 

@@ -152,6 +152,8 @@ class EtlService:
         log.info("etl_started", watch=self.watcher.mode, ready=str(self.watcher.directory),
                  checkpoint=self.runner.checkpoint.last_segment, once=self.once)
         endpoint = loop.create_task(self.metrics_endpoint.serve()) if self.metrics_endpoint is not None else None
+        if self.live is not None:
+            await self._seed_ring()
         if self.hub is not None:
             await self.hub.start()
         if self.live is not None:
@@ -306,6 +308,22 @@ class EtlService:
         finally:
             self._live_wake = None
             wake.close(asyncio.get_running_loop())
+
+    async def _seed_ring(self) -> None:
+        """Before any subscriber can connect: the hub's replay ring gets the recent rows already
+        in Parquet (etl/live_seed.py), so a restart does not shorten the replay."""
+        if not self.hub.ring.enabled:
+            return
+        try:
+            pubs = await asyncio.to_thread(self.live.recent_landed, self.cfg.etl.live.replay_minutes)
+        except Exception:  # noqa: BLE001 -- an unreadable part shortens the replay, never stops the ETL
+            log.exception("live_seed_failed")
+            return
+        for p in pubs:
+            self.hub.publish(p.product, p.table, replay=True)
+        if pubs:
+            log.info("live_replay_seeded", rows=sum(p.table.num_rows for p in pubs), publications=len(pubs),
+                     minutes=self.cfg.etl.live.replay_minutes)
 
     def _publish(self, pubs: list[Publication]) -> None:
         """Hand rows to the hub (on the loop thread, as its contract asks)."""

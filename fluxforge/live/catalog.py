@@ -38,6 +38,12 @@ class Catalog:
         streams = {(e.name, s) for e in cfg.exchanges for s in e.symbols}
         return cls(frozenset(products), frozenset(streams))
 
+    def serving(self, request: Request) -> list[str]:
+        """The products of this ETL the request matches (the `subscribed` frame's `serves`: a
+        reconnecting client learns from it how long a bar's time precedes its publication)."""
+        return sorted(p for p in self.products if request.products is None
+                      or any(p == q or p.startswith(q + "/") for q in request.products))
+
     def check(self, request: Request, held: Iterable[tuple[str, str]] = ()) -> None:
         """Raise RequestError naming what `request` asks for that is neither served nor held (the
         (exchange, symbol) streams of rows the hub holds)."""

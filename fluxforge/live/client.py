@@ -8,12 +8,15 @@ strategies get dicts exactly like `pyarrow.Table.to_pylist()` rows, or
 The iterator ends only by an exception: `LiveDropped` when the endpoint dropped
 this subscriber (too slow), `LiveClosed` when the connection ended (the ETL
 stopped or restarted): reconnect with `since=` the last timestamp seen; rows
-the ETL may have published before are flagged `replay`.
+the ETL may have published before are flagged `replay`.  With `reconnect=True`
+the iterator does that itself (live/resume.py) and ends only on a refusal.
 """
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, AsyncIterator
@@ -21,7 +24,8 @@ from typing import Any, AsyncIterator
 import pyarrow as pa
 
 from . import wire
-from .protocol import MAX_REQUEST_BYTES, request_json
+from .protocol import MAX_REQUEST_BYTES, parse_since, request_json
+from .resume import Resume
 
 READ_LIMIT = 1 << 26  # a JSON row line of a very wide product still fits
 
@@ -54,14 +58,17 @@ class _UnixFrames:
         self.reader, self.writer = reader, writer
 
     async def next(self) -> tuple[dict, bytes | None]:
-        line = await self.reader.readline()
+        try:
+            line = await self.reader.readline()
+        except ConnectionError as e:
+            raise LiveClosed(f"the live endpoint's connection broke ({e})") from None
         if not line:
             raise LiveClosed("the live endpoint closed the connection")
         head = json.loads(line)
         size = head.get("size")
         try:
             return head, (await self.reader.readexactly(size) if size is not None else None)
-        except asyncio.IncompleteReadError:
+        except (asyncio.IncompleteReadError, ConnectionError):
             raise LiveClosed("the live endpoint closed the connection inside a frame") from None
 
     async def close(self) -> None:
@@ -97,6 +104,9 @@ async def _open(request: str, socket: str | Path | None, url: str | None, token:
         try:
             headers = {"Authorization": f"Bearer {token}"} if token else {}
             ws = await session.ws_connect(url, headers=headers, max_msg_size=READ_LIMIT)
+        except (aiohttp.ClientConnectionError, OSError) as e:
+            await session.close()
+            raise LiveClosed(f"no live endpoint at {url} ({e})") from None
         except BaseException:
             await session.close()
             raise
@@ -127,12 +137,52 @@ def default_socket(config: str | Path | None = None) -> Path:
     return client_socket_path(cfg.etl.live, cfg.state_dir)
 
 
+RETRY_FIRST_S, RETRY_MAX_S = 0.5, 30.0  # reconnect backoff: doubled per failed attempt, reset once subscribed
+
+
 async def frames(*, products=None, exchanges=None, symbols=None, since=None, last_minutes=None,
-                 format: str = "json", socket=None, url=None, token=None) -> AsyncIterator[tuple[dict, bytes | None]]:
-    """The raw frames after `subscribed` (for tools that print the wire, like `fluxforge live`)."""
+                 format: str = "json", socket=None, url=None, token=None, reconnect: bool = False,
+                 on_retry: Callable[[LiveClosed, float], None] | None = None) -> AsyncIterator[tuple[dict, bytes | None]]:
+    """The raw frames from `subscribed` on (for tools that print the wire, like `fluxforge live`).
+
+    reconnect: when the connection ends (the ETL stopped, restarted or dropped this subscriber:
+    LiveClosed) connect again, after 0.5 s doubling to 30 s, for ever, and resume where the
+    rows stopped (live/resume.py: every connection's frames from its `subscribed` on, rows
+    already delivered left out); `on_retry(error, delay_s)` is told each time (default: a
+    warning logged).  A refusal (LiveError) still ends it."""
     as_list = (lambda v: [v] if isinstance(v, str) else (list(v) if v is not None else None))
-    request = request_json(products=as_list(products), exchanges=as_list(exchanges), symbols=as_list(symbols),
-                           since=since, last_minutes=last_minutes, format=format, token=token)
+    ask = dict(products=as_list(products), exchanges=as_list(exchanges), symbols=as_list(symbols), format=format)
+    if not reconnect:
+        async for frame in _connection(request_json(**ask, since=since, last_minutes=last_minutes, token=token),
+                                       socket, url, token):
+            yield frame
+        return
+    try:
+        resume = Resume(parse_since(since) if since is not None else None, last_minutes)
+    except ValueError as e:
+        raise LiveError(str(e)) from None
+    replay, delay = dict(since=since, last_minutes=last_minutes), RETRY_FIRST_S
+    while True:
+        try:
+            async for head, payload in _connection(request_json(**ask, **replay, token=token), socket, url, token):
+                if head.get("type") == "subscribed":
+                    delay = RETRY_FIRST_S
+                frame = resume.admit(head, payload)
+                if frame is not None:
+                    yield frame
+        except LiveClosed as e:
+            (on_retry or _log_retry)(e, delay)
+            await asyncio.sleep(delay)
+            delay = min(2 * delay, RETRY_MAX_S)
+            replay = dict(since=resume.since_ms())
+
+
+def _log_retry(error: LiveClosed, delay: float) -> None:
+    logging.getLogger(__name__).warning("%s; reconnecting in %gs", error, delay)
+
+
+async def _connection(request: str, socket, url, token) -> AsyncIterator[tuple[dict, bytes | None]]:
+    """One connection's frames, `subscribed` first; LiveClosed when it ends."""
     if len(request) > MAX_REQUEST_BYTES:
         raise LiveError("subscription request too long")
     stream = await _open(request, socket, url, token)
@@ -155,17 +205,19 @@ async def frames(*, products=None, exchanges=None, symbols=None, since=None, las
 
 async def subscribe(*, products: Any = None, exchanges: Any = None, symbols: Any = None, since: Any = None,
                     last_minutes: float | None = None, batches: bool = False, socket: str | Path | None = None,
-                    url: str | None = None, token: str | None = None) -> AsyncIterator[dict | LiveBatch]:
+                    url: str | None = None, token: str | None = None, reconnect: bool = False,
+                    on_retry: Callable[[LiveClosed, float], None] | None = None) -> AsyncIterator[dict | LiveBatch]:
     """Rows (dicts, `to_pylist()` values plus `product` and `replay`) or, with batches=True, LiveBatch.
 
     products/exchanges/symbols: a name or a list (None: all); since: ms since the epoch or ISO time,
     or last_minutes: replay recent rows first (flagged replay=True), then live.  socket: the Unix
-    socket (default: the config's); url: a WebSocket (ws://127.0.0.1:PORT/live) with `token`."""
+    socket (default: the config's); url: a WebSocket (ws://127.0.0.1:PORT/live) with `token`;
+    reconnect: outlive ETL restarts and drops, every row delivered once (`frames`)."""
     schemas: dict[str, pa.Schema] = {}
     decoders: dict[str, wire.RowDecoder] = {}
     async for head, payload in frames(products=products, exchanges=exchanges, symbols=symbols, since=since,
                                       last_minutes=last_minutes, format="arrow" if batches else "json",
-                                      socket=socket, url=url, token=token):
+                                      socket=socket, url=url, token=token, reconnect=reconnect, on_retry=on_retry):
         kind = head.get("type")
         if kind == "schema":
             schema = schemas[head["product"]] = wire.read_schema(head, payload)

@@ -123,7 +123,9 @@ class LiveHub:
             replayed, held = replayed - oldest.rows, held - oldest.bytes
         for chunk in replay:
             sub.offer(chunk)
-        sub.mark((wire.header("subscribed", id=sub.id, replay_rows=replayed, **request.describe()), None))
+        serves = self.catalog.serving(request) if self.catalog is not None else None
+        sub.mark((wire.header("subscribed", id=sub.id, replay_rows=replayed, serves=serves, **request.describe()),
+                  None))
         sub.queue.rotate(1)  # `subscribed` goes first, then the replay
         if from_ms is not None:
             sub.mark((wire.header("live"), None))

@@ -54,6 +54,17 @@ def _scrape_etl(etl_log: Path) -> dict[tuple, float]:
     return scrape(next(e["port"] for e in events if e.get("event") == "metrics_listening"))
 
 
+def live_config(path: Path, data: Path, lx, sock: Path, metrics: dict) -> Path:
+    """config.yaml of a collector recording SYMBOLS from `lx` (4 s segments, 0.25 s flushes) and a
+    live ETL (1 s reorder window) serving on `sock`; `metrics`: the config's metrics section."""
+    cfg = config_dict(data, [binance_entry(lx, SYMBOLS, book_depth=20)], flush_interval=0.25, segment_max_seconds=4.0)
+    cfg["etl"] = {"poll_interval": 0.2, "reorder_window": 1.0,
+                  "live": {"enabled": True, "poll_interval": 0.05, "socket": str(sock)}}
+    cfg["metrics"] = metrics
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
 def _received_rows(rows: list[dict], batches: list) -> tuple[int, int]:
     return len(rows), sum(b.batch.num_rows for b in batches)
 
@@ -66,13 +77,7 @@ def test_subscribers_of_the_running_etl_receive_the_parquet_rows(tmp_path):
     async def body(sock: Path):
         sim = SimOptions(rate=20, trades_per_update=1.0, ticker_interval=0.5, seed=1414)
         async with LoopbackExchange("sim", SYMBOLS, sim=sim) as lx:
-            cfg = config_dict(data, [binance_entry(lx, SYMBOLS, book_depth=20)], flush_interval=0.25,
-                              segment_max_seconds=4.0)
-            cfg["etl"] = {"poll_interval": 0.2, "reorder_window": 1.0,
-                          "live": {"enabled": True, "poll_interval": 0.05, "socket": str(sock)}}
-            cfg["metrics"] = {"collector_port": 0, "etl_port": 0}
-            config = tmp_path / "config.yaml"
-            config.write_text(yaml.safe_dump(cfg))
+            config = live_config(tmp_path / "config.yaml", data, lx, sock, {"collector_port": 0, "etl_port": 0})
             rows, batches = [], []
             with open(tmp_path / "collector.log", "ab") as clog, open(etl_log, "ab") as elog:
                 etl = await _spawn([sys.executable, "-m", "fluxforge.cli", "etl", "--config", str(config)], elog)

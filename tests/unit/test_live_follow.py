@@ -474,3 +474,43 @@ def test_a_restart_after_finishing_from_the_journals_publishes_that_segment_as_r
     _write(nxt, flushes[21])
     follower.step()
     assert follower.current is not None and follower.current.seg_dir.name == nxt.path.name
+
+
+def test_a_restart_seeds_the_replay_ring_with_the_recent_landed_rows_it_will_not_send_again(tmp_path):
+    """The rows of the segments in Parquet within replay_minutes, oldest first, flagged replay; the
+    last segment too once all of it reached the hub, else restart_replay sends it -- never both --
+    and none of a segment not committed (back in ready/ for the segment job)."""
+    from etl_support import write_segments
+    from fluxforge.etl.live_seed import recent_parts
+
+    root = tmp_path / "data"
+    runner = _runner(root)
+    write_segments(runner.store.dir("ready"), _market(), 4, seconds=40.0)
+    assert [o.state for o in runner.run_once()] == ["done"] * 4
+    segments = [p.name for p in runner.store.list("done")]
+    truth = {k: row_keys(t) for k, t in landed(root / "features").items()}
+    end_ms = T0_MS + 60_000  # after the market's last row
+
+    def rows(pubs):
+        assert all(p.replay for p in pubs)
+        return _by_key(pubs, replay=True)
+
+    follower = LiveFollower(_runner(root))
+    seeded, again = follower.recent_landed(60, now_ms=end_ms), follower.restart_replay()
+    assert rows(seeded) and rows(again)
+    both = rows(seeded + again)  # seeded rows first, then the last segment's: each row once, in order
+    assert both == truth
+    assert rows(seeded) == {k: v for k, v in rows(recent_parts(root / "features", {segments[-1]}, 0, end_ms)).items()}
+    # once the last segment reached the hub: all of it is seeded, nothing sent again
+    follower = LiveFollower(_runner(root))
+    assert follower.restart_replay() == [] and rows(follower.recent_landed(60, now_ms=end_ms)) == truth
+    # the window: only rows at or after now - minutes (a part of the segments' rows)
+    pubs = follower.recent_landed(0.25, now_ms=T0_MS + 30_000)
+    recent = rows(pubs)
+    assert recent and min(p.table.column("timestamp").cast(pa.int64()).to_numpy().min() for p in pubs) >= T0_MS + 15_000
+    assert sum(map(len, recent.values())) < sum(map(len, truth.values()))
+    assert all(rs == truth[k][-len(rs):] for k, rs in recent.items())  # each stream's newest rows
+    # a segment moved back to ready/ (processed again next) is not seeded: its rows will be published
+    (root / "segments" / "done" / segments[-1]).rename(root / "segments" / "ready" / segments[-1])
+    assert rows(LiveFollower(_runner(root)).recent_landed(60, now_ms=end_ms)) == rows(
+        recent_parts(root / "features", {segments[-1]}, 0, end_ms))
