@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -155,3 +156,42 @@ def test_reconnecting_subscribers_get_every_parquet_row_once_across_etl_restarts
         cli[(r["product"], r["exchange"], r["symbol"])].append(r["timestamp"])
     for key, table in truth.items():
         assert cli[key] == table.column("timestamp").cast(pa.int64()).to_pylist(), key
+
+
+def test_a_websocket_subscriber_resumes_on_the_restarted_hub_without_repeats(tmp_path):
+    """Through the WebSocket, Arrow batches: the hub stops (`closed`), a new one starts on the same
+    port and sends the rows again (flagged replay, as a restarted ETL does) before new ones: the
+    subscriber, reconnected, has each row once, in order."""
+    from live_support import TS, running_hub, wait_for
+
+    t0 = (int(time.time()) - 60) * 1000
+
+    def rows(start: int, n: int) -> pa.Table:  # two rows per time: resumed within a time too
+        ts = [t0 + 1000 * ((start + i) // 2) for i in range(n)]
+        return pa.table({"exchange": ["binance"] * n, "symbol": ["BTC/USDT"] * n,
+                         "timestamp": pa.array(ts, pa.int64()).cast(TS), "seq": pa.array(range(start, start + n))})
+
+    got, retries = [], []
+
+    async def take(url: str) -> None:
+        async for item in subscribe(url=url, products="hf", batches=True, reconnect=True,
+                                    on_retry=lambda e, delay: retries.append(str(e))):
+            got.extend(item.batch.column("seq").to_pylist())
+
+    async def scenario():
+        async with running_hub(port=0) as hub:
+            port = hub.endpoints.ws_port
+            client = asyncio.create_task(take(f"ws://127.0.0.1:{port}/live"))
+            await wait_for(lambda: len(hub.subscribers) == 1, what="the subscriber")
+            hub.publish("hf", rows(0, 5))  # seq 0-4: seq 4 is the first of two rows at its time
+            await wait_for(lambda: len(got) == 5, what="the first rows")
+        async with running_hub(port=port, replay_minutes=24 * 60) as hub:
+            hub.publish("hf", rows(0, 8), replay=True)  # 0-4 again, then 5-7 never sent
+            await wait_for(lambda: len(hub.subscribers) == 1, timeout=60, what="the subscriber back")
+            hub.publish("hf", rows(8, 4))
+            await wait_for(lambda: len(got) >= 12, what="the rows after the restart")
+            client.cancel()
+        return got
+
+    assert asyncio.run(asyncio.wait_for(scenario(), 120)) == list(range(12))
+    assert any("closed the connection:" in e for e in retries), retries
