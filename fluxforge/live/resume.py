@@ -29,8 +29,8 @@ class Resume:
 
     def __init__(self, since_ms: int | None, last_minutes: float | None):
         now_ms = int(time.time() * 1000)
-        # where the first connection started (its replay point, or its start): rows before it
-        # were never asked for
+        # where the first connection started (its replay point, or its start): where a reconnect
+        # resumes while no row was delivered
         self.start_ms = since_ms if since_ms is not None else \
             now_ms - int(last_minutes * 60_000) if last_minutes is not None else now_ms
         self.last: dict[tuple[str, str, str], list[int]] = {}  # stream -> [timestamp, rows delivered at it]
@@ -40,8 +40,9 @@ class Resume:
         self.connections = 0
 
     def since_ms(self) -> int:
-        """The replay point of the next connection."""
-        return min([t for t, _ in self.last.values()] + [self.start_ms]) - self.lag_ms
+        """The replay point of the next connection: before the oldest last row of the streams
+        delivered (where the subscription began while none was)."""
+        return min((t for t, _ in self.last.values()), default=self.start_ms) - self.lag_ms
 
     def admit(self, head: dict, payload: bytes | None) -> tuple[dict, bytes | None] | None:
         """The frame to deliver (an Arrow batch may lose its repeated rows), or None to drop it."""
