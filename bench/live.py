@@ -13,6 +13,9 @@ Measured, same run:
   cpu       user+sys seconds of each ETL process from its start-up (after imports)
             to the end of the run; ratio live-on / live-off (target <= 1.3)
   rss       each ETL process's peak resident memory (the unit's MemoryMax is 448M)
+  split     where each ETL's CPU went: the live path's steps (reading the active journals,
+            feeding the engines, building the rows: a worker thread), the segment job (bronze to
+            Parquet: a worker thread) and the rest (the event loop: publishing to the hub, waking)
 
 Run: .venv/bin/python bench/live.py [--seconds 90] [--symbols 20] [--trades-per-update 0.5] [--segment-seconds 30]
 The machine may be shared: the figures are what this run measured, nothing more.
@@ -41,13 +44,16 @@ def _etl_child(config: str, out: str) -> None:
     from fluxforge.etl import return_freed_memory_promptly
     return_freed_memory_promptly()  # as `fluxforge etl` does, before pyarrow: the same peak RSS
     from fluxforge.config import load_config
+    from fluxforge.etl.live_follow import LiveFollower
     from fluxforge.etl.live_latency import latency_target
+    from fluxforge.etl.runner import EtlRunner
     from fluxforge.etl.service import EtlService
     from fluxforge.logs import configure_logging
 
     cfg = load_config(config)
     configure_logging("WARNING", "json", "fluxforge-etl")
     service = EtlService(cfg)
+    split = _thread_cpu({"live step": (LiveFollower, "step"), "segment job": (EtlRunner, "process_claimed")})
     t0 = time.process_time()  # imports done: what follows is the service itself
     rc = asyncio.run(service.run())
     cpu = time.process_time() - t0
@@ -59,7 +65,22 @@ def _etl_child(config: str, out: str) -> None:
     import resource
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     Path(out).write_text(json.dumps({"cpu": cpu, "rss_mb": rss_mb, "latency": q, "samples": samples, "late": late,
-                                     "processed": service.processed, "rc": rc}))
+                                     "processed": service.processed, "rc": rc, "split": split}))
+
+
+def _thread_cpu(phases: dict[str, tuple[type, str]]) -> dict[str, float]:
+    """Wrap each (class, method) so that the CPU its calls take on their thread is added up under
+    the phase's name (bench only: the wrappers stay for the life of the bench's ETL process)."""
+    totals = dict.fromkeys(phases, 0.0)
+    for name, (cls, method) in phases.items():
+        def timed(self, *a, _fn=getattr(cls, method), _name=name, **k):
+            t = time.thread_time()
+            try:
+                return _fn(self, *a, **k)
+            finally:
+                totals[_name] += time.thread_time() - t
+        setattr(cls, method, timed)
+    return totals
 
 
 def _config(data: Path, entry: dict, flush: float, reorder: float, live: bool, segment_seconds: float) -> dict:
@@ -141,6 +162,7 @@ def main() -> None:
           f"{args.seconds:g} s per setting, segments of {args.segment_seconds:g} s; {os.cpu_count()} CPU(s)")
     print(f"{'flush':>6} {'reorder':>8} {'p50 s':>7} {'p99 s':>7} {'target':>7} {'later':>6} {'rows':>7}"
           f" {'cpu on':>7} {'cpu off':>8} {'ratio':>6} {'rss on':>7} {'rss off':>8}")
+    splits = []
     for flush, reorder in SETTINGS:
         tmp = Path(tempfile.mkdtemp(prefix="ff-bench-live-"))
         try:
@@ -154,6 +176,15 @@ def main() -> None:
         print(f"{flush:>6g} {reorder:>8g} {p50:>7.2f} {p99:>7.2f} {latency_target(flush, reorder):>7.2f} {late:>6} {on['samples']:>7}"
               f" {on['cpu']:>7.1f} {off['cpu']:>8.1f} {on['cpu'] / max(off['cpu'], 1e-9):>6.2f}"
               f" {on['rss_mb']:>5.0f}MB {off['rss_mb']:>6.0f}MB")
+        splits.append((flush, reorder, on, off))
+    print("where the CPU went, s (flush/reorder):")
+    for flush, reorder, on, off in splits:
+        print(f"  {flush:g}/{reorder:g}  live on: {_split(on)}  |  live off: {_split(off)}")
+
+
+def _split(r: dict) -> str:
+    parts = {k: v for k, v in r["split"].items() if v}
+    return " ".join(f"{k} {v:.2f}" for k, v in parts.items()) + f" rest {r['cpu'] - sum(parts.values()):.2f}"
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ import yaml
 
 import buildroot
 from conftest import REPO
-from container_probe import assert_appliance_up, running_with_status, unit_props, wait_for
+from container_probe import assert_appliance_up, journal, running_with_status, unit_props, wait_for
 
 ANSIBLE_DIR = REPO / "ansible"
 HOST = "appliance01"
@@ -169,7 +169,8 @@ def test_6_playbook_brings_a_fresh_host_to_the_running_appliance(provisioned):
 def test_6_live_rows_reach_a_member_of_the_fluxforge_group(provisioned):
     """Live features under the packaged unit's sandbox: the ETL serves /run/fluxforge/live.sock,
     and a user added to the fluxforge group (docs/live.md, "Endpoints") receives hf rows with
-    `fluxforge live`, replayed ones first -- the rows the segment job writes to Parquet."""
+    `fluxforge live`, replayed ones first -- the rows the segment job writes to Parquet -- and
+    replayed rows again right after the ETL restarts."""
     provisioned.run(["useradd", "--create-home", "--groups", "fluxforge", "alice"],
                     check=False)  # a second test run on the same host: alice exists
     wait_for(lambda: running_with_status(provisioned, "fluxforge-etl.service") and
@@ -186,6 +187,19 @@ def test_6_live_rows_reach_a_member_of_the_fluxforge_group(provisioned):
                                "--socket", "/run/fluxforge/live.sock"],
                               check=False, timeout=60)
     assert refused.returncode != 0 and "ermission" in refused.stderr, refused
+    # a restart keeps the replay: the new process's ring begins with the recent rows already in
+    # Parquet (etl/live_seed.py), read under the unit's sandbox before its socket opens
+    def seeded() -> list[dict]:
+        return journal(provisioned, "EVENT=live_replay_seeded", unit="fluxforge-etl.service")
+
+    before = len(seeded())
+    provisioned.run(["systemctl", "restart", "fluxforge-etl.service"], timeout=180)
+    wait_for(lambda: len(seeded()) > before, 120, "the restarted ETL's replay seeded from Parquet")
+    assert int(seeded()[-1]["ROWS"]) > 0
+    wait_for(lambda: running_with_status(provisioned, "fluxforge-etl.service"), 120, "the ETL running again")
+    out = provisioned.run(["runuser", "-u", "alice", "--", "fluxforge", "live", "--product", "hf",
+                           "--symbol", "BTC/USDT", "--last", "5", "--count", "3", "--json"], timeout=180).stdout
+    assert [json.loads(line)["replay"] for line in out.splitlines()] == [True] * 3, out
 
 
 def test_6_second_run_changes_nothing(provisioned):
