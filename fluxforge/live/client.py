@@ -17,6 +17,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable
+from contextlib import aclosing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, AsyncIterator
@@ -153,9 +154,10 @@ async def frames(*, products=None, exchanges=None, symbols=None, since=None, las
     as_list = (lambda v: [v] if isinstance(v, str) else (list(v) if v is not None else None))
     ask = dict(products=as_list(products), exchanges=as_list(exchanges), symbols=as_list(symbols), format=format)
     if not reconnect:
-        async for frame in _connection(request_json(**ask, since=since, last_minutes=last_minutes, token=token),
-                                       socket, url, token):
-            yield frame
+        async with aclosing(_connection(request_json(**ask, since=since, last_minutes=last_minutes, token=token),
+                                        socket, url, token)) as connection:
+            async for frame in connection:
+                yield frame
         return
     try:
         resume = Resume(parse_since(since) if since is not None else None, last_minutes)
@@ -164,12 +166,13 @@ async def frames(*, products=None, exchanges=None, symbols=None, since=None, las
     replay, delay = dict(since=since, last_minutes=last_minutes), RETRY_FIRST_S
     while True:
         try:
-            async for head, payload in _connection(request_json(**ask, **replay, token=token), socket, url, token):
-                if head.get("type") == "subscribed":
-                    delay = RETRY_FIRST_S
-                frame = resume.admit(head, payload)
-                if frame is not None:
-                    yield frame
+            async with aclosing(_connection(request_json(**ask, **replay, token=token), socket, url, token)) as connection:
+                async for head, payload in connection:
+                    if head.get("type") == "subscribed":
+                        delay = RETRY_FIRST_S
+                    frame = resume.admit(head, payload)
+                    if frame is not None:
+                        yield frame
         except LiveClosed as e:
             (on_retry or _log_retry)(e, delay)
             await asyncio.sleep(delay)
@@ -215,14 +218,15 @@ async def subscribe(*, products: Any = None, exchanges: Any = None, symbols: Any
     reconnect: outlive ETL restarts and drops, every row delivered once (`frames`)."""
     schemas: dict[str, pa.Schema] = {}
     decoders: dict[str, wire.RowDecoder] = {}
-    async for head, payload in frames(products=products, exchanges=exchanges, symbols=symbols, since=since,
-                                      last_minutes=last_minutes, format="arrow" if batches else "json",
-                                      socket=socket, url=url, token=token, reconnect=reconnect, on_retry=on_retry):
-        kind = head.get("type")
-        if kind == "schema":
-            schema = schemas[head["product"]] = wire.read_schema(head, payload)
-            decoders[head["product"]] = wire.RowDecoder(schema)
-        elif kind == "row":
-            yield decoders[head["product"]](head)
-        elif kind == "batch":
-            yield LiveBatch(head["product"], head["replay"], wire.read_batch(payload, schemas[head["product"]]))
+    async with aclosing(frames(products=products, exchanges=exchanges, symbols=symbols, since=since,
+                               last_minutes=last_minutes, format="arrow" if batches else "json", socket=socket,
+                               url=url, token=token, reconnect=reconnect, on_retry=on_retry)) as stream:
+        async for head, payload in stream:
+            kind = head.get("type")
+            if kind == "schema":
+                schema = schemas[head["product"]] = wire.read_schema(head, payload)
+                decoders[head["product"]] = wire.RowDecoder(schema)
+            elif kind == "row":
+                yield decoders[head["product"]](head)
+            elif kind == "batch":
+                yield LiveBatch(head["product"], head["replay"], wire.read_batch(payload, schemas[head["product"]]))
