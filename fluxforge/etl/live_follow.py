@@ -352,11 +352,16 @@ class LiveFollower:
         """Every row of `segment` is with the hub (a restart need not send any of it again)."""
         chunk_log.mark_published(self.runner.state_dir, segment)
 
+    def _unsent_last(self) -> str | None:
+        """The checkpoint's last segment if not all of its rows are known to have reached the hub."""
+        last = self.runner.checkpoint.last_segment
+        return last if last and chunk_log.last_published(self.runner.state_dir) != last else None
+
     def restart_replay(self) -> list[Publication]:
         """At start-up: the checkpoint's last segment, if the previous run may have stopped between
         its checkpoint and handing its last rows to the hub -- all of its rows, as replays."""
-        last = self.runner.checkpoint.last_segment
-        if not last or chunk_log.last_published(self.runner.state_dir) == last:
+        last = self._unsent_last()
+        if last is None:
             return []
         pubs = [Publication(product, live_table(key, [table]), True)
                 for product, key, table in landed_parts(self.runner.features_dir, last)]
@@ -369,8 +374,7 @@ class LiveFollower:
         process will not publish again (etl/live_seed.py), flagged replay."""
         store = self.runner.store
         exclude = {p.name for state in ("active", "ready", "processing") for p in store.list(state)}
-        last = self.runner.checkpoint.last_segment
-        if last and chunk_log.last_published(self.runner.state_dir) != last:
+        if (last := self._unsent_last()) is not None:
             exclude.add(last)  # restart_replay sends it
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
         return live_seed.recent_parts(self.runner.features_dir, exclude, now_ms - int(minutes * 60_000), now_ms)

@@ -20,9 +20,7 @@ import pyarrow.parquet as pq
 
 from ..bronze.segments import SegmentId
 from .live_rows import Publication, live_table, part_files
-from .naming import date_of_day
-
-MS_PER_DAY = 86_400_000
+from .naming import MS_PER_DAY, date_of_day
 
 
 def recent_parts(features: Path, exclude: set[str], from_ms: int, now_ms: int) -> list[Publication]:

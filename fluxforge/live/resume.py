@@ -37,7 +37,6 @@ class Resume:
         self.repeats: dict[tuple[str, str, str], int] = {}  # stream -> rows at its last timestamp to drop
         self.lag_ms = 0
         self.schemas: dict[str, pa.Schema] = {}
-        self.connections = 0
 
     def since_ms(self) -> int:
         """The replay point of the next connection: before the oldest last row of the streams
@@ -61,7 +60,6 @@ class Resume:
         return head, payload
 
     def _subscribed(self, head: dict) -> None:
-        self.connections += 1
         intervals = [int(m.group(1)) for p in head.get("serves") or [] if (m := _INTERVAL.search(p))]
         self.lag_ms = max([self.lag_ms, *(1000 * i for i in intervals)])
         # what the new connection replays of each stream up to its last timestamp was delivered
