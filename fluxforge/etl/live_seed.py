@@ -20,28 +20,48 @@ import pyarrow.parquet as pq
 
 from ..bronze.segments import SegmentId
 from .live_rows import Publication, live_table, part_files
-from .naming import MS_PER_DAY, date_of_day
+from .naming import MS_PER_DAY, date_of_day, part_segments
 
 
 def recent_parts(features: Path, exclude: set[str], from_ms: int, now_ms: int) -> list[Publication]:
-    """The rows at or after `from_ms` of the parts of segments not in `exclude`, in the partitions
-    dated from `from_ms` to `now_ms`, as replay Publications: oldest segment first, each segment's
-    parts in path order.  Reads segments newest first and stops at the first with no row that
-    recent (older ones are older still: one host's segments are in time order)."""
-    by_segment: dict[str, list] = {}
+    """The rows at or after `from_ms` of the part files in the partitions dated from `from_ms` to
+    `now_ms`, as replay Publications: oldest file first (by the start of its first segment, whichever host's),
+    each file's parts in path order.
+
+    A part named after one segment is left out if the segment is in `exclude`.  A file compaction
+    merged (`part-<first>--<last>`, a partition closed before midnight, or the day before with a
+    long `replay_minutes`) is read whole: its segments are landed and committed, and
+    `restart_replay` never finds a segment inside one.  Each host's files are read newest first
+    (by their last segment) up to the first with no row that recent: a host's segments are in
+    time order, other hosts' (a renamed host's, several hosts' in one tree) are not."""
+    by_file: dict[tuple[str, ...], list] = {}
     for day in range(from_ms // MS_PER_DAY, now_ms // MS_PER_DAY + 1):
         for product, key, path in part_files(features, date=date_of_day(day)):
-            segment = path.name[len("part-"):-len(".parquet")]
-            if SegmentId.is_segment_name(segment) and segment not in exclude:
-                by_segment.setdefault(segment, []).append((product, key, path))
-    out: list[list[Publication]] = []
-    for segment in sorted(by_segment, key=lambda s: SegmentId.parse(s).sort_key, reverse=True):
-        pubs = [Publication(product, live_table(key, [rows]), True) for product, key, path in by_segment[segment]
-                if (rows := _since(pq.read_table(path), from_ms)).num_rows]
-        if not pubs:
-            break
-        out.append(pubs)
-    return [p for pubs in reversed(out) for p in pubs]
+            try:
+                segments = tuple(part_segments(path))
+            except ValueError:
+                continue  # not the ETL's (or compaction's) file
+            if len(segments) == 1 and segments[0] in exclude:
+                continue
+            by_file.setdefault(segments, []).append((product, key, path))
+    by_host: dict[str, list[tuple[str, ...]]] = {}
+    for segments in by_file:
+        by_host.setdefault(SegmentId.parse(segments[-1]).host, []).append(segments)
+    kept: list[tuple[tuple[str, ...], list[Publication]]] = []
+    for host, files in by_host.items():
+        for segments in sorted(files, key=lambda s: SegmentId.parse(s[-1]).sort_key, reverse=True):
+            pubs = [Publication(product, live_table(key, [rows]), True) for product, key, path in by_file[segments]
+                    if (rows := _since(pq.read_table(path), from_ms)).num_rows]
+            if not pubs:
+                break
+            kept.append((segments, pubs))
+    kept.sort(key=lambda k: _start_order(k[0][0]))  # oldest first, across hosts too: a stream in time order
+    return [p for _, pubs in kept for p in pubs]
+
+
+def _start_order(segment: str) -> tuple[str, str, int]:
+    s = SegmentId.parse(segment)
+    return s.start, s.host, s.seq
 
 
 def _since(table: pa.Table, from_ms: int) -> pa.Table:

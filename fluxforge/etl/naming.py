@@ -102,6 +102,21 @@ def part_name(segment: str) -> str:
     return f"part-{segment}.parquet"
 
 
+def part_segments(path: Path) -> list[str]:
+    """The inverse of `part_name`: the segment ids a part file names -- [segment], or [first, last]
+    for a file compaction merged (`part-<first>--<last>.parquet`); a ValueError for a foreign file."""
+    from ..bronze.segments import SegmentId  # (bronze -> config -> naming: not at import time)
+    name = path.name
+    if not (name.startswith("part-") and name.endswith(".parquet")):
+        raise ValueError(f"not a part file name: {name!r}")
+    names = name[len("part-"):-len(".parquet")].split("--")
+    if len(names) > 2:
+        raise ValueError(f"not a part file name: {name!r}")
+    for n in names:
+        SegmentId.parse(n)  # raises ValueError for foreign files
+    return names
+
+
 def product_tree(tree: str, interval_s: int = 0) -> str:
     """A product's path under features/, which is also its name on the live wire: `hf`,
     `bars/interval=60s`, `trade_bars/interval=5s`; interval_s 0: a tree without intervals

@@ -40,6 +40,7 @@ from ..config import Config
 from ..fsio import atomic_write_json, fsync_dir, fsync_file
 from ..logs import get_logger
 from ..bronze.segments import SegmentId, SegmentStore
+from ..etl.naming import part_segments
 from .tabledigest import TableDigest
 
 JOURNAL = ".compaction.json"
@@ -83,15 +84,6 @@ class CompactionReport:
     bytes_out: int = 0
     recovered: int = 0
     plan: list[MergeGroup] = field(default_factory=list)
-
-
-def part_segments(path: Path) -> list[str]:
-    """Segment ids named by a part file: [seg] or [first, last] for a merged file."""
-    stem = path.name[len("part-"):-len(".parquet")]
-    names = stem.split("--")
-    for n in names:
-        SegmentId.parse(n)  # raises ValueError for foreign files
-    return names
 
 
 def closed_before(cfg: Config, today: date | None = None) -> date:

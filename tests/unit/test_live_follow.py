@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from etl_support import T0_MS, synthetic_market
@@ -514,3 +515,45 @@ def test_a_restart_seeds_the_replay_ring_with_the_recent_landed_rows_it_will_not
     (root / "segments" / "done" / segments[-1]).rename(root / "segments" / "ready" / segments[-1])
     assert rows(LiveFollower(_runner(root)).recent_landed(60, now_ms=end_ms)) == rows(
         recent_parts(root / "features", {segments[-1]}, 0, end_ms))
+
+
+def test_the_seeding_reads_files_compaction_merged_and_each_hosts_newest_files(tmp_path):
+    """A partition compaction merged (the day before, with a long replay_minutes) is seeded like its
+    parts were; and files of two hosts in one tree (a renamed host) are walked per host: the old
+    host's segments, with nothing recent, must not end the walk before the new host's are read."""
+    from datetime import date
+
+    from etl_support import write_segments
+    from fluxforge.etl.live_seed import recent_parts
+    from fluxforge.maintenance.compaction import compaction_metadata, iter_partitions, merge_group, plan_partition
+
+    root = tmp_path / "data"
+    runner = _runner(root)
+    market = _market()
+    cut = (T0_MS + 20_000) * 1_000_000  # the host was renamed 20 s in: zzold before, aanew after
+    for host, keep, start_ms, seq in (("zzold", lambda r: r < cut, T0_MS, 1), ("aanew", lambda r: r >= cut, T0_MS + 20_000, 1)):
+        part = {ch: t.filter(pa.array(keep(t.column("recv_ns").to_numpy()))) for ch, t in market.items()}
+        write_segments(runner.store.dir("ready"), part, 3, host=host, start_ms=start_ms, seconds=14.0, first_seq=seq)
+        assert all(o.state == "done" for o in runner.run_once())
+    # each stream in time order (landed() reads the files in path order: aanew's before zzold's)
+    truth = {k: row_keys(t.take(pc.sort_indices(t, [("timestamp", "ascending")])))  # (a stable sort)
+             for k, t in landed(root / "features").items()}
+    end_ms = T0_MS + 60_000
+
+    def rows(pubs):
+        assert all(p.replay for p in pubs)
+        return _by_key(pubs, replay=True)
+
+    whole = rows(recent_parts(root / "features", set(), 0, end_ms))
+    assert whole == truth
+    recent = rows(recent_parts(root / "features", set(), T0_MS + 30_000, end_ms))  # aanew's rows only
+    assert recent and all(rs == truth[k][-len(rs):] for k, rs in recent.items())
+    # compaction merges every partition (closed as if it were the next year): the same rows are seeded
+    merged = 0
+    for partition, _ in iter_partitions(root / "features", date(2100, 1, 1)):
+        for group in plan_partition(partition, 1 << 30):
+            merge_group(group, 1024)
+            merged += compaction_metadata(group.output) is not None
+    assert merged and not list((root / "features").rglob("part-seg-aanew-*-000002.parquet"))
+    assert rows(recent_parts(root / "features", set(), 0, end_ms)) == whole
+    assert rows(recent_parts(root / "features", set(), T0_MS + 30_000, end_ms)) == recent
