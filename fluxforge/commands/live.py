@@ -105,6 +105,8 @@ async def _print_rows(args, socket, token, as_json: bool) -> int:
         if kind == "subscribed":
             connections += 1
             replaying = f": replaying {head.get('replay_rows', 0)} rows" if args.last or connections > 1 else ""
+            if head.get("replay_left_out"):
+                replaying += f" (the {head['replay_left_out']} older ones did not fit the buffer)"
             print(f"# {'resumed' if connections > 1 else 'subscribed'}{replaying}", file=sys.stderr, flush=True)
         elif kind == "live":
             print("# live", file=sys.stderr)

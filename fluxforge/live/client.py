@@ -163,13 +163,17 @@ async def frames(*, products=None, exchanges=None, symbols=None, since=None, las
         resume = Resume(parse_since(since) if since is not None else None, last_minutes)
     except ValueError as e:
         raise LiveError(str(e)) from None
-    replay, delay = dict(since=since, last_minutes=last_minutes), RETRY_FIRST_S
+    request, delay = request_json(**ask, since=since, last_minutes=last_minutes, token=token), RETRY_FIRST_S
     while True:
         try:
-            async with aclosing(_connection(request_json(**ask, **replay, token=token), socket, url, token)) as connection:
+            async with aclosing(_connection(request, socket, url, token)) as connection:
                 async for head, payload in connection:
                     if head.get("type") == "subscribed":
                         delay = RETRY_FIRST_S
+                        if head.get("replay_left_out"):
+                            logging.getLogger(__name__).warning(
+                                "the endpoint left out the oldest %s rows of the replay: they did not fit this "
+                                "subscriber's buffer (etl.live.buffer_rows / buffer_mb)", head["replay_left_out"])
                     frame = resume.admit(head, payload)
                     if frame is not None:
                         yield frame
@@ -177,7 +181,9 @@ async def frames(*, products=None, exchanges=None, symbols=None, since=None, las
             (on_retry or _log_retry)(e, delay)
             await asyncio.sleep(delay)
             delay = min(2 * delay, RETRY_MAX_S)
-            replay = dict(since=resume.since_ms())
+            request = request_json(**ask, since=resume.since_ms(), resume=resume.points(), token=token)
+            if len(request) > MAX_REQUEST_BYTES:  # streams beyond counting: all from the oldest (slower, as exact)
+                request = request_json(**ask, since=resume.since_ms(), token=token)
 
 
 def _log_retry(error: LiveClosed, delay: float) -> None:

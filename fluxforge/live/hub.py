@@ -115,23 +115,30 @@ class LiveHub:
         sub = Subscriber(self._next_id, request, sink, self.cfg.buffer_rows, self.cfg.send_timeout,
                          int(self.cfg.buffer_mb * 2 ** 20))
         from_ms = request.replay_from_ms()
-        replay = self.ring.since(from_ms, [k for k in self.ring.keys() if request.matches(*k)]) \
-            if from_ms is not None else []
-        replayed, held = sum(c.rows for c in replay), sum(c.bytes for c in replay)
+        replays = from_ms is not None or bool(request.resume)
+        replay = self.ring.since(from_ms, [k for k in self.ring.keys() if request.matches(*k)],
+                                 request.replay_from) if replays else []
+        replayed, held, left_out = sum(c.rows for c in replay), sum(c.bytes for c in replay), 0
         while replay and sub.refusal(replayed, held) is not None:  # keep the newest that fit: no gap before live
             oldest = replay.pop(0)
-            replayed, held = replayed - oldest.rows, held - oldest.bytes
+            replayed, held, left_out = replayed - oldest.rows, held - oldest.bytes, left_out + oldest.rows
         for chunk in replay:
             sub.offer(chunk)
         serves = self.catalog.serving(request) if self.catalog is not None else None
-        sub.mark((wire.header("subscribed", id=sub.id, replay_rows=replayed, serves=serves, **request.describe()),
-                  None))
+        # replay_left_out: the oldest rows of the replay, beyond the subscriber's buffer (buffer_rows/_mb)
+        sub.mark((wire.header("subscribed", id=sub.id, replay_rows=replayed, replay_left_out=left_out, serves=serves,
+                              **request.describe()), None))
         sub.queue.rotate(1)  # `subscribed` goes first, then the replay
-        if from_ms is not None:
+        if replays:
             sub.mark((wire.header("live"), None))
         self.subscribers[sub.id] = sub
         self.counters["subscribed"] += 1
         log.info("live_subscribed", id=sub.id, peer=sink.peer, replay_rows=replayed, **request.describe())
+        if left_out:
+            log.warning("live_replay_left_out", id=sub.id, rows=left_out, replay_rows=replayed,
+                        buffer_rows=self.cfg.buffer_rows, buffer_mb=self.cfg.buffer_mb,
+                        note="the oldest rows of the replay asked for did not fit the subscriber's buffer "
+                             "(etl.live.buffer_rows / buffer_mb): it gets the newest")
         return sub
 
     async def serve(self, sub: Subscriber) -> None:

@@ -8,23 +8,27 @@ sent, never silently widen or narrow the subscription.
 Request (one JSON object; every key optional):
 `{"products": ["hf", "bars"], "exchanges": ["binance"], "symbols": ["BTC/USDT"],
   "since": 1733130000000 | "2026-12-02T09:00:00Z", "last_minutes": 5,
+  "resume": {"hf": {"binance": {"BTC/USDT": 1733130004000}}},
   "format": "json" | "arrow", "token": "..."}`
 A product matches itself and everything below it (`bars` matches
 `bars/interval=60s`); a symbol may be given as `BTC/USDT` or as its partition
-name `BTC-USDT`.
+name `BTC-USDT`.  `resume` (what a reconnecting client sends: live/resume.py) gives
+streams -- an exact product, exchange and symbol -- replay points of their own (ms),
+the time of the last row it received of each; the other streams replay from `since`
+or `last_minutes` (neither: they are live only).
 """
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from ..etl.naming import symbol_path_value
 
 FORMATS = ("json", "arrow")
-_KEYS = {"products", "exchanges", "symbols", "since", "last_minutes", "format", "token"}
-MAX_REQUEST_BYTES = 65536
+_KEYS = {"products", "exchanges", "symbols", "since", "last_minutes", "resume", "format", "token"}
+MAX_REQUEST_BYTES = 1 << 20  # a reconnect's `resume` names every stream it had: ~30 bytes each
 
 
 class RequestError(ValueError):
@@ -45,6 +49,8 @@ class Request:
     last_minutes: float | None = None
     format: str = "json"
     token: str | None = None
+    resume: dict[tuple[str, str, str], int] | None = field(default=None, hash=False)  # (product, exchange,
+    # symbol_key(symbol)) -> ms
 
     def matches(self, product: str, exchange: str, symbol: str) -> bool:
         if self.products is not None and not any(product == p or product.startswith(p + "/") for p in self.products):
@@ -61,12 +67,21 @@ class Request:
             return int(((time.time() if now is None else now) - self.last_minutes * 60.0) * 1000)
         return None
 
+    def replay_from(self, key: tuple[str, str, str], default: int | None) -> int | None:
+        """Where the stream `key` (product, exchange, symbol) replays from: its `resume` point, else
+        `default` (`replay_from_ms()`)."""
+        if self.resume is None:
+            return default
+        product, exchange, symbol = key
+        return self.resume.get((product, exchange, symbol_key(symbol)), default)
+
     def describe(self) -> dict:
         """The subscription as echoed in the `subscribed` frame (never the token)."""
         return {"products": list(self.products) if self.products else None,
                 "exchanges": sorted(self.exchanges) if self.exchanges else None,
                 "symbols": sorted(self.symbols) if self.symbols else None,
-                "since": self.since_ms, "last_minutes": self.last_minutes, "format": self.format}
+                "since": self.since_ms, "last_minutes": self.last_minutes, "format": self.format,
+                **({"resume_streams": len(self.resume)} if self.resume else {})}
 
 
 def _names(data: dict, key: str) -> tuple[str, ...] | None:
@@ -93,6 +108,25 @@ def parse_since(v: object) -> int:
             t = t.replace(tzinfo=timezone.utc)
         return int(t.timestamp() * 1000)
     return int(v)
+
+
+def _resume(v: object) -> dict[tuple[str, str, str], int]:
+    """`resume`'s {product: {exchange: {symbol: ms}}} as {(product, exchange, symbol_key): ms}."""
+    what = "resume: expected {product: {exchange: {symbol: milliseconds}}}"
+    if not isinstance(v, dict):
+        raise RequestError(what)
+    out = {}
+    for product, exchanges in v.items():
+        if not product or not isinstance(exchanges, dict):
+            raise RequestError(what)
+        for exchange, symbols in exchanges.items():
+            if not exchange or not isinstance(symbols, dict):
+                raise RequestError(what)
+            for symbol, ms in symbols.items():
+                if not symbol or isinstance(ms, bool) or not isinstance(ms, int):
+                    raise RequestError(f"{what}; {product} {exchange} {symbol!r}: {ms!r}")
+                out[(product, exchange, symbol_key(symbol))] = ms
+    return out
 
 
 def parse_request(data: object) -> Request:
@@ -126,7 +160,8 @@ def parse_request(data: object) -> Request:
                    exchanges=frozenset(exchanges) if exchanges else None,
                    symbols=frozenset(symbol_key(s) for s in symbols) if symbols else None,
                    since_ms=parse_since(data["since"]) if data.get("since") is not None else None,
-                   last_minutes=float(last) if last is not None else None, format=fmt, token=token)
+                   last_minutes=float(last) if last is not None else None, format=fmt, token=token,
+                   resume=_resume(data["resume"]) if data.get("resume") is not None else None)
 
 
 def request_json(**fields) -> str:

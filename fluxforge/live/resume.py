@@ -1,11 +1,12 @@
 """Where a reconnecting subscription picks up: no row lost, none delivered twice.
 
 Why: a strategy left running must outlive an ETL restart (an upgrade, a reboot, a crash) and
-a drop for being slow.  A reconnect asks the new connection to replay `since` the oldest
-last row of any stream it delivered (minus the longest bar interval it subscribes to: a bar
-is stamped with its start and published after its end, so a stream with no row delivered yet
-may publish one that old), and this keeps, per (product, exchange, symbol), the last
-timestamp delivered and how many rows had it.  A stream's rows come in time order, and the
+a drop for being slow.  A reconnect asks the new connection to replay each stream it delivered
+from the time of the last row it delivered of it (`resume`), and every other stream `since`
+the oldest of those times minus the longest bar interval it subscribes to (a bar is stamped
+with its start and published after its end, so a stream with no row delivered yet may publish
+one that old); this keeps, per (product, exchange, symbol), the last timestamp delivered and
+how many rows had it.  A stream's rows come in time order, and the
 rows the ETL sends again (the replay, rows republished after its restart) are flagged
 `replay`: a replayed row older than its stream's last, or one of the rows already delivered
 at that time (counted, as a stream may have several rows at one time), is dropped.  Rows not
@@ -42,6 +43,16 @@ class Resume:
         """The replay point of the next connection: before the oldest last row of the streams
         delivered (where the subscription began while none was)."""
         return min((t for t, _ in self.last.values()), default=self.start_ms) - self.lag_ms
+
+    def points(self) -> dict[str, dict[str, dict[str, int]]]:
+        """The request's `resume`: each stream delivered replays from its last row's time (those
+        delivered at that time left out by `admit`), not from `since_ms()` -- which, the oldest of all
+        streams minus the longest bar interval, is what the streams with no row delivered yet need
+        (it is most of the ring for a subscription to every product)."""
+        out: dict[str, dict[str, dict[str, int]]] = {}
+        for (product, exchange, symbol), (ts, _) in self.last.items():
+            out.setdefault(product, {}).setdefault(exchange, {})[symbol] = ts
+        return out
 
     def admit(self, head: dict, payload: bytes | None) -> tuple[dict, bytes | None] | None:
         """The frame to deliver (an Arrow batch may lose its repeated rows), or None to drop it."""

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import heapq
 from array import array
-from typing import Iterable
+from typing import Callable, Iterable
 
 import pyarrow as pa
 
@@ -302,17 +302,22 @@ class RecentRows:
                 newest = last if newest is None else max(newest, last)
         return 0 if oldest is None else max(newest - oldest, 0)
 
-    def since(self, from_ms: int, keys: Iterable[Key]) -> list[Chunk]:
-        """Replay chunks of these keys with rows at or after `from_ms`, in publish order."""
+    def since(self, from_ms: int | None, keys: Iterable[Key], starts: Callable[[Key, int | None], int | None] | None = None
+              ) -> list[Chunk]:
+        """Replay chunks of these keys with rows at or after `from_ms` -- or, given `starts`, at or after
+        `starts(key, from_ms)` (None: none of that key) -- in publish order."""
         out = []
         for key in keys:
+            start = from_ms if starts is None else starts(key, from_ms)
+            if start is None:
+                continue
             for s in self._streams.get(key, ()):
                 for held in s.chunks:
-                    if held.last_ms < from_ms:
+                    if held.last_ms < start:
                         continue
                     table = s.table(held)
-                    if held.first_ms < from_ms:
-                        table = table.filter(pa.array(times_ms(table) >= from_ms))
+                    if held.first_ms < start:
+                        table = table.filter(pa.array(times_ms(table) >= start))
                     out.append(Chunk(held.seq, *key, table, True))
         out.sort(key=lambda c: c.seq)
         return out
