@@ -165,7 +165,10 @@ class LiveEndpoints:
         sink = StreamSink(writer, _peer(writer))
         try:
             try:
-                line = await asyncio.wait_for(reader.readline(), REQUEST_TIMEOUT)
+                try:
+                    line = await asyncio.wait_for(reader.readline(), REQUEST_TIMEOUT)
+                except ValueError:  # the StreamReader's limit: no newline within it
+                    raise RequestError(f"request too long (over {MAX_REQUEST_BYTES} bytes)") from None
                 request = parse_request(line)
                 sub = self.hub.subscribe(request, sink)
             except (RequestError, ValueError, asyncio.TimeoutError) as e:

@@ -121,3 +121,32 @@ def test_a_reconnecting_client_asks_for_its_streams_from_their_last_rows(tmp_pat
     assert len(rows) == 203 == len({r[:3] for r in rows}) and rows[-1] == ("hf", "BTC/USDT", T0 + 100, False)
     assert subscribed[0]["replay_rows"] == 202
     assert subscribed[1]["resume_streams"] == 3 and subscribed[1]["replay_rows"] == 3  # each stream's last row
+
+
+def test_a_resume_naming_thousands_of_streams_is_served_and_a_request_over_the_limit_refused():
+    """20,000 streams (~900 kB: a fleet host's every product and symbol) fit the request; past
+    MAX_REQUEST_BYTES the endpoint refuses with a clear error instead of reading on."""
+    from fluxforge.live.protocol import MAX_REQUEST_BYTES
+
+    many = {"hf": {"binance": {f"S{i:05d}/USDT": T0 for i in range(20_000)}}}
+    many["hf"]["binance"]["BTC/USDT"] = T0 + 99_000
+
+    async def refused(hub, line: bytes) -> dict:
+        reader, writer = await asyncio.open_unix_connection(str(hub.socket_path))
+        writer.write(line)
+        await writer.drain()
+        head = json.loads(await reader.readline())
+        writer.close()
+        return head
+
+    async def scenario():
+        async with running_hub(replay_rows=100_000, replay_minutes=24 * 60) as hub:
+            _publish(hub)
+            ok = await _replay(hub, {"resume": many})
+            too_long = await refused(hub, b'{"resume": {"hf": {"binance": {"' + b"x" * MAX_REQUEST_BYTES + b'": 1}}}}\n')
+            return ok, too_long
+
+    (sub, rows), too_long = asyncio.run(scenario())
+    assert len(json.dumps({"resume": many})) < MAX_REQUEST_BYTES
+    assert sub["resume_streams"] == 20_001 and rows == [("hf", "BTC/USDT", T0 + 99)]
+    assert too_long["type"] == "error" and "request too long" in too_long["error"], too_long
