@@ -12,6 +12,7 @@ and those not committed (still active, ready or processing) -- which would be in
 """
 from __future__ import annotations
 
+import heapq
 from pathlib import Path
 
 import pyarrow as pa
@@ -25,8 +26,8 @@ from .naming import MS_PER_DAY, date_of_day, part_segments
 
 def recent_parts(features: Path, exclude: set[str], from_ms: int, now_ms: int) -> list[Publication]:
     """The rows at or after `from_ms` of the part files in the partitions dated from `from_ms` to
-    `now_ms`, as replay Publications: oldest file first (by the start of its first segment, whichever host's),
-    each file's parts in path order.
+    `now_ms`, as replay Publications, each file's parts in path order: each host's files in segment
+    order, the hosts' interleaved by the start of each file's first segment.
 
     A part named after one segment is left out if the segment is in `exclude`.  A file compaction
     merged (`part-<first>--<last>`, a partition closed before midnight, or the day before with a
@@ -47,21 +48,19 @@ def recent_parts(features: Path, exclude: set[str], from_ms: int, now_ms: int) -
     by_host: dict[str, list[tuple[str, ...]]] = {}
     for segments in by_file:
         by_host.setdefault(SegmentId.parse(segments[-1]).host, []).append(segments)
-    kept: list[tuple[tuple[str, ...], list[Publication]]] = []
-    for host, files in by_host.items():
+    hosts: list[list[tuple[str, list[Publication]]]] = []  # each host's (first segment's start, rows), in seq order
+    for host, files in sorted(by_host.items()):
+        kept = []
         for segments in sorted(files, key=lambda s: SegmentId.parse(s[-1]).sort_key, reverse=True):
             pubs = [Publication(product, live_table(key, [rows]), True) for product, key, path in by_file[segments]
                     if (rows := _since(pq.read_table(path), from_ms)).num_rows]
             if not pubs:
                 break
-            kept.append((segments, pubs))
-    kept.sort(key=lambda k: _start_order(k[0][0]))  # oldest first, across hosts too: a stream in time order
-    return [p for _, pubs in kept for p in pubs]
-
-
-def _start_order(segment: str) -> tuple[str, str, int]:
-    s = SegmentId.parse(segment)
-    return s.start, s.host, s.seq
+            kept.append((SegmentId.parse(segments[0]).start, pubs))
+        hosts.append(kept[::-1])
+    # the hosts' files interleaved by start time (a stream moved to a renamed host stays in time
+    # order), each host's kept in its own order (a clock step does not reorder its segments)
+    return [p for _, pubs in heapq.merge(*hosts, key=lambda k: k[0]) for p in pubs]
 
 
 def _since(table: pa.Table, from_ms: int) -> pa.Table:
