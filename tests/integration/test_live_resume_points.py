@@ -139,14 +139,31 @@ def test_a_resume_naming_thousands_of_streams_is_served_and_a_request_over_the_l
         writer.close()
         return head
 
+    async def over_websocket(hub, request: dict) -> tuple[dict, list]:
+        import aiohttp
+        async with aiohttp.ClientSession() as session:
+            async with session.ws_connect(f"ws://127.0.0.1:{hub.endpoints.ws_port}/live") as ws:
+                await ws.send_str(json.dumps(request))
+                sub, rows = None, []
+                while True:
+                    head = json.loads((await ws.receive()).data)
+                    if head["type"] == "subscribed":
+                        sub = head
+                    elif head["type"] == "row":
+                        rows.append((head["product"], head["symbol"], head["seq"]))
+                    elif head["type"] == "live":
+                        return sub, rows
+
     async def scenario():
-        async with running_hub(replay_rows=100_000, replay_minutes=24 * 60) as hub:
+        async with running_hub(replay_rows=100_000, replay_minutes=24 * 60, port=0) as hub:
             _publish(hub)
             ok = await _replay(hub, {"resume": many})
+            ws = await over_websocket(hub, {"resume": many})
             too_long = await refused(hub, b'{"resume": {"hf": {"binance": {"' + b"x" * MAX_REQUEST_BYTES + b'": 1}}}}\n')
-            return ok, too_long
+            return ok, ws, too_long
 
-    (sub, rows), too_long = asyncio.run(scenario())
+    (sub, rows), (ws_sub, ws_rows), too_long = asyncio.run(scenario())
     assert len(json.dumps({"resume": many})) < MAX_REQUEST_BYTES
     assert sub["resume_streams"] == 20_001 and rows == [("hf", "BTC/USDT", T0 + 99)]
+    assert ws_sub["resume_streams"] == 20_001 and ws_rows == rows
     assert too_long["type"] == "error" and "request too long" in too_long["error"], too_long
