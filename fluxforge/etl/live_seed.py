@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..bronze.segments import SegmentId
+from ..maintenance.compaction import covered_parts
 from .live_rows import Publication, live_table, part_files
 from .naming import MS_PER_DAY, date_of_day, part_segments
 
@@ -32,19 +33,27 @@ def recent_parts(features: Path, exclude: set[str], from_ms: int, now_ms: int) -
     A part named after one segment is left out if the segment is in `exclude`.  A file compaction
     merged (`part-<first>--<last>`, a partition closed before midnight, or the day before with a
     long `replay_minutes`) is read whole: its segments are landed and committed, and
-    `restart_replay` never finds a segment inside one.  Each host's files are read newest first
+    `restart_replay` never finds a segment inside one (its inputs, if still there, are left out).  Each host's files are read newest first
     (by their last segment) up to the first with no row that recent: a host's segments are in
     time order, other hosts' (a renamed host's, several hosts' in one tree) are not."""
-    by_file: dict[tuple[str, ...], list] = {}
+    files = []
     for day in range(from_ms // MS_PER_DAY, now_ms // MS_PER_DAY + 1):
         for product, key, path in part_files(features, date=date_of_day(day)):
             try:
-                segments = tuple(part_segments(path))
+                files.append((tuple(part_segments(path)), product, key, path))
             except ValueError:
                 continue  # not the ETL's (or compaction's) file
-            if len(segments) == 1 and segments[0] in exclude:
-                continue
-            by_file.setdefault(segments, []).append((product, key, path))
+    # a merged file's inputs still beside it (compaction stopped between its rename and the unlinks,
+    # which its next run finishes): the merged file has their rows
+    merged = {}
+    for segments, _product, _key, path in files:
+        if len(segments) > 1:
+            merged.setdefault(path.parent, set()).update(covered_parts(path))
+    by_file: dict[tuple[str, ...], list] = {}
+    for segments, product, key, path in files:
+        if len(segments) == 1 and (segments[0] in exclude or path.name in merged.get(path.parent, ())):
+            continue
+        by_file.setdefault(segments, []).append((product, key, path))
     by_host: dict[str, list[tuple[str, ...]]] = {}
     for segments in by_file:
         by_host.setdefault(SegmentId.parse(segments[-1]).host, []).append(segments)

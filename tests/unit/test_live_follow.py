@@ -549,11 +549,16 @@ def test_the_seeding_reads_files_compaction_merged_and_each_hosts_newest_files(t
     recent = rows(recent_parts(root / "features", set(), T0_MS + 30_000, end_ms))  # aanew's rows only
     assert recent and all(rs == truth[k][-len(rs):] for k, rs in recent.items())
     # compaction merges every partition (closed as if it were the next year): the same rows are seeded
-    merged = 0
+    merged, inputs = 0, {}
     for partition, _ in iter_partitions(root / "features", date(2100, 1, 1)):
         for group in plan_partition(partition, 1 << 30):
+            inputs.update({p: p.read_bytes() for p in group.inputs})
             merge_group(group, 1024)
             merged += compaction_metadata(group.output) is not None
     assert merged and not list((root / "features").rglob("part-seg-aanew-*-000002.parquet"))
+    assert rows(recent_parts(root / "features", set(), 0, end_ms)) == whole
+    # compaction stopped between its rename and unlinking the inputs: they are not seeded twice
+    for path, data in inputs.items():
+        path.write_bytes(data)
     assert rows(recent_parts(root / "features", set(), 0, end_ms)) == whole
     assert rows(recent_parts(root / "features", set(), T0_MS + 30_000, end_ms)) == recent
