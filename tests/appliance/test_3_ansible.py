@@ -181,6 +181,11 @@ def test_6_live_rows_reach_a_member_of_the_fluxforge_group(provisioned):
     assert len(rows) == 3 and all(r["type"] == "row" and r["product"] == "hf" for r in rows), out
     assert {(r["exchange"], r["symbol"]) for r in rows} == {("binance", "BTC/USDT")}, out
     assert [r["timestamp"] for r in rows] == sorted(r["timestamp"] for r in rows), out
+    # `fluxforge status` shows the event-to-publish latency from the unit's STATUS=
+    status = provisioned.run(["systemd-run", "--quiet", "--pipe", "--wait", "--collect",
+                              "-p", "LoadCredential=fluxforge:/etc/fluxforge/credentials", "fluxforge", "status"],
+                             check=False).stdout
+    assert re.search(r"^live +event-to-publish p50 [0-9.]+s p99 [0-9.]+s", status, re.M), status
     # another user, outside the group, is refused by the socket's permissions
     provisioned.run(["useradd", "--create-home", "mallory"], check=False)
     refused = provisioned.run(["runuser", "-u", "mallory", "--", "fluxforge", "live", "--count", "1",
