@@ -13,9 +13,11 @@ interleaved ROUNDS times --
 
 -- and prints the minimum CPU of each, their ratio and the cost per symbol and chunk.  The
 ratio is what a compiled multi-symbol feed would have to bring down (docs/live.md, the cost).
+With --split, one more logged feed says where that cost goes: thread CPU per phase (nested
+phases are part of the one above them), per symbol and chunk, the timers' own ~1 us a call included.
 
 Run: .venv/bin/python bench/live_feed.py [--seconds 60] [--flush 0.25] [--reorder 1] [--rounds 5]
-                                          [--symbols 20] [--trades-per-update 0.5]
+                                          [--symbols 20] [--trades-per-update 0.5] [--split]
 """
 from __future__ import annotations
 
@@ -69,6 +71,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--trades-per-update", type=float, default=0.5,
                     help="trades per book update (5: 50 trades/s per symbol, a busy market)")
+    ap.add_argument("--split", action="store_true", help="then where the logged feed's CPU goes, per phase")
     args = ap.parse_args()
     symbols = live.bench_symbols(args.symbols)
     tmp = Path(tempfile.mkdtemp(prefix="ff-bench-live-feed-"))
@@ -83,6 +86,7 @@ def main() -> None:
             one.append(feed(on / "config.yaml", segments, False)[0])
             cpu, chunks, nsym = feed(on / "config.yaml", segments, True)
             logged.append(cpu)
+        split = _split(on / "config.yaml", segments) if args.split else None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     a, b = min(one), min(logged)
@@ -91,6 +95,39 @@ def main() -> None:
           f"min of {args.rounds}")
     print(f"one chunk {a:.3f} s   logged {b:.3f} s   ratio {b / a:.1f}   "
           f"{(b - a) / max(chunks * nsym, 1) * 1e6:.0f} us per symbol and chunk beyond one chunk")
+    if split is not None:
+        print("where the logged feed's CPU goes, us per symbol and chunk (nested: part of the line above):")
+        for name, seconds in split.items():
+            print(f"  {name:<50} {seconds / max(chunks * nsym, 1) * 1e6:7.0f}")
+
+
+# (phase, where its function is looked up, the function's name there): nested phases after their parent
+_PHASES = [("the feed (SegmentFeeder.feed_chunk)", "fluxforge.etl.segment_feed:SegmentFeeder", "feed_chunk"),
+           ("  split by symbol: books", "fluxforge.etl.segment_feed", "book_batch"),
+           ("  split by symbol: trades", "fluxforge.etl.segment_feed", "trades_by_symbol"),
+           ("  split by symbol: tickers", "fluxforge.etl.segment_feed", "tickers_by_symbol"),
+           ("  add trades (dedupe, merge with held)", "fluxforge.etl.engines:SymbolFeed", "add_trades"),
+           ("  add tickers", "fluxforge.etl.engines:SymbolFeed", "add_tickers"),
+           ("  push books (watermark, held rows)", "fluxforge.etl.engines:SymbolFeed", "push"),
+           ("    book engine (FeatureEngine.process)", "fluxforge.features.engine:FeatureEngine", "process"),
+           ("      Arrow book lists to arrays", "fluxforge.features.book_arrays", "book_messages"),
+           ("    trade products (TradeProducts.process)", "fluxforge.etl.trade_products:TradeProducts", "process"),
+           ("      ticker products", "fluxforge.etl.ticker_products:TickerProducts", "process"),
+           ("  the chunk's outputs kept (SegmentFeeder._take)", "fluxforge.etl.segment_feed:SegmentFeeder", "_take")]
+
+
+def _split(config: Path, segments: list[Path]) -> dict[str, float]:
+    """One more logged feed with each phase's function timed (thread CPU): seconds per phase.
+    The wrappers stay: call this last."""
+    import importlib
+    phases = {}
+    for name, where, attr in _PHASES:
+        module, _, cls = where.partition(":")
+        owner = importlib.import_module(module)
+        phases[name] = (getattr(owner, cls) if cls else owner, attr)
+    totals = live._thread_cpu(phases)
+    feed(config, segments, True)
+    return totals
 
 
 if __name__ == "__main__":
