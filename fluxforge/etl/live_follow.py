@@ -19,7 +19,8 @@ How (DESIGN decision 14, docs/live.md "How live rows are computed"):
 - When the segment job has finished a segment the live path had not (`segment_done`), the rows it
   produced that the live path had not published -- the tail after the last chunk
   and what the watermark released at the segment's end, or a whole segment that
-  finished while the ETL was catching up -- are published from its result.
+  finished while the ETL was catching up -- are published from its result, before
+  the live path begins the next segment (a stream's rows go out in time order).
 - After an ETL restart (or an error in the live path) the engines restart from the
   checkpoint and the active segment's logged chunks are fed again: their rows are
   published again with replay=True, never silently twice.
@@ -41,11 +42,10 @@ from ..bronze.segments import MANIFEST, SegmentId
 from ..features import table_blocks
 from ..logs import get_logger
 from . import chunk_log, live_seed
-from .bronze_reader import Key
+from .bronze_reader import Key, SegmentReader
 from .engines import EngineBank, FeatureOutput
 from .live_latency import LatencyWindow
 from .segment_feed import Product, SegmentFeeder, pieces, products
-from .bronze_reader import SegmentReader
 from .live_rows import Publication, landed_parts, live_products, live_table, unpublished
 from .segment_job import BOOK_BATCH_ROWS, Handover, feed_logged
 
@@ -94,6 +94,7 @@ class LiveFollower:
         self.failures: dict[str, int] = {}
         self.counters = LiveCounters()
         self.latency = LatencyWindow()
+        self.counted = runner.checkpoint.last_segment  # the last committed segment `segment_done` was told of
 
     # -- following ------------------------------------------------------------------
     def quiet(self) -> bool:
@@ -213,12 +214,13 @@ class LiveFollower:
         active = [p for p in active if p.name != fin]  # (finished from its journals, still being written out)
         if not active or any(w != fin for w in waiting):
             return None  # the segment job first: the live engines start from its checkpoint
+        if fin is None and self.runner.checkpoint.last_segment != self.counted:
+            return None  # the job's rows of the segment it just committed go out first (`segment_done`)
         seg_dir = active[0]
         if self.failures.get(seg_dir.name, 0) >= MAX_FAILURES:
             return None
         if chunk_log.finished(chunk_log.state_path(self.runner.state_dir, seg_dir.name)):
-            return None  # a previous process finished it from its journals (and may have published all
-            # of it): the segment job publishes it, as replays, once the collector has written it out
+            return None  # finished from its journals by a previous process: the job publishes it, as replays
         last = fin or self.runner.checkpoint.last_segment
         if last and SegmentId.is_segment_name(last) and not SegmentId.parse(last).precedes(SegmentId.parse(seg_dir.name)):
             return None
@@ -304,6 +306,7 @@ class LiveFollower:
     def segment_done(self, outcome) -> list[Publication]:
         """The rows of a segment the segment job just finished that were not published live."""
         name = outcome.segment
+        self.counted = self.runner.checkpoint.last_segment  # first: an error below must not hold `_pick` back
         if self.current is not None and self.current.seg_dir.name == name:
             self._detach()
         followed = name in self.published  # this process followed it: it published all it had seen

@@ -562,3 +562,43 @@ def test_the_seeding_reads_files_compaction_merged_and_each_hosts_newest_files(t
         path.write_bytes(data)
     assert rows(recent_parts(root / "features", set(), 0, end_ms)) == whole
     assert rows(recent_parts(root / "features", set(), T0_MS + 30_000, end_ms)) == recent
+
+
+def test_the_next_segment_waits_for_the_rows_the_segment_job_publishes_of_the_one_before(tmp_path):
+    """A segment the live path did not follow (it finished while the ETL was down) is processed by
+    the segment job without the service's lock; its outcome is counted -- its rows published --
+    only once the lock is free again.  If the live path took the lock first and began the next
+    segment, that segment's rows went out before the older segment's: a subscriber replaying the
+    ring then dropped the older rows as repeats (a CI run lost 8 ticker rows so).  The live path
+    waits for `segment_done` of every segment the job committed; each stream's rows go out in time
+    order."""
+    root = tmp_path / "data"
+    runner = _runner(root)
+    follower = LiveFollower(runner)
+    at = lambda s: datetime.fromtimestamp(T0_MS / 1000 + s, tz=timezone.utc)  # noqa: E731
+    seg = ActiveSegment.create(runner.store, "testhost", seq=1, when=at(0))
+    flushes = list(_flushes(_market()))
+    for flush in flushes[:20]:
+        _write(seg, flush)
+    nxt = ActiveSegment.create(runner.store, "testhost", seq=2, when=at(20))
+    seg.close()
+    finish_segment(seg.path, runner.store)  # the ETL was down: nothing of it was followed
+    for flush in flushes[20:30]:
+        _write(nxt, flush)
+    claimed = runner.claim_next()
+    ho, pubs = follower.handover(claimed)
+    assert ho is None and pubs == []
+    outcome = runner.process_claimed(claimed, ho)  # (the service runs this without its lock)
+    assert outcome.state == "done", outcome.reason
+    assert follower.step() == [] and follower.current is None  # the live loop got the lock first: it waits
+    published = follower.segment_done(outcome)  # the outcome counted: the job's rows of segment 1
+    published += follower.step()  # now segment 2, from segment 1's end
+    assert follower.current is not None and follower.current.seg_dir.name == nxt.path.name
+    times: dict = {}
+    for p in published:
+        ms = p.table.column("timestamp").cast(pa.int64()).to_pylist()
+        for stream, t in zip(zip(p.table.column("exchange").to_pylist(), p.table.column("symbol").to_pylist()), ms):
+            times.setdefault((p.product, *stream), []).append(t)
+    assert times and all(ts == sorted(ts) for ts in times.values()), times
+    first = {k for k, ts in times.items() if ts[0] < T0_MS + 20_000}
+    assert first  # segment 1's rows are among them, ahead of segment 2's
