@@ -181,11 +181,15 @@ def test_6_live_rows_reach_a_member_of_the_fluxforge_group(provisioned):
     assert len(rows) == 3 and all(r["type"] == "row" and r["product"] == "hf" for r in rows), out
     assert {(r["exchange"], r["symbol"]) for r in rows} == {("binance", "BTC/USDT")}, out
     assert [r["timestamp"] for r in rows] == sorted(r["timestamp"] for r in rows), out
-    # `fluxforge status` shows the event-to-publish latency from the unit's STATUS=
-    status = provisioned.run(["systemd-run", "--quiet", "--pipe", "--wait", "--collect",
-                              "-p", "LoadCredential=fluxforge:/etc/fluxforge/credentials", "fluxforge", "status"],
-                             check=False).stdout
-    assert re.search(r"^live +event-to-publish p50 [0-9.]+s p99 [0-9.]+s", status, re.M), status
+    # `fluxforge status` shows the event-to-publish latency from the unit's STATUS= (refreshed every
+    # 5 s; "no live rows yet" until the first hf row published live)
+    def live_latency_in_status() -> bool:
+        status = provisioned.run(["systemd-run", "--quiet", "--pipe", "--wait", "--collect", "-p",
+                                  "LoadCredential=fluxforge:/etc/fluxforge/credentials", "fluxforge", "status"],
+                                 check=False).stdout
+        return re.search(r"^live +event-to-publish p50 [0-9.]+s p99 [0-9.]+s", status, re.M) is not None
+
+    wait_for(live_latency_in_status, 120, "the live latency in `fluxforge status`")
     # another user, outside the group, is refused by the socket's permissions
     provisioned.run(["useradd", "--create-home", "mallory"], check=False)
     refused = provisioned.run(["runuser", "-u", "mallory", "--", "fluxforge", "live", "--count", "1",
