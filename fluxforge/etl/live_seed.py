@@ -33,9 +33,10 @@ def recent_parts(features: Path, exclude: set[str], from_ms: int, now_ms: int) -
     A part named after one segment is left out if the segment is in `exclude`.  A file compaction
     merged (`part-<first>--<last>`, a partition closed before midnight, or the day before with a
     long `replay_minutes`) is read whole: its segments are landed and committed, and
-    `restart_replay` never finds a segment inside one (its inputs, if still there, are left out).  Each host's files are read newest first
-    (by their last segment) up to the first with no row that recent: a host's segments are in
-    time order, other hosts' (a renamed host's, several hosts' in one tree) are not."""
+    `restart_replay` never finds a segment inside one (its inputs, if still there, are left out).
+    Each host's files are read newest first (by their last segment) up to the first with no row
+    that recent: a host's segments are in time order, other hosts' (a renamed host's, several
+    hosts' in one tree) are not."""
     files = []
     for day in range(from_ms // MS_PER_DAY, now_ms // MS_PER_DAY + 1):
         for product, key, path in part_files(features, date=date_of_day(day)):
@@ -58,9 +59,9 @@ def recent_parts(features: Path, exclude: set[str], from_ms: int, now_ms: int) -
     for segments in by_file:
         by_host.setdefault(SegmentId.parse(segments[-1]).host, []).append(segments)
     hosts: list[list[tuple[str, list[Publication]]]] = []  # each host's (first segment's start, rows), in seq order
-    for host, files in sorted(by_host.items()):
+    for host, host_files in sorted(by_host.items()):
         kept = []
-        for segments in sorted(files, key=lambda s: SegmentId.parse(s[-1]).sort_key, reverse=True):
+        for segments in sorted(host_files, key=lambda s: SegmentId.parse(s[-1]).sort_key, reverse=True):
             pubs = [Publication(product, live_table(key, [rows]), True) for product, key, path in by_file[segments]
                     if (rows := _since(pq.read_table(path), from_ms)).num_rows]
             if not pubs:

@@ -181,9 +181,10 @@ async def frames(*, products=None, exchanges=None, symbols=None, since=None, las
             (on_retry or _log_retry)(e, delay)
             await asyncio.sleep(delay)
             delay = min(2 * delay, RETRY_MAX_S)
-            request = request_json(**ask, since=resume.since_ms(), resume=resume.points(), token=token)
+            since_ms = resume.since_ms()
+            request = request_json(**ask, since=since_ms, resume=resume.points(), token=token)
             if len(request) > MAX_REQUEST_BYTES:  # streams beyond counting: all from the oldest (slower, as exact)
-                request = request_json(**ask, since=resume.since_ms(), token=token)
+                request = request_json(**ask, since=since_ms, token=token)
 
 
 def _log_retry(error: LiveClosed, delay: float) -> None:
