@@ -98,8 +98,9 @@ def date_of_day(day: int) -> str:
     return datetime.fromtimestamp(day * 86_400, tz=timezone.utc).strftime("%Y-%m-%d")
 
 
-def part_name(segment: str) -> str:
-    return f"part-{segment}.parquet"
+def part_name(segment: str, last: str | None = None) -> str:
+    """A segment's part file; with `last`, the file compaction merges `segment`..`last` into."""
+    return f"part-{segment}.parquet" if last is None else f"part-{segment}--{last}.parquet"
 
 
 def part_segments(path: Path) -> list[str]:

@@ -40,7 +40,7 @@ from ..config import Config
 from ..fsio import atomic_write_json, fsync_dir, fsync_file
 from ..logs import get_logger
 from ..bronze.segments import SegmentId, SegmentStore
-from ..etl.naming import part_segments
+from ..etl.naming import part_name, part_segments
 from .tabledigest import TableDigest
 
 JOURNAL = ".compaction.json"
@@ -70,7 +70,7 @@ class MergeGroup:
     def output(self) -> Path:
         first = part_segments(self.inputs[0])[0]
         last = part_segments(self.inputs[-1])[-1]
-        return self.partition / f"part-{first}--{last}.parquet"
+        return self.partition / part_name(first, last)
 
 
 @dataclass
