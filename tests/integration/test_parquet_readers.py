@@ -1,0 +1,184 @@
+"""The Parquet FluxForge writes, read by the tools its users read it with: Polars, pandas, Spark.
+
+Why: the files are the product -- features/ (Hive-partitioned) and bronze segments -- and the
+promise is that DuckDB, Polars, pandas and Spark read them as they are.  DuckDB is checked
+beside the ETL (test_etl_kernels.py); this checks the other three, each unmodified, against
+pyarrow's read of the same files, every row and every column: the real Binance captures
+replayed through the collector and the ETL with every product on (hf, bars, trade bars,
+volume and dollar bars, per-trade rows, tickers), one symbol's partitions merged by compaction
+and the other's left as the ETL wrote them (a tree holds both), and the bronze segments.
+
+A type one of them cannot read (unsigned or nanosecond integers for Spark, say), a partition
+value it parses into something else, a column it drops or a value it changes fails here.
+Spark is a real local session (pyspark on Debian's Java, packaging/install-host-deps.sh).
+"""
+from __future__ import annotations
+
+import asyncio
+import datetime
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import pytest
+from collector_support import config_dict, exchange_entry, parse_config, replay_capture, running_collector
+
+from fluxforge.config import FeatureOptions, TradeOptions
+from fluxforge.etl.runner import EtlRunner
+from fluxforge.loopback import LoopbackExchange
+from fluxforge.maintenance.compaction import iter_partitions, merge_group, plan_partition
+
+SYMBOLS = ["BTC/USDT", "ETH/USDT"]
+MERGED = "symbol=BTC-USDT"  # its partitions merged by compaction; ETH-USDT's as the ETL wrote them
+TREES = ["hf", "bars", "trade_bars", "volume_bars", "dollar_bars", "trades", "ticker"]
+CHANNELS = ["orderbook", "trades", "ticker", "events"]
+READERS = ["polars", "pandas", "spark"]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    from conftest import SHARED_DATA
+    if not SHARED_DATA.is_dir():
+        pytest.skip("../shared/data/binance-spot not present")
+    data = tmp_path_factory.mktemp("readers") / "data"
+    files = [SHARED_DATA / "btcusdt_20240808.gz", SHARED_DATA / "ethusdt_20240808.gz"]
+
+    async def collect():
+        lx = LoopbackExchange("replay", replay_files=files, speed=40.0)
+        lx.freeze()  # hold the replay until the collector has its snapshots
+        async with lx:
+            entry = exchange_entry(lx, "binance", SYMBOLS, book_depth=20, channels=["orderbook", "trades", "ticker"])
+            entry["ccxt"].setdefault("options", {})["watchTickers"] = {"name": "ticker"}  # with bid/ask
+            cfg = parse_config(config_dict(data, [entry], segment_max_seconds=2.0))
+            async with running_collector(cfg) as col:
+                await replay_capture(lx, col, SYMBOLS)
+
+    asyncio.run(collect())
+    trades = TradeOptions(bar_durations=[1, 60], volume_bar_size=1.0, dollar_bar_size=1_000_000.0, per_trade=True)
+    runner = EtlRunner(data / "segments", data / "features", data / "state",
+                       FeatureOptions(hf_emit_interval=1.0, bar_durations=[5, 60]), trade_options=trades)
+    outcomes = runner.run_once()
+    assert len(outcomes) >= 2 and all(o.state == "done" for o in outcomes)
+    merged = 0
+    for partition, _day in iter_partitions(data / "features", datetime.date(2100, 1, 1)):
+        if MERGED in partition.parts:
+            for group in plan_partition(partition, 64 << 20):
+                merge_group(group, 65536)
+                merged += 1
+    assert merged >= len(TREES)
+    return data
+
+
+@pytest.fixture(scope="module")
+def spark(tmp_path_factory):
+    from pyspark.sql import SparkSession
+    scratch = tmp_path_factory.mktemp("spark")
+    session = (SparkSession.builder.master("local[1]").appName("fluxforge-readers")
+               .config("spark.ui.enabled", "false").config("spark.driver.host", "127.0.0.1")
+               .config("spark.driver.bindAddress", "127.0.0.1").config("spark.sql.session.timeZone", "UTC")
+               .config("spark.sql.warehouse.dir", str(scratch / "warehouse"))
+               .config("spark.local.dir", str(scratch / "local")).getOrCreate())
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+
+
+def _read(reader: str, paths: list[Path], hive: bool, spark=None) -> pa.Table:
+    """What `reader` reads of `paths` (a Hive tree's root, or files), as an Arrow table."""
+    if reader == "polars":
+        import polars as pl
+        if hive:
+            return pl.scan_parquet(f"{paths[0]}/**/*.parquet", hive_partitioning=True).collect().to_arrow()
+        return pl.read_parquet([str(p) for p in paths]).to_arrow()
+    if reader == "pandas":
+        import pandas as pd
+        frame = pd.read_parquet(paths[0]) if hive else pd.concat([pd.read_parquet(p) for p in paths])
+        return pa.Table.from_pandas(frame, preserve_index=False)
+    from pyspark.sql import functions as F
+    frame = spark.read.parquet(*[str(p) for p in paths])
+    for field in frame.schema.fields:  # epoch ms: no session time zone, no datetime round trip
+        if field.dataType.typeName() == "timestamp":
+            frame = frame.withColumn(field.name, F.unix_millis(F.col(field.name)))
+    return frame.toArrow()
+
+
+def _plain(table: pa.Table) -> pa.Table:
+    """Each reader's spelling of the same values made one: timestamps as epoch ms, dates (Hive
+    `date=`) as text, dictionaries and large or view strings as strings, large lists as lists."""
+    columns = {}
+    for name in table.column_names:
+        col = table.column(name)
+        if pa.types.is_timestamp(col.type):
+            col = pc.cast(pc.cast(col, pa.timestamp("ms", tz="UTC")), pa.int64())
+        elif pa.types.is_dictionary(col.type):
+            col = col.cast(col.type.value_type)
+        elif pa.types.is_large_list(col.type):
+            col = col.cast(pa.list_(col.type.value_type))
+        if pa.types.is_date(col.type) or pa.types.is_large_string(col.type) or pa.types.is_string_view(col.type):
+            col = col.cast(pa.string())
+        columns[name] = col
+    return pa.table(columns)
+
+
+def _sorted(table: pa.Table) -> pa.Table:
+    keys = [n for n in sorted(table.column_names) if not pa.types.is_list(table.schema.field(n).type)]
+    return table.sort_by([(k, "ascending") for k in keys])
+
+
+def _same(expected: pa.Table, got: pa.Table, what: str, nulls_as_nan: bool) -> None:
+    """Every row and column of `expected` in `got` (as sorted: readers order files differently).
+    nulls_as_nan: pandas keeps a float or integer column's nulls as NaN."""
+    assert sorted(got.column_names) == sorted(expected.column_names), what
+    assert got.num_rows == expected.num_rows, what
+    expected, got = _sorted(_plain(expected)), _sorted(_plain(got.select(expected.column_names)))
+    for name in expected.column_names:
+        a, b = expected.column(name).combine_chunks(), got.column(name).combine_chunks()
+        if nulls_as_nan and (pa.types.is_floating(b.type) and not pa.types.is_floating(a.type)):
+            a = a.cast(b.type)  # an integer column with nulls: pandas reads it as float64
+        if pa.types.is_floating(a.type):
+            x = a.to_numpy(zero_copy_only=False).astype(np.float64)
+            y = b.cast(a.type).to_numpy(zero_copy_only=False).astype(np.float64)
+            assert np.array_equal(x, y, equal_nan=True), f"{what}: column {name} differs"
+            if not nulls_as_nan:
+                assert a.is_null().equals(b.is_null()), f"{what}: column {name}'s nulls differ"
+        else:
+            assert a.equals(b.cast(a.type)), f"{what}: column {name} differs ({a.type} read as {b.type})"
+
+
+def _footer_rows(paths: list[Path]) -> int:
+    return sum(pq.ParquetFile(p).metadata.num_rows for p in paths)
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+@pytest.mark.parametrize("reader", READERS)
+def test_every_feature_tree_reads_the_same_in_each_reader(data, reader, request):
+    spark = request.getfixturevalue("spark") if reader == "spark" else None
+    features = data / "features"
+    for tree in TREES:
+        files = sorted((features / tree).rglob("*.parquet"))
+        assert any(MERGED in p.parts and "--" in p.name for p in files), f"{tree}: no merged file"
+        assert any(MERGED not in p.parts for p in files), f"{tree}: only merged files"
+        expected = ds.dataset(features / tree, partitioning="hive", format="parquet").to_table()
+        assert expected.num_rows == _footer_rows(files) > 0, tree
+        for key in ("exchange", "symbol", "date"):
+            assert key in expected.column_names, (tree, key)
+        _same(expected, _read(reader, [features / tree], True, spark), f"{reader} {tree}", reader == "pandas")
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+@pytest.mark.parametrize("reader", READERS)
+def test_bronze_segments_read_the_same_in_each_reader(data, reader, request):
+    spark = request.getfixturevalue("spark") if reader == "spark" else None
+    done = sorted((data / "segments" / "done").iterdir())
+    for channel in CHANNELS:
+        files = [seg / f"{channel}.parquet" for seg in done]
+        expected = ds.dataset(files, format="parquet").to_table()
+        assert expected.num_rows == _footer_rows(files), channel
+        if channel != "events":
+            assert expected.num_rows > 100, channel
+        _same(expected, _read(reader, files, False, spark), f"{reader} bronze {channel}", reader == "pandas")
