@@ -1,14 +1,14 @@
-"""The Parquet FluxForge writes, read by the tools its users read it with: Polars, pandas, Spark.
+"""The Parquet FluxForge writes, read by the tools its users read it with: DuckDB, Polars, pandas, Spark.
 
 Why: the files are the product -- features/ (Hive-partitioned) and bronze segments -- and the
-promise is that DuckDB, Polars, pandas and Spark read them as they are.  DuckDB is checked
-beside the ETL (test_etl_kernels.py); this checks the other three, each unmodified, against
-pyarrow's read of the same files, every row and every column: the real Binance captures
-replayed through the collector and the ETL with every product on (hf, bars, trade bars,
-volume and dollar bars, per-trade rows, tickers), one symbol's partitions merged by compaction
-and the other's left as the ETL wrote them (a tree holds both), and the bronze segments.
+promise is that DuckDB, Polars, pandas and Spark read them as they are.  This checks each of
+them, unmodified, against pyarrow's read of the same files, every row and every column: the
+real Binance captures replayed through the collector and the ETL with every product on (hf,
+bars, trade bars, volume and dollar bars, per-trade rows, tickers), one symbol's partitions
+merged by compaction and the other's left as the ETL wrote them (a tree holds both), and the
+bronze segments.
 
-A type one of them cannot read (unsigned or nanosecond integers for Spark, say), a partition
+A type one of them cannot read (nanosecond timestamps, for Spark), a partition
 value it parses into something else, a column it drops or a value it changes fails here.
 Spark is a real local session (pyspark on Debian's Java, packaging/install-host-deps.sh).
 """
@@ -35,7 +35,7 @@ SYMBOLS = ["BTC/USDT", "ETH/USDT"]
 MERGED = "symbol=BTC-USDT"  # its partitions merged by compaction; ETH-USDT's as the ETL wrote them
 TREES = ["hf", "bars", "trade_bars", "volume_bars", "dollar_bars", "trades", "ticker"]
 CHANNELS = ["orderbook", "trades", "ticker", "events"]
-READERS = ["polars", "pandas", "spark"]
+READERS = ["duckdb", "polars", "pandas", "spark"]
 
 
 @pytest.fixture(scope="module")
@@ -88,6 +88,13 @@ def spark(tmp_path_factory):
 
 def _read(reader: str, paths: list[Path], hive: bool, spark=None) -> pa.Table:
     """What `reader` reads of `paths` (a Hive tree's root, or files), as an Arrow table."""
+    if reader == "duckdb":
+        import duckdb
+        con = duckdb.connect()
+        con.execute("SET TimeZone = 'UTC'")
+        if hive:
+            return con.sql(f"SELECT * FROM read_parquet('{paths[0]}/**/*.parquet', hive_partitioning=true)").to_arrow_table()
+        return con.sql(f"SELECT * FROM read_parquet({[str(p) for p in paths]!r})").to_arrow_table()
     if reader == "polars":
         import polars as pl
         if hive:
