@@ -36,6 +36,7 @@ MERGED = "symbol=BTC-USDT"  # its partitions merged by compaction; ETH-USDT's as
 TREES = ["hf", "bars", "trade_bars", "volume_bars", "dollar_bars", "trades", "ticker"]
 CHANNELS = ["orderbook", "trades", "ticker", "events"]
 READERS = ["duckdb", "polars", "pandas", "spark"]
+pytestmark = pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas:FutureWarning")
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +75,9 @@ def data(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def spark(tmp_path_factory):
+    """A local Spark session.  pyspark warns at start-up that it does not fully support pandas 3
+    (its pandas API and toPandas); this test hands Spark's rows over as Arrow (`toArrow`), so the
+    warning is about a path not taken here and is filtered (`pytestmark`)."""
     from pyspark.sql import SparkSession
     scratch = tmp_path_factory.mktemp("spark")
     session = (SparkSession.builder.master("local[1]").appName("fluxforge-readers")
