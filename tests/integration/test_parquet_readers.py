@@ -225,3 +225,40 @@ def test_an_encoded_symbol_partition_reads_as_the_symbol_in_each_reader(tmp_path
     else:
         got = _read(reader, [features / "hf"], True)
     _same(expected, got, f"{reader} encoded symbols", reader == "pandas")
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_the_synced_bucket_reads_as_the_local_tree_in_pyarrow_and_polars(data, tmp_path):
+    """Research reads the fleet's bucket directly: `fluxforge sync` to moto (real HTTP, real boto3),
+    then each tree read from S3 by pyarrow (the AWS C++ SDK) and Polars (Rust object_store).  Spark and
+    DuckDB need the hadoop-aws jars and the httpfs extension, downloads this machine cannot make."""
+    import polars as pl
+    import yaml
+    from pyarrow import fs
+    from s3harness import MotoServer
+
+    from fluxforge.cli import main
+    bucket, prefix = "fluxforge-readers", "fleet"
+    with MotoServer() as moto:
+        moto.client().create_bucket(Bucket=bucket)
+        config = tmp_path / "config.yaml"
+        config.write_text(yaml.safe_dump({
+            "data_dir": str(data), "host_id": "test", "exchanges": [{"name": "binance", "symbols": SYMBOLS}],
+            "metrics": {"enabled": False},
+            "retention": {"disk_high_watermark": 100.0, "disk_low_watermark": 100.0},  # this test deletes nothing
+            "sync": {"enabled": True, "bucket": bucket, "prefix": prefix, "endpoint_url": moto.url,
+                     "aws_access_key_id": "testing", "aws_secret_access_key": "testing", "require_time_sync": False}}))
+        assert main(["sync", "-c", str(config)]) == 0
+        s3 = fs.S3FileSystem(access_key="testing", secret_key="testing", region="us-east-1", scheme="http",
+                             endpoint_override=moto.url.removeprefix("http://"))
+        options = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing", "aws_region": "us-east-1",
+                   "aws_endpoint_url": moto.url, "aws_allow_http": "true"}
+        for tree in TREES:
+            expected = ds.dataset(data / "features" / tree, partitioning="hive", format="parquet").to_table()
+            remote = ds.dataset(f"{bucket}/{prefix}/features/{tree}", filesystem=s3, partitioning="hive",
+                                format="parquet").to_table()
+            _same(expected, remote, f"pyarrow s3 {tree}", False)
+            got = pl.scan_parquet(f"s3://{bucket}/{prefix}/features/{tree}/**/*.parquet", hive_partitioning=True,
+                                  storage_options=options).collect().to_arrow()
+            _same(expected, got, f"polars s3 {tree}", False)
