@@ -109,9 +109,13 @@ def _read(reader: str, paths: list[Path], hive: bool, spark=None) -> pa.Table:
         import pandas as pd
         frame = pd.read_parquet(paths[0]) if hive else pd.concat([pd.read_parquet(p) for p in paths])
         return pa.Table.from_pandas(frame, preserve_index=False)
+    return _spark_table(spark.read.parquet(*[str(p) for p in paths]))
+
+
+def _spark_table(frame) -> pa.Table:
+    """A Spark DataFrame as Arrow, its timestamps as epoch ms: no session time zone, no datetime round trip."""
     from pyspark.sql import functions as F
-    frame = spark.read.parquet(*[str(p) for p in paths])
-    for field in frame.schema.fields:  # epoch ms: no session time zone, no datetime round trip
+    for field in frame.schema.fields:
         if field.dataType.typeName() == "timestamp":
             frame = frame.withColumn(field.name, F.unix_millis(F.col(field.name)))
     return frame.toArrow()
@@ -220,8 +224,7 @@ def test_an_encoded_symbol_partition_reads_as_the_symbol_in_each_reader(tmp_path
         r if symbol_path_value(s) == r else s for s, r in zip(ODD_SYMBOLS, readable)]  # %XX decoded: the symbol
     if reader == "spark":
         from pyspark.sql import functions as F
-        frame = spark.read.parquet(str(features / "hf")).withColumn("symbol", F.expr(SPARK_SYMBOL))
-        got = frame.withColumn("timestamp", F.unix_millis("timestamp")).toArrow()
+        got = _spark_table(spark.read.parquet(str(features / "hf")).withColumn("symbol", F.expr(SPARK_SYMBOL)))
     else:
         got = _read(reader, [features / "hf"], True)
     _same(expected, got, f"{reader} encoded symbols", reader == "pandas")
