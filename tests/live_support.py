@@ -31,6 +31,7 @@ import pyarrow.parquet as pq
 
 from fluxforge.etl.naming import exchange_from_path_value, symbol_from_path_value
 from fluxforge.live.hub import LiveHub
+from fluxforge.live.row_equality import same_rows, same_value  # noqa: F401  (the tests import them from here)
 from fluxforge.live.settings import LiveConfig
 
 HERE = Path(__file__).resolve().parent
@@ -76,21 +77,6 @@ def flushes(m: dict[str, pa.Table], flush_ns: int, start: int | None = None):
     for lo in range(start, end + flush_ns, flush_ns):
         yield lo + flush_ns, {name: t.filter(pa.array((recv[name] >= lo) & (recv[name] < lo + flush_ns)))
                               for name, t in m.items()}
-
-
-def same_value(a, b) -> bool:
-    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
-        return True
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(same_value(x, y) for x, y in zip(a, b))
-    return type(a) is type(b) and a == b
-
-
-def same_rows(got: list[dict], want: list[dict]) -> bool:
-    """Row dicts equal key by key, value by value (NaN == NaN, types must match: 1 != 1.0)."""
-    if len(got) != len(want):
-        return False
-    return all(list(g) == list(w) and all(same_value(g[k], w[k]) for k in w) for g, w in zip(got, want))
 
 
 def feature_parts(features: Path) -> list[tuple[str, pa.Table]]:

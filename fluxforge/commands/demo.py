@@ -1,4 +1,4 @@
-"""`fluxforge demo`: loopback exchange -> collector -> ETL, offline, with a summary and a chart."""
+"""`fluxforge demo`: loopback exchange -> collector -> ETL, offline, with a summary, its live rows checked and a chart."""
 from __future__ import annotations
 
 import argparse
@@ -9,6 +9,9 @@ Runs fully offline: the loopback exchange simulates a Binance spot market on
 exactly as the systemd services do.  Everything is written to DIR:
 config.yaml, data/ (segments, features, state), logs/, chart.png.
 Running it again with the same DIR replaces the previous demo.
+The ETL serves live features: the demo subscribes to them itself and checks
+that every row it received is the row that landed in Parquet (exit 1 if not);
+`fluxforge live --config DIR/config.yaml` shows them while it runs.
 
 examples:
   fluxforge demo
@@ -67,6 +70,10 @@ def run(args: argparse.Namespace) -> int:
     opts = DemoOptions(Path(args.dir).absolute(), args.seconds, args.symbols, chart=not args.no_chart)
     print(f"fluxforge demo: {opts.seconds:.0f} s of {', '.join(opts.symbol_list)} from the loopback exchange "
           f"into {opts.directory}", flush=True)
+    if opts.live_socket is not None:
+        from ..demo.summary import installed_commands
+        print(f"watch its live rows from another terminal: {installed_commands()[0]} live --config {opts.config_path}",
+              flush=True)
     def interrupted(signum, frame):  # SIGTERM (or SIGHUP) like Ctrl-C: stop our children, then exit
         raise KeyboardInterrupt
 
@@ -83,4 +90,9 @@ def run(args: argparse.Namespace) -> int:
     if summary.failures:
         raise UserError(f"demo: the ETL rejected {len(summary.failures)} segment(s), e.g. {summary.failures[0]}",
                         exit_code=1)
+    live = summary.live
+    if live is not None and live.error is not None:
+        raise UserError(f"demo: the demo's live subscription failed: {live.error}", exit_code=1)
+    if live is not None and live.differences:
+        raise UserError(f"demo: the live rows are not the Parquet rows: {live.differences[0]}", exit_code=1)
     return 0

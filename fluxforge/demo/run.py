@@ -11,6 +11,7 @@ state), logs/ and chart.png.
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import sys
 from dataclasses import dataclass
@@ -25,6 +26,9 @@ from ..bronze.journal import JournalScan, JournalUnreadable, iter_journal
 from ..progress import Progress
 from ..bronze.segments import SegmentStore
 from ..service_child import ServiceChild, ServiceFailed
+from ..live.endpoint import MAX_SOCKET_PATH
+from ..live.settings import SOCKET_NAME
+from .live_watch import LiveWatch, landed_count
 
 MARKER = ".fluxforge-demo"
 BASES = ("BTC", "ETH", "SOL", "BNB", "XRP", "DOGE", "ADA", "LTC", "DOT", "LINK")
@@ -32,6 +36,7 @@ MAX_SYMBOLS = len(BASES)
 READY_TIMEOUT = 120.0   # a busy 2-core machine needs a while to import ccxt and fetch snapshots
 STOP_TIMEOUT = 45.0     # the collector unit's TimeoutStopSec
 DRAIN_TIMEOUT = 180.0   # the ETL finishing the last segments
+LIVE_TIMEOUT = 60.0     # the ETL publishing the last segment's final rows once it has processed it
 
 
 class DemoError(Exception):
@@ -57,6 +62,12 @@ class DemoOptions:
     def config_path(self) -> Path:
         return self.directory / "config.yaml"
 
+    @property
+    def live_socket(self) -> Path | None:
+        """The ETL's live socket (None: the path is too long for a Unix socket, live stays off)."""
+        path = self.data_dir.resolve() / "state" / SOCKET_NAME
+        return path if len(os.fsencode(path)) <= MAX_SOCKET_PATH else None
+
 
 def prepare_directory(directory: Path) -> None:
     """Use an empty (or new) directory, or clear a previous demo's; never touch anything else."""
@@ -76,7 +87,9 @@ def prepare_directory(directory: Path) -> None:
 
 
 def demo_config(opts: DemoOptions, ccxt_config: dict) -> dict:
-    """The appliance config for the demo: small segments so several rotate and reach the ETL live."""
+    """The appliance config for the demo: small segments so several rotate and reach the ETL live, and
+    live features on (served on the data_dir's socket; off if its path is too long)."""
+    live = {"enabled": True, "socket": str(opts.live_socket)} if opts.live_socket else {"enabled": False}
     return {
         "data_dir": str(opts.data_dir.resolve()),
         "host_id": "demo",
@@ -86,7 +99,7 @@ def demo_config(opts: DemoOptions, ccxt_config: dict) -> dict:
                       "stall_timeout": 10.0, "min_free_mb": 16},
         # rows at a segment's end wait reorder_window for the next segment; on 127.0.0.1 nothing
         # arrives late, and a long window would hide the run's last seconds from the summary
-        "etl": {"poll_interval": 0.5, "reorder_window": 0.5,
+        "etl": {"poll_interval": 0.5, "reorder_window": 0.5, "live": live,
                 "features": {"bar_durations": [1, 5, 30, 60], "vpin_bucket_volume": 1.0,
                              "vpin_window_buckets": 10, "spread_regime_window": 30.0,
                              "kyle_lambda_window": 10.0}},
@@ -176,6 +189,8 @@ async def run_demo(opts: DemoOptions, progress: DemoProgress | None = None) -> D
     logs = opts.directory / "logs"
     children: list[ServiceChild] = []
     loop = asyncio.get_running_loop()
+    watch: LiveWatch | None = None
+    watching: asyncio.Task | None = None
     try:
         async with LoopbackExchange("sim", opts.symbol_list, sim=SimOptions(seed=20240808)) as lx:
             opts.config_path.write_text(yaml.safe_dump(demo_config(opts, lx.ccxt_config("binance")), sort_keys=False))
@@ -188,6 +203,9 @@ async def run_demo(opts: DemoOptions, progress: DemoProgress | None = None) -> D
                 child.start()
             progress.set(0)
             await asyncio.gather(collector.wait_ready(READY_TIMEOUT), etl.wait_ready(READY_TIMEOUT))
+            if opts.live_socket is not None:  # the ETL's socket is bound before its READY=1
+                watch = LiveWatch(opts.live_socket)
+                watching = asyncio.create_task(watch.run())
             progress.phase = "collecting"
             start = last_count = loop.time()
             progress.counts = counts.line()
@@ -211,9 +229,16 @@ async def run_demo(opts: DemoOptions, progress: DemoProgress | None = None) -> D
                 # run that same recovery now so the ETL gets every row
                 await asyncio.to_thread(_recover_active, counts.store, logs / "demo.log")
             await _drain(etl, counts, progress, loop)
+            if watch is not None:
+                await _live_caught_up(watch, etl, counts, progress, loop)
             rc = await etl.stop(STOP_TIMEOUT)
             if rc != 0:
                 raise ServiceFailed(f"etl exited with status {rc} on SIGTERM: {etl.last_error()}")
+            if watching is not None:  # the ETL's stop closes the subscription
+                try:
+                    await asyncio.wait_for(watching, STOP_TIMEOUT)
+                except TimeoutError:
+                    watch.error = f"the subscription was still open {STOP_TIMEOUT:.0f} s after the ETL stopped"
             progress.phase = "done"
             progress.counts = counts.line()
     except ServiceFailed as e:
@@ -221,10 +246,18 @@ async def run_demo(opts: DemoOptions, progress: DemoProgress | None = None) -> D
     finally:
         for child in children:
             child.kill()
+        if watching is not None and not watching.done():
+            watching.cancel()
         progress.close()
     summary = summarize(opts.directory, opts.data_dir, opts.seconds)
+    if watch is not None:
+        summary.live = watch.check(summary.features_dir)
+    else:
+        summary.live_note = f"the live socket's path would be longer than {MAX_SOCKET_PATH} bytes: choose a shorter --dir"
     if opts.chart:
         _draw_chart(summary, opts)
+    else:
+        summary.chart_note = "--no-chart"
     return summary
 
 
@@ -242,6 +275,21 @@ def _recover_active(store: SegmentStore, log_path: Path) -> None:
             recover_active_segments(store)
         finally:
             structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=sys.stderr))
+
+
+async def _live_caught_up(watch: LiveWatch, etl: ServiceChild, counts: LiveCounts, progress: DemoProgress,
+                          loop) -> None:
+    """Wait until the demo's subscriber has as many rows as landed: the ETL publishes the last
+    segment's final rows once it has processed it (after LIVE_TIMEOUT the summary says what is missing)."""
+    deadline = loop.time() + LIVE_TIMEOUT
+    progress.phase = "waiting for the last live rows"
+    while watch.error is None and loop.time() < deadline:
+        if watch.received >= await asyncio.to_thread(landed_count, counts.features):
+            return
+        etl.poll_notify()
+        etl.check_alive()
+        progress.set(progress.done)
+        await asyncio.sleep(0.2)
 
 
 async def _drain(etl: ServiceChild, counts: LiveCounts, progress: DemoProgress, loop) -> None:

@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 from ..bronze.schemas import channel_file
 from ..bronze.segments import REASON, SegmentStore
 from ..etl.naming import product_tree, symbol_path_value
+from .live_watch import LiveCheck
 
 CHANNELS = ("orderbook", "trades", "ticker", "events")
 FINISHED = ("ready", "processing", "done", "failed")
@@ -38,6 +39,8 @@ class DemoSummary:
     chart_note: str = ""
     failures: list[str] = field(default_factory=list)           # "<segment>: <reason.txt>"
     example_segment: Path | None = None                         # for the `fluxforge inspect` hint
+    live: LiveCheck | None = None                               # the demo's own subscriber (None: live off)
+    live_note: str = ""                                         # why live was off
 
     @property
     def features_dir(self) -> Path:
@@ -142,6 +145,26 @@ def installed_commands() -> tuple[str, str]:
     return (str(script) if script.exists() else "fluxforge"), str(python)
 
 
+def live_lines(live: LiveCheck | None, note: str) -> list[str]:
+    """What the demo's subscriber received while the demo ran, and whether it is what landed."""
+    if live is None:
+        return [f"  live      off: {note}"]
+    if live.error is not None:
+        return [f"  live      FAILED: {live.error}"]
+    late = f"; hf rows p50 {live.latency[0]:.2f} s, p99 {live.latency[1]:.2f} s after the exchange event" \
+        if live.latency else ""
+    replayed = f" ({live.replayed:,} sent from its recent rows: published before the demo subscribed)" \
+        if live.replayed else ""
+    lines = [f"  live      {live.received:,} rows to a subscriber as they became final{replayed}{late}"]
+    if live.differences:
+        lines += [f"  LIVE ROWS ARE NOT THE PARQUET ROWS: {d}" for d in live.differences[:5]]
+        lines += [f"  ... and {len(live.differences) - 5} more"] if len(live.differences) > 5 else []
+    else:
+        lines.append(f"            each equal to its Parquet row: {live.landed:,} rows landed in {live.products} "
+                     f"product/symbol streams, in the same order, every column")
+    return lines
+
+
 def render(s: DemoSummary) -> str:
     lines = [f"FluxForge demo: {s.seconds:.0f} s of a simulated market, collected and transformed offline", ""]
     channels = [c for c in CHANNELS if any(c in r for r in s.rows.values())]
@@ -159,6 +182,7 @@ def render(s: DemoSummary) -> str:
                  f"{s.feature_files} Parquet files")
     if s.product_rows:
         lines.append("  products  " + ", ".join(f"{n:,} {tree} rows" for tree, n in s.product_rows.items()))
+    lines += live_lines(s.live, s.live_note)
     lines.append("")
     lines.append(f"  bronze    {s.data_dir / 'segments' / 'done'}")
     lines.append(f"  features  {s.features_dir}")

@@ -26,6 +26,7 @@ log = get_logger("fluxforge.live")
 RETRY_SECONDS = 30.0
 REQUEST_TIMEOUT = 10.0
 LAST_WORDS_GRACE = 2.0
+MAX_SOCKET_PATH = 107  # bytes of a Unix socket path (sun_path holds 108, the last a NUL)
 
 
 class StreamSink:
@@ -117,8 +118,8 @@ class LiveEndpoints:
 
     async def _bind_unix(self):
         path = self.socket_path
-        if len(os.fsencode(path)) >= 108:
-            raise OSError(f"socket path longer than 107 bytes: {path} (set etl.live.socket)")
+        if len(os.fsencode(path)) > MAX_SOCKET_PATH:
+            raise OSError(f"socket path longer than {MAX_SOCKET_PATH} bytes: {path} (set etl.live.socket)")
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.is_socket() or path.exists():
             if _answers(path):

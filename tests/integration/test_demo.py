@@ -137,6 +137,56 @@ def test_demo_directory_is_an_appliance_data_dir(demo):
     assert "etl_stopped" in (logs / "etl.log").read_text()
 
 
+def test_the_demo_subscriber_got_every_landed_row_live(demo):
+    """The demo subscribes to its own ETL (live features on) and says what it got: as many rows as
+    every landed part holds, counted here from the Parquet footers, each equal to its Parquet row."""
+    directory, proc = demo
+    m = re.search(r"^  live      ([\d,]+) rows to a subscriber as they became final.*; "
+                  r"hf rows p50 ([\d.]+) s, p99 ([\d.]+) s after the exchange event$", proc.stdout, re.M)
+    assert m, proc.stdout
+    received, p50, p99 = int(m[1].replace(",", "")), float(m[2]), float(m[3])
+    m = re.search(r"^            each equal to its Parquet row: ([\d,]+) rows landed in (\d+) product/symbol "
+                  r"streams, in the same order, every column$", proc.stdout, re.M)
+    assert m, proc.stdout
+    parts = sorted((directory / "data" / "features").rglob("part-*.parquet"))
+    landed = sum(pq.read_metadata(p).num_rows for p in parts)
+    streams = {p.parent.parent for p in parts}  # .../<product>/exchange=/symbol=/date=/part
+    assert received == int(m[1].replace(",", "")) == landed > 0
+    assert int(m[2]) == len(streams) >= 3 * len(SYMBOLS)  # hf, bars of several intervals, trade products
+    # the loopback stamps its events with this machine's clock; a row is final only after the
+    # demo's reorder window (0.5 s) has passed it on both streams
+    assert 0.5 <= p50 <= p99 < 60
+
+
+def test_the_demo_live_check_finds_a_changed_missing_or_retyped_row(demo):
+    """The check behind that line fails when the live rows are not the landed ones."""
+    from live_support import landed
+
+    from fluxforge.demo.live_watch import LiveWatch
+
+    directory, _ = demo
+    truth = {k: t.to_pylist() for k, t in landed(directory / "data" / "features").items()}
+    watch = LiveWatch(directory / "unused.sock")
+    watch.rows.update({k: [dict(r) for r in rows] for k, rows in truth.items()})
+    check = watch.check(directory / "data" / "features")
+    assert check.differences == [] and check.received == check.landed == sum(map(len, truth.values()))
+
+    hf = next(k for k in truth if k[0] == "hf")
+    watch.rows[hf][1]["mid_price"] = -12345.678
+    bars = next(k for k in truth if k[0].startswith("bars/"))
+    watch.rows[bars][0]["count"] = float(watch.rows[bars][0]["count"])  # 3 == 3.0, but not the same type
+    trades = next(k for k in truth if k[0].startswith("trade_bars/"))
+    del watch.rows[trades][-1]
+    dropped = next(k for k in truth if k not in (hf, bars, trades))
+    del watch.rows[dropped]
+    got = watch.check(directory / "data" / "features").differences
+    assert got == sorted([f"{' '.join(hf)}: 1 of {len(truth[hf])} row(s) differ, the first at row 1",
+                          f"{' '.join(bars)}: 1 of {len(truth[bars])} row(s) differ, the first at row 0",
+                          f"{' '.join(trades)}: {len(truth[trades]) - 1} row(s) received live, "
+                          f"{len(truth[trades])} landed",
+                          f"{' '.join(dropped)}: 0 row(s) received live, {len(truth[dropped])} landed"]), got
+
+
 def test_busy_directory_is_refused_in_one_line(tmp_path):
     (tmp_path / "precious.txt").write_text("keep me")
     proc = fluxforge("demo", "--seconds", "5", "--dir", str(tmp_path))
