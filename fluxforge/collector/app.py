@@ -24,6 +24,7 @@ from ..bronze.segments import SegmentStore
 from ..observe.service_metrics import install_metrics
 from ..service import SystemdNotifier, install_stop_handlers, watchdog_loop
 from .ccxt_loader import exchange_classes
+from .ticker_stream import align_ticker_stream
 from .health import LoopLagMonitor, RateMeter, health_problem, status_line
 from .recorder import Recorder
 from .row_queue import RowQueue
@@ -76,6 +77,10 @@ class Collector:
             base = with_partial_books(xcfg.name, xcfg.book_stream, with_book_checks(xcfg.name, bases[xcfg.name]))
             cls = tapped_exchange_class(base, tap)
             exchange = cls(dict(xcfg.ccxt))
+            if (name := align_ticker_stream(exchange, xcfg.ccxt)) is not None:
+                log.info("ticker_stream", exchange=xcfg.name, watch_tickers=name,
+                         note="several symbols' tickers from the stream one symbol's would be (ticker_stream.py); "
+                              "set ccxt.options.watchTickers.name to choose another")
             self.exchanges.append(exchange)
             self.runners.append(ExchangeRunner(exchange, xcfg, self.cfg.collector, self.recorder))
 

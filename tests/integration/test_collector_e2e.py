@@ -93,6 +93,32 @@ def test_every_sent_message_reaches_ready_in_order(tmp_path):
     asyncio.run(asyncio.wait_for(body(), 90))
 
 
+def test_several_binance_tickers_carry_bid_and_ask_without_ccxt_options(tmp_path):
+    """ccxt's watchTickers (several symbols in one call) defaults to @miniTicker on Binance, which
+    has no bid/ask; the collector asks for the full @ticker, as one symbol's watchTicker does
+    (collector/ticker_stream.py), unless the config names a stream itself."""
+    async def body():
+        sim = SimOptions(rate=5, trades_per_update=0.2, ticker_interval=0.3, seed=17)
+        async with LoopbackExchange("sim", SYMBOLS[:2], sim=sim) as lx:
+            plain = exchange_entry(lx, "binance", SYMBOLS[:2], channels=["ticker"])
+            chosen = exchange_entry(lx, "binanceus", SYMBOLS[:2], channels=["ticker"])
+            chosen["ccxt"]["options"]["watchTickers"] = {"name": "miniTicker"}
+            cfg = make_config(tmp_path, [plain, chosen], segment_max_seconds=1.0)
+            async with running_collector(cfg) as collector:
+                await asyncio.sleep(3)
+                lx.freeze()
+                await drained(lx, collector)
+            tickers = ready_tables(tmp_path)["ticker"]
+            for symbol in SYMBOLS[:2]:
+                full = rows_of(tickers, exchange="binance", symbol=symbol)
+                assert len(full) == lx.sent.stream("binance", symbol, "ticker").messages > 3
+                assert all(t["bid"] is not None and t["ask"] is not None and t["bid"] < t["ask"] for t in full)
+                mini = rows_of(tickers, exchange="binanceus", symbol=symbol)
+                assert mini and all(t["bid"] is None and t["ask"] is None and t["last"] for t in mini)
+
+    asyncio.run(asyncio.wait_for(body(), 60))
+
+
 def test_failures_stay_local(tmp_path):
     """An unknown symbol and an unreachable exchange are recorded; everything else is collected."""
     async def body():
