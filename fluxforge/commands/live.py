@@ -13,7 +13,8 @@ import sys
 from datetime import datetime, timezone
 
 EPILOG = """\
-products: hf, bars (every interval) or bars/interval=60s, trade_bars, volume_bars, dollar_bars.
+products: hf, bars (every interval) or bars/interval=60s, trade_bars, volume_bars, dollar_bars,
+  trades (per-trade rows), ticker -- those the ETL's config turns on.
 --last 5: first replay the rows of the last 5 minutes the ETL still holds (flagged replay), then live.
 --reconnect: keep going when the ETL restarts (or drops this subscriber): connect again and
   resume where the rows stopped, every row printed once.
@@ -94,6 +95,7 @@ async def _print_rows(args, socket, token, as_json: bool) -> int:
 
     seen = connections = 0
     out = sys.stdout
+    line = TableLines()
 
     def retry(error, delay: float) -> None:
         print(f"# disconnected: {error}; reconnecting in {delay:g}s", file=sys.stderr, flush=True)
@@ -111,7 +113,7 @@ async def _print_rows(args, socket, token, as_json: bool) -> int:
         elif kind == "live":
             print("# live", file=sys.stderr)
         elif kind == "row":
-            out.write((json.dumps(head, separators=(",", ":"), ensure_ascii=False) if as_json else _line(head)) + "\n")
+            out.write((json.dumps(head, separators=(",", ":"), ensure_ascii=False) if as_json else line(head)) + "\n")
             out.flush()
             seen += 1
             if args.count is not None and seen >= args.count:
@@ -119,16 +121,25 @@ async def _print_rows(args, socket, token, as_json: bool) -> int:
     return 0
 
 
-def _line(row: dict) -> str:
-    """HH:MM:SS.mmm product exchange symbol name=value ... (R: a replayed row)."""
-    ts = row.get("timestamp")
-    when = datetime.fromtimestamp(ts / 1000, tz=timezone.utc).strftime("%H:%M:%S.%f")[:-3] \
-        if isinstance(ts, int) else str(ts)
-    skip = {"type", "product", "replay", "timestamp", "exchange", "symbol", "nonce", "date"}
-    names = [n for n in PREFERRED if n in row] or [n for n in row if n not in skip][:4]
-    values = " ".join(f"{n}={_fmt(row[n])}" for n in names)
-    return (f"{when} {'R' if row.get('replay') else ' '} {row.get('product', '?'):<18} "
-            f"{row.get('exchange', '?')}:{row.get('symbol', '?'):<12} {values}")
+class TableLines:
+    """A terminal's compact table: `HH:MM:SS.mmm R product exchange:symbol name=value ...` (UTC;
+    R: a replayed row), the product and stream columns padded to the widest seen so far, so
+    the values line up however long a product (`trade_bars/interval=3600s`) or a symbol is."""
+
+    def __init__(self):
+        self.widths = [len("bars/interval=60s"), len("binance:BTC/USDT")]
+
+    def __call__(self, row: dict) -> str:
+        ts = row.get("timestamp")
+        when = datetime.fromtimestamp(ts / 1000, tz=timezone.utc).strftime("%H:%M:%S.%f")[:-3] \
+            if isinstance(ts, int) else str(ts)
+        skip = {"type", "product", "replay", "timestamp", "exchange", "symbol", "nonce", "date"}
+        names = [n for n in PREFERRED if n in row] or [n for n in row if n not in skip][:4]
+        values = " ".join(f"{n}={_fmt(row[n])}" for n in names)
+        cells = [str(row.get("product", "?")), f"{row.get('exchange', '?')}:{row.get('symbol', '?')}"]
+        self.widths = [max(w, len(c)) for w, c in zip(self.widths, cells)]
+        padded = " ".join(f"{c:<{w}}" for c, w in zip(cells, self.widths))
+        return f"{when} {'R' if row.get('replay') else ' '} {padded} {values}"
 
 
 def _fmt(v) -> str:

@@ -353,6 +353,52 @@ def test_fluxforge_live_prints_json_lines(tmp_path):
     assert [r["maybe"] for r in lines] == [None, 1, 2, 3, None]
 
 
+def test_fluxforge_live_on_a_terminal_prints_an_aligned_table(tmp_path):
+    """stdout a terminal (a real pty): one line per row -- UTC time, R for a replay, product,
+    exchange:symbol, a few values -- the values in one column whatever the product's length."""
+    import pty
+
+    long_rows = rows_table("kraken", "DOGE/USDT", 1_733_000_000_000, 2)
+    short_rows = rows_table("binance", "BTC/USDT", 1_733_000_002_000, 2)
+
+    async def scenario():
+        async with running_hub() as hub:
+            master, slave = pty.openpty()
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "fluxforge.cli", "live", "--socket", str(hub.socket_path), "--count", "4",
+                stdout=slave, stderr=subprocess.PIPE)
+            os.close(slave)
+            await wait_for(lambda: len(hub.subscribers) == 1, timeout=120, what="`fluxforge live` to subscribe")
+            hub.publish("trade_bars/interval=3600s", long_rows)
+            hub.publish("hf", short_rows, replay=True)
+            out = await asyncio.get_running_loop().run_in_executor(None, _read_until_closed, master)
+            _, err = await asyncio.wait_for(proc.communicate(), 60)
+            return proc.returncode, out.decode(), err.decode()
+
+    rc, out, err = asyncio.run(scenario())
+    assert rc == 0, err
+    lines = out.replace("\r\n", "\n").splitlines()
+    assert lines == [
+        "20:53:20.000   trade_bars/interval=3600s kraken:DOGE/USDT seq=1733000000000 value=NaN maybe=None",
+        "20:53:21.000   trade_bars/interval=3600s kraken:DOGE/USDT seq=1733000000001 value=1 maybe=1",
+        "20:53:22.000 R hf                        binance:BTC/USDT seq=1733000002000 value=NaN maybe=None",
+        "20:53:23.000 R hf                        binance:BTC/USDT seq=1733000002001 value=1 maybe=1",
+    ], out
+
+
+def _read_until_closed(fd: int) -> bytes:
+    """All a pty's master side reads until the other side is closed (EIO on Linux)."""
+    chunks = []
+    try:
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+    return b"".join(chunks)
+
+
 def test_dropped_subscriber_iterator_raises_with_the_reason():
     async def scenario():
         async with running_hub(buffer_rows=10) as hub:
