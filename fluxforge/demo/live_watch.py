@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 
 from ..etl.live_latency import LatencyWindow
 from ..etl.live_rows import part_files
-from ..live import LiveClosed, LiveError, subscribe
+from ..live import LiveClosed, LiveDropped, LiveError, subscribe
 from ..live.row_equality import same_row
 
 META = ("product", "replay", "exchange", "symbol")  # what a live row carries beyond its Parquet columns
@@ -68,6 +68,8 @@ class LiveWatch:
                 self.replays += bool(meta["replay"])
                 if meta["product"] == "hf" and not meta["replay"]:
                     self.latency.add(np.array([now - row["timestamp"].timestamp()]))
+        except LiveDropped as e:  # too slow for its buffer: the rows after it were never sent
+            self.error = str(e)
         except LiveClosed:
             pass
         except (LiveError, OSError) as e:
