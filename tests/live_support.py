@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 
 from fluxforge.etl.naming import exchange_from_path_value, symbol_from_path_value
 from fluxforge.live.hub import LiveHub
-from fluxforge.live.row_equality import same_rows, same_value  # noqa: F401  (the tests import them from here)
+from fluxforge.live.row_equality import same_rows  # noqa: F401  (the tests import it from here)
 from fluxforge.live.settings import LiveConfig
 
 HERE = Path(__file__).resolve().parent

@@ -113,6 +113,26 @@ async def replay_capture(lx, collector, symbols, exchange: str = "binance") -> N
     await drained(lx, collector)
 
 
+def record_capture(data: Path, files: list[Path], symbols: list[str], channels: list[str],
+                   segment_max_seconds: float = 2.0) -> None:
+    """The real Binance captures `files` replayed at 40x through the loopback exchange into a
+    collector writing under `data` (depth-20 books, the collector's own ccxt options): the
+    bronze segments the realdata tests then run the ETL and the readers on."""
+    from fluxforge.loopback import LoopbackExchange
+
+    async def body():
+        lx = LoopbackExchange("replay", replay_files=files, speed=40.0)
+        lx.freeze()  # hold the replay until the collector has its snapshots
+        async with lx:
+            entry = {"name": "binance", "ccxt": lx.ccxt_config("binance"), "symbols": symbols,
+                     "book_depth": 20, "channels": channels}
+            cfg = parse_config(config_dict(data, [entry], segment_max_seconds=segment_max_seconds))
+            async with running_collector(cfg) as col:
+                await replay_capture(lx, col, symbols)
+
+    asyncio.run(body())
+
+
 def logged_errors(log_path: Path) -> int:
     """`stream_error` events in a collector subprocess's JSON log (see `drained`)."""
     try:

@@ -4,7 +4,6 @@ Skips cleanly without ../shared/data/binance-spot.  The ETL's hf rows and closed
 bars must equal tests/reference (slow, from the definitions) computed on the
 same bronze rows of each symbol.
 """
-import asyncio
 import math
 
 import numpy as np
@@ -12,11 +11,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pytest
-from collector_support import config_dict, exchange_entry, parse_config, replay_capture, running_collector
+from collector_support import record_capture
 
 from fluxforge.config import FeatureOptions
 from fluxforge.etl.runner import EtlRunner
-from fluxforge.loopback import LoopbackExchange
 
 SYMBOLS = ["BTC/USDT", "ETH/USDT"]
 FEATURES = {"hf_emit_interval": 1.0, "bar_durations": [5, 60]}
@@ -30,17 +28,7 @@ def test_real_capture_through_collector_and_etl_matches_reference(tmp_path, shar
     files = [shared_capture / "btcusdt_20240808.gz", shared_capture / "ethusdt_20240808.gz"]
     data = tmp_path / "data"
 
-    async def body():
-        lx = LoopbackExchange("replay", replay_files=files, speed=40.0)
-        lx.freeze()  # hold the replay until the collector has its snapshots
-        async with lx:
-            cfg = parse_config(config_dict(data, [exchange_entry(lx, "binance", SYMBOLS, book_depth=20,
-                                                                 channels=["orderbook", "trades"])],
-                                           segment_max_seconds=2.0))
-            async with running_collector(cfg) as col:
-                await replay_capture(lx, col, SYMBOLS)
-
-    asyncio.run(body())
+    record_capture(data, files, SYMBOLS, ["orderbook", "trades"])
     opts = FeatureOptions(**FEATURES)
     # default options: the replay runs 40x faster than the capture, so the book stream lags the
     # trade stream by tens of seconds of exchange time -- the ETL's watermark must absorb that

@@ -6,7 +6,6 @@ tickers Binance would (`<sym>@ticker`, synthesized each second of capture time f
 replayed book and trades), and ccxt turns them into the collector's ticker rows.  Skips
 cleanly without ../shared/data/binance-spot.
 """
-import asyncio
 import math
 
 import numpy as np
@@ -15,13 +14,12 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
-from collector_support import config_dict, exchange_entry, parse_config, replay_capture, running_collector
+from collector_support import record_capture
 
 from fluxforge.config import FeatureOptions, TradeOptions
 from fluxforge.etl.engines import MAX_CARRY_FACTOR
 from fluxforge.etl.runner import EtlRunner
 from fluxforge.features.ticker_layout import TICKER_INPUTS, ticker_fields
-from fluxforge.loopback import LoopbackExchange
 from tests.reference.ticker_reference import ticker_features
 from tests.unit.test_ticker_features import close
 
@@ -36,18 +34,8 @@ def test_real_capture_tickers_through_collector_and_etl_match_reference(tmp_path
     files = [shared_capture / "btcusdt_20240808.gz", shared_capture / "ethusdt_20240808.gz"]
     data = tmp_path / "data"
 
-    async def body():
-        lx = LoopbackExchange("replay", replay_files=files, speed=40.0)
-        lx.freeze()  # hold the replay until the collector has its snapshots
-        async with lx:
-            entry = exchange_entry(lx, "binance", SYMBOLS, book_depth=20, channels=["orderbook", "trades", "ticker"])
-            # ccxt's watchTickers defaults to @miniTicker, which has no bid/ask (docs/features.md)
-            entry["ccxt"].setdefault("options", {})["watchTickers"] = {"name": "ticker"}
-            cfg = parse_config(config_dict(data, [entry], segment_max_seconds=2.0))
-            async with running_collector(cfg) as col:
-                await replay_capture(lx, col, SYMBOLS)
-
-    asyncio.run(body())
+    # no ccxt option: the collector asks ccxt for the full @ticker (bid/ask) itself (collector/ticker_stream.py)
+    record_capture(data, files, SYMBOLS, ["orderbook", "trades", "ticker"])
     # The reference applies each reset at the exchange time of the first book received after its
     # event, to every ticker after that time.  With the default window the watermark is capped 12
     # windows (1.5 s at speed 40) behind the newest trade: when the loaded loopback delivered the

@@ -14,7 +14,6 @@ Spark is a real local session (pyspark on Debian's Java, packaging/install-host-
 """
 from __future__ import annotations
 
-import asyncio
 import datetime
 from pathlib import Path
 
@@ -24,12 +23,11 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
-from collector_support import config_dict, exchange_entry, parse_config, replay_capture, running_collector
+from collector_support import record_capture
 
 from fluxforge.config import FeatureOptions, TradeOptions
 from fluxforge.etl.naming import hf_partition, symbol_path_value
 from fluxforge.etl.runner import EtlRunner
-from fluxforge.loopback import LoopbackExchange
 from fluxforge.maintenance.compaction import iter_partitions, merge_group, plan_partition
 
 SYMBOLS = ["BTC/USDT", "ETH/USDT"]
@@ -48,17 +46,7 @@ def data(tmp_path_factory) -> Path:
     data = tmp_path_factory.mktemp("readers") / "data"
     files = [SHARED_DATA / "btcusdt_20240808.gz", SHARED_DATA / "ethusdt_20240808.gz"]
 
-    async def collect():
-        lx = LoopbackExchange("replay", replay_files=files, speed=40.0)
-        lx.freeze()  # hold the replay until the collector has its snapshots
-        async with lx:
-            entry = exchange_entry(lx, "binance", SYMBOLS, book_depth=20, channels=["orderbook", "trades", "ticker"])
-            entry["ccxt"].setdefault("options", {})["watchTickers"] = {"name": "ticker"}  # with bid/ask
-            cfg = parse_config(config_dict(data, [entry], segment_max_seconds=2.0))
-            async with running_collector(cfg) as col:
-                await replay_capture(lx, col, SYMBOLS)
-
-    asyncio.run(collect())
+    record_capture(data, files, SYMBOLS, ["orderbook", "trades", "ticker"])
     trades = TradeOptions(bar_durations=[1, 60], volume_bar_size=1.0, dollar_bar_size=1_000_000.0, per_trade=True)
     runner = EtlRunner(data / "segments", data / "features", data / "state",
                        FeatureOptions(hf_emit_interval=1.0, bar_durations=[5, 60]), trade_options=trades)
