@@ -8,8 +8,7 @@ Rules: a symbol the exchange does not list is left out (and reported by the call
 channel whose grouped `watch_*_for_symbols` ccxt offers gets one watch for all its symbols,
 except books under `isolate_books`, which get one watch per symbol so that one symbol's
 failure (a refused subscribe, an error rejected on the group) cannot stop the others' books;
-a channel without a grouped call gets one watch per symbol, and so do the tickers of an
-exchange in PER_SYMBOL_TICKERS, whose grouped call serves a throttled stream.
+a channel without a grouped call gets one watch per symbol.
 """
 from __future__ import annotations
 
@@ -17,19 +16,6 @@ from dataclasses import dataclass, field
 from typing import Container
 
 from ..config_exchange import ExchangeConfig
-
-
-# ccxt's Coinbase `watch_tickers` subscribes to `ticker_batch`, which Coinbase sends every 5 s;
-# its `watch_ticker` to `ticker`, sent as trades happen (the same fields): a symbol's tickers
-# would come 5 s apart with two symbols configured and at once with one.
-PER_SYMBOL_TICKERS = frozenset({"coinbase", "coinbaseadvanced"})
-
-
-def grouped_channel(xcfg: ExchangeConfig, channel: str, grouped: Container[str]) -> bool:
-    """Whether `channel`'s symbols are watched in one grouped `watch_*` call (plan_watches' rules)."""
-    if channel not in grouped or (channel == "orderbook" and xcfg.isolate_books):
-        return False
-    return not (channel == "ticker" and xcfg.name in PER_SYMBOL_TICKERS)
 
 
 @dataclass(frozen=True)
@@ -60,7 +46,7 @@ def plan_watches(xcfg: ExchangeConfig, listed: Container[str], grouped: Containe
         if not ours:
             continue
         plan.channel_symbols[channel] = ours
-        if grouped_channel(xcfg, channel, grouped):
+        if channel in grouped and not (channel == "orderbook" and xcfg.isolate_books):
             plan.watches.append(Watch(channel, tuple(ours)))
         else:
             plan.watches += [Watch(channel, (s,)) for s in ours]

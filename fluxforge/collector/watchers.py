@@ -38,7 +38,7 @@ from ..logs import get_logger
 from .backoff import Backoff
 from .channel_support import channel_problems
 from .recorder import Recorder
-from .watch_plan import grouped_channel, plan_watches
+from .watch_plan import plan_watches
 
 log = get_logger("fluxforge.collector.watchers")
 _GROUPED = {"orderbook": "watchOrderBookForSymbols", "trades": "watchTradesForSymbols", "ticker": "watchTickers",
@@ -61,14 +61,13 @@ class StreamWatcher:
 
     def __init__(self, exchange: Any, exchange_id: str, channel: str, symbols: list[str],
                  cfg: CollectorConfig, recorder: Recorder, partial_depth: int | None = None,
-                 timeframes: list[str] = (), single: bool = False):
+                 timeframes: list[str] = ()):
         self.exchange = exchange
         self.partial_depth = partial_depth  # books from the exchange's top-N stream (partial_books.py)
         self.exchange_id = exchange_id
         self.channel = channel
         self.symbols = symbols
         self.timeframes = list(timeframes)  # ohlcv only
-        self.single = single  # the one symbol's own watch_*, even where ccxt has a grouped call (watch_plan.py)
         self.cfg = cfg
         self.recorder = recorder
         self.backoff = Backoff(cfg.reconnect_backoff_initial, cfg.reconnect_backoff_max)
@@ -84,7 +83,7 @@ class StreamWatcher:
             if len(syms) > 1 or len(self.timeframes) > 1 or ex.has.get(_GROUPED["ohlcv"]):
                 return ex.watch_ohlcv_for_symbols([[s, tf] for s in syms for tf in self.timeframes])
             return ex.watch_ohlcv(syms[0], self.timeframes[0])
-        if len(syms) > 1 or (ex.has.get(_GROUPED[self.channel]) and not self.single):
+        if len(syms) > 1 or ex.has.get(_GROUPED[self.channel]):
             if self.channel == "orderbook":
                 return ex.watch_order_book_for_symbols(syms)
             if self.channel == "trades":
@@ -227,9 +226,8 @@ class ExchangeRunner:
             if w.channel not in supported:
                 continue
             tf_groups = ([tfs] if w.channel in grouped else [[tf] for tf in tfs]) if w.channel == "ohlcv" else [[]]
-            single = w.channel == "ticker" and not grouped_channel(self.xcfg, w.channel, grouped)
             self.watchers += [StreamWatcher(self.exchange, self.xcfg.name, w.channel, list(w.symbols), self.cfg,
-                                            self.recorder, partial if w.channel == "orderbook" else None, t, single)
+                                            self.recorder, partial if w.channel == "orderbook" else None, t)
                               for t in tf_groups]
         channel_symbols = {ch: syms for ch, syms in plan.channel_symbols.items() if ch in supported}
         self.monitor = StallMonitor(self.exchange, self.xcfg.name, channel_symbols, self.cfg, self.recorder)

@@ -54,16 +54,6 @@ def assert_coinbase_stream_matches(tables, lx, symbols, min_rows: int = 20):
     assert_final_books_match(tables, lx, symbols)
 
 
-def _subscribed(lx) -> dict[str, set[str]]:
-    """Channel -> the product ids the loopback's Coinbase connections have subscribed to it."""
-    out: dict[str, set[str]] = {}
-    for conn in lx.hub.connections:
-        if conn.protocol == "coinbase":
-            for channel, products in conn.channels.items():
-                out.setdefault(channel, set()).update(products)
-    return out
-
-
 def test_coinbase_every_sent_message_reaches_ready(tmp_path):
     async def body():
         sim = SimOptions(rate=25, trades_per_update=0.7, ticker_interval=0.5, seed=31)
@@ -72,15 +62,10 @@ def test_coinbase_every_sent_message_reaches_ready(tmp_path):
                               segment_max_seconds=1.5)
             async with running_collector(cfg):
                 await asyncio.sleep(5)
-                subscribed = _subscribed(lx)
                 lx.freeze()
                 await asyncio.sleep(1.0)
             tables = ready_tables(tmp_path)
             assert_coinbase_stream_matches(tables, lx, SYMBOLS)
-            # tickers from `ticker` (as trades happen), not `ticker_batch` (every 5 s on Coinbase),
-            # whatever the number of symbols (collector/watch_plan.py PER_SYMBOL_TICKERS)
-            assert subscribed.get("ticker") == {s.replace("/", "-") for s in SYMBOLS}, subscribed
-            assert "ticker_batch" not in subscribed, subscribed
             assert not rows_of(tables["events"], event="gap") and not rows_of(tables["events"], event="error")
             assert {r["symbol"] for r in rows_of(tables["events"], event="resync")} == set(SYMBOLS)
 

@@ -95,11 +95,8 @@ def test_isolated_books_get_one_watch_per_symbol_and_the_rest_stays_grouped():
     plan = plan_watches(x, {"A/B", "C/D", "E/F"}, grouped=set(CHANNELS))
     books = [w for w in plan.watches if w.channel == "orderbook"]
     assert books == [Watch("orderbook", (s,)) for s in ("A/B", "C/D", "E/F")]
-    # Coinbase's grouped tickers are its 5-second ticker_batch: a watch per symbol instead
     assert [w for w in plan.watches if w.channel != "orderbook"] == [
-        Watch("trades", ("A/B", "C/D", "E/F"))] + [Watch("ticker", (s,)) for s in ("A/B", "C/D", "E/F")]
-    binance = plan_watches(x.model_copy(update={"name": "binance"}), {"A/B", "C/D", "E/F"}, set(CHANNELS))
-    assert [w for w in binance.watches if w.channel == "ticker"] == [Watch("ticker", ("A/B", "C/D", "E/F"))]
+        Watch("trades", ("A/B", "C/D", "E/F")), Watch("ticker", ("A/B", "C/D", "E/F"))]
     grouped = plan_watches(x.model_copy(update={"isolate_books": False}), {"A/B", "C/D", "E/F"}, set(CHANNELS))
     assert [w for w in grouped.watches if w.channel == "orderbook"] == [Watch("orderbook", ("A/B", "C/D", "E/F"))]
 
