@@ -280,11 +280,13 @@ def _recover_active(store: SegmentStore, log_path: Path) -> None:
 async def _live_caught_up(watch: LiveWatch, etl: ServiceChild, counts: LiveCounts, progress: DemoProgress,
                           loop) -> None:
     """Wait until the demo's subscriber has as many rows as landed: the ETL publishes the last
-    segment's final rows once it has processed it (after LIVE_TIMEOUT the summary says what is missing)."""
+    segment's final rows once it has processed it (after LIVE_TIMEOUT the summary says what is missing).
+    Called once every segment is processed (`_drain`): what landed is final, counted once."""
     deadline = loop.time() + LIVE_TIMEOUT
     progress.phase = "waiting for the last live rows"
+    landed = await asyncio.to_thread(landed_count, counts.features)
     while watch.error is None and loop.time() < deadline:
-        if watch.received >= await asyncio.to_thread(landed_count, counts.features):
+        if watch.received >= landed:
             return
         etl.poll_notify()
         etl.check_alive()
