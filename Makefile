@@ -6,12 +6,16 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-unit test-appliance test-image test-image-arm64 bench deb deb-arm64 image image-pi lint clean
+.PHONY: demo lock test test-unit test-appliance test-image test-image-arm64 bench deb deb-arm64 image image-pi lint clean
 
-$(STAMP): pyproject.toml setup.py $(wildcard cython_ext/*.pyx cython_ext/*.pxd)
+# Every install takes the versions constraints.txt pins (`make lock` renews them), the build's
+# own (Cython, numpy, setuptools in pip's isolated build environment) included.
+PIN := --constraint constraints.txt --build-constraint constraints.txt
+
+$(STAMP): pyproject.toml setup.py constraints.txt $(wildcard cython_ext/*.pyx cython_ext/*.pxd)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip setuptools wheel
-	$(PY) -m pip install --quiet -e '.[test,plot,backfill]'
+	$(PY) -m pip install --quiet --upgrade --constraint constraints.txt pip setuptools wheel
+	$(PY) -m pip install --quiet $(PIN) -e '.[test,plot,backfill]'
 	touch $@
 
 venv: $(STAMP)
@@ -19,9 +23,9 @@ venv: $(STAMP)
 # An optional extra installed by name (.venv/.<extra>-stamp), so the editable install (and its
 # Cython build) is not redone: Ansible + ansible-lint (`appliance`) only for the appliance test,
 # cryptofeed (`bench`) only for bench/collector.py's comparison.
-$(VENV)/.%-stamp: $(STAMP) pyproject.toml
+$(VENV)/.%-stamp: $(STAMP) pyproject.toml constraints.txt
 	$(PY) -c "import tomllib; print(chr(10).join(tomllib.load(open('pyproject.toml','rb'))['project']['optional-dependencies']['$*']))" > $(VENV)/$*-requirements.txt
-	$(PY) -m pip install --quiet -r $(VENV)/$*-requirements.txt
+	$(PY) -m pip install --quiet $(PIN) -r $(VENV)/$*-requirements.txt
 	touch $@
 
 APPLIANCE_STAMP := $(VENV)/.appliance-stamp
@@ -88,6 +92,11 @@ image-pi: $(STAMP)
 # bench/_*.py are the benchmarks' helpers, not benchmarks.
 bench: $(BENCH_STAMP)
 	@for b in bench/[!_]*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+# constraints.txt anew: the newest versions pyproject.toml allows, resolved for Python 3.11
+# (packaging/lock_deps.py); then `make test` before committing both.
+lock:
+	$(PYTHON) packaging/lock_deps.py
 
 clean:
 	rm -rf build *.egg-info fluxforge/_kernels/*.so cython_ext/*.c

@@ -1,0 +1,95 @@
+"""constraints.txt pins every Python package FluxForge installs, and `make test` runs on exactly those.
+
+Why: the venv `make test` builds and the .deb's venv (tests/appliance/test_4_package.py checks
+that one) must be the set that was tested, not whatever PyPI holds on the day of the build.
+"""
+from __future__ import annotations
+
+import importlib.metadata
+import re
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "packaging"))
+import lock_deps  # noqa: E402
+
+PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([A-Za-z0-9.+!_-]+)$")
+
+
+def read_pins(path: Path = REPO / "constraints.txt") -> dict[str, str]:
+    """{canonical name: version}; a line that is not `name==version` or a name pinned twice fails."""
+    pins: dict[str, str] = {}
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        m = PIN.match(line.strip())
+        assert m, f"constraints.txt:{n}: not an exact pin: {line!r}"
+        name = canonicalize_name(m.group(1))
+        assert name not in pins, f"constraints.txt:{n}: {name} pinned twice"
+        pins[name] = m.group(2)
+    return pins
+
+
+def declared() -> list[Requirement]:
+    """Every requirement pyproject.toml states: dependencies, each extra, the build's."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())
+    reqs = list(project["project"]["dependencies"]) + list(project["build-system"]["requires"])
+    for extra in project["project"]["optional-dependencies"].values():
+        reqs += extra
+    return [Requirement(r) for r in reqs]
+
+
+def test_every_declared_requirement_is_pinned_within_its_range():
+    pins = read_pins()
+    for req in declared():
+        name = canonicalize_name(req.name)
+        assert name in pins, f"{req} is not pinned: run `make lock`"
+        assert req.specifier.contains(pins[name], prereleases=True), \
+            f"constraints.txt pins {name}=={pins[name]}, outside pyproject's {req}: run `make lock`"
+    for tool in lock_deps.TOOLS:
+        assert canonicalize_name(tool) in pins, f"{tool} (the venv's installer) is not pinned"
+
+
+def test_pins_are_for_the_python_the_package_runs_on():
+    head = (REPO / "constraints.txt").read_text().splitlines()[:3]
+    assert any("for Python 3.11" in line for line in head), head  # Debian bookworm's python3
+
+
+@pytest.mark.parametrize("text, problem", [("ccxt>=4.3\n", "not an exact pin"),
+                                           ("ccxt==4.5.90\nCCXT==4.5.91\n", "pinned twice")])
+def test_a_loose_or_repeated_pin_is_refused(tmp_path, text, problem):
+    path = tmp_path / "constraints.txt"
+    path.write_text(text)
+    with pytest.raises(AssertionError, match=problem):
+        read_pins(path)
+
+
+def test_this_venv_holds_the_pinned_versions():
+    """`make test` installed the pins (the Makefile passes constraints.txt to pip): every pinned
+    package present here is at its pinned version, and every runtime dependency is present."""
+    pins = read_pins()
+    wrong = {}
+    for name, version in pins.items():
+        try:
+            have = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue  # an extra this run did not install (bench, appliance)
+        if have != version:
+            wrong[name] = f"{have}, pinned {version}"
+    assert not wrong, f"installed versions differ from constraints.txt (re-run `make venv`): {wrong}"
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    for req in map(Requirement, project["dependencies"] + project["optional-dependencies"]["test"]):
+        assert importlib.metadata.version(req.name) == pins[canonicalize_name(req.name)]
+
+
+def test_render_writes_sorted_exact_pins_the_reader_takes_back():
+    text = lock_deps.render({"PyYAML": "6.0.3", "aiohttp": "3.14.5", "Cython": "3.3.1"}, "3.11")
+    lines = [line for line in text.splitlines() if not line.startswith("#")]
+    assert lines == ["aiohttp==3.14.5", "Cython==3.3.1", "PyYAML==6.0.3"]
+    assert "for Python 3.11" in text
