@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: demo lock test test-unit test-appliance test-image test-image-arm64 bench deb deb-arm64 image image-pi lint clean
+.PHONY: demo lock test test-unit test-appliance test-image test-image-arm64 bench deb deb-arm64 image image-pi clean
 
 # Every install takes the versions constraints.txt pins (`make lock` renews them), the build's
 # own (Cython, numpy, setuptools in pip's isolated build environment) included.
