@@ -82,7 +82,7 @@ def test_this_venv_holds_the_pinned_versions():
             continue  # an extra this run did not install (bench, appliance)
         if have != version:
             wrong[name] = f"{have}, pinned {version}"
-    assert not wrong, f"installed versions differ from constraints.txt (re-run `make venv`): {wrong}"
+    assert not wrong, f"installed versions differ from constraints.txt (`touch constraints.txt && make venv` reinstalls the pins): {wrong}"
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     for req in map(Requirement, project["dependencies"] + project["optional-dependencies"]["test"]):
         assert importlib.metadata.version(req.name) == pins[canonicalize_name(req.name)]
