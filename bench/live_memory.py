@@ -22,8 +22,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import pyarrow as pa
-
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
@@ -69,7 +67,7 @@ def main() -> None:
           f"{live.replay_minutes:g} min / {live.replay_rows} rows / {live.replay_mb:g} MB")
     print(f"{'minute':>7} {'cpu s':>6} {'held tables':>12} {'held MB':>8} {'spilled MB':>11} {'ring tables':>12}"
           f" {'ring MB':>8} {'rss MB':>7}")
-    windows, cpu, seq = [], 0.0, 0
+    windows, cpu = [], 0.0
     for i, (_, rows) in enumerate(flushes(market, int(args.flush * 1e9))):
         t0 = time.process_time()
         out = feeder.feed_chunk(pieces(rows["orderbook"], 16384), rows["trades"], rows["events"])

@@ -27,7 +27,7 @@ import yaml
 from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from .config_base import DAY, HOUR, StrictModel, distinct_partitions
-from .config_exchange import CHANNELS, ExchangeConfig
+from .config_exchange import CHANNELS, ExchangeConfig  # noqa: F401  (CHANNELS: re-exported, migrate/ imports it here)
 from .config_refs import UnresolvedReference, mask_secrets, resolve_refs
 from .etl.naming import exchange_path_value
 from .live.settings import LiveConfig, ip_address_text

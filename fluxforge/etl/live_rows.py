@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..features import pending_tables, table_blocks
-from ..features.pending_tables import PendingTable, build_all, slices
+from ..features.pending_tables import PendingTable, build_all
 from .bronze_reader import Key
 from .engines import FeatureOutput
 from .hive_writer import prepare_table, time_sorted, without_partition_columns

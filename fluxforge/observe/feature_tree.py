@@ -18,7 +18,6 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..etl.naming import exchange_path_value, product_tree, symbol_from_path_value, symbol_path_value
-from ..features.ticker_layout import TICKER
 from ..features.trade_layout import TRADE_BARS
 
 _INTERVAL = re.compile(r"^interval=(\d+)s$")

@@ -10,7 +10,6 @@ import os
 import re
 import struct
 import subprocess
-from pathlib import Path
 
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq

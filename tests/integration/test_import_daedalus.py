@@ -10,7 +10,6 @@ from datetime import datetime, timezone
 
 import pyarrow as pa
 import pyarrow.dataset as ds
-import pyarrow.parquet as pq
 import pytest
 
 from collector_support import segment_table

@@ -11,7 +11,6 @@ from datetime import datetime, timezone
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from collector_support import segment_table
 from daedalus_writer import record, write_ndjson

@@ -13,7 +13,6 @@ import json
 import pytest
 
 from live_support import rows_table, running_hub, wait_for
-from fluxforge.live import subscribe
 from fluxforge.live.protocol import RequestError, parse_request
 
 T0 = 1_733_130_000_000

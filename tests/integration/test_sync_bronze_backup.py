@@ -34,7 +34,7 @@ def test_ready_and_failed_bronze_is_uploaded_and_freed_only_as_allowed(mount_tmp
     segs = [bronze_segment(cfg.segments_dir, "pi01", 1 + i, utc_day(3).replace(hour=i), rows=1000, seed=i)
             for i in range(6)]  # all in done/
     ready = [store.move(s, "ready") for s in segs[3:]]      # the ETL is down: never processed
-    failed = store.fail(segs[2], "refused by the ETL")     # the ETL refused one
+    store.fail(segs[2], "refused by the ETL")     # the ETL refused one
     active = store.path("active", "seg-pi01-20200101T000000Z-000099")
     active.mkdir()
     (active / "orderbook.arrows").write_bytes(b"journal")

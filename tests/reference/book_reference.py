@@ -241,13 +241,14 @@ def structural_numpy(bpx, bsz, apx, asz, opts, deep=None):
         f["book_pressure"] = (wb - wa) / (wb + wa)
         for i in range(L):
             f[f"imbalance_L{i}"] = (bq0[:, i] - aq0[:, i]) / (bq0[:, i] + aq0[:, i])
-        inband = np.zeros(n)
+        inband = near = np.zeros(n)
         for j, (lo, hi) in enumerate(band_edges(opts)):
             vb = np.where((db >= lo) & (db < hi), dbq0, 0.0).sum(axis=1)
             va = np.where((da >= lo) & (da < hi), daq0, 0.0).sum(axis=1)
             f[f"bid_vol_band_{lo:g}_{hi:g}bps"], f[f"ask_vol_band_{lo:g}_{hi:g}bps"] = vb, va
             f[f"imb_band_{lo:g}_{hi:g}bps"] = (vb - va) / (vb + va)
-            near = vb + va if j == 0 else near
+            if j == 0:
+                near = vb + va  # the band nearest the mid
             inband = inband + vb + va
         f["book_convexity"] = np.where(inband > 0, near / inband, np.nan)
         for k in (3, 5, 10):

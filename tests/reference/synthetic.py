@@ -72,7 +72,7 @@ def market(n_books: int, levels: int = 20, seed: int = 0, step_ms: int = 100, tr
     return books, trade_table(t_ts, price, amount, side.astype(object))
 
 
-def trade_table(rows: list[tuple]) -> pa.Table:
+def trades_from_rows(rows: list[tuple]) -> pa.Table:
     """(ts ms, trade id, price, amount, side) tuples as a bronze-shaped trades table (the trade tests' input)."""
     return pa.table({
         "timestamp": pa.array([r[0] for r in rows], pa.int64()),

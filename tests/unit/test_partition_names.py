@@ -1,9 +1,8 @@
 """Partition names are one-to-one, checked at config time, and a segment's parts commit all or nothing
 (issue 17, item 7)."""
-import pyarrow as pa
 import pytest
 
-from etl_support import LedgerEngine, T0_MS, read_tree, synthetic_market, write_segments
+from etl_support import LedgerEngine, T0_MS, synthetic_market, write_segments
 from fluxforge.config import Config, FeatureOptions
 from fluxforge.config_base import distinct_partitions
 from fluxforge.etl.naming import (exchange_from_path_value, exchange_path_value, hf_partition,

@@ -23,7 +23,7 @@ from fluxforge.features.trade_layout import TRADES, per_trade_fields
 from tests.etl_support import tables_equal
 from tests.reference.per_trade_reference import per_trade
 from tests.reference.compare import assert_value
-from tests.reference.synthetic import trade_table
+from tests.reference.synthetic import trades_from_rows
 
 HORIZONS = [1, 5, 60]
 SIDES = {"buy": 1, "sell": -1}
@@ -35,7 +35,7 @@ def run_chunked(rows, resets, cuts, horizons=HORIZONS) -> tuple[pa.Table | None,
     opts = TradeOptions(bar_durations=[], volume_bar_size=0.0, dollar_bar_size=0.0, per_trade=True, horizons=horizons)
     engine, seen, out = TradeProducts(opts), SeenIds(), []
     for lo, hi in zip(cuts, cuts[1:]):
-        chunk = trade_table([r for r in rows if lo <= r[0] < hi])
+        chunk = trades_from_rows([r for r in rows if lo <= r[0] < hi])
         chunk, _ = drop_repeated(chunk, seen, chunk.column("timestamp").to_numpy())
         products = engine.process(chunk, [r for r in resets if lo <= r < hi])
         assert set(products) <= {(TRADES, 0)}
@@ -144,7 +144,7 @@ def test_long_windows_across_checkpoints():
 
 def test_off_by_default_and_a_wrong_checkpoint_is_refused():
     assert TradeOptions().per_trade is False
-    assert (TRADES, 0) not in TradeProducts(TradeOptions()).process(trade_table([(1, "1", 1.0, 1.0, "buy")]), [])
+    assert (TRADES, 0) not in TradeProducts(TradeOptions()).process(trades_from_rows([(1, "1", 1.0, 1.0, "buy")]), [])
     from fluxforge._kernels.trade_features import TradeFeatureEngine
 
     state = TradeFeatureEngine([5000]).get_state()

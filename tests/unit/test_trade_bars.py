@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -18,7 +17,7 @@ from fluxforge.config import TradeOptions
 from fluxforge.etl.trade_products import TradeProducts
 from fluxforge.features.trade_layout import DOLLAR_BARS, INFO_BAR_FIELDS, TRADE_BAR_FIELDS, TRADE_BARS, VOLUME_BARS
 from tests.reference.compare import assert_value
-from tests.reference.synthetic import trade_table
+from tests.reference.synthetic import trades_from_rows
 from tests.reference.trade_reference import MAX_EMPTY_BARS, info_bars, trade_bars
 
 DURATIONS = [1, 5, 60]
@@ -35,7 +34,7 @@ def run_chunked(rows, resets, cuts, untils, durations=DURATIONS, max_gap_ms=None
     for (lo, hi), until in zip(zip(cuts, cuts[1:]), untils):
         chunk = [r for r in rows if lo <= r[0] < hi]
         res = [r for r in resets if lo <= r < hi]
-        for (tree, d), table in engine.process(trade_table(chunk), res, until).items():
+        for (tree, d), table in engine.process(trades_from_rows(chunk), res, until).items():
             out[d if tree == TRADE_BARS else tree].extend(table.to_pylist())
         engine = TradeProducts.from_state(engine.get_state(), opts, max_gap_ms)
     return out, engine
@@ -143,8 +142,8 @@ def test_reset_breaks_returns_but_not_the_clock():
 
 def test_late_and_invalid_trades_are_counted_not_used():
     engine = TradeProducts(TradeOptions(bar_durations=[1]))
-    engine.process(trade_table([(5_000, "1", 10.0, 1.0, "buy")]), [], 6_500)
-    out = engine.process(trade_table([(4_000, "2", 11.0, 1.0, "buy"), (7_000, "3", float("nan"), 1.0, "buy")]),
+    engine.process(trades_from_rows([(5_000, "1", 10.0, 1.0, "buy")]), [], 6_500)
+    out = engine.process(trades_from_rows([(4_000, "2", 11.0, 1.0, "buy"), (7_000, "3", float("nan"), 1.0, "buy")]),
                          [], 8_000)
     assert engine.stats()["late_dropped"] == 1 and engine.stats()["invalid_dropped"] == 1
     assert [r["trade_count"] for r in out[(TRADE_BARS, 1)].to_pylist()] == [0, 0]
