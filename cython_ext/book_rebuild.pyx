@@ -500,8 +500,10 @@ cdef class BookRebuild:
         for i in range(n):
             if boff[i + 1] < boff[i] or aoff[i + 1] < aoff[i]:
                 raise ValueError("level offsets must not decrease")
-        lv = np.full((4, n, self.nlev), np.nan)
-        agg = np.full((n, w), np.nan)
+        # not pre-filled: `_emit` writes every level and sum of a synced row (NaN where there is none),
+        # `_blank` every one of the others -- one pass over hundreds of MB for a big batch, not two
+        lv = np.empty((4, n, self.nlev))
+        agg = np.empty((n, w))
         status = np.zeros(n, dtype=np.int8)
         cdef double[:, :, ::1] lvv = lv
         cdef double[:, ::1] av = agg
@@ -517,7 +519,18 @@ cdef class BookRebuild:
                         if full:
                             self.st.next_emit = (ts[i] // self.emit_ms + 1) * self.emit_ms
                     self._emit(&lvv[0, i, 0], block, &av[i, 0], full)
+                else:
+                    self._blank(&lvv[0, i, 0], block, &av[i, 0], w)
         return lv, agg, status
+
+    cdef void _blank(self, double* lv, Py_ssize_t block, double* agg, int w) noexcept nogil:
+        """NaN in every level and sum of a row whose book is unknown (no ST_SYNCED)."""
+        cdef int i, j
+        for j in range(4):
+            for i in range(self.nlev):
+                lv[j * block + i] = NAN
+        for i in range(w):
+            agg[i] = NAN
 
     # ---------------------------------------------------------- checkpoints
     def get_state(self):
