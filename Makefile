@@ -9,7 +9,8 @@ PYTEST_ARGS ?=
 .PHONY: demo lock test test-unit test-appliance test-image test-image-arm64 bench deb deb-arm64 image image-pi clean
 
 # Every install takes the versions constraints.txt pins (`make lock` renews them), the build's
-# own (Cython, numpy, setuptools in pip's isolated build environment) included.
+# own (Cython, numpy, setuptools in pip's isolated build environment) included.  A new venv's pip
+# may predate --build-constraint (pip 25.3): it is upgraded to the pinned one with --constraint alone.
 PIN := --constraint constraints.txt --build-constraint constraints.txt
 
 $(STAMP): pyproject.toml setup.py constraints.txt $(wildcard cython_ext/*.pyx cython_ext/*.pxd)

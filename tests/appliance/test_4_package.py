@@ -75,19 +75,14 @@ def test_every_subpackage_is_packaged(deb_package):
 def test_the_venv_is_the_pinned_set(deb_package):
     """Every distribution in /opt/fluxforge is the version constraints.txt pins (the set `make test`
     ran), so two builds of one commit ship the same venv; a package the lock does not know fails too."""
-    from conftest import REPO
-    from packaging.utils import canonicalize_name
+    import lock_deps  # packaging/, on the path as conftest's build_deb is
 
-    pins = {}
-    for line in (REPO / "constraints.txt").read_text().splitlines():
-        if line and not line.startswith("#"):
-            name, version = line.split("==")
-            pins[canonicalize_name(name)] = version
+    pins = lock_deps.read_pins()
     shipped = {}
     for path in package_listing(deb_package):
         m = re.match(r"/opt/fluxforge/lib/python3\.\d+/site-packages/([^/]+)-([^-/]+)\.dist-info$", path)
         if m:
-            shipped[canonicalize_name(m.group(1))] = m.group(2)
+            shipped[lock_deps.canonical(m.group(1))] = m.group(2)
     assert shipped.pop("fluxforge", None), f"no fluxforge dist-info among {sorted(shipped)}"
     assert {"ccxt", "pyarrow", "numpy", "distributed", "pip"} <= set(shipped), sorted(shipped)
     differ = {n: f"{v}, pinned {pins.get(n)}" for n, v in shipped.items() if pins.get(n) != v}

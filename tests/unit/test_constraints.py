@@ -6,35 +6,16 @@ that one) must be the set that was tested, not whatever PyPI holds on the day of
 from __future__ import annotations
 
 import importlib.metadata
-import re
 import sys
 import tomllib
 from pathlib import Path
 
 import pytest
 from packaging.requirements import Requirement
-from packaging.utils import canonicalize_name
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "packaging"))
 import lock_deps  # noqa: E402
-
-PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([A-Za-z0-9.+!_-]+)$")
-
-
-def read_pins(path: Path = REPO / "constraints.txt") -> dict[str, str]:
-    """{canonical name: version}; a line that is not `name==version` or a name pinned twice fails."""
-    pins: dict[str, str] = {}
-    for n, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip() or line.startswith("#"):
-            continue
-        m = PIN.match(line.strip())
-        assert m, f"constraints.txt:{n}: not an exact pin: {line!r}"
-        name = canonicalize_name(m.group(1))
-        assert name not in pins, f"constraints.txt:{n}: {name} pinned twice"
-        pins[name] = m.group(2)
-    return pins
-
 
 def declared() -> list[Requirement]:
     """Every requirement pyproject.toml states: dependencies, each extra, the build's."""
@@ -46,14 +27,14 @@ def declared() -> list[Requirement]:
 
 
 def test_every_declared_requirement_is_pinned_within_its_range():
-    pins = read_pins()
+    pins = lock_deps.read_pins()
     for req in declared():
-        name = canonicalize_name(req.name)
+        name = lock_deps.canonical(req.name)
         assert name in pins, f"{req} is not pinned: run `make lock`"
         assert req.specifier.contains(pins[name], prereleases=True), \
             f"constraints.txt pins {name}=={pins[name]}, outside pyproject's {req}: run `make lock`"
     for tool in lock_deps.TOOLS:
-        assert canonicalize_name(tool) in pins, f"{tool} (the venv's installer) is not pinned"
+        assert lock_deps.canonical(tool) in pins, f"{tool} (the venv's installer) is not pinned"
 
 
 def test_pins_are_for_the_python_the_package_runs_on():
@@ -66,14 +47,14 @@ def test_pins_are_for_the_python_the_package_runs_on():
 def test_a_loose_or_repeated_pin_is_refused(tmp_path, text, problem):
     path = tmp_path / "constraints.txt"
     path.write_text(text)
-    with pytest.raises(AssertionError, match=problem):
-        read_pins(path)
+    with pytest.raises(ValueError, match=problem):
+        lock_deps.read_pins(path)
 
 
 def test_this_venv_holds_the_pinned_versions():
     """`make test` installed the pins (the Makefile passes constraints.txt to pip): every pinned
     package present here is at its pinned version, and every runtime dependency is present."""
-    pins = read_pins()
+    pins = lock_deps.read_pins()
     wrong = {}
     for name, version in pins.items():
         try:
@@ -85,7 +66,7 @@ def test_this_venv_holds_the_pinned_versions():
     assert not wrong, f"installed versions differ from constraints.txt (`touch constraints.txt && make venv` reinstalls the pins): {wrong}"
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     for req in map(Requirement, project["dependencies"] + project["optional-dependencies"]["test"]):
-        assert importlib.metadata.version(req.name) == pins[canonicalize_name(req.name)]
+        assert importlib.metadata.version(req.name) == pins[lock_deps.canonical(req.name)]
 
 
 def test_render_writes_sorted_exact_pins_the_reader_takes_back():
