@@ -20,6 +20,9 @@ def run(args: argparse.Namespace) -> int:
     # Batches are small and short-lived: malloc hands freed memory back, jemalloc's arenas keep
     # ~15 MB more for good.  Read by Arrow when its default pool is first created.
     os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
+    from ..collector import unused_modules
+
+    unused_modules.refuse()  # before anything builds an Arrow array
 
     from ..config import ConfigError, load_config
     from ..logs import configure_logging

@@ -12,7 +12,9 @@ or neither: the newest day that has bars.
 --interval: bar length in seconds; default the coarsest with >= 100 bars in range.
 --features: panels separated by ',', '+' shares a panel; a name is a bar column,
 else an hf column, else the stem of one (mid -> mid_price).
-Default: %s.
+Default: mid (bar close) + microprice (hf), relative spread in bps, OFI per bar,
+VPIN (hf), and trade-bar candlesticks + volume when there are trade bars; a symbol
+without bars: its trade bars and the ticker's mid and spread.
 
 needs matplotlib: pip install 'fluxforge[plot]'
 
@@ -26,12 +28,11 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 def register(sub: argparse._SubParsersAction) -> None:
     from ..cli import add_config_argument
-    from ..observe.report import DEFAULT_DESCRIPTION
     from ._data_dir import add_data_dir_argument
 
     p = sub.add_parser("report", help="chart mid/microprice, spread, OFI, VPIN and trade candles of one symbol to a PNG",
                        description="Draw a chart of one symbol's bars (features/bars/...) to a PNG file.",
-                       epilog=EPILOG % DEFAULT_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_argument(p)
     add_data_dir_argument(p)
     p.add_argument("--symbol", "-s", required=True, help="ccxt symbol (BTC/USDT) or partition name (BTC-USDT)")

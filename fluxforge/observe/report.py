@@ -54,6 +54,7 @@ class Panel:
     lines: list[Line] = field(default_factory=list)
 
 
+# commands/report.py describes these panels in its --help (without importing this module)
 DEFAULT_PANELS = [
     Panel("price", [Line("bars", "close", "mid (bar close)"), Line("hf", "microprice", "microprice"),
                     Line("ticker", "mid_price", "ticker mid")]),
@@ -66,9 +67,6 @@ TRADE_PANELS = [
     Panel("trades (OHLC)", [Line("trades", "close", "trade bars", kind="candles")]),
     Panel("trade volume", [Line("trades", "volume", "volume (base)", kind="volume")]),
 ]
-DEFAULT_DESCRIPTION = ("mid (bar close) + microprice (hf), relative spread in bps, OFI per bar, VPIN (hf), "
-                       "and trade-bar candlesticks + volume when there are trade bars; a symbol without bars: "
-                       "its trade bars and the ticker's mid and spread")
 TICKER_COLUMNS = ["timestamp", "mid_price", "relative_spread"]
 
 

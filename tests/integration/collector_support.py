@@ -212,7 +212,20 @@ def events(data_dir: Path, **where) -> list[dict]:
     return rows_of(ready_tables(data_dir)["events"], **where)
 
 
-def collector_command(config: Path) -> list[str]:
+# `python -m fluxforge.cli ...` that writes, at exit, the names of the modules it had imported
+_LISTING_MODULES = r"""
+import atexit, json, runpy, sys
+out, sys.argv = sys.argv[1], ["fluxforge", *sys.argv[2:]]
+atexit.register(lambda: open(out, "w").write(json.dumps(sorted(sys.modules))))
+runpy.run_module("fluxforge.cli", run_name="__main__", alter_sys=True)
+"""
+
+
+def collector_command(config: Path, modules_to: Path | None = None) -> list[str]:
+    """The collector as the service runs it; `modules_to`: a file that receives, at exit, the
+    JSON list of the modules the process imported."""
+    if modules_to is not None:
+        return [sys.executable, "-c", _LISTING_MODULES, str(modules_to), "collect", "--config", str(config)]
     return [sys.executable, "-m", "fluxforge.cli", "collect", "--config", str(config)]
 
 

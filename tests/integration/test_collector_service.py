@@ -4,6 +4,7 @@ blocked), STOPPING=1 and a clean exit on SIGTERM, exit 78 on bad config."""
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import subprocess
 import time
@@ -77,12 +78,13 @@ def test_watchdog_pings_only_while_healthy(tmp_path):
 def test_subprocess_ready_status_watchdog_then_stopping_on_sigterm(tmp_path):
     listener = NotifyListener(tmp_path / "notify.sock")
     data = tmp_path / "data"
+    modules = tmp_path / "modules.json"
 
     async def body():
         async with LoopbackExchange("sim", SYMBOLS, sim=SimOptions(rate=20, seed=4)) as lx:
             cfg = write_config(tmp_path / "config.yaml", data, [binance_entry(lx, SYMBOLS)])
             env = subprocess_env(NOTIFY_SOCKET=listener.path, WATCHDOG_USEC="1000000")
-            proc = await asyncio.create_subprocess_exec(*collector_command(cfg), env=env,
+            proc = await asyncio.create_subprocess_exec(*collector_command(cfg, modules_to=modules), env=env,
                                                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             try:
                 await wait_until(lambda: listener.has("READY=1") and len(listener.times("WATCHDOG=1")) >= 2
@@ -104,6 +106,13 @@ def test_subprocess_ready_status_watchdog_then_stopping_on_sigterm(tmp_path):
             assert len(pings) >= 2 and min(b - a for a, b in zip(pings, pings[1:])) > 0.3  # about every 0.5 s
             assert '"event": "segment_rotated"' in err and '"event": "collector_ready"' in err
             assert ready_segments(data) and not list((data / "segments" / "active").iterdir())
+            # only what it uses (its RSS on a Pi): ccxt's configured exchange alone (collector/ccxt_loader.py),
+            # no pandas (collector/unused_modules.py), no Arrow compute, no feature engine
+            loaded = set(json.loads(modules.read_text()))
+            assert "ccxt.pro.binance" in loaded and "pyarrow.parquet" in loaded
+            unused = {"pandas", "pyarrow.compute", "ccxt.async_support.kraken", "ccxt.pro.okx", "ccxt.kraken",
+                      "fluxforge.features", "fluxforge.etl.service"}
+            assert not unused & loaded
 
     try:
         asyncio.run(asyncio.wait_for(body(), 90))
