@@ -17,7 +17,6 @@ from __future__ import annotations
 from itertools import chain
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 
 from ..bronze.schemas import BIDSASKS, BOOK_DELTA, BOOK_SNAPSHOT, CHANNEL_SCHEMAS, EVENTS, OHLCV, ORDERBOOK, TICKER
@@ -26,6 +25,21 @@ from .book_chain import BookChainGuard
 _chain = chain.from_iterable
 INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
 _FOLLOWS_BAD = "follows an unconvertible book row"
+_NAN = float("nan")
+
+
+def level_values(values: list) -> pa.Array:
+    """Book level values (a flat list) as float64: numbers and numeric strings as `float()` reads
+    them, None as NaN (a level without a value, as numpy's float conversion had it); anything
+    else raises TypeError/ValueError.  Arrow converts a list of floats in one C loop; the rest
+    (rare) take the Python loop.  Not numpy: the collector runs without it (unused_modules.py)."""
+    try:
+        arr = pa.array(values, pa.float64())
+        if not arr.null_count:
+            return arr
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        pass
+    return pa.array([_NAN if v is None else float(v) for v in values], pa.float64())
 
 
 class BadRow(ValueError):
@@ -180,19 +194,14 @@ class BookBuffer(ChannelBuffer):
 
     def to_batch(self) -> pa.RecordBatch:
         try:
-            bids = np.asarray(self.bids, dtype=np.float64)
-            asks = np.asarray(self.asks, dtype=np.float64)
-        except (TypeError, ValueError):
+            levels = [level_values(flat[part::2]) for flat in (self.bids, self.asks) for part in (0, 1)]
+        except (TypeError, ValueError, OverflowError):
             return self._without_bad_levels().to_batch()
         c = self.cols
         bid_off = pa.array(self.bid_off, pa.int32())
         ask_off = pa.array(self.ask_off, pa.int32())
         arrays = [pa.array(c[name], ORDERBOOK.field(name).type) for name in self.HEAD] + [
-            pa.ListArray.from_arrays(bid_off, pa.array(np.ascontiguousarray(bids[0::2]))),
-            pa.ListArray.from_arrays(bid_off, pa.array(np.ascontiguousarray(bids[1::2]))),
-            pa.ListArray.from_arrays(ask_off, pa.array(np.ascontiguousarray(asks[0::2]))),
-            pa.ListArray.from_arrays(ask_off, pa.array(np.ascontiguousarray(asks[1::2]))),
-        ]
+            pa.ListArray.from_arrays(off, values) for off, values in zip((bid_off, bid_off, ask_off, ask_off), levels)]
         return pa.RecordBatch.from_arrays(arrays, schema=ORDERBOOK)
 
     def row_at(self, i: int) -> tuple:
@@ -220,8 +229,8 @@ class BookBuffer(ChannelBuffer):
             key = (exchanges[i], symbols[i])
             row = self.row_at(i)
             try:
-                np.asarray(row[1], dtype=np.float64), np.asarray(row[2], dtype=np.float64)
-            except (TypeError, ValueError) as e:
+                level_values(row[1]), level_values(row[2])
+            except (TypeError, ValueError, OverflowError) as e:
                 self.bad.append((*key, f"unconvertible book level: {e}"))
                 chains.lost([key], _FOLLOWS_BAD)
                 continue

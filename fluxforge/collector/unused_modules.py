@@ -1,37 +1,41 @@
-"""Keep pandas out of the collector process.
+"""Keep numpy and pandas out of the collector process.
 
-Why: pyarrow imports pandas, whenever pandas is importable, the first time it builds an
-array (pyarrow's pandas-shim.pxi, to recognise pandas inputs): ~30 MB of RSS, a fifth of
-the collector's budget on a Pi, for a library the collector never calls.  The .deb's venv
-has no pandas, but a host where fluxforge shares an environment with notebooks has.
-`refuse()`, called before anything builds an array, makes `import pandas` fail in this
-process only, so pyarrow takes its no-pandas path there too.
+Why: pyarrow imports numpy when it is importable (always: the feature kernels need it), and
+pandas, when importable, the first time it builds an array (pyarrow's pandas-shim.pxi, to
+recognise pandas inputs): ~16 and ~30 MB of RSS, a third of the collector's budget on a Pi,
+for libraries it does not call -- its level values go from Python lists straight into Arrow
+(collector/rows.py).  The .deb's venv has no pandas, but a host where fluxforge shares an
+environment with notebooks has.  `refuse()`, called before pyarrow is imported, makes
+importing them fail in this process only, so pyarrow takes its paths without them (pyarrow
+>= 16 needs neither).
 """
 from __future__ import annotations
 
 import sys
 
-UNUSED = ("pandas",)
+UNUSED = ("numpy", "pandas")
 
 
 class _Refuse:
-    """A meta-path finder that answers "not installed" for the UNUSED packages.
+    """A meta-path finder that answers "not installed" for the packages in `names`.
 
-    (Not `sys.modules[name] = None`: Cython's import, which pyarrow's shim uses, returns that
-    None instead of raising ImportError.)"""
+    (Not `sys.modules[name] = None`: Cython's import, which pyarrow uses, returns that None
+    instead of raising ImportError.)"""
+
+    def __init__(self, names: tuple[str, ...]) -> None:
+        self.names = names
 
     def find_spec(self, name, path=None, target=None):
-        if name.partition(".")[0] in UNUSED:
+        if name.partition(".")[0] in self.names:
             raise ModuleNotFoundError(f"{name} is not used by the collector (fluxforge.collector.unused_modules)",
                                       name=name)
         return None
 
 
-def refuse() -> bool:
-    """Refuse the UNUSED packages from now on in this process; False if one is already imported
-    (then refusing would save nothing and could break its users)."""
-    if any(name in sys.modules for name in UNUSED):
-        return False
-    if not any(isinstance(f, _Refuse) for f in sys.meta_path):
-        sys.meta_path.insert(0, _Refuse())
-    return True
+def refuse() -> tuple[str, ...]:
+    """Refuse, from now on in this process, the UNUSED packages not imported yet (refusing one
+    already imported would save nothing and could break its users); returns those refused."""
+    names = tuple(name for name in UNUSED if name not in sys.modules)
+    if names:
+        sys.meta_path.insert(0, _Refuse(names))
+    return names

@@ -22,7 +22,7 @@ def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
     from ..collector import unused_modules
 
-    unused_modules.refuse()  # before anything builds an Arrow array
+    unused_modules.refuse()  # before anything imports pyarrow
 
     from ..config import ConfigError, load_config
     from ..logs import configure_logging

@@ -107,10 +107,10 @@ def test_subprocess_ready_status_watchdog_then_stopping_on_sigterm(tmp_path):
             assert '"event": "segment_rotated"' in err and '"event": "collector_ready"' in err
             assert ready_segments(data) and not list((data / "segments" / "active").iterdir())
             # only what it uses (its RSS on a Pi): ccxt's configured exchange alone (collector/ccxt_loader.py),
-            # no pandas (collector/unused_modules.py), no Arrow compute, no feature engine
+            # no numpy or pandas (collector/unused_modules.py), no Arrow compute, no feature engine
             loaded = set(json.loads(modules.read_text()))
             assert "ccxt.pro.binance" in loaded and "pyarrow.parquet" in loaded
-            unused = {"pandas", "pyarrow.compute", "ccxt.async_support.kraken", "ccxt.pro.okx", "ccxt.kraken",
+            unused = {"numpy", "pandas", "pyarrow.compute", "ccxt.async_support.kraken", "ccxt.pro.okx", "ccxt.kraken",
                       "fluxforge.features", "fluxforge.etl.service"}
             assert not unused & loaded
 

@@ -145,7 +145,7 @@ def test_reconnecting_subscribers_get_every_parquet_row_once_across_etl_restarts
     replayed: dict[tuple, list[int]] = defaultdict(list)
     for r in late:
         replayed[(r["product"], r["exchange"], r["symbol"])].append(r["timestamp"])
-    assert set(replayed) == set(truth)
+    assert set(replayed) == set(truth), (sorted(set(truth) - set(replayed)), sorted(set(replayed) - set(truth)))
     for key, table in truth.items():
         ms = table.column("timestamp").cast(pa.int64()).to_pylist()
         assert replayed[key] == ms[:len(replayed[key])], key

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 from fluxforge.config import Config
 from fluxforge.collector.recorder import Recorder
 from fluxforge.collector.row_queue import RowQueue
-from fluxforge.collector.rows import BadRow, new_buffers
+from fluxforge.collector.rows import BadRow, level_values, new_buffers
 from fluxforge.collector.writer import BronzeWriter
 
 import pytest
@@ -84,3 +84,27 @@ def test_writer_keeps_every_other_row_of_the_flush(tmp_path):
     assert any("nonce" in r and "int64" in r for r in reasons)
     assert any("lots" in r for r in reasons) and any("amount" in r for r in reasons)
     assert writer.durable_rows == 4
+
+
+_VALUES = [1.5, 0.0, -2.25, 7, 2**60, 10**400, None, float("nan"), float("inf"), True, "1.5", "1e3", " 2 ", "lots",
+           "", [1.0], {}, b"1"]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_level_values_convert_as_numpy_did(seed):
+    """Book levels go from Python lists to Arrow without numpy (the collector runs without it:
+    collector/unused_modules.py): same values as numpy's float64 conversion, which the writer
+    used before, and an error where it raised one (the row is then dropped alone)."""
+    import random
+
+    np = pytest.importorskip("numpy")
+    rng = random.Random(seed)
+    values = [rng.choice(_VALUES) if rng.random() < 0.3 else rng.uniform(-1e6, 1e6) for _ in range(rng.randint(0, 12))]
+    try:
+        want = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError):
+        with pytest.raises((TypeError, ValueError, OverflowError)):
+            level_values(values)
+        return
+    got = level_values(values)
+    assert got.null_count == 0 and np.array_equal(got.to_numpy(), want, equal_nan=True), (values, got)

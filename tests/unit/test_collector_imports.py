@@ -33,21 +33,23 @@ def test_building_the_command_line_imports_no_data_library():
 
 @pytest.mark.skipif(not HAVE_PANDAS, reason="pandas is not installed: nothing to refuse")
 @pytest.mark.parametrize("refused", [False, True])
-def test_refusing_pandas_keeps_it_out_of_pyarrow(refused):
+def test_refusing_numpy_and_pandas_keeps_them_out_of_pyarrow(refused):
     code = ("from fluxforge.collector import unused_modules\n"
-            "assert unused_modules.refuse() is True\n" if refused else "")
-    code += "import pyarrow as pa\nassert pa.array([1.5, None]).to_pylist() == [1.5, None]\n"
+            "assert unused_modules.refuse() == ('numpy', 'pandas')\n" if refused else "")
+    code += ("import pyarrow as pa, pyarrow.parquet, pyarrow.ipc\n"
+             "assert pa.array([1.5, None]).to_pylist() == [1.5, None]\n")
     if refused:
         code += ("try:\n    import pandas\nexcept ModuleNotFoundError as e:\n"
                  "    assert 'not used by the collector' in str(e)\nelse:\n    raise AssertionError('imported')\n")
     mods = _modules_after(code)
-    assert ("pandas" in mods) is not refused  # the control: pyarrow does import it when it can
+    # the control: pyarrow does import both when it can
+    assert ("pandas" in mods) is not refused and ("numpy" in mods) is not refused
 
 
 @pytest.mark.skipif(not HAVE_PANDAS, reason="pandas is not installed")
-def test_refuse_is_a_no_op_once_pandas_is_imported():
+def test_refuse_is_a_no_op_once_they_are_imported():
     _modules_after("import pandas\nfrom fluxforge.collector import unused_modules\n"
-                   "assert unused_modules.refuse() is False\nimport pandas.api")
+                   "assert unused_modules.refuse() == ()\nimport pandas.api")
 
 
 @settings(max_examples=300, deadline=None)
