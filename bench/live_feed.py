@@ -14,7 +14,8 @@ interleaved ROUNDS times --
 -- and prints the minimum CPU of each, their ratio and the cost per symbol and chunk.  The
 ratio is what a compiled multi-symbol feed would have to bring down (docs/live.md, the cost).
 With --split, one more logged feed says where that cost goes: thread CPU per phase (nested
-phases are part of the one above them), per symbol and chunk, the timers' own ~1 us a call included.
+phases are part of the one above them), per symbol and chunk, the timers' own ~1 us a call included,
+and what of it the compiled kernels' calls take (the rest is the Python and Arrow around them).
 
 Run: .venv/bin/python bench/live_feed.py [--seconds 60] [--flush 0.25] [--reorder 1] [--rounds 5]
                                           [--symbols 20] [--trades-per-update 0.5] [--split]
@@ -117,8 +118,8 @@ _PHASES = [("the feed (SegmentFeeder.feed_chunk)", "fluxforge.etl.segment_feed:S
 
 
 def _split(config: Path, segments: list[Path]) -> dict[str, float]:
-    """One more logged feed with each phase's function timed (thread CPU): seconds per phase.
-    The wrappers stay: call this last."""
+    """One more logged feed with each phase's function timed (thread CPU): seconds per phase, and
+    last the compiled kernels' calls (all of them, wherever they are made). The wrappers stay: call this last."""
     import importlib
     phases = {}
     for name, where, attr in _PHASES:
@@ -126,8 +127,58 @@ def _split(config: Path, segments: list[Path]) -> dict[str, float]:
         owner = importlib.import_module(module)
         phases[name] = (getattr(owner, cls) if cls else owner, attr)
     totals = live._thread_cpu(phases)
+    totals[_KERNELS] = 0.0
+    _time_kernel_calls(totals)
     feed(config, segments, True)
     return totals
+
+
+_KERNELS = "the compiled kernels' calls, in all phases"
+
+
+class _TimedKernel:
+    """A compiled kernel object whose `process` calls add their thread CPU to totals[_KERNELS]
+    (Cython classes cannot be patched: the engines get this in front of theirs)."""
+
+    def __init__(self, kernel, totals: dict[str, float]):
+        self._kernel, self._totals = kernel, totals
+
+    def __getattr__(self, name):
+        return getattr(self._kernel, name)
+
+    def process(self, *args, **kwargs):
+        t = time.thread_time()
+        try:
+            return self._kernel.process(*args, **kwargs)
+        finally:
+            self._totals[_KERNELS] += time.thread_time() - t
+
+
+def _time_kernel_calls(totals: dict[str, float]) -> None:
+    """Engines made from here on time their kernels: the book rebuild and feature kernel, the
+    trade bars, volume/dollar bars, per-trade features and ticker kernels."""
+    from fluxforge.etl.trade_products import TradeProducts
+    from fluxforge.features.engine import FeatureEngine
+
+    def timed(cls, wrap):
+        init = cls.__init__
+
+        def __init__(self, *args, **kwargs):
+            init(self, *args, **kwargs)
+            wrap(self)
+        cls.__init__ = __init__
+
+    def book(engine):
+        engine._kernel, engine._rebuild = _TimedKernel(engine._kernel, totals), _TimedKernel(engine._rebuild, totals)
+
+    def trades(products):
+        products._bars = _TimedKernel(products._bars, totals)
+        products._info = {tree: _TimedKernel(k, totals) for tree, k in products._info.items()}
+        if products._per_trade is not None:
+            products._per_trade = _TimedKernel(products._per_trade, totals)
+        products._ticker._kernel = _TimedKernel(products._ticker._kernel, totals)
+    timed(FeatureEngine, book)
+    timed(TradeProducts, trades)
 
 
 if __name__ == "__main__":
