@@ -83,8 +83,9 @@ def main(argv: list[str] | None = None) -> int:
 
     compute(books.slice(0, 2000), trades.slice(0, 1000))          # warm-up (imports)
     # Interleaved rounds, the minimum of each: the first full-size call pays the page faults of
-    # hundreds of MB of fresh output arrays (measured: ~1,800 ns/snapshot against ~760 for the same
-    # call again), which made whichever path ran first look slower.
+    # its fresh output arrays, which made whichever path ran first look slower.  (Before the
+    # engine fed the kernels in blocks -- features/book_blocks.py -- every call rebuilt 640 MB of
+    # levels into fresh memory: ~1,700 ns/snapshot against ~850 in blocks, same session.)
     c_batch = w_batch = c_stream = w_stream = float("inf")
     for _ in range(args.rounds):
         batch, c, w = timed(lambda: compute(books, trades))

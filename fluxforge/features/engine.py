@@ -25,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import book_arrays, layout as feature_layout
+from . import book_arrays, book_blocks, layout as feature_layout
 from .pending_tables import PendingTable
 from .time_gaps import GapClock
 from .._kernels.book_engine import BookEngine
@@ -41,6 +41,7 @@ _OPTIONAL = {"kind": "snapshot", "prev_nonce": None}
 _TRADE_COLS = {"timestamp": pa.int64(), "price": pa.float64(), "amount": pa.float64(), "side": pa.string()}
 _STATS = ("null_timestamp_dropped", "late_dropped")
 ST_SYNCED, ST_RESYNC = 1, 32  # BookRebuild.process status flags (cython_ext/book_rebuild.pyx)
+BLOCK_BOOKS = 4096  # book rows per rebuild + kernel call (FeatureEngine._run)
 
 
 @dataclass
@@ -270,7 +271,11 @@ class FeatureEngine:
 
     def _run(self, books: pa.Table, trades: pa.Table, bars_flush: bool,
              times: tuple[np.ndarray, np.ndarray] | None = None) -> FeatureResult:
-        """times: the books' and trades' timestamps when the caller has them (no null: `process`)."""
+        """times: the books' and trades' timestamps when the caller has them (no null: `process`).
+
+        Books go through the rebuild and the kernel `BLOCK_BOOKS` at a time (features/book_blocks.py): the
+        rebuilt levels of a whole big batch were hundreds of MB of fresh memory whose page faults
+        cost more than the features (bench/kernels.py); a block's are reused from block to block."""
         k = self._kernel
         last = k.last_ts
         if last is not None and self._pending_resets and self._pending_resets[0] <= last:
@@ -279,25 +284,31 @@ class FeatureEngine:
             k.apply_pending_reset()
         all_ts = book_arrays.int64_column(books, "timestamp") if times is None else times[0]
         trade_ts = book_arrays.int64_column(trades, "timestamp") if times is None else times[1]
-        levels, agg, status = self._rebuild.process(*book_arrays.book_messages(books), ts=all_ts)
-        emitted = np.flatnonzero(status & ST_SYNCED)    # messages after which the book is known
-        # a snapshot after a gap, or one that contradicted the rebuilt book, restarts the features
-        resyncs = all_ts[(status & ST_RESYNC) != 0].tolist()
-        pending = sorted(self._pending_resets + resyncs + self._gaps.resets(all_ts))
-        bts = all_ts[emitted]
-        if len(emitted) != len(all_ts):
-            levels, agg = levels[:, emitted], agg[emitted]
-        resets = np.asarray(pending, dtype=np.int64)
-        block, idx, used, bars = k.process(
-            bts, *levels, agg, trade_ts, book_arrays.float_column(trades, "price"),
-            book_arrays.float_column(trades, "amount"), book_arrays.side_column(trades), resets)
-        self._pending_resets = pending[used:]
-        idx = emitted[idx]
-        bts = all_ts
+        trade_cols = (book_arrays.float_column(trades, "price"), book_arrays.float_column(trades, "amount"),
+                      book_arrays.side_column(trades))
+        blocks, idxs, bar_parts = [], [], []
+        for b0, b1, t0, t1 in book_blocks.blocks(all_ts, trade_ts, BLOCK_BOOKS):
+            bts = all_ts[b0:b1]
+            piece = books.slice(b0, b1 - b0) if (b0, b1) != (0, len(all_ts)) else books
+            levels, agg, status = self._rebuild.process(*book_arrays.book_messages(piece), ts=bts)
+            emitted = np.flatnonzero(status & ST_SYNCED)    # messages after which the book is known
+            # a snapshot after a gap, or one that contradicted the rebuilt book, restarts the features
+            resyncs = bts[(status & ST_RESYNC) != 0].tolist()
+            pending = sorted(self._pending_resets + resyncs + self._gaps.resets(bts))
+            if len(emitted) != len(bts):
+                levels, agg = levels[:, emitted], agg[emitted]
+            block, idx, used, bars = k.process(bts[emitted], *levels, agg, trade_ts[t0:t1],
+                                               *(c[t0:t1] for c in trade_cols), np.asarray(pending, dtype=np.int64))
+            self._pending_resets = pending[used:]
+            blocks.append(block)
+            idxs.append(emitted[idx] + b0)
+            bar_parts.append(bars)
         if bars_flush:
-            tail = k.flush_bars()
-            bars = [np.concatenate([a, b]) for a, b in zip(bars, tail)]
-        return self._result(bars, books, idx, bts, block)
+            bar_parts.append(k.flush_bars())
+        block = blocks[0] if len(blocks) == 1 else np.concatenate(blocks, axis=1)
+        idx = idxs[0] if len(idxs) == 1 else np.concatenate(idxs)
+        bars = [parts[0] if len(parts) == 1 else np.concatenate(parts) for parts in zip(*bar_parts)]
+        return self._result(bars, books, idx, all_ts, block)
 
     def _result(self, bars, books, idx, bts=None, block=None) -> FeatureResult:
         opts = self.options
