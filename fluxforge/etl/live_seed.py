@@ -13,6 +13,7 @@ and those not committed (still active, ready or processing) -- which would be in
 from __future__ import annotations
 
 import heapq
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pyarrow as pa
@@ -24,6 +25,8 @@ from ..maintenance.compaction import covered_parts
 from .live_rows import Publication, live_table, part_files
 from .naming import MS_PER_DAY, date_of_day, part_segments
 
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
 
 def recent_parts(features: Path, exclude: set[str], from_ms: int, now_ms: int) -> list[Publication]:
     """The rows at or after `from_ms` of the part files in the partitions dated from `from_ms` to
@@ -32,8 +35,9 @@ def recent_parts(features: Path, exclude: set[str], from_ms: int, now_ms: int) -
 
     A part named after one segment is left out if the segment is in `exclude`.  A file compaction
     merged (`part-<first>--<last>`, a partition closed before midnight, or the day before with a
-    long `replay_minutes`) is read whole: its segments are landed and committed, and
-    `restart_replay` never finds a segment inside one (its inputs, if still there, are left out).
+    long `replay_minutes`) is read like the others -- only its row groups that reach `from_ms`
+    (`_rows_since`) --: its segments are landed and committed, and `restart_replay` never finds a
+    segment inside one (its inputs, if still there, are left out).
     Each host's files are read newest first (by their last segment) up to the first with no row
     that recent: a host's segments are in time order, other hosts' (a renamed host's, several
     hosts' in one tree) are not."""
@@ -63,7 +67,7 @@ def recent_parts(features: Path, exclude: set[str], from_ms: int, now_ms: int) -
         kept = []
         for segments in sorted(host_files, key=lambda s: SegmentId.parse(s[-1]).sort_key, reverse=True):
             pubs = [Publication(product, live_table(key, [rows]), True) for product, key, path in by_file[segments]
-                    if (rows := _since(pq.read_table(path), from_ms)).num_rows]
+                    if (rows := _rows_since(path, from_ms)).num_rows]
             if not pubs:
                 break
             kept.append((SegmentId.parse(segments[0]).start, pubs))
@@ -73,6 +77,24 @@ def recent_parts(features: Path, exclude: set[str], from_ms: int, now_ms: int) -
     return [p for _, pubs in heapq.merge(*hosts, key=lambda k: k[0]) for p in pubs]
 
 
-def _since(table: pa.Table, from_ms: int) -> pa.Table:
+def _rows_since(path: Path, from_ms: int) -> pa.Table:
+    """The rows at or after `from_ms` of one part file, reading only the row groups whose timestamp
+    statistics reach it: a file compaction merged holds a day of one stream and product (a day of
+    1 s hf rows is ~110 MB in memory, in row groups of `etl.row_group_rows`), and a restart after
+    midnight wants its last minutes.  A row group without statistics is read."""
+    pf = pq.ParquetFile(path)
+    md = pf.metadata
+    col = next((i for i in range(md.num_columns) if md.schema.column(i).path == "timestamp"), None)
+    groups = [g for g in range(md.num_row_groups) if col is None or _reaches(md.row_group(g).column(col), from_ms)]
+    table = pf.read_row_groups(groups).replace_schema_metadata(None)  # (a merged file's: compaction's)
     ms = pc.cast(table.column("timestamp"), pa.int64())
     return table.filter(pc.greater_equal(ms, from_ms))
+
+
+def _reaches(chunk: pq.ColumnChunkMetaData, from_ms: int) -> bool:
+    """Whether a row group's timestamp column may hold a time at or after `from_ms`."""
+    stats = chunk.statistics
+    if stats is None or not stats.has_min_max or not isinstance(stats.max, datetime):
+        return True
+    newest = stats.max if stats.max.tzinfo else stats.max.replace(tzinfo=timezone.utc)  # UTC either way
+    return (newest - EPOCH) // timedelta(milliseconds=1) >= from_ms
