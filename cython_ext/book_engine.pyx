@@ -20,7 +20,7 @@ from libc.stdint cimport int64_t, int32_t, int8_t, uint64_t
 from libc.stdlib cimport malloc, calloc, realloc, free
 from libc.string cimport memset, memcpy
 
-from rolling_math cimport DD, dd_add, dd_add_prod, dd_diff, dd_sub, dd_centred, Run, run_add, win_mean, win_var, win_std, fen_add, fen_prefix, fen_kth
+from rolling_math cimport DD, dd_add, dd_add_prod, dd_diff, dd_sub, dd_centred, Run, run_add, win_mean, win_std, fen_add, fen_prefix, fen_kth
 from book_struct cimport Core, book_compact, book_core, book_structural, order_flow, N_SCALAR, AG_BANDS
 from bar_accum cimport Bar, BAR_FIELDS, bar_start, bar_add_book, bar_add_trade, bar_row
 from engine_types cimport (
@@ -414,7 +414,7 @@ cdef class BookEngine:
         if valid:
             run_add(&cum.run_d0, cum.n_valid, c.depth0)
             dd_add(&cum.d0, c.depth0)
-            dd_add(&cum.d0sq, c.depth0 * c.depth0)
+            dd_add_prod(&cum.d0sq, c.depth0, c.depth0)
             dd_add(&cum.spread, c.spread)
             cum.n_valid += 1
         if flags & F_RET:
@@ -426,7 +426,7 @@ cdef class BookEngine:
             dd_add(&cum.ofi, ofi)
             dd_add(&cum.mlofi, mlofi)
             dd_add(&cum.cog, cm)
-            dd_add(&cum.cog2, cm * cm)
+            dd_add_prod(&cum.cog2, cm, cm)
             dd_add(&cum.x, x)
             dd_add_prod(&cum.x2, x, x)
             dd_add_prod(&cum.xy, x, r)
@@ -434,7 +434,7 @@ cdef class BookEngine:
         if flags & F_SLOPE:
             run_add(&cum.run_slope, cum.n_slope, sm)
             dd_add(&cum.slope, sm)
-            dd_add(&cum.slope2, sm * sm)
+            dd_add_prod(&cum.slope2, sm, sm)
             cum.n_slope += 1
         # spread regime: close the previous snapshot's segment, append this one, classify it
         if self.st.has_prev_snap:
@@ -518,7 +518,7 @@ cdef class BookEngine:
                 s1 = dd_diff(&cum.r, &b.r)
                 s2 = dd_diff(&cum.r2, &b.r2)
                 f[c] = sqrt(s2) if s2 > 0.0 else 0.0
-                f[c + 1] = win_std(n, s1, s2, &cum.run_r, b.n_ret)
+                f[c + 1] = win_std(n, dd_sub(&cum.r, &b.r), dd_sub(&cum.r2, &b.r2), &cum.run_r, b.n_ret)
                 f[c + 2] = win_mean(n, s1, &cum.run_r, b.n_ret)
                 f[c + 3] = dd_diff(&cum.ofi, &b.ofi)
                 f[c + 4] = dd_diff(&cum.mlofi, &b.mlofi)
@@ -539,15 +539,16 @@ cdef class BookEngine:
             self._advance(w, t, 0)
             b = &w.base
             n = cum.n_valid - b.n_valid
-            f[c] = win_std(n, dd_diff(&cum.d0, &b.d0), dd_diff(&cum.d0sq, &b.d0sq), &cum.run_d0, b.n_valid)
+            f[c] = win_std(n, dd_sub(&cum.d0, &b.d0), dd_sub(&cum.d0sq, &b.d0sq), &cum.run_d0, b.n_valid)
             n = cum.n_slope - b.n_slope
             s1 = dd_diff(&cum.slope, &b.slope)
             f[c + 8] = win_mean(n, s1, &cum.run_slope, b.n_slope)
-            f[c + 9] = win_std(n, s1, dd_diff(&cum.slope2, &b.slope2), &cum.run_slope, b.n_slope)
+            f[c + 9] = win_std(n, dd_sub(&cum.slope, &b.slope), dd_sub(&cum.slope2, &b.slope2),
+                               &cum.run_slope, b.n_slope)
             n = cum.n_ret - b.n_ret
             s1 = dd_diff(&cum.cog, &b.cog)
             f[c + 10] = win_mean(n, s1, &cum.run_cog, b.n_ret)
-            f[c + 11] = win_std(n, s1, dd_diff(&cum.cog2, &b.cog2), &cum.run_cog, b.n_ret)
+            f[c + 11] = win_std(n, dd_sub(&cum.cog, &b.cog), dd_sub(&cum.cog2, &b.cog2), &cum.run_cog, b.n_ret)
         if _warm(&self.st, t, self.rw.wms):
             if regime != REG_NONE:
                 f[c + 1] = <double>regime

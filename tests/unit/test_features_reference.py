@@ -42,36 +42,14 @@ def _rtol(name, mode):
     return 1e-6 if mode == "numpy" and name.startswith("slope_momentum") else RTOL
 
 
-def _depth_scale(ref_hf):
-    """Largest band-0 depth (bid + ask) of any reference row, at least 1."""
-    scale = 1.0
-    for r in ref_hf:
-        for k, v in r.items():
-            if k.startswith("depth_0_") and k.endswith("bps_sigma"):
-                band0 = k[len("depth_"):-len("_sigma")]
-                d = (r[f"bid_vol_band_{band0}"] or 0.0) + (r[f"ask_vol_band_{band0}"] or 0.0)
-                if math.isfinite(d):
-                    scale = max(scale, d)
-    return scale
-
-
-def _sigma_ok(name, got, want, scale):
-    """`depth_0_*_sigma` comes from window sums (s2 - s1^2/n), so its absolute error is about
-    eps * depth^2 / sigma: tiny for real books, visible when depths differ by 1e-5 of themselves."""
-    if not name.endswith("bps_sigma") or _cmp(got, want):
-        return _cmp(got, want)
-    return abs(float(got) - float(want)) <= 1e-14 * scale * scale / max(float(want), 1e-300)
-
-
 def assert_matches_reference(result, books, trades, resets, mode="python", **opts):
     ref_hf, ref_bars = reference(books, trades, resets, mode=mode, **opts)
     got = result.hf.to_pylist()
     assert len(got) == len(ref_hf)
-    scale = _depth_scale(ref_hf)
     for i, (g, r) in enumerate(zip(got, ref_hf)):
         g = dict(g, timestamp=int(g["timestamp"].timestamp() * 1000))
         bad = {k: (g[k], v) for k, v in r.items()
-               if not (_cmp(g[k], v, _rtol(k, mode), _atol(k)) or _sigma_ok(k, g[k], v, scale))}
+               if not _cmp(g[k], v, _rtol(k, mode), _atol(k))}
         assert not bad, f"hf row {i}: {bad}"
     for d, rows in ref_bars.items():
         got_bars = result.bars[d].to_pylist()
