@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
 
+from fluxforge.features import engine as feature_engine  # noqa: E402
 from fluxforge.features.engine import FeatureEngine, compute, concat_results  # noqa: E402
 from tests.reference.stream_reference import reference  # noqa: E402
 from tests.reference.synthetic import market  # noqa: E402
@@ -83,16 +84,23 @@ def main(argv: list[str] | None = None) -> int:
 
     compute(books.slice(0, 2000), trades.slice(0, 1000))          # warm-up (imports)
     # Interleaved rounds, the minimum of each: the first full-size call pays the page faults of
-    # its fresh output arrays, which made whichever path ran first look slower.  (Before the
-    # engine fed the kernels in blocks -- features/book_blocks.py -- every call rebuilt 640 MB of
-    # levels into fresh memory: ~1,700 ns/snapshot against ~850 in blocks, same session.)
-    c_batch = w_batch = c_stream = w_stream = float("inf")
+    # its fresh output arrays, which made whichever path ran first look slower.  The engine feeds
+    # the kernels BLOCK_BOOKS at a time (features/book_blocks.py); the batch is also timed as one
+    # block, as it ran before: every call then rebuilt 640 MB of levels into fresh memory.
+    c_batch = w_batch = c_stream = w_stream = c_whole = w_whole = float("inf")
     for _ in range(args.rounds):
         batch, c, w = timed(lambda: compute(books, trades))
         c_batch, w_batch = min(c_batch, c), min(w_batch, w)
+        blocks, feature_engine.BLOCK_BOOKS = feature_engine.BLOCK_BOOKS, 1 << 62
+        try:
+            whole, c, w = timed(lambda: compute(books, trades))
+        finally:
+            feature_engine.BLOCK_BOOKS = blocks
+        c_whole, w_whole = min(c_whole, c), min(w_whole, w)
         stream, c, w = timed(lambda: streamed(books, trades, args.chunk))
         c_stream, w_stream = min(c_stream, c), min(w_stream, w)
     same = identical(batch.hf, stream.hf) and all(identical(batch.bars[d], stream.bars[d]) for d in batch.bars)
+    same = same and identical(batch.hf, whole.hf) and all(identical(batch.bars[d], whole.bars[d]) for d in batch.bars)
 
     m = min(args.ref_snapshots, n)
     sub_b = books.slice(0, m)
@@ -106,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = [
         ("Cython batch   compute()", n, c_batch, w_batch),
+        ("Cython batch   as one block", n, c_whole, w_whole),
         (f"Cython stream  {args.chunk:,}-book chunks", n, c_stream, w_stream),
         ("NumPy reference", m, c_np, w_np),
         ("pure-Python reference", m, c_py, w_py),
@@ -118,8 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     b = ns(c_batch, n)
     print(f"\nhf rows {batch.hf.num_rows:,} x {batch.hf.num_columns} columns; bars "
           + ", ".join(f"{d}s: {t.num_rows:,}" for d, t in batch.bars.items()))
-    print(f"streaming == batch (hf and bars identical): {same}")
+    print(f"streaming == one block == batch (hf and bars identical): {same}")
     print(f"ratio streaming / batch        : {ns(c_stream, n) / b:8.2f}x")
+    print(f"ratio one block / batch        : {ns(c_whole, n) / b:8.2f}x")
     print(f"ratio NumPy reference / batch  : {ns(c_np, m) / b:8.1f}x")
     print(f"ratio pure-Python ref / batch  : {ns(c_py, m) / b:8.1f}x")
     ok_ns, ok_ratio = b <= TARGET_NS, ns(c_py, m) / b >= TARGET_RATIO
