@@ -120,3 +120,14 @@ def test_real_capture_in_blocks_equals_one_call(shared_capture, name):
     whole = _in_blocks(ONE_BLOCK, books, trades, **opts)
     _assert_same(_in_blocks(1000, books, trades, **opts), whole)
     assert whole.hf.num_rows > 1000  # more than one block of rows was compared
+
+
+def test_raw_arrays_kept_in_blocks_are_the_emitted_rows_own():
+    """keep_raw_arrays takes each hf row's book lists by its index in the whole batch."""
+    from tests.reference.synthetic import market as synthetic_market
+
+    books, trades = synthetic_market(3000, levels=5, seed=3)
+    opts = dict(keep_raw_arrays=True, hf_emit_interval=0.0)
+    whole = _in_blocks(ONE_BLOCK, books, trades, **opts)
+    _assert_same(_in_blocks(7, books, trades, **opts), whole)
+    assert whole.hf.column("bid_px").equals(books.column("bid_px"))  # every book emitted, its own levels
