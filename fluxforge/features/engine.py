@@ -286,11 +286,12 @@ class FeatureEngine:
         trade_ts = book_arrays.int64_column(trades, "timestamp") if times is None else times[1]
         trade_cols = (book_arrays.float_column(trades, "price"), book_arrays.float_column(trades, "amount"),
                       book_arrays.side_column(trades))
+        kind, nonce, prev, boff, bpx, bsz, aoff, apx, asz = book_arrays.book_messages(books)
         blocks, idxs, bar_parts = [], [], []
         for b0, b1, t0, t1 in book_blocks.blocks(all_ts, trade_ts, BLOCK_BOOKS):
-            bts = all_ts[b0:b1]
-            piece = books.slice(b0, b1 - b0) if (b0, b1) != (0, len(all_ts)) else books
-            levels, agg, status = self._rebuild.process(*book_arrays.book_messages(piece), ts=bts)
+            bts = all_ts[b0:b1]  # a block's levels: its offsets into the batch's flat arrays
+            levels, agg, status = self._rebuild.process(kind[b0:b1], nonce[b0:b1], prev[b0:b1], boff[b0:b1 + 1],
+                                                        bpx, bsz, aoff[b0:b1 + 1], apx, asz, ts=bts)
             emitted = np.flatnonzero(status & ST_SYNCED)    # messages after which the book is known
             # a snapshot after a gap, or one that contradicted the rebuilt book, restarts the features
             resyncs = bts[(status & ST_RESYNC) != 0].tolist()
