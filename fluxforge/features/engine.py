@@ -272,10 +272,7 @@ class FeatureEngine:
     def _run(self, books: pa.Table, trades: pa.Table, bars_flush: bool,
              times: tuple[np.ndarray, np.ndarray] | None = None) -> FeatureResult:
         """times: the books' and trades' timestamps when the caller has them (no null: `process`).
-
-        Books go through the rebuild and the kernel `BLOCK_BOOKS` at a time (features/book_blocks.py): the
-        rebuilt levels of a whole big batch were hundreds of MB of fresh memory whose page faults
-        cost more than the features (bench/kernels.py); a block's are reused from block to block."""
+        Books go through the rebuild and the kernel `BLOCK_BOOKS` at a time (features/book_blocks.py)."""
         k = self._kernel
         last = k.last_ts
         if last is not None and self._pending_resets and self._pending_resets[0] <= last:
@@ -287,7 +284,7 @@ class FeatureEngine:
         trade_cols = (book_arrays.float_column(trades, "price"), book_arrays.float_column(trades, "amount"),
                       book_arrays.side_column(trades))
         kind, nonce, prev, boff, bpx, bsz, aoff, apx, asz = book_arrays.book_messages(books)
-        blocks, idxs, bar_parts = [], [], []
+        parts = []
         for b0, b1, t0, t1 in book_blocks.blocks(all_ts, trade_ts, BLOCK_BOOKS):
             bts = all_ts[b0:b1]  # a block's levels: its offsets into the batch's flat arrays
             levels, agg, status = self._rebuild.process(kind[b0:b1], nonce[b0:b1], prev[b0:b1], boff[b0:b1 + 1],
@@ -301,14 +298,8 @@ class FeatureEngine:
             block, idx, used, bars = k.process(bts[emitted], *levels, agg, trade_ts[t0:t1],
                                                *(c[t0:t1] for c in trade_cols), np.asarray(pending, dtype=np.int64))
             self._pending_resets = pending[used:]
-            blocks.append(block)
-            idxs.append(emitted[idx] + b0)
-            bar_parts.append(bars)
-        if bars_flush:
-            bar_parts.append(k.flush_bars())
-        block = blocks[0] if len(blocks) == 1 else np.concatenate(blocks, axis=1)
-        idx = idxs[0] if len(idxs) == 1 else np.concatenate(idxs)
-        bars = [parts[0] if len(parts) == 1 else np.concatenate(parts) for parts in zip(*bar_parts)]
+            parts.append((block, emitted[idx] + b0, bars))
+        block, idx, bars = book_blocks.joined(parts, k.flush_bars() if bars_flush else None)
         return self._result(bars, books, idx, all_ts, block)
 
     def _result(self, bars, books, idx, bts=None, block=None) -> FeatureResult:
