@@ -52,6 +52,11 @@ def identical(a: pa.Table, b: pa.Table) -> bool:
     return True
 
 
+def same_rows(a, b) -> bool:
+    """Two FeatureResults with identical hf rows and bars."""
+    return identical(a.hf, b.hf) and all(identical(a.bars[d], b.bars[d]) for d in a.bars)
+
+
 def streamed(books: pa.Table, trades: pa.Table, chunk: int):
     """Feed the engine time-cut chunks of `chunk` books, as the ETL feeds segments."""
     engine = FeatureEngine()
@@ -99,8 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         c_whole, w_whole = min(c_whole, c), min(w_whole, w)
         stream, c, w = timed(lambda: streamed(books, trades, args.chunk))
         c_stream, w_stream = min(c_stream, c), min(w_stream, w)
-    same = identical(batch.hf, stream.hf) and all(identical(batch.bars[d], stream.bars[d]) for d in batch.bars)
-    same = same and identical(batch.hf, whole.hf) and all(identical(batch.bars[d], whole.bars[d]) for d in batch.bars)
+    same = same_rows(batch, stream) and same_rows(batch, whole)
 
     m = min(args.ref_snapshots, n)
     sub_b = books.slice(0, m)

@@ -33,6 +33,13 @@ def _in_blocks(size, books, trades, **kw):
         feature_engine.BLOCK_BOOKS = before
 
 
+def _blocks_equal_one_call(size, books, trades, **kw):
+    """compute() in blocks of `size` books equals one call, bit for bit; returns the one call's result."""
+    whole = _in_blocks(ONE_BLOCK, books, trades, **kw)
+    _assert_same(_in_blocks(size, books, trades, **kw), whole)
+    return whole
+
+
 def _assert_same(a, b):
     _same(a.hf, b.hf)
     assert sorted(a.bars) == sorted(b.bars)
@@ -61,9 +68,7 @@ def test_blocks_cover_everything_and_never_cut_a_millisecond(steps, trade_times,
 @given(market(), st.integers(1, 4))
 def test_random_markets_in_tiny_blocks_equal_one_call(case, size):
     books, trades, resets, opts = case
-    whole = _in_blocks(ONE_BLOCK, books, trades, resets=resets, **opts)
-    blocked = _in_blocks(size, books, trades, resets=resets, **opts)
-    _assert_same(blocked, whole)
+    _blocks_equal_one_call(size, books, trades, resets=resets, **opts)
 
 
 @st.composite
@@ -96,17 +101,14 @@ def delta_market(draw):
 @given(delta_market(), st.integers(1, 4))
 def test_faulty_delta_streams_in_tiny_blocks_equal_one_call(case, size):
     books, trades, gap_ms, opts = case
-    whole = _in_blocks(ONE_BLOCK, books, trades, max_gap_ms=gap_ms, **opts)
-    blocked = _in_blocks(size, books, trades, max_gap_ms=gap_ms, **opts)
-    _assert_same(blocked, whole)
+    _blocks_equal_one_call(size, books, trades, max_gap_ms=gap_ms, **opts)
 
 
 @settings(max_examples=4, **SLOW)
 @given(long_market(), st.sampled_from([1, 97, 1024]))
 def test_long_gappy_streams_in_blocks_equal_one_call(case, size):
     books, trades, resets, opts = case
-    whole = _in_blocks(ONE_BLOCK, books, trades, resets=resets, **opts)
-    _assert_same(_in_blocks(size, books, trades, resets=resets, **opts), whole)
+    _blocks_equal_one_call(size, books, trades, resets=resets, **opts)
 
 
 @pytest.mark.realdata
@@ -117,8 +119,7 @@ def test_real_capture_in_blocks_equals_one_call(shared_capture, name):
     books, trades = load(shared_capture / name, symbol=name[:3].upper() + "/USDT")
     ts = books.column("timestamp").to_pylist()
     opts = dict(hf_emit_interval=0.0, resets=[ts[len(ts) // 3]], max_gap_ms=1_000)
-    whole = _in_blocks(ONE_BLOCK, books, trades, **opts)
-    _assert_same(_in_blocks(1000, books, trades, **opts), whole)
+    whole = _blocks_equal_one_call(1000, books, trades, **opts)
     assert whole.hf.num_rows > 1000  # more than one block of rows was compared
 
 
@@ -128,6 +129,5 @@ def test_raw_arrays_kept_in_blocks_are_the_emitted_rows_own():
 
     books, trades = synthetic_market(3000, levels=5, seed=3)
     opts = dict(keep_raw_arrays=True, hf_emit_interval=0.0)
-    whole = _in_blocks(ONE_BLOCK, books, trades, **opts)
-    _assert_same(_in_blocks(7, books, trades, **opts), whole)
+    whole = _blocks_equal_one_call(7, books, trades, **opts)
     assert whole.hf.column("bid_px").equals(books.column("bid_px"))  # every book emitted, its own levels
