@@ -25,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import book_arrays, book_blocks, layout as feature_layout
+from . import book_arrays, book_blocks, input_tables, layout as feature_layout
 from .pending_tables import PendingTable
 from .time_gaps import GapClock
 from .._kernels.book_engine import BookEngine
@@ -33,12 +33,6 @@ from .._kernels.book_rebuild import BookRebuild
 from ..config import FeatureOptions
 
 STATE_VERSION = 2
-_BOOK_COLS = {"timestamp": pa.int64(), "kind": pa.string(), "nonce": pa.int64(), "prev_nonce": pa.int64(),
-              "bid_px": pa.list_(pa.float64()), "bid_sz": pa.list_(pa.float64()), "ask_px": pa.list_(pa.float64()),
-              "ask_sz": pa.list_(pa.float64())}
-# Bronze format 1 books lack these: every row is a snapshot, without a link to the previous one.
-_OPTIONAL = {"kind": "snapshot", "prev_nonce": None}
-_TRADE_COLS = {"timestamp": pa.int64(), "price": pa.float64(), "amount": pa.float64(), "side": pa.string()}
 _STATS = ("null_timestamp_dropped", "late_dropped")
 ST_SYNCED, ST_RESYNC = 1, 32  # BookRebuild.process status flags (cython_ext/book_rebuild.pyx)
 BLOCK_BOOKS = 4096  # book rows per rebuild + kernel call (FeatureEngine._run)
@@ -64,67 +58,6 @@ def resolve_options(options: FeatureOptions | dict | None = None, **overrides: A
         base = dict(options or {})
     base.update(overrides)
     return FeatureOptions(**base)
-
-
-def _normalise(table: pa.Table | None, columns: dict[str, pa.DataType], what: str) -> pa.Table:
-    """`table` with exactly `columns` (in order, cast, optional ones filled); the ETL's tables
-    already are: returned as they are (the live path calls this per symbol and chunk)."""
-    schema = _SCHEMAS.get(what)
-    if schema is None:
-        schema = _SCHEMAS[what] = pa.schema(list(columns.items()))
-        _EMPTY[what] = schema.empty_table()
-    if table is None:
-        return _EMPTY[what]  # immutable: shared
-    if table.schema.equals(schema):
-        return table
-    seen = _SEEN.get(what)
-    if seen is None or not table.schema.equals(seen[0]):  # the ETL's bronze rows: one shape, looked at once
-        seen = _SEEN[what] = (table.schema, _selectable(table.schema, schema))
-    if seen[1] is not None:
-        picked = table.select(list(columns))  # bronze rows carry more columns (recv_ns, symbol...)
-        return picked if seen[1] else pa.Table.from_arrays(picked.columns, schema=schema)
-    missing = [c for c in columns if c not in table.column_names and c not in _OPTIONAL]
-    if missing:
-        raise ValueError(f"{what} table lacks column(s) {', '.join(missing)}")
-    names = table.column_names
-    return pa.Table.from_arrays([_as_type(table.column(name), t) if name in names
-                                 else pa.array([_OPTIONAL[name]] * table.num_rows, type=t) for name, t in columns.items()],
-                                names=list(columns))
-
-
-def _selectable(given: pa.Schema, schema: pa.Schema) -> bool | None:
-    """Whether a table of schema `given` becomes `schema` by selecting its columns (True), by
-    selecting them and declaring them `schema`'s fields -- they differ in nullability only, as
-    bronze `kind` does (False) -- or needs casts or filled columns (None)."""
-    if any(given.get_field_index(f.name) < 0 for f in schema):
-        return None
-    fields = [given.field(f.name) for f in schema]
-    if pa.schema(fields).equals(schema):
-        return True
-    return False if all(f.type == t.type for f, t in zip(fields, schema)) else None
-
-
-_SCHEMAS: dict[str, pa.Schema] = {}  # what -> the schema _normalise gives
-_EMPTY: dict[str, pa.Table] = {}
-_SEEN: dict[str, tuple[pa.Schema, bool | None]] = {}  # what -> the last input schema and its `_selectable`
-
-
-def _as_type(column: pa.ChunkedArray, dtype: pa.DataType) -> pa.ChunkedArray:
-    return column if column.type == dtype else column.cast(dtype)
-
-
-def _sorted_valid_time(table: pa.Table) -> tuple[pa.Table, np.ndarray, int]:
-    """Drop rows without a timestamp; stable-sort by timestamp if needed.  Also returns the
-    times (numpy), which `process` goes on cutting with instead of reading the column again."""
-    ts = table.column("timestamp")
-    dropped = ts.null_count
-    if dropped:
-        table = table.filter(pc.is_valid(ts))
-    t = table.column("timestamp").to_numpy()
-    if len(t) > 1 and not np.all(t[1:] >= t[:-1]):
-        order = np.argsort(t, kind="stable")
-        table, t = table.take(pa.array(order)), t[order]
-    return table, t, dropped
 
 
 def _ipc(table: pa.Table) -> str:
@@ -159,9 +92,9 @@ class FeatureEngine:
         self._kernel = BookEngine(**feature_layout.kernel_args(self.options))
         self._hf = feature_layout.HfBuilder(self.options)
         self._rebuild = BookRebuild(**feature_layout.rebuild_args(self.options))
-        self._pending_books = _normalise(None, _BOOK_COLS, "books")
-        self._pending_trades = _normalise(None, _TRADE_COLS, "trades")
-        self._untimed_books = _normalise(None, _BOOK_COLS, "books")
+        self._pending_books = input_tables.empty("books")
+        self._pending_trades = input_tables.empty("trades")
+        self._untimed_books = input_tables.empty("books")
         self._pending_resets: list[int] = []
         self._stats = dict.fromkeys(_STATS, 0)
         self.deferred = False  # results as PendingTables, built per chunk for all symbols (features/pending_tables.py)
@@ -196,18 +129,18 @@ class FeatureEngine:
         `complete_before` (ms): the caller has given every book and trade with an earlier time
         (the ETL's watermark), so the books before it are processed now instead of waiting for
         the next trade; trades after the last book still wait for the books."""
-        books = self._time_untimed(_normalise(books, _BOOK_COLS, "books"))
-        trades = _normalise(trades, _TRADE_COLS, "trades")
-        books, bt, nb = _sorted_valid_time(books)
-        trades, tt, nt = _sorted_valid_time(trades)
+        books = self._time_untimed(input_tables.normalise(books, "books"))
+        trades = input_tables.normalise(trades, "trades")
+        books, bt, nb = input_tables.sorted_valid_time(books)
+        trades, tt, nt = input_tables.sorted_valid_time(trades)
         self._stats["null_timestamp_dropped"] += nb + nt
         last = self._kernel.last_ts
         if last is not None:
             (books, bt), (trades, tt) = self._drop_late(books, bt, last), self._drop_late(trades, tt, last)
         if len(self._pending_books):
-            books, bt, _ = _sorted_valid_time(pa.concat_tables([self._pending_books, books]))
+            books, bt, _ = input_tables.sorted_valid_time(pa.concat_tables([self._pending_books, books]))
         if len(self._pending_trades):
-            trades, tt, _ = _sorted_valid_time(pa.concat_tables([self._pending_trades, trades]))
+            trades, tt, _ = input_tables.sorted_valid_time(pa.concat_tables([self._pending_trades, trades]))
         self._pending_resets = sorted(set(self._pending_resets) | {int(r) for r in (resets or ())})
         # Hold back everything from the earlier of the two streams' last times: a later chunk
         # may still bring events of the lagging stream up to there (and trades at equal times
@@ -222,10 +155,9 @@ class FeatureEngine:
             # trade.  Trades after the last book still wait for the books (a lagging book stream
             # must not find them processed and be dropped as late).
             cut = max(cut, min(int(complete_before), last_book + 1))
-        nb = int(np.searchsorted(bt, cut, side="left"))
-        nt = int(np.searchsorted(tt, cut, side="left"))
-        self._pending_books, self._pending_trades = books.slice(nb), trades.slice(nt)
-        return self._run(books.slice(0, nb), trades.slice(0, nt), bars_flush=False, times=(bt[:nb], tt[:nt]))
+        books, self._pending_books = input_tables.cut(books, bt, cut, "books")
+        trades, self._pending_trades = input_tables.cut(trades, tt, cut, "trades")
+        return self._run(books, trades, bars_flush=False, times=(bt[:len(books)], tt[:len(trades)]))
 
     def _time_untimed(self, books: pa.Table) -> pa.Table:
         """Book rows without exchange time (a REST snapshot) take the time of the next timed book
@@ -236,7 +168,7 @@ class FeatureEngine:
             books = pa.concat_tables([self._untimed_books, books])
         ts = books.column("timestamp")
         if ts.null_count == 0:
-            self._untimed_books = _normalise(None, _BOOK_COLS, "books")
+            self._untimed_books = input_tables.empty("books")
             return books
         valid = ts.is_valid().to_numpy(zero_copy_only=False)
         timed = np.flatnonzero(valid)
@@ -255,14 +187,14 @@ class FeatureEngine:
     def flush(self) -> FeatureResult:
         """End of stream: process held-back events and emit the still-open bars (partial)."""
         self._stats["null_timestamp_dropped"] += len(self._untimed_books)
-        self._untimed_books = _normalise(None, _BOOK_COLS, "books")
+        self._untimed_books = input_tables.empty("books")
         books, trades = self._pending_books, self._pending_trades
-        self._pending_books = _normalise(None, _BOOK_COLS, "books")
-        self._pending_trades = _normalise(None, _TRADE_COLS, "trades")
+        self._pending_books = input_tables.empty("books")
+        self._pending_trades = input_tables.empty("trades")
         return self._run(books, trades, bars_flush=True)
 
     def _drop_late(self, table: pa.Table, ts: np.ndarray, last: int) -> tuple[pa.Table, np.ndarray]:
-        """Rows older than `last`: a prefix, the table being time-sorted (`_sorted_valid_time`)."""
+        """Rows older than `last`: a prefix, the table being time-sorted (`input_tables.sorted_valid_time`)."""
         late = int(np.searchsorted(ts, last, side="left"))
         if late:
             self._stats["late_dropped"] += late
@@ -359,10 +291,11 @@ class FeatureEngine:
             kernel = {k: (base64.b64decode(v) if isinstance(v, str) else v) for k, v in payload["kernel"].items()}
             engine._kernel.set_state(kernel)
             engine._rebuild.set_state({k: base64.b64decode(v) for k, v in payload["rebuild"].items()})
-            engine._pending_books = _from_ipc(payload["pending_books"])
+            # normalised: in a checkpoint of an earlier version `kind` is nullable (input_tables._NOT_NULL)
+            engine._pending_books = input_tables.normalise(_from_ipc(payload["pending_books"]), "books")
             if "untimed_books" in payload:
-                engine._untimed_books = _from_ipc(payload["untimed_books"])
-            engine._pending_trades = _from_ipc(payload["pending_trades"])
+                engine._untimed_books = input_tables.normalise(_from_ipc(payload["untimed_books"]), "books")
+            engine._pending_trades = input_tables.normalise(_from_ipc(payload["pending_trades"]), "trades")
             engine._pending_resets = [int(r) for r in payload["pending_resets"]]
             last = payload.get("last_book_ts")
             engine._gaps.last = None if last is None else int(last)

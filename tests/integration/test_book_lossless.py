@@ -29,7 +29,8 @@ from fluxforge.etl.bronze_reader import SegmentReader
 from fluxforge.etl.checkpoint import CheckpointStore
 from fluxforge.etl.runner import EtlRunner
 from fluxforge.features import book_arrays, layout as feature_layout
-from fluxforge.features.engine import FeatureEngine, _sorted_valid_time
+from fluxforge.features.engine import FeatureEngine
+from fluxforge.features.input_tables import sorted_valid_time
 from fluxforge.loopback import LoopbackExchange
 from tests.conftest import SHARED_DATA
 from tests.reference import exchange_book
@@ -100,7 +101,7 @@ def etl_order(segments: list, key: tuple[str, str]) -> pa.Table:
         batches += reader.book_batches()
     parts = [batch[key] for batch in batches if key in batch]
     assert parts, f"{key}: no book rows in {len(segments)} segments (keys {sorted(set().union(*batches))})"
-    table, _times, dropped = _sorted_valid_time(pa.concat_tables(parts))
+    table, _times, dropped = sorted_valid_time(pa.concat_tables(parts))
     assert dropped == 0
     return table
 
