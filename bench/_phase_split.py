@@ -24,7 +24,7 @@ PHASES: dict[str, list[tuple[str, str]]] = {
                                      ("fluxforge.etl.bronze_reader", "SegmentReader._read")],
     "grouping (time fill, sort+take)": [("fluxforge.etl.segment_feed", "book_batch"),
                                         ("fluxforge.etl.segment_feed", "trades_by_symbol"),
-                                        ("fluxforge.etl.segment_feed", "tickers_by_symbol"),
+                                        ("fluxforge.etl.ticker_rows", "by_symbol"),
                                         ("fluxforge.etl.segment_feed", "reset_rows")],
     "kernels (engines' process)": [("fluxforge.features.engine", "FeatureEngine.process"),
                                    ("fluxforge.etl.trade_products", "TradeProducts.process")],

@@ -106,7 +106,7 @@ def main() -> None:
 _PHASES = [("the feed (SegmentFeeder.feed_chunk)", "fluxforge.etl.segment_feed:SegmentFeeder", "feed_chunk"),
            ("  split by symbol: books", "fluxforge.etl.segment_feed", "book_batch"),
            ("  split by symbol: trades", "fluxforge.etl.segment_feed", "trades_by_symbol"),
-           ("  split by symbol: tickers", "fluxforge.etl.segment_feed", "tickers_by_symbol"),
+           ("  split by symbol: tickers", "fluxforge.etl.ticker_rows", "by_symbol"),
            ("  add trades (dedupe, merge with held)", "fluxforge.etl.engines:SymbolFeed", "add_trades"),
            ("  add tickers", "fluxforge.etl.engines:SymbolFeed", "add_tickers"),
            ("  push books (watermark, held rows)", "fluxforge.etl.engines:SymbolFeed", "push"),

@@ -47,10 +47,10 @@ def sort_times(table: pa.Table | pa.RecordBatch) -> np.ndarray:
     ts_col = table.column("timestamp")
     if ts_col.null_count == 0:  # the usual case: the receive times are not needed
         return ts_col.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
-    return _times(table)[0]
+    return receive_ordered_times(table)[0]
 
 
-def _times(table: pa.Table | pa.RecordBatch) -> tuple[np.ndarray, np.ndarray]:
+def receive_ordered_times(table: pa.Table | pa.RecordBatch) -> tuple[np.ndarray, np.ndarray]:
     """Exchange ms (null -> receive time in ms) and receive ns as int64 arrays."""
     recv = table.column("recv_ns").to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
     ts_col = table.column("timestamp")
@@ -61,7 +61,7 @@ def _times(table: pa.Table | pa.RecordBatch) -> tuple[np.ndarray, np.ndarray]:
     return ts.astype(np.int64, copy=False), recv
 
 
-def _group_order(table: pa.Table, ts: np.ndarray) -> tuple[np.ndarray, list[tuple[Key, int, int]]]:
+def group_order(table: pa.Table, ts: np.ndarray) -> tuple[np.ndarray, list[tuple[Key, int, int]]]:
     """One stable order of all rows by ((exchange, symbol), time) and each key's [start, end) in it."""
     ex = pc.dictionary_encode(table.column("exchange")).combine_chunks()
     sym = pc.dictionary_encode(table.column("symbol")).combine_chunks()
@@ -207,13 +207,6 @@ def trades_by_symbol(table: pa.Table | None) -> dict[Key, pa.Table]:
     return dict(_split(table.select(TRADE_COLUMNS)))
 
 
-def tickers_by_symbol(table: pa.Table | None) -> dict[Key, pa.Table]:
-    """Raw ticker rows per symbol, sorted by time."""
-    if table is None or table.num_rows == 0:
-        return {}
-    return dict(_split(table.select(TICKER_COLUMNS)))
-
-
 def reset_rows(table: pa.Table | None) -> list[tuple[str, str | None, int]]:
     """(exchange, symbol or None, recv_ns) of the gap/resync/reconnect rows of raw event rows."""
     if table is None or table.num_rows == 0:
@@ -229,8 +222,8 @@ def _split(table: pa.Table) -> Iterator[tuple[Key, pa.Table]]:
     One `take` reorders the whole batch; each symbol is then a zero-copy slice."""
     if table.num_rows == 0:
         return
-    ts, _recv = _times(table)
-    order, groups = _group_order(table, ts)
+    ts, _recv = receive_ordered_times(table)
+    order, groups = group_order(table, ts)
     body = table.drop_columns(["exchange", "symbol"])
     if (np.diff(order) != 1).any():
         body = body.take(pa.array(order))

@@ -56,6 +56,7 @@ from ..config import DEFAULT_MAX_GAP_MS, FeatureOptions, TradeOptions
 from .bronze_reader import Key, sort_times
 from .carry import Carry
 from .ticker_products import TICKER_ISSUE_KINDS, TICKER_ISSUES
+from .ticker_rows import TickerRows
 from .trade_dedupe import SeenIds, drop_repeated
 
 NO_EVENT = -1  # a pending reset carried from an earlier segment: any book resolves it
@@ -148,7 +149,7 @@ class SymbolFeed:
         self._trade_clock, self._book_recv = carry.trade_clock, carry.book_recv
         self._trade_break = carry.trade_break
         self.add_trades(trades)
-        self.tickers, self._kts, self._ticker_pos = carry.tickers, _ts(carry.tickers), 0
+        self.tickers, self._ticker_pos = TickerRows.from_table(carry.tickers), 0  # numpy: etl/ticker_rows.py
         self._held = carry.books
         self._events = [NO_EVENT] if carry.pending_reset else []
         self.add_events(events_recv_ns)
@@ -189,16 +190,13 @@ class SymbolFeed:
         self._trade_pos = 0
         self._trade_head = _later(self._trade_head, int(self._tts[-1]) if len(self._tts) else None)
 
-    def add_tickers(self, tickers: pa.Table | None) -> None:
-        """More of the segment's ticker rows (time-sorted); rows without exchange time are counted, not used."""
-        if tickers is None or tickers.num_rows == 0:
-            return
-        self.new_tickers += tickers.num_rows
-        tickers, untimed = _timed(tickers)
+    def add_tickers(self, tickers: TickerRows, untimed: int = 0) -> None:
+        """More of the segment's ticker rows (with exchange time, sorted: ticker_rows.by_symbol) and
+        how many it had without one (counted, not used)."""
+        self.new_tickers += len(tickers) + untimed
         self.untimed_tickers += untimed
-        rest = self.tickers.slice(self._ticker_pos) if self.tickers is not None else None
-        self.tickers, self._kts = _concat_sorted(rest, tickers)
-        self._ticker_pos = 0
+        if len(tickers):
+            self.tickers, self._ticker_pos = self.tickers.slice(self._ticker_pos).then(tickers), 0
 
     def add_events(self, events_recv_ns: list[int]) -> None:
         """More reset events (receive ns) of this symbol, resolved against the books pushed next."""
@@ -234,19 +232,18 @@ class SymbolFeed:
     def finish(self) -> Carry:
         """Feed what is older than the watermark; return the carry for the next segment."""
         books = self._held
-        if self._book_head is not None or self._trade_head is not None or len(self._kts):
+        if self._book_head is not None or self._trade_head is not None or len(self.tickers):
             books = self._feed_before(books, _ts(books), self._watermark())
         trades = self.trades.slice(self._trade_pos) if self.trades is not None else None
-        tickers = self.tickers.slice(self._ticker_pos) if self.tickers is not None else None
         return Carry(books if books is not None and books.num_rows else None,
                      trades if trades is not None and trades.num_rows else None,
                      list(self._resets), bool(self._events), self._book_head, self._trade_head,
-                     self._trade_ids.ids, tickers=tickers if tickers is not None and tickers.num_rows else None,
+                     self._trade_ids.ids, tickers=self.tickers.slice(self._ticker_pos).to_table(),
                      trade_clock=self._trade_clock, book_recv=self._book_recv, trade_break=self._trade_break)
 
     def _watermark(self) -> int:
         """Everything older than this has arrived (up to `reorder_ms` of lateness)."""
-        heads = [t for t in (self._book_head, self._trade_head) if t is not None] or [int(self._kts[-1])]
+        heads = [t for t in (self._book_head, self._trade_head) if t is not None] or [int(self.tickers.ts[-1])]
         newest = max(heads) - MAX_CARRY_FACTOR * self.reorder_ms
         if len(heads) < 2:  # one stream not seen yet: it may only be lagging
             return newest
@@ -293,13 +290,13 @@ class SymbolFeed:
         cut = int(np.searchsorted(ts, until, side="left"))
         t_end = int(np.searchsorted(self._tts, until, side="left"))
         r_end = int(np.searchsorted(np.asarray(self._resets, dtype=np.int64), until, side="left"))
-        k_end = int(np.searchsorted(self._kts, until, side="left"))
+        k_end = int(np.searchsorted(self.tickers.ts, until, side="left"))
         if cut or t_end > self._trade_pos or r_end or k_end > self._ticker_pos:
             trades = self.trades.slice(self._trade_pos, t_end - self._trade_pos) if self.trades is not None else None
             self._trade_pos = max(self._trade_pos, t_end)
             extra = {}
             if k_end > self._ticker_pos:
-                extra["tickers"] = self.tickers.slice(self._ticker_pos, k_end - self._ticker_pos)
+                extra["tickers"] = self.tickers.slice(self._ticker_pos, k_end)
                 self._ticker_pos = k_end
             resets = self._resets[:r_end]
             del self._resets[:r_end]

@@ -22,7 +22,8 @@ import pyarrow as pa
 
 from ..features import table_blocks
 from ..logs import get_logger
-from .bronze_reader import Key, book_batch, reset_rows, tickers_by_symbol, trades_by_symbol
+from . import ticker_rows
+from .bronze_reader import Key, book_batch, reset_rows, trades_by_symbol
 from .engines import EngineBank, FeatureOutput, SymbolFeed
 from .naming import product_tree
 from .ticker_products import TICKER_ISSUE_KINDS
@@ -90,9 +91,9 @@ class SegmentFeeder:
         for key, table in sorted(trades_by_symbol(trades).items()):
             if self._wanted(key):
                 self._feed(key).add_trades(table)
-        for key, table in sorted(tickers_by_symbol(tickers).items()):
+        for key, (rows, untimed) in sorted(ticker_rows.by_symbol(tickers).items()):
             if self._wanted(key):
-                self._feed(key).add_tickers(table)
+                self._feed(key).add_tickers(rows, untimed)
         for piece in books:
             for key, table in book_batch(piece).items():
                 if self._wanted(key):

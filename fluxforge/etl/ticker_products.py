@@ -11,8 +11,10 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from ..features import book_arrays, ticker_layout
+from ..features import ticker_layout
 from ..features.pending_tables import PendingTable
+from . import ticker_rows
+from .ticker_rows import TickerRows
 
 # What the ETL reports of a symbol's tickers per segment (`segment_done`, `fluxforge status`, the
 # fluxforge_etl_ticker_rows_flagged metric): kind -> the TickerProducts.stats() counter.  Dropped: late,
@@ -21,6 +23,7 @@ TICKER_ISSUES = {"late": "late_dropped", "duplicate": "duplicates", "crossed": "
 TICKER_ISSUE_KINDS = ("late", "duplicate", "untimed", "crossed", "missing_side")
 
 _QUOTES = [ticker_layout.TICKER_FIELDS.index("bid"), ticker_layout.TICKER_FIELDS.index("ask")]
+_INF = float("inf")
 
 
 class TickerProducts:
@@ -38,22 +41,19 @@ class TickerProducts:
         began) and `missing_side`: rows kept without a positive finite bid or ask (since this object was made)."""
         return {**self._kernel.stats(), "missing_side": self._missing_side}
 
-    def process(self, tickers: pa.Table | None, resets: np.ndarray, later: bool = False) -> pa.Table | PendingTable | None:
-        """Feed time-sorted ticker rows (bronze columns) and sorted resets (ms); the rows they make
-        (later: as a PendingTable, features/pending_tables.py)."""
-        if (tickers is None or tickers.num_rows == 0) and not len(resets):
+    def process(self, tickers: TickerRows | pa.Table | None, resets: np.ndarray,
+                later: bool = False) -> pa.Table | PendingTable | None:
+        """Feed time-sorted ticker rows with exchange time (etl/ticker_rows.py, or a table of bronze
+        columns) and sorted resets (ms); the rows they make (later: a PendingTable, features/pending_tables.py)."""
+        if (tickers is None or not len(tickers)) and not len(resets):
             return None  # nothing for the kernel to do (most chunks of a symbol without tickers)
-        if tickers is None or tickers.num_rows == 0:
-            ts = np.zeros(0, dtype=np.int64)
-            values = np.zeros((0, len(ticker_layout.TICKER_INPUTS)), dtype=np.float64)
-        else:
-            ts = np.ascontiguousarray(book_arrays.int64_column(tickers, "timestamp"))
-            values = np.ascontiguousarray(np.column_stack(
-                [book_arrays.float_column(tickers, c) for c in ticker_layout.TICKER_INPUTS]))
-        rows = self._kernel.process(ts, values, np.ascontiguousarray(resets, dtype=np.int64))
-        if len(rows):
-            quotes = rows[:, _QUOTES]  # the kept rows' bid and ask
-            self._missing_side += int(len(rows) - (np.isfinite(quotes) & (quotes > 0)).all(axis=1).sum())
+        if isinstance(tickers, pa.Table):
+            tickers = TickerRows.from_table(tickers)
+        tickers = tickers or ticker_rows.EMPTY
+        rows = self._kernel.process(np.ascontiguousarray(tickers.ts), np.ascontiguousarray(tickers.values),
+                                    np.ascontiguousarray(resets, dtype=np.int64))
+        if len(rows):  # the kept rows' bid and ask: not both finite and positive (a row or two: no numpy)
+            self._missing_side += sum(not (0 < bid < _INF and 0 < ask < _INF) for bid, ask in rows[:, _QUOTES].tolist())
         return ticker_layout.ticker_table(self.horizons, rows, later=later) if len(rows) else None
 
     def get_state(self) -> dict[str, bytes]:

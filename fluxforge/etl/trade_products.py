@@ -26,6 +26,7 @@ from ..features.pending_tables import PendingTable
 from ..features.time_gaps import GapClock
 from .naming import product_tree
 from .ticker_products import TickerProducts
+from .ticker_rows import TickerRows
 
 STATE_VERSION = 2  # 2: per-trade features (trade_features.pyx), ticker features ("ticker") and the gap clock
 Products = dict[tuple[str, int], pa.Table | PendingTable]  # (tree, parameter e.g. duration s) -> rows
@@ -80,7 +81,7 @@ class TradeProducts:
         return self._ticker.stats()
 
     def process(self, trades: pa.Table | None, resets: list[int] | None = None,
-                until: int | None = None, tickers: pa.Table | None = None) -> Products:
+                until: int | None = None, tickers: TickerRows | pa.Table | None = None) -> Products:
         """Feed time-sorted trades, tickers and resets; close bars that end by `until` (ms, exchange time)."""
         if trades is None or trades.num_rows == 0:
             tts = np.zeros(0, dtype=np.int64)
@@ -173,7 +174,7 @@ class PairedEngine:
         return self.products.ticker_stats()
 
     def process(self, books: pa.Table | None, trades: pa.Table | None = None,
-                resets: list[int] | None = None, tickers: pa.Table | None = None,
+                resets: list[int] | None = None, tickers: TickerRows | pa.Table | None = None,
                 complete_before: int | None = None) -> PairedResult:
         result = self.engine.process(books, trades, resets=resets, complete_before=complete_before)
         until = None

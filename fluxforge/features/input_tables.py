@@ -55,8 +55,8 @@ def normalise(table: pa.Table | None, what: str) -> pa.Table:
         raise ValueError(f"{what} table lacks column(s) {', '.join(missing)}")
     names = table.column_names
     return pa.Table.from_arrays([_as_type(table.column(name), t) if name in names
-                                 else pa.array([_OPTIONAL[name]] * table.num_rows, type=t) for name, t in columns.items()],
-                                schema=schema)
+                                 else pa.array([_OPTIONAL[name]] * table.num_rows, type=t)
+                                 for name, t in columns.items()], schema=schema)
 
 
 def _selectable(given: pa.Schema, schema: pa.Schema) -> bool | None:

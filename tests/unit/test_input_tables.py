@@ -23,9 +23,9 @@ def _books(times, kind=None, extra=False):
     cols["kind"] = pa.array(kind or ["snapshot"] * n, pa.string())
     cols["nonce"] = pa.array(range(1, n + 1), pa.int64())
     cols["prev_nonce"] = pa.array([None] * n, pa.int64())
-    for side, base in (("bid", 100.0), ("ask", 100.5)):
-        cols[f"{side}_px"] = pa.array([[base - 0.1 * (i % 3), base - 0.2] if side == "bid" else [base + 0.1 * (i % 3), base + 0.2]
-                                       for i in range(n)], pa.list_(pa.float64()))
+    for side, base, sign in (("bid", 100.0, -1), ("ask", 100.5, 1)):
+        cols[f"{side}_px"] = pa.array([[base + sign * 0.1 * (i % 3), base + sign * 0.2] for i in range(n)],
+                                      pa.list_(pa.float64()))
         cols[f"{side}_sz"] = pa.array([[1.0 + i, 2.0] for i in range(n)], pa.list_(pa.float64()))
     table = pa.table(cols)
     if extra:  # as bronze declares them

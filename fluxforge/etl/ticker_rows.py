@@ -1,0 +1,97 @@
+"""A symbol's ticker rows as numpy: a chunk's ticker table converted once for all its symbols.
+
+Why: a symbol's ticker comes about once a second, and the live path feeds every symbol a chunk
+per collector flush.  Taken through Arrow per symbol -- split off the chunk, merged with the rows
+held at the watermark, sliced, then eight columns converted for the kernel -- one row cost ~100 us
+a symbol and flush, a fifth of the live feed.  Here the chunk's columns are converted once
+(`by_symbol`), a symbol's rows are slices of them, the rows a `SymbolFeed` holds (etl/engines.py)
+stay numpy, and only the checkpoint's carry is a table (`to_table` / `from_table`).  The rows
+and their order are the Arrow path's: sorted by exchange time, stable, the rows without one
+counted and left out; a null value is NaN, as the kernel reads it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from ..features import book_arrays
+from ..features.ticker_layout import TICKER_INPUTS
+from .bronze_reader import Key, group_order, receive_ordered_times
+
+_INPUTS = len(TICKER_INPUTS)
+
+
+@dataclass(frozen=True)
+class TickerRows:
+    """Ticker rows of one symbol with an exchange time, sorted by it (stable)."""
+
+    ts: np.ndarray      # int64 exchange ms
+    recv: np.ndarray    # int64 receive ns
+    values: np.ndarray  # float64 (rows, TICKER_INPUTS), null as NaN
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+    def slice(self, start: int, stop: int | None = None) -> "TickerRows":
+        return TickerRows(self.ts[start:stop], self.recv[start:stop], self.values[start:stop])
+
+    def then(self, more: "TickerRows") -> "TickerRows":
+        """These rows and `more` (later received), sorted by exchange time (stable)."""
+        if not len(self):
+            return more
+        if not len(more):
+            return self
+        ts = np.concatenate([self.ts, more.ts])
+        rows = TickerRows(ts, np.concatenate([self.recv, more.recv]), np.concatenate([self.values, more.values]))
+        if more.ts[0] >= self.ts[-1]:
+            return rows
+        order = np.argsort(ts, kind="stable")
+        return TickerRows(ts[order], rows.recv[order], rows.values[order])
+
+    def to_table(self) -> pa.Table | None:
+        """As the checkpoint's carry stores them (None: no rows)."""
+        if not len(self):
+            return None
+        cols = {"timestamp": pa.array(self.ts, pa.int64()), "recv_ns": pa.array(self.recv, pa.int64())}
+        cols.update({name: pa.array(self.values[:, i], pa.float64()) for i, name in enumerate(TICKER_INPUTS)})
+        return pa.table(cols)
+
+    @classmethod
+    def from_table(cls, table: pa.Table | None) -> "TickerRows":
+        """A carry's rows (all with an exchange time, sorted) -- or any ticker table's: `by_symbol`."""
+        if table is None or table.num_rows == 0:
+            return EMPTY
+        ts, recv, values = _columns(table)
+        return cls(ts, recv, values)
+
+
+EMPTY = TickerRows(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, _INPUTS), np.float64))
+
+
+def _columns(table: pa.Table) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    ts = book_arrays.int64_column(table, "timestamp")  # null: the smallest int64 (callers drop them)
+    recv = book_arrays.int64_column(table, "recv_ns") if "recv_ns" in table.column_names \
+        else np.zeros(table.num_rows, np.int64)  # a table given to the kernel's API: only the carry keeps it
+    values = np.column_stack([book_arrays.float_column(table, c) for c in TICKER_INPUTS]) if table.num_rows \
+        else np.zeros((0, _INPUTS), np.float64)
+    return ts, recv, np.ascontiguousarray(values, dtype=np.float64)
+
+
+def by_symbol(table: pa.Table | None) -> dict[Key, tuple[TickerRows, int]]:
+    """A chunk's raw ticker rows per symbol: those with an exchange time, sorted by it, and how many
+    had none (ordered, as the Arrow path did, by receive time among them, then left out)."""
+    if table is None or table.num_rows == 0:
+        return {}
+    order_ts, _recv = receive_ordered_times(table)
+    order, groups = group_order(table, order_ts)
+    timed = table.column("timestamp").is_valid().to_numpy(zero_copy_only=False)[order]
+    kept = np.concatenate([[0], np.cumsum(timed)])  # timed rows before each position of `order`
+    rows = order[timed]
+    ts, recv, values = (column[rows] for column in _columns(table))
+    out = {}
+    for key, start, end in groups:
+        a, b = int(kept[start]), int(kept[end])
+        out[key] = (TickerRows(ts[a:b], recv[a:b], values[a:b]), (end - start) - (b - a))
+    return out
