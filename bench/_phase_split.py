@@ -23,7 +23,7 @@ PHASES: dict[str, list[tuple[str, str]]] = {
     "bronze decode (Parquet read)": [("fluxforge.etl.bronze_reader", "SegmentReader.raw_book_batches"),
                                      ("fluxforge.etl.bronze_reader", "SegmentReader._read")],
     "grouping (time fill, sort+take)": [("fluxforge.etl.segment_feed", "book_batch"),
-                                        ("fluxforge.etl.segment_feed", "trades_by_symbol"),
+                                        ("fluxforge.etl.trade_rows", "by_symbol"),
                                         ("fluxforge.etl.ticker_rows", "by_symbol"),
                                         ("fluxforge.etl.segment_feed", "reset_rows")],
     "kernels (engines' process)": [("fluxforge.features.engine", "FeatureEngine.process"),

@@ -105,7 +105,7 @@ def main() -> None:
 # (phase, where its function is looked up, the function's name there): nested phases after their parent
 _PHASES = [("the feed (SegmentFeeder.feed_chunk)", "fluxforge.etl.segment_feed:SegmentFeeder", "feed_chunk"),
            ("  split by symbol: books", "fluxforge.etl.segment_feed", "book_batch"),
-           ("  split by symbol: trades", "fluxforge.etl.segment_feed", "trades_by_symbol"),
+           ("  split by symbol: trades", "fluxforge.etl.trade_rows", "by_symbol"),
            ("  split by symbol: tickers", "fluxforge.etl.ticker_rows", "by_symbol"),
            ("  add trades (dedupe, merge with held)", "fluxforge.etl.engines:SymbolFeed", "add_trades"),
            ("  add tickers", "fluxforge.etl.engines:SymbolFeed", "add_tickers"),

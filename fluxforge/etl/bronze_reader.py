@@ -194,6 +194,17 @@ class SegmentReader:
 EVENT_COLUMNS = ["exchange", "symbol", "recv_ns", "event"]
 
 
+def timed_groups(table: pa.Table) -> tuple[np.ndarray, list[tuple[Key, int, int, int]]]:
+    """The rows with an exchange time in one stable order by ((exchange, symbol), time), as positions
+    in `table`, and per key: its [start, end) in that order and how many of its rows had no time (the
+    trades and tickers the engines take: etl/trade_rows.py, etl/ticker_rows.py)."""
+    order_ts, _recv = receive_ordered_times(table)
+    order, groups = group_order(table, order_ts)
+    timed = table.column("timestamp").is_valid().to_numpy(zero_copy_only=False)[order]
+    kept = np.concatenate([[0], np.cumsum(timed)]).tolist()  # timed rows before each position of `order`
+    return order[timed], [(key, kept[s], kept[e], (e - s) - (kept[e] - kept[s])) for key, s, e in groups]
+
+
 def book_batch(table: pa.Table) -> dict[Key, pa.Table]:
     """Raw book rows (file order) as the engines take them: per symbol, timed, sorted by time."""
     table = table.select([c for c in BOOK_COLUMNS if c in table.column_names])

@@ -57,7 +57,8 @@ from .bronze_reader import Key, sort_times
 from .carry import Carry
 from .ticker_products import TICKER_ISSUE_KINDS, TICKER_ISSUES
 from .ticker_rows import TickerRows
-from .trade_dedupe import SeenIds, drop_repeated
+from .trade_dedupe import SeenIds, new_ids
+from ..features.trade_rows import TradeRows
 
 NO_EVENT = -1  # a pending reset carried from an earlier segment: any book resolves it
 MAX_CARRY_FACTOR = 12  # carry at most 12 reorder windows (1 minute by default) behind the newest row
@@ -137,18 +138,15 @@ class FeatureOutput:
 class SymbolFeed:
     """Feeds one symbol's engine for one segment (see the module docstring for the rules)."""
 
-    def __init__(self, engine, carry: Carry, trades: pa.Table | None, events_recv_ns: list[int], reorder_ms: int):
+    def __init__(self, engine, carry: Carry, events_recv_ns: list[int], reorder_ms: int):
         self.engine = engine
         self.reorder_ms = reorder_ms
         self.new_trades = self.untimed = self.duplicate_trades = self.new_tickers = self.untimed_tickers = 0
         self._trade_ids = SeenIds(carry.trade_ids)
-        self.trades = carry.trades
-        self._tts = _ts(self.trades)
-        self._trade_pos = 0
-        self._trade_head = _later(carry.trade_head, int(self._tts[-1]) if len(self._tts) else None)
+        self.trades, self._trade_pos = TradeRows.from_table(carry.trades), 0  # numpy: etl/trade_rows.py
+        self._trade_head = _later(carry.trade_head, int(self.trades.ts[-1]) if len(self.trades) else None)
         self._trade_clock, self._book_recv = carry.trade_clock, carry.book_recv
         self._trade_break = carry.trade_break
-        self.add_trades(trades)
         self.tickers, self._ticker_pos = TickerRows.from_table(carry.tickers), 0  # numpy: etl/ticker_rows.py
         self._held = carry.books
         self._events = [NO_EVENT] if carry.pending_reset else []
@@ -174,21 +172,21 @@ class SymbolFeed:
         return {k: self.untimed_tickers if k == "untimed" else after[k] - self._tickers_before[k]
                 for k in TICKER_ISSUE_KINDS}
 
-    def add_trades(self, trades: pa.Table | None) -> None:
-        """More of the segment's trades (time-sorted): all at once for a segment, or chunk by chunk
-        when the segment is fed in the pieces the live path read (etl/chunk_log.py)."""
-        if trades is None or trades.num_rows == 0:
-            return
-        self.new_trades += trades.num_rows
-        trades, untimed = _timed(trades)
+    def add_trades(self, trades: TradeRows, untimed: int = 0) -> None:
+        """More of the segment's trades (with exchange time, sorted: trade_rows.by_symbol) and how many
+        it had without one: all at once for a segment, or chunk by chunk when the segment is fed in
+        the pieces the live path read (etl/chunk_log.py)."""
+        self.new_trades += len(trades) + untimed
         self.untimed += untimed
-        trades, duplicates = drop_repeated(trades, self._trade_ids, _ts(trades))
+        if not len(trades):
+            return
+        keep, duplicates = new_ids(trades.ids, trades.ts, self._trade_ids)
+        if duplicates:
+            trades = trades.take(keep)
         self.duplicate_trades += duplicates
         self._trade_clock = _last_received(self._trade_clock, trades)
-        rest = self.trades.slice(self._trade_pos) if self.trades is not None else None
-        self.trades, self._tts = _concat_sorted(rest, trades)
-        self._trade_pos = 0
-        self._trade_head = _later(self._trade_head, int(self._tts[-1]) if len(self._tts) else None)
+        self.trades, self._trade_pos = self.trades.slice(self._trade_pos).then(trades), 0
+        self._trade_head = _later(self._trade_head, int(self.trades.ts[-1]) if len(self.trades) else None)
 
     def add_tickers(self, tickers: TickerRows, untimed: int = 0) -> None:
         """More of the segment's ticker rows (with exchange time, sorted: ticker_rows.by_symbol) and
@@ -234,9 +232,7 @@ class SymbolFeed:
         books = self._held
         if self._book_head is not None or self._trade_head is not None or len(self.tickers):
             books = self._feed_before(books, _ts(books), self._watermark())
-        trades = self.trades.slice(self._trade_pos) if self.trades is not None else None
-        return Carry(books if books is not None and books.num_rows else None,
-                     trades if trades is not None and trades.num_rows else None,
+        return Carry(books if books is not None and books.num_rows else None, self.trades.slice(self._trade_pos).to_table(),
                      list(self._resets), bool(self._events), self._book_head, self._trade_head,
                      self._trade_ids.ids, tickers=self.tickers.slice(self._ticker_pos).to_table(),
                      trade_clock=self._trade_clock, book_recv=self._book_recv, trade_break=self._trade_break)
@@ -288,11 +284,11 @@ class SymbolFeed:
         if self._fed_until is not None:
             until = max(until, self._fed_until)  # never go back in time
         cut = int(np.searchsorted(ts, until, side="left"))
-        t_end = int(np.searchsorted(self._tts, until, side="left"))
+        t_end = int(np.searchsorted(self.trades.ts, until, side="left"))
         r_end = int(np.searchsorted(np.asarray(self._resets, dtype=np.int64), until, side="left"))
         k_end = int(np.searchsorted(self.tickers.ts, until, side="left"))
         if cut or t_end > self._trade_pos or r_end or k_end > self._ticker_pos:
-            trades = self.trades.slice(self._trade_pos, t_end - self._trade_pos) if self.trades is not None else None
+            trades = self.trades.slice(self._trade_pos, max(self._trade_pos, t_end))
             self._trade_pos = max(self._trade_pos, t_end)
             extra = {}
             if k_end > self._ticker_pos:
@@ -321,16 +317,15 @@ def _ticker_counts(engine) -> dict[str, int]:
     return {kind: int(counts.get(key, 0)) for kind, key in TICKER_ISSUES.items()}
 
 
-def _last_received(clock: tuple[int, int] | None, trades: pa.Table | None) -> tuple[int, int] | None:
+def _last_received(clock: tuple[int, int] | None, trades: TradeRows) -> tuple[int, int] | None:
     """(exchange ms, receive ns) of the trade received last, `clock` or a later one (rows of one
     message share a receive time: the newest exchange time among them)."""
-    if trades is None or trades.num_rows == 0:
+    if not len(trades):
         return clock
-    recv = trades.column("recv_ns").to_numpy()
-    r = int(recv.max())
+    r = int(trades.recv.max())
     if clock is not None and r < clock[1]:
         return clock
-    t = int(_ts(trades)[recv == r].max())
+    t = int(trades.ts[trades.recv == r].max())
     return (max(t, clock[0]), r) if clock is not None and r == clock[1] else (t, r)
 
 

@@ -22,8 +22,8 @@ import pyarrow as pa
 
 from ..features import table_blocks
 from ..logs import get_logger
-from . import ticker_rows
-from .bronze_reader import Key, book_batch, reset_rows, trades_by_symbol
+from . import ticker_rows, trade_rows
+from .bronze_reader import Key, book_batch, reset_rows
 from .engines import EngineBank, FeatureOutput, SymbolFeed
 from .naming import product_tree
 from .ticker_products import TICKER_ISSUE_KINDS
@@ -73,7 +73,7 @@ class SegmentFeeder:
                     part.deferred = True
             self._before[key] = _book_counters(st.engine)
             engine = PairedEngine(st.engine, st.products) if st.products is not None else st.engine
-            f = self.feeds[key] = SymbolFeed(engine, st.carry, None, [], self.bank.reorder_ms)
+            f = self.feeds[key] = SymbolFeed(engine, st.carry, [], self.bank.reorder_ms)
         if key not in self._evented:  # this chunk's events reach a symbol before its rows
             self._evented.add(key)
             f.add_events(_events_for(self._events, key))
@@ -88,9 +88,9 @@ class SegmentFeeder:
         for key in sorted(_event_keys(self._events, self.bank, self.feeds)):
             if self._wanted(key):
                 self._feed(key)
-        for key, table in sorted(trades_by_symbol(trades).items()):
+        for key, (rows, untimed) in sorted(trade_rows.by_symbol(trades).items()):
             if self._wanted(key):
-                self._feed(key).add_trades(table)
+                self._feed(key).add_trades(rows, untimed)
         for key, (rows, untimed) in sorted(ticker_rows.by_symbol(tickers).items()):
             if self._wanted(key):
                 self._feed(key).add_tickers(rows, untimed)

@@ -11,25 +11,24 @@ counted and left out; a null value is NaN, as the kernel reads it.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import pyarrow as pa
 
 from ..features import book_arrays
 from ..features.ticker_layout import TICKER_INPUTS
-from .bronze_reader import Key, group_order, receive_ordered_times
+from .bronze_reader import Key, timed_groups
 
 _INPUTS = len(TICKER_INPUTS)
 
 
-@dataclass(frozen=True)
 class TickerRows:
     """Ticker rows of one symbol with an exchange time, sorted by it (stable)."""
 
-    ts: np.ndarray      # int64 exchange ms
-    recv: np.ndarray    # int64 receive ns
-    values: np.ndarray  # float64 (rows, TICKER_INPUTS), null as NaN
+    __slots__ = ("ts", "recv", "values")
+
+    def __init__(self, ts: np.ndarray, recv: np.ndarray, values: np.ndarray):
+        self.ts, self.recv = ts, recv  # int64 exchange ms, int64 receive ns
+        self.values = values           # float64 (rows, TICKER_INPUTS), null as NaN
 
     def __len__(self) -> int:
         return len(self.ts)
@@ -84,14 +83,6 @@ def by_symbol(table: pa.Table | None) -> dict[Key, tuple[TickerRows, int]]:
     had none (ordered, as the Arrow path did, by receive time among them, then left out)."""
     if table is None or table.num_rows == 0:
         return {}
-    order_ts, _recv = receive_ordered_times(table)
-    order, groups = group_order(table, order_ts)
-    timed = table.column("timestamp").is_valid().to_numpy(zero_copy_only=False)[order]
-    kept = np.concatenate([[0], np.cumsum(timed)])  # timed rows before each position of `order`
-    rows = order[timed]
+    rows, groups = timed_groups(table)
     ts, recv, values = (column[rows] for column in _columns(table))
-    out = {}
-    for key, start, end in groups:
-        a, b = int(kept[start]), int(kept[end])
-        out[key] = (TickerRows(ts[a:b], recv[a:b], values[a:b]), (end - start) - (b - a))
-    return out
+    return {key: (TickerRows(ts[a:b], recv[a:b], values[a:b]), untimed) for key, a, b, untimed in groups}

@@ -38,7 +38,13 @@ def drop_repeated(trades: pa.Table | None, seen: SeenIds, ts: np.ndarray) -> tup
     within; `seen` is updated and pruned in place.  Returns (kept, dropped)."""
     if trades is None or trades.num_rows == 0 or "trade_id" not in trades.column_names:
         return trades, 0
-    ids = trades.column("trade_id").to_pylist()
+    keep, dropped = new_ids(trades.column("trade_id").to_pylist(), ts, seen)
+    return (trades.filter(pa.array(keep)) if dropped else trades), dropped
+
+
+def new_ids(ids, ts: np.ndarray, seen: SeenIds) -> tuple[np.ndarray, int]:
+    """Which of the trades with ids `ids` (None: no id) and exchange ms `ts` (time-sorted) are not
+    repeats, as a boolean mask, and how many are; `seen` is updated and pruned in place."""
     keep = np.ones(len(ids), dtype=bool)
     known, newest, ordered = seen.ids, seen.newest, seen.ordered
     last = next(reversed(known.values())) if known else None  # the time of the id seen last
@@ -55,8 +61,7 @@ def drop_repeated(trades: pa.Table | None, seen: SeenIds, ts: np.ndarray) -> tup
         newest = t if newest is None or t > newest else newest
     seen.newest, seen.ordered = newest, ordered
     _prune(seen)
-    dropped = int(len(ids) - keep.sum())
-    return (trades.filter(pa.array(keep)) if dropped else trades), dropped
+    return keep, int(len(ids) - keep.sum())
 
 
 def _prune(seen: SeenIds) -> None:

@@ -21,9 +21,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..config import TradeOptions
-from ..features import book_arrays, ticker_layout, trade_layout
+from ..features import ticker_layout, trade_layout, trade_rows
 from ..features.pending_tables import PendingTable
 from ..features.time_gaps import GapClock
+from ..features.trade_rows import TradeRows
 from .naming import product_tree
 from .ticker_products import TickerProducts
 from .ticker_rows import TickerRows
@@ -80,18 +81,12 @@ class TradeProducts:
         """The ticker kernel's counters (late, duplicate, crossed, missing a side): ticker_products.TickerProducts."""
         return self._ticker.stats()
 
-    def process(self, trades: pa.Table | None, resets: list[int] | None = None,
+    def process(self, trades: TradeRows | pa.Table | None, resets: list[int] | None = None,
                 until: int | None = None, tickers: TickerRows | pa.Table | None = None) -> Products:
-        """Feed time-sorted trades, tickers and resets; close bars that end by `until` (ms, exchange time)."""
-        if trades is None or trades.num_rows == 0:
-            tts = np.zeros(0, dtype=np.int64)
-            px = amt = np.zeros(0, dtype=np.float64)
-            side = np.zeros(0, dtype=np.int8)
-        else:
-            tts = np.ascontiguousarray(book_arrays.int64_column(trades, "timestamp"))
-            px = book_arrays.float_column(trades, "price")
-            amt = book_arrays.float_column(trades, "amount")
-            side = np.ascontiguousarray(book_arrays.side_column(trades))
+        """Feed time-sorted trades (etl/trade_rows.py, or a table of bronze columns), tickers and resets;
+        close bars that end by `until` (ms, exchange time)."""
+        fed = TradeRows.from_table(trades) if isinstance(trades, pa.Table) else (trades or trade_rows.EMPTY)
+        tts, px, amt, side = fed.ts, fed.price, fed.amount, fed.side
         valid = np.isfinite(px) & np.isfinite(amt) & (px > 0) & (amt > 0)  # the trades the kernels count
         res = np.asarray(sorted(set(resets or ()) | set(self._gaps.resets(tts[valid]))), dtype=np.int64)
         limit = np.iinfo(np.int64).min if until is None else int(until)
@@ -104,7 +99,7 @@ class TradeProducts:
             rows, index = self._per_trade.process(tts, px, amt, side, res)
             if len(rows):
                 out[(trade_layout.TRADES, 0)] = trade_layout.per_trade_table(
-                    self.options.horizons, rows, _trade_ids(trades).take(pa.array(index)), side[index])
+                    self.options.horizons, rows, pa.array(fed.ids[index], pa.string()), side[index])
         # tickers reset on events only: a pause in trading (the trade clock's gaps) says nothing about quotes
         ticker_rows = self._ticker.process(tickers, np.asarray(sorted(set(resets or ())), dtype=np.int64),
                                            later=self.deferred)
@@ -145,12 +140,6 @@ class TradeProducts:
         return products
 
 
-def _trade_ids(trades: pa.Table | None) -> pa.ChunkedArray:
-    if trades is not None and "trade_id" in trades.column_names:
-        return trades.column("trade_id")
-    return pa.chunked_array([pa.nulls(0 if trades is None else trades.num_rows, pa.string())])
-
-
 @dataclass
 class PairedResult:
     hf: pa.Table | None
@@ -173,7 +162,7 @@ class PairedEngine:
     def ticker_stats(self) -> dict[str, int]:
         return self.products.ticker_stats()
 
-    def process(self, books: pa.Table | None, trades: pa.Table | None = None,
+    def process(self, books: pa.Table | None, trades: TradeRows | pa.Table | None = None,
                 resets: list[int] | None = None, tickers: TickerRows | pa.Table | None = None,
                 complete_before: int | None = None) -> PairedResult:
         result = self.engine.process(books, trades, resets=resets, complete_before=complete_before)

@@ -25,9 +25,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import book_arrays, book_blocks, input_tables, layout as feature_layout
+from . import book_arrays, book_blocks, input_tables, layout as feature_layout, trade_rows
 from .pending_tables import PendingTable
 from .time_gaps import GapClock
+from .trade_rows import TradeRows
 from .._kernels.book_engine import BookEngine
 from .._kernels.book_rebuild import BookRebuild
 from ..config import FeatureOptions
@@ -93,7 +94,7 @@ class FeatureEngine:
         self._hf = feature_layout.HfBuilder(self.options)
         self._rebuild = BookRebuild(**feature_layout.rebuild_args(self.options))
         self._pending_books = input_tables.empty("books")
-        self._pending_trades = input_tables.empty("trades")
+        self._pending_trades = trade_rows.EMPTY
         self._untimed_books = input_tables.empty("books")
         self._pending_resets: list[int] = []
         self._stats = dict.fromkeys(_STATS, 0)
@@ -122,25 +123,28 @@ class FeatureEngine:
         """Forget all stateful features now (as a reset event would)."""
         self._kernel.reset()
 
-    def process(self, books: pa.Table | None, trades: pa.Table | None = None,
+    def process(self, books: pa.Table | None, trades: TradeRows | pa.Table | None = None,
                 resets: Iterable[int] | None = None, complete_before: int | None = None) -> FeatureResult:
         """Features of one chunk: hf rows for emitted snapshots, bars closed by this chunk.
 
         `complete_before` (ms): the caller has given every book and trade with an earlier time
         (the ETL's watermark), so the books before it are processed now instead of waiting for
-        the next trade; trades after the last book still wait for the books."""
+        the next trade; trades after the last book still wait for the books.  Trades: `TradeRows`
+        (timed and sorted: the ETL's) or a table."""
         books = self._time_untimed(input_tables.normalise(books, "books"))
-        trades = input_tables.normalise(trades, "trades")
         books, bt, nb = input_tables.sorted_valid_time(books)
-        trades, tt, nt = input_tables.sorted_valid_time(trades)
+        nt = 0
+        if not isinstance(trades, TradeRows):
+            table, _, nt = input_tables.sorted_valid_time(input_tables.normalise(trades, "trades"))
+            trades = TradeRows.from_table(table)
         self._stats["null_timestamp_dropped"] += nb + nt
         last = self._kernel.last_ts
         if last is not None:
-            (books, bt), (trades, tt) = self._drop_late(books, bt, last), self._drop_late(trades, tt, last)
+            (books, bt), (trades, _) = self._drop_late(books, bt, last), self._drop_late(trades, trades.ts, last)
         if len(self._pending_books):
             books, bt, _ = input_tables.sorted_valid_time(pa.concat_tables([self._pending_books, books]))
-        if len(self._pending_trades):
-            trades, tt, _ = input_tables.sorted_valid_time(pa.concat_tables([self._pending_trades, trades]))
+        trades = self._pending_trades.then(trades)
+        tt = trades.ts
         self._pending_resets = sorted(set(self._pending_resets) | {int(r) for r in (resets or ())})
         # Hold back everything from the earlier of the two streams' last times: a later chunk
         # may still bring events of the lagging stream up to there (and trades at equal times
@@ -156,8 +160,9 @@ class FeatureEngine:
             # must not find them processed and be dropped as late).
             cut = max(cut, min(int(complete_before), last_book + 1))
         books, self._pending_books = input_tables.cut(books, bt, cut, "books")
-        trades, self._pending_trades = input_tables.cut(trades, tt, cut, "trades")
-        return self._run(books, trades, bars_flush=False, times=(bt[:len(books)], tt[:len(trades)]))
+        nt = int(np.searchsorted(tt, cut, side="left"))
+        trades, self._pending_trades = trades.slice(0, nt), trades.slice(nt)
+        return self._run(books, trades, bars_flush=False, book_ts=bt[:len(books)])
 
     def _time_untimed(self, books: pa.Table) -> pa.Table:
         """Book rows without exchange time (a REST snapshot) take the time of the next timed book
@@ -190,7 +195,7 @@ class FeatureEngine:
         self._untimed_books = input_tables.empty("books")
         books, trades = self._pending_books, self._pending_trades
         self._pending_books = input_tables.empty("books")
-        self._pending_trades = input_tables.empty("trades")
+        self._pending_trades = trade_rows.EMPTY
         return self._run(books, trades, bars_flush=True)
 
     def _drop_late(self, table: pa.Table, ts: np.ndarray, last: int) -> tuple[pa.Table, np.ndarray]:
@@ -201,9 +206,9 @@ class FeatureEngine:
             table, ts = table.slice(late), ts[late:]
         return table, ts
 
-    def _run(self, books: pa.Table, trades: pa.Table, bars_flush: bool,
-             times: tuple[np.ndarray, np.ndarray] | None = None) -> FeatureResult:
-        """times: the books' and trades' timestamps when the caller has them (no null: `process`).
+    def _run(self, books: pa.Table, trades: TradeRows, bars_flush: bool,
+             book_ts: np.ndarray | None = None) -> FeatureResult:
+        """book_ts: the books' timestamps when the caller has them (no null: `process`).
         Books go through the rebuild and the kernel `BLOCK_BOOKS` at a time (features/book_blocks.py)."""
         k = self._kernel
         last = k.last_ts
@@ -211,10 +216,8 @@ class FeatureEngine:
             # resets whose time is already past apply before the next event
             self._pending_resets = [r for r in self._pending_resets if r > last]
             k.apply_pending_reset()
-        all_ts = book_arrays.int64_column(books, "timestamp") if times is None else times[0]
-        trade_ts = book_arrays.int64_column(trades, "timestamp") if times is None else times[1]
-        trade_cols = (book_arrays.float_column(trades, "price"), book_arrays.float_column(trades, "amount"),
-                      book_arrays.side_column(trades))
+        all_ts = book_arrays.int64_column(books, "timestamp") if book_ts is None else book_ts
+        trade_ts, trade_cols = trades.ts, (trades.price, trades.amount, trades.side)
         kind, nonce, prev, boff, bpx, bsz, aoff, apx, asz = book_arrays.book_messages(books)
         parts = []
         for b0, b1, t0, t1 in book_blocks.blocks(all_ts, trade_ts, BLOCK_BOOKS):
@@ -264,7 +267,7 @@ class FeatureEngine:
             "kernel": {k: (_b64(v) if isinstance(v, bytes) else v) for k, v in kernel.items() if k != "fingerprint"},
             "pending_books": _ipc(self._pending_books),
             "untimed_books": _ipc(self._untimed_books),
-            "pending_trades": _ipc(self._pending_trades),
+            "pending_trades": _ipc(input_tables.normalise(self._pending_trades.to_table(), "trades")),
             "pending_resets": self._pending_resets,
             "max_gap_ms": self._gaps.max_gap_ms,
             "last_book_ts": self._gaps.last,
@@ -295,7 +298,7 @@ class FeatureEngine:
             engine._pending_books = input_tables.normalise(_from_ipc(payload["pending_books"]), "books")
             if "untimed_books" in payload:
                 engine._untimed_books = input_tables.normalise(_from_ipc(payload["untimed_books"]), "books")
-            engine._pending_trades = input_tables.normalise(_from_ipc(payload["pending_trades"]), "trades")
+            engine._pending_trades = TradeRows.from_table(_from_ipc(payload["pending_trades"]))
             engine._pending_resets = [int(r) for r in payload["pending_resets"]]
             last = payload.get("last_book_ts")
             engine._gaps.last = None if last is None else int(last)
