@@ -30,6 +30,15 @@ _EMPTY = {what: schema.empty_table() for what, schema in SCHEMAS.items()}  # imm
 _SEEN: dict[str, tuple[pa.Schema, bool | None]] = {}  # what -> the last input schema and its `_selectable`
 
 
+def stored(table: pa.Table) -> pa.Table:
+    """`table` as checkpoints store it: every field nullable, as before `kind` was declared not
+    null (an earlier version reading the checkpoint after a downgrade concatenates what it holds
+    with its own nullable-kind tables, which a not-null field would refuse)."""
+    if all(f.nullable for f in table.schema):
+        return table
+    return pa.Table.from_arrays(table.columns, schema=pa.schema([f.with_nullable(True) for f in table.schema]))
+
+
 def empty(what: str) -> pa.Table:
     """No rows, in the schema of `what` ("books" or "trades")."""
     return _EMPTY[what]

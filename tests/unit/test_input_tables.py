@@ -84,6 +84,15 @@ def _nullable_kind_checkpoint(blob: bytes) -> bytes:
     return json.dumps(payload).encode()
 
 
+def test_checkpoints_store_books_with_every_field_nullable_as_before():
+    """What an earlier version wrote and reads: a downgrade must not find a not-null `kind`."""
+    engine = FeatureEngine()
+    engine.process(_books([T0, T0 + 100, T0 + 100], extra=True))  # the last millisecond is held back
+    payload = json.loads(engine.get_state())
+    held = pa.ipc.open_stream(base64.b64decode(payload["pending_books"])).read_all()
+    assert held.num_rows == 2 and all(f.nullable for f in held.schema)
+
+
 def test_a_checkpoint_with_nullable_kind_restores_to_the_same_rows():
     times = [T0 + 100 * i for i in range(40)]
     books, trades = _books(times, extra=True), _trades([t + 50 for t in times[::3]])
