@@ -53,12 +53,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..config import DEFAULT_MAX_GAP_MS, FeatureOptions, TradeOptions
+from ..features.trade_rows import TradeRows
 from .bronze_reader import Key, sort_times
 from .carry import Carry
 from .ticker_products import TICKER_ISSUE_KINDS, TICKER_ISSUES
 from .ticker_rows import TickerRows
 from .trade_dedupe import SeenIds, new_ids
-from ..features.trade_rows import TradeRows
 
 NO_EVENT = -1  # a pending reset carried from an earlier segment: any book resolves it
 MAX_CARRY_FACTOR = 12  # carry at most 12 reorder windows (1 minute by default) behind the newest row
@@ -143,7 +143,7 @@ class SymbolFeed:
         self.reorder_ms = reorder_ms
         self.new_trades = self.untimed = self.duplicate_trades = self.new_tickers = self.untimed_tickers = 0
         self._trade_ids = SeenIds(carry.trade_ids)
-        self.trades, self._trade_pos = TradeRows.from_table(carry.trades), 0  # numpy: etl/trade_rows.py
+        self.trades, self._trade_pos = TradeRows.from_table(carry.trades), 0  # numpy: features/trade_rows.py
         self._trade_head = _later(carry.trade_head, int(self.trades.ts[-1]) if len(self.trades) else None)
         self._trade_clock, self._book_recv = carry.trade_clock, carry.book_recv
         self._trade_break = carry.trade_break
@@ -232,7 +232,8 @@ class SymbolFeed:
         books = self._held
         if self._book_head is not None or self._trade_head is not None or len(self.tickers):
             books = self._feed_before(books, _ts(books), self._watermark())
-        return Carry(books if books is not None and books.num_rows else None, self.trades.slice(self._trade_pos).to_table(),
+        return Carry(books if books is not None and books.num_rows else None,
+                     self.trades.slice(self._trade_pos).to_table(),
                      list(self._resets), bool(self._events), self._book_head, self._trade_head,
                      self._trade_ids.ids, tickers=self.tickers.slice(self._ticker_pos).to_table(),
                      trade_clock=self._trade_clock, book_recv=self._book_recv, trade_break=self._trade_break)

@@ -26,7 +26,8 @@ def _raw(rng: random.Random, n: int) -> pa.Table:
         "timestamp": pa.array([None if rng.random() < 0.1 else 1_700_000_000_000 + rng.randrange(0, 40)
                                for _ in range(n)], pa.int64()),
         "recv_ns": pa.array(sorted(rng.randrange(10**15, 10**15 + 10**10) for _ in range(n)), pa.int64()),
-        "trade_id": pa.array([None if rng.random() < 0.1 else f"t{rng.randrange(0, 30)}" for _ in range(n)], pa.string()),
+        "trade_id": pa.array([None if rng.random() < 0.1 else f"t{rng.randrange(0, 30)}" for _ in range(n)],
+                             pa.string()),
         "price": pa.array([None if rng.random() < 0.05 else rng.uniform(1, 100) for _ in range(n)], pa.float64()),
         "amount": pa.array([None if rng.random() < 0.05 else rng.uniform(0, 3) for _ in range(n)], pa.float64()),
         "side": pa.array([rng.choice(["buy", "sell", None, "unknown"]) for _ in range(n)], pa.string())})
