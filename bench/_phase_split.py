@@ -22,7 +22,7 @@ from contextlib import contextmanager
 PHASES: dict[str, list[tuple[str, str]]] = {
     "bronze decode (Parquet read)": [("fluxforge.etl.bronze_reader", "SegmentReader.raw_book_batches"),
                                      ("fluxforge.etl.bronze_reader", "SegmentReader._read")],
-    "grouping (time fill, sort+take)": [("fluxforge.etl.segment_feed", "book_batch"),
+    "grouping (time fill, sort+take)": [("fluxforge.etl.book_rows", "by_symbol"),
                                         ("fluxforge.etl.trade_rows", "by_symbol"),
                                         ("fluxforge.etl.ticker_rows", "by_symbol"),
                                         ("fluxforge.etl.segment_feed", "reset_rows")],

@@ -104,14 +104,14 @@ def main() -> None:
 
 # (phase, where its function is looked up, the function's name there): nested phases after their parent
 _PHASES = [("the feed (SegmentFeeder.feed_chunk)", "fluxforge.etl.segment_feed:SegmentFeeder", "feed_chunk"),
-           ("  split by symbol: books", "fluxforge.etl.segment_feed", "book_batch"),
+           ("  split by symbol: books", "fluxforge.etl.book_rows", "by_symbol"),
+           ("    Arrow book lists to arrays", "fluxforge.features.book_arrays", "book_messages"),
            ("  split by symbol: trades", "fluxforge.etl.trade_rows", "by_symbol"),
            ("  split by symbol: tickers", "fluxforge.etl.ticker_rows", "by_symbol"),
            ("  add trades (dedupe, merge with held)", "fluxforge.etl.engines:SymbolFeed", "add_trades"),
            ("  add tickers", "fluxforge.etl.engines:SymbolFeed", "add_tickers"),
            ("  push books (watermark, held rows)", "fluxforge.etl.engines:SymbolFeed", "push"),
            ("    book engine (FeatureEngine.process)", "fluxforge.features.engine:FeatureEngine", "process"),
-           ("      Arrow book lists to arrays", "fluxforge.features.book_arrays", "book_messages"),
            ("    trade products (TradeProducts.process)", "fluxforge.etl.trade_products:TradeProducts", "process"),
            ("      ticker products", "fluxforge.etl.ticker_products:TickerProducts", "process"),
            ("  the chunk's outputs kept (SegmentFeeder._take)", "fluxforge.etl.segment_feed:SegmentFeeder", "_take")]

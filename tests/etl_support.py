@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 from fluxforge.bronze import schemas as bronze
 from fluxforge.bronze.finish import build_segment
 from fluxforge.bronze.segments import SegmentId, SegmentStore
+from fluxforge.features.book_rows import BookRows
 from fluxforge.features.trade_rows import TradeRows
 
 T0_MS = 1_723_075_200_000  # 2024-08-08T00:00:00Z
@@ -189,10 +190,11 @@ class LedgerEngine:
 
 
 def _columns(table, names):
-    """Columns as lists: of a book table, or of the trades the ETL feeds (features/trade_rows.py)."""
+    """Columns as lists: of a table, or of the books and trades the ETL feeds (features/book_rows.py,
+    trade_rows.py)."""
     if table is None:
         return {n: [] for n in names}
-    if isinstance(table, TradeRows):
+    if isinstance(table, (TradeRows, BookRows)):
         table = table.to_table() or pa.table({n: [] for n in names})
     return {n: table.column(n).to_pylist() for n in names}
 

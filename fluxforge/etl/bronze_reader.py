@@ -42,14 +42,6 @@ TICKER_COLUMNS = ["exchange", "symbol", "timestamp", "recv_ns", "bid", "bid_size
                   "base_volume", "quote_volume", "vwap"]  # what the ticker features read (features/ticker_layout.py)
 
 
-def sort_times(table: pa.Table | pa.RecordBatch) -> np.ndarray:
-    """Exchange ms for ordering; a null time is replaced by the receive time in ms."""
-    ts_col = table.column("timestamp")
-    if ts_col.null_count == 0:  # the usual case: the receive times are not needed
-        return ts_col.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
-    return receive_ordered_times(table)[0]
-
-
 def receive_ordered_times(table: pa.Table | pa.RecordBatch) -> tuple[np.ndarray, np.ndarray]:
     """Exchange ms (null -> receive time in ms) and receive ns as int64 arrays."""
     recv = table.column("recv_ns").to_numpy(zero_copy_only=False).astype(np.int64, copy=False)

@@ -50,11 +50,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from ..config import DEFAULT_MAX_GAP_MS, FeatureOptions, TradeOptions
+from ..features import book_rows
+from ..features.book_rows import BookRows
 from ..features.trade_rows import TradeRows
-from .bronze_reader import Key, sort_times
+from .bronze_reader import Key
 from .carry import Carry
 from .ticker_products import TICKER_ISSUE_KINDS, TICKER_ISSUES
 from .ticker_rows import TickerRows
@@ -79,41 +80,6 @@ def options_fingerprint(options: FeatureOptions, trades: TradeOptions | None = N
 def _default_engine_class():
     from ..features.engine import FeatureEngine  # compiled kernels: imported when first needed
     return FeatureEngine
-
-
-def _ts(table: pa.Table | None) -> np.ndarray:
-    if table is None or table.num_rows == 0:
-        return np.zeros(0, dtype=np.int64)
-    return sort_times(table)
-
-
-def _timed(table: pa.Table | None) -> tuple[pa.Table | None, int]:
-    """Rows with an exchange time, and how many had none (e.g. REST book snapshots).
-
-    The engine skips such rows anyway; here they must not move the watermark (their
-    receive time may be a different clock or, in a replay, a different year)."""
-    if table is None or table.num_rows == 0:
-        return table, 0
-    ts = table.column("timestamp")
-    if ts.null_count == 0:
-        return table, 0
-    return table.filter(pc.is_valid(ts)), ts.null_count
-
-
-def _concat_sorted(a: pa.Table | None, b: pa.Table | None) -> tuple[pa.Table | None, np.ndarray]:
-    """a + b stable-sorted by timestamp (each is already sorted), and its times (`_ts`)."""
-    if a is None or a.num_rows == 0:
-        return b, _ts(b)
-    if b is None or b.num_rows == 0:
-        return a, _ts(a)
-    if b.schema != a.schema:
-        b = b.select(a.column_names).cast(a.schema)
-    t = pa.concat_tables([a, b])
-    ts = _ts(t)
-    if (np.diff(ts) < 0).any():
-        order = np.argsort(ts, kind="stable")
-        t, ts = t.take(pa.array(order)), ts[order]
-    return t, ts
 
 
 @dataclass
@@ -148,7 +114,7 @@ class SymbolFeed:
         self._trade_clock, self._book_recv = carry.trade_clock, carry.book_recv
         self._trade_break = carry.trade_break
         self.tickers, self._ticker_pos = TickerRows.from_table(carry.tickers), 0  # numpy: etl/ticker_rows.py
-        self._held = carry.books
+        self._held = BookRows.from_table(carry.books)  # numpy: features/book_rows.py
         self._events = [NO_EVENT] if carry.pending_reset else []
         self.add_events(events_recv_ns)
         self._resets = sorted(carry.resets)
@@ -207,32 +173,31 @@ class SymbolFeed:
         out, self.output = self.output, FeatureOutput()
         return out
 
-    def push(self, books: pa.Table) -> None:
-        if books.num_rows == 0:
+    def push(self, books: BookRows) -> None:
+        """More of the segment's book rows (of this symbol, sorted: etl/book_rows.py)."""
+        if not len(books):
             return
         self._resolve_resets(books)
-        timed, untimed = _timed(books)
-        if untimed:
+        timed = books.ts != book_rows.NULL
+        if not timed.all():
             # rows the reader could not time (a REST snapshot that ended its segment): the engine
             # holds them for the time of the next book row; they never move the watermark
-            self.output.add(self.engine.process(books.filter(pc.is_null(books.column("timestamp"))), None))
-        books = timed
-        if books is not None and books.num_rows:
-            recv = books.column("recv_ns")  # bronze: never null (else the compute call skips the nulls)
-            newest = int(recv.to_numpy().max()) if recv.null_count == 0 else pc.max(recv).as_py()
-            self._book_recv = _later(self._book_recv, newest)
-        books, ts = _concat_sorted(self._held, books)
-        if books is None or books.num_rows == 0:
+            self.output.add(self.engine.process(books.take(~timed), None))
+            books = books.take(timed)
+        if len(books):
+            self._book_recv = _later(self._book_recv, int(books.recv.max()))
+        books = self._held.then(books)
+        if not len(books):
             return
-        self._book_head = _later(self._book_head, int(ts[-1]))
-        self._held = self._feed_before(books, ts, self._watermark())
+        self._book_head = _later(self._book_head, int(books.ts[-1]))
+        self._held = self._feed_before(books, self._watermark())
 
     def finish(self) -> Carry:
         """Feed what is older than the watermark; return the carry for the next segment."""
         books = self._held
         if self._book_head is not None or self._trade_head is not None or len(self.tickers):
-            books = self._feed_before(books, _ts(books), self._watermark())
-        return Carry(books if books is not None and books.num_rows else None,
+            books = self._feed_before(books, self._watermark())
+        return Carry(books.to_table(),
                      self.trades.slice(self._trade_pos).to_table(),
                      list(self._resets), bool(self._events), self._book_head, self._trade_head,
                      self._trade_ids.ids, tickers=self.tickers.slice(self._ticker_pos).to_table(),
@@ -261,15 +226,15 @@ class SymbolFeed:
             return self._trade_head
         return max(self._trade_head, min(self._book_head, t + (self._book_recv - r) // 1_000_000))
 
-    def _resolve_resets(self, books: pa.Table) -> None:
+    def _resolve_resets(self, books: BookRows) -> None:
         """Turn events into reset times: exchange time of the first book received at/after each event."""
         if not self._events:
             return
-        timed = books.column("timestamp").is_valid().to_numpy(zero_copy_only=False)
-        recv = books.column("recv_ns").to_numpy()[timed]  # the first book *with* exchange time
+        timed = books.ts != book_rows.NULL
+        recv = books.recv[timed]  # the first book *with* exchange time
         order = np.argsort(recv, kind="stable")
         recv_sorted = recv[order]
-        ts = _ts(books)[timed]
+        ts = books.ts[timed]
         remaining = []
         for ev in self._events:
             i = int(np.searchsorted(recv_sorted, ev, side="left"))
@@ -280,11 +245,11 @@ class SymbolFeed:
         self._events = remaining
         self._resets.sort()
 
-    def _feed_before(self, books: pa.Table | None, ts: np.ndarray, until: int) -> pa.Table | None:
+    def _feed_before(self, books: BookRows, until: int) -> BookRows:
         """Process books, trades and resets with time < `until`; return the books held back."""
         if self._fed_until is not None:
             until = max(until, self._fed_until)  # never go back in time
-        cut = int(np.searchsorted(ts, until, side="left"))
+        cut = int(np.searchsorted(books.ts, until, side="left"))
         t_end = int(np.searchsorted(self.trades.ts, until, side="left"))
         r_end = int(np.searchsorted(np.asarray(self._resets, dtype=np.int64), until, side="left"))
         k_end = int(np.searchsorted(self.tickers.ts, until, side="left"))
@@ -297,14 +262,14 @@ class SymbolFeed:
                 self._ticker_pos = k_end
             resets = self._resets[:r_end]
             del self._resets[:r_end]
-            chunk = books.slice(0, cut) if books is not None else None
+            chunk = books.slice(0, cut)
             self.books_fed += cut
             # every row before `until` is in this call or an earlier one: the engine need not hold
             # back books after the symbol's last trade (nor trades after its last book) until the
             # other stream passes them -- the watermark already waited for both
             self.output.add(self.engine.process(chunk, trades, resets=resets or None, complete_before=until, **extra))
             self._fed_until = until
-        return books.slice(cut) if books is not None else None
+        return books.slice(cut)
 
 
 def _late_count(engine) -> int:

@@ -22,8 +22,8 @@ import pyarrow as pa
 
 from ..features import table_blocks
 from ..logs import get_logger
-from . import ticker_rows, trade_rows
-from .bronze_reader import Key, book_batch, reset_rows
+from . import book_rows, ticker_rows, trade_rows
+from .bronze_reader import Key, reset_rows
 from .engines import EngineBank, FeatureOutput, SymbolFeed
 from .naming import product_tree
 from .ticker_products import TICKER_ISSUE_KINDS
@@ -95,9 +95,9 @@ class SegmentFeeder:
             if self._wanted(key):
                 self._feed(key).add_tickers(rows, untimed)
         for piece in books:
-            for key, table in book_batch(piece).items():
+            for key, rows in book_rows.by_symbol(piece).items():
                 if self._wanted(key):
-                    self._feed(key).push(table)
+                    self._feed(key).push(rows)
         return self._take()
 
     def finish(self) -> dict[Key, FeatureOutput]:

@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from ..config import TradeOptions
-from ..features import ticker_layout, trade_layout, trade_rows
+from ..features import book_rows, ticker_layout, trade_layout, trade_rows
+from ..features.book_rows import BookRows
 from ..features.pending_tables import PendingTable
 from ..features.time_gaps import GapClock
 from ..features.trade_rows import TradeRows
@@ -162,12 +162,12 @@ class PairedEngine:
     def ticker_stats(self) -> dict[str, int]:
         return self.products.ticker_stats()
 
-    def process(self, books: pa.Table | None, trades: TradeRows | pa.Table | None = None,
+    def process(self, books: BookRows | None, trades: TradeRows | pa.Table | None = None,
                 resets: list[int] | None = None, tickers: TickerRows | pa.Table | None = None,
                 complete_before: int | None = None) -> PairedResult:
         result = self.engine.process(books, trades, resets=resets, complete_before=complete_before)
         until = None
-        if books is not None and books.num_rows:
-            ts = books.column("timestamp")  # int64 ms; null only in rows the engine holds for a time
-            until = int(ts.to_numpy().max()) if ts.null_count == 0 else pc.max(ts).as_py()
+        if books is not None and len(books):  # NULL (no time: rows the engine holds) is the smallest int64
+            newest = int(books.ts.max())
+            until = None if newest == book_rows.NULL else newest
         return PairedResult(result.hf, result.bars, self.products.process(trades, resets, until, tickers))

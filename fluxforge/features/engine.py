@@ -23,9 +23,9 @@ from typing import Any, Iterable
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from . import book_arrays, book_blocks, input_tables, layout as feature_layout, trade_rows
+from . import book_blocks, book_rows, input_tables, layout as feature_layout, trade_rows
+from .book_rows import BookRows
 from .pending_tables import PendingTable
 from .time_gaps import GapClock
 from .trade_rows import TradeRows
@@ -93,9 +93,9 @@ class FeatureEngine:
         self._kernel = BookEngine(**feature_layout.kernel_args(self.options))
         self._hf = feature_layout.HfBuilder(self.options)
         self._rebuild = BookRebuild(**feature_layout.rebuild_args(self.options))
-        self._pending_books = input_tables.empty("books")
+        self._pending_books = book_rows.EMPTY
         self._pending_trades = trade_rows.EMPTY
-        self._untimed_books = input_tables.empty("books")
+        self._untimed_books = book_rows.EMPTY
         self._pending_resets: list[int] = []
         self._stats = dict.fromkeys(_STATS, 0)
         self.deferred = False  # results as PendingTables, built per chunk for all symbols (features/pending_tables.py)
@@ -123,16 +123,18 @@ class FeatureEngine:
         """Forget all stateful features now (as a reset event would)."""
         self._kernel.reset()
 
-    def process(self, books: pa.Table | None, trades: TradeRows | pa.Table | None = None,
+    def process(self, books: BookRows | pa.Table | None, trades: TradeRows | pa.Table | None = None,
                 resets: Iterable[int] | None = None, complete_before: int | None = None) -> FeatureResult:
         """Features of one chunk: hf rows for emitted snapshots, bars closed by this chunk.
 
         `complete_before` (ms): the caller has given every book and trade with an earlier time
         (the ETL's watermark), so the books before it are processed now instead of waiting for
-        the next trade; trades after the last book still wait for the books.  Trades: `TradeRows`
-        (timed and sorted: the ETL's) or a table."""
-        books = self._time_untimed(input_tables.normalise(books, "books"))
-        books, bt, nb = input_tables.sorted_valid_time(books)
+        the next trade; trades after the last book still wait for the books.  Books: `BookRows`
+        (the ETL's) or a table; trades: `TradeRows` (timed and sorted: the ETL's) or a table."""
+        if not isinstance(books, BookRows):
+            books = BookRows.from_table(input_tables.normalise(books, "books"))
+        books, nb = _sorted_timed(self._time_untimed(books))
+        bt = books.ts
         nt = 0
         if not isinstance(trades, TradeRows):
             table, _, nt = input_tables.sorted_valid_time(input_tables.normalise(trades, "trades"))
@@ -142,7 +144,8 @@ class FeatureEngine:
         if last is not None:
             (books, bt), (trades, _) = self._drop_late(books, bt, last), self._drop_late(trades, trades.ts, last)
         if len(self._pending_books):
-            books, bt, _ = input_tables.sorted_valid_time(pa.concat_tables([self._pending_books, books]))
+            books = self._pending_books.then(books)
+            bt = books.ts
         trades = self._pending_trades.then(trades)
         tt = trades.ts
         self._pending_resets = sorted(set(self._pending_resets) | {int(r) for r in (resets or ())})
@@ -159,66 +162,63 @@ class FeatureEngine:
             # trade.  Trades after the last book still wait for the books (a lagging book stream
             # must not find them processed and be dropped as late).
             cut = max(cut, min(int(complete_before), last_book + 1))
-        books, self._pending_books = input_tables.cut(books, bt, cut, "books")
+        nb = int(np.searchsorted(bt, cut, side="left"))
+        books, self._pending_books = books.slice(0, nb), books.slice(nb)
         nt = int(np.searchsorted(tt, cut, side="left"))
         trades, self._pending_trades = trades.slice(0, nt), trades.slice(nt)
-        return self._run(books, trades, bars_flush=False, book_ts=bt[:len(books)])
+        return self._run(books, trades, bars_flush=False)
 
-    def _time_untimed(self, books: pa.Table) -> pa.Table:
+    def _time_untimed(self, books: BookRows) -> BookRows:
         """Book rows without exchange time (a REST snapshot) take the time of the next timed book
         row (docs/features.md, "Book rebuild").  The reader does that within a segment; rows with
         no timed row after them yet (a segment that ended right after a snapshot) wait here for
         the next chunk instead of being dropped -- dropping a snapshot would leave the book unknown."""
-        if len(self._untimed_books):
-            books = pa.concat_tables([self._untimed_books, books])
-        ts = books.column("timestamp")
-        if ts.null_count == 0:
-            self._untimed_books = input_tables.empty("books")
+        books = self._untimed_books.concat(books)
+        valid = books.ts != book_rows.NULL
+        if valid.all():
+            self._untimed_books = book_rows.EMPTY
             return books
-        valid = ts.is_valid().to_numpy(zero_copy_only=False)
         timed = np.flatnonzero(valid)
         end = int(timed[-1]) + 1 if len(timed) else 0
         self._untimed_books = books.slice(end)
         books = books.slice(0, end)
         if end:  # earlier untimed rows: the time of the next timed row (a backward fill)
-            t = pc.fill_null(books.column("timestamp"), 0).to_numpy(zero_copy_only=False).copy()
+            t = books.ts.copy()
             v = valid[:end]
             nxt = np.minimum.accumulate(np.where(v, np.arange(end), end)[::-1])[::-1]
             t[~v] = t[nxt[~v]]
-            books = books.set_column(books.schema.get_field_index("timestamp"), "timestamp",
-                                     pa.array(t, type=pa.int64()))
+            books = books.with_times(t)
         return books
 
     def flush(self) -> FeatureResult:
         """End of stream: process held-back events and emit the still-open bars (partial)."""
         self._stats["null_timestamp_dropped"] += len(self._untimed_books)
-        self._untimed_books = input_tables.empty("books")
+        self._untimed_books = book_rows.EMPTY
         books, trades = self._pending_books, self._pending_trades
-        self._pending_books = input_tables.empty("books")
+        self._pending_books = book_rows.EMPTY
         self._pending_trades = trade_rows.EMPTY
         return self._run(books, trades, bars_flush=True)
 
-    def _drop_late(self, table: pa.Table, ts: np.ndarray, last: int) -> tuple[pa.Table, np.ndarray]:
-        """Rows older than `last`: a prefix, the table being time-sorted (`input_tables.sorted_valid_time`)."""
+    def _drop_late(self, rows, ts: np.ndarray, last: int) -> tuple:
+        """Rows older than `last`: a prefix of `rows` (BookRows or TradeRows, time-sorted)."""
         late = int(np.searchsorted(ts, last, side="left"))
         if late:
             self._stats["late_dropped"] += late
-            table, ts = table.slice(late), ts[late:]
-        return table, ts
+            rows, ts = rows.slice(late), ts[late:]
+        return rows, ts
 
-    def _run(self, books: pa.Table, trades: TradeRows, bars_flush: bool,
-             book_ts: np.ndarray | None = None) -> FeatureResult:
-        """book_ts: the books' timestamps when the caller has them (no null: `process`).
-        Books go through the rebuild and the kernel `BLOCK_BOOKS` at a time (features/book_blocks.py)."""
+    def _run(self, books: BookRows, trades: TradeRows, bars_flush: bool) -> FeatureResult:
+        """Books (timed, sorted) go through the rebuild and the kernel `BLOCK_BOOKS` at a time
+        (features/book_blocks.py)."""
         k = self._kernel
         last = k.last_ts
         if last is not None and self._pending_resets and self._pending_resets[0] <= last:
             # resets whose time is already past apply before the next event
             self._pending_resets = [r for r in self._pending_resets if r > last]
             k.apply_pending_reset()
-        all_ts = book_arrays.int64_column(books, "timestamp") if book_ts is None else book_ts
+        all_ts = books.ts
         trade_ts, trade_cols = trades.ts, (trades.price, trades.amount, trades.side)
-        kind, nonce, prev, boff, bpx, bsz, aoff, apx, asz = book_arrays.book_messages(books)
+        kind, nonce, prev, boff, bpx, bsz, aoff, apx, asz = books.messages()
         parts = []
         for b0, b1, t0, t1 in book_blocks.blocks(all_ts, trade_ts, BLOCK_BOOKS):
             bts = all_ts[b0:b1]  # a block's levels: its offsets into the batch's flat arrays
@@ -244,11 +244,8 @@ class FeatureEngine:
             bts = np.empty(0, dtype=np.int64)
             bars = [np.empty((0, len(feature_layout.BAR_FIELDS)))] * len(opts.bar_durations)
         idx = np.asarray(idx, dtype=np.int64)
-        raw = None
-        if opts.keep_raw_arrays:
-            idx_arr = pa.array(idx)
-            raw = {c: books.column(c).take(idx_arr).combine_chunks() for c in book_arrays.LEVEL_COLUMNS}
-        nonce = _rows_of(books.column("nonce"), idx) if len(books) else pa.array([], pa.int64())
+        raw = books.levels(idx) if opts.keep_raw_arrays else None
+        nonce = books.nonces(idx)
         hf = self._hf.table(bts[idx], nonce, block, raw, later=self.deferred)
         # deferred (the ETL): durations that closed no bar are left out, as its outputs skip empty tables
         tables = {d: feature_layout.bar_table(d, rows, later=self.deferred)
@@ -265,8 +262,8 @@ class FeatureEngine:
             "version": STATE_VERSION,
             "options": self.options.model_dump(mode="json"),
             "kernel": {k: (_b64(v) if isinstance(v, bytes) else v) for k, v in kernel.items() if k != "fingerprint"},
-            "pending_books": _ipc(input_tables.stored(self._pending_books)),
-            "untimed_books": _ipc(input_tables.stored(self._untimed_books)),
+            "pending_books": _ipc(_books_table(self._pending_books)),
+            "untimed_books": _ipc(_books_table(self._untimed_books)),
             "pending_trades": _ipc(input_tables.normalise(self._pending_trades.to_table(), "trades")),
             "pending_resets": self._pending_resets,
             "max_gap_ms": self._gaps.max_gap_ms,
@@ -295,9 +292,11 @@ class FeatureEngine:
             engine._kernel.set_state(kernel)
             engine._rebuild.set_state({k: base64.b64decode(v) for k, v in payload["rebuild"].items()})
             # normalised: in a checkpoint of an earlier version `kind` is nullable (input_tables._NOT_NULL)
-            engine._pending_books = input_tables.normalise(_from_ipc(payload["pending_books"]), "books")
+            engine._pending_books = BookRows.from_table(input_tables.normalise(_from_ipc(payload["pending_books"]),
+                                                                              "books"))
             if "untimed_books" in payload:
-                engine._untimed_books = input_tables.normalise(_from_ipc(payload["untimed_books"]), "books")
+                engine._untimed_books = BookRows.from_table(input_tables.normalise(_from_ipc(payload["untimed_books"]),
+                                                                                   "books"))
             engine._pending_trades = TradeRows.from_table(_from_ipc(payload["pending_trades"]))
             engine._pending_resets = [int(r) for r in payload["pending_resets"]]
             last = payload.get("last_book_ts")
@@ -308,12 +307,22 @@ class FeatureEngine:
         return engine
 
 
-def _rows_of(column: pa.ChunkedArray, idx: np.ndarray) -> pa.Array:
-    """column[idx] as one array: through numpy when the column has no null (no compute call for
-    the row or two per symbol and flush of the live path), else Arrow's take."""
-    if column.null_count == 0 and pa.types.is_primitive(column.type):
-        return pa.array(column.to_numpy()[idx], type=column.type)
-    return column.take(pa.array(idx)).combine_chunks()
+def _sorted_timed(books: BookRows) -> tuple[BookRows, int]:
+    """The rows with a time, stable-sorted by it if they are not already, and how many had none."""
+    timed = books.ts != book_rows.NULL
+    dropped = len(books) - int(np.count_nonzero(timed))
+    if dropped:
+        books = books.take(timed)
+    t = books.ts
+    if len(t) > 1 and not (t[1:] >= t[:-1]).all():
+        books = books.take(np.argsort(t, kind="stable"))
+    return books, dropped
+
+
+def _books_table(books: BookRows) -> pa.Table:
+    """Held books as the checkpoint stores them: the engine's columns, every field nullable
+    (input_tables.stored: what an earlier version reads after a downgrade)."""
+    return input_tables.stored(input_tables.normalise(books.to_table(), "books"))
 
 
 def compute(books: pa.Table | None, trades: pa.Table | None = None, *, resets: Iterable[int] | None = None,

@@ -1,11 +1,9 @@
-"""The feature engine's input tables: books and trades with exactly its columns, time-sorted, cut.
+"""The feature engine's input tables: books and trades with exactly its columns, time-sorted.
 
-Why a module: `FeatureEngine` (engine.py) takes Arrow tables from anyone -- the ETL's bronze
-rows, the demo, backfills, tests -- and holds some of them back between calls (the rows at a
-chunk's last millisecond, books without exchange time), so every table it keeps must have one
-schema.  The live ETL calls it per symbol and collector flush with a few rows each, so what
-costs a few microseconds per call here is most of its cost: bronze rows become the engine's by
-a select, and an empty side of a cut is a shared empty table, not a slice.
+Why a module: `FeatureEngine` (engine.py) takes Arrow tables from anyone -- the demo, backfills,
+tests -- and holds some of their rows back between calls (the rows at a chunk's last millisecond,
+books without exchange time) and in its checkpoints, so every table must have one schema; bronze
+rows become it by a select.  (The ETL gives it numpy rows: features/book_rows.py, trade_rows.py.)
 """
 from __future__ import annotations
 
@@ -37,11 +35,6 @@ def stored(table: pa.Table) -> pa.Table:
     if all(f.nullable for f in table.schema):
         return table
     return pa.Table.from_arrays(table.columns, schema=pa.schema([f.with_nullable(True) for f in table.schema]))
-
-
-def empty(what: str) -> pa.Table:
-    """No rows, in the schema of `what` ("books" or "trades")."""
-    return _EMPTY[what]
 
 
 def normalise(table: pa.Table | None, what: str) -> pa.Table:
@@ -97,12 +90,3 @@ def sorted_valid_time(table: pa.Table) -> tuple[pa.Table, np.ndarray, int]:
         order = np.argsort(t, kind="stable")
         table, t = table.take(pa.array(order)), t[order]
     return table, t, dropped
-
-
-def cut(table: pa.Table, ts: np.ndarray, before: int, what: str) -> tuple[pa.Table, pa.Table]:
-    """(rows before `before` ms, the rest) of a time-sorted `normalise`d table of `what` whose
-    times are `ts`; an empty side is the shared empty table (a table slice costs ~10 us)."""
-    n = int(np.searchsorted(ts, before, side="left"))
-    if n == len(ts):
-        return table, _EMPTY[what]
-    return (table.slice(0, n) if n else _EMPTY[what]), table.slice(n)

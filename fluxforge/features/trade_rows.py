@@ -73,19 +73,6 @@ EMPTY = TradeRows(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.f
                   np.zeros(0, np.int8), np.zeros(0, object))
 
 
-def _columns(table: pa.Table) -> tuple[np.ndarray, ...]:
-    n, names = table.num_rows, table.column_names
-    ts = book_arrays.int64_column(table, "timestamp")  # null: the smallest int64 (callers drop them)
-    recv = book_arrays.int64_column(table, "recv_ns") if "recv_ns" in names else np.zeros(n, np.int64)
-    ids = table.column("trade_id").to_numpy(zero_copy_only=False) if "trade_id" in names else np.full(n, None)
-    return (ts, recv, book_arrays.float_column(table, "price"), book_arrays.float_column(table, "amount"),
-            np.ascontiguousarray(book_arrays.side_column(table)), np.asarray(ids, dtype=object))
-
-
-EMPTY = TradeRows(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float64), np.zeros(0, np.float64),
-                  np.zeros(0, np.int8), np.zeros(0, object))
-
-
 def columns(table: pa.Table) -> tuple[np.ndarray, ...]:
     """`TradeRows` fields of a table's rows, in its order (a null time: the smallest int64)."""
     n, names = table.num_rows, table.column_names

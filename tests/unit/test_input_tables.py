@@ -1,5 +1,5 @@
 """The feature engine's input tables (features/input_tables.py): one schema for every table the
-engine holds, bronze rows taken by a select, cuts without empty slices, and checkpoints of the
+engine holds, bronze rows taken by a select, and checkpoints of the
 version that declared `kind` nullable still restoring to the same rows."""
 from __future__ import annotations
 
@@ -55,18 +55,6 @@ def test_bronze_books_are_selected_and_every_input_gets_one_schema():
 def test_a_null_kind_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown row kind"):
         FeatureEngine().process(_books([T0, T0 + 100], kind=[None, "snapshot"]))
-
-
-def test_cut_gives_both_sides_and_no_empty_slice():
-    table = input_tables.normalise(_books([T0, T0 + 100, T0 + 200]), "books")
-    ts = table.column("timestamp").to_numpy()
-    empty = input_tables.empty("books")
-    before, rest = input_tables.cut(table, ts, T0 + 1000, "books")
-    assert before is table and rest is empty
-    before, rest = input_tables.cut(table, ts, T0, "books")
-    assert before is empty and rest.num_rows == 3
-    before, rest = input_tables.cut(table, ts, T0 + 100, "books")
-    assert before.column("nonce").to_pylist() == [1] and rest.column("nonce").to_pylist() == [2, 3]
 
 
 def _nullable_kind_checkpoint(blob: bytes) -> bytes:
