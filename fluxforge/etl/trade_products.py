@@ -88,7 +88,7 @@ class TradeProducts:
         fed = TradeRows.from_table(trades) if isinstance(trades, pa.Table) else (trades or trade_rows.EMPTY)
         tts, px, amt, side = fed.ts, fed.price, fed.amount, fed.side
         valid = np.isfinite(px) & np.isfinite(amt) & (px > 0) & (amt > 0)  # the trades the kernels count
-        res = np.asarray(sorted(set(resets or ()) | set(self._gaps.resets(tts[valid]))), dtype=np.int64)
+        res = _sorted_times(resets, self._gaps.resets(tts[valid]))
         limit = np.iinfo(np.int64).min if until is None else int(until)
         out = self._tables(self._bars.process(tts, px, amt, side, res, limit))
         for tree, kernel in self._info.items():
@@ -101,8 +101,7 @@ class TradeProducts:
                 out[(trade_layout.TRADES, 0)] = trade_layout.per_trade_table(
                     self.options.horizons, rows, pa.array(fed.ids[index], pa.string()), side[index])
         # tickers reset on events only: a pause in trading (the trade clock's gaps) says nothing about quotes
-        ticker_rows = self._ticker.process(tickers, np.asarray(sorted(set(resets or ())), dtype=np.int64),
-                                           later=self.deferred)
+        ticker_rows = self._ticker.process(tickers, _sorted_times(resets), later=self.deferred)
         if ticker_rows is not None:
             out[(ticker_layout.TICKER, 0)] = ticker_rows
         return out
@@ -145,6 +144,18 @@ class PairedResult:
     hf: pa.Table | None
     bars: dict
     products: Products = field(default_factory=dict)
+
+
+_NO_TIMES = np.zeros(0, dtype=np.int64)  # read only by the kernels: shared
+
+
+def _sorted_times(*lists) -> np.ndarray:
+    """The distinct times of `lists` (lists, arrays or None) in order, as the kernels take resets
+    (most calls have none)."""
+    given = [t for t in lists if t is not None and len(t)]
+    if not given:
+        return _NO_TIMES
+    return np.asarray(sorted(set().union(*(map(int, t) for t in given))), dtype=np.int64)
 
 
 class PairedEngine:

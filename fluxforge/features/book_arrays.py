@@ -74,6 +74,12 @@ def int64_column(table: pa.Table, name: str) -> np.ndarray:
     return _typed(table.column(name), pa.int64(), NULL_NONCE).to_numpy()  # NULL_NONCE: the smallest int64
 
 
+def nullable_int64(values: np.ndarray) -> pa.Array:
+    """int64 values back as Arrow, NULL_NONCE as null (`int64_column`'s inverse)."""
+    null = values == NULL_NONCE
+    return pa.array(values, type=pa.int64(), mask=null if null.any() else None)
+
+
 def float_column(table: pa.Table, name: str) -> np.ndarray:
     col = _typed(table.column(name), pa.float64(), float("nan"))
     return np.ascontiguousarray(col.to_numpy(), dtype=np.float64)

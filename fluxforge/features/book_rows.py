@@ -81,12 +81,6 @@ class BookRows:
         """`BookRebuild.process`'s arguments: kind, nonce, prev_nonce, per side (offsets, prices, sizes)."""
         return (self.kind, self.nonce, self.prev, *self.bid, *self.ask)
 
-    def nonces(self, index: np.ndarray) -> pa.Array:
-        """The nonces of the rows at `index` (an hf row's `nonce` column), null where none."""
-        values = self.nonce[index]
-        null = values == NULL
-        return pa.array(values, type=pa.int64(), mask=null if null.any() else None)
-
     def levels(self, index: np.ndarray) -> dict[str, pa.Array]:
         """The level lists of the rows at `index`, per LEVEL_COLUMNS (`keep_raw_arrays`)."""
         out = {}
@@ -102,9 +96,10 @@ class BookRows:
         if not len(self):
             return None
         every = np.arange(len(self), dtype=np.int64)
-        return pa.table({"timestamp": _nullable(self.ts), "recv_ns": pa.array(self.recv, pa.int64()),
+        nullable = book_arrays.nullable_int64
+        return pa.table({"timestamp": nullable(self.ts), "recv_ns": pa.array(self.recv, pa.int64()),
                          "kind": pa.array(_KIND_NAMES[self.kind], pa.string()),
-                         "nonce": _nullable(self.nonce), "prev_nonce": _nullable(self.prev), **self.levels(every)})
+                         "nonce": nullable(self.nonce), "prev_nonce": nullable(self.prev), **self.levels(every)})
 
     @classmethod
     def from_table(cls, table: pa.Table | None) -> "BookRows":
@@ -118,11 +113,6 @@ class BookRows:
         recv = book_arrays.int64_column(table, "recv_ns") if "recv_ns" in names else np.zeros(len(kind), np.int64)
         return cls(np.ascontiguousarray(book_arrays.int64_column(table, "timestamp")), recv, kind, nonce, prev,
                    tuple(sides[:3]), tuple(sides[3:]))
-
-
-def _nullable(values: np.ndarray) -> pa.Array:
-    null = values == NULL
-    return pa.array(values, type=pa.int64(), mask=null if null.any() else None)
 
 
 def _side_slice(side: tuple, start: int, stop: int) -> tuple:

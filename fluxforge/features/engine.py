@@ -245,7 +245,7 @@ class FeatureEngine:
             bars = [np.empty((0, len(feature_layout.BAR_FIELDS)))] * len(opts.bar_durations)
         idx = np.asarray(idx, dtype=np.int64)
         raw = books.levels(idx) if opts.keep_raw_arrays else None
-        nonce = books.nonces(idx)
+        nonce = books.nonce[idx]  # NULL where none: HfBuilder makes it null
         hf = self._hf.table(bts[idx], nonce, block, raw, later=self.deferred)
         # deferred (the ETL): durations that closed no bar are left out, as its outputs skip empty tables
         tables = {d: feature_layout.bar_table(d, rows, later=self.deferred)

@@ -14,6 +14,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..config import FeatureOptions
+from . import book_arrays
 from .pending_tables import PendingTable
 
 STRUCT_SCALARS = [
@@ -146,21 +147,29 @@ class HfBuilder:
         self.kernel = kernel_names(options)
         self.kinds = [2 if n in BOOL_COLUMNS else 1 if n in INT_COLUMNS else 0 for n in self.kernel]
         self.names = ["timestamp", "nonce", *self.kernel, *TIME]
+        self._key = ("hf", tuple(self.names))  # of its PendingTables: Arrow nonces, numpy nonces
+        self._numpy_key = (*self._key, "numpy nonce")
         self._empty: pa.Table | None = None
         self._schema: pa.Schema | None = None  # of the plain tables (int64 nonce, no raw arrays)
 
-    def table(self, ts: np.ndarray, nonce: pa.Array, block: np.ndarray,
+    def table(self, ts: np.ndarray, nonce: pa.Array | np.ndarray, block: np.ndarray,
               raw: dict[str, pa.Array] | None = None, later: bool = False) -> pa.Table | PendingTable:
-        """later: rows without raw arrays come back as a PendingTable (features/pending_tables.py)."""
+        """later: rows without raw arrays come back as a PendingTable (features/pending_tables.py).
+        nonce: Arrow, or int64 numpy with book_arrays.NULL_NONCE where none (the engine's: made
+        Arrow once for all symbols' rows when pending)."""
         n = len(ts)
         with_raw = self.keep_raw and raw is not None
+        if isinstance(nonce, np.ndarray):
+            if later and n and not with_raw and block.shape == (len(self.kernel), n):
+                return PendingTable(self._numpy_key, self.table, (ts, nonce, block), (0, 0, 1), n)
+            nonce = book_arrays.nullable_int64(nonce)
         plain = not with_raw and nonce.type == pa.int64()
         if n == 0 and plain and self._empty is not None:
             return self._empty  # tables are immutable: the empty one is shared
         if block.shape != (len(self.kernel), n):
             raise ValueError(f"kernel block has shape {block.shape}, layout names {len(self.kernel)} x {n}")
         if later and plain and n:  # builders with the same names build the same table
-            return PendingTable(("hf", tuple(self.names)), self.table, (ts, nonce, block), (0, None, 1), n)
+            return PendingTable(self._key, self.table, (ts, nonce, block), (0, None, 1), n)
         flat = pa.array(np.ascontiguousarray(block, dtype=np.float64).ravel())
         arrays = [pa.array(ts, type=pa.int64()).cast(TS_TYPE), nonce]
         for i, (kind, values) in enumerate(zip(self.kinds, block)):

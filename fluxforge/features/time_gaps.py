@@ -31,7 +31,13 @@ class GapClock:
         ts = np.asarray(ts, dtype=np.int64)
         if len(ts) == 0:
             return []
-        start = ts[0] if self.last is None else self.last
+        start = int(ts[0]) if self.last is None else self.last
+        newest = int(ts.max())
+        if self.max_gap_ms is None or newest - start <= self.max_gap_ms:
+            # no row is further than that from any earlier one (the live path's few rows a flush):
+            # no gap, and the clock moves to the newest row as the accumulation below would
+            self.last = max(start, newest)
+            return []
         newest = np.maximum.accumulate(np.concatenate([np.asarray([start], dtype=np.int64), ts]))
         self.last = int(newest[-1])
         if self.max_gap_ms is None:

@@ -15,6 +15,7 @@ import pytest
 from fluxforge.etl import book_rows
 from fluxforge.etl.bronze_reader import book_batch
 from fluxforge.features import book_rows as rows_module
+from fluxforge.features.book_arrays import nullable_int64
 from fluxforge.features.book_rows import NULL, BookRows
 
 SYMBOLS = [("binance", "BTC/USDT"), ("binance", "ETH/USDT"), ("okx", "BTC/USDT")]
@@ -113,7 +114,7 @@ def test_held_then_more_is_one_stable_sort_and_a_checkpoint_keeps_them(seed):
     levels = merged.levels(idx)
     assert [levels[c].to_pylist() for c in ("bid_px", "bid_sz", "ask_px", "ask_sz")] \
         == [[_as_lists(merged)[i][5 + j] for i in idx] for j in range(4)]
-    nonces = merged.nonces(idx).to_pylist()
+    nonces = nullable_int64(merged.nonce[idx]).to_pylist()
     assert nonces == [None if _as_lists(merged)[i][3] == NULL else _as_lists(merged)[i][3] for i in idx]
 
 

@@ -14,6 +14,7 @@ import pytest
 from etl_support import tables_equal
 from fluxforge.config import FeatureOptions
 from fluxforge.features import layout, ticker_layout, trade_layout
+from fluxforge.features.book_arrays import NULL_NONCE
 from fluxforge.features.pending_tables import PendingTable, build_all
 
 
@@ -44,11 +45,19 @@ def _pending(rng: np.random.Generator, hf: layout.HfBuilder):
     kind = rng.integers(0, 5)
     if kind == 0:
         ts = 1_733_000_000_000 + np.sort(rng.integers(0, 10**9, rows))
-        nonce = pa.array(rng.integers(0, 10**12, rows), pa.int64())
+        nonce = rng.integers(0, 10**12, rows)
+        if rng.integers(0, 2):  # the engine's: numpy, NULL_NONCE where a book had none
+            nonce[rng.random(rows) < 0.3] = NULL_NONCE
+        else:
+            nonce = pa.array(nonce, pa.int64())
         block = _block(rng, rows, len(hf.kernel)).T.copy()  # (columns x rows)
         counted = np.array(hf.kinds) != 0  # int and bool columns: whole numbers, as the kernel writes them
         block[counted] = rng.integers(0, 3, (int(counted.sum()), rows))
-        return hf.table(ts, nonce, block, later=True), hf.table(ts, nonce, block)
+        alone = hf.table(ts, nonce, block)
+        want = nonce.to_pylist() if isinstance(nonce, pa.Array) \
+            else [None if v == NULL_NONCE else v for v in nonce.tolist()]
+        assert alone.column("nonce").to_pylist() == want
+        return hf.table(ts, nonce, block, later=True), alone
     if kind == 1:
         d, block = int(rng.choice([1, 5, 60])), _bars(rng, layout.BAR_FIELDS, rows)
         return layout.bar_table(d, block, later=True), layout.bar_table(d, block)

@@ -70,6 +70,25 @@ def test_gap_clock_finds_rows_after_holes_across_calls():
         GapClock(0)
 
 
+@pytest.mark.parametrize("seed", range(20))
+def test_gap_clock_is_the_rule_row_by_row_in_calls_of_any_size(seed):
+    """Random times (late rows, equal times, holes) fed in random pieces -- mostly a few rows, as the
+    live path feeds them -- give exactly the rows the rule finds one row at a time."""
+    rng = np.random.default_rng(seed)
+    times = np.cumsum(rng.choice([0, 1, 300, 999, 1_000, 1_001, 5_000], size=300)) - rng.choice([0, 0, 0, 2_000], 300)
+    newest, want = None, []
+    for t in times.tolist():
+        if newest is not None and t - newest > 1_000:
+            want.append(t)
+        newest = t if newest is None else max(newest, t)
+    clock, got, start = GapClock(1_000), [], 0
+    while start < len(times):
+        end = start + int(rng.choice([1, 2, 3, 5, 40]))
+        got += clock.resets(times[start:end])
+        start = end
+    assert got == want and clock.last == newest
+
+
 def test_a_book_hole_resets_the_book_engine_like_a_gap_event(market):
     books, trades = _btc(market["orderbook"]), _btc(market["trades"])
     first = _first_after(books)
