@@ -42,10 +42,14 @@ class BookRows:
 
     def slice(self, start: int, stop: int | None = None) -> "BookRows":
         n = len(self.ts)
-        stop = n if stop is None else min(stop, n)
-        start = min(start, stop)
-        return BookRows(self.ts[start:stop], self.recv[start:stop], self.kind[start:stop], self.nonce[start:stop],
-                        self.prev[start:stop], _side_slice(self.bid, start, stop), _side_slice(self.ask, start, stop))
+        if stop is None or stop > n:
+            stop = n
+        if start > stop:
+            start = stop
+        rows, levels = slice(start, stop), slice(start, stop + 1)  # a row's levels end at the next offset
+        (bo, bpx, bsz), (ao, apx, asz) = self.bid, self.ask
+        return BookRows(self.ts[rows], self.recv[rows], self.kind[rows], self.nonce[rows], self.prev[rows],
+                        (bo[levels], bpx, bsz), (ao[levels], apx, asz))
 
     def take(self, index: np.ndarray) -> "BookRows":
         """The rows at `index` (positions or a boolean mask)."""
@@ -113,11 +117,6 @@ class BookRows:
         recv = book_arrays.int64_column(table, "recv_ns") if "recv_ns" in names else np.zeros(len(kind), np.int64)
         return cls(np.ascontiguousarray(book_arrays.int64_column(table, "timestamp")), recv, kind, nonce, prev,
                    tuple(sides[:3]), tuple(sides[3:]))
-
-
-def _side_slice(side: tuple, start: int, stop: int) -> tuple:
-    offsets, px, sz = side
-    return offsets[start:stop + 1], px, sz
 
 
 def _side_take(side: tuple, index: np.ndarray) -> tuple:
