@@ -16,12 +16,13 @@ import pyarrow as pa
 
 from ..features import book_arrays
 from ..features.ticker_layout import TICKER_INPUTS
+from ..features.time_rows import TimeRows
 from .bronze_reader import Key, timed_groups
 
 _INPUTS = len(TICKER_INPUTS)
 
 
-class TickerRows:
+class TickerRows(TimeRows):
     """Ticker rows of one symbol with an exchange time, sorted by it (stable)."""
 
     __slots__ = ("ts", "recv", "values")
@@ -30,24 +31,8 @@ class TickerRows:
         self.ts, self.recv = ts, recv  # int64 exchange ms, int64 receive ns
         self.values = values           # float64 (rows, TICKER_INPUTS), null as NaN
 
-    def __len__(self) -> int:
-        return len(self.ts)
-
-    def slice(self, start: int, stop: int | None = None) -> "TickerRows":
-        return TickerRows(self.ts[start:stop], self.recv[start:stop], self.values[start:stop])
-
-    def then(self, more: "TickerRows") -> "TickerRows":
-        """These rows and `more` (later received), sorted by exchange time (stable)."""
-        if not len(self):
-            return more
-        if not len(more):
-            return self
-        ts = np.concatenate([self.ts, more.ts])
-        rows = TickerRows(ts, np.concatenate([self.recv, more.recv]), np.concatenate([self.values, more.values]))
-        if more.ts[0] >= self.ts[-1]:
-            return rows
-        order = np.argsort(ts, kind="stable")
-        return TickerRows(ts[order], rows.recv[order], rows.values[order])
+    def _columns(self) -> tuple[np.ndarray, ...]:
+        return self.ts, self.recv, self.values
 
     def to_table(self) -> pa.Table | None:
         """As the checkpoint's carry stores them (None: no rows)."""
@@ -62,14 +47,14 @@ class TickerRows:
         """A carry's rows (all with an exchange time, sorted) -- or any ticker table's: `by_symbol`."""
         if table is None or table.num_rows == 0:
             return EMPTY
-        ts, recv, values = _columns(table)
-        return cls(ts, recv, values)
+        return cls(*columns(table))
 
 
 EMPTY = TickerRows(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, _INPUTS), np.float64))
 
 
-def _columns(table: pa.Table) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def columns(table: pa.Table) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`TickerRows` fields of a table's rows, in its order (a null time: the smallest int64)."""
     ts = book_arrays.int64_column(table, "timestamp")  # null: the smallest int64 (callers drop them)
     recv = book_arrays.int64_column(table, "recv_ns") if "recv_ns" in table.column_names \
         else np.zeros(table.num_rows, np.int64)  # a table given to the kernel's API: only the carry keeps it
@@ -84,5 +69,5 @@ def by_symbol(table: pa.Table | None) -> dict[Key, tuple[TickerRows, int]]:
     if table is None or table.num_rows == 0:
         return {}
     rows, groups = timed_groups(table)
-    ts, recv, values = (column[rows] for column in _columns(table))
+    ts, recv, values = (column[rows] for column in columns(table))
     return {key: (TickerRows(ts[a:b], recv[a:b], values[a:b]), untimed) for key, a, b, untimed in groups}

@@ -19,14 +19,16 @@ import numpy as np
 import pyarrow as pa
 
 from . import book_arrays
+from .time_rows import TimeRows
 
 NULL = book_arrays.NULL_NONCE  # a null time, nonce or prev_nonce: the smallest int64
 _KIND_NAMES = np.array(book_arrays.BOOK_KINDS, dtype=object)
 _SIDES = (("bid_px", "bid_sz"), ("ask_px", "ask_sz"))
 
 
-class BookRows:
-    """Book messages of one symbol (or of a chunk of several) in one order."""
+class BookRows(TimeRows):
+    """Book messages of one symbol (or of a chunk of several) in one order; `then` (TimeRows) merges
+    time-sorted ones.  Its levels are not one entry per row: slice, take and concat are its own."""
 
     __slots__ = ("ts", "recv", "kind", "nonce", "prev", "bid", "ask")
 
@@ -36,9 +38,6 @@ class BookRows:
         self.kind = kind                       # int8: 0 snapshot, 1 delta
         self.nonce, self.prev = nonce, prev    # int64, NULL: none
         self.bid, self.ask = bid, ask          # (offsets[n + 1], prices, sizes) into flat float64 arrays
-
-    def __len__(self) -> int:
-        return len(self.ts)
 
     def slice(self, start: int, stop: int | None = None) -> "BookRows":
         n = len(self.ts)
@@ -67,13 +66,6 @@ class BookRows:
             return self
         return BookRows(*(np.concatenate([a, b]) for a, b in zip(self._rows(), more._rows())),
                         _side_concat(self.bid, more.bid), _side_concat(self.ask, more.ask))
-
-    def then(self, more: "BookRows") -> "BookRows":
-        """These rows and `more` (later received), sorted by time (stable)."""
-        rows = self.concat(more)
-        if len(rows) > 1 and not (rows.ts[1:] >= rows.ts[:-1]).all():
-            rows = rows.take(np.argsort(rows.ts, kind="stable"))
-        return rows
 
     def with_times(self, ts: np.ndarray) -> "BookRows":
         return BookRows(ts, self.recv, self.kind, self.nonce, self.prev, self.bid, self.ask)

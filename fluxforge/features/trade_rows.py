@@ -14,11 +14,12 @@ import numpy as np
 import pyarrow as pa
 
 from . import book_arrays
+from .time_rows import TimeRows
 
 _SIDE_NAMES = np.array(["sell", None, "buy"], dtype=object)  # side + 1 -> its name (0: null)
 
 
-class TradeRows:
+class TradeRows(TimeRows):
     """Trades of one symbol with an exchange time, sorted by it (stable)."""
 
     __slots__ = ("ts", "recv", "price", "amount", "side", "ids")
@@ -31,25 +32,6 @@ class TradeRows:
 
     def _columns(self) -> tuple[np.ndarray, ...]:
         return self.ts, self.recv, self.price, self.amount, self.side, self.ids
-
-    def __len__(self) -> int:
-        return len(self.ts)
-
-    def slice(self, start: int, stop: int | None = None) -> "TradeRows":
-        return TradeRows(*(c[start:stop] for c in self._columns()))
-
-    def take(self, index: np.ndarray) -> "TradeRows":
-        """The rows at `index` (positions or a boolean mask)."""
-        return TradeRows(*(c[index] for c in self._columns()))
-
-    def then(self, more: "TradeRows") -> "TradeRows":
-        """These rows and `more` (later received), sorted by exchange time (stable)."""
-        if not len(self):
-            return more
-        if not len(more):
-            return self
-        rows = TradeRows(*(np.concatenate([a, b]) for a, b in zip(self._columns(), more._columns())))
-        return rows if more.ts[0] >= self.ts[-1] else rows.take(np.argsort(rows.ts, kind="stable"))
 
     def to_table(self) -> pa.Table | None:
         """As a checkpoint stores them (None: no rows)."""
