@@ -133,13 +133,12 @@ class FeatureEngine:
         (the ETL's) or a table; trades: `TradeRows` (timed and sorted: the ETL's) or a table."""
         if not isinstance(books, BookRows):
             books = BookRows.from_table(input_tables.normalise(books, "books"))
-        books, nb = _sorted_timed(self._time_untimed(books))
+        books = _time_sorted(self._time_untimed(books))  # every row timed: the untimed ones wait
         bt = books.ts
-        nt = 0
         if not isinstance(trades, TradeRows):
             table, _, nt = input_tables.sorted_valid_time(input_tables.normalise(trades, "trades"))
             trades = TradeRows.from_table(table)
-        self._stats["null_timestamp_dropped"] += nb + nt
+            self._stats["null_timestamp_dropped"] += nt
         last = self._kernel.last_ts
         if last is not None:
             (books, bt), (trades, _) = self._drop_late(books, bt, last), self._drop_late(trades, trades.ts, last)
@@ -307,16 +306,12 @@ class FeatureEngine:
         return engine
 
 
-def _sorted_timed(books: BookRows) -> tuple[BookRows, int]:
-    """The rows with a time, stable-sorted by it if they are not already, and how many had none."""
-    timed = books.ts != book_rows.NULL
-    dropped = len(books) - int(np.count_nonzero(timed))
-    if dropped:
-        books = books.take(timed)
+def _time_sorted(books: BookRows) -> BookRows:
+    """The rows stable-sorted by time if they are not already (`_time_untimed` left none without one)."""
     t = books.ts
     if len(t) > 1 and not (t[1:] >= t[:-1]).all():
         books = books.take(np.argsort(t, kind="stable"))
-    return books, dropped
+    return books
 
 
 def _books_table(books: BookRows) -> pa.Table:
