@@ -44,6 +44,7 @@ segment k.  This module makes the chunks what a single merged stream would give:
 """
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -51,6 +52,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
+from .._kernels.row_arrays import all_timed, search_left
 from ..config import DEFAULT_MAX_GAP_MS, FeatureOptions, TradeOptions
 from ..features import book_rows
 from ..features.book_rows import BookRows
@@ -178,8 +180,8 @@ class SymbolFeed:
         if not len(books):
             return
         self._resolve_resets(books)
-        timed = books.ts != book_rows.NULL
-        if not timed.all():
+        if not all_timed(books.ts):
+            timed = books.ts != book_rows.NULL
             # rows the reader could not time (a REST snapshot that ended its segment): the engine
             # holds them for the time of the next book row; they never move the watermark
             self.output.add(self.engine.process(books.take(~timed), None))
@@ -249,10 +251,10 @@ class SymbolFeed:
         """Process books, trades and resets with time < `until`; return the books held back."""
         if self._fed_until is not None:
             until = max(until, self._fed_until)  # never go back in time
-        cut = int(np.searchsorted(books.ts, until, side="left"))
-        t_end = int(np.searchsorted(self.trades.ts, until, side="left"))
-        r_end = int(np.searchsorted(np.asarray(self._resets, dtype=np.int64), until, side="left"))
-        k_end = int(np.searchsorted(self.tickers.ts, until, side="left"))
+        cut = search_left(books.ts, until)
+        t_end = search_left(self.trades.ts, until)
+        r_end = bisect.bisect_left(self._resets, until)  # a sorted list of ints
+        k_end = search_left(self.tickers.ts, until)
         if cut or t_end > self._trade_pos or r_end or k_end > self._ticker_pos:
             trades = self.trades.slice(self._trade_pos, max(self._trade_pos, t_end))
             self._trade_pos = max(self._trade_pos, t_end)

@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 
 from . import book_arrays
+from .._kernels.row_arrays import concat_levels, concat_pairs
 from .time_rows import TimeRows
 
 NULL = book_arrays.NULL_NONCE  # a null time, nonce or prev_nonce: the smallest int64
@@ -64,8 +65,8 @@ class BookRows(TimeRows):
             return more
         if not len(more):
             return self
-        return BookRows(*(np.concatenate([a, b]) for a, b in zip(self._rows(), more._rows())),
-                        _side_concat(self.bid, more.bid), _side_concat(self.ask, more.ask))
+        return BookRows(*concat_pairs(self._rows(), more._rows()),  # compiled: a call, not a dozen (row_arrays.pyx)
+                        concat_levels(*self.bid, *more.bid), concat_levels(*self.ask, *more.ask))
 
     def with_times(self, ts: np.ndarray) -> "BookRows":
         return BookRows(ts, self.recv, self.kind, self.nonce, self.prev, self.bid, self.ask)
@@ -120,13 +121,6 @@ def _side_take(side: tuple, index: np.ndarray) -> tuple:
     np.cumsum(lengths, out=out[1:])
     pos = np.repeat(starts - out[:-1], lengths) + np.arange(int(out[-1]), dtype=np.int64)
     return out, px[pos], sz[pos]
-
-
-def _side_concat(a: tuple, b: tuple) -> tuple:
-    (ao, apx, asz), (bo, bpx, bsz) = a, b
-    a0, a1, b0, b1 = int(ao[0]), int(ao[-1]), int(bo[0]), int(bo[-1])
-    offsets = np.concatenate([ao - a0, bo[1:] - b0 + (a1 - a0)])
-    return offsets, np.concatenate([apx[a0:a1], bpx[b0:b1]]), np.concatenate([asz[a0:a1], bsz[b0:b1]])
 
 
 _NO_LEVELS = (np.zeros(1, np.int64), np.zeros(0, np.float64), np.zeros(0, np.float64))

@@ -31,6 +31,7 @@ from .time_gaps import GapClock
 from .trade_rows import TradeRows
 from .._kernels.book_engine import BookEngine
 from .._kernels.book_rebuild import BookRebuild
+from .._kernels.row_arrays import all_timed, is_sorted, search_left
 from ..config import FeatureOptions
 
 STATE_VERSION = 2
@@ -161,9 +162,9 @@ class FeatureEngine:
             # trade.  Trades after the last book still wait for the books (a lagging book stream
             # must not find them processed and be dropped as late).
             cut = max(cut, min(int(complete_before), last_book + 1))
-        nb = int(np.searchsorted(bt, cut, side="left"))
+        nb = search_left(bt, cut)
         books, self._pending_books = books.slice(0, nb), books.slice(nb)
-        nt = int(np.searchsorted(tt, cut, side="left"))
+        nt = search_left(tt, cut)
         trades, self._pending_trades = trades.slice(0, nt), trades.slice(nt)
         return self._run(books, trades, bars_flush=False)
 
@@ -173,10 +174,10 @@ class FeatureEngine:
         no timed row after them yet (a segment that ended right after a snapshot) wait here for
         the next chunk instead of being dropped -- dropping a snapshot would leave the book unknown."""
         books = self._untimed_books.concat(books)
-        valid = books.ts != book_rows.NULL
-        if valid.all():
+        if all_timed(books.ts):
             self._untimed_books = book_rows.EMPTY
             return books
+        valid = books.ts != book_rows.NULL
         timed = np.flatnonzero(valid)
         end = int(timed[-1]) + 1 if len(timed) else 0
         self._untimed_books = books.slice(end)
@@ -200,7 +201,7 @@ class FeatureEngine:
 
     def _drop_late(self, rows, ts: np.ndarray, last: int) -> tuple:
         """Rows older than `last`: a prefix of `rows` (BookRows or TradeRows, time-sorted)."""
-        late = int(np.searchsorted(ts, last, side="left"))
+        late = search_left(ts, last)
         if late:
             self._stats["late_dropped"] += late
             rows, ts = rows.slice(late), ts[late:]
@@ -309,7 +310,7 @@ class FeatureEngine:
 def _time_sorted(books: BookRows) -> BookRows:
     """The rows stable-sorted by time if they are not already (`_time_untimed` left none without one)."""
     t = books.ts
-    if len(t) > 1 and not (t[1:] >= t[:-1]).all():
+    if not is_sorted(t):
         books = books.take(np.argsort(t, kind="stable"))
     return books
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._kernels.row_arrays import concat_pairs
+
 
 class TimeRows:
     """Rows sorted by `ts` (int64 exchange ms), stable."""
@@ -38,7 +40,7 @@ class TimeRows:
             return more
         if not len(more):
             return self
-        return type(self)(*(np.concatenate([a, b]) for a, b in zip(self._columns(), more._columns())))
+        return type(self)(*concat_pairs(self._columns(), more._columns()))  # one compiled call: np.concatenate's bytes
 
     def then(self, more):
         """These rows and `more` (later received; each sorted by time), as one stable sort by time."""
