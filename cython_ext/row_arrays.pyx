@@ -15,6 +15,7 @@ ids: their references must be counted), other layouts or mismatched dtypes -- go
 import numpy as np
 
 cimport numpy as cnp
+from libc.math cimport isfinite
 from libc.stdint cimport int64_t
 from libc.string cimport memcpy
 
@@ -150,11 +151,47 @@ def is_sorted(ts):
 
 
 cdef object _contiguous(object ts):
-    """`ts` itself if a contiguous 1-D int64 array (the ETL's), else a contiguous copy of one."""
-    if isinstance(ts, cnp.ndarray) and cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>ts) \
-            and cnp.PyArray_TYPE(<cnp.ndarray>ts) == cnp.NPY_INT64 and cnp.PyArray_NDIM(<cnp.ndarray>ts) == 1:
-        return ts
-    a = np.asarray(ts)
-    if a.dtype != np.int64 or a.ndim != 1:
-        raise ValueError(f"times: a 1-D int64 array, not {a.ndim}-D {a.dtype}")
-    return np.ascontiguousarray(a)
+    return _native(ts, cnp.NPY_INT64, "times")
+
+
+cdef object _native(object a, int kind, str name):
+    """`a` itself if a contiguous 1-D native array of type `kind` (the ETL's), else a contiguous
+    copy of one; a ValueError if `a` holds another type."""
+    if isinstance(a, cnp.ndarray) and cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>a) \
+            and cnp.PyArray_TYPE(<cnp.ndarray>a) == kind and cnp.PyArray_NDIM(<cnp.ndarray>a) == 1 \
+            and cnp.PyArray_ISNOTSWAPPED(<cnp.ndarray>a):
+        return a
+    x = np.asarray(a)
+    want = np.int64 if kind == cnp.NPY_INT64 else np.float64
+    if x.dtype != want or x.ndim != 1:
+        raise ValueError(f"{name}: a 1-D {np.dtype(want)} array, not {x.ndim}-D {x.dtype}")
+    return np.ascontiguousarray(x, dtype=want)
+
+
+def time_max(ts):
+    """`int(ts.max())` of int64 times (a ValueError if there are none, as numpy's)."""
+    cdef cnp.npy_intp n, i
+    cdef const int64_t *t = _times(_contiguous(ts), &n)
+    if n == 0:
+        raise ValueError("the largest of no times")
+    cdef int64_t m = t[0]
+    for i in range(1, n):
+        if t[i] > m:
+            m = t[i]
+    return m
+
+
+def counted_trades(prices, amounts):
+    """`np.isfinite(prices) & np.isfinite(amounts) & (prices > 0) & (amounts > 0)` of float64 arrays:
+    the trades the trade kernels count (cython_ext/trade_bars.pyx)."""
+    prices, amounts = _native(prices, cnp.NPY_FLOAT64, "prices"), _native(amounts, cnp.NPY_FLOAT64, "amounts")
+    cdef const double *p = <const double *>_flat(prices, cnp.NPY_FLOAT64, "prices")
+    cdef const double *a = <const double *>_flat(amounts, cnp.NPY_FLOAT64, "amounts")
+    cdef cnp.npy_intp n = cnp.PyArray_DIM(prices, 0), i
+    if cnp.PyArray_DIM(amounts, 0) != n:
+        raise ValueError("prices and amounts of different lengths")
+    cdef cnp.ndarray out = cnp.PyArray_EMPTY(1, &n, cnp.NPY_BOOL, 0)
+    cdef char *o = <char *>cnp.PyArray_DATA(out)
+    for i in range(n):
+        o[i] = isfinite(p[i]) and isfinite(a[i]) and p[i] > 0 and a[i] > 0
+    return out

@@ -52,7 +52,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
-from .._kernels.row_arrays import all_timed, search_left
+from .._kernels.row_arrays import all_timed, search_left, time_max
 from ..config import DEFAULT_MAX_GAP_MS, FeatureOptions, TradeOptions
 from ..features import book_rows
 from ..features.book_rows import BookRows
@@ -187,7 +187,7 @@ class SymbolFeed:
             self.output.add(self.engine.process(books.take(~timed), None))
             books = books.take(timed)
         if len(books):
-            self._book_recv = _later(self._book_recv, int(books.recv.max()))
+            self._book_recv = _later(self._book_recv, time_max(books.recv))
         books = self._held.then(books)
         if not len(books):
             return
@@ -290,7 +290,7 @@ def _last_received(clock: tuple[int, int] | None, trades: TradeRows) -> tuple[in
     message share a receive time: the newest exchange time among them)."""
     if not len(trades):
         return clock
-    r = int(trades.recv.max())
+    r = time_max(trades.recv)
     if clock is not None and r < clock[1]:
         return clock
     t = int(trades.ts[trades.recv == r].max())

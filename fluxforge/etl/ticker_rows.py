@@ -51,6 +51,7 @@ class TickerRows(TimeRows):
 
 
 EMPTY = TickerRows(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, _INPUTS), np.float64))
+TickerRows.EMPTY = EMPTY
 
 
 def columns(table: pa.Table) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
+from .._kernels.row_arrays import counted_trades, time_max
 from ..config import TradeOptions
 from ..features import book_rows, ticker_layout, trade_layout, trade_rows
 from ..features.book_rows import BookRows
@@ -87,7 +88,7 @@ class TradeProducts:
         close bars that end by `until` (ms, exchange time)."""
         fed = TradeRows.from_table(trades) if isinstance(trades, pa.Table) else (trades or trade_rows.EMPTY)
         tts, px, amt, side = fed.ts, fed.price, fed.amount, fed.side
-        valid = np.isfinite(px) & np.isfinite(amt) & (px > 0) & (amt > 0)  # the trades the kernels count
+        valid = counted_trades(px, amt)  # the trades the kernels count
         res = _sorted_times(resets, self._gaps.resets(tts[valid]))
         limit = np.iinfo(np.int64).min if until is None else int(until)
         out = self._tables(self._bars.process(tts, px, amt, side, res, limit))
@@ -179,6 +180,6 @@ class PairedEngine:
         result = self.engine.process(books, trades, resets=resets, complete_before=complete_before)
         until = None
         if books is not None and len(books):  # NULL (no time: rows the engine holds) is the smallest int64
-            newest = int(books.ts.max())
+            newest = time_max(books.ts)
             until = None if newest == book_rows.NULL else newest
         return PairedResult(result.hf, result.bars, self.products.process(trades, resets, until, tickers))

@@ -41,11 +41,14 @@ class BookRows(TimeRows):
         self.bid, self.ask = bid, ask          # (offsets[n + 1], prices, sizes) into flat float64 arrays
 
     def slice(self, start: int, stop: int | None = None) -> "BookRows":
+        """(TimeRows.slice) a slice of the rows' offsets: the flat level arrays are shared."""
         n = len(self.ts)
         if stop is None or stop > n:
             stop = n
-        if start > stop:
-            start = stop
+        if start == 0 and stop == n:
+            return self  # (TimeRows.slice)
+        if start >= stop:
+            return EMPTY
         rows, levels = slice(start, stop), slice(start, stop + 1)  # a row's levels end at the next offset
         (bo, bpx, bsz), (ao, apx, asz) = self.bid, self.ask
         return BookRows(self.ts[rows], self.recv[rows], self.kind[rows], self.nonce[rows], self.prev[rows],
@@ -126,3 +129,4 @@ def _side_take(side: tuple, index: np.ndarray) -> tuple:
 _NO_LEVELS = (np.zeros(1, np.int64), np.zeros(0, np.float64), np.zeros(0, np.float64))
 EMPTY = BookRows(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int8), np.zeros(0, np.int64),
                  np.zeros(0, np.int64), _NO_LEVELS, _NO_LEVELS)
+BookRows.EMPTY = EMPTY

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._kernels.row_arrays import time_max
+
 
 class GapClock:
     """The newest time of one stream so far, and the rows that come more than `max_gap_ms` after it.
@@ -32,7 +34,7 @@ class GapClock:
         if len(ts) == 0:
             return []
         start = int(ts[0]) if self.last is None else self.last
-        newest = int(ts.max())
+        newest = time_max(ts)
         if self.max_gap_ms is None or newest - start <= self.max_gap_ms:
             # no row is further than that from any earlier one (the live path's few rows a flush):
             # no gap, and the clock moves to the newest row as the accumulation below would

@@ -20,6 +20,7 @@ class TimeRows:
 
     __slots__ = ()
     ts: np.ndarray
+    EMPTY: "TimeRows"  # the subclass's rows of none (its module's EMPTY)
 
     def _columns(self) -> tuple[np.ndarray, ...]:
         raise NotImplementedError
@@ -28,6 +29,16 @@ class TimeRows:
         return len(self.ts)
 
     def slice(self, start: int, stop: int | None = None):
+        """Rows start..stop (non-negative; stop None: to the end).  All of them are these rows and none
+        are EMPTY, without building either: the feed cuts each symbol's rows several times a flush, and
+        most cuts keep all or nothing."""
+        n = len(self.ts)
+        if stop is None or stop > n:
+            stop = n
+        if start == 0 and stop == n:
+            return self
+        if start >= stop:
+            return self.EMPTY
         return type(self)(*(c[start:stop] for c in self._columns()))
 
     def take(self, index: np.ndarray):

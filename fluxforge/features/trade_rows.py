@@ -53,6 +53,7 @@ class TradeRows(TimeRows):
 
 EMPTY = TradeRows(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float64), np.zeros(0, np.float64),
                   np.zeros(0, np.int8), np.zeros(0, object))
+TradeRows.EMPTY = EMPTY
 
 
 def columns(table: pa.Table) -> tuple[np.ndarray, ...]:

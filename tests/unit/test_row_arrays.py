@@ -3,7 +3,8 @@ row-by-row reference: `concat_pairs` gives np.concatenate's arrays byte for byte
 values, NaN payloads included) for every dtype and layout, copying the numeric ones itself and
 handing the rest (objects, views with strides, byte-swapped) to numpy; `concat_levels` gives one
 side's levels of two row ranges as the per-row level lists say, from ranges that start anywhere;
-the time lookups are numpy's searchsorted and comparisons on random sorted and unsorted times."""
+the time lookups are numpy's searchsorted, comparisons and max on random sorted and unsorted times, and
+the trades the kernels count numpy's mask on prices and amounts with NaN, infinities, zeros and signs."""
 from __future__ import annotations
 
 import random
@@ -11,7 +12,8 @@ import random
 import numpy as np
 import pytest
 
-from fluxforge._kernels.row_arrays import all_timed, concat_levels, concat_pairs, is_sorted, search_left
+from fluxforge._kernels.row_arrays import (all_timed, concat_levels, concat_pairs, counted_trades, is_sorted, search_left,
+                                          time_max)
 
 DTYPES = [np.int64, np.int32, np.int8, np.uint16, np.float64, np.float32, np.bool_, np.complex128]
 
@@ -124,6 +126,28 @@ def test_time_lookups_are_numpys(seed):
         t_np = np.asarray(t, dtype=np.int64)
         assert all_timed(t) == bool((t_np != NULL).all())
         assert is_sorted(t) == bool((t_np[1:] >= t_np[:-1]).all())
+        if len(t_np):
+            assert time_max(t) == int(t_np.max())
+    with pytest.raises(ValueError):
+        time_max(ts[:0])
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_counted_trades_are_numpys_mask(seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(0, 50))
+    pool = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, -1.5, 1e-300, 5e-324, 2.5, 1e300])
+    px = np.where(rng.random(n) < 0.4, rng.choice(pool, n), rng.uniform(-1, 10, n))
+    amt = np.where(rng.random(n) < 0.4, rng.choice(pool, n), rng.uniform(-1, 10, n))
+    for p, a in [(px, amt), (px[::2], amt[::2]), (px.tolist(), amt.tolist())]:
+        p_np, a_np = np.asarray(p, dtype=np.float64), np.asarray(a, dtype=np.float64)
+        got = counted_trades(p, a)
+        assert got.dtype == np.bool_
+        assert got.tolist() == (np.isfinite(p_np) & np.isfinite(a_np) & (p_np > 0) & (a_np > 0)).tolist()
+    with pytest.raises(ValueError):
+        counted_trades(px, amt[:-1] if n else np.zeros(1))
+    with pytest.raises(ValueError):
+        counted_trades(np.ones(n, np.float32), amt)
 
 
 def test_time_lookups_refuse_what_is_not_times():
