@@ -60,7 +60,7 @@ def feed(config: Path, segments: list[Path], logged: bool) -> tuple[float, int, 
                               reader.raw_tickers())
         feeder.finish()
         chunks += len(plan) + 1
-    return time.process_time() - t0, chunks, len(bank.symbols)
+    return time.process_time() - t0, chunks, len(bank.keys())
 
 
 def main() -> None:

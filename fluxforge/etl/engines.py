@@ -309,7 +309,12 @@ class SymbolState:
 
 
 class EngineBank:
-    """All symbols' engines and carries; `snapshot()`/`restore()` are what the checkpoint stores."""
+    """All symbols' engines and carries; `snapshot()`/`restore()` are what the checkpoint stores.
+
+    `restore` keeps the snapshot's bytes and builds a symbol's engines only when `state()` first
+    hands them out: a bank restored only in case it is needed -- the ETL's after the live path
+    handed it a segment, whose engines the live path goes on with -- costs nothing until it is, and
+    `snapshot()` gives an untouched symbol's bytes back as they were."""
 
     def __init__(self, options: FeatureOptions, engine_class=None, reorder_ms: int = 5000,
                  trade_options: TradeOptions | None = None, symbol_overrides: dict | None = None,
@@ -321,18 +326,30 @@ class EngineBank:
         self.max_gap_ms = max_gap_ms  # etl.max_gap_seconds: a longer hole in a stream resets it
         self.fingerprint = options_fingerprint(options, self.trade_options, self.symbol_overrides, max_gap_ms)
         self.engine_class = engine_class  # None: fluxforge.features.FeatureEngine
-        self.symbols: dict[Key, SymbolState] = {}
+        self.symbols: dict[Key, SymbolState] = {}  # the symbols whose engines are built
+        self._stored: dict[Key, tuple[bytes, bytes]] = {}  # restored, not built yet
         self.handed_out = 0  # state() calls: a feed mutates what it is handed (replay.run_or_skip reads it)
+
+    def like(self) -> "EngineBank":
+        """An empty bank with these options."""
+        return EngineBank(self.options, self.engine_class, self.reorder_ms, self.trade_options, self.symbol_overrides,
+                          self.max_gap_ms)
 
     def _cls(self):
         return self.engine_class or _default_engine_class()
+
+    def keys(self) -> list[Key]:
+        """Every symbol the bank has state of, built or not."""
+        return sorted({*self.symbols, *self._stored})
 
     def state(self, key: Key) -> SymbolState:
         self.handed_out += 1
         st = self.symbols.get(key)
         if st is None:
-            st = self.symbols[key] = SymbolState(self._cls()(self.options, max_gap_ms=self.max_gap_ms),
-                                                 products=self._products(key))
+            stored = self._stored.get(key)
+            st = self.symbols[key] = self._built(key, stored) if stored is not None else \
+                SymbolState(self._cls()(self.options, max_gap_ms=self.max_gap_ms), products=self._products(key))
+            self._stored.pop(key, None)  # (after the build: one that fails keeps the bytes)
         return st
 
     def _products(self, key: Key, state: bytes | None = None):
@@ -342,17 +359,41 @@ class EngineBank:
             return TradeProducts(opts, self.max_gap_ms)
         return TradeProducts.from_state(state, opts, self.max_gap_ms)
 
+    def _built(self, key: Key, stored: tuple[bytes, bytes]) -> SymbolState:
+        state, carry_bytes = stored
+        carry = Carry.from_bytes(carry_bytes)
+        return SymbolState(self._cls().from_state(state, self.options, max_gap_ms=self.max_gap_ms), carry,
+                           self._products(key, carry.products))
+
     def snapshot(self) -> dict[Key, tuple[bytes, bytes]]:
-        out = {}
-        for k, st in sorted(self.symbols.items()):
+        out = dict(self._stored)
+        for k, st in self.symbols.items():
             st.carry.products = st.products.get_state() if st.products is not None else None
             out[k] = (st.engine.get_state(), st.carry.to_bytes())
-        return out
+        return dict(sorted(out.items()))
 
-    def restore(self, snapshot: dict[Key, tuple[bytes, bytes]]) -> None:
-        cls = self._cls()
-        self.symbols = {}
-        for k, (state, carry_bytes) in snapshot.items():
-            carry = Carry.from_bytes(carry_bytes)
-            self.symbols[k] = SymbolState(cls.from_state(state, self.options, max_gap_ms=self.max_gap_ms), carry,
-                                          self._products(k, carry.products))
+    def restore(self, snapshot: dict[Key, tuple[bytes, bytes]], *, checked: bool = True) -> None:
+        """The state of `snapshot`.  checked: each symbol's engines are built now, so a snapshot that
+        does not load (a corrupt checkpoint) is a ValueError here, not at the symbol's next row;
+        unchecked (one this process just took), they are built when first handed out."""
+        self.symbols, self._stored = {}, {}
+        if checked:
+            for k, stored in snapshot.items():
+                self.symbols[k] = self._built(k, stored)
+        else:
+            self._stored = dict(snapshot)
+
+    def late_dropped(self) -> dict[Key, int]:
+        """Rows each symbol's book engine dropped as late, in all (its counters travel in the checkpoint);
+        read from the stored bytes of a symbol not built (as often as a segment ends: no building)."""
+        out = {}
+        for key in self.keys():
+            st = self.symbols.get(key)
+            counted = getattr(self._cls(), "late_dropped_in", None)
+            if st is None and counted is not None:
+                out[key] = int(counted(self._stored[key][0]))
+                continue
+            stats = getattr((st or self.state(key)).engine, "stats", None)
+            if stats is not None:
+                out[key] = int(stats().get("late_dropped", 0))
+        return out

@@ -153,8 +153,9 @@ class EtlRunner:
             result = run_segment(seg_dir, self.bank, self.features_dir, self.row_group_rows,
                                  keep_outputs=self.keep_outputs, handover=handover)
             state = result.state  # the live engines' snapshot, or None: take it now
-            if result.bank is not None:  # the live engines carried on from the checkpoint: they are the state now
-                self.bank, result.bank, result.state = result.bank, None, None
+            if state is not None:  # the live path's engines did it (and go on with the next segment):
+                self.bank.restore(state, checked=False)  # this bank's engines are built only if needed
+                result.state = None
         except BadSegment as e:
             return self._reject(seg_dir, str(e))
         except OSError as e:

@@ -221,5 +221,5 @@ def _event_keys(events: dict, bank: EngineBank, feeds: dict) -> set[Key]:
     """Symbols that must see this chunk's events even without books in it."""
     keys = {k for k in events if k[1] is not None}
     exchanges = {k[0] for k in events if k[1] is None}
-    keys |= {k for k in list(bank.symbols) + list(feeds) if k[0] in exchanges}
+    keys |= {k for k in bank.keys() + list(feeds) if k[0] in exchanges}
     return keys

@@ -49,8 +49,7 @@ class SegmentResult:
     files: list[Path] = field(default_factory=list)
     seconds: float = 0.0
     outputs: dict | None = None  # with keep_outputs: SegmentFeeder.held (Key -> FeatureOutput of held blocks)
-    bank: EngineBank | None = None  # the live path's bank, when the segment was handed over
-    state: dict | None = None  # and that bank's snapshot (Handover.state)
+    state: dict | None = None  # the live path's bank's snapshot, when the segment was handed over (Handover.state)
     logged_counts: dict = field(default_factory=dict)  # (Key, product) -> rows of the live-logged chunks
     handover_refused: bool = False  # the live path's finish was fed other rows than the segment holds
 
@@ -85,7 +84,7 @@ def run_segment(seg_dir: Path, bank: EngineBank, features_root: Path, row_group_
         handover, result.handover_refused = None, True
     if handover is not None and keys is None and chunks and chunks[-1] == handover.ends:
         feeder = handover.feeder  # the live path fed the logged chunks and the rest, and finished it
-        result.bank, result.state = feeder.bank, handover.state
+        result.state = handover.state
         finished = True
         result.logged_counts = handover.logged
     elif chunks:
@@ -97,7 +96,8 @@ def run_segment(seg_dir: Path, bank: EngineBank, features_root: Path, row_group_
                           reader.raw_tickers())
     if not finished:
         feeder.finish()
-    for key, n in feeder.totals().items():
+    # a handed-over feeder's engines may have gone on with the next segment: its counts as it finished
+    for key, n in (handover.totals if finished else feeder.totals()).items():
         setattr(result, key, n)
     held = feeder.held
     if keep_outputs:
@@ -130,14 +130,16 @@ def run_segment(seg_dir: Path, bank: EngineBank, features_root: Path, row_group_
 class Handover:
     """A segment the live path finished: its feeder, each journal's rows it fed in logged chunks,
     the rows per (symbol, product) of those chunks, its bank's snapshot right after the finish
-    (the checkpoint's symbols: taken once, not twice), and each channel's rows it fed in all
-    (the rest came from the closed journals or the Parquet files: the job checks they match)."""
+    (the checkpoint's symbols: taken once, not twice), each channel's rows it fed in all
+    (the rest came from the closed journals or the Parquet files: the job checks they match),
+    and the feeder's `totals()` as it finished (its bank's engines go on with the next segment)."""
 
     feeder: SegmentFeeder
     ends: dict[str, int]
     logged: dict
     state: dict
     rows: dict[str, int]
+    totals: dict
 
 
 def _emitted(table: pa.Table, emit_range: tuple[int | None, int | None] | None) -> pa.Table:

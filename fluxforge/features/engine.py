@@ -272,6 +272,14 @@ class FeatureEngine:
         }
         return json.dumps(payload).encode()
 
+    @staticmethod
+    def late_dropped_in(data: bytes) -> int:
+        """The `late_dropped` count of a `get_state()` checkpoint, without building an engine from it."""
+        try:
+            return int(json.loads(data)["stats"]["late_dropped"])
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+            raise ValueError(f"not a feature-engine checkpoint: {exc!r}") from None
+
     @classmethod
     def from_state(cls, data: bytes, options: FeatureOptions | dict | None = None, *, max_gap_ms: int | None = None,
                    **overrides: Any) -> "FeatureEngine":

@@ -60,8 +60,7 @@ class EtlMetrics(PromCollector):
             for kind, n in counts.items():
                 self.tickers_flagged.labels(exchange, symbol, kind).inc(n)
         self._newest_from_manifest(outcome.segment)
-        self.late_dropped = {key: int(stats().get("late_dropped", 0)) for key, st in list(self.engines().symbols.items())
-                             if (stats := getattr(st.engine, "stats", None)) is not None}
+        self.late_dropped = self.engines().late_dropped()
 
     def _newest_from_manifest(self, segment: str) -> None:
         try:

@@ -254,7 +254,7 @@ def test_changed_options_restart_state(tmp_path, market):
     assert ck.exists()
     other = EtlRunner(tmp_path / "segments", tmp_path / "features", tmp_path / "state",
                       FeatureOptions(bar_durations=[1]), engine_class=LedgerEngine)
-    assert other.bank.symbols == {} and other.checkpoint.last_segment is not None
+    assert other.bank.keys() == [] and other.checkpoint.last_segment is not None
 
 
 def test_segment_spanning_midnight_splits_by_date(tmp_path):

@@ -114,8 +114,12 @@ def _run(tmp_path, restart_after: int | None = None, handover: str = "live finis
     pubs += got
     outcome = runner.process_claimed(claimed, ho)
     assert outcome.state == "done", outcome.reason
-    if ho is not None:  # the segment job took the live path's finished feeder: it only wrote the parts
-        assert runner.bank is ho.feeder.bank
+    if ho is not None:  # the segment job took the live path's finished feeder: it only wrote the parts;
+        # its own engines are that snapshot, not built unless it computes a segment itself (the live path
+        # goes on with the feeder's: "journals closed" began the next segment with them)
+        assert runner.bank is not ho.feeder.bank and runner.bank.symbols == {} and runner.bank.snapshot() == ho.state
+        if handover == "journals closed":
+            assert follower.current.feeder.bank is ho.feeder.bank and follower.finished.bank_taken
     if watcher is not None:
         watcher.segment_done(outcome)
     pubs += follower.segment_done(outcome)
