@@ -15,7 +15,8 @@ How (DESIGN decision 14, docs/live.md "How live rows are computed"):
 - At a rotation -- the collector has begun a later segment, which it does only after
   its last write to this one's journals -- the rest of the journals is fed as one
   more chunk and the segment finished at once (not once its Parquet files exist);
-  the segment job takes those engines (`handover`) if the Parquet rows match.
+  the segment job takes its rows and snapshot (`handover`) if the Parquet rows match,
+  and the live path goes on with the same engines into the next segment.
 - When the segment job has finished a segment the live path had not (`segment_done`), the rows it
   produced that the live path had not published -- the tail after the last chunk
   and what the watermark released at the segment's end, or a whole segment that
@@ -25,7 +26,9 @@ How (DESIGN decision 14, docs/live.md "How live rows are computed"):
   checkpoint and the active segment's logged chunks are fed again: their rows are
   published again with replay=True, never silently twice.
 
-Nothing here touches the historical path's state: the live engines are a copy.
+Nothing here touches the historical path's state: the live engines are a copy (restored
+from the checkpoint, or the ones that finished the segment before, whose snapshot the
+historical path took).
 """
 from __future__ import annotations
 

@@ -35,17 +35,21 @@ class Chunk:
                  "_table", "_cut", "_frames", "_plain")
 
     def __init__(self, seq: int, product: str, exchange: str, symbol: str, table: pa.Table, replay: bool,
-                 _cut: tuple[int, int, np.ndarray] | None = None):
+                 _cut: tuple[int, int, int, int] | None = None):
         self.seq, self.product, self.exchange, self.symbol = seq, product, exchange, symbol
         self.replay = replay
-        offset, self.rows, ms = _cut if _cut is not None else (0, table.num_rows, None)
-        self._table, self._cut = table, (offset, self.rows) if _cut is not None else None
         self.first_ms = self.last_ms = None
+        if _cut is not None:  # (offset, rows, first_ms, last_ms): a run of `table` (`runs`)
+            offset, self.rows, self.first_ms, self.last_ms = _cut
+            self._cut = offset, self.rows
+        else:
+            self.rows, self._cut = table.num_rows, None
+            if self.rows:
+                ms = times_ms(table)
+                self.first_ms, self.last_ms = int(ms.min()), int(ms.max())
+        self._table = table
         # the memory it holds, estimated without a compute call: ~80 kB for one 170-column hf row
         self.bytes = table.num_columns * (COLUMN_BYTES + 8 * self.rows)
-        if self.rows:
-            ms = times_ms(table) if ms is None else ms[offset:offset + self.rows]
-            self.first_ms, self.last_ms = int(ms.min()), int(ms.max())
         self._frames: dict[str, list] = {}
         self._plain: pa.Table | None = None
 
@@ -55,8 +59,17 @@ class Chunk:
         """A chunk per run (exchange, symbol, offset, rows) of `table`, numbered from `seq` on: a
         publish of many streams' rows, each stream's cut out of it only when first read (by a
         subscriber or a replay), not for every stream at every publish."""
+        if not runs:
+            return []
         ms = times_ms(table)
-        return [cls(seq + i, product, e, s, table, replay, (offset, n, ms)) for i, (e, s, offset, n) in enumerate(runs)]
+        starts = np.array([offset for _, _, offset, _ in runs], dtype=np.int64)
+        sizes = np.array([n for *_, n in runs], dtype=np.int64)
+        ends = starts + sizes
+        if (sizes <= 0).any() or starts[0] != 0 or (starts[1:] != ends[:-1]).any() or ends[-1] != len(ms):
+            raise ValueError("runs must cut the table into consecutive non-empty parts, in order")
+        first, last = np.minimum.reduceat(ms, starts).tolist(), np.maximum.reduceat(ms, starts).tolist()  # per run
+        return [cls(seq + i, product, e, s, table, replay, (offset, n, first[i], last[i]))
+                for i, (e, s, offset, n) in enumerate(runs)]
 
     @property
     def table(self) -> pa.Table:

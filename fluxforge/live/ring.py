@@ -209,6 +209,7 @@ class RecentRows:
         self.bytes = 0  # estimated: the sum of the stores' and the streams' `bytes`
         self.bounded = False  # the byte bound has dropped rows the other bounds kept
         self._stores: dict[tuple[str, bytes], _Rows] = {}  # (product, schema) -> its rows
+        self._schemas: dict[str, tuple[pa.Schema, bytes]] = {}  # product -> its last schema, serialized
         self._streams: dict[Key, list[_Stream]] = {}  # a key's (one per schema its rows had)
 
     @property
@@ -239,7 +240,11 @@ class RecentRows:
             self._drop_oldest()
 
     def _store(self, product: str, rows: pa.Table) -> _Rows:
-        key = (product, rows.schema.serialize().to_pybytes())  # rows of one schema merge (table_blocks)
+        schema = rows.schema
+        seen = self._schemas.get(product)  # (a 170-column schema: 30 us to serialize, 0.1 us to compare)
+        if seen is None or not seen[0].equals(schema, check_metadata=True):
+            seen = self._schemas[product] = (schema, schema.serialize().to_pybytes())
+        key = (product, seen[1])  # rows of one schema merge (table_blocks)
         store = self._stores.get(key)
         if store is None:
             store = self._stores[key] = _Rows(rows.num_columns)

@@ -28,8 +28,10 @@ SYMBOLS = ("BTC/USDT", "ETH/USDT", "SOL/USDT")
 def _halves() -> tuple[dict, dict]:
     m = synthetic_market(symbols=SYMBOLS, seconds=40.0, hz=10.0, trades_per_s=5.0)
     cut = int(pc.min(m["orderbook"].column("recv_ns")).as_py()) + 20 * FLUSH_NS
-    return tuple({n: t.filter(pc.less(t.column("recv_ns"), cut) if first else pc.greater_equal(t.column("recv_ns"), cut))
-                  for n, t in m.items()} for first in (True, False))
+    def half(t: pa.Table, first: bool) -> pa.Table:
+        recv = t.column("recv_ns")
+        return t.filter(pc.less(recv, cut) if first else pc.greater_equal(recv, cut))
+    return tuple({n: half(t, first) for n, t in m.items()} for first in (True, False))
 
 
 def _segment(bank: EngineBank, name: str, rows: dict) -> dict:

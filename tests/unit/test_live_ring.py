@@ -240,3 +240,36 @@ def test_chunk_places_behave_as_a_deque_in_a_few_bytes_each():
         stop.set()
         reader.join()
     assert not errors and seen and all(0 <= v <= 3_000 + 10 * len(KEYS) for v in seen)
+
+
+def test_a_publish_of_many_streams_cut_into_runs_is_each_run_as_a_chunk_of_its_own():
+    # Chunk.runs (the hub's one table for all streams of a publish) gives each run the rows, times and
+    # size that a chunk of that run's rows alone has; times jitter backwards, one is null (older than any)
+    rng = random.Random(5)
+    for _ in range(40):
+        parts = [_table(e, s, [1_700_000_000_000 + rng.randrange(-50, 50) for _ in range(rng.randrange(1, 5))], i)
+                 for i, (_, e, s) in enumerate(rng.sample(KEYS, rng.randrange(1, len(KEYS) + 1)))]
+        if rng.random() < 0.3:
+            t = parts[0]
+            parts[0] = t.set_column(t.schema.get_field_index("timestamp"), "timestamp",
+                                    pa.array([None] + t.column("timestamp").to_pylist()[1:], TS))
+        table = pa.concat_tables(parts)
+        runs, offset = [], 0
+        for part in parts:
+            runs.append((part.column("exchange")[0].as_py(), part.column("symbol")[0].as_py(), offset, part.num_rows))
+            offset += part.num_rows
+        got = Chunk.runs(10, "hf", table, runs, False)
+        want = [Chunk(10 + i, "hf", e, s, part, False) for i, ((e, s, _, _), part) in enumerate(zip(runs, parts))]
+        fields = ("seq", "product", "exchange", "symbol", "replay", "rows", "first_ms", "last_ms", "bytes")
+        assert [[getattr(c, f) for f in fields] for c in got] == [[getattr(c, f) for f in fields] for c in want]
+        assert all(g.table.equals(w.table) for g, w in zip(got, want))
+    table = _table("binance", "BTC/USDT", [1, 2, 3], 0)
+    btc = ("binance", "BTC/USDT")
+    for bad in ([(*btc, 0, 2)], [(*btc, 1, 2)], [(*btc, 0, 2), ("okx", "BTC/USDT", 1, 1)],
+                [(*btc, 0, 3), ("okx", "X", 3, 0)]):
+        try:
+            Chunk.runs(1, "hf", table, bad, False)
+        except ValueError:
+            continue
+        raise AssertionError(f"runs {bad} accepted")
+    assert Chunk.runs(1, "hf", table, [], False) == []

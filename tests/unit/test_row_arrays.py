@@ -12,8 +12,8 @@ import random
 import numpy as np
 import pytest
 
-from fluxforge._kernels.row_arrays import (all_timed, concat_levels, concat_pairs, counted_trades, is_sorted, search_left,
-                                          time_max)
+from fluxforge._kernels.row_arrays import (all_timed, concat_levels, concat_pairs, counted_trades, is_sorted,
+                                          search_left, time_max)
 
 DTYPES = [np.int64, np.int32, np.int8, np.uint16, np.float64, np.float32, np.bool_, np.complex128]
 
