@@ -330,10 +330,12 @@ class EngineBank:
         self._stored: dict[Key, tuple[bytes, bytes]] = {}  # restored, not built yet
         self.handed_out = 0  # state() calls: a feed mutates what it is handed (replay.run_or_skip reads it)
 
-    def like(self) -> "EngineBank":
-        """An empty bank with these options."""
-        return EngineBank(self.options, self.engine_class, self.reorder_ms, self.trade_options, self.symbol_overrides,
+    def restored(self, snapshot: dict[Key, tuple[bytes, bytes]]) -> "EngineBank":
+        """A bank with these options in the state of `snapshot`, one this process took (unchecked)."""
+        bank = EngineBank(self.options, self.engine_class, self.reorder_ms, self.trade_options, self.symbol_overrides,
                           self.max_gap_ms)
+        bank.restore(snapshot, checked=False)
+        return bank
 
     def _cls(self):
         return self.engine_class or _default_engine_class()
@@ -387,13 +389,11 @@ class EngineBank:
         """Rows each symbol's book engine dropped as late, in all (its counters travel in the checkpoint);
         read from the stored bytes of a symbol not built (as often as a segment ends: no building)."""
         out = {}
+        counted = getattr(self._cls(), "late_dropped_in", None)
         for key in self.keys():
             st = self.symbols.get(key)
-            counted = getattr(self._cls(), "late_dropped_in", None)
             if st is None and counted is not None:
                 out[key] = int(counted(self._stored[key][0]))
-                continue
-            stats = getattr((st or self.state(key)).engine, "stats", None)
-            if stats is not None:
+            elif (stats := getattr((st or self.state(key)).engine, "stats", None)) is not None:
                 out[key] = int(stats().get("late_dropped", 0))
         return out

@@ -14,21 +14,17 @@ How (DESIGN decision 14, docs/live.md "How live rows are computed"):
   is the row that lands in Parquet.
 - At a rotation -- the collector has begun a later segment, which it does only after
   its last write to this one's journals -- the rest of the journals is fed as one
-  more chunk and the segment finished at once (not once its Parquet files exist);
-  the segment job takes its rows and snapshot (`handover`) if the Parquet rows match,
-  and the live path goes on with the same engines into the next segment.
+  more chunk and the segment finished at once (not once its Parquet files exist); the segment
+  job takes its rows and snapshot (`handover`) if the Parquet rows match, the engines go on.
 - When the segment job has finished a segment the live path had not (`segment_done`), the rows it
   produced that the live path had not published -- the tail after the last chunk
   and what the watermark released at the segment's end, or a whole segment that
   finished while the ETL was catching up -- are published from its result, before
   the live path begins the next segment (a stream's rows go out in time order).
-- After an ETL restart (or an error in the live path) the engines restart from the
-  checkpoint and the active segment's logged chunks are fed again: their rows are
-  published again with replay=True, never silently twice.
+- After an ETL restart (or an error in the live path) the engines restart from the checkpoint and
+  the active segment's logged chunks are fed again: their rows go out again with replay=True.
 
-Nothing here touches the historical path's state: the live engines are a copy (restored
-from the checkpoint, or the ones that finished the segment before, whose snapshot the
-historical path took).
+Nothing here touches the historical path's state: it keeps a snapshot of the live engines.
 """
 from __future__ import annotations
 
@@ -78,7 +74,6 @@ class _Following:
 @dataclass
 class _Finished:
     """A rotated segment the live path finished itself, before the segment job processed it."""
-
     name: str
     handover: Handover
     checkpoint: str | None  # the checkpoint its engines started from (handover.state: where the next start)
@@ -232,13 +227,10 @@ class LiveFollower:
 
     def _begin(self, seg_dir: Path) -> list[Publication]:
         fin = self.finished
-        if fin is not None and not fin.bank_taken:
-            # the engines that finished the segment before go on: they are its snapshot (no restore, which
-            # took ~15 % of the live path's CPU with 30 s segments); the segment job restores from it
+        if fin is not None and not fin.bank_taken:  # its engines go on (a restore took ~15 % of the live CPU)
             bank, fin.bank_taken = fin.handover.feeder.bank, True
         else:  # (an error or a restart since: that bank has moved on, or there is none)
-            bank = self.runner.bank.like()
-            bank.restore(fin.handover.state if fin is not None else self.runner.checkpoint.symbols, checked=False)
+            bank = self.runner.bank.restored(fin.handover.state if fin is not None else self.runner.checkpoint.symbols)
         start = fin.name if fin is not None else self.runner.checkpoint.last_segment
         tails = {c: JournalTail(seg_dir / channel_file(c, finished=False), CHANNEL_SCHEMAS[c])
                  for c in chunk_log.CHANNELS}

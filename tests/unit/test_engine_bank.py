@@ -51,8 +51,7 @@ def test_an_unbuilt_restore_is_the_snapshot_and_feeds_the_same_rows():
     went_on = EngineBank(OPTIONS, reorder_ms=REORDER_MS)
     _segment(went_on, "seg-1", first)
     snap = went_on.snapshot()
-    lazy, built = went_on.like(), went_on.like()
-    lazy.restore(snap, checked=False)
+    lazy, built = went_on.restored(snap), went_on.restored({})
     built.restore(snap)
     assert lazy.symbols == {} and lazy.keys() == sorted(snap) == built.keys() and len(snap) == len(SYMBOLS)
     assert lazy.snapshot() == snap  # untouched symbols: their bytes as stored
@@ -70,9 +69,8 @@ def test_a_corrupt_snapshot_fails_when_checked_at_once_else_at_first_use():
     key = sorted(snap)[1]
     bad = dict(snap) | {key: (b"{not json", snap[key][1])}
     with pytest.raises(ValueError, match="not a feature-engine checkpoint"):
-        bank.like().restore(bad)
-    lazy = bank.like()
-    lazy.restore(bad, checked=False)
+        bank.restored({}).restore(bad)
+    lazy = bank.restored(bad)
     lazy.state(sorted(snap)[0])  # the others load
     for _ in range(2):  # a failed build keeps the bytes: never a fresh engine in their place
         with pytest.raises(ValueError, match="not a feature-engine checkpoint"):
