@@ -34,8 +34,10 @@ class _Refuse:
 
 def refuse() -> tuple[str, ...]:
     """Refuse, from now on in this process, the UNUSED packages not imported yet (refusing one
-    already imported would save nothing and could break its users); returns those refused."""
-    names = tuple(name for name in UNUSED if name not in sys.modules)
+    already imported would save nothing and could break its users); returns those newly refused
+    (a second call adds no finder for packages the first one refused)."""
+    refused = {n for f in sys.meta_path if isinstance(f, _Refuse) for n in f.names}
+    names = tuple(name for name in UNUSED if name not in sys.modules and name not in refused)
     if names:
         sys.meta_path.insert(0, _Refuse(names))
     return names

@@ -29,7 +29,7 @@ _SIDES = (("bid_px", "bid_sz"), ("ask_px", "ask_sz"))
 
 class BookRows(TimeRows):
     """Book messages of one symbol (or of a chunk of several) in one order; `then` (TimeRows) merges
-    time-sorted ones.  Its levels are not one entry per row: slice, take and concat are its own."""
+    time-sorted ones.  Its levels are not one entry per row: _cut, take and concat are its own."""
 
     __slots__ = ("ts", "recv", "kind", "nonce", "prev", "bid", "ask")
 
@@ -40,15 +40,8 @@ class BookRows(TimeRows):
         self.nonce, self.prev = nonce, prev    # int64, NULL: none
         self.bid, self.ask = bid, ask          # (offsets[n + 1], prices, sizes) into flat float64 arrays
 
-    def slice(self, start: int, stop: int | None = None) -> "BookRows":
+    def _cut(self, start: int, stop: int) -> "BookRows":
         """(TimeRows.slice) a slice of the rows' offsets: the flat level arrays are shared."""
-        n = len(self.ts)
-        if stop is None or stop > n:
-            stop = n
-        if start == 0 and stop == n:
-            return self  # (TimeRows.slice)
-        if start >= stop:
-            return EMPTY
         rows, levels = slice(start, stop), slice(start, stop + 1)  # a row's levels end at the next offset
         (bo, bpx, bsz), (ao, apx, asz) = self.bid, self.ask
         return BookRows(self.ts[rows], self.recv[rows], self.kind[rows], self.nonce[rows], self.prev[rows],

@@ -6,7 +6,7 @@ into them, per symbol and flush; the three kinds of rows slice, take and merge a
 merge's rule -- new rows after the held ones, a stable sort by time only when they start
 earlier -- is written once.  A subclass lists its arrays (`_columns`, in its constructor's order,
 each with one entry per row along its first axis) or, with arrays that are not per row (a book's
-levels), overrides `slice`, `take` and `concat`.
+levels), overrides `_cut`, `take` and `concat`.
 """
 from __future__ import annotations
 
@@ -39,6 +39,10 @@ class TimeRows:
             return self
         if start >= stop:
             return self.EMPTY
+        return self._cut(start, stop)
+
+    def _cut(self, start: int, stop: int):
+        """Rows start..stop, 0 <= start < stop <= len (`slice` has ruled out all and none)."""
         return type(self)(*(c[start:stop] for c in self._columns()))
 
     def take(self, index: np.ndarray):

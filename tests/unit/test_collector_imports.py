@@ -34,8 +34,10 @@ def test_building_the_command_line_imports_no_data_library():
 @pytest.mark.skipif(not HAVE_PANDAS, reason="pandas is not installed: nothing to refuse")
 @pytest.mark.parametrize("refused", [False, True])
 def test_refusing_numpy_and_pandas_keeps_them_out_of_pyarrow(refused):
-    code = ("from fluxforge.collector import unused_modules\n"
-            "assert unused_modules.refuse() == ('numpy', 'pandas')\n" if refused else "")
+    code = ("from fluxforge.collector import unused_modules\nimport sys\n"
+            "assert unused_modules.refuse() == ('numpy', 'pandas')\n"
+            "finders = len(sys.meta_path)\n"
+            "assert unused_modules.refuse() == () and len(sys.meta_path) == finders\n" if refused else "")
     code += ("import pyarrow as pa, pyarrow.parquet, pyarrow.ipc\n"
              "assert pa.array([1.5, None]).to_pylist() == [1.5, None]\n")
     if refused:
