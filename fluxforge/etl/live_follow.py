@@ -279,7 +279,7 @@ class LiveFollower:
                                                     for product, t in products(out)}):
             for key, n in sizes:
                 cur.published[(key, product)] = cur.published.get((key, product), 0) + n
-            pubs.append(Publication(product, table, replay))
+            pubs.append(Publication(product, table, replay, sizes))
         return pubs
 
     # -- the segment job's results ----------------------------------------------------
@@ -366,7 +366,7 @@ class LiveFollower:
         last = self._unsent_last()
         if last is None:
             return []
-        pubs = [Publication(product, live_table(key, [table]), True)
+        pubs = [Publication(product, live_table(key, [table]), True, [(key, table.num_rows)])
                 for product, key, table in landed_parts(self.runner.features_dir, last)]
         log.info("live_replaying_last_segment", segment=last, publications=len(pubs))
         self.published_through(last)

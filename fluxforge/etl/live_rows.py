@@ -27,6 +27,7 @@ class Publication:
     product: Product
     table: pa.Table
     replay: bool = False
+    runs: list[tuple[Key, int]] | None = None  # each stream's rows in table order, as built (None: the hub finds them)
 
 
 def landed_parts(features: Path, segment: str) -> list[tuple[Product, Key, pa.Table]]:
@@ -62,10 +63,10 @@ def unpublished(outputs: dict[Key, FeatureOutput], published: dict, maybe: dict 
             full = live_table(key, table_blocks.tables(tables))
             again = n if maybe is None else maybe.get((key, product), 0)
             if again > start:
-                pubs.append(Publication(product, full.slice(start, again - start), True))
+                pubs.append(Publication(product, full.slice(start, again - start), True, [(key, again - start)]))
             rest = max(start, again)
             if n > rest:
-                pubs.append(Publication(product, full.slice(rest), False))
+                pubs.append(Publication(product, full.slice(rest), False, [(key, n - rest)]))
     return pubs
 
 

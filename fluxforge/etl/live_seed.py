@@ -66,7 +66,8 @@ def recent_parts(features: Path, exclude: set[str], from_ms: int, now_ms: int) -
     for host, host_files in sorted(by_host.items()):
         kept = []
         for segments in sorted(host_files, key=lambda s: SegmentId.parse(s[-1]).sort_key, reverse=True):
-            pubs = [Publication(product, live_table(key, [rows]), True) for product, key, path in by_file[segments]
+            pubs = [Publication(product, live_table(key, [rows]), True, [(key, rows.num_rows)])
+                    for product, key, path in by_file[segments]
                     if (rows := _rows_since(path, from_ms)).num_rows]
             if not pubs:
                 break

@@ -320,7 +320,7 @@ class EtlService:
             log.exception("live_seed_failed")
             return
         for p in pubs:
-            self.hub.publish(p.product, p.table, replay=True)
+            self.hub.publish(p.product, p.table, replay=True, runs=p.runs)
         if pubs:
             log.info("live_replay_seeded", rows=sum(p.table.num_rows for p in pubs), publications=len(pubs),
                      minutes=self.cfg.etl.live.replay_minutes)
@@ -328,7 +328,7 @@ class EtlService:
     def _publish(self, pubs: list[Publication]) -> None:
         """Hand rows to the hub (on the loop thread, as its contract asks)."""
         for p in pubs:
-            self.hub.publish(p.product, p.table, replay=p.replay)
+            self.hub.publish(p.product, p.table, replay=p.replay, runs=p.runs)
         if pubs:
             self.live.note_published(pubs, time.time())
 

@@ -34,6 +34,8 @@ from .ring import RecentRows
 from .settings import LiveConfig, server_socket_path
 from .subscriber import Sink, Subscriber
 
+Stream = tuple[str, str]  # (exchange, symbol)
+
 log = get_logger("fluxforge.live")
 DROP_REASONS = ("slow", "stalled")
 
@@ -55,14 +57,18 @@ class LiveHub:
         self.endpoints = None
 
     # -- the ETL side --------------------------------------------------------------------
-    def publish(self, product: str, table: pa.Table | pa.RecordBatch, *, replay: bool = False) -> None:
-        """Hand rows of one product to the subscribers; never blocks, never waits for a reader."""
+    def publish(self, product: str, table: pa.Table | pa.RecordBatch, *, replay: bool = False,
+                runs: list[tuple[Stream, int]] | None = None) -> None:
+        """Hand rows of one product to the subscribers; never blocks, never waits for a reader.
+        runs: ((exchange, symbol), rows) of each stream in table order, each stream's rows together,
+        as the publisher built the table (the ETL does): then the hub need not find them."""
         if self._loop is not None and threading.get_ident() != self._loop_thread:
-            self._loop.call_soon_threadsafe(self._publish, product, table, replay)
+            self._loop.call_soon_threadsafe(self._publish, product, table, replay, runs)
             return
-        self._publish(product, table, replay)
+        self._publish(product, table, replay, runs)
 
-    def _publish(self, product: str, table: pa.Table | pa.RecordBatch, replay: bool) -> None:
+    def _publish(self, product: str, table: pa.Table | pa.RecordBatch, replay: bool,
+                 given: list[tuple[Stream, int]] | None = None) -> None:
         if isinstance(table, pa.RecordBatch):
             table = pa.Table.from_batches([table])
         if not table.num_rows:
@@ -74,7 +80,7 @@ class LiveHub:
         clash = [c for c in wire.META_KEYS if schema.get_field_index(c) >= 0]
         if clash:
             raise ValueError(f"live rows of {product!r} use reserved column name(s) {', '.join(clash)}")
-        runs = _runs(table)
+        runs = _runs(table) if given is None else _given_runs(given)
         if runs is not None:  # each stream's rows together (the ETL's publishes): one table for all
             chunks = Chunk.runs(self._seq + 1, product, table, runs, replay)
         else:
@@ -209,6 +215,19 @@ class LiveHub:
         dropped = sum(self.counters["dropped"].values())
         return f"live {len(self.subscribers)} sub{'s' if len(self.subscribers) != 1 else ''}" + (
             f" ({dropped} dropped)" if dropped else "")
+
+
+def _given_runs(given: list[tuple[Stream, int]]) -> list[tuple[str, str, int, int]]:
+    """A publisher's runs as (exchange, symbol, offset, rows), empty ones left out (Chunk.runs checks
+    that they cover the table); a stream named twice is a ValueError."""
+    out, offset = [], 0
+    for (exchange, symbol), n in given:
+        if n:
+            out.append((exchange, symbol, offset, n))
+            offset += n
+    if len({(e, s) for e, s, _, _ in out}) < len(out):
+        raise ValueError("runs name a stream twice: each stream's rows must be together")
+    return out
 
 
 def _runs(table: pa.Table) -> list[tuple[str, str, int, int]] | None:

@@ -273,3 +273,30 @@ def test_a_publish_of_many_streams_cut_into_runs_is_each_run_as_a_chunk_of_its_o
             continue
         raise AssertionError(f"runs {bad} accepted")
     assert Chunk.runs(1, "hf", table, [], False) == []
+
+
+def test_a_publish_with_the_publishers_runs_holds_what_one_the_hub_cuts_itself_holds(tmp_path):
+    # LiveHub.publish(runs=...): the ETL names each stream's rows as it built the table; the hub then
+    # holds and numbers the same chunks as when it finds the runs in the exchange and symbol columns
+    from fluxforge.live.hub import LiveHub
+    from fluxforge.live.settings import LiveConfig
+    rng = random.Random(8)
+    hubs = [LiveHub(LiveConfig(), socket_path=tmp_path / f"{i}.sock") for i in range(2)]
+    for n in range(30):
+        picked = rng.sample(KEYS[:2], rng.randrange(1, 3))
+        parts = [_table(e, s, sorted(1_700_000_000_000 + 1000 * n + rng.randrange(900) for _ in range(rng.randrange(1, 4))), n)
+                 for _, e, s in picked]
+        table = pa.concat_tables(parts)
+        hubs[0].publish("hf", table)
+        hubs[1].publish("hf", table, runs=[((e, s), p.num_rows) for (_, e, s), p in zip(picked, parts)] + [(("x", "y"), 0)])
+    got = [hub.ring.since(0, KEYS[:2]) for hub in hubs]
+    assert [(c.seq, c.key, c.rows) for c in got[0]] == [(c.seq, c.key, c.rows) for c in got[1]] and len(got[0]) > 30
+    assert all(a.table.equals(b.table) for a, b in zip(*got))
+    assert hubs[0].counters == hubs[1].counters
+    table = _table("binance", "BTC/USDT", [1, 2, 3], 0)
+    for bad in ([(("binance", "BTC/USDT"), 2)], [(("binance", "BTC/USDT"), 2), (("binance", "BTC/USDT"), 1)]):
+        try:
+            hubs[1].publish("hf", table, runs=bad)
+        except ValueError:
+            continue
+        raise AssertionError(f"runs {bad} accepted")
