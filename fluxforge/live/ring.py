@@ -63,21 +63,47 @@ class _Chunks:
         return len(cols[0]) - lo
 
     def append(self, held: _Held) -> None:
-        cols, replay, _ = self._state
-        for col, value in zip(cols, self._values(held)):
-            col.append(value)
-        replay.append(held.replay)
+        self.add(held.seq, held.replay, held.first_ms, held.last_ms, held.start, held.rows)
+
+    def add(self, seq: int, replay: bool, first_ms: int, last_ms: int, start: int, rows: int) -> None:
+        """append(), without a `_Held` made to be taken apart (every chunk published goes through here)."""
+        (c_seq, c_first, c_last, c_start, c_rows), c_replay, _ = self._state
+        c_seq.append(seq)
+        c_first.append(first_ms)
+        c_last.append(last_ms)
+        c_start.append(start)
+        c_rows.append(rows)
+        c_replay.append(replay)
 
     def popleft(self) -> _Held:
-        cols, replay, lo = state = self._state
+        held = self._held(self._state, self._state[2]) if len(self) else None
+        self.drop_oldest()
+        return held
+
+    def drop_oldest(self) -> int:
+        """Forget the oldest chunk; its rows."""
+        cols, replay, lo = self._state
         if lo >= len(cols[0]):
             raise IndexError("pop from an empty ring key")
-        held = self._held(state, lo)
+        rows = cols[4][lo]
         lo += 1
         if lo >= 1024 and 2 * lo >= len(cols[0]):
             cols, replay, lo = tuple(col[lo:] for col in cols), replay[lo:], 0
         self._state = (cols, replay, lo)
-        return held
+        return rows
+
+    def oldest(self) -> tuple[int, int, int]:
+        """(rows, last_ms, start) of the oldest chunk, read without making a `_Held`: the ring bounds
+        every key it publishes to, at every publish (IndexError: none)."""
+        (_, _, last, start, rows), _, lo = self._state
+        return rows[lo], last[lo], start[lo]
+
+    def newest_last_ms(self) -> int:
+        """last_ms of the newest chunk (IndexError: none)."""
+        cols, _, lo = self._state
+        if lo >= len(cols[2]):
+            raise IndexError("no chunks")
+        return cols[2][-1]
 
     def __getitem__(self, i: int) -> _Held:
         state = self._state
@@ -158,7 +184,7 @@ class _Rows:
 
     def drop_unheld(self) -> None:
         """Drop the tables whose rows all precede every stream's oldest chunk."""
-        start = min((s.chunks[0].start for s in self.streams if s.chunks), default=self.end)
+        start = min((s.chunks.oldest()[2] for s in self.streams if s.chunks), default=self.end)
         while self.tables and self.base + self.tables[0].num_rows <= start:
             table = self.tables.pop(0)
             self.base += table.num_rows
@@ -183,7 +209,7 @@ class _Stream:
         return _Chunks.BYTES * len(self.chunks)
 
     def add(self, chunk: Chunk, start: int) -> None:
-        self.chunks.append(_Held(chunk.seq, chunk.replay, chunk.first_ms, chunk.last_ms, start, chunk.rows))
+        self.chunks.add(chunk.seq, chunk.replay, chunk.first_ms, chunk.last_ms, start, chunk.rows)
         self.rows += chunk.rows
 
     def table(self, held: _Held) -> pa.Table:
@@ -263,9 +289,13 @@ class RecentRows:
     def _bound(self, s: _Stream) -> None:
         """Drop a stream's chunks beyond the window and the row bound."""
         held = s.chunks
-        newest = max(held[0].last_ms, held[-1].last_ms)
-        while held and (s.rows - held[0].rows >= self.max_rows or held[0].last_ms < newest - self.window_ms):
-            s.rows -= held.popleft().rows
+        rows, last, _ = held.oldest()
+        horizon = max(last, held.newest_last_ms()) - self.window_ms
+        while s.rows - rows >= self.max_rows or last < horizon:
+            s.rows -= held.drop_oldest()
+            if not held:
+                break
+            rows, last, _ = held.oldest()
         if s.rows > self.max_rows:  # the oldest chunk straddles the row bound: keep its newest rows
             s.trim(held[0], s.rows - self.max_rows)
 
@@ -274,16 +304,16 @@ class RecentRows:
         than the bound (one heap of the keys per 1/16 of the bound added, not one per chunk)."""
         target = self.max_bytes - self.max_bytes // 16
         streams = [s for ss in self._streams.values() for s in ss]
-        heap = [(s.chunks[0].last_ms, i, s) for i, s in enumerate(streams) if s.chunks]
+        heap = [(s.chunks.oldest()[1], i, s) for i, s in enumerate(streams) if s.chunks]
         heapq.heapify(heap)
         while self.bytes > target and heap:
             _, i, s = heapq.heappop(heap)
             before = s.bytes + s.store.bytes
-            s.rows -= s.chunks.popleft().rows
+            s.rows -= s.chunks.drop_oldest()
             s.store.drop_unheld()  # (a block's memory goes with the last chunk of any key in it)
             self.bytes += s.bytes + s.store.bytes - before
             if s.chunks:
-                heapq.heappush(heap, (s.chunks[0].last_ms, i, s))
+                heapq.heappush(heap, (s.chunks.oldest()[1], i, s))
         if not self.bounded:
             self.bounded = True
             log.info("live_replay_bounded", replay_mb=self.max_bytes / 2 ** 20,

@@ -198,19 +198,29 @@ def test_chunk_places_behave_as_a_deque_in_a_few_bytes_each():
             h = _Held(seq, rng.random() < 0.1, 1_733_000_000_000 + seq, 1_733_000_000_000 + seq + 5, seq * 3, rng.randint(1, 4))
             chunks.append(h)
             model.append(h)
-        elif op < 0.95:
+        elif op < 0.75:
             assert as_tuple(chunks.popleft()) == as_tuple(model.popleft())
+        elif op < 0.95:  # what the ring's bounds use: no `_Held` made
+            assert chunks.drop_oldest() == model.popleft().rows
         else:
             h = _Held(model[0].seq, model[0].replay, model[0].first_ms + 1, model[0].last_ms, model[0].start + 1, 1)
             chunks[0] = model[0] = h
         assert len(chunks) == len(model)
         if model:
             assert as_tuple(chunks[0]) == as_tuple(model[0]) and as_tuple(chunks[-1]) == as_tuple(model[-1])
+            assert chunks.oldest() == (model[0].rows, model[0].last_ms, model[0].start)
+            assert chunks.newest_last_ms() == model[-1].last_ms
         if step % 997 == 0:
             assert [as_tuple(h) for h in chunks] == [as_tuple(h) for h in model]
     while model:
         assert as_tuple(chunks.popleft()) == as_tuple(model.popleft())
     assert len(chunks) == 0 and list(chunks) == []
+    for empty in (chunks.popleft, chunks.drop_oldest, chunks.oldest, chunks.newest_last_ms):
+        try:
+            empty()
+        except IndexError:
+            continue
+        raise AssertionError(f"{empty.__name__} of no chunks")
 
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
