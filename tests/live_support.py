@@ -103,7 +103,7 @@ class RecordingHub(LiveHub):
         super().__init__(cfg, state_dir, socket_path)
         self._f = open(path, "ab")
 
-    def publish(self, product: str, table: pa.Table, *, replay: bool = False) -> None:
+    def publish(self, product: str, table: pa.Table, *, replay: bool = False, runs: list | None = None) -> None:
         sink = pa.BufferOutputStream()
         with pa.ipc.new_stream(sink, table.schema) as w:
             w.write_table(table)
@@ -111,7 +111,7 @@ class RecordingHub(LiveHub):
         head = json.dumps({"product": product, "replay": replay, "bytes": len(body), "t": time.time()}).encode()
         self._f.write(len(head).to_bytes(4, "little") + head + body)
         self._f.flush()
-        super().publish(product, table, replay=replay)
+        super().publish(product, table, replay=replay, runs=runs)  # (the ETL's runs: the hub's path as in service)
 
     async def close(self) -> None:
         await super().close()
