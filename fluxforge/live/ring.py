@@ -45,7 +45,8 @@ class _Held:
 
 class _Chunks:
     """A key's held chunks, oldest first, as flat columns of 8-byte integers: like a deque of `_Held`
-    (append, popleft, [i], [0] = ..., iteration: `_Held` views made on access), 41 bytes a chunk
+    (`add` appends, `drop_oldest` pops the oldest, [i], [0] = ..., iteration: `_Held` views made on
+    access; `oldest` and `newest_last_ms` read the ring's bounds without making one), 41 bytes a chunk
     where a `_Held` with its ints took ~224 (~18 MB for 20 symbols' 15 minutes, outside any bound).
 
     The arrays and the index of the oldest are one tuple, replaced as a whole when the oldest goes,
@@ -62,11 +63,8 @@ class _Chunks:
         cols, _, lo = self._state
         return len(cols[0]) - lo
 
-    def append(self, held: _Held) -> None:
-        self.add(held.seq, held.replay, held.first_ms, held.last_ms, held.start, held.rows)
-
     def add(self, seq: int, replay: bool, first_ms: int, last_ms: int, start: int, rows: int) -> None:
-        """append(), without a `_Held` made to be taken apart (every chunk published goes through here)."""
+        """Append a chunk's place (every chunk published comes here: no `_Held` made to be taken apart)."""
         (c_seq, c_first, c_last, c_start, c_rows), c_replay, _ = self._state
         c_seq.append(seq)
         c_first.append(first_ms)
@@ -74,11 +72,6 @@ class _Chunks:
         c_start.append(start)
         c_rows.append(rows)
         c_replay.append(replay)
-
-    def popleft(self) -> _Held:
-        held = self._held(self._state, self._state[2]) if len(self) else None
-        self.drop_oldest()
-        return held
 
     def drop_oldest(self) -> int:
         """Forget the oldest chunk; its rows."""

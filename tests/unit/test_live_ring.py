@@ -196,11 +196,10 @@ def test_chunk_places_behave_as_a_deque_in_a_few_bytes_each():
         if op < 0.55 or not model:
             seq += 1
             h = _Held(seq, rng.random() < 0.1, 1_733_000_000_000 + seq, 1_733_000_000_000 + seq + 5, seq * 3, rng.randint(1, 4))
-            chunks.append(h)
+            chunks.add(*(getattr(h, f) for f in fields))
             model.append(h)
-        elif op < 0.75:
-            assert as_tuple(chunks.popleft()) == as_tuple(model.popleft())
-        elif op < 0.95:  # what the ring's bounds use: no `_Held` made
+        elif op < 0.95:
+            assert as_tuple(chunks[0]) == as_tuple(model[0])
             assert chunks.drop_oldest() == model.popleft().rows
         else:
             h = _Held(model[0].seq, model[0].replay, model[0].first_ms + 1, model[0].last_ms, model[0].start + 1, 1)
@@ -213,9 +212,10 @@ def test_chunk_places_behave_as_a_deque_in_a_few_bytes_each():
         if step % 997 == 0:
             assert [as_tuple(h) for h in chunks] == [as_tuple(h) for h in model]
     while model:
-        assert as_tuple(chunks.popleft()) == as_tuple(model.popleft())
+        assert as_tuple(chunks[0]) == as_tuple(model[0])
+        assert chunks.drop_oldest() == model.popleft().rows
     assert len(chunks) == 0 and list(chunks) == []
-    for empty in (chunks.popleft, chunks.drop_oldest, chunks.oldest, chunks.newest_last_ms):
+    for empty in (lambda: chunks[0], chunks.drop_oldest, chunks.oldest, chunks.newest_last_ms):
         try:
             empty()
         except IndexError:
@@ -226,7 +226,7 @@ def test_chunk_places_behave_as_a_deque_in_a_few_bytes_each():
     before = tracemalloc.get_traced_memory()[0]
     many = _Chunks()
     for i in range(100_000):
-        many.append(_Held(10 ** 6 + i, False, 1_733_000_000_000 + i, 1_733_000_000_000 + i, 10 ** 6 + i, 1))
+        many.add(10 ** 6 + i, False, 1_733_000_000_000 + i, 1_733_000_000_000 + i, 10 ** 6 + i, 1)
     per_chunk = (tracemalloc.get_traced_memory()[0] - before) / 100_000
     tracemalloc.stop()
     assert per_chunk < 2 * _Chunks.BYTES, per_chunk  # (arrays grow by over-allocating; a _Held took ~224)
