@@ -16,6 +16,9 @@ ratio is what a compiled multi-symbol feed would have to bring down (docs/live.m
 With --split, one more logged feed says where that cost goes: thread CPU per phase (nested
 phases are part of the one above them), per symbol and chunk, the timers' own ~1 us a call included,
 and what of it the compiled kernels' calls take (the rest is the Python and Arrow around them).
+Its last line is a floor under any live feed, however compiled: each logged chunk's rows
+appended to the channels' journals as the collector flushes them, and read back as the live path
+reads them (bronze/journal.py `JournalTail`, every batch validated), against the one-chunk feed.
 
 Run: .venv/bin/python bench/live_feed.py [--seconds 60] [--flush 0.25] [--reorder 1] [--rounds 5]
                                           [--symbols 20] [--trades-per-update 0.5] [--split]
@@ -88,6 +91,7 @@ def main() -> None:
             cpu, chunks, nsym = feed(on / "config.yaml", segments, True)
             logged.append(cpu)
         split = _split(on / "config.yaml", segments) if args.split else None
+        reads = min(_journal_reads(segments, tmp / "journals") for _ in range(args.rounds)) if args.split else None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     a, b = min(one), min(logged)
@@ -100,6 +104,8 @@ def main() -> None:
         print("where the logged feed's CPU goes, us per symbol and chunk (nested: part of the line above):")
         for name, seconds in split.items():
             print(f"  {name:<50} {seconds / max(chunks * nsym, 1) * 1e6:7.0f}")
+        print(f"reading the logged chunks from journals, as the live path does: {reads:.3f} s "
+              f"({reads / max(chunks, 1) * 1e6:.0f} us per chunk, all symbols), {reads / a:.2f}x the one-chunk feed")
 
 
 # (phase, where its function is looked up, the function's name there): nested phases after their parent
@@ -134,6 +140,46 @@ def _split(config: Path, segments: list[Path]) -> dict[str, float]:
 
 
 _KERNELS = "the compiled kernels' calls, in all phases"
+
+
+def _journal_reads(segments: list[Path], scratch: Path) -> float:
+    """Thread CPU to read each segment's logged chunks back from journals, one `JournalTail.read()`
+    per channel and chunk (the live step's reads), the chunks written as the collector's flushes
+    (one batch per channel and flush, not fsync'd: only the reads are timed)."""
+    import pyarrow.parquet as pq
+
+    from fluxforge.bronze.journal import JournalTail, JournalWriter
+    from fluxforge.bronze.schemas import CHANNEL_SCHEMAS
+    total = 0.0
+    for seg in segments:
+        reader = SegmentReader(seg, batch_rows=BOOK_BATCH_ROWS)
+        manifest = reader.verify()
+        rows = {c: int((manifest.get("channels") or {}).get(c, {}).get("rows", 0)) for c in chunk_log.CHANNELS}
+        plan = chunk_log.plan(seg, rows)
+        shutil.rmtree(scratch, ignore_errors=True)
+        scratch.mkdir(parents=True)
+        files = {}
+        for c in chunk_log.CHANNELS:
+            path = reader._path(c)
+            if path is not None:
+                table = pq.read_table(path).select(CHANNEL_SCHEMAS[c].names).cast(CHANNEL_SCHEMAS[c])
+                journal = JournalWriter(scratch / f"{c}.arrow", CHANNEL_SCHEMAS[c])
+                files[c] = (table, journal, JournalTail(journal.path, CHANNEL_SCHEMAS[c]))
+        prev = dict.fromkeys(chunk_log.CHANNELS, 0)
+        for ends in plan:
+            for c, (table, journal, tail) in files.items():
+                if ends[c] > prev[c]:
+                    journal.write_batch(table.slice(prev[c], ends[c] - prev[c]).combine_chunks().to_batches()[0],
+                                        sync=False)
+            t = time.thread_time()
+            got = {c: tail.read() for c, (_, _, tail) in files.items()}
+            total += time.thread_time() - t
+            if any(sum(b.num_rows for b in got[c]) != ends[c] - prev[c] for c in files):
+                raise RuntimeError(f"{seg.name}: the journals gave back other rows than were written")
+            prev = ends
+        for _, journal, _ in files.values():
+            journal.close()
+    return total
 
 
 class _TimedKernel:
