@@ -44,6 +44,12 @@ from fluxforge.etl.segment_feed import SegmentFeeder  # noqa: E402
 from fluxforge.etl.segment_job import BOOK_BATCH_ROWS, feed_logged  # noqa: E402
 
 
+def _verified(seg: Path) -> tuple[SegmentReader, chunk_log.Ends]:
+    """A finished segment's reader, its manifest verified, and the rows of each channel."""
+    reader = SegmentReader(seg, batch_rows=BOOK_BATCH_ROWS)
+    return reader, chunk_log.channel_rows(reader.verify())
+
+
 def feed(config: Path, segments: list[Path], logged: bool) -> tuple[float, int, int]:
     """CPU seconds to feed `segments` through a fresh bank; the chunks fed and the symbols seen."""
     cfg = load_config(str(config))
@@ -51,9 +57,7 @@ def feed(config: Path, segments: list[Path], logged: bool) -> tuple[float, int, 
                       cfg.etl.symbol_overrides, cfg.etl.max_gap_ms)
     t0, chunks = time.process_time(), 0
     for seg in segments:
-        reader = SegmentReader(seg, batch_rows=BOOK_BATCH_ROWS)
-        manifest = reader.verify()
-        rows = {c: int((manifest.get("channels") or {}).get(c, {}).get("rows", 0)) for c in chunk_log.CHANNELS}
+        reader, rows = _verified(seg)
         plan = chunk_log.plan(seg, rows) if logged else []
         feeder = SegmentFeeder(bank, seg.name)
         if plan:
@@ -152,9 +156,7 @@ def _journal_reads(segments: list[Path], scratch: Path) -> float:
     from fluxforge.bronze.schemas import CHANNEL_SCHEMAS
     total = 0.0
     for seg in segments:
-        reader = SegmentReader(seg, batch_rows=BOOK_BATCH_ROWS)
-        manifest = reader.verify()
-        rows = {c: int((manifest.get("channels") or {}).get(c, {}).get("rows", 0)) for c in chunk_log.CHANNELS}
+        reader, rows = _verified(seg)
         plan = chunk_log.plan(seg, rows)
         shutil.rmtree(scratch, ignore_errors=True)
         scratch.mkdir(parents=True)

@@ -94,6 +94,12 @@ def adopt(state_dir: str | Path, seg_dir: Path) -> None:
     fsync_dir(src.parent)
 
 
+def channel_rows(manifest: dict) -> Ends:
+    """The rows of each channel a finished segment's manifest lists (0 for a channel it lacks)."""
+    listed = manifest.get("channels") or {}
+    return {c: int(listed.get(c, {}).get("rows", 0)) for c in CHANNELS}
+
+
 def plan(seg_dir: Path, rows: Ends) -> list[Ends]:
     """The logged chunks of a finished segment, checked against its channels' row counts."""
     chunks = read(seg_dir / SEGMENT_FILE)

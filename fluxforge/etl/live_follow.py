@@ -167,7 +167,7 @@ class LiveFollower:
         name = cur.seg_dir.name
         reader = SegmentReader(seg_dir)
         reader.manifest = json.loads((seg_dir / MANIFEST).read_text())
-        rows = {c: int((reader.manifest.get("channels") or {}).get(c, {}).get("rows", 0)) for c in chunk_log.CHANNELS}
+        rows = chunk_log.channel_rows(reader.manifest)
         ends = {c: t.rows for c, t in cur.tails.items()}
         self._detach()
         if any(rows[c] < ends[c] for c in chunk_log.CHANNELS):

@@ -75,7 +75,7 @@ def run_segment(seg_dir: Path, bank: EngineBank, features_root: Path, row_group_
     reader = SegmentReader(seg_dir, batch_rows=batch_rows)
     manifest = reader.verify()
     result = SegmentResult(segment)
-    rows = {c: int((manifest.get("channels") or {}).get(c, {}).get("rows", 0)) for c in chunk_log.CHANNELS}
+    rows = chunk_log.channel_rows(manifest)
     chunks = chunk_log.plan(seg_dir, rows)
     finished = False
     if handover is not None and handover.rows != rows:
