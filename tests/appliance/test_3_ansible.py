@@ -251,7 +251,7 @@ def test_6_fleet_status_prints_one_table_and_fails_on_a_bad_host(provisioned):
     row = re.search(rf'"{HOST}\s+(OK|WARNING|CRITICAL)\s+([0-9.]+)\s+(\d+s|never)\s+(\d+)s\s+(\d+ files \d+ MiB)\s+'
                     r'(\d+)% *([a-z_,]*)"', proc.stdout)
     assert row, proc.stdout[-4000:]
-    state, codes = row.group(1), set((row.group(7) or "").split(",")) - {""}
+    state, codes = row.group(1), set(row.group(7).split(",")) - {""}
     # one status call makes the row: its state and its warning codes agree
     assert (state == "OK") == (not codes), row.group(0)
     # The host's state may change between our calls and the playbook's (a segment waiting for the
