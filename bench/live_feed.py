@@ -162,7 +162,7 @@ def _journal_reads(segments: list[Path], scratch: Path) -> float:
         scratch.mkdir(parents=True)
         files = {}
         for c in chunk_log.CHANNELS:
-            path = reader._path(c)
+            path = reader.channel_path(c)
             if path is not None:
                 table = pq.read_table(path).select(CHANNEL_SCHEMAS[c].names).cast(CHANNEL_SCHEMAS[c])
                 journal = JournalWriter(scratch / f"{c}.arrow", CHANNEL_SCHEMAS[c])

@@ -128,14 +128,15 @@ class SegmentReader:
                       optional=frozenset(bronze.BOOK_V2_COLUMNS) if channel == "orderbook" else frozenset())
 
     # -- data ---------------------------------------------------------------------
-    def _path(self, channel: str) -> Path | None:
+    def channel_path(self, channel: str) -> Path | None:
+        """The finished file of `channel` the manifest lists (None: the segment has none)."""
         entry = (self.manifest.get("channels") or {}).get(channel)
         if entry is None:
             return None
         return self.dir / self._listed_file(channel, entry)
 
     def _read(self, channel: str, columns: list[str]) -> pa.Table | None:
-        path = self._path(channel)
+        path = self.channel_path(channel)
         if path is None:
             return None
         try:
@@ -170,7 +171,7 @@ class SegmentReader:
 
     def raw_book_batches(self, batch_rows: int) -> Iterator[pa.Table]:
         """The orderbook file's rows in file (= journal) order, `batch_rows` at a time."""
-        path = self._path("orderbook")
+        path = self.channel_path("orderbook")
         if path is None:
             return
         try:
