@@ -28,7 +28,7 @@ from ..logs import get_logger
 from ..bronze.segments import SegmentId
 from ..observe.service_metrics import install_etl_metrics
 from ..service import SystemdNotifier, install_stop_handlers, watchdog_loop
-from . import chunk_log
+from . import chunk_log, memory_trim
 from .live_follow import LiveFollower, Publication
 from .live_wake import LiveWake
 from .ready_watch import ReadyWatcher
@@ -167,11 +167,13 @@ class EtlService:
             # READY=1: directories scanned (recovery done, or waiting for space with STATUS saying so)
             self.notifier.ready(self.status_line())
             watchdog = asyncio.create_task(watchdog_loop(self.notifier, self.healthy))
+            trim = asyncio.create_task(self._trim_loop())
             live = asyncio.create_task(self._live_loop()) if self.live is not None else None
             try:
                 await self._loop(recovered)
             finally:
                 watchdog.cancel()
+                trim.cancel()
                 if live is not None:
                     live.cancel()
                     await asyncio.gather(live, return_exceptions=True)
@@ -274,6 +276,12 @@ class EtlService:
             self.notifier.status(self.status_line())
             await self.watcher.wait()
 
+
+    async def _trim_loop(self) -> None:
+        """Every TRIM_INTERVAL: the free memory malloc holds back to the system (etl/memory_trim.py)."""
+        while True:
+            await asyncio.sleep(memory_trim.TRIM_INTERVAL)
+            await asyncio.to_thread(memory_trim.give_back)
 
     # -- live ---------------------------------------------------------------------------
     async def _live_loop(self) -> None:

@@ -6,6 +6,7 @@ import pytest
 from notify_listener import NotifyListener
 from etl_support import LedgerEngine, synthetic_market, write_segments
 from fluxforge.config import Config
+from fluxforge.etl import memory_trim
 from fluxforge.etl.service import EtlService
 from fluxforge.service import SystemdNotifier
 
@@ -18,6 +19,9 @@ def config(tmp_path, poll=0.2):
 @pytest.mark.parametrize("inotify", [True, False])
 def test_service_ready_status_watchdog_and_clean_stop(tmp_path, monkeypatch, inotify):
     monkeypatch.setenv("WATCHDOG_USEC", "200000")
+    trims = []
+    monkeypatch.setattr(memory_trim, "TRIM_INTERVAL", 0.05)
+    monkeypatch.setattr(memory_trim, "give_back", lambda: trims.append(1) or True)
     listener = NotifyListener(tmp_path / "notify.sock")
     cfg = config(tmp_path / "data", poll=0.2)
     market = synthetic_market(seconds=30)
@@ -43,6 +47,10 @@ def test_service_ready_status_watchdog_and_clean_stop(tmp_path, monkeypatch, ino
             await asyncio.sleep(0.05)
             if len(list((cfg.segments_dir / "done").iterdir())) == 3:
                 break
+        for _ in range(400):  # (every TRIM_INTERVAL: at once here, but the loop may be busy)
+            if trims:
+                break
+            await asyncio.sleep(0.05)
         svc.request_stop()
         return await asyncio.wait_for(task, 30), svc
 
@@ -57,6 +65,7 @@ def test_service_ready_status_watchdog_and_clean_stop(tmp_path, monkeypatch, ino
     assert any("last seg-testhost-" in m and "rows/s" in m for m in msgs if m.startswith("STATUS="))
     assert msgs.index("STOPPING=1") > msgs.index(ready)
     assert len(list(cfg.features_dir.rglob("part-*.parquet"))) > 0
+    assert trims  # the free memory malloc holds went back to the system while it ran
 
 
 def test_once_processes_backlog_and_exits(tmp_path):
