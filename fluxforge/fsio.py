@@ -83,38 +83,20 @@ def syncfs(path: str | os.PathLike) -> bool:
     """syncfs(2) on the file system holding `path`: one call makes every written file and
     rename on it durable (errors reported since Linux 5.8).  Returns False where the call
     does not exist, so callers fall back to fsync per file and directory."""
-    fn = _libc_syncfs()
+    import ctypes
+
+    from .libc import function
+    fn = function("syncfs", (ctypes.c_int,))
     if fn is None:
         return False
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         if fn(fd) != 0:
-            import ctypes
             err = ctypes.get_errno()
             raise OSError(err, f"syncfs: {os.strerror(err)}", str(path))
     finally:
         os.close(fd)
     return True
-
-
-_SYNCFS: list = []
-
-
-def _libc_syncfs():
-    if not _SYNCFS:
-        fn = None
-        try:
-            import ctypes
-            import ctypes.util
-            name = ctypes.util.find_library("c")
-            if name:
-                fn = getattr(ctypes.CDLL(name, use_errno=True), "syncfs", None)
-                if fn is not None:
-                    fn.argtypes = [ctypes.c_int]
-        except OSError:
-            fn = None
-        _SYNCFS.append(fn)
-    return _SYNCFS[0]
 
 
 def sha256_file(path: str | os.PathLike, block: int = 1 << 20) -> str:

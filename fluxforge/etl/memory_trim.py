@@ -16,28 +16,18 @@ from __future__ import annotations
 
 import ctypes
 
+from ..libc import function
+
 TRIM_INTERVAL = 30.0  # seconds between two calls in the ETL service
 
-_UNSET = object()
-_trim = _UNSET
 
-
-def _malloc_trim():
+def malloc_trim():
     """glibc's `malloc_trim`, or None (another C library)."""
-    global _trim
-    if _trim is _UNSET:
-        try:
-            fn = ctypes.CDLL(None).malloc_trim
-        except (OSError, AttributeError):
-            fn = None
-        else:
-            fn.argtypes, fn.restype = [ctypes.c_size_t], ctypes.c_int
-        _trim = fn
-    return _trim
+    return function("malloc_trim", (ctypes.c_size_t,))
 
 
 def give_back() -> bool:
     """Return the whole free pages malloc holds to the system; True if any was returned
     (False too where the C library has no `malloc_trim`)."""
-    fn = _malloc_trim()
+    fn = malloc_trim()
     return bool(fn(0)) if fn is not None else False

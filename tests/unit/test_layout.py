@@ -13,7 +13,7 @@ PKG = Path(__file__).resolve().parents[2] / "fluxforge"
 MAX_LINES = 400
 STAGES = ("collector", "bronze", "etl", "features", "maintenance", "sync", "observe", "loopback", "demo",
           "commands")
-SHARED = {"__init__", "__main__", "cli", "config", "config_refs", "config_base", "config_exchange", "logs", "fsio", "locks", "service", "service_child", "progress"}
+SHARED = {"__init__", "__main__", "cli", "config", "config_refs", "config_base", "config_exchange", "logs", "fsio", "libc", "locks", "service", "service_child", "progress"}
 
 
 def _modules() -> dict[str, Path]:

@@ -14,7 +14,7 @@ def rss_mb() -> float:
     raise AssertionError("no VmRSS")
 
 
-@pytest.mark.skipif(memory_trim._malloc_trim() is None, reason="the C library is not glibc")
+@pytest.mark.skipif(memory_trim.malloc_trim() is None, reason="the C library is not glibc")
 def test_free_chunks_between_live_ones_are_given_back():
     kept = []
 
