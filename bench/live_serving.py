@@ -67,7 +67,9 @@ def _publishes(parts: list[tuple[str, pa.Table]]) -> list[tuple[str, pa.Table]]:
 
 async def serve(chunks, json_subs: int, arrow_subs: int, stalled: int) -> float:
     with tempfile.TemporaryDirectory(prefix="fflive-") as d:
-        hub = LiveHub(LiveConfig(buffer_rows=1_000_000), socket_path=Path(d) / "live.sock")
+        # the publishes come as fast as the loop takes them, not one per product and second: a queue
+        # may hold minutes of rows, and no subscriber is dropped as slow for that
+        hub = LiveHub(LiveConfig(buffer_rows=1_000_000, buffer_mb=4096), socket_path=Path(d) / "live.sock")
         await hub.start()
         procs = [subprocess.Popen([sys.executable, "-m", "fluxforge.cli", "live", "--socket", str(hub.socket_path),
                                    "--json"], stdout=subprocess.DEVNULL,

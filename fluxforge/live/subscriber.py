@@ -22,7 +22,7 @@ from typing import Protocol
 
 from . import wire
 from .protocol import Request
-from .chunk import Chunk
+from .chunk import Chunk, Published, spans
 
 SEND_ROWS = 5000  # rows per write at most (bounds one write's memory)
 
@@ -86,15 +86,18 @@ class Subscriber:
         self.queue.append(_Marker(frame))
         self._wake.set()
 
-    def _frames(self, item: Chunk | _Marker) -> list[wire.Frame]:
+    def _frames(self, item: Chunk | _Marker | tuple[Published, int, int]) -> list[wire.Frame]:
+        """A queue item's frames; a span of a publish's rows (chunk.spans) is one encoding."""
         if isinstance(item, _Marker):
             return [item.frame]
         frames: list[wire.Frame] = []
-        schema = item.plain().schema
-        if self._schemas.get(item.product) != schema:
-            self._schemas[item.product] = schema
-            frames.append(wire.schema_frame(item.product, schema, self.request.format))
-        return frames + item.frames(self.request.format)
+        product, schema = (item[0].product, item[0].plain().schema) if isinstance(item, tuple) else \
+            (item.product, item.plain().schema)
+        if self._schemas.get(product) != schema:
+            self._schemas[product] = schema
+            frames.append(wire.schema_frame(product, schema, self.request.format))
+        return frames + (item[0].frames(self.request.format, item[1], item[2]) if isinstance(item, tuple)
+                         else item.frames(self.request.format))
 
     async def run(self) -> str:
         """Send until the transport fails ('closed') or a send stalls ('stalled').
@@ -105,13 +108,15 @@ class Subscriber:
             while not self.queue:
                 self._wake.clear()
                 await self._wake.wait()
-            frames: list[wire.Frame] = []
-            rows = 0
+            items, rows = [], 0
             while self.queue and rows < SEND_ROWS:
                 item = self.queue.popleft()
                 self.queued_rows -= item.rows
                 self.queued_bytes -= item.bytes
                 rows += item.rows
+                items.append(item)
+            frames: list[wire.Frame] = []
+            for item in spans(items):
                 frames += self._frames(item)
             try:
                 async with asyncio.timeout(self.send_timeout):

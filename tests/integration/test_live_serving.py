@@ -68,6 +68,33 @@ def test_json_and_arrow_round_trip_over_unix_socket():
         assert same_rows(b.batch.to_pylist(), table.to_pylist())
 
 
+def test_a_publish_of_many_symbols_goes_out_as_one_batch_to_a_subscriber_of_them_all():
+    # the ETL publishes a product's rows of every symbol in one table: a subscriber taking all of them
+    # gets them in one batch, one taking some gets exactly its rows, and publishes never merge
+    streams = [("binance", "BTC/USDT"), ("binance", "ETH/USDT"), ("okx", "BTC/USDT")]
+    first = pa.concat_tables([rows_table(e, s, 1_733_000_000_000 + 10 * i, 2) for i, (e, s) in enumerate(streams)])
+    second = pa.concat_tables([rows_table(e, s, 1_733_000_100_000 + 10 * i, 1) for i, (e, s) in enumerate(streams)])
+
+    async def scenario():
+        async with running_hub() as hub:
+            every = asyncio.create_task(collect(2, socket=hub.socket_path, batches=True))
+            eth = asyncio.create_task(collect(2, socket=hub.socket_path, batches=True, symbols=["ETH/USDT"]))
+            btc = asyncio.create_task(collect(6, socket=hub.socket_path, symbols=["BTC/USDT"]))
+            await wait_for(lambda: len(hub.subscribers) == 3, what="three subscribers")
+            hub.publish("hf", first)
+            hub.publish("hf", second)
+            return [await asyncio.wait_for(t, 30) for t in (every, eth, btc)]
+
+    every, eth, btc = asyncio.run(scenario())
+    assert [b.batch.num_rows for b in every] == [6, 3]
+    for b, table in zip(every, (first, second)):
+        assert same_rows(b.batch.to_pylist(), table.to_pylist())
+    assert [b.batch.num_rows for b in eth] == [2, 1]
+    assert same_rows([r for b in eth for r in b.batch.to_pylist()],
+                     [r for t in (first, second) for r in t.to_pylist() if r["symbol"] == "ETH/USDT"])
+    assert same_rows(btc, [r for t in (first, second) for r in expected("hf", t) if r["symbol"] == "BTC/USDT"])
+
+
 def test_filters_by_product_exchange_and_symbol():
     tables = [("hf", rows_table("binance", "BTC/USDT", 0, 3)), ("bars/interval=60s", rows_table("binance", "BTC/USDT", 10, 2)),
               ("bars/interval=5s", rows_table("okx", "BTC/USDT", 20, 2)), ("bars/interval=60s", rows_table("binance", "ETH/USDT", 30, 2)),

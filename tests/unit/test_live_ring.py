@@ -285,6 +285,35 @@ def test_a_publish_of_many_streams_cut_into_runs_is_each_run_as_a_chunk_of_its_o
     assert Chunk.runs(1, "hf", table, [], False) == []
 
 
+def test_consecutive_runs_of_one_publish_are_one_span_and_nothing_else_is_merged():
+    # chunk.spans (what a subscriber sends as one encoding): runs of one publish that follow each
+    # other in the queue and in the table; not runs of two publishes, not across a gap or a marker,
+    # not a chunk with its own table (a replay's)
+    from fluxforge.live.chunk import spans
+    parts = [_table(e, s, [1_700_000_000_000 + i], i) for i, (_, e, s) in enumerate(KEYS)]
+    table = pa.concat_tables(parts)
+    runs = [(p.column("exchange")[0].as_py(), p.column("symbol")[0].as_py(), i, 1) for i, p in enumerate(parts)]
+    a, b = Chunk.runs(1, "hf", table, runs, False), Chunk.runs(4, "hf", table, runs, False)
+    own = Chunk(9, "hf", *KEYS[0][1:], parts[0], True)
+    marker = object()
+
+    def shape(items):
+        return [(("a" if x[0] is a[0].published else "b"), x[1], x[2]) if isinstance(x, tuple)
+                else "own" if x is own else "marker" for x in spans(items)]
+
+    assert shape(a) == [("a", 0, 3)]
+    assert shape(a[:2] + b[2:]) == [("a", 0, 2), ("b", 2, 1)]
+    assert shape([a[0], a[2]]) == [("a", 0, 1), ("a", 2, 1)]
+    assert shape([a[0], marker, a[1], own, a[2]]) == [("a", 0, 1), "marker", ("a", 1, 1), "own", ("a", 2, 1)]
+    span = spans(a)[0]
+    for fmt in ("json", "arrow"):  # one encoding of the span, made once, of exactly its rows
+        frames = span[0].frames(fmt, span[1], span[2])
+        assert frames is span[0].frames(fmt, span[1], span[2])
+        assert len(frames) == (3 if fmt == "json" else 1)
+    assert a[1].frames("json") == span[0].frames("json", 0, 3)[1:2]
+    assert a[1].plain().equals(parts[1])
+
+
 def test_a_publish_with_the_publishers_runs_holds_what_one_the_hub_cuts_itself_holds(tmp_path):
     # LiveHub.publish(runs=...): the ETL names each stream's rows as it built the table; the hub then
     # holds and numbers the same chunks as when it finds the runs in the exchange and symbol columns
