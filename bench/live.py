@@ -17,7 +17,12 @@ Measured, same run:
             feeding the engines, building the rows: a worker thread), the segment job (bronze to
             Parquet: a worker thread) and the rest (the event loop: publishing to the hub, waking)
 
+With --subscriber json (or arrow), one subscriber of every product and symbol is connected to the
+live-on ETL the whole run -- `fluxforge live --json`, or `fluxforge.live.subscribe(batches=True)` --
+so its CPU includes serving it (the subscriber's own process is not counted).
+
 Run: .venv/bin/python bench/live.py [--seconds 90] [--symbols 20] [--trades-per-update 0.5] [--segment-seconds 30]
+                                    [--subscriber none|json|arrow]
 The machine may be shared: the figures are what this run measured, nothing more.
 """
 from __future__ import annotations
@@ -64,8 +69,11 @@ def _etl_child(config: str, out: str) -> None:
         q, samples, late = window.quantiles(), window.count, window.share_above(target)
     import resource
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    hub = service.hub
+    served = {"subscribed": hub.counters["subscribed"], "dropped": sum(hub.counters["dropped"].values()),
+              "sent_rows": hub.counters["sent_rows"]} if hub is not None else None
     Path(out).write_text(json.dumps({"cpu": cpu, "rss_mb": rss_mb, "latency": q, "samples": samples, "late": late,
-                                     "processed": service.processed, "rc": rc, "split": split}))
+                                     "processed": service.processed, "rc": rc, "split": split, "served": served}))
 
 
 def _thread_cpu(phases: dict[str, tuple[type, str]]) -> dict[str, float]:
@@ -86,14 +94,33 @@ def _thread_cpu(phases: dict[str, tuple[type, str]]) -> dict[str, float]:
 def _config(data: Path, entry: dict, flush: float, reorder: float, live: bool, segment_seconds: float) -> dict:
     from collector_support import config_dict
     cfg = config_dict(data, [entry], flush_interval=flush, segment_max_seconds=segment_seconds)
-    cfg["etl"] = {"reorder_window": reorder, "live": {"enabled": live}}
+    cfg["etl"] = {"reorder_window": reorder, "live": {"enabled": live, "socket": str(data.parent / "live.sock")}}
     cfg["metrics"] = {"enabled": False}
     cfg["logging"] = {"level": "WARNING", "format": "json"}
     return cfg
 
 
+_ARROW_SUBSCRIBER = """
+import asyncio, sys
+from fluxforge.live import subscribe
+async def main():
+    async for _ in subscribe(socket=sys.argv[1], batches=True):
+        pass
+asyncio.run(main())
+"""
+
+
+async def _subscriber(kind: str, sock: Path, log) -> asyncio.subprocess.Process:
+    """One subscriber of everything on the live-on ETL's socket, once it listens."""
+    from collector_support import subprocess_env, wait_until
+    await wait_until(sock.exists, 120, what="the live socket")
+    cmd = [sys.executable, "-m", "fluxforge.cli", "live", "--socket", str(sock), "--json"] if kind == "json" else \
+        [sys.executable, "-c", _ARROW_SUBSCRIBER, str(sock)]
+    return await asyncio.create_subprocess_exec(*cmd, env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=log)
+
+
 async def _setting(tmp: Path, symbols: list[str], seconds: float, flush: float, reorder: float,
-                   trades_per_update: float = 0.5, segment_seconds: float = 30.0) -> dict:
+                   trades_per_update: float = 0.5, segment_seconds: float = 30.0, subscriber: str = "none") -> dict:
     import yaml
     from collector_support import collector_command, subprocess_env, wait_until
     from test_collector_e2e import binance_entry
@@ -118,6 +145,7 @@ async def _setting(tmp: Path, symbols: list[str], seconds: float, flush: float, 
                 sys.executable, __file__, "--etl-child", str(config), str(d / "out.json"),
                 env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=log)
             procs.append((name, d, col, etl, log))
+        subs = [await _subscriber(subscriber, procs[0][1] / "live.sock", procs[0][4])] if subscriber != "none" else []
         await asyncio.sleep(seconds)
         for name, d, col, etl, log in procs:
             col.terminate()
@@ -129,6 +157,10 @@ async def _setting(tmp: Path, symbols: list[str], seconds: float, flush: float, 
                              what="the last segment processed")
             etl.terminate()
             await etl.wait()
+            for sub in subs if name == "on" else ():
+                if sub.returncode is None:
+                    sub.kill()
+                await sub.wait()
             log.close()
             results[name] = json.loads((d / "out.json").read_text())
     return results
@@ -150,6 +182,8 @@ def main() -> None:
     ap.add_argument("--segment-seconds", type=float, default=30.0,
                     help="collector.segment_max_seconds (the service's default is 3600: the batch ETL then "
                          "processes one segment at the end, its per-segment cost spread over the whole run)")
+    ap.add_argument("--subscriber", choices=("none", "json", "arrow"), default="none",
+                    help="a subscriber of every product and symbol on the live-on ETL the whole run")
     ap.add_argument("--etl-child", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.etl_child:
@@ -159,7 +193,8 @@ def main() -> None:
     symbols = bench_symbols(args.symbols)
     print(f"live features: {len(symbols)} symbols x books (10/s, depth 20) + trades ({10 * args.trades_per_update:g}/s)"
           f" + tickers, "
-          f"{args.seconds:g} s per setting, segments of {args.segment_seconds:g} s; {os.cpu_count()} CPU(s)")
+          f"{args.seconds:g} s per setting, segments of {args.segment_seconds:g} s, subscriber: {args.subscriber}; "
+          f"{os.cpu_count()} CPU(s)")
     print(f"{'flush':>6} {'reorder':>8} {'p50 s':>7} {'p99 s':>7} {'target':>7} {'later':>6} {'rows':>7}"
           f" {'cpu on':>7} {'cpu off':>8} {'ratio':>6} {'rss on':>7} {'rss off':>8}")
     splits = []
@@ -167,7 +202,7 @@ def main() -> None:
         tmp = Path(tempfile.mkdtemp(prefix="ff-bench-live-"))
         try:
             r = asyncio.run(_setting(tmp, symbols, args.seconds, flush, reorder, args.trades_per_update,
-                                     args.segment_seconds))
+                                     args.segment_seconds, args.subscriber))
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         on, off = r["on"], r["off"]
@@ -177,6 +212,11 @@ def main() -> None:
               f" {on['cpu']:>7.1f} {off['cpu']:>8.1f} {on['cpu'] / max(off['cpu'], 1e-9):>6.2f}"
               f" {on['rss_mb']:>5.0f}MB {off['rss_mb']:>6.0f}MB")
         splits.append((flush, reorder, on, off))
+    for flush, reorder, on, _ in splits:
+        if args.subscriber != "none":
+            served = on["served"] or {}
+            print(f"  {flush:g}/{reorder:g}  subscriber: {served.get('subscribed', 0)} connected, "
+                  f"{served.get('sent_rows', 0)} rows sent, {served.get('dropped', 0)} dropped")
     print("where the CPU went, s (flush/reorder):")
     for flush, reorder, on, off in splits:
         print(f"  {flush:g}/{reorder:g}  live on: {_split(on)}  |  live off: {_split(off)}")
