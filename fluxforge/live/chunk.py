@@ -12,6 +12,8 @@ for them all, shared by every subscriber that takes the same span (all symbols, 
 """
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -34,31 +36,42 @@ _NULL_MS = -(2 ** 63)
 COLUMN_BYTES = 512  # an Arrow table's objects per column, however few its rows (features/table_blocks.py)
 
 
+class Frames(list):
+    """A span's wire frames (`Published.frames`), which the publish holds only while a subscriber does."""
+
+    __slots__ = ("__weakref__",)
+
+
 class Published:
     """The table of one publish, shared by its chunks (`Chunk.runs`): its rows with dictionary
-    columns decoded, and the wire frames of each span of them asked for, made once."""
+    columns decoded, and the wire frames of each span of them asked for, made once.
+
+    The frames are held weakly: a subscriber keeps the ones it sends until it sends again
+    (`Subscriber.run`), so every subscriber sending the same span in that time shares them,
+    and a slow subscriber's queued chunks do not keep the other spans' encodings alive (a
+    queue's memory bound counts its chunks' rows, `Chunk.bytes`)."""
 
     __slots__ = ("product", "table", "replay", "_plain", "_frames")
 
     def __init__(self, product: str, table: pa.Table, replay: bool):
         self.product, self.table, self.replay = product, table, replay
         self._plain: pa.Table | None = None
-        self._frames: dict[tuple[str, int, int], list[wire.Frame]] = {}
+        self._frames: weakref.WeakValueDictionary[tuple[str, int, int], Frames] = weakref.WeakValueDictionary()
 
     def plain(self) -> pa.Table:
         if self._plain is None:
             self._plain = wire.plain_table(self.table)
         return self._plain
 
-    def frames(self, fmt: str, offset: int, rows: int) -> list[wire.Frame]:
-        """Rows [offset, offset + rows) on the wire, encoded once per format and span."""
+    def frames(self, fmt: str, offset: int, rows: int) -> Frames:
+        """Rows [offset, offset + rows) on the wire, encoded once per format and span while held."""
         key = (fmt, offset, rows)
         out = self._frames.get(key)
         if out is None:
             encode = wire.arrow_batches if fmt == "arrow" else wire.json_rows
             plain = self.plain()
             rows_of = plain if offset == 0 and rows == plain.num_rows else plain.slice(offset, rows)
-            out = self._frames[key] = encode(self.product, rows_of, self.replay)
+            out = self._frames[key] = Frames(encode(self.product, rows_of, self.replay))
         return out
 
 

@@ -22,7 +22,7 @@ from typing import Protocol
 
 from . import wire
 from .protocol import Request
-from .chunk import Chunk, Published, spans
+from .chunk import Chunk, Frames, Published, spans
 
 SEND_ROWS = 5000  # rows per write at most (bounds one write's memory)
 
@@ -61,6 +61,7 @@ class Subscriber:
         self.closed: str | None = None      # why it ended (None: running)
         self._wake = asyncio.Event()
         self._schemas: dict[str, object] = {}
+        self._sent: list[Frames] = []  # the shared encodings of the last write (chunk.Published)
         self.task: asyncio.Task | None = None
 
     def offer(self, chunk: Chunk) -> bool:
@@ -96,8 +97,11 @@ class Subscriber:
         if self._schemas.get(product) != schema:
             self._schemas[product] = schema
             frames.append(wire.schema_frame(product, schema, self.request.format))
-        return frames + (item[0].frames(self.request.format, item[1], item[2]) if isinstance(item, tuple)
-                         else item.frames(self.request.format))
+        if isinstance(item, tuple):
+            shared = item[0].frames(self.request.format, item[1], item[2])
+            self._sent.append(shared)
+            return frames + shared
+        return frames + item.frames(self.request.format)
 
     async def run(self) -> str:
         """Send until the transport fails ('closed') or a send stalls ('stalled').
@@ -116,6 +120,7 @@ class Subscriber:
                 rows += item.rows
                 items.append(item)
             frames: list[wire.Frame] = []
+            self._sent = []
             for item in spans(items):
                 frames += self._frames(item)
             try:
