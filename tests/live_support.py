@@ -59,6 +59,25 @@ def rows_table(exchange: str, symbol: str, start: int, n: int, step_ms: int = 10
                      "maybe": pa.array([None if i % 4 == 0 else i for i in range(n)], pa.int64())})
 
 
+async def json_wire_rows(n: int, **kw) -> list[dict]:
+    """The first `n` rows of a subscription over the JSON wire, decoded as a client in another
+    language would (`fluxforge.live.subscribe` takes the Arrow wire): each `row` line with its
+    product's schema (wire.RowDecoder)."""
+    from fluxforge.live import wire
+    from fluxforge.live.client import frames
+
+    rows, decoders = [], {}
+    async with contextlib.aclosing(frames(format="json", **kw)) as stream:
+        async for head, payload in stream:
+            if head["type"] == "schema":
+                decoders[head["product"]] = wire.RowDecoder(wire.read_schema(head, payload))
+            elif head["type"] == "row":
+                rows.append(decoders[head["product"]](head))
+                if len(rows) >= n:
+                    break
+    return rows
+
+
 async def wait_for(predicate, timeout: float = 30.0, what: str = "condition") -> None:
     """Poll a real condition (not a fixed sleep) until it holds."""
     deadline = time.monotonic() + timeout

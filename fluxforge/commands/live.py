@@ -3,6 +3,8 @@
 Why a console subscriber: the quickest check that live serving works, and a
 pipe into any tool: JSON lines (the wire's own `row` lines) when stdout is not
 a terminal or with --json, a compact one-line-per-row table on a terminal.
+It takes the Arrow wire and writes those lines itself (live/wire.py `json_rows`, what the
+endpoint would send): the JSON encoding is paid by this process, not by the ETL.
 """
 from __future__ import annotations
 
@@ -91,18 +93,22 @@ def _endpoint(args: argparse.Namespace):
 
 
 async def _print_rows(args, socket, token, as_json: bool) -> int:
+    import pyarrow as pa
+
+    from ..live import wire
     from ..live.client import frames
 
     seen = connections = 0
+    schemas: dict = {}
     out = sys.stdout
     line = TableLines()
 
     def retry(error, delay: float) -> None:
         print(f"# disconnected: {error}; reconnecting in {delay:g}s", file=sys.stderr, flush=True)
 
-    async for head, _payload in frames(products=args.product, exchanges=args.exchange, symbols=args.symbol,
-                                       last_minutes=args.last, socket=socket, url=args.url, token=token,
-                                       reconnect=args.reconnect, on_retry=retry):
+    async for head, payload in frames(products=args.product, exchanges=args.exchange, symbols=args.symbol,
+                                      last_minutes=args.last, format="arrow", socket=socket, url=args.url,
+                                      token=token, reconnect=args.reconnect, on_retry=retry):
         kind = head.get("type")
         if kind == "subscribed":
             connections += 1
@@ -112,12 +118,17 @@ async def _print_rows(args, socket, token, as_json: bool) -> int:
             print(f"# {'resumed' if connections > 1 else 'subscribed'}{replaying}", file=sys.stderr, flush=True)
         elif kind == "live":
             print("# live", file=sys.stderr)
-        elif kind == "row":
-            out.write((json.dumps(head, separators=(",", ":"), ensure_ascii=False) if as_json else line(head)) + "\n")
+        elif kind == "schema":
+            schemas[head["product"]] = wire.read_schema(head, payload)
+        elif kind == "batch":
+            batch = pa.Table.from_batches([wire.read_batch(payload, schemas[head["product"]])])
+            for text, _ in wire.json_rows(head["product"], batch, head["replay"]):
+                out.write((text if as_json else line(json.loads(text))) + "\n")
+                seen += 1
+                if args.count is not None and seen >= args.count:
+                    out.flush()
+                    return 0
             out.flush()
-            seen += 1
-            if args.count is not None and seen >= args.count:
-                return 0
     return 0
 
 

@@ -20,7 +20,7 @@ import pyarrow as pa
 import pytest
 import yaml
 
-from live_support import TS, rows_table, running_hub, same_rows, wait_for
+from live_support import TS, json_wire_rows, rows_table, running_hub, same_rows, wait_for
 from fluxforge.config import ConfigError, masked_dump, parse_config
 from fluxforge.live import LiveBatch, LiveClosed, LiveDropped, LiveError, subscribe
 from fluxforge.live.chunk import Chunk
@@ -51,16 +51,18 @@ def test_json_and_arrow_round_trip_over_unix_socket():
         async with running_hub() as hub:
             rows = asyncio.create_task(collect(53, socket=hub.socket_path))
             batches = asyncio.create_task(collect(2, socket=hub.socket_path, batches=True))
-            await wait_for(lambda: len(hub.subscribers) == 2, what="two subscribers")
+            lines = asyncio.create_task(json_wire_rows(53, socket=hub.socket_path))
+            await wait_for(lambda: len(hub.subscribers) == 3, what="three subscribers")
             hub.publish("hf", hf)
             # a publish from another thread (a worker) is handed to the loop, in order
             t = threading.Thread(target=hub.publish, args=("bars/interval=60s", bars))
             t.start()
             t.join()
-            return await asyncio.wait_for(rows, 30), await asyncio.wait_for(batches, 30)
+            return [await asyncio.wait_for(t, 30) for t in (rows, batches, lines)]
 
-    rows, batches = asyncio.run(scenario())
+    rows, batches, lines = asyncio.run(scenario())
     assert same_rows(rows, expected("hf", hf) + expected("bars/interval=60s", bars))
+    assert same_rows(lines, expected("hf", hf) + expected("bars/interval=60s", bars))
     assert [(b.product, b.replay) for b in batches] == [("hf", False), ("bars/interval=60s", False)]
     assert all(isinstance(b, LiveBatch) for b in batches)
     for b, table in zip(batches, (hf, bars)):

@@ -6,7 +6,8 @@ kernels); ETH's books carry no update id (like an exchange without sequence
 numbers), so its hf `nonce` is null.  Every Parquet part is published as the ETL
 hands rows to the hub (the part's rows plus exchange and symbol), and a JSON and
 an Arrow subscriber must receive exactly the Parquet rows: timestamps, NaN and
-nulls included.
+nulls included -- as `subscribe()` rows and batches (the Arrow wire), and as the JSON wire's
+row lines decoded.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import pytest
 
 from etl_support import tables_equal, write_segments
 from fleet_bronze import capture_host_tables
-from live_support import feature_parts, running_hub, same_rows, wait_for
+from live_support import feature_parts, json_wire_rows, running_hub, same_rows, wait_for
 from fluxforge.config import FeatureOptions
 from fluxforge.etl.runner import EtlRunner
 from fluxforge.live import subscribe
@@ -63,14 +64,16 @@ def test_real_etl_rows_round_trip_with_nan_null_and_timestamps(tmp_path, shared_
                         return got
             rows = asyncio.create_task(take())
             batches = asyncio.create_task(take(batches=True))
-            await wait_for(lambda: len(hub.subscribers) == 2, what="subscribers")
+            lines = asyncio.create_task(json_wire_rows(total, socket=hub.socket_path))
+            await wait_for(lambda: len(hub.subscribers) == 3, what="subscribers")
             for product, table in published:
                 hub.publish(product, table)
-            return await asyncio.wait_for(rows, 120), await asyncio.wait_for(batches, 120)
+            return [await asyncio.wait_for(t, 120) for t in (rows, batches, lines)]
 
-    rows, batches = asyncio.run(scenario())
+    rows, batches, lines = asyncio.run(scenario())
     want = [{"product": p, "replay": False, **r} for p, t in published for r in t.to_pylist()]
     assert same_rows(rows, want)
+    assert same_rows(lines, want)
     assert [b.product for b in batches] == [p for p, _ in published]
     for b, (_, table) in zip(batches, published):
         assert tables_equal(pa.Table.from_batches([b.batch]), table)
