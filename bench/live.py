@@ -17,12 +17,14 @@ Measured, same run:
             feeding the engines, building the rows: a worker thread), the segment job (bronze to
             Parquet: a worker thread) and the rest (the event loop: publishing to the hub, waking)
 
-With --subscriber json (or arrow), one subscriber of every product and symbol is connected to the
-live-on ETL the whole run -- `fluxforge live --json`, or `fluxforge.live.subscribe(batches=True)` --
-so its CPU includes serving it (the subscriber's own process is not counted).
+With --subscriber, one subscriber of every product and symbol is connected to the live-on ETL the
+whole run, so its CPU includes serving it (the subscriber's own process is not counted): `json`, a
+client of the JSON wire (what a client without Arrow costs the ETL); `arrow`,
+`fluxforge.live.subscribe(batches=True)`; `cli`, `fluxforge live --json` (the Arrow wire, the JSON
+lines written by the subscriber).
 
 Run: .venv/bin/python bench/live.py [--seconds 90] [--symbols 20] [--trades-per-update 0.5] [--segment-seconds 30]
-                                    [--subscriber none|json|arrow]
+                                    [--subscriber none|json|arrow|cli]
 The machine may be shared: the figures are what this run measured, nothing more.
 """
 from __future__ import annotations
@@ -100,22 +102,29 @@ def _config(data: Path, entry: dict, flush: float, reorder: float, live: bool, s
     return cfg
 
 
-_ARROW_SUBSCRIBER = """
+_SUBSCRIBERS = {"arrow": """
 import asyncio, sys
 from fluxforge.live import subscribe
 async def main():
     async for _ in subscribe(socket=sys.argv[1], batches=True):
         pass
 asyncio.run(main())
-"""
+""", "json": """
+import asyncio, sys
+from fluxforge.live.client import frames
+async def main():
+    async for _ in frames(socket=sys.argv[1], format="json"):
+        pass
+asyncio.run(main())
+"""}
 
 
 async def _subscriber(kind: str, sock: Path, log) -> asyncio.subprocess.Process:
     """One subscriber of everything on the live-on ETL's socket, once it listens."""
     from collector_support import subprocess_env, wait_until
     await wait_until(sock.exists, 120, what="the live socket")
-    cmd = [sys.executable, "-m", "fluxforge.cli", "live", "--socket", str(sock), "--json"] if kind == "json" else \
-        [sys.executable, "-c", _ARROW_SUBSCRIBER, str(sock)]
+    cmd = [sys.executable, "-m", "fluxforge.cli", "live", "--socket", str(sock), "--json"] if kind == "cli" else \
+        [sys.executable, "-c", _SUBSCRIBERS[kind], str(sock)]
     return await asyncio.create_subprocess_exec(*cmd, env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=log)
 
 
@@ -182,7 +191,7 @@ def main() -> None:
     ap.add_argument("--segment-seconds", type=float, default=30.0,
                     help="collector.segment_max_seconds (the service's default is 3600: the batch ETL then "
                          "processes one segment at the end, its per-segment cost spread over the whole run)")
-    ap.add_argument("--subscriber", choices=("none", "json", "arrow"), default="none",
+    ap.add_argument("--subscriber", choices=("none", "json", "arrow", "cli"), default="none",
                     help="a subscriber of every product and symbol on the live-on ETL the whole run")
     ap.add_argument("--etl-child", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
