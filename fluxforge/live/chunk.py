@@ -5,8 +5,8 @@ stream, fanned out to every subscriber of it and encoded at most once per wire f
 `publish()` O(subscribers) with no per-row work on the ETL's loop.
 
 Why the chunks of one publish share a `Published`: encoding has a cost per call whatever its
-rows (a 170-column hf table: ~0.5 ms to JSON, ~0.1 ms to an Arrow batch, for one row as for
-twenty), and a publish holds a row or two of each of 20 symbols.  A subscriber's queued chunks
+rows (a 164-column hf table: ~0.25 ms to JSON rows, ~0.1 ms to an Arrow batch, before its
+rows'), and a publish holds a row or two of each of 20 symbols.  A subscriber's queued chunks
 that are consecutive runs of one publish go out as one span (`Published.frames`): one encoding
 for them all, shared by every subscriber that takes the same span (all symbols, usually).
 """
