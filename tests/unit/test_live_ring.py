@@ -318,6 +318,31 @@ def test_consecutive_runs_of_one_publish_are_one_span_and_nothing_else_is_merged
     assert len(span[0]._frames) == 0
 
 
+def test_a_replay_of_every_stream_is_a_span_per_held_block():
+    # RecentRows.since: whole chunks are runs of their held block, so a subscriber replaying every
+    # stream sends one encoding per block (17 publishes: one merged block of 16, one loose), the
+    # rows exactly those published, in publish order; a chunk cut at the replay point is a table of its own
+    from fluxforge.live.chunk import spans
+    ring, published = RecentRows(60, 10_000), []
+    for i in range(17):
+        parts = [_table(e, s, [1_700_000_000_000 + 1000 * i + k], i) for k, (_, e, s) in enumerate(KEYS)]
+        table = pa.concat_tables(parts)
+        runs = [(p.column("exchange")[0].as_py(), p.column("symbol")[0].as_py(), k, 1) for k, p in enumerate(parts)]
+        ring.add_all(Chunk.runs(1 + 3 * i, "hf", table, runs, False), table)
+        published.append(table)
+    replay = ring.since(0, ring.keys())
+    sent = spans(replay)
+    assert [(x[1], x[2]) for x in sent] == [(0, 48), (0, 3)]
+    rows = pa.concat_tables([x[0].plain().slice(x[1], x[2]) for x in sent])
+    assert rows.equals(pa.concat_tables(published))
+    later = ring.since(1_700_000_000_000 + 1000 * 16 + 1, ring.keys())  # the last publish but its first stream
+    assert [(x[1], x[2]) for x in spans(later)] == [(1, 2)]
+    two = _table(*KEYS[0][1:], [1_700_000_100_000, 1_700_000_100_500], 99)  # a chunk of two rows
+    ring.add_all(Chunk.runs(100, "hf", two, [(*KEYS[0][1:], 0, 2)], False), two)
+    straddled = ring.since(1_700_000_100_200, [KEYS[0]])
+    assert [(c.published, c.rows) for c in straddled] == [(None, 1)]
+
+
 def test_a_publish_with_the_publishers_runs_holds_what_one_the_hub_cuts_itself_holds(tmp_path):
     # LiveHub.publish(runs=...): the ETL names each stream's rows as it built the table; the hub then
     # holds and numbers the same chunks as when it finds the runs in the exchange and symbol columns
