@@ -4,12 +4,15 @@ One synthetic market (SYMBOLS symbols, depth 20, books + trades) goes through th
 real ETL (EtlRunner: the baseline, CPU seconds of this process).  Its output rows,
 cut the way the live path publishes them (per product and 1 s collector flush, one
 table of every symbol's rows that became final in it), are then published to a real hub on a Unix socket with
-subscribers as `fluxforge live` subprocesses (their own CPU is not counted: only
-this process's, which is the ETL's in production).  Printed, same run:
+subscribers of everything: JSON-wire clients as subprocesses (their own CPU is not counted: only
+this process's, which is the ETL's in production), `fluxforge live --json` (the Arrow wire, its
+JSON lines written by itself) and raw Arrow readers.  Printed, same run:
 
   compute                      ETL CPU for the segments (baseline)
   serve, 0 subscribers         publish() + replay ring only
-  serve, 1 json / 1 arrow / 4 json subscribers, and 1 json + 1 stalled
+  serve, 1 json / 1 cli / 1 arrow / 4 json subscribers, and 1 json + 1 stalled
+  replay, json / arrow         one subscriber replaying all the ring holds (`since` 0) once the
+                               publishes are done: the ring's rows read and encoded for it
   ratio                        (compute + serve) / compute   (issue 14 target: <= 1.3)
 
 Run: .venv/bin/python bench/live_serving.py [--symbols 4] [--seconds 120] [--hz 20]
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import socket
 import subprocess
 import sys
@@ -65,21 +69,31 @@ def _publishes(parts: list[tuple[str, pa.Table]]) -> list[tuple[str, pa.Table]]:
     return [(product, pa.concat_tables(tables)) for (_, product), tables in sorted(groups.items())]
 
 
-async def serve(chunks, json_subs: int, arrow_subs: int, stalled: int) -> float:
+JSON_CLIENT = """
+import asyncio, sys
+from fluxforge.live.client import frames
+async def main():
+    async for _ in frames(socket=sys.argv[1], format="json"):
+        pass
+asyncio.run(main())
+"""
+
+
+async def serve(chunks, json_subs: int, arrow_subs: int, stalled: int, cli_subs: int = 0) -> float:
     with tempfile.TemporaryDirectory(prefix="fflive-") as d:
         # the publishes come as fast as the loop takes them, not one per product and second: a queue
         # may hold minutes of rows, and no subscriber is dropped as slow for that
         hub = LiveHub(LiveConfig(buffer_rows=1_000_000, buffer_mb=4096), socket_path=Path(d) / "live.sock")
         await hub.start()
-        procs = [subprocess.Popen([sys.executable, "-m", "fluxforge.cli", "live", "--socket", str(hub.socket_path),
-                                   "--json"], stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL) for _ in range(json_subs)]
+        commands = [[sys.executable, "-c", JSON_CLIENT, str(hub.socket_path)]] * json_subs + \
+            [[sys.executable, "-m", "fluxforge.cli", "live", "--socket", str(hub.socket_path), "--json"]] * cli_subs
+        procs = [subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for cmd in commands]
         readers = []
         for _ in range(arrow_subs):
             r, w = await asyncio.open_unix_connection(str(hub.socket_path), limit=1 << 26)
             w.write(b'{"format": "arrow"}\n')
             readers.append(asyncio.create_task(_drain(r)))
-        while len(hub.subscribers) < json_subs + arrow_subs:
+        while len(hub.subscribers) < json_subs + cli_subs + arrow_subs:
             await asyncio.sleep(0.05)
         healthy = list(hub.subscribers.values())  # the stalled ones are dropped after send_timeout, not waited for
         sockets = []
@@ -88,7 +102,7 @@ async def serve(chunks, json_subs: int, arrow_subs: int, stalled: int) -> float:
             s.connect(str(hub.socket_path))
             s.sendall(b"{}\n")
             sockets.append(s)
-        while len(hub.subscribers) < json_subs + arrow_subs + stalled:
+        while len(hub.subscribers) < json_subs + cli_subs + arrow_subs + stalled:
             await asyncio.sleep(0.05)
         t0 = time.process_time()
         for i, (product, table) in enumerate(chunks):
@@ -109,6 +123,31 @@ async def serve(chunks, json_subs: int, arrow_subs: int, stalled: int) -> float:
         return cpu
 
 
+async def replay(chunks, fmt: str) -> tuple[float, int]:
+    """CPU of this process for one subscriber that asks for everything the ring holds (`since` 0)
+    after the publishes, until its queue is sent (an Arrow or raw JSON reader in this process,
+    reading bytes only); and the rows it was sent."""
+    with tempfile.TemporaryDirectory(prefix="fflive-") as d:
+        hub = LiveHub(LiveConfig(buffer_rows=1_000_000, buffer_mb=4096, replay_rows=1_000_000, replay_mb=4096),
+                      socket_path=Path(d) / "live.sock")
+        await hub.start()
+        for product, table in chunks:
+            hub.publish(product, table)
+        t0 = time.process_time()
+        r, w = await asyncio.open_unix_connection(str(hub.socket_path), limit=1 << 26)
+        w.write(json.dumps({"format": fmt, "since": 0}).encode() + b"\n")
+        reader = asyncio.create_task(_drain(r))
+        while not hub.subscribers:
+            await asyncio.sleep(0.01)
+        sub, held = next(iter(hub.subscribers.values())), hub.ring.rows  # (all of it: `since` 0, every stream)
+        while sub.sent_rows < held and sub.closed is None:
+            await asyncio.sleep(0.01)
+        cpu = time.process_time() - t0
+        await hub.close()
+        reader.cancel()
+        return cpu, sub.sent_rows
+
+
 async def _drain(reader: asyncio.StreamReader) -> None:
     while await reader.read(1 << 20):
         pass
@@ -125,11 +164,14 @@ def main() -> None:
     rows = sum(t.num_rows for _, t in chunks)
     print(f"compute: {base:.3f} s CPU for {args.symbols} symbols x {args.seconds:g} s at {args.hz:g} Hz "
           f"-> {rows} rows in {len(chunks)} publishes (per product and {FLUSH_MS} ms flush, all symbols)")
-    for label, j, a, s in (("0 subscribers", 0, 0, 0), ("1 json", 1, 0, 0), ("1 arrow", 0, 1, 0),
-                           ("4 json", 4, 0, 0), ("1 json + 1 stalled", 1, 0, 1)):
-        cpu = asyncio.run(serve(chunks, j, a, s))
+    for label, j, a, s, c in (("0 subscribers", 0, 0, 0, 0), ("1 json", 1, 0, 0, 0), ("1 cli", 0, 0, 0, 1),
+                              ("1 arrow", 0, 1, 0, 0), ("4 json", 4, 0, 0, 0), ("1 json + 1 stalled", 1, 0, 1, 0)):
+        cpu = asyncio.run(serve(chunks, j, a, s, c))
         print(f"serve, {label:<20} {cpu:7.3f} s CPU  {cpu / rows * 1e6:7.1f} us/row  "
               f"ratio (compute+serve)/compute {(base + cpu) / base:.2f}")
+    for fmt in ("json", "arrow"):
+        cpu, sent = asyncio.run(replay(chunks, fmt))
+        print(f"replay, {fmt:<19} {cpu:7.3f} s CPU  {cpu / max(sent, 1) * 1e6:7.1f} us/row  ({sent} rows replayed)")
 
 
 if __name__ == "__main__":
