@@ -77,17 +77,18 @@ class Published:
 
 class Chunk:
     """Rows of one product and one (exchange, symbol), as published (seq: publish order);
-    `published`/`offset`: the publish's table it is rows `offset` on of (None: its own table)."""
+    `published`/`offset`: the publish's table it is rows `offset` on of (without `published`:
+    its own table, a publish of its own)."""
 
     __slots__ = ("seq", "product", "exchange", "symbol", "replay", "rows", "first_ms", "last_ms", "bytes",
-                 "published", "offset", "_table", "_cut", "_frames", "_plain")
+                 "published", "offset", "_table", "_cut", "_plain")
 
     def __init__(self, seq: int, product: str, exchange: str, symbol: str, table: pa.Table, replay: bool,
                  _cut: tuple[int, int, int, int] | None = None, published: Published | None = None):
         self.seq, self.product, self.exchange, self.symbol = seq, product, exchange, symbol
         self.replay = replay
         self.first_ms = self.last_ms = None
-        self.published, self.offset = published, 0
+        self.offset = 0
         if _cut is not None:  # (offset, rows, first_ms, last_ms): a run of `table` (`runs`)
             self.offset, self.rows, self.first_ms, self.last_ms = _cut
             self._cut = self.offset, self.rows
@@ -97,9 +98,9 @@ class Chunk:
                 ms = times_ms(table)
                 self.first_ms, self.last_ms = int(ms.min()), int(ms.max())
         self._table = table
+        self.published = published if published is not None else Published(product, table, replay)
         # the memory it holds, estimated without a compute call: ~80 kB for one 170-column hf row
         self.bytes = table.num_columns * (COLUMN_BYTES + 8 * self.rows)
-        self._frames: dict[str, list] = {}
         self._plain: pa.Table | None = None
 
     @classmethod
@@ -135,32 +136,25 @@ class Chunk:
         """The rows with dictionary columns decoded, as they go on the wire (done when first sent,
         not in publish(): checking 150 column types per publish costs more than the rest of it)."""
         if self._plain is None:
-            self._plain = wire.plain_table(self.table) if self.published is None else \
-                self.published.plain().slice(self.offset, self.rows)
+            self._plain = self.published.plain().slice(self.offset, self.rows)
         return self._plain
 
-    def frames(self, fmt: str) -> list[wire.Frame]:
-        """The chunk's rows on the wire; encoded once per format, shared by all subscribers."""
-        if self.published is not None:
-            return self.published.frames(fmt, self.offset, self.rows)
-        out = self._frames.get(fmt)
-        if out is None:
-            encode = wire.arrow_batches if fmt == "arrow" else wire.json_rows
-            out = self._frames[fmt] = encode(self.product, self.plain(), self.replay)
-        return out
+    def frames(self, fmt: str) -> Frames:
+        """The chunk's rows on the wire (`Published.frames`: shared while a subscriber holds them)."""
+        return self.published.frames(fmt, self.offset, self.rows)
 
 
 def spans(items: list) -> list:
     """`items` (chunks and other queue items) with each run of chunks that are consecutive rows of
-    one publish merged into a (Published, offset, rows) span, in order."""
+    one publish merged into a (Published, offset, rows) span, in order; other items as they are."""
     out: list = []
     for item in items:
-        pub = getattr(item, "published", None)
-        last = out[-1] if out else None
-        if pub is not None and isinstance(last, tuple) and last[0] is pub and last[1] + last[2] == item.offset:
-            out[-1] = (pub, last[1], last[2] + item.rows)
-        elif pub is not None:
-            out.append((pub, item.offset, item.rows))
-        else:
+        if not isinstance(item, Chunk):
             out.append(item)
+            continue
+        last = out[-1] if out else None
+        if isinstance(last, tuple) and last[0] is item.published and last[1] + last[2] == item.offset:
+            out[-1] = (item.published, last[1], last[2] + item.rows)
+        else:
+            out.append((item.published, item.offset, item.rows))
     return out

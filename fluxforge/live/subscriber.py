@@ -87,21 +87,19 @@ class Subscriber:
         self.queue.append(_Marker(frame))
         self._wake.set()
 
-    def _frames(self, item: Chunk | _Marker | tuple[Published, int, int]) -> list[wire.Frame]:
+    def _frames(self, item: _Marker | tuple[Published, int, int]) -> list[wire.Frame]:
         """A queue item's frames; a span of a publish's rows (chunk.spans) is one encoding."""
         if isinstance(item, _Marker):
             return [item.frame]
+        published, offset, rows = item
         frames: list[wire.Frame] = []
-        product, schema = (item[0].product, item[0].plain().schema) if isinstance(item, tuple) else \
-            (item.product, item.plain().schema)
-        if self._schemas.get(product) != schema:
-            self._schemas[product] = schema
-            frames.append(wire.schema_frame(product, schema, self.request.format))
-        if isinstance(item, tuple):
-            shared = item[0].frames(self.request.format, item[1], item[2])
-            self._sent.append(shared)
-            return frames + shared
-        return frames + item.frames(self.request.format)
+        schema = published.plain().schema
+        if self._schemas.get(published.product) != schema:
+            self._schemas[published.product] = schema
+            frames.append(wire.schema_frame(published.product, schema, self.request.format))
+        shared = published.frames(self.request.format, offset, rows)
+        self._sent.append(shared)
+        return frames + shared
 
     async def run(self) -> str:
         """Send until the transport fails ('closed') or a send stalls ('stalled').
