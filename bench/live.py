@@ -102,7 +102,7 @@ def _config(data: Path, entry: dict, flush: float, reorder: float, live: bool, s
     return cfg
 
 
-_SUBSCRIBERS = {"arrow": """
+SUBSCRIBERS = {"arrow": """
 import asyncio, sys
 from fluxforge.live import subscribe
 async def main():
@@ -124,7 +124,7 @@ async def _subscriber(kind: str, sock: Path, log) -> asyncio.subprocess.Process:
     from collector_support import subprocess_env, wait_until
     await wait_until(sock.exists, 120, what="the live socket")
     cmd = [sys.executable, "-m", "fluxforge.cli", "live", "--socket", str(sock), "--json"] if kind == "cli" else \
-        [sys.executable, "-c", _SUBSCRIBERS[kind], str(sock)]
+        [sys.executable, "-c", SUBSCRIBERS[kind], str(sock)]
     return await asyncio.create_subprocess_exec(*cmd, env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=log)
 
 

@@ -36,6 +36,7 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]
 import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
 
+import live  # noqa: E402  (bench/live.py: its subscriber clients)
 from etl_support import synthetic_market, write_segments  # noqa: E402
 from live_support import feature_parts  # noqa: E402
 from fluxforge.config import FeatureOptions  # noqa: E402
@@ -69,23 +70,13 @@ def _publishes(parts: list[tuple[str, pa.Table]]) -> list[tuple[str, pa.Table]]:
     return [(product, pa.concat_tables(tables)) for (_, product), tables in sorted(groups.items())]
 
 
-JSON_CLIENT = """
-import asyncio, sys
-from fluxforge.live.client import frames
-async def main():
-    async for _ in frames(socket=sys.argv[1], format="json"):
-        pass
-asyncio.run(main())
-"""
-
-
 async def serve(chunks, json_subs: int, arrow_subs: int, stalled: int, cli_subs: int = 0) -> float:
     with tempfile.TemporaryDirectory(prefix="fflive-") as d:
         # the publishes come as fast as the loop takes them, not one per product and second: a queue
         # may hold minutes of rows, and no subscriber is dropped as slow for that
         hub = LiveHub(LiveConfig(buffer_rows=1_000_000, buffer_mb=4096), socket_path=Path(d) / "live.sock")
         await hub.start()
-        commands = [[sys.executable, "-c", JSON_CLIENT, str(hub.socket_path)]] * json_subs + \
+        commands = [[sys.executable, "-c", live.SUBSCRIBERS["json"], str(hub.socket_path)]] * json_subs + \
             [[sys.executable, "-m", "fluxforge.cli", "live", "--socket", str(hub.socket_path), "--json"]] * cli_subs
         procs = [subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for cmd in commands]
         readers = []
