@@ -227,17 +227,13 @@ async def subscribe(*, products: Any = None, exchanges: Any = None, symbols: Any
     Rows come over the Arrow wire too, made dicts here: a row encoded as JSON costs the ETL several
     times its share of an Arrow batch, and the ETL is what every subscriber shares."""
     schemas: dict[str, pa.Schema] = {}
-    decoders: dict[str, wire.RowDecoder] = {}
     async with aclosing(frames(products=products, exchanges=exchanges, symbols=symbols, since=since,
                                last_minutes=last_minutes, format="arrow", socket=socket,
                                url=url, token=token, reconnect=reconnect, on_retry=on_retry)) as stream:
         async for head, payload in stream:
             kind = head.get("type")
             if kind == "schema":
-                schema = schemas[head["product"]] = wire.read_schema(head, payload)
-                decoders[head["product"]] = wire.RowDecoder(schema)
-            elif kind == "row":  # (an endpoint that sent JSON rows all the same)
-                yield decoders[head["product"]](head)
+                schemas[head["product"]] = wire.read_schema(head, payload)
             elif kind == "batch":
                 batch = wire.read_batch(payload, schemas[head["product"]])
                 if batches:
