@@ -55,9 +55,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..cli import UserError
     from ..live.client import LiveClosed, LiveError
+    from ..live.protocol import MAX_LAST_MINUTES
 
-    if args.last is not None and not args.last > 0:
-        raise UserError("--last: expected a positive number of minutes")
+    if args.last is not None and not 0 < args.last <= MAX_LAST_MINUTES:  # NaN and infinity too
+        raise UserError(f"--last: expected a positive number of minutes, at most {MAX_LAST_MINUTES:g}")
     if args.count is not None and args.count < 1:
         raise UserError("--count: expected a positive number")
     socket, token = _endpoint(args)

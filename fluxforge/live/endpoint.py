@@ -172,10 +172,10 @@ class LiveEndpoints:
                     raise RequestError(f"request too long (over {MAX_REQUEST_BYTES} bytes)") from None
                 request = parse_request(line)
                 sub = self.hub.subscribe(request, sink)
-            except (RequestError, ValueError, asyncio.TimeoutError) as e:
-                msg = str(e) if isinstance(e, RequestError) else "no subscription request within 10s" \
-                    if isinstance(e, asyncio.TimeoutError) else f"bad request: {e}"
-                self._refuse(sink, msg)
+            except (ConnectionError, asyncio.IncompleteReadError):
+                raise  # the subscriber is gone: nobody to tell
+            except Exception as e:  # noqa: BLE001 -- whatever a request does, its sender is told why
+                self._refuse(sink, _refusal(e, sink.peer))
                 return
             watcher = asyncio.create_task(_until_eof(reader))
             watcher.add_done_callback(lambda _t: self.hub.disconnect(sub))
@@ -207,8 +207,8 @@ class LiveEndpoints:
             request = parse_request(msg.data)
             self.hub.check_token(request, bearer)
             sub = self.hub.subscribe(request, sink)
-        except (RequestError, asyncio.TimeoutError) as e:
-            reason = str(e) if isinstance(e, RequestError) else "no subscription request within 10s"
+        except Exception as e:  # noqa: BLE001 -- whatever a request does, its sender is told why
+            reason = _refusal(e, sink.peer)
             log.info("live_refused", peer=sink.peer, reason=reason)
             try:
                 await ws.send_str(wire.header("error", error=reason))
@@ -233,6 +233,17 @@ class LiveEndpoints:
     def _refuse(self, sink, message: str) -> None:
         log.info("live_refused", peer=sink.peer, reason=message)
         sink.last_words((wire.header("error", error=message), None))
+
+
+def _refusal(e: Exception, peer: str) -> str:
+    """What a refused subscriber is told: the request's fault as RequestError says it; the
+    endpoint's own, logged with its traceback (`live_request_failed`), as an internal error."""
+    if isinstance(e, RequestError):
+        return str(e)
+    if isinstance(e, asyncio.TimeoutError):
+        return f"no subscription request within {REQUEST_TIMEOUT:g}s"
+    log.exception("live_request_failed", peer=peer)
+    return f"internal error: {type(e).__name__} (logged as live_request_failed)"
 
 
 async def _until_eof(reader: asyncio.StreamReader) -> None:

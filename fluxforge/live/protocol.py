@@ -20,6 +20,7 @@ or `last_minutes` (neither: they are live only).
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -28,6 +29,8 @@ from ..etl.naming import symbol_path_value
 
 FORMATS = ("json", "arrow")
 _KEYS = {"products", "exchanges", "symbols", "since", "last_minutes", "resume", "format", "token"}
+MS_MIN, MS_MAX = -(1 << 63), (1 << 63) - 1  # times are int64 milliseconds, as the rows' timestamps
+MAX_LAST_MINUTES = 1e9  # ~1,900 years: more than any ring holds, and `* 60` stays finite
 MAX_REQUEST_BYTES = 1 << 20  # a reconnect's `resume` names every stream it had: ~30 bytes each
 
 
@@ -107,7 +110,17 @@ def parse_since(v: object) -> int:
         if t.tzinfo is None:
             t = t.replace(tzinfo=timezone.utc)
         return int(t.timestamp() * 1000)
-    return int(v)
+    return _ms(v, "since")
+
+
+def _ms(v: int | float, what: str) -> int:
+    """A time given in milliseconds as an int64 (rows' timestamps are), or RequestError naming `what`."""
+    if isinstance(v, float) and not math.isfinite(v):
+        raise RequestError(f"{what}: {v!r} is not a time")
+    ms = int(v)
+    if not MS_MIN <= ms <= MS_MAX:
+        raise RequestError(f"{what}: {v!r} is out of range (int64 milliseconds since the epoch)")
+    return ms
 
 
 def _resume(v: object) -> dict[tuple[str, str, str], int]:
@@ -125,7 +138,7 @@ def _resume(v: object) -> dict[tuple[str, str, str], int]:
             for symbol, ms in symbols.items():
                 if not symbol or isinstance(ms, bool) or not isinstance(ms, int):
                     raise RequestError(f"{what}; {product} {exchange} {symbol!r}: {ms!r}")
-                out[(product, exchange, symbol_key(symbol))] = ms
+                out[(product, exchange, symbol_key(symbol))] = _ms(ms, f"resume {product} {exchange} {symbol}")
     return out
 
 
@@ -138,6 +151,8 @@ def parse_request(data: object) -> Request:
             data = json.loads(data or "{}")
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise RequestError(f"request is not JSON: {e}") from None
+        except RecursionError:  # arrays in arrays, thousands deep: not a request either
+            raise RequestError("request is not a subscription: JSON nested too deeply") from None
     if not isinstance(data, dict):
         raise RequestError("request must be a JSON object")
     unknown = sorted(set(data) - _KEYS)
@@ -149,8 +164,9 @@ def parse_request(data: object) -> Request:
     if data.get("since") is not None and data.get("last_minutes") is not None:
         raise RequestError("give since or last_minutes, not both")
     last = data.get("last_minutes")
-    if last is not None and (isinstance(last, bool) or not isinstance(last, (int, float)) or not last > 0):
-        raise RequestError("last_minutes: expected a positive number")
+    if last is not None and (isinstance(last, bool) or not isinstance(last, (int, float))
+                             or not 0 < last <= MAX_LAST_MINUTES):  # NaN and infinity too
+        raise RequestError(f"last_minutes: expected a positive number of minutes, at most {MAX_LAST_MINUTES:g}")
     token = data.get("token")
     if token is not None and not isinstance(token, str):
         raise RequestError("token: expected a string")

@@ -1,0 +1,104 @@
+"""A hostile or broken subscription request gets one clear `error` frame on either endpoint.
+
+Why: the request is the only input a subscriber gives the ETL.  JSON nested thousands deep,
+a `since` of 1e400 (json reads it as infinity), NaN or a time past int64 used to escape the
+request check as RecursionError, OverflowError or ValueError: the Unix socket then closed
+without a word and the WebSocket handler died with a traceback.  Here: the real hub on its
+Unix socket and WebSocket, raw requests, and a well-formed subscriber served after them.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+
+import aiohttp
+import pytest
+
+from live_support import rows_table, running_hub
+from fluxforge.live.protocol import RequestError, parse_request
+
+T0 = 1_733_130_000_000
+HOSTILE = {  # request line -> what its error must say
+    b"[" * 5000 + b"]" * 5000: "nested too deeply",
+    b'{"hf": ' * 3000 + b"1" + b"}" * 3000: "nested too deeply",
+    b'{"since": 1e400}': "since: inf is not a time",
+    b'{"since": NaN}': "since: nan is not a time",
+    b'{"since": -Infinity}': "since: -inf is not a time",
+    b'{"since": 1' + b"0" * 30 + b"}": "since: 1" + "0" * 30 + " is out of range",
+    b'{"last_minutes": 1e400}': "last_minutes: expected a positive number of minutes",
+    b'{"last_minutes": 1e308}': "last_minutes: expected a positive number of minutes",
+    b'{"last_minutes": NaN}': "last_minutes: expected a positive number of minutes",
+    b'{"resume": {"hf": {"binance": {"BTC/USDT": -1' + b"0" * 20 + b"}}}}": "resume hf binance BTC/USDT: -1" + "0" * 20,
+}
+
+
+async def _unix(hub, line: bytes) -> dict:
+    reader, writer = await asyncio.open_unix_connection(str(hub.socket_path), limit=1 << 22)
+    writer.write(line + b"\n")
+    await writer.drain()
+    head = await asyncio.wait_for(reader.readline(), 30)
+    writer.close()
+    assert head, "the endpoint closed without a word"
+    return json.loads(head)
+
+
+async def _websocket(hub, line: bytes) -> dict:
+    async with aiohttp.ClientSession() as session:
+        async with session.ws_connect(f"ws://127.0.0.1:{hub.endpoints.ws_port}/live") as ws:
+            await ws.send_str(line.decode())
+            msg = await asyncio.wait_for(ws.receive(), 30)
+            assert msg.type == aiohttp.WSMsgType.TEXT, msg
+            return json.loads(msg.data)
+
+
+def test_hostile_requests_are_refused_by_name_on_both_endpoints_and_serving_goes_on():
+    async def scenario():
+        async with running_hub(replay_rows=1000, replay_minutes=24 * 60, port=0) as hub:
+            hub.publish("hf", rows_table("binance", "BTC/USDT", T0, 10))
+            answers = [(line, await send(hub, line)) for line in HOSTILE for send in (_unix, _websocket)]
+            after = await _unix(hub, b'{"since": 0}')
+            return answers, after, hub.counters["subscribed"], len(hub.subscribers)
+
+    answers, after, subscribed, connected = asyncio.run(scenario())
+    for line, head in answers:
+        assert head["type"] == "error" and HOSTILE[line] in head["error"], (line[:60], head)
+    assert after["type"] == "subscribed" and after["replay_rows"] == 10, after
+    assert subscribed == 1  # none of the hostile ones was subscribed, even for a moment
+
+
+def test_an_error_of_the_endpoint_itself_is_named_to_the_subscriber_and_logged(monkeypatch, capsys):
+    """A request the checks passed but the hub failed on (a bug) still gets an `error` frame, not
+    a silent close, and the traceback is in the journal as `live_request_failed`."""
+    async def scenario():
+        async with running_hub(port=0) as hub:
+            def broken(request, sink):
+                raise ZeroDivisionError("a bug")
+            monkeypatch.setattr(hub, "subscribe", broken)
+            return await _unix(hub, b"{}"), await _websocket(hub, b"{}")
+
+    for head in asyncio.run(scenario()):
+        assert head == {"type": "error", "error": "internal error: ZeroDivisionError (logged as live_request_failed)"}
+    logged = capsys.readouterr()
+    assert (logged.out + logged.err).count("live_request_failed") >= 2
+
+
+@pytest.mark.parametrize("request_", [{"since": 2 ** 63 - 1}, {"since": -(2 ** 63)}, {"since": 1733130000000.5},
+                                      {"last_minutes": 1e9}, {"resume": {"hf": {"b": {"X/Y": 2 ** 63 - 1}}}}])
+def test_the_extremes_of_what_is_valid_are_accepted(request_):
+    req = parse_request(json.dumps(request_))
+    assert req.replay_from_ms(now=0.0) is not None or req.resume
+
+
+@pytest.mark.parametrize("request_", [{"since": 2 ** 63}, {"last_minutes": 1e9 + 1}, {"resume": {"hf": {"b": {"X/Y": 2 ** 63}}}}])
+def test_just_past_them_is_refused(request_):
+    with pytest.raises(RequestError):
+        parse_request(json.dumps(request_))
+
+
+@pytest.mark.parametrize("last", ["inf", "nan", "1e400", "0", "-5"])
+def test_fluxforge_live_refuses_a_replay_window_that_is_not_a_number_of_minutes(last, tmp_path):
+    import subprocess
+    import sys
+    run = subprocess.run([sys.executable, "-m", "fluxforge.cli", "live", "--last", last, "--json",
+                          "--socket", str(tmp_path / "live.sock")], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and "--last: expected a positive number of minutes, at most 1e+09" in run.stderr, run.stderr
