@@ -87,6 +87,7 @@ class LiveEndpoints:
         self.ws_port: int | None = None
         self._retry: asyncio.Task | None = None
         self._handlers: set[asyncio.Task] = set()
+        self._waiting = 0  # connections that have not subscribed yet (each may wait REQUEST_TIMEOUT)
 
     async def start(self) -> None:
         if not await self._bind():
@@ -166,10 +167,16 @@ class LiveEndpoints:
         sink = StreamSink(writer, _peer(writer))
         try:
             try:
+                self._wait_turn()
                 try:
                     line = await asyncio.wait_for(reader.readline(), REQUEST_TIMEOUT)
                 except ValueError:  # the StreamReader's limit: no newline within it
                     raise RequestError(f"request too long (over {MAX_REQUEST_BYTES} bytes)") from None
+                finally:
+                    self._waiting -= 1
+                if not line:
+                    writer.close()
+                    return  # closed without a request: nobody to answer
                 request = parse_request(line)
                 sub = self.hub.subscribe(request, sink)
             except (ConnectionError, asyncio.IncompleteReadError):
@@ -199,7 +206,11 @@ class LiveEndpoints:
         task = asyncio.current_task()
         self._handlers.add(task)
         try:
-            msg = await asyncio.wait_for(ws.receive(), REQUEST_TIMEOUT)
+            self._wait_turn()
+            try:
+                msg = await asyncio.wait_for(ws.receive(), REQUEST_TIMEOUT)
+            finally:
+                self._waiting -= 1
             if msg.type != WSMsgType.TEXT:
                 raise RequestError("the first message must be the subscription request (text)")
             auth = http_request.headers.get("Authorization", "")
@@ -229,6 +240,16 @@ class LiveEndpoints:
             if not ws.closed:
                 await ws.close()
         return ws
+
+    def _wait_turn(self) -> None:
+        """Count a connection waiting for its request, or refuse it: at most as many wait as may
+        subscribe (etl.live.max_subscribers), so a client stuck in a reconnect loop cannot take
+        every file descriptor of the ETL (its segment job needs them) for REQUEST_TIMEOUT each."""
+        if self._waiting >= self.cfg.max_subscribers:
+            self.hub.counters["refused"] += 1
+            raise RequestError(f"too many connections waiting to subscribe ({self.cfg.max_subscribers}, "
+                               "etl.live.max_subscribers)")
+        self._waiting += 1
 
     def _refuse(self, sink, message: str) -> None:
         log.info("live_refused", peer=sink.peer, reason=message)

@@ -14,7 +14,7 @@ import json
 import aiohttp
 import pytest
 
-from live_support import rows_table, running_hub
+from live_support import rows_table, running_hub, wait_for
 from fluxforge.live.protocol import RequestError, parse_request
 
 T0 = 1_733_130_000_000
@@ -102,3 +102,53 @@ def test_fluxforge_live_refuses_a_replay_window_that_is_not_a_number_of_minutes(
     run = subprocess.run([sys.executable, "-m", "fluxforge.cli", "live", "--last", last, "--json",
                           "--socket", str(tmp_path / "live.sock")], capture_output=True, text=True, timeout=120)
     assert run.returncode == 2 and "--last: expected a positive number of minutes, at most 1e+09" in run.stderr, run.stderr
+
+
+def test_a_flood_of_connections_that_never_ask_cannot_take_the_etls_file_descriptors():
+    """A client stuck in a reconnect loop: 300 connections that send nothing, from another process.
+    At most etl.live.max_subscribers wait for their request (each up to 10 s); the rest are refused
+    at once and their descriptors closed, so the ETL keeps descriptors for its own files.  Meanwhile a
+    new subscriber is told why it is refused; once the flood ends, it is served.  Those that closed
+    without a request were never subscribed."""
+    import os
+    import subprocess
+    import sys
+
+    async def scenario():
+        async with running_hub(max_subscribers=4) as hub:
+            hub.publish("hf", rows_table("binance", "BTC/USDT", T0, 10))
+            flood = subprocess.Popen([sys.executable, "-c", f"""
+import socket, sys
+conns = []
+for _ in range(300):
+    c = socket.socket(socket.AF_UNIX)
+    c.connect({str(hub.socket_path)!r})
+    conns.append(c)
+print("connected", flush=True)
+sys.stdin.read()  # hold them until told
+"""], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            base = len(os.listdir("/proc/self/fd"))  # its pipes open; no connection accepted before the loop runs
+            try:
+                assert (await asyncio.to_thread(flood.stdout.readline)).strip() == "connected"
+                await wait_for(lambda: hub.counters["refused"] >= 300 - 4, what="the flood refused")
+                held = lambda: len(os.listdir("/proc/self/fd")) - base  # noqa: E731
+                # the 4 waiting; a refused connection's socket is closed a loop turn after its refusal
+                await wait_for(lambda: held() <= 4, what="the refused connections' descriptors closed")
+                still_held = held()
+                during = await _unix(hub, b'{"since": 0}')
+            finally:
+                flood.stdin.close()
+                flood.wait(30)
+            refused = hub.counters["refused"]
+            after = await _unix(hub, b'{"since": 0}')
+            while after["type"] == "error" and "waiting" in after["error"]:  # the 4 not yet seen closing
+                await asyncio.sleep(0.05)
+                after = await _unix(hub, b'{"since": 0}')
+            return refused, still_held, during, after, hub.counters["subscribed"]
+
+    refused, held, during, after, subscribed = asyncio.run(scenario())
+    assert refused == 300 - 4 + 1  # the flood's, then the subscriber's during it
+    assert held == 4, held  # the 4 waiting
+    assert during["type"] == "error" and "too many connections waiting to subscribe (4" in during["error"], during
+    assert after["type"] == "subscribed" and after["replay_rows"] == 10, after
+    assert subscribed == 1  # the 4 that waited closed without a request: nobody else was subscribed
