@@ -4,8 +4,8 @@ Why a registry per service (not prometheus_client's global one): the collector
 and the ETL each serve their own port, tests build several in one process, and
 nothing imported by accident (a library's metrics) leaks into the exposition.
 
-The endpoint is prometheus_client's own HTTP server on a daemon thread, bound
-to `metrics.listen` (loopback by default).  A port that cannot be bound (in use,
+The endpoint is prometheus_client's WSGI app on a daemon thread with its connections
+bounded (observe/metrics_http.py), bound to `metrics.listen` (loopback by default).  A port that cannot be bound (in use,
 address not yet configured) is logged and retried in the background: metrics
 are never a reason for a service to fail (DESIGN decision 10).
 
@@ -21,13 +21,14 @@ import shutil
 from pathlib import Path
 from typing import Callable, Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector as PromCollector
 
 from ..config import Config
 from ..logs import get_logger
 from . import metric_defs as M
+from . import metrics_http
 
 log = get_logger("fluxforge.metrics")
 RETRY_SECONDS = 30.0
@@ -128,7 +129,7 @@ class MetricsEndpoint:
 
     def try_start(self) -> bool:
         try:
-            self._server, self._thread = start_http_server(self.port, addr=self.address, registry=self.registry)
+            self._server, self._thread = metrics_http.start(self.address, self.port, self.registry)
         except OSError as e:
             log.warning("metrics_listen_failed", service=self.service, address=self.address, port=self.port,
                         error=e.strerror or str(e), retry_seconds=RETRY_SECONDS)
