@@ -10,7 +10,7 @@ without pulling in the hub.
 """
 from __future__ import annotations
 
-__all__ = ["subscribe", "LiveBatch", "LiveClosed", "LiveDropped", "LiveError", "LiveHub"]
+__all__ = ["subscribe", "LiveBatch", "LiveBusy", "LiveClosed", "LiveDropped", "LiveError", "LiveHub"]
 
 
 def __getattr__(name: str):

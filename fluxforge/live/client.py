@@ -39,6 +39,11 @@ class LiveClosed(ConnectionError):
     """The connection ended (the ETL stopped, restarted or is not running)."""
 
 
+class LiveBusy(LiveClosed, LiveError):
+    """The endpoint refused the subscription for now: it has all the subscribers it takes
+    (etl.live.max_subscribers).  A LiveError, and a LiveClosed: a reconnecting client tries again."""
+
+
 class LiveDropped(LiveClosed):
     """The endpoint dropped this subscriber; `reason` is 'slow' or 'stalled'."""
 
@@ -150,7 +155,8 @@ async def frames(*, products=None, exchanges=None, symbols=None, since=None, las
     LiveClosed) connect again, after 0.5 s doubling to 30 s, for ever, and resume where the
     rows stopped (live/resume.py: every connection's frames from its `subscribed` on, rows
     already delivered left out); `on_retry(error, delay_s)` is told each time (default: a
-    warning logged).  A refusal (LiveError) still ends it."""
+    warning logged).  A refusal (LiveError) still ends it, unless the endpoint is only full for now
+    (LiveBusy: tried again like a closed connection)."""
     as_list = (lambda v: [v] if isinstance(v, str) else (list(v) if v is not None else None))
     ask = dict(products=as_list(products), exchanges=as_list(exchanges), symbols=as_list(symbols), format=format)
     if not reconnect:
@@ -199,7 +205,7 @@ async def _connection(request: str, socket, url, token) -> AsyncIterator[tuple[d
     try:
         head, _ = await stream.next()
         if head.get("type") == "error":
-            raise LiveError(head.get("error", "refused"))
+            raise (LiveBusy if head.get("retry") else LiveError)(head.get("error", "refused"))
         yield head, None
         while True:
             head, payload = await stream.next()

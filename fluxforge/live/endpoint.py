@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ..logs import get_logger
 from . import wire
-from .protocol import MAX_REQUEST_BYTES, RequestError, parse_request
+from .protocol import MAX_REQUEST_BYTES, BusyError, RequestError, parse_request
 
 log = get_logger("fluxforge.live")
 RETRY_SECONDS = 30.0
@@ -219,10 +219,10 @@ class LiveEndpoints:
             self.hub.check_token(request, bearer)
             sub = self.hub.subscribe(request, sink)
         except Exception as e:  # noqa: BLE001 -- whatever a request does, its sender is told why
-            reason = _refusal(e, sink.peer)
-            log.info("live_refused", peer=sink.peer, reason=reason)
+            refusal = _refusal(e, sink.peer)
+            log.info("live_refused", peer=sink.peer, reason=refusal["error"])
             try:
-                await ws.send_str(wire.header("error", error=reason))
+                await ws.send_str(wire.header("error", **refusal))
                 await ws.close(code=1008)
             except (ConnectionError, RuntimeError):
                 pass
@@ -247,24 +247,25 @@ class LiveEndpoints:
         every file descriptor of the ETL (its segment job needs them) for REQUEST_TIMEOUT each."""
         if self._waiting >= self.cfg.max_subscribers:
             self.hub.counters["refused"] += 1
-            raise RequestError(f"too many connections waiting to subscribe ({self.cfg.max_subscribers}, "
+            raise BusyError(f"too many connections waiting to subscribe ({self.cfg.max_subscribers}, "
                                "etl.live.max_subscribers)")
         self._waiting += 1
 
-    def _refuse(self, sink, message: str) -> None:
-        log.info("live_refused", peer=sink.peer, reason=message)
-        sink.last_words((wire.header("error", error=message), None))
+    def _refuse(self, sink, refusal: dict) -> None:
+        log.info("live_refused", peer=sink.peer, reason=refusal["error"])
+        sink.last_words((wire.header("error", **refusal), None))
 
 
-def _refusal(e: Exception, peer: str) -> str:
-    """What a refused subscriber is told: the request's fault as RequestError says it; the
-    endpoint's own, logged with its traceback (`live_request_failed`), as an internal error."""
+def _refusal(e: Exception, peer: str) -> dict:
+    """The `error` frame's fields for a refused subscriber: the request's fault as RequestError
+    says it (`retry` when the endpoint is only full for now: BusyError); the endpoint's own,
+    logged with its traceback (`live_request_failed`), as an internal error."""
     if isinstance(e, RequestError):
-        return str(e)
+        return {"error": str(e), **({"retry": True} if isinstance(e, BusyError) else {})}
     if isinstance(e, asyncio.TimeoutError):
-        return f"no subscription request within {REQUEST_TIMEOUT:g}s"
+        return {"error": f"no subscription request within {REQUEST_TIMEOUT:g}s"}
     log.exception("live_request_failed", peer=peer)
-    return f"internal error: {type(e).__name__} (logged as live_request_failed)"
+    return {"error": f"internal error: {type(e).__name__} (logged as live_request_failed)"}
 
 
 async def _until_eof(reader: asyncio.StreamReader) -> None:

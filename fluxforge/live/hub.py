@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 
 from ..logs import get_logger
 from . import wire
-from .protocol import Request, RequestError
+from .protocol import BusyError, Request, RequestError
 from .catalog import Catalog
 from .chunk import Chunk
 from .ring import RecentRows
@@ -110,7 +110,7 @@ class LiveHub:
         """Register a subscriber, its replay queued ahead of everything published after this call."""
         if len(self.subscribers) >= self.cfg.max_subscribers:
             self.counters["refused"] += 1
-            raise RequestError(f"too many subscribers ({self.cfg.max_subscribers}, etl.live.max_subscribers)")
+            raise BusyError(f"too many subscribers ({self.cfg.max_subscribers}, etl.live.max_subscribers)")
         if self.catalog is not None:
             try:
                 self.catalog.check(request, {(e, s) for _p, e, s in self.ring.keys()})

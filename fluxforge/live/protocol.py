@@ -38,6 +38,12 @@ class RequestError(ValueError):
     """The request cannot be served; the message says why (sent to the subscriber)."""
 
 
+class BusyError(RequestError):
+    """Refused for now: the endpoint has all the subscribers or waiting connections it takes
+    (etl.live.max_subscribers).  Its `error` frame says `"retry": true`: a later attempt may be
+    served, and a reconnecting client tries again."""
+
+
 def symbol_key(symbol: str) -> str:
     """One spelling per symbol: the partition value (ccxt symbols always hold a '/')."""
     return symbol_path_value(symbol) if "/" in symbol else symbol

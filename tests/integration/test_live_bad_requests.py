@@ -1,4 +1,4 @@
-"""A hostile or broken subscription request gets one clear `error` frame on either endpoint.
+"""A hostile or broken subscription request, a flood of connections or a full endpoint: one clear `error` frame.
 
 Why: the request is the only input a subscriber gives the ETL.  JSON nested thousands deep,
 a `since` of 1e400 (json reads it as infinity), NaN or a time past int64 used to escape the
@@ -152,3 +152,38 @@ sys.stdin.read()  # hold them until told
     assert during["type"] == "error" and "too many connections waiting to subscribe (4" in during["error"], during
     assert after["type"] == "subscribed" and after["replay_rows"] == 10, after
     assert subscribed == 1  # the 4 that waited closed without a request: nobody else was subscribed
+
+
+def test_a_full_endpoint_says_retry_and_a_reconnecting_subscriber_waits_it_out():
+    """max_subscribers reached: the refusal says `"retry": true`; subscribe() raises LiveBusy (a
+    LiveError, as before); subscribe(reconnect=True) retries and is served once a place frees."""
+    from fluxforge.live import LiveBusy, LiveError, subscribe
+
+    async def first(**kw):
+        async for row in subscribe(**kw):
+            return row
+
+    async def scenario():
+        async with running_hub(max_subscribers=1) as hub:
+            sock = str(hub.socket_path)
+            held = await asyncio.open_unix_connection(sock)
+            held[1].write(b"{}\n")
+            await held[1].drain()
+            assert json.loads(await held[0].readline())["type"] == "subscribed"
+            frame = await _unix(hub, b"{}")
+            with pytest.raises(LiveError) as plain:
+                await first(socket=sock)
+            retries = []
+            waiting = asyncio.create_task(first(socket=sock, reconnect=True, on_retry=lambda e, d: retries.append(e)))
+            await wait_for(lambda: len(retries) >= 2, what="two retries of the reconnecting subscriber")
+            held[1].close()  # a place frees
+            await wait_for(lambda: not hub.subscribers, what="the held subscriber gone")
+            await wait_for(lambda: hub.subscribers, 60, what="the reconnecting subscriber served (its back-off)")
+            hub.publish("hf", rows_table("binance", "BTC/USDT", T0, 1))  # live only: a row after it subscribed
+            return frame, plain.value, retries, await asyncio.wait_for(waiting, 60)
+
+    frame, plain, retries, row = asyncio.run(scenario())
+    assert frame == {"type": "error", "error": "too many subscribers (1, etl.live.max_subscribers)", "retry": True}
+    assert isinstance(plain, LiveBusy) and "too many subscribers" in str(plain)
+    assert all(isinstance(e, LiveBusy) for e in retries)
+    assert row["symbol"] == "BTC/USDT" and row["product"] == "hf"
