@@ -74,16 +74,25 @@ def run(args: argparse.Namespace) -> int:
         from ..demo.summary import installed_commands
         print(f"watch its live rows from another terminal: {installed_commands()[0]} live --config {opts.config_path}",
               flush=True)
-    def interrupted(signum, frame):  # SIGTERM (or SIGHUP) like Ctrl-C: stop our children, then exit
+    def interrupted(signum, frame):  # until the event loop takes the signals over
         raise KeyboardInterrupt
+
+    async def demo():
+        # SIGTERM (or SIGHUP) like Ctrl-C: the demo's task is cancelled and its `finally` stops our
+        # children.  Not an exception raised wherever the signal lands: in one of the tasks it
+        # gathers, that task's exception was never retrieved (a traceback on stderr).
+        loop, task = asyncio.get_running_loop(), asyncio.current_task()
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            loop.add_signal_handler(sig, task.cancel)
+        return await run_demo(opts)
 
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, interrupted)
     try:
-        summary = asyncio.run(run_demo(opts))
+        summary = asyncio.run(demo())
     except DemoError as e:
         raise UserError(f"demo: {e}", exit_code=1) from None
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):
         print("fluxforge demo: interrupted; the collector and ETL were stopped", file=sys.stderr)
         return 130
     print(render(summary))
