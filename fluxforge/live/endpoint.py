@@ -135,8 +135,10 @@ class LiveEndpoints:
 
         app = web.Application()
         app.router.add_get("/live", self._on_websocket)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        # keepalive_timeout: aiohttp closes a connection that sends no request within it, from its start
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, keepalive_timeout=REQUEST_TIMEOUT)
         await runner.setup()
+        _cap_connections(runner.server, 2 * self.cfg.max_subscribers, self.hub)
         site = web.TCPSite(runner, self.cfg.listen, self.cfg.port)
         try:
             await site.start()
@@ -254,6 +256,21 @@ class LiveEndpoints:
     def _refuse(self, sink, refusal: dict) -> None:
         log.info("live_refused", peer=sink.peer, reason=refusal["error"])
         sink.last_words((wire.header("error", **refusal), None))
+
+
+def _cap_connections(server, limit: int, hub) -> None:
+    """Close a connection to the WebSocket port at once while `limit` are open (aiohttp's Server has
+    no limit of its own; each holds a descriptor): room for every subscriber and as many waiting to
+    send their request, as on the Unix socket (LiveEndpoints._wait_turn)."""
+    made = server.connection_made
+
+    def connection_made(handler, transport) -> None:
+        made(handler, transport)
+        if len(server.connections) > limit:
+            hub.counters["refused"] += 1
+            asyncio.get_running_loop().call_soon(transport.close)  # once aiohttp has started its handler
+
+    server.connection_made = connection_made
 
 
 def _refusal(e: Exception, peer: str) -> dict:

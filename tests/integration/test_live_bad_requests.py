@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
+import time
 
 import aiohttp
 import pytest
@@ -97,8 +101,6 @@ def test_just_past_them_is_refused(request_):
 
 @pytest.mark.parametrize("last", ["inf", "nan", "1e400", "0", "-5"])
 def test_fluxforge_live_refuses_a_replay_window_that_is_not_a_number_of_minutes(last, tmp_path):
-    import subprocess
-    import sys
     run = subprocess.run([sys.executable, "-m", "fluxforge.cli", "live", "--last", last, "--json",
                           "--socket", str(tmp_path / "live.sock")], capture_output=True, text=True, timeout=120)
     assert run.returncode == 2 and "--last: expected a positive number of minutes, at most 1e+09" in run.stderr, run.stderr
@@ -110,28 +112,15 @@ def test_a_flood_of_connections_that_never_ask_cannot_take_the_etls_file_descrip
     at once and their descriptors closed, so the ETL keeps descriptors for its own files.  Meanwhile a
     new subscriber is told why it is refused; once the flood ends, it is served.  Those that closed
     without a request were never subscribed."""
-    import os
-    import subprocess
-    import sys
-
     async def scenario():
         async with running_hub(max_subscribers=4) as hub:
             hub.publish("hf", rows_table("binance", "BTC/USDT", T0, 10))
-            flood = subprocess.Popen([sys.executable, "-c", f"""
-import socket, sys
-conns = []
-for _ in range(300):
-    c = socket.socket(socket.AF_UNIX)
-    c.connect({str(hub.socket_path)!r})
-    conns.append(c)
-print("connected", flush=True)
-sys.stdin.read()  # hold them until told
-"""], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-            base = len(os.listdir("/proc/self/fd"))  # its pipes open; no connection accepted before the loop runs
+            flood = _flood(str(hub.socket_path), 300)
+            base = _descriptors()  # its pipes open; no connection accepted before the loop runs
             try:
                 assert (await asyncio.to_thread(flood.stdout.readline)).strip() == "connected"
                 await wait_for(lambda: hub.counters["refused"] >= 300 - 4, what="the flood refused")
-                held = lambda: len(os.listdir("/proc/self/fd")) - base  # noqa: E731
+                held = lambda: _descriptors() - base  # noqa: E731
                 # the 4 waiting; a refused connection's socket is closed a loop turn after its refusal
                 await wait_for(lambda: held() <= 4, what="the refused connections' descriptors closed")
                 still_held = held()
@@ -187,3 +176,82 @@ def test_a_full_endpoint_says_retry_and_a_reconnecting_subscriber_waits_it_out()
     assert isinstance(plain, LiveBusy) and "too many subscribers" in str(plain)
     assert all(isinstance(e, LiveBusy) for e in retries)
     assert row["symbol"] == "BTC/USDT" and row["product"] == "hf"
+
+
+async def _with_ws_subscriber(during) -> dict:
+    """A hub (max_subscribers 4) with a WebSocket subscriber of everything; `during(hub, port)` runs,
+    then a row is published: the row the subscriber gets, and what `during` returned."""
+    async with running_hub(port=0, max_subscribers=4) as hub:
+        port = hub.endpoints.ws_port
+        async with aiohttp.ClientSession() as session:
+            async with session.ws_connect(f"ws://127.0.0.1:{port}/live") as ws:
+                await ws.send_str("{}")
+                assert json.loads((await ws.receive()).data)["type"] == "subscribed"
+                result = await during(hub, port)
+                hub.publish("hf", rows_table("binance", "BTC/USDT", T0, 1))
+                while (head := json.loads((await asyncio.wait_for(ws.receive(), 30)).data))["type"] != "row":
+                    pass
+    return head, result
+
+
+def _flood(address: str | int, n: int):
+    """n connections that never send a request, from another process: to the Unix socket at
+    `address`, or to the WebSocket port `address`; it prints `connected`, then holds them until its
+    stdin closes."""
+    connect = (f"socket.create_connection(('127.0.0.1', {address}))" if isinstance(address, int) else
+               f"socket.socket(socket.AF_UNIX)\n    c.connect({address!r})")
+    return subprocess.Popen([sys.executable, "-c", f"""
+import socket, sys
+conns = []
+for _ in range({n}):
+    c = {connect}
+    conns.append(c)
+print("connected", flush=True)
+sys.stdin.read()
+"""], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+
+def _descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_idle_connections_to_the_websocket_port_are_capped(monkeypatch):
+    """The flood on the WebSocket port (aiohttp kept every idle connection for 75 s, without a
+    limit): at most 2 x max_subscribers are open, a subscriber's included; the rest are closed at
+    once.  (REQUEST_TIMEOUT is long here, so which ones are closed does not depend on timing.)"""
+    from fluxforge.live import endpoint
+    monkeypatch.setattr(endpoint, "REQUEST_TIMEOUT", 600.0)
+
+    async def flood_it(hub, port):
+        flood = _flood(port, 300)
+        base = _descriptors()  # the subscriber's two ends and the flood's pipes
+        try:
+            assert (await asyncio.to_thread(flood.stdout.readline)).strip() == "connected"
+            await wait_for(lambda: hub.counters["refused"] >= 300 - (2 * 4 - 1), what="the flood refused")
+            await wait_for(lambda: _descriptors() - base <= 2 * 4 - 1, what="the refused ones closed")
+            return _descriptors() - base, hub.counters["refused"]
+        finally:
+            flood.stdin.close()
+            flood.wait(30)
+
+    row, (held, refused) = asyncio.run(_with_ws_subscriber(flood_it))
+    assert refused == 300 - (2 * 4 - 1) and held == 2 * 4 - 1
+    assert row["symbol"] == "BTC/USDT"  # the subscriber was served through it
+
+
+def test_a_websocket_connection_without_a_request_is_closed_after_request_timeout(monkeypatch):
+    """...and one that sends no request is closed after REQUEST_TIMEOUT (here 1 s), while a subscriber
+    connected for longer keeps getting rows (the timeout ends the wait for a request only)."""
+    from fluxforge.live import endpoint
+    monkeypatch.setattr(endpoint, "REQUEST_TIMEOUT", 1.0)
+
+    async def idle(hub, port):
+        subscribed_at = time.monotonic()
+        idle = [await asyncio.open_connection("127.0.0.1", port) for _ in range(3)]
+        for reader, writer in idle:  # the endpoint closes them: end of stream, nothing sent
+            assert await asyncio.wait_for(reader.read(), 30) == b""
+            writer.close()
+        await wait_for(lambda: time.monotonic() - subscribed_at > 2.0, what="twice REQUEST_TIMEOUT")
+
+    row, _ = asyncio.run(_with_ws_subscriber(idle))
+    assert row["symbol"] == "BTC/USDT"
