@@ -250,7 +250,7 @@ class LiveEndpoints:
         if self._waiting >= self.cfg.max_subscribers:
             self.hub.counters["refused"] += 1
             raise BusyError(f"too many connections waiting to subscribe ({self.cfg.max_subscribers}, "
-                               "etl.live.max_subscribers)")
+                            "etl.live.max_subscribers)")
         self._waiting += 1
 
     def _refuse(self, sink, refusal: dict) -> None:

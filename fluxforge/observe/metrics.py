@@ -4,10 +4,11 @@ Why a registry per service (not prometheus_client's global one): the collector
 and the ETL each serve their own port, tests build several in one process, and
 nothing imported by accident (a library's metrics) leaks into the exposition.
 
-The endpoint is prometheus_client's WSGI app on a daemon thread with its connections
-bounded (observe/metrics_http.py), bound to `metrics.listen` (loopback by default).  A port that cannot be bound (in use,
-address not yet configured) is logged and retried in the background: metrics
-are never a reason for a service to fail (DESIGN decision 10).
+The endpoint is prometheus_client's WSGI app on a daemon thread, its connections
+bounded (observe/metrics_http.py), bound to `metrics.listen` (loopback by default).
+A port that cannot be bound (in use, address not yet configured) is logged and
+retried in the background: metrics are never a reason for a service to fail
+(DESIGN decision 10).
 
 Values that already exist in the services (queue fill, last-message times,
 segment directories, disk usage) are read at scrape time by custom collectors,

@@ -194,21 +194,28 @@ async def _with_ws_subscriber(during) -> dict:
     return head, result
 
 
+_FLOOD = """
+import socket, sys
+address, n = sys.argv[1], int(sys.argv[2])
+conns = []
+for _ in range(n):
+    if address.isdigit():  # the WebSocket port
+        c = socket.create_connection(("127.0.0.1", int(address)))
+    else:  # the Unix socket
+        c = socket.socket(socket.AF_UNIX)
+        c.connect(address)
+    conns.append(c)
+print("connected", flush=True)
+sys.stdin.read()  # hold them until told
+"""
+
+
 def _flood(address: str | int, n: int):
     """n connections that never send a request, from another process: to the Unix socket at
     `address`, or to the WebSocket port `address`; it prints `connected`, then holds them until its
     stdin closes."""
-    connect = (f"socket.create_connection(('127.0.0.1', {address}))" if isinstance(address, int) else
-               f"socket.socket(socket.AF_UNIX)\n    c.connect({address!r})")
-    return subprocess.Popen([sys.executable, "-c", f"""
-import socket, sys
-conns = []
-for _ in range({n}):
-    c = {connect}
-    conns.append(c)
-print("connected", flush=True)
-sys.stdin.read()
-"""], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    return subprocess.Popen([sys.executable, "-c", _FLOOD, str(address), str(n)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
 
 def _descriptors() -> int:
