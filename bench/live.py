@@ -60,7 +60,14 @@ def _etl_child(config: str, out: str) -> None:
     cfg = load_config(config)
     configure_logging("WARNING", "json", "fluxforge-etl")
     service = EtlService(cfg)
-    split = _thread_cpu({"live step": (LiveFollower, "step"), "segment job": (EtlRunner, "process_claimed")})
+    from fluxforge.bronze.journal import JournalTail
+    from fluxforge.etl import chunk_log
+    from fluxforge.live.hub import LiveHub
+    split = _thread_cpu({"live step": (LiveFollower, "step"), "segment job": (EtlRunner, "process_claimed"),
+                         # nested: parts of the live step, and of the rest
+                         f"{NESTED}journal reads": (JournalTail, "read"), f"{NESTED}feed": (LiveFollower, "_feed"),
+                         f"{NESTED}rows built": (LiveFollower, "_publications"),
+                         f"{NESTED}chunk log": (chunk_log, "append"), f"{NESTED}hub publish": (LiveHub, "_publish")})
     t0 = time.process_time()  # imports done: what follows is the service itself
     rc = asyncio.run(service.run())
     cpu = time.process_time() - t0
@@ -76,6 +83,9 @@ def _etl_child(config: str, out: str) -> None:
               "sent_rows": hub.counters["sent_rows"]} if hub is not None else None
     Path(out).write_text(json.dumps({"cpu": cpu, "rss_mb": rss_mb, "latency": q, "samples": samples, "late": late,
                                      "processed": service.processed, "rc": rc, "split": split, "served": served}))
+
+
+NESTED = "> "  # a phase inside another (its CPU is part of the outer one's): not summed in the rest
 
 
 def _thread_cpu(phases: dict[str, tuple[type, str]]) -> dict[str, float]:
@@ -233,7 +243,8 @@ def main() -> None:
 
 def _split(r: dict) -> str:
     parts = {k: v for k, v in r["split"].items() if v}
-    return " ".join(f"{k} {v:.2f}" for k, v in parts.items()) + f" rest {r['cpu'] - sum(parts.values()):.2f}"
+    rest = r["cpu"] - sum(v for k, v in parts.items() if not k.startswith(NESTED))
+    return " ".join(f"{k} {v:.2f}" for k, v in parts.items()) + f" rest {rest:.2f}"
 
 
 if __name__ == "__main__":

@@ -138,7 +138,7 @@ class LiveEndpoints:
         # keepalive_timeout: aiohttp closes a connection that sends no request within it, from its start
         runner = web.AppRunner(app, access_log=None, handle_signals=False, keepalive_timeout=REQUEST_TIMEOUT)
         await runner.setup()
-        _cap_connections(runner.server, 2 * self.cfg.max_subscribers, self.hub)
+        _cap_connections(runner.server, 2 * self.hub.max_subscribers, self.hub)
         site = web.TCPSite(runner, self.cfg.listen, self.cfg.port)
         try:
             await site.start()
@@ -245,12 +245,12 @@ class LiveEndpoints:
 
     def _wait_turn(self) -> None:
         """Count a connection waiting for its request, or refuse it: at most as many wait as may
-        subscribe (etl.live.max_subscribers), so a client stuck in a reconnect loop cannot take
+        subscribe (LiveHub.max_subscribers), so a client stuck in a reconnect loop cannot take
         every file descriptor of the ETL (its segment job needs them) for REQUEST_TIMEOUT each."""
-        if self._waiting >= self.cfg.max_subscribers:
+        if self._waiting >= self.hub.max_subscribers:
             self.hub.counters["refused"] += 1
-            raise BusyError(f"too many connections waiting to subscribe ({self.cfg.max_subscribers}, "
-                            "etl.live.max_subscribers)")
+            raise BusyError(f"too many connections waiting to subscribe ({self.hub.max_subscribers}, "
+                            f"{self.hub._places_source()})")
         self._waiting += 1
 
     def _refuse(self, sink, refusal: dict) -> None:

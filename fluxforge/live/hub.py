@@ -9,6 +9,13 @@ subscriber's bounded queue; a subscriber whose queue is full is dropped with a
 reason there and then (counted, logged, told if its socket still takes a line).
 Encoding happens in the subscribers' send tasks, once per chunk and format.
 
+Why the places may be fewer than configured: a subscriber holds descriptors, and the endpoints
+hold at most DESCRIPTORS_PER_PLACE a place (a Unix subscriber and one waiting for its request;
+two WebSocket connections).  Beyond the process's soft RLIMIT_NOFILE, accept() and the ETL's own
+opens (journals, parts, checkpoints) would fail with EMFILE; so the hub offers only the places the
+limit leaves after RESERVED_DESCRIPTORS, and says so at start (`live_subscribers_capped`).  The
+unit sets LimitNOFILE= high enough for the largest etl.live.max_subscribers.
+
 Why subscribe is synchronous: the ring snapshot and the registration for live
 chunks happen in one step on the loop, between two publishes, so "the last N
 minutes, then live" has no gap and no duplicate at the boundary.  A publish from
@@ -18,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import resource
 import threading
 from pathlib import Path
 
@@ -38,6 +46,19 @@ Stream = tuple[str, str]  # (exchange, symbol)
 
 log = get_logger("fluxforge.live")
 DROP_REASONS = ("slow", "stalled")
+DESCRIPTORS_PER_PLACE = 4
+RESERVED_DESCRIPTORS = 256  # the ETL's own: journals, parts being written, checkpoints, inotify, metrics
+
+
+def subscriber_places(configured: int, soft_limit: int | None = None) -> int:
+    """The subscribers the endpoints may serve: etl.live.max_subscribers, fewer if the descriptor
+    limit (`soft_limit`, default the process's soft RLIMIT_NOFILE) cannot hold their connections
+    besides the ETL's own files; at least one."""
+    if soft_limit is None:
+        soft_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft_limit == resource.RLIM_INFINITY:
+        return configured
+    return max(1, min(configured, (soft_limit - RESERVED_DESCRIPTORS) // DESCRIPTORS_PER_PLACE))
 
 
 class LiveHub:
@@ -47,6 +68,13 @@ class LiveHub:
         self.catalog = catalog  # what the ETL serves: other products and streams are refused (None: any)
         self.socket_path = socket_path or server_socket_path(cfg, Path(state_dir or "."))
         self.ring = RecentRows(cfg.replay_minutes, cfg.replay_rows, cfg.replay_mb)
+        self.max_subscribers = subscriber_places(cfg.max_subscribers)
+        if self.max_subscribers < cfg.max_subscribers:
+            soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+            log.warning("live_subscribers_capped", max_subscribers=cfg.max_subscribers, places=self.max_subscribers,
+                        open_files_limit=soft, needed=cfg.max_subscribers * DESCRIPTORS_PER_PLACE + RESERVED_DESCRIPTORS,
+                        note="raise the limit (LimitNOFILE= in a drop-in for fluxforge-etl.service) or lower "
+                             "etl.live.max_subscribers")
         self.subscribers: dict[int, Subscriber] = {}
         self.counters: dict = {"published_rows": 0, "published_chunks": 0, "sent_rows": 0, "subscribed": 0,
                                "refused": 0, "dropped": dict.fromkeys(DROP_REASONS, 0)}
@@ -108,9 +136,9 @@ class LiveHub:
 
     def subscribe(self, request: Request, sink: Sink) -> Subscriber:
         """Register a subscriber, its replay queued ahead of everything published after this call."""
-        if len(self.subscribers) >= self.cfg.max_subscribers:
+        if len(self.subscribers) >= self.max_subscribers:
             self.counters["refused"] += 1
-            raise BusyError(f"too many subscribers ({self.cfg.max_subscribers}, etl.live.max_subscribers)")
+            raise BusyError(f"too many subscribers ({self.max_subscribers}, {self._places_source()})")
         if self.catalog is not None:
             try:
                 self.catalog.check(request, {(e, s) for _p, e, s in self.ring.keys()})
@@ -190,6 +218,11 @@ class LiveHub:
         self.counters["sent_rows"] += sub.sent_rows
         if self.subscribers.pop(sub.id, None) is not None and reason not in DROP_REASONS:
             log.info("live_unsubscribed", id=sub.id, reason=reason, sent_rows=sub.sent_rows)
+
+    def _places_source(self) -> str:
+        """What bounds the places, for a refusal: the setting, or the descriptor limit."""
+        return "etl.live.max_subscribers" if self.max_subscribers == self.cfg.max_subscribers \
+            else "the ETL's open-files limit"
 
     # -- lifecycle ------------------------------------------------------------------------
     async def start(self) -> None:

@@ -96,6 +96,16 @@ def test_1_install_brings_up_target_and_services(appliance):
     assert HOST_ID in (appliance.root / "etc/fluxforge/config.yaml").read_text()
 
 
+def test_the_etl_runs_with_room_for_its_live_subscribers_descriptors(appliance):
+    """The unit's LimitNOFILE= reaches the running ETL: its soft open-files limit holds the largest
+    etl.live.max_subscribers (live/hub.py: 4 descriptors a place, 256 its own), not systemd's 1,024."""
+    from fluxforge.live.hub import subscriber_places
+    pid = unit_props(appliance, "fluxforge-etl.service", "MainPID")["MainPID"]
+    limits = appliance.run(["cat", f"/proc/{pid}/limits"]).stdout
+    soft = int(next(line for line in limits.splitlines() if line.startswith("Max open files")).split()[3])
+    assert subscriber_places(10_000, soft) == 10_000, limits
+
+
 def test_units_verify_clean_and_score_safe(appliance):
     units = [f"/lib/systemd/system/{u}" for u in
              ("fluxforge.target", *LONG_RUNNING, *ONESHOTS, *TIMERS)]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -262,3 +263,56 @@ def test_a_websocket_connection_without_a_request_is_closed_after_request_timeou
 
     row, _ = asyncio.run(_with_ws_subscriber(idle))
     assert row["symbol"] == "BTC/USDT"
+
+
+def test_an_open_files_limit_too_low_for_max_subscribers_caps_the_places_not_the_etls_files(capsys):
+    """etl.live.max_subscribers 100 under a soft RLIMIT_NOFILE with room for 8 places (an ETL run by
+    hand; the unit sets LimitNOFILE=65536): the hub offers 8, says so at start, refuses the rest of a
+    300-connection flood by that name, and the process can still open RESERVED_DESCRIPTORS - 100 files
+    for its own work during the flood.  Before, the flood took every descriptor up to the limit."""
+    from fluxforge.live.hub import DESCRIPTORS_PER_PLACE, RESERVED_DESCRIPTORS
+
+    original = resource.getrlimit(resource.RLIMIT_NOFILE)
+    soft = RESERVED_DESCRIPTORS + 8 * DESCRIPTORS_PER_PLACE
+
+    async def scenario():
+        async with running_hub(max_subscribers=100) as hub:
+            flood = subprocess.Popen([sys.executable, "-c", _FLOOD, str(hub.socket_path), "300"],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                     preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, original))
+            try:
+                assert (await asyncio.to_thread(flood.stdout.readline)).strip() == "connected"
+                await wait_for(lambda: hub.counters["refused"] >= 300 - 8, what="the flood refused")
+                frame = await _unix(hub, b"{}")  # a place while 8 wait for their request
+                opened = []
+                try:
+                    while len(opened) < RESERVED_DESCRIPTORS - 100:
+                        opened.append(os.open("/dev/null", os.O_RDONLY))
+                finally:
+                    for fd in opened:
+                        os.close(fd)
+            finally:
+                flood.stdin.close()
+                flood.wait(30)
+            return hub.max_subscribers, frame, len(opened)
+
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, original[1]))
+    try:
+        places, frame, opened = asyncio.run(scenario())
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, original)
+    assert places == 8
+    assert frame["type"] == "error" and frame["retry"] is True, frame
+    assert frame["error"] == "too many connections waiting to subscribe (8, the ETL's open-files limit)", frame
+    assert opened == RESERVED_DESCRIPTORS - 100
+    logged = capsys.readouterr()
+    line = next(x for x in (logged.out + logged.err).splitlines() if "live_subscribers_capped" in x)
+    assert "places=8" in line or '"places": 8' in line, line
+    assert f"open_files_limit={soft}" in line or f'"open_files_limit": {soft}' in line, line
+
+
+@pytest.mark.parametrize("configured, soft, places", [(64, 1024, 64), (1000, 1024, 192), (10_000, 65536, 10_000),
+                                                      (5, 200, 1), (7, resource.RLIM_INFINITY, 7)])
+def test_subscriber_places_leave_the_reserve_to_the_etl(configured, soft, places):
+    from fluxforge.live.hub import subscriber_places
+    assert subscriber_places(configured, soft) == places
