@@ -15,6 +15,7 @@ import resource
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -265,15 +266,36 @@ def test_a_websocket_connection_without_a_request_is_closed_after_request_timeou
     assert row["symbol"] == "BTC/USDT"
 
 
-def test_an_open_files_limit_too_low_for_max_subscribers_caps_the_places_not_the_etls_files(capsys):
+def test_an_open_files_limit_too_low_for_max_subscribers_caps_the_places_not_the_etls_files():
     """etl.live.max_subscribers 100 under a soft RLIMIT_NOFILE with room for 8 places (an ETL run by
     hand; the unit sets LimitNOFILE=65536): the hub offers 8, says so at start, refuses the rest of a
     300-connection flood by that name, and the process can still open RESERVED_DESCRIPTORS - 100 files
-    for its own work during the flood.  Before, the flood took every descriptor up to the limit."""
+    for its own work during the flood.  Before, the flood took every descriptor up to the limit.
+    In a process of its own (`_capped_hub`), started with few descriptors open, as the ETL is."""
+    here = Path(__file__).resolve().parent
+    code = f"import sys; sys.path[:0] = [{str(here)!r}, {str(here.parent)!r}]; " \
+           "from test_live_bad_requests import _capped_hub; _capped_hub()"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    result = json.loads(run.stdout.splitlines()[-1])
+    assert result["places"] == 8
+    assert result["frame"] == {"type": "error", "retry": True,
+                               "error": "too many connections waiting to subscribe (8, the ETL's open-files limit)"}
+    assert result["opened"] == result["wanted"]
+    line = next(x for x in (run.stdout + run.stderr).splitlines() if "live_subscribers_capped" in x)
+    for field, value in (("places", 8), ("max_subscribers", 100), ("open_files_limit", result["soft"])):
+        assert f"{field}={value}" in line or f'"{field}": {value}' in line, line
+
+
+def _capped_hub() -> None:
+    """`test_an_open_files_limit_too_low...`'s process: a hub under the lowered limit, flooded; prints
+    what it saw as a JSON line."""
     from fluxforge.live.hub import DESCRIPTORS_PER_PLACE, RESERVED_DESCRIPTORS
 
     original = resource.getrlimit(resource.RLIMIT_NOFILE)
     soft = RESERVED_DESCRIPTORS + 8 * DESCRIPTORS_PER_PLACE
+    wanted = RESERVED_DESCRIPTORS - 100
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, original[1]))
 
     async def scenario():
         async with running_hub(max_subscribers=100) as hub:
@@ -283,10 +305,10 @@ def test_an_open_files_limit_too_low_for_max_subscribers_caps_the_places_not_the
             try:
                 assert (await asyncio.to_thread(flood.stdout.readline)).strip() == "connected"
                 await wait_for(lambda: hub.counters["refused"] >= 300 - 8, what="the flood refused")
-                frame = await _unix(hub, b"{}")  # a place while 8 wait for their request
+                frame = await _unix(hub, b"{}")  # while 8 wait for their request
                 opened = []
                 try:
-                    while len(opened) < RESERVED_DESCRIPTORS - 100:
+                    while len(opened) < wanted:
                         opened.append(os.open("/dev/null", os.O_RDONLY))
                 finally:
                     for fd in opened:
@@ -294,21 +316,10 @@ def test_an_open_files_limit_too_low_for_max_subscribers_caps_the_places_not_the
             finally:
                 flood.stdin.close()
                 flood.wait(30)
-            return hub.max_subscribers, frame, len(opened)
+            return {"places": hub.max_subscribers, "frame": frame, "opened": len(opened), "wanted": wanted,
+                    "soft": soft}
 
-    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, original[1]))
-    try:
-        places, frame, opened = asyncio.run(scenario())
-    finally:
-        resource.setrlimit(resource.RLIMIT_NOFILE, original)
-    assert places == 8
-    assert frame["type"] == "error" and frame["retry"] is True, frame
-    assert frame["error"] == "too many connections waiting to subscribe (8, the ETL's open-files limit)", frame
-    assert opened == RESERVED_DESCRIPTORS - 100
-    logged = capsys.readouterr()
-    line = next(x for x in (logged.out + logged.err).splitlines() if "live_subscribers_capped" in x)
-    assert "places=8" in line or '"places": 8' in line, line
-    assert f"open_files_limit={soft}" in line or f'"open_files_limit": {soft}' in line, line
+    print(json.dumps(asyncio.run(scenario())), flush=True)
 
 
 @pytest.mark.parametrize("configured, soft, places", [(64, 1024, 64), (1000, 1024, 192), (10_000, 65536, 10_000),
