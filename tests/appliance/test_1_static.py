@@ -18,25 +18,10 @@ import pytest
 import yaml
 
 from conftest import REPO
+from unit_files import unit_file
 
 SYSTEMD = REPO / "systemd"
 SERVICES = ("fluxforge-collector.service", "fluxforge-etl.service", "fluxforge-compact.service", "fluxforge-sync.service")
-
-
-def unit_file(name: str) -> dict[str, dict[str, list[str]]]:
-    """section -> key -> every value (systemd keys may repeat)."""
-    sections: dict[str, dict[str, list[str]]] = {}
-    current = None
-    for line in (SYSTEMD / name).read_text().splitlines():
-        line = line.strip()
-        if not line or line.startswith(("#", ";")):
-            continue
-        if line.startswith("["):
-            current = sections.setdefault(line.strip("[]"), {})
-        else:
-            key, _, value = line.partition("=")
-            current.setdefault(key.strip(), []).append(value.strip())
-    return sections
 
 
 def one(unit: dict, section: str, key: str) -> str:
