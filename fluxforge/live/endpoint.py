@@ -250,7 +250,7 @@ class LiveEndpoints:
         if self._waiting >= self.hub.max_subscribers:
             self.hub.counters["refused"] += 1
             raise BusyError(f"too many connections waiting to subscribe ({self.hub.max_subscribers}, "
-                            f"{self.hub._places_source()})")
+                            f"{self.hub.places_source()})")
         self._waiting += 1
 
     def _refuse(self, sink, refusal: dict) -> None:

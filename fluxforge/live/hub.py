@@ -138,7 +138,7 @@ class LiveHub:
         """Register a subscriber, its replay queued ahead of everything published after this call."""
         if len(self.subscribers) >= self.max_subscribers:
             self.counters["refused"] += 1
-            raise BusyError(f"too many subscribers ({self.max_subscribers}, {self._places_source()})")
+            raise BusyError(f"too many subscribers ({self.max_subscribers}, {self.places_source()})")
         if self.catalog is not None:
             try:
                 self.catalog.check(request, {(e, s) for _p, e, s in self.ring.keys()})
@@ -219,7 +219,7 @@ class LiveHub:
         if self.subscribers.pop(sub.id, None) is not None and reason not in DROP_REASONS:
             log.info("live_unsubscribed", id=sub.id, reason=reason, sent_rows=sub.sent_rows)
 
-    def _places_source(self) -> str:
+    def places_source(self) -> str:
         """What bounds the places, for a refusal: the setting, or the descriptor limit."""
         return "etl.live.max_subscribers" if self.max_subscribers == self.cfg.max_subscribers \
             else "the ETL's open-files limit"
