@@ -6,7 +6,8 @@ as work arrives.  Under `TasksMax=64` on a 64-core cloud VM, Arrow's reads of fe
 Arrow is told it has 64 (OMP_NUM_THREADS=64, which it reads as its core count) and the real
 `fluxforge compact` runs in a pids cgroup holding the unit's TasksMax, with the environment
 the unit sets (`Environment=` lines of systemd/fluxforge-compact.service) and without it:
-without, it fails on the reads; with, it merges every part, rows unchanged.  (OpenBLAS caps
+without, it fails on the reads (Arrow's error, or a crash by SIGSEGV, both seen here); with, it
+merges every part, rows unchanged.  (OpenBLAS caps
 itself at the real cores, so its line cannot be shown here beyond being in the environment.)
 """
 from __future__ import annotations
@@ -95,7 +96,8 @@ def test_compaction_under_the_units_tasksmax_on_a_64_core_host(tmp_path):
     as_64_cores = {"OMP_NUM_THREADS": "64"}
     config, partition = closed_day(tmp_path / "bare")
     bare = compact(config, as_64_cores)
-    assert bare.returncode != 0 and "Failed to launch worker thread" in bare.stdout + bare.stderr, \
+    # an error naming Arrow's thread, or a crash (a signal: a thread some library could not start)
+    assert bare.returncode < 0 or (bare.returncode > 0 and "Failed to launch worker thread" in bare.stdout + bare.stderr), \
         (bare.returncode, bare.stdout[-2000:], bare.stderr[-2000:])
 
     config, partition = closed_day(tmp_path / "unit")
