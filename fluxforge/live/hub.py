@@ -50,12 +50,10 @@ DESCRIPTORS_PER_PLACE = 4
 RESERVED_DESCRIPTORS = 256  # the ETL's own: journals, parts being written, checkpoints, inotify, metrics
 
 
-def subscriber_places(configured: int, soft_limit: int | None = None) -> int:
+def subscriber_places(configured: int, soft_limit: int) -> int:
     """The subscribers the endpoints may serve: etl.live.max_subscribers, fewer if the descriptor
-    limit (`soft_limit`, default the process's soft RLIMIT_NOFILE) cannot hold their connections
-    besides the ETL's own files; at least one."""
-    if soft_limit is None:
-        soft_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    limit (the process's soft RLIMIT_NOFILE) cannot hold their connections besides the ETL's own
+    files; at least one."""
     if soft_limit == resource.RLIM_INFINITY:
         return configured
     return max(1, min(configured, (soft_limit - RESERVED_DESCRIPTORS) // DESCRIPTORS_PER_PLACE))
@@ -68,9 +66,9 @@ class LiveHub:
         self.catalog = catalog  # what the ETL serves: other products and streams are refused (None: any)
         self.socket_path = socket_path or server_socket_path(cfg, Path(state_dir or "."))
         self.ring = RecentRows(cfg.replay_minutes, cfg.replay_rows, cfg.replay_mb)
-        self.max_subscribers = subscriber_places(cfg.max_subscribers)
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        self.max_subscribers = subscriber_places(cfg.max_subscribers, soft)
         if self.max_subscribers < cfg.max_subscribers:
-            soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
             log.warning("live_subscribers_capped", max_subscribers=cfg.max_subscribers, places=self.max_subscribers,
                         open_files_limit=soft, needed=cfg.max_subscribers * DESCRIPTORS_PER_PLACE + RESERVED_DESCRIPTORS,
                         note="raise the limit (LimitNOFILE= in a drop-in for fluxforge-etl.service) or lower "

@@ -18,9 +18,8 @@ import pytest
 import yaml
 
 from conftest import REPO
-from unit_files import unit_file
+from unit_files import SYSTEMD, unit_file
 
-SYSTEMD = REPO / "systemd"
 SERVICES = ("fluxforge-collector.service", "fluxforge-etl.service", "fluxforge-compact.service", "fluxforge-sync.service")
 
 

@@ -212,12 +212,12 @@ sys.stdin.read()  # hold them until told
 """
 
 
-def _flood(address: str | int, n: int):
+def _flood(address: str | int, n: int, preexec_fn=None):
     """n connections that never send a request, from another process: to the Unix socket at
     `address`, or to the WebSocket port `address`; it prints `connected`, then holds them until its
-    stdin closes."""
+    stdin closes.  preexec_fn: run in that process before it starts (e.g. its own limits)."""
     return subprocess.Popen([sys.executable, "-c", _FLOOD, str(address), str(n)],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, preexec_fn=preexec_fn)
 
 
 def _descriptors() -> int:
@@ -299,9 +299,8 @@ def _capped_hub() -> None:
 
     async def scenario():
         async with running_hub(max_subscribers=100) as hub:
-            flood = subprocess.Popen([sys.executable, "-c", _FLOOD, str(hub.socket_path), "300"],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                     preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, original))
+            flood = _flood(str(hub.socket_path), 300,
+                           preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, original))
             try:
                 assert (await asyncio.to_thread(flood.stdout.readline)).strip() == "connected"
                 await wait_for(lambda: hub.counters["refused"] >= 300 - 8, what="the flood refused")

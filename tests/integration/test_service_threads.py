@@ -7,8 +7,8 @@ Arrow is told it has 64 (OMP_NUM_THREADS=64, which it reads as its core count) a
 `fluxforge compact` runs in a pids cgroup holding the unit's TasksMax, with the environment
 the unit sets (`Environment=` lines of systemd/fluxforge-compact.service) and without it:
 without, it fails on the reads (Arrow's error, or a crash by SIGSEGV, both seen here); with, it
-merges every part, rows unchanged.  (OpenBLAS caps
-itself at the real cores, so its line cannot be shown here beyond being in the environment.)
+merges every part, rows unchanged.  (OpenBLAS caps itself at the real cores, so its line cannot
+be shown here beyond being in the environment.)
 """
 from __future__ import annotations
 
@@ -29,7 +29,6 @@ from syncdata import fluxforge_cli, make_config, partition_rows, utc_day, write_
 from unit_files import unit_file  # noqa: E402
 
 from fluxforge.bronze.segments import SegmentId  # noqa: E402
-
 
 
 class PidsCgroup:
@@ -76,7 +75,8 @@ def test_compaction_under_the_units_tasksmax_on_a_64_core_host(tmp_path):
     assert {"OPENBLAS_NUM_THREADS": "1", "OMP_THREAD_LIMIT": "8"}.items() <= unit_env.items(), unit_env
     day = utc_day(3)
 
-    def closed_day(data: Path) -> tuple[Path, pa.Table]:
+    def closed_day(data: Path) -> tuple[Path, Path]:
+        """A data dir with a closed day of six wide hf parts: its config file and the partition."""
         cfg = make_config(data)
         for s in range(6):
             seg = SegmentId.new("pi01", s + 1, day)
