@@ -10,24 +10,30 @@ Order of a run, and why:
    segment whose data files are all verified (a manifest in S3 = complete segment);
 4. delete from S3 the parts that a verified compacted file replaces (S3 mirrors
    the local tree, so a download never holds the same rows twice);
-5. with `delete_after_upload`, remove verified local copies (bronze segments,
-   and feature files of closed partitions that compaction has nothing left to
-   merge in: deleting yesterday's small parts before the daily compaction ran
+5. with `delete_after_upload`, remove verified local copies (bronze segments closed
+   more than an hour ago -- `fluxforge status` counts the last hour's messages, gaps and
+   drops from them -- and feature files of closed partitions that compaction has nothing
+   left to merge in: deleting yesterday's small parts before the daily compaction ran
    would leave the bucket with hundreds of small files per partition forever);
 6. retention (see fluxforge.maintenance.retention), also when the run failed.
 Nothing is deleted locally unless its upload was verified, whatever fails.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from ..bronze.finish import read_manifest
 from ..maintenance.compaction import JOURNAL, closed_before, plan_partition
 from ..config import Config
 from ..logs import get_logger
 from ..maintenance.retention import delete_feature_file, delete_segment_dir, enforce
+from ..observe.stream_health import WINDOW_S
 from .client import S3Target, check_bucket, error_code
 from .layout import LocalFile, done_segments, feature_files, finished_segments, partition_date, segment_files
 from .state import UploadState
@@ -111,11 +117,12 @@ def delete_superseded(target: S3Target, state: UploadState) -> int:
     return n
 
 
-def delete_uploaded_locally(cfg: Config, state: UploadState) -> int:
+def delete_uploaded_locally(cfg: Config, state: UploadState, now: float | None = None) -> int:
     n = 0
+    now = time.time() if now is None else now
     for seg in done_segments(cfg):
         files = segment_files(seg)
-        if files and all(state.is_current(f.logical, f.path) for f in files):
+        if files and all(state.is_current(f.logical, f.path) for f in files) and not in_status_window(seg, now):
             delete_segment_dir(seg)
             state.forget_deleted(f.logical for f in files)
             n += 1
@@ -129,6 +136,20 @@ def delete_uploaded_locally(cfg: Config, state: UploadState) -> int:
                 state.forget_deleted([f.logical])
                 n += 1
     return n
+
+
+def in_status_window(seg: Path, now: float) -> bool:
+    """Whether `fluxforge status` still reads this finished segment: it counts each stream's
+    messages, gaps and dropped rows of the last hour from the segments themselves
+    (observe/stream_health.py), so deleting one closed less than an hour ago would hide that
+    hour's incidents from it and from its max_gaps_per_hour / max_dropped_per_hour checks.  A
+    manifest without a readable close time, or one more than the window ahead of `now` (the clock
+    stepped back), does not hold the segment back."""
+    try:
+        closed = datetime.fromisoformat(read_manifest(seg)["closed"]).timestamp()
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return abs(now - closed) < WINDOW_S
 
 
 def is_compacted(cfg: Config, partition) -> bool:
