@@ -11,7 +11,8 @@ Measured, same run:
             (the same window STATUS= shows), p50 / p99, against the target
             flush_interval + reorder_window + 0.5 s, and the share of rows later than it
   cpu       user+sys seconds of each ETL process from its start-up (after imports)
-            to the end of the run; ratio live-on / live-off (target <= 1.3)
+            to the end of the run; ratio live-on / live-off (target <= 1.3), and what live
+            adds (on - off) as a share of one core of this machine, in all and per symbol
   rss       each ETL process's peak resident memory (the unit's MemoryMax is 448M)
   split     where each ETL's CPU went: the live path's steps (reading the active journals,
             feeding the engines, building the rows: a worker thread), the segment job (bronze to
@@ -236,6 +237,11 @@ def main() -> None:
             served = on["served"] or {}
             print(f"  {flush:g}/{reorder:g}  subscriber: {served.get('subscribed', 0)} connected, "
                   f"{served.get('sent_rows', 0)} rows sent, {served.get('dropped', 0)} dropped")
+    print("what live adds, as a share of one core of this machine (cpu on - cpu off over the run):")
+    for flush, reorder, on, off in splits:
+        added = on["cpu"] - off["cpu"]
+        print(f"  {flush:g}/{reorder:g}  {added:.2f} s in {args.seconds:g} s: {100 * added / args.seconds:.1f} % of one core, "
+              f"{100 * added / args.seconds / len(symbols):.2f} % per symbol")
     print("where the CPU went, s (flush/reorder):")
     for flush, reorder, on, off in splits:
         print(f"  {flush:g}/{reorder:g}  live on: {_split(on)}  |  live off: {_split(off)}")
