@@ -18,10 +18,12 @@ every old segment cannot make the numbers start again.
 """
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from ..config import ConfigError
 from ..fsio import atomic_write_bytes, durable_rename
@@ -197,3 +199,36 @@ def segment_file_names() -> frozenset[str]:
     the ETL's live chunk log."""
     return frozenset([channel_file(c, f) for c in CHANNEL_SCHEMAS for f in (True, False)]
                      + [MANIFEST, REASON, LIVE_CHUNKS])
+
+
+def closed_time(seg: Path) -> float:
+    """When the segment was finished: manifest's `closed` time, else manifest.json's mtime, else the dir's."""
+    mpath = seg / MANIFEST
+    try:
+        manifest = json.loads(mpath.read_text())
+    except (OSError, ValueError):
+        manifest = None
+    if isinstance(manifest, dict):
+        for key in ("closed", "closed_at", "closed_ns", "closed_ms"):
+            value = manifest.get(key)
+            parsed = _parse_time(value)
+            if parsed is not None:
+                return parsed
+    try:
+        return mpath.stat().st_mtime
+    except OSError:
+        return seg.stat().st_mtime
+
+
+def _parse_time(value: Any) -> float | None:
+    if isinstance(value, str):
+        try:
+            dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        return (dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).timestamp()
+    if isinstance(value, (int, float)) and value > 0:
+        for scale in (1, 1e3, 1e6, 1e9):  # s, ms, us, ns since the epoch
+            if value / scale < 1e10:
+                return value / scale
+    return None

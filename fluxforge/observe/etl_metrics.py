@@ -19,7 +19,7 @@ from ..bronze.finish import read_manifest
 from ..bronze.segments import STATES, SegmentStore
 from . import metric_defs as M
 from .metrics import CommonCollector, counter, family, histogram, new_registry
-from .status import closed_time
+from ..bronze.segments import closed_time
 
 _TS_CHANNELS = ("orderbook", "trades", "ticker")
 

@@ -7,7 +7,6 @@ and from systemd when present; nothing here changes any state.
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
@@ -17,7 +16,7 @@ from typing import Any
 
 from . import stream_health
 from ..config import Config
-from ..bronze.segments import MANIFEST, REASON, STATES, SegmentId, SegmentStore
+from ..bronze.segments import REASON, STATES, SegmentId, SegmentStore, closed_time
 from ..etl.checkpoint import CheckpointStore
 from ..etl.ticker_products import TICKER_ISSUE_KINDS
 from .sync_status import sync_status
@@ -87,39 +86,6 @@ def _first_line(path: Path) -> str | None:
         return path.read_text(errors="replace").strip().splitlines()[0][:200]
     except (OSError, IndexError):
         return None
-
-
-def closed_time(seg: Path) -> float:
-    """When the segment was finished: manifest's `closed` time, else manifest.json's mtime, else the dir's."""
-    mpath = seg / MANIFEST
-    try:
-        manifest = json.loads(mpath.read_text())
-    except (OSError, ValueError):
-        manifest = None
-    if isinstance(manifest, dict):
-        for key in ("closed", "closed_at", "closed_ns", "closed_ms"):
-            value = manifest.get(key)
-            parsed = _parse_time(value)
-            if parsed is not None:
-                return parsed
-    try:
-        return mpath.stat().st_mtime
-    except OSError:
-        return seg.stat().st_mtime
-
-
-def _parse_time(value: Any) -> float | None:
-    if isinstance(value, str):
-        try:
-            dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            return None
-        return (dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).timestamp()
-    if isinstance(value, (int, float)) and value > 0:
-        for scale in (1, 1e3, 1e6, 1e9):  # s, ms, us, ns since the epoch
-            if value / scale < 1e10:
-                return value / scale
-    return None
 
 
 def etl_lag(store: SegmentStore, now: float) -> dict[str, Any]:

@@ -22,13 +22,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ..bronze.finish import read_manifest
+from ..bronze.segments import closed_time
 from ..maintenance.compaction import JOURNAL, closed_before, plan_partition
 from ..config import Config
 from ..logs import get_logger
@@ -142,14 +141,13 @@ def in_status_window(seg: Path, now: float) -> bool:
     """Whether `fluxforge status` still reads this finished segment: it counts each stream's
     messages, gaps and dropped rows of the last hour from the segments themselves
     (observe/stream_health.py), so deleting one closed less than an hour ago would hide that
-    hour's incidents from it and from its max_gaps_per_hour / max_dropped_per_hour checks.  A
-    manifest without a readable close time, or one more than the window ahead of `now` (the clock
-    stepped back), does not hold the segment back."""
+    hour's incidents from it and from its max_gaps_per_hour / max_dropped_per_hour checks.  The
+    close time is the one status reads (the manifest's, else its mtime); one more than the window
+    ahead of `now` (the clock stepped back) does not hold the segment back."""
     try:
-        closed = datetime.fromisoformat(read_manifest(seg)["closed"]).timestamp()
-    except (OSError, ValueError, KeyError, TypeError):
+        return abs(now - closed_time(seg)) < WINDOW_S
+    except OSError:  # gone meanwhile
         return False
-    return abs(now - closed) < WINDOW_S
 
 
 def is_compacted(cfg: Config, partition) -> bool:

@@ -5,6 +5,7 @@ moto's server mode, real boto3, the real `fluxforge sync` and `fluxforge status`
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from datetime import datetime, timedelta, timezone
@@ -64,10 +65,13 @@ def test_the_status_window_is_the_hour_since_the_segment_closed(tmp_path, closed
     assert in_status_window(seg, now) is kept
 
 
-def test_a_manifest_without_a_close_time_does_not_hold_a_segment_back(tmp_path):
+@pytest.mark.parametrize("age, kept", [(0, True), (WINDOW_S + 60, False)])
+def test_without_a_close_time_in_its_manifest_a_segment_is_as_old_as_its_manifest_file(tmp_path, age, kept):
     cfg = load_config(write_config(tmp_path, "http://127.0.0.1:9", "unused"))
     seg = bronze_segment(cfg.segments_dir, "pi01", 1, datetime.now(timezone.utc))
     manifest = json.loads((seg / "manifest.json").read_text())
     del manifest["closed"]
     (seg / "manifest.json").write_text(json.dumps(manifest))
-    assert not in_status_window(seg, time.time())
+    then = time.time() - age
+    os.utime(seg / "manifest.json", (then, then))
+    assert in_status_window(seg, time.time()) is kept
