@@ -76,8 +76,13 @@ asyncio.run(main())
 
 
 def _config(data: Path, entry: dict, s3_url: str, segment_seconds: float, sock: Path) -> dict:
-    from collector_support import config_dict
-    cfg = config_dict(data, [entry], flush_interval=1.0, segment_max_seconds=segment_seconds)
+    from collector_support import FAST_COLLECTOR, config_dict
+
+    from fluxforge.config import CollectorConfig
+    # the service's own stall timeout, backoffs and snapshot spacing, not the tests' fast ones (a 2 s stall
+    # timeout reconnected hundreds of times on a busy machine)
+    defaults = {k: CollectorConfig.model_fields[k].default for k in FAST_COLLECTOR}
+    cfg = config_dict(data, [entry], **{**defaults, "flush_interval": 1.0, "segment_max_seconds": segment_seconds})
     cfg["etl"] = {"live": {"enabled": True, "socket": str(sock)}}
     cfg["sync"] = {"enabled": True, "bucket": "soak", "endpoint_url": s3_url, "region": "us-east-1",
                    "addressing_style": "path", "aws_access_key_id": "testing", "aws_secret_access_key": "testing",
