@@ -94,13 +94,12 @@ def _config(data: Path, entry: dict, s3_url: str, segment_seconds: float, sock: 
 
 def _proc_sample(pid: int) -> dict | None:
     """Resident MB, open descriptors and threads of a running process (None: gone)."""
+    from _consumer_runs import rss_mb
     try:
-        status = Path(f"/proc/{pid}/status").read_text()
-        fds = len(os.listdir(f"/proc/{pid}/fd"))
+        return {"rss_mb": rss_mb(pid), "fds": len(os.listdir(f"/proc/{pid}/fd")),
+                "threads": len(os.listdir(f"/proc/{pid}/task"))}
     except (FileNotFoundError, ProcessLookupError):
         return None
-    fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-    return {"rss_mb": int(fields["VmRSS"].split()[0]) / 1024, "fds": fds, "threads": int(fields["Threads"])}
 
 
 def _files(root: Path) -> int:
@@ -144,7 +143,6 @@ class Soak:
         from test_collector_e2e import binance_entry
 
         from fluxforge.loopback import LoopbackExchange, SimOptions
-        sys.path.insert(0, str(REPO / "bench"))
         from live import bench_symbols
 
         symbols = bench_symbols(self.args.symbols)
@@ -176,9 +174,9 @@ class Soak:
             if now >= next_timer:
                 for job in ("compact", "sync"):
                     t = time.monotonic()
-                    p = await asyncio.create_subprocess_exec(*self._cli(job), stdout=subprocess.DEVNULL,
-                                                             stderr=open(self.tmp / f"{job}.log", "ab"))
-                    self.timer_runs.append((job, await p.wait(), time.monotonic() - t))
+                    with open(self.tmp / f"{job}.log", "ab") as log:
+                        p = await asyncio.create_subprocess_exec(*self._cli(job), stdout=subprocess.DEVNULL, stderr=log)
+                        self.timer_runs.append((job, await p.wait(), time.monotonic() - t))
                 next_timer += self.args.timer_minutes * 60
             sample = self._sample(time.monotonic() - start)
             self.samples.append(sample)

@@ -16,10 +16,9 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.registry import Collector as PromCollector
 
 from ..bronze.finish import read_manifest
-from ..bronze.segments import STATES, SegmentStore
+from ..bronze.segments import STATES, SegmentStore, closed_time
 from . import metric_defs as M
 from .metrics import CommonCollector, counter, family, histogram, new_registry
-from ..bronze.segments import closed_time
 
 _TS_CHANNELS = ("orderbook", "trades", "ticker")
 
