@@ -93,11 +93,13 @@ def _config(data: Path, entry: dict, s3_url: str, segment_seconds: float, sock: 
 
 
 def _proc_sample(pid: int) -> dict | None:
-    """Resident MB, open descriptors and threads of a running process (None: gone)."""
+    """Resident MB (and its anonymous and file-backed parts: a heap that grows is anonymous, pages of
+    files mapped or read back are file-backed), open descriptors and threads of a running process
+    (None: gone)."""
     from _consumer_runs import rss_mb
     try:
-        return {"rss_mb": rss_mb(pid), "fds": len(os.listdir(f"/proc/{pid}/fd")),
-                "threads": len(os.listdir(f"/proc/{pid}/task"))}
+        return {"rss_mb": rss_mb(pid), "anon_mb": rss_mb(pid, "RssAnon"), "file_mb": rss_mb(pid, "RssFile"),
+                "fds": len(os.listdir(f"/proc/{pid}/fd")), "threads": len(os.listdir(f"/proc/{pid}/task"))}
     except (FileNotFoundError, ProcessLookupError):
         return None
 
@@ -218,7 +220,8 @@ class Soak:
 
 
 def _progress(s: dict) -> str:
-    procs = " ".join(f"{n} {s[n]['rss_mb']:.0f}MB/{s[n]['fds']}fd/{s[n]['threads']}thr" if s[n] else f"{n} GONE"
+    procs = " ".join(f"{n} {s[n]['rss_mb']:.0f}MB({s[n].get('anon_mb', 0):.0f} anon)/{s[n]['fds']}fd/{s[n]['threads']}thr"
+                     if s[n] else f"{n} GONE"
                      for n in ("collector", "etl", "subscriber"))
     files = " ".join(f"{a.split('/')[-1]} {n}" for a, n in s["files"].items())
     return f"{s['t'] / 60:6.1f} min  {procs}  files: {files}  subscriber rows {s['subscriber_rows']}"
@@ -256,6 +259,8 @@ def report(soak: Soak, result: dict, warmup_minutes: float) -> int:
             grew, figures = _grown([s[name][series] for s in judged], rel, peak, floor)
             failures += grew
             print(f"{'FAIL' if grew else 'ok  '}  {name:<10} {series:<8} {figures}")
+        for part in ("anon_mb", "file_mb"):  # where the resident memory is, not judged
+            print(f"info  {name:<10} {part:<8} {_grown([s[name].get(part, 0.0) for s in judged], 0, 0, 0)[1]}")
     for area, peak in FLAT_FILES.items():
         values = [s["files"][area] for s in judged]
         grew, figures = _grown(values, 0.0, peak, FILE_FLOOR)
