@@ -19,6 +19,12 @@ by more than a tolerance (segments in done/ only after the hour sync keeps them 
 `fluxforge status`); which services died; which timer runs failed; the error events
 in the logs; and `fluxforge status`.  The exit code is 1 when anything grew or failed.
 
+With --kill-minutes K it also SIGKILLs the collector and the ETL in turn every K minutes and
+starts the killed one again at once, as Restart=always would after a power cut or the OOM
+killer: then what the kills must not leave behind is judged (scratch files, segments stuck in
+ready/ or processing/ or failed/, a stalled subscriber, failed timer runs), and the memory,
+descriptors and threads only of what was never killed (a restarted process starts low).
+
 What it cannot show: a day boundary (the closed-day compaction and deletion of feature
 parts) unless the run crosses midnight UTC -- feature parts of the open day only grow,
 and are reported, not judged.
@@ -26,7 +32,7 @@ and are reported, not judged.
 The samples are written to samples.json in the run's directory (kept with --keep).
 
 Run: .venv/bin/python bench/soak.py [--minutes 60] [--symbols 20] [--segment-seconds 60]
-                                    [--timer-minutes 5] [--sample-seconds 15] [--keep DIR]
+                                    [--timer-minutes 5] [--sample-seconds 15] [--kill-minutes K] [--keep DIR]
 """
 from __future__ import annotations
 
@@ -126,10 +132,13 @@ class Soak:
         self.counts = tmp / "subscriber.json"
         self.samples: list[dict] = []
         self.timer_runs: list[tuple[str, int, float]] = []
+        self.kills: list[tuple[float, str]] = []  # (seconds into the run, service)
+        self.commands: dict[str, tuple[str, ...]] = {}
         self.procs: dict[str, asyncio.subprocess.Process] = {}
 
     async def _start(self, name: str, *cmd: str) -> None:
         from collector_support import subprocess_env
+        self.commands[name] = cmd
         log = open(self.tmp / f"{name}.log", "ab")
         self.procs[name] = await asyncio.create_subprocess_exec(*cmd, env=subprocess_env(), stdout=subprocess.DEVNULL,
                                                                 stderr=log)
@@ -170,6 +179,8 @@ class Soak:
         start = time.monotonic()
         end = start + self.args.minutes * 60
         next_timer = start + self.args.timer_minutes * 60
+        kill_every = (self.args.kill_minutes or 0) * 60
+        next_kill = start + kill_every if kill_every else float("inf")
         next_print = start
         while time.monotonic() < end:
             now = time.monotonic()
@@ -180,12 +191,26 @@ class Soak:
                         p = await asyncio.create_subprocess_exec(*self._cli(job), stdout=subprocess.DEVNULL, stderr=log)
                         self.timer_runs.append((job, await p.wait(), time.monotonic() - t))
                 next_timer += self.args.timer_minutes * 60
+            if now >= next_kill:
+                await self._kill_and_restart(("collector", "etl")[len(self.kills) % 2], now - start)
+                next_kill += kill_every
             sample = self._sample(time.monotonic() - start)
             self.samples.append(sample)
             if now >= next_print:
                 next_print += 300
                 print(_progress(sample), flush=True)
             await asyncio.sleep(max(0.0, self.args.sample_seconds - (time.monotonic() - now)))
+
+    async def _kill_and_restart(self, name: str, t: float) -> None:
+        """SIGKILL `name` (no shutdown of any kind) and start it again at once, as systemd's
+        Restart=always would; if it had already died, leave it dead (the report says so)."""
+        p = self.procs[name]
+        if p.returncode is not None:
+            return
+        p.kill()
+        await p.wait()
+        self.kills.append((t, name))
+        await self._start(name, *self.commands[name])
 
     def _sample(self, t: float) -> dict:
         out = {"t": t, "files": {a: _files(self.data / a) for a in AREAS}}
@@ -250,10 +275,16 @@ def report(soak: Soak, result: dict, warmup_minutes: float) -> int:
     if len(judged) < 8:
         print("FAIL  too few samples after the warm-up to judge (run longer)")
         return 1
+    killed = Counter(name for _, name in soak.kills)
+    if killed:
+        print(f"info  SIGKILLed and restarted: {', '.join(f'{n} {k} times' for n, k in killed.items())}")
     for name in ("collector", "etl", "subscriber"):
         if any(s[name] is None for s in soak.samples):
             failures += 1
             print(f"FAIL  {name} died (exit code {result['exit_codes'][name]})")
+            continue
+        if killed[name]:
+            print(f"info  {name:<10} memory, descriptors and threads not judged: restarted after its kills")
             continue
         for series, (rel, peak, floor) in FLAT.items():
             grew, figures = _grown([s[name][series] for s in judged], rel, peak, floor)
@@ -312,6 +343,8 @@ def main() -> None:
     ap.add_argument("--sample-seconds", type=float, default=15.0)
     ap.add_argument("--warmup-minutes", type=float, default=None,
                     help="not judged before (default: etl.live.replay_minutes + 2, the ring then full)")
+    ap.add_argument("--kill-minutes", type=float, default=None,
+                    help="SIGKILL the collector and the ETL in turn this often, each restarted at once")
     ap.add_argument("--keep", type=Path, help="run in this (empty) directory and keep it")
     args = ap.parse_args()
     from fluxforge.live.settings import LiveConfig
@@ -319,11 +352,12 @@ def main() -> None:
     tmp = args.keep or Path(tempfile.mkdtemp(prefix="ff-soak-"))
     tmp.mkdir(parents=True, exist_ok=True)
     print(f"soak: {args.symbols} symbols, {args.minutes:g} min, segments of {args.segment_seconds:g} s, timers every "
-          f"{args.timer_minutes:g} min, faults {', '.join(FAULTS)}; warm-up {warmup:g} min; in {tmp}", flush=True)
+          f"{args.timer_minutes:g} min, kills every {args.kill_minutes or 0:g} min, faults {', '.join(FAULTS)}; warm-up {warmup:g} min; in {tmp}", flush=True)
     soak = Soak(tmp, args)
     try:
         result = asyncio.run(soak.run())
-        (tmp / "samples.json").write_text(json.dumps({"samples": soak.samples, "timer_runs": soak.timer_runs}))
+        (tmp / "samples.json").write_text(json.dumps({"samples": soak.samples, "timer_runs": soak.timer_runs,
+                                                      "kills": soak.kills}))
         failures = report(soak, result, warmup)
     finally:
         if args.keep is None:

@@ -28,7 +28,7 @@ def _run(tmp_path: Path, minutes: int = 120, change=None) -> SimpleNamespace:
         samples.append(s)
     args = SimpleNamespace(sample_seconds=MIN, timer_minutes=5.0, segment_seconds=60.0)
     return SimpleNamespace(samples=samples, args=args, timer_runs=[("compact", 0, 1.0), ("sync", 0, 2.0)],
-                           tmp=tmp_path)
+                           tmp=tmp_path, kills=[])
 
 
 RESULT = {"status": (0, "OK"), "exit_codes": {"subscriber": None, "collector": None, "etl": None}}
@@ -83,3 +83,17 @@ def test_a_failed_timer_run_fails_the_soak(tmp_path, capsys):
 def test_done_is_not_judged_before_the_hour_sync_keeps(tmp_path, capsys):
     assert soak.report(_run(tmp_path, minutes=60, change=_done), RESULT, warmup_minutes=17) == 0
     assert "not judged" in capsys.readouterr().out
+
+
+def test_a_killed_service_is_not_judged_on_what_its_restarts_reset(tmp_path, capsys):
+    run = _run(tmp_path, change=_leak)  # fails the run without kills (above)
+    run.kills = [(m * MIN, "etl") for m in range(20, 120, 20)]
+    assert soak.report(run, RESULT, warmup_minutes=17) == 0
+    assert "etl        memory, descriptors and threads not judged" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("change", [_scratch, _failed, _stalled, _fds])
+def test_what_kills_leave_behind_still_fails_the_soak(tmp_path, capsys, change):
+    run = _run(tmp_path, change=change)
+    run.kills = [(m * MIN, "etl") for m in range(20, 120, 20)]
+    assert soak.report(run, RESULT, warmup_minutes=17) >= 1  # _fds: the collector, never killed
