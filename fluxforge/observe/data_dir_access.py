@@ -17,7 +17,8 @@ from pathlib import Path
 from ..config import Config
 from .unit_states import SERVICES, TIMER_JOBS, parse_show, systemd_present
 
-WRITERS = SERVICES + TIMER_JOBS   # every unit that writes below data_dir
+# every unit that writes below data_dir (fluxforge-revive only asks systemd to start units)
+WRITERS = SERVICES + tuple(job for job in TIMER_JOBS if job != "fluxforge-revive.service")
 DROPIN = "/etc/systemd/system/{unit}.d/60-data-dir.conf"
 
 

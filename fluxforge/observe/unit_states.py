@@ -12,7 +12,7 @@ import subprocess
 from pathlib import Path
 
 SERVICES = ("fluxforge-collector.service", "fluxforge-etl.service")
-TIMERS = ("fluxforge-compact.timer", "fluxforge-sync.timer")
+TIMERS = ("fluxforge-compact.timer", "fluxforge-sync.timer", "fluxforge-revive.timer")
 # The oneshot services the timers start: their last run's Result matters, not ActiveState.
 TIMER_JOBS = tuple(t.replace(".timer", ".service") for t in TIMERS)
 UNITS = SERVICES + TIMERS + TIMER_JOBS

@@ -16,8 +16,8 @@ from typing import TypeVar
 T = TypeVar("T")
 
 LONG_RUNNING = ("fluxforge-collector.service", "fluxforge-etl.service")
-TIMERS = ("fluxforge-compact.timer", "fluxforge-sync.timer")
-ONESHOTS = ("fluxforge-compact.service", "fluxforge-sync.service")
+TIMERS = ("fluxforge-compact.timer", "fluxforge-sync.timer", "fluxforge-revive.timer")
+ONESHOTS = ("fluxforge-compact.service", "fluxforge-sync.service", "fluxforge-revive.service")
 ALL_UNITS = ("fluxforge.target", *LONG_RUNNING, *ONESHOTS, *TIMERS)
 
 

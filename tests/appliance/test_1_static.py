@@ -20,7 +20,8 @@ import yaml
 from conftest import REPO
 from unit_files import SYSTEMD, unit_file
 
-SERVICES = ("fluxforge-collector.service", "fluxforge-etl.service", "fluxforge-compact.service", "fluxforge-sync.service")
+SERVICES = ("fluxforge-collector.service", "fluxforge-etl.service", "fluxforge-compact.service", "fluxforge-sync.service",
+            "fluxforge-revive.service")
 
 
 def one(unit: dict, section: str, key: str) -> str:
@@ -68,6 +69,20 @@ def test_oneshots_are_timer_driven(name):
     one(timer, "Timer", "OnCalendar")
     one(timer, "Timer", "RandomizedDelaySec")
     assert (one(timer, "Timer", "Persistent"), one(timer, "Timer", "AccuracySec")) == ("true", "1us")
+    assert one(timer, "Install", "WantedBy") == "fluxforge.target"
+
+
+def test_revive_is_a_periodic_root_oneshot_of_the_target():
+    """fluxforge-revive (maintenance/revive.py): every 15 min from the target's start, never at once
+    (OnBootSec= would fire at installation on a host up for longer), and stopped with the target."""
+    service, timer = unit_file("fluxforge-revive.service"), unit_file("fluxforge-revive.timer")
+    assert (one(service, "Service", "Type"), one(service, "Service", "ExecStart")) == ("oneshot",
+                                                                                     "/usr/bin/fluxforge revive")
+    assert "Install" not in service and "User" not in service["Service"]
+    assert (one(timer, "Timer", "OnActiveSec"), one(timer, "Timer", "OnUnitActiveSec")) == ("15min", "15min")
+    assert "OnBootSec" not in timer["Timer"]
+    for u in (service, timer):
+        assert one(u, "Unit", "PartOf") == "fluxforge.target"
     assert one(timer, "Install", "WantedBy") == "fluxforge.target"
 
 
