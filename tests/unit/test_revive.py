@@ -20,7 +20,7 @@ def test_running_services_are_left_alone():
 
 
 def test_a_service_that_hit_its_start_limit_is_started_again():
-    [d] = decide(_show(etl=("failed", "start-limit-hit", "enabled")))
+    [d] = decide(_show(etl=("failed", "start-limit-hit", "enabled")))  # a manual start refused by the limit
     assert (d.unit, d.revive) == ("fluxforge-etl.service", True)
     assert "start-limit-hit" in d.why and "2026-12-07 11:00:00" in d.why
 
