@@ -351,8 +351,9 @@ def main() -> None:
     warmup = args.warmup_minutes if args.warmup_minutes is not None else LiveConfig().replay_minutes + 2
     tmp = args.keep or Path(tempfile.mkdtemp(prefix="ff-soak-"))
     tmp.mkdir(parents=True, exist_ok=True)
+    kills = f"kills every {args.kill_minutes:g} min" if args.kill_minutes else "no kills"
     print(f"soak: {args.symbols} symbols, {args.minutes:g} min, segments of {args.segment_seconds:g} s, timers every "
-          f"{args.timer_minutes:g} min, kills every {args.kill_minutes or 0:g} min, faults {', '.join(FAULTS)}; warm-up {warmup:g} min; in {tmp}", flush=True)
+          f"{args.timer_minutes:g} min, {kills}, faults {', '.join(FAULTS)}; warm-up {warmup:g} min; in {tmp}", flush=True)
     soak = Soak(tmp, args)
     try:
         result = asyncio.run(soak.run())
