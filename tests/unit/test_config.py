@@ -198,9 +198,11 @@ def test_credential_names_match_what_the_packaged_units_load():
     """LoadCredential=fluxforge:/etc/fluxforge/credentials names each file fluxforge_<file>: every
     reference shown to an operator must carry that prefix."""
     import re
-    # fluxforge-firstboot (root, writes /etc/fluxforge/credentials) is the one unit that loads none.
-    units = [u for u in (REPO / "systemd").glob("*.service") if u.name != "fluxforge-firstboot.service"]
-    assert units
+    # Every unit that reads the config; fluxforge-firstboot (root, writes /etc/fluxforge/credentials) and
+    # fluxforge-revive (root, reads no config: it asks systemd to start units) load none.
+    units = [u for u in (REPO / "systemd").glob("*.service") if "--config /etc/fluxforge/config.yaml" in u.read_text()]
+    assert {u.name for u in units} == {"fluxforge-collector.service", "fluxforge-etl.service",
+                                       "fluxforge-compact.service", "fluxforge-sync.service"}
     assert all("LoadCredential=fluxforge:/etc/fluxforge/credentials" in u.read_text() for u in units)
     texts = [EXAMPLE, REPO / "docs/operations.md", REPO / "docs/sync.md", REPO / "docs/appliance.md",
              REPO / "fluxforge/sync/client.py", *REPO.glob("ansible/inventories/*/group_vars/*.yml")]
