@@ -21,7 +21,16 @@ Modules, one job each:
 def return_freed_memory_promptly() -> None:
     """Call before pyarrow is imported: its mimalloc pool then gives freed pages back at once
     instead of after 10 ms, which lowers the peak RSS for a 50 MB segment from ~420 MB to
-    ~340 MB (bench/etl.py) at no measurable cost.  An explicit environment setting wins."""
+    ~340 MB (bench/etl.py) at no measurable cost.
+
+    And without transparent huge pages: mimalloc marks its 1 GiB arena MADV_HUGEPAGE, so even
+    where the kernel's THP mode is `madvise` (Debian's) its pages come in 2 MB units and
+    khugepaged fills a 2 MB range around a single used 4 kB page (max_ptes_none 511): the
+    memory it had just given back returns as resident.  MIMALLOC_ALLOW_THP=0 turns THP off for
+    the process (prctl PR_SET_THP_DISABLE, inherited by its children): peak RSS for a 50 MB
+    segment 362 -> 343 MB, and the live ETL's resident heap ~30 MB lower in a soak, CPU within
+    noise (docs/live.md, "The unit's memory limits").  An explicit environment setting wins."""
     import os
 
     os.environ.setdefault("MIMALLOC_PURGE_DELAY", "0")
+    os.environ.setdefault("MIMALLOC_ALLOW_THP", "0")

@@ -48,6 +48,10 @@ def test_collector_to_etl_on_loopback(tmp_path):
                 await wait_until(lambda: not any(list((segments / s).iterdir()) for s in ("active", "ready", "processing")),
                                  timeout=90, what="ETL to drain ready/")
                 assert await asyncio.to_thread(listener.wait_for, "READY=1", 30)
+                # Arrow's mimalloc arena is not MADV_HUGEPAGE, THP off for the process (etl/__init__.py)
+                assert "THP_enabled:\t0" in open(f"/proc/{etl.pid}/status").read()
+                flags = [ln for ln in open(f"/proc/{etl.pid}/smaps") if ln.startswith("VmFlags")]
+                assert flags and not [ln for ln in flags if " hg" in ln], flags
             finally:
                 etl.send_signal(signal.SIGTERM)
                 rc = await asyncio.to_thread(etl.wait, 60)
