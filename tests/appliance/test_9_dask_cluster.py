@@ -137,3 +137,11 @@ def test_9_backfill_on_the_cluster_equals_replay(dask_host, moto_s3, tmp_path):
     for rel in want:
         assert tables_equal(pq.read_table(tmp_path / "got" / rel).replace_schema_metadata(None),
                             pq.read_table(tmp_path / "ref" / rel).replace_schema_metadata(None)), rel
+    # The workers ran Arrow as `fluxforge etl` does: mimalloc without transparent huge pages
+    # (the unit's MIMALLOC_ALLOW_THP=0; fluxforge/etl/__init__.py says why).
+    listed = dask_host.run(["sh", "-c", "grep -l fluxforge-dask-worker.service /proc/[0-9]*/cgroup"], check=False).stdout
+    pids = [line.split("/")[2] for line in listed.split()]
+    with_arrow = [p for p in pids if "libarrow" in dask_host.run(["cat", f"/proc/{p}/maps"], check=False).stdout]
+    assert with_arrow, f"no worker process of {pids} has Arrow loaded"
+    for pid in with_arrow:
+        assert "THP_enabled:\t0" in dask_host.run(["cat", f"/proc/{pid}/status"]).stdout, pid
