@@ -13,7 +13,8 @@ timer, each FluxForge service that is `failed` while the appliance is meant to b
 that persists fails it again within a few starts, so the exchange sees at most a burst per
 period, the journal and `unit_failed` alert keep saying why, and the box resumes by itself
 the period after the cause is gone.  A service the operator stopped is `inactive`, never
-`failed`, and a disabled one is left alone.
+`failed` (or, if its stop outlasted TimeoutStopSec=, failed with result `timeout`, which is
+left alone too), and a disabled one is left alone.
 """
 from __future__ import annotations
 
@@ -49,6 +50,12 @@ def decide(states: list[dict[str, str]]) -> list[Decision]:
                                              f"{target.get('activestate', 'not loaded')}: the appliance is stopped"))
         elif s.get("unitfilestate") not in ENABLED:
             out.append(Decision(unit, False, f"failed ({s.get('result', '?')}), but {s.get('unitfilestate', '?')}"))
+        elif s.get("result") == "timeout":
+            # a stop that outlasted TimeoutStopSec= (SIGKILLed: an operator's stop, not a crash), or a
+            # start that outlasted TimeoutStartSec=, which Restart= retries itself and cannot repeat
+            # StartLimitBurst= times within StartLimitIntervalSec= at the units' settings
+            out.append(Decision(unit, False, "failed by a timeout (a stop that took too long, or a start): "
+                                             "not a crash loop, left to the operator"))
         else:
             out.append(Decision(unit, True, f"failed (result: {s.get('result', '?')}, "
                                             f"since {s.get('statechangetimestamp') or '?'})"))

@@ -27,7 +27,7 @@ def test_a_service_that_hit_its_start_limit_is_started_again():
 
 def test_every_kind_of_failure_is_started_again():
     """A bad config (78) or a second instance (73) too: the operator's fix is then picked up without them."""
-    for result in ("exit-code", "signal", "watchdog", "oom-kill", "core-dump", "timeout"):
+    for result in ("exit-code", "signal", "watchdog", "oom-kill", "core-dump"):
         ds = decide(_show(collector=("failed", result, "enabled"), etl=("failed", result, "enabled-runtime")))
         assert [(d.unit, d.revive) for d in ds] == [("fluxforge-collector.service", True),
                                                     ("fluxforge-etl.service", True)], result
@@ -46,3 +46,10 @@ def test_units_that_are_not_installed_are_skipped():
     states = _show(etl=("failed", "exit-code", "enabled"))
     states[2]["loadstate"] = "not-found"
     assert decide(states) == []
+
+
+def test_a_stop_that_timed_out_is_left_alone():
+    """`systemctl stop` of a service that did not exit within TimeoutStopSec=: SIGKILLed, failed with
+    result timeout. The operator stopped it: it must not come back 15 minutes later."""
+    [d] = decide(_show(etl=("failed", "timeout", "enabled")))
+    assert not d.revive and "timeout" in d.why
