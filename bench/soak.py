@@ -245,7 +245,7 @@ class Soak:
 
 
 def _progress(s: dict) -> str:
-    procs = " ".join(f"{n} {s[n]['rss_mb']:.0f}MB({s[n].get('anon_mb', 0):.0f} anon)/{s[n]['fds']}fd/{s[n]['threads']}thr"
+    procs = " ".join(f"{n} {s[n]['rss_mb']:.0f}MB({s[n]['anon_mb']:.0f} anon)/{s[n]['fds']}fd/{s[n]['threads']}thr"
                      if s[n] else f"{n} GONE"
                      for n in ("collector", "etl", "subscriber"))
     files = " ".join(f"{a.split('/')[-1]} {n}" for a, n in s["files"].items())

@@ -15,10 +15,9 @@ import subprocess
 from pathlib import Path
 
 from ..config import Config
-from .unit_states import SERVICES, TIMER_JOBS, parse_show, systemd_present
+from .unit_states import DATA_JOBS, SERVICES, parse_show, systemd_present
 
-# every unit that writes below data_dir (fluxforge-revive only asks systemd to start units)
-WRITERS = SERVICES + tuple(job for job in TIMER_JOBS if job != "fluxforge-revive.service")
+WRITERS = SERVICES + DATA_JOBS   # every unit that writes below data_dir
 DROPIN = "/etc/systemd/system/{unit}.d/60-data-dir.conf"
 
 

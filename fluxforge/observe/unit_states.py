@@ -12,9 +12,12 @@ import subprocess
 from pathlib import Path
 
 SERVICES = ("fluxforge-collector.service", "fluxforge-etl.service")
-TIMERS = ("fluxforge-compact.timer", "fluxforge-sync.timer", "fluxforge-revive.timer")
+# The timers whose jobs work on data_dir, and fluxforge-revive's, which only asks systemd to start units.
+DATA_TIMERS = ("fluxforge-compact.timer", "fluxforge-sync.timer")
+TIMERS = DATA_TIMERS + ("fluxforge-revive.timer",)
 # The oneshot services the timers start: their last run's Result matters, not ActiveState.
 TIMER_JOBS = tuple(t.replace(".timer", ".service") for t in TIMERS)
+DATA_JOBS = TIMER_JOBS[:len(DATA_TIMERS)]
 UNITS = SERVICES + TIMERS + TIMER_JOBS
 PROPERTIES = ("Id", "LoadState", "ActiveState", "SubState", "Result", "UnitFileState",
               "StateChangeTimestamp", "NRestarts", "StatusText")
