@@ -1,8 +1,9 @@
 #!/bin/sh
 # Install the host tools the tests, the .deb build and the appliance boot test need,
 # from Debian's archive through apt (the only way this repo touches the host system).
-# `--unit` (make test-unit) wants only what unit and integration tests call: prometheus (promtool)
-# and Java (Spark, one of the Parquet readers tests/integration/test_parquet_readers.py checks).
+# `--unit` (make test-unit) wants only what unit and integration tests call: prometheus (promtool),
+# Java (Spark, one of the Parquet readers tests/integration/test_parquet_readers.py checks) and
+# libfaketime (a collector whose wall clock steps).
 #
 #   debootstrap        clean bookworm roots (build root, test containers)
 #   systemd-container  systemd-nspawn to run / boot them
@@ -12,6 +13,7 @@
 #   util-linux         nsenter (usually present already)
 #   prometheus         promtool, which checks contrib/prometheus/*.yml (tests/unit/test_metrics_contrib.py)
 #   default-jre-headless  Java 17 for pyspark (tests/integration/test_parquet_readers.py; --unit only)
+#   libfaketime        LD_PRELOAD: steps the collector's wall clock (tests/integration/test_clock_steps.py; --unit only)
 #   qemu-user-static   (only with --arm64) runs arm64 binaries for `make deb-arm64`
 #   (only with --image: `make image`, `make test-image`, packaging/build_image.py)
 #   mmdebstrap         the image's root, bootstrapped without mounts or chroot tricks
@@ -31,7 +33,7 @@ set -eu
 
 want="debootstrap systemd-container lintian dpkg-dev openssh-client util-linux debian-archive-keyring prometheus"
 if [ "${1:-}" = "--unit" ]; then
-    want="prometheus default-jre-headless"
+    want="prometheus default-jre-headless libfaketime"
 fi
 if [ "${1:-}" = "--arm64" ]; then
     want="$want qemu-user-static binfmt-support"

@@ -23,7 +23,9 @@ class Recorder:
         self.queue = queue
         self.depths = depths                     # exchange -> book_depth
         self.messages = 0                        # data rows accepted
-        self.last_seen: dict[tuple[str, str, str], int] = {}  # (exchange, channel, symbol) -> recv_ns
+        # (exchange, channel, symbol) -> time.monotonic_ns() of its last row: freshness for the status
+        # line and the metrics, which a step of the wall clock (NTP, `date -s`) must not move
+        self.last_seen: dict[tuple[str, str, str], int] = {}
         self.event_counts: Counter[str] = Counter()
         self.bad_rows = 0                        # data rows dropped for a value their column cannot hold
         self.started = time.monotonic()
@@ -49,7 +51,7 @@ class Recorder:
             self._books[key] = book
             self.event(exchange, symbol, "orderbook", "resync", reason)
         self._check_crossed(exchange, symbol, book)
-        self.last_seen[(exchange, "orderbook", symbol)] = recv_ns
+        self.last_seen[(exchange, "orderbook", symbol)] = time.monotonic_ns()
         depth = self.depths[exchange]
         levels = min(len(book["bids"]), depth) + min(len(book["asks"]), depth)
         self._admit(exchange, "orderbook", symbol, BookBuffer.prepare, book, depth, recv_ns, nbytes=row_bytes(levels))
@@ -80,7 +82,7 @@ class Recorder:
         self._needs_snapshot.discard(key)
         self._books[key] = book
         self._check_crossed(exchange, symbol, book)
-        self.last_seen[(exchange, "orderbook", symbol)] = recv_ns
+        self.last_seen[(exchange, "orderbook", symbol)] = time.monotonic_ns()
         self.last_nonce[key] = book.get("nonce")
         bids, asks = book["bids"], book["asks"]
         if not self._admit(exchange, "orderbook", symbol, BookBuffer.prepare_snapshot, timestamp, recv_ns,
@@ -97,7 +99,7 @@ class Recorder:
             self.book_snapshot(exchange, symbol, book, recv_ns, prev_nonce, checksum, "after dropped rows")
             return
         self._check_crossed(exchange, symbol, book)
-        self.last_seen[(exchange, "orderbook", symbol)] = recv_ns
+        self.last_seen[(exchange, "orderbook", symbol)] = time.monotonic_ns()
         self.last_nonce[key] = book.get("nonce")
         if not self._admit(exchange, "orderbook", symbol, BookBuffer.prepare_delta, book.get("timestamp"), recv_ns,
                            book.get("nonce"), prev_nonce, checksum, bid_log, ask_log,
@@ -110,20 +112,20 @@ class Recorder:
         self._needs_snapshot.update(books)
 
     def trade(self, exchange: str, symbol: str, trade: dict, recv_ns: int) -> None:
-        self.last_seen[(exchange, "trades", symbol)] = recv_ns
+        self.last_seen[(exchange, "trades", symbol)] = time.monotonic_ns()
         self._admit(exchange, "trades", symbol, TradeBuffer.prepare, trade, recv_ns)
 
     def ticker(self, exchange: str, symbol: str, ticker: dict, recv_ns: int) -> None:
-        self.last_seen[(exchange, "ticker", symbol)] = recv_ns
+        self.last_seen[(exchange, "ticker", symbol)] = time.monotonic_ns()
         self._admit(exchange, "ticker", symbol, TickerBuffer.prepare, ticker, recv_ns)
 
     def candle(self, exchange: str, symbol: str, timeframe: str, candle: list, recv_ns: int) -> None:
         """One candle update (`[open ms, o, h, l, c, v]`), as received: an open candle recurs until it closes."""
-        self.last_seen[(exchange, "ohlcv", symbol)] = recv_ns
+        self.last_seen[(exchange, "ohlcv", symbol)] = time.monotonic_ns()
         self._admit(exchange, "ohlcv", symbol, OhlcvBuffer.prepare, timeframe, candle, recv_ns)
 
     def bid_ask(self, exchange: str, symbol: str, ticker: dict, recv_ns: int) -> None:
-        self.last_seen[(exchange, "bidsasks", symbol)] = recv_ns
+        self.last_seen[(exchange, "bidsasks", symbol)] = time.monotonic_ns()
         self._admit(exchange, "bidsasks", symbol, BidAskBuffer.prepare, ticker, recv_ns)
 
     def _admit(self, exchange: str, channel: str, symbol: str, prepare, *args, nbytes: int = ROW_BYTES) -> bool:
@@ -191,7 +193,7 @@ class Recorder:
 
     def symbols_up(self, exchange: str, symbols: list[str], within: float) -> int:
         """Symbols of `exchange` with any update in the last `within` seconds."""
-        since = time.time_ns() - int(within * 1e9)
+        since = time.monotonic_ns() - int(within * 1e9)
         up = set()
         for (ex, _ch, sym), t in self.last_seen.items():
             if ex == exchange and t >= since:

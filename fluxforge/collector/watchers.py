@@ -141,7 +141,13 @@ async def supervised(name: str, exchange_id: str, run: Callable[[], Awaitable[No
 
 
 class StallMonitor:
-    """Fails websocket connections that stay open but deliver nothing for `stall_timeout`."""
+    """Fails websocket connections that stay open but deliver nothing for `stall_timeout`.
+
+    Silence is timed on the monotonic clock, from the check that first saw a connection's
+    latest message (ccxt stamps `last_message_at` with the wall clock): a step of the wall
+    clock (NTP after a boot without RTC, `date -s`, a VM resumed) neither fails every
+    connection at once (forward) nor hides a dead one for as long as the step (back).
+    A silence is seen at most one check interval late."""
 
     def __init__(self, exchange: Any, exchange_id: str, channel_symbols: dict[str, list[str]],
                  cfg: CollectorConfig, recorder: Recorder):
@@ -151,14 +157,20 @@ class StallMonitor:
         self.timeout = cfg.stall_timeout
         self.recorder = recorder
         self.stalls = 0
+        self._progress: dict[Any, tuple[tuple, float]] = {}  # client -> (its stamps, monotonic time first seen)
 
     def check(self) -> None:
-        now_ms = time.time() * 1000
+        now = time.monotonic()
+        progress, self._progress = self._progress, {}
         for client in list((self.exchange.clients or {}).values()):
             if client.closed() or not client.isConnected:
                 continue
-            last = max(client.last_message_at or 0, client.connectionEstablished or 0)
-            silent = (now_ms - last) / 1000
+            stamps = (client.last_message_at, client.connectionEstablished)  # compared, never subtracted
+            seen, since = progress.get(client, (None, now))
+            if seen != stamps:
+                since = now  # a message (or a new connection) since the last check
+            self._progress[client] = (stamps, since)
+            silent = now - since
             if silent <= self.timeout:
                 continue
             self.stalls += 1

@@ -91,7 +91,7 @@ class CollectorMetrics(PromCollector):
         lag.add_metric([], p.lag.current_lag())
         yield lag
         age = family(M.LAST_MESSAGE_AGE)
-        now_ns = time.time_ns()
-        for (exchange, channel, symbol), recv_ns in sorted(p.recorder.last_seen.copy().items()):
-            age.add_metric([exchange, channel, symbol], max(0.0, (now_ns - recv_ns) / 1e9))
+        now_ns = time.monotonic_ns()  # as last_seen: a wall-clock step neither ages nor freshens a stream
+        for (exchange, channel, symbol), seen_ns in sorted(p.recorder.last_seen.copy().items()):
+            age.add_metric([exchange, channel, symbol], max(0.0, (now_ns - seen_ns) / 1e9))
         yield age

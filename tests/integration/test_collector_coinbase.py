@@ -93,7 +93,7 @@ def test_coinbase_fault_is_recorded_and_collection_recovers(tmp_path, kind):
                     assert lx.faults.malformed(protocol="coinbase") >= 1
                 else:
                     assert await lx.faults.disconnect(protocol="coinbase") >= 1
-                mark = time.time_ns()
+                mark = time.monotonic_ns()  # the clock of last_seen
                 await wait_until(lambda: all(rec.last_seen.get(("coinbase", "orderbook", s), 0) > mark + 500_000_000
                                              for s in SYMBOLS), 30, what=f"books flowing again after {kind}")
                 lx.freeze()

@@ -134,8 +134,8 @@ def test_partial_stream_needs_no_resync_after_a_lost_message_and_recovers_a_conn
                     lx.faults.gap("BTC/USDT", count=3)
                 else:
                     assert await lx.faults.disconnect(abrupt=kind == "abrupt_disconnect") >= 1
-                t_fault = time.time_ns()
-                await wait_until(lambda: all(rec.last_seen.get((exchange, "orderbook", s), 0) > t_fault + 300_000_000
+                t_fault, mark = time.time_ns(), time.monotonic_ns()  # (last_seen's clock is the monotonic one)
+                await wait_until(lambda: all(rec.last_seen.get((exchange, "orderbook", s), 0) > mark + 300_000_000
                                              for s in SYMBOLS), timeout=60, what=f"books flowing again after {kind}")
                 lx.freeze()
                 await drained(lx, col)

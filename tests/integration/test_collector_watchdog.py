@@ -104,7 +104,7 @@ def test_future_cancelled_by_ccxt_is_a_reconnect_not_a_dead_exchange(tmp_path):
                 assert sum(len(c.futures) for c in clients) > 0, "no watch_* pending to cancel"
                 for client in clients:
                     await client.close()    # ccxt's own close: every pending watch future is cancelled
-                closed_ns = time.time_ns()
+                closed_ns = time.monotonic_ns()  # the clock of last_seen
                 await wait_until(lambda: all(seen[("binance", ch, s)] > closed_ns for ch, s in streams), 30,
                                  what="every stream delivering again after ccxt cancelled its futures")
                 assert not runner.done(), "the exchange runner ended: the collector would run without it"

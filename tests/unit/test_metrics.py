@@ -96,6 +96,27 @@ def test_collector_exposition_counts_each_flush(tmp_path):
     assert "process_cpu_seconds" in fams
 
 
+def test_stream_freshness_ignores_a_wall_clock_step(tmp_path, monkeypatch):
+    """A stream's age (`fluxforge_last_message_age_seconds`) and the status line's `N/M up` are
+    timed on the monotonic clock: stepping the wall clock an hour forward (every stream looked
+    an hour old, none up) or back (a dead stream looked fresh for the hour) changes neither."""
+    c = Collector(collector_config(tmp_path))
+    now = time.time_ns()
+    c.recorder.trade("binance", "BTC/USDT", {"id": 1, "price": 100.0, "amount": 1.0, "side": "buy",
+                                              "timestamp": now // 1_000_000}, now)
+    real_ns = time.time_ns
+    for step_s in (0, 3600, -3600):
+        monkeypatch.setattr(time, "time_ns", lambda: real_ns() + step_s * 10**9)
+        ages = samples(families(c.metrics.registry), M.LAST_MESSAGE_AGE)
+        assert ages[("binance", "trades", "BTC/USDT")] < 60, (step_s, ages)
+        assert c.recorder.symbols_up("binance", ["BTC/USDT", "ETH/USDT"], 5.0) == 1, step_s
+    monkeypatch.undo()
+    real_mono = time.monotonic_ns
+    monkeypatch.setattr(time, "monotonic_ns", lambda: real_mono() + 3600 * 10**9)  # an hour of silence
+    assert samples(families(c.metrics.registry), M.LAST_MESSAGE_AGE)[("binance", "trades", "BTC/USDT")] >= 3600
+    assert c.recorder.symbols_up("binance", ["BTC/USDT", "ETH/USDT"], 5.0) == 0
+
+
 def test_metrics_disabled_changes_nothing(tmp_path):
     c = Collector(collector_config(tmp_path, enabled=False))
     assert c.metrics is None and c.metrics_endpoint is None and c.writer.metrics is None
