@@ -75,12 +75,32 @@ def recent_segments(store: SegmentStore, now_ns: int, segment_max_seconds: float
     started earlier than window + 2x that cannot hold rows inside the window.
     """
     horizon_s = now_ns / NS - WINDOW_S - 2 * segment_max_seconds
-    found = []
+    found: dict[str, Path] = {}  # by name: a segment that moved on between two listings is listed twice
     for state in STATES:
         for seg in store.list(state):
             if SegmentId.parse(seg.name).start_datetime.timestamp() >= horizon_s:
-                found.append(seg)
-    return sorted(found, key=lambda p: SegmentId.parse(p.name), reverse=True)
+                found.setdefault(seg.name, seg)
+    return sorted(found.values(), key=lambda p: SegmentId.parse(p.name), reverse=True)
+
+
+def _read_moving(store: SegmentStore, seg: Path, channel: str, columns: list[str] | None) -> pa.Table | None:
+    """`_read_channel`, following the segment if it moves on while it is read: the collector
+    finishes an active one (journal -> Parquet, active/ -> ready/) and the ETL claims and
+    commits it (ready/ -> processing/ -> done/) at any moment, so a file found a moment ago
+    may be gone.  That is not an unreadable file: the segment is read where it is now (None:
+    deleted meanwhile, by retention)."""
+    for _ in range(2 * len(STATES)):
+        try:
+            table = _read_channel(seg, channel, columns)
+            if table is not None or seg.is_dir():
+                return table
+        except FileNotFoundError:
+            pass  # a form of the channel, or the whole directory, went between the look and the read
+        here = [p for state in STATES if (p := store.path(state, seg.name)).is_dir()]
+        if not here:
+            return None
+        seg = here[0]
+    return _read_channel(seg, channel, columns)  # still moving after all that: what it reads now, or the error
 
 
 def _read_channel(seg: Path, channel: str, columns: list[str] | None) -> pa.Table | None:
@@ -116,7 +136,7 @@ def scan(store: SegmentStore, now_ns: int, segment_max_seconds: float) -> ScanRe
         for channel in DATA_CHANNELS + ("events",):
             cols = None if channel == "events" else ["exchange", "symbol", "recv_ns"]
             try:
-                table = _read_channel(seg, channel, cols)
+                table = _read_moving(store, seg, channel, cols)
             except (InspectError, pa.ArrowInvalid, OSError) as e:
                 unreadable.append(f"{seg.name}/{channel}: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
                 continue

@@ -228,6 +228,55 @@ def test_unreadable_bronze_file(tmp_path, capsys):
     assert facts["unreadable"][0].startswith(f"{seg.name}/orderbook")
 
 
+@pytest.mark.parametrize("move", ["claimed", "finished"])
+def test_a_segment_moving_on_while_status_reads_it_is_not_unreadable(tmp_path, capsys, monkeypatch, move):
+    """The ETL claims a ready segment (ready/ -> processing/) after status found its Parquet file and
+    before it opened it (FileNotFoundError), or the collector finishes an active one (journal ->
+    Parquet, active/ -> ready/) just before status looks into it: the segment is read where it
+    went, not reported unreadable (seen once in a fresh CI's fleet status) nor left out of the counts."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from fluxforge.bronze.journal import JournalScan, iter_journal
+    from fluxforge.bronze.schemas import CHANNEL_SCHEMAS
+    from fluxforge.bronze.segments import SegmentStore
+    from fluxforge.observe import stream_health
+    data = healthy(tmp_path)
+    rows = trade_rows("binance", "ETH/USDT", spaced(now_ns() - 20 * NS, 10, 1))
+    seg = write_segment(data, "ready" if move == "claimed" else "active",
+                        datetime.now(timezone.utc) - timedelta(seconds=30), 7, {"trades": rows})
+    store = SegmentStore(data / "segments")
+    moved = []
+
+    if move == "claimed":
+        real = pq.read_table
+
+        def read_table(path, *a, **k):
+            if str(path) == str(seg / "trades.parquet") and not moved:
+                moved.append(os.rename(seg, store.path("processing", seg.name)))
+            return real(path, *a, **k)
+        monkeypatch.setattr(stream_health.pq, "read_table", read_table)
+    else:
+        real = stream_health._read_channel
+
+        def read_channel(path, channel, columns):
+            if path == seg and channel == "trades" and not moved:
+                journal = seg / "trades.arrows"  # as the collector finishes it: Parquet, then ready/
+                pq.write_table(pa.Table.from_batches(list(iter_journal(journal, CHANNEL_SCHEMAS["trades"], JournalScan())),
+                                                     schema=CHANNEL_SCHEMAS["trades"]), seg / "trades.parquet")
+                journal.unlink()
+                moved.append(os.rename(seg, store.path("ready", seg.name)))
+            return real(path, channel, columns)
+        monkeypatch.setattr(stream_health, "_read_channel", read_channel)
+
+    rc, facts = status(capsys, write_config(tmp_path))
+    assert moved and not facts["unreadable"], facts["unreadable"]
+    eth = [s for s in facts["streams"] if s["symbol"] == "ETH/USDT"][0]
+    counted = {s["symbol"]: s["messages_last_hour"] for s in facts["streams"]}
+    monkeypatch.undo()
+    _, again = status(capsys, write_config(tmp_path))  # the same data at rest
+    assert counted == {s["symbol"]: s["messages_last_hour"] for s in again["streams"]}, eth
+
+
 def test_data_dir_without_config(tmp_path, capsys, monkeypatch):
     data = healthy(tmp_path)
     monkeypatch.setenv("FLUXFORGE_CONFIG", str(tmp_path / "absent.yaml"))
