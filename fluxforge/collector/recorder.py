@@ -51,7 +51,6 @@ class Recorder:
             self._books[key] = book
             self.event(exchange, symbol, "orderbook", "resync", reason)
         self._check_crossed(exchange, symbol, book)
-        self.last_seen[(exchange, "orderbook", symbol)] = time.monotonic_ns()
         depth = self.depths[exchange]
         levels = min(len(book["bids"]), depth) + min(len(book["asks"]), depth)
         self._admit(exchange, "orderbook", symbol, BookBuffer.prepare, book, depth, recv_ns, nbytes=row_bytes(levels))
@@ -82,7 +81,6 @@ class Recorder:
         self._needs_snapshot.discard(key)
         self._books[key] = book
         self._check_crossed(exchange, symbol, book)
-        self.last_seen[(exchange, "orderbook", symbol)] = time.monotonic_ns()
         self.last_nonce[key] = book.get("nonce")
         bids, asks = book["bids"], book["asks"]
         if not self._admit(exchange, "orderbook", symbol, BookBuffer.prepare_snapshot, timestamp, recv_ns,
@@ -99,7 +97,6 @@ class Recorder:
             self.book_snapshot(exchange, symbol, book, recv_ns, prev_nonce, checksum, "after dropped rows")
             return
         self._check_crossed(exchange, symbol, book)
-        self.last_seen[(exchange, "orderbook", symbol)] = time.monotonic_ns()
         self.last_nonce[key] = book.get("nonce")
         if not self._admit(exchange, "orderbook", symbol, BookBuffer.prepare_delta, book.get("timestamp"), recv_ns,
                            book.get("nonce"), prev_nonce, checksum, bid_log, ask_log,
@@ -112,27 +109,25 @@ class Recorder:
         self._needs_snapshot.update(books)
 
     def trade(self, exchange: str, symbol: str, trade: dict, recv_ns: int) -> None:
-        self.last_seen[(exchange, "trades", symbol)] = time.monotonic_ns()
         self._admit(exchange, "trades", symbol, TradeBuffer.prepare, trade, recv_ns)
 
     def ticker(self, exchange: str, symbol: str, ticker: dict, recv_ns: int) -> None:
-        self.last_seen[(exchange, "ticker", symbol)] = time.monotonic_ns()
         self._admit(exchange, "ticker", symbol, TickerBuffer.prepare, ticker, recv_ns)
 
     def candle(self, exchange: str, symbol: str, timeframe: str, candle: list, recv_ns: int) -> None:
         """One candle update (`[open ms, o, h, l, c, v]`), as received: an open candle recurs until it closes."""
-        self.last_seen[(exchange, "ohlcv", symbol)] = time.monotonic_ns()
         self._admit(exchange, "ohlcv", symbol, OhlcvBuffer.prepare, timeframe, candle, recv_ns)
 
     def bid_ask(self, exchange: str, symbol: str, ticker: dict, recv_ns: int) -> None:
-        self.last_seen[(exchange, "bidsasks", symbol)] = time.monotonic_ns()
         self._admit(exchange, "bidsasks", symbol, BidAskBuffer.prepare, ticker, recv_ns)
 
     def _admit(self, exchange: str, channel: str, symbol: str, prepare, *args, nbytes: int = ROW_BYTES) -> bool:
         """Check the row's values first (a bad row is dropped alone, with a reason), then queue it.
 
         False when the row was not queued (refused or dropped): a book must then restart from a snapshot."""
-        self.last_data = time.monotonic()
+        seen = time.monotonic_ns()  # the stream delivered data, whatever becomes of the row
+        self.last_seen[(exchange, channel, symbol)] = seen
+        self.last_data = seen / 1e9
         try:
             row = prepare(exchange, symbol, *args)
         except BadRow as e:
