@@ -16,12 +16,17 @@ ratio is what a compiled multi-symbol feed would have to bring down (docs/live.m
 With --split, one more logged feed says where that cost goes: thread CPU per phase (nested
 phases are part of the one above them), per symbol and chunk, the timers' own ~1 us a call included,
 and what of it the compiled kernels' calls take (the rest is the Python and Arrow around them).
-Its last line is a floor under any live feed, however compiled: each logged chunk's rows
+Its last lines are a floor under any live path, however compiled: each logged chunk's rows
 appended to the channels' journals as the collector flushes them, and read back as the live path
-reads them (bronze/journal.py `JournalTail`, every batch validated), against the one-chunk feed.
+reads them (bronze/journal.py `JournalTail`, every batch validated), against the one-chunk feed
+and against the live-off ETL's whole work on the same segments (EtlRunner.run_once: verify, feed
+as one chunk, write the Parquet parts, checkpoint). With live on, the segment job still writes the
+parts (it takes the live path's rows instead of feeding again), so live on / live off is at least
+1 + reads / that work, before a row is computed or published.
 
 Run: .venv/bin/python bench/live_feed.py [--seconds 60] [--flush 0.25] [--reorder 1] [--rounds 5]
                                           [--symbols 20] [--trades-per-update 0.5] [--split]
+                                          [--segment-seconds 30]
 """
 from __future__ import annotations
 
@@ -80,11 +85,14 @@ def main() -> None:
     ap.add_argument("--trades-per-update", type=float, default=0.5,
                     help="trades per book update (5: 50 trades/s per symbol, a busy market)")
     ap.add_argument("--split", action="store_true", help="then where the logged feed's CPU goes, per phase")
+    ap.add_argument("--segment-seconds", type=float, default=30.0,
+                    help="collector.segment_max_seconds of the recording (the service's default is 3600)")
     args = ap.parse_args()
     symbols = live.bench_symbols(args.symbols)
     tmp = Path(tempfile.mkdtemp(prefix="ff-bench-live-feed-"))
     try:
-        asyncio.run(live._setting(tmp, symbols, args.seconds, args.flush, args.reorder, args.trades_per_update))
+        asyncio.run(live._setting(tmp, symbols, args.seconds, args.flush, args.reorder, args.trades_per_update,
+                                  args.segment_seconds))
         on = tmp / f"on-{args.flush}"
         segments = sorted((on / "data" / "segments" / "done").iterdir())
         logs = sum((seg / chunk_log.SEGMENT_FILE).is_file() for seg in segments)
@@ -96,11 +104,12 @@ def main() -> None:
             logged.append(cpu)
         split = _split(on / "config.yaml", segments) if args.split else None
         reads = min(_journal_reads(segments, tmp / "journals") for _ in range(args.rounds)) if args.split else None
+        jobs = min(_live_off_etl(on / "config.yaml", segments, tmp / "etl") for _ in range(args.rounds)) if args.split else None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     a, b = min(one), min(logged)
     print(f"live feed: {len(symbols)} symbols, {args.seconds:g} s recorded with flush {args.flush:g} s, "
-          f"reorder {args.reorder:g} s; {len(segments)} segments ({logs} with a live log), {chunks} chunks; "
+          f"reorder {args.reorder:g} s, segments of {args.segment_seconds:g} s; {len(segments)} segments ({logs} with a live log), {chunks} chunks; "
           f"min of {args.rounds}")
     print(f"one chunk {a:.3f} s   logged {b:.3f} s   ratio {b / a:.1f}   "
           f"{(b - a) / max(chunks * nsym, 1) * 1e6:.0f} us per symbol and chunk beyond one chunk")
@@ -110,6 +119,8 @@ def main() -> None:
             print(f"  {name:<50} {seconds / max(chunks * nsym, 1) * 1e6:7.0f}")
         print(f"reading the logged chunks from journals, as the live path does: {reads:.3f} s "
               f"({reads / max(chunks, 1) * 1e6:.0f} us per chunk, all symbols), {reads / a:.2f}x the one-chunk feed")
+        print(f"the live-off ETL's whole work on these segments (run_once): {jobs:.3f} s; reading the journals "
+              f"alone makes live on / live off at least {1 + reads / jobs:.2f}x")
 
 
 # (phase, where its function is looked up, the function's name there): nested phases after their parent
@@ -182,6 +193,28 @@ def _journal_reads(segments: list[Path], scratch: Path) -> float:
         for _, journal, _ in files.values():
             journal.close()
     return total
+
+
+def _live_off_etl(config: Path, segments: list[Path], scratch: Path) -> float:
+    """Process CPU (Arrow's threads included) of the live-off ETL's work on copies of `segments` (their
+    live logs removed: today's one-chunk feed) in a fresh data dir: EtlRunner.run_once, as `fluxforge
+    etl --once` runs it."""
+    from fluxforge.bronze.segments import SegmentStore
+    from fluxforge.etl.runner import EtlRunner
+    shutil.rmtree(scratch, ignore_errors=True)
+    cfg = load_config(str(config))
+    cfg.data_dir = scratch
+    ready = SegmentStore(cfg.segments_dir).ensure().root / "ready"
+    for seg in segments:
+        shutil.copytree(seg, ready / seg.name)
+        (ready / seg.name / chunk_log.SEGMENT_FILE).unlink(missing_ok=True)
+    runner = EtlRunner.from_config(cfg)
+    t = time.process_time()
+    outcomes = runner.run_once()
+    cpu = time.process_time() - t
+    if len(outcomes) != len(segments) or any(o.state != "done" for o in outcomes):
+        raise RuntimeError(f"the live-off ETL did not finish every segment: {outcomes}")
+    return cpu
 
 
 class _TimedKernel:
