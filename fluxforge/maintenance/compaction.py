@@ -19,13 +19,20 @@ it covers, its row count and content digest.  Crash safety, step by step:
 A crash before 3 leaves only the inputs (the journal is dropped on the next
 run); after 3 the verified output exists and the next run finishes step 4 from
 the journal.  So no row is ever lost, and duplicates are visible at most until
-the next run.  Only partitions dated before `closed_before()` are touched: the
+the next run.
+
+A part that cannot be read (a truncated or corrupt file: bit rot on an SD card) is
+never merged or deleted: it ends a run of parts in planning (its footer unreadable)
+or fails its merge (its data unreadable), is listed in the report with the error,
+and every other merge goes on -- one bad file must not stop compaction for good.
+Only a full or read-only disk stops the run (the inputs are kept either way).  Only partitions dated before `closed_before()` are touched: the
 ETL may still write any date on or after the start of a pending segment, and
 (through its reorder window, carried across segments) a little before it, so a
 pending segment started at t keeps dates from (t - reorder_window - 1 h) open.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 from dataclasses import dataclass, field
@@ -52,6 +59,7 @@ ROW_GROUP_BYTES = 16 * 1024 * 1024  # decoded size cap of a merged row group: re
 READ_BATCH_ROWS = 16384
 _PENDING_STATES = ("active", "ready", "processing")
 _CARRY_MARGIN = timedelta(hours=1)  # exchange/receive clock skew on top of the ETL reorder window
+_STOP_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})  # the disk, not a file: stop the run
 
 log = get_logger("fluxforge.compaction")
 
@@ -84,6 +92,8 @@ class CompactionReport:
     bytes_out: int = 0
     recovered: int = 0
     plan: list[MergeGroup] = field(default_factory=list)
+    unreadable: dict[str, str] = field(default_factory=dict)  # part file -> error: left as it is
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (merged file not made, error): inputs kept
 
 
 def closed_before(cfg: Config, today: date | None = None) -> date:
@@ -116,7 +126,8 @@ def iter_partitions(features_dir: Path, before: date) -> Iterator[tuple[Path, da
 def list_parts(partition: Path) -> list[Path]:
     """The partition's part files in segment order; foreign names are skipped."""
     parts = []
-    for p in partition.glob("part-*.parquet"):
+    names = (n for n in os.listdir(partition) if n.startswith("part-") and n.endswith(".parquet"))  # glob's 1/3
+    for p in map(partition.joinpath, names):
         try:
             key = SegmentId.parse(part_segments(p)[0])
         except ValueError:
@@ -126,8 +137,9 @@ def list_parts(partition: Path) -> list[Path]:
     return [p for _k, p in sorted(parts)]
 
 
-def plan_partition(partition: Path, target_bytes: int) -> list[MergeGroup]:
-    """Runs of consecutive small parts with one schema, each run filling up to the target size."""
+def plan_partition(partition: Path, target_bytes: int, unreadable: dict[str, str] | None = None) -> list[MergeGroup]:
+    """Runs of consecutive small parts with one schema, each run filling up to the target size.
+    A part whose footer cannot be read ends a run, is merged with nothing and goes into `unreadable`."""
     groups: list[MergeGroup] = []
     run: list[Path] = []
     run_bytes = 0
@@ -139,7 +151,10 @@ def plan_partition(partition: Path, target_bytes: int) -> list[MergeGroup]:
         run.clear()
 
     parts = list_parts(partition)
-    merged_covers = {c for p in parts if "--" in p.name for c in covered_parts(p)}
+    if len(parts) < 2:
+        return []  # nothing to merge (a day compacted earlier): no footer read, however long the history
+    bad: dict[Path, str] = {}
+    merged_covers = {c for p in parts if "--" in p.name for c in _footer(p, covered_parts, bad) or ()}
     for p in parts:
         if "--" not in p.name and p.name in merged_covers:
             # The ETL wrote a part again after it was merged (a redo): merging it would duplicate rows.
@@ -149,11 +164,12 @@ def plan_partition(partition: Path, target_bytes: int) -> list[MergeGroup]:
             run_bytes, run_schema = 0, None
             continue
         size = p.stat().st_size
-        if size >= SMALL_FRACTION * target_bytes:
+        schema = None if size >= SMALL_FRACTION * target_bytes or p in bad else \
+            _footer(p, lambda q: pq.read_schema(q).remove_metadata(), bad)
+        if schema is None:  # large enough as it is, or unreadable: a run ends here
             close_run()
             run_bytes, run_schema = 0, None
             continue
-        schema = pq.read_schema(p).remove_metadata()
         if run and (run_bytes + size > target_bytes or not schema.equals(run_schema)):
             close_run()
             run_bytes = 0
@@ -161,7 +177,22 @@ def plan_partition(partition: Path, target_bytes: int) -> list[MergeGroup]:
         run_bytes += size
         run_schema = schema
     close_run()
+    for p, error in bad.items():
+        log.error("compaction_unreadable_part", path=str(p), error=error,
+                  hint="left as it is and never merged; `fluxforge inspect` it, recompute its segment with "
+                       "`fluxforge replay` and move the file away")
+        if unreadable is not None:
+            unreadable[str(p)] = error
     return groups
+
+
+def _footer(path: Path, read, bad: dict[Path, str]):
+    """read(path), or None with the error in `bad` when the file cannot be read as Parquet."""
+    try:
+        return read(path)
+    except (pa.ArrowInvalid, OSError) as e:
+        bad[path] = f"{type(e).__name__}: {e}"
+        return None
 
 
 def covered_parts(path: Path) -> list[str]:
@@ -253,6 +284,21 @@ def merge_group(group: MergeGroup, row_group_rows: int) -> tuple[int, int]:
     return digest_in.rows, output.stat().st_size
 
 
+def _merge_failed(report: CompactionReport, group: MergeGroup, error: BaseException) -> None:
+    """A merge that failed on its inputs (or its verification): inputs kept, the unreadable ones named."""
+    for p in group.inputs:
+        try:
+            for _batch in pq.ParquetFile(p).iter_batches(batch_size=READ_BATCH_ROWS):
+                pass
+        except (pa.ArrowException, OSError) as e:
+            report.unreadable[str(p)] = f"{type(e).__name__}: {e}"
+    why = f"{type(error).__name__}: {error}"
+    report.failed.append((str(group.output), why))
+    log.error("compaction_merge_failed", output=str(group.output), inputs=len(group.inputs), error=why,
+              unreadable=[str(p) for p in group.inputs if str(p) in report.unreadable],
+              note="inputs kept as they are; the other merges go on")
+
+
 def _finish(partition: Path, inputs: list[str]) -> None:
     for name in inputs:
         (partition / name).unlink(missing_ok=True)
@@ -263,11 +309,12 @@ def _finish(partition: Path, inputs: list[str]) -> None:
 
 def recover_partition(partition: Path) -> bool:
     """Finish or roll back an interrupted merge; drop stale temp files.  True if a journal was found."""
-    for pattern in (f"{TMP_PREFIX}*", f".{JOURNAL}.tmp-*"):  # temps of a killed run
-        for stale in partition.glob(pattern):
-            stale.unlink(missing_ok=True)
+    hidden = [n for n in os.listdir(partition) if n.startswith(".")]  # one listing; most days have none
+    for name in hidden:
+        if name.startswith((TMP_PREFIX, f".{JOURNAL}.tmp-")):  # temps of a killed run
+            (partition / name).unlink(missing_ok=True)
     journal = partition / JOURNAL
-    if not journal.exists():
+    if JOURNAL not in hidden:
         return False
     try:
         entry = json.loads(journal.read_text())
@@ -298,20 +345,29 @@ def compact(cfg: Config, dry_run: bool = False, today: date | None = None, progr
             continue  # an interrupted merge: the real run finishes it first
         if not dry_run and recover_partition(partition):
             report.recovered += 1
-        report.plan.extend(plan_partition(partition, target))
+        report.plan.extend(plan_partition(partition, target, report.unreadable))
     if progress is not None:
         progress.total = sum(g.bytes for g in report.plan)
     for group in report.plan:
-        report.groups += 1
+        if not dry_run:
+            try:
+                rows, size = merge_group(group, cfg.etl.row_group_rows)
+            except OSError as e:
+                if e.errno in _STOP_ERRNOS:
+                    raise  # the inputs are kept; with room (or a writable disk) again the next run goes on
+                _merge_failed(report, group, e)
+                continue
+            except (pa.ArrowException, CompactionError) as e:
+                _merge_failed(report, group, e)
+                continue
+            finally:
+                if progress is not None:
+                    progress.advance(group.bytes, note=group.partition.name)
+            report.rows += rows
+            report.bytes_out += size
+            report.files_out += 1
+            log.debug("partition_compacted", output=str(group.output), inputs=len(group.inputs), rows=rows)
+        report.groups += 1  # merges made (planned, on a dry run)
         report.files_in += len(group.inputs)
         report.bytes_in += group.bytes
-        if dry_run:
-            continue
-        rows, size = merge_group(group, cfg.etl.row_group_rows)
-        report.rows += rows
-        report.bytes_out += size
-        report.files_out += 1
-        log.debug("partition_compacted", output=str(group.output), inputs=len(group.inputs), rows=rows)
-        if progress is not None:
-            progress.advance(group.bytes, note=group.partition.name)
     return report

@@ -129,8 +129,10 @@ def delete_uploaded_locally(cfg: Config, state: UploadState, now: float | None =
     compacted: dict[str, bool] = {}
     for f in list(feature_files(cfg)):
         if partition_date(f) < closed and state.is_current(f.logical, f.path):
-            partition = f.path.parent
-            if compacted.setdefault(str(partition), is_compacted(cfg, partition)):
+            partition = str(f.path.parent)
+            if partition not in compacted:  # planned once per partition, not once per file in it
+                compacted[partition] = is_compacted(cfg, f.path.parent)
+            if compacted[partition]:
                 delete_feature_file(f.path, cfg.features_dir)
                 state.forget_deleted([f.logical])
                 n += 1
