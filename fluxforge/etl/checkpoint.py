@@ -14,16 +14,22 @@ carry: rows and resets held for the next segment, see carry.Carry)
 with the last segment, the feature-options fingerprint and the running data-loss
 counters (`late_dropped`, `duplicate_trades`: what `fluxforge status` reports) in
 the schema metadata.
+
+A checkpoint that cannot be read (bit rot on a failing card: the atomic replace rules out a
+torn one) is CheckpointUnreadable; the runner sets it aside and starts from empty kernel
+state rather than failing at every start for good (etl/runner.py).
 """
 from __future__ import annotations
 
 import json
+import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
 
-from ..fsio import atomic_path
+from ..fsio import atomic_path, fsync_dir
 from ..logs import get_logger
 from .bronze_reader import Key
 
@@ -36,6 +42,10 @@ SCHEMA = pa.schema([
 ])
 
 log = get_logger("fluxforge.etl.checkpoint")
+
+
+class CheckpointUnreadable(ValueError):
+    """The checkpoint file is not a readable checkpoint (not an Arrow file, truncated, columns missing)."""
 
 
 @dataclass
@@ -71,16 +81,28 @@ class CheckpointStore:
     def load(self) -> Checkpoint:
         if not self.path.exists():
             return Checkpoint()
-        with pa.OSFile(str(self.path), "rb") as f:
-            table = pa.ipc.open_file(f).read_all()
-        meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
-        if meta.get("format") != FORMAT:
+        try:
+            with pa.OSFile(str(self.path), "rb") as f:
+                table = pa.ipc.open_file(f).read_all()
+            meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
+        except (pa.ArrowInvalid, UnicodeDecodeError) as e:
+            raise CheckpointUnreadable(f"{self.path}: not a readable checkpoint: {e}") from None
+        if meta.get("format") != FORMAT:  # (another version's: not set aside -- that version can read it)
             raise ValueError(f"{self.path}: unknown checkpoint format {meta.get('format')!r}")
+        if not set(SCHEMA.names) <= set(table.schema.names):
+            raise CheckpointUnreadable(f"{self.path}: columns {table.schema.names}, expected {SCHEMA.names}")
         cols = table.to_pydict()
         symbols = {(ex, sym): (state, carry) for ex, sym, state, carry in
                    zip(cols["exchange"], cols["symbol"], cols["state"], cols["carry"])}
         return Checkpoint(meta.get("last_segment") or None, meta.get("options") or None, symbols,
                           _counters(meta.get("counters")))
+
+    def set_aside(self) -> Path:
+        """Rename an unreadable checkpoint out of the way (kept for a look, never read again)."""
+        aside = self.path.with_name(f"{self.path.name}.unreadable-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}")
+        os.replace(self.path, aside)
+        fsync_dir(self.path.parent)
+        return aside
 
     def save(self, ckpt: Checkpoint) -> None:
         keys = sorted(ckpt.symbols)

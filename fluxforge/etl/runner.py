@@ -31,7 +31,7 @@ from ..logs import get_logger
 from ..bronze.segments import SegmentId, SegmentStore
 from . import chunk_log
 from .bronze_reader import BadSegment
-from .checkpoint import Checkpoint, CheckpointStore
+from .checkpoint import Checkpoint, CheckpointStore, CheckpointUnreadable
 from .engines import EngineBank
 from .hive_writer import remove_stale_temps
 from .segment_job import SegmentResult, run_segment
@@ -70,7 +70,10 @@ class EtlRunner:
     def __init__(self, segments_dir: Path, features_dir: Path, state_dir: Path,
                  options: FeatureOptions, row_group_rows: int = 65536, engine_class=None,
                  reorder_window: float = 5.0, trade_options: TradeOptions | None = None,
-                 symbol_overrides: dict | None = None, max_gap_ms: int | None = DEFAULT_MAX_GAP_MS):
+                 symbol_overrides: dict | None = None, max_gap_ms: int | None = DEFAULT_MAX_GAP_MS,
+                 read_checkpoint: bool = True):
+        """read_checkpoint=False: start as from no checkpoint without reading it (the service's runner
+        made before it holds the instance lock, replaced by one that reads it under the lock)."""
         self.store = SegmentStore(segments_dir).ensure()
         self.features_dir = Path(features_dir)
         self.state_dir = Path(state_dir)
@@ -80,24 +83,48 @@ class EtlRunner:
         self.bank = EngineBank(options, engine_class, reorder_ms=int(round(reorder_window * 1000)),
                                trade_options=trade_options, symbol_overrides=symbol_overrides,
                                max_gap_ms=max_gap_ms)
-        self.checkpoint = self._load_checkpoint()
-        self.bank.restore(self.checkpoint.symbols)
+        self.checkpoint = self._load_checkpoint() if read_checkpoint else Checkpoint()
         self.last: Outcome | None = None
 
     @classmethod
-    def from_config(cls, cfg: Config, engine_class=None) -> "EtlRunner":
+    def from_config(cls, cfg: Config, engine_class=None, read_checkpoint: bool = True) -> "EtlRunner":
         return cls(cfg.segments_dir, cfg.features_dir, cfg.state_dir, cfg.etl.features,
                    cfg.etl.row_group_rows, engine_class, cfg.etl.reorder_window, cfg.etl.trades,
-                   cfg.etl.symbol_overrides, cfg.etl.max_gap_ms)
+                   cfg.etl.symbol_overrides, cfg.etl.max_gap_ms, read_checkpoint)
 
     def _load_checkpoint(self) -> Checkpoint:
-        ckpt = self.checkpoints.load()
+        """The checkpoint, its kernel state restored into the bank.  One that cannot be read, or whose
+        state does not load, is set aside: the ETL goes on from empty kernel state instead of failing
+        at every start (nothing else can fix it), and says so at error level."""
+        try:
+            ckpt = self.checkpoints.load()
+        except CheckpointUnreadable as e:
+            return self._set_aside(str(e))
         if ckpt.options_fingerprint and ckpt.options_fingerprint != self.bank.fingerprint:
             log.warning("checkpoint_options_changed", last_segment=ckpt.last_segment,
                         note="feature options changed: kernel state restarts empty; use `fluxforge replay` to recompute history")
-            return Checkpoint(last_segment=ckpt.last_segment, options_fingerprint=self.bank.fingerprint,
+            ckpt = Checkpoint(last_segment=ckpt.last_segment, options_fingerprint=self.bank.fingerprint,
                               counters=ckpt.counters)
+        try:
+            self.bank.restore(ckpt.symbols)
+        except MemoryError:
+            raise  # (memory pressure passes: the checkpoint is fine)
+        except Exception as e:  # noqa: BLE001 -- any failure to rebuild a symbol's engines from its bytes
+            return self._set_aside(f"{self.checkpoints.path}: a symbol's kernel state does not load: "
+                                   f"{type(e).__name__}: {e}")
         return ckpt
+
+    def _set_aside(self, error: str) -> Checkpoint:
+        aside = self.checkpoints.set_aside()
+        self.bank.restore({})
+        done = self.store.list("done")
+        log.error("checkpoint_unreadable", error=error, moved_to=str(aside),
+                  last_done=done[-1].name if done else None,
+                  note="kernel state restarts empty (each symbol's features restart as after a gap); segments "
+                       "already in done/ are not processed again, one left in processing/ is redone; the rows "
+                       "the checkpoint held past the end of the last one done (its last etl.reorder_window) are "
+                       "not computed: `fluxforge replay` recomputes them; the late/duplicate counters restart at 0")
+        return Checkpoint(options_fingerprint=self.bank.fingerprint)
 
     # -- discovery -----------------------------------------------------------------
     def backlog(self) -> list[Path]:

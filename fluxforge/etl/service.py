@@ -45,7 +45,8 @@ class EtlService:
         self.once = once
         self.notifier = notifier or SystemdNotifier()
         self._engine_class = engine_class
-        self.runner = EtlRunner.from_config(cfg, engine_class)
+        # the checkpoint is read in run(), under the instance lock (a second instance must not act on it)
+        self.runner = EtlRunner.from_config(cfg, engine_class, read_checkpoint=False)
         self.watcher = ReadyWatcher(self.runner.store.dir("ready"), cfg.etl.poll_interval)
         self._stop = False
         self._busy_since: float | None = None
