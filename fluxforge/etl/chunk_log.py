@@ -70,13 +70,13 @@ def finished(path: Path) -> bool:
 
 def read(path: Path) -> list[Ends]:
     """The chunks of a log (a torn last line -- a crash mid-append -- is not a chunk; reading
-    stops at the `finished` mark too)."""
+    stops at the `finished` mark too, and at a damaged line: bytes that are not UTF-8 JSON)."""
     if not path.is_file():
         return []
     out: list[Ends] = []
-    for line in path.read_text().splitlines():
+    for line in path.read_bytes().splitlines():
         try:
-            entry = json.loads(line)
+            entry = json.loads(line)  # (bytes: not UTF-8 is a ValueError here, not in the whole file's decode)
             out.append({c: int(entry[c]) for c in CHANNELS})
         except (ValueError, KeyError, TypeError):
             break

@@ -179,6 +179,20 @@ def _replayed(root, out):
     return landed(out / "features")
 
 
+def test_a_damaged_line_ends_the_chunk_log_there_instead_of_failing_the_segment(tmp_path):
+    """Bit rot in a finished segment's live log: the chunks before the damaged line are fed as
+    logged, the rest after them -- the segment job does not raise (the whole file's UTF-8 decode
+    did, and the ETL moved a sound segment to failed/)."""
+    root, _runner, outcome, _pubs, _ = _run(tmp_path)
+    log = root / "segments" / "done" / outcome.segment / chunk_log.SEGMENT_FILE
+    lines = log.read_bytes().splitlines(keepends=True)
+    k = len(lines) // 2
+    log.write_bytes(b"".join(lines[:k]) + b"\xff\xfe\x00 not a chunk\n" + b"".join(lines[k + 1:]))
+    assert k > 1 and len(chunk_log.read(log)) == k
+    replayed = _replayed(root, tmp_path / "other")  # (its rows may differ from the landed ones past line k)
+    assert {k for k in replayed if k[0] == "hf"} == {k for k in landed(root / "features") if k[0] == "hf"} != set()
+
+
 def test_after_a_restart_rows_published_before_are_replays(tmp_path):
     root, runner, outcome, pubs, _ = _run(tmp_path, restart_after=30)
     truth = {k: row_keys(t) for k, t in landed(root / "features").items()}
