@@ -73,7 +73,7 @@ def previous_last_success(path: Path, job: str) -> float | None:
     """`fluxforge_task_last_success_timestamp_seconds{task=...}` from the file a previous run left, if any."""
     try:
         text = path.read_text()
-    except OSError:
+    except (OSError, UnicodeDecodeError):  # gone, or bytes that are not text: start over
         return None
     try:
         for fam in text_string_to_metric_families(text):

@@ -85,3 +85,14 @@ def test_compact_textfile_and_dry_run_writes_nothing(tmp_path):
     assert compact[(M.JOB_OUTCOME.name, ("outcome", "success"), ("task", "compact"))] == 1.0
     assert compact[(M.COMPACT_FILES.name,)] == len(parts)
     assert compact[(M.COMPACT_BYTES.name,)] > 0
+
+
+def test_a_damaged_textfile_is_replaced_not_a_crash_of_every_run(tmp_path):
+    """The last run's file is read for its last-success time: bytes that are not text in it (bit
+    rot, another tool's file) made every later run raise UnicodeDecodeError after its work, so
+    the timer failed for good and the file was never replaced."""
+    cfg_path = write_config(tmp_path, "http://127.0.0.1:9", "unused")
+    prom = tmp_path / "textfiles" / "fluxforge_compact.prom"
+    prom.write_bytes(b"\xff\xfe\x00 not a textfile")
+    assert main(["compact", "-c", str(cfg_path)]) == 0
+    assert values(prom)[(M.JOB_OUTCOME.name, ("outcome", "success"), ("task", "compact"))] == 1.0
