@@ -139,7 +139,8 @@ def list_parts(partition: Path) -> list[Path]:
 
 def plan_partition(partition: Path, target_bytes: int, unreadable: dict[str, str] | None = None) -> list[MergeGroup]:
     """Runs of consecutive small parts with one schema, each run filling up to the target size.
-    A part whose footer cannot be read ends a run, is merged with nothing and goes into `unreadable`."""
+    A part whose footer cannot be read ends a run, is merged with nothing and goes into `unreadable`
+    (a merged file: nothing of the partition is merged)."""
     groups: list[MergeGroup] = []
     run: list[Path] = []
     run_bytes = 0
@@ -155,7 +156,9 @@ def plan_partition(partition: Path, target_bytes: int, unreadable: dict[str, str
         return []  # nothing to merge (a day compacted earlier): no footer read, however long the history
     bad: dict[Path, str] = {}
     merged_covers = {c for p in parts if "--" in p.name for c in _footer(p, covered_parts, bad) or ()}
-    for p in parts:
+    # a merged file that cannot be read: which parts it holds is unknown, so a part the ETL wrote again
+    # after it cannot be told from a new one -- nothing of the partition is merged
+    for p in parts if not bad else ():
         if "--" not in p.name and p.name in merged_covers:
             # The ETL wrote a part again after it was merged (a redo): merging it would duplicate rows.
             log.error("compaction_part_rewritten_after_merge", partition=str(partition), part=p.name,

@@ -83,6 +83,23 @@ def test_a_part_whose_footer_is_unreadable_is_kept_and_the_rest_is_merged(tree):
     assert is_compacted(tree, hf)  # and sync's check of the partition does not raise either
 
 
+def test_an_unreadable_merged_file_keeps_its_partition_as_it_is(tree):
+    """What a merged file covers is in its footer: unreadable, a part the ETL wrote again after the
+    merge could not be told from a new one, so nothing of that partition is merged."""
+    hf = hf_partition(tree)
+    parts = sorted(hf.glob("part-*.parquet"))
+    copy = {p: p.read_bytes() for p in parts[:2]}
+    compact(tree)
+    merged = next(hf.glob("part-*.parquet"))
+    for p, data in copy.items():  # an ETL redo of the first two segments
+        p.write_bytes(data)
+    truncate_footer(merged)
+    before = {p.name: p.read_bytes() for p in hf.glob("part-*.parquet")}
+    report = compact(tree)
+    assert report.unreadable.keys() == {str(merged)} and report.groups == 0
+    assert {p.name: p.read_bytes() for p in hf.glob("part-*.parquet")} == before
+
+
 def test_a_part_whose_data_is_unreadable_fails_only_its_merge(tree):
     hf = hf_partition(tree, "ETH-USDT")
     bad = sorted(hf.glob("part-*.parquet"))[5]
