@@ -22,6 +22,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..cli import UserError
     from ..config import load_config
+    from ..etl.checkpoint import CheckpointFormatUnknown
     from ..etl.runner import RetryLater
     from ..etl.service import EtlService
     from ..locks import EXIT_ALREADY_RUNNING, LockHeld
@@ -33,5 +34,9 @@ def run(args: argparse.Namespace) -> int:
         return asyncio.run(EtlService(cfg, once=args.once).run())
     except RetryLater as e:
         raise UserError(f"etl: will retry later: {e}", exit_code=75) from None
+    except CheckpointFormatUnknown as e:  # EX_CONFIG: not restarted; the revive timer tries every 15 min
+        raise UserError(f"etl: {e}: another FluxForge version wrote it -- install that version again, or "
+                        "move the file away to start from empty kernel state (docs/operations.md)",
+                        exit_code=78) from None
     except LockHeld as e:
         raise UserError(f"etl: {e}", exit_code=EXIT_ALREADY_RUNNING) from None

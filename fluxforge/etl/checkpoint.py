@@ -48,6 +48,10 @@ class CheckpointUnreadable(ValueError):
     """The checkpoint file is not a readable checkpoint (not an Arrow file, truncated, columns missing)."""
 
 
+class CheckpointFormatUnknown(ValueError):
+    """A checkpoint of another format: another FluxForge version wrote it (a downgrade)."""
+
+
 @dataclass
 class Checkpoint:
     last_segment: str | None = None
@@ -88,7 +92,8 @@ class CheckpointStore:
         except (pa.ArrowInvalid, UnicodeDecodeError) as e:
             raise CheckpointUnreadable(f"{self.path}: not a readable checkpoint: {e}") from None
         if meta.get("format") != FORMAT:  # (another version's: not set aside -- that version can read it)
-            raise ValueError(f"{self.path}: unknown checkpoint format {meta.get('format')!r}")
+            raise CheckpointFormatUnknown(f"{self.path}: checkpoint format {meta.get('format')!r}, this "
+                                          f"version reads {FORMAT!r}")
         if not set(SCHEMA.names) <= set(table.schema.names):
             raise CheckpointUnreadable(f"{self.path}: columns {table.schema.names}, expected {SCHEMA.names}")
         cols = table.to_pydict()

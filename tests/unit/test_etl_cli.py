@@ -29,3 +29,21 @@ def test_etl_bad_config_exits_78(tmp_path, capsys):
     cfg.write_text("etl:\n  reorder_window: -1\n")
     assert main(["etl", "--once", "--config", str(cfg)]) == 78
     assert "etl.reorder_window" in capsys.readouterr().err
+
+
+def test_etl_on_a_checkpoint_of_another_version_says_so_and_exits_78(tmp_path, capsys):
+    """A downgrade: the checkpoint is another version's, not damaged -- one clear line and EX_CONFIG
+    (not restarted by systemd, not set aside: that version can still read it), not a traceback."""
+    import pyarrow as pa
+
+    from fluxforge.etl.checkpoint import SCHEMA, CheckpointStore
+    store = CheckpointStore(tmp_path / "data" / "state")
+    store.path.parent.mkdir(parents=True)
+    with pa.OSFile(str(store.path), "wb") as f, pa.ipc.new_file(f, SCHEMA.with_metadata({"format": "99"})) as w:
+        w.write_table(SCHEMA.empty_table())
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"data_dir: {tmp_path / 'data'}\n")
+    assert main(["etl", "--once", "--config", str(cfg)]) == 78
+    err = capsys.readouterr().err
+    assert "checkpoint format '99'" in err and "another FluxForge version" in err and "Traceback" not in err
+    assert store.path.is_file() and not list(store.path.parent.glob("*.unreadable-*"))
