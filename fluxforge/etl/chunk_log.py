@@ -65,7 +65,7 @@ def _append_line(path: Path, line: str) -> None:
 
 def finished(path: Path) -> bool:
     """Whether the live path finished the segment (so it may have published all of its rows)."""
-    return path.is_file() and '"finished"' in path.read_text()
+    return path.is_file() and b'"finished"' in path.read_bytes()
 
 
 def read(path: Path) -> list[Ends]:
@@ -130,4 +130,5 @@ def mark_published(state_dir: str | Path, segment: str) -> None:
 
 def last_published(state_dir: str | Path) -> str | None:
     p = Path(state_dir) / "etl" / "live" / "published"
-    return p.read_text().strip() or None if p.is_file() else None
+    # (damaged bytes read as some other name: the segment is sent again, flagged replay, never lost)
+    return p.read_bytes().decode(errors="replace").strip() or None if p.is_file() else None
