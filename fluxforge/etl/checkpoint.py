@@ -89,7 +89,11 @@ class CheckpointStore:
             with pa.OSFile(str(self.path), "rb") as f:
                 table = pa.ipc.open_file(f).read_all()
             meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
-        except (pa.ArrowInvalid, UnicodeDecodeError) as e:
+        except OSError as e:
+            if e.errno is not None:
+                raise  # the disk's error (EIO, ...), not the file's content: nothing to set aside for
+            raise CheckpointUnreadable(f"{self.path}: not a readable checkpoint: {e}") from None  # (Arrow's)
+        except (pa.ArrowException, UnicodeDecodeError) as e:
             raise CheckpointUnreadable(f"{self.path}: not a readable checkpoint: {e}") from None
         if meta.get("format") != FORMAT:  # (another version's: not set aside -- that version can read it)
             raise CheckpointFormatUnknown(f"{self.path}: checkpoint format {meta.get('format')!r}, this "

@@ -25,6 +25,11 @@ FEATURES = {"bar_durations": [1, 5], "hf_emit_interval": 0.5}
 def damage(path, how: str) -> None:
     if how == "garbage":
         path.write_bytes(os.urandom(4096))
+    elif how == "flipped":  # every 50th byte changed: Arrow's footer check fails (an OSError without errno)
+        data = bytearray(path.read_bytes())
+        for i in range(0, len(data), 50):
+            data[i] ^= 0x5A
+        path.write_bytes(bytes(data))
     elif how == "truncated":
         data = path.read_bytes()
         path.write_bytes(data[: len(data) // 2])
@@ -37,7 +42,7 @@ def damage(path, how: str) -> None:
             w.write_table(table)
 
 
-@pytest.mark.parametrize("how", ["garbage", "truncated", "bad_state"])
+@pytest.mark.parametrize("how", ["garbage", "flipped", "truncated", "bad_state"])
 def test_the_service_sets_an_unreadable_checkpoint_aside_and_goes_on(tmp_path, how):
     market = synthetic_market(symbols=("BTC/USDT", "ETH/USDT"), seconds=120, depth=10, seed=5)
     staging = tmp_path / "staging"
