@@ -354,13 +354,16 @@ def load_config(explicit: str | os.PathLike | None = None, secrets: bool = True)
     `secrets=False`: for read-only commands, see `parse_config`."""
     path = config_path(explicit)
     try:
-        text = path.read_text()
+        text = path.read_bytes()  # bytes: YAML's own encoding rule (UTF-8, or UTF-16 with a BOM: a Windows editor's)
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found (use --config or $FLUXFORGE_CONFIG)") from None
     except OSError as e:
         raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
     try:
         data = yaml.safe_load(text)
+    except yaml.reader.ReaderError as e:
+        byte = f"{e.character:#04x}" if isinstance(e.character, int) else repr(e.character)
+        raise ConfigError(f"{path}: not UTF-8 text (byte {byte} at offset {e.position}): save it as UTF-8") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1} column {mark.column + 1}" if mark else ""

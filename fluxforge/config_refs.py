@@ -69,6 +69,9 @@ def _read_ref(path: tuple, kind: str, name: str) -> str:
         return (Path(cred_dir) / name).read_text().strip()
     except OSError as e:
         raise UnresolvedReference(f"{where}: credential {name!r} cannot be read: {e.strerror} ({credential_hint(name)})") from None
+    except UnicodeDecodeError as e:
+        raise UnresolvedReference(f"{where}: credential {name!r} is not UTF-8 text (byte {e.object[e.start]:#04x} at "
+                                  f"offset {e.start}; {credential_hint(name)})") from None
 
 
 def credential_hint(name: str) -> str:

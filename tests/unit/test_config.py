@@ -223,6 +223,25 @@ def test_unreadable_credential_error_names_the_packaged_file(tmp_path, monkeypat
     assert "/etc/fluxforge/credentials/missing" in str(e.value)
 
 
+def test_config_file_encodings(tmp_path, monkeypatch):
+    """YAML's encoding rule: UTF-8, or UTF-16 with a BOM (what some Windows editors save on the boot
+    partition) reads the same; any other bytes are one config error line (exit 78), not a traceback."""
+    text = f"data_dir: {tmp_path / 'data'}\nhost_id: pi01\n# caf\u00e9\n"
+    (tmp_path / "utf8.yaml").write_text(text, encoding="utf-8")
+    (tmp_path / "utf16.yaml").write_text(text, encoding="utf-16")  # BOM first
+    assert load_config(tmp_path / "utf16.yaml") == load_config(tmp_path / "utf8.yaml")
+    (tmp_path / "latin1.yaml").write_text(text, encoding="latin-1")
+    run = subprocess.run([sys.executable, "-m", "fluxforge", "config", "check", "--config", str(tmp_path / "latin1.yaml")],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 78 and "Traceback" not in run.stderr
+    assert "latin1.yaml: not UTF-8 text (byte 0xe9 at offset" in run.stderr and "save it as UTF-8" in run.stderr
+    (tmp_path / "creds").mkdir()
+    (tmp_path / "creds" / "fluxforge_s3_secret").write_bytes(b"\x00\xffbinary")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path / "creds"))
+    with pytest.raises(ConfigError, match="credential 'fluxforge_s3_secret' is not UTF-8 text"):
+        parse_config({"sync": {"aws_secret_access_key": "${credential:fluxforge_s3_secret}"}})
+
+
 def test_unreachable_endpoint_error_line_masks_userinfo(tmp_path):
     import socket
     s = socket.socket()
