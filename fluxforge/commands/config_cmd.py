@@ -41,10 +41,12 @@ def run_import_daedalus(args: argparse.Namespace) -> int:
     from ..migrate.daedalus_config import TranslationError, translate
 
     try:
-        with open(args.old, encoding="utf-8") as f:
+        with open(args.old, "rb") as f:  # bytes: YAML's encoding rule (UTF-8, or UTF-16 with a BOM)
             old = yaml.safe_load(f)
     except OSError as e:
         raise UserError(f"{args.old}: cannot read: {e.strerror}") from None
+    except yaml.reader.ReaderError as e:
+        raise UserError(f"{args.old}: not UTF-8 text (offset {e.position}): save it as UTF-8") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""

@@ -399,11 +399,12 @@ def test_warnings_go_to_stderr_and_the_config_alone_to_stdout(tmp_path):
 
 
 @pytest.mark.parametrize("text, needle", [("ingestion: [\n", "invalid YAML"), ("- a\n", "mapping at the top level"),
+                                          ("# caf\u00e9, saved as Latin-1\n", "not UTF-8 text"),
                                           ("features: {rolling_windows: [-5]}\n",
                                            "etl.features.horizons: Value error, must be positive")])
 def test_unusable_old_files_are_one_clear_line(tmp_path, text, needle):
     old = tmp_path / "old.yaml"
-    old.write_text(text)
+    old.write_text(text, encoding="latin-1" if "Latin-1" in text else "utf-8")
     r = _cli("config", "import-daedalus", str(old))
     assert r.returncode == 2 and needle in r.stderr and "Traceback" not in r.stderr and r.stdout == ""
     if "horizons" in needle:
