@@ -69,7 +69,7 @@ def parse_range(date: str | None, last: str | None, now: datetime | None = None)
 
 def run(args: argparse.Namespace) -> int:
     from ..cli import UserError
-    from ..observe.feature_tree import NoBars, newest_date, pick_interval, resolve_symbol
+    from ..observe.feature_tree import NoBars, UnreadableFeatureFile, newest_date, pick_interval, resolve_symbol
     from ..observe.report import ReportError, chart_symbol, load_pyplot
     from ._data_dir import load_for_data_dir
 
@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
         interval = args.interval or pick_interval(features, exchange, symbol, start, end)
         out = args.output or f"report-{symbol}-{start:%Y%m%d}.png"
         series, panels = chart_symbol(features, exchange, symbol, interval, out, start, end, args.features)
-    except (NoBars, ReportError) as e:
+    except (NoBars, ReportError, UnreadableFeatureFile) as e:
         raise UserError(str(e), exit_code=1) from None
     print(f"wrote {out}: {exchange} {symbol}, {series.describe()}, panels: {'; '.join(p.title for p in panels)}")
     return 0

@@ -313,7 +313,7 @@ async def _drain(etl: ServiceChild, counts: LiveCounts, progress: DemoProgress, 
 
 
 def _draw_chart(summary: DemoSummary, opts: DemoOptions) -> None:
-    from ..observe.feature_tree import NoBars, resolve_symbol
+    from ..observe.feature_tree import NoBars, UnreadableFeatureFile, resolve_symbol
     from ..observe.report import ReportError, chart_symbol
 
     out = opts.directory / "chart.png"
@@ -324,5 +324,5 @@ def _draw_chart(summary: DemoSummary, opts: DemoOptions) -> None:
                                  title=f"fluxforge demo: {exchange} {symbol}, {interval}s bars and hf rows, "
                                        f"{opts.seconds:.0f} s of a simulated market")
         summary.chart = out
-    except (NoBars, ReportError) as e:
+    except (NoBars, ReportError, UnreadableFeatureFile) as e:
         summary.chart_note = str(e)

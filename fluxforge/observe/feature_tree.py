@@ -27,6 +27,18 @@ class NoBars(Exception):
     """Nothing matches; the message says what exists instead."""
 
 
+class UnreadableFeatureFile(Exception):
+    """A file the read needs is not readable Parquet (a damaged card); the message names it."""
+
+
+def _read(path: Path, columns: list[str] | None = None, schema_only: bool = False):
+    try:
+        return pq.read_schema(path) if schema_only else pq.read_table(path, columns=columns)
+    except (pa.ArrowInvalid, OSError) as e:
+        raise UnreadableFeatureFile(f"{path}: cannot be read ({e}); move it away, or recompute it with "
+                                    "`fluxforge replay` (docs/operations.md)") from None
+
+
 @dataclass(frozen=True)
 class BarSeries:
     """Bars of one exchange + symbol + interval, sorted by time (and the hf rows of the same range)."""
@@ -138,7 +150,7 @@ def hf_columns(features_dir: Path, exchange: str, symbol: str) -> list[str]:
         files = sorted(p for p in (_symbol_dir(features_dir, None, exchange, symbol) / f"date={date}").glob("*.parquet")
                        if not p.name.startswith("."))
         if files:
-            return pq.read_schema(files[-1]).names
+            return _read(files[-1], schema_only=True).names
     return []
 
 
@@ -168,7 +180,7 @@ def read_rows(features_dir: Path, interval_s: int | None, exchange: str, symbol:
         part_dir = _symbol_dir(features_dir, interval_s, exchange, symbol, tree) / f"date={date}"
         for f in sorted(part_dir.glob("*.parquet")):
             if not f.name.startswith("."):
-                tables.append(pq.read_table(f, columns=columns))
+                tables.append(_read(f, columns))
     if not tables:
         return no_rows()
     table = pa.concat_tables(tables, promote_options="permissive")

@@ -133,6 +133,16 @@ def test_symbol_errors_name_what_exists(tmp_path, capsys):
     assert "no 1s bars for okx BTC-USDT between 2024-08-07 00:00" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("tree", ["bars/interval=1s", "hf"])
+def test_a_damaged_feature_file_is_one_clear_line_naming_it(tmp_path, capsys, tree):
+    write_bars(tmp_path, DAY1 + timedelta(hours=1), 60)
+    bad = next((tmp_path / "features" / tree).rglob("part-*.parquet"))
+    bad.write_bytes(bad.read_bytes()[:-30])  # truncated: no footer
+    assert report(tmp_path, "--symbol", "BTC/USDT", "-o", str(tmp_path / "chart.png")) == 1
+    err = capsys.readouterr().err
+    assert f"{bad}: cannot be read" in err and "fluxforge replay" in err and "Traceback" not in err
+
+
 @pytest.mark.parametrize("argv, needle", [
     (["--last", "yesterday"], "--last 'yesterday': expected a duration"),
     (["--date", "08/08/2024"], "--date '08/08/2024': expected YYYY-MM-DD"),
