@@ -38,13 +38,17 @@ def parse_time(text: str) -> int:
 
 
 def _books(seg: Path) -> pa.Table:
-    from .inspection import read_journal
+    from .inspection import InspectError, read_journal
     finished = seg / bronze.channel_file("orderbook", finished=True)
-    if finished.is_file():
-        return pq.read_table(finished)
     journal = seg / bronze.channel_file("orderbook", finished=False)
-    if journal.is_file():
-        return read_journal(journal)[0]
+    try:
+        if finished.is_file():
+            return pq.read_table(finished)
+        if journal.is_file():
+            return read_journal(journal)[0]
+    except (pa.ArrowInvalid, OSError, InspectError) as e:  # a damaged file: say which, as inspect does
+        raise BookViewError(f"{finished if finished.is_file() else journal}: cannot be read "
+                            f"({str(e).splitlines()[0]}); `fluxforge inspect {seg}` says what is wrong") from None
     raise BookViewError(f"{seg}: no orderbook file")
 
 

@@ -203,6 +203,15 @@ def test_book_at_rebuilds_the_segment_book_at_that_time(tmp_path, capsys):
     assert "100.1" in text and "100.4" in text and "gaps 1" in text
 
 
+def test_book_at_on_a_damaged_orderbook_file_is_one_clear_line(tmp_path, capsys):
+    seg, t = _delta_segment(tmp_path)
+    book = next(p for p in seg.iterdir() if p.stem == "orderbook")
+    book.write_bytes(book.read_bytes()[:-40] if book.suffix == ".parquet" else b"\xff" * 64)
+    assert main(["inspect", str(seg), "--book-at", str(t[2] // 1_000_000), "--symbol", "BTC/USDT"]) == 1
+    err = capsys.readouterr().err
+    assert f"{book}: cannot be read" in err and "Traceback" not in err
+
+
 def test_book_at_needs_a_symbol_and_a_time(tmp_path, capsys):
     seg, _ = _delta_segment(tmp_path)
     assert main(["inspect", str(seg), "--book-at", "noon", "--symbol", "BTC/USDT"]) == 1
