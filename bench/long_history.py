@@ -1,18 +1,20 @@
-"""Compaction's daily run over a long compacted history: what it costs to find nothing to do.
+"""A long history on a box left on a shelf: what compaction's daily run and `fluxforge status` cost.
 
 Why: the timer runs `fluxforge compact` every day over every closed partition of the feature
 tree, and a box left on a shelf keeps a year or more of them (20 symbols x 9 product trees =
 180 partitions a day). Each is already one merged file; the run must still look at it.  It
 used to read one or two Parquet footers per partition (17 s of CPU for a year here, and on a
 Pi, with a cold SD card, minutes a day, growing with every day kept); a partition of fewer
-than two parts is now passed over from its directory listing.
+than two parts is now passed over from its directory listing.  `fluxforge status` counts the
+feature files and bytes of every tree (one stat a file now, two before).
 
 Data: DAYS days x TREES x SYMBOLS partitions, each holding one merged file (a real Parquet
 file with a `fluxforge.compaction` footer), as compaction leaves them.
-Measured (process CPU, min of ROUNDS): `compact(cfg)` (a real run: recovery checks and the
-plan of every closed partition, no merge to make) against a baseline in the same run: a bare
-`os.walk` of the same tree that lists every file (the least any run must do).
-Run: .venv/bin/python bench/compact_history.py [--days 365] [--symbols 20] [--rounds 3]
+Measured (process CPU, min of ROUNDS), each against a baseline in the same run: a bare
+`os.walk` of the same tree that lists every file (the least any scan must do):
+  compact(cfg)        a real run: recovery checks and the plan of every closed partition, no merge
+  feature_summary()   status's count of the feature files, their bytes and the newest
+Run: .venv/bin/python bench/long_history.py [--days 365] [--symbols 20] [--rounds 3]
 """
 from __future__ import annotations
 
@@ -34,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from fluxforge.config import parse_config  # noqa: E402
 from fluxforge.logs import configure_logging  # noqa: E402
 from fluxforge.maintenance.compaction import META_KEY, compact  # noqa: E402
+from fluxforge.observe.status import feature_summary  # noqa: E402
 
 TREES = ("hf", "bars/interval=5s", "bars/interval=60s", "bars/interval=300s", "trade_bars/interval=60s",
          "volume_bars", "dollar_bars", "trades", "ticker")
@@ -79,7 +82,7 @@ def main() -> None:
         cfg = parse_config({"data_dir": str(tmp / "data"), "host_id": "pi01"})
         files = make_history(cfg.features_dir, args.days, args.symbols)
         today = FIRST_DAY + timedelta(days=args.days + 2)
-        base, run = [], []
+        base, run, status = [], [], []
         for _ in range(args.rounds):
             t = time.process_time()
             assert walk(cfg.features_dir) == files
@@ -87,16 +90,22 @@ def main() -> None:
             t = time.process_time()
             report = compact(cfg, today=today)
             run.append(time.process_time() - t)
+            t = time.process_time()
+            summary = feature_summary(cfg.features_dir)
+            status.append(time.process_time() - t)
+            if sum(v["files"] for v in summary.values()) != files:
+                raise RuntimeError(f"status counted other files than the {files} made: {summary}")
             if report.partitions != files or report.groups or getattr(report, "unreadable", None) \
                     or getattr(report, "failed", None):  # (getattr: the bench also runs on older commits)
                 raise RuntimeError(f"expected {files} partitions and nothing to do: {report}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    a, b = min(base), min(run)
-    print(f"compaction over history: {args.days} days x {len(TREES)} trees x {args.symbols} symbols = "
+    a, b, c = min(base), min(run), min(status)
+    print(f"a long history: {args.days} days x {len(TREES)} trees x {args.symbols} symbols = "
           f"{files} compacted partitions; min of {args.rounds}")
     print(f"os.walk listing every file {a:.2f} s   compact() with nothing to merge {b:.2f} s   ratio {b / a:.1f}   "
           f"{b / files * 1e6:.0f} us per partition")
+    print(f"status feature_summary() {c:.2f} s   ratio {c / a:.1f}")
 
 
 if __name__ == "__main__":
