@@ -62,6 +62,7 @@ class RowQueue:
         self._in_flight: deque[tuple[int, int, float]] = deque()  # (rows, bytes, oldest time) at the writer
         self._space = asyncio.Event()
         self._space.set()
+        self.reading_resumed_at = 0.0  # monotonic time `block` last let the readers read again
 
     # -- producer side (synchronous, inside ccxt's handler) -------------------
     def admit(self, exchange: str, channel: str, symbol: str, nbytes: int = ROW_BYTES) -> bool:
@@ -89,6 +90,12 @@ class RowQueue:
         if self.policy == "block":
             await self._space.wait()
 
+    @property
+    def reading_paused(self) -> bool:
+        """The `block` policy has stopped the websocket readers: a connection's silence now is ours,
+        not the exchange's (the stall monitor does not count it)."""
+        return self.policy == "block" and not self._space.is_set()
+
     # -- consumer side ---------------------------------------------------------
     def take(self) -> tuple[dict[str, ChannelBuffer], int]:
         """Hand the current buffers to the writer; rows stay counted until `done()`."""
@@ -113,7 +120,9 @@ class RowQueue:
             _rows, nbytes, _t = self._in_flight.popleft()
             self.pending -= n
             self.pending_bytes -= nbytes
-        if not self.full:
+        if not self.full and not self._space.is_set():
+            if self.policy == "block":
+                self.reading_resumed_at = time.monotonic()
             self._space.set()
 
     def oldest_age(self) -> float:

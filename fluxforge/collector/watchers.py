@@ -147,7 +147,10 @@ class StallMonitor:
     latest message (ccxt stamps `last_message_at` with the wall clock): a step of the wall
     clock (NTP after a boot without RTC, `date -s`, a VM resumed) neither fails every
     connection at once (forward) nor hides a dead one for as long as the step (back).
-    A silence is seen at most one check interval late."""
+    A silence is seen at most one check interval late.  While the `block` overflow policy has
+    stopped the readers (a slow disk), silence is the collector's own and is not counted: it
+    counts from when reading resumed, so a writer stuck for longer than `stall_timeout` does
+    not fail every healthy connection into a reconnect and resync."""
 
     def __init__(self, exchange: Any, exchange_id: str, channel_symbols: dict[str, list[str]],
                  cfg: CollectorConfig, recorder: Recorder):
@@ -161,14 +164,16 @@ class StallMonitor:
 
     def check(self) -> None:
         now = time.monotonic()
+        queue = self.recorder.queue
         progress, self._progress = self._progress, {}
         for client in list((self.exchange.clients or {}).values()):
             if client.closed() or not client.isConnected:
                 continue
             stamps = (client.last_message_at, client.connectionEstablished)  # compared, never subtracted
             seen, since = progress.get(client, (None, now))
-            if seen != stamps:
-                since = now  # a message (or a new connection) since the last check
+            if seen != stamps or queue.reading_paused:
+                since = now  # a message (or a new connection) since the last check, or not reading
+            since = max(since, queue.reading_resumed_at)
             self._progress[client] = (stamps, since)
             silent = now - since
             if silent <= self.timeout:

@@ -1,5 +1,6 @@
 """The bounded queue under a stalled writer: `drop` drops and accounts for every row,
-`block` stops reading the sockets; memory stays bounded either way and collection resumes.
+`block` stops reading the sockets (and the stall monitor does not take that pause for a dead
+connection); memory stays bounded either way and collection resumes.
 Either way the stored books stay rebuildable: after dropped book rows, the next one is a
 snapshot (`resync`, `after dropped rows`)."""
 from __future__ import annotations
@@ -31,7 +32,9 @@ def test_overflow_policy(tmp_path, policy):
                 # every symbol's book synced before anything is dropped, so its first stored row is its sync point
                 await wait_until(lambda: w.durable_rows > 100 and all(
                     ("binance", "orderbook", s) in rec.last_seen for s in SYMBOLS), 30, what="collecting")
-                stuck = w._io.submit(time.sleep, 2.0)  # the writer falls behind
+                # the writer falls behind for longer than stall_timeout: under `block` the readers stop,
+                # and that silence is the collector's own -- no connection may be failed as stalled
+                stuck = w._io.submit(time.sleep, cfg.collector.stall_timeout + 1.0)
                 peak = 0
                 while not stuck.done():
                     peak = max(peak, q.pending)
@@ -64,3 +67,5 @@ def test_overflow_policy(tmp_path, policy):
     else:
         # reading stopped and resumed: nothing dropped, the buffered frames fit the block slack
         assert dropped == 0 and not drops
+    assert not rows_of(ev, event="stall"), "a connection was failed for the collector's own pause"
+    assert [e["reason"] for e in rows_of(ev, event="reconnect")] == ["collector start"]
