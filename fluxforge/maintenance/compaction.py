@@ -25,7 +25,9 @@ A part that cannot be read (a truncated or corrupt file: bit rot on an SD card) 
 never merged or deleted: it ends a run of parts in planning (its footer unreadable)
 or fails its merge (its data unreadable), is listed in the report with the error,
 and every other merge goes on -- one bad file must not stop compaction for good.
-Only a full or read-only disk stops the run (the inputs are kept either way).  Only partitions dated before `closed_before()` are touched: the
+Only a full or read-only disk stops the run (the inputs are kept either way).
+
+Only partitions dated before `closed_before()` are touched: the
 ETL may still write any date on or after the start of a pending segment, and
 (through its reorder window, carried across segments) a little before it, so a
 pending segment started at t keeps dates from (t - reorder_window - 1 h) open.
