@@ -7,12 +7,18 @@ rename over the final name, fsync the directory -- so it lives here once.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
+
+# Errors of the disk rather than of one file: what they stop, time or an operator can mend.
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})  # free space and it goes on
+DISK_UNWRITABLE_ERRNOS = DISK_FULL_ERRNOS | {errno.EROFS}  # nothing can be written: stop, keep all
+ENV_ERRNOS = DISK_UNWRITABLE_ERRNOS | {errno.EIO, errno.ENOMEM}  # retry later, never fail the input
 
 
 def fsync_dir(path: str | os.PathLike) -> None:

@@ -10,18 +10,17 @@ by construction never held data.
 """
 from __future__ import annotations
 
-import errno
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .active_segment import remove_abandoned_creations
 from .finish import finish_segment_with_manifest
 from .journal import JournalUnreadable
+from ..fsio import DISK_FULL_ERRNOS
 from ..logs import get_logger
 from .segments import SegmentStore
 
 log = get_logger("fluxforge.recovery")
-DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
 @dataclass

@@ -31,7 +31,6 @@ a row that is not there.
 from __future__ import annotations
 
 import asyncio
-import errno
 import shutil
 import time
 from collections import Counter
@@ -44,6 +43,7 @@ from ..bronze.finish import finish_segment_with_manifest
 from ..config import Config
 from ..bronze.journal import JournalUnreadable
 from ..bronze.schemas import segment_channels
+from ..fsio import DISK_FULL_ERRNOS
 from ..logs import get_logger
 from ..bronze.segments import SegmentStore
 from .book_chain import BookChainGuard
@@ -53,7 +53,6 @@ from .rows import ChannelBuffer
 
 log = get_logger("fluxforge.collector.writer")
 MB = 1024 * 1024
-DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 MAX_CARRIED_EVENTS = 10000
 DISK_FULL_REASON = "disk full"
 

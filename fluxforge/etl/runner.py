@@ -22,11 +22,11 @@ segment in processing/ to be retried; they are not the data's fault.
 """
 from __future__ import annotations
 
-import errno
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import DEFAULT_MAX_GAP_MS, Config, FeatureOptions, TradeOptions
+from ..fsio import DISK_FULL_ERRNOS, ENV_ERRNOS
 from ..logs import get_logger
 from ..bronze.segments import SegmentId, SegmentStore
 from . import chunk_log
@@ -40,8 +40,6 @@ log = get_logger("fluxforge.etl")
 
 
 OLDER_THAN_CHECKPOINT = "older than the checkpoint: use `fluxforge replay`"
-ENV_ERRNOS = frozenset({errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EROFS, errno.ENOMEM})
-DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
 class RetryLater(Exception):

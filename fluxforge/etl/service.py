@@ -32,7 +32,8 @@ from . import chunk_log, memory_trim
 from .live_follow import LiveFollower, Publication
 from .live_wake import LiveWake
 from .ready_watch import ReadyWatcher
-from .runner import ENV_ERRNOS, EtlRunner, Outcome, RetryLater
+from ..fsio import ENV_ERRNOS
+from .runner import EtlRunner, Outcome, RetryLater
 
 log = get_logger("fluxforge.etl")
 BACKOFF_MAX = 60.0

@@ -34,7 +34,6 @@ pending segment started at t keeps dates from (t - reorder_window - 1 h) open.
 """
 from __future__ import annotations
 
-import errno
 import json
 import os
 from dataclasses import dataclass, field
@@ -46,7 +45,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..config import Config
-from ..fsio import atomic_write_json, fsync_dir, fsync_file
+from ..fsio import DISK_UNWRITABLE_ERRNOS, atomic_write_json, fsync_dir, fsync_file
 from ..logs import get_logger
 from ..bronze.segments import SegmentId, SegmentStore
 from ..etl.naming import part_name, part_segments
@@ -61,7 +60,6 @@ ROW_GROUP_BYTES = 16 * 1024 * 1024  # decoded size cap of a merged row group: re
 READ_BATCH_ROWS = 16384
 _PENDING_STATES = ("active", "ready", "processing")
 _CARRY_MARGIN = timedelta(hours=1)  # exchange/receive clock skew on top of the ETL reorder window
-_STOP_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})  # the disk, not a file: stop the run
 
 log = get_logger("fluxforge.compaction")
 
@@ -358,7 +356,7 @@ def compact(cfg: Config, dry_run: bool = False, today: date | None = None, progr
             try:
                 rows, size = merge_group(group, cfg.etl.row_group_rows)
             except OSError as e:
-                if e.errno in _STOP_ERRNOS:
+                if e.errno in DISK_UNWRITABLE_ERRNOS:
                     raise  # the inputs are kept; with room (or a writable disk) again the next run goes on
                 _merge_failed(report, group, e)
                 continue
