@@ -33,6 +33,8 @@ def s3_error_kind(message: str) -> str:
 def record_compaction(run: JobRun, report: Any) -> None:
     run.set(M.COMPACT_FILES, report.files_in)
     run.set(M.COMPACT_BYTES, report.bytes_out)
+    run.set(M.COMPACT_UNREADABLE, len(report.unreadable))  # apart from the outcome: one damaged file vs a
+    run.set(M.COMPACT_FAILED, len(report.failed))          # compaction that could not run at all
 
 
 def record_retention(run: JobRun, files: int, bytes_: int) -> None:

@@ -118,6 +118,10 @@ JOB_DURATION = _d("fluxforge_task_duration_seconds", GAUGE, "duration of the tas
 JOB_OUTCOME = _d("fluxforge_task_outcome", GAUGE, "1 for the outcome of the task's last run, else 0", "task", "outcome")
 COMPACT_FILES = _d("fluxforge_compact_files_merged", GAUGE, "part files merged by the last compaction")
 COMPACT_BYTES = _d("fluxforge_compact_bytes_written", GAUGE, "bytes written by the last compaction")
+COMPACT_UNREADABLE = _d("fluxforge_compact_unreadable_files", GAUGE,
+                        "feature files the last compaction could not read (kept as they are; docs/operations.md)")
+COMPACT_FAILED = _d("fluxforge_compact_failed_merges", GAUGE,
+                    "merges the last compaction could not make (their inputs kept)")
 SYNC_UPLOADED_FILES = _d("fluxforge_sync_uploaded_files", GAUGE, "files uploaded and verified by the last sync")
 SYNC_UPLOADED_BYTES = _d("fluxforge_sync_uploaded_bytes", GAUGE, "bytes uploaded and verified by the last sync")
 SYNC_FAILED_FILES = _d("fluxforge_sync_failed_files", GAUGE, "files the last sync failed to upload or verify")

@@ -124,6 +124,7 @@ def test_the_command_does_the_rest_and_fails_the_run_with_the_files_named(tree, 
     hf = hf_partition(tree)
     bad = sorted(hf.glob("part-*.parquet"))[0]
     truncate_footer(bad)
+    readable = sum(len(list(p.glob("part-*.parquet"))) for p in all_partitions(tree)) - 1
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump({"data_dir": str(tree.data_dir), "host_id": "pi01",
                                       "compaction": {"target_file_mb": 1},
@@ -135,6 +136,8 @@ def test_the_command_does_the_rest_and_fails_the_run_with_the_files_named(tree, 
     assert '"event": "compaction_unreadable_part"' in run.stdout + run.stderr
     prom = (tmp_path / "textfiles" / "fluxforge_compact.prom").read_text()
     assert 'fluxforge_task_outcome{outcome="failure",task="compact"} 1.0' in prom, prom
+    assert "fluxforge_compact_unreadable_files 1.0" in prom and "fluxforge_compact_failed_merges 0.0" in prom
+    assert f"fluxforge_compact_files_merged {readable}.0" in prom, prom  # everything else was merged
     for partition in all_partitions(tree):
         files = sorted(partition.glob("part-*.parquet"))
         if partition == hf:  # the bad first part kept, the other 23 merged
