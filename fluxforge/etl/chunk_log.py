@@ -64,8 +64,24 @@ def _append_line(path: Path, line: str) -> None:
 
 
 def finished(path: Path) -> bool:
-    """Whether the live path finished the segment (so it may have published all of its rows)."""
-    return path.is_file() and b'"finished"' in path.read_bytes()
+    """Whether the live path finished the segment (so it may have published all of its rows).
+
+    A whole line that cannot be read (bit rot) may have been the mark: it counts as one, so that a
+    restarted ETL sends the segment's rows again flagged as replays rather than a second time unflagged."""
+    if not path.is_file():
+        return False
+    data = path.read_bytes()
+    if b'"finished"' in data:
+        return True
+    for line in data.split(b"\n")[:-1]:  # (the part after the last newline is a torn append, never the mark)
+        try:
+            entry = json.loads(line)
+            [int(entry[c]) for c in CHANNELS]
+        except (ValueError, KeyError, TypeError):
+            log.warning("live_chunks_damaged", path=str(path), line=line[:80].decode("utf-8", "replace"),
+                        note="a line of the live log cannot be read; the segment's rows are sent again flagged replay")
+            return True
+    return False
 
 
 def read(path: Path) -> list[Ends]:

@@ -461,11 +461,13 @@ def test_a_live_finish_on_other_rows_than_the_parquet_files_hold_is_not_taken(tm
         {k: row_keys(t) for k, t in _replayed(root, tmp_path / "again").items()}
 
 
-def test_a_restart_after_finishing_from_the_journals_publishes_that_segment_as_replays(tmp_path):
+@pytest.mark.parametrize("damage", [None, "flipped", "unreadable"])
+def test_a_restart_after_finishing_from_the_journals_publishes_that_segment_as_replays(tmp_path, damage):
     """The live path finished a segment from its closed journals and the ETL restarted before the
     collector had written the segment out: the new process must not follow it again (its last rows
     would go out a second time unflagged) -- the segment job sends all of it as replays, then the
-    live path follows the next segment from the checkpoint."""
+    live path follows the next segment from the checkpoint.  Also when bit rot damaged the
+    `finished` mark (before, that segment was followed again and its last rows sent unflagged)."""
     root = tmp_path / "data"
     runner = _runner(root)
     follower = LiveFollower(runner)
@@ -481,6 +483,12 @@ def test_a_restart_after_finishing_from_the_journals_publishes_that_segment_as_r
     seg.close()
     last = follower.step()
     assert follower.finished is not None and last  # its last rows went to the hub
+    if damage:
+        log = chunk_log.state_path(runner.state_dir, seg.path.name)
+        mark = log.read_bytes().splitlines(keepends=True)[-1]
+        assert b'"finished"' in mark
+        bad = bytes(b ^ 0x04 for b in mark[:-1]) if damage == "flipped" else b"\xff\xfe not a chunk"
+        log.write_bytes(log.read_bytes()[:-len(mark)] + bad + b"\n")
     runner = _runner(root)  # the ETL restarts; the collector has not finished the old segment yet
     follower = LiveFollower(runner)
     assert follower.step() == [] and follower.current is None
