@@ -1,6 +1,8 @@
 """Sync throughput: MB/s uploaded to moto (server mode, HTTP on 127.0.0.1) by `fluxforge sync`
 with the configured workers -- including local CRC32C, HEAD verification and the sqlite state --
 versus a plain sequential `client.upload_file` loop over the same files, in the same run.
+Also what checking bronze files against their manifests' sha256 before upload adds
+(sync/bronze_integrity.py), on the same bytes laid out as bronze segments, against that sync.
 
 Data: 24 feature parts of 2 MB and 2 of 16 MB (multipart, 8 MB chunks), incompressible.
 Run: .venv/bin/python bench/sync.py [--workers N]   (make bench)
@@ -49,6 +51,27 @@ def make_files(root: Path) -> list[Path]:
     return files
 
 
+def as_bronze(files: list[Path], root: Path) -> list:
+    """The same bytes as finished segments of four channel files with their manifests."""
+    import hashlib
+    import json
+
+    from fluxforge.sync.layout import segment_files
+
+    out = []
+    for s in range(0, len(files), 4):
+        seg = root / f"seg-bench-20240808T{s // 4:02d}0000Z-{s + 1:06d}"
+        seg.mkdir(parents=True)
+        channels = {}
+        for ch, f in zip(("orderbook", "trades", "events", "ticker"), files[s:s + 4]):
+            data = f.read_bytes()
+            (seg / f"{ch}.parquet").write_bytes(data)
+            channels[ch] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+        (seg / "manifest.json").write_text(json.dumps({"channels": channels}))
+        out += segment_files(seg)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--workers", type=int, default=None, help="default: sync.workers from the config defaults (4)")
@@ -93,6 +116,18 @@ def main() -> None:
         print(f"fluxforge sync, workers={cfg.sync.workers}, {cfg.sync.checksum_algorithm} + HEAD verify: "
               f"{ours_mbs:7.1f} MB/s  ({ours_s:.2f} s)")
         print(f"ratio sync/baseline: {ours_mbs / base_mbs:.2f}x")
+
+        from fluxforge.sync.bronze_integrity import damaged
+
+        bronze = as_bronze(files, Path(tmp) / "bronze")
+        checks = []
+        for _round in range(ROUNDS):
+            t = time.perf_counter()
+            assert not damaged(bronze, cfg.sync.workers)
+            checks.append(time.perf_counter() - t)
+        check_s = statistics.median(checks)
+        print(f"bronze check before upload (size + sha256 vs manifest), same bytes: {check_s:.2f} s, "
+              f"{check_s / ours_s:.2f}x of that sync's time ({total / MB / check_s:.0f} MB/s)")
 
 
 if __name__ == "__main__":

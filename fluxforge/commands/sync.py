@@ -111,13 +111,15 @@ def _sync(args, cfg, target, log, job) -> int:
         with Progress(None, "sync", unit="B") as progress:
             rep = run_sync(cfg, target, state, dry_run=args.dry_run, progress=progress)
     log.info("sync_finished", dry_run=args.dry_run, planned=rep.planned, uploaded=rep.uploaded, bytes=rep.bytes,
-             already_current=rep.already_current, failed=len(rep.failed), superseded_deleted=rep.superseded_deleted,
+             already_current=rep.already_current, failed=len(rep.failed), damaged=len(rep.damaged), superseded_deleted=rep.superseded_deleted,
              local_deleted=rep.local_deleted, retention_deleted=rep.retention_deleted)
     for logical, why in rep.failed:
         print(f"FAILED {logical}: {why}")
+    for path, why in rep.damaged:
+        print(f"DAMAGED {path}: {why}; not uploaded, kept (docs/operations.md, 'A damaged bronze file')")
     if not args.dry_run:
         record_sync(job, cfg, rep, [])
-        job.outcome = "failure" if rep.failed else None
+        job.outcome = "failure" if rep.failed or rep.damaged else None
         with job_metrics(cfg, "retention") as retention:
             record_retention(retention, rep.retention_deleted, rep.retention_bytes)
-    return 1 if rep.failed else 0
+    return 1 if rep.failed or rep.damaged else 0

@@ -50,6 +50,7 @@ def record_sync(run: JobRun, cfg: Any, report: Any | None, errors: list[str]) ->
         run.set(M.SYNC_UPLOADED_FILES, report.uploaded)
         run.set(M.SYNC_UPLOADED_BYTES, report.bytes)
         run.set(M.SYNC_FAILED_FILES, len(report.failed))
+        run.set(M.SYNC_DAMAGED_FILES, len(report.damaged))  # not S3's errors: not among the kinds
         errors = errors + [why for _logical, why in report.failed]
     kinds = dict.fromkeys(S3_ERROR_KINDS, 0)
     for message in errors:

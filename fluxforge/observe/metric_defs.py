@@ -125,6 +125,8 @@ COMPACT_FAILED = _d("fluxforge_compact_failed_merges", GAUGE,
 SYNC_UPLOADED_FILES = _d("fluxforge_sync_uploaded_files", GAUGE, "files uploaded and verified by the last sync")
 SYNC_UPLOADED_BYTES = _d("fluxforge_sync_uploaded_bytes", GAUGE, "bytes uploaded and verified by the last sync")
 SYNC_FAILED_FILES = _d("fluxforge_sync_failed_files", GAUGE, "files the last sync failed to upload or verify")
+SYNC_DAMAGED_FILES = _d("fluxforge_sync_damaged_files", GAUGE,
+                        "bronze files that no longer match their segment's manifest (not uploaded, kept)")
 SYNC_BACKLOG_FILES = _d("fluxforge_sync_backlog_files", GAUGE, "files still waiting for a verified upload")
 SYNC_BACKLOG_BYTES = _d("fluxforge_sync_backlog_bytes", GAUGE, "bytes still waiting for a verified upload")
 SYNC_LAST_VERIFIED = _d("fluxforge_sync_last_verified_upload_timestamp_seconds", GAUGE,

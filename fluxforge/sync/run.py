@@ -33,6 +33,7 @@ from ..config import Config
 from ..logs import get_logger
 from ..maintenance.retention import delete_feature_file, delete_segment_dir, enforce
 from ..observe.stream_health import WINDOW_S
+from .bronze_integrity import damaged
 from .client import S3Target, check_bucket, error_code
 from .layout import LocalFile, done_segments, feature_files, finished_segments, partition_date, segment_files
 from .state import UploadState
@@ -62,6 +63,7 @@ class SyncReport:
     bytes: int = 0
     already_current: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
+    damaged: list[tuple[str, str]] = field(default_factory=list)  # bronze no longer as its manifest says: kept
     superseded_deleted: int = 0
     local_deleted: int = 0
     retention_deleted: int = 0
@@ -187,7 +189,12 @@ def _upload_all(cfg: Config, target: S3Target, state: UploadState, p: SyncPlan, 
     if progress is not None:
         progress.total = p.bytes()
     uploader = Uploader(target, state, cfg.sync, progress)
-    first = uploader.upload(p.data)
+    bad = damaged(p.data, cfg.sync.workers)
+    for f, why in bad.items():
+        log.error("bronze_file_damaged", file=f.logical, path=str(f.path), detail=why,
+                  hint="not uploaded, kept on disk; docs/operations.md, 'A damaged bronze file'")
+        report.damaged.append((str(f.path), why))
+    first = uploader.upload([f for f in p.data if f not in bad])
     ready = [m for m in p.manifests
              if all(state.is_current(f.logical, f.path) for f in segment_files(m.path.parent) if not f.is_manifest)]
     second = uploader.upload(ready)
