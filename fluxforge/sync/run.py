@@ -166,9 +166,14 @@ def run_sync(cfg: Config, target: S3Target, state: UploadState, dry_run: bool = 
     p = plan(cfg, state)
     report.planned, report.already_current = len(p.files), p.current
     if dry_run:
-        for f in p.files:
+        bad = _set_aside_damaged(cfg, p, report)
+        held = {f.segment for f in bad}  # their segments' manifests wait too
+        shipped = [f for f in p.files if f not in bad and not (f.is_manifest and f.segment in held)]
+        for f in shipped:
             print(f"upload {f.path} -> s3://{target.bucket}/{target.key(f.logical)}")
-        print(f"# dry run: {len(p.files)} files ({p.bytes() / 1e6:.1f} MB) to upload, {p.current} already verified in S3")
+        size = SyncPlan(data=shipped).bytes()
+        print(f"# dry run: {len(shipped)} files ({size / 1e6:.1f} MB) to upload, {p.current} already verified in S3"
+              + (f", {len(bad)} damaged kept back" if bad else ""))
         return report
     try:
         _upload_all(cfg, target, state, p, report, progress)
@@ -177,6 +182,16 @@ def run_sync(cfg: Config, target: S3Target, state: UploadState, dry_run: bool = 
         report.retention_deleted = len(deleted)
         report.retention_bytes = sum(v.bytes for v in deleted)
     return report
+
+
+def _set_aside_damaged(cfg: Config, p: SyncPlan, report: SyncReport) -> dict[LocalFile, str]:
+    """The planned bronze files that no longer match their manifests: named, never uploaded."""
+    bad = damaged(p.data, cfg.sync.workers)
+    for f, why in bad.items():
+        log.error("bronze_file_damaged", file=f.logical, path=str(f.path), detail=why,
+                  hint="not uploaded, kept on disk; docs/operations.md, 'A damaged bronze file'")
+        report.damaged.append((str(f.path), why))
+    return bad
 
 
 def _upload_all(cfg: Config, target: S3Target, state: UploadState, p: SyncPlan, report: SyncReport,
@@ -189,11 +204,7 @@ def _upload_all(cfg: Config, target: S3Target, state: UploadState, p: SyncPlan, 
     if progress is not None:
         progress.total = p.bytes()
     uploader = Uploader(target, state, cfg.sync, progress)
-    bad = damaged(p.data, cfg.sync.workers)
-    for f, why in bad.items():
-        log.error("bronze_file_damaged", file=f.logical, path=str(f.path), detail=why,
-                  hint="not uploaded, kept on disk; docs/operations.md, 'A damaged bronze file'")
-        report.damaged.append((str(f.path), why))
+    bad = _set_aside_damaged(cfg, p, report)
     first = uploader.upload([f for f in p.data if f not in bad])
     ready = [m for m in p.manifests
              if all(state.is_current(f.logical, f.path) for f in segment_files(m.path.parent) if not f.is_manifest)]

@@ -44,6 +44,12 @@ def test_a_damaged_bronze_file_is_kept_named_and_never_backed_up(mount_tmpfs, mo
     (fs / "textfiles").mkdir()
     capsys.readouterr()
 
+    assert main(["sync", "-c", str(cfg_path), "--dry-run"]) == 1  # what the run would do, reading every file
+    out = capsys.readouterr()[0]
+    assert out.count("DAMAGED") == 2 and f"upload {flipped}" not in out and f"upload {cut}" not in out
+    assert f"{segs[1].name}/manifest.json" not in out and f"upload {segs[0] / 'manifest.json'}" in out
+    assert "2 damaged kept back" in out and not remote_keys_all(moto, bucket)
+
     assert main(["sync", "-c", str(cfg_path)]) == 1
     out, err = capsys.readouterr()
     assert f"DAMAGED {flipped}: sha256" in out and f"DAMAGED {cut}: " in out and "truncated" in out
