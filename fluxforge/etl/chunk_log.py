@@ -76,8 +76,10 @@ def finished(path: Path) -> bool:
     for line in data.split(b"\n")[:-1]:  # (the part after the last newline is a torn append, never the mark)
         try:
             entry = json.loads(line)
-            [int(entry[c]) for c in CHANNELS]
-        except (ValueError, KeyError, TypeError):
+        except ValueError:
+            entry = None
+        # a chunk: channel row counts (all four, or a log from before ticker features); anything else is damage
+        if not (isinstance(entry, dict) and entry and all(k in CHANNELS and type(v) is int for k, v in entry.items())):
             log.warning("live_chunks_damaged", path=str(path), line=line[:80].decode("utf-8", "replace"),
                         note="a line of the live log cannot be read; the segment's rows are sent again flagged replay")
             return True

@@ -193,6 +193,24 @@ def test_a_damaged_line_ends_the_chunk_log_there_instead_of_failing_the_segment(
     assert {k for k in replayed if k[0] == "hf"} == {k for k in landed(root / "features") if k[0] == "hf"} != set()
 
 
+@pytest.mark.parametrize("lines, expected", [
+    ([b'{"events": 0, "orderbook": 5, "ticker": 1, "trades": 2}'], False),
+    ([b'{"events": 0, "orderbook": 5, "trades": 2}'], False),   # a log from before ticker features
+    ([b'{"events": 0, "orderbook": 5, "ticker": 1, "trades": 2}', b'{"finished": true}'], True),
+    ([b'{"events": 0, "orderbook": 5, "ticker": 1, "trades": 2}', b'{"finishee": true}'], True),  # one bit
+    ([b'{"events": 0, "orderbook": 5, "tickew": 1, "trades": 2}'], True),  # damage in a chunk: may hide a mark
+    ([b'\xff\xfe{"finished": true}'[:8]], True),
+    ([b'[1, 2]'], True),
+])
+def test_a_line_that_is_neither_a_chunk_nor_readable_counts_as_the_finished_mark(tmp_path, lines, expected):
+    log = tmp_path / "seg.chunks"
+    log.write_bytes(b"".join(line + b"\n" for line in lines))
+    assert chunk_log.finished(log) is expected
+    # the last append torn (no newline): a crash mid-write, before the rows it would cover went out
+    log.write_bytes(b"".join(line + b"\n" for line in lines[:-1]) + lines[-1])
+    assert chunk_log.finished(log) is (b'"finished"' in lines[-1])
+
+
 def test_after_a_restart_rows_published_before_are_replays(tmp_path):
     root, runner, outcome, pubs, _ = _run(tmp_path, restart_after=30)
     truth = {k: row_keys(t) for k, t in landed(root / "features").items()}
