@@ -101,6 +101,19 @@ def read_manifest(seg_dir: Path) -> dict:
     return json.loads((seg_dir / MANIFEST).read_text())
 
 
+def file_mismatch(path: Path, entry: dict) -> str | None:
+    """Why a finished segment's file is not the one its manifest entry recorded (size, then sha256),
+    or None: what the ETL checks before it reads a segment and sync before it ships one."""
+    size = path.stat().st_size
+    if "bytes" in entry and int(entry["bytes"]) != size:
+        return f"size {size} bytes but {MANIFEST} says {entry['bytes']} (truncated or replaced)"
+    if entry.get("sha256"):
+        digest = sha256_file(path)
+        if digest != entry["sha256"]:
+            return f"sha256 {digest[:16]}... does not match {MANIFEST} ({str(entry['sha256'])[:16]}...)"
+    return None
+
+
 def finish_segment(seg_dir: str | Path, store: SegmentStore, *, recovered: bool = False) -> Path:
     """Turn an active segment directory into a finished one in ready/; returns its new path."""
     return finish_segment_with_manifest(seg_dir, store, recovered=recovered)[0]

@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..bronze import schemas as bronze
-from ..fsio import sha256_file
+from ..bronze.finish import file_mismatch
 from ..bronze.segments import MANIFEST
 
 Key = tuple[str, str]  # (exchange, ccxt symbol)
@@ -110,13 +110,9 @@ class SegmentReader:
         path = self.dir / name
         if not path.is_file():
             raise BadSegment(f"{name}: listed in {MANIFEST} but missing")
-        size = path.stat().st_size
-        if "bytes" in entry and int(entry["bytes"]) != size:
-            raise BadSegment(f"{name}: size {size} bytes but {MANIFEST} says {entry['bytes']} (truncated or replaced)")
-        if entry.get("sha256"):
-            digest = sha256_file(path)
-            if digest != entry["sha256"]:
-                raise BadSegment(f"{name}: sha256 {digest[:16]}... does not match {MANIFEST} ({str(entry['sha256'])[:16]}...)")
+        why = file_mismatch(path, entry)
+        if why:
+            raise BadSegment(f"{name}: {why}")
         try:
             meta = pq.ParquetFile(path).metadata
             schema = pq.read_schema(path)

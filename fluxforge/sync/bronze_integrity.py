@@ -13,20 +13,18 @@ and the ETL refuses such a segment itself.
 """
 from __future__ import annotations
 
-import json
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from ..bronze.finish import file_mismatch, read_manifest
 from ..bronze.schemas import CHANNEL_SCHEMAS, listed_channel_file
-from ..bronze.segments import MANIFEST
-from ..fsio import sha256_file
 from .layout import LocalFile
 
 
 def recorded(seg_dir: Path) -> dict[str, dict]:
     """{file name: its manifest entry} of a finished segment ({} when the manifest is unreadable)."""
     try:
-        channels = json.loads((seg_dir / MANIFEST).read_bytes()).get("channels") or {}
+        channels = read_manifest(seg_dir).get("channels") or {}
         return {listed_channel_file(ch, entry): entry for ch, entry in channels.items()
                 if ch in CHANNEL_SCHEMAS and isinstance(entry, dict)}
     except (OSError, ValueError, AttributeError):
@@ -36,19 +34,13 @@ def recorded(seg_dir: Path) -> dict[str, dict]:
 def mismatch(path: Path, entry: dict) -> str | None:
     """Why the file is not the one its manifest entry describes (None when it is, or unknown)."""
     try:
-        size = path.stat().st_size
-        if "bytes" in entry and int(entry["bytes"]) != size:
-            return f"{size} bytes but {MANIFEST} says {entry['bytes']} (truncated or replaced)"
-        want = entry.get("sha256")
-        if want and (digest := sha256_file(path)) != want:
-            return f"sha256 {digest[:16]}... but {MANIFEST} says {str(want)[:16]}... (changed on disk)"
+        return file_mismatch(path, entry)
     except FileNotFoundError:
         return None  # moved away since the plan: the uploader skips it too
     except OSError as e:  # EIO: the card
         return f"cannot be read ({e})"
     except (TypeError, ValueError):
         return None  # a manifest entry that is not numbers: nothing to check against
-    return None
 
 
 def damaged(files: list[LocalFile], workers: int) -> dict[LocalFile, str]:
